@@ -1,0 +1,121 @@
+/*
+ * The self-describing fragment format and the stripe layout of an object.
+ *
+ * A fragment file (and the body of PUT/GET /v1/fragments/<id>) is:
+ *
+ *   header   DYNO_FRAG_HDR_SIZE bytes, little-endian:
+ *              0  "DYNOFRAG"            8  u16 version (1)   10 u8 k   11 u8 m
+ *             12  u8 index             13  u8 flags (bit 0: replica)
+ *             14  u16 catalog_len      16  u32 unit         20 u16 name_len   22 u16 0
+ *             24  key, 32 ASCII hex    56  catalog bytes, then name bytes, zero padding
+ *           1020  u32 CRC32C of bytes 0..1019
+ *   records  one per stripe s = 0, 1, ...: u32 len (1..unit), len payload bytes,
+ *            u32 CRC32C(payload)
+ *   end      u32 0
+ *   trailer  DYNO_FRAG_TRAILER_SIZE bytes:
+ *              0  "DYNOTAIL"   8 u64 object_size   16 sha256[32] of the whole object
+ *             48  u64 record count   56 u32 0   60 u32 CRC32C of bytes 0..59
+ *
+ * The object's SHA-256 and size are known only when a streaming put ends, so they live in
+ * the trailer. Every record but the last has len == unit, so record s starts at
+ * DYNO_FRAG_HDR_SIZE + s * (unit + 8): a reader can fetch any stripe with a byte Range.
+ *
+ * Layout of an object of size S with k data fragments and stripe unit u: stripe s covers
+ * object bytes [s*k*u, min(S, (s+1)*k*u)); its unit length is ceil(stripe_bytes / k); data
+ * fragment i of the stripe holds the i-th unit_len slice of it, zero-padded. Replicated
+ * small objects use k = 1 with the replica flag: every fragment holds the whole object.
+ */
+#ifndef DYNO_FRAG_H
+#define DYNO_FRAG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "names.h"
+
+#define DYNO_FRAG_HDR_SIZE 1024
+#define DYNO_FRAG_TRAILER_SIZE 64
+#define DYNO_FRAG_REC_OVERHEAD 8 /* u32 len + u32 crc */
+#define DYNO_FRAG_END_SIZE 4
+#define DYNO_FRAG_VERSION 1
+#define DYNO_FRAG_MAX_UNIT (16u * 1024 * 1024)
+
+struct dyno_frag_hdr {
+    uint16_t version;
+    uint8_t k, m, index;
+    bool replica;
+    uint32_t unit;
+    char key[DYNO_KEY_LEN + 1];
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[DYNO_NAME_MAX + 1];
+};
+
+struct dyno_frag_trailer {
+    uint64_t object_size;
+    uint8_t sha256[32];
+    uint64_t records;
+};
+
+/* Encodes h (validated: key, catalog, name, k, m, index < k+m, 0 < unit <= MAX_UNIT). */
+int dyno_frag_hdr_encode(const struct dyno_frag_hdr *h, uint8_t out[DYNO_FRAG_HDR_SIZE]);
+/* Decodes and validates a header; DYNO_ECORRUPT for bad magic/CRC/lengths, DYNO_EINVAL if
+ * len < DYNO_FRAG_HDR_SIZE. Safe on hostile input. */
+int dyno_frag_hdr_decode(const uint8_t *buf, size_t len, struct dyno_frag_hdr *out);
+int dyno_frag_trailer_encode(const struct dyno_frag_trailer *t, uint8_t out[DYNO_FRAG_TRAILER_SIZE]);
+int dyno_frag_trailer_decode(const uint8_t *buf, size_t len, struct dyno_frag_trailer *out);
+/* Record framing: 4-byte length prefix and 4-byte CRC32C suffix of payload. */
+void dyno_frag_rec_prefix(uint32_t len, uint8_t out[4]);
+void dyno_frag_rec_suffix(const uint8_t *payload, size_t len, uint8_t out[4]);
+
+/*
+ * Incremental, push-style parser of a fragment stream (or of a byte range of one that
+ * starts at a record boundary). It copies each record into its own buffer, checks the CRC
+ * and only then hands the payload to on_record. Any callback returning non-zero stops the
+ * parse and that value is returned by feed.
+ */
+struct dyno_frag_parser_cbs {
+    int (*on_header)(void *arg, const struct dyno_frag_hdr *h);               /* may be NULL */
+    int (*on_record)(void *arg, uint64_t s, const uint8_t *payload, size_t len);
+    int (*on_trailer)(void *arg, const struct dyno_frag_trailer *t);          /* may be NULL */
+};
+
+struct dyno_frag_parser {
+    /* private */
+    int state;
+    bool with_header;
+    uint32_t max_unit;
+    uint64_t next_record;
+    uint8_t *buf; /* max(max_unit, HDR_SIZE) + 8 bytes */
+    size_t have, need;
+    uint32_t cur_len;
+    const struct dyno_frag_parser_cbs *cbs;
+    void *arg;
+    bool done;
+};
+
+/* with_header: the stream begins with the header; else it begins at record first_record.
+ * Records longer than max_unit are DYNO_ECORRUPT. */
+int dyno_frag_parser_init(struct dyno_frag_parser *p, bool with_header, uint64_t first_record,
+                          uint32_t max_unit, const struct dyno_frag_parser_cbs *cbs, void *arg);
+/* 0, DYNO_ECORRUPT (bad CRC, bad framing, data after the trailer) or a callback's value. */
+int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_t len);
+/* True once the trailer has been parsed and verified. */
+bool dyno_frag_parser_done(const struct dyno_frag_parser *p);
+void dyno_frag_parser_free(struct dyno_frag_parser *p);
+
+/* Stripe layout of one object (k = 1 for replicas). */
+struct dyno_layout {
+    uint64_t size;
+    uint32_t unit;
+    int k;
+};
+uint64_t dyno_layout_stripes(const struct dyno_layout *l);
+/* Payload length of record s in every fragment (0 if s is past the end). */
+uint32_t dyno_layout_unit_len(const struct dyno_layout *l, uint64_t s);
+/* Object bytes covered by stripe s. */
+void dyno_layout_stripe_span(const struct dyno_layout *l, uint64_t s, uint64_t *start, uint64_t *len);
+/* Byte offset of record s inside a fragment file. */
+uint64_t dyno_layout_record_offset(const struct dyno_layout *l, uint64_t s);
+/* Total bytes of one fragment file: header, records, end marker, trailer. */
+uint64_t dyno_layout_fragment_size(const struct dyno_layout *l);
+#endif

@@ -1,0 +1,28 @@
+/*
+ * Helpers for agents that serve HTTP with libmicrohttpd (gateway, containers): JSON
+ * replies, the error body of the REST API, bearer tokens, Range parsing.
+ * All functions are safe to call from MHD's connection threads.
+ */
+#ifndef DYNO_HTTPD_H
+#define DYNO_HTTPD_H
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <stdint.h>
+
+#define DYNO_HTTP_HEADER_MAX 8192 /* a request whose headers exceed this gets 431 from MHD */
+
+/* Queues body (serialized) with status and Content-Type: application/json. body borrowed. */
+enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, const cJSON *body);
+/* Queues {"error":{"code":dyno_err_code(err),"message":message}} with dyno_err_http_status(err);
+ * adds Retry-After: 1 for DYNO_EUNAVAIL. */
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
+const char *dyno_http_bearer(struct MHD_Connection *c);
+/* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size into an inclusive
+ * [*first, *last]. DYNO_ENOTFOUND when hdr is NULL (no Range), DYNO_ERANGE when
+ * unsatisfiable, DYNO_EINVAL when malformed or multi-range. */
+int dyno_http_parse_range(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last);
+/* Percent-decodes in place; DYNO_EINVAL on bad escapes or an embedded NUL. */
+int dyno_url_decode(char *s);
+#endif

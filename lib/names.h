@@ -1,0 +1,27 @@
+/*
+ * Validation of everything a user can name, and object keys.
+ * Segments (user names, org names, catalog path parts) are [A-Za-z0-9._-]{1,64}, never
+ * "." or "..". A catalog is "<owner>/<seg>[/<seg>...]" with 1..8 segments after the owner.
+ * An object name is 1..255 bytes of valid UTF-8, no control characters, no '/', no '\\',
+ * not "." or "..". A key is 32 lowercase hex characters.
+ */
+#ifndef DYNO_NAMES_H
+#define DYNO_NAMES_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DYNO_SEG_MAX 64
+#define DYNO_DEPTH_MAX 8
+#define DYNO_NAME_MAX 255
+#define DYNO_CATALOG_MAX ((DYNO_SEG_MAX + 1) * (DYNO_DEPTH_MAX + 1)) /* 585 */
+#define DYNO_KEY_LEN 32
+
+bool dyno_valid_segment(const char *s);
+bool dyno_valid_catalog(const char *path);
+bool dyno_valid_name(const char *name);
+bool dyno_valid_key(const char *key);
+/* New random key (OpenSSL RAND_bytes) into out[33]. 0 or DYNO_EINTERNAL. */
+int dyno_key_new(char out[DYNO_KEY_LEN + 1]);
+/* Splits "owner/a/b" into owner (out_owner, cap bytes) and the rest; DYNO_EINVAL if not a valid catalog. */
+int dyno_catalog_owner(const char *path, char *out_owner, size_t cap);
+#endif

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package DynoStore needs to build, run, test and benchmark.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config clang
+  mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
+  libcjson-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev
+  libmicrohttpd-dev libisal-dev libcmocka-dev
+  python3 redis-server procps openssl
+)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
