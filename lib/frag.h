@@ -56,7 +56,10 @@ struct dyno_frag_trailer {
     uint64_t records;
 };
 
-/* Encodes h (validated: key, catalog, name, k, m, index < k+m, 0 < unit <= MAX_UNIT). */
+/* Encodes h (validated: key, catalog, name, 1 <= k <= DYNO_EC_MAX_K, m <= DYNO_EC_MAX_M,
+ * index < k+m, replica only with k = 1, 0 < unit <= MAX_UNIT; DYNO_EINVAL otherwise).
+ * h->version is ignored: DYNO_FRAG_VERSION is written. Decode applies the same checks and
+ * also refuses unknown flag bits and a non-zero reserved field. */
 int dyno_frag_hdr_encode(const struct dyno_frag_hdr *h, uint8_t out[DYNO_FRAG_HDR_SIZE]);
 /* Decodes and validates a header; DYNO_ECORRUPT for bad magic/CRC/lengths, DYNO_EINVAL if
  * len < DYNO_FRAG_HDR_SIZE. Safe on hostile input. */
@@ -94,7 +97,10 @@ struct dyno_frag_parser {
 };
 
 /* with_header: the stream begins with the header; else it begins at record first_record.
- * Records longer than max_unit are DYNO_ECORRUPT. */
+ * Records longer than max_unit are DYNO_ECORRUPT (so is a header whose unit exceeds it).
+ * Only the last record may be shorter than the unit: the header's unit, or in range mode
+ * the first record's length. buf holds max(max_unit, HDR_SIZE) + 8 bytes, whatever the
+ * input. DYNO_EINVAL for max_unit 0 or over DYNO_FRAG_MAX_UNIT, or no on_record. */
 int dyno_frag_parser_init(struct dyno_frag_parser *p, bool with_header, uint64_t first_record,
                           uint32_t max_unit, const struct dyno_frag_parser_cbs *cbs, void *arg);
 /* 0, DYNO_ECORRUPT (bad CRC, bad framing, data after the trailer) or a callback's value. */

@@ -2,7 +2,8 @@
  * Validation of everything a user can name, and object keys.
  * Segments (user names, org names, catalog path parts) are [A-Za-z0-9._-]{1,64}, never
  * "." or "..". A catalog is "<owner>/<seg>[/<seg>...]" with 1..8 segments after the owner.
- * An object name is 1..255 bytes of valid UTF-8, no control characters, no '/', no '\\',
+ * An object name is 1..255 bytes of valid UTF-8 (no overlongs, surrogates or code points
+ * past U+10FFFF), no control characters (C0, DEL, C1), no '/', no '\\',
  * not "." or "..". A key is 32 lowercase hex characters.
  */
 #ifndef DYNO_NAMES_H

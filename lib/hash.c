@@ -1,0 +1,149 @@
+/*
+ * Checksums and digests. CRC32C comes from ISA-L (hardware CRC32 instruction when the CPU
+ * has it), SHA-256 from OpenSSL's EVP interface.
+ */
+#include "hash.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <isa-l/crc.h>
+#include <openssl/evp.h>
+
+#include "dynostore/error.h"
+
+/*
+ * ISA-L's crc32_iscsi is the raw reflected CRC register update: it neither inverts the
+ * seed nor the result. The standard CRC32C (init ~0, final xor ~0) is therefore
+ * ~crc32_iscsi(buf, len, ~0). Inverting the caller's crc on the way in undoes the final
+ * xor of the previous call, so chaining crc32c(crc32c(0, a), b) equals crc32c(0, a||b).
+ */
+uint32_t dyno_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    /* crc32_iscsi takes a non-const pointer but never writes through it. */
+    unsigned char *p = (unsigned char *)(uintptr_t)buf;
+    uint32_t reg = ~crc;
+
+    /* Its length is an int: feed huge buffers in pieces. */
+    while (len > 0) {
+        size_t chunk = len > (size_t)(INT_MAX / 2) ? (size_t)(INT_MAX / 2) : len;
+        reg = crc32_iscsi(p, (int)chunk, reg);
+        p += chunk;
+        len -= chunk;
+    }
+    return ~reg;
+}
+
+struct dyno_sha256 {
+    EVP_MD_CTX *ctx;
+};
+
+int dyno_sha256_new(struct dyno_sha256 **out)
+{
+    int rc = DYNO_ENOMEM;
+    struct dyno_sha256 *h = calloc(1, sizeof(*h));
+
+    *out = NULL;
+    if (!h)
+        goto out;
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx)
+        goto out;
+    rc = dyno_sha256_reset(h);
+    if (rc)
+        goto out;
+    *out = h;
+    h = NULL;
+out:
+    dyno_sha256_free(h);
+    return rc;
+}
+
+int dyno_sha256_reset(struct dyno_sha256 *h)
+{
+    if (!h)
+        return DYNO_EINVAL;
+    if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+        return DYNO_EINTERNAL;
+    return 0;
+}
+
+int dyno_sha256_update(struct dyno_sha256 *h, const void *p, size_t n)
+{
+    if (!h || (!p && n))
+        return DYNO_EINVAL;
+    if (n == 0)
+        return 0;
+    if (EVP_DigestUpdate(h->ctx, p, n) != 1)
+        return DYNO_EINTERNAL;
+    return 0;
+}
+
+int dyno_sha256_final(struct dyno_sha256 *h, uint8_t digest[32])
+{
+    unsigned int len = 0;
+
+    if (!h || !digest)
+        return DYNO_EINVAL;
+    if (EVP_DigestFinal_ex(h->ctx, digest, &len) != 1 || len != 32)
+        return DYNO_EINTERNAL;
+    return 0;
+}
+
+void dyno_sha256_free(struct dyno_sha256 *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    free(h);
+}
+
+int dyno_sha256(const void *p, size_t n, uint8_t digest[32])
+{
+    unsigned int len = 0;
+
+    if ((!p && n) || !digest)
+        return DYNO_EINVAL;
+    /* EVP_Digest wants a non-NULL pointer even for zero bytes. */
+    if (EVP_Digest(n ? p : "", n, digest, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return DYNO_EINTERNAL;
+    return 0;
+}
+
+void dyno_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int dyno_unhex(const char *in, uint8_t *out, size_t n)
+{
+    if (!in || (!out && n))
+        return DYNO_EINVAL;
+    /* Check everything first so a failed call leaves out untouched. */
+    for (size_t i = 0; i < 2 * n; i++) {
+        if (hex_value(in[i]) < 0) /* also stops at a short string's NUL */
+            return DYNO_EINVAL;
+    }
+    if (in[2 * n] != '\0')
+        return DYNO_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint8_t)(hex_value(in[2 * i]) << 4 | hex_value(in[2 * i + 1]));
+    return 0;
+}

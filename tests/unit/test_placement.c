@@ -1,0 +1,233 @@
+/* Unit tests of lib/placement.c: UF order, distinctness, sites, full and offline nodes,
+ * determinism, and a balance simulation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dynostore/error.h"
+#include "placement.h"
+
+#define GB (1024ull * 1024 * 1024)
+
+static void assert_distinct(const size_t *idx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            assert_true(idx[i] != idx[j]);
+}
+
+static void test_lowest_uf_first(void **state)
+{
+    /* UF with share 10: a 0.6, b 0.11, c 0.51, d 0.31, e 0.91. */
+    const struct dyno_place_node nodes[] = {
+        {"a", NULL, 100, 50, true}, {"b", NULL, 1000, 100, true}, {"c", NULL, 100, 41, true},
+        {"d", NULL, 100, 21, true}, {"e", NULL, 100, 81, true},
+    };
+    size_t idx[5];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 5, 3, 10, idx), 0);
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 3);
+    assert_int_equal(idx[2], 2);
+    assert_int_equal(dyno_place(nodes, 5, 5, 10, idx), 0);
+    assert_distinct(idx, 5);
+    assert_int_equal(idx[3], 0);
+    assert_int_equal(idx[4], 4);
+}
+
+static void test_uf_counts_the_share(void **state)
+{
+    /* Empty nodes of unequal size: the share makes the big one's UF lower. */
+    const struct dyno_place_node nodes[] = {
+        {"small", NULL, 100, 0, true},
+        {"big", NULL, 1000, 0, true},
+    };
+    size_t idx[1];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 2, 1, 10, idx), 0);
+    assert_int_equal(idx[0], 1);
+}
+
+static void test_tie_break_by_id(void **state)
+{
+    const struct dyno_place_node nodes[] = {
+        {"c3", NULL, 100, 10, true},
+        {"c1", NULL, 100, 10, true},
+        {"c2", NULL, 200, 20, true},
+        {"c0", NULL, 100, 11, true},
+    };
+    size_t idx[4], again[4];
+    (void)state;
+    /* c1, c3, c2 tie exactly at (10 + 0) / 100 = (20 + 0) / 200 with share 0. */
+    assert_int_equal(dyno_place(nodes, 4, 4, 0, idx), 0);
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 2);
+    assert_int_equal(idx[2], 0);
+    assert_int_equal(idx[3], 3);
+    assert_int_equal(dyno_place(nodes, 4, 4, 0, again), 0);
+    assert_memory_equal(idx, again, sizeof(idx));
+}
+
+static void test_site_preference(void **state)
+{
+    /* Site x holds the three emptiest nodes; distinct sites come first anyway. */
+    const struct dyno_place_node nodes[] = {
+        {"x1", "x", 100, 0, true},  {"x2", "x", 100, 1, true},  {"x3", "x", 100, 2, true},
+        {"y1", "y", 100, 50, true}, {"y2", "y", 100, 40, true}, {"z1", "z", 100, 60, true},
+    };
+    size_t idx[6];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 6, 3, 1, idx), 0);
+    assert_int_equal(idx[0], 0); /* x1 */
+    assert_int_equal(idx[1], 4); /* y2: lowest UF on a new site */
+    assert_int_equal(idx[2], 5); /* z1 */
+    /* Once every site is used, lowest UF among the rest. */
+    assert_int_equal(dyno_place(nodes, 6, 5, 1, idx), 0);
+    assert_int_equal(idx[3], 1); /* x2 */
+    assert_int_equal(idx[4], 2); /* x3 */
+    assert_distinct(idx, 5);
+}
+
+static void test_no_site_is_own_site(void **state)
+{
+    /* NULL and "" sites never clash with each other. */
+    const struct dyno_place_node nodes[] = {
+        {"a", NULL, 100, 0, true},
+        {"b", "", 100, 1, true},
+        {"c", NULL, 100, 2, true},
+        {"d", "s", 100, 50, true},
+    };
+    size_t idx[3];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 4, 3, 1, idx), 0);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+}
+
+static void test_full_and_offline_skipped(void **state)
+{
+    const struct dyno_place_node nodes[] = {
+        {"full", NULL, 100, 95, true},                                     /* 5 free < share 10 */
+        {"offline", NULL, 1000, 0, false},                                 /* emptiest, but down */
+        {"over", NULL, 100, 200, true},                                    /* used > capacity */
+        {"zero", NULL, 0, 0, true},                                        /* no capacity */
+        {"ok1", NULL, 100, 50, true},      {"exact", NULL, 100, 90, true}, /* exactly share free: qualifies */
+    };
+    size_t idx[2];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 6, 2, 10, idx), 0);
+    assert_int_equal(idx[0], 4);
+    assert_int_equal(idx[1], 5);
+}
+
+static void test_unavailable(void **state)
+{
+    const struct dyno_place_node nodes[] = {
+        {"a", NULL, 100, 0, true},
+        {"b", NULL, 100, 0, false},
+        {"c", NULL, 100, 95, true},
+    };
+    size_t idx[3] = {77, 77, 77};
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 3, 2, 10, idx), DYNO_EUNAVAIL);
+    assert_int_equal(dyno_place(nodes, 3, 4, 0, idx), DYNO_EUNAVAIL);
+    assert_int_equal(dyno_place(NULL, 0, 1, 0, idx), DYNO_EUNAVAIL);
+    /* Nothing written on failure. */
+    assert_int_equal(idx[0], 77);
+    assert_int_equal(idx[1], 77);
+    assert_int_equal(idx[2], 77);
+    assert_int_equal(dyno_place(nodes, 3, 0, 0, idx), DYNO_EINVAL);
+    assert_int_equal(dyno_place(nodes, 3, 1, 0, NULL), DYNO_EINVAL);
+    assert_int_equal(dyno_place(nodes, 3, 2, 0, idx), 0);
+}
+
+static void test_huge_values(void **state)
+{
+    /* UF products need 128 bits: these would overflow a 64-bit cross-multiplication. */
+    const struct dyno_place_node nodes[] = {
+        {"a", NULL, UINT64_MAX, UINT64_MAX / 2, true},
+        {"b", NULL, UINT64_MAX - 1, UINT64_MAX / 2 - 1000, true},
+    };
+    size_t idx[2];
+    (void)state;
+    assert_int_equal(dyno_place(nodes, 2, 2, 0, idx), 0);
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 0);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_balance_simulation(void **state)
+{
+    /* Five containers of unequal capacity, 200 objects of mixed sizes (1 KiB .. 2 GiB)
+     * coded k=2, m=1. Placing by UF must keep every node's utilization within 10% of the
+     * mean, whatever its size. (Each node gets at most one of the n = 3 fragments of an
+     * object, so no node may hold more than a third of the capacity, or it could never
+     * catch up; the largest here holds 30%.) */
+    struct dyno_place_node nodes[5] = {
+        {"c1", "s1", 100 * GB, 0, true}, {"c2", "s2", 200 * GB, 0, true}, {"c3", "s3", 300 * GB, 0, true},
+        {"c4", "s4", 150 * GB, 0, true}, {"c5", "s5", 250 * GB, 0, true},
+    };
+    const int k = 2;
+    uint64_t seed = 0xDEADBEEFull;
+    size_t idx[3];
+    (void)state;
+    for (int i = 0; i < 200; i++) {
+        uint64_t r = rng_next(&seed);
+        uint64_t size;
+        switch (r % 4) {
+        case 0:
+            size = 1024 + r % (64 * 1024);
+            break;
+        case 1:
+            size = 1024 * 1024 + r % (64ull * 1024 * 1024);
+            break;
+        case 2:
+            size = 256ull * 1024 * 1024 + r % GB;
+            break;
+        default:
+            size = GB + r % GB;
+            break;
+        }
+        uint64_t share = (size + k - 1) / k;
+        assert_int_equal(dyno_place(nodes, 5, 3, share, idx), 0);
+        assert_distinct(idx, 3);
+        for (int j = 0; j < 3; j++)
+            nodes[idx[j]].used += share;
+    }
+    double util[5], mean = 0;
+    for (int i = 0; i < 5; i++) {
+        util[i] = (double)nodes[i].used / (double)nodes[i].capacity;
+        mean += util[i] / 5;
+    }
+    assert_true(mean > 0.1); /* the simulation actually filled the nodes */
+    for (int i = 0; i < 5; i++) {
+        if (util[i] < mean * 0.9 || util[i] > mean * 1.1)
+            fail_msg("node %s utilization %.4f, mean %.4f", nodes[i].id, util[i], mean);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lowest_uf_first),     cmocka_unit_test(test_uf_counts_the_share),
+        cmocka_unit_test(test_tie_break_by_id),     cmocka_unit_test(test_site_preference),
+        cmocka_unit_test(test_no_site_is_own_site), cmocka_unit_test(test_full_and_offline_skipped),
+        cmocka_unit_test(test_unavailable),         cmocka_unit_test(test_huge_values),
+        cmocka_unit_test(test_balance_simulation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
