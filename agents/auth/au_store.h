@@ -1,0 +1,52 @@
+/*
+ * The auth store: users (PBKDF2-SHA256 password hashes) and issued token records, in
+ * SQLite (WAL, synchronous=FULL), one connection behind a mutex. Thread-safe. Inputs are
+ * validated by the caller. Errors are DYNO_E* with a message in err (when err is non-NULL).
+ */
+#ifndef DYNO_AU_STORE_H
+#define DYNO_AU_STORE_H
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "names.h"
+
+#define AU_SALT_LEN 16
+#define AU_HASH_LEN 32
+#define AU_PW_ITER 200000 /* PBKDF2 iterations for new hashes (stored per user) */
+#define AU_PW_MIN 8
+#define AU_PW_MAX 1024
+#define AU_ORG_MAX 259 /* fits struct dyno_claims.org */
+
+struct au_user {
+    char username[DYNO_SEG_MAX + 1];
+    char org[AU_ORG_MAX + 1];
+    bool admin;
+    uint8_t hash[AU_HASH_LEN];
+    uint8_t salt[AU_SALT_LEN];
+    int iterations;
+    int64_t created_at;
+};
+
+struct au_store;
+
+int au_store_open(const char *path, struct au_store **out);
+void au_store_close(struct au_store *s);
+
+/* DYNO_ENOTFOUND when there is no such user. */
+int au_user_get(struct au_store *s, const char *username, struct au_user *out);
+/* DYNO_EEXIST when the name is taken. */
+int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_t errlen);
+/* {users:[{username, org, admin, created_at}]} by name. */
+int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen);
+/* Records an issued token (kind "session" or "api"). */
+int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
+                    int64_t expires_at, int64_t now);
+
+/* Password hashing (OpenSSL PKCS5_PBKDF2_HMAC, SHA-256). */
+/* Fills u->salt (random), u->iterations (AU_PW_ITER) and u->hash for password. */
+int au_pw_set(struct au_user *u, const char *password, size_t len);
+/* True when password matches u; constant time in the hash comparison. */
+bool au_pw_check(const struct au_user *u, const char *password, size_t len);
+#endif

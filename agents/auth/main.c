@@ -1,0 +1,120 @@
+/*
+ * dyno-auth: users, passwords and tokens (protocol.md §3). Bootstraps the admin and the
+ * token files before it connects to the broker (au_boot.h).
+ */
+#include <dynostore/error.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "au_boot.h"
+#include "au_rpc.h"
+#include "au_store.h"
+#include "config.h"
+#include "log.h"
+#include "names.h"
+#include "token.h"
+
+struct au_cfg {
+    struct dyno_agent_common c;
+    char *db;
+    char *private_key_file;
+    char *admin_user;
+    char *admin_password_file;
+    char *admin_token_file;
+    int64_t session_ttl;
+    int64_t api_token_ttl;
+    int64_t rpc_threads;
+};
+
+static const struct dyno_opt au_opts[] = {
+    DYNO_AGENT_COMMON_OPTS(struct au_cfg, c, "auth1"),
+    {"db", DYNO_OPT_STR, offsetof(struct au_cfg, db), "auth.db", "SQLite database file"},
+    {"private_key_file", DYNO_OPT_STR, offsetof(struct au_cfg, private_key_file), NULL,
+     "Ed25519 private key (PEM) that signs tokens; made with public_key_file when missing"},
+    {"admin_user", DYNO_OPT_STR, offsetof(struct au_cfg, admin_user), "admin", "the admin created at first start"},
+    {"admin_password_file", DYNO_OPT_STR, offsetof(struct au_cfg, admin_password_file), NULL,
+     "admin password: read when present, else a random one is written here"},
+    {"admin_token_file", DYNO_OPT_STR, offsetof(struct au_cfg, admin_token_file), NULL,
+     "admin API token, minted when missing"},
+    {"session_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, session_ttl), "86400", "login token lifetime, seconds"},
+    {"api_token_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, api_token_ttl), "31536000",
+     "API token lifetime, seconds"},
+    {"rpc_threads", DYNO_OPT_INT, offsetof(struct au_cfg, rpc_threads), "2", "RPC worker threads"},
+};
+#define AU_NOPTS (sizeof(au_opts) / sizeof(au_opts[0]))
+
+int main(int argc, char **argv)
+{
+    struct au_cfg cfg = {0};
+    struct dyno_agent agent = {0};
+    struct au_ctx ctx = {0};
+    int ret = 1;
+    char q[600];
+
+    /* The database holds password hashes and the files written here are secrets. */
+    umask(077);
+    if (dyno_agent_block_signals() != 0)
+        return 1;
+    int rc = dyno_agent_config("auth", au_opts, AU_NOPTS, &cfg, &cfg.c, argc, argv);
+    if (rc != 0) {
+        dyno_config_free(au_opts, AU_NOPTS, &cfg);
+        return rc == 1 ? 0 : 1;
+    }
+    if (!cfg.private_key_file || !cfg.db || !*cfg.db || !dyno_valid_segment(cfg.admin_user) ||
+        cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256) {
+        dyno_error("bad configuration", "error=%s",
+                   dyno_agent_q(q, sizeof(q),
+                           "private_key_file and db are required, admin_user must be a valid name, "
+                           "session_ttl and api_token_ttl >= 1, rpc_threads 1..256"));
+        goto out;
+    }
+    if (access(cfg.private_key_file, F_OK) != 0 && cfg.c.public_key_file) {
+        rc = dyno_token_keygen(cfg.private_key_file, cfg.c.public_key_file);
+        if (rc != 0) {
+            dyno_error("cannot generate the key pair", "file=%s error=%s",
+                       dyno_agent_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
+            goto out;
+        }
+        dyno_info("key pair generated", "private=%s", dyno_agent_q(q, sizeof(q), cfg.private_key_file));
+    }
+    rc = dyno_signer_load(cfg.private_key_file, &ctx.signer);
+    if (rc != 0) {
+        dyno_error("cannot load private_key_file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), cfg.private_key_file),
+                   dyno_err_code(rc));
+        goto out;
+    }
+    if (au_store_open(cfg.db, &ctx.store) != 0)
+        goto out;
+    ctx.session_ttl = cfg.session_ttl;
+    ctx.api_token_ttl = cfg.api_token_ttl;
+    struct au_boot_cfg boot = {
+        .admin_user = cfg.admin_user,
+        .admin_password_file = cfg.admin_password_file,
+        .admin_token_file = cfg.admin_token_file,
+        .service_token_file = cfg.c.service_token_file,
+    };
+    if (au_boot(&ctx, &boot) != 0)
+        goto out;
+    /* Only now: agent_init reads the service token just written as the broker password. */
+    if (dyno_agent_init(&agent, "auth", &cfg.c) != 0)
+        goto out;
+    if (dyno_mq_serve(agent.mq, "auth", au_rpc_methods, au_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
+        dyno_error("cannot set up MQTT subscriptions", NULL);
+        goto out;
+    }
+    if (dyno_agent_start(&agent) != 0)
+        goto out;
+    dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
+    dyno_agent_run(&agent, 30);
+    ret = 0;
+out:
+    dyno_agent_fini(&agent);
+    au_store_close(ctx.store);
+    dyno_signer_free(ctx.signer);
+    dyno_config_free(au_opts, AU_NOPTS, &cfg);
+    if (ret == 0)
+        dyno_info("stopped", NULL);
+    return ret;
+}

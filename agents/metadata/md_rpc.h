@@ -1,0 +1,32 @@
+/*
+ * The metadata RPC methods (protocol.md §3): parse and validate params, then call the
+ * store with a per-thread SQLite connection and a snapshot of the container registry.
+ * Handlers run in the lib/mq.h worker threads.
+ */
+#ifndef DYNO_MD_RPC_H
+#define DYNO_MD_RPC_H
+#include <pthread.h>
+#include <stddef.h>
+
+#include "md_reg.h"
+#include "md_store.h"
+#include "mq.h"
+
+struct md_ctx {
+    const char *db_path;
+    struct md_reg reg;
+    pthread_key_t dbkey; /* this thread's struct md_db */
+    pthread_mutex_t mu;  /* guards dbs */
+    struct md_db **dbs;  /* every connection opened, closed by md_ctx_fini */
+    size_t ndbs, capdbs;
+};
+
+int md_ctx_init(struct md_ctx *ctx, const char *db_path);
+/* Closes every connection; call after the workers have stopped. */
+void md_ctx_fini(struct md_ctx *ctx);
+/* The calling thread's connection, opened on first use. */
+int md_ctx_db(struct md_ctx *ctx, struct md_db **out);
+
+extern const struct dyno_rpc_method md_rpc_methods[];
+extern const size_t md_rpc_nmethods;
+#endif

@@ -1,0 +1,114 @@
+/*
+ * The metadata store: objects, fragments and containers in SQLite (WAL, synchronous=FULL,
+ * so an acknowledged commit survives kill -9). Pure logic over one connection: no MQTT, no
+ * clock (callers pass now), so a unit test can drive it with an in-memory or temp database.
+ *
+ * Usage accounting is exact and derived from SQL: a container's used bytes are the sum of
+ * the sizes of its fragment rows that occupy or may occupy space there: 'ok' (including the
+ * reservations of pending objects), 'bad' and 'garbage' (still on disk until deleted).
+ * 'missing' fragments were never written and count nothing. Purged rows are gone.
+ *
+ * Inputs are validated by the RPC layer (md_rpc.c); the store checks state transitions.
+ * Every function that changes more than one row does it in one BEGIN IMMEDIATE
+ * transaction and leaves nothing changed on error. Results are new cJSON objects owned by
+ * the caller; errors are DYNO_E* with a message in err.
+ *
+ * Threads: a struct md_db is used by one thread at a time; open one per thread.
+ */
+#ifndef DYNO_MD_STORE_H
+#define DYNO_MD_STORE_H
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "names.h"
+
+#define MD_URL_MAX 512
+
+/* One container as the registry knows it (from its retained status). */
+struct md_node {
+    char id[DYNO_SEG_MAX + 1];
+    char site[DYNO_SEG_MAX + 1];
+    char url[MD_URL_MAX + 1];
+    int64_t capacity;
+    int64_t reported_used;
+    int64_t reported_fragments;
+    int64_t last_seen;
+    bool online;
+    bool dirty; /* registry bookkeeping: not yet written to SQLite */
+};
+
+/* A snapshot of the registry, sorted by id (md_nodes_find bsearches it). */
+struct md_nodes {
+    struct md_node *v;
+    size_t n;
+};
+
+const struct md_node *md_nodes_find(const struct md_nodes *nodes, const char *id);
+
+struct md_db;
+
+/* Opens (creating when missing) the database at path with the pragmas above. ":memory:"
+ * works for tests. */
+int md_db_open(const char *path, struct md_db **out);
+void md_db_close(struct md_db *db);
+/* Creates tables and indexes when missing. */
+int md_db_schema(struct md_db *db);
+
+struct md_begin_req {
+    const char *catalog;
+    const char *name; /* NULL: the key */
+    const char *owner;
+    int64_t size; /* -1: unknown */
+    int k, m;
+    bool replica;
+    uint32_t unit;
+};
+
+/* Places and records a pending object (result: key, unit, fragments). */
+int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes,
+                   int64_t now, cJSON **result, char *err, size_t errlen);
+
+struct md_commit_frag {
+    int index;
+    bool ok;
+    int64_t size;
+};
+
+/* Commits a pending object; result as md_store_get plus "replaced" when a same-name
+ * object was superseded. Committing an already committed object again returns it. */
+int md_store_commit(struct md_db *db, const char *key, int64_t size, const char *sha256,
+                    const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                    int64_t now, cJSON **result, char *err, size_t errlen);
+/* Pending (or already deleting) -> deleting; result: fragments to delete. */
+int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
+                   char *err, size_t errlen);
+/* A committed or degraded object, else DYNO_ENOTFOUND. */
+int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
+                 char *err, size_t errlen);
+/* after may be NULL; 1 <= limit <= 1000. */
+int md_store_list(struct md_db *db, const char *catalog, const char *after, int limit, cJSON **result,
+                  char *err, size_t errlen);
+/* Committed or degraded -> deleting; result: fragments to delete. */
+int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
+                   char *err, size_t errlen);
+/* Drops the deleted fragment rows of a deleting object; the rest become garbage, and the
+ * object row goes with its last fragment. */
+int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted,
+                   cJSON **result, char *err, size_t errlen);
+/* problem: "crc" (fragment bad) or "missing"; the object becomes degraded. */
+int md_store_report(struct md_db *db, const char *key, int index, const char *problem, cJSON **result,
+                    char *err, size_t errlen);
+int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **result, char *err,
+                        size_t errlen);
+int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err,
+                           size_t errlen);
+/* Pending objects created before cutoff become deleting (their fragments garbage). */
+int md_store_reap(struct md_db *db, int64_t cutoff, int *count);
+
+/* Writes the containers of nodes (all of them) in one transaction. */
+int md_store_save_containers(struct md_db *db, const struct md_node *v, size_t n);
+/* Reads every known container (online false); *out is the caller's (free). */
+int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n);
+#endif

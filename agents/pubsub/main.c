@@ -1,0 +1,75 @@
+/*
+ * dyno-pubsub: catalogs, shares, subscriptions and catalog events (protocol.md §3).
+ */
+#include <dynostore/error.h>
+#include <stddef.h>
+
+#include "agent.h"
+#include "config.h"
+#include "ec.h"
+#include "log.h"
+#include "ps_rpc.h"
+#include "ps_store.h"
+
+struct ps_cfg {
+    struct dyno_agent_common c;
+    char *db;
+    int64_t rpc_threads;
+    int64_t default_k;
+    int64_t default_m;
+};
+
+static const struct dyno_opt ps_opts[] = {
+    DYNO_AGENT_COMMON_OPTS(struct ps_cfg, c, "ps1"),
+    {"db", DYNO_OPT_STR, offsetof(struct ps_cfg, db), "pubsub.db", "SQLite database file"},
+    {"rpc_threads", DYNO_OPT_INT, offsetof(struct ps_cfg, rpc_threads), "2", "RPC worker threads"},
+    {"default_k", DYNO_OPT_INT, offsetof(struct ps_cfg, default_k), "3", "data fragments of a new catalog"},
+    {"default_m", DYNO_OPT_INT, offsetof(struct ps_cfg, default_m), "2", "parity fragments of a new catalog"},
+};
+#define PS_NOPTS (sizeof(ps_opts) / sizeof(ps_opts[0]))
+
+int main(int argc, char **argv)
+{
+    struct ps_cfg cfg = {0};
+    struct dyno_agent agent = {0};
+    struct ps_ctx ctx = {0};
+    int ret = 1;
+    char q[600];
+
+    if (dyno_agent_block_signals() != 0)
+        return 1;
+    int rc = dyno_agent_config("pubsub", ps_opts, PS_NOPTS, &cfg, &cfg.c, argc, argv);
+    if (rc != 0) {
+        dyno_config_free(ps_opts, PS_NOPTS, &cfg);
+        return rc == 1 ? 0 : 1;
+    }
+    if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
+        cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
+        dyno_error("bad configuration", "error=%s",
+                   dyno_agent_q(q, sizeof(q), "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
+        goto out;
+    }
+    if (ps_store_open(cfg.db, &ctx.store) != 0)
+        goto out;
+    ctx.default_k = (int)cfg.default_k;
+    ctx.default_m = (int)cfg.default_m;
+    if (dyno_agent_init(&agent, "pubsub", &cfg.c) != 0)
+        goto out;
+    ctx.mq = agent.mq;
+    if (dyno_mq_serve(agent.mq, "pubsub", ps_rpc_methods, ps_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
+        dyno_error("cannot set up MQTT subscriptions", NULL);
+        goto out;
+    }
+    if (dyno_agent_start(&agent) != 0)
+        goto out;
+    dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
+    dyno_agent_run(&agent, 30);
+    ret = 0;
+out:
+    dyno_agent_fini(&agent);
+    ps_store_close(ctx.store);
+    dyno_config_free(ps_opts, PS_NOPTS, &cfg);
+    if (ret == 0)
+        dyno_info("stopped", NULL);
+    return ret;
+}

@@ -1,0 +1,201 @@
+/* Service-agent scaffolding (agent.h). */
+#include "agent.h"
+
+#include <dynostore/error.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "names.h"
+
+const char *dyno_agent_q(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    if (cap < 3) {
+        if (cap)
+            out[0] = '\0';
+        return out;
+    }
+    out[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && o + 6 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}
+
+int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
+                 const struct dyno_agent_common *c, int argc, char **argv)
+{
+    char err[512] = "";
+    char q[600];
+    int rc = dyno_config_parse(opts, nopts, cfg, argc, argv, err, sizeof(err));
+    if (rc == 1)
+        return 1;
+    int level = rc == 0 ? dyno_log_level_parse(c->log_level) : DYNO_LOG_INFO;
+    dyno_log_init(kind, level < 0 ? DYNO_LOG_INFO : level);
+    if (rc != 0) {
+        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), err));
+        return -1;
+    }
+    if (level < 0) {
+        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "log_level must be debug, info, warn or error"));
+        return -1;
+    }
+    return 0;
+}
+
+int dyno_agent_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    /* Blocked before any thread starts, so every thread inherits the mask and only
+     * agent_run's sigtimedwait sees them. */
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return DYNO_EINTERNAL;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void on_connect(void *arg, struct dyno_mq *mq)
+{
+    struct dyno_agent *a = arg;
+    (void)mq;
+    /* Runs in the loop thread; publishing only queues the packet. */
+    dyno_agent_publish_status(a, "online");
+}
+
+int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_agent_common *c)
+{
+    char q[300];
+    memset(a, 0, sizeof(*a));
+    a->kind = kind;
+    a->id = c->id;
+    a->started_at = (int64_t)time(NULL);
+    if (!dyno_valid_segment(c->id)) {
+        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "id must match [A-Za-z0-9._-]{1,64}"));
+        return DYNO_EINVAL;
+    }
+    if (c->broker_port < 1 || c->broker_port > 65535) {
+        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "broker_port must be 1..65535"));
+        return DYNO_EINVAL;
+    }
+    snprintf(a->client_id, sizeof(a->client_id), "%s-%s", kind, c->id);
+    snprintf(a->status_topic, sizeof(a->status_topic), "dyno/v1/agents/%s/%s/status", kind, c->id);
+    snprintf(a->will, sizeof(a->will), "{\"id\":\"%s\",\"kind\":\"%s\",\"state\":\"offline\"}", c->id, kind);
+    if (c->service_token_file) {
+        size_t len = 0;
+        int rc = dyno_read_file(c->service_token_file, 4096, &a->token, &len);
+        if (rc != 0) {
+            dyno_error("cannot read service_token_file", "file=%s error=%s",
+                       dyno_agent_q(q, sizeof(q), c->service_token_file), dyno_err_code(rc));
+            return rc;
+        }
+    }
+    struct dyno_mq_opts o = {
+        .host = c->broker_host,
+        .port = (int)c->broker_port,
+        .client_id = a->client_id,
+        .username = a->client_id,
+        .password = a->token,
+        .cafile = c->broker_cafile,
+        .will_topic = a->status_topic,
+        .will_payload = a->will,
+        .keepalive = 10,
+    };
+    int rc = dyno_mq_new(&o, &a->mq);
+    if (rc != 0) {
+        dyno_error("cannot create the MQTT client", "error=%s", dyno_err_code(rc));
+        return rc;
+    }
+    dyno_mq_on_connect(a->mq, on_connect, a);
+    return 0;
+}
+
+int dyno_agent_start(struct dyno_agent *a)
+{
+    int rc = dyno_mq_start(a->mq);
+    if (rc != 0) {
+        dyno_error("cannot start the MQTT client", "error=%s", dyno_err_code(rc));
+        return rc;
+    }
+    char q[300];
+    dyno_info("started", "id=%s client_id=%s", dyno_agent_q(q, sizeof(q), a->id), a->client_id);
+    return 0;
+}
+
+int dyno_agent_publish_status(struct dyno_agent *a, const char *state)
+{
+    cJSON *s = cJSON_CreateObject();
+    if (!s)
+        return DYNO_ENOMEM;
+    cJSON_AddStringToObject(s, "id", a->id);
+    cJSON_AddStringToObject(s, "kind", a->kind);
+    cJSON_AddStringToObject(s, "state", state);
+    cJSON_AddStringToObject(s, "version", DYNO_VERSION);
+    dyno_json_add_i64(s, "started_at", a->started_at);
+    dyno_json_add_i64(s, "time", (int64_t)time(NULL));
+    size_t len = 0;
+    char *text = dyno_json_print(s, &len);
+    cJSON_Delete(s);
+    if (!text)
+        return DYNO_ENOMEM;
+    int rc = dyno_mq_publish(a->mq, a->status_topic, text, len, 1, true, NULL);
+    free(text);
+    return rc;
+}
+
+void dyno_agent_run(struct dyno_agent *a, int interval)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    for (;;) {
+        struct timespec ts = {.tv_sec = interval > 0 ? interval : 30, .tv_nsec = 0};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            dyno_info("stopping", "signal=%d", sig);
+            return;
+        }
+        if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+            dyno_error("sigtimedwait failed", "errno=%d", errno);
+            return;
+        }
+        if (sig < 0 && errno == EAGAIN && dyno_mq_connected(a->mq))
+            dyno_agent_publish_status(a, "online");
+    }
+}
+
+void dyno_agent_fini(struct dyno_agent *a)
+{
+    if (a->mq) {
+        /* A clean disconnect sends no Will, so say offline ourselves; give the loop a
+         * moment to flush it before the DISCONNECT. */
+        if (dyno_mq_connected(a->mq) && dyno_agent_publish_status(a, "offline") == 0) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        dyno_mq_free(a->mq);
+        a->mq = NULL;
+    }
+    free(a->token);
+    a->token = NULL;
+}

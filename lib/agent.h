@@ -1,0 +1,73 @@
+/*
+ * Service-agent scaffolding shared by dyno-metadata, dyno-pubsub and dyno-auth: the MQTT
+ * login (<kind>-<id>, service token as password), the retained status with its Will, the
+ * signal loop and log quoting. Every agent binary uses it, so an agent's main.c stays thin.
+ *
+ * Threads: dyno_agent_block_signals() is called in main() before any thread starts; every other
+ * function is called from the main thread only.
+ */
+#ifndef DYNO_AGENT_H
+#define DYNO_AGENT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "mq.h"
+
+/* The options every agent has (protocol.md §6); embed first in the agent's config struct. */
+struct dyno_agent_common {
+    char *id;
+    char *broker_host;
+    int64_t broker_port;
+    char *broker_cafile;
+    char *service_token_file;
+    char *public_key_file;
+    char *log_level;
+};
+
+/* Table entries of the common options for a config struct type T whose member c is the
+ * struct dyno_agent_common; def_id is the per-kind default id. */
+#define DYNO_AGENT_COMMON_OPTS(T, c, def_id)                                                              \
+    {"id", DYNO_OPT_STR, offsetof(T, c.id), def_id, "instance id"},                                  \
+        {"broker_host", DYNO_OPT_STR, offsetof(T, c.broker_host), "127.0.0.1", "MQTT broker host"},  \
+        {"broker_port", DYNO_OPT_INT, offsetof(T, c.broker_port), "1883", "MQTT broker port"},       \
+        {"broker_cafile", DYNO_OPT_STR, offsetof(T, c.broker_cafile), NULL, "CA file: TLS to the broker"}, \
+        {"service_token_file", DYNO_OPT_STR, offsetof(T, c.service_token_file), NULL,                \
+         "service token file (broker password)"},                                                    \
+        {"public_key_file", DYNO_OPT_STR, offsetof(T, c.public_key_file), NULL,                      \
+         "Ed25519 public key to verify tokens"},                                                     \
+        {"log_level", DYNO_OPT_STR, offsetof(T, c.log_level), "info", "debug, info, warn, error"}
+
+struct dyno_agent {
+    const char *kind; /* "metadata", ... (static string) */
+    const char *id;   /* borrowed from the config */
+    char client_id[96];
+    char status_topic[160];
+    char will[192];
+    int64_t started_at;
+    struct dyno_mq *mq;
+    char *token; /* service token (broker password), or NULL */
+};
+
+/*
+ * Parses the configuration and starts logging. Returns 0 to go on, 1 when the process
+ * should exit 0 (--help), -1 when it should exit 1 (the error is logged).
+ */
+int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
+                 const struct dyno_agent_common *c, int argc, char **argv);
+/* Blocks SIGINT and SIGTERM (agent_run waits for them) and ignores SIGPIPE. */
+int dyno_agent_block_signals(void);
+/* Checks the common options and creates the MQTT client (not started). 0 or DYNO_E* (logged). */
+int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_agent_common *c);
+/* Starts the MQTT loop; the online status is published on every connect. */
+int dyno_agent_start(struct dyno_agent *a);
+/* Publishes the retained status with the given state ("online", "offline"). */
+int dyno_agent_publish_status(struct dyno_agent *a, const char *state);
+/* Waits for SIGINT or SIGTERM, republishing the status every interval seconds. */
+void dyno_agent_run(struct dyno_agent *a, int interval);
+/* Publishes the offline status, disconnects and frees the client. */
+void dyno_agent_fini(struct dyno_agent *a);
+/* Writes s as a logfmt quoted value into out (always NUL-terminated); returns out. */
+const char *dyno_agent_q(char *out, size_t cap, const char *s);
+#endif

@@ -1,0 +1,235 @@
+/*
+ * Unit tests of the metadata store (agents/metadata/md_store.c) on an in-memory SQLite
+ * database with an injected clock and a hand-made container snapshot. The agent's sources
+ * are compiled in here because unit tests link only dyno_core.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+
+/* The store is compiled in so the test can reach its static helpers. */
+#include "../../agents/metadata/md_store.c"
+
+#define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+struct fx {
+    struct md_db *db;
+    struct md_node v[6];
+    struct md_nodes nodes;
+};
+
+static int setup(void **state)
+{
+    static struct fx f;
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(md_db_open(":memory:", &f.db), 0);
+    assert_int_equal(md_db_schema(f.db), 0);
+    for (int i = 0; i < 6; i++) {
+        snprintf(f.v[i].id, sizeof(f.v[i].id), "c%d", i + 1);
+        snprintf(f.v[i].url, sizeof(f.v[i].url), "http://127.0.0.1:%d", 40001 + i);
+        snprintf(f.v[i].site, sizeof(f.v[i].site), "s%d", i % 3);
+        f.v[i].capacity = 1000000;
+        f.v[i].online = i < 5; /* c6 offline */
+    }
+    f.nodes.v = f.v;
+    f.nodes.n = 6;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    md_db_close(f->db);
+    return 0;
+}
+
+static int64_t used_of(struct fx *f, const char *id)
+{
+    int64_t used = -1;
+    assert_int_equal(container_used(f->db, id, &used), SQLITE_OK);
+    return used;
+}
+
+/* Begins and commits an object named name with all fragments ok; returns its result. */
+static cJSON *put(struct fx *f, const char *name, int64_t size, int64_t now)
+{
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {.catalog = "alice/c", .name = name, .owner = "alice", .size = size, .k = 3, .m = 2,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, now, &res, err, sizeof(err)), 0);
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 5);
+    cJSON_Delete(res);
+    struct md_commit_frag fr[5];
+    for (int i = 0; i < 5; i++)
+        fr[i] = (struct md_commit_frag){.index = i, .ok = true, .size = -1};
+    assert_int_equal(md_store_commit(f->db, key, size, SHA, fr, 5, &f->nodes, now + 1, &res, err, sizeof(err)), 0);
+    return res;
+}
+
+static void test_unavailable_changes_nothing(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    f->v[4].online = false; /* 4 online */
+    struct md_begin_req r = {.catalog = "alice/c", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_string_equal(err, "need 5 containers online with room, 4 online");
+    assert_null(res);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(used_of(f, f->v[i].id), 0);
+    f->v[4].online = true;
+}
+
+static void test_begin_commit_get_usage(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = put(f, "x", 5000, 100);
+    assert_string_equal(dyno_json_str(res, "state"), "committed");
+    assert_null(cJSON_GetObjectItem(res, "replaced"));
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    struct dyno_layout l = {.size = 5000, .unit = 1024, .k = 3};
+    int64_t fs = (int64_t)dyno_layout_fragment_size(&l);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(used_of(f, f->v[i].id), fs);
+    assert_int_equal(used_of(f, "c6"), 0);
+    assert_int_equal(md_store_get(f->db, key, &f->nodes, &res, err, sizeof(err)), 0);
+    const cJSON *fr = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "fragments"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(fr, "online")));
+    assert_non_null(strstr(dyno_json_str(fr, "url"), "http://127.0.0.1:"));
+    cJSON_Delete(res);
+}
+
+static void test_bad_commit_changes_nothing(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {.catalog = "alice/c", .name = "y", .owner = "alice", .size = 10, .k = 3, .m = 2,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    /* Only 2 of 5 ok: below k. */
+    struct md_commit_frag fr[2] = {{0, true, -1}, {1, true, -1}};
+    assert_int_equal(md_store_commit(f->db, key, 10, SHA, fr, 2, &f->nodes, 101, &res, err, sizeof(err)),
+                     DYNO_EINVAL);
+    struct md_commit_frag dup[3] = {{0, true, -1}, {0, true, -1}, {1, true, -1}};
+    assert_int_equal(md_store_commit(f->db, key, 10, SHA, dup, 3, &f->nodes, 101, &res, err, sizeof(err)),
+                     DYNO_EINVAL);
+    assert_int_equal(md_store_get(f->db, key, &f->nodes, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    /* Still pending: a good commit with one missing fragment is degraded. */
+    struct md_commit_frag good[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, false, -1}};
+    assert_int_equal(md_store_commit(f->db, key, 10, SHA, good, 5, &f->nodes, 101, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "state"), "degraded");
+    cJSON_Delete(res);
+}
+
+static void test_replace_evict_purge(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *a = put(f, "same", 100, 100);
+    char ka[33];
+    snprintf(ka, sizeof(ka), "%s", dyno_json_str(a, "key"));
+    cJSON_Delete(a);
+    cJSON *b = put(f, "same", 200, 200);
+    const cJSON *rep = cJSON_GetObjectItem(b, "replaced");
+    assert_non_null(rep);
+    assert_string_equal(dyno_json_str(rep, "key"), ka);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(rep, "fragments")), 5);
+    char kb[33];
+    snprintf(kb, sizeof(kb), "%s", dyno_json_str(b, "key"));
+    cJSON_Delete(b);
+    cJSON *res = NULL;
+    assert_int_equal(md_store_get(f->db, ka, &f->nodes, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    /* Purge of 3 of 5: the rest waits as garbage and still counts. */
+    int del[3] = {0, 1, 2};
+    assert_int_equal(md_store_purge(f->db, ka, del, 3, &res, err, sizeof(err)), 0);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(res, "removed")));
+    cJSON_Delete(res);
+    int rest[2] = {3, 4};
+    assert_int_equal(md_store_purge(f->db, ka, rest, 2, &res, err, sizeof(err)), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "removed")));
+    cJSON_Delete(res);
+    /* A visible object cannot be purged; evict first. */
+    assert_int_equal(md_store_purge(f->db, kb, del, 3, &res, err, sizeof(err)), DYNO_ECONFLICT);
+    assert_int_equal(md_store_evict(f->db, kb, &f->nodes, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    int all[5] = {0, 1, 2, 3, 4};
+    assert_int_equal(md_store_purge(f->db, kb, all, 5, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(used_of(f, f->v[i].id), 0);
+}
+
+static void test_list_pages(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    const char *names[] = {"d", "a", "c", "b", "e"};
+    for (int i = 0; i < 5; i++)
+        cJSON_Delete(put(f, names[i], 1, 100));
+    cJSON *res = NULL;
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, 2, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "objects"), 0), "name"), "a");
+    assert_string_equal(dyno_json_str(res, "next"), "b");
+    cJSON_Delete(res);
+    assert_int_equal(md_store_list(f->db, "alice/c", "c", 2, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 2);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(res, "next")));
+    cJSON_Delete(res);
+    assert_int_equal(md_store_catalog_stats(f->db, "alice/c", &res, err, sizeof(err)), 0);
+    int64_t n = 0;
+    assert_int_equal(dyno_json_i64(res, "objects", &n), 0);
+    assert_int_equal(n, 5);
+    cJSON_Delete(res);
+}
+
+static void test_reap(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {.catalog = "alice/c", .owner = "alice", .size = 10, .m = 2, .replica = true,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 1000, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 3);
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    int count = -1;
+    assert_int_equal(md_store_reap(f->db, 1000, &count), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(md_store_reap(f->db, 1001, &count), 0);
+    assert_int_equal(count, 1);
+    struct md_commit_frag fr[3] = {{0, true, -1}, {1, true, -1}, {2, true, -1}};
+    assert_int_equal(md_store_commit(f->db, key, 10, SHA, fr, 3, &f->nodes, 1002, &res, err, sizeof(err)),
+                     DYNO_ECONFLICT);
+}
+
+int main(void)
+{
+    dyno_log_init("test", DYNO_LOG_ERROR + 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_evict_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
