@@ -1,0 +1,216 @@
+/*
+ * libmicrohttpd helpers shared by the gateway and the containers: JSON replies, the REST
+ * error body, bearer tokens, Range and percent-decoding. No state; MHD threads call these.
+ */
+#include "httpd.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dynostore/error.h"
+#include "json.h"
+
+#define HTTP_ERRMSG_MAX 1024 /* longest message put in an error body */
+
+/* Builds a response holding the serialized body; NULL on ENOMEM. MHD frees the text. */
+static struct MHD_Response *http_json_response(const cJSON *body)
+{
+    struct MHD_Response *resp = NULL;
+    size_t len = 0;
+    char *text = dyno_json_print(body, &len);
+
+    if (text == NULL)
+        return NULL;
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return NULL;
+    }
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES) {
+        MHD_destroy_response(resp);
+        return NULL;
+    }
+    return resp;
+}
+
+enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, const cJSON *body)
+{
+    struct MHD_Response *resp = http_json_response(body);
+    enum MHD_Result ret;
+
+    if (resp == NULL)
+        return MHD_NO;
+    ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+{
+    char msg[HTTP_ERRMSG_MAX];
+    enum MHD_Result ret = MHD_NO;
+    struct MHD_Response *resp = NULL;
+    cJSON *body = NULL, *e = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+
+    body = cJSON_CreateObject();
+    if (body == NULL)
+        goto out;
+    e = cJSON_AddObjectToObject(body, "error");
+    if (e == NULL || cJSON_AddStringToObject(e, "code", dyno_err_code(err)) == NULL ||
+        cJSON_AddStringToObject(e, "message", msg) == NULL)
+        goto out;
+    resp = http_json_response(body);
+    if (resp == NULL)
+        goto out;
+    /* A 503 tells well-behaved clients when to come back instead of hammering us. */
+    if (err == DYNO_EUNAVAIL && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
+        goto out;
+    ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
+out:
+    if (resp != NULL)
+        MHD_destroy_response(resp);
+    cJSON_Delete(body);
+    return ret;
+}
+
+const char *dyno_http_bearer(struct MHD_Connection *c)
+{
+    static const char scheme[] = "Bearer";
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+    /* The auth scheme is case-insensitive (RFC 9110 11.1); the token itself is not. */
+    if (v == NULL || strncasecmp(v, scheme, sizeof(scheme) - 1) != 0)
+        return NULL;
+    v += sizeof(scheme) - 1;
+    if (*v != ' ')
+        return NULL;
+    while (*v == ' ')
+        v++;
+    return *v != '\0' ? v : NULL;
+}
+
+/* Parses a run of decimal digits at *p into *out, advancing *p. DYNO_EINVAL when there is
+ * no digit or the value does not fit in uint64_t. */
+static int http_parse_u64(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+
+    if (*s < '0' || *s > '9')
+        return DYNO_EINVAL;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+
+        if (v > (UINT64_MAX - d) / 10)
+            return DYNO_EINVAL;
+        v = v * 10 + d;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int dyno_http_parse_range(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    static const char unit[] = "bytes=";
+    const char *p = hdr;
+    uint64_t a = 0, b = 0;
+    bool suffix = false, open_end = false;
+
+    if (hdr == NULL)
+        return DYNO_ENOTFOUND;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    /* Range units are case-insensitive (RFC 9110 14.1). */
+    if (strncasecmp(p, unit, sizeof(unit) - 1) != 0)
+        return DYNO_EINVAL;
+    p += sizeof(unit) - 1;
+    if (*p == '-') {
+        suffix = true;
+        p++;
+        if (http_parse_u64(&p, &b) != 0)
+            return DYNO_EINVAL;
+    } else {
+        if (http_parse_u64(&p, &a) != 0 || *p != '-')
+            return DYNO_EINVAL;
+        p++;
+        if (*p >= '0' && *p <= '9') {
+            if (http_parse_u64(&p, &b) != 0)
+                return DYNO_EINVAL;
+            if (b < a)
+                return DYNO_EINVAL;
+        } else {
+            open_end = true;
+        }
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    /* Anything left (a comma of a multi-range, garbage) makes the whole header invalid:
+     * we serve exactly one range or none, never a guess. */
+    if (*p != '\0')
+        return DYNO_EINVAL;
+
+    if (suffix) {
+        if (b == 0 || size == 0)
+            return DYNO_ERANGE;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 0;
+    }
+    if (a >= size)
+        return DYNO_ERANGE;
+    *first = a;
+    *last = (open_end || b >= size) ? size - 1 : b;
+    return 0;
+}
+
+static int http_hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int dyno_url_decode(char *s)
+{
+    char *w = s;
+
+    if (s == NULL)
+        return DYNO_EINVAL;
+    /* Validate first so that a bad input is left exactly as it was. An embedded NUL
+     * (%00) would silently truncate the name every later check sees. */
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r != '%')
+            continue;
+        int hi = http_hexval(r[1]);
+        int lo = hi < 0 ? -1 : http_hexval(r[2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return DYNO_EINVAL;
+        r += 2;
+    }
+    /* '+' stays '+': this decodes path segments, where it is a literal character. */
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r == '%') {
+            *w++ = (char)(http_hexval(r[1]) << 4 | http_hexval(r[2]));
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return 0;
+}

@@ -1,0 +1,436 @@
+/* Unit tests for lib/token.c: keys, signing, strict verification, revocation, base64url. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "dynostore/error.h"
+#include "token.h"
+
+struct fixture {
+    char dir[64];
+    char priv[128], pub[128];
+    struct dyno_signer *signer;
+    struct dyno_verifier *verifier;
+    int64_t now;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/dyno-token-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->priv, sizeof(f->priv), "%s/auth.key", f->dir);
+    snprintf(f->pub, sizeof(f->pub), "%s/auth.pub", f->dir);
+    assert_int_equal(dyno_token_keygen(f->priv, f->pub), 0);
+    assert_int_equal(dyno_signer_load(f->priv, &f->signer), 0);
+    assert_int_equal(dyno_verifier_load(f->pub, &f->verifier), 0);
+    f->now = (int64_t)time(NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    dyno_signer_free(f->signer);
+    dyno_verifier_free(f->verifier);
+    unlink(f->priv);
+    unlink(f->pub);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct dyno_claims claims(int64_t exp)
+{
+    struct dyno_claims c;
+
+    memset(&c, 0, sizeof(c));
+    snprintf(c.sub, sizeof(c.sub), "alice");
+    snprintf(c.org, sizeof(c.org), "lab/ct");
+    c.admin = true;
+    snprintf(c.role, sizeof(c.role), "user");
+    c.exp = exp;
+    c.iat = exp - 3600;
+    return c;
+}
+
+static char *sign(struct fixture *f, struct dyno_claims *c)
+{
+    char *tok = NULL;
+
+    assert_int_equal(dyno_token_sign(f->signer, c, &tok), 0);
+    assert_non_null(tok);
+    return tok;
+}
+
+static void test_keygen_private_mode(void **state)
+{
+    struct fixture *f = *state;
+    struct stat st;
+
+    assert_int_equal(stat(f->priv, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* An existing key is never overwritten. */
+    assert_int_equal(dyno_token_keygen(f->priv, f->pub), DYNO_EEXIST);
+    assert_int_equal(dyno_signer_load("/nonexistent/key", &(struct dyno_signer *){NULL}), DYNO_ENOTFOUND);
+    /* A public key is not a private key. */
+    struct dyno_signer *s = NULL;
+    assert_int_equal(dyno_signer_load(f->pub, &s), DYNO_EINVAL);
+}
+
+static void test_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 3600), out;
+    char *tok = sign(f, &c);
+
+    assert_int_equal(strlen(c.jti), DYNO_KEY_LEN);
+    assert_int_equal(strncmp(tok, "dyn1.", 5), 0);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_string_equal(out.sub, "alice");
+    assert_string_equal(out.org, "lab/ct");
+    assert_true(out.admin);
+    assert_string_equal(out.role, "user");
+    assert_int_equal(out.exp, c.exp);
+    assert_int_equal(out.iat, c.iat);
+    assert_string_equal(out.jti, c.jti);
+    free(tok);
+
+    /* A given jti is kept; a service token with an empty org works too. */
+    struct dyno_claims s = claims(f->now + 60);
+    snprintf(s.role, sizeof(s.role), "service");
+    s.org[0] = '\0';
+    s.admin = false;
+    snprintf(s.jti, sizeof(s.jti), "0123456789abcdef0123456789abcdef");
+    tok = sign(f, &s);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_string_equal(out.jti, "0123456789abcdef0123456789abcdef");
+    assert_string_equal(out.role, "service");
+    assert_string_equal(out.org, "");
+    assert_false(out.admin);
+    free(tok);
+}
+
+static void test_sign_refuses_bad_claims(void **state)
+{
+    struct fixture *f = *state;
+    char *tok = NULL;
+    struct dyno_claims c = claims(f->now + 60);
+
+    snprintf(c.sub, sizeof(c.sub), "al/ice");
+    assert_int_equal(dyno_token_sign(f->signer, &c, &tok), DYNO_EINVAL);
+    c = claims(f->now + 60);
+    snprintf(c.role, sizeof(c.role), "root");
+    assert_int_equal(dyno_token_sign(f->signer, &c, &tok), DYNO_EINVAL);
+    c = claims(f->now + 60);
+    snprintf(c.org, sizeof(c.org), "lab//x");
+    assert_int_equal(dyno_token_sign(f->signer, &c, &tok), DYNO_EINVAL);
+    assert_null(tok);
+}
+
+/* Replaces the claims part of tok with base64url(json), keeping the old signature. */
+static char *with_claims(const char *tok, const char *json)
+{
+    const char *d2 = strrchr(tok, '.');
+    char *out = malloc(5 + 4 * strlen(json) / 3 + 8 + strlen(d2) + 1);
+    size_t n;
+
+    assert_non_null(out);
+    memcpy(out, "dyn1.", 5);
+    n = 5 + dyno_b64url_encode((const uint8_t *)json, strlen(json), out + 5);
+    strcpy(out + n, d2);
+    return out;
+}
+
+static void test_tampered(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 3600), out;
+    char *tok = sign(f, &c);
+    char *bad;
+
+    /* Claims changed (admin escalation), signature kept. */
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"sub\":\"mallory\",\"org\":\"lab/ct\",\"adm\":true,\"role\":\"user\",\"exp\":%lld,"
+             "\"jti\":\"%s\",\"iat\":1}",
+             (long long)c.exp, c.jti);
+    bad = with_claims(tok, json);
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    free(bad);
+
+    /* One signature character flipped. */
+    bad = strdup(tok);
+    char *sig = strrchr(bad, '.') + 1;
+    sig[3] = sig[3] == 'A' ? 'B' : 'A';
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    free(bad);
+
+    /* One claims character flipped. */
+    bad = strdup(tok);
+    bad[8] = bad[8] == 'A' ? 'B' : 'A';
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    free(bad);
+
+    /* Signature truncated. */
+    bad = strdup(tok);
+    bad[strlen(bad) - 2] = '\0';
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    free(bad);
+
+    /* Still fine untouched. */
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    free(tok);
+}
+
+static void test_wrong_key(void **state)
+{
+    struct fixture *f = *state;
+    char priv[160], pub[160];
+    struct dyno_verifier *other = NULL;
+    struct dyno_claims c = claims(f->now + 3600), out;
+    char *tok = sign(f, &c);
+
+    snprintf(priv, sizeof(priv), "%s/other.key", f->dir);
+    snprintf(pub, sizeof(pub), "%s/other.pub", f->dir);
+    assert_int_equal(dyno_token_keygen(priv, pub), 0);
+    assert_int_equal(dyno_verifier_load(pub, &other), 0);
+    assert_int_equal(dyno_token_verify(other, tok, f->now, &out), DYNO_EUNAUTH);
+    dyno_verifier_free(other);
+    unlink(priv);
+    unlink(pub);
+    free(tok);
+}
+
+static void test_expired(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 10), out;
+    char *tok = sign(f, &c);
+
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now + 9, &out), 0);
+    /* exp <= now is expired: the boundary second itself is refused. */
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now + 10, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now + 1000, &out), DYNO_EUNAUTH);
+    free(tok);
+}
+
+static void test_revoked(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 3600), c2 = claims(f->now + 3600), out;
+    char *tok = sign(f, &c), *tok2 = sign(f, &c2);
+
+    assert_false(dyno_verifier_is_revoked(f->verifier, c.jti));
+    assert_int_equal(dyno_verifier_revoke(f->verifier, c.jti, c.exp), 0);
+    assert_true(dyno_verifier_is_revoked(f->verifier, c.jti));
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+    /* Others are unaffected; revoking twice is fine. */
+    assert_int_equal(dyno_token_verify(f->verifier, tok2, f->now, &out), 0);
+    assert_int_equal(dyno_verifier_revoke(f->verifier, c.jti, c.exp), 0);
+    assert_int_equal(dyno_verifier_revoke(f->verifier, "not-a-jti", c.exp), DYNO_EINVAL);
+
+    /* Many revocations (forces growth and pruning of long-expired entries). */
+    for (int i = 0; i < 1000; i++) {
+        char jti[DYNO_KEY_LEN + 1];
+        snprintf(jti, sizeof(jti), "%032x", i);
+        assert_int_equal(dyno_verifier_revoke(f->verifier, jti, i % 2 ? f->now + 3600 : 1), 0);
+    }
+    assert_true(dyno_verifier_is_revoked(f->verifier, c.jti));
+    assert_true(dyno_verifier_is_revoked(f->verifier, "000000000000000000000000000003e7"));
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, tok2, f->now, &out), 0);
+    free(tok);
+    free(tok2);
+}
+
+static void test_malformed(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 3600), out;
+    char *tok = sign(f, &c);
+    char buf[DYNO_TOKEN_MAX * 2];
+    char *bad;
+
+    assert_int_equal(dyno_token_verify(f->verifier, NULL, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, "", f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, "dyn1", f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, "nodotsatall", f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, "dyn1..", f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, "dyn1.abc", f->now, &out), DYNO_EUNAUTH);
+
+    /* Four parts. */
+    snprintf(buf, sizeof(buf), "%s.AAAA", tok);
+    assert_int_equal(dyno_token_verify(f->verifier, buf, f->now, &out), DYNO_EUNAUTH);
+    /* Wrong prefix. */
+    snprintf(buf, sizeof(buf), "dyn2%s", tok + 4);
+    assert_int_equal(dyno_token_verify(f->verifier, buf, f->now, &out), DYNO_EUNAUTH);
+    snprintf(buf, sizeof(buf), "xdyn1%s", tok + 4);
+    assert_int_equal(dyno_token_verify(f->verifier, buf, f->now, &out), DYNO_EUNAUTH);
+    /* Bad base64 (padding, '+', '/' are not base64url). */
+    snprintf(buf, sizeof(buf), "%s=", tok);
+    assert_int_equal(dyno_token_verify(f->verifier, buf, f->now, &out), DYNO_EUNAUTH);
+    bad = strdup(tok);
+    bad[6] = '+';
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    free(bad);
+
+    /* Huge: over DYNO_TOKEN_MAX, even if it started well. */
+    memset(buf, 'A', sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = '\0';
+    memcpy(buf, tok, strlen(tok));
+    assert_int_equal(dyno_token_verify(f->verifier, buf, f->now, &out), DYNO_EUNAUTH);
+
+    free(tok);
+}
+
+/* Signs arbitrary claims bytes with the real private key straight through OpenSSL,
+ * bypassing dyno_token_sign's checks, to show the verifier does not trust a valid
+ * signature over bad claims. */
+static char *sign_raw(struct fixture *f, const char *json)
+{
+    FILE *fp = fopen(f->priv, "r");
+    EVP_PKEY *key;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t sig[64];
+    size_t siglen = sizeof(sig), n;
+    char *tok = malloc(5 + 4 * strlen(json) / 3 + 8 + 1 + 90);
+
+    assert_non_null(fp);
+    assert_non_null(tok);
+    key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(key);
+    memcpy(tok, "dyn1.", 5);
+    n = 5 + dyno_b64url_encode((const uint8_t *)json, strlen(json), tok + 5);
+    assert_int_equal(EVP_DigestSignInit(md, NULL, NULL, NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(md, sig, &siglen, (const unsigned char *)tok, n), 1);
+    tok[n++] = '.';
+    dyno_b64url_encode(sig, siglen, tok + n);
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(key);
+    return tok;
+}
+
+static void test_claims_checked(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims out;
+    char json[512];
+    const char *cases[] = {
+        "not json at all",
+        "[1,2,3]",
+        "{}",
+        /* missing sub */
+        "{\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":4102444800,\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        /* missing jti */
+        "{\"sub\":\"bob\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":4102444800,\"iat\":1}",
+        /* exp as a string */
+        "{\"sub\":\"bob\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":\"4102444800\",\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        /* adm not a bool */
+        "{\"sub\":\"bob\",\"org\":\"\",\"adm\":1,\"role\":\"user\",\"exp\":4102444800,\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        /* bad role */
+        "{\"sub\":\"bob\",\"org\":\"\",\"adm\":false,\"role\":\"god\",\"exp\":4102444800,\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        /* sub not a valid segment */
+        "{\"sub\":\"../"
+        "etc\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":4102444800,\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        "{\"sub\":\"a+b\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":4102444800,\"jti\":"
+        "\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+        /* jti not 32 hex */
+        "{\"sub\":\"bob\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":4102444800,\"jti\":\"xyz\","
+        "\"iat\":1}",
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tok = sign_raw(f, cases[i]);
+        assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+        free(tok);
+    }
+    /* The control: the same path with good claims verifies. */
+    snprintf(json, sizeof(json),
+             "{\"sub\":\"bob\",\"org\":\"\",\"adm\":false,\"role\":\"user\",\"exp\":%lld,"
+             "\"jti\":\"0123456789abcdef0123456789abcdef\",\"iat\":1}",
+             (long long)(f->now + 3600));
+    char *tok = sign_raw(f, json);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_string_equal(out.sub, "bob");
+    free(tok);
+}
+
+static void test_b64url(void **state)
+{
+    (void)state;
+    /* RFC 4648 section 10 vectors, base64url alphabet, no padding. */
+    static const struct {
+        const char *in, *out;
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
+             {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
+    char enc[64];
+    uint8_t dec[64];
+    size_t n;
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        assert_int_equal(dyno_b64url_encode((const uint8_t *)v[i].in, strlen(v[i].in), enc),
+                         strlen(v[i].out));
+        assert_string_equal(enc, v[i].out);
+        assert_int_equal(dyno_b64url_decode(v[i].out, strlen(v[i].out), dec, sizeof(dec), &n), 0);
+        assert_int_equal(n, strlen(v[i].in));
+        assert_memory_equal(dec, v[i].in, n);
+    }
+    /* The URL-safe characters: 0xfb 0xff -> "-_8" */
+    const uint8_t bin[] = {0xfb, 0xff};
+    assert_int_equal(dyno_b64url_encode(bin, 2, enc), 3);
+    assert_string_equal(enc, "-_8");
+    assert_int_equal(dyno_b64url_decode("-_8", 3, dec, sizeof(dec), &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(dec, bin, 2);
+
+    assert_int_equal(dyno_b64url_decode("Zm9v=", 5, dec, sizeof(dec), &n), DYNO_EINVAL);
+    assert_int_equal(dyno_b64url_decode("Zm+v", 4, dec, sizeof(dec), &n), DYNO_EINVAL);
+    assert_int_equal(dyno_b64url_decode("Zm/v", 4, dec, sizeof(dec), &n), DYNO_EINVAL);
+    assert_int_equal(dyno_b64url_decode("Z", 1, dec, sizeof(dec), &n), DYNO_EINVAL);
+    assert_int_equal(dyno_b64url_decode("Zm9", 3, dec, sizeof(dec), &n),
+                     DYNO_EINVAL); /* canonical is "Zm8" */
+    /* Non-canonical: "Zh" decodes to 'f' with non-zero leftover bits. */
+    assert_int_equal(dyno_b64url_decode("Zh", 2, dec, sizeof(dec), &n), DYNO_EINVAL);
+    assert_int_equal(dyno_b64url_decode("Zm9vYmFy", 8, dec, 5, &n), DYNO_ETOOBIG);
+    assert_int_equal(dyno_b64url_decode("Zm9vYmFy", 8, dec, 6, &n), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_b64url),
+        cmocka_unit_test_setup_teardown(test_keygen_private_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_refuses_bad_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims_checked, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
