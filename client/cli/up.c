@@ -1,0 +1,1300 @@
+/*
+ * dynostore up: a whole fabric on this machine (SPEC §2, protocol.md §5 and §6).
+ *
+ * Lays out DIR (keys, secrets, broker, one folder per agent, containers, logs), writes
+ * every config, then starts mosquitto, dyno-auth, dyno-metadata, dyno-pubsub, N
+ * dyno-container and dyno-gateway, each with stdout and stderr in DIR/logs/<name>.log and
+ * in its own process group (so a Ctrl-C in the terminal reaches only `up`). When the
+ * gateway answers and every container is online it writes DIR/fabric.json ("ready": true)
+ * and the CLI settings, and supervises: a child that dies is reported, never restarted
+ * (tests kill and restart children themselves from fabric.json's argv); SIGINT or SIGTERM
+ * stops the children in reverse order (SIGTERM, 5 s, SIGKILL), by pid.
+ *
+ * Starting again on the same DIR reuses keys, tokens, databases and fragments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "config.h"
+#include "json.h"
+#include "names.h"
+#include "token.h"
+
+#define UP_PATH 4096
+#define UP_MAX_CONTAINERS 64
+#define UP_MAX_PROCS (UP_MAX_CONTAINERS + 6)
+#define UP_STOP_GRACE_S 5.0
+#define UP_AUTH_WAIT_S 10.0
+#define UP_PORTFILE_WAIT_S 10.0
+#define UP_READY_WAIT_S 20.0
+#define UP_LOG_TAIL_LINES 20
+
+/* Start stages; stopping goes the other way. */
+enum { ST_BROKER, ST_AUTH, ST_METADATA, ST_PUBSUB, ST_CONTAINERS, ST_GATEWAY, ST_COUNT };
+
+struct up_proc {
+    char name[64]; /* "container-c1" */
+    const char *kind;
+    char id[32];
+    int stage;
+    char *argv[8]; /* malloc'd strings, NULL-terminated */
+    char log[UP_PATH];
+    off_t log_start; /* where this run's lines begin */
+    pid_t pid;
+    bool alive;
+    bool reported; /* its death was announced */
+};
+
+struct up {
+    const struct cli_ctx *x;
+    char data[UP_PATH];
+    char bindir[UP_PATH];
+    char mosquitto[UP_PATH];
+    int ncont;
+    const char *capacity;
+    const char *repair_grace; /* NULL: the metadata default */
+    int port_req;             /* asked gateway port; 0 = any */
+    bool tls;
+    int broker_port, gw_port;
+    int def_k, def_m; /* default resilience when fewer than 5 containers; 0 = agents' default */
+    char gw_url[128];
+    struct up_proc procs[UP_MAX_PROCS];
+    int nprocs;
+    int lock_fd;
+};
+
+static volatile sig_atomic_t up_signal;
+
+static void on_signal(int sig)
+{
+    up_signal = sig;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal cuts it short: fine, the callers poll */
+}
+
+/* snprintf into a path buffer; false when it does not fit. */
+static bool path_fmt(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool path_fmt(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, UP_PATH, fmt, ap);
+    va_end(ap);
+    return n >= 0 && n < UP_PATH;
+}
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* path made absolute (against the current folder; "." and ".." are left to the kernel). */
+static bool abs_path(const char *in, char *out)
+{
+    if (in[0] == '/')
+        return path_fmt(out, "%s", in);
+    char cwd[UP_PATH];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return false;
+    if (strcmp(in, ".") == 0)
+        return path_fmt(out, "%s", cwd);
+    if (strncmp(in, "./", 2) == 0)
+        in += 2;
+    return path_fmt(out, "%s/%s", cwd, in);
+}
+
+/* ---- ports ------------------------------------------------------------------------------- */
+
+/* A free 127.0.0.1 port (bind port 0, read it, close); 0 on failure. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    int port = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Whether 127.0.0.1:port can be bound now (as servers do, with SO_REUSEADDR). */
+static bool port_is_free(int port)
+{
+    if (port <= 0 || port > 65535)
+        return false;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Port number written in a port file; 0 when absent or not yet written. */
+static int read_port_file(const char *path)
+{
+    char *t = NULL;
+    if (dyno_read_file(path, 64, &t, NULL) < 0)
+        return 0;
+    char *end = NULL;
+    long v = strtol(t, &end, 10);
+    int port = (end != t && v > 0 && v <= 65535) ? (int)v : 0;
+    free(t);
+    return port;
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+static int write_json(const char *path, const cJSON *doc, unsigned mode)
+{
+    char *text = cJSON_Print(doc);
+    if (!text)
+        return DYNO_ENOMEM;
+    size_t n = strlen(text);
+    int rc = dyno_write_file(path, text, n, mode);
+    cJSON_free(text);
+    if (rc < 0)
+        cli_err("cannot write %s: %s", path, dyno_strerror(rc));
+    return rc;
+}
+
+/* Random hex secret of 2*nbytes characters. */
+static int random_hex(char *out, size_t nbytes)
+{
+    uint8_t b[64];
+    if (nbytes > sizeof(b))
+        return DYNO_EINVAL;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return DYNO_EIO;
+    ssize_t r = read(fd, b, nbytes);
+    close(fd);
+    if (r != (ssize_t)nbytes)
+        return DYNO_EIO;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return 0;
+}
+
+static int make_dirs(struct up *u)
+{
+    static const char *const sub[] = {"keys",   "secrets", "broker",     "broker/data", "auth", "metadata",
+                                      "pubsub", "gateway", "containers", "logs",        "tls"};
+    char p[UP_PATH];
+    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        if (strcmp(sub[i], "tls") == 0 && !u->tls)
+            continue;
+        if (!path_fmt(p, "%s/%s", u->data, sub[i]) || cli_mkdirs(p, 0700) < 0)
+            return cli_err("cannot create %s/%s: %s", u->data, sub[i], strerror(errno));
+    }
+    for (int i = 1; i <= u->ncont; i++) {
+        if (!path_fmt(p, "%s/containers/c%d/frags", u->data, i) || cli_mkdirs(p, 0700) < 0)
+            return cli_err("cannot create %s: %s", p, strerror(errno));
+    }
+    /* secrets and keys are for the owner only, whatever the umask said before */
+    if (path_fmt(p, "%s/secrets", u->data))
+        chmod(p, 0700);
+    if (path_fmt(p, "%s/keys", u->data))
+        chmod(p, 0700);
+    return CLI_OK;
+}
+
+/* Only one `up` per DIR: a fcntl lock on DIR/up.lock, held while we run. */
+static int lock_dir(struct up *u)
+{
+    char p[UP_PATH];
+    if (!path_fmt(p, "%s/up.lock", u->data))
+        return cli_err("data folder path too long");
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return cli_err("cannot open %s: %s", p, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long other = fcntl(fd, F_GETLK, &q) == 0 ? (long)q.l_pid : 0;
+        close(fd);
+        return cli_err("a fabric is already running on %s (dynostore up, pid %ld)", u->data, other);
+    }
+    u->lock_fd = fd;
+    return CLI_OK;
+}
+
+/* The broker port of the last run, from DIR/fabric.json; 0 if none. */
+static int previous_broker_port(const struct up *u)
+{
+    char p[UP_PATH];
+    char *text = NULL;
+    size_t len = 0;
+    cJSON *doc = NULL;
+    int64_t port = 0;
+    if (!path_fmt(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
+        return 0;
+    if (dyno_json_parse(text, len, 1024 * 1024, &doc) == 0)
+        (void)dyno_json_i64(cJSON_GetObjectItemCaseSensitive(doc, "broker"), "port", &port);
+    cJSON_Delete(doc);
+    free(text);
+    return port > 0 && port <= 65535 ? (int)port : 0;
+}
+
+static int make_secrets(struct up *u)
+{
+    char key[UP_PATH], pub[UP_PATH], pw[UP_PATH];
+    if (!path_fmt(key, "%s/keys/auth.key", u->data) || !path_fmt(pub, "%s/keys/auth.pub", u->data) ||
+        !path_fmt(pw, "%s/secrets/admin.password", u->data))
+        return cli_err("data folder path too long");
+    if (!file_exists(key) || !file_exists(pub)) {
+        int rc = dyno_token_keygen(key, pub);
+        if (rc < 0)
+            return cli_err("cannot generate the signing keys in %s/keys: %s", u->data, dyno_strerror(rc));
+        chmod(key, 0600);
+    }
+    if (!file_exists(pw)) {
+        char secret[41];
+        if (random_hex(secret, 20) < 0)
+            return cli_err("cannot read /dev/urandom");
+        secret[40] = '\n';
+        int rc = dyno_write_file(pw, secret, 41, 0600);
+        memset(secret, 0, sizeof(secret));
+        if (rc < 0)
+            return cli_err("cannot write %s: %s", pw, dyno_strerror(rc));
+    }
+    return CLI_OK;
+}
+
+static int write_broker_conf(struct up *u)
+{
+    char p[UP_PATH];
+    struct passwd *pw = getpwuid(geteuid());
+    const char *user = pw && pw->pw_name ? pw->pw_name : "root";
+    struct dyno_buf b;
+    dyno_buf_init(&b, 64 * 1024);
+    int rc = dyno_buf_printf(&b,
+                             "# Written by `dynostore up`; rewritten on every start.\n"
+                             "per_listener_settings false\n"
+                             "# run as the user who started the fabric (as root, mosquitto would switch\n"
+                             "# to the 'mosquitto' user, who cannot write %s)\n"
+                             "user %s\n"
+                             "listener %d 127.0.0.1\n",
+                             u->data, user, u->broker_port);
+    if (rc == 0 && u->tls)
+        rc = dyno_buf_printf(&b,
+                             "cafile %s/tls/ca.crt\n"
+                             "certfile %s/tls/server.crt\n"
+                             "keyfile %s/tls/server.key\n",
+                             u->data, u->data, u->data);
+    if (rc == 0)
+        rc = dyno_buf_printf(&b,
+                             "\n"
+                             "# Authentication: anonymous for now. The dyno_auth plugin (token login and\n"
+                             "# per-catalog ACL, SPEC section 7) goes here, replacing allow_anonymous:\n"
+                             "#   plugin %s/../lib/dyno_auth.so\n"
+                             "#   plugin_opt_public_key_file %s/keys/auth.pub\n"
+                             "allow_anonymous true\n"
+                             "\n"
+                             "persistence true\n"
+                             "persistence_location %s/broker/data/\n"
+                             "autosave_interval 1\n"
+                             "log_dest stderr\n"
+                             "# not 'information': autosave every second would flood the log\n"
+                             "log_type error\nlog_type warning\nlog_type notice\n"
+                             "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
+                             u->bindir, u->data, u->data);
+    if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
+        dyno_buf_free(&b);
+        return cli_err("cannot build the broker configuration");
+    }
+    rc = dyno_write_file(p, b.data, b.len, 0600);
+    dyno_buf_free(&b);
+    if (rc < 0)
+        return cli_err("cannot write %s: %s", p, dyno_strerror(rc));
+    return CLI_OK;
+}
+
+/* The keys every agent has (protocol.md §6). */
+static cJSON *agent_conf(const struct up *u, const char *id)
+{
+    char p[UP_PATH];
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "broker_host", "127.0.0.1");
+    cJSON_AddNumberToObject(o, "broker_port", u->broker_port);
+    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
+        cJSON_AddStringToObject(o, "broker_cafile", p);
+    if (path_fmt(p, "%s/secrets/service.token", u->data))
+        cJSON_AddStringToObject(o, "service_token_file", p);
+    if (path_fmt(p, "%s/keys/auth.pub", u->data))
+        cJSON_AddStringToObject(o, "public_key_file", p);
+    cJSON_AddStringToObject(o, "log_level", "info");
+    return o;
+}
+
+static void add_path(cJSON *o, const char *key, const struct up *u, const char *rel)
+{
+    char p[UP_PATH];
+    if (path_fmt(p, "%s/%s", u->data, rel))
+        cJSON_AddStringToObject(o, key, p);
+}
+
+/* Registers a process to start; its config goes to conf_path. */
+static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, int stage, const char *exe,
+                                const char *conf_path)
+{
+    struct up_proc *p = &u->procs[u->nprocs];
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    if (strcmp(kind, "broker") == 0)
+        snprintf(p->name, sizeof(p->name), "mosquitto");
+    else
+        snprintf(p->name, sizeof(p->name), "%s-%s", kind, id);
+    p->stage = stage;
+    if (!path_fmt(p->log, "%s/logs/%s.log", u->data, p->name))
+        return NULL;
+    p->argv[0] = strdup(exe);
+    p->argv[1] = strdup(strcmp(kind, "broker") == 0 ? "-c" : "--config");
+    p->argv[2] = strdup(conf_path);
+    if (!p->argv[0] || !p->argv[1] || !p->argv[2])
+        return NULL;
+    u->nprocs++;
+    return p;
+}
+
+static int write_configs(struct up *u)
+{
+    char conf[UP_PATH], exe[UP_PATH], id[16];
+    cJSON *o = NULL;
+    int rc = CLI_FAIL;
+
+    if (!path_fmt(conf, "%s/broker/mosquitto.conf", u->data) ||
+        !add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
+        goto nomem;
+
+    /* auth */
+    o = agent_conf(u, "auth1");
+    if (!o)
+        goto nomem;
+    add_path(o, "db", u, "auth/auth.db");
+    add_path(o, "private_key_file", u, "keys/auth.key");
+    cJSON_AddStringToObject(o, "admin_user", "admin");
+    add_path(o, "admin_password_file", u, "secrets/admin.password");
+    add_path(o, "admin_token_file", u, "secrets/admin.token");
+    if (!path_fmt(conf, "%s/auth/config.json", u->data) || write_json(conf, o, 0600) < 0)
+        goto out;
+    cJSON_Delete(o);
+    if (!path_fmt(exe, "%s/dyno-auth", u->bindir) || !add_proc(u, "auth", "auth1", ST_AUTH, exe, conf))
+        goto nomem;
+
+    /* metadata */
+    o = agent_conf(u, "md1");
+    if (!o)
+        goto nomem;
+    add_path(o, "db", u, "metadata/metadata.db");
+    if (u->repair_grace)
+        cJSON_AddStringToObject(o, "repair_grace", u->repair_grace);
+    if (!path_fmt(conf, "%s/metadata/config.json", u->data) || write_json(conf, o, 0600) < 0)
+        goto out;
+    cJSON_Delete(o);
+    if (!path_fmt(exe, "%s/dyno-metadata", u->bindir) ||
+        !add_proc(u, "metadata", "md1", ST_METADATA, exe, conf))
+        goto nomem;
+
+    /* pubsub */
+    o = agent_conf(u, "ps1");
+    if (!o)
+        goto nomem;
+    add_path(o, "db", u, "pubsub/pubsub.db");
+    if (u->def_k) {
+        cJSON_AddNumberToObject(o, "default_k", u->def_k);
+        cJSON_AddNumberToObject(o, "default_m", u->def_m);
+    }
+    if (!path_fmt(conf, "%s/pubsub/config.json", u->data) || write_json(conf, o, 0600) < 0)
+        goto out;
+    cJSON_Delete(o);
+    if (!path_fmt(exe, "%s/dyno-pubsub", u->bindir) || !add_proc(u, "pubsub", "ps1", ST_PUBSUB, exe, conf))
+        goto nomem;
+
+    /* containers */
+    for (int i = 1; i <= u->ncont; i++) {
+        char rel[64], site[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        snprintf(site, sizeof(site), "site-%d", i);
+        o = agent_conf(u, id);
+        if (!o)
+            goto nomem;
+        snprintf(rel, sizeof(rel), "containers/%s/frags", id);
+        add_path(o, "dir", u, rel);
+        cJSON_AddStringToObject(o, "site", site);
+        cJSON_AddStringToObject(o, "capacity", u->capacity);
+        cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
+        cJSON_AddNumberToObject(o, "port", 0);
+        snprintf(rel, sizeof(rel), "containers/%s/port", id);
+        add_path(o, "port_file", u, rel);
+        if (!path_fmt(conf, "%s/containers/%s/config.json", u->data, id) || write_json(conf, o, 0600) < 0)
+            goto out;
+        cJSON_Delete(o);
+        if (!path_fmt(exe, "%s/dyno-container", u->bindir) ||
+            !add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
+            goto nomem;
+    }
+
+    /* gateway */
+    o = agent_conf(u, "gw1");
+    if (!o)
+        goto nomem;
+    cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
+    cJSON_AddNumberToObject(o, "port", u->gw_port);
+    add_path(o, "port_file", u, "gateway/port");
+    if (u->def_k) {
+        cJSON_AddNumberToObject(o, "k", u->def_k);
+        cJSON_AddNumberToObject(o, "m", u->def_m);
+    }
+    if (u->tls) {
+        add_path(o, "tls_cert", u, "tls/server.crt");
+        add_path(o, "tls_key", u, "tls/server.key");
+    }
+    if (!path_fmt(conf, "%s/gateway/config.json", u->data) || write_json(conf, o, 0600) < 0)
+        goto out;
+    cJSON_Delete(o);
+    o = NULL;
+    if (!path_fmt(exe, "%s/dyno-gateway", u->bindir) || !add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
+        goto nomem;
+    return CLI_OK;
+nomem:
+    rc = cli_err("out of memory or path too long while writing the configs");
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* DIR/fabric.json (protocol.md §5). */
+static int write_fabric(const struct up *u, bool ready)
+{
+    char p[UP_PATH];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "gateway", u->gw_url);
+    cJSON *b = cJSON_AddObjectToObject(o, "broker");
+    if (!o || !b) {
+        cJSON_Delete(o);
+        return cli_err("out of memory");
+    }
+    cJSON_AddStringToObject(b, "host", "127.0.0.1");
+    cJSON_AddNumberToObject(b, "port", u->broker_port);
+    cJSON_AddBoolToObject(b, "tls", u->tls);
+    add_path(o, "admin_token_file", u, "secrets/admin.token");
+    add_path(o, "admin_password_file", u, "secrets/admin.password");
+    add_path(o, "service_token_file", u, "secrets/service.token");
+    add_path(o, "public_key_file", u, "keys/auth.pub");
+    if (u->tls)
+        add_path(o, "cacert", u, "tls/ca.crt");
+    cJSON_AddStringToObject(o, "data", u->data);
+    cJSON_AddNumberToObject(o, "containers", u->ncont);
+    cJSON_AddNumberToObject(o, "pid", (double)getpid());
+    cJSON_AddBoolToObject(o, "ready", ready);
+    cJSON *procs = cJSON_AddArrayToObject(o, "processes");
+    for (int i = 0; procs && i < u->nprocs; i++) {
+        const struct up_proc *pr = &u->procs[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e)
+            continue;
+        cJSON_AddStringToObject(e, "name", pr->name);
+        cJSON_AddStringToObject(e, "kind", pr->kind);
+        cJSON_AddStringToObject(e, "id", pr->id);
+        cJSON_AddNumberToObject(e, "pid", pr->alive ? (double)pr->pid : 0);
+        cJSON *av = cJSON_AddArrayToObject(e, "argv");
+        for (int k = 0; av && pr->argv[k]; k++)
+            cJSON_AddItemToArray(av, cJSON_CreateString(pr->argv[k]));
+        cJSON_AddStringToObject(e, "log", pr->log);
+        cJSON_AddItemToArray(procs, e);
+    }
+    int rc = path_fmt(p, "%s/fabric.json", u->data) ? write_json(p, o, 0644) : DYNO_EINVAL;
+    cJSON_Delete(o);
+    return rc < 0 ? CLI_FAIL : CLI_OK;
+}
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+static int spawn(struct up *u, struct up_proc *p)
+{
+    int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return cli_err("cannot open %s: %s", p->log, strerror(errno));
+    time_t t = time(NULL);
+    char ts[32] = "";
+    struct tm tm;
+    if (gmtime_r(&t, &tm))
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    dprintf(fd, "---- dynostore up: starting %s at %s ----\n", p->name, ts);
+    p->log_start = lseek(fd, 0, SEEK_END);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return cli_err("cannot start %s: %s", p->name, strerror(errno));
+    }
+    if (pid == 0) {
+        /* child: own process group, default signals, stdin from /dev/null, output to the log */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* if `up` is killed outright, do not linger */
+        if (getppid() != parent)
+            _exit(1);
+        struct sigaction sa = {.sa_handler = SIG_DFL};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGPIPE, &sa, NULL);
+        sigaction(SIGCHLD, &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execv(p->argv[0], p->argv);
+        dprintf(STDERR_FILENO, "dynostore up: cannot run %s: %s\n", p->argv[0], strerror(errno));
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here: no race with a signal sent right after fork */
+    close(fd);
+    p->pid = pid;
+    p->alive = true;
+    p->reported = false;
+    (void)u;
+    return CLI_OK;
+}
+
+/* Last lines of this run's part of a log, on stderr. */
+static void log_tail(const struct up_proc *p)
+{
+    int fd = open(p->log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[8192];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end - (off_t)(sizeof(buf) - 1);
+    if (from < p->log_start)
+        from = p->log_start;
+    if (from < 0)
+        from = 0;
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+    close(fd);
+    if (n <= 0) {
+        fprintf(stderr, "  (%s is empty)\n", p->log);
+        return;
+    }
+    buf[n] = '\0';
+    /* keep the last UP_LOG_TAIL_LINES lines */
+    int lines = 0;
+    char *s = buf + n;
+    while (s > buf) {
+        s--;
+        if (*s == '\n' && s != buf + n - 1 && ++lines >= UP_LOG_TAIL_LINES) {
+            s++;
+            break;
+        }
+    }
+    fprintf(stderr, "---- last lines of %s ----\n%s", p->log, s);
+    if (n > 0 && buf[n - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "----\n");
+}
+
+static void describe_exit(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "was killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(out, cap, "stopped");
+}
+
+/* Reaps children without blocking. Returns the first of ours that died (or NULL). */
+static struct up_proc *reap(struct up *u, int *status_out)
+{
+    struct up_proc *first = NULL;
+    for (;;) {
+        int status = 0;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            break;
+        for (int i = 0; i < u->nprocs; i++) {
+            struct up_proc *p = &u->procs[i];
+            if (p->alive && p->pid == pid) {
+                p->alive = false;
+                if (!first) {
+                    first = p;
+                    if (status_out)
+                        *status_out = status;
+                }
+                if (!p->reported && u->x && first != p) {
+                    char why[64];
+                    describe_exit(status, why, sizeof(why));
+                    fprintf(stderr, "dynostore up: %s (pid %ld) %s; log: %s\n", p->name, (long)pid, why,
+                            p->log);
+                    p->reported = true;
+                }
+            }
+        }
+    }
+    return first;
+}
+
+/* Stops every live child, stage by stage in reverse start order. */
+static void stop_all(struct up *u)
+{
+    for (int stage = ST_COUNT - 1; stage >= 0; stage--) {
+        bool any = false;
+        for (int i = 0; i < u->nprocs; i++) {
+            struct up_proc *p = &u->procs[i];
+            if (p->stage == stage && p->alive && p->pid > 0) {
+                kill(p->pid, SIGTERM);
+                any = true;
+            }
+        }
+        if (!any)
+            continue;
+        double deadline = now_s() + UP_STOP_GRACE_S;
+        for (;;) {
+            int status;
+            for (int i = 0; i < u->nprocs; i++) {
+                struct up_proc *p = &u->procs[i];
+                if (p->stage == stage && p->alive && waitpid(p->pid, &status, WNOHANG) == p->pid)
+                    p->alive = false;
+            }
+            bool left = false;
+            for (int i = 0; i < u->nprocs; i++)
+                if (u->procs[i].stage == stage && u->procs[i].alive)
+                    left = true;
+            if (!left)
+                break;
+            if (now_s() >= deadline) {
+                for (int i = 0; i < u->nprocs; i++) {
+                    struct up_proc *p = &u->procs[i];
+                    if (p->stage == stage && p->alive) {
+                        fprintf(stderr, "dynostore up: %s (pid %ld) did not stop in %.0f s: killing it\n",
+                                p->name, (long)p->pid, UP_STOP_GRACE_S);
+                        kill(p->pid, SIGKILL);
+                        waitpid(p->pid, &status, 0);
+                        p->alive = false;
+                    }
+                }
+                break;
+            }
+            sleep_ms(50);
+        }
+    }
+}
+
+/* ---- waiting ----------------------------------------------------------------------------- */
+
+enum { WAIT_OK = 0, WAIT_TIMEOUT = 1, WAIT_DIED = 2, WAIT_SIGNAL = 3 };
+
+typedef bool (*up_cond_fn)(struct up *u, void *arg);
+
+/* Polls cond until true, timeout, a child's death (its log tail is printed) or a signal. */
+static int wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
+{
+    double deadline = now_s() + timeout;
+    for (;;) {
+        if (up_signal)
+            return WAIT_SIGNAL;
+        int status = 0;
+        struct up_proc *dead = reap(u, &status);
+        if (dead) {
+            char why[64];
+            describe_exit(status, why, sizeof(why));
+            cli_err("up: %s (pid %ld) %s during start-up", dead->name, (long)dead->pid, why);
+            dead->reported = true;
+            log_tail(dead);
+            return WAIT_DIED;
+        }
+        if (cond(u, arg))
+            return WAIT_OK;
+        if (now_s() >= deadline)
+            return WAIT_TIMEOUT;
+        sleep_ms(100);
+    }
+}
+
+static bool cond_broker(struct up *u, void *arg)
+{
+    (void)arg;
+    return port_accepts(u->broker_port);
+}
+
+static bool cond_auth_files(struct up *u, void *arg)
+{
+    char a[UP_PATH], b[UP_PATH];
+    (void)arg;
+    return path_fmt(a, "%s/secrets/service.token", u->data) &&
+           path_fmt(b, "%s/secrets/admin.token", u->data) && file_exists(a) && file_exists(b);
+}
+
+struct port_wait {
+    int first, count; /* procs[first .. first+count) */
+    int missing;      /* index of one that is still missing */
+};
+
+static bool cond_port_files(struct up *u, void *arg)
+{
+    struct port_wait *w = arg;
+    char p[UP_PATH];
+    for (int i = w->first; i < w->first + w->count; i++) {
+        const struct up_proc *pr = &u->procs[i];
+        bool ok;
+        if (strcmp(pr->kind, "container") == 0)
+            ok = path_fmt(p, "%s/containers/%s/port", u->data, pr->id) && read_port_file(p) > 0;
+        else
+            ok = path_fmt(p, "%s/gateway/port", u->data) && read_port_file(p) > 0;
+        if (!ok) {
+            w->missing = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+struct ready_wait {
+    dyno_client *c;
+    bool healthy;
+    char missing[1024]; /* containers not online yet */
+    char last_error[256];
+    double next_try;
+};
+
+static bool cond_ready(struct up *u, void *arg)
+{
+    struct ready_wait *w = arg;
+    double t = now_s();
+    if (t < w->next_try)
+        return false;
+    w->next_try = t + 0.25;
+    cJSON *doc = NULL;
+    if (dyno_client_healthz(w->c, NULL) < 0) {
+        snprintf(w->last_error, sizeof(w->last_error), "healthz: %s", dyno_client_last_error(w->c));
+        return false;
+    }
+    w->healthy = true;
+    if (dyno_client_containers(w->c, &doc) < 0) {
+        snprintf(w->last_error, sizeof(w->last_error), "GET /v1/containers: %s",
+                 dyno_client_last_error(w->c));
+        return false;
+    }
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, "containers");
+    size_t off = 0;
+    w->missing[0] = '\0';
+    for (int i = 1; i <= u->ncont; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        bool online = false;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            const char *cid = dyno_json_str(it, "id");
+            const char *st = dyno_json_str(it, "state");
+            if (cid && strcmp(cid, id) == 0 && st && strcmp(st, "online") == 0)
+                online = true;
+        }
+        if (!online && off + 8 < sizeof(w->missing)) {
+            int n = snprintf(w->missing + off, sizeof(w->missing) - off, "%s%s", off ? " " : "", id);
+            if (n > 0)
+                off += (size_t)n;
+        }
+    }
+    cJSON_Delete(doc);
+    return w->missing[0] == '\0';
+}
+
+/* ---- the command ------------------------------------------------------------------------- */
+
+static int find_bins(struct up *u, const char *bin_flag)
+{
+    static const char *const agents[] = {"dyno-auth", "dyno-metadata", "dyno-pubsub", "dyno-container",
+                                         "dyno-gateway"};
+    char p[UP_PATH];
+    if (bin_flag) {
+        if (!abs_path(bin_flag, u->bindir))
+            return cli_err("--bin %s: path too long", bin_flag);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", u->bindir, sizeof(u->bindir) - 1);
+        if (n <= 0)
+            return cli_err("cannot find my own executable (/proc/self/exe); pass --bin DIR");
+        u->bindir[n] = '\0';
+        char *slash = strrchr(u->bindir, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    int missing = 0;
+    for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++) {
+        if (!path_fmt(p, "%s/%s", u->bindir, agents[i]) || access(p, X_OK) != 0) {
+            cli_err("up: agent %s not found in %s", agents[i], u->bindir);
+            missing++;
+        }
+    }
+    if (missing)
+        return cli_err("up: build the agents (cmake --build BUILD) or pass --bin DIR");
+    if (access("/usr/sbin/mosquitto", X_OK) == 0) {
+        snprintf(u->mosquitto, sizeof(u->mosquitto), "/usr/sbin/mosquitto");
+        return CLI_OK;
+    }
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *end = strchr(path, ':');
+        size_t n = end ? (size_t)(end - path) : strlen(path);
+        if (n > 0 && path_fmt(p, "%.*s/mosquitto", (int)n, path) && access(p, X_OK) == 0) {
+            snprintf(u->mosquitto, sizeof(u->mosquitto), "%s", p);
+            return CLI_OK;
+        }
+        path = end ? end + 1 : NULL;
+    }
+    return cli_err("up: mosquitto not found (/usr/sbin/mosquitto or on PATH); install the mosquitto package");
+}
+
+static bool valid_size(const char *s)
+{
+    const char *p = s;
+    if (!*p)
+        return false;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == s)
+        return false;
+    if (*p == 'K' || *p == 'M' || *p == 'G' || *p == 'T' || *p == 'k' || *p == 'm' || *p == 'g' || *p == 't')
+        p++;
+    return *p == '\0';
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void free_procs(struct up *u)
+{
+    for (int i = 0; i < u->nprocs; i++)
+        for (int k = 0; u->procs[i].argv[k]; k++)
+            free(u->procs[i].argv[k]);
+    u->nprocs = 0;
+}
+
+static int start_range(struct up *u, int stage)
+{
+    for (int i = 0; i < u->nprocs; i++)
+        if (u->procs[i].stage == stage && spawn(u, &u->procs[i]) != CLI_OK)
+            return CLI_FAIL;
+    return CLI_OK;
+}
+
+static int first_of(const struct up *u, int stage, int *count)
+{
+    int first = -1, n = 0;
+    for (int i = 0; i < u->nprocs; i++) {
+        if (u->procs[i].stage == stage) {
+            if (first < 0)
+                first = i;
+            n++;
+        }
+    }
+    *count = n;
+    return first;
+}
+
+/* Runs the start-up sequence. CLI_OK when ready; else a failure was printed. */
+static int start_all(struct up *u, int *signalled)
+{
+    char p[UP_PATH];
+    int w;
+    *signalled = 0;
+
+    if (start_range(u, ST_BROKER) != CLI_OK)
+        return CLI_FAIL;
+    w = wait_for(u, 5.0, cond_broker, NULL);
+    if (w == WAIT_TIMEOUT) {
+        cli_err("up: the broker does not accept connections on 127.0.0.1:%d after 5 s", u->broker_port);
+        log_tail(&u->procs[0]);
+    }
+    if (w != WAIT_OK)
+        goto fail;
+    (void)write_fabric(u, false);
+
+    if (start_range(u, ST_AUTH) != CLI_OK)
+        return CLI_FAIL;
+    w = wait_for(u, UP_AUTH_WAIT_S, cond_auth_files, NULL);
+    if (w == WAIT_TIMEOUT) {
+        int n;
+        int i = first_of(u, ST_AUTH, &n);
+        cli_err("up: dyno-auth did not write %s/secrets/service.token and admin.token within %.0f s", u->data,
+                UP_AUTH_WAIT_S);
+        log_tail(&u->procs[i]);
+    }
+    if (w != WAIT_OK)
+        goto fail;
+
+    if (start_range(u, ST_METADATA) != CLI_OK || start_range(u, ST_PUBSUB) != CLI_OK)
+        return CLI_FAIL;
+
+    struct port_wait pw = {0};
+    pw.first = first_of(u, ST_CONTAINERS, &pw.count);
+    for (int i = pw.first; i < pw.first + pw.count; i++)
+        if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
+            unlink(p); /* a stale port file would look like a started container */
+    if (start_range(u, ST_CONTAINERS) != CLI_OK)
+        return CLI_FAIL;
+    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
+    if (w == WAIT_TIMEOUT) {
+        cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
+                UP_PORTFILE_WAIT_S);
+        log_tail(&u->procs[pw.missing]);
+    }
+    if (w != WAIT_OK)
+        goto fail;
+
+    struct port_wait gwait = {0};
+    gwait.first = first_of(u, ST_GATEWAY, &gwait.count);
+    if (path_fmt(p, "%s/gateway/port", u->data))
+        unlink(p);
+    if (start_range(u, ST_GATEWAY) != CLI_OK)
+        return CLI_FAIL;
+    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &gwait);
+    if (w == WAIT_TIMEOUT) {
+        cli_err("up: dyno-gateway did not write %s/gateway/port within %.0f s", u->data, UP_PORTFILE_WAIT_S);
+        log_tail(&u->procs[gwait.first]);
+    }
+    if (w != WAIT_OK)
+        goto fail;
+    if (path_fmt(p, "%s/gateway/port", u->data)) {
+        int real = read_port_file(p);
+        if (real > 0 && real != u->gw_port) {
+            u->gw_port = real;
+            snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
+        }
+    }
+
+    /* the gateway answers, and sees every container online */
+    struct ready_wait rw = {0};
+    char *admin = NULL;
+    if (!path_fmt(p, "%s/secrets/admin.token", u->data) ||
+        dyno_read_file(p, DYNO_TOKEN_MAX + 64, &admin, NULL) < 0) {
+        cli_err("up: cannot read %s", p);
+        goto fail;
+    }
+    admin[strcspn(admin, "\r\n")] = '\0';
+    int rc = dyno_client_new(u->gw_url, admin, &rw.c);
+    memset(admin, 0, strlen(admin));
+    free(admin);
+    if (rc < 0) {
+        cli_err("up: cannot make a client for %s: %s", u->gw_url, dyno_strerror(rc));
+        goto fail;
+    }
+    dyno_client_set_timeouts(rw.c, 1000, 2000, 2000);
+    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
+        (void)dyno_client_set_cafile(rw.c, p);
+    w = wait_for(u, UP_READY_WAIT_S, cond_ready, &rw);
+    dyno_client_free(rw.c);
+    if (w == WAIT_TIMEOUT) {
+        if (!rw.healthy) {
+            cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
+                    rw.last_error);
+            log_tail(&u->procs[gwait.first]);
+        } else {
+            cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
+                    rw.missing[0] ? rw.missing : "(unknown)", rw.last_error[0] ? "; last error: " : "",
+                    rw.last_error);
+            for (int i = 0; i < u->nprocs; i++) {
+                const struct up_proc *pr = &u->procs[i];
+                if (strcmp(pr->kind, "container") == 0 && strstr(rw.missing, pr->id))
+                    fprintf(stderr, "  %s log: %s\n", pr->name, pr->log);
+            }
+            fprintf(stderr,
+                    "  metadata log: %s/logs/metadata-md1.log\n  gateway log: %s/logs/gateway-gw1.log\n",
+                    u->data, u->data);
+        }
+    }
+    if (w != WAIT_OK)
+        goto fail;
+    return CLI_OK;
+fail:
+    if (w == WAIT_SIGNAL)
+        *signalled = 1;
+    return CLI_FAIL;
+}
+
+static void print_ready(const struct up *u)
+{
+    char tok[UP_PATH];
+    path_fmt(tok, "%s/secrets/admin.token", u->data);
+    printf("DynoStore fabric is up: %d containers, broker on 127.0.0.1:%d\n", u->ncont, u->broker_port);
+    printf("  gateway:          %s\n", u->gw_url);
+    printf("  admin token file: %s\n", tok);
+    printf("  data folder:      %s\n", u->data);
+    printf("  logs:             %s/logs/\n", u->data);
+    if (u->def_k)
+        printf("  resilience:       k=%d, m=%d by default (fewer than 5 containers)\n", u->def_k, u->def_m);
+    if (u->tls)
+        printf("  CA certificate:   %s/tls/ca.crt\n", u->data);
+    printf("\nTry, in another shell:\n"
+           "  dynostore catalog create admin/demo\n"
+           "  dynostore put FILE --catalog admin/demo\n"
+           "  dynostore get KEY -o out\n"
+           "\nPress Ctrl-C to stop the fabric.\n");
+    fflush(stdout);
+}
+
+int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
+{
+    const char *data = NULL, *ncont_s = NULL, *grace = NULL, *port_s = NULL, *bin = NULL, *capacity = "10G";
+    bool tls = false, fg = false;
+    char **pos = calloc((size_t)argc + 1, sizeof(char *));
+    int npos = 0, ec = CLI_FAIL;
+    struct up *u = calloc(1, sizeof(*u));
+    if (!pos || !u) {
+        free(pos);
+        free(u);
+        return cli_err("out of memory");
+    }
+    u->lock_fd = -1;
+    u->x = x;
+    const struct cli_flag flags[] = {
+        {"--data", true, &data, NULL},
+        {"--containers", true, &ncont_s, NULL},
+        {"--repair-grace", true, &grace, NULL},
+        {"--port", true, &port_s, NULL},
+        {"--bin", true, &bin, NULL},
+        {"--capacity", true, &capacity, NULL},
+        {"--tls", false, NULL, &tls},
+        {"--foreground", false, NULL, &fg},
+    };
+    ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
+    if (ec)
+        goto out;
+    if (npos > 0) {
+        ec = cli_usage("up: unexpected argument '%s'", pos[0]);
+        goto out;
+    }
+    long v = 5;
+    if (ncont_s && !parse_int(ncont_s, 1, UP_MAX_CONTAINERS, &v)) {
+        ec = cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
+        goto out;
+    }
+    u->ncont = (int)v;
+    if (u->ncont < 5) {
+        /* the default 3+2 needs 5 containers: pick what fits, so that put works */
+        u->def_m = u->ncont >= 4 ? 2 : u->ncont >= 2 ? 1 : 0;
+        u->def_k = u->ncont - u->def_m < 3 ? u->ncont - u->def_m : 3;
+    }
+    v = 8080;
+    if (port_s && !parse_int(port_s, 0, 65535, &v)) {
+        ec = cli_usage("up: --port must be 0..65535");
+        goto out;
+    }
+    u->port_req = (int)v;
+    if (grace && !parse_int(grace, 0, 365L * 86400, &v)) {
+        ec = cli_usage("up: --repair-grace must be a number of seconds");
+        goto out;
+    }
+    u->repair_grace = grace;
+    if (!valid_size(capacity)) {
+        ec = cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
+        goto out;
+    }
+    u->capacity = capacity;
+    u->tls = tls;
+    (void)fg; /* `up` always stays in the foreground; the flag says so explicitly */
+
+    /* the data folder, absolute */
+    char want[UP_PATH];
+    if (data) {
+        snprintf(want, sizeof(want), "%s", data);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !home[0]) {
+            ec = cli_usage("up: $HOME is not set: pass --data DIR");
+            goto out;
+        }
+        if (!path_fmt(want, "%s/.local/share/dynostore/fabric", home)) {
+            ec = cli_err("up: $HOME too long");
+            goto out;
+        }
+    }
+    if (cli_mkdirs(want, 0700) < 0) {
+        ec = cli_err("up: cannot create %s: %s", want, strerror(errno));
+        goto out;
+    }
+    if (!abs_path(want, u->data)) {
+        ec = cli_err("up: %s: path too long", want);
+        goto out;
+    }
+    size_t dl = strlen(u->data);
+    while (dl > 1 && u->data[dl - 1] == '/')
+        u->data[--dl] = '\0';
+    if (strlen(u->data) > UP_PATH - 256) {
+        ec = cli_err("up: data folder path too long");
+        goto out;
+    }
+
+    if ((ec = find_bins(u, bin)) != CLI_OK || (ec = lock_dir(u)) != CLI_OK || (ec = make_dirs(u)) != CLI_OK)
+        goto out;
+    if (u->tls && (ec = cli_up_tls(u->data)) != CLI_OK)
+        goto out;
+    if ((ec = make_secrets(u)) != CLI_OK)
+        goto out;
+
+    /* ports: the broker keeps the one of the last run when it can */
+    int prev = previous_broker_port(u);
+    u->broker_port = prev && port_is_free(prev) ? prev : free_port();
+    if (u->port_req == 0) {
+        u->gw_port = free_port();
+    } else if (port_is_free(u->port_req)) {
+        u->gw_port = u->port_req;
+    } else {
+        u->gw_port = free_port();
+        if (!x->quiet)
+            fprintf(stderr, "dynostore up: port %d is busy; the gateway uses port %d\n", u->port_req,
+                    u->gw_port);
+    }
+    if (!u->broker_port || !u->gw_port) {
+        ec = cli_err("up: cannot find a free port on 127.0.0.1");
+        goto out;
+    }
+    snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", u->gw_port);
+
+    if ((ec = write_broker_conf(u)) != CLI_OK || (ec = write_configs(u)) != CLI_OK)
+        goto out;
+
+    /* signals: Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
+
+    if (!x->quiet)
+        fprintf(stderr, "dynostore up: starting the fabric in %s ...\n", u->data);
+    int signalled = 0;
+    ec = start_all(u, &signalled);
+    if (ec != CLI_OK) {
+        if (!signalled)
+            fprintf(stderr, "dynostore up: stopping everything\n");
+        stop_all(u);
+        (void)write_fabric(u, false);
+        ec = signalled ? CLI_OK : CLI_FAIL;
+        goto out;
+    }
+
+    if (write_fabric(u, true) != CLI_OK) {
+        stop_all(u);
+        ec = CLI_FAIL;
+        goto out;
+    }
+    char tok[UP_PATH], ca[UP_PATH];
+    path_fmt(tok, "%s/secrets/admin.token", u->data);
+    path_fmt(ca, "%s/tls/ca.crt", u->data);
+    if (cli_config_update(u->gw_url, tok, u->tls ? ca : NULL) < 0)
+        fprintf(stderr, "dynostore up: the CLI settings were not saved; use --gateway %s --token-file %s\n",
+                u->gw_url, tok);
+    if (x->json) {
+        printf("{\"gateway\":\"%s\",\"admin_token_file\":\"%s\",\"data\":\"%s\",\"ready\":true}\n", u->gw_url,
+               tok, u->data);
+        fflush(stdout);
+    } else {
+        print_ready(u);
+    }
+
+    /* supervise */
+    while (!up_signal) {
+        int status = 0;
+        struct up_proc *dead = reap(u, &status);
+        if (dead && !dead->reported) {
+            char why[64];
+            describe_exit(status, why, sizeof(why));
+            fprintf(stderr, "dynostore up: %s (pid %ld) %s; not restarting it; log: %s\n", dead->name,
+                    (long)dead->pid, why, dead->log);
+            dead->reported = true;
+        }
+        sleep_ms(200);
+    }
+    if (!x->quiet)
+        fprintf(stderr, "\ndynostore up: %s: stopping the fabric ...\n",
+                up_signal == SIGINT ? "interrupted" : "terminated");
+    stop_all(u);
+    (void)write_fabric(u, false);
+    if (!x->quiet)
+        fprintf(stderr, "dynostore up: stopped; data kept in %s\n", u->data);
+    ec = CLI_OK;
+out:
+    if (u->lock_fd >= 0)
+        close(u->lock_fd);
+    free_procs(u);
+    free(u);
+    free(pos);
+    return ec;
+}

@@ -1,0 +1,278 @@
+/*
+ * libdynostore catalogs, listing, and the fabric and identity calls (containers, healthz,
+ * login, whoami). All are small JSON exchanges through dyno__json_call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_int.h"
+#include "json.h"
+#include "names.h"
+
+static int check_catalog(dyno_client *c, const char *catalog)
+{
+    if (!catalog || !dyno_valid_catalog(catalog))
+        return dyno__fail(c, DYNO_EINVAL, "invalid catalog path '%s' (owner/name[/name...])",
+                          catalog ? catalog : "(null)");
+    return 0;
+}
+
+/* "not found" alone says little: name the catalog. */
+static int catalog_rc(dyno_client *c, int rc, const char *catalog)
+{
+    if (rc == DYNO_ENOTFOUND && strcmp(c->errmsg, "not found") == 0)
+        dyno__fail(c, rc, "catalog %s not found", catalog);
+    return rc;
+}
+
+int dyno_client_catalog_create(dyno_client *c, const char *catalog, const struct dyno_catalog_opts *opts,
+                               struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    int rc = check_catalog(c, catalog);
+    if (rc < 0)
+        return rc;
+    if (opts && (opts->k < 0 || opts->m < 0 || (opts->k == 0 && opts->m > 0)))
+        return dyno__fail(c, DYNO_EINVAL, "invalid resilience %d,%d", opts->k, opts->m);
+    char path[DYNO_CATALOG_MAX + 32];
+    snprintf(path, sizeof(path), "/v1/catalogs/%s", catalog);
+    cJSON *body = cJSON_CreateObject();
+    if (!body)
+        return dyno__fail(c, DYNO_ENOMEM, "out of memory");
+    if (opts && opts->public_read && !cJSON_AddTrueToObject(body, "public"))
+        goto nomem;
+    if (opts && opts->k > 0) {
+        cJSON *r = cJSON_AddObjectToObject(body, "resilience");
+        if (!r || !cJSON_AddNumberToObject(r, "k", opts->k) || !cJSON_AddNumberToObject(r, "m", opts->m))
+            goto nomem;
+    }
+    rc = dyno__json_call(c, "PUT", path, body, out);
+    cJSON_Delete(body);
+    return rc;
+nomem:
+    cJSON_Delete(body);
+    return dyno__fail(c, DYNO_ENOMEM, "out of memory");
+}
+
+int dyno_client_catalog_list(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", "/v1/catalogs", NULL, out);
+}
+
+int dyno_client_catalog_info(dyno_client *c, const char *catalog, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    int rc = check_catalog(c, catalog);
+    if (rc < 0)
+        return rc;
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    char path[DYNO_CATALOG_MAX + 32];
+    snprintf(path, sizeof(path), "/v1/catalogs/%s", catalog);
+    return catalog_rc(c, dyno__json_call(c, "GET", path, NULL, out), catalog);
+}
+
+int dyno_client_catalog_delete(dyno_client *c, const char *catalog, int recursive)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    int rc = check_catalog(c, catalog);
+    if (rc < 0)
+        return rc;
+    char path[DYNO_CATALOG_MAX + 32];
+    snprintf(path, sizeof(path), "/v1/catalogs/%s%s", catalog, recursive ? "?recursive=1" : "");
+    return catalog_rc(c, dyno__json_call(c, "DELETE", path, NULL, NULL), catalog);
+}
+
+int dyno_client_catalog_share(dyno_client *c, const char *catalog, const char *principal, int is_org,
+                              const char *access)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    int rc = check_catalog(c, catalog);
+    if (rc < 0)
+        return rc;
+    if (!principal || !principal[0] || strlen(principal) > DYNO_CATALOG_MAX)
+        return dyno__fail(c, DYNO_EINVAL, "no user or org to share with");
+    if (!access || (strcmp(access, "read") != 0 && strcmp(access, "write") != 0))
+        return dyno__fail(c, DYNO_EINVAL, "access must be read or write");
+    char path[DYNO_CATALOG_MAX + 32];
+    snprintf(path, sizeof(path), "/v1/catalogs/%s/shares", catalog);
+    cJSON *body = cJSON_CreateObject();
+    if (!body || !cJSON_AddStringToObject(body, is_org ? "org" : "user", principal) ||
+        !cJSON_AddStringToObject(body, "access", access)) {
+        cJSON_Delete(body);
+        return dyno__fail(c, DYNO_ENOMEM, "out of memory");
+    }
+    rc = dyno__json_call(c, "POST", path, body, NULL);
+    cJSON_Delete(body);
+    return catalog_rc(c, rc, catalog);
+}
+
+int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int limit, struct cJSON **page,
+                     char **next)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    int rc = check_catalog(c, catalog);
+    if (rc < 0)
+        return rc;
+    if (!page || limit < 0 || limit > 1000)
+        return dyno__fail(c, DYNO_EINVAL, "bad page size %d (1..1000)", limit);
+    struct dyno_buf path;
+    dyno_buf_init(&path, DYNO__URL_MAX);
+    cJSON *doc = NULL;
+    char *nx = NULL;
+    rc = dyno_buf_printf(&path, "/v1/catalogs/%s/objects", catalog);
+    const char *sep = "?";
+    if (rc == 0 && after && after[0]) {
+        rc = dyno_buf_append(&path, "?after=", 7);
+        if (rc == 0)
+            rc = dyno__escape(&path, after);
+        sep = "&";
+    }
+    if (rc == 0 && limit > 0)
+        rc = dyno_buf_printf(&path, "%slimit=%d", sep, limit);
+    if (rc < 0) {
+        rc = dyno__fail(c, rc, "request path too long");
+        goto out;
+    }
+    rc = catalog_rc(c, dyno__json_call(c, "GET", path.data, NULL, &doc), catalog);
+    if (rc < 0)
+        goto out;
+    const cJSON *objs = cJSON_GetObjectItemCaseSensitive(doc, "objects");
+    if (!cJSON_IsArray(objs)) {
+        rc = dyno__fail(c, DYNO_EPROTO, "the gateway's object list has no \"objects\" array");
+        goto out;
+    }
+    if (next) {
+        /* "next": the last name, or null when done. Without the member, a full page means
+         * there may be more: go on after its last name. */
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "next");
+        const char *name = NULL;
+        if (cJSON_IsString(n) && n->valuestring[0])
+            name = n->valuestring;
+        else if (!n && limit > 0 && cJSON_GetArraySize(objs) >= limit)
+            name = dyno_json_str(cJSON_GetArrayItem(objs, cJSON_GetArraySize(objs) - 1), "name");
+        if (name && after && strcmp(name, after) == 0)
+            name = NULL; /* no progress: stop rather than loop */
+        if (name) {
+            nx = strdup(name);
+            if (!nx) {
+                rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+                goto out;
+            }
+        }
+        *next = nx;
+        nx = NULL;
+    }
+    *page = doc;
+    doc = NULL;
+out:
+    cJSON_Delete(doc);
+    free(nx);
+    dyno_buf_free(&path);
+    return rc;
+}
+
+int dyno_client_containers(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", "/v1/containers", NULL, out);
+}
+
+int dyno_client_healthz(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    struct dyno_buf body;
+    dyno_buf_init(&body, 64 * 1024);
+    struct dyno__req r = {.method = "GET", .path = "/healthz", .resp = &body};
+    int rc = dyno__request(c, &r, NULL);
+    if (rc == DYNO_ETOOBIG)
+        rc = 0; /* a chatty health page is still a healthy gateway */
+    if (rc == 0 && out) {
+        cJSON *doc = NULL;
+        if (body.len == 0 || dyno_json_parse(body.data, body.len, body.max, &doc) < 0)
+            doc = NULL;
+        *out = doc;
+    }
+    if (rc < 0 && rc != DYNO_EUNAUTH && rc != DYNO_EFORBIDDEN && rc != DYNO_EUNAVAIL && rc != DYNO_ETIMEDOUT)
+        rc = DYNO_EUNAVAIL;
+    dyno_buf_free(&body);
+    return rc;
+}
+
+int dyno_client_login(dyno_client *c, const char *username, const char *password, char **token,
+                      int64_t *expires_at)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!username || !password || !token)
+        return dyno__fail(c, DYNO_EINVAL, "user name and password are required");
+    int rc;
+    cJSON *doc = NULL;
+    cJSON *body = cJSON_CreateObject();
+    if (!body || !cJSON_AddStringToObject(body, "username", username) ||
+        !cJSON_AddStringToObject(body, "password", password)) {
+        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = dyno__json_call(c, "POST", "/v1/auth/login", body, &doc);
+    if (rc < 0)
+        goto out;
+    const char *t = dyno_json_str(doc, "token");
+    if (!t || !t[0]) {
+        rc = dyno__fail(c, DYNO_EPROTO, "the gateway's login answer has no token");
+        goto out;
+    }
+    char *copy = strdup(t);
+    if (!copy) {
+        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+        goto out;
+    }
+    int64_t exp = 0;
+    (void)dyno_json_i64(doc, "expires_at", &exp);
+    *token = copy;
+    if (expires_at)
+        *expires_at = exp;
+out:
+    if (body) {
+        /* do not leave the password in freed memory */
+        cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "password");
+        if (cJSON_IsString(p))
+            memset(p->valuestring, 0, strlen(p->valuestring));
+    }
+    cJSON_Delete(body);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int dyno_client_whoami(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", "/v1/auth/whoami", NULL, out);
+}
