@@ -1,0 +1,231 @@
+/*
+ * Parallel fragment transfers with libcurl multi. The multi handle belongs to one client
+ * connection (one MHD thread), so nothing here is shared between threads; its connection
+ * cache keeps container connections alive across the requests of a keep-alive client.
+ *
+ * The put and get paths own their transfers (struct gw_xfer embedded in their stream
+ * structs) and their callbacks; this file sets the common options, drives the multi and
+ * records which transfers finished.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "json.h"
+#include "log.h"
+
+void gw_conn_free(struct gw_conn *conn)
+{
+    if (!conn)
+        return;
+    for (int i = 0; i < conn->npool; i++)
+        curl_easy_cleanup(conn->pool[i]);
+    if (conn->multi)
+        curl_multi_cleanup(conn->multi);
+    free(conn);
+}
+
+int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url)
+{
+    if (!conn->multi) {
+        conn->multi = curl_multi_init();
+        if (!conn->multi)
+            return DYNO_ENOMEM;
+    }
+    CURL *e = conn->npool ? conn->pool[--conn->npool] : curl_easy_init();
+    if (!e)
+        return DYNO_ENOMEM;
+    x->easy = e;
+    x->running = x->paused = x->done = false;
+    x->result = CURLE_OK;
+    x->status = 0;
+    x->err[0] = '\0';
+    x->last_ms = gw_now_ms();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, gw->svc_headers);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)gw->cfg.fragment_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
+    /* An HTTP error ends the transfer without feeding its body to our parsers. */
+    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    if (gw->cfg.broker_cafile)
+        curl_easy_setopt(e, CURLOPT_CAINFO, gw->cfg.broker_cafile);
+    return 0;
+}
+
+int gw_xfer_start(struct gw_conn *conn, struct gw_xfer *x)
+{
+    if (curl_multi_add_handle(conn->multi, x->easy) != CURLM_OK)
+        return DYNO_EINTERNAL;
+    x->running = true;
+    x->last_ms = gw_now_ms();
+    return 0;
+}
+
+void gw_xfer_resume(struct gw_xfer *x)
+{
+    if (x->easy && x->running && x->paused) {
+        x->paused = false;
+        x->last_ms = gw_now_ms();
+        /* May call our read/write callback right away, which may pause again. */
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+}
+
+void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x)
+{
+    if (!x->easy)
+        return;
+    if (x->running)
+        curl_multi_remove_handle(conn->multi, x->easy);
+    x->running = false;
+    if (conn->npool < GW_EASY_POOL) {
+        /* Reset drops our callbacks and pointers; live connections stay in the multi. */
+        curl_easy_reset(x->easy);
+        conn->pool[conn->npool++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
+    x->easy = NULL;
+}
+
+static int gw_collect_done(struct gw_conn *conn)
+{
+    int finished = 0, left = 0;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(conn->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct gw_xfer *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode res = msg->data.result;
+        curl_multi_remove_handle(conn->multi, msg->easy_handle);
+        if (!x)
+            continue;
+        x->running = false;
+        x->done = true;
+        x->result = res;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+        finished++;
+    }
+    return finished;
+}
+
+int gw_fanout_step(struct gw_conn *conn, int poll_ms)
+{
+    int running = 0;
+    /* Wait first, then work: the caller checks its condition right after, so no poll
+     * timeout is spent when the work already satisfied it. curl shortens the wait
+     * itself when a timer (a resumed transfer, a timeout) is due. */
+    curl_multi_poll(conn->multi, NULL, 0, poll_ms, NULL);
+    curl_multi_perform(conn->multi, &running);
+    gw_collect_done(conn);
+    return 0;
+}
+
+void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap)
+{
+    if (x->status >= 300)
+        snprintf(out, cap, "HTTP %ld", x->status);
+    else if (x->done && x->result != CURLE_OK)
+        snprintf(out, cap, "%s%s%s", curl_easy_strerror(x->result), x->err[0] ? ": " : "", x->err);
+    else if (x->done)
+        snprintf(out, cap, "unexpected end of transfer");
+    else
+        snprintf(out, cap, "no progress in time");
+}
+
+static size_t gw_discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
+                     const char *const *url, int n, bool *deleted)
+{
+    struct gw_xfer x[GW_MAX_N];
+    int count = 0;
+    if (n > GW_MAX_N)
+        n = GW_MAX_N;
+    memset(x, 0, sizeof(x));
+    for (int i = 0; i < n; i++) {
+        deleted[i] = false;
+        if (!url[i])
+            continue;
+        char u[1024];
+        snprintf(u, sizeof(u), "%s/v1/fragments/%s.%d", url[i], key, index[i]);
+        if (gw_xfer_open(gw, conn, &x[i], u))
+            continue;
+        x[i].index = index[i];
+        curl_easy_setopt(x[i].easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+        curl_easy_setopt(x[i].easy, CURLOPT_WRITEFUNCTION, gw_discard);
+        curl_easy_setopt(x[i].easy, CURLOPT_TIMEOUT_MS, (long)gw->cfg.fragment_timeout_ms);
+        if (gw_xfer_start(conn, &x[i]))
+            gw_xfer_close(conn, &x[i]);
+    }
+    for (;;) {
+        bool busy = false;
+        for (int i = 0; i < n; i++)
+            busy |= x[i].running;
+        if (!busy)
+            break;
+        gw_fanout_step(conn, 100);
+    }
+    for (int i = 0; i < n; i++) {
+        if (!x[i].easy)
+            continue;
+        /* 404: already gone, which is what we wanted. */
+        if (x[i].done && (x[i].status == 404 || (x[i].result == CURLE_OK && x[i].status < 300))) {
+            deleted[i] = true;
+            count++;
+        } else {
+            char why[200];
+            gw_xfer_reason(&x[i], why, sizeof(why));
+            dyno_warn("fragment not deleted", "key=%s index=%d reason=\"%s\"", key, index[i], why);
+        }
+        gw_xfer_close(conn, &x[i]);
+    }
+    return count;
+}
+
+void gw_purge_fragments(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *frags)
+{
+    int index[GW_MAX_N] = {0};
+    const char *url[GW_MAX_N] = {NULL};
+    bool deleted[GW_MAX_N] = {false};
+    int n = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, frags)
+    {
+        int64_t idx;
+        if (n == GW_MAX_N || dyno_json_i64(f, "index", &idx) || idx < 0 || idx >= GW_MAX_N)
+            continue;
+        /* Fragments on offline containers stay as garbage for metadata to collect later. */
+        if (!dyno_json_bool(f, "online", true))
+            continue;
+        index[n] = (int)idx;
+        url[n] = dyno_json_str(f, "url");
+        n++;
+    }
+    gw_fanout_delete(gw, conn, key, index, url, n, deleted);
+
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "key", key);
+    cJSON *del = cJSON_AddArrayToObject(params, "deleted");
+    for (int i = 0; i < n; i++)
+        if (deleted[i])
+            cJSON_AddItemToArray(del, cJSON_CreateNumber(index[i]));
+    char msg[256];
+    int rc = gw_rpc(gw, "metadata", "object.purge", params, NULL, msg, sizeof(msg));
+    if (rc)
+        dyno_warn("object.purge failed", "key=%s err=%s", key, dyno_err_code(rc));
+    cJSON_Delete(params);
+}

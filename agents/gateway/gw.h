@@ -1,0 +1,236 @@
+/*
+ * dyno-gateway internals, shared by the files of agents/gateway/ only.
+ *
+ *   main.c     configuration, start-up, signals
+ *   mqtt.c     broker connection, retained status, revocations, RPC wrapper
+ *   rest.c     the MHD daemon, request lifecycle, routing, replies, per-request log
+ *   auth.c     bearer tokens, caller identity, catalog access
+ *   fanout.c   libcurl multi machinery: parallel fragment transfers, deletes
+ *   put.c      POST .../objects (streaming erasure-coded put)
+ *   get.c      GET and HEAD /v1/objects/<key> (streaming, degraded reads)
+ *   objects.c  meta, evict, list
+ *   catalogs.c catalogs, containers, login, whoami, healthz, metrics
+ *
+ * Threads: MHD runs one thread per client connection and every handler runs in it, so a
+ * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
+ * read-only after start-up except for the atomic metrics and the EC cache (locked).
+ */
+#ifndef GW_H
+#define GW_H
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "dynostore/error.h"
+#include "ec.h"
+#include "frag.h"
+#include "metrics.h"
+#include "names.h"
+#include "token.h"
+
+#define GW_JSON_BODY_MAX (64 * 1024) /* small JSON bodies (login, catalog create) */
+#define GW_DISCARD_MAX (64ull << 20) /* body bytes read and dropped after a failed put */
+#define GW_CURL_BUFSIZE (256 * 1024) /* libcurl receive and upload buffers */
+#define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
+#define GW_MAX_N (DYNO_EC_MAX_K + DYNO_EC_MAX_M)
+
+struct gw_cfg {
+    char *id;
+    char *broker_host;
+    int64_t broker_port;
+    char *broker_cafile;
+    char *service_token_file;
+    char *public_key_file;
+    char *log_level;
+    char *listen_host;
+    int64_t port;
+    char *port_file;
+    int64_t unit;
+    int64_t k;
+    int64_t m;
+    int64_t write_quorum;
+    int64_t small_max;
+    int64_t fragment_timeout_ms;
+    int64_t rpc_timeout_ms;
+    int64_t max_connections;
+    int64_t max_body;
+    char *frontend_dir;
+    char *tls_cert;
+    char *tls_key;
+    int64_t ingest_max;
+};
+
+enum gw_metric_id {
+    GW_M_REQUESTS,
+    GW_M_PUTS,
+    GW_M_GETS,
+    GW_M_BYTES_IN,
+    GW_M_BYTES_OUT,
+    GW_M_PUT_FAILURES,
+    GW_M_CRC_ERRORS,
+    GW_M_DEGRADED_READS,
+    GW_M_INFLIGHT,
+    GW_M_COUNT
+};
+
+struct gw {
+    struct gw_cfg cfg;
+    struct dyno_verifier *verifier;
+    struct dyno_mq *mq;
+    char *service_token;
+    struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
+    struct MHD_Daemon *httpd;
+    unsigned port;
+    int64_t started_at;
+    atomic_bool status_due; /* set by the MQTT loop thread, served by main */
+    struct dyno_metric metrics[GW_M_COUNT];
+    pthread_mutex_t ec_lock;
+    struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
+};
+
+/* Per client connection (one MHD thread): a curl multi whose connection cache lets a
+ * keep-alive client reuse its container connections, and a pool of idle easy handles. */
+struct gw_conn {
+    CURLM *multi;
+    CURL *pool[GW_EASY_POOL];
+    int npool;
+};
+
+struct gw_put;
+
+/* One REST request, from the first call of the access handler to MHD's completion call. */
+struct gw_req {
+    struct gw *gw;
+    struct gw_conn *conn;
+    struct MHD_Connection *c;
+    const char *method; /* MHD's, valid for the request */
+    char *url;          /* raw path, for the log */
+    int64_t t0_ms;
+    unsigned status;
+    uint64_t bytes_in, bytes_out;
+    bool authed;
+    struct dyno_claims claims;
+    bool replied;
+
+    /* Body handling: on_body gets every chunk, on_end runs at the last call. */
+    int (*on_body)(struct gw_req *r, const char *data, size_t len);
+    enum MHD_Result (*on_end)(struct gw_req *r);
+    struct dyno_buf body; /* JSON bodies */
+    int body_err;         /* set when on_body failed: the rest is discarded, then replied */
+    char body_msg[400];
+    uint64_t discarded;
+
+    /* Route parameters. */
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char key[DYNO_KEY_LEN + 1];
+    char name[DYNO_NAME_MAX + 1]; /* ?name= of a put, "" when absent */
+    bool has_name;
+
+    struct gw_put *put; /* the put in progress, aborted if the client goes away */
+    /* Fragments of an object a put replaced: deleted after the reply is sent, in the
+     * completion callback, so the client does not wait for garbage collection. */
+    char purge_key[DYNO_KEY_LEN + 1];
+    cJSON *purge_frags;
+};
+
+/* ---- time and small helpers (rest.c) ---- */
+int64_t gw_now_ms(void);
+/* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
+void gw_wipe(void *p, size_t n);
+/* Writes s as a quoted logfmt value into out (always terminated). */
+void gw_quote(const char *s, char *out, size_t cap);
+
+/* ---- replies (rest.c): each records the status for the request log ---- */
+enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
+enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what);
+/* Queues resp with status, then drops our reference. */
+enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_Response *resp);
+/* Query argument, percent-decoded into out; 0, DYNO_ENOTFOUND, DYNO_EINVAL, DYNO_ETOOBIG. */
+int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap);
+
+/* ---- MQTT (mqtt.c) ---- */
+int gw_mqtt_start(struct gw *gw);
+void gw_mqtt_publish_status(struct gw *gw, const char *state);
+/* dyno_mq_call with the configured timeout; a silent or unreachable service becomes
+ * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */
+int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+           char *msg, size_t cap);
+void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
+
+/* ---- auth (auth.c) ---- */
+/* Verifies the bearer token into r->claims; 0 or DYNO_EUNAUTH (message in msg). */
+int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
+/* {"sub","org","admin"} of the caller, new object (caller frees). */
+cJSON *gw_caller_json(const struct gw_req *r);
+/* Fetches the catalog (pubsub catalog.get) into *out (caller frees; may be NULL to skip)
+ * and checks the caller's access. 0, DYNO_ENOTFOUND, DYNO_EFORBIDDEN, DYNO_EUNAVAIL... */
+int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **out, char *msg, size_t cap);
+/* The access rule itself on a catalog.get result. */
+bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool write);
+
+/* ---- EC contexts (put.c): cached per (k, m), immutable, shared by threads ---- */
+int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out);
+
+/* ---- fragment transfers (fanout.c) ---- */
+struct gw_xfer {
+    CURL *easy;
+    int index;
+    bool running; /* in the multi */
+    bool paused;  /* a callback returned PAUSE and nobody resumed it yet */
+    bool done;    /* finished: see result and status */
+    CURLcode result;
+    long status;
+    int64_t last_ms; /* last progress, for the no-progress timeout */
+    char err[CURL_ERROR_SIZE];
+};
+
+void gw_conn_free(struct gw_conn *conn);
+/* Takes an easy handle from the pool, sets the common options (service token, timeouts,
+ * PRIVATE = x) and the url. The caller then sets its callbacks and calls gw_xfer_start. */
+int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url);
+int gw_xfer_start(struct gw_conn *conn, struct gw_xfer *x);
+void gw_xfer_resume(struct gw_xfer *x);
+/* Removes x from the multi and gives its handle back to the pool. Safe on a closed x. */
+void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x);
+/* One round: wait up to poll_ms for activity (less when a curl timer is due), then
+ * perform and record finished transfers. */
+int gw_fanout_step(struct gw_conn *conn, int poll_ms);
+/* Human-readable reason a finished or failed transfer did not succeed. */
+void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap);
+/* Deletes fragment ids <key>.<index> at urls in parallel; deleted[i] is set for 2xx and 404.
+ * Returns the number deleted. */
+int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
+                     const char *const *url, int n, bool *deleted);
+/* Deletes every fragment of a metadata fragments array [{index, url}], then object.purge. */
+void gw_purge_fragments(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *frags);
+
+/* ---- handlers ---- */
+enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
+void gw_put_abort_req(struct gw_req *r);                    /* put.c: client went away */
+enum MHD_Result gw_get_object(struct gw_req *r, bool head); /* get.c */
+enum MHD_Result gw_object_meta(struct gw_req *r);           /* objects.c */
+enum MHD_Result gw_object_evict(struct gw_req *r);
+enum MHD_Result gw_object_list(struct gw_req *r);
+/* Loads object.get for key and checks read or write access. *obj is the caller's. */
+int gw_object_load(struct gw_req *r, bool write, cJSON **obj, char *msg, size_t cap);
+enum MHD_Result gw_catalog_create(struct gw_req *r); /* catalogs.c (on_end of a JSON body) */
+enum MHD_Result gw_catalog_info(struct gw_req *r);
+enum MHD_Result gw_catalog_list(struct gw_req *r);
+enum MHD_Result gw_containers(struct gw_req *r);
+enum MHD_Result gw_login(struct gw_req *r); /* on_end */
+enum MHD_Result gw_whoami(struct gw_req *r);
+enum MHD_Result gw_healthz(struct gw_req *r);
+enum MHD_Result gw_metrics(struct gw_req *r);
+
+/* ---- server (rest.c) ---- */
+int gw_httpd_start(struct gw *gw);
+void gw_httpd_stop(struct gw *gw);
+#endif

@@ -1,0 +1,236 @@
+/*
+ * dyno-gateway: the REST front door of DynoStore. Reads the configuration, loads the
+ * token verifier, connects to the broker, serves HTTP, and waits for a signal.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "gw.h"
+#include "log.h"
+#include "mq.h"
+
+static const struct dyno_opt gw_opts[] = {
+    {"id", DYNO_OPT_STR, offsetof(struct gw_cfg, id), "gw1", "instance id"},
+    {"broker_host", DYNO_OPT_STR, offsetof(struct gw_cfg, broker_host), "127.0.0.1", "MQTT broker host"},
+    {"broker_port", DYNO_OPT_INT, offsetof(struct gw_cfg, broker_port), "1883", "MQTT broker port"},
+    {"broker_cafile", DYNO_OPT_STR, offsetof(struct gw_cfg, broker_cafile), NULL, "CA file: broker over TLS"},
+    {"service_token_file", DYNO_OPT_STR, offsetof(struct gw_cfg, service_token_file), NULL,
+     "service token (broker password, container calls)"},
+    {"public_key_file", DYNO_OPT_STR, offsetof(struct gw_cfg, public_key_file), NULL,
+     "Ed25519 public key that verifies tokens"},
+    {"log_level", DYNO_OPT_STR, offsetof(struct gw_cfg, log_level), "info", "debug, info, warn, error"},
+    {"listen_host", DYNO_OPT_STR, offsetof(struct gw_cfg, listen_host), "127.0.0.1", "HTTP listen address"},
+    {"port", DYNO_OPT_INT, offsetof(struct gw_cfg, port), "8080", "HTTP port, 0 = any"},
+    {"port_file", DYNO_OPT_STR, offsetof(struct gw_cfg, port_file), NULL, "write the bound port here"},
+    {"unit", DYNO_OPT_INT, offsetof(struct gw_cfg, unit), "1M", "stripe unit, bytes"},
+    {"k", DYNO_OPT_INT, offsetof(struct gw_cfg, k), "3", "default data fragments"},
+    {"m", DYNO_OPT_INT, offsetof(struct gw_cfg, m), "2", "default parity fragments"},
+    {"write_quorum", DYNO_OPT_INT, offsetof(struct gw_cfg, write_quorum), "0",
+     "fragments that must be stored (0 = k+1, capped at n)"},
+    {"small_max", DYNO_OPT_INT, offsetof(struct gw_cfg, small_max), "64K", "largest replicated object"},
+    {"fragment_timeout_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, fragment_timeout_ms), "10000",
+     "a fragment transfer without progress this long fails"},
+    {"rpc_timeout_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, rpc_timeout_ms), "5000", "RPC timeout"},
+    {"max_connections", DYNO_OPT_INT, offsetof(struct gw_cfg, max_connections), "256",
+     "concurrent client connections"},
+    {"max_body", DYNO_OPT_INT, offsetof(struct gw_cfg, max_body), "1T", "largest object"},
+    {"frontend_dir", DYNO_OPT_STR, offsetof(struct gw_cfg, frontend_dir), NULL, "web GUI files"},
+    {"tls_cert", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_cert), NULL, "HTTPS certificate (PEM)"},
+    {"tls_key", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_key), NULL, "HTTPS key (PEM)"},
+    {"ingest_max", DYNO_OPT_INT, offsetof(struct gw_cfg, ingest_max), "256K", "largest MQTT ingest"},
+};
+#define GW_NOPTS (sizeof(gw_opts) / sizeof(gw_opts[0]))
+
+static const struct {
+    const char *name, *help, *type;
+} gw_metric_defs[GW_M_COUNT] = {
+    [GW_M_REQUESTS] = {"dyno_gateway_requests_total", "REST requests received", "counter"},
+    [GW_M_PUTS] = {"dyno_gateway_puts_total", "objects stored", "counter"},
+    [GW_M_GETS] = {"dyno_gateway_gets_total", "object reads served", "counter"},
+    [GW_M_BYTES_IN] = {"dyno_gateway_bytes_in_total", "object bytes received from clients", "counter"},
+    [GW_M_BYTES_OUT] = {"dyno_gateway_bytes_out_total", "object bytes sent to clients", "counter"},
+    [GW_M_PUT_FAILURES] = {"dyno_gateway_put_failures_total", "puts that failed and were aborted", "counter"},
+    [GW_M_CRC_ERRORS] = {"dyno_gateway_fragment_crc_errors_total", "fragment records with a bad CRC",
+                         "counter"},
+    [GW_M_DEGRADED_READS] = {"dyno_gateway_degraded_reads_total", "reads that needed parity", "counter"},
+    [GW_M_INFLIGHT] = {"dyno_gateway_inflight_requests", "requests in progress", "gauge"},
+};
+
+static void gw_log_config_error(const char *err)
+{
+    char q[600];
+    gw_quote(err, q, sizeof(q));
+    dyno_error("bad configuration", "detail=%s", q);
+}
+
+/* Checks what the option parser cannot: ranges and combinations. */
+static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
+{
+    if (!dyno_valid_segment(c->id))
+        snprintf(err, cap, "id must be [A-Za-z0-9._-]{1,64}");
+    else if (c->port < 0 || c->port > 65535)
+        snprintf(err, cap, "port must be 0..65535");
+    else if (c->broker_port < 1 || c->broker_port > 65535)
+        snprintf(err, cap, "broker_port must be 1..65535");
+    else if (c->unit < 4096 || c->unit > (int64_t)DYNO_FRAG_MAX_UNIT)
+        snprintf(err, cap, "unit must be 4K..16M");
+    else if (c->k < 1 || c->k > DYNO_EC_MAX_K || c->m < 0 || c->m > DYNO_EC_MAX_M)
+        snprintf(err, cap, "k must be 1..%d and m 0..%d", DYNO_EC_MAX_K, DYNO_EC_MAX_M);
+    else if (c->write_quorum < 0 || c->write_quorum > GW_MAX_N)
+        snprintf(err, cap, "write_quorum must be 0..%d", GW_MAX_N);
+    else if (c->small_max < 0 || c->small_max > (int64_t)DYNO_FRAG_MAX_UNIT)
+        snprintf(err, cap, "small_max must be 0..16M");
+    else if (c->fragment_timeout_ms < 100 || c->rpc_timeout_ms < 100)
+        snprintf(err, cap, "fragment_timeout_ms and rpc_timeout_ms must be >= 100");
+    else if (c->max_connections < 1 || c->max_connections > 65536)
+        snprintf(err, cap, "max_connections must be 1..65536");
+    else if (c->max_body < 0)
+        snprintf(err, cap, "max_body must be >= 0");
+    else if (!c->public_key_file)
+        snprintf(err, cap, "public_key_file is required (tokens are verified offline)");
+    else if (!c->service_token_file)
+        snprintf(err, cap, "service_token_file is required (broker login, container calls)");
+    else if ((c->tls_cert != NULL) != (c->tls_key != NULL))
+        snprintf(err, cap, "tls_cert and tls_key go together");
+    else
+        return 0;
+    return DYNO_EINVAL;
+}
+
+static int gw_init(struct gw *gw, char *err, size_t cap)
+{
+    int rc = dyno_verifier_load(gw->cfg.public_key_file, &gw->verifier);
+    if (rc) {
+        snprintf(err, cap, "cannot load public_key_file %s: %s", gw->cfg.public_key_file, dyno_strerror(rc));
+        return rc;
+    }
+    size_t len = 0;
+    rc = dyno_read_file(gw->cfg.service_token_file, DYNO_TOKEN_MAX, &gw->service_token, &len);
+    if (rc || len == 0) {
+        snprintf(err, cap, "cannot read service_token_file %s: %s", gw->cfg.service_token_file,
+                 rc ? dyno_strerror(rc) : "empty");
+        return rc ? rc : DYNO_EINVAL;
+    }
+    /* Built once and shared read-only by every easy handle: curl only reads the list. */
+    char hdr[DYNO_TOKEN_MAX + 32];
+    snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", gw->service_token);
+    gw->svc_headers = curl_slist_append(NULL, hdr);
+    gw_wipe(hdr, sizeof(hdr));
+    /* No "Expect: 100-continue": it costs a round trip per fragment and a one-second
+     * stall with a peer that does not answer it; containers refuse early anyway. */
+    struct curl_slist *more = gw->svc_headers ? curl_slist_append(gw->svc_headers, "Expect:") : NULL;
+    if (!more) {
+        snprintf(err, cap, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    return 0;
+}
+
+static void gw_cleanup(struct gw *gw)
+{
+    curl_slist_free_all(gw->svc_headers);
+    if (gw->service_token) {
+        gw_wipe(gw->service_token, strlen(gw->service_token));
+        free(gw->service_token);
+    }
+    dyno_verifier_free(gw->verifier);
+    for (int k = 0; k <= DYNO_EC_MAX_K; k++)
+        for (int m = 0; m <= DYNO_EC_MAX_M; m++)
+            dyno_ec_free(gw->ec_cache[k][m]);
+    pthread_mutex_destroy(&gw->ec_lock);
+    dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    static struct gw gwbuf; /* large (EC cache); the only instance, passed around explicitly */
+    struct gw *gw = &gwbuf;
+    char err[512] = "";
+    int exit_code = 1;
+
+    dyno_log_init("gateway", DYNO_LOG_INFO);
+    int rc = dyno_config_parse(gw_opts, GW_NOPTS, &gw->cfg, argc, argv, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc) {
+        gw_log_config_error(err);
+        return 1;
+    }
+    int level = dyno_log_level_parse(gw->cfg.log_level);
+    if (level < 0) {
+        dyno_error("bad configuration", "detail=\"log_level must be debug, info, warn or error\"");
+        dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
+        return 1;
+    }
+    dyno_log_init("gateway", level);
+    if (gw_cfg_check(&gw->cfg, err, sizeof(err))) {
+        gw_log_config_error(err);
+        dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
+        return 1;
+    }
+    pthread_mutex_init(&gw->ec_lock, NULL);
+    for (int i = 0; i < GW_M_COUNT; i++) {
+        gw->metrics[i].name = gw_metric_defs[i].name;
+        gw->metrics[i].help = gw_metric_defs[i].help;
+        gw->metrics[i].type = gw_metric_defs[i].type;
+        atomic_init(&gw->metrics[i].value, 0);
+    }
+    gw->started_at = (int64_t)time(NULL);
+
+    /* Library inits before any thread starts. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        dyno_error("curl_global_init failed", NULL);
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* Every thread inherits this mask, so only main's sigtimedwait sees INT and TERM. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (gw_init(gw, err, sizeof(err))) {
+        gw_log_config_error(err);
+        goto out_curl;
+    }
+    if (gw_httpd_start(gw))
+        goto out_curl; /* logged */
+    if (gw_mqtt_start(gw))
+        goto out_httpd;
+    dyno_info("gateway started", "id=%s port=%u", gw->cfg.id, gw->port);
+
+    int64_t last_status = gw_now_ms();
+    for (;;) {
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            dyno_info("stopping", "signal=%d", sig);
+            break;
+        }
+        /* Status is published from here: the MQTT loop thread must not publish. */
+        int64_t now = gw_now_ms();
+        if (atomic_exchange(&gw->status_due, false) || now - last_status >= 10000) {
+            gw_mqtt_publish_status(gw, "online");
+            last_status = now;
+        }
+    }
+    exit_code = 0;
+    /* HTTP first: its threads use the MQTT client until they end. */
+    gw_httpd_stop(gw);
+    gw_mqtt_publish_status(gw, "offline");
+    dyno_mq_free(gw->mq);
+    goto out_curl;
+out_httpd:
+    gw_httpd_stop(gw);
+out_curl:
+    curl_global_cleanup();
+out:
+    gw_cleanup(gw);
+    return exit_code;
+}

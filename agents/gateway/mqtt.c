@@ -1,0 +1,156 @@
+/*
+ * The gateway's broker connection: client gateway-<id>, retained status with a Will,
+ * token revocations, and the RPC wrapper every handler uses.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw.h"
+#include "json.h"
+#include "log.h"
+#include "mq.h"
+
+#define GW_REVOKED_TOPIC "dyno/v1/auth/revoked"
+#define GW_REVOKED_MAX (1024 * 1024)
+
+static void gw_status_topic(const struct gw *gw, char *out, size_t cap)
+{
+    snprintf(out, cap, "dyno/v1/agents/gateway/%s/status", gw->cfg.id);
+}
+
+/* Runs in the loop thread: must not publish, so main is asked to. */
+static void gw_on_connect(void *arg, struct dyno_mq *mq)
+{
+    (void)mq;
+    struct gw *gw = arg;
+    atomic_store(&gw->status_due, true);
+}
+
+static void gw_revoke_one(struct gw *gw, const cJSON *item)
+{
+    const char *jti = dyno_json_str(item, "jti");
+    int64_t exp = 0;
+    if (!jti || dyno_json_i64(item, "exp", &exp))
+        return;
+    if (dyno_verifier_revoke(gw->verifier, jti, exp) == 0)
+        dyno_info("token revoked", "jti=%.32s", jti);
+}
+
+/* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
+ * {"jti","exp"}; an array of those, or {"revoked":[...]}, is accepted as well. */
+static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
+{
+    struct gw *gw = arg;
+    cJSON *doc = NULL;
+    if (msg->len == 0 || dyno_json_parse(msg->payload, msg->len, GW_REVOKED_MAX, &doc))
+        return;
+    const cJSON *list = cJSON_IsArray(doc) ? doc : cJSON_GetObjectItemCaseSensitive(doc, "revoked");
+    if (cJSON_IsArray(list)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, list) gw_revoke_one(gw, it);
+    } else {
+        gw_revoke_one(gw, doc);
+    }
+    cJSON_Delete(doc);
+}
+
+void gw_mqtt_publish_status(struct gw *gw, const char *state)
+{
+    if (!gw->mq)
+        return;
+    char topic[160];
+    gw_status_topic(gw, topic, sizeof(topic));
+    cJSON *st = cJSON_CreateObject();
+    if (!st)
+        return;
+    char url[300];
+    snprintf(url, sizeof(url), "%s://%s:%u", gw->cfg.tls_cert ? "https" : "http", gw->cfg.listen_host,
+             gw->port);
+    cJSON_AddStringToObject(st, "id", gw->cfg.id);
+    cJSON_AddStringToObject(st, "kind", "gateway");
+    cJSON_AddStringToObject(st, "state", state);
+    cJSON_AddStringToObject(st, "version", DYNO_VERSION);
+    dyno_json_add_i64(st, "started_at", gw->started_at);
+    dyno_json_add_i64(st, "time", (int64_t)time(NULL));
+    cJSON_AddStringToObject(st, "url", url);
+    size_t len = 0;
+    char *txt = dyno_json_print(st, &len);
+    if (txt) {
+        int rc = dyno_mq_publish(gw->mq, topic, txt, len, 1, true, NULL);
+        if (rc)
+            dyno_debug("status not published", "err=%s", dyno_err_code(rc));
+        free(txt);
+    }
+    cJSON_Delete(st);
+}
+
+int gw_mqtt_start(struct gw *gw)
+{
+    char client_id[80], topic[160], will[200];
+    snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.id);
+    gw_status_topic(gw, topic, sizeof(topic));
+    snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.id);
+    struct dyno_mq_opts o = {
+        .host = gw->cfg.broker_host,
+        .port = (int)gw->cfg.broker_port,
+        .client_id = client_id,
+        .username = client_id,
+        .password = gw->service_token,
+        .cafile = gw->cfg.broker_cafile,
+        .will_topic = topic,
+        .will_payload = will,
+        .keepalive = 10,
+        .persistent = false,
+    };
+    int rc = dyno_mq_new(&o, &gw->mq);
+    if (rc) {
+        dyno_error("cannot create the MQTT client", "err=%s", dyno_err_code(rc));
+        return rc;
+    }
+    dyno_mq_on_connect(gw->mq, gw_on_connect, gw);
+    rc = dyno_mq_subscribe(gw->mq, GW_REVOKED_TOPIC, 1, gw_on_revoked, gw);
+    if (rc == 0)
+        rc = dyno_mq_start(gw->mq);
+    if (rc) {
+        dyno_error("cannot start the MQTT client", "err=%s", dyno_err_code(rc));
+        dyno_mq_free(gw->mq);
+        gw->mq = NULL;
+        return rc;
+    }
+    /* Not fatal: the client keeps reconnecting, and requests answer 503 meanwhile. */
+    if (dyno_mq_wait_connected(gw->mq, 3000))
+        dyno_warn("broker not reachable yet", "host=%s port=%d", o.host, o.port);
+    return 0;
+}
+
+int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+           char *msg, size_t cap)
+{
+    if (result)
+        *result = NULL;
+    msg[0] = '\0';
+    int rc = dyno_mq_call(gw->mq, service, method, params, (int)gw->cfg.rpc_timeout_ms, result, msg, cap);
+    if (rc == DYNO_ETIMEDOUT) {
+        snprintf(msg, cap, "the %s service did not answer %s in time", service, method);
+        rc = DYNO_EUNAVAIL;
+    } else if (rc == DYNO_EUNAVAIL && msg[0] == '\0') {
+        snprintf(msg, cap, "the %s service is not reachable (broker connection down)", service);
+    } else if (rc && msg[0] == '\0') {
+        snprintf(msg, cap, "%s %s: %s", service, method, dyno_strerror(rc));
+    }
+    if (rc == 0 && result && !*result) {
+        /* A success without a result object is a protocol error for every call we make. */
+        snprintf(msg, cap, "%s %s answered without a result", service, method);
+        rc = DYNO_EPROTO;
+    }
+    return rc;
+}
+
+void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params)
+{
+    int rc = dyno_mq_notify(gw->mq, service, method, params);
+    if (rc)
+        dyno_warn("notification not sent", "service=%s method=%s err=%s", service, method, dyno_err_code(rc));
+}

@@ -1,0 +1,140 @@
+/*
+ * Object routes other than the data paths: metadata, evict, and the listing of a catalog.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "json.h"
+#include "log.h"
+
+int gw_object_load(struct gw_req *r, bool write, cJSON **obj, char *msg, size_t cap)
+{
+    *obj = NULL;
+    cJSON *params = cJSON_CreateObject();
+    if (!params)
+        return DYNO_ENOMEM;
+    cJSON_AddStringToObject(params, "key", r->key);
+    cJSON *o = NULL;
+    int rc = gw_rpc(r->gw, "metadata", "object.get", params, &o, msg, cap);
+    cJSON_Delete(params);
+    if (rc == DYNO_ENOTFOUND)
+        snprintf(msg, cap, "no object %s", r->key);
+    if (rc)
+        return rc;
+    const char *catalog = dyno_json_str(o, "catalog");
+    const char *owner = dyno_json_str(o, "owner");
+    if (!catalog || !dyno_valid_catalog(catalog)) {
+        snprintf(msg, cap, "metadata answered an object without a catalog");
+        cJSON_Delete(o);
+        return DYNO_EPROTO;
+    }
+    /* The catalog owner and admins need no catalog lookup; everyone else goes by the
+     * catalog's rule (public, shares). */
+    char cat_owner[DYNO_SEG_MAX + 1] = "";
+    dyno_catalog_owner(catalog, cat_owner, sizeof(cat_owner));
+    bool mine = strcmp(cat_owner, r->claims.sub) == 0 || (owner && strcmp(owner, r->claims.sub) == 0);
+    if (!r->claims.admin && !mine) {
+        rc = gw_catalog_check(r, catalog, write, NULL, msg, cap);
+        if (rc == DYNO_ENOTFOUND) {
+            snprintf(msg, cap, "no object %s", r->key);
+        }
+        if (rc) {
+            cJSON_Delete(o);
+            return rc;
+        }
+    }
+    *obj = o;
+    return 0;
+}
+
+enum MHD_Result gw_object_meta(struct gw_req *r)
+{
+    char msg[400];
+    cJSON *obj = NULL;
+    int rc = gw_object_load(r, false, &obj, msg, sizeof(msg));
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    enum MHD_Result ret = gw_reply_json(r, 200, obj);
+    cJSON_Delete(obj);
+    return ret;
+}
+
+enum MHD_Result gw_object_evict(struct gw_req *r)
+{
+    struct gw *gw = r->gw;
+    char msg[400];
+    cJSON *obj = NULL, *res = NULL;
+    int rc = gw_object_load(r, true, &obj, msg, sizeof(msg));
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "key", r->key);
+    rc = gw_rpc(gw, "metadata", "object.evict", params, &res, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc) {
+        cJSON_Delete(obj);
+        if (rc == DYNO_ENOTFOUND)
+            snprintf(msg, sizeof(msg), "no object %s", r->key);
+        return gw_reply_error(r, rc, "%s", msg);
+    }
+    /* The object is now invisible ("deleting"); what follows is garbage collection. */
+    gw_purge_fragments(gw, r->conn, r->key, cJSON_GetObjectItemCaseSensitive(res, "fragments"));
+
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "object.evicted");
+    cJSON_AddStringToObject(ev, "catalog", dyno_json_str(obj, "catalog"));
+    cJSON *o = cJSON_AddObjectToObject(ev, "object");
+    cJSON_AddStringToObject(o, "key", r->key);
+    const char *name = dyno_json_str(obj, "name");
+    if (name)
+        cJSON_AddStringToObject(o, "name", name);
+    gw_notify(gw, "pubsub", "event.emit", ev);
+    cJSON_Delete(ev);
+    dyno_info("object evicted", "key=%s", r->key);
+    cJSON_Delete(obj);
+    cJSON_Delete(res);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    return gw_reply_response(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+enum MHD_Result gw_object_list(struct gw_req *r)
+{
+    char msg[400], after[DYNO_NAME_MAX + 1], lim[16];
+    int64_t limit = 100;
+    int rc = gw_query_arg(r, "limit", lim, sizeof(lim));
+    if (rc == 0) {
+        char *end;
+        long v = strtol(lim, &end, 10);
+        if (end == lim || *end || v < 1 || v > 1000)
+            return gw_reply_error(r, DYNO_EINVAL, "limit must be 1..1000");
+        limit = v;
+    } else if (rc != DYNO_ENOTFOUND) {
+        return gw_reply_error(r, DYNO_EINVAL, "limit must be 1..1000");
+    }
+    rc = gw_query_arg(r, "after", after, sizeof(after));
+    bool has_after = rc == 0 && after[0] != '\0';
+    if (rc != 0 && rc != DYNO_ENOTFOUND)
+        return gw_reply_error(r, DYNO_EINVAL, "bad after");
+    if (has_after && !dyno_valid_name(after))
+        return gw_reply_error(r, DYNO_EINVAL, "bad after (an object name)");
+
+    rc = gw_catalog_check(r, r->catalog, false, NULL, msg, sizeof(msg));
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    if (has_after)
+        cJSON_AddStringToObject(params, "after", after);
+    else
+        cJSON_AddNullToObject(params, "after");
+    dyno_json_add_i64(params, "limit", limit);
+    rc = gw_rpc(r->gw, "metadata", "object.list", params, &res, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    enum MHD_Result ret = gw_reply_json(r, 200, res);
+    cJSON_Delete(res);
+    return ret;
+}

@@ -1,0 +1,751 @@
+/*
+ * The put data path (SPEC §6): POST /v1/catalogs/<owner>/<path>/objects?name=
+ *
+ * The body is cut into stripes of k units; each stripe is hashed (SHA-256 of the object),
+ * encoded (m parity units) and handed as one record to each of the n fragment streams,
+ * which libcurl sends in parallel to n containers. Memory per put is the stripe buffer
+ * plus m parity units plus curl's buffers, whatever the object size.
+ *
+ * Objects of at most small_max bytes are stored as m + 1 replicas (k = 1, replica flag).
+ * Without a Content-Length the first small_max + 1 bytes are buffered to decide.
+ *
+ * Everything runs in the client connection's MHD thread: when a stripe is ready the
+ * thread drives curl until every live stream has taken its record, then goes back to
+ * MHD for more body. That is the back-pressure: a slow container slows the client.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "hash.h"
+#include "httpd.h"
+#include "json.h"
+#include "log.h"
+
+enum gw_put_mode { GW_PUT_UNDECIDED, GW_PUT_REPLICA, GW_PUT_EC };
+
+struct gw_seg {
+    const uint8_t *p;
+    size_t len;
+};
+
+/* One fragment stream: the bytes it must send next, as a list of borrowed segments. */
+struct gw_upstream {
+    struct gw_xfer x;
+    int index;
+    bool live;   /* started and not failed */
+    bool stored; /* the container answered 2xx */
+    char url[512];
+    struct gw_seg seg[5];
+    int nseg, iseg;
+    size_t off;
+    bool eof; /* after the segments, end the body */
+    char why[200];
+    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
+    uint8_t pre[4], suf[4];
+};
+
+struct gw_put {
+    struct gw *gw;
+    struct gw_conn *conn;
+    struct gw_req *r;
+    enum gw_put_mode mode;
+    int k, m, n, quorum;
+    int req_k, req_m; /* resilience asked for (EC); a replica uses 1, req_m */
+    uint32_t unit;
+    int64_t declared; /* Content-Length, or -1 for a chunked body */
+    uint64_t size;    /* body bytes so far */
+    bool begun;       /* object.begin succeeded: abort must clean up */
+    char key[DYNO_KEY_LEN + 1];
+    char owner[DYNO_SEG_MAX + 1];
+    const struct dyno_ec *ec;
+    struct dyno_sha256 *sha;
+    uint8_t *stripe;
+    size_t stripe_cap; /* k * unit: a full stripe */
+    size_t fill;
+    uint8_t *parity; /* m units of parity_unit bytes */
+    size_t parity_unit;
+    uint64_t records;
+    struct gw_upstream *up;
+    struct dyno_buf pre; /* the undecided prefix of a chunked body */
+    uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
+    uint8_t sha256[32];
+    char msg[400];
+};
+
+int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out)
+{
+    int rc = 0;
+    if (k < 1 || k > DYNO_EC_MAX_K || m < 0 || m > DYNO_EC_MAX_M)
+        return DYNO_EINVAL;
+    pthread_mutex_lock(&gw->ec_lock);
+    if (!gw->ec_cache[k][m])
+        rc = dyno_ec_new(k, m, &gw->ec_cache[k][m]);
+    *out = gw->ec_cache[k][m];
+    pthread_mutex_unlock(&gw->ec_lock);
+    return rc;
+}
+
+/* ---- fragment streams ---- */
+
+static size_t gw_up_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct gw_upstream *s = arg;
+    size_t cap = size * nitems, o = 0;
+    while (o < cap && s->iseg < s->nseg) {
+        struct gw_seg *g = &s->seg[s->iseg];
+        size_t take = g->len - s->off;
+        if (take > cap - o)
+            take = cap - o;
+        memcpy(buf + o, g->p + s->off, take);
+        o += take;
+        s->off += take;
+        if (s->off == g->len) {
+            s->iseg++;
+            s->off = 0;
+        }
+    }
+    if (o > 0) {
+        s->x.last_ms = gw_now_ms();
+        return o;
+    }
+    if (s->eof)
+        return 0;
+    /* Nothing yet: curl has sent all it had; the next stripe resumes us. */
+    s->x.paused = true;
+    return CURL_READFUNC_PAUSE;
+}
+
+static size_t gw_up_write(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n; /* the container's {"id","size"}: the status code is what counts */
+}
+
+static int gw_put_live(const struct gw_put *p)
+{
+    int live = 0;
+    for (int i = 0; i < p->n; i++)
+        live += p->up[i].live;
+    return live;
+}
+
+static void gw_up_fail(struct gw_put *p, struct gw_upstream *s, const char *why)
+{
+    if (!s->live)
+        return;
+    s->live = false;
+    snprintf(s->why, sizeof(s->why), "%s", why);
+    gw_xfer_close(p->conn, &s->x);
+    dyno_warn("fragment stream failed", "key=%s index=%d url=%s reason=\"%s\"", p->key, s->index, s->url,
+              why);
+}
+
+/* Fills p->msg with why the put cannot reach its quorum. */
+static int gw_put_quorum_error(struct gw_put *p)
+{
+    size_t o = (size_t)snprintf(p->msg, sizeof(p->msg), "only %d of %d fragment streams succeeded, %d needed",
+                                gw_put_live(p), p->n, p->quorum);
+    for (int i = 0; i < p->n && o < sizeof(p->msg); i++) {
+        if (!p->up[i].live && p->up[i].why[0])
+            o += (size_t)snprintf(p->msg + o, sizeof(p->msg) - o, "; fragment %d: %s", i, p->up[i].why);
+    }
+    return DYNO_EUNAVAIL;
+}
+
+static bool gw_up_pending(const struct gw_upstream *s)
+{
+    return s->iseg < s->nseg;
+}
+
+/*
+ * Drives the transfers until every live stream has handed all its segments to the
+ * network (final: until every live stream has its answer). Streams that fail or make no
+ * progress for fragment_timeout_ms are dropped; below the quorum the put fails.
+ */
+static int gw_put_pump(struct gw_put *p, bool final)
+{
+    int64_t timeout = p->gw->cfg.fragment_timeout_ms;
+    for (int i = 0; i < p->n; i++)
+        if (p->up[i].live && (gw_up_pending(&p->up[i]) || p->up[i].eof))
+            gw_xfer_resume(&p->up[i].x);
+    for (;;) {
+        bool busy = false;
+        int64_t now = gw_now_ms();
+        for (int i = 0; i < p->n; i++) {
+            struct gw_upstream *s = &p->up[i];
+            if (!s->live)
+                continue;
+            if (s->x.done) {
+                char why[200];
+                if (final && s->x.result == CURLE_OK && s->x.status >= 200 && s->x.status < 300 &&
+                    !gw_up_pending(s)) {
+                    if (!s->stored) {
+                        s->stored = true;
+                        gw_xfer_close(p->conn, &s->x);
+                    }
+                    continue;
+                }
+                if (s->stored)
+                    continue;
+                gw_xfer_reason(&s->x, why, sizeof(why));
+                gw_up_fail(p, s, why);
+                continue;
+            }
+            /* Drained = all segments taken and curl came back for more (so its own
+             * buffer went out to the socket): the container works while we read. */
+            if (final || gw_up_pending(s) || !s->x.paused) {
+                busy = true;
+                if (now - s->x.last_ms > timeout)
+                    gw_up_fail(p, s, "no progress in time");
+            }
+        }
+        if (gw_put_live(p) < p->quorum)
+            return gw_put_quorum_error(p);
+        if (!busy)
+            return 0;
+        gw_fanout_step(p->conn, 50);
+    }
+}
+
+/* Encodes the stripe buffer (fill bytes) and hands one record to every live stream. */
+static int gw_put_flush(struct gw_put *p)
+{
+    size_t len = p->fill;
+    size_t ulen = (len + (size_t)p->k - 1) / (size_t)p->k;
+    /* The last data unit is zero-padded up to ulen. */
+    memset(p->stripe + len, 0, (size_t)p->k * ulen - len);
+    dyno_sha256_update(p->sha, p->stripe, len);
+
+    uint8_t *data[DYNO_EC_MAX_K], *par[DYNO_EC_MAX_M];
+    for (int i = 0; i < p->k; i++)
+        data[i] = p->stripe + (size_t)i * ulen;
+    for (int j = 0; j < p->m; j++)
+        par[j] = p->parity + (size_t)j * p->parity_unit;
+    if (p->mode == GW_PUT_EC && p->m > 0) {
+        int rc = dyno_ec_encode(p->ec, ulen, data, par);
+        if (rc) {
+            snprintf(p->msg, sizeof(p->msg), "erasure coding failed: %s", dyno_strerror(rc));
+            return rc;
+        }
+    }
+    uint8_t pre[4], rep_suf[4];
+    dyno_frag_rec_prefix((uint32_t)ulen, pre);
+    if (p->mode == GW_PUT_REPLICA)
+        dyno_frag_rec_suffix(p->stripe, ulen, rep_suf);
+    for (int i = 0; i < p->n; i++) {
+        struct gw_upstream *s = &p->up[i];
+        if (!s->live)
+            continue;
+        const uint8_t *payload = p->mode == GW_PUT_REPLICA ? p->stripe : i < p->k ? data[i] : par[i - p->k];
+        memcpy(s->pre, pre, 4);
+        if (p->mode == GW_PUT_REPLICA)
+            memcpy(s->suf, rep_suf, 4);
+        else
+            dyno_frag_rec_suffix(payload, ulen, s->suf);
+        s->nseg = s->iseg = 0;
+        s->off = 0;
+        if (p->records == 0)
+            s->seg[s->nseg++] = (struct gw_seg){s->hdr, DYNO_FRAG_HDR_SIZE};
+        s->seg[s->nseg++] = (struct gw_seg){s->pre, 4};
+        s->seg[s->nseg++] = (struct gw_seg){payload, ulen};
+        s->seg[s->nseg++] = (struct gw_seg){s->suf, 4};
+    }
+    p->records++;
+    p->fill = 0;
+    return gw_put_pump(p, false);
+}
+
+static int gw_put_feed(struct gw_put *p, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        size_t take = p->stripe_cap - p->fill;
+        if (take > len)
+            take = len;
+        memcpy(p->stripe + p->fill, data, take);
+        p->fill += take;
+        data += take;
+        len -= take;
+        if (p->fill == p->stripe_cap) {
+            int rc = gw_put_flush(p);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- setup: object.begin, buffers, streams ---- */
+
+static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
+{
+    struct gw *gw = p->gw;
+    struct gw_req *r = p->r;
+    int rc;
+    p->mode = replica ? GW_PUT_REPLICA : GW_PUT_EC;
+    p->k = replica ? 1 : p->req_k;
+    p->m = p->req_m;
+    p->n = p->k + p->m;
+    /* A replica's unit is the object itself: one record, and no 1 MiB buffers for 4 KiB. */
+    p->unit = replica ? (uint32_t)(size > 0 ? size : 1) : (uint32_t)gw->cfg.unit;
+    int q = gw->cfg.write_quorum > 0 ? (int)gw->cfg.write_quorum : replica ? 2 : p->k + 1;
+    if (q > p->n)
+        q = p->n;
+    if (!replica && q < p->k)
+        q = p->k; /* fewer than k fragments cannot be read back */
+    p->quorum = q < 1 ? 1 : q;
+
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    if (!params)
+        return DYNO_ENOMEM;
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    if (r->has_name)
+        cJSON_AddStringToObject(params, "name", r->name);
+    cJSON_AddStringToObject(params, "owner", p->owner);
+    dyno_json_add_i64(params, "size", size);
+    cJSON_AddNumberToObject(params, "k", p->k);
+    cJSON_AddNumberToObject(params, "m", p->m);
+    cJSON_AddBoolToObject(params, "replica", replica);
+    dyno_json_add_i64(params, "unit", p->unit);
+    rc = gw_rpc(gw, "metadata", "object.begin", params, &res, p->msg, sizeof(p->msg));
+    cJSON_Delete(params);
+    if (rc)
+        return rc;
+
+    const char *key = dyno_json_str(res, "key");
+    const cJSON *frags = cJSON_GetObjectItemCaseSensitive(res, "fragments");
+    int64_t unit = p->unit;
+    if (dyno_json_i64(res, "unit", &unit) == DYNO_EINVAL)
+        unit = 0;
+    if (!dyno_valid_key(key) || !cJSON_IsArray(frags) || cJSON_GetArraySize(frags) != p->n || unit < 1 ||
+        unit > (int64_t)DYNO_FRAG_MAX_UNIT || (replica && unit < size)) {
+        snprintf(p->msg, sizeof(p->msg), "metadata object.begin answered an unusable placement");
+        rc = DYNO_EPROTO;
+        /* If it gave a key, it has a pending object to forget. */
+        if (dyno_valid_key(key)) {
+            memcpy(p->key, key, sizeof(p->key));
+            p->begun = true;
+        }
+        goto out;
+    }
+    memcpy(p->key, key, sizeof(p->key));
+    p->begun = true;
+    p->unit = (uint32_t)unit;
+
+    /* Buffers: a full stripe is k units, but a small known size needs only size + k
+     * (the padding of the one short stripe). */
+    p->stripe_cap = (size_t)p->k * p->unit;
+    size_t alloc = p->stripe_cap;
+    p->parity_unit = p->unit;
+    if (size >= 0 && (uint64_t)size + (uint64_t)p->k < alloc) {
+        alloc = (size_t)size + (size_t)p->k;
+        p->parity_unit = (size_t)size / (size_t)p->k + 1;
+    }
+    p->stripe = malloc(alloc > 0 ? alloc : 1);
+    p->parity = p->m > 0 && !replica ? malloc((size_t)p->m * p->parity_unit) : NULL;
+    p->up = calloc((size_t)p->n, sizeof(*p->up));
+    if (!p->stripe || !p->up || (p->m > 0 && !replica && !p->parity)) {
+        snprintf(p->msg, sizeof(p->msg), "out of memory");
+        rc = DYNO_ENOMEM;
+        goto out;
+    }
+    if (!replica && (rc = gw_ec_get(gw, p->k, p->m, &p->ec)) != 0) {
+        snprintf(p->msg, sizeof(p->msg), "no erasure code for k=%d m=%d", p->k, p->m);
+        goto out;
+    }
+
+    struct dyno_frag_hdr h = {.version = DYNO_FRAG_VERSION,
+                              .k = (uint8_t)p->k,
+                              .m = (uint8_t)p->m,
+                              .replica = replica,
+                              .unit = p->unit};
+    memcpy(h.key, p->key, sizeof(h.key));
+    snprintf(h.catalog, sizeof(h.catalog), "%s", r->catalog);
+    snprintf(h.name, sizeof(h.name), "%s", r->has_name ? r->name : p->key);
+    struct dyno_layout lay = {.size = size >= 0 ? (uint64_t)size : 0, .unit = p->unit, .k = p->k};
+
+    bool seen[GW_MAX_N] = {false};
+    const cJSON *f;
+    cJSON_ArrayForEach(f, frags)
+    {
+        int64_t idx;
+        const char *url = dyno_json_str(f, "url");
+        if (dyno_json_i64(f, "index", &idx) || idx < 0 || idx >= p->n || seen[idx] || !url ||
+            strlen(url) >= sizeof(p->up[0].url) ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+            snprintf(p->msg, sizeof(p->msg), "metadata object.begin answered a bad fragment list");
+            rc = DYNO_EPROTO;
+            goto out;
+        }
+        seen[idx] = true;
+        struct gw_upstream *s = &p->up[idx];
+        s->index = (int)idx;
+        snprintf(s->url, sizeof(s->url), "%s", url);
+    }
+    for (int i = 0; i < p->n; i++) {
+        struct gw_upstream *s = &p->up[i];
+        h.index = (uint8_t)i;
+        if ((rc = dyno_frag_hdr_encode(&h, s->hdr)) != 0) {
+            snprintf(p->msg, sizeof(p->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
+            goto out;
+        }
+        char furl[700];
+        snprintf(furl, sizeof(furl), "%s/v1/fragments/%s.%d", s->url, p->key, i);
+        s->x.index = i;
+        if (gw_xfer_open(gw, p->conn, &s->x, furl)) {
+            snprintf(s->why, sizeof(s->why), "cannot create a transfer");
+            continue;
+        }
+        CURL *e = s->x.easy;
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, gw_up_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, s);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_up_write);
+        /* Known size: containers check their capacity up front; else chunked. */
+        if (size >= 0)
+            curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)dyno_layout_fragment_size(&lay));
+        s->live = true;
+        if (gw_xfer_start(p->conn, &s->x)) {
+            s->live = false;
+            gw_xfer_close(p->conn, &s->x);
+            snprintf(s->why, sizeof(s->why), "cannot start a transfer");
+        }
+    }
+    if (gw_put_live(p) < p->quorum) {
+        rc = gw_put_quorum_error(p);
+        goto out;
+    }
+    /* Let the connections open while the first stripe is read. */
+    gw_fanout_step(p->conn, 0);
+    rc = 0;
+out:
+    cJSON_Delete(res);
+    return rc;
+}
+
+/* ---- teardown ---- */
+
+static void gw_put_free(struct gw_put *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; p->up && i < p->n; i++)
+        gw_xfer_close(p->conn, &p->up[i].x);
+    free(p->up);
+    free(p->stripe);
+    free(p->parity);
+    dyno_sha256_free(p->sha);
+    dyno_buf_free(&p->pre);
+    free(p);
+}
+
+/* Nothing of a failed put may become visible: tell metadata, delete what was written. */
+static void gw_put_abort(struct gw_put *p)
+{
+    struct gw *gw = p->gw;
+    dyno_metric_add(&gw->metrics[GW_M_PUT_FAILURES], 1);
+    if (!p->begun)
+        return;
+    for (int i = 0; p->up && i < p->n; i++) {
+        p->up[i].live = false;
+        gw_xfer_close(p->conn, &p->up[i].x);
+    }
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "key", p->key);
+    char msg[256];
+    int rc = gw_rpc(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc)
+        dyno_warn("object.abort failed", "key=%s err=%s", p->key, dyno_err_code(rc));
+    if (p->up) {
+        int index[GW_MAX_N];
+        const char *url[GW_MAX_N];
+        bool deleted[GW_MAX_N];
+        for (int i = 0; i < p->n; i++) {
+            index[i] = i;
+            url[i] = p->up[i].url[0] ? p->up[i].url : NULL;
+        }
+        gw_fanout_delete(gw, p->conn, p->key, index, url, p->n, deleted);
+    }
+    dyno_info("put aborted", "key=%s size=%llu", p->key, (unsigned long long)p->size);
+}
+
+void gw_put_abort_req(struct gw_req *r)
+{
+    struct gw_put *p = r->put;
+    if (!p)
+        return;
+    r->put = NULL;
+    gw_put_abort(p);
+    gw_put_free(p);
+}
+
+/* ---- MHD side ---- */
+
+static int gw_put_body(struct gw_req *r, const char *data, size_t len)
+{
+    struct gw_put *p = r->put;
+    int rc;
+    p->size += len;
+    if (p->size > (uint64_t)p->gw->cfg.max_body) {
+        snprintf(r->body_msg, sizeof(r->body_msg), "object larger than max_body (%lld bytes)",
+                 (long long)p->gw->cfg.max_body);
+        gw_put_abort_req(r);
+        return DYNO_ETOOBIG;
+    }
+    if (p->mode == GW_PUT_UNDECIDED) {
+        if (p->pre.len + len <= (size_t)p->gw->cfg.small_max)
+            return dyno_buf_append(&p->pre, data, len);
+        /* Too big for a replica: erasure-code it, size unknown. */
+        rc = gw_put_setup(p, -1, false);
+        if (rc == 0 && p->pre.len)
+            rc = gw_put_feed(p, (const uint8_t *)p->pre.data, p->pre.len);
+        dyno_buf_free(&p->pre);
+        if (rc == 0)
+            rc = gw_put_feed(p, (const uint8_t *)data, len);
+    } else {
+        rc = gw_put_feed(p, (const uint8_t *)data, len);
+    }
+    if (rc) {
+        char q[sizeof(p->msg) + 8];
+        gw_quote(p->msg, q, sizeof(q));
+        dyno_warn("put failed", "key=%s catalog=%s err=%s detail=%s", p->key[0] ? p->key : "-", r->catalog,
+                  dyno_err_code(rc), q);
+        snprintf(r->body_msg, sizeof(r->body_msg), "%s", p->msg);
+        gw_put_abort_req(r);
+    }
+    return rc;
+}
+
+static enum MHD_Result gw_put_fail_reply(struct gw_req *r, int rc)
+{
+    struct gw_put *p = r->put;
+    char msg[sizeof(p->msg)];
+    snprintf(msg, sizeof(msg), "%s", p->msg[0] ? p->msg : dyno_strerror(rc));
+    char q[sizeof(msg) + 8];
+    gw_quote(msg, q, sizeof(q));
+    dyno_warn("put failed", "key=%s catalog=%s err=%s detail=%s", p->key[0] ? p->key : "-", r->catalog,
+              dyno_err_code(rc), q);
+    gw_put_abort_req(r);
+    return gw_reply_error(r, rc, "%s", msg);
+}
+
+static enum MHD_Result gw_put_end(struct gw_req *r)
+{
+    struct gw_put *p = r->put;
+    struct gw *gw = r->gw;
+    int rc;
+    if (!p)
+        return gw_reply_error(r, DYNO_EINTERNAL, "put state lost");
+    if (p->mode == GW_PUT_UNDECIDED) {
+        rc = gw_put_setup(p, (int64_t)p->pre.len, true);
+        if (rc == 0 && p->pre.len)
+            rc = gw_put_feed(p, (const uint8_t *)p->pre.data, p->pre.len);
+        dyno_buf_free(&p->pre);
+        if (rc)
+            return gw_put_fail_reply(r, rc);
+    }
+    if (p->declared >= 0 && p->size != (uint64_t)p->declared)
+        return gw_put_fail_reply(r, DYNO_EINVAL);
+    if (p->fill > 0 && (rc = gw_put_flush(p)) != 0)
+        return gw_put_fail_reply(r, rc);
+
+    /* End marker and trailer: only now are the size and digest known. */
+    struct dyno_frag_trailer t = {.object_size = p->size, .records = p->records};
+    dyno_sha256_final(p->sha, t.sha256);
+    memcpy(p->sha256, t.sha256, 32);
+    memset(p->tail, 0, DYNO_FRAG_END_SIZE);
+    dyno_frag_trailer_encode(&t, p->tail + DYNO_FRAG_END_SIZE);
+    for (int i = 0; i < p->n; i++) {
+        struct gw_upstream *s = &p->up[i];
+        s->nseg = s->iseg = 0;
+        s->off = 0;
+        if (p->records == 0)
+            s->seg[s->nseg++] = (struct gw_seg){s->hdr, DYNO_FRAG_HDR_SIZE};
+        s->seg[s->nseg++] = (struct gw_seg){p->tail, sizeof(p->tail)};
+        s->eof = true;
+    }
+    if ((rc = gw_put_pump(p, true)) != 0)
+        return gw_put_fail_reply(r, rc);
+
+    char sha_hex[65];
+    dyno_hex(p->sha256, 32, sha_hex);
+    struct dyno_layout lay = {.size = p->size, .unit = p->unit, .k = p->k};
+    uint64_t fsize = dyno_layout_fragment_size(&lay);
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    cJSON_AddStringToObject(params, "key", p->key);
+    dyno_json_add_i64(params, "size", (int64_t)p->size);
+    cJSON_AddStringToObject(params, "sha256", sha_hex);
+    cJSON *fr = cJSON_AddArrayToObject(params, "fragments");
+    int stored = 0;
+    for (int i = 0; i < p->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", i);
+        cJSON_AddBoolToObject(o, "ok", p->up[i].stored);
+        dyno_json_add_i64(o, "size", p->up[i].stored ? (int64_t)fsize : 0);
+        cJSON_AddItemToArray(fr, o);
+        stored += p->up[i].stored;
+    }
+    rc = gw_rpc(gw, "metadata", "object.commit", params, &res, p->msg, sizeof(p->msg));
+    cJSON_Delete(params);
+    if (rc)
+        return gw_put_fail_reply(r, rc);
+
+    /* Committed: from here on the object is visible and must not be aborted. */
+    r->put = NULL;
+    const char *name = r->has_name ? r->name : p->key;
+    cJSON *replaced = cJSON_GetObjectItemCaseSensitive(res, "replaced");
+    const char *old_key = dyno_json_str(replaced, "key");
+    if (dyno_valid_key(old_key)) {
+        memcpy(r->purge_key, old_key, sizeof(r->purge_key));
+        r->purge_frags = cJSON_DetachItemFromObjectCaseSensitive(replaced, "fragments");
+    }
+
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "object.created");
+    cJSON_AddStringToObject(ev, "catalog", r->catalog);
+    cJSON *obj = cJSON_AddObjectToObject(ev, "object");
+    cJSON_AddStringToObject(obj, "key", p->key);
+    cJSON_AddStringToObject(obj, "name", name);
+    dyno_json_add_i64(obj, "size", (int64_t)p->size);
+    cJSON_AddStringToObject(obj, "sha256", sha_hex);
+    gw_notify(gw, "pubsub", "event.emit", ev);
+    cJSON_Delete(ev);
+
+    dyno_metric_add(&gw->metrics[GW_M_PUTS], 1);
+    dyno_metric_add(&gw->metrics[GW_M_BYTES_IN], (int64_t)p->size);
+    dyno_info("put committed", "key=%s catalog=%s size=%llu k=%d m=%d stored=%d replica=%d", p->key,
+              r->catalog, (unsigned long long)p->size, p->k, p->m, stored, p->mode == GW_PUT_REPLICA);
+
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "key", p->key);
+    cJSON_AddStringToObject(body, "name", name);
+    dyno_json_add_i64(body, "size", (int64_t)p->size);
+    cJSON_AddStringToObject(body, "sha256", sha_hex);
+    cJSON_AddNumberToObject(body, "k", p->k);
+    cJSON_AddNumberToObject(body, "m", p->m);
+    cJSON_AddStringToObject(body, "catalog", r->catalog);
+    if (p->mode == GW_PUT_REPLICA)
+        cJSON_AddBoolToObject(body, "replica", true);
+    if (stored < p->n)
+        cJSON_AddBoolToObject(body, "degraded", true);
+    enum MHD_Result ret = gw_reply_json(r, 201, body);
+    cJSON_Delete(body);
+    cJSON_Delete(res);
+    gw_put_free(p);
+    return ret;
+}
+
+/* "k,m" with 1 <= k <= 32, 0 <= m <= 16, k + m <= 48. */
+static int gw_parse_resilience(const char *v, int *k, int *m)
+{
+    char *end;
+    long a = strtol(v, &end, 10);
+    if (end == v || *end != ',')
+        return DYNO_EINVAL;
+    const char *b_txt = end + 1;
+    long b = strtol(b_txt, &end, 10);
+    if (end == b_txt || *end != '\0' || a < 1 || a > DYNO_EC_MAX_K || b < 0 || b > DYNO_EC_MAX_M ||
+        a + b > GW_MAX_N)
+        return DYNO_EINVAL;
+    *k = (int)a;
+    *m = (int)b;
+    return 0;
+}
+
+/* Strict decimal, no sign, no spaces. */
+static int gw_parse_u64(const char *v, uint64_t *out)
+{
+    uint64_t x = 0;
+    if (!v || !*v)
+        return DYNO_EINVAL;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
+            return DYNO_EINVAL;
+        x = x * 10 + (uint64_t)(*v - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+enum MHD_Result gw_put_begin(struct gw_req *r)
+{
+    struct gw *gw = r->gw;
+    char msg[sizeof(r->body_msg)];
+    int rc = gw_query_arg(r, "name", r->name, sizeof(r->name));
+    if (rc == 0) {
+        if (!dyno_valid_name(r->name))
+            return gw_reply_error(r, DYNO_EINVAL, "bad object name (1..255 bytes of UTF-8, no '/')");
+        r->has_name = true;
+    } else if (rc != DYNO_ENOTFOUND) {
+        return gw_reply_error(r, DYNO_EINVAL, "bad object name");
+    }
+
+    int k = (int)gw->cfg.k, m = (int)gw->cfg.m;
+    const char *res_hdr = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "X-Dyno-Resilience");
+    if (res_hdr && gw_parse_resilience(res_hdr, &k, &m))
+        return gw_reply_error(r, DYNO_EINVAL, "bad X-Dyno-Resilience (k,m with 1<=k<=32, 0<=m<=16)");
+
+    int64_t declared = 0;
+    const char *te = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (te) {
+        declared = -1;
+    } else if (cl) {
+        uint64_t v;
+        if (gw_parse_u64(cl, &v))
+            return gw_reply_error(r, DYNO_EINVAL, "bad Content-Length");
+        if (v > (uint64_t)gw->cfg.max_body)
+            return gw_reply_error(r, DYNO_ETOOBIG, "object larger than max_body (%lld bytes)",
+                                  (long long)gw->cfg.max_body);
+        declared = (int64_t)v;
+    }
+
+    cJSON *cat = NULL;
+    rc = gw_catalog_check(r, r->catalog, true, &cat, msg, sizeof(msg));
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    if (!res_hdr) {
+        int64_t ck, cm;
+        if (dyno_json_i64(cat, "k", &ck) == 0 && dyno_json_i64(cat, "m", &cm) == 0 && ck >= 1 &&
+            ck <= DYNO_EC_MAX_K && cm >= 0 && cm <= DYNO_EC_MAX_M && ck + cm <= GW_MAX_N) {
+            k = (int)ck;
+            m = (int)cm;
+        }
+    }
+
+    struct gw_put *p = calloc(1, sizeof(*p));
+    if (!p) {
+        cJSON_Delete(cat);
+        return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    }
+    p->gw = gw;
+    p->r = r;
+    p->conn = r->conn;
+    p->req_k = k;
+    p->req_m = m;
+    p->declared = declared;
+    dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
+    const char *owner = dyno_json_str(cat, "owner");
+    if (owner && dyno_valid_segment(owner))
+        snprintf(p->owner, sizeof(p->owner), "%s", owner);
+    else
+        dyno_catalog_owner(r->catalog, p->owner, sizeof(p->owner));
+    cJSON_Delete(cat);
+    if (dyno_sha256_new(&p->sha)) {
+        gw_put_free(p);
+        return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    }
+    r->put = p;
+    if (declared >= 0) {
+        /* Known size: begin now, so placement errors are answered before the body. */
+        rc = gw_put_setup(p, declared, declared <= gw->cfg.small_max);
+        if (rc)
+            return gw_put_fail_reply(r, rc);
+    }
+    r->on_body = gw_put_body;
+    r->on_end = gw_put_end;
+    return MHD_YES;
+}

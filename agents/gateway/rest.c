@@ -1,0 +1,587 @@
+/*
+ * The HTTP side of the gateway: the MHD daemon, the life of a request, the router of the
+ * REST API (SPEC §4), replies, and the one log line per request.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "config.h"
+#include "gw.h"
+#include "httpd.h"
+#include "json.h"
+#include "log.h"
+
+#define GW_MAX_SEGS 16 /* /v1/catalogs/<owner>/<8 segs>/shares/<principal> fits */
+
+int64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void gw_wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+void gw_quote(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap < 3) {
+        if (cap)
+            out[0] = '\0';
+        return;
+    }
+    out[o++] = '"';
+    for (; s && *s && o + 5 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+/* ---- replies ---- */
+
+enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body)
+{
+    r->status = status;
+    r->replied = true;
+    return dyno_http_reply_json(r->c, status, body);
+}
+
+enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->status = (unsigned)dyno_err_http_status(err);
+    r->replied = true;
+    return dyno_http_reply_error(r->c, err, "%s", msg);
+}
+
+/* An error reply whose status has no DYNO_E* code (431, 501). */
+static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const char *code, const char *msg)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(body, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    enum MHD_Result ret = gw_reply_json(r, status, body);
+    cJSON_Delete(body);
+    return ret;
+}
+
+/* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the
+ * caller or of a peer, and it disappears as the routes are filled in. */
+enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "%s is not implemented yet", what);
+    return gw_reply_code(r, 501, "not_implemented", msg);
+}
+
+enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp)
+        return MHD_NO;
+    r->status = status;
+    r->replied = true;
+    enum MHD_Result ret = MHD_queue_response(r->c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap)
+{
+    /* MHD already turned '+' into ' '; our unescape callback left the %xx for us so that
+     * an escaped NUL or a bad escape is an error instead of a silent truncation. */
+    const char *v = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return DYNO_ENOTFOUND;
+    size_t len = strlen(v);
+    if (len >= cap)
+        return DYNO_ETOOBIG;
+    memcpy(out, v, len + 1);
+    return dyno_url_decode(out);
+}
+
+/* ---- JSON bodies ---- */
+
+static int gw_collect_body(struct gw_req *r, const char *data, size_t len)
+{
+    int rc = dyno_buf_append(&r->body, data, len);
+    if (rc == DYNO_ETOOBIG)
+        snprintf(r->body_msg, sizeof(r->body_msg), "request body larger than %d bytes", GW_JSON_BODY_MAX);
+    else if (rc)
+        snprintf(r->body_msg, sizeof(r->body_msg), "out of memory");
+    return rc;
+}
+
+static void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *))
+{
+    dyno_buf_init(&r->body, GW_JSON_BODY_MAX);
+    r->on_body = gw_collect_body;
+    r->on_end = on_end;
+}
+
+/* ---- routing ---- */
+
+static enum MHD_Result gw_need_auth(struct gw_req *r)
+{
+    char msg[200];
+    if (gw_authenticate(r, msg, sizeof(msg)))
+        return gw_reply_error(r, DYNO_EUNAUTH, "%s", msg);
+    return MHD_YES;
+}
+
+#define GW_IS(m) (strcmp(r->method, MHD_HTTP_METHOD_##m) == 0)
+
+static enum MHD_Result gw_method_not_allowed(struct gw_req *r)
+{
+    return gw_reply_error(r, DYNO_EMETHOD, "method %s not allowed here", r->method);
+}
+
+/* Joins segs[0..n) with '/' into r->catalog and validates it. */
+static int gw_set_catalog(struct gw_req *r, char **segs, int n)
+{
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(segs[i]);
+        if (o + l + 2 > sizeof(r->catalog))
+            return DYNO_EINVAL;
+        if (i)
+            r->catalog[o++] = '/';
+        memcpy(r->catalog + o, segs[i], l);
+        o += l;
+    }
+    r->catalog[o] = '\0';
+    return dyno_valid_catalog(r->catalog) ? 0 : DYNO_EINVAL;
+}
+
+/* Authenticates (unless already), then runs h. */
+static enum MHD_Result gw_authed(struct gw_req *r, enum MHD_Result (*h)(struct gw_req *))
+{
+    if (!r->authed) {
+        enum MHD_Result ret = gw_need_auth(r);
+        if (r->replied)
+            return ret;
+    }
+    return h(r);
+}
+
+static enum MHD_Result gw_route_catalogs(struct gw_req *r, char **s, int n)
+{
+    /* s[0] = owner, s[1..n) = the path, maybe ending in a reserved word. */
+    const char *last = s[n - 1];
+    bool objects = n >= 3 && strcmp(last, "objects") == 0;
+    bool shares = n >= 3 && strcmp(last, "shares") == 0;
+    bool share_del = n >= 4 && strcmp(s[n - 2], "shares") == 0 && GW_IS(DELETE);
+    bool subscription = n >= 3 && strcmp(last, "subscription") == 0;
+    int cat_n = objects || shares || subscription ? n - 1 : share_del ? n - 2 : n;
+
+    if (n < 2 || gw_set_catalog(r, s, cat_n))
+        return gw_reply_error(r, DYNO_EINVAL,
+                              "bad catalog path (owner/segment[/segment...], [A-Za-z0-9._-])");
+    enum MHD_Result ret = gw_need_auth(r);
+    if (r->replied)
+        return ret;
+
+    if (objects) {
+        if (GW_IS(GET))
+            return gw_object_list(r);
+        if (GW_IS(POST))
+            return gw_put_begin(r);
+        return gw_method_not_allowed(r);
+    }
+    if (shares) {
+        if (GW_IS(POST))
+            return gw_reply_not_implemented(r, "sharing a catalog");
+        return gw_method_not_allowed(r);
+    }
+    if (share_del)
+        return gw_reply_not_implemented(r, "removing a share");
+    if (subscription) {
+        if (GW_IS(POST) || GW_IS(DELETE))
+            return gw_reply_not_implemented(r, "catalog subscriptions");
+        return gw_method_not_allowed(r);
+    }
+    if (GW_IS(PUT)) {
+        gw_expect_json(r, gw_catalog_create);
+        return MHD_YES;
+    }
+    if (GW_IS(GET))
+        return gw_catalog_info(r);
+    if (GW_IS(DELETE))
+        return gw_reply_not_implemented(r, "deleting a catalog");
+    return gw_method_not_allowed(r);
+}
+
+static enum MHD_Result gw_route_objects(struct gw_req *r, char **s, int n)
+{
+    if (n < 1 || n > 2 || (n == 2 && strcmp(s[1], "meta") != 0))
+        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
+    if (!dyno_valid_key(s[0]))
+        return gw_reply_error(r, DYNO_EINVAL, "bad object key (32 lowercase hex)");
+    memcpy(r->key, s[0], DYNO_KEY_LEN + 1);
+    if (n == 2) {
+        if (!GW_IS(GET))
+            return gw_method_not_allowed(r);
+        return gw_authed(r, gw_object_meta);
+    }
+    if (!GW_IS(GET) && !GW_IS(HEAD) && !GW_IS(DELETE))
+        return gw_method_not_allowed(r);
+    enum MHD_Result ret = gw_need_auth(r);
+    if (r->replied)
+        return ret;
+    if (GW_IS(DELETE))
+        return gw_object_evict(r);
+    return gw_get_object(r, GW_IS(HEAD));
+}
+
+/* Splits the path into percent-decoded segments and dispatches. MHD was told not to
+ * unescape the path, so an escaped '/' stays inside its segment (and then fails the name
+ * checks) instead of changing the route. */
+static enum MHD_Result gw_route(struct gw_req *r, const char *url)
+{
+    char path[4096];
+    size_t len = strlen(url);
+    if (len >= sizeof(path) || url[0] != '/')
+        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
+    memcpy(path, url, len + 1);
+
+    char *s[GW_MAX_SEGS];
+    int n = 0;
+    char *p = path + 1;
+    if (*p) {
+        for (;;) {
+            char *slash = strchr(p, '/');
+            if (slash)
+                *slash = '\0';
+            if (n == GW_MAX_SEGS || *p == '\0')
+                return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
+            if (dyno_url_decode(p))
+                return gw_reply_error(r, DYNO_EINVAL, "bad percent-encoding in the path");
+            s[n++] = p;
+            if (!slash)
+                break;
+            p = slash + 1;
+        }
+    }
+
+    if (n == 1 && strcmp(s[0], "healthz") == 0)
+        return GW_IS(GET) ? gw_healthz(r) : gw_method_not_allowed(r);
+    if (n == 1 && strcmp(s[0], "metrics") == 0)
+        return GW_IS(GET) ? gw_metrics(r) : gw_method_not_allowed(r);
+    if (n < 2 || strcmp(s[0], "v1") != 0)
+        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
+
+    const char *top = s[1];
+    if (strcmp(top, "auth") == 0 && n == 3) {
+        if (strcmp(s[2], "login") == 0) {
+            if (!GW_IS(POST))
+                return gw_method_not_allowed(r);
+            gw_expect_json(r, gw_login);
+            return MHD_YES;
+        }
+        if (strcmp(s[2], "whoami") == 0)
+            return GW_IS(GET) ? gw_authed(r, gw_whoami) : gw_method_not_allowed(r);
+    }
+    if (strcmp(top, "catalogs") == 0) {
+        if (n == 2)
+            return GW_IS(GET) ? gw_authed(r, gw_catalog_list) : gw_method_not_allowed(r);
+        return gw_route_catalogs(r, s + 2, n - 2);
+    }
+    if (strcmp(top, "objects") == 0 && n >= 3)
+        return gw_route_objects(r, s + 2, n - 2);
+    if (strcmp(top, "containers") == 0 && n == 2)
+        return GW_IS(GET) ? gw_authed(r, gw_containers) : gw_method_not_allowed(r);
+    if (strcmp(top, "users") == 0 && n == 2) {
+        if (!GW_IS(GET) && !GW_IS(POST))
+            return gw_method_not_allowed(r);
+        enum MHD_Result ret = gw_need_auth(r);
+        return r->replied ? ret : gw_reply_not_implemented(r, "user management");
+    }
+    if (strcmp(top, "tokens") == 0 && (n == 2 || n == 3)) {
+        if ((n == 2 && !GW_IS(POST)) || (n == 3 && !GW_IS(DELETE)))
+            return gw_method_not_allowed(r);
+        enum MHD_Result ret = gw_need_auth(r);
+        return r->replied ? ret : gw_reply_not_implemented(r, "API tokens");
+    }
+    if (strcmp(top, "events") == 0 && n == 2) {
+        if (!GW_IS(GET))
+            return gw_method_not_allowed(r);
+        enum MHD_Result ret = gw_need_auth(r);
+        return r->replied ? ret : gw_reply_not_implemented(r, "server-sent events");
+    }
+    return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
+}
+
+/* ---- MHD callbacks ---- */
+
+static struct gw_conn *gw_conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static enum MHD_Result gw_count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    size_t *n = cls;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)version;
+    struct gw *gw = cls;
+    struct gw_req *r = *con_cls;
+
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        r->gw = gw;
+        r->c = c;
+        r->conn = gw_conn_of(c);
+        r->method = method;
+        r->url = strdup(url);
+        r->t0_ms = gw_now_ms();
+        dyno_buf_init(&r->body, GW_JSON_BODY_MAX);
+        dyno_metric_add(&gw->metrics[GW_M_REQUESTS], 1);
+        dyno_metric_add(&gw->metrics[GW_M_INFLIGHT], 1);
+        if (!r->url || !r->conn)
+            return MHD_NO;
+        size_t hdr_bytes = strlen(url) + strlen(method) + 16;
+        MHD_get_connection_values(c, MHD_HEADER_KIND, gw_count_header, &hdr_bytes);
+        if (hdr_bytes > DYNO_HTTP_HEADER_MAX)
+            return gw_reply_code(r, 431, "too_large", "request headers larger than 8 KiB");
+        return gw_route(r, url);
+    }
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        r->bytes_in += n;
+        if (r->replied)
+            return MHD_YES;
+        if (r->body_err || !r->on_body) {
+            /* After a failure (or on a route without a body) the rest of the body is read
+             * and dropped so the error can still be answered, up to a bound. */
+            if (!r->on_body && !r->body_err) {
+                r->body_err = DYNO_EINVAL;
+                snprintf(r->body_msg, sizeof(r->body_msg), "this request takes no body");
+            }
+            r->discarded += n;
+            return r->discarded > GW_DISCARD_MAX ? MHD_NO : MHD_YES;
+        }
+        int rc = r->on_body(r, upload_data, n);
+        if (rc) {
+            r->body_err = rc;
+            if (!r->body_msg[0])
+                snprintf(r->body_msg, sizeof(r->body_msg), "%s", dyno_strerror(rc));
+            /* MHD 0.9.75 cannot answer before the whole body is in: drain the rest when
+             * it is small enough to be worth a proper error reply, else close now. */
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            unsigned long long total = cl ? strtoull(cl, NULL, 10) : 0;
+            if (cl && total > r->bytes_in && total - r->bytes_in > GW_DISCARD_MAX)
+                return MHD_NO;
+        }
+        return MHD_YES;
+    }
+
+    if (r->replied)
+        return MHD_YES;
+    if (r->body_err) {
+        if (r->put)
+            gw_put_abort_req(r);
+        return gw_reply_error(r, r->body_err, "%s", r->body_msg);
+    }
+    if (r->on_end)
+        return r->on_end(r);
+    return gw_reply_error(r, DYNO_EINTERNAL, "request without a handler");
+}
+
+static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    struct gw *gw = cls;
+    struct gw_req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    /* A put still open here never committed: the client left or the reply was an error. */
+    if (r->put)
+        gw_put_abort_req(r);
+    if (r->purge_key[0]) {
+        gw_purge_fragments(gw, r->conn, r->purge_key, r->purge_frags);
+        cJSON_Delete(r->purge_frags);
+    }
+
+    const char *end = "ok";
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+        break;
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+        end = "timeout";
+        break;
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+    case MHD_REQUEST_TERMINATED_READ_ERROR:
+        end = "client_abort";
+        break;
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+        end = "shutdown";
+        break;
+    default:
+        end = "error";
+        break;
+    }
+    char path[600];
+    gw_quote(r->url, path, sizeof(path));
+    dyno_info("request", "method=%s path=%s status=%u in=%llu out=%llu ms=%lld user=%s end=%s", r->method,
+              path, r->status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+              (long long)(gw_now_ms() - r->t0_ms), r->authed ? r->claims.sub : "-", end);
+    dyno_metric_add(&gw->metrics[GW_M_INFLIGHT], -1);
+    dyno_buf_free(&r->body);
+    free(r->url);
+    free(r);
+}
+
+static void gw_notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                                 enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct gw_conn));
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        gw_conn_free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* We decode path segments and query values ourselves (see gw_route, gw_query_arg). */
+static size_t gw_no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+/* fmt comes from MHD itself, never from the network. */
+__attribute__((format(printf, 2, 0))) static void gw_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[400], q[420];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t l = strlen(msg);
+    while (l && (msg[l - 1] == '\n' || msg[l - 1] == '\r'))
+        msg[--l] = '\0';
+    gw_quote(msg, q, sizeof(q));
+    dyno_warn("httpd", "detail=%s", q);
+}
+
+int gw_httpd_start(struct gw *gw)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", (int)gw->cfg.port);
+    int grc = getaddrinfo(gw->cfg.listen_host, port, &hints, &ai);
+    if (grc || !ai) {
+        dyno_error("bad configuration", "detail=\"cannot resolve listen_host %s: %s\"", gw->cfg.listen_host,
+                   gai_strerror(grc));
+        return DYNO_EINVAL;
+    }
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    freeaddrinfo(ai);
+
+    char *cert = NULL, *key = NULL;
+    if (gw->cfg.tls_cert) {
+        size_t l;
+        if (dyno_read_file(gw->cfg.tls_cert, 1 << 20, &cert, &l) ||
+            dyno_read_file(gw->cfg.tls_key, 1 << 20, &key, &l)) {
+            dyno_error("bad configuration", "detail=\"cannot read tls_cert or tls_key\"");
+            free(cert);
+            free(key);
+            return DYNO_EINVAL;
+        }
+        flags |= MHD_USE_TLS;
+    }
+
+    /* The connection pool holds the headers and the read buffer, whose size is the
+     * largest body chunk we get per call: big enough for throughput, small enough that
+     * headers far past DYNO_HTTP_HEADER_MAX are refused by MHD itself; gw_access applies
+     * the exact limit. */
+    size_t mem_limit = 64 * 1024;
+    struct MHD_OptionItem tls_opts[] = {
+        {cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert},
+        {key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    gw->httpd = MHD_start_daemon(
+        flags, 0, NULL, NULL, gw_access, gw, MHD_OPTION_EXTERNAL_LOGGER, gw_mhd_log, gw, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit,
+        MHD_OPTION_NOTIFY_COMPLETED, gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
+        MHD_OPTION_UNESCAPE_CALLBACK, gw_no_unescape, gw, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+    free(cert);
+    if (key) {
+        gw_wipe(key, strlen(key));
+        free(key);
+    }
+    if (!gw->httpd) {
+        dyno_error("cannot start the HTTP server", "host=%s port=%d", gw->cfg.listen_host, (int)gw->cfg.port);
+        return DYNO_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(gw->httpd, MHD_DAEMON_INFO_BIND_PORT);
+    gw->port = di ? di->port : (unsigned)gw->cfg.port;
+    if (gw->cfg.port_file) {
+        char txt[16];
+        int l = snprintf(txt, sizeof(txt), "%u\n", gw->port);
+        if (dyno_write_file(gw->cfg.port_file, txt, (size_t)l, 0644)) {
+            dyno_error("cannot write port_file", "path=%s", gw->cfg.port_file);
+            gw_httpd_stop(gw);
+            return DYNO_EIO;
+        }
+    }
+    return 0;
+}
+
+void gw_httpd_stop(struct gw *gw)
+{
+    if (gw->httpd) {
+        MHD_stop_daemon(gw->httpd);
+        gw->httpd = NULL;
+    }
+}
