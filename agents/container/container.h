@@ -1,0 +1,98 @@
+/*
+ * dyno-container: a data container serving erasure-coded fragments over HTTP
+ * (docs/protocol.md §4), announcing itself on the broker (§2).
+ *
+ * One struct container holds everything the process has: its configuration, the store,
+ * the cache, the token verifier, the MQTT client, the HTTP daemon and the metrics. It is
+ * created in main() and passed to every callback; there is no other global state.
+ */
+#ifndef CONTAINER_H
+#define CONTAINER_H
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "metrics.h"
+#include "store.h"
+
+#define CONTAINER_CACHE_ITEM_MAX (1024 * 1024) /* only fragments up to this are cached */
+#define CONTAINER_IO_CHUNK (256 * 1024)        /* read size of a streamed GET */
+#define CONTAINER_REVOKED_MAX 4096             /* cap on a revocation message */
+
+/* Configuration (docs/protocol.md §6): common keys, then the container's own. */
+struct container_cfg {
+    char *id;
+    char *broker_host;
+    int64_t broker_port;
+    char *broker_cafile;
+    char *service_token_file;
+    char *public_key_file;
+    char *log_level;
+    char *dir;
+    char *site;
+    int64_t capacity;
+    char *listen_host;
+    int64_t port;
+    char *port_file;
+    char *url;
+    int64_t status_interval;
+    int64_t cache_bytes;
+    int64_t max_connections;
+};
+
+enum container_metric {
+    CM_FRAGMENTS,
+    CM_USED,
+    CM_CAPACITY,
+    CM_PUTS,
+    CM_GETS,
+    CM_DELETES,
+    CM_CRC_ERRORS,
+    CM_BYTES_IN,
+    CM_BYTES_OUT,
+    CM_CACHE_HITS,
+    CM_COUNT
+};
+
+struct dyno_verifier;
+struct dyno_mq;
+
+struct container {
+    struct container_cfg cfg;
+    char url[512];
+    int64_t started_at;
+    struct store *store;
+    struct container_cache *cache;
+    struct dyno_verifier *verifier;
+    struct dyno_mq *mq;
+    struct MHD_Daemon *httpd;
+    atomic_bool httpd_logging; /* MHD's own messages are logged once the daemon runs */
+    unsigned port;
+    pthread_t main_thread;
+    atomic_bool status_due; /* set by the MQTT connect hook, served by the main loop */
+
+    /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
+    pthread_mutex_t mu;
+    uint64_t reserved;
+
+    struct dyno_metric metrics[CM_COUNT];
+};
+
+/* The whole program: parses argv, runs until SIGTERM/SIGINT. Returns the exit status. */
+int container_main(int argc, char **argv);
+
+/* Starts the HTTP daemon on cfg.listen_host:cfg.port and sets c->port.
+ * DYNO_EIO with a message in err when it cannot listen. (http.c) */
+int container_http_start(struct container *c, char *err, size_t errlen);
+void container_http_stop(struct container *c);
+
+/* Reserves n more bytes of capacity for a put in flight, given the bytes already reserved by
+ * it; credit: bytes of the fragment it replaces. DYNO_ENOSPC when they do not fit. */
+int container_reserve(struct container *c, uint64_t n, uint64_t credit);
+void container_unreserve(struct container *c, uint64_t n);
+/* Refreshes the usage gauges from the store. */
+void container_update_gauges(struct container *c);
+#endif

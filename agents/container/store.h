@@ -1,0 +1,132 @@
+/*
+ * The fragment store of a data container: one small interface (a table of hooks, one
+ * backend per file) so that posix, s3 and memory backends plug in the same way.
+ *
+ * A fragment is named by its id "<key>.<index>" (store_valid_id). A put streams into a
+ * private temporary object and becomes visible only at commit, atomically replacing an
+ * existing fragment of the same id; a committed fragment survives a crash. Readers that
+ * opened a fragment keep reading the version they opened.
+ *
+ * The store keeps its own usage accounting (bytes and fragments of committed data),
+ * computed by a scan when it opens and kept exact by commit and remove.
+ *
+ * Threads: every hook may be called from any thread; a put or read handle is used by one
+ * thread at a time. Returns: 0 or a negative DYNO_E* code.
+ */
+#ifndef CONTAINER_STORE_H
+#define CONTAINER_STORE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "names.h"
+
+#define STORE_ID_MAX (DYNO_KEY_LEN + 4) /* "<32 hex>.<0..255>" */
+
+struct store;      /* a backend instance */
+struct store_put;  /* a put in progress (backend-defined) */
+struct store_read; /* an open fragment (backend-defined) */
+
+/* Called once per committed fragment by scan; non-zero stops the scan and is returned. */
+typedef int (*store_scan_fn)(void *arg, const char *id, uint64_t size);
+
+struct store_ops {
+    const char *name;
+    /* Starts a put of id. *out is the caller's until put_commit or put_abort. */
+    int (*put_begin)(struct store *s, const char *id, struct store_put **out);
+    /* Appends len bytes. DYNO_EIO on a write error (the put must then be aborted). */
+    int (*put_write)(struct store_put *p, const void *data, size_t len);
+    /* Makes the data durable and visible (replacing any fragment of the same id) and frees
+     * p, whatever the result; on failure nothing is left behind. *size: bytes committed;
+     * *old_size: size of the replaced fragment, 0 when there was none (both may be NULL). */
+    int (*put_commit)(struct store_put *p, uint64_t *size, uint64_t *old_size);
+    /* Drops the put and everything it wrote; frees p. NULL is a no-op. */
+    void (*put_abort)(struct store_put *p);
+    /* Opens id for reading; DYNO_ENOTFOUND when absent. *size: its size. */
+    int (*open_read)(struct store *s, const char *id, struct store_read **out, uint64_t *size);
+    /* Reads up to len bytes at off; *got < len only at the end of the fragment. */
+    int (*read_at)(struct store_read *r, uint64_t off, void *buf, size_t len, size_t *got);
+    /* NULL is a no-op. */
+    void (*read_close)(struct store_read *r);
+    /* Size of a committed fragment; DYNO_ENOTFOUND when absent. */
+    int (*stat)(struct store *s, const char *id, uint64_t *size);
+    /* Removes a committed fragment durably; DYNO_ENOTFOUND when absent. *size: its size. */
+    int (*remove)(struct store *s, const char *id, uint64_t *size);
+    /* Calls fn for every committed fragment (no order). */
+    int (*scan)(struct store *s, store_scan_fn fn, void *arg);
+    /* Committed bytes and fragment count. */
+    void (*usage)(struct store *s, uint64_t *used, uint64_t *fragments);
+    /* Frees the instance (puts and reads must be finished). */
+    void (*destroy)(struct store *s);
+};
+
+/* Every backend instance begins with this. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/* True when id is "<key>.<index>": 32 lowercase hex, '.', a decimal 0..255 without
+ * leading zeros. When key/index are non-NULL they receive the parts (key: 33 bytes). */
+bool store_valid_id(const char *id, char *key, unsigned *index);
+
+/*
+ * The posix backend: a folder (local disk, NFS, Lustre). Layout <dir>/<key[0..1]>/<id>,
+ * temporary files in <dir>/tmp/ (emptied here). dir is created when missing. A write is
+ * fsynced, renamed into place and the folder fsynced before commit returns.
+ * DYNO_EIO with a message in err when dir cannot be used.
+ */
+int store_posix_open(const char *dir, struct store **out, char *err, size_t errlen);
+
+/* Convenience wrappers over s->ops. */
+static inline int store_put_begin(struct store *s, const char *id, struct store_put **out)
+{
+    return s->ops->put_begin(s, id, out);
+}
+static inline int store_put_write(struct store *s, struct store_put *p, const void *d, size_t n)
+{
+    return s->ops->put_write(p, d, n);
+}
+static inline int store_put_commit(struct store *s, struct store_put *p, uint64_t *size, uint64_t *old)
+{
+    return s->ops->put_commit(p, size, old);
+}
+static inline void store_put_abort(struct store *s, struct store_put *p)
+{
+    s->ops->put_abort(p);
+}
+static inline int store_open_read(struct store *s, const char *id, struct store_read **out, uint64_t *size)
+{
+    return s->ops->open_read(s, id, out, size);
+}
+static inline int store_read_at(struct store *s, struct store_read *r, uint64_t off, void *buf, size_t len,
+                                size_t *got)
+{
+    return s->ops->read_at(r, off, buf, len, got);
+}
+static inline void store_read_close(struct store *s, struct store_read *r)
+{
+    s->ops->read_close(r);
+}
+static inline int store_stat(struct store *s, const char *id, uint64_t *size)
+{
+    return s->ops->stat(s, id, size);
+}
+static inline int store_remove(struct store *s, const char *id, uint64_t *size)
+{
+    return s->ops->remove(s, id, size);
+}
+static inline int store_scan(struct store *s, store_scan_fn fn, void *arg)
+{
+    return s->ops->scan(s, fn, arg);
+}
+static inline void store_usage(struct store *s, uint64_t *used, uint64_t *fragments)
+{
+    s->ops->usage(s, used, fragments);
+}
+/* NULL is a no-op. */
+static inline void store_free(struct store *s)
+{
+    if (s)
+        s->ops->destroy(s);
+}
+#endif

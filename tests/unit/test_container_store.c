@@ -1,0 +1,316 @@
+/* Unit tests of the container's fragment store (agents/container/store.c, store_posix.c)
+ * and its LRU cache (cache.c): ids, put/commit/abort, replace accounting, remove, scan at
+ * open, temp cleanup, and cache bounds, LRU order and epoch-guarded inserts.
+ * The unit test target links only dyno_core, so the agent's sources are compiled in here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../agents/container/cache.c"
+#include "../../agents/container/store.c"
+#include "../../agents/container/store_posix.c"
+
+#define KEY "0123456789abcdef0123456789abcdef"
+
+static char *test_mkdtemp(void)
+{
+    char *d = strdup("/tmp/dyno-test-store-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void test_rm_rf(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static size_t test_count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_put(struct store *s, const char *id, const char *data, size_t len, uint64_t *old)
+{
+    struct store_put *p = NULL;
+    uint64_t size = 0;
+    assert_int_equal(store_put_begin(s, id, &p), 0);
+    /* in two writes, the second larger than the write buffer when len is big */
+    size_t half = len / 2;
+    assert_int_equal(store_put_write(s, p, data, half), 0);
+    assert_int_equal(store_put_write(s, p, data + half, len - half), 0);
+    assert_int_equal(store_put_commit(s, p, &size, old), 0);
+    assert_int_equal(size, len);
+}
+
+static void valid_ids(void **state)
+{
+    (void)state;
+    char key[DYNO_KEY_LEN + 1];
+    unsigned index = 99;
+    assert_true(store_valid_id(KEY ".0", key, &index));
+    assert_string_equal(key, KEY);
+    assert_int_equal(index, 0);
+    assert_true(store_valid_id(KEY ".255", NULL, &index));
+    assert_int_equal(index, 255);
+    assert_false(store_valid_id(KEY ".256", NULL, NULL));
+    assert_false(store_valid_id(KEY ".01", NULL, NULL));
+    assert_false(store_valid_id(KEY ".", NULL, NULL));
+    assert_false(store_valid_id(KEY, NULL, NULL));
+    assert_false(store_valid_id(KEY ".1/", NULL, NULL));
+    assert_false(store_valid_id("0123456789ABCDEF0123456789abcdef.1", NULL, NULL));
+    assert_false(store_valid_id("../3456789abcdef0123456789abcdef.1", NULL, NULL));
+    assert_false(store_valid_id(KEY "0.1", NULL, NULL));
+    assert_false(store_valid_id(NULL, NULL, NULL));
+}
+
+static void put_get_replace_remove(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    char err[256], path[512];
+    struct store *s = NULL;
+    uint64_t used = 1, frags = 1, old = 9, size = 0;
+
+    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 0);
+    assert_int_equal(frags, 0);
+
+    size_t big = 700 * 1024; /* over the write buffer */
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)(i * 7);
+    test_put(s, KEY ".1", data, big, &old);
+    assert_int_equal(old, 0);
+    snprintf(path, sizeof(path), "%s/01/" KEY ".1", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, big);
+
+    struct store_read *r = NULL;
+    assert_int_equal(store_open_read(s, KEY ".1", &r, &size), 0);
+    assert_int_equal(size, big);
+    char buf[100];
+    size_t got = 0;
+    assert_int_equal(store_read_at(s, r, 1000, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, sizeof(buf));
+    assert_memory_equal(buf, data + 1000, sizeof(buf));
+    assert_int_equal(store_read_at(s, r, big - 10, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, 10);
+
+    /* replace with a smaller version: usage moves by the difference; the open reader
+     * still sees the version it opened */
+    test_put(s, KEY ".1", "hello", 5, &old);
+    assert_int_equal(old, big);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 5);
+    assert_int_equal(frags, 1);
+    assert_int_equal(store_read_at(s, r, 0, buf, 5, &got), 0);
+    assert_memory_equal(buf, data, 5);
+    store_read_close(s, r);
+    assert_int_equal(store_stat(s, KEY ".1", &size), 0);
+    assert_int_equal(size, 5);
+
+    test_put(s, KEY ".2", "abc", 3, NULL);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 8);
+    assert_int_equal(frags, 2);
+
+    assert_int_equal(store_remove(s, KEY ".1", &size), 0);
+    assert_int_equal(size, 5);
+    assert_int_equal(store_remove(s, KEY ".1", &size), DYNO_ENOTFOUND);
+    assert_int_equal(store_stat(s, KEY ".1", &size), DYNO_ENOTFOUND);
+    assert_int_equal(store_open_read(s, KEY ".1", &r, &size), DYNO_ENOTFOUND);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 3);
+    assert_int_equal(frags, 1);
+
+    /* bad ids never reach the file system */
+    struct store_put *p = NULL;
+    assert_int_equal(store_put_begin(s, "../../etc/passwd", &p), DYNO_EINVAL);
+    assert_null(p);
+
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+    assert_int_equal(test_count_files(tmp), 0);
+    store_free(s);
+    free(data);
+    test_rm_rf(dir);
+    free(dir);
+}
+
+static void abort_leaves_nothing(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    char err[256], tmp[512];
+    struct store *s = NULL;
+    struct store_put *p = NULL;
+    uint64_t used = 1, frags = 1, size;
+
+    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    assert_int_equal(store_put_begin(s, KEY ".3", &p), 0);
+    assert_int_equal(store_put_write(s, p, "partial", 7), 0);
+    snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+    assert_int_equal(test_count_files(tmp), 1);
+    store_put_abort(s, p);
+    assert_int_equal(test_count_files(tmp), 0);
+    assert_int_equal(store_stat(s, KEY ".3", &size), DYNO_ENOTFOUND);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 0);
+    assert_int_equal(frags, 0);
+    store_free(s);
+    test_rm_rf(dir);
+    free(dir);
+}
+
+static int count_cb(void *arg, const char *id, uint64_t size)
+{
+    uint64_t *acc = arg;
+    assert_true(store_valid_id(id, NULL, NULL));
+    acc[0]++;
+    acc[1] += size;
+    return 0;
+}
+
+static void reopen_scans_and_clears_tmp(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    char err[256], path[512];
+    struct store *s = NULL;
+    uint64_t used = 0, frags = 0;
+
+    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    test_put(s, KEY ".0", "0123456789", 10, NULL);
+    test_put(s, "ff23456789abcdef0123456789abcdef.7", "xy", 2, NULL);
+    store_free(s);
+
+    /* leftovers of a crash, and files that are not fragments */
+    snprintf(path, sizeof(path), "%s/tmp/" KEY ".0.abcdef", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("junk", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/01/notes.txt", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+
+    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 12);
+    assert_int_equal(frags, 2);
+    uint64_t acc[2] = {0, 0};
+    assert_int_equal(store_scan(s, count_cb, acc), 0);
+    assert_int_equal(acc[0], 2);
+    assert_int_equal(acc[1], 12);
+    snprintf(path, sizeof(path), "%s/tmp", dir);
+    assert_int_equal(test_count_files(path), 0);
+    store_free(s);
+    test_rm_rf(dir);
+    free(dir);
+}
+
+static void unusable_dir(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    char err[256] = "", path[512];
+    struct store *s = NULL;
+
+    snprintf(path, sizeof(path), "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(store_posix_open(path, &s, err, sizeof(err)), DYNO_EIO);
+    assert_null(s);
+    assert_non_null(strstr(err, "Not a directory"));
+
+    snprintf(path, sizeof(path), "%s/a/b/c", dir); /* missing folders are created */
+    assert_int_equal(store_posix_open(path, &s, err, sizeof(err)), 0);
+    store_free(s);
+    test_rm_rf(dir);
+    free(dir);
+}
+
+static uint8_t *test_bytes(size_t n, int fill)
+{
+    uint8_t *p = malloc(n);
+    memset(p, fill, n);
+    return p;
+}
+
+static void cache_lru_and_epoch(void **state)
+{
+    (void)state;
+    struct container_cache *c = NULL;
+    size_t size = 0;
+
+    assert_int_equal(container_cache_new(300, 200, &c), 0);
+    uint64_t ep = container_cache_epoch(c);
+    container_cache_insert(c, KEY ".0", ep, test_bytes(100, 'a'), 100);
+    container_cache_insert(c, KEY ".1", ep, test_bytes(100, 'b'), 100);
+    container_cache_insert(c, KEY ".2", ep, test_bytes(250, 'c'), 250); /* over item_max */
+    assert_null(container_cache_get(c, KEY ".2"));
+
+    struct container_cache_entry *e = container_cache_get(c, KEY ".0"); /* .0 is now recent */
+    assert_non_null(e);
+    const uint8_t *d = container_cache_entry_data(e, &size);
+    assert_int_equal(size, 100);
+    assert_int_equal(d[99], 'a');
+    container_cache_insert(c, KEY ".3", ep, test_bytes(150, 'd'), 150); /* evicts .1 (LRU) */
+    assert_null(container_cache_get(c, KEY ".1"));
+    struct container_cache_entry *e3 = container_cache_get(c, KEY ".3");
+    assert_non_null(e3);
+    container_cache_release(c, e3);
+
+    /* an entry evicted while referenced stays readable until released */
+    container_cache_invalidate(c, KEY ".0");
+    assert_null(container_cache_get(c, KEY ".0"));
+    assert_int_equal(d[0], 'a');
+    container_cache_release(c, e);
+
+    /* an insert that raced with an invalidation is dropped */
+    uint64_t old = ep;
+    assert_true(container_cache_epoch(c) != old);
+    container_cache_insert(c, KEY ".4", old, test_bytes(10, 'e'), 10);
+    assert_null(container_cache_get(c, KEY ".4"));
+    container_cache_free(c);
+
+    assert_int_equal(container_cache_new(0, 200, &c), 0); /* disabled */
+    container_cache_insert(c, KEY ".0", container_cache_epoch(c), test_bytes(10, 'a'), 10);
+    assert_null(container_cache_get(c, KEY ".0"));
+    container_cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(valid_ids),
+        cmocka_unit_test(put_get_replace_remove),
+        cmocka_unit_test(abort_leaves_nothing),
+        cmocka_unit_test(reopen_scans_and_clears_tmp),
+        cmocka_unit_test(unusable_dir),
+        cmocka_unit_test(cache_lru_and_epoch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
