@@ -1,0 +1,589 @@
+/*
+ * dyno_auth: the mosquitto 2.0 plugin (API version 5) that logs clients in with DynoStore
+ * tokens and applies the catalog access policy (SPEC §7, protocol.md §7, lib/acl.h).
+ *
+ *   plugin /path/to/dyno_auth.so
+ *   plugin_opt_public_key_file /path/to/auth.pub      (required: the Ed25519 public key)
+ *
+ * A thin adapter: the policy lives in lib/acl.c, tokens in lib/token.c. Every callback runs
+ * on the broker's single thread, answers from memory and never blocks; nothing is written
+ * but log lines, and tokens are never logged.
+ *
+ *   BASIC_AUTH  client id and username: lib/acl.h dyno_acl_valid_client_id(); the password
+ *               is a token that verifies offline (signature, expiry, not revoked); a "user"
+ *               token's sub must equal the username, a "service" token may use any
+ *               "<kind>-<id>" username. A client id held by a connected client of another
+ *               principal is refused (no takeover of a service's or another user's
+ *               connection). The client is remembered by client id, with the context
+ *               pointer, its claims (principal, jti, exp).
+ *   ACL_CHECK   SUBSCRIBE / READ / WRITE go to dyno_acl_table_check_topic(); UNSUBSCRIBE is
+ *               allowed to known clients; unknown, expired or revoked clients are denied.
+ *   MESSAGE     from a service: dyno/v1/acl/<catalog> updates the policy table,
+ *               dyno/v1/auth/revoked updates the revoked set (connected holders of a revoked
+ *               token are kicked on the next tick). From a user on dyno/v1/ingest/...: every
+ *               "dyno-user" user property is removed and dyno-user = the authenticated
+ *               username is added; a Response Topic outside dyno/v1/reply/<username> drops
+ *               the message.
+ *   DISCONNECT  the client is marked gone (its Will is checked right after this event;
+ *               only a service's Will may still be published); gone entries are dropped
+ *               PLUGIN_GONE_GRACE seconds later. Wills with a delay interval are therefore
+ *               denied: agents publish their Wills without delay (lib/mq.c).
+ *   TICK        once a second: kicks clients whose token expired or was revoked.
+ *
+ * The policy table is fed only by retained messages published while the plugin runs:
+ * after a broker restart the table is empty until dyno-pubsub republishes every catalog
+ * (it does on every connect), so users are denied until then, never wrongly allowed.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+
+#include "acl.h"
+#include "dynostore/error.h"
+#include "token.h"
+
+#define PLUGIN_API_VERSION 5
+#define PLUGIN_USER_PROP "dyno-user"
+#define PLUGIN_GONE_GRACE 2 /* seconds a disconnected client is kept for its Will */
+#define PLUGIN_LOG "dyno_auth: "
+
+_Static_assert(sizeof(((struct dyno_claims *)0)->org) == DYNO_ACL_ORG_MAX + 1, "org size");
+
+struct plugin_client {
+    char id[DYNO_ACL_CLIENT_ID_MAX + 1];
+    const struct mosquitto *client; /* the context that logged in with this id */
+    struct dyno_claims claims;
+    bool service;
+    bool gone;
+    time_t gone_at;
+};
+
+struct plugin {
+    mosquitto_plugin_id_t *pid;
+    struct dyno_verifier *verifier;
+    struct dyno_acl_table *table;
+    struct plugin_client **clients; /* sorted by id */
+    size_t nclients, capclients;
+    time_t last_sweep;
+    bool sweep_now; /* the revoked set changed: sweep on the next tick */
+};
+
+/* ---- the client table ---------------------------------------------------------------------- */
+
+static size_t plugin_client_find(const struct plugin *pl, const char *id, bool *found)
+{
+    size_t lo = 0, hi = pl->nclients;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(pl->clients[mid]->id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < pl->nclients && strcmp(pl->clients[lo]->id, id) == 0;
+    return lo;
+}
+
+/* The entry of this very context, or NULL (unknown, or its id was taken over since). */
+static struct plugin_client *plugin_client_get(const struct plugin *pl, const struct mosquitto *client)
+{
+    const char *id = mosquitto_client_id(client);
+    bool found;
+
+    if (id == NULL || !dyno_acl_valid_client_id(id))
+        return NULL;
+    size_t at = plugin_client_find(pl, id, &found);
+    if (!found || pl->clients[at]->client != client)
+        return NULL;
+    return pl->clients[at];
+}
+
+/* Records (or replaces) the login of client under id. 0 or DYNO_ENOMEM. */
+static int plugin_client_put(struct plugin *pl, const char *id, const struct mosquitto *client,
+                             const struct dyno_claims *claims)
+{
+    struct plugin_client *c;
+    bool found;
+    size_t at = plugin_client_find(pl, id, &found);
+
+    if (found) {
+        c = pl->clients[at];
+    } else {
+        if (pl->nclients == pl->capclients) {
+            size_t ncap = pl->capclients == 0 ? 64 : pl->capclients * 2;
+            struct plugin_client **nv = realloc(pl->clients, ncap * sizeof(*nv));
+            if (nv == NULL)
+                return DYNO_ENOMEM;
+            pl->clients = nv;
+            pl->capclients = ncap;
+        }
+        c = calloc(1, sizeof(*c));
+        if (c == NULL)
+            return DYNO_ENOMEM;
+        memmove(&pl->clients[at + 1], &pl->clients[at], (pl->nclients - at) * sizeof(pl->clients[0]));
+        pl->clients[at] = c;
+        pl->nclients++;
+    }
+    memset(c, 0, sizeof(*c));
+    memcpy(c->id, id, strlen(id) + 1); /* id is a valid client id: <= DYNO_ACL_CLIENT_ID_MAX */
+    c->client = client;
+    c->claims = *claims;
+    c->service = strcmp(claims->role, "service") == 0;
+    return 0;
+}
+
+/*
+ * True when a connected client of another principal (another sub, or user vs service)
+ * holds id: logging in would take over its connection and session, so a user could kick a
+ * service or another user. The same principal may take its own id over (a reconnect).
+ */
+static bool plugin_client_taken(const struct plugin *pl, const char *id, const struct dyno_claims *claims)
+{
+    bool found;
+    size_t at = plugin_client_find(pl, id, &found);
+
+    if (!found || pl->clients[at]->gone)
+        return false;
+    const struct plugin_client *c = pl->clients[at];
+    return c->service != (strcmp(claims->role, "service") == 0) || strcmp(c->claims.sub, claims->sub) != 0;
+}
+
+static void plugin_principal(const struct plugin_client *c, struct dyno_acl_principal *who)
+{
+    who->sub = c->claims.sub;
+    who->org = c->claims.org;
+    who->admin = c->claims.admin;
+    who->service = c->service;
+}
+
+/* ---- callbacks ------------------------------------------------------------------------------ */
+
+static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
+{
+    struct plugin *pl = userdata;
+    struct mosquitto_evt_basic_auth *ed = event_data;
+    const char *id = mosquitto_client_id(ed->client);
+    const char *addr = mosquitto_client_address(ed->client);
+    struct dyno_claims claims;
+    size_t plen;
+
+    (void)event;
+    if (addr == NULL)
+        addr = "?";
+    /* Nothing from the client is logged before it is validated. */
+    if (!dyno_acl_valid_client_id(id) || !dyno_acl_valid_client_id(ed->username)) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s: bad client id or username", addr);
+        return MOSQ_ERR_AUTH;
+    }
+    plen = ed->password != NULL ? strnlen(ed->password, DYNO_TOKEN_MAX + 1) : 0;
+    if (plen == 0 || plen > DYNO_TOKEN_MAX ||
+        dyno_token_verify(pl->verifier, ed->password, (int64_t)time(NULL), &claims) != 0) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): bad, expired or revoked token",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
+    if (strcmp(claims.role, "service") == 0) {
+        if (!dyno_acl_valid_service_name(ed->username)) {
+            mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                                 PLUGIN_LOG "refused service %s (%s): username is not <kind>-<id>",
+                                 ed->username, id);
+            return MOSQ_ERR_AUTH;
+        }
+    } else if (strcmp(claims.sub, ed->username) != 0) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): token is not for this user",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
+    if (plugin_client_taken(pl, id, &claims)) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             PLUGIN_LOG "refused %s (%s): client id in use by another principal",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
+    if (plugin_client_put(pl, id, ed->client, &claims) != 0) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "refused %s (%s): out of memory", ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "login %s (%s) role=%s jti=%s", ed->username, id,
+                         claims.role, claims.jti);
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int plugin_on_acl_check(int event, void *event_data, void *userdata)
+{
+    struct plugin *pl = userdata;
+    struct mosquitto_evt_acl_check *ed = event_data;
+    struct plugin_client *c = plugin_client_get(pl, ed->client);
+    struct dyno_acl_principal who;
+    enum dyno_acl_op op;
+
+    (void)event;
+    if (c == NULL)
+        return MOSQ_ERR_ACL_DENIED;
+    if (c->gone) {
+        /* Only the Will of a service survives the disconnect (see the header). */
+        if (!(c->service && ed->access == MOSQ_ACL_WRITE))
+            return MOSQ_ERR_ACL_DENIED;
+    } else if (c->claims.exp <= (int64_t)time(NULL) ||
+               dyno_verifier_is_revoked(pl->verifier, c->claims.jti)) {
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    switch (ed->access) {
+    case MOSQ_ACL_SUBSCRIBE:
+        op = DYNO_ACL_OP_SUBSCRIBE;
+        break;
+    case MOSQ_ACL_READ:
+        op = DYNO_ACL_OP_READ;
+        break;
+    case MOSQ_ACL_WRITE:
+        op = DYNO_ACL_OP_WRITE;
+        break;
+    case MOSQ_ACL_UNSUBSCRIBE:
+        return MOSQ_ERR_SUCCESS; /* dropping a subscription never reveals anything */
+    default:
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    plugin_principal(c, &who);
+    return dyno_acl_table_check_topic(pl->table, &who, ed->topic, op) == DYNO_ACL_ALLOW ? MOSQ_ERR_SUCCESS
+                                                                                        : MOSQ_ERR_ACL_DENIED;
+}
+
+/* Appends a copy of property p (identifier id) to *out. MOSQ_ERR_*. */
+static int plugin_copy_property(mosquitto_property **out, const mosquitto_property *p, int id)
+{
+    int ident, type, rc;
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    void *bin = NULL;
+    char *str = NULL;
+
+    if (mosquitto_string_to_property_info(mosquitto_property_identifier_to_string(id), &ident, &type) != 0)
+        return MOSQ_ERR_INVAL;
+    switch (type) {
+    case MQTT_PROP_TYPE_BYTE:
+        if (mosquitto_property_read_byte(p, id, &u8, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        return mosquitto_property_add_byte(out, id, u8);
+    case MQTT_PROP_TYPE_INT16:
+        if (mosquitto_property_read_int16(p, id, &u16, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        return mosquitto_property_add_int16(out, id, u16);
+    case MQTT_PROP_TYPE_INT32:
+        if (mosquitto_property_read_int32(p, id, &u32, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        return mosquitto_property_add_int32(out, id, u32);
+    case MQTT_PROP_TYPE_VARINT:
+        if (mosquitto_property_read_varint(p, id, &u32, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        return mosquitto_property_add_varint(out, id, u32);
+    case MQTT_PROP_TYPE_BINARY:
+        if (mosquitto_property_read_binary(p, id, &bin, &u16, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        rc = mosquitto_property_add_binary(out, id, bin, u16);
+        mosquitto_free(bin);
+        return rc;
+    case MQTT_PROP_TYPE_STRING:
+        if (mosquitto_property_read_string(p, id, &str, false) == NULL)
+            return MOSQ_ERR_INVAL;
+        rc = mosquitto_property_add_string(out, id, str);
+        mosquitto_free(str);
+        return rc;
+    default:
+        return MOSQ_ERR_INVAL; /* string pairs are handled by the caller */
+    }
+}
+
+/*
+ * Rebuilds *props without any "dyno-user" user property (in any letter case) and with
+ * dyno-user = username; the old list is freed and replaced only on success.
+ */
+static int plugin_stamp_user(mosquitto_property **props, const char *username)
+{
+    mosquitto_property *out = NULL;
+    int rc = MOSQ_ERR_SUCCESS;
+
+    for (const mosquitto_property *p = *props; p != NULL; p = mosquitto_property_next(p)) {
+        int id = mosquitto_property_identifier(p);
+        if (id == MQTT_PROP_USER_PROPERTY) {
+            char *name = NULL, *value = NULL;
+            if (mosquitto_property_read_string_pair(p, id, &name, &value, false) == NULL) {
+                rc = MOSQ_ERR_INVAL;
+                goto out;
+            }
+            if (strcasecmp(name, PLUGIN_USER_PROP) != 0)
+                rc = mosquitto_property_add_string_pair(&out, id, name, value);
+            mosquitto_free(name);
+            mosquitto_free(value);
+        } else {
+            rc = plugin_copy_property(&out, p, id);
+        }
+        if (rc != MOSQ_ERR_SUCCESS)
+            goto out;
+    }
+    rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PLUGIN_USER_PROP, username);
+    if (rc != MOSQ_ERR_SUCCESS)
+        goto out;
+    mosquitto_property_free_all(props);
+    *props = out;
+    out = NULL;
+out:
+    mosquitto_property_free_all(&out);
+    return rc;
+}
+
+/* A user's Response Topic on ingest must be in their own reply tree. */
+static bool plugin_response_topic_ok(struct plugin *pl, const mosquitto_property *props,
+                                     const struct dyno_acl_principal *who)
+{
+    char *rt = NULL;
+    bool ok;
+
+    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false) == NULL)
+        return true;
+    ok = strncmp(rt, DYNO_ACL_TOPIC_REPLY, sizeof(DYNO_ACL_TOPIC_REPLY) - 1) == 0 &&
+         dyno_acl_table_check_topic(pl->table, who, rt, DYNO_ACL_OP_READ) == DYNO_ACL_ALLOW;
+    mosquitto_free(rt);
+    return ok;
+}
+
+static void plugin_on_revoked(struct plugin *pl, const void *payload, size_t len)
+{
+    struct dyno_acl_revoked *v = NULL;
+    size_t n = 0, applied = 0;
+    int rc;
+
+    if (len == 0)
+        return; /* the retained list was cleared: nothing to revoke */
+    rc = dyno_acl_revoked_parse(payload, len, &v, &n);
+    if (rc != 0) {
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "ignored revoked list: %s", dyno_strerror(rc));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dyno_verifier_revoke(pl->verifier, v[i].jti, v[i].exp) == 0)
+            applied++;
+    }
+    free(v);
+    pl->sweep_now = true;
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revoked list: %zu of %zu applied", applied, n);
+}
+
+static int plugin_on_message(int event, void *event_data, void *userdata)
+{
+    struct plugin *pl = userdata;
+    struct mosquitto_evt_message *ed = event_data;
+    struct plugin_client *c = plugin_client_get(pl, ed->client);
+    struct dyno_acl_principal who;
+    int rc;
+
+    (void)event;
+    if (c == NULL || ed->topic == NULL)
+        return MOSQ_ERR_SUCCESS; /* the ACL check already decided; nothing to stamp or apply */
+    if (c->service) {
+        if (strncmp(ed->topic, DYNO_ACL_TOPIC_ACL, sizeof(DYNO_ACL_TOPIC_ACL) - 1) == 0) {
+            rc = dyno_acl_table_apply(pl->table, ed->topic, ed->payload, ed->payloadlen);
+            if (rc != 0)
+                mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "ignored policy from %s: %s", c->id,
+                                     dyno_strerror(rc));
+        } else if (strcmp(ed->topic, DYNO_ACL_TOPIC_REVOKED) == 0) {
+            plugin_on_revoked(pl, ed->payload, ed->payloadlen);
+        }
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (strncmp(ed->topic, DYNO_ACL_TOPIC_INGEST, sizeof(DYNO_ACL_TOPIC_INGEST) - 1) != 0)
+        return MOSQ_ERR_SUCCESS;
+    plugin_principal(c, &who);
+    if (!plugin_response_topic_ok(pl, ed->properties, &who)) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             PLUGIN_LOG "dropped ingest from %s: response topic outside %s%s", c->claims.sub,
+                             DYNO_ACL_TOPIC_REPLY, c->claims.sub);
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    /* Never let an ingest message through without the stamp. */
+    rc = plugin_stamp_user(&ed->properties, c->claims.sub);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "dropped ingest from %s: cannot stamp (%d)",
+                             c->claims.sub, rc);
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int plugin_on_disconnect(int event, void *event_data, void *userdata)
+{
+    struct plugin *pl = userdata;
+    struct mosquitto_evt_disconnect *ed = event_data;
+    struct plugin_client *c = plugin_client_get(pl, ed->client);
+
+    (void)event;
+    /* Marked, not removed: the broker checks the Will after this event, and a kick from the
+     * tick sweep lands here while the sweep still walks the table. */
+    if (c != NULL && !c->gone) {
+        c->gone = true;
+        c->gone_at = time(NULL);
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* Kicks expired and revoked clients, then drops gone entries past their grace. */
+static void plugin_sweep(struct plugin *pl, time_t now)
+{
+    char(*kick)[DYNO_ACL_CLIENT_ID_MAX + 1] = NULL;
+    size_t nkick = 0, w = 0;
+
+    if (pl->nclients > 0)
+        kick = calloc(pl->nclients, sizeof(*kick));
+    for (size_t i = 0; i < pl->nclients; i++) {
+        struct plugin_client *c = pl->clients[i];
+        if (!c->gone &&
+            (c->claims.exp <= (int64_t)now || dyno_verifier_is_revoked(pl->verifier, c->claims.jti))) {
+            c->gone = true; /* denied from now on, kicked below */
+            c->gone_at = now;
+            if (kick != NULL)
+                memcpy(kick[nkick++], c->id, sizeof(c->id));
+        }
+    }
+    for (size_t i = 0; i < pl->nclients; i++) {
+        struct plugin_client *c = pl->clients[i];
+        if (c->gone && now - c->gone_at >= PLUGIN_GONE_GRACE)
+            free(c);
+        else
+            pl->clients[w++] = c;
+    }
+    pl->nclients = w;
+    /* Kicking calls plugin_on_disconnect, so it comes after the table walk. */
+    for (size_t i = 0; i < nkick; i++) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "kicking %s: token expired or revoked", kick[i]);
+        mosquitto_kick_client_by_clientid(kick[i], false);
+    }
+    free(kick);
+}
+
+static int plugin_on_tick(int event, void *event_data, void *userdata)
+{
+    struct plugin *pl = userdata;
+    time_t now = time(NULL);
+
+    (void)event;
+    (void)event_data;
+    if (pl->sweep_now || now != pl->last_sweep) {
+        pl->sweep_now = false;
+        pl->last_sweep = now;
+        plugin_sweep(pl, now);
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+static const struct {
+    int event;
+    MOSQ_FUNC_generic_callback cb;
+} plugin_events[] = {
+    {MOSQ_EVT_BASIC_AUTH, plugin_on_basic_auth},
+    {MOSQ_EVT_ACL_CHECK, plugin_on_acl_check},
+    {MOSQ_EVT_MESSAGE, plugin_on_message},
+    {MOSQ_EVT_DISCONNECT, plugin_on_disconnect},
+    {MOSQ_EVT_TICK, plugin_on_tick},
+};
+
+static void plugin_free(struct plugin *pl)
+{
+    if (pl == NULL)
+        return;
+    for (size_t i = 0; i < pl->nclients; i++)
+        free(pl->clients[i]);
+    free(pl->clients);
+    dyno_acl_table_free(pl->table);
+    dyno_verifier_free(pl->verifier);
+    free(pl);
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+    for (int i = 0; i < supported_version_count; i++) {
+        if (supported_versions[i] == PLUGIN_API_VERSION)
+            return PLUGIN_API_VERSION;
+    }
+    return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *options,
+                          int option_count)
+{
+    struct plugin *pl = NULL;
+    const char *pub = NULL;
+    size_t registered = 0;
+    int rc = MOSQ_ERR_INVAL;
+
+    for (int i = 0; i < option_count; i++) {
+        if (strcmp(options[i].key, "public_key_file") == 0) {
+            pub = options[i].value;
+        } else {
+            mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "unknown option plugin_opt_%s", options[i].key);
+            goto out;
+        }
+    }
+    if (pub == NULL || pub[0] == '\0') {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "plugin_opt_public_key_file is required");
+        goto out;
+    }
+    pl = calloc(1, sizeof(*pl));
+    if (pl == NULL) {
+        rc = MOSQ_ERR_NOMEM;
+        goto out;
+    }
+    pl->pid = identifier;
+    if (dyno_verifier_load(pub, &pl->verifier) != 0) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot load the public key %s", pub);
+        goto out;
+    }
+    if (dyno_acl_table_new(&pl->table) != 0) {
+        rc = MOSQ_ERR_NOMEM;
+        goto out;
+    }
+    for (; registered < sizeof(plugin_events) / sizeof(plugin_events[0]); registered++) {
+        if (mosquitto_callback_register(identifier, plugin_events[registered].event,
+                                        plugin_events[registered].cb, NULL, pl) != MOSQ_ERR_SUCCESS) {
+            mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot register event %d",
+                                 plugin_events[registered].event);
+            goto out;
+        }
+    }
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "loaded, public key %s", pub);
+    *userdata = pl;
+    pl = NULL;
+    rc = MOSQ_ERR_SUCCESS;
+out:
+    if (pl != NULL) {
+        while (registered > 0) {
+            registered--;
+            mosquitto_callback_unregister(identifier, plugin_events[registered].event,
+                                          plugin_events[registered].cb, NULL);
+        }
+        plugin_free(pl);
+    }
+    return rc;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+    struct plugin *pl = userdata;
+
+    (void)options;
+    (void)option_count;
+    if (pl == NULL)
+        return MOSQ_ERR_SUCCESS;
+    for (size_t i = 0; i < sizeof(plugin_events) / sizeof(plugin_events[0]); i++)
+        mosquitto_callback_unregister(pl->pid, plugin_events[i].event, plugin_events[i].cb, NULL);
+    plugin_free(pl);
+    return MOSQ_ERR_SUCCESS;
+}
