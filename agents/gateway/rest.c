@@ -160,11 +160,14 @@ static enum MHD_Result gw_method_not_allowed(struct gw_req *r)
     return gw_reply_error(r, DYNO_EMETHOD, "method %s not allowed here", r->method);
 }
 
-/* Joins segs[0..n) with '/' into r->catalog and validates it. */
+/* Joins segs[0..n) with '/' into r->catalog and validates it. Each decoded segment is
+ * checked on its own first: an escaped '/' ("a%2Fb") must not become a nesting level. */
 static int gw_set_catalog(struct gw_req *r, char **segs, int n)
 {
     size_t o = 0;
     for (int i = 0; i < n; i++) {
+        if (!dyno_valid_segment(segs[i]))
+            return DYNO_EINVAL;
         size_t l = strlen(segs[i]);
         if (o + l + 2 > sizeof(r->catalog))
             return DYNO_EINVAL;
