@@ -80,6 +80,77 @@ static void on_connect(void *arg, struct dyno_mq *mq)
     (void)mq;
     /* Runs in the loop thread; publishing only queues the packet. */
     dyno_agent_publish_status(a, "online");
+    if (a->hook_started) {
+        /* Hand off: the hook may block, the loop thread must not. */
+        pthread_mutex_lock(&a->hook_mu);
+        a->hook_pending = true;
+        pthread_cond_signal(&a->hook_cond);
+        pthread_mutex_unlock(&a->hook_mu);
+    }
+}
+
+static void *hook_main(void *arg)
+{
+    struct dyno_agent *a = arg;
+    pthread_mutex_lock(&a->hook_mu);
+    for (;;) {
+        while (!a->hook_pending && !a->hook_stop)
+            pthread_cond_wait(&a->hook_cond, &a->hook_mu);
+        if (a->hook_stop)
+            break;
+        a->hook_pending = false;
+        pthread_mutex_unlock(&a->hook_mu);
+        a->hook(a->hook_arg);
+        pthread_mutex_lock(&a->hook_mu);
+    }
+    pthread_mutex_unlock(&a->hook_mu);
+    return NULL;
+}
+
+int dyno_agent_on_connect(struct dyno_agent *a, void (*fn)(void *arg), void *arg)
+{
+    if (!fn || a->hook_started)
+        return DYNO_EINVAL;
+    a->hook = fn;
+    a->hook_arg = arg;
+    a->hook_pending = false;
+    a->hook_stop = false;
+    if (pthread_mutex_init(&a->hook_mu, NULL) != 0)
+        return DYNO_EINTERNAL;
+    if (pthread_cond_init(&a->hook_cond, NULL) != 0) {
+        pthread_mutex_destroy(&a->hook_mu);
+        return DYNO_EINTERNAL;
+    }
+    if (pthread_create(&a->hook_thread, NULL, hook_main, a) != 0) {
+        pthread_cond_destroy(&a->hook_cond);
+        pthread_mutex_destroy(&a->hook_mu);
+        return DYNO_EINTERNAL;
+    }
+    a->hook_started = true;
+    return 0;
+}
+
+/* Stops the hook thread after the run in progress, if any. The mutex and condition stay
+ * until hook_free: the loop thread may still signal them until the client is freed. */
+static void hook_stop(struct dyno_agent *a)
+{
+    if (!a->hook_started)
+        return;
+    pthread_mutex_lock(&a->hook_mu);
+    a->hook_stop = true;
+    pthread_cond_signal(&a->hook_cond);
+    pthread_mutex_unlock(&a->hook_mu);
+    pthread_join(a->hook_thread, NULL);
+}
+
+/* After the MQTT client is gone. */
+static void hook_free(struct dyno_agent *a)
+{
+    if (!a->hook_started)
+        return;
+    pthread_cond_destroy(&a->hook_cond);
+    pthread_mutex_destroy(&a->hook_mu);
+    a->hook_started = false;
 }
 
 int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_agent_common *c)
@@ -186,6 +257,8 @@ void dyno_agent_run(struct dyno_agent *a, int interval)
 
 void dyno_agent_fini(struct dyno_agent *a)
 {
+    /* Before the client goes: the hook publishes through it. */
+    hook_stop(a);
     if (a->mq) {
         /* A clean disconnect sends no Will, so say offline ourselves; give the loop a
          * moment to flush it before the DISCONNECT. */
@@ -196,6 +269,7 @@ void dyno_agent_fini(struct dyno_agent *a)
         dyno_mq_free(a->mq);
         a->mq = NULL;
     }
+    hook_free(a);
     free(a->token);
     a->token = NULL;
 }

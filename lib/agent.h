@@ -8,6 +8,7 @@
  */
 #ifndef DYNO_AGENT_H
 #define DYNO_AGENT_H
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,13 @@ struct dyno_agent {
     int64_t started_at;
     struct dyno_mq *mq;
     char *token; /* service token (broker password), or NULL */
+    /* The connect hook (dyno_agent_on_connect), run by its own thread. */
+    void (*hook)(void *arg);
+    void *hook_arg;
+    pthread_t hook_thread;
+    pthread_mutex_t hook_mu;
+    pthread_cond_t hook_cond;
+    bool hook_started, hook_pending, hook_stop;
 };
 
 /*
@@ -60,6 +68,15 @@ int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopt
 int dyno_agent_block_signals(void);
 /* Checks the common options and creates the MQTT client (not started). 0 or DYNO_E* (logged). */
 int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_agent_common *c);
+/*
+ * Runs fn(arg) after every (re)connect, once the online status is queued: agents republish
+ * their retained feeds from it. fn runs in a thread of its own (never the MQTT loop thread),
+ * so it may block, query its database and call dyno_mq_publish; connects that happen while
+ * it runs coalesce into one more run. Call after dyno_agent_init and before
+ * dyno_agent_start, at most once. dyno_agent_fini waits for a run in progress.
+ * 0, DYNO_EINVAL (called twice, or fn NULL) or DYNO_EINTERNAL (no thread).
+ */
+int dyno_agent_on_connect(struct dyno_agent *a, void (*fn)(void *arg), void *arg);
 /* Starts the MQTT loop; the online status is published on every connect. */
 int dyno_agent_start(struct dyno_agent *a);
 /* Publishes the retained status with the given state ("online", "offline"). */

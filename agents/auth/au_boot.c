@@ -38,7 +38,8 @@ static int ensure_admin(struct au_ctx *ctx, const struct au_boot_cfg *b, struct 
         }
         if (rc == 0 && len == 0) {
             free(pw);
-            dyno_error("admin_password_file is empty", "file=%s", dyno_agent_q(q, sizeof(q), b->admin_password_file));
+            dyno_error("admin_password_file is empty", "file=%s",
+                       dyno_agent_q(q, sizeof(q), b->admin_password_file));
             return DYNO_EINVAL;
         }
     }
@@ -89,7 +90,8 @@ static int mint_file(struct au_ctx *ctx, const char *path, const char *sub, cons
     if (!path || exists(path))
         return 0;
     char *token = NULL;
-    int rc = au_mint(ctx, sub, org, admin, role, "api", ctx->api_token_ttl, (int64_t)time(NULL), &token, NULL);
+    int rc = au_mint(ctx, sub, org, admin, role, "api", "bootstrap", ctx->api_token_ttl, (int64_t)time(NULL),
+                     &token, NULL, NULL, NULL, 0);
     if (rc != 0) {
         dyno_error("cannot mint a token", "sub=%s error=%s", sub, dyno_err_code(rc));
         return rc;
@@ -98,7 +100,8 @@ static int mint_file(struct au_ctx *ctx, const char *path, const char *sub, cons
     memset(token, 0, strlen(token));
     free(token);
     if (rc != 0) {
-        dyno_error("cannot write a token file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), path), dyno_err_code(rc));
+        dyno_error("cannot write a token file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), path),
+                   dyno_err_code(rc));
         return rc;
     }
     dyno_info("token file written", "file=%s sub=%s role=%s", dyno_agent_q(q, sizeof(q), path), sub, role);

@@ -7,15 +7,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent.h"
+#include "au_feed.h"
 #include "json.h"
 #include "log.h"
-#include "agent.h"
 #include "names.h"
 
 #define AU_BAD_LOGIN "wrong username or password"
 
+struct au_caller {
+    const char *sub;
+    const char *org; /* "" when none */
+    bool admin;
+};
+
 int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, const char *role,
-            const char *kind, int64_t ttl, int64_t now, char **token, int64_t *exp)
+            const char *kind, const char *name, int64_t ttl, int64_t now, char **token, char *jti,
+            int64_t *exp, char *err, size_t errlen)
 {
     *token = NULL;
     struct dyno_claims c;
@@ -27,34 +35,48 @@ int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, co
     c.iat = now;
     c.exp = now + ttl;
     int rc = dyno_token_sign(ctx->signer, &c, token);
-    if (rc != 0)
-        return rc;
-    /* Recorded before the token leaves, so every token in use can be listed and revoked. */
-    rc = au_token_record(ctx->store, c.jti, sub, kind, c.exp, now);
     if (rc != 0) {
+        if (err)
+            snprintf(err, errlen, "cannot sign a token");
+        return rc;
+    }
+    /* Recorded before the token leaves, so every token in use can be listed and revoked. */
+    rc = au_token_record(ctx->store, c.jti, sub, kind, name, c.exp, now, err, errlen);
+    if (rc != 0) {
+        memset(*token, 0, strlen(*token));
         free(*token);
         *token = NULL;
         return rc;
     }
+    if (jti)
+        memcpy(jti, c.jti, sizeof(c.jti));
     if (exp)
         *exp = c.exp;
     return 0;
 }
 
-/* "" or seg[/seg...] of valid segments, at most AU_ORG_MAX bytes. */
-static bool valid_org(const char *org)
+static int bad(char *err, size_t errlen, const char *msg)
+{
+    snprintf(err, errlen, "%s", msg);
+    return DYNO_EINVAL;
+}
+
+/* "" (when empty_ok) or seg[/seg...] of 1..DYNO_DEPTH_MAX valid segments, at most
+ * AU_ORG_MAX bytes. */
+static bool valid_org(const char *org, bool empty_ok)
 {
     size_t len = strnlen(org, AU_ORG_MAX + 1);
     if (len == 0)
-        return true;
+        return empty_ok;
     if (len > AU_ORG_MAX)
         return false;
     char seg[DYNO_SEG_MAX + 1];
     size_t start = 0;
+    int segs = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && org[i] != '/')
             continue;
-        if (i == start || i - start > DYNO_SEG_MAX)
+        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
             return false;
         memcpy(seg, org + start, i - start);
         seg[i - start] = '\0';
@@ -65,17 +87,50 @@ static bool valid_org(const char *org)
     return true;
 }
 
-/* Only an admin caller passes (as established by the gateway from a verified token). */
-static int require_admin(const cJSON *req, char *err, size_t errlen)
+/* The caller as the gateway established it from a verified token. */
+static int p_caller(const cJSON *req, struct au_caller *c, char *err, size_t errlen)
 {
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "caller");
-    if (!cJSON_IsObject(c) || !dyno_valid_segment(dyno_json_str(c, "sub"))) {
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(req, "caller");
+    if (!cJSON_IsObject(cj)) {
         snprintf(err, errlen, "caller is required");
         return DYNO_EUNAUTH;
     }
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "admin"))) {
-        snprintf(err, errlen, "only an admin may manage users");
+    c->sub = dyno_json_str(cj, "sub");
+    if (!dyno_valid_segment(c->sub))
+        return bad(err, errlen, "caller.sub must match [A-Za-z0-9._-]{1,64}");
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(cj, "org");
+    c->org = cJSON_IsString(org) ? org->valuestring : "";
+    if ((org && !cJSON_IsNull(org) && !cJSON_IsString(org)) || !valid_org(c->org, true))
+        return bad(err, errlen, "caller.org must be an org path");
+    const cJSON *adm = cJSON_GetObjectItemCaseSensitive(cj, "admin");
+    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
+        return bad(err, errlen, "caller.admin must be true or false");
+    c->admin = cJSON_IsTrue(adm);
+    return 0;
+}
+
+/* Only an admin caller passes. */
+static int require_admin(const cJSON *req, const char *what, char *err, size_t errlen)
+{
+    struct au_caller c;
+    int rc = p_caller(req, &c, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (!c.admin) {
+        snprintf(err, errlen, "only an admin may %s", what);
         return DYNO_EFORBIDDEN;
+    }
+    return 0;
+}
+
+/* A password member: a string of min..AU_PW_MAX bytes. */
+static int p_password(const cJSON *req, size_t min, const char **pw, size_t *len, char *err, size_t errlen)
+{
+    *pw = dyno_json_str(req, "password");
+    *len = *pw ? strnlen(*pw, AU_PW_MAX + 1) : 0;
+    if (!*pw || *len < min || *len > AU_PW_MAX) {
+        snprintf(err, errlen, "password must be a string of %zu..%d bytes", min, AU_PW_MAX);
+        return DYNO_EINVAL;
     }
     return 0;
 }
@@ -84,14 +139,16 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
 {
     struct au_ctx *ctx = arg;
     const char *username = dyno_json_str(req, "username");
-    const char *password = dyno_json_str(req, "password");
-    size_t pwlen = password ? strnlen(password, AU_PW_MAX + 1) : 0;
-    if (!password || pwlen > AU_PW_MAX) {
-        snprintf(err, errlen, AU_BAD_LOGIN);
-        return DYNO_EUNAUTH;
-    }
+    const char *password;
+    size_t pwlen;
+    int rc;
+    /* Malformed input is refused before any work; it says nothing about which users exist. */
+    if (!dyno_valid_segment(username))
+        return bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
+    if ((rc = p_password(req, 0, &password, &pwlen, err, errlen)) != 0)
+        return rc;
     struct au_user u;
-    int rc = dyno_valid_segment(username) ? au_user_get(ctx->store, username, &u) : DYNO_ENOTFOUND;
+    rc = au_user_get(ctx->store, username, &u);
     if (rc != 0 && rc != DYNO_ENOTFOUND) {
         snprintf(err, errlen, "auth database unavailable");
         return rc;
@@ -107,64 +164,55 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
         ok = au_pw_check(&u, password, pwlen);
     }
     if (!ok) {
-        char q[200];
-        dyno_info("login refused", "user=%s", dyno_agent_q(q, sizeof(q), dyno_valid_segment(username) ? username : "?"));
+        dyno_info("login refused", "user=%s", username);
         snprintf(err, errlen, AU_BAD_LOGIN);
         return DYNO_EUNAUTH;
     }
     char *token = NULL;
     int64_t exp = 0;
-    rc = au_mint(ctx, u.username, u.org, u.admin, "user", "session", ctx->session_ttl, (int64_t)time(NULL), &token,
-                 &exp);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot issue a token");
+    rc = au_mint(ctx, u.username, u.org, u.admin, "user", "session", NULL, ctx->session_ttl,
+                 (int64_t)time(NULL), &token, NULL, &exp, err, errlen);
+    if (rc != 0)
         return rc;
-    }
     cJSON *res = cJSON_CreateObject();
+    if (!res || !cJSON_AddStringToObject(res, "token", token) || !dyno_json_add_i64(res, "expires_at", exp)) {
+        cJSON_Delete(res);
+        res = NULL;
+    }
+    memset(token, 0, strlen(token));
+    free(token);
     if (!res) {
-        free(token);
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    cJSON_AddStringToObject(res, "token", token);
-    dyno_json_add_i64(res, "expires_at", exp);
-    free(token);
     dyno_info("login", "user=%s", u.username);
     *result = res;
     return 0;
 }
 
+/* ---- users and orgs ------------------------------------------------------------------ */
+
 static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    int rc = require_admin(req, err, errlen);
+    int rc = require_admin(req, "manage users", err, errlen);
     if (rc != 0)
         return rc;
     const char *username = dyno_json_str(req, "username");
-    if (!dyno_valid_segment(username)) {
-        snprintf(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
-        return DYNO_EINVAL;
-    }
-    if (strcmp(username, "service") == 0) {
-        snprintf(err, errlen, "username service is reserved");
-        return DYNO_EINVAL;
-    }
-    const char *password = dyno_json_str(req, "password");
-    size_t pwlen = password ? strnlen(password, AU_PW_MAX + 1) : 0;
-    if (pwlen < AU_PW_MIN || pwlen > AU_PW_MAX) {
-        snprintf(err, errlen, "password must be %d..%d bytes", AU_PW_MIN, AU_PW_MAX);
-        return DYNO_EINVAL;
-    }
+    if (!dyno_valid_segment(username))
+        return bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
+    if (strcmp(username, "service") == 0)
+        return bad(err, errlen, "username service is reserved");
+    const char *password;
+    size_t pwlen;
+    if ((rc = p_password(req, AU_PW_MIN, &password, &pwlen, err, errlen)) != 0)
+        return rc;
     const cJSON *org = cJSON_GetObjectItemCaseSensitive(req, "org");
-    if (org && !cJSON_IsNull(org) && (!cJSON_IsString(org) || !valid_org(org->valuestring))) {
-        snprintf(err, errlen, "org must be an org path of [A-Za-z0-9._-]{1,64} segments");
-        return DYNO_EINVAL;
-    }
+    if (org && !cJSON_IsNull(org) && (!cJSON_IsString(org) || !valid_org(org->valuestring, true)))
+        return bad(err, errlen, "org must be \"\" or an org path of [A-Za-z0-9._-]{1,64} segments");
     const cJSON *adm = cJSON_GetObjectItemCaseSensitive(req, "admin");
-    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm)) {
-        snprintf(err, errlen, "admin must be true or false");
-        return DYNO_EINVAL;
-    }
+    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
+        return bad(err, errlen, "admin must be true or false");
     struct au_user u;
     memset(&u, 0, sizeof(u));
     snprintf(u.username, sizeof(u.username), "%s", username);
@@ -178,13 +226,12 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
     if ((rc = au_user_create(ctx->store, &u, err, errlen)) != 0)
         return rc;
     cJSON *res = cJSON_CreateObject();
-    if (!res) {
+    if (!res || !cJSON_AddStringToObject(res, "username", u.username) ||
+        !cJSON_AddStringToObject(res, "org", u.org) || !cJSON_AddBoolToObject(res, "admin", u.admin)) {
+        cJSON_Delete(res);
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    cJSON_AddStringToObject(res, "username", u.username);
-    cJSON_AddStringToObject(res, "org", u.org);
-    cJSON_AddBoolToObject(res, "admin", u.admin);
     dyno_info("user created", "user=%s admin=%s", u.username, u.admin ? "true" : "false");
     *result = res;
     return 0;
@@ -193,15 +240,148 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
 static int h_user_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    int rc = require_admin(req, err, errlen);
+    int rc = require_admin(req, "manage users", err, errlen);
     if (rc != 0)
         return rc;
     return au_user_list(ctx->store, result, err, errlen);
 }
 
+static int h_org_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct au_ctx *ctx = arg;
+    int rc = require_admin(req, "manage organizations", err, errlen);
+    if (rc != 0)
+        return rc;
+    const char *org = dyno_json_str(req, "org");
+    if (!org || !valid_org(org, false))
+        return bad(err, errlen, "org must be an org path of 1..8 [A-Za-z0-9._-]{1,64} segments");
+    rc = au_org_create(ctx->store, org, (int64_t)time(NULL), result, err, errlen);
+    if (rc == 0)
+        dyno_info("org created", "org=%s", org);
+    return rc;
+}
+
+static int h_org_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct au_ctx *ctx = arg;
+    int rc = require_admin(req, "manage organizations", err, errlen);
+    if (rc != 0)
+        return rc;
+    return au_org_list(ctx->store, result, err, errlen);
+}
+
+/* ---- API tokens ---------------------------------------------------------------------- */
+
+static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct au_ctx *ctx = arg;
+    struct au_caller c;
+    int64_t ttl = ctx->api_token_ttl;
+    int rc = p_caller(req, &c, err, errlen);
+    if (rc != 0)
+        return rc;
+    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(req, "ttl");
+    if (tj && !cJSON_IsNull(tj) &&
+        (dyno_json_i64(req, "ttl", &ttl) != 0 || ttl < 1 || ttl > ctx->api_token_ttl)) {
+        snprintf(err, errlen, "ttl must be an integer in 1..%lld seconds", (long long)ctx->api_token_ttl);
+        return DYNO_EINVAL;
+    }
+    const cJSON *nj = cJSON_GetObjectItemCaseSensitive(req, "name");
+    const char *name = cJSON_IsString(nj) ? nj->valuestring : NULL;
+    if (nj && !cJSON_IsNull(nj) && !dyno_valid_name(name))
+        return bad(err, errlen, "name must be 1..255 bytes of UTF-8 without control characters or slashes");
+    /* The token carries what the user is now, not what the caller's token said. */
+    struct au_user u;
+    rc = au_user_get(ctx->store, c.sub, &u);
+    if (rc == DYNO_ENOTFOUND) {
+        snprintf(err, errlen, "no user %s", c.sub);
+        return DYNO_EFORBIDDEN;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "auth database unavailable");
+        return rc;
+    }
+    char *token = NULL;
+    char jti[DYNO_KEY_LEN + 1];
+    int64_t exp = 0;
+    rc = au_mint(ctx, u.username, u.org, u.admin, "user", "api", name, ttl, (int64_t)time(NULL), &token, jti,
+                 &exp, err, errlen);
+    if (rc != 0)
+        return rc;
+    cJSON *res = cJSON_CreateObject();
+    if (!res || !cJSON_AddStringToObject(res, "token", token) || !cJSON_AddStringToObject(res, "jti", jti) ||
+        !dyno_json_add_i64(res, "expires_at", exp) ||
+        !cJSON_AddStringToObject(res, "name", name ? name : "")) {
+        cJSON_Delete(res);
+        res = NULL;
+    }
+    memset(token, 0, strlen(token));
+    free(token);
+    if (!res) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    dyno_info("api token issued", "user=%s jti=%s expires_at=%lld", u.username, jti, (long long)exp);
+    *result = res;
+    return 0;
+}
+
+static int h_token_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct au_ctx *ctx = arg;
+    struct au_caller c;
+    int rc = p_caller(req, &c, err, errlen);
+    if (rc != 0)
+        return rc;
+    const cJSON *uj = cJSON_GetObjectItemCaseSensitive(req, "user");
+    const char *user = c.sub;
+    if (uj && !cJSON_IsNull(uj)) {
+        user = cJSON_IsString(uj) ? uj->valuestring : NULL;
+        if (!dyno_valid_segment(user))
+            return bad(err, errlen, "user must match [A-Za-z0-9._-]{1,64}");
+        if (strcmp(user, c.sub) != 0 && !c.admin) {
+            snprintf(err, errlen, "only an admin may list the tokens of another user");
+            return DYNO_EFORBIDDEN;
+        }
+    }
+    return au_token_list(ctx->store, user, (int64_t)time(NULL), result, err, errlen);
+}
+
+static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct au_ctx *ctx = arg;
+    struct au_caller c;
+    int rc = p_caller(req, &c, err, errlen);
+    if (rc != 0)
+        return rc;
+    const char *jti = dyno_json_str(req, "jti");
+    if (!dyno_valid_key(jti))
+        return bad(err, errlen, "jti must be 32 lowercase hex characters");
+    bool changed = false;
+    int64_t exp = 0, now = (int64_t)time(NULL);
+    pthread_mutex_lock(&ctx->feed_mu);
+    rc = au_token_revoke(ctx->store, jti, c.sub, c.admin, now, &changed, &exp, err, errlen);
+    if (rc == 0 && changed)
+        au_feed_publish(ctx, now);
+    pthread_mutex_unlock(&ctx->feed_mu);
+    if (rc != 0)
+        return rc;
+    cJSON *res = cJSON_CreateObject();
+    if (!res || !cJSON_AddStringToObject(res, "jti", jti) || !cJSON_AddBoolToObject(res, "revoked", true) ||
+        !dyno_json_add_i64(res, "expires_at", exp)) {
+        cJSON_Delete(res);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    if (changed)
+        dyno_info("token revoked", "jti=%s by=%s", jti, c.sub);
+    *result = res;
+    return 0;
+}
+
 const struct dyno_rpc_method au_rpc_methods[] = {
-    {"auth.login", h_login},
-    {"user.create", h_user_create},
-    {"user.list", h_user_list},
+    {"auth.login", h_login},      {"user.create", h_user_create},   {"user.list", h_user_list},
+    {"org.create", h_org_create}, {"org.list", h_org_list},         {"token.create", h_token_create},
+    {"token.list", h_token_list}, {"token.revoke", h_token_revoke},
 };
 const size_t au_rpc_nmethods = sizeof(au_rpc_methods) / sizeof(au_rpc_methods[0]);

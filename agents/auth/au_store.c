@@ -15,8 +15,6 @@
 #include "json.h"
 #include "log.h"
 
-#define AU_LIST_MAX 100000
-
 struct au_store {
     pthread_mutex_t mu;
     sqlite3 *db;
@@ -28,9 +26,53 @@ static const char SCHEMA[] =
     " admin INTEGER NOT NULL DEFAULT 0, pw_hash BLOB NOT NULL, pw_salt BLOB NOT NULL,"
     " pw_iter INTEGER NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS tokens(jti TEXT PRIMARY KEY, username TEXT NOT NULL,"
-    " kind TEXT NOT NULL CHECK(kind IN ('session','api')), expires_at INTEGER NOT NULL,"
-    " revoked INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens(username);";
+    " kind TEXT NOT NULL CHECK(kind IN ('session','api')), name TEXT NOT NULL DEFAULT '',"
+    " expires_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, revoked_at INTEGER,"
+    " created_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens(username, expires_at);"
+    "CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens(expires_at);"
+    "CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked, expires_at) WHERE revoked <> 0;"
+    "CREATE TABLE IF NOT EXISTS orgs(path TEXT PRIMARY KEY, parent TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL);";
+
+/* Begins a write transaction (the store lock is held). SQLite code. */
+static int tx_begin(struct au_store *s)
+{
+    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+}
+
+/* Commits when rc is SQLITE_OK, else rolls back; returns the final SQLite code. */
+static int tx_end(struct au_store *s, int rc)
+{
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return SQLITE_OK;
+    }
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+/* SQLITE_OK when the org exists, SQLITE_NOTFOUND when not. Locked. */
+static int org_exists_locked(struct au_store *s, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM orgs WHERE path = ?1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return SQLITE_OK;
+    return rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+}
 
 static int sqlerr(struct au_store *s, int rc, char *err, size_t errlen)
 {
@@ -49,6 +91,9 @@ static int sqlerr(struct au_store *s, int rc, char *err, size_t errlen)
     case SQLITE_FULL:
         snprintf(err, errlen, "auth database disk full");
         return DYNO_ENOSPC;
+    case SQLITE_NOMEM:
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
     default:
         snprintf(err, errlen, "auth database error");
         return DYNO_EIO;
@@ -143,12 +188,23 @@ out:
 int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO users(username, org, admin, pw_hash, pw_salt, pw_iter, created_at)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                                -1, &st, NULL);
     int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK && u->org[0] != '\0') {
+        rc = org_exists_locked(s, u->org);
+        if (rc == SQLITE_NOTFOUND) {
+            snprintf(err, errlen, "no org %s", u->org);
+            ret = DYNO_EINVAL;
+            goto out;
+        }
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(
+            s->db,
+            "INSERT INTO users(username, org, admin, pw_hash, pw_salt, pw_iter, created_at)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, u->username, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, u->org, -1, SQLITE_STATIC);
@@ -158,14 +214,17 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
         sqlite3_bind_int(st, 6, u->iterations);
         sqlite3_bind_int64(st, 7, u->created_at);
         rc = sqlite3_step(st);
+        if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+            snprintf(err, errlen, "user %s exists", u->username);
+            ret = DYNO_EEXIST;
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    if (rc == SQLITE_CONSTRAINT || sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        snprintf(err, errlen, "user %s exists", u->username);
-        ret = DYNO_EEXIST;
-    } else if (rc != SQLITE_DONE) {
-        ret = sqlerr(s, rc, err, errlen);
-    }
+out:
     sqlite3_finalize(st);
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
@@ -182,8 +241,9 @@ int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
         return DYNO_ENOMEM;
     }
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT ?1",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        s->db, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT ?1", -1, &st,
+        NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int(st, 1, AU_LIST_MAX);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -214,26 +274,322 @@ int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 }
 
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
-                    int64_t expires_at, int64_t now)
+                    const char *name, int64_t expires_at, int64_t now, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
+    int ret = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO tokens(jti, username, kind, expires_at, created_at)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5)",
-                                -1, &st, NULL);
+    int rc = tx_begin(s);
+    /* Expired records are useless (every verifier refuses the token anyway). */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE expires_at <= ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && strcmp(kind, "api") == 0) {
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT count(*) FROM tokens WHERE username = ?1 AND kind = 'api'"
+                                " AND revoked = 0 AND expires_at > ?2",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, now);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                rc = SQLITE_OK;
+                if (sqlite3_column_int64(st, 0) >= AU_API_TOKENS_MAX) {
+                    if (err)
+                        snprintf(err, errlen, "%s has %d live API tokens; revoke some first", username,
+                                 AU_API_TOKENS_MAX);
+                    ret = DYNO_ETOOBIG;
+                }
+            }
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (rc == SQLITE_OK && ret == 0)
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO tokens(jti, username, kind, name, expires_at, created_at)"
+                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && ret == 0) {
         sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, username, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, expires_at);
-        sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_text(st, 4, name ? name : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, expires_at);
+        sqlite3_bind_int64(st, 6, now);
         rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    int ret = rc == SQLITE_DONE ? 0 : sqlerr(s, rc, NULL, 0);
     sqlite3_finalize(st);
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
+}
+
+int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON **result, char *err,
+                  size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "tokens");
+    if (!res || !arr) {
+        cJSON_Delete(res);
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    pthread_mutex_lock(&s->mu);
+    int rc =
+        sqlite3_prepare_v2(s->db,
+                           "SELECT jti, kind, name, created_at, expires_at, revoked FROM tokens"
+                           " WHERE username = ?1 AND expires_at > ?2 ORDER BY created_at DESC, jti LIMIT ?3",
+                           -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int(st, 3, AU_LIST_MAX);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *t = cJSON_CreateObject();
+            if (!t) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, t);
+            if (!cJSON_AddStringToObject(t, "jti", col_text(st, 0)) ||
+                !cJSON_AddStringToObject(t, "kind", col_text(st, 1)) ||
+                !cJSON_AddStringToObject(t, "name", col_text(st, 2)) ||
+                !dyno_json_add_i64(t, "created_at", sqlite3_column_int64(st, 3)) ||
+                !dyno_json_add_i64(t, "expires_at", sqlite3_column_int64(st, 4)) ||
+                !cJSON_AddBoolToObject(t, "revoked", sqlite3_column_int(st, 5) != 0)) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(res);
+        return ret;
+    }
+    *result = res;
+    return 0;
+}
+
+int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
+                    bool *changed, int64_t *exp, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    *changed = false;
+    *exp = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "SELECT username, expires_at, revoked FROM tokens WHERE jti = ?1", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            rc = SQLITE_OK;
+            *exp = sqlite3_column_int64(st, 1);
+            if (*exp <= now) {
+                ret = DYNO_ENOTFOUND;
+            } else if (!by_admin && strcmp(col_text(st, 0), by) != 0) {
+                if (err)
+                    snprintf(err, errlen, "token %s is not yours", jti);
+                ret = DYNO_EFORBIDDEN;
+            } else {
+                *changed = sqlite3_column_int(st, 2) == 0;
+            }
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+            ret = DYNO_ENOTFOUND;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (ret == DYNO_ENOTFOUND && err)
+        snprintf(err, errlen, "no live token %s", jti);
+    if (rc == SQLITE_OK && ret == 0 && *changed)
+        rc = sqlite3_prepare_v2(s->db, "UPDATE tokens SET revoked = 1, revoked_at = ?2 WHERE jti = ?1", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK && ret == 0 && *changed) {
+        sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0)
+        *changed = false;
+    return ret;
+}
+
+int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "revoked");
+    if (!res || !arr) {
+        cJSON_Delete(res);
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT jti, expires_at FROM tokens WHERE revoked <> 0 AND expires_at > ?1"
+                                " ORDER BY expires_at, jti",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *t = cJSON_CreateObject();
+            if (!t) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, t);
+            if (!cJSON_AddStringToObject(t, "jti", col_text(st, 0)) ||
+                !dyno_json_add_i64(t, "exp", sqlite3_column_int64(st, 1))) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(res);
+        return ret;
+    }
+    *result = res;
+    return 0;
+}
+
+/* ---- organizations ------------------------------------------------------------------- */
+
+int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **result, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    *result = NULL;
+    char parent[AU_ORG_MAX + 1];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        parent[0] = '\0';
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK && parent[0] != '\0') {
+        rc = org_exists_locked(s, parent);
+        if (rc == SQLITE_NOTFOUND) {
+            if (err)
+                snprintf(err, errlen, "no parent org %s", parent);
+            ret = DYNO_EINVAL;
+            goto out;
+        }
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "INSERT INTO orgs(path, parent, created_at) VALUES(?1, ?2, ?3)", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, parent, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+            if (err)
+                snprintf(err, errlen, "org %s exists", path);
+            ret = DYNO_EEXIST;
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+out:
+    sqlite3_finalize(st);
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0)
+        return ret;
+    cJSON *res = cJSON_CreateObject();
+    if (!res || !cJSON_AddStringToObject(res, "org", path) ||
+        !cJSON_AddStringToObject(res, "parent", parent) || !dyno_json_add_i64(res, "created_at", now)) {
+        cJSON_Delete(res);
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    *result = res;
+    return 0;
+}
+
+int au_org_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "orgs");
+    if (!res || !arr) {
+        cJSON_Delete(res);
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_prepare_v2(s->db, "SELECT path, parent, created_at FROM orgs ORDER BY path LIMIT ?1", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, AU_LIST_MAX);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *o = cJSON_CreateObject();
+            if (!o) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, o);
+            if (!cJSON_AddStringToObject(o, "org", col_text(st, 0)) ||
+                !cJSON_AddStringToObject(o, "parent", col_text(st, 1)) ||
+                !dyno_json_add_i64(o, "created_at", sqlite3_column_int64(st, 2))) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(res);
+        return ret;
+    }
+    *result = res;
+    return 0;
 }
 
 static int pbkdf2(const char *password, size_t len, const uint8_t *salt, int iter, uint8_t out[AU_HASH_LEN])

@@ -1,7 +1,9 @@
 /*
- * The auth store: users (PBKDF2-SHA256 password hashes) and issued token records, in
- * SQLite (WAL, synchronous=FULL), one connection behind a mutex. Thread-safe. Inputs are
- * validated by the caller. Errors are DYNO_E* with a message in err (when err is non-NULL).
+ * The auth store: users (PBKDF2-SHA256 password hashes), the organization tree and issued
+ * token records, in SQLite (WAL, synchronous=FULL), one connection behind a mutex.
+ * Thread-safe. Inputs are validated by the caller (au_rpc.c); every change is one
+ * transaction, so a refused call changes nothing. Results are new cJSON values owned by the
+ * caller. Errors are DYNO_E* with a message in err (when err is non-NULL).
  */
 #ifndef DYNO_AU_STORE_H
 #define DYNO_AU_STORE_H
@@ -18,6 +20,9 @@
 #define AU_PW_MIN 8
 #define AU_PW_MAX 1024
 #define AU_ORG_MAX 259 /* fits struct dyno_claims.org */
+#define AU_TOKEN_NAME_MAX DYNO_NAME_MAX
+#define AU_API_TOKENS_MAX 1000 /* live API tokens per user */
+#define AU_LIST_MAX 100000     /* rows in one list answer */
 
 struct au_user {
     char username[DYNO_SEG_MAX + 1];
@@ -36,13 +41,35 @@ void au_store_close(struct au_store *s);
 
 /* DYNO_ENOTFOUND when there is no such user. */
 int au_user_get(struct au_store *s, const char *username, struct au_user *out);
-/* DYNO_EEXIST when the name is taken. */
+/* DYNO_EEXIST when the name is taken, DYNO_EINVAL when u->org is not "" and no such org. */
 int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_t errlen);
 /* {users:[{username, org, admin, created_at}]} by name. */
 int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen);
-/* Records an issued token (kind "session" or "api"). */
+/* Records an issued token (kind "session" or "api"; name "" when none) and drops the
+ * records that expired before now. DYNO_ETOOBIG when an "api" token would make more than
+ * AU_API_TOKENS_MAX live ones for username. */
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
-                    int64_t expires_at, int64_t now);
+                    const char *name, int64_t expires_at, int64_t now, char *err, size_t errlen);
+/* {tokens:[{jti, kind, name, created_at, expires_at, revoked}]}: the tokens of username
+ * that have not expired at now, newest first. */
+int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON **result, char *err,
+                  size_t errlen);
+/*
+ * Revokes token jti on behalf of by (admin: any token). *changed says whether it was live
+ * and not yet revoked (the revocation feed changes); *exp gets its expiry. DYNO_ENOTFOUND
+ * (no such live token), DYNO_EFORBIDDEN (someone else's and by is no admin).
+ */
+int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
+                    bool *changed, int64_t *exp, char *err, size_t errlen);
+/* {"revoked":[{jti, exp}]}: every revoked token that has not expired at now (protocol.md §7). */
+int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen);
+
+/* Creates org path ("lab", "lab/ct"); its parent must exist. DYNO_EEXIST, DYNO_EINVAL (no
+ * parent). *result is {org, parent, created_at}. */
+int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **result, char *err,
+                  size_t errlen);
+/* {orgs:[{org, parent, created_at}]} by path. */
+int au_org_list(struct au_store *s, cJSON **result, char *err, size_t errlen);
 
 /* Password hashing (OpenSSL PKCS5_PBKDF2_HMAC, SHA-256). */
 /* Fills u->salt (random), u->iterations (AU_PW_ITER) and u->hash for password. */

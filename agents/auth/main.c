@@ -1,14 +1,18 @@
 /*
- * dyno-auth: users, passwords and tokens (protocol.md §3). Bootstraps the admin and the
+ * dyno-auth: users, organizations, passwords and tokens, and the revocation feed
+ * (protocol.md §3, §7). Bootstraps the admin and the
  * token files before it connects to the broker (au_boot.h).
  */
 #include <dynostore/error.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "au_boot.h"
+#include "au_feed.h"
 #include "au_rpc.h"
 #include "au_store.h"
 #include "config.h"
@@ -33,12 +37,14 @@ static const struct dyno_opt au_opts[] = {
     {"db", DYNO_OPT_STR, offsetof(struct au_cfg, db), "auth.db", "SQLite database file"},
     {"private_key_file", DYNO_OPT_STR, offsetof(struct au_cfg, private_key_file), NULL,
      "Ed25519 private key (PEM) that signs tokens; made with public_key_file when missing"},
-    {"admin_user", DYNO_OPT_STR, offsetof(struct au_cfg, admin_user), "admin", "the admin created at first start"},
+    {"admin_user", DYNO_OPT_STR, offsetof(struct au_cfg, admin_user), "admin",
+     "the admin created at first start"},
     {"admin_password_file", DYNO_OPT_STR, offsetof(struct au_cfg, admin_password_file), NULL,
      "admin password: read when present, else a random one is written here"},
     {"admin_token_file", DYNO_OPT_STR, offsetof(struct au_cfg, admin_token_file), NULL,
      "admin API token, minted when missing"},
-    {"session_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, session_ttl), "86400", "login token lifetime, seconds"},
+    {"session_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, session_ttl), "86400",
+     "login token lifetime, seconds"},
     {"api_token_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, api_token_ttl), "31536000",
      "API token lifetime, seconds"},
     {"rpc_threads", DYNO_OPT_INT, offsetof(struct au_cfg, rpc_threads), "2", "RPC worker threads"},
@@ -52,6 +58,7 @@ int main(int argc, char **argv)
     struct au_ctx ctx = {0};
     int ret = 1;
     char q[600];
+    bool feed_mu = false;
 
     /* The database holds password hashes and the files written here are secrets. */
     umask(077);
@@ -66,8 +73,8 @@ int main(int argc, char **argv)
         cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256) {
         dyno_error("bad configuration", "error=%s",
                    dyno_agent_q(q, sizeof(q),
-                           "private_key_file and db are required, admin_user must be a valid name, "
-                           "session_ttl and api_token_ttl >= 1, rpc_threads 1..256"));
+                                "private_key_file and db are required, admin_user must be a valid name, "
+                                "session_ttl and api_token_ttl >= 1, rpc_threads 1..256"));
         goto out;
     }
     if (access(cfg.private_key_file, F_OK) != 0 && cfg.c.public_key_file) {
@@ -81,10 +88,13 @@ int main(int argc, char **argv)
     }
     rc = dyno_signer_load(cfg.private_key_file, &ctx.signer);
     if (rc != 0) {
-        dyno_error("cannot load private_key_file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), cfg.private_key_file),
-                   dyno_err_code(rc));
+        dyno_error("cannot load private_key_file", "file=%s error=%s",
+                   dyno_agent_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
         goto out;
     }
+    if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)
+        goto out;
+    feed_mu = true;
     if (au_store_open(cfg.db, &ctx.store) != 0)
         goto out;
     ctx.session_ttl = cfg.session_ttl;
@@ -100,6 +110,12 @@ int main(int argc, char **argv)
     /* Only now: agent_init reads the service token just written as the broker password. */
     if (dyno_agent_init(&agent, "auth", &cfg.c) != 0)
         goto out;
+    ctx.mq = agent.mq;
+    /* Every (re)connect republishes the revocation list (protocol.md §7). */
+    if (dyno_agent_on_connect(&agent, au_feed_on_connect, &ctx) != 0) {
+        dyno_error("cannot start the feed thread", NULL);
+        goto out;
+    }
     if (dyno_mq_serve(agent.mq, "auth", au_rpc_methods, au_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
         dyno_error("cannot set up MQTT subscriptions", NULL);
         goto out;
@@ -112,6 +128,8 @@ int main(int argc, char **argv)
 out:
     dyno_agent_fini(&agent);
     au_store_close(ctx.store);
+    if (feed_mu)
+        pthread_mutex_destroy(&ctx.feed_mu);
     dyno_signer_free(ctx.signer);
     dyno_config_free(au_opts, AU_NOPTS, &cfg);
     if (ret == 0)

@@ -2,12 +2,15 @@
  * dyno-pubsub: catalogs, shares, subscriptions and catalog events (protocol.md §3).
  */
 #include <dynostore/error.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "agent.h"
 #include "config.h"
 #include "ec.h"
 #include "log.h"
+#include "ps_feed.h"
 #include "ps_rpc.h"
 #include "ps_store.h"
 
@@ -35,6 +38,7 @@ int main(int argc, char **argv)
     struct ps_ctx ctx = {0};
     int ret = 1;
     char q[600];
+    bool feed_mu = false;
 
     if (dyno_agent_block_signals() != 0)
         return 1;
@@ -46,9 +50,13 @@ int main(int argc, char **argv)
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
         cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
+                   dyno_agent_q(q, sizeof(q),
+                                "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
         goto out;
     }
+    if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)
+        goto out;
+    feed_mu = true;
     if (ps_store_open(cfg.db, &ctx.store) != 0)
         goto out;
     ctx.default_k = (int)cfg.default_k;
@@ -56,6 +64,11 @@ int main(int argc, char **argv)
     if (dyno_agent_init(&agent, "pubsub", &cfg.c) != 0)
         goto out;
     ctx.mq = agent.mq;
+    /* Every (re)connect republishes the whole policy feed (protocol.md §7). */
+    if (dyno_agent_on_connect(&agent, ps_feed_republish, &ctx) != 0) {
+        dyno_error("cannot start the feed thread", NULL);
+        goto out;
+    }
     if (dyno_mq_serve(agent.mq, "pubsub", ps_rpc_methods, ps_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
         dyno_error("cannot set up MQTT subscriptions", NULL);
         goto out;
@@ -68,6 +81,8 @@ int main(int argc, char **argv)
 out:
     dyno_agent_fini(&agent);
     ps_store_close(ctx.store);
+    if (feed_mu)
+        pthread_mutex_destroy(&ctx.feed_mu);
     dyno_config_free(ps_opts, PS_NOPTS, &cfg);
     if (ret == 0)
         dyno_info("stopped", NULL);

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "agent.h"
 #include "json.h"
 #include "log.h"
+#include "names.h"
 
 struct ps_store {
     pthread_mutex_t mu;
@@ -28,22 +30,100 @@ static const char SCHEMA[] =
     " access TEXT NOT NULL CHECK(access IN ('read','write')), PRIMARY KEY(path, kind, principal));"
     "CREATE INDEX IF NOT EXISTS shares_by_principal ON shares(kind, principal);"
     "CREATE TABLE IF NOT EXISTS subscriptions(path TEXT NOT NULL, user TEXT NOT NULL,"
-    " PRIMARY KEY(path, user));"
-    "CREATE INDEX IF NOT EXISTS subscriptions_by_user ON subscriptions(user);";
+    " created_at INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(path, user));"
+    "CREATE INDEX IF NOT EXISTS subscriptions_by_user ON subscriptions(user, path);"
+    "CREATE TABLE IF NOT EXISTS tombstones(path TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL);";
 
 static const char SQL_CREATE[] =
     "INSERT INTO catalogs(path, owner, public, k, m, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
     " ON CONFLICT(path) DO NOTHING";
 static const char SQL_GET[] = "SELECT path, owner, public, k, m, created_at FROM catalogs WHERE path = ?1";
-static const char SQL_SHARES[] = "SELECT principal, kind, access FROM shares WHERE path = ?1 ORDER BY kind, principal";
-/* An org share covers the org and every org below it ("lab" covers "lab/team"). */
+static const char SQL_SHARES[] =
+    "SELECT principal, kind, access FROM shares WHERE path = ?1 ORDER BY kind, principal";
+/* ps_covers(kind, principal, sub, org) is share_covers() below, registered on the connection,
+ * so SQL and C apply one rule. */
+#define SQL_SHARED_BY(path)                                                                                  \
+    "EXISTS(SELECT 1 FROM shares s WHERE s.path = " path " AND ps_covers(s.kind, s.principal, ?2, ?3))"
+static const char SQL_READ[] =
+    "SELECT owner, public, " SQL_SHARED_BY("c.path") " FROM catalogs c WHERE c.path = ?1";
+/* shared: 0 none, 1 read, 2 write (the strongest covering share). */
 static const char SQL_LIST[] =
-    "SELECT path, owner, public, k, m, created_at FROM catalogs c WHERE owner = ?1"
-    " OR EXISTS(SELECT 1 FROM shares s WHERE s.path = c.path AND ((s.kind = 'user' AND s.principal = ?1)"
-    "   OR (s.kind = 'org' AND ?2 <> '' AND (s.principal = ?2"
-    "       OR substr(?2, 1, length(s.principal) + 1) = s.principal || '/'))))"
+    "SELECT c.path, c.owner, c.public, c.k, c.m, c.created_at,"
+    " (SELECT MAX(CASE s.access WHEN 'write' THEN 2 ELSE 1 END) FROM shares s"
+    "   WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2)),"
+    " EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
+    " FROM catalogs c WHERE c.owner = ?1 OR (?3 AND c.public <> 0)"
+    " OR EXISTS(SELECT 1 FROM shares s WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2))"
     " OR EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
-    " ORDER BY path LIMIT ?3";
+    " ORDER BY c.path";
+/* The catalog and its sub-catalogs: "a/b" and every path in ("a/b/", "a/b0"), which is
+ * exactly the paths that start with "a/b/" ('0' follows '/'); no LIKE, whose '_' is a
+ * wildcard and a valid name character. */
+#define SQL_TREE "(path = ?1 OR (path > ?2 AND path < ?3))"
+static const char SQL_TREE_LIST[] = "SELECT path FROM catalogs WHERE " SQL_TREE " ORDER BY path LIMIT ?4";
+static const char SQL_TREE_DEL_CATALOGS[] = "DELETE FROM catalogs WHERE " SQL_TREE;
+static const char SQL_TREE_DEL_SHARES[] = "DELETE FROM shares WHERE " SQL_TREE;
+static const char SQL_TREE_DEL_SUBS[] = "DELETE FROM subscriptions WHERE " SQL_TREE;
+static const char SQL_TREE_TOMBSTONE[] =
+    "INSERT INTO tombstones(path, deleted_at) SELECT path, ?4 FROM catalogs WHERE " SQL_TREE
+    " ON CONFLICT(path) DO UPDATE SET deleted_at = excluded.deleted_at";
+static const char SQL_UNTOMB[] = "DELETE FROM tombstones WHERE path = ?1";
+static const char SQL_TOMB_PURGE[] = "DELETE FROM tombstones WHERE deleted_at < ?1";
+static const char SQL_TOMB_PAGE[] = "SELECT path FROM tombstones WHERE path > ?1 ORDER BY path LIMIT ?2";
+static const char SQL_EXISTS[] = "SELECT 1 FROM catalogs WHERE path = ?1";
+static const char SQL_SHARE_PUT[] =
+    "INSERT INTO shares(path, principal, kind, access) VALUES(?1, ?2, ?3, ?4)"
+    " ON CONFLICT(path, kind, principal) DO UPDATE SET access = excluded.access";
+static const char SQL_SHARE_COUNT[] = "SELECT count(*) FROM shares WHERE path = ?1";
+static const char SQL_SHARE_FIND[] =
+    "SELECT principal, kind FROM shares WHERE path = ?1 AND principal = ?2 AND (?3 IS NULL OR kind = ?3)"
+    " ORDER BY kind";
+static const char SQL_SHARE_DEL[] =
+    "DELETE FROM shares WHERE path = ?1 AND principal = ?2 AND (?3 IS NULL OR kind = ?3)";
+static const char SQL_SUB_PUT[] =
+    "INSERT INTO subscriptions(path, user, created_at) VALUES(?1, ?2, ?3) ON CONFLICT(path, user) DO NOTHING";
+static const char SQL_SUB_DEL[] = "DELETE FROM subscriptions WHERE path = ?1 AND user = ?2";
+static const char SQL_SUB_LIST[] =
+    "SELECT path, created_at FROM subscriptions WHERE user = ?1 ORDER BY path LIMIT ?2";
+static const char SQL_PAGE[] =
+    "SELECT path, owner, public FROM catalogs WHERE path > ?1 ORDER BY path LIMIT ?2";
+
+/* ---- the access rule ----------------------------------------------------------------- */
+
+/* Whether a share (kind, principal) names who: the user itself, or an org that covers
+ * who's org ("lab" covers "lab" and "lab/ct", never "labx"; lib/acl.h). */
+static bool share_covers(const char *kind, const char *principal, const char *sub, const char *org)
+{
+    if (!kind || !principal)
+        return false;
+    if (strcmp(kind, "user") == 0)
+        return sub && strcmp(principal, sub) == 0;
+    if (strcmp(kind, "org") == 0)
+        return dyno_acl_org_covers(principal, org);
+    return false;
+}
+
+/*
+ * The read rule of protocol.md §7 (the one lib/acl.h dyno_acl_decide applies to the feed):
+ * admins, the owner, everyone for a public catalog, and users or orgs with a share of
+ * either access. shared: a share covers who (share_covers). The only place pubsub decides
+ * read access.
+ */
+static bool may_read(const char *owner, bool pub, bool shared, const struct ps_who *who)
+{
+    return who->admin || strcmp(owner, who->sub) == 0 || pub || shared;
+}
+
+static void sql_covers(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const char *a[4];
+    for (int i = 0; i < 4; i++)
+        a[i] = (const char *)sqlite3_value_text(argv[i]);
+    sqlite3_result_int(ctx, share_covers(a[0], a[1], a[2], a[3] ? a[3] : "") ? 1 : 0);
+}
+
+/* ---- plumbing ------------------------------------------------------------------------ */
 
 /* The SQLite adapter: maps a result code to DYNO_E* and logs the detail. */
 static int sqlerr(struct ps_store *s, int rc, char *err, size_t errlen)
@@ -67,6 +147,30 @@ static int sqlerr(struct ps_store *s, int rc, char *err, size_t errlen)
     }
 }
 
+static int nomem(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+    return DYNO_ENOMEM;
+}
+
+/* Begins a write transaction (the store lock is held). SQLite code. */
+static int tx_begin(struct ps_store *s)
+{
+    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+}
+
+/* Commits when rc is SQLITE_OK, else rolls back; returns the final SQLite code. */
+static int tx_end(struct ps_store *s, int rc)
+{
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return SQLITE_OK;
+    }
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 int ps_store_open(const char *path, struct ps_store **out)
 {
     *out = NULL;
@@ -83,8 +187,11 @@ int ps_store_open(const char *path, struct ps_store **out)
                              NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(s->db, 10000);
-        rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg);
+        rc = sqlite3_create_function_v2(s->db, "ps_covers", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                        sql_covers, NULL, NULL, NULL);
     }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         char q2[256];
         dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
@@ -114,18 +221,87 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return t ? (const char *)t : "";
 }
 
+/* Runs a statement with the path bound as ?1 (and ?2, ?3 as the tree bounds when tree, and
+ * ?4 as now). */
+static int exec_path(struct ps_store *s, const char *sql, const char *path, bool tree, int64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    if (tree) {
+        snprintf(lo, sizeof(lo), "%s/", path);
+        snprintf(hi, sizeof(hi), "%s0", path);
+        sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* SQLITE_OK when the catalog exists, SQLITE_NOTFOUND when not. Locked. */
+static int exists_locked(struct ps_store *s, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, SQL_EXISTS, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return SQLITE_OK;
+    return rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+}
+
 static cJSON *row_json(sqlite3_stmt *st)
 {
     cJSON *c = cJSON_CreateObject();
     if (!c)
         return NULL;
-    cJSON_AddStringToObject(c, "catalog", col_text(st, 0));
-    cJSON_AddStringToObject(c, "owner", col_text(st, 1));
-    cJSON_AddBoolToObject(c, "public", sqlite3_column_int(st, 2) != 0);
-    cJSON_AddNumberToObject(c, "k", sqlite3_column_int(st, 3));
-    cJSON_AddNumberToObject(c, "m", sqlite3_column_int(st, 4));
-    dyno_json_add_i64(c, "created_at", sqlite3_column_int64(st, 5));
+    if (!cJSON_AddStringToObject(c, "catalog", col_text(st, 0)) ||
+        !cJSON_AddStringToObject(c, "owner", col_text(st, 1)) ||
+        !cJSON_AddBoolToObject(c, "public", sqlite3_column_int(st, 2) != 0) ||
+        !cJSON_AddNumberToObject(c, "k", sqlite3_column_int(st, 3)) ||
+        !cJSON_AddNumberToObject(c, "m", sqlite3_column_int(st, 4)) ||
+        !dyno_json_add_i64(c, "created_at", sqlite3_column_int64(st, 5))) {
+        cJSON_Delete(c);
+        return NULL;
+    }
     return c;
+}
+
+/* Adds shares:[{principal, kind, access}] of path to obj. Locked. */
+static int add_shares_locked(struct ps_store *s, const char *path, cJSON *obj)
+{
+    sqlite3_stmt *st = NULL;
+    cJSON *arr = cJSON_AddArrayToObject(obj, "shares");
+    if (!arr)
+        return SQLITE_NOMEM;
+    int rc = sqlite3_prepare_v2(s->db, SQL_SHARES, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *sh = cJSON_CreateObject();
+        if (!sh) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        cJSON_AddItemToArray(arr, sh);
+        if (!cJSON_AddStringToObject(sh, "principal", col_text(st, 0)) ||
+            !cJSON_AddStringToObject(sh, "kind", col_text(st, 1)) ||
+            !cJSON_AddStringToObject(sh, "access", col_text(st, 2))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /* The row of path (with shares when asked); SQLITE_NOTFOUND when absent. Locked. */
@@ -146,30 +322,8 @@ static int get_locked(struct ps_store *s, const char *path, bool shares, cJSON *
         rc = SQLITE_NOTFOUND;
     }
     sqlite3_finalize(st);
-    st = NULL;
-    if (rc != SQLITE_OK || !shares)
-        goto out;
-    cJSON *arr = cJSON_AddArrayToObject(c, "shares");
-    rc = sqlite3_prepare_v2(s->db, SQL_SHARES, -1, &st, NULL);
-    if (rc != SQLITE_OK || !arr) {
-        rc = arr ? rc : SQLITE_NOMEM;
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *sh = cJSON_CreateObject();
-        if (!sh) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cJSON_AddItemToArray(arr, sh);
-        cJSON_AddStringToObject(sh, "principal", col_text(st, 0));
-        cJSON_AddStringToObject(sh, "kind", col_text(st, 1));
-        cJSON_AddStringToObject(sh, "access", col_text(st, 2));
-    }
-    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-out:
-    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && shares)
+        rc = add_shares_locked(s, path, c);
     if (rc != SQLITE_OK) {
         cJSON_Delete(c);
         return rc;
@@ -178,13 +332,73 @@ out:
     return SQLITE_OK;
 }
 
+/* A policy record {catalog, owner, public, shares}. Locked. */
+static cJSON *policy_json(const char *path, const char *owner, bool pub)
+{
+    cJSON *p = cJSON_CreateObject();
+    if (!p || !cJSON_AddStringToObject(p, "catalog", path) || !cJSON_AddStringToObject(p, "owner", owner) ||
+        !cJSON_AddBoolToObject(p, "public", pub)) {
+        cJSON_Delete(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The policy record of path; SQLITE_NOTFOUND when absent. Locked. */
+static int policy_locked(struct ps_store *s, const char *path, cJSON **out)
+{
+    cJSON *row = NULL, *p = NULL;
+    *out = NULL;
+    int rc = get_locked(s, path, false, &row);
+    if (rc != SQLITE_OK)
+        return rc;
+    p = policy_json(path, dyno_json_str(row, "owner"),
+                    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "public")));
+    cJSON_Delete(row);
+    if (!p)
+        return SQLITE_NOMEM;
+    rc = add_shares_locked(s, path, p);
+    if (rc != SQLITE_OK) {
+        cJSON_Delete(p);
+        return rc;
+    }
+    *out = p;
+    return SQLITE_OK;
+}
+
+/* owner, public and whether a share covers who; SQLITE_NOTFOUND. Locked. */
+static int read_facts_locked(struct ps_store *s, const char *path, const struct ps_who *who, bool *ok)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, SQL_READ, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, who->sub, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, who->org ? who->org : "", -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ok = may_read(col_text(st, 0), sqlite3_column_int(st, 1) != 0, sqlite3_column_int(st, 2) != 0, who);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_NOTFOUND;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- catalogs ------------------------------------------------------------------------ */
+
 int ps_store_create(struct ps_store *s, const char *path, const char *owner, bool pub, int k, int m,
-                    int64_t now, cJSON **result, char *err, size_t errlen)
+                    int64_t now, cJSON **result, cJSON **policy, char *err, size_t errlen)
 {
     *result = NULL;
+    *policy = NULL;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, SQL_CREATE, -1, &st, NULL);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_CREATE, -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -197,18 +411,30 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
+        rc = exec_path(s, SQL_UNTOMB, path, false, 0);
+    if (rc == SQLITE_OK)
         rc = get_locked(s, path, false, result);
+    if (rc == SQLITE_OK)
+        rc = policy_locked(s, path, policy);
+    rc = tx_end(s, rc);
     int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(*result);
+        cJSON_Delete(*policy);
+        *result = *policy = NULL;
+    }
     return ret;
 }
 
 int ps_store_get(struct ps_store *s, const char *path, cJSON **result, char *err, size_t errlen)
 {
+    *result = NULL;
     pthread_mutex_lock(&s->mu);
     /* One read transaction so the row and its shares agree. */
-    sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
-    int rc = get_locked(s, path, true, result);
+    int rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = get_locked(s, path, true, result);
     sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     int ret = 0;
     if (rc == SQLITE_NOTFOUND) {
@@ -221,7 +447,7 @@ int ps_store_get(struct ps_store *s, const char *path, cJSON **result, char *err
     return ret;
 }
 
-int ps_store_list(struct ps_store *s, const char *user, const char *org, cJSON **result, char *err,
+int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public, cJSON **result, char *err,
                   size_t errlen)
 {
     *result = NULL;
@@ -230,22 +456,398 @@ int ps_store_list(struct ps_store *s, const char *user, const char *org, cJSON *
     cJSON *arr = cJSON_AddArrayToObject(res, "catalogs");
     if (!res || !arr) {
         cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
+        return nomem(err, errlen);
     }
+    bool truncated = false;
+    int n = 0;
     pthread_mutex_lock(&s->mu);
     int rc = sqlite3_prepare_v2(s->db, SQL_LIST, -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, org ? org : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, PS_LIST_MAX);
+        sqlite3_bind_text(st, 1, who->sub, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, who->org ? who->org : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, with_public ? 1 : 0);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *owner = col_text(st, 1);
+            bool pub = sqlite3_column_int(st, 2) != 0;
+            int shared = sqlite3_column_int(st, 6);
+            bool subscribed = sqlite3_column_int(st, 7) != 0;
+            bool owns = strcmp(owner, who->sub) == 0;
+            const char *rel;
+            if (owns)
+                rel = "owner";
+            else if (shared > 0)
+                rel = "shared";
+            else if (subscribed && may_read(owner, pub, false, who))
+                rel = "subscribed";
+            else if (with_public && pub)
+                rel = "public";
+            else
+                continue; /* a subscription the user may no longer read */
+            if (n == PS_LIST_MAX) {
+                truncated = true;
+                break;
+            }
             cJSON *c = row_json(st);
             if (!c) {
                 rc = SQLITE_NOMEM;
                 break;
             }
             cJSON_AddItemToArray(arr, c);
+            n++;
+            bool write = owns || who->admin || shared == 2;
+            if (!cJSON_AddStringToObject(c, "relation", rel) ||
+                !cJSON_AddStringToObject(c, "access", write ? "write" : "read")) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret == 0 && truncated && !cJSON_AddBoolToObject(res, "truncated", true))
+        ret = nomem(err, errlen);
+    if (ret != 0) {
+        cJSON_Delete(res);
+        return ret;
+    }
+    *result = res;
+    return 0;
+}
+
+int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool dry_run, int64_t now,
+                    cJSON **deleted, char *err, size_t errlen)
+{
+    *deleted = NULL;
+    sqlite3_stmt *st = NULL;
+    char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
+    snprintf(lo, sizeof(lo), "%s/", path);
+    snprintf(hi, sizeof(hi), "%s0", path);
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return nomem(err, errlen);
+    int ret = 0, trc;
+    bool self = false;
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_TREE_LIST, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, PS_DELETE_MAX + 1);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *p = col_text(st, 0);
+            if (strcmp(p, path) == 0)
+                self = true;
+            cJSON *item = cJSON_CreateString(p);
+            if (!item) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, item);
+            n++;
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        goto out;
+    if (n == 0) {
+        snprintf(err, errlen, "no catalog %s", path);
+        ret = DYNO_ENOTFOUND;
+    } else if (n > (self ? 1 : 0) && !recursive) {
+        snprintf(err, errlen, "catalog %s has %d sub-catalog%s; delete them first or pass recursive", path,
+                 n - (self ? 1 : 0), n - (self ? 1 : 0) == 1 ? "" : "s");
+        ret = DYNO_ECONFLICT;
+    } else if (n > PS_DELETE_MAX) {
+        snprintf(err, errlen, "more than %d catalogs under %s; delete deeper ones first", PS_DELETE_MAX,
+                 path);
+        ret = DYNO_ETOOBIG;
+    }
+    if (ret != 0 || dry_run)
+        goto out;
+    rc = exec_path(s, SQL_TREE_TOMBSTONE, path, true, now);
+    if (rc == SQLITE_OK)
+        rc = exec_path(s, SQL_TREE_DEL_SHARES, path, true, now);
+    if (rc == SQLITE_OK)
+        rc = exec_path(s, SQL_TREE_DEL_SUBS, path, true, now);
+    if (rc == SQLITE_OK)
+        rc = exec_path(s, SQL_TREE_DEL_CATALOGS, path, true, now);
+out:
+    /* A refusal or a dry run rolls back: it changed nothing anyway. */
+    trc = tx_end(s, ret == 0 && !dry_run ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    else if (ret == 0 && !dry_run && trc != SQLITE_OK)
+        ret = sqlerr(s, trc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(arr);
+        return ret;
+    }
+    *deleted = arr;
+    return 0;
+}
+
+/* ---- shares -------------------------------------------------------------------------- */
+
+int ps_store_share_add(struct ps_store *s, const char *path, const char *principal, const char *kind,
+                       const char *access, cJSON **policy, char *err, size_t errlen)
+{
+    *policy = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *p = NULL;
+    int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = exists_locked(s, path);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_PUT, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, access, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_COUNT, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            rc = SQLITE_OK;
+            if (sqlite3_column_int64(st, 0) > DYNO_ACL_SHARES_MAX) {
+                snprintf(err, errlen, "catalog %s has the most shares allowed (%d)", path,
+                         DYNO_ACL_SHARES_MAX);
+                ret = DYNO_ETOOBIG;
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && ret == 0)
+        rc = policy_locked(s, path, &p);
+    if (rc == SQLITE_OK && ret == 0) {
+        /* The broker plugin refuses larger records: refuse the share instead. */
+        size_t len = 0;
+        char *text = dyno_json_print(p, &len);
+        if (!text)
+            rc = SQLITE_NOMEM;
+        else if (len > DYNO_ACL_POLICY_MAX) {
+            snprintf(err, errlen, "the policy record of %s would exceed %d bytes", path, DYNO_ACL_POLICY_MAX);
+            ret = DYNO_ETOOBIG;
+        }
+        free(text);
+    }
+    if (rc == SQLITE_NOTFOUND) {
+        snprintf(err, errlen, "no catalog %s", path);
+        ret = DYNO_ENOTFOUND;
+    }
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(p);
+        return ret;
+    }
+    *policy = p;
+    return 0;
+}
+
+int ps_store_share_remove(struct ps_store *s, const char *path, const char *principal, const char *kind,
+                          cJSON **removed, cJSON **policy, char *err, size_t errlen)
+{
+    *removed = NULL;
+    *policy = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *p = NULL;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return nomem(err, errlen);
+    int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = exists_locked(s, path);
+    if (rc == SQLITE_NOTFOUND) {
+        snprintf(err, errlen, "no catalog %s", path);
+        ret = DYNO_ENOTFOUND;
+        goto out;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_FIND, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+        if (kind)
+            sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 3);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *r = cJSON_CreateObject();
+            if (!r) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, r);
+            if (!cJSON_AddStringToObject(r, "principal", col_text(st, 0)) ||
+                !cJSON_AddStringToObject(r, "kind", col_text(st, 1))) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && cJSON_GetArraySize(arr) == 0) {
+        snprintf(err, errlen, "catalog %s is not shared with %s", path, principal);
+        ret = DYNO_ENOTFOUND;
+        goto out;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_DEL, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+        if (kind)
+            sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 3);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        rc = policy_locked(s, path, &p);
+out:
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(arr);
+        cJSON_Delete(p);
+        return ret;
+    }
+    *removed = arr;
+    *policy = p;
+    return 0;
+}
+
+/* ---- subscriptions and reads --------------------------------------------------------- */
+
+int ps_store_may_read(struct ps_store *s, const char *path, const struct ps_who *who, bool *ok, char *err,
+                      size_t errlen)
+{
+    *ok = false;
+    pthread_mutex_lock(&s->mu);
+    int rc = read_facts_locked(s, path, who, ok);
+    int ret = 0;
+    if (rc == SQLITE_NOTFOUND) {
+        snprintf(err, errlen, "no catalog %s", path);
+        ret = DYNO_ENOTFOUND;
+    } else if (rc != SQLITE_OK) {
+        ret = sqlerr(s, rc, err, errlen);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int ps_store_sub_add(struct ps_store *s, const char *path, const struct ps_who *who, int64_t now, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok = false;
+    int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    /* The check and the insert in one transaction: a share removed in between cannot
+     * slip a subscription through. */
+    int rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = read_facts_locked(s, path, who, &ok);
+    if (rc == SQLITE_NOTFOUND) {
+        snprintf(err, errlen, "no catalog %s", path);
+        ret = DYNO_ENOTFOUND;
+    } else if (rc == SQLITE_OK && !ok) {
+        snprintf(err, errlen, "%s may not read %s", who->sub, path);
+        ret = DYNO_EFORBIDDEN;
+    }
+    if (rc == SQLITE_OK && ret == 0)
+        rc = sqlite3_prepare_v2(s->db, SQL_SUB_PUT, -1, &st, NULL);
+    if (rc == SQLITE_OK && ret == 0) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, who->sub, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
+    if (ret == 0 && rc != SQLITE_OK)
+        ret = sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int ps_store_sub_remove(struct ps_store *s, const char *path, const char *user, bool *removed, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    *removed = false;
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_prepare_v2(s->db, SQL_SUB_DEL, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+            *removed = sqlite3_changes(s->db) > 0;
+        }
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int ps_store_sub_list(struct ps_store *s, const char *user, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st = NULL;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "subscriptions");
+    if (!res || !arr) {
+        cJSON_Delete(res);
+        return nomem(err, errlen);
+    }
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_prepare_v2(s->db, SQL_SUB_LIST, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, PS_SUBS_MAX);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *c = cJSON_CreateObject();
+            if (!c) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, c);
+            if (!cJSON_AddStringToObject(c, "catalog", col_text(st, 0)) ||
+                !dyno_json_add_i64(c, "created_at", sqlite3_column_int64(st, 1))) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
@@ -257,5 +859,97 @@ int ps_store_list(struct ps_store *s, const char *user, const char *org, cJSON *
         return ret;
     }
     *result = res;
+    return 0;
+}
+
+/* ---- the policy feed ----------------------------------------------------------------- */
+
+int ps_store_policy_page(struct ps_store *s, const char *after, int limit, cJSON **records, char *err,
+                         size_t errlen)
+{
+    *records = NULL;
+    sqlite3_stmt *st = NULL;
+    if (limit < 1 || limit > PS_PAGE_MAX) {
+        snprintf(err, errlen, "limit must be 1..%d", PS_PAGE_MAX);
+        return DYNO_EINVAL;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return nomem(err, errlen);
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_PAGE, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *p = policy_json(col_text(st, 0), col_text(st, 1), sqlite3_column_int(st, 2) != 0);
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, p);
+            if ((rc = add_shares_locked(s, col_text(st, 0), p)) != SQLITE_OK)
+                break;
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(arr);
+        return ret;
+    }
+    *records = arr;
+    return 0;
+}
+
+int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, int64_t now, cJSON **paths,
+                            char *err, size_t errlen)
+{
+    *paths = NULL;
+    sqlite3_stmt *st = NULL;
+    if (limit < 1 || limit > PS_PAGE_MAX) {
+        snprintf(err, errlen, "limit must be 1..%d", PS_PAGE_MAX);
+        return DYNO_EINVAL;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return nomem(err, errlen);
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_prepare_v2(s->db, SQL_TOMB_PURGE, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now - PS_TOMBSTONE_TTL);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQL_TOMB_PAGE, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *p = cJSON_CreateString(col_text(st, 0));
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, p);
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0) {
+        cJSON_Delete(arr);
+        return ret;
+    }
+    *paths = arr;
     return 0;
 }
