@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# DynoStore benchmark (SPEC §11): put and get of 4 KiB, 1 MiB and 64 MiB objects with 1 and
+# 16 clients through a fresh `dynostore up`, and the same against Debian's redis-server as the
+# baseline; prints one table, the gateway's peak memory and the put-to-event latency.
+#
+#   bench/run.sh [--smoke] [--large] [--bin DIR] [--containers N]
+#
+#   --smoke       3 puts and gets of 4 KiB against each system (used by the test suite)
+#   --large       also 1 GiB objects with 1 client
+#   --bin DIR     the build's bin/ folder (default: $DYNO_BIN, else <repo>/build/bin)
+#
+# It builds nothing. Everything runs on 127.0.0.1 with ephemeral ports in a temp folder that
+# is removed at the end; only the processes started here are stopped, by pid.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${DYNO_BIN:-$root/build/bin}
+smoke=0
+large=0
+containers=5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --large) large=1 ;;
+    --bin) bin=$2; shift ;;
+    --containers) containers=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for b in "$bin/dynostore" "$bin/dyno-bench"; do
+  [ -x "$b" ] || { echo "run.sh: $b not found: build first (cmake --build build) or pass --bin" >&2; exit 1; }
+done
+command -v redis-server >/dev/null || { echo "run.sh: redis-server not installed (apt-get install redis-server)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "run.sh: python3 is needed to read fabric.json" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dyno-bench.XXXXXX")
+up_pid=""
+redis_pid=""
+cleanup() {
+  set +e
+  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill "$redis_pid"; wait "$redis_pid" 2>/dev/null
+  fi
+  if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
+    kill -INT "$up_pid"
+    for _ in $(seq 1 600); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$up_pid" 2>/dev/null && kill -KILL "$up_pid"
+    wait "$up_pid" 2>/dev/null
+  fi
+  if [ "${DYNO_KEEP:-}" != "" ]; then echo "run.sh: kept $tmp" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+  echo "run.sh: $*" >&2
+  for f in "$tmp/up.log" "$tmp"/data/logs/*.log; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- the fabric ----------------------------------------------------------------------------
+mkdir -p "$tmp/home"
+# HOME points into the temp folder so that `up` does not touch the user's own CLI settings
+HOME="$tmp/home" "$bin/dynostore" up --data "$tmp/data" --containers "$containers" --port 0 \
+  </dev/null >"$tmp/up.log" 2>&1 &
+up_pid=$!
+
+fabric_field() {
+  python3 - "$tmp/data/fabric.json" "$1" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(1)
+w = sys.argv[2]
+if w == "ready":
+    sys.exit(0 if d.get("ready") else 1)
+if w == "gateway":
+    print(d["gateway"].rstrip("/"))
+elif w == "token_file":
+    print(d.get("admin_token_file") or d["data"] + "/secrets/admin.token")
+elif w == "broker_host":
+    print(d.get("broker", {}).get("host", "127.0.0.1"))
+elif w == "broker_port":
+    print(d.get("broker", {}).get("port", 0))
+elif w == "gateway_pid":
+    print([p["pid"] for p in d["processes"] if p.get("kind") == "gateway"][0])
+EOF
+}
+
+for _ in $(seq 1 900); do
+  kill -0 "$up_pid" 2>/dev/null || fail "dynostore up exited before it was ready"
+  fabric_field ready && break
+  sleep 0.1
+done
+fabric_field ready || fail "fabric.json not ready after 90 s"
+gateway=$(fabric_field gateway)
+token_file=$(fabric_field token_file)
+broker_host=$(fabric_field broker_host)
+broker_port=$(fabric_field broker_port)
+gw_pid=$(fabric_field gateway_pid)
+for _ in $(seq 1 300); do
+  python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=2)' \
+    "$gateway" 2>/dev/null && break
+  sleep 0.1
+done
+
+# ---- redis -----------------------------------------------------------------------------------
+redis_port=$(free_port)
+# 1 GiB values need bigger protocol limits than the defaults (512 MB bulk, 1 GB query buffer)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --proto-max-bulk-len 2gb --client-query-buffer-limit 2gb >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 1 100); do
+  "$bin/dyno-bench" --system redis --redis-port "$redis_port" --op ping 2>/dev/null && break
+  kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited: $(tail -n 5 "$tmp/redis.log")"
+  sleep 0.1
+done
+
+# ---- the runs -----------------------------------------------------------------------------------
+# size clients ops: op counts are bounded so the whole bench takes a few minutes
+if [ "$smoke" = 1 ]; then
+  matrix="4K 1 3"
+  event_ops=3
+else
+  matrix="4K 1 500
+4K 16 2000
+1M 1 100
+1M 16 320
+64M 1 6
+64M 16 16"
+  [ "$large" = 1 ] && matrix="$matrix
+1G 1 2"
+  event_ops=200
+fi
+
+results="$tmp/results"
+: >"$results"
+status=0
+while read -r size clients ops; do
+  [ -n "$size" ] || continue
+  echo "run.sh: $size x $clients clients, $ops ops ..." >&2
+  "$bin/dyno-bench" --system dyno --gateway "$gateway" --token-file "$token_file" \
+    --catalog admin/bench --size "$size" --clients "$clients" --ops "$ops" --evict \
+    >>"$results" || { echo "run.sh: dynostore $size x $clients FAILED" >&2; status=1; }
+  "$bin/dyno-bench" --system redis --redis-port "$redis_port" \
+    --size "$size" --clients "$clients" --ops "$ops" --evict \
+    >>"$results" || { echo "run.sh: redis $size x $clients FAILED" >&2; status=1; }
+done <<<"$matrix"
+
+events=$("$bin/dyno-bench" --system dyno --gateway "$gateway" --token-file "$token_file" \
+  --catalog admin/bench-events --op events --size 4K --ops "$event_ops" \
+  --broker-host "$broker_host" --broker-port "$broker_port" 2>"$tmp/events.err") || status=1
+hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status" 2>/dev/null || true)
+
+# ---- the table ------------------------------------------------------------------------------------
+awk '
+function human(b) {
+  if (b >= 1073741824 && b % 1073741824 == 0) return (b / 1073741824) " GiB"
+  if (b >= 1048576 && b % 1048576 == 0) return (b / 1048576) " MiB"
+  if (b >= 1024 && b % 1024 == 0) return (b / 1024) " KiB"
+  return b " B"
+}
+$1 == "RESULT" {
+  n++; sys[n] = $2; op[n] = $3; size[n] = $4; cl[n] = $5; ops[n] = $6
+  mbs[n] = $7; opss[n] = $8; p50[n] = $9; p99[n] = $10
+  if ($2 == "redis") redis[$3 " " $4 " " $5] = $7
+}
+END {
+  printf "%-10s %-4s %8s %7s %6s %10s %10s %9s %9s %9s\n", "system", "op", "size", "clients", \
+         "ops", "MB/s", "ops/s", "p50 ms", "p99 ms", "vs redis"
+  for (i = 1; i <= n; i++) {
+    r = redis[op[i] " " size[i] " " cl[i]]
+    ratio = (sys[i] == "redis") ? "1.00" : ((r > 0) ? sprintf("%.2f", mbs[i] / r) : "-")
+    printf "%-10s %-4s %8s %7d %6d %10.1f %10.1f %9.3f %9.3f %9s\n", sys[i], op[i], \
+           human(size[i]), cl[i], ops[i], mbs[i], opss[i], p50[i], p99[i], ratio
+  }
+}' "$results"
+echo "(MB/s is MiB/s of object bytes; p50/p99 per operation; 'vs redis' = MB/s / Redis MB/s)"
+if [ -n "$hwm" ]; then
+  echo "gateway peak RSS (VmHWM of pid $gw_pid): $((hwm / 1024)) MiB"
+else
+  echo "gateway peak RSS: unavailable (gateway pid $gw_pid gone)"
+  status=1
+fi
+case "$events" in
+  "EVENTS none"*) echo "put-to-event latency: skipped: ${events#EVENTS none }" ;;
+  EVENTS*) set -- $events
+           echo "put-to-event latency (4 KiB, 1 client, $2 events): p50 $3 ms, p99 $4 ms (from put start); p50 $5 ms from the put's reply" ;;
+  *) echo "put-to-event latency: failed: $(tail -n 3 "$tmp/events.err")" ;;
+esac
+exit $status

@@ -1,0 +1,73 @@
+"""Issue 2, acceptance 9: Ctrl-C stops the whole fabric, and `dynostore up` again on the same
+data folder serves every object put before, byte-identical."""
+
+import os
+import signal
+import unittest
+
+from fabric import (KiB, MiB, Fabric, FabricCase, pid_alive, random_bytes, sha256_file,
+                    wait_pid_gone, write_random_file)
+
+CAT = "admin/restart"
+
+
+class Restart(FabricCase):
+
+    def test_sigint_stops_all_and_data_survives_restart(self):
+        f = self.fab
+        f.cli("catalog", "create", CAT)
+        objs = {}
+        for i, size in enumerate([0, 1, 4 * KiB, 64 * KiB + 1, 3 * MiB, 9 * MiB + 77]):
+            src = os.path.join(f.work, "r%d" % i)
+            digest = write_random_file(src, size, seed=900 + i)
+            doc = f.put_file(src, CAT, name="r%d" % i)
+            objs[doc["key"]] = (src, digest, "r%d" % i)
+        pids = f.recorded_pids()
+        self.assertEqual(len(pids), 5 + f.containers, pids)  # broker, auth, metadata, pubsub, gateway
+        for name, pid in pids.items():
+            self.assertTrue(pid_alive(pid), "%s (pid %s) not running before Ctrl-C" % (name, pid))
+
+        # Ctrl-C: up forwards it to every child and exits
+        rc = f.interrupt_up(signal.SIGINT, timeout=60)
+        self.assertIsNotNone(rc, "dynostore up did not exit within 60 s of SIGINT")
+        still = {n: p for n, p in pids.items() if not wait_pid_gone(p, 10)}
+        self.assertEqual(still, {}, "children still running after Ctrl-C of up")
+        self.assertEqual(rc, 0, "exit code of up after Ctrl-C")
+
+        # up again, same data folder
+        f.start()
+        f.wait_containers_online(f.containers, timeout=90)
+        new = f.recorded_pids()
+        self.assertFalse(set(new.values()) & set(pids.values()) - {None},
+                         "fabric.json still lists old pids")
+        listed = {o["key"]: o["name"] for o in f.list_catalog(CAT)}
+        for key, (src, digest, name) in objs.items():
+            with self.subTest(name=name):
+                self.assertEqual(listed.get(key), name, "listing after restart")
+                out = src + ".out"
+                f.cli("get", key, "-o", out)
+                self.assertEqual(os.path.getsize(out), os.path.getsize(src))
+                self.assertEqual(sha256_file(out), digest, "bytes after restart")
+        # and it takes new objects
+        data = random_bytes(2 * MiB, seed=999)
+        r = f.put_bytes(CAT, data, name="after-restart")
+        self.assertEqual(r.status, 201, r.body)
+        self.assertTrue(f.get_object(r.json()["key"]).body == data)
+
+    def test_sigterm_stops_all(self):
+        g = Fabric(containers=3, name="sigterm")
+        try:
+            pids = g.recorded_pids()
+            rc = g.interrupt_up(signal.SIGTERM, timeout=60)
+            self.assertIsNotNone(rc, "dynostore up did not exit within 60 s of SIGTERM")
+            still = {n: p for n, p in pids.items() if not wait_pid_gone(p, 10)}
+            self.assertEqual(still, {}, "children still running after SIGTERM of up")
+        except BaseException:
+            g.dump_logs(self.id())
+            raise
+        finally:
+            g.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
