@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "config.h"
 #include "json.h"
 #include "log.h"
@@ -272,4 +273,81 @@ void dyno_agent_fini(struct dyno_agent *a)
     hook_free(a);
     free(a->token);
     a->token = NULL;
+}
+
+int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
+                     const struct dyno_agent_common *c, int argc, char **argv)
+{
+    if (dyno_agent_block_signals() != 0)
+        return -1;
+    int rc = dyno_agent_config(kind, opts, nopts, cfg, c, argc, argv);
+    if (rc != 0)
+        dyno_config_free(opts, nopts, cfg);
+    return rc;
+}
+
+int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct dyno_rpc_method *methods,
+                     size_t nmethods, void *ctx, int nthreads)
+{
+    if (hook && dyno_agent_on_connect(a, hook, ctx) != 0) {
+        dyno_error("cannot start the feed thread", NULL);
+        return DYNO_EINTERNAL;
+    }
+    int rc = dyno_mq_serve(a->mq, a->kind, methods, nmethods, ctx, nthreads);
+    if (rc != 0) {
+        dyno_error("cannot set up MQTT subscriptions", NULL);
+        return rc;
+    }
+    return dyno_agent_start(a);
+}
+
+bool dyno_agent_valid_org(const char *org, bool empty_ok)
+{
+    size_t len = strnlen(org, DYNO_ACL_ORG_MAX + 1);
+    if (len == 0)
+        return empty_ok;
+    if (len > DYNO_ACL_ORG_MAX)
+        return false;
+    char seg[DYNO_SEG_MAX + 1];
+    size_t start = 0;
+    int segs = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && org[i] != '/')
+            continue;
+        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
+            return false;
+        memcpy(seg, org + start, i - start);
+        seg[i - start] = '\0';
+        if (!dyno_valid_segment(seg))
+            return false;
+        start = i + 1;
+    }
+    return true;
+}
+
+int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, size_t errlen)
+{
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(req, "caller");
+    if (!cJSON_IsObject(cj)) {
+        snprintf(err, errlen, "caller is required");
+        return DYNO_EUNAUTH;
+    }
+    c->sub = dyno_json_str(cj, "sub");
+    if (!dyno_valid_segment(c->sub)) {
+        snprintf(err, errlen, "caller.sub must match [A-Za-z0-9._-]{1,64}");
+        return DYNO_EINVAL;
+    }
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(cj, "org");
+    c->org = cJSON_IsString(org) ? org->valuestring : "";
+    if ((org && !cJSON_IsNull(org) && !cJSON_IsString(org)) || !dyno_agent_valid_org(c->org, true)) {
+        snprintf(err, errlen, "caller.org must be an org path");
+        return DYNO_EINVAL;
+    }
+    const cJSON *adm = cJSON_GetObjectItemCaseSensitive(cj, "admin");
+    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm)) {
+        snprintf(err, errlen, "caller.admin must be true or false");
+        return DYNO_EINVAL;
+    }
+    c->admin = cJSON_IsTrue(adm);
+    return 0;
 }

@@ -87,4 +87,38 @@ void dyno_agent_run(struct dyno_agent *a, int interval);
 void dyno_agent_fini(struct dyno_agent *a);
 /* Writes s as a logfmt quoted value into out (always NUL-terminated); returns out. */
 const char *dyno_agent_q(char *out, size_t cap, const char *s);
+
+/*
+ * The head of a service agent's main(): dyno_agent_block_signals, then dyno_agent_config;
+ * frees cfg (dyno_config_free) when it does not go on. Returns 0 to go on, 1 when the
+ * process should exit 0 (--help), -1 when it should exit 1 (the error is logged).
+ */
+int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
+                     const struct dyno_agent_common *c, int argc, char **argv);
+/*
+ * The tail of a service agent's start-up, after dyno_agent_init: runs hook(ctx) after every
+ * connect (dyno_agent_on_connect; hook NULL: none), serves methods as the service a->kind
+ * with nthreads workers (dyno_mq_serve, ctx passed to every handler), then starts the client
+ * (dyno_agent_start). methods and ctx must outlive the agent. 0 or DYNO_E* (logged); on error
+ * dyno_agent_fini still cleans up.
+ */
+int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct dyno_rpc_method *methods,
+                     size_t nmethods, void *ctx, int nthreads);
+
+/* The caller of an RPC as the gateway established it from a verified token (protocol.md §3).
+ * Strings are borrowed from the request; org is "" when the caller has none. */
+struct dyno_agent_caller {
+    const char *sub;
+    const char *org;
+    bool admin;
+};
+/*
+ * Reads req's "caller" member {sub, org?, admin?} into c: DYNO_EUNAUTH when it is missing,
+ * DYNO_EINVAL when sub is not a valid segment, org not null or an org path, or admin not
+ * null or a bool. err says which. Called from MQ worker threads; no state.
+ */
+int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, size_t errlen);
+/* An org path: seg[/seg...] of 1..DYNO_DEPTH_MAX valid segments (names.h), at most
+ * DYNO_ACL_ORG_MAX bytes; "" only when empty_ok. */
+bool dyno_agent_valid_org(const char *org, bool empty_ok);
 #endif

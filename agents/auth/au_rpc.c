@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "agent.h"
 #include "au_feed.h"
 #include "json.h"
@@ -15,11 +16,8 @@
 
 #define AU_BAD_LOGIN "wrong username or password"
 
-struct au_caller {
-    const char *sub;
-    const char *org; /* "" when none */
-    bool admin;
-};
+/* dyno_agent_valid_org accepts what a user row and a token's org hold. */
+_Static_assert(AU_ORG_MAX == DYNO_ACL_ORG_MAX, "an org path has one size limit");
 
 int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, const char *role,
             const char *kind, const char *name, int64_t ttl, int64_t now, char **token, char *jti,
@@ -61,59 +59,11 @@ static int bad(char *err, size_t errlen, const char *msg)
     return DYNO_EINVAL;
 }
 
-/* "" (when empty_ok) or seg[/seg...] of 1..DYNO_DEPTH_MAX valid segments, at most
- * AU_ORG_MAX bytes. */
-static bool valid_org(const char *org, bool empty_ok)
-{
-    size_t len = strnlen(org, AU_ORG_MAX + 1);
-    if (len == 0)
-        return empty_ok;
-    if (len > AU_ORG_MAX)
-        return false;
-    char seg[DYNO_SEG_MAX + 1];
-    size_t start = 0;
-    int segs = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && org[i] != '/')
-            continue;
-        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
-            return false;
-        memcpy(seg, org + start, i - start);
-        seg[i - start] = '\0';
-        if (!dyno_valid_segment(seg))
-            return false;
-        start = i + 1;
-    }
-    return true;
-}
-
-/* The caller as the gateway established it from a verified token. */
-static int p_caller(const cJSON *req, struct au_caller *c, char *err, size_t errlen)
-{
-    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(req, "caller");
-    if (!cJSON_IsObject(cj)) {
-        snprintf(err, errlen, "caller is required");
-        return DYNO_EUNAUTH;
-    }
-    c->sub = dyno_json_str(cj, "sub");
-    if (!dyno_valid_segment(c->sub))
-        return bad(err, errlen, "caller.sub must match [A-Za-z0-9._-]{1,64}");
-    const cJSON *org = cJSON_GetObjectItemCaseSensitive(cj, "org");
-    c->org = cJSON_IsString(org) ? org->valuestring : "";
-    if ((org && !cJSON_IsNull(org) && !cJSON_IsString(org)) || !valid_org(c->org, true))
-        return bad(err, errlen, "caller.org must be an org path");
-    const cJSON *adm = cJSON_GetObjectItemCaseSensitive(cj, "admin");
-    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
-        return bad(err, errlen, "caller.admin must be true or false");
-    c->admin = cJSON_IsTrue(adm);
-    return 0;
-}
-
 /* Only an admin caller passes. */
 static int require_admin(const cJSON *req, const char *what, char *err, size_t errlen)
 {
-    struct au_caller c;
-    int rc = p_caller(req, &c, err, errlen);
+    struct dyno_agent_caller c;
+    int rc = dyno_agent_caller(req, &c, err, errlen);
     if (rc != 0)
         return rc;
     if (!c.admin) {
@@ -208,7 +158,7 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
     if ((rc = p_password(req, AU_PW_MIN, &password, &pwlen, err, errlen)) != 0)
         return rc;
     const cJSON *org = cJSON_GetObjectItemCaseSensitive(req, "org");
-    if (org && !cJSON_IsNull(org) && (!cJSON_IsString(org) || !valid_org(org->valuestring, true)))
+    if (org && !cJSON_IsNull(org) && (!cJSON_IsString(org) || !dyno_agent_valid_org(org->valuestring, true)))
         return bad(err, errlen, "org must be \"\" or an org path of [A-Za-z0-9._-]{1,64} segments");
     const cJSON *adm = cJSON_GetObjectItemCaseSensitive(req, "admin");
     if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
@@ -253,7 +203,7 @@ static int h_org_create(void *arg, const cJSON *req, cJSON **result, char *err, 
     if (rc != 0)
         return rc;
     const char *org = dyno_json_str(req, "org");
-    if (!org || !valid_org(org, false))
+    if (!org || !dyno_agent_valid_org(org, false))
         return bad(err, errlen, "org must be an org path of 1..8 [A-Za-z0-9._-]{1,64} segments");
     rc = au_org_create(ctx->store, org, (int64_t)time(NULL), result, err, errlen);
     if (rc == 0)
@@ -275,9 +225,9 @@ static int h_org_list(void *arg, const cJSON *req, cJSON **result, char *err, si
 static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    struct au_caller c;
+    struct dyno_agent_caller c;
     int64_t ttl = ctx->api_token_ttl;
-    int rc = p_caller(req, &c, err, errlen);
+    int rc = dyno_agent_caller(req, &c, err, errlen);
     if (rc != 0)
         return rc;
     const cJSON *tj = cJSON_GetObjectItemCaseSensitive(req, "ttl");
@@ -329,8 +279,8 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
 static int h_token_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    struct au_caller c;
-    int rc = p_caller(req, &c, err, errlen);
+    struct dyno_agent_caller c;
+    int rc = dyno_agent_caller(req, &c, err, errlen);
     if (rc != 0)
         return rc;
     const cJSON *uj = cJSON_GetObjectItemCaseSensitive(req, "user");
@@ -350,8 +300,8 @@ static int h_token_list(void *arg, const cJSON *req, cJSON **result, char *err, 
 static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    struct au_caller c;
-    int rc = p_caller(req, &c, err, errlen);
+    struct dyno_agent_caller c;
+    int rc = dyno_agent_caller(req, &c, err, errlen);
     if (rc != 0)
         return rc;
     const char *jti = dyno_json_str(req, "jti");

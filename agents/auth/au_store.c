@@ -11,17 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
+#include "db.h"
 #include "json.h"
 #include "log.h"
 
 struct au_store {
     pthread_mutex_t mu;
-    sqlite3 *db;
+    struct dyno_db *db;
 };
 
 static const char SCHEMA[] =
-    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS users(username TEXT PRIMARY KEY, org TEXT NOT NULL DEFAULT '',"
     " admin INTEGER NOT NULL DEFAULT 0, pw_hash BLOB NOT NULL, pw_salt BLOB NOT NULL,"
     " pw_iter INTEGER NOT NULL, created_at INTEGER NOT NULL);"
@@ -35,75 +34,15 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS orgs(path TEXT PRIMARY KEY, parent TEXT NOT NULL DEFAULT '',"
     " created_at INTEGER NOT NULL);";
 
-/* Begins a write transaction (the store lock is held). SQLite code. */
-static int tx_begin(struct au_store *s)
-{
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-}
-
-/* Commits when rc is SQLITE_OK, else rolls back; returns the final SQLite code. */
-static int tx_end(struct au_store *s, int rc)
-{
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            return SQLITE_OK;
-    }
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
 /* SQLITE_OK when the org exists, SQLITE_NOTFOUND when not. Locked. */
 static int org_exists_locked(struct au_store *s, const char *path)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM orgs WHERE path = ?1", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
-        return SQLITE_OK;
-    return rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
-}
-
-static int sqlerr(struct au_store *s, int rc, char *err, size_t errlen)
-{
-    char q[512];
-    char dummy[8];
-    if (!err) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
-    dyno_error("sqlite error", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), sqlite3_errmsg(s->db)));
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        snprintf(err, errlen, "auth database busy, retry");
-        return DYNO_EUNAVAIL;
-    case SQLITE_FULL:
-        snprintf(err, errlen, "auth database disk full");
-        return DYNO_ENOSPC;
-    case SQLITE_NOMEM:
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    default:
-        snprintf(err, errlen, "auth database error");
-        return DYNO_EIO;
-    }
+    return dyno_db_exists(s->db, "SELECT 1 FROM orgs WHERE path = ?1", path);
 }
 
 int au_store_open(const char *path, struct au_store **out)
 {
     *out = NULL;
-    char q[512];
     struct au_store *s = calloc(1, sizeof(*s));
     if (!s)
         return DYNO_ENOMEM;
@@ -111,22 +50,13 @@ int au_store_open(const char *path, struct au_store **out)
         free(s);
         return DYNO_EINTERNAL;
     }
-    char *msg = NULL;
-    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(s->db, 10000);
-        rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg);
-    }
-    if (rc != SQLITE_OK) {
-        char q2[256];
-        dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-                   dyno_agent_q(q2, sizeof(q2), msg ? msg : (s->db ? sqlite3_errmsg(s->db) : "nomem")));
-        sqlite3_free(msg);
-        sqlite3_close(s->db);
+    /* FULL: an issued token or a revocation must survive a power cut. */
+    const struct dyno_db_opts o = {.name = "auth", .schema = SCHEMA, .sync = DYNO_DB_SYNC_FULL};
+    int rc = dyno_db_open(path, &o, &s->db);
+    if (rc != 0) {
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return DYNO_EIO;
+        return rc;
     }
     *out = s;
     return 0;
@@ -136,7 +66,7 @@ void au_store_close(struct au_store *s)
 {
     if (!s)
         return;
-    sqlite3_close(s->db);
+    dyno_db_close(s->db);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -146,13 +76,13 @@ int au_user_get(struct au_store *s, const char *username, struct au_user *out)
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT username, org, admin, pw_hash, pw_salt, pw_iter, created_at"
-                                " FROM users WHERE username = ?1",
-                                -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db,
+                             "SELECT username, org, admin, pw_hash, pw_salt, pw_iter, created_at"
+                             " FROM users WHERE username = ?1",
+                             &st);
     int ret = 0;
     if (rc != SQLITE_OK) {
-        ret = sqlerr(s, rc, NULL, 0);
+        ret = dyno_db_err(s->db, rc, NULL, 0);
         goto out;
     }
     sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
@@ -162,13 +92,11 @@ int au_user_get(struct au_store *s, const char *username, struct au_user *out)
         goto out;
     }
     if (rc != SQLITE_ROW) {
-        ret = sqlerr(s, rc, NULL, 0);
+        ret = dyno_db_err(s->db, rc, NULL, 0);
         goto out;
     }
-    const unsigned char *t = sqlite3_column_text(st, 0);
-    snprintf(out->username, sizeof(out->username), "%s", t ? (const char *)t : "");
-    t = sqlite3_column_text(st, 1);
-    snprintf(out->org, sizeof(out->org), "%s", t ? (const char *)t : "");
+    snprintf(out->username, sizeof(out->username), "%s", dyno_db_text(st, 0));
+    snprintf(out->org, sizeof(out->org), "%s", dyno_db_text(st, 1));
     out->admin = sqlite3_column_int(st, 2) != 0;
     if (sqlite3_column_bytes(st, 3) != AU_HASH_LEN || sqlite3_column_bytes(st, 4) != AU_SALT_LEN) {
         dyno_error("corrupt user row", "user=%s", out->username);
@@ -190,7 +118,7 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
     sqlite3_stmt *st = NULL;
     int ret = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK && u->org[0] != '\0') {
         rc = org_exists_locked(s, u->org);
         if (rc == SQLITE_NOTFOUND) {
@@ -200,11 +128,10 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
         }
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(
-            s->db,
-            "INSERT INTO users(username, org, admin, pw_hash, pw_salt, pw_iter, created_at)"
-            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            -1, &st, NULL);
+        rc = dyno_db_prepare(s->db,
+                             "INSERT INTO users(username, org, admin, pw_hash, pw_salt, pw_iter, created_at)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                             &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, u->username, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, u->org, -1, SQLITE_STATIC);
@@ -213,64 +140,32 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
         sqlite3_bind_blob(st, 5, u->salt, AU_SALT_LEN, SQLITE_STATIC);
         sqlite3_bind_int(st, 6, u->iterations);
         sqlite3_bind_int64(st, 7, u->created_at);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        rc = dyno_db_step(st);
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
             snprintf(err, errlen, "user %s exists", u->username);
             ret = DYNO_EEXIST;
         }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
 out:
     sqlite3_finalize(st);
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
 
 int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 {
-    *result = NULL;
+    static const char *const bools[] = {"admin", NULL};
     sqlite3_stmt *st = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "users");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT ?1", -1, &st,
-        NULL);
-    if (rc == SQLITE_OK) {
+    int rc = dyno_db_prepare(
+        s->db, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT ?1", &st);
+    if (rc == SQLITE_OK)
         sqlite3_bind_int(st, 1, AU_LIST_MAX);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *u = cJSON_CreateObject();
-            if (!u) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, u);
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            cJSON_AddStringToObject(u, "username", t ? (const char *)t : "");
-            t = sqlite3_column_text(st, 1);
-            cJSON_AddStringToObject(u, "org", t ? (const char *)t : "");
-            cJSON_AddBoolToObject(u, "admin", sqlite3_column_int(st, 2) != 0);
-            dyno_json_add_i64(u, "created_at", sqlite3_column_int64(st, 3));
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
+    int ret = dyno_db_list_json(s->db, rc, st, "users", bools, result, err, errlen);
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return ret;
 }
 
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
@@ -279,22 +174,21 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
     sqlite3_stmt *st = NULL;
     int ret = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     /* Expired records are useless (every verifier refuses the token anyway). */
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE expires_at <= ?1", -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, "DELETE FROM tokens WHERE expires_at <= ?1", &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_OK && strcmp(kind, "api") == 0) {
-        rc = sqlite3_prepare_v2(s->db,
-                                "SELECT count(*) FROM tokens WHERE username = ?1 AND kind = 'api'"
-                                " AND revoked = 0 AND expires_at > ?2",
-                                -1, &st, NULL);
+        rc = dyno_db_prepare(s->db,
+                             "SELECT count(*) FROM tokens WHERE username = ?1 AND kind = 'api'"
+                             " AND revoked = 0 AND expires_at > ?2",
+                             &st);
         if (rc == SQLITE_OK) {
             sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 2, now);
@@ -313,10 +207,10 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
         st = NULL;
     }
     if (rc == SQLITE_OK && ret == 0)
-        rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO tokens(jti, username, kind, name, expires_at, created_at)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                                -1, &st, NULL);
+        rc = dyno_db_prepare(s->db,
+                             "INSERT INTO tokens(jti, username, kind, name, expires_at, created_at)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                             &st);
     if (rc == SQLITE_OK && ret == 0) {
         sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, username, -1, SQLITE_STATIC);
@@ -324,13 +218,10 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
         sqlite3_bind_text(st, 4, name ? name : "", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, expires_at);
         sqlite3_bind_int64(st, 6, now);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
@@ -338,54 +229,23 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
 int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON **result, char *err,
                   size_t errlen)
 {
-    *result = NULL;
+    static const char *const bools[] = {"revoked", NULL};
     sqlite3_stmt *st = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "tokens");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        if (err)
-            snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
     pthread_mutex_lock(&s->mu);
     int rc =
-        sqlite3_prepare_v2(s->db,
-                           "SELECT jti, kind, name, created_at, expires_at, revoked FROM tokens"
-                           " WHERE username = ?1 AND expires_at > ?2 ORDER BY created_at DESC, jti LIMIT ?3",
-                           -1, &st, NULL);
+        dyno_db_prepare(s->db,
+                        "SELECT jti, kind, name, created_at, expires_at, revoked FROM tokens"
+                        " WHERE username = ?1 AND expires_at > ?2 ORDER BY created_at DESC, jti LIMIT ?3",
+                        &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now);
         sqlite3_bind_int(st, 3, AU_LIST_MAX);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *t = cJSON_CreateObject();
-            if (!t) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, t);
-            if (!cJSON_AddStringToObject(t, "jti", col_text(st, 0)) ||
-                !cJSON_AddStringToObject(t, "kind", col_text(st, 1)) ||
-                !cJSON_AddStringToObject(t, "name", col_text(st, 2)) ||
-                !dyno_json_add_i64(t, "created_at", sqlite3_column_int64(st, 3)) ||
-                !dyno_json_add_i64(t, "expires_at", sqlite3_column_int64(st, 4)) ||
-                !cJSON_AddBoolToObject(t, "revoked", sqlite3_column_int(st, 5) != 0)) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
+    int ret = dyno_db_list_json(s->db, rc, st, "tokens", bools, result, err, errlen);
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return ret;
 }
 
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
@@ -396,10 +256,9 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
     *changed = false;
     *exp = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, "SELECT username, expires_at, revoked FROM tokens WHERE jti = ?1", -1,
-                                &st, NULL);
+        rc = dyno_db_prepare(s->db, "SELECT username, expires_at, revoked FROM tokens WHERE jti = ?1", &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -408,7 +267,7 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
             *exp = sqlite3_column_int64(st, 1);
             if (*exp <= now) {
                 ret = DYNO_ENOTFOUND;
-            } else if (!by_admin && strcmp(col_text(st, 0), by) != 0) {
+            } else if (!by_admin && strcmp(dyno_db_text(st, 0), by) != 0) {
                 if (err)
                     snprintf(err, errlen, "token %s is not yours", jti);
                 ret = DYNO_EFORBIDDEN;
@@ -425,18 +284,14 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
     if (ret == DYNO_ENOTFOUND && err)
         snprintf(err, errlen, "no live token %s", jti);
     if (rc == SQLITE_OK && ret == 0 && *changed)
-        rc = sqlite3_prepare_v2(s->db, "UPDATE tokens SET revoked = 1, revoked_at = ?2 WHERE jti = ?1", -1,
-                                &st, NULL);
+        rc = dyno_db_prepare(s->db, "UPDATE tokens SET revoked = 1, revoked_at = ?2 WHERE jti = ?1", &st);
     if (rc == SQLITE_OK && ret == 0 && *changed) {
         sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0)
         *changed = false;
@@ -445,47 +300,19 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
 
 int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen)
 {
-    *result = NULL;
     sqlite3_stmt *st = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "revoked");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        if (err)
-            snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT jti, expires_at FROM tokens WHERE revoked <> 0 AND expires_at > ?1"
-                                " ORDER BY expires_at, jti",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
+    int rc =
+        dyno_db_prepare(s->db,
+                        "SELECT jti, expires_at AS exp FROM tokens WHERE revoked <> 0 AND expires_at > ?1"
+                        " ORDER BY expires_at, jti",
+                        &st);
+    if (rc == SQLITE_OK)
         sqlite3_bind_int64(st, 1, now);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *t = cJSON_CreateObject();
-            if (!t) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, t);
-            if (!cJSON_AddStringToObject(t, "jti", col_text(st, 0)) ||
-                !dyno_json_add_i64(t, "exp", sqlite3_column_int64(st, 1))) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
+    int ret = dyno_db_list_json(s->db, rc, st, "revoked", NULL, result, err, errlen);
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return ret;
 }
 
 /* ---- organizations ------------------------------------------------------------------- */
@@ -503,7 +330,7 @@ int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **res
     else
         parent[0] = '\0';
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK && parent[0] != '\0') {
         rc = org_exists_locked(s, parent);
         if (rc == SQLITE_NOTFOUND) {
@@ -514,25 +341,21 @@ int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **res
         }
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, "INSERT INTO orgs(path, parent, created_at) VALUES(?1, ?2, ?3)", -1,
-                                &st, NULL);
+        rc = dyno_db_prepare(s->db, "INSERT INTO orgs(path, parent, created_at) VALUES(?1, ?2, ?3)", &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, parent, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        rc = dyno_db_step(st);
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
             if (err)
                 snprintf(err, errlen, "org %s exists", path);
             ret = DYNO_EEXIST;
         }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
 out:
     sqlite3_finalize(st);
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0)
         return ret;
@@ -550,46 +373,16 @@ out:
 
 int au_org_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 {
-    *result = NULL;
     sqlite3_stmt *st = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "orgs");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        if (err)
-            snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, "SELECT path, parent, created_at FROM orgs ORDER BY path LIMIT ?1", -1,
-                                &st, NULL);
-    if (rc == SQLITE_OK) {
+    int rc = dyno_db_prepare(s->db, "SELECT path AS org, parent, created_at FROM orgs ORDER BY path LIMIT ?1",
+                             &st);
+    if (rc == SQLITE_OK)
         sqlite3_bind_int(st, 1, AU_LIST_MAX);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *o = cJSON_CreateObject();
-            if (!o) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, o);
-            if (!cJSON_AddStringToObject(o, "org", col_text(st, 0)) ||
-                !cJSON_AddStringToObject(o, "parent", col_text(st, 1)) ||
-                !dyno_json_add_i64(o, "created_at", sqlite3_column_int64(st, 2))) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
+    int ret = dyno_db_list_json(s->db, rc, st, "orgs", NULL, result, err, errlen);
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return ret;
 }
 
 static int pbkdf2(const char *password, size_t len, const uint8_t *salt, int iter, uint8_t out[AU_HASH_LEN])

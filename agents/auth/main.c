@@ -62,13 +62,9 @@ int main(int argc, char **argv)
 
     /* The database holds password hashes and the files written here are secrets. */
     umask(077);
-    if (dyno_agent_block_signals() != 0)
-        return 1;
-    int rc = dyno_agent_config("auth", au_opts, AU_NOPTS, &cfg, &cfg.c, argc, argv);
-    if (rc != 0) {
-        dyno_config_free(au_opts, AU_NOPTS, &cfg);
+    int rc = dyno_agent_setup("auth", au_opts, AU_NOPTS, &cfg, &cfg.c, argc, argv);
+    if (rc != 0)
         return rc == 1 ? 0 : 1;
-    }
     if (!cfg.private_key_file || !cfg.db || !*cfg.db || !dyno_valid_segment(cfg.admin_user) ||
         cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256) {
         dyno_error("bad configuration", "error=%s",
@@ -112,15 +108,8 @@ int main(int argc, char **argv)
         goto out;
     ctx.mq = agent.mq;
     /* Every (re)connect republishes the revocation list (protocol.md §7). */
-    if (dyno_agent_on_connect(&agent, au_feed_on_connect, &ctx) != 0) {
-        dyno_error("cannot start the feed thread", NULL);
-        goto out;
-    }
-    if (dyno_mq_serve(agent.mq, "auth", au_rpc_methods, au_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
-        dyno_error("cannot set up MQTT subscriptions", NULL);
-        goto out;
-    }
-    if (dyno_agent_start(&agent) != 0)
+    if (dyno_agent_serve(&agent, au_feed_on_connect, au_rpc_methods, au_rpc_nmethods, &ctx,
+                         (int)cfg.rpc_threads) != 0)
         goto out;
     dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
     dyno_agent_run(&agent, 30);

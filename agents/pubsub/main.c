@@ -40,13 +40,9 @@ int main(int argc, char **argv)
     char q[600];
     bool feed_mu = false;
 
-    if (dyno_agent_block_signals() != 0)
-        return 1;
-    int rc = dyno_agent_config("pubsub", ps_opts, PS_NOPTS, &cfg, &cfg.c, argc, argv);
-    if (rc != 0) {
-        dyno_config_free(ps_opts, PS_NOPTS, &cfg);
+    int rc = dyno_agent_setup("pubsub", ps_opts, PS_NOPTS, &cfg, &cfg.c, argc, argv);
+    if (rc != 0)
         return rc == 1 ? 0 : 1;
-    }
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
         cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
         dyno_error("bad configuration", "error=%s",
@@ -65,15 +61,8 @@ int main(int argc, char **argv)
         goto out;
     ctx.mq = agent.mq;
     /* Every (re)connect republishes the whole policy feed (protocol.md §7). */
-    if (dyno_agent_on_connect(&agent, ps_feed_republish, &ctx) != 0) {
-        dyno_error("cannot start the feed thread", NULL);
-        goto out;
-    }
-    if (dyno_mq_serve(agent.mq, "pubsub", ps_rpc_methods, ps_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
-        dyno_error("cannot set up MQTT subscriptions", NULL);
-        goto out;
-    }
-    if (dyno_agent_start(&agent) != 0)
+    if (dyno_agent_serve(&agent, ps_feed_republish, ps_rpc_methods, ps_rpc_nmethods, &ctx,
+                         (int)cfg.rpc_threads) != 0)
         goto out;
     dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
     dyno_agent_run(&agent, 30);

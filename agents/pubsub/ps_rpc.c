@@ -15,7 +15,6 @@
 #include "names.h"
 #include "ps_feed.h"
 
-#define PS_ORG_MAX DYNO_ACL_ORG_MAX /* fits struct dyno_claims.org */
 #define PS_SHA256_HEX 64
 #define PS_SIZE_MAX (INT64_C(1) << 53) /* exact in JSON */
 
@@ -23,56 +22,20 @@
 static const char *const OBJECT_EVENTS[] = {"object.created", "object.evicted", "object.degraded",
                                             "object.repaired", NULL};
 
-/* "" or seg[/seg...] with 1..DYNO_DEPTH_MAX valid segments, at most PS_ORG_MAX bytes. */
-static bool valid_org(const char *org, bool empty_ok)
-{
-    size_t len = strnlen(org, PS_ORG_MAX + 1);
-    if (len == 0)
-        return empty_ok;
-    if (len > PS_ORG_MAX)
-        return false;
-    char seg[DYNO_SEG_MAX + 1];
-    size_t start = 0;
-    int segs = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && org[i] != '/')
-            continue;
-        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
-            return false;
-        memcpy(seg, org + start, i - start);
-        seg[i - start] = '\0';
-        if (!dyno_valid_segment(seg))
-            return false;
-        start = i + 1;
-    }
-    return true;
-}
-
 static int bad(char *err, size_t errlen, const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
     return DYNO_EINVAL;
 }
 
-static int p_caller(const cJSON *req, struct ps_who *c, char *err, size_t errlen)
+/* The caller (dyno_agent_caller) as the store takes it. */
+static int p_caller(const cJSON *req, struct ps_who *w, char *err, size_t errlen)
 {
-    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(req, "caller");
-    if (!cJSON_IsObject(cj)) {
-        snprintf(err, errlen, "caller is required");
-        return DYNO_EUNAUTH;
-    }
-    c->sub = dyno_json_str(cj, "sub");
-    if (!dyno_valid_segment(c->sub))
-        return bad(err, errlen, "caller.sub must match [A-Za-z0-9._-]{1,64}");
-    const cJSON *org = cJSON_GetObjectItemCaseSensitive(cj, "org");
-    c->org = cJSON_IsString(org) ? org->valuestring : "";
-    if ((org && !cJSON_IsNull(org) && !cJSON_IsString(org)) || !valid_org(c->org, true))
-        return bad(err, errlen, "caller.org must be an org path");
-    const cJSON *adm = cJSON_GetObjectItemCaseSensitive(cj, "admin");
-    if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
-        return bad(err, errlen, "caller.admin must be true or false");
-    c->admin = cJSON_IsTrue(adm);
-    return 0;
+    struct dyno_agent_caller c;
+    int rc = dyno_agent_caller(req, &c, err, errlen);
+    if (rc == 0)
+        *w = (struct ps_who){.sub = c.sub, .org = c.org, .admin = c.admin};
+    return rc;
 }
 
 static int p_catalog(const cJSON *req, const char **out, char *err, size_t errlen)
@@ -257,9 +220,9 @@ static const char *const ACCESSES[] = {"read", "write", NULL};
 static int p_principal(const cJSON *req, const char *kind, const char **out, char *err, size_t errlen)
 {
     *out = dyno_json_str(req, "principal");
-    bool ok = *out && (kind == NULL   ? dyno_valid_segment(*out) || valid_org(*out, false)
+    bool ok = *out && (kind == NULL   ? dyno_valid_segment(*out) || dyno_agent_valid_org(*out, false)
                        : *kind == 'u' ? dyno_valid_segment(*out)
-                                      : valid_org(*out, false));
+                                      : dyno_agent_valid_org(*out, false));
     if (!ok)
         return bad(err, errlen,
                    "principal must be a user name or an org path of [A-Za-z0-9._-]{1,64} segments");

@@ -10,17 +10,17 @@
 
 #include "acl.h"
 #include "agent.h"
+#include "db.h"
 #include "json.h"
 #include "log.h"
 #include "names.h"
 
 struct ps_store {
     pthread_mutex_t mu;
-    sqlite3 *db;
+    struct dyno_db *db;
 };
 
 static const char SCHEMA[] =
-    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS catalogs(path TEXT PRIMARY KEY, owner TEXT NOT NULL,"
     " public INTEGER NOT NULL DEFAULT 0, k INTEGER NOT NULL, m INTEGER NOT NULL,"
     " created_at INTEGER NOT NULL);"
@@ -37,7 +37,8 @@ static const char SCHEMA[] =
 static const char SQL_CREATE[] =
     "INSERT INTO catalogs(path, owner, public, k, m, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
     " ON CONFLICT(path) DO NOTHING";
-static const char SQL_GET[] = "SELECT path, owner, public, k, m, created_at FROM catalogs WHERE path = ?1";
+static const char SQL_GET[] =
+    "SELECT path AS catalog, owner, public, k, m, created_at FROM catalogs WHERE path = ?1";
 static const char SQL_SHARES[] =
     "SELECT principal, kind, access FROM shares WHERE path = ?1 ORDER BY kind, principal";
 /* ps_covers(kind, principal, sub, org) is share_covers() below, registered on the connection,
@@ -48,7 +49,7 @@ static const char SQL_READ[] =
     "SELECT owner, public, " SQL_SHARED_BY("c.path") " FROM catalogs c WHERE c.path = ?1";
 /* shared: 0 none, 1 read, 2 write (the strongest covering share). */
 static const char SQL_LIST[] =
-    "SELECT c.path, c.owner, c.public, c.k, c.m, c.created_at,"
+    "SELECT c.path AS catalog, c.owner, c.public, c.k, c.m, c.created_at,"
     " (SELECT MAX(CASE s.access WHEN 'write' THEN 2 ELSE 1 END) FROM shares s"
     "   WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2)),"
     " EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
@@ -84,7 +85,7 @@ static const char SQL_SUB_PUT[] =
     "INSERT INTO subscriptions(path, user, created_at) VALUES(?1, ?2, ?3) ON CONFLICT(path, user) DO NOTHING";
 static const char SQL_SUB_DEL[] = "DELETE FROM subscriptions WHERE path = ?1 AND user = ?2";
 static const char SQL_SUB_LIST[] =
-    "SELECT path, created_at FROM subscriptions WHERE user = ?1 ORDER BY path LIMIT ?2";
+    "SELECT path AS catalog, created_at FROM subscriptions WHERE user = ?1 ORDER BY path LIMIT ?2";
 static const char SQL_PAGE[] =
     "SELECT path, owner, public FROM catalogs WHERE path > ?1 ORDER BY path LIMIT ?2";
 
@@ -125,56 +126,15 @@ static void sql_covers(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 /* ---- plumbing ------------------------------------------------------------------------ */
 
-/* The SQLite adapter: maps a result code to DYNO_E* and logs the detail. */
-static int sqlerr(struct ps_store *s, int rc, char *err, size_t errlen)
-{
-    char q[512];
-    dyno_error("sqlite error", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), sqlite3_errmsg(s->db)));
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        snprintf(err, errlen, "pubsub database busy, retry");
-        return DYNO_EUNAVAIL;
-    case SQLITE_FULL:
-        snprintf(err, errlen, "pubsub database disk full");
-        return DYNO_ENOSPC;
-    case SQLITE_NOMEM:
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    default:
-        snprintf(err, errlen, "pubsub database error");
-        return DYNO_EIO;
-    }
-}
-
 static int nomem(char *err, size_t errlen)
 {
     snprintf(err, errlen, "out of memory");
     return DYNO_ENOMEM;
 }
 
-/* Begins a write transaction (the store lock is held). SQLite code. */
-static int tx_begin(struct ps_store *s)
-{
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-}
-
-/* Commits when rc is SQLITE_OK, else rolls back; returns the final SQLite code. */
-static int tx_end(struct ps_store *s, int rc)
-{
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            return SQLITE_OK;
-    }
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
 int ps_store_open(const char *path, struct ps_store **out)
 {
     *out = NULL;
-    char q[512];
     struct ps_store *s = calloc(1, sizeof(*s));
     if (!s)
         return DYNO_ENOMEM;
@@ -182,25 +142,22 @@ int ps_store_open(const char *path, struct ps_store **out)
         free(s);
         return DYNO_EINTERNAL;
     }
-    char *msg = NULL;
-    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(s->db, 10000);
-        rc = sqlite3_create_function_v2(s->db, "ps_covers", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
-                                        sql_covers, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        char q2[256];
+    /* FULL: a committed share or delete must survive a power cut (the feed republishes it). */
+    const struct dyno_db_opts o = {.name = "pubsub", .schema = SCHEMA, .sync = DYNO_DB_SYNC_FULL};
+    int rc = dyno_db_open(path, &o, &s->db);
+    if (rc == 0 &&
+        sqlite3_create_function_v2(dyno_db_sqlite(s->db), "ps_covers", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                   NULL, sql_covers, NULL, NULL, NULL) != SQLITE_OK) {
+        char q[512], q2[256];
         dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-                   dyno_agent_q(q2, sizeof(q2), msg ? msg : (s->db ? sqlite3_errmsg(s->db) : "nomem")));
-        sqlite3_free(msg);
-        sqlite3_close(s->db);
+                   dyno_agent_q(q2, sizeof(q2), sqlite3_errmsg(dyno_db_sqlite(s->db))));
+        rc = DYNO_EIO;
+    }
+    if (rc != 0) {
+        dyno_db_close(s->db);
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return DYNO_EIO;
+        return rc;
     }
     *out = s;
     return 0;
@@ -210,15 +167,9 @@ void ps_store_close(struct ps_store *s)
 {
     if (!s)
         return;
-    sqlite3_close(s->db);
+    dyno_db_close(s->db);
     pthread_mutex_destroy(&s->mu);
     free(s);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
 }
 
 /* Runs a statement with the path bound as ?1 (and ?2, ?3 as the tree bounds when tree, and
@@ -227,7 +178,7 @@ static int exec_path(struct ps_store *s, const char *sql, const char *path, bool
 {
     sqlite3_stmt *st = NULL;
     char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, sql, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -238,41 +189,24 @@ static int exec_path(struct ps_store *s, const char *sql, const char *path, bool
         sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, now);
     }
-    rc = sqlite3_step(st);
+    rc = dyno_db_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+    return rc;
 }
 
 /* SQLITE_OK when the catalog exists, SQLITE_NOTFOUND when not. Locked. */
 static int exists_locked(struct ps_store *s, const char *path)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, SQL_EXISTS, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
-        return SQLITE_OK;
-    return rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+    return dyno_db_exists(s->db, SQL_EXISTS, path);
 }
 
-static cJSON *row_json(sqlite3_stmt *st)
+/* The row {catalog, owner, public, k, m, created_at}: the first CATALOG_COLS columns of
+ * SQL_GET and SQL_LIST. SQLite code. */
+#define CATALOG_COLS 6
+static int row_json(sqlite3_stmt *st, cJSON **out)
 {
-    cJSON *c = cJSON_CreateObject();
-    if (!c)
-        return NULL;
-    if (!cJSON_AddStringToObject(c, "catalog", col_text(st, 0)) ||
-        !cJSON_AddStringToObject(c, "owner", col_text(st, 1)) ||
-        !cJSON_AddBoolToObject(c, "public", sqlite3_column_int(st, 2) != 0) ||
-        !cJSON_AddNumberToObject(c, "k", sqlite3_column_int(st, 3)) ||
-        !cJSON_AddNumberToObject(c, "m", sqlite3_column_int(st, 4)) ||
-        !dyno_json_add_i64(c, "created_at", sqlite3_column_int64(st, 5))) {
-        cJSON_Delete(c);
-        return NULL;
-    }
-    return c;
+    static const char *const bools[] = {"public", NULL};
+    return dyno_db_row_json(st, CATALOG_COLS, bools, out);
 }
 
 /* Adds shares:[{principal, kind, access}] of path to obj. Locked. */
@@ -282,26 +216,13 @@ static int add_shares_locked(struct ps_store *s, const char *path, cJSON *obj)
     cJSON *arr = cJSON_AddArrayToObject(obj, "shares");
     if (!arr)
         return SQLITE_NOMEM;
-    int rc = sqlite3_prepare_v2(s->db, SQL_SHARES, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_SHARES, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *sh = cJSON_CreateObject();
-        if (!sh) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cJSON_AddItemToArray(arr, sh);
-        if (!cJSON_AddStringToObject(sh, "principal", col_text(st, 0)) ||
-            !cJSON_AddStringToObject(sh, "kind", col_text(st, 1)) ||
-            !cJSON_AddStringToObject(sh, "access", col_text(st, 2))) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
+    rc = dyno_db_rows_json(st, NULL, arr);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc;
 }
 
 /* The row of path (with shares when asked); SQLITE_NOTFOUND when absent. Locked. */
@@ -310,14 +231,13 @@ static int get_locked(struct ps_store *s, const char *path, bool shares, cJSON *
     *out = NULL;
     sqlite3_stmt *st = NULL;
     cJSON *c = NULL;
-    int rc = sqlite3_prepare_v2(s->db, SQL_GET, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_GET, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        c = row_json(st);
-        rc = c ? SQLITE_OK : SQLITE_NOMEM;
+        rc = row_json(st, &c);
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_NOTFOUND;
     }
@@ -370,7 +290,7 @@ static int policy_locked(struct ps_store *s, const char *path, cJSON **out)
 static int read_facts_locked(struct ps_store *s, const char *path, const struct ps_who *who, bool *ok)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, SQL_READ, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_READ, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -378,7 +298,8 @@ static int read_facts_locked(struct ps_store *s, const char *path, const struct 
     sqlite3_bind_text(st, 3, who->org ? who->org : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *ok = may_read(col_text(st, 0), sqlite3_column_int(st, 1) != 0, sqlite3_column_int(st, 2) != 0, who);
+        *ok = may_read(dyno_db_text(st, 0), sqlite3_column_int(st, 1) != 0, sqlite3_column_int(st, 2) != 0,
+                       who);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_NOTFOUND;
@@ -396,9 +317,9 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
     *policy = NULL;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_CREATE, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_CREATE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -406,8 +327,7 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
         sqlite3_bind_int(st, 4, k);
         sqlite3_bind_int(st, 5, m);
         sqlite3_bind_int64(st, 6, now);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
@@ -416,8 +336,7 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
         rc = get_locked(s, path, false, result);
     if (rc == SQLITE_OK)
         rc = policy_locked(s, path, policy);
-    rc = tx_end(s, rc);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    int ret = dyno_db_tx_finish(s->db, 0, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(*result);
@@ -432,16 +351,16 @@ int ps_store_get(struct ps_store *s, const char *path, cJSON **result, char *err
     *result = NULL;
     pthread_mutex_lock(&s->mu);
     /* One read transaction so the row and its shares agree. */
-    int rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+    int rc = dyno_db_begin_read(s->db);
     if (rc == SQLITE_OK)
         rc = get_locked(s, path, true, result);
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    dyno_db_end(s->db, SQLITE_OK);
     int ret = 0;
     if (rc == SQLITE_NOTFOUND) {
         snprintf(err, errlen, "no catalog %s", path);
         ret = DYNO_ENOTFOUND;
     } else if (rc != SQLITE_OK) {
-        ret = sqlerr(s, rc, err, errlen);
+        ret = dyno_db_err(s->db, rc, err, errlen);
     }
     pthread_mutex_unlock(&s->mu);
     return ret;
@@ -461,13 +380,13 @@ int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public
     bool truncated = false;
     int n = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, SQL_LIST, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_LIST, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, who->sub, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, who->org ? who->org : "", -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, with_public ? 1 : 0);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *owner = col_text(st, 1);
+            const char *owner = dyno_db_text(st, 1);
             bool pub = sqlite3_column_int(st, 2) != 0;
             int shared = sqlite3_column_int(st, 6);
             bool subscribed = sqlite3_column_int(st, 7) != 0;
@@ -487,11 +406,9 @@ int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public
                 truncated = true;
                 break;
             }
-            cJSON *c = row_json(st);
-            if (!c) {
-                rc = SQLITE_NOMEM;
+            cJSON *c = NULL;
+            if ((rc = row_json(st, &c)) != SQLITE_OK)
                 break;
-            }
             cJSON_AddItemToArray(arr, c);
             n++;
             bool write = owns || who->admin || shared == 2;
@@ -504,7 +421,7 @@ int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public
         rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
     }
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret == 0 && truncated && !cJSON_AddBoolToObject(res, "truncated", true))
         ret = nomem(err, errlen);
@@ -531,16 +448,16 @@ int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool d
     bool self = false;
     int n = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_TREE_LIST, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_TREE_LIST, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, PS_DELETE_MAX + 1);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *p = col_text(st, 0);
+            const char *p = dyno_db_text(st, 0);
             if (strcmp(p, path) == 0)
                 self = true;
             cJSON *item = cJSON_CreateString(p);
@@ -579,11 +496,11 @@ int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool d
         rc = exec_path(s, SQL_TREE_DEL_CATALOGS, path, true, now);
 out:
     /* A refusal or a dry run rolls back: it changed nothing anyway. */
-    trc = tx_end(s, ret == 0 && !dry_run ? rc : SQLITE_ABORT);
+    trc = dyno_db_end(s->db, ret == 0 && !dry_run ? rc : SQLITE_ABORT);
     if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+        ret = dyno_db_err(s->db, rc, err, errlen);
     else if (ret == 0 && !dry_run && trc != SQLITE_OK)
-        ret = sqlerr(s, trc, err, errlen);
+        ret = dyno_db_err(s->db, trc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(arr);
@@ -603,23 +520,22 @@ int ps_store_share_add(struct ps_store *s, const char *path, const char *princip
     cJSON *p = NULL;
     int ret = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
         rc = exists_locked(s, path);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_PUT, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_SHARE_PUT, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, access, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_COUNT, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_SHARE_COUNT, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -651,9 +567,7 @@ int ps_store_share_add(struct ps_store *s, const char *path, const char *princip
         snprintf(err, errlen, "no catalog %s", path);
         ret = DYNO_ENOTFOUND;
     }
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(p);
@@ -675,7 +589,7 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
         return nomem(err, errlen);
     int ret = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
         rc = exists_locked(s, path);
     if (rc == SQLITE_NOTFOUND) {
@@ -684,7 +598,7 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
         goto out;
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_FIND, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_SHARE_FIND, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
@@ -692,20 +606,7 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
             sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 3);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *r = cJSON_CreateObject();
-            if (!r) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, r);
-            if (!cJSON_AddStringToObject(r, "principal", col_text(st, 0)) ||
-                !cJSON_AddStringToObject(r, "kind", col_text(st, 1))) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_rows_json(st, NULL, arr);
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -715,7 +616,7 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
         goto out;
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_SHARE_DEL, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_SHARE_DEL, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
@@ -723,16 +624,13 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
             sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 3);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
         rc = policy_locked(s, path, &p);
 out:
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(arr);
@@ -757,7 +655,7 @@ int ps_store_may_read(struct ps_store *s, const char *path, const struct ps_who 
         snprintf(err, errlen, "no catalog %s", path);
         ret = DYNO_ENOTFOUND;
     } else if (rc != SQLITE_OK) {
-        ret = sqlerr(s, rc, err, errlen);
+        ret = dyno_db_err(s->db, rc, err, errlen);
     }
     pthread_mutex_unlock(&s->mu);
     return ret;
@@ -772,7 +670,7 @@ int ps_store_sub_add(struct ps_store *s, const char *path, const struct ps_who *
     pthread_mutex_lock(&s->mu);
     /* The check and the insert in one transaction: a share removed in between cannot
      * slip a subscription through. */
-    int rc = tx_begin(s);
+    int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
         rc = read_facts_locked(s, path, who, &ok);
     if (rc == SQLITE_NOTFOUND) {
@@ -783,18 +681,15 @@ int ps_store_sub_add(struct ps_store *s, const char *path, const struct ps_who *
         ret = DYNO_EFORBIDDEN;
     }
     if (rc == SQLITE_OK && ret == 0)
-        rc = sqlite3_prepare_v2(s->db, SQL_SUB_PUT, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_SUB_PUT, &st);
     if (rc == SQLITE_OK && ret == 0) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, who->sub, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
-    rc = tx_end(s, ret == 0 ? rc : SQLITE_ABORT);
-    if (ret == 0 && rc != SQLITE_OK)
-        ret = sqlerr(s, rc, err, errlen);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
@@ -805,61 +700,35 @@ int ps_store_sub_remove(struct ps_store *s, const char *path, const char *user, 
     sqlite3_stmt *st = NULL;
     *removed = false;
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, SQL_SUB_DEL, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_SUB_DEL, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
             rc = SQLITE_OK;
-            *removed = sqlite3_changes(s->db) > 0;
+            *removed = sqlite3_changes(dyno_db_sqlite(s->db)) > 0;
         }
     }
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
 
 int ps_store_sub_list(struct ps_store *s, const char *user, cJSON **result, char *err, size_t errlen)
 {
-    *result = NULL;
     sqlite3_stmt *st = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "subscriptions");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        return nomem(err, errlen);
-    }
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, SQL_SUB_LIST, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_SUB_LIST, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, PS_SUBS_MAX);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *c = cJSON_CreateObject();
-            if (!c) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, c);
-            if (!cJSON_AddStringToObject(c, "catalog", col_text(st, 0)) ||
-                !dyno_json_add_i64(c, "created_at", sqlite3_column_int64(st, 1))) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
+    int ret = dyno_db_list_json(s->db, rc, st, "subscriptions", NULL, result, err, errlen);
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return ret;
 }
 
 /* ---- the policy feed ----------------------------------------------------------------- */
@@ -877,27 +746,27 @@ int ps_store_policy_page(struct ps_store *s, const char *after, int limit, cJSON
     if (!arr)
         return nomem(err, errlen);
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+    int rc = dyno_db_begin_read(s->db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_PAGE, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_PAGE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *p = policy_json(col_text(st, 0), col_text(st, 1), sqlite3_column_int(st, 2) != 0);
+            cJSON *p = policy_json(dyno_db_text(st, 0), dyno_db_text(st, 1), sqlite3_column_int(st, 2) != 0);
             if (!p) {
                 rc = SQLITE_NOMEM;
                 break;
             }
             cJSON_AddItemToArray(arr, p);
-            if ((rc = add_shares_locked(s, col_text(st, 0), p)) != SQLITE_OK)
+            if ((rc = add_shares_locked(s, dyno_db_text(st, 0), p)) != SQLITE_OK)
                 break;
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(st);
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    dyno_db_end(s->db, SQLITE_OK);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(arr);
@@ -920,21 +789,20 @@ int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, in
     if (!arr)
         return nomem(err, errlen);
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_prepare_v2(s->db, SQL_TOMB_PURGE, -1, &st, NULL);
+    int rc = dyno_db_prepare(s->db, SQL_TOMB_PURGE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now - PS_TOMBSTONE_TTL);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, SQL_TOMB_PAGE, -1, &st, NULL);
+        rc = dyno_db_prepare(s->db, SQL_TOMB_PAGE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *p = cJSON_CreateString(col_text(st, 0));
+            cJSON *p = cJSON_CreateString(dyno_db_text(st, 0));
             if (!p) {
                 rc = SQLITE_NOMEM;
                 break;
@@ -944,7 +812,7 @@ int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, in
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : sqlerr(s, rc, err, errlen);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
     if (ret != 0) {
         cJSON_Delete(arr);

@@ -86,7 +86,7 @@ static int call(struct fx *f, const char *method, const char *req, cJSON **res)
 static int count_rows(struct fx *f, const char *sql)
 {
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(f->ctx.store->db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(dyno_db_sqlite(f->ctx.store->db), sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);

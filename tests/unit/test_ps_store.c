@@ -114,7 +114,7 @@ static const char *relation(cJSON *list, const char *path)
 static int count_rows(struct fx *f, const char *sql)
 {
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(f->ctx.store->db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(dyno_db_sqlite(f->ctx.store->db), sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
