@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "config.h"
 #include "dynostore/error.h"
 #include "http.h"
@@ -26,9 +27,8 @@
 #include "log.h"
 #include "mq.h"
 #include "names.h"
+#include "scrub.h"
 #include "token.h"
-
-#define CONTAINER_REVOKED_TOPIC "dyno/v1/auth/revoked"
 
 #define OPT(name, type, field, def, help)                                                                    \
     {                                                                                                        \
@@ -52,6 +52,8 @@ static const struct dyno_opt container_opts[] = {
     OPT("status_interval", DYNO_OPT_INT, status_interval, "5", "seconds between status messages"),
     OPT("cache_bytes", DYNO_OPT_INT, cache_bytes, "64M", "memory cache of hot fragments, bytes"),
     OPT("max_connections", DYNO_OPT_INT, max_connections, "256", "concurrent HTTP connections"),
+    OPT("scrub_rate", DYNO_OPT_INT, scrub_rate, "8M", "bytes per second the scrubber reads at most"),
+    OPT("scrub_interval", DYNO_OPT_INT, scrub_interval, "3600", "seconds between full scrub passes, 0 = off"),
 };
 #define CONTAINER_NOPTS (sizeof(container_opts) / sizeof(container_opts[0]))
 
@@ -68,6 +70,9 @@ static const struct {
     [CM_BYTES_IN] = {"dyno_container_bytes_in_total", "Bytes received in PUT bodies", "counter"},
     [CM_BYTES_OUT] = {"dyno_container_bytes_out_total", "Bytes sent in GET bodies", "counter"},
     [CM_CACHE_HITS] = {"dyno_container_cache_hits_total", "GETs served from the memory cache", "counter"},
+    [CM_SCRUBBED_BYTES] = {"dyno_container_scrubbed_bytes_total", "Bytes re-read and verified by the scrubber",
+                           "counter"},
+    [CM_SCRUB_ERRORS] = {"dyno_container_scrub_errors_total", "Corrupt fragments found by the scrubber", "counter"},
 };
 
 /* Quotes s for a logfmt field value ("..." with \" and \\ escaped, controls dropped). */
@@ -170,6 +175,10 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "cache_bytes must not be negative");
         return DYNO_EINVAL;
     }
+    if (cfg->scrub_rate < 1 || cfg->scrub_interval < 0) {
+        snprintf(err, errlen, "scrub_rate must be positive and scrub_interval >= 0");
+        return DYNO_EINVAL;
+    }
     if (cfg->max_connections < 1 || cfg->max_connections > 65535) {
         snprintf(err, errlen, "max_connections must be 1..65535");
         return DYNO_EINVAL;
@@ -251,36 +260,29 @@ static void container_on_connect(void *arg, struct dyno_mq *mq)
     pthread_kill(c->main_thread, SIGUSR1);
 }
 
-static void container_revoke_one(struct container *c, const cJSON *o)
-{
-    const char *jti = dyno_json_str(o, "jti");
-    int64_t exp = 0;
-    if (!jti || dyno_json_i64(o, "exp", &exp) != 0) {
-        dyno_warn("bad revocation message", NULL);
-        return;
-    }
-    if (dyno_verifier_revoke(c->verifier, jti, exp) == 0)
-        dyno_debug("token revoked", "jti=%.32s", jti);
-}
-
-/* Loop thread: {"jti","exp"} (or an array of them) -> the verifier's revoked set. */
+/* Loop thread: the full list {"revoked":[{"jti","exp"}...]} of protocol.md §7, parsed by
+ * lib/acl.h (the same parser as the gateway and the broker plugin), into the verifier's
+ * revoked set. A malformed list changes nothing; an empty payload (the retained message
+ * cleared) revokes nothing. */
 static void container_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct container *c = arg;
-    cJSON *doc = NULL;
+    struct dyno_acl_revoked *v = NULL;
+    size_t n = 0, applied = 0;
+
     if (msg->len == 0)
-        return; /* a cleared retained message */
-    if (dyno_json_parse(msg->payload, msg->len, CONTAINER_REVOKED_MAX, &doc) != 0) {
-        dyno_warn("bad revocation message", "size=%zu", msg->len);
+        return;
+    int rc = dyno_acl_revoked_parse(msg->payload, msg->len, &v, &n);
+    if (rc != 0) {
+        dyno_warn("revocation list ignored", "size=%zu err=%s", msg->len, dyno_err_code(rc));
         return;
     }
-    if (cJSON_IsArray(doc)) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, doc) container_revoke_one(c, it);
-    } else {
-        container_revoke_one(c, doc);
+    for (size_t i = 0; i < n; i++) {
+        if (dyno_verifier_revoke(c->verifier, v[i].jti, v[i].exp) == 0)
+            applied++;
     }
-    cJSON_Delete(doc);
+    free(v);
+    dyno_debug("revocation list applied", "revoked=%zu applied=%zu", n, applied);
 }
 
 static int container_mq_start(struct container *c, const char *token, char *err, size_t errlen)
@@ -315,7 +317,7 @@ static int container_mq_start(struct container *c, const char *token, char *err,
         goto out;
     }
     dyno_mq_on_connect(c->mq, container_on_connect, c);
-    rc = dyno_mq_subscribe(c->mq, CONTAINER_REVOKED_TOPIC, 1, container_on_revoked, c);
+    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, container_on_revoked, c);
     if (rc == 0)
         rc = dyno_mq_start(c->mq);
     if (rc)
@@ -463,6 +465,12 @@ int container_main(int argc, char **argv)
         goto out;
     }
 
+    rc = container_scrub_start(c);
+    if (rc) {
+        container_fatal("cannot start the scrubber thread");
+        goto out;
+    }
+
     uint64_t used = 0, frags = 0;
     store_usage(c->store, &used, &frags);
     char qurl[600], qdir[600];
@@ -477,6 +485,7 @@ int container_main(int argc, char **argv)
         dyno_warn("cannot publish offline status", NULL);
     status = 0;
 out:
+    container_scrub_stop(c);
     container_http_stop(c); /* waits for the connection threads */
     dyno_mq_free(c->mq);
     container_cache_free(c->cache);

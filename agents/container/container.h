@@ -20,7 +20,6 @@
 
 #define CONTAINER_CACHE_ITEM_MAX (1024 * 1024) /* only fragments up to this are cached */
 #define CONTAINER_IO_CHUNK (256 * 1024)        /* read size of a streamed GET */
-#define CONTAINER_REVOKED_MAX 4096             /* cap on a revocation message */
 
 /* Configuration (docs/protocol.md §6): common keys, then the container's own. */
 struct container_cfg {
@@ -41,6 +40,8 @@ struct container_cfg {
     int64_t status_interval;
     int64_t cache_bytes;
     int64_t max_connections;
+    int64_t scrub_rate;     /* bytes per second the scrubber reads at most */
+    int64_t scrub_interval; /* seconds between full scrub passes; 0 disables the scrubber */
 };
 
 enum container_metric {
@@ -54,6 +55,8 @@ enum container_metric {
     CM_BYTES_IN,
     CM_BYTES_OUT,
     CM_CACHE_HITS,
+    CM_SCRUBBED_BYTES,
+    CM_SCRUB_ERRORS,
     CM_COUNT
 };
 
@@ -77,6 +80,12 @@ struct container {
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;
     uint64_t reserved;
+
+    /* The scrubber (scrub.c): its thread waits on scrub_cv, so stopping is immediate. */
+    pthread_t scrub_thread;
+    pthread_mutex_t scrub_mu;
+    pthread_cond_t scrub_cv;
+    bool scrub_stop, scrub_started;
 
     struct dyno_metric metrics[CM_COUNT];
 };

@@ -446,6 +446,16 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn, cons
                                         "%s not allowed on %s", method, url);
         return url[1] == 'v' ? http_health(c, conn) : http_metrics(c, conn);
     }
+    if (strcmp(url, "/v1/fragments") == 0) {
+        if (!get)
+            return container_http_error(conn, 0, DYNO_EMETHOD, MHD_HTTP_HEADER_ALLOW, "GET", "%s not allowed on %s",
+                                        method, url);
+        const char *why = NULL;
+        int rc = http_auth(c, conn, &why);
+        if (rc)
+            return container_http_error(conn, 0, rc, NULL, NULL, "%s", why);
+        return container_list(c, conn);
+    }
     if (strncmp(url, HTTP_FRAG_PREFIX, strlen(HTTP_FRAG_PREFIX)) != 0)
         return container_http_error(conn, 0, DYNO_ENOTFOUND, NULL, NULL, "no route for %s", url);
 

@@ -1,6 +1,8 @@
 /* Container registry (md_reg.h). */
 #include "md_reg.h"
 
+#include "md_repair.h"
+
 #include <dynostore/error.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,9 @@ int md_reg_load(struct md_reg *r, const struct md_node *v, size_t n)
         *nd = v[i];
         nd->online = false;
         nd->dirty = false;
+        /* Offline since we last heard of it; the planner counts from no earlier than its
+         * own connection to the broker (md_repair_tick). */
+        nd->offline_since = v[i].last_seen;
     }
     pthread_mutex_unlock(&r->mu);
     return 0;
@@ -164,7 +169,10 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
     if (nd) {
         bool was = nd->online;
         nd->online = online;
+        if (!online && (was || nd->offline_since == 0))
+            nd->offline_since = (int64_t)time(NULL);
         if (online) {
+            nd->offline_since = 0;
             snprintf(nd->url, sizeof(nd->url), "%s", url);
             snprintf(nd->site, sizeof(nd->site), "%s", site ? site : "");
             nd->capacity = capacity;
@@ -199,6 +207,16 @@ int md_reg_snapshot(struct md_reg *r, struct md_nodes *out)
         out->n = r->n;
     }
     pthread_mutex_unlock(&r->mu);
+    /* A container that stopped publishing without a Will (the broker has not noticed yet)
+     * is offline once its status is MD_STATUS_STALE seconds old. */
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < out->n; i++) {
+        struct md_node *nd = &out->v[i];
+        if (nd->online && now - nd->last_seen > MD_STATUS_STALE) {
+            nd->online = false;
+            nd->offline_since = nd->last_seen + MD_STATUS_STALE;
+        }
+    }
     return 0;
 }
 

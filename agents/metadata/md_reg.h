@@ -30,7 +30,8 @@ void md_reg_fini(struct md_reg *r);
 int md_reg_load(struct md_reg *r, const struct md_node *v, size_t n);
 /* dyno_mq_msg_fn for dyno/v1/agents/container/+/status; arg is the registry. Loop thread. */
 void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg);
-/* Copies the registry into out (sorted by id); out->v is the caller's (free). */
+/* Copies the registry into out (sorted by id); out->v is the caller's (free). A container
+ * whose last status is older than MD_STATUS_STALE seconds is offline in the copy. */
 int md_reg_snapshot(struct md_reg *r, struct md_nodes *out);
 /* Waits up to timeout_ms for dirty entries or stop; copies and clears the dirty ones.
  * Returns false once stopped. */

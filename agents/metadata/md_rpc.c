@@ -9,13 +9,15 @@
 
 #include "ec.h"
 #include "frag.h"
+#include "agent.h"
 #include "json.h"
+#include "log.h"
 #include "names.h"
 
 #define MD_FRAGS_MAX 256 /* fragment entries in one request (index is a u8) */
 #define MD_SIZE_MAX (INT64_C(1) << 53) /* exact in a JSON number */
 
-int md_ctx_init(struct md_ctx *ctx, const char *db_path)
+int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_cfg *repair)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->db_path = db_path;
@@ -26,11 +28,29 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path)
         return DYNO_EINTERNAL;
     }
     int rc = md_reg_init(&ctx->reg);
+    if (rc == 0) {
+        rc = md_repair_init(&ctx->repair, repair);
+        if (rc != 0)
+            md_reg_fini(&ctx->reg);
+    }
     if (rc != 0) {
         pthread_key_delete(ctx->dbkey);
         pthread_mutex_destroy(&ctx->mu);
     }
     return rc;
+}
+
+void md_rpc_emit(struct md_ctx *ctx, const cJSON *events)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, events)
+    {
+        int rc = ctx->mq ? dyno_mq_notify(ctx->mq, "pubsub", "event.emit", e) : DYNO_EUNAVAIL;
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "object");
+        if (rc != 0)
+            dyno_warn("cannot emit event", "type=%s key=%s error=%s", dyno_json_str(e, "type"),
+                      o ? dyno_json_str(o, "key") : "", dyno_err_code(rc));
+    }
 }
 
 void md_ctx_fini(struct md_ctx *ctx)
@@ -40,6 +60,7 @@ void md_ctx_fini(struct md_ctx *ctx)
     free(ctx->dbs);
     ctx->dbs = NULL;
     ctx->ndbs = 0;
+    md_repair_fini(&ctx->repair);
     md_reg_fini(&ctx->reg);
     pthread_key_delete(ctx->dbkey);
     pthread_mutex_destroy(&ctx->mu);
@@ -361,8 +382,27 @@ static int h_report(void *arg, const cJSON *req, cJSON **result, char *err, size
         snprintf(err, errlen, "problem must be \"crc\" or \"missing\"");
         return DYNO_EINVAL;
     }
+    const cJSON *cont = cJSON_GetObjectItemCaseSensitive(req, "container");
+    const char *container = NULL;
+    if (cont && !cJSON_IsNull(cont)) {
+        container = cJSON_IsString(cont) ? cont->valuestring : NULL;
+        if (!dyno_valid_segment(container)) {
+            snprintf(err, errlen, "container must match [A-Za-z0-9._-]{1,64}");
+            return DYNO_EINVAL;
+        }
+    }
     WITH_DB(ctx, db, err, errlen);
-    return md_store_report(db, key, (int)index, problem, result, err, errlen);
+    cJSON *events = cJSON_CreateArray();
+    if (!events) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    rc = md_store_report(db, key, (int)index, problem, container, events, result, err, errlen);
+    if (rc == 0 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(*result, "ignored")))
+        dyno_warn("fragment reported", "key=%s index=%d problem=%s", key, (int)index, problem);
+    md_rpc_emit(ctx, events);
+    cJSON_Delete(events);
+    return rc;
 }
 
 static int h_containers(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -390,10 +430,332 @@ static int h_stats(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return md_store_catalog_stats(db, catalog, result, err, errlen);
 }
 
+/* ---- healing (md_repair.h, protocol.md §8) ------------------------------------------------- */
+
+static int p_segment(const cJSON *req, const char *name, const char **out, char *err, size_t errlen)
+{
+    *out = dyno_json_str(req, name);
+    if (!dyno_valid_segment(*out)) {
+        snprintf(err, errlen, "%s must match [A-Za-z0-9._-]{1,64}", name);
+        return DYNO_EINVAL;
+    }
+    return 0;
+}
+
+/* An array member of 0..max entries; *count its size. */
+static int p_array(const cJSON *req, const char *name, int max, const cJSON **arr, int *count, char *err,
+                   size_t errlen)
+{
+    *arr = cJSON_GetObjectItemCaseSensitive(req, name);
+    *count = cJSON_IsArray(*arr) ? cJSON_GetArraySize(*arr) : -1;
+    if (*count < 0 || *count > max) {
+        snprintf(err, errlen, "%s must be an array of at most %d entries", name, max);
+        return DYNO_EINVAL;
+    }
+    return 0;
+}
+
+static int h_repair_claim(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *worker;
+    int rc;
+    if ((rc = p_segment(req, "worker", &worker, err, errlen)) != 0)
+        return rc;
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    rc = md_repair_claim(&ctx->repair, db, &nodes, worker, (int64_t)time(NULL), result, err, errlen);
+    free(nodes.v);
+    return rc;
+}
+
+static int h_repair_complete(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *key, *id;
+    const cJSON *arr, *it;
+    int count, rc;
+    if ((rc = p_key(req, &key, err, errlen)) != 0)
+        return rc;
+    id = dyno_json_str(req, "id");
+    if (!dyno_valid_key(id)) {
+        snprintf(err, errlen, "id must be the task id (32 lowercase hex characters)");
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_array(req, "results", MD_FRAGS_MAX, &arr, &count, err, errlen)) != 0)
+        return rc;
+    struct md_repair_result res[MD_FRAGS_MAX];
+    bool seen[MD_FRAGS_MAX] = {false};
+    int n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        int64_t ix, size;
+        if (!cJSON_IsObject(it)) {
+            snprintf(err, errlen, "results[%d] must be an object", n);
+            return DYNO_EINVAL;
+        }
+        if ((rc = p_int(it, "index", false, 0, 0, MD_FRAGS_MAX - 1, &ix, err, errlen)) != 0)
+            return rc;
+        if (seen[ix]) {
+            snprintf(err, errlen, "fragment index %d given twice", (int)ix);
+            return DYNO_EINVAL;
+        }
+        seen[ix] = true;
+        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(it, "ok");
+        if (!cJSON_IsBool(ok)) {
+            snprintf(err, errlen, "results[%d].ok must be true or false", n);
+            return DYNO_EINVAL;
+        }
+        if ((rc = p_segment(it, "container", &res[n].container, err, errlen)) != 0)
+            return rc;
+        if ((rc = p_int(it, "size", true, -1, 0, MD_SIZE_MAX, &size, err, errlen)) != 0)
+            return rc;
+        res[n].index = (int)ix;
+        res[n].ok = cJSON_IsTrue(ok);
+        res[n].size = size;
+        n++;
+    }
+    WITH_DB(ctx, db, err, errlen);
+    cJSON *events = cJSON_CreateArray();
+    if (!events) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    rc = md_repair_complete(&ctx->repair, db, id, key, res, (size_t)n, (int64_t)time(NULL), events, result, err,
+                            errlen);
+    md_rpc_emit(ctx, events);
+    cJSON_Delete(events);
+    return rc;
+}
+
+static int h_repair_status(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    (void)req;
+    WITH_DB(ctx, db, err, errlen);
+    return md_repair_status(db, (int64_t)time(NULL), result, err, errlen);
+}
+
+static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *id;
+    int rc;
+    if ((rc = p_segment(req, "id", &id, err, errlen)) != 0)
+        return rc;
+    const cJSON *caller = cJSON_GetObjectItemCaseSensitive(req, "caller");
+    if (!cJSON_IsObject(caller) || !dyno_json_bool(caller, "admin", false)) {
+        snprintf(err, errlen, "only an admin may drain a container");
+        return DYNO_EFORBIDDEN;
+    }
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    cJSON *events = cJSON_CreateArray();
+    if (!events) {
+        free(nodes.v);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    char q[80];
+    rc = md_repair_drain(db, &nodes, id, (int64_t)time(NULL), events, result, err, errlen);
+    if (rc == 0)
+        dyno_info("drain requested", "id=%s by=%s", id, dyno_agent_q(q, sizeof(q), dyno_json_str(caller, "sub")));
+    free(nodes.v);
+    md_rpc_emit(ctx, events);
+    cJSON_Delete(events);
+    return rc;
+}
+
+static int h_gc_claim(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    int64_t limit;
+    int rc;
+    if ((rc = p_int(req, "limit", true, 100, 1, MD_GC_MAX, &limit, err, errlen)) != 0)
+        return rc;
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    rc = md_repair_gc_claim(db, &nodes, (int)limit, result, err, errlen);
+    free(nodes.v);
+    return rc;
+}
+
+static int h_gc_complete(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const cJSON *arr, *it;
+    int count, rc;
+    if ((rc = p_array(req, "items", MD_GC_MAX, &arr, &count, err, errlen)) != 0)
+        return rc;
+    struct md_gc_item *items = calloc(count ? (size_t)count : 1, sizeof(*items));
+    if (!items) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    int n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        int64_t ix;
+        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(it, "ok");
+        if (!cJSON_IsObject(it) || (rc = p_key(it, &items[n].key, err, errlen)) != 0 ||
+            (rc = p_int(it, "index", false, 0, 0, MD_FRAGS_MAX - 1, &ix, err, errlen)) != 0 ||
+            (rc = p_segment(it, "container", &items[n].container, err, errlen)) != 0 || !cJSON_IsBool(ok)) {
+            if (rc == 0)
+                snprintf(err, errlen, "items[%d] must be {key, index, container, ok}", n);
+            free(items);
+            return DYNO_EINVAL;
+        }
+        items[n].index = (int)ix;
+        items[n].ok = cJSON_IsTrue(ok);
+        n++;
+    }
+    struct md_db *db;
+    rc = md_ctx_db(ctx, &db);
+    if (rc == 0)
+        rc = md_repair_gc_complete(db, items, (size_t)n, result, err, errlen);
+    else
+        snprintf(err, errlen, "metadata database unavailable");
+    free(items);
+    return rc;
+}
+
+static bool p_sha256(const char *s)
+{
+    return lower_hex(s, 64);
+}
+
+/* Parses one object.restore entry into o, its fragments into f (MD_FRAGS_MAX entries). */
+static int p_restore_obj(const cJSON *it, int i, struct md_restore_obj *o, struct md_restore_frag *f, char *owner,
+                         char *err, size_t errlen)
+{
+    int64_t v;
+    int rc;
+    const cJSON *arr, *x;
+    int count;
+    if (!cJSON_IsObject(it)) {
+        snprintf(err, errlen, "objects[%d] must be an object", i);
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_key(it, &o->key, err, errlen)) != 0 || (rc = p_catalog(it, &o->catalog, err, errlen)) != 0)
+        return rc;
+    o->name = dyno_json_str(it, "name");
+    if (!dyno_valid_name(o->name)) {
+        snprintf(err, errlen, "objects[%d].name is not a valid object name", i);
+        return DYNO_EINVAL;
+    }
+    dyno_catalog_owner(o->catalog, owner, DYNO_SEG_MAX + 1);
+    const char *given = dyno_json_str(it, "owner");
+    if (given && strcmp(given, owner) != 0) {
+        snprintf(err, errlen, "objects[%d].owner must be the catalog's owner %s", i, owner);
+        return DYNO_EINVAL;
+    }
+    o->owner = owner;
+    o->sha256 = dyno_json_str(it, "sha256");
+    if (!p_sha256(o->sha256)) {
+        snprintf(err, errlen, "objects[%d].sha256 must be 64 lowercase hex characters", i);
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_int(it, "size", false, 0, 0, MD_SIZE_MAX, &o->size, err, errlen)) != 0 ||
+        (rc = p_bool(it, "replica", false, &o->replica, err, errlen)) != 0)
+        return rc;
+    if ((rc = p_int(it, "k", false, 0, 1, DYNO_EC_MAX_K, &v, err, errlen)) != 0)
+        return rc;
+    o->k = (int)v;
+    if ((rc = p_int(it, "m", false, 0, 0, DYNO_EC_MAX_M, &v, err, errlen)) != 0)
+        return rc;
+    o->m = (int)v;
+    if (o->replica && o->k != 1) {
+        snprintf(err, errlen, "objects[%d]: a replicated object has k = 1", i);
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_int(it, "unit", false, 0, 1, DYNO_FRAG_MAX_UNIT, &v, err, errlen)) != 0)
+        return rc;
+    o->unit = (uint32_t)v;
+    int n = o->replica ? o->m + 1 : o->k + o->m;
+    if ((rc = p_array(it, "fragments", MD_FRAGS_MAX, &arr, &count, err, errlen)) != 0)
+        return rc;
+    if (count < 1) {
+        snprintf(err, errlen, "objects[%d].fragments must not be empty", i);
+        return DYNO_EINVAL;
+    }
+    bool seen[MD_FRAGS_MAX] = {false};
+    size_t nf = 0;
+    cJSON_ArrayForEach(x, arr)
+    {
+        int64_t ix, size;
+        if (!cJSON_IsObject(x) || (rc = p_int(x, "index", false, 0, 0, n - 1, &ix, err, errlen)) != 0 ||
+            (rc = p_segment(x, "container", &f[nf].container, err, errlen)) != 0 ||
+            (rc = p_int(x, "size", true, -1, 0, MD_SIZE_MAX, &size, err, errlen)) != 0) {
+            if (rc == 0)
+                snprintf(err, errlen, "objects[%d].fragments entries must be {index, container, size}", i);
+            return DYNO_EINVAL;
+        }
+        if (seen[ix]) {
+            snprintf(err, errlen, "objects[%d]: fragment index %d given twice", i, (int)ix);
+            return DYNO_EINVAL;
+        }
+        seen[ix] = true;
+        f[nf].index = (int)ix;
+        f[nf].size = size;
+        nf++;
+    }
+    o->frags = f;
+    o->nfrags = nf;
+    return 0;
+}
+
+static int h_restore(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const cJSON *arr, *it;
+    int count, rc;
+    if ((rc = p_array(req, "objects", MD_RESTORE_MAX, &arr, &count, err, errlen)) != 0)
+        return rc;
+    struct md_restore_obj *objs = calloc(count ? (size_t)count : 1, sizeof(*objs));
+    struct md_restore_frag *frags = calloc((count ? (size_t)count : 1) * MD_FRAGS_MAX, sizeof(*frags));
+    char(*owners)[DYNO_SEG_MAX + 1] = calloc(count ? (size_t)count : 1, sizeof(*owners));
+    if (!objs || !frags || !owners) {
+        snprintf(err, errlen, "out of memory");
+        rc = DYNO_ENOMEM;
+        goto out;
+    }
+    int i = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        rc = p_restore_obj(it, i, &objs[i], &frags[(size_t)i * MD_FRAGS_MAX], owners[i], err, errlen);
+        if (rc != 0)
+            goto out;
+        i++;
+    }
+    struct md_db *db;
+    rc = md_ctx_db(ctx, &db);
+    if (rc != 0) {
+        snprintf(err, errlen, "metadata database unavailable");
+        goto out;
+    }
+    rc = md_repair_restore(db, objs, (size_t)i, (int64_t)time(NULL), result, err, errlen);
+out:
+    free(objs);
+    free(frags);
+    free(owners);
+    return rc;
+}
+
 const struct dyno_rpc_method md_rpc_methods[] = {
-    {"object.begin", h_begin},     {"object.commit", h_commit},   {"object.abort", h_abort},
-    {"object.get", h_get},         {"object.list", h_list},       {"object.evict", h_evict},
-    {"object.purge", h_purge},     {"object.report", h_report},   {"container.list", h_containers},
-    {"catalog.stats", h_stats},
+    {"object.begin", h_begin},       {"object.commit", h_commit},
+    {"object.abort", h_abort},       {"object.get", h_get},
+    {"object.list", h_list},         {"object.evict", h_evict},
+    {"object.purge", h_purge},       {"object.report", h_report},
+    {"object.restore", h_restore},   {"container.list", h_containers},
+    {"container.drain", h_drain},    {"catalog.stats", h_stats},
+    {"repair.claim", h_repair_claim}, {"repair.complete", h_repair_complete},
+    {"repair.status", h_repair_status}, {"gc.claim", h_gc_claim},
+    {"gc.complete", h_gc_complete},
 };
 const size_t md_rpc_nmethods = sizeof(md_rpc_methods) / sizeof(md_rpc_methods[0]);

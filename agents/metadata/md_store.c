@@ -13,7 +13,7 @@
 #include "log.h"
 #include "placement.h"
 
-#define MD_STMT_CACHE 64
+#define MD_STMT_CACHE 128
 #define MD_BUSY_TIMEOUT_MS 10000
 
 struct md_db {
@@ -29,7 +29,7 @@ struct md_db {
 /* States that make an object visible, and fragment states that take room on a container.
  * The partial index below must use exactly this expression to serve the queries. */
 #define VISIBLE "state IN ('committed','degraded')"
-#define OCCUPIES "state IN ('ok','bad','garbage')"
+#define OCCUPIES "state IN ('ok','bad','garbage','lost','draining')"
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS containers("
@@ -47,15 +47,42 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS fragments("
     " key TEXT NOT NULL, idx INTEGER NOT NULL, container TEXT NOT NULL, size INTEGER NOT NULL,"
     " state TEXT NOT NULL, PRIMARY KEY(key, idx));"
-    "CREATE INDEX IF NOT EXISTS fragments_by_container ON fragments(container, state, size);";
+    "CREATE INDEX IF NOT EXISTS fragments_by_container ON fragments(container, state, size);"
+    /* Healing (md_repair.h). Partial indexes keep the planner's scans proportional to the
+     * objects that need work, not to the store. */
+    "CREATE INDEX IF NOT EXISTS objects_degraded ON objects(key) WHERE state = 'degraded';"
+    "CREATE INDEX IF NOT EXISTS objects_deleting ON objects(key) WHERE state = 'deleting';"
+    "CREATE TABLE IF NOT EXISTS garbage("
+    " key TEXT NOT NULL, idx INTEGER NOT NULL, container TEXT NOT NULL, size INTEGER NOT NULL,"
+    " since INTEGER NOT NULL, PRIMARY KEY(key, idx, container));"
+    "CREATE INDEX IF NOT EXISTS garbage_by_container ON garbage(container);"
+    "CREATE TABLE IF NOT EXISTS repairs("
+    " key TEXT PRIMARY KEY, task_id TEXT, worker TEXT, lease_until INTEGER NOT NULL DEFAULT 0,"
+    " not_before INTEGER NOT NULL DEFAULT 0, unrecoverable INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS repair_targets("
+    " key TEXT NOT NULL, idx INTEGER NOT NULL, container TEXT NOT NULL, size INTEGER NOT NULL,"
+    " PRIMARY KEY(key, idx));"
+    "CREATE INDEX IF NOT EXISTS repair_targets_by_container ON repair_targets(container);"
+    "CREATE TABLE IF NOT EXISTS drains(id TEXT PRIMARY KEY, since INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 static const char SQL_USED[] =
-    "SELECT COALESCE(SUM(size),0) FROM fragments WHERE container = ?1 AND " OCCUPIES;
+    "SELECT (SELECT COALESCE(SUM(size),0) FROM fragments WHERE container = ?1 AND " OCCUPIES ")"
+    " + (SELECT COALESCE(SUM(size),0) FROM garbage WHERE container = ?1)"
+    " + (SELECT COALESCE(SUM(size),0) FROM repair_targets WHERE container = ?1)";
 static const char SQL_USAGE[] =
-    "SELECT COALESCE(SUM(size),0), COUNT(*) FROM fragments WHERE container = ?1 AND " OCCUPIES;
+    "SELECT (SELECT COALESCE(SUM(size),0) FROM fragments WHERE container = ?1 AND " OCCUPIES ")"
+    " + (SELECT COALESCE(SUM(size),0) FROM garbage WHERE container = ?1)"
+    " + (SELECT COALESCE(SUM(size),0) FROM repair_targets WHERE container = ?1),"
+    " (SELECT COUNT(*) FROM fragments WHERE container = ?1 AND " OCCUPIES "),"
+    " (SELECT COUNT(*) FROM fragments WHERE container = ?1 AND state IN " MD__NEEDS_REPAIR "),"
+    " (SELECT COUNT(*) FROM garbage WHERE container = ?1),"
+    " EXISTS(SELECT 1 FROM drains WHERE id = ?1)";
+static const char SQL_DRAINING[] = "SELECT 1 FROM drains WHERE id = ?1";
+static const char SQL_FRAG_CONTAINER[] = "SELECT container, state FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_OBJ_INSERT[] =
     "INSERT INTO objects(key, catalog, name, owner, size, k, m, replica, unit, state, created_at)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)";
@@ -335,17 +362,6 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     return SQLITE_OK;
 }
 
-/* The row facts the state machine needs. */
-struct obj_row {
-    char state[16];
-    char catalog[DYNO_CATALOG_MAX + 1];
-    char name[DYNO_NAME_MAX + 1];
-    char sha256[65];
-    int64_t size;
-    int k, m;
-    uint32_t unit;
-    bool replica;
-};
 
 static bool visible(const char *state)
 {
@@ -353,7 +369,7 @@ static bool visible(const char *state)
 }
 
 /* SQLITE_NOTFOUND when there is no such object. */
-static int obj_row(struct md_db *db, const char *key, struct obj_row *r)
+static int obj_row(struct md_db *db, const char *key, struct md__obj *r)
 {
     sqlite3_stmt *st;
     int rc = stmt(db, SQL_OBJ_GET, &st);
@@ -364,6 +380,7 @@ static int obj_row(struct md_db *db, const char *key, struct obj_row *r)
     if (rc == SQLITE_ROW) {
         snprintf(r->catalog, sizeof(r->catalog), "%s", col_text(st, 0));
         snprintf(r->name, sizeof(r->name), "%s", col_text(st, 1));
+        snprintf(r->owner, sizeof(r->owner), "%s", col_text(st, 2));
         r->size = sqlite3_column_int64(st, 3);
         snprintf(r->sha256, sizeof(r->sha256), "%s", col_text(st, 4));
         r->k = sqlite3_column_int(st, 5);
@@ -407,6 +424,95 @@ static int container_used(struct md_db *db, const char *id, int64_t *used)
     }
     sqlite3_reset(st);
     return rc;
+}
+
+/* ---- shared with md_repair.c (md_store.h, internal section) ----------------------------- */
+
+int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
+{
+    return stmt(db, sql, out);
+}
+
+int md__exec0(struct md_db *db, const char *sql)
+{
+    return exec0(db, sql);
+}
+
+int md__begin(struct md_db *db)
+{
+    return exec0(db, SQL_BEGIN);
+}
+
+int md__commit(struct md_db *db)
+{
+    return exec0(db, SQL_COMMIT);
+}
+
+void md__rollback(struct md_db *db)
+{
+    rollback(db);
+}
+
+int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen)
+{
+    return sqlerr(db, rc, err, errlen);
+}
+
+const char *md__col_text(sqlite3_stmt *st, int i)
+{
+    return col_text(st, i);
+}
+
+int md__obj_get(struct md_db *db, const char *key, struct md__obj *o)
+{
+    return obj_row(db, key, o);
+}
+
+int md__obj_set_state(struct md_db *db, const char *key, const char *state)
+{
+    return set_obj_state(db, key, state);
+}
+
+int md__container_used(struct md_db *db, const char *id, int64_t *used)
+{
+    return container_used(db, id, used);
+}
+
+int md__draining(struct md_db *db, const char *id, bool *out)
+{
+    sqlite3_stmt *st;
+    int rc = stmt(db, SQL_DRAINING, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int md__obj_n(const struct md__obj *o)
+{
+    return o->replica ? o->m + 1 : o->k + o->m;
+}
+
+void md__event(cJSON *events, const char *type, const char *key, const struct md__obj *o)
+{
+    if (!events)
+        return;
+    cJSON *e = cJSON_CreateObject();
+    if (!e)
+        return;
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "catalog", o->catalog);
+    cJSON *ob = cJSON_AddObjectToObject(e, "object");
+    if (ob) {
+        cJSON_AddStringToObject(ob, "key", key);
+        cJSON_AddStringToObject(ob, "name", o->name);
+        dyno_json_add_i64(ob, "size", o->size);
+        cJSON_AddStringToObject(ob, "sha256", o->sha256);
+    }
+    cJSON_AddItemToArray(events, e);
 }
 
 /* ---- object.begin ------------------------------------------------------------------------ */
@@ -463,6 +569,12 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
     for (size_t i = 0; i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
         if (!nd->online)
+            continue;
+        bool draining = false;
+        rc = md__draining(db, nd->id, &draining);
+        if (rc != SQLITE_OK)
+            goto sql;
+        if (draining)
             continue;
         int64_t used = 0;
         rc = container_used(db, nd->id, &used);
@@ -584,7 +696,7 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
-    struct obj_row o;
+    struct md__obj o;
     int rc = exec0(db, SQL_BEGIN);
     if (rc != SQLITE_OK)
         goto sql;
@@ -735,7 +847,7 @@ static int to_deleting(struct md_db *db, const char *key, bool from_pending, con
     *result = NULL;
     cJSON *res = NULL, *frags = NULL;
     int ret = 0;
-    struct obj_row o;
+    struct md__obj o;
     int rc = exec0(db, SQL_BEGIN);
     if (rc != SQLITE_OK)
         goto sql;
@@ -884,7 +996,7 @@ int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t
 {
     *result = NULL;
     int ret = 0;
-    struct obj_row o;
+    struct md__obj o;
     sqlite3_stmt *st;
     int rc = exec0(db, SQL_BEGIN);
     if (rc != SQLITE_OK)
@@ -974,13 +1086,15 @@ out:
     return ret;
 }
 
-int md_store_report(struct md_db *db, const char *key, int index, const char *problem, cJSON **result,
-                    char *err, size_t errlen)
+int md_store_report(struct md_db *db, const char *key, int index, const char *problem, const char *container,
+                    cJSON *events, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     int ret = 0;
-    struct obj_row o;
+    struct md__obj o;
+    sqlite3_stmt *st;
     const char *fstate = strcmp(problem, "crc") == 0 ? "bad" : "missing";
+    bool ignored = false;
     int rc = exec0(db, SQL_BEGIN);
     if (rc != SQLITE_OK)
         goto sql;
@@ -992,21 +1106,47 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
         ret = DYNO_ENOTFOUND;
         goto out;
     }
-    int n = o.replica ? o.m + 1 : o.k + o.m;
+    int n = md__obj_n(&o);
     if (index >= n) {
         snprintf(err, errlen, "fragment index %d out of range 0..%d", index, n - 1);
         ret = DYNO_EINVAL;
         goto out;
     }
-    rc = set_frag(db, key, index, fstate, -1);
+    rc = stmt(db, SQL_FRAG_CONTAINER, &st);
     if (rc != SQLITE_OK)
         goto sql;
-    rc = set_obj_state(db, key, "degraded");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, index);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        /* A report about a copy the object no longer uses (a stale or repaired-away location)
+         * says nothing about the live fragment; nor does one about a fragment already known
+         * to be missing, or a repeat (the scrubber reports a bad fragment every pass). */
+        ignored = (container && strcmp(container, col_text(st, 0)) != 0) ||
+                  strcmp(col_text(st, 1), "missing") == 0 || strcmp(col_text(st, 1), fstate) == 0;
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        ignored = true;
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
     if (rc != SQLITE_OK)
         goto sql;
+    if (!ignored) {
+        rc = set_frag(db, key, index, fstate, -1);
+        if (rc != SQLITE_OK)
+            goto sql;
+        if (strcmp(o.state, "degraded") != 0) {
+            rc = set_obj_state(db, key, "degraded");
+            if (rc != SQLITE_OK)
+                goto sql;
+        }
+    }
     rc = exec0(db, SQL_COMMIT);
     if (rc != SQLITE_OK)
         goto sql;
+    if (!ignored && strcmp(o.state, "committed") == 0)
+        md__event(events, "object.degraded", key, &o);
     cJSON *res = cJSON_CreateObject();
     if (!res) {
         snprintf(err, errlen, "out of memory");
@@ -1014,7 +1154,8 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
     }
     cJSON_AddStringToObject(res, "key", key);
     cJSON_AddNumberToObject(res, "index", index);
-    cJSON_AddStringToObject(res, "state", fstate);
+    cJSON_AddStringToObject(res, "state", ignored ? "unchanged" : fstate);
+    cJSON_AddBoolToObject(res, "ignored", ignored);
     *result = res;
     return 0;
 sql:
@@ -1052,6 +1193,9 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         }
         int64_t used = sqlite3_column_int64(st, 0);
         int64_t count = sqlite3_column_int64(st, 1);
+        int64_t repairing = sqlite3_column_int64(st, 2);
+        int64_t garbage = sqlite3_column_int64(st, 3);
+        bool draining = sqlite3_column_int(st, 4) != 0;
         cJSON *c = cJSON_CreateObject();
         if (!c) {
             rc = SQLITE_NOMEM;
@@ -1062,12 +1206,15 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         cJSON_AddStringToObject(c, "id", nd->id);
         cJSON_AddStringToObject(c, "url", nd->url);
         cJSON_AddStringToObject(c, "site", nd->site);
-        cJSON_AddStringToObject(c, "state", nd->online ? "online" : "offline");
+        cJSON_AddStringToObject(c, "state", draining ? "draining" : nd->online ? "online" : "offline");
+        cJSON_AddBoolToObject(c, "online", nd->online);
         dyno_json_add_i64(c, "capacity", nd->capacity);
         dyno_json_add_i64(c, "used", used);
         dyno_json_add_i64(c, "free", nd->capacity > used ? nd->capacity - used : 0);
         cJSON_AddNumberToObject(c, "utilization", nd->capacity > 0 ? (double)used / (double)nd->capacity : 0.0);
         dyno_json_add_i64(c, "fragments", count);
+        dyno_json_add_i64(c, "repairing", repairing);
+        dyno_json_add_i64(c, "garbage", garbage);
         dyno_json_add_i64(c, "last_seen", nd->last_seen);
         dyno_json_add_i64(c, "reported_used", nd->reported_used);
     }

@@ -5,7 +5,9 @@
  *
  * Usage accounting is exact and derived from SQL: a container's used bytes are the sum of
  * the sizes of its fragment rows that occupy or may occupy space there: 'ok' (including the
- * reservations of pending objects), 'bad' and 'garbage' (still on disk until deleted).
+ * reservations of pending objects), 'bad', 'lost', 'draining' and 'garbage' (still on disk
+ * until deleted), plus its rows in the garbage table (old locations of repaired fragments)
+ * and the repair_targets table (reservations of leased repair tasks, md_repair.h).
  * 'missing' fragments were never written and count nothing. Purged rows are gone.
  *
  * Inputs are validated by the RPC layer (md_rpc.c); the store checks state transitions.
@@ -35,6 +37,7 @@ struct md_node {
     int64_t reported_used;
     int64_t reported_fragments;
     int64_t last_seen;
+    int64_t offline_since; /* when it was last seen going offline (0: online or unknown) */
     bool online;
     bool dirty; /* registry bookkeeping: not yet written to SQLite */
 };
@@ -97,9 +100,16 @@ int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nod
  * object row goes with its last fragment. */
 int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted,
                    cJSON **result, char *err, size_t errlen);
-/* problem: "crc" (fragment bad) or "missing"; the object becomes degraded. */
-int md_store_report(struct md_db *db, const char *key, int index, const char *problem, cJSON **result,
-                    char *err, size_t errlen);
+/* problem: "crc" (fragment bad) or "missing"; the object becomes degraded. container: NULL,
+ * or the container the reporter read from: when the fragment's row names another container
+ * (the report is about a stale copy), or when the fragment is already missing or already in
+ * the reported state, nothing changes and the result says "ignored":true.
+ * events: NULL or an array that receives the object.degraded event.emit params when the
+ * object went from committed to degraded. */
+int md_store_report(struct md_db *db, const char *key, int index, const char *problem, const char *container,
+                    cJSON *events, cJSON **result, char *err, size_t errlen);
+/* containers:[...] with state online|offline|draining, usage, fragment counts and, per
+ * container, "repairing" (its fragments waiting for repair) and "garbage" (rows to delete). */
 int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **result, char *err,
                         size_t errlen);
 int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err,
@@ -111,4 +121,49 @@ int md_store_reap(struct md_db *db, int64_t cutoff, int *count);
 int md_store_save_containers(struct md_db *db, const struct md_node *v, size_t n);
 /* Reads every known container (online false); *out is the caller's (free). */
 int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n);
+
+/* ---- internal to agents/metadata (md_repair.c builds on the same connection) ---------- */
+
+#include <sqlite3.h>
+
+/* Fragment states that still need a healthy copy elsewhere: the repair planner rebuilds them. */
+#define MD__NEEDS_REPAIR "('lost','bad','missing','draining')"
+
+/* The row facts the state machines need. */
+struct md__obj {
+    char state[16];
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[DYNO_NAME_MAX + 1];
+    char owner[DYNO_SEG_MAX + 1];
+    char sha256[65];
+    int64_t size;
+    int k, m;
+    uint32_t unit;
+    bool replica;
+};
+
+/* A reset cached statement for sql, a static string (its address is the cache key). */
+int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out);
+/* Runs a statement that returns no rows; SQLITE_OK or the SQLite code. */
+int md__exec0(struct md_db *db, const char *sql);
+/* BEGIN IMMEDIATE, COMMIT, and ROLLBACK when a transaction is open. */
+int md__begin(struct md_db *db);
+int md__commit(struct md_db *db);
+void md__rollback(struct md_db *db);
+/* Maps an SQLite code to DYNO_E* with a message in err (and logs the detail). */
+int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen);
+/* Text of column i, "" for NULL. */
+const char *md__col_text(sqlite3_stmt *st, int i);
+/* The object row; SQLITE_NOTFOUND when absent. */
+int md__obj_get(struct md_db *db, const char *key, struct md__obj *o);
+int md__obj_set_state(struct md_db *db, const char *key, const char *state);
+/* Exact used bytes of container id (see the accounting rule above). */
+int md__container_used(struct md_db *db, const char *id, int64_t *used);
+/* Whether container id is draining (placement skips it). */
+int md__draining(struct md_db *db, const char *id, bool *out);
+/* n of an object: m + 1 replicas, else k + m. */
+int md__obj_n(const struct md__obj *o);
+/* The event.emit params {"type","catalog","object":{key,name,size,sha256}} appended to events
+ * (NULL: nothing). */
+void md__event(cJSON *events, const char *type, const char *key, const struct md__obj *o);
 #endif

@@ -1,0 +1,1328 @@
+/* Healing: repair planning, garbage collection plan, drain and restore (md_repair.h). */
+#include "md_repair.h"
+
+#include <dynostore/error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "frag.h"
+#include "json.h"
+#include "log.h"
+#include "placement.h"
+
+#define RP_FRAGS_MAX 256 /* fragments of one object (index is a u8) */
+
+static const char SQL_RP_READ[] = "BEGIN"; /* a read transaction */
+static const char SQL_RP_MARK[] =
+    "SELECT f.key, f.idx FROM fragments f WHERE f.container = ?1 AND f.state = ?2 AND EXISTS"
+    " (SELECT 1 FROM objects o WHERE o.key = f.key AND o.state IN ('committed','degraded')) LIMIT ?3";
+static const char SQL_RP_FLIP[] =
+    "SELECT f.key, f.idx FROM fragments f WHERE f.container = ?1 AND f.state = 'lost' AND NOT EXISTS"
+    " (SELECT 1 FROM repairs r WHERE r.key = f.key AND r.task_id IS NOT NULL) LIMIT ?2";
+static const char SQL_RP_FRAG_STATE[] =
+    "UPDATE fragments SET state = ?3 WHERE key = ?1 AND idx = ?2 AND state = ?4";
+static const char SQL_RP_NOT_OK[] = "SELECT COUNT(*) FROM fragments WHERE key = ?1 AND state <> 'ok'";
+static const char SQL_RP_EXPIRED[] =
+    "SELECT key FROM repairs WHERE task_id IS NOT NULL AND lease_until <= ?1 LIMIT ?2";
+static const char SQL_RP_STALE[] =
+    "SELECT r.key FROM repairs r WHERE NOT EXISTS"
+    " (SELECT 1 FROM objects o WHERE o.key = r.key AND o.state = 'degraded') LIMIT ?1";
+static const char SQL_RP_TARGETS_GARBAGE[] =
+    "INSERT OR IGNORE INTO garbage(key, idx, container, size, since)"
+    " SELECT key, idx, container, size, ?2 FROM repair_targets WHERE key = ?1";
+static const char SQL_RP_TARGETS_DROP[] = "DELETE FROM repair_targets WHERE key = ?1";
+static const char SQL_RP_RELEASE[] =
+    "UPDATE repairs SET task_id = NULL, worker = NULL, not_before = ?2 WHERE key = ?1";
+static const char SQL_RP_DROP[] = "DELETE FROM repairs WHERE key = ?1";
+static const char SQL_RP_CANDIDATES[] =
+    "SELECT o.key FROM objects o LEFT JOIN repairs r ON r.key = o.key WHERE o.state = 'degraded' AND"
+    " (r.key IS NULL OR (r.task_id IS NULL AND r.not_before <= ?1)"
+    " OR (r.task_id IS NOT NULL AND r.lease_until <= ?1)) ORDER BY o.key LIMIT ?2";
+static const char SQL_RP_GET[] = "SELECT task_id, unrecoverable FROM repairs WHERE key = ?1";
+static const char SQL_RP_FRAGS[] = "SELECT idx, container, state, size FROM fragments WHERE key = ?1 ORDER BY idx";
+static const char SQL_RP_GARBAGE_OF[] = "SELECT container FROM garbage WHERE key = ?1";
+static const char SQL_RP_LEASE[] =
+    "INSERT INTO repairs(key, task_id, worker, lease_until, not_before, unrecoverable)"
+    " VALUES(?1, ?2, ?3, ?4, 0, 0) ON CONFLICT(key) DO UPDATE SET task_id = excluded.task_id,"
+    " worker = excluded.worker, lease_until = excluded.lease_until, unrecoverable = 0";
+static const char SQL_RP_DEFER[] =
+    "INSERT INTO repairs(key, not_before, unrecoverable) VALUES(?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET"
+    " task_id = NULL, worker = NULL, not_before = excluded.not_before, unrecoverable = excluded.unrecoverable";
+static const char SQL_RP_TARGET_ADD[] = "INSERT INTO repair_targets(key, idx, container, size) VALUES(?1, ?2, ?3, ?4)";
+static const char SQL_RP_TARGET_GET[] = "SELECT container, size FROM repair_targets WHERE key = ?1 AND idx = ?2";
+static const char SQL_RP_TARGET_DEL[] = "DELETE FROM repair_targets WHERE key = ?1 AND idx = ?2";
+static const char SQL_RP_GARBAGE_ADD[] =
+    "INSERT OR IGNORE INTO garbage(key, idx, container, size, since) VALUES(?1, ?2, ?3, ?4, ?5)";
+static const char SQL_RP_FRAG_ROW[] = "SELECT container, state, size FROM fragments WHERE key = ?1 AND idx = ?2";
+static const char SQL_RP_FRAG_MOVE[] =
+    "UPDATE fragments SET container = ?3, state = 'ok', size = ?4 WHERE key = ?1 AND idx = ?2";
+static const char SQL_RP_COUNTER_ADD[] =
+    "INSERT INTO counters(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value";
+static const char SQL_RP_DRAIN_ADD[] = "INSERT OR IGNORE INTO drains(id, since) VALUES(?1, ?2)";
+static const char SQL_RP_STATUS[] =
+    "SELECT (SELECT COUNT(*) FROM objects WHERE state = 'degraded'),"
+    " (SELECT COUNT(*) FROM objects o JOIN fragments f ON f.key = o.key WHERE o.state = 'degraded'"
+    "  AND f.state IN " MD__NEEDS_REPAIR "),"
+    " (SELECT COUNT(*) FROM repairs WHERE task_id IS NOT NULL AND lease_until > ?1),"
+    " (SELECT COALESCE(MAX(value),0) FROM counters WHERE name = 'repaired_total'),"
+    " (SELECT COUNT(*) FROM repairs r JOIN objects o ON o.key = r.key WHERE o.state = 'degraded'"
+    "  AND r.unrecoverable = 1),"
+    " (SELECT COUNT(*) FROM garbage) + (SELECT COUNT(*) FROM objects o JOIN fragments f ON f.key = o.key"
+    "  WHERE o.state = 'deleting')";
+static const char SQL_RP_DRAINS[] = "SELECT id FROM drains ORDER BY id";
+static const char SQL_GC_GARBAGE[] =
+    "SELECT g.key, g.idx FROM garbage g WHERE g.container = ?1 AND NOT EXISTS"
+    " (SELECT 1 FROM fragments f JOIN objects o ON o.key = f.key WHERE f.key = g.key AND f.idx = g.idx"
+    "  AND f.container = g.container AND o.state <> 'deleting') AND NOT EXISTS"
+    " (SELECT 1 FROM repair_targets t WHERE t.key = g.key AND t.idx = g.idx AND t.container = g.container)"
+    " ORDER BY g.key, g.idx LIMIT ?2";
+static const char SQL_GC_DELETING[] =
+    "SELECT f.key, f.idx, f.container FROM objects o JOIN fragments f ON f.key = o.key"
+    " WHERE o.state = 'deleting' ORDER BY o.key, f.idx";
+static const char SQL_GC_DROP_GARBAGE[] = "DELETE FROM garbage WHERE key = ?1 AND idx = ?2 AND container = ?3";
+static const char SQL_GC_DROP_FRAG[] =
+    "DELETE FROM fragments WHERE key = ?1 AND idx = ?2 AND container = ?3 AND EXISTS"
+    " (SELECT 1 FROM objects o WHERE o.key = ?1 AND o.state = 'deleting')";
+static const char SQL_GC_DROP_MISSING[] =
+    "DELETE FROM fragments WHERE key = ?1 AND state = 'missing' AND EXISTS"
+    " (SELECT 1 FROM objects o WHERE o.key = ?1 AND o.state = 'deleting')";
+static const char SQL_GC_DROP_OBJ[] =
+    "DELETE FROM objects WHERE key = ?1 AND state = 'deleting' AND NOT EXISTS"
+    " (SELECT 1 FROM fragments f WHERE f.key = ?1)";
+static const char SQL_RS_EXISTS[] = "SELECT 1 FROM objects WHERE key = ?1";
+static const char SQL_RS_SAME_NAME[] =
+    "SELECT key, committed_at IS NOT NULL FROM objects WHERE catalog = ?1 AND name = ?2"
+    " AND state IN ('committed','degraded')";
+static const char SQL_RS_DROP_FRAGS[] = "DELETE FROM fragments WHERE key = ?1";
+static const char SQL_RS_DROP_OBJ[] = "DELETE FROM objects WHERE key = ?1";
+static const char SQL_RS_INSERT[] =
+    "INSERT INTO objects(key, catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+static const char SQL_RS_FRAG[] = "INSERT INTO fragments(key, idx, container, size, state) VALUES(?1, ?2, ?3, ?4, ?5)";
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+int md_repair_init(struct md_repair *r, const struct md_repair_cfg *cfg)
+{
+    memset(r, 0, sizeof(*r));
+    r->cfg = *cfg;
+    return pthread_mutex_init(&r->mu, NULL) == 0 ? 0 : DYNO_EINTERNAL;
+}
+
+void md_repair_fini(struct md_repair *r)
+{
+    pthread_mutex_destroy(&r->mu);
+}
+
+static bool rp_online(const struct md_nodes *nodes, const char *id)
+{
+    const struct md_node *nd = md_nodes_find(nodes, id);
+    return nd && nd->online;
+}
+
+static const char *rp_url(const struct md_nodes *nodes, const char *id)
+{
+    const struct md_node *nd = md_nodes_find(nodes, id);
+    return nd ? nd->url : "";
+}
+
+/* Runs a statement without result rows, binding ?1 = key and (when it has one) ?2 = v2.
+ * *changes (may be NULL): rows it changed. */
+static int rp_run_key_n(struct md_db *db, const char *sql, const char *key, int64_t v2, int *changes)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, sql, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, v2);
+    rc = sqlite3_step(st);
+    if (changes)
+        *changes = sqlite3_changes(sqlite3_db_handle(st));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int rp_run_key(struct md_db *db, const char *sql, const char *key, int64_t v2)
+{
+    return rp_run_key_n(db, sql, key, v2, NULL);
+}
+
+/* Targets reserved for key become garbage (a worker may have written them) and are freed. */
+static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
+{
+    int rc = rp_run_key(db, SQL_RP_TARGETS_GARBAGE, key, now);
+    if (rc == SQLITE_OK)
+        rc = rp_run_key(db, SQL_RP_TARGETS_DROP, key, 0);
+    return rc;
+}
+
+static int rp_counter_add(struct md_db *db, const char *name, int64_t v)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_COUNTER_ADD, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Number of key's fragments that are not ok. */
+static int rp_not_ok(struct md_db *db, const char *key, int64_t *count)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_NOT_OK, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* A degraded object whose n fragments are all ok is committed again (event, counter). */
+static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_events, bool *healed)
+{
+    *healed = false;
+    struct md__obj o;
+    int rc = md__obj_get(db, key, &o);
+    if (rc != SQLITE_OK || strcmp(o.state, "degraded") != 0)
+        return rc == SQLITE_NOTFOUND ? SQLITE_OK : rc;
+    int64_t bad = 0;
+    rc = rp_not_ok(db, key, &bad);
+    if (rc != SQLITE_OK || bad > 0)
+        return rc;
+    rc = md__obj_set_state(db, key, "committed");
+    if (rc == SQLITE_OK)
+        rc = rp_run_key(db, SQL_RP_DROP, key, 0);
+    if (rc == SQLITE_OK)
+        rc = rp_counter_add(db, "repaired_total", 1);
+    if (rc == SQLITE_OK) {
+        md__event(pending_events, "object.repaired", key, &o);
+        *healed = true;
+    }
+    return rc;
+}
+
+/* Moves pending (uncommitted) events to events once their transaction committed. */
+static void rp_events_flush(cJSON *pending, cJSON *events)
+{
+    if (!pending)
+        return;
+    while (cJSON_GetArraySize(pending) > 0) {
+        cJSON *e = cJSON_DetachItemFromArray(pending, 0);
+        if (events)
+            cJSON_AddItemToArray(events, e);
+        else
+            cJSON_Delete(e);
+    }
+}
+
+/* ---- marking passes ------------------------------------------------------------------------ */
+
+struct rp_kix {
+    char key[DYNO_KEY_LEN + 1];
+    int idx;
+};
+
+/* Reads up to max (key, idx) rows of a prepared, bound statement into v. */
+static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
+{
+    int rc;
+    *n = 0;
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        snprintf(v[*n].key, sizeof(v[*n].key), "%s", md__col_text(st, 0));
+        v[*n].idx = sqlite3_column_int(st, 1);
+        (*n)++;
+    }
+    if (*n < max && rc != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return rc;
+    }
+    sqlite3_reset(st);
+    return SQLITE_OK;
+}
+
+/*
+ * Moves the fragments in state from on container id (of visible objects) to state to, one
+ * batch of objects per transaction; committed objects become degraded. *count: fragments
+ * moved.
+ */
+static int rp_mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
+                   int64_t *count)
+{
+    struct rp_kix v[MD_REPAIR_BATCH];
+    cJSON *pend = cJSON_CreateArray();
+    if (!pend)
+        return SQLITE_NOMEM;
+    int rc;
+    for (;;) {
+        int n = 0;
+        sqlite3_stmt *st;
+        rc = md__begin(db);
+        if (rc != SQLITE_OK)
+            break;
+        rc = md__stmt(db, SQL_RP_MARK, &st);
+        if (rc != SQLITE_OK)
+            break;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, MD_REPAIR_BATCH);
+        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        for (int i = 0; rc == SQLITE_OK && i < n; i++) {
+            struct md__obj o;
+            rc = md__obj_get(db, v[i].key, &o);
+            if (rc != SQLITE_OK)
+                break;
+            rc = md__stmt(db, SQL_RP_FRAG_STATE, &st);
+            if (rc != SQLITE_OK)
+                break;
+            sqlite3_bind_text(st, 1, v[i].key, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, v[i].idx);
+            sqlite3_bind_text(st, 3, to, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, from, -1, SQLITE_STATIC);
+            rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE)
+                break;
+            rc = SQLITE_OK;
+            if (strcmp(o.state, "committed") == 0) {
+                rc = md__obj_set_state(db, v[i].key, "degraded");
+                md__event(pend, "object.degraded", v[i].key, &o);
+            }
+        }
+        if (rc != SQLITE_OK)
+            break;
+        rc = md__commit(db);
+        if (rc != SQLITE_OK)
+            break;
+        *count += n;
+        rp_events_flush(pend, events);
+        if (n < MD_REPAIR_BATCH)
+            break;
+    }
+    if (rc != SQLITE_OK)
+        md__rollback(db);
+    cJSON_Delete(pend);
+    return rc;
+}
+
+/* Lost fragments on container id (online again) whose object has no lease go back to ok, or
+ * to draining when id is draining. *count: fragments restored. */
+static int rp_flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
+{
+    struct rp_kix v[MD_REPAIR_BATCH];
+    cJSON *pend = cJSON_CreateArray();
+    if (!pend)
+        return SQLITE_NOMEM;
+    int rc;
+    for (;;) {
+        int n = 0;
+        sqlite3_stmt *st;
+        rc = md__begin(db);
+        if (rc != SQLITE_OK)
+            break;
+        rc = md__stmt(db, SQL_RP_FLIP, &st);
+        if (rc != SQLITE_OK)
+            break;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, MD_REPAIR_BATCH);
+        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        for (int i = 0; rc == SQLITE_OK && i < n; i++) {
+            rc = md__stmt(db, SQL_RP_FRAG_STATE, &st);
+            if (rc != SQLITE_OK)
+                break;
+            sqlite3_bind_text(st, 1, v[i].key, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, v[i].idx);
+            sqlite3_bind_text(st, 3, draining ? "draining" : "ok", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, "lost", -1, SQLITE_STATIC);
+            rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE)
+                break;
+            bool healed;
+            rc = rp_maybe_healed(db, v[i].key, pend, &healed);
+        }
+        if (rc != SQLITE_OK)
+            break;
+        rc = md__commit(db);
+        if (rc != SQLITE_OK)
+            break;
+        *count += n;
+        rp_events_flush(pend, events);
+        if (n < MD_REPAIR_BATCH)
+            break;
+    }
+    if (rc != SQLITE_OK)
+        md__rollback(db);
+    cJSON_Delete(pend);
+    return rc;
+}
+
+/* Releases expired leases and drops repair rows of objects that are no longer degraded. */
+static int rp_sweep(struct md_db *db, int64_t now)
+{
+    struct rp_kix v[MD_REPAIR_BATCH];
+    int n = 0;
+    sqlite3_stmt *st;
+    int rc = md__begin(db);
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_RP_EXPIRED, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_int(st, 2, MD_REPAIR_BATCH);
+        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+    }
+    for (int i = 0; rc == SQLITE_OK && i < n; i++) {
+        rc = rp_targets_to_garbage(db, v[i].key, now);
+        if (rc == SQLITE_OK)
+            rc = rp_run_key(db, SQL_RP_RELEASE, v[i].key, now);
+        if (rc == SQLITE_OK)
+            dyno_info("repair lease expired", "key=%s", v[i].key);
+    }
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_RP_STALE, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, MD_REPAIR_BATCH);
+        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+    }
+    for (int i = 0; rc == SQLITE_OK && i < n; i++) {
+        rc = rp_targets_to_garbage(db, v[i].key, now);
+        if (rc == SQLITE_OK)
+            rc = rp_run_key(db, SQL_RP_DROP, v[i].key, 0);
+    }
+    if (rc == SQLITE_OK)
+        rc = md__commit(db);
+    if (rc != SQLITE_OK)
+        md__rollback(db);
+    return rc;
+}
+
+int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, int64_t now,
+                   int64_t observed_since, cJSON *events)
+{
+    char err[128];
+    int rc = rp_sweep(db, now);
+    for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
+        const struct md_node *nd = &nodes->v[i];
+        bool draining = false;
+        int64_t count = 0;
+        rc = md__draining(db, nd->id, &draining);
+        if (rc != SQLITE_OK)
+            break;
+        if (!nd->online) {
+            int64_t since = nd->offline_since > observed_since ? nd->offline_since : observed_since;
+            if (observed_since > 0 && now - since >= r->cfg.grace) {
+                rc = rp_mark(db, nd->id, "ok", "lost", events, &count);
+                if (rc == SQLITE_OK && count > 0)
+                    dyno_warn("container offline past the grace period: fragments lost", "id=%s fragments=%lld offline_for=%lld",
+                              nd->id, (long long)count, (long long)(now - since));
+            }
+        } else {
+            rc = rp_flip_back(db, nd->id, draining, events, &count);
+            if (rc == SQLITE_OK && count > 0)
+                dyno_info("container back: lost fragments restored", "id=%s fragments=%lld", nd->id,
+                          (long long)count);
+        }
+        if (rc == SQLITE_OK && draining) {
+            count = 0;
+            rc = rp_mark(db, nd->id, "ok", "draining", events, &count);
+            if (rc == SQLITE_OK && count > 0)
+                dyno_info("draining fragments", "id=%s fragments=%lld", nd->id, (long long)count);
+        }
+    }
+    return rc == SQLITE_OK ? 0 : md__sqlerr(db, rc, err, sizeof(err));
+}
+
+/* ---- repair.claim ------------------------------------------------------------------------- */
+
+struct rp_frag {
+    int idx;
+    char container[DYNO_SEG_MAX + 1];
+    char state[16];
+    int64_t size;
+};
+
+static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, int *n)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_FRAGS, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    *n = 0;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX) {
+        struct rp_frag *f = &v[(*n)++];
+        f->idx = sqlite3_column_int(st, 0);
+        snprintf(f->container, sizeof(f->container), "%s", md__col_text(st, 1));
+        snprintf(f->state, sizeof(f->state), "%s", md__col_text(st, 2));
+        f->size = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static bool rp_needs(const char *state)
+{
+    return strcmp(state, "lost") == 0 || strcmp(state, "bad") == 0 || strcmp(state, "missing") == 0 ||
+           strcmp(state, "draining") == 0;
+}
+
+/* Defers key until not_before, flagging it unrecoverable or not. */
+static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool unrecoverable)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_DEFER, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, not_before);
+    sqlite3_bind_int(st, 3, unrecoverable ? 1 : 0);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state, int64_t size)
+{
+    cJSON *f = cJSON_CreateObject();
+    if (!f)
+        return;
+    cJSON_AddNumberToObject(f, "index", idx);
+    cJSON_AddStringToObject(f, "container", container);
+    cJSON_AddStringToObject(f, "url", url);
+    if (state)
+        cJSON_AddStringToObject(f, "state", state);
+    if (size >= 0)
+        dyno_json_add_i64(f, "size", size);
+    cJSON_AddItemToArray(arr, f);
+}
+
+/*
+ * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
+ * key cannot be handed out now (it is then deferred).
+ */
+static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *key,
+                        const char *worker, int64_t now, cJSON *pend, cJSON **task)
+{
+    *task = NULL;
+    struct md__obj o;
+    struct rp_frag fr[RP_FRAGS_MAX];
+    int nfr = 0;
+    sqlite3_stmt *st;
+    bool was_unrecoverable = false, had_task = false;
+    int rc = md__stmt(db, SQL_RP_GET, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        had_task = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        was_unrecoverable = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    if (had_task) { /* an expired lease: what it reserved may have been written */
+        rc = rp_targets_to_garbage(db, key, now);
+        if (rc != SQLITE_OK)
+            return rc;
+        dyno_info("repair lease expired", "key=%s", key);
+    }
+    rc = md__obj_get(db, key, &o);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = rp_load_frags(db, key, fr, &nfr);
+    if (rc != SQLITE_OK)
+        return rc;
+    int n = md__obj_n(&o);
+    int nsrc = 0, nneed = 0;
+    int need[RP_FRAGS_MAX];
+    /* Real losses first, then fragments that are only being drained. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < nfr; i++) {
+            bool dr = strcmp(fr[i].state, "draining") == 0;
+            if (rp_needs(fr[i].state) && dr == (pass == 1))
+                need[nneed++] = i;
+        }
+    }
+    for (int i = 0; i < nfr; i++) {
+        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
+            rp_online(nodes, fr[i].container))
+            nsrc++;
+    }
+    if (nneed == 0) {
+        bool healed;
+        return rp_maybe_healed(db, key, pend, &healed);
+    }
+    if (nsrc < o.k) {
+        if (!was_unrecoverable)
+            dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, o.k, n);
+        return rp_defer(db, key, now + MD_REPAIR_RETRY, true);
+    }
+    /* Targets: online, not draining, holding no row of this object (live, garbage or
+     * reserved), with room for one fragment of the committed layout. */
+    struct dyno_layout lay = {.size = (uint64_t)(o.size > 0 ? o.size : 0), .unit = o.unit, .k = o.k};
+    uint64_t share = dyno_layout_fragment_size(&lay);
+    char garbage_on[RP_FRAGS_MAX][DYNO_SEG_MAX + 1];
+    int ngarb = 0;
+    rc = md__stmt(db, SQL_RP_GARBAGE_OF, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && ngarb < RP_FRAGS_MAX)
+        snprintf(garbage_on[ngarb++], sizeof(garbage_on[0]), "%s", md__col_text(st, 0));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    rc = SQLITE_OK;
+    struct dyno_place_node *pn = calloc(nodes->n ? nodes->n : 1, sizeof(*pn));
+    size_t *idx = calloc(nodes->n ? nodes->n : 1, sizeof(*idx));
+    if (!pn || !idx) {
+        free(pn);
+        free(idx);
+        return SQLITE_NOMEM;
+    }
+    size_t cnt = 0, room = 0;
+    for (size_t i = 0; i < nodes->n; i++) {
+        const struct md_node *nd = &nodes->v[i];
+        bool busy = !nd->online, draining = false;
+        for (int j = 0; !busy && j < nfr; j++)
+            busy = strcmp(fr[j].container, nd->id) == 0;
+        for (int j = 0; !busy && j < ngarb; j++)
+            busy = strcmp(garbage_on[j], nd->id) == 0;
+        if (busy)
+            continue;
+        rc = md__draining(db, nd->id, &draining);
+        if (rc != SQLITE_OK)
+            break;
+        if (draining)
+            continue;
+        int64_t used = 0;
+        rc = md__container_used(db, nd->id, &used);
+        if (rc != SQLITE_OK)
+            break;
+        uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
+        if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
+            room++;
+        pn[cnt++] = (struct dyno_place_node){
+            .id = nd->id, .site = nd->site, .capacity = cap, .used = (uint64_t)used, .online = true};
+    }
+    size_t want = room < (size_t)nneed ? room : (size_t)nneed;
+    if (rc == SQLITE_OK && want > 0 && dyno_place(pn, cnt, want, share, idx) != 0)
+        want = 0;
+    if (rc != SQLITE_OK || want == 0) {
+        if (rc == SQLITE_OK) {
+            dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, nneed);
+            rc = rp_defer(db, key, now + MD_REPAIR_RETRY, false);
+        }
+        free(pn);
+        free(idx);
+        return rc;
+    }
+    char task_id[DYNO_KEY_LEN + 1];
+    if (dyno_key_new(task_id) != 0) {
+        free(pn);
+        free(idx);
+        return SQLITE_INTERNAL;
+    }
+    cJSON *t = cJSON_CreateObject();
+    cJSON *src = cJSON_CreateArray(), *reb = cJSON_CreateArray();
+    if (!t || !src || !reb) {
+        cJSON_Delete(t);
+        cJSON_Delete(src);
+        cJSON_Delete(reb);
+        free(pn);
+        free(idx);
+        return SQLITE_NOMEM;
+    }
+    cJSON_AddStringToObject(t, "id", task_id);
+    cJSON_AddStringToObject(t, "key", key);
+    cJSON_AddStringToObject(t, "catalog", o.catalog);
+    cJSON_AddStringToObject(t, "name", o.name);
+    dyno_json_add_i64(t, "size", o.size);
+    cJSON_AddStringToObject(t, "sha256", o.sha256);
+    cJSON_AddNumberToObject(t, "k", o.k);
+    cJSON_AddNumberToObject(t, "m", o.m);
+    cJSON_AddBoolToObject(t, "replica", o.replica);
+    dyno_json_add_i64(t, "unit", o.unit);
+    cJSON_AddItemToObject(t, "sources", src);
+    cJSON_AddItemToObject(t, "rebuild", reb);
+    dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
+    for (int i = 0; i < nfr; i++) {
+        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
+            rp_online(nodes, fr[i].container))
+            rp_add_loc(src, fr[i].idx, fr[i].container, rp_url(nodes, fr[i].container), fr[i].state, -1);
+    }
+    rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
+        const struct rp_frag *f = &fr[need[i]];
+        const struct dyno_place_node *p = &pn[idx[i]];
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 2, f->idx);
+        sqlite3_bind_text(st, 3, p->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, (int64_t)share);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        rp_add_loc(reb, f->idx, p->id, rp_url(nodes, p->id), NULL, (int64_t)share);
+    }
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_RP_LEASE, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, task_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, worker, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, now + r->cfg.lease);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    free(pn);
+    free(idx);
+    if (rc != SQLITE_OK) {
+        cJSON_Delete(t);
+        return rc;
+    }
+    *task = t;
+    return SQLITE_OK;
+}
+
+int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *worker,
+                    int64_t now, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    cJSON *task = NULL, *res = NULL;
+    cJSON *pend = cJSON_CreateArray();
+    char keys[MD_REPAIR_SCAN][DYNO_KEY_LEN + 1];
+    int nkeys = 0, ret = 0;
+    int rc = SQLITE_OK;
+    if (!pend) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    /* Claims are serialized: the rate window and the usage reads of placement both hold. */
+    pthread_mutex_lock(&r->mu);
+    if (r->window != now) {
+        r->window = now;
+        r->handed = 0;
+    }
+    if (r->handed >= r->cfg.rate)
+        goto reply;
+    rc = md__begin(db);
+    if (rc != SQLITE_OK)
+        goto sql;
+    sqlite3_stmt *st;
+    rc = md__stmt(db, SQL_RP_CANDIDATES, &st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, MD_REPAIR_SCAN);
+    while (nkeys < MD_REPAIR_SCAN && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        snprintf(keys[nkeys++], sizeof(keys[0]), "%s", md__col_text(st, 0));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto sql;
+    rc = SQLITE_OK;
+    for (int i = 0; i < nkeys && !task; i++) {
+        rc = rp_try_lease(r, db, nodes, keys[i], worker, now, pend, &task);
+        if (rc != SQLITE_OK)
+            goto sql;
+    }
+    rc = md__commit(db);
+    if (rc != SQLITE_OK)
+        goto sql;
+    rp_events_flush(pend, NULL);
+    if (task) {
+        r->handed++;
+        char q[200];
+        dyno_info("repair task leased", "key=%s task=%s worker=%s rebuild=%d", dyno_json_str(task, "key"),
+                  dyno_json_str(task, "id"), dyno_agent_q(q, sizeof(q), worker),
+                  cJSON_GetArraySize(cJSON_GetObjectItem(task, "rebuild")));
+    }
+reply:
+    res = cJSON_CreateObject();
+    if (!res) {
+        snprintf(err, errlen, "out of memory");
+        ret = DYNO_ENOMEM;
+        goto out;
+    }
+    if (task) {
+        cJSON_AddItemToObject(res, "task", task);
+        task = NULL;
+    } else {
+        cJSON_AddNullToObject(res, "task");
+    }
+    *result = res;
+    goto out;
+sql:
+    ret = md__sqlerr(db, rc, err, errlen);
+    md__rollback(db);
+out:
+    pthread_mutex_unlock(&r->mu);
+    cJSON_Delete(task);
+    cJSON_Delete(pend);
+    return ret;
+}
+
+/* ---- repair.complete ---------------------------------------------------------------------- */
+
+static int rp_add_garbage(struct md_db *db, const char *key, int idx, const char *container, int64_t size,
+                          int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_GARBAGE_ADD, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, idx);
+    sqlite3_bind_text(st, 3, container, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, size);
+    sqlite3_bind_int64(st, 5, now);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_id, const char *key,
+                       const struct md_repair_result *res, size_t nres, int64_t now, cJSON *events,
+                       cJSON **result, char *err, size_t errlen)
+{
+    (void)r;
+    *result = NULL;
+    int ret = 0;
+    sqlite3_stmt *st;
+    struct md__obj o;
+    cJSON *pend = cJSON_CreateArray(), *out = cJSON_CreateObject();
+    cJSON *done = cJSON_AddArrayToObject(out, "repaired"), *failed = cJSON_AddArrayToObject(out, "failed");
+    if (!pend || !out || !done || !failed) {
+        cJSON_Delete(pend);
+        cJSON_Delete(out);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    int rc = md__begin(db);
+    if (rc != SQLITE_OK)
+        goto sql;
+    rc = md__stmt(db, SQL_RP_GET, &st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    bool leased = rc == SQLITE_ROW && strcmp(md__col_text(st, 0), task_id) == 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto sql;
+    if (!leased) {
+        snprintf(err, errlen, "task %s of %s is not leased (expired and handed out again, or done)", task_id, key);
+        ret = DYNO_ECONFLICT;
+        goto out;
+    }
+    rc = md__obj_get(db, key, &o);
+    if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
+        goto sql;
+    if (rc == SQLITE_NOTFOUND)
+        snprintf(o.state, sizeof(o.state), "gone");
+    if (strcmp(o.state, "degraded") != 0) {
+        /* Evicted during the repair: what was written is garbage. */
+        rc = rp_targets_to_garbage(db, key, now);
+        if (rc == SQLITE_OK)
+            rc = rp_run_key(db, SQL_RP_DROP, key, 0);
+        if (rc == SQLITE_OK)
+            rc = md__commit(db);
+        if (rc != SQLITE_OK)
+            goto sql;
+        cJSON_AddStringToObject(out, "key", key);
+        cJSON_AddStringToObject(out, "state", o.state);
+        *result = out;
+        out = NULL;
+        goto out;
+    }
+    int n = md__obj_n(&o);
+    bool any_failed = false;
+    for (size_t i = 0; i < nres; i++) {
+        const struct md_repair_result *x = &res[i];
+        char tcont[DYNO_SEG_MAX + 1] = "";
+        int64_t tsize = 0;
+        if (x->index < 0 || x->index >= n) {
+            snprintf(err, errlen, "fragment index %d out of range 0..%d", x->index, n - 1);
+            ret = DYNO_EINVAL;
+            goto out;
+        }
+        rc = md__stmt(db, SQL_RP_TARGET_GET, &st);
+        if (rc != SQLITE_OK)
+            goto sql;
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, x->index);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(tcont, sizeof(tcont), "%s", md__col_text(st, 0));
+            tsize = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            goto sql;
+        if (!tcont[0] || strcmp(tcont, x->container) != 0) {
+            snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container, task_id);
+            ret = DYNO_EINVAL;
+            goto out;
+        }
+        if (x->ok) {
+            char ocont[DYNO_SEG_MAX + 1] = "", ostate[16] = "";
+            int64_t osize = 0;
+            rc = md__stmt(db, SQL_RP_FRAG_ROW, &st);
+            if (rc != SQLITE_OK)
+                goto sql;
+            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, x->index);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                snprintf(ocont, sizeof(ocont), "%s", md__col_text(st, 0));
+                snprintf(ostate, sizeof(ostate), "%s", md__col_text(st, 1));
+                osize = sqlite3_column_int64(st, 2);
+            }
+            sqlite3_reset(st);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                goto sql;
+            /* The old location may hold a stale copy (a container that comes back): it is
+             * deleted there later. A missing fragment was never stored. */
+            if (ocont[0] && strcmp(ostate, "missing") != 0) {
+                rc = rp_add_garbage(db, key, x->index, ocont, osize, now);
+                if (rc != SQLITE_OK)
+                    goto sql;
+            }
+            rc = md__stmt(db, SQL_RP_FRAG_MOVE, &st);
+            if (rc != SQLITE_OK)
+                goto sql;
+            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, x->index);
+            sqlite3_bind_text(st, 3, tcont, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, x->size >= 0 ? x->size : tsize);
+            rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE)
+                goto sql;
+            cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
+        } else {
+            /* A failed write may still have landed (a timeout after the rename). */
+            rc = rp_add_garbage(db, key, x->index, tcont, tsize, now);
+            if (rc != SQLITE_OK)
+                goto sql;
+            any_failed = true;
+            cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
+        }
+        rc = md__stmt(db, SQL_RP_TARGET_DEL, &st);
+        if (rc != SQLITE_OK)
+            goto sql;
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, x->index);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            goto sql;
+    }
+    /* Targets the worker did not report count as failed. */
+    int unreported = 0;
+    rc = rp_run_key_n(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
+    if (unreported > 0)
+        any_failed = true;
+    if (rc == SQLITE_OK)
+        rc = rp_run_key(db, SQL_RP_TARGETS_DROP, key, 0);
+    if (rc != SQLITE_OK)
+        goto sql;
+    bool healed = false;
+    rc = rp_maybe_healed(db, key, pend, &healed);
+    if (rc != SQLITE_OK)
+        goto sql;
+    if (!healed) {
+        rc = rp_run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now);
+        if (rc != SQLITE_OK)
+            goto sql;
+    }
+    rc = md__commit(db);
+    if (rc != SQLITE_OK)
+        goto sql;
+    rp_events_flush(pend, events);
+    dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key, task_id,
+              cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
+    cJSON_AddStringToObject(out, "key", key);
+    cJSON_AddStringToObject(out, "state", healed ? "committed" : "degraded");
+    *result = out;
+    out = NULL;
+    goto out;
+sql:
+    ret = md__sqlerr(db, rc, err, errlen);
+out:
+    if (ret != 0)
+        md__rollback(db);
+    cJSON_Delete(out);
+    cJSON_Delete(pend);
+    return ret;
+}
+
+/* ---- repair.status, container.drain ------------------------------------------------------- */
+
+int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *dr = cJSON_AddArrayToObject(res, "draining");
+    if (!res || !dr) {
+        cJSON_Delete(res);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    /* One read transaction: the counts agree with each other. */
+    int rc = md__exec0(db, SQL_RP_READ);
+    if (rc != SQLITE_OK)
+        goto sql;
+    rc = md__stmt(db, SQL_RP_STATUS, &st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    sqlite3_bind_int64(st, 1, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        dyno_json_add_i64(res, "degraded_objects", sqlite3_column_int64(st, 0));
+        dyno_json_add_i64(res, "lost_fragments", sqlite3_column_int64(st, 1));
+        dyno_json_add_i64(res, "leased_tasks", sqlite3_column_int64(st, 2));
+        dyno_json_add_i64(res, "repaired_total", sqlite3_column_int64(st, 3));
+        dyno_json_add_i64(res, "unrecoverable", sqlite3_column_int64(st, 4));
+        dyno_json_add_i64(res, "garbage_fragments", sqlite3_column_int64(st, 5));
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    rc = md__stmt(db, SQL_RP_DRAINS, &st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_AddItemToArray(dr, cJSON_CreateString(md__col_text(st, 0)));
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        goto sql;
+    md__rollback(db);
+    *result = res;
+    return 0;
+sql:
+    md__rollback(db);
+    cJSON_Delete(res);
+    return md__sqlerr(db, rc, err, errlen);
+}
+
+int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now, cJSON *events,
+                    cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    if (!md_nodes_find(nodes, id)) {
+        snprintf(err, errlen, "no container %s", id);
+        return DYNO_ENOTFOUND;
+    }
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_DRAIN_ADD, &st);
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st);
+    bool added = sqlite3_changes(sqlite3_db_handle(st)) > 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return md__sqlerr(db, rc, err, errlen);
+    int64_t count = 0;
+    rc = rp_mark(db, id, "ok", "draining", events, &count);
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    if (added)
+        dyno_info("container draining", "id=%s fragments=%lld", id, (long long)count);
+    cJSON *res = cJSON_CreateObject();
+    if (!res) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    cJSON_AddStringToObject(res, "id", id);
+    cJSON_AddStringToObject(res, "state", "draining");
+    dyno_json_add_i64(res, "fragments", count);
+    *result = res;
+    return 0;
+}
+
+/* ---- gc.claim, gc.complete ---------------------------------------------------------------- */
+
+static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *container, const struct md_nodes *nodes)
+{
+    cJSON *it = cJSON_CreateObject();
+    if (!it)
+        return;
+    cJSON_AddStringToObject(it, "key", key);
+    cJSON_AddNumberToObject(it, "index", idx);
+    cJSON_AddStringToObject(it, "container", container);
+    cJSON_AddStringToObject(it, "url", rp_url(nodes, container));
+    cJSON_AddItemToArray(arr, it);
+}
+
+int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit, cJSON **result, char *err,
+                       size_t errlen)
+{
+    *result = NULL;
+    sqlite3_stmt *st;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(res, "items");
+    if (!res || !items) {
+        cJSON_Delete(res);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    int got = 0;
+    int rc = md__exec0(db, SQL_RP_READ);
+    if (rc != SQLITE_OK)
+        goto sql;
+    /* Fragments of deleting objects first: they free whole objects. */
+    rc = md__stmt(db, SQL_GC_DELETING, &st);
+    if (rc != SQLITE_OK)
+        goto sql;
+    while (got < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *cont = md__col_text(st, 2);
+        if (!rp_online(nodes, cont))
+            continue;
+        rp_gc_item(items, md__col_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
+        got++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto sql;
+    for (size_t i = 0; got < limit && i < nodes->n; i++) {
+        const struct md_node *nd = &nodes->v[i];
+        if (!nd->online)
+            continue;
+        rc = md__stmt(db, SQL_GC_GARBAGE, &st);
+        if (rc != SQLITE_OK)
+            goto sql;
+        sqlite3_bind_text(st, 1, nd->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, limit - got);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            rp_gc_item(items, md__col_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
+            got++;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            goto sql;
+    }
+    md__rollback(db);
+    *result = res;
+    return 0;
+sql:
+    md__rollback(db);
+    cJSON_Delete(res);
+    return md__sqlerr(db, rc, err, errlen);
+}
+
+static int rp_gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, sql, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, it->key, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 3) {
+        sqlite3_bind_int(st, 2, it->index);
+        sqlite3_bind_text(st, 3, it->container, -1, SQLITE_STATIC);
+    }
+    rc = sqlite3_step(st);
+    *changed = sqlite3_changes(sqlite3_db_handle(st));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size_t n, cJSON **result, char *err,
+                          size_t errlen)
+{
+    *result = NULL;
+    int64_t removed = 0, objs = 0;
+    int ch = 0;
+    int rc = md__begin(db);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        if (!items[i].ok)
+            continue;
+        rc = rp_gc_drop(db, SQL_GC_DROP_GARBAGE, &items[i], &ch);
+        removed += rc == SQLITE_OK ? ch : 0;
+        if (rc == SQLITE_OK)
+            rc = rp_gc_drop(db, SQL_GC_DROP_FRAG, &items[i], &ch);
+        removed += rc == SQLITE_OK ? ch : 0;
+        if (rc == SQLITE_OK)
+            rc = rp_gc_drop(db, SQL_GC_DROP_MISSING, &items[i], &ch);
+        if (rc == SQLITE_OK)
+            rc = rp_gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
+        objs += rc == SQLITE_OK ? ch : 0;
+    }
+    if (rc == SQLITE_OK)
+        rc = md__commit(db);
+    if (rc != SQLITE_OK) {
+        md__rollback(db);
+        return md__sqlerr(db, rc, err, errlen);
+    }
+    cJSON *res = cJSON_CreateObject();
+    if (!res) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    dyno_json_add_i64(res, "removed", removed);
+    dyno_json_add_i64(res, "objects_removed", objs);
+    *result = res;
+    return 0;
+}
+
+/* ---- object.restore ----------------------------------------------------------------------- */
+
+static void rp_conflict(cJSON *arr, const char *key, const struct md_restore_obj *o, const char *kept)
+{
+    cJSON *c = cJSON_CreateObject();
+    if (!c)
+        return;
+    cJSON_AddStringToObject(c, "key", key);
+    cJSON_AddStringToObject(c, "catalog", o->catalog);
+    cJSON_AddStringToObject(c, "name", o->name);
+    cJSON_AddStringToObject(c, "kept", kept);
+    cJSON_AddItemToArray(arr, c);
+}
+
+static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int64_t now, cJSON *restored,
+                          cJSON *skipped, cJSON *conflicts)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RS_EXISTS, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, o->key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        cJSON_AddItemToArray(skipped, cJSON_CreateString(o->key));
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE)
+        return rc;
+    rc = md__stmt(db, SQL_RS_SAME_NAME, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, o->catalog, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    char other[DYNO_KEY_LEN + 1] = "";
+    bool other_put = false;
+    if (rc == SQLITE_ROW) {
+        snprintf(other, sizeof(other), "%s", md__col_text(st, 0));
+        other_put = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    if (other[0]) {
+        /* A put's object is the truth; between restored ones the greater key wins. */
+        if (other_put || strcmp(other, o->key) > 0) {
+            rp_conflict(conflicts, o->key, o, other);
+            return SQLITE_OK;
+        }
+        rc = rp_run_key(db, SQL_RS_DROP_FRAGS, other, 0);
+        if (rc == SQLITE_OK)
+            rc = rp_run_key(db, SQL_RS_DROP_OBJ, other, 0);
+        if (rc == SQLITE_OK)
+            rc = rp_run_key(db, SQL_RP_DROP, other, 0);
+        if (rc != SQLITE_OK)
+            return rc;
+        rp_conflict(conflicts, other, o, o->key);
+    }
+    int n = o->replica ? o->m + 1 : o->k + o->m;
+    bool have[RP_FRAGS_MAX] = {false};
+    for (size_t i = 0; i < o->nfrags; i++)
+        have[o->frags[i].index] = true;
+    bool all = true;
+    for (int i = 0; i < n; i++)
+        all = all && have[i];
+    rc = md__stmt(db, SQL_RS_INSERT, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, o->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->catalog, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, o->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, o->size);
+    sqlite3_bind_text(st, 6, o->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, o->replica ? 1 : o->k);
+    sqlite3_bind_int(st, 8, o->m);
+    sqlite3_bind_int(st, 9, o->replica ? 1 : 0);
+    sqlite3_bind_int64(st, 10, o->unit);
+    sqlite3_bind_text(st, 11, all ? "committed" : "degraded", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, now);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    struct dyno_layout lay = {.size = (uint64_t)o->size, .unit = o->unit, .k = o->replica ? 1 : o->k};
+    int64_t fsize = (int64_t)dyno_layout_fragment_size(&lay);
+    rc = md__stmt(db, SQL_RS_FRAG, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        const struct md_restore_frag *f = NULL;
+        for (size_t j = 0; j < o->nfrags && !f; j++)
+            if (o->frags[j].index == i)
+                f = &o->frags[j];
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, o->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, i);
+        sqlite3_bind_text(st, 3, f ? f->container : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, f ? (f->size >= 0 ? f->size : fsize) : 0);
+        sqlite3_bind_text(st, 5, f ? "ok" : "missing", -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            sqlite3_reset(st);
+            return rc;
+        }
+    }
+    sqlite3_reset(st);
+    cJSON_AddItemToArray(restored, cJSON_CreateString(o->key));
+    return SQLITE_OK;
+}
+
+int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_t n, int64_t now, cJSON **result,
+                      char *err, size_t errlen)
+{
+    *result = NULL;
+    cJSON *res = cJSON_CreateObject();
+    cJSON *restored = cJSON_AddArrayToObject(res, "restored");
+    cJSON *skipped = cJSON_AddArrayToObject(res, "skipped");
+    cJSON *conflicts = cJSON_AddArrayToObject(res, "conflicts");
+    if (!res || !restored || !skipped || !conflicts) {
+        cJSON_Delete(res);
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    int rc = md__begin(db);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
+        rc = rp_restore_one(db, &objs[i], now, restored, skipped, conflicts);
+    if (rc == SQLITE_OK)
+        rc = md__commit(db);
+    if (rc != SQLITE_OK) {
+        md__rollback(db);
+        cJSON_Delete(res);
+        return md__sqlerr(db, rc, err, errlen);
+    }
+    if (cJSON_GetArraySize(restored) > 0)
+        dyno_info("objects restored", "restored=%d skipped=%d conflicts=%d", cJSON_GetArraySize(restored),
+                  cJSON_GetArraySize(skipped), cJSON_GetArraySize(conflicts));
+    *result = res;
+    return 0;
+}
