@@ -12,10 +12,12 @@
  *   BASIC_AUTH  client id and username: lib/acl.h dyno_acl_valid_client_id(); the password
  *               is a token that verifies offline (signature, expiry, not revoked); a "user"
  *               token's sub must equal the username, a "service" token may use any
- *               "<kind>-<id>" username. A client id held by a connected client of another
- *               principal is refused (no takeover of a service's or another user's
- *               connection). The client is remembered by client id, with the context
- *               pointer, its claims (principal, jti, exp).
+ *               "<kind>-<id>" username. A user may not use a client id that starts with
+ *               a service kind and '-' ("container-", "gateway-", "metadata-", "pubsub-",
+ *               "auth-"): those are the services' sessions. A client id held by a
+ *               connected client of another principal is refused (no takeover of a
+ *               service's or another user's connection). The client is remembered by
+ *               client id, with the context pointer, its claims (principal, jti, exp).
  *   ACL_CHECK   SUBSCRIBE / READ / WRITE go to dyno_acl_table_check_topic(); UNSUBSCRIBE is
  *               allowed to known clients; unknown, expired or revoked clients are denied.
  *   MESSAGE     from a service: dyno/v1/acl/<catalog> updates the policy table,
@@ -155,6 +157,24 @@ static bool plugin_client_taken(const struct plugin *pl, const char *id, const s
     return c->service != (strcmp(claims->role, "service") == 0) || strcmp(c->claims.sub, claims->sub) != 0;
 }
 
+/*
+ * True for a client id of the form <kind>-<anything> with kind one of the services'
+ * (protocol.md §1): those ids are the services' persistent sessions, so a user who took one
+ * would inherit the queued messages and subscriptions of that service, even when the
+ * service is offline at that moment (plugin_client_taken only sees connected clients).
+ */
+static bool plugin_service_client_id(const char *id)
+{
+    static const char *const kinds[] = {"container", "gateway", "metadata", "pubsub", "auth"};
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(id, kinds[i], n) == 0 && id[n] == '-')
+            return true;
+    }
+    return false;
+}
+
 static void plugin_principal(const struct plugin_client *c, struct dyno_acl_principal *who)
 {
     who->sub = c->claims.sub;
@@ -198,6 +218,10 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
         }
     } else if (strcmp(claims.sub, ed->username) != 0) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): token is not for this user",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    } else if (plugin_service_client_id(id)) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): client id reserved for services",
                              ed->username, id);
         return MOSQ_ERR_AUTH;
     }

@@ -277,6 +277,31 @@ out:
     return rc;
 }
 
+int dyno_mq_publish_reply(struct dyno_mq *mq, const char *topic, const void *payload, size_t len,
+                          const void *corr, size_t corr_len)
+{
+    mosquitto_property *props = NULL;
+    int rc = 0;
+
+    if (mq == NULL || !mq_valid_topic_name(topic) || (payload == NULL && len > 0) ||
+        (corr == NULL && corr_len > 0) || corr_len > UINT16_MAX)
+        return DYNO_EINVAL;
+    if (len > DYNO_MQ_PAYLOAD_MAX)
+        return DYNO_ETOOBIG;
+    if (!dyno_mq_connected(mq))
+        return DYNO_EUNAVAIL;
+    if (corr_len > 0) {
+        rc = mq_err(
+            mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr, (uint16_t)corr_len));
+        if (rc != 0)
+            goto out;
+    }
+    rc = mq_publish_raw(mq, topic, payload, len, 1, false, props);
+out:
+    mosquitto_property_free_all(&props);
+    return rc;
+}
+
 /* ---- subscriptions ------------------------------------------------------------------ */
 
 /* Sends one SUBSCRIBE for a primary entry. Caller must not hold conn_lock. */

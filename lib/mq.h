@@ -69,6 +69,12 @@ const char *dyno_mq_client_id(const struct dyno_mq *mq);
 int dyno_mq_publish(struct dyno_mq *mq, const char *topic, const void *payload, size_t len, int qos,
                     bool retain, const char *const *user_props);
 
+/* Publishes an answer to a v5 Response Topic (QoS 1, not retained) with the requester's
+ * Correlation Data corr[0..corr_len) (none when corr_len is 0). Same rules and codes as
+ * dyno_mq_publish. */
+int dyno_mq_publish_reply(struct dyno_mq *mq, const char *topic, const void *payload, size_t len,
+                          const void *corr, size_t corr_len);
+
 /* RPC server side. fn fills *result (a new cJSON object the library frees) or returns a
  * DYNO_E* code with a message in errmsg. req is borrowed for the call only. */
 typedef int (*dyno_rpc_fn)(void *arg, const cJSON *req, cJSON **result, char *errmsg, size_t errlen);

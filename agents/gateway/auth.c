@@ -1,14 +1,18 @@
 /*
  * Who is calling, and what may they do: bearer tokens verified offline with the auth
- * service's public key, and the catalog access rule (SPEC §7).
+ * service's public key (never a call to dyno-auth per request, so tokens keep working while
+ * it is down), and the catalog access rule of lib/acl.h (SPEC §7, protocol.md §7).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "gw.h"
 #include "httpd.h"
 #include "json.h"
+#include "log.h"
 #include "mq.h"
 
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap)
@@ -42,46 +46,42 @@ cJSON *gw_caller_json(const struct gw_req *r)
     return c;
 }
 
-/* Issue 2: an org share covers exactly that org (sub-orgs are a later decision, made here). */
-static bool gw_org_matches(const char *org, const char *principal)
+static void gw_principal(const struct dyno_claims *cl, struct dyno_acl_principal *who)
 {
-    return org[0] != '\0' && strcmp(org, principal) == 0;
+    who->sub = cl->sub;
+    who->org = cl->org;
+    who->admin = cl->admin;
+    who->service = strcmp(cl->role, "service") == 0;
 }
 
 /*
- * The catalog access rule, kept in one place so later issues extend it here only.
- *   read:  owner, admin, public catalog, or a share (user == sub, or org == caller's org)
- *   write: owner, admin, or a share with access "write"
+ * The catalog access rule is lib/acl.h's dyno_acl_decide(), the very function the broker
+ * plugin applies to the retained policy feed, so the gateway and the broker always answer
+ * alike (org shares cover sub-orgs, write shares imply read, public means read). The
+ * catalog.get result has the policy document's shape ({catalog, owner, public, shares});
+ * it goes through the same parser as the feed, so a malformed record denies.
  */
 bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool write)
 {
-    const char *owner = dyno_json_str(cat, "owner");
-    if (cl->admin || (owner && strcmp(owner, cl->sub) == 0))
-        return true;
-    if (!write && dyno_json_bool(cat, "public", false))
-        return true;
-    const cJSON *shares = cJSON_GetObjectItemCaseSensitive(cat, "shares");
-    const cJSON *sh;
-    cJSON_ArrayForEach(sh, shares)
-    {
-        const char *principal = dyno_json_str(sh, "principal");
-        const char *kind = dyno_json_str(sh, "kind");
-        const char *access = dyno_json_str(sh, "access");
-        if (!principal || !access)
-            continue;
-        bool who = false;
-        if (!kind || strcmp(kind, "user") == 0)
-            who = strcmp(principal, cl->sub) == 0;
-        if (!who && (!kind || strcmp(kind, "org") == 0))
-            who = gw_org_matches(cl->org, principal);
-        if (!who)
-            continue;
-        if (!write && (strcmp(access, "read") == 0 || strcmp(access, "write") == 0))
-            return true;
-        if (write && strcmp(access, "write") == 0)
-            return true;
+    struct dyno_acl_policy *pol = NULL;
+    struct dyno_acl_principal who;
+    size_t len = 0;
+    char *txt = dyno_json_print(cat, &len);
+    bool ok = false;
+
+    if (!txt)
+        return false;
+    if (dyno_acl_policy_parse(txt, len, &pol) != 0) {
+        dyno_warn("catalog record not understood: access denied", "catalog=%.300s",
+                  dyno_json_str(cat, "catalog") ? dyno_json_str(cat, "catalog") : "?");
+        goto out;
     }
-    return false;
+    gw_principal(cl, &who);
+    ok = dyno_acl_decide(pol, &who, write ? DYNO_ACL_WRITE : DYNO_ACL_READ);
+out:
+    dyno_acl_policy_free(pol);
+    free(txt);
+    return ok;
 }
 
 int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **out, char *msg, size_t cap)

@@ -91,11 +91,216 @@ enum MHD_Result gw_catalog_info(struct gw_req *r)
     return ret;
 }
 
+/* A boolean query flag: "1", "true" or "yes" (absent: false). */
+static bool gw_query_flag(struct gw_req *r, const char *name)
+{
+    char v[8];
+    if (gw_query_arg(r, name, v, sizeof(v)))
+        return false;
+    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
 enum MHD_Result gw_catalog_list(struct gw_req *r)
 {
     cJSON *params = cJSON_CreateObject();
     cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    if (gw_query_flag(r, "public"))
+        cJSON_AddBoolToObject(params, "public", true);
     return gw_rpc_reply(r, "pubsub", "catalog.list", params, 200);
+}
+
+/* pubsub catalog.delete of r->catalog; *res is the caller's. */
+static int gw_catalog_delete_rpc(struct gw_req *r, bool recursive, bool dry_run, cJSON **res, char *msg,
+                                 size_t cap)
+{
+    cJSON *params = cJSON_CreateObject();
+    if (!params)
+        return DYNO_ENOMEM;
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    cJSON_AddBoolToObject(params, "recursive", recursive);
+    cJSON_AddBoolToObject(params, "dry_run", dry_run);
+    cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    int rc = gw_rpc(r->gw, "pubsub", "catalog.delete", params, res, msg, cap);
+    cJSON_Delete(params);
+    return rc;
+}
+
+/* Evicts every object of catalog, page by page; *n counts them. */
+static int gw_catalog_evict_all(struct gw_req *r, const char *catalog, int64_t *n, char *msg, size_t cap)
+{
+    char after[DYNO_NAME_MAX + 1] = "";
+    for (;;) {
+        cJSON *params = cJSON_CreateObject(), *page = NULL;
+        if (!params)
+            return DYNO_ENOMEM;
+        cJSON_AddStringToObject(params, "catalog", catalog);
+        if (after[0])
+            cJSON_AddStringToObject(params, "after", after);
+        else
+            cJSON_AddNullToObject(params, "after");
+        dyno_json_add_i64(params, "limit", 1000);
+        int rc = gw_rpc(r->gw, "metadata", "object.list", params, &page, msg, cap);
+        cJSON_Delete(params);
+        if (rc)
+            return rc;
+        cJSON *objs = cJSON_GetObjectItemCaseSensitive(page, "objects");
+        cJSON *o;
+        cJSON_ArrayForEach(o, objs)
+        {
+            const char *key = dyno_json_str(o, "key");
+            const char *name = dyno_json_str(o, "name");
+            if (!dyno_valid_key(key) || !name || strlen(name) > DYNO_NAME_MAX)
+                continue;
+            snprintf(after, sizeof(after), "%s", name);
+            cJSON_AddStringToObject(o, "catalog", catalog);
+            rc = gw_evict_object(r->gw, r->conn, key, o, msg, cap);
+            if (rc == DYNO_ENOTFOUND)
+                continue; /* evicted meanwhile by someone else */
+            if (rc) {
+                cJSON_Delete(page);
+                return rc;
+            }
+            (*n)++;
+        }
+        const char *next = dyno_json_str(page, "next");
+        bool more = next && cJSON_GetArraySize(objs) > 0;
+        if (more)
+            snprintf(after, sizeof(after), "%s", next);
+        cJSON_Delete(page);
+        if (!more)
+            return 0;
+    }
+}
+
+/*
+ * DELETE /v1/catalogs/<owner>/<path>[?recursive=1] (protocol.md §3 catalog.delete): pubsub
+ * cannot see objects, so the gateway learns the tree with a dry run (which also checks
+ * that the caller may delete), counts the objects of each catalog, refuses a non-empty
+ * tree unless recursive, evicts every object (each emitting object.evicted), then deletes.
+ */
+enum MHD_Result gw_catalog_delete(struct gw_req *r)
+{
+    char msg[1024];
+    bool recursive = gw_query_flag(r, "recursive");
+    cJSON *dry = NULL, *res = NULL;
+    int64_t total = 0, evicted = 0;
+    int rc = gw_catalog_delete_rpc(r, recursive, true, &dry, msg, sizeof(msg));
+    if (rc == DYNO_ECONFLICT)
+        return gw_reply_error(r, rc, "catalog %s has sub-catalogs: delete them first or use ?recursive=1",
+                              r->catalog);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    const cJSON *tree = cJSON_GetObjectItemCaseSensitive(dry, "deleted");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, tree)
+    {
+        if (!cJSON_IsString(it) || !dyno_valid_catalog(it->valuestring))
+            continue;
+        cJSON *params = cJSON_CreateObject(), *stats = NULL;
+        cJSON_AddStringToObject(params, "catalog", it->valuestring);
+        rc = gw_rpc(r->gw, "metadata", "catalog.stats", params, &stats, msg, sizeof(msg));
+        cJSON_Delete(params);
+        int64_t n = 0;
+        if (rc == 0 && dyno_json_i64(stats, "objects", &n) == 0 && n > 0)
+            total += n;
+        cJSON_Delete(stats);
+        if (rc)
+            goto fail;
+        if (!recursive && total > 0) {
+            rc = DYNO_ECONFLICT;
+            snprintf(msg, sizeof(msg), "catalog %s holds %lld object(s): evict them or use ?recursive=1",
+                     r->catalog, (long long)total);
+            goto fail;
+        }
+    }
+    if (recursive) {
+        cJSON_ArrayForEach(it, tree)
+        {
+            if (!cJSON_IsString(it) || !dyno_valid_catalog(it->valuestring))
+                continue;
+            if ((rc = gw_catalog_evict_all(r, it->valuestring, &evicted, msg, sizeof(msg))) != 0)
+                goto fail;
+        }
+    }
+    rc = gw_catalog_delete_rpc(r, recursive, false, &res, msg, sizeof(msg));
+    if (rc)
+        goto fail;
+    cJSON_DeleteItemFromObjectCaseSensitive(res, "dry_run");
+    cJSON_AddStringToObject(res, "catalog", r->catalog);
+    dyno_json_add_i64(res, "evicted", evicted);
+    dyno_info("catalog deleted", "catalog=%s recursive=%d evicted=%lld user=%s", r->catalog, recursive,
+              (long long)evicted, r->claims.sub);
+    enum MHD_Result ret = gw_reply_json(r, 200, res);
+    cJSON_Delete(dry);
+    cJSON_Delete(res);
+    return ret;
+fail:
+    cJSON_Delete(dry);
+    cJSON_Delete(res);
+    return gw_reply_error(r, rc, "%s", msg);
+}
+
+/* POST .../shares {"user": U | "org": O, "access": "read"|"write"} -> pubsub share.add. */
+enum MHD_Result gw_share_add(struct gw_req *r)
+{
+    cJSON *body = NULL;
+    if (dyno_json_parse(r->body.data ? r->body.data : "", r->body.len, GW_JSON_BODY_MAX, &body) ||
+        !cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        return gw_reply_error(r, DYNO_EINVAL,
+                              "body must be {\"user\"|\"org\": ..., \"access\": \"read\"|\"write\"}");
+    }
+    const char *user = dyno_json_str(body, "user");
+    const char *org = dyno_json_str(body, "org");
+    const char *access = dyno_json_str(body, "access");
+    if (!access)
+        access = "read";
+    if ((user != NULL) == (org != NULL) || (strcmp(access, "read") != 0 && strcmp(access, "write") != 0)) {
+        cJSON_Delete(body);
+        return gw_reply_error(r, DYNO_EINVAL, "give exactly one of user or org, and access read or write");
+    }
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    cJSON_AddStringToObject(params, "principal", user ? user : org);
+    cJSON_AddStringToObject(params, "kind", user ? "user" : "org");
+    cJSON_AddStringToObject(params, "access", access);
+    cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    cJSON_Delete(body);
+    return gw_rpc_reply(r, "pubsub", "share.add", params, 200);
+}
+
+/* DELETE .../shares/<principal>[?kind=user|org] -> pubsub share.remove. */
+enum MHD_Result gw_share_remove(struct gw_req *r)
+{
+    char kind[8];
+    int rc = gw_query_arg(r, "kind", kind, sizeof(kind));
+    if (rc == 0 && strcmp(kind, "user") != 0 && strcmp(kind, "org") != 0)
+        return gw_reply_error(r, DYNO_EINVAL, "kind must be user or org");
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    cJSON_AddStringToObject(params, "principal", r->name);
+    if (rc == 0)
+        cJSON_AddStringToObject(params, "kind", kind);
+    cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    return gw_rpc_reply(r, "pubsub", "share.remove", params, 200);
+}
+
+static enum MHD_Result gw_subscription(struct gw_req *r, const char *method)
+{
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "catalog", r->catalog);
+    cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    return gw_rpc_reply(r, "pubsub", method, params, 200);
+}
+
+enum MHD_Result gw_subscription_add(struct gw_req *r)
+{
+    return gw_subscription(r, "subscription.add");
+}
+
+enum MHD_Result gw_subscription_remove(struct gw_req *r)
+{
+    return gw_subscription(r, "subscription.remove");
 }
 
 enum MHD_Result gw_containers(struct gw_req *r)
@@ -135,8 +340,11 @@ enum MHD_Result gw_login(struct gw_req *r)
 
 enum MHD_Result gw_whoami(struct gw_req *r)
 {
+    /* {user, org, admin, expires_at} (SPEC §4), plus the claims' own names (sub, exp, ...) */
     cJSON *o = gw_caller_json(r);
+    cJSON_AddStringToObject(o, "user", r->claims.sub);
     cJSON_AddStringToObject(o, "role", r->claims.role);
+    dyno_json_add_i64(o, "expires_at", r->claims.exp);
     dyno_json_add_i64(o, "exp", r->claims.exp);
     cJSON_AddStringToObject(o, "jti", r->claims.jti);
     enum MHD_Result ret = gw_reply_json(r, 200, o);

@@ -9,7 +9,11 @@
  *   put.c      POST .../objects (streaming erasure-coded put)
  *   get.c      GET and HEAD /v1/objects/<key> (streaming, degraded reads)
  *   objects.c  meta, evict, list
- *   catalogs.c catalogs, containers, login, whoami, healthz, metrics
+ *   catalogs.c catalogs (info, list, delete, shares, subscription), containers, login, whoami,
+ *              healthz, metrics
+ *   events.c   catalog events: event.emit to pubsub, GET /v1/events (server-sent events)
+ *   ingest.c   MQTT ingest: dyno/v1/ingest/<catalog> messages stored as objects
+ *   admin.c    users and API tokens (dyno-auth RPCs)
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
@@ -64,6 +68,9 @@ struct gw_cfg {
     char *tls_cert;
     char *tls_key;
     int64_t ingest_max;
+    int64_t repair_workers;    /* repair.c: 0 disables repair and GC */
+    int64_t repair_poll_ms;    /* idle wait between repair.claim calls */
+    int64_t repair_rate_bytes; /* bytes/s the repair workers read and write at most */
 };
 
 enum gw_metric_id {
@@ -76,6 +83,12 @@ enum gw_metric_id {
     GW_M_CRC_ERRORS,
     GW_M_DEGRADED_READS,
     GW_M_INFLIGHT,
+    GW_M_INGESTED,
+    GW_M_INGEST_REFUSED,
+    GW_M_SSE_CLIENTS,
+    GW_M_REPAIRS,      /* repair.c: objects repaired */
+    GW_M_REPAIR_BYTES, /* repair.c: fragment bytes written by repairs */
+    GW_M_GC_DELETED,   /* repair.c: garbage fragments deleted */
     GW_M_COUNT
 };
 
@@ -92,6 +105,9 @@ struct gw {
     struct dyno_metric metrics[GW_M_COUNT];
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
+    struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
+    struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
+    struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
 };
 
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
@@ -173,7 +189,7 @@ cJSON *gw_caller_json(const struct gw_req *r);
 /* Fetches the catalog (pubsub catalog.get) into *out (caller frees; may be NULL to skip)
  * and checks the caller's access. 0, DYNO_ENOTFOUND, DYNO_EFORBIDDEN, DYNO_EUNAVAIL... */
 int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **out, char *msg, size_t cap);
-/* The access rule itself on a catalog.get result. */
+/* The access rule (lib/acl.h dyno_acl_decide, as the broker plugin) on a catalog.get result. */
 bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool write);
 
 /* ---- EC contexts (put.c): cached per (k, m), immutable, shared by threads ---- */
@@ -228,9 +244,86 @@ enum MHD_Result gw_containers(struct gw_req *r);
 enum MHD_Result gw_login(struct gw_req *r); /* on_end */
 enum MHD_Result gw_whoami(struct gw_req *r);
 enum MHD_Result gw_healthz(struct gw_req *r);
+/* admin.c: users (admin only) and API tokens, answered by dyno-auth */
+enum MHD_Result gw_user_create(struct gw_req *r); /* on_end */
+enum MHD_Result gw_user_list(struct gw_req *r);
+enum MHD_Result gw_token_create(struct gw_req *r); /* on_end */
+enum MHD_Result gw_token_list(struct gw_req *r);
+enum MHD_Result gw_token_revoke(struct gw_req *r); /* r->key = the token id */
 enum MHD_Result gw_metrics(struct gw_req *r);
+
+/* ---- in-memory put (put.c), for ingest ---- */
+struct gw_put_mem {
+    const char *catalog; /* valid catalog path */
+    const char *name;    /* valid object name, or NULL: the key */
+    const char *owner;   /* the object's owner (a valid segment) */
+    int k, m;            /* resilience of an erasure-coded object (small ones are replicas) */
+    const void *data;
+    size_t len;
+};
+/*
+ * Stores in->data as an object, like a REST put (placement, fragments in parallel, commit,
+ * object.created), from any thread that owns conn. 0 with *out the put result {key, name,
+ * size, sha256, k, m, catalog} (the caller's); else a DYNO_E* code with msg set, and
+ * nothing is visible (the object is aborted).
+ */
+int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *in, cJSON **out, char *msg,
+                  size_t cap);
+
+/* ---- events (events.c) ---- */
+/* Sends event.emit to pubsub: {type, catalog, object:{key, name, size, sha256}} (the
+ * uniform payload pubsub validates and publishes). Never blocks on an answer. */
+void gw_event_emit(struct gw *gw, const char *type, const char *catalog, const char *key, const char *name,
+                   int64_t size, const char *sha256);
+/* gw_event_emit from a metadata object (object.get: key, catalog, name, size, sha256). */
+void gw_event_emit_obj(struct gw *gw, const char *type, const cJSON *obj);
+/* Creates the SSE hub and subscribes to dyno/v1/events/# (after gw_mqtt_start). 0 or DYNO_E*. */
+int gw_events_start(struct gw *gw);
+/* Ends every SSE stream (before gw_httpd_stop, so that their threads finish). */
+void gw_events_stop(struct gw *gw);
+/* Frees the hub, after gw_httpd_stop and dyno_mq_free (nothing may call into it). */
+void gw_events_free(struct gw *gw);
+/* GET /v1/events?catalog=<owner>/<path> (authenticated). */
+enum MHD_Result gw_events_sse(struct gw_req *r);
+
+/* ---- ingest (ingest.c) ---- */
+/* Starts the workers and subscribes to $share/gateway/dyno/v1/ingest/# (after gw_mqtt_start). */
+int gw_ingest_start(struct gw *gw);
+/* Stops the workers (messages still queued are dropped); before dyno_mq_free. */
+void gw_ingest_stop(struct gw *gw);
+/* Frees what gw_ingest_start made, after dyno_mq_free. */
+void gw_ingest_free(struct gw *gw);
+
+/* ---- catalog routes (catalogs.c) ---- */
+enum MHD_Result gw_catalog_delete(struct gw_req *r);
+enum MHD_Result gw_share_add(struct gw_req *r); /* on_end of a JSON body */
+/* DELETE .../shares/<principal>: principal in r->name. */
+enum MHD_Result gw_share_remove(struct gw_req *r);
+enum MHD_Result gw_subscription_add(struct gw_req *r);
+enum MHD_Result gw_subscription_remove(struct gw_req *r);
+/* Evicts one object (metadata object.evict, fragments deleted, object.evicted emitted).
+ * obj is its object.get (or object.list entry plus catalog). 0 or DYNO_E* with msg. */
+int gw_evict_object(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, char *msg,
+                    size_t cap);
 
 /* ---- server (rest.c) ---- */
 int gw_httpd_start(struct gw *gw);
 void gw_httpd_stop(struct gw *gw);
+
+/* ---- healing (repair.c, docs/healing.md, protocol.md §8) ---- */
+/* Starts cfg.repair_workers threads (none when 0) that claim repair tasks from metadata
+ * (repair.claim), rebuild the listed fragments stripe by stripe onto their targets and
+ * report them (repair.complete); the first worker also deletes garbage (gc.claim,
+ * DELETE on the container, gc.complete). After gw_mqtt_start. 0 or DYNO_E*. */
+int gw_repair_start(struct gw *gw);
+/* Asks the workers to stop and joins them (a task in progress is reported failed, so its
+ * lease is released). Before dyno_mq_free. Safe when never started. */
+void gw_repair_stop(struct gw *gw);
+/* POST /v1/admin/rebuild-metadata (admin): lists every online container's fragments,
+ * groups them by key and restores the objects in metadata (object.restore). */
+enum MHD_Result gw_admin_rebuild_metadata(struct gw_req *r);
+/* GET /v1/admin/repair (admin): metadata's repair.status. */
+enum MHD_Result gw_admin_repair_status(struct gw_req *r);
+/* POST /v1/containers/<id>/drain (admin), id in r->name: metadata's container.drain. */
+enum MHD_Result gw_container_drain(struct gw_req *r);
 #endif

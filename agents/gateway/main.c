@@ -43,6 +43,12 @@ static const struct dyno_opt gw_opts[] = {
     {"tls_cert", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_cert), NULL, "HTTPS certificate (PEM)"},
     {"tls_key", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_key), NULL, "HTTPS key (PEM)"},
     {"ingest_max", DYNO_OPT_INT, offsetof(struct gw_cfg, ingest_max), "256K", "largest MQTT ingest"},
+    {"repair_workers", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_workers), "1",
+     "repair and GC worker threads (0 = none)"},
+    {"repair_poll_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_poll_ms), "1000",
+     "idle wait between repair claims"},
+    {"repair_rate_bytes", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_rate_bytes), "64M",
+     "bytes/s repairs read and write at most"},
 };
 #define GW_NOPTS (sizeof(gw_opts) / sizeof(gw_opts[0]))
 
@@ -59,6 +65,14 @@ static const struct {
                          "counter"},
     [GW_M_DEGRADED_READS] = {"dyno_gateway_degraded_reads_total", "reads that needed parity", "counter"},
     [GW_M_INFLIGHT] = {"dyno_gateway_inflight_requests", "requests in progress", "gauge"},
+    [GW_M_INGESTED] = {"dyno_gateway_ingested_total", "MQTT ingest messages stored as objects", "counter"},
+    [GW_M_INGEST_REFUSED] = {"dyno_gateway_ingest_refused_total",
+                             "MQTT ingest messages refused (unauthenticated, forbidden, too large, failed)",
+                             "counter"},
+    [GW_M_SSE_CLIENTS] = {"dyno_gateway_sse_clients", "open server-sent event streams", "gauge"},
+    [GW_M_REPAIRS] = {"dyno_gateway_repairs_total", "objects whose lost fragments were rebuilt", "counter"},
+    [GW_M_REPAIR_BYTES] = {"dyno_gateway_repair_bytes_total", "fragment bytes written by repairs", "counter"},
+    [GW_M_GC_DELETED] = {"dyno_gateway_gc_deleted_total", "garbage fragments deleted", "counter"},
 };
 
 static void gw_log_config_error(const char *err)
@@ -91,6 +105,10 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "max_connections must be 1..65536");
     else if (c->max_body < 0)
         snprintf(err, cap, "max_body must be >= 0");
+    else if (c->repair_workers < 0 || c->repair_workers > 64)
+        snprintf(err, cap, "repair_workers must be 0..64");
+    else if (c->repair_poll_ms < 10 || c->repair_rate_bytes < 4096)
+        snprintf(err, cap, "repair_poll_ms must be >= 10 and repair_rate_bytes >= 4K");
     else if (!c->public_key_file)
         snprintf(err, cap, "public_key_file is required (tokens are verified offline)");
     else if (!c->service_token_file)
@@ -203,6 +221,8 @@ int main(int argc, char **argv)
         goto out_curl; /* logged */
     if (gw_mqtt_start(gw))
         goto out_httpd;
+    if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
+        goto out_mqtt;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.id, gw->port);
 
     int64_t last_status = gw_now_ms();
@@ -222,9 +242,23 @@ int main(int argc, char **argv)
     }
     exit_code = 0;
     /* HTTP first: its threads use the MQTT client until they end. */
+    gw_events_stop(gw); /* ends the SSE streams, so that MHD's threads finish */
     gw_httpd_stop(gw);
+    gw_ingest_stop(gw);
+    gw_repair_stop(gw);
     gw_mqtt_publish_status(gw, "offline");
     dyno_mq_free(gw->mq);
+    gw_events_free(gw);
+    gw_ingest_free(gw);
+    goto out_curl;
+out_mqtt:
+    gw_events_stop(gw);
+    gw_httpd_stop(gw);
+    gw_ingest_stop(gw);
+    gw_repair_stop(gw);
+    dyno_mq_free(gw->mq);
+    gw_events_free(gw);
+    gw_ingest_free(gw);
     goto out_curl;
 out_httpd:
     gw_httpd_stop(gw);

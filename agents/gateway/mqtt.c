@@ -7,13 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "gw.h"
 #include "json.h"
 #include "log.h"
 #include "mq.h"
-
-#define GW_REVOKED_TOPIC "dyno/v1/auth/revoked"
-#define GW_REVOKED_MAX (1024 * 1024)
 
 static void gw_status_topic(const struct gw *gw, char *out, size_t cap)
 {
@@ -28,32 +26,29 @@ static void gw_on_connect(void *arg, struct dyno_mq *mq)
     atomic_store(&gw->status_due, true);
 }
 
-static void gw_revoke_one(struct gw *gw, const cJSON *item)
-{
-    const char *jti = dyno_json_str(item, "jti");
-    int64_t exp = 0;
-    if (!jti || dyno_json_i64(item, "exp", &exp))
-        return;
-    if (dyno_verifier_revoke(gw->verifier, jti, exp) == 0)
-        dyno_info("token revoked", "jti=%.32s", jti);
-}
-
 /* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
- * {"jti","exp"}; an array of those, or {"revoked":[...]}, is accepted as well. */
+ * the full list {"revoked":[{"jti","exp"}...]} (protocol.md §7), parsed by lib/acl.h like
+ * the broker plugin does; a malformed list changes nothing. An empty payload (the retained
+ * message cleared) revokes nothing. */
 static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct gw *gw = arg;
-    cJSON *doc = NULL;
-    if (msg->len == 0 || dyno_json_parse(msg->payload, msg->len, GW_REVOKED_MAX, &doc))
+    struct dyno_acl_revoked *v = NULL;
+    size_t n = 0, applied = 0;
+
+    if (msg->len == 0)
         return;
-    const cJSON *list = cJSON_IsArray(doc) ? doc : cJSON_GetObjectItemCaseSensitive(doc, "revoked");
-    if (cJSON_IsArray(list)) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, list) gw_revoke_one(gw, it);
-    } else {
-        gw_revoke_one(gw, doc);
+    int rc = dyno_acl_revoked_parse(msg->payload, msg->len, &v, &n);
+    if (rc) {
+        dyno_warn("revocation list ignored", "size=%zu err=%s", msg->len, dyno_err_code(rc));
+        return;
     }
-    cJSON_Delete(doc);
+    for (size_t i = 0; i < n; i++) {
+        if (dyno_verifier_revoke(gw->verifier, v[i].jti, v[i].exp) == 0)
+            applied++;
+    }
+    free(v);
+    dyno_info("revocation list applied", "revoked=%zu applied=%zu", n, applied);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
@@ -110,7 +105,7 @@ int gw_mqtt_start(struct gw *gw)
         return rc;
     }
     dyno_mq_on_connect(gw->mq, gw_on_connect, gw);
-    rc = dyno_mq_subscribe(gw->mq, GW_REVOKED_TOPIC, 1, gw_on_revoked, gw);
+    rc = dyno_mq_subscribe(gw->mq, DYNO_ACL_TOPIC_REVOKED, 1, gw_on_revoked, gw);
     if (rc == 0)
         rc = dyno_mq_start(gw->mq);
     if (rc) {

@@ -61,40 +61,42 @@ enum MHD_Result gw_object_meta(struct gw_req *r)
     return ret;
 }
 
+int gw_evict_object(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, char *msg,
+                    size_t cap)
+{
+    cJSON *res = NULL;
+    cJSON *params = cJSON_CreateObject();
+    if (!params) {
+        snprintf(msg, cap, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    cJSON_AddStringToObject(params, "key", key);
+    int rc = gw_rpc(gw, "metadata", "object.evict", params, &res, msg, cap);
+    cJSON_Delete(params);
+    if (rc) {
+        if (rc == DYNO_ENOTFOUND)
+            snprintf(msg, cap, "no object %s", key);
+        return rc;
+    }
+    /* The object is now invisible ("deleting"); what follows is garbage collection. */
+    gw_purge_fragments(gw, conn, key, cJSON_GetObjectItemCaseSensitive(res, "fragments"));
+    gw_event_emit_obj(gw, "object.evicted", obj);
+    dyno_info("object evicted", "key=%s", key);
+    cJSON_Delete(res);
+    return 0;
+}
+
 enum MHD_Result gw_object_evict(struct gw_req *r)
 {
-    struct gw *gw = r->gw;
     char msg[400];
-    cJSON *obj = NULL, *res = NULL;
+    cJSON *obj = NULL;
     int rc = gw_object_load(r, true, &obj, msg, sizeof(msg));
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
-    cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "key", r->key);
-    rc = gw_rpc(gw, "metadata", "object.evict", params, &res, msg, sizeof(msg));
-    cJSON_Delete(params);
-    if (rc) {
-        cJSON_Delete(obj);
-        if (rc == DYNO_ENOTFOUND)
-            snprintf(msg, sizeof(msg), "no object %s", r->key);
-        return gw_reply_error(r, rc, "%s", msg);
-    }
-    /* The object is now invisible ("deleting"); what follows is garbage collection. */
-    gw_purge_fragments(gw, r->conn, r->key, cJSON_GetObjectItemCaseSensitive(res, "fragments"));
-
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "type", "object.evicted");
-    cJSON_AddStringToObject(ev, "catalog", dyno_json_str(obj, "catalog"));
-    cJSON *o = cJSON_AddObjectToObject(ev, "object");
-    cJSON_AddStringToObject(o, "key", r->key);
-    const char *name = dyno_json_str(obj, "name");
-    if (name)
-        cJSON_AddStringToObject(o, "name", name);
-    gw_notify(gw, "pubsub", "event.emit", ev);
-    cJSON_Delete(ev);
-    dyno_info("object evicted", "key=%s", r->key);
+    rc = gw_evict_object(r->gw, r->conn, r->key, obj, msg, sizeof(msg));
     cJSON_Delete(obj);
-    cJSON_Delete(res);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     return gw_reply_response(r, MHD_HTTP_NO_CONTENT, resp);
 }

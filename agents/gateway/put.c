@@ -532,25 +532,30 @@ static enum MHD_Result gw_put_fail_reply(struct gw_req *r, int rc)
     return gw_reply_error(r, rc, "%s", msg);
 }
 
-static enum MHD_Result gw_put_end(struct gw_req *r)
+/*
+ * Everything after the last body byte: the last stripe, the trailers, the answers of the
+ * containers, object.commit and the object.created event. 0 with *out the reply body (the
+ * caller's) and r->put cleared (p is committed: the caller frees it, never aborts it); or
+ * an error with p->msg set and r->put still p (the caller aborts it).
+ */
+static int gw_put_finish(struct gw_put *p, cJSON **out)
 {
-    struct gw_put *p = r->put;
-    struct gw *gw = r->gw;
+    struct gw_req *r = p->r;
+    struct gw *gw = p->gw;
     int rc;
-    if (!p)
-        return gw_reply_error(r, DYNO_EINTERNAL, "put state lost");
+    *out = NULL;
     if (p->mode == GW_PUT_UNDECIDED) {
         rc = gw_put_setup(p, (int64_t)p->pre.len, true);
         if (rc == 0 && p->pre.len)
             rc = gw_put_feed(p, (const uint8_t *)p->pre.data, p->pre.len);
         dyno_buf_free(&p->pre);
         if (rc)
-            return gw_put_fail_reply(r, rc);
+            return rc;
     }
     if (p->declared >= 0 && p->size != (uint64_t)p->declared)
-        return gw_put_fail_reply(r, DYNO_EINVAL);
+        return DYNO_EINVAL;
     if (p->fill > 0 && (rc = gw_put_flush(p)) != 0)
-        return gw_put_fail_reply(r, rc);
+        return rc;
 
     /* End marker and trailer: only now are the size and digest known. */
     struct dyno_frag_trailer t = {.object_size = p->size, .records = p->records};
@@ -568,7 +573,7 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
         s->eof = true;
     }
     if ((rc = gw_put_pump(p, true)) != 0)
-        return gw_put_fail_reply(r, rc);
+        return rc;
 
     char sha_hex[65];
     dyno_hex(p->sha256, 32, sha_hex);
@@ -591,7 +596,7 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
     rc = gw_rpc(gw, "metadata", "object.commit", params, &res, p->msg, sizeof(p->msg));
     cJSON_Delete(params);
     if (rc)
-        return gw_put_fail_reply(r, rc);
+        return rc;
 
     /* Committed: from here on the object is visible and must not be aborted. */
     r->put = NULL;
@@ -603,16 +608,7 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
         r->purge_frags = cJSON_DetachItemFromObjectCaseSensitive(replaced, "fragments");
     }
 
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "type", "object.created");
-    cJSON_AddStringToObject(ev, "catalog", r->catalog);
-    cJSON *obj = cJSON_AddObjectToObject(ev, "object");
-    cJSON_AddStringToObject(obj, "key", p->key);
-    cJSON_AddStringToObject(obj, "name", name);
-    dyno_json_add_i64(obj, "size", (int64_t)p->size);
-    cJSON_AddStringToObject(obj, "sha256", sha_hex);
-    gw_notify(gw, "pubsub", "event.emit", ev);
-    cJSON_Delete(ev);
+    gw_event_emit(gw, "object.created", r->catalog, p->key, name, (int64_t)p->size, sha_hex);
 
     dyno_metric_add(&gw->metrics[GW_M_PUTS], 1);
     dyno_metric_add(&gw->metrics[GW_M_BYTES_IN], (int64_t)p->size);
@@ -631,9 +627,23 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
         cJSON_AddBoolToObject(body, "replica", true);
     if (stored < p->n)
         cJSON_AddBoolToObject(body, "degraded", true);
-    enum MHD_Result ret = gw_reply_json(r, 201, body);
-    cJSON_Delete(body);
     cJSON_Delete(res);
+    *out = body;
+    return 0;
+}
+
+static enum MHD_Result gw_put_end(struct gw_req *r)
+{
+    struct gw_put *p = r->put;
+    if (!p)
+        return gw_reply_error(r, DYNO_EINTERNAL, "put state lost");
+    cJSON *body = NULL;
+    int rc = gw_put_finish(p, &body);
+    if (rc)
+        return gw_put_fail_reply(r, rc);
+    enum MHD_Result ret =
+        body ? gw_reply_json(r, 201, body) : gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    cJSON_Delete(body);
     gw_put_free(p);
     return ret;
 }
@@ -748,4 +758,66 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     r->on_body = gw_put_body;
     r->on_end = gw_put_end;
     return MHD_YES;
+}
+
+/* ---- in-memory put (MQTT ingest) ---- */
+
+int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *in, cJSON **out, char *msg,
+                  size_t cap)
+{
+    int rc;
+    *out = NULL;
+    msg[0] = '\0';
+    if (in->len > (size_t)gw->cfg.max_body) {
+        snprintf(msg, cap, "object larger than max_body");
+        return DYNO_ETOOBIG;
+    }
+    /* The put machinery reads its catalog and name from a request: give it one without a
+     * connection (nothing below replies to it). */
+    struct gw_req *r = calloc(1, sizeof(*r));
+    struct gw_put *p = calloc(1, sizeof(*p));
+    if (!r || !p || dyno_sha256_new(&p->sha)) {
+        free(r);
+        if (p)
+            dyno_sha256_free(p->sha);
+        free(p);
+        snprintf(msg, cap, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    r->gw = gw;
+    r->conn = conn;
+    snprintf(r->catalog, sizeof(r->catalog), "%s", in->catalog);
+    if (in->name) {
+        snprintf(r->name, sizeof(r->name), "%s", in->name);
+        r->has_name = true;
+    }
+    p->gw = gw;
+    p->r = r;
+    p->conn = conn;
+    p->req_k = in->k;
+    p->req_m = in->m;
+    p->declared = (int64_t)in->len;
+    snprintf(p->owner, sizeof(p->owner), "%s", in->owner);
+    dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
+    r->put = p;
+
+    rc = gw_put_setup(p, (int64_t)in->len, (int64_t)in->len <= gw->cfg.small_max);
+    if (rc == 0) {
+        p->size = in->len;
+        rc = gw_put_feed(p, in->data, in->len);
+    }
+    if (rc == 0)
+        rc = gw_put_finish(p, out);
+    if (rc) {
+        snprintf(msg, cap, "%s", p->msg[0] ? p->msg : dyno_strerror(rc));
+        gw_put_abort_req(r);
+    } else {
+        gw_put_free(p);
+    }
+    if (r->purge_key[0]) {
+        gw_purge_fragments(gw, conn, r->purge_key, r->purge_frags);
+        cJSON_Delete(r->purge_frags);
+    }
+    free(r);
+    return rc;
 }

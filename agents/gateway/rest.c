@@ -216,15 +216,24 @@ static enum MHD_Result gw_route_catalogs(struct gw_req *r, char **s, int n)
         return gw_method_not_allowed(r);
     }
     if (shares) {
-        if (GW_IS(POST))
-            return gw_reply_not_implemented(r, "sharing a catalog");
+        if (GW_IS(POST)) {
+            gw_expect_json(r, gw_share_add);
+            return MHD_YES;
+        }
         return gw_method_not_allowed(r);
     }
-    if (share_del)
-        return gw_reply_not_implemented(r, "removing a share");
+    if (share_del) {
+        /* The principal: a user, or an org path with its '/' escaped as %2F. */
+        if (strlen(last) >= sizeof(r->name))
+            return gw_reply_error(r, DYNO_EINVAL, "bad principal");
+        memcpy(r->name, last, strlen(last) + 1);
+        return gw_share_remove(r);
+    }
     if (subscription) {
-        if (GW_IS(POST) || GW_IS(DELETE))
-            return gw_reply_not_implemented(r, "catalog subscriptions");
+        if (GW_IS(POST))
+            return gw_subscription_add(r);
+        if (GW_IS(DELETE))
+            return gw_subscription_remove(r);
         return gw_method_not_allowed(r);
     }
     if (GW_IS(PUT)) {
@@ -234,7 +243,7 @@ static enum MHD_Result gw_route_catalogs(struct gw_req *r, char **s, int n)
     if (GW_IS(GET))
         return gw_catalog_info(r);
     if (GW_IS(DELETE))
-        return gw_reply_not_implemented(r, "deleting a catalog");
+        return gw_catalog_delete(r);
     return gw_method_not_allowed(r);
 }
 
@@ -258,6 +267,30 @@ static enum MHD_Result gw_route_objects(struct gw_req *r, char **s, int n)
     if (GW_IS(DELETE))
         return gw_object_evict(r);
     return gw_get_object(r, GW_IS(HEAD));
+}
+
+/* /v1/users, /v1/tokens[/<id>] (admin.c): s[0] = "users" or "tokens". */
+static enum MHD_Result gw_route_identity(struct gw_req *r, char **s, int n)
+{
+    bool users = strcmp(s[0], "users") == 0;
+    if (n == 2) {
+        if (!GW_IS(DELETE))
+            return gw_method_not_allowed(r);
+        if (!dyno_valid_key(s[1]))
+            return gw_reply_error(r, DYNO_EINVAL, "bad token id (32 lowercase hex, the token's jti)");
+        memcpy(r->key, s[1], DYNO_KEY_LEN + 1);
+    } else if (!GW_IS(GET) && !GW_IS(POST)) {
+        return gw_method_not_allowed(r);
+    }
+    enum MHD_Result ret = gw_need_auth(r);
+    if (r->replied)
+        return ret;
+    if (n == 2)
+        return gw_token_revoke(r);
+    if (GW_IS(GET))
+        return users ? gw_user_list(r) : gw_token_list(r);
+    gw_expect_json(r, users ? gw_user_create : gw_token_create);
+    return MHD_YES;
 }
 
 /* Splits the path into percent-decoded segments and dispatches. MHD was told not to
@@ -317,23 +350,24 @@ static enum MHD_Result gw_route(struct gw_req *r, const char *url)
         return gw_route_objects(r, s + 2, n - 2);
     if (strcmp(top, "containers") == 0 && n == 2)
         return GW_IS(GET) ? gw_authed(r, gw_containers) : gw_method_not_allowed(r);
-    if (strcmp(top, "users") == 0 && n == 2) {
-        if (!GW_IS(GET) && !GW_IS(POST))
+    if (strcmp(top, "containers") == 0 && n == 4 && strcmp(s[3], "drain") == 0) {
+        if (!GW_IS(POST))
             return gw_method_not_allowed(r);
-        enum MHD_Result ret = gw_need_auth(r);
-        return r->replied ? ret : gw_reply_not_implemented(r, "user management");
+        if (!dyno_valid_segment(s[2]))
+            return gw_reply_error(r, DYNO_EINVAL, "bad container id ([A-Za-z0-9._-]{1,64})");
+        snprintf(r->name, sizeof(r->name), "%s", s[2]);
+        return gw_authed(r, gw_container_drain);
     }
-    if (strcmp(top, "tokens") == 0 && (n == 2 || n == 3)) {
-        if ((n == 2 && !GW_IS(POST)) || (n == 3 && !GW_IS(DELETE)))
-            return gw_method_not_allowed(r);
-        enum MHD_Result ret = gw_need_auth(r);
-        return r->replied ? ret : gw_reply_not_implemented(r, "API tokens");
-    }
+    if (strcmp(top, "admin") == 0 && n == 3 && strcmp(s[2], "rebuild-metadata") == 0)
+        return GW_IS(POST) ? gw_authed(r, gw_admin_rebuild_metadata) : gw_method_not_allowed(r);
+    if (strcmp(top, "admin") == 0 && n == 3 && strcmp(s[2], "repair") == 0)
+        return GW_IS(GET) ? gw_authed(r, gw_admin_repair_status) : gw_method_not_allowed(r);
+    if ((strcmp(top, "users") == 0 && n == 2) || (strcmp(top, "tokens") == 0 && (n == 2 || n == 3)))
+        return gw_route_identity(r, s + 1, n - 1);
     if (strcmp(top, "events") == 0 && n == 2) {
         if (!GW_IS(GET))
             return gw_method_not_allowed(r);
-        enum MHD_Result ret = gw_need_auth(r);
-        return r->replied ? ret : gw_reply_not_implemented(r, "server-sent events");
+        return gw_authed(r, gw_events_sse);
     }
     return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
 }

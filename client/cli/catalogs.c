@@ -248,6 +248,8 @@ int cli_cmd_status(const struct cli_ctx *x, int argc, char **argv)
             if (crc == 0)
                 cJSON_AddItemToObject(o, "containers",
                                       arr ? cJSON_Duplicate(arr, true) : cJSON_CreateArray());
+            if (crc == 0)
+                cli_status_repair(c, true, o);
             cli_print_json(o, true);
             cJSON_Delete(o);
         }
@@ -273,10 +275,14 @@ int cli_cmd_status(const struct cli_ctx *x, int argc, char **argv)
                 total++;
                 if (state && strcmp(state, "online") == 0)
                     online++;
-                printf("%-12s %-12s %-8s %-26s %.2f%%\n", id ? id : "?", site && site[0] ? site : "-",
+                printf("%-12s %-12s %-8s %-26s %.2f%%", id ? id : "?", site && site[0] ? site : "-",
                        state ? state : "?", uc, util * 100.0);
+                if (num(it, "repairing", 0) > 0)
+                    printf("  (%.0f fragments to repair)", num(it, "repairing", 0));
+                printf("\n");
             }
             printf("%d of %d containers online\n", online, total);
+            cli_status_repair(c, false, NULL);
         }
     }
     if (crc < 0)
@@ -299,7 +305,7 @@ static int read_line(FILE *f, char *buf, size_t cap)
     return 0;
 }
 
-static int read_password(const char *file, char *buf, size_t cap)
+int cli_read_password(const char *file, char *buf, size_t cap)
 {
     if (file) {
         char *p = NULL;
@@ -369,7 +375,7 @@ int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv)
             "no gateway: pass --gateway URL, set DYNOSTORE_GATEWAY, or start one with `dynostore up`");
         goto out;
     }
-    if (read_password(pwfile, pw, sizeof(pw)) != 0) {
+    if (cli_read_password(pwfile, pw, sizeof(pw)) != 0) {
         ec = CLI_FAIL;
         goto out;
     }

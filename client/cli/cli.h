@@ -6,6 +6,8 @@
  * progress.c  the progress bar of large transfers
  * objects.c   put, get, exists, evict, meta
  * catalogs.c  ls, catalog, status, login, whoami
+ * subscribe.c subscribe [--mirror DIR]: catalog events from the broker
+ * identity.c  user create, token create|list|revoke
  * up.c        dynostore up: a whole fabric on this machine
  * tls.c       the local CA and server certificate of up --tls
  */
@@ -70,6 +72,8 @@ int cli_config_dir(char *out, size_t cap);
 /* Merges gateway / token_file / cacert (each NULL = leave as is) into config.json,
  * creating the folder (0700). 0 or a DYNO_E* code (message printed). */
 int cli_config_update(const char *gateway, const char *token_file, const char *cacert);
+/* Sets one string entry of config.json (as cli_config_update), e.g. "broker". */
+int cli_config_set(const char *name, const char *value);
 /* Reads config.json of the settings folder: *out is an object (empty when there is no
  * file), the caller's. 0 or a DYNO_E* code (message printed). */
 int cli_config_load(struct cJSON **out);
@@ -99,6 +103,10 @@ int cli_progress_cb(void *arg, uint64_t done, uint64_t total);
 /* Ends the bar's line, if one was drawn. */
 void cli_progress_end(struct cli_progress *p);
 
+/* The password of login and user create: the first line of file, else of stdin (asked for
+ * without echo on a terminal). 0, or CLI_FAIL after printing why. (catalogs.c) */
+int cli_read_password(const char *file, char *buf, size_t cap);
+
 /* ---- commands ---- */
 int cli_cmd_put(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_get(const struct cli_ctx *x, int argc, char **argv);
@@ -110,7 +118,14 @@ int cli_cmd_catalog(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_status(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_whoami(const struct cli_ctx *x, int argc, char **argv);
+int cli_cmd_user(const struct cli_ctx *x, int argc, char **argv);
+int cli_cmd_token(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv);
+int cli_cmd_subscribe(const struct cli_ctx *x, int argc, char **argv); /* subscribe.c */
+int cli_cmd_container(const struct cli_ctx *x, int argc, char **argv); /* admin.c: container drain */
+int cli_cmd_admin(const struct cli_ctx *x, int argc, char **argv);     /* admin.c: rebuild-metadata, repair */
+/* admin.c: the repair lines of `status` (json: adds "repair" to doc instead). */
+void cli_status_repair(dyno_client *c, bool json, struct cJSON *doc);
 
 /* ---- tls.c (for up --tls) ---- */
 /* Makes, unless they exist, DIR/tls/ca.crt + ca.key (a local CA) and server.crt +

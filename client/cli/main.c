@@ -38,6 +38,12 @@ static const struct cli_cmd cmds[] = {
      "catalog rm C [--recursive]\n"
      "catalog share C (--user U | --org O) [--access read|write]\n"
      "    Manages catalogs (C = owner/name[/name...]).\n"},
+    {"subscribe", cli_cmd_subscribe,
+     "subscribe C [--mirror DIR] [--broker mqtt://HOST:PORT]\n"
+     "    Prints every event of catalog C and its sub-catalogs as one JSON line, from the MQTT\n"
+     "    broker (--broker, else $DYNOSTORE_BROKER, else the settings' \"broker\"). With --mirror,\n"
+     "    keeps DIR equal to C: downloads what C holds, then every new object, removes evicted\n"
+     "    ones, and resumes after a stop without loss (persistent session, DIR/.dynostore-mirror).\n"},
     {"status", cli_cmd_status,
      "status\n    Gateway health, and the containers (id, site, state, used/capacity, utilization;\n"
      "    needs an admin token).\n"},
@@ -46,9 +52,28 @@ static const struct cli_cmd cmds[] = {
      "    Logs in (the password is read from F, else from stdin) and saves the token to the\n"
      "    settings folder (token, mode 0600) and config.json.\n"},
     {"whoami", cli_cmd_whoami, "whoami\n    Shows who the current token belongs to.\n"},
+    {"user", cli_cmd_user,
+     "user create NAME [--org O] [--admin] [--password-file F]\n"
+     "user list\n"
+     "    Admin: creates a user (the password is read from F, else from stdin), or lists them.\n"},
+    {"token", cli_cmd_token,
+     "token create [--ttl SECONDS] [--name N]\n"
+     "token list\n"
+     "token revoke ID\n"
+     "    Issues a long-lived API token for you and prints it (once), lists your tokens (ID,\n"
+     "    kind, name, expiry), or revokes one: it stops working everywhere within seconds.\n"},
+    {"container", cli_cmd_container,
+     "container drain ID\n"
+     "    Admin: moves every fragment off container ID (the repair workers rebuild them on other\n"
+     "    containers, then delete them from ID); follow it with `dynostore status`.\n"},
+    {"admin", cli_cmd_admin,
+     "admin rebuild-metadata\n"
+     "admin repair\n"
+     "    Admin: rebuilds the metadata of every object from the fragments the containers hold\n"
+     "    (after losing the metadata database), or prints the repair status (JSON).\n"},
     {"up", cli_cmd_up,
      "up [--data DIR] [--containers N] [--capacity SIZE] [--repair-grace SECONDS] [--port P]\n"
-     "   [--tls] [--bin DIR] [--foreground]\n"
+     "   [--tls] [--bin DIR] [--plugin PATH] [--foreground]\n"
      "    Runs a whole fabric on this machine: the MQTT broker, dyno-auth, dyno-metadata,\n"
      "    dyno-pubsub, N dyno-container and dyno-gateway, on 127.0.0.1, with keys, configs,\n"
      "    databases, fragments and logs under DIR, and writes the CLI settings so that the\n"
@@ -61,6 +86,7 @@ static const struct cli_cmd cmds[] = {
      "      --port P              gateway port (default 8080; 0 or busy = a free one)\n"
      "      --tls                 HTTPS gateway and TLS broker, with a CA made in DIR/tls\n"
      "      --bin DIR             where the dyno-* agents are (default: next to dynostore)\n"
+     "      --plugin PATH         the broker plugin (default: BIN/../lib/dyno_auth.so)\n"
      "      --foreground          stay attached to the terminal (the default)\n"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -80,10 +106,15 @@ static void usage(FILE *f)
                "  catalog create C [--public] [--resilience k,m]\n"
                "  catalog info C | catalog rm C [--recursive]\n"
                "  catalog share C (--user U | --org O) [--access read|write]\n"
+               "  subscribe C [--mirror DIR] [--broker URL]   follow (and mirror) a catalog's events\n"
                "Fabric and identity:\n"
-               "  status                      gateway health and containers\n"
+               "  status                      gateway health, containers, degraded objects, repair\n"
+               "  container drain ID          move every fragment off a container   (admin)\n"
+               "  admin rebuild-metadata | admin repair   rebuild metadata from fragments, repair status\n"
                "  login --user U [--password-file F]   log in and save the token\n"
                "  whoami                      who the token belongs to\n"
+               "  user create NAME [--org O] [--admin] [--password-file F] | user list   (admin)\n"
+               "  token create [--ttl S] [--name N] | token list | token revoke ID   API tokens\n"
                "  up [--data DIR] [--containers N] [--port P] [--tls] ...   run a local fabric\n"
                "  help [COMMAND]              this text, or a command's\n"
                "\n"

@@ -285,3 +285,30 @@ out:
     free(ca);
     return ec;
 }
+
+int cli_config_set(const char *name, const char *value)
+{
+    char dir[4096], path[4200];
+    cJSON *doc = NULL;
+    char *text = NULL;
+    int rc = cli_config_dir(dir, sizeof(dir));
+    if (rc < 0)
+        return rc;
+    if (cli_mkdirs(dir, 0700) < 0)
+        return DYNO_EIO;
+    if ((rc = cli_config_load(&doc)) < 0)
+        return rc;
+    if ((rc = set_str(doc, name, value)) == 0) {
+        text = cJSON_Print(doc);
+        rc = text ? 0 : DYNO_ENOMEM;
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        rc = dyno_write_file(path, text, strlen(text), 0600);
+        if (rc < 0)
+            cli_err("cannot write %s: %s", path, dyno_strerror(rc));
+    }
+    cJSON_free(text);
+    cJSON_Delete(doc);
+    return rc;
+}

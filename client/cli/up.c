@@ -70,6 +70,7 @@ struct up {
     char data[UP_PATH];
     char bindir[UP_PATH];
     char mosquitto[UP_PATH];
+    char plugin[UP_PATH]; /* dyno_auth.so, absolute */
     int ncont;
     const char *capacity;
     const char *repair_grace; /* NULL: the metadata default */
@@ -330,6 +331,8 @@ static int write_broker_conf(struct up *u)
                              "# run as the user who started the fabric (as root, mosquitto would switch\n"
                              "# to the 'mosquitto' user, who cannot write %s)\n"
                              "user %s\n"
+                             "# without it Nagle + delayed ACK add ~40 ms to request/response\n"
+                             "set_tcp_nodelay true\n"
                              "listener %d 127.0.0.1\n",
                              u->data, user, u->broker_port);
     if (rc == 0 && u->tls)
@@ -341,11 +344,12 @@ static int write_broker_conf(struct up *u)
     if (rc == 0)
         rc = dyno_buf_printf(&b,
                              "\n"
-                             "# Authentication: anonymous for now. The dyno_auth plugin (token login and\n"
-                             "# per-catalog ACL, SPEC section 7) goes here, replacing allow_anonymous:\n"
-                             "#   plugin %s/../lib/dyno_auth.so\n"
-                             "#   plugin_opt_public_key_file %s/keys/auth.pub\n"
-                             "allow_anonymous true\n"
+                             "# Authentication and access: the dyno_auth plugin (SPEC section 7,\n"
+                             "# docs/security.md). Clients log in with username = their name (services:\n"
+                             "# <kind>-<id>) and password = a token; nobody gets in anonymously.\n"
+                             "allow_anonymous false\n"
+                             "plugin %s\n"
+                             "plugin_opt_public_key_file %s/keys/auth.pub\n"
                              "\n"
                              "persistence true\n"
                              "persistence_location %s/broker/data/\n"
@@ -354,7 +358,7 @@ static int write_broker_conf(struct up *u)
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->bindir, u->data, u->data);
+                             u->plugin, u->data, u->data);
     if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");
@@ -867,6 +871,25 @@ static bool cond_ready(struct up *u, void *arg)
 
 /* ---- the command ------------------------------------------------------------------------- */
 
+/* The broker plugin: --plugin PATH, else <bindir>/../lib/dyno_auth.so (the build tree's
+ * layout: binaries in <build>/bin, the plugin in <build>/lib). */
+static int find_plugin(struct up *u, const char *plugin_flag)
+{
+    if (plugin_flag) {
+        if (!abs_path(plugin_flag, u->plugin))
+            return cli_err("--plugin %s: path too long", plugin_flag);
+    } else {
+        /* <bindir>/../lib, spelled without "..": the broker's config gets a clean path */
+        const char *slash = strrchr(u->bindir, '/');
+        int parent = slash && slash != u->bindir ? (int)(slash - u->bindir) : 0;
+        if (!path_fmt(u->plugin, "%.*s/lib/dyno_auth.so", parent, u->bindir))
+            return cli_err("up: path too long");
+    }
+    if (access(u->plugin, R_OK) != 0)
+        return cli_err("up: no broker plugin %s (build dyno_auth, or pass --plugin PATH)", u->plugin);
+    return CLI_OK;
+}
+
 static int find_bins(struct up *u, const char *bin_flag)
 {
     static const char *const agents[] = {"dyno-auth", "dyno-metadata", "dyno-pubsub", "dyno-container",
@@ -1098,6 +1121,7 @@ static void print_ready(const struct up *u)
         printf("  resilience:       k=%d, m=%d by default (fewer than 5 containers)\n", u->def_k, u->def_m);
     if (u->tls)
         printf("  CA certificate:   %s/tls/ca.crt\n", u->data);
+    printf("  MQTT login:       username = your user name, password = a token (docs/security.md)\n");
     printf("\nTry, in another shell:\n"
            "  dynostore catalog create admin/demo\n"
            "  dynostore put FILE --catalog admin/demo\n"
@@ -1109,6 +1133,7 @@ static void print_ready(const struct up *u)
 int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
 {
     const char *data = NULL, *ncont_s = NULL, *grace = NULL, *port_s = NULL, *bin = NULL, *capacity = "10G";
+    const char *plugin = NULL;
     bool tls = false, fg = false;
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
     int npos = 0, ec = CLI_FAIL;
@@ -1126,6 +1151,7 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
         {"--repair-grace", true, &grace, NULL},
         {"--port", true, &port_s, NULL},
         {"--bin", true, &bin, NULL},
+        {"--plugin", true, &plugin, NULL},
         {"--capacity", true, &capacity, NULL},
         {"--tls", false, NULL, &tls},
         {"--foreground", false, NULL, &fg},
@@ -1198,7 +1224,8 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
         goto out;
     }
 
-    if ((ec = find_bins(u, bin)) != CLI_OK || (ec = lock_dir(u)) != CLI_OK || (ec = make_dirs(u)) != CLI_OK)
+    if ((ec = find_bins(u, bin)) != CLI_OK || (ec = find_plugin(u, plugin)) != CLI_OK ||
+        (ec = lock_dir(u)) != CLI_OK || (ec = make_dirs(u)) != CLI_OK)
         goto out;
     if (u->tls && (ec = cli_up_tls(u->data)) != CLI_OK)
         goto out;
@@ -1261,6 +1288,10 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     if (cli_config_update(u->gw_url, tok, u->tls ? ca : NULL) < 0)
         fprintf(stderr, "dynostore up: the CLI settings were not saved; use --gateway %s --token-file %s\n",
                 u->gw_url, tok);
+    char broker[64];
+    snprintf(broker, sizeof(broker), "%s://127.0.0.1:%d", u->tls ? "mqtts" : "mqtt", u->broker_port);
+    if (cli_config_set("broker", broker) < 0)
+        fprintf(stderr, "dynostore up: the broker address was not saved; use --broker %s\n", broker);
     if (x->json) {
         printf("{\"gateway\":\"%s\",\"admin_token_file\":\"%s\",\"data\":\"%s\",\"ready\":true}\n", u->gw_url,
                tok, u->data);

@@ -4,6 +4,7 @@
  * client.c   life cycle, options, the one HTTP request engine over libcurl, error mapping
  * objects.c  put, get, exists, evict, meta
  * catalogs.c catalogs, listing, containers, healthz, login, whoami
+ * identity.c users and API tokens
  */
 #ifndef DYNO_CLIENT_INT_H
 #define DYNO_CLIENT_INT_H

@@ -244,6 +244,74 @@ DYNO_CLIENT_WUR int dyno_client_catalog_share(dyno_client *c, const char *catalo
 DYNO_CLIENT_WUR int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int limit,
                                      struct cJSON **page, char **next);
 
+/* ---- events: subscribe ------------------------------------------------------------------- */
+
+/*
+ * One catalog event as published on dyno/v1/events/<catalog> (schemas/event-<type>.schema.json).
+ * Every pointer is borrowed for the duration of the callback only.
+ */
+struct dyno_event {
+    const char *type;    /* "object.created", "object.evicted", "object.degraded",
+                          * "object.repaired", "catalog.shared", ... */
+    const char *catalog; /* the catalog of the topic ("alice/x" or a sub-catalog "alice/x/y") */
+    int64_t time;        /* unix milliseconds, 0 when absent */
+    /* The object of an object.* event; NULL (size -1) for other events. */
+    const char *key, *name, *sha256;
+    int64_t size;
+    const char *json; /* the whole payload, NUL-terminated */
+    size_t json_len;
+    const struct cJSON *doc; /* the payload, parsed */
+};
+
+/* Called for every event. Return 0 to go on, or a negative DYNO_E* code to stop:
+ * dyno_client_subscribe then returns that code. */
+typedef int (*dyno_client_event_fn)(void *arg, const struct dyno_event *ev);
+/* Called after every (re)connection, once the subscriptions are in place (events published
+ * from now on will be delivered). session_present: the broker kept a persistent session,
+ * so events of the time away are queued and follow. Return 0 or a negative DYNO_E* code to
+ * stop, as above. */
+typedef int (*dyno_client_ready_fn)(void *arg, int session_present);
+
+#define DYNO_CLIENT_SESSION_EXPIRY_DEFAULT 86400 /* seconds */
+
+struct dyno_subscribe_opts {
+    const char *broker;    /* "mqtt://host:port" (default port 1883) or "mqtts://host:port"
+                            * (8883): required */
+    const char *cafile;    /* mqtts: CA bundle; NULL = the client's (dyno_client_set_cafile),
+                            * else the system's */
+    const char *client_id; /* NULL: a random id and a clean session. Else a persistent session
+                            * under this id (1..64 bytes, no '+', '#', '/'; ids of the form
+                            * <kind>-<id> are reserved for services): clean start off, and the
+                            * broker keeps the subscriptions and queues QoS 1 events while the
+                            * client is away, for session_expiry seconds */
+    long session_expiry;   /* 0 = DYNO_CLIENT_SESSION_EXPIRY_DEFAULT */
+    int keepalive;         /* seconds, 0 = 60 */
+    dyno_client_ready_fn on_ready; /* may be NULL */
+    /* Checked at least once a second (set it from a signal handler to stop): when non-zero,
+     * the call disconnects and returns 0. May be NULL. */
+    volatile int *stop;
+};
+
+/*
+ * Follows the events of catalog and of all its sub-catalogs: connects to the broker (MQTT
+ * v5; username = the "sub" of the client's token, password = the token) and subscribes
+ * with QoS 1 to dyno/v1/events/<catalog> and dyno/v1/events/<catalog>/#. Blocks until
+ * *opts->stop is set or a callback returns an error.
+ *
+ * Threads: everything runs in the calling thread: fn and on_ready are called from it, one
+ * at a time, in the order the broker delivers; they may use c (for example to download the
+ * object of an object.created event). The connection is served between callbacks only, so
+ * a callback that blocks for longer than 1.5 x keepalive gets the connection dropped; the
+ * call then reconnects (1 s .. 10 s back-off, forever) and calls on_ready again.
+ * Delivery: QoS 1 is at least once; an event may come twice (after a reconnect).
+ *
+ * Returns 0 (stopped), the callback's code, DYNO_EUNAUTH (the broker refused the token),
+ * DYNO_EFORBIDDEN (subscription refused: no read access), DYNO_EUNAVAIL (the first connection
+ * failed), DYNO_EINVAL (bad arguments, no token, or a token whose claims cannot be read).
+ */
+DYNO_CLIENT_WUR int dyno_client_subscribe(dyno_client *c, const char *catalog, const struct dyno_subscribe_opts *opts,
+                                          dyno_client_event_fn fn, void *arg);
+
 /* ---- fabric and identity ----------------------------------------------------------------- */
 
 /* Admin: the containers, {"containers":[{id, url, site, state, capacity, used, free,
@@ -259,6 +327,50 @@ DYNO_CLIENT_WUR int dyno_client_login(dyno_client *c, const char *username, cons
                                       char **token, int64_t *expires_at);
 /* Who the token belongs to: {"user"/"sub", "org", "admin", ...}. 0, DYNO_EUNAUTH. */
 DYNO_CLIENT_WUR int dyno_client_whoami(dyno_client *c, struct cJSON **out);
+
+/* ---- users and API tokens ----------------------------------------------------------------- */
+
+/*
+ * Admin: creates a user with a password; org NULL or "" = no org (else an org path such as
+ * "lab/ct"); admin non-zero makes an admin. *out (may be NULL) gets {username, org, admin}.
+ * 0, DYNO_EFORBIDDEN (not an admin), DYNO_ECONFLICT (the user exists), DYNO_EUNAUTH,
+ * DYNO_EUNAVAIL (the auth service is down: retry later).
+ */
+DYNO_CLIENT_WUR int dyno_client_user_create(dyno_client *c, const char *username, const char *password,
+                                            const char *org, int admin, struct cJSON **out);
+/* Admin: the users, {"users":[{username, org, admin, ...}]}. 0, DYNO_EFORBIDDEN,
+ * DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_user_list(dyno_client *c, struct cJSON **out);
+/*
+ * Issues a long-lived API token for the caller, valid ttl seconds (0 = the service's
+ * default, its maximum). name (may be NULL) labels it in token lists. *token (malloc'd,
+ * the caller's: a secret, wipe it) gets the token; *out (may be NULL) the rest of the reply
+ * {id, jti, expires_at, name}, without the token. 0, DYNO_EINVAL (ttl above the maximum),
+ * DYNO_EUNAUTH, DYNO_EFORBIDDEN, DYNO_EUNAVAIL.
+ */
+DYNO_CLIENT_WUR int dyno_client_token_create(dyno_client *c, int64_t ttl, const char *name, char **token,
+                                             struct cJSON **out);
+/* The caller's tokens, {"tokens":[{jti, kind, name, expires_at, revoked, ...}]} (never the
+ * tokens themselves). 0, DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_token_list(dyno_client *c, struct cJSON **out);
+/* Revokes the token whose id (jti, 32 hex) is id: it stops working everywhere within
+ * seconds. Own tokens only, unless an admin. 0, DYNO_ENOTFOUND, DYNO_EFORBIDDEN,
+ * DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_token_revoke(dyno_client *c, const char *id);
+
+/* ---- healing (admin; docs/healing.md) ------------------------------------------------------ */
+
+/* Admin: drains container id: its fragments are moved to other containers by the repair
+ * workers, then deleted from it. *out (may be NULL) gets {id, state, fragments}.
+ * 0, DYNO_ENOTFOUND (unknown container), DYNO_EFORBIDDEN, DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_container_drain(dyno_client *c, const char *id, struct cJSON **out);
+/* Admin: rebuilds the metadata of every object from the fragments the online containers
+ * hold. *out (may be NULL) gets {objects, fragments, skipped, corrupt, conflicts, containers,
+ * unreachable}. 0, DYNO_EFORBIDDEN, DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_rebuild_metadata(dyno_client *c, struct cJSON **out);
+/* Admin: repair progress {degraded_objects, lost_fragments, leased_tasks, repaired_total,
+ * unrecoverable, garbage_fragments, draining:[id...]}. 0, DYNO_EFORBIDDEN, DYNO_EUNAUTH. */
+DYNO_CLIENT_WUR int dyno_client_repair_status(dyno_client *c, struct cJSON **out);
 
 #ifdef __cplusplus
 }

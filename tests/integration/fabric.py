@@ -283,6 +283,10 @@ class Fabric:
         # every pid ever recorded (fabric.json or own spawns): candidates for the final sweep
         self._known = {}
         self._lock = threading.Lock()
+        # optional hook (schemacheck.py): record every catalog event and validate it at stop()
+        self.record_events = os.environ.get("DYNO_RECORD_EVENTS", "1") != "0"
+        self.event_recorder = None
+        self.event_problems = []
         if start:
             try:
                 self.start()
@@ -342,6 +346,9 @@ class Fabric:
         with open(self.admin_token_file) as fh:
             self.token = fh.read().strip()
         self.wait_healthz(deadline - time.monotonic())
+        if self.record_events and self.event_recorder is None:
+            import schemacheck
+            self.event_recorder = schemacheck.EventRecorder(self).start()
         return self
 
     def _read_fabric_json(self):
@@ -403,6 +410,9 @@ class Fabric:
 
     def stop(self):
         """SIGINT to `up`, wait, then SIGKILL whatever recorded process is left."""
+        if self.event_recorder is not None:
+            self.event_problems += self.event_recorder.stop()
+            self.event_recorder = None
         rc = self.interrupt_up()
         if rc is None and self.up is not None:
             try:
@@ -438,6 +448,10 @@ class Fabric:
                 sys.stderr.write("DYNO_KEEP: fabric kept in %s\n" % self.tmp)
             else:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.event_problems:
+            problems, self.event_problems = self.event_problems, []
+            raise AssertionError("%d invalid catalog event(s) (schemas/event-<type>.schema.json):\n  %s"
+                                 % (len(problems), "\n  ".join(problems[:20])))
 
     def __enter__(self):
         return self

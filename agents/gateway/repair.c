@@ -1,0 +1,1351 @@
+/*
+ * Healing, the executing side (docs/healing.md, protocol.md §8): metadata plans, the
+ * gateway does the work.
+ *
+ *   repair workers  cfg.repair_workers threads. Each claims a task (repair.claim), rebuilds
+ *                   the fragments it lists stripe by stripe and reports them
+ *                   (repair.complete). Stripe s: record s is read with a byte Range from k
+ *                   healthy sources in parallel (CRC-checked by the lib/frag.h parser; a
+ *                   source that fails is replaced by the next one for the same stripe),
+ *                   decoded (a replica is copied) and appended to one PUT stream per target.
+ *                   Memory: n units per worker whatever the object size.
+ *   GC              the first worker, when idle, deletes the garbage fragments metadata
+ *                   hands out (gc.claim, DELETE on the container, gc.complete).
+ *   rate            claims are bounded by metadata (repair_rate); bytes read and written
+ *                   by repair_rate_bytes per second over all workers of this gateway.
+ *   admin routes    rebuild-metadata (fragments listed by every online container, grouped
+ *                   by key, restored with object.restore), repair status, container drain.
+ *
+ * Threads: the workers are plain threads with their own struct gw_conn (curl multi and easy
+ * handles are never shared); the admin handlers run in MHD's connection thread with that
+ * connection's gw_conn, like every other handler.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw.h"
+#include "hash.h"
+#include "json.h"
+#include "log.h"
+
+#define GW_REPAIR_NAME_MAX 96
+#define GW_GC_BATCH 100            /* items per gc.claim */
+#define GW_RESTORE_BATCH 200       /* objects per object.restore (metadata takes 1000) */
+#define GW_LIST_PAGE 1000          /* fragments per GET /v1/fragments page */
+#define GW_LIST_BODY_MAX (8u << 20) /* one listing page: 1000 entries of < 1 KiB */
+#define GW_REBUILD_FRAGS_MAX 10000000 /* fragments one rebuild-metadata handles at most */
+
+struct gw_repair {
+    struct gw *gw;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled on stop */
+    bool stop;
+    int64_t rate_next_ms; /* when the bytes accounted so far are "paid" (token bucket) */
+    int nthreads;
+    struct gw_repair_worker *workers;
+};
+
+struct gw_repair_worker {
+    struct gw_repair *rep;
+    int no;
+    pthread_t thread;
+    bool started;
+    struct gw_conn *conn;
+    char name[GW_REPAIR_NAME_MAX];
+};
+
+/* ---- stop, sleep, rate ---- */
+
+static bool gw_repair_stopping(struct gw_repair *rep)
+{
+    pthread_mutex_lock(&rep->mu);
+    bool s = rep->stop;
+    pthread_mutex_unlock(&rep->mu);
+    return s;
+}
+
+/* Sleeps ms unless asked to stop; true when stopping. */
+static bool gw_repair_sleep(struct gw_repair *rep, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&rep->mu);
+    while (!rep->stop) {
+        if (pthread_cond_timedwait(&rep->cv, &rep->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    bool s = rep->stop;
+    pthread_mutex_unlock(&rep->mu);
+    return s;
+}
+
+/* Accounts bytes against repair_rate_bytes (shared by the workers) and sleeps for what is
+ * over the budget; a quarter second of burst is allowed. True when stopping. */
+static bool gw_repair_throttle(struct gw_repair *rep, uint64_t bytes)
+{
+    int64_t rate = rep->gw->cfg.repair_rate_bytes;
+    int64_t now = gw_now_ms();
+    pthread_mutex_lock(&rep->mu);
+    if (rep->rate_next_ms < now - 250)
+        rep->rate_next_ms = now - 250;
+    rep->rate_next_ms += (int64_t)(bytes * 1000 / (uint64_t)rate);
+    int64_t wait = rep->rate_next_ms - now;
+    pthread_mutex_unlock(&rep->mu);
+    return wait > 0 ? gw_repair_sleep(rep, wait) : gw_repair_stopping(rep);
+}
+
+/* ---- one repair task ---- */
+
+struct gw_rtask;
+
+/* One place of a fragment: a source to read, or a target to write. */
+struct gw_rloc {
+    int index;
+    char container[DYNO_SEG_MAX + 1];
+    char url[512];
+};
+
+/* A ranged GET of one record of a source. */
+struct gw_rget {
+    struct gw_xfer x;
+    struct gw_rtask *t;
+    int src;       /* into t->src */
+    uint64_t s;    /* the stripe */
+    uint8_t *dst;  /* ulen bytes */
+    size_t ulen;
+    bool from0;    /* the range starts at the header */
+    bool got;      /* record s arrived with a good CRC */
+    bool bad_status;
+    int perr;
+    bool has_parser;
+    struct dyno_frag_parser parser;
+};
+
+struct gw_rseg {
+    const uint8_t *p;
+    size_t len;
+};
+
+/* One rebuilt fragment streamed to its target. */
+struct gw_rput {
+    struct gw_xfer x;
+    int tgt; /* into t->tgt */
+    bool live, stored;
+    struct gw_rseg seg[4];
+    int nseg, iseg;
+    size_t off;
+    bool eof;
+    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
+    uint8_t pre[4], suf[4];
+    char why[200];
+};
+
+struct gw_rtask {
+    struct gw *gw;
+    struct gw_conn *conn;
+    char id[DYNO_KEY_LEN + 1];
+    char key[DYNO_KEY_LEN + 1];
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[DYNO_NAME_MAX + 1];
+    uint8_t sha256[32];
+    int k, m, n;
+    bool replica;
+    struct dyno_layout lay;
+    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
+    int nsrc, ntgt;
+    bool src_bad[GW_MAX_N];
+    int active[GW_MAX_N]; /* sources in use, into src */
+    int nactive;
+    uint8_t *buf[GW_MAX_N]; /* per fragment index, one unit */
+    bool present[GW_MAX_N];
+    struct gw_rput put[GW_MAX_N];
+    uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
+    const struct dyno_ec *ec;
+    uint64_t bytes_read, bytes_written;
+    char msg[300];
+};
+
+static int gw_rget_header(void *arg, const struct dyno_frag_hdr *h)
+{
+    struct gw_rget *g = arg;
+    const struct gw_rloc *l = &g->t->src[g->src];
+    if (strcmp(h->key, g->t->key) != 0 || h->index != l->index)
+        return DYNO_ECORRUPT; /* some other fragment is stored under that id */
+    return 0;
+}
+
+static int gw_rget_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
+{
+    struct gw_rget *g = arg;
+    if (g->got)
+        return 0; /* past our range (a container that ignored its end) */
+    if (s != g->s || len != g->ulen)
+        return DYNO_ECORRUPT;
+    memcpy(g->dst, payload, len);
+    g->got = true;
+    return 0;
+}
+
+static const struct dyno_frag_parser_cbs gw_rget_cbs = {
+    .on_header = gw_rget_header,
+    .on_record = gw_rget_record,
+    .on_trailer = NULL,
+};
+
+static size_t gw_rget_write(char *p, size_t size, size_t n, void *arg)
+{
+    struct gw_rget *g = arg;
+    size_t len = size * n;
+    if (g->perr || g->bad_status)
+        return 0;
+    if (g->x.status == 0) {
+        curl_easy_getinfo(g->x.easy, CURLINFO_RESPONSE_CODE, &g->x.status);
+        if (g->x.status != 206 && !(g->x.status == 200 && g->from0)) {
+            g->bad_status = true;
+            return 0;
+        }
+    }
+    if (g->got)
+        return len;
+    int rc = dyno_frag_parser_feed(&g->parser, (const uint8_t *)p, len);
+    if (rc) {
+        g->perr = rc;
+        return 0;
+    }
+    g->x.last_ms = gw_now_ms();
+    return len;
+}
+
+static void gw_rget_close(struct gw_rtask *t, struct gw_rget *g)
+{
+    gw_xfer_close(t->conn, &g->x);
+    if (g->has_parser)
+        dyno_frag_parser_free(&g->parser);
+    g->has_parser = false;
+}
+
+static int gw_rget_open(struct gw_rtask *t, struct gw_rget *g, int src, uint64_t s)
+{
+    const struct gw_rloc *l = &t->src[src];
+    memset(g, 0, sizeof(*g));
+    g->t = t;
+    g->src = src;
+    g->s = s;
+    g->ulen = dyno_layout_unit_len(&t->lay, s);
+    g->dst = t->buf[l->index];
+    g->from0 = s == 0;
+    uint64_t from = g->from0 ? 0 : dyno_layout_record_offset(&t->lay, s);
+    uint64_t to = dyno_layout_record_offset(&t->lay, s) + g->ulen + DYNO_FRAG_REC_OVERHEAD - 1;
+    int rc = dyno_frag_parser_init(&g->parser, g->from0, s, t->lay.unit, &gw_rget_cbs, g);
+    if (rc)
+        return rc;
+    g->has_parser = true;
+    char url[700], range[64];
+    snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
+    snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
+    if ((rc = gw_xfer_open(t->gw, t->conn, &g->x, url)) != 0) {
+        gw_rget_close(t, g);
+        return rc;
+    }
+    g->x.index = l->index;
+    curl_easy_setopt(g->x.easy, CURLOPT_RANGE, range);
+    curl_easy_setopt(g->x.easy, CURLOPT_WRITEFUNCTION, gw_rget_write);
+    curl_easy_setopt(g->x.easy, CURLOPT_WRITEDATA, g);
+    if ((rc = gw_xfer_start(t->conn, &g->x)) != 0) {
+        gw_rget_close(t, g);
+        return rc;
+    }
+    return 0;
+}
+
+/* Tells metadata a source served a bad record: it is marked bad and repaired in turn. */
+static void gw_repair_report_crc(struct gw_rtask *t, int index)
+{
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "key", t->key);
+    cJSON_AddNumberToObject(p, "index", index);
+    cJSON_AddStringToObject(p, "problem", "crc");
+    gw_notify(t->gw, "metadata", "object.report", p);
+    cJSON_Delete(p);
+}
+
+/* The next healthy source not in use, data fragments first (cheaper to decode). */
+static int gw_repair_next_source(struct gw_rtask *t)
+{
+    int best = -1;
+    for (int i = 0; i < t->nsrc; i++) {
+        bool used = t->src_bad[i];
+        for (int j = 0; !used && j < t->nactive; j++)
+            used = t->active[j] == i;
+        if (!used && (best < 0 || t->src[i].index < t->src[best].index))
+            best = i;
+    }
+    return best;
+}
+
+/* Reads record s from k healthy sources into t->buf, replacing sources that fail.
+ * 0, or DYNO_EUNAVAIL when fewer than k sources are left. */
+static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
+{
+    int64_t timeout = t->gw->cfg.fragment_timeout_ms;
+    struct gw_rget get[GW_MAX_N];
+    bool opened[GW_MAX_N];
+    memset(t->present, 0, sizeof(t->present));
+    for (;;) {
+        while (t->nactive < t->k) {
+            int i = gw_repair_next_source(t);
+            if (i < 0) {
+                snprintf(t->msg, sizeof(t->msg), "fewer than %d healthy sources for stripe %llu", t->k,
+                         (unsigned long long)s);
+                return DYNO_EUNAVAIL;
+            }
+            t->active[t->nactive++] = i;
+        }
+        /* Only the sources that have not delivered this stripe yet (new ones). */
+        for (int j = 0; j < t->nactive; j++) {
+            opened[j] = !t->present[t->src[t->active[j]].index];
+            if (opened[j] && gw_rget_open(t, &get[j], t->active[j], s) != 0)
+                get[j].bad_status = true; /* could not even start: treat as failed */
+        }
+        for (;;) {
+            bool busy = false;
+            int64_t now = gw_now_ms();
+            for (int j = 0; j < t->nactive; j++) {
+                struct gw_rget *g = &get[j];
+                if (!opened[j] || !g->x.easy || !g->x.running)
+                    continue;
+                if (now - g->x.last_ms > timeout) {
+                    gw_xfer_close(t->conn, &g->x); /* failed: no progress in time */
+                    continue;
+                }
+                busy = true;
+            }
+            if (!busy)
+                break;
+            gw_fanout_step(t->conn, 50);
+        }
+        /* Drop the sources that failed; keep the ones that delivered. */
+        int keep = 0;
+        for (int j = 0; j < t->nactive; j++) {
+            if (!opened[j]) {
+                t->active[keep++] = t->active[j];
+                continue;
+            }
+            struct gw_rget *g = &get[j];
+            struct gw_rloc *l = &t->src[g->src];
+            bool ok = g->got && !g->perr && !g->bad_status && g->x.done && g->x.result == CURLE_OK;
+            if (ok) {
+                t->present[l->index] = true;
+                t->bytes_read += g->ulen;
+                t->active[keep++] = g->src;
+            } else {
+                char why[200];
+                if (g->perr == DYNO_ECORRUPT)
+                    snprintf(why, sizeof(why), "bad record (CRC or framing)");
+                else if (g->bad_status)
+                    snprintf(why, sizeof(why), "HTTP %ld instead of partial content", g->x.status);
+                else if (g->x.done && g->x.result == CURLE_OK)
+                    snprintf(why, sizeof(why), "truncated record");
+                else
+                    gw_xfer_reason(&g->x, why, sizeof(why));
+                dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", t->key,
+                          l->index, l->container, (unsigned long long)s, why);
+                if (g->perr == DYNO_ECORRUPT || (g->x.done && g->x.result == CURLE_PARTIAL_FILE)) {
+                    dyno_metric_add(&t->gw->metrics[GW_M_CRC_ERRORS], 1);
+                    gw_repair_report_crc(t, l->index);
+                }
+                t->src_bad[g->src] = true;
+            }
+            gw_rget_close(t, g);
+        }
+        t->nactive = keep;
+        if (keep == t->k)
+            return 0;
+    }
+}
+
+/* ---- target streams (the same pattern as put.c's fragment streams) ---- */
+
+static size_t gw_rput_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct gw_rput *u = arg;
+    size_t cap = size * nitems, o = 0;
+    while (o < cap && u->iseg < u->nseg) {
+        struct gw_rseg *g = &u->seg[u->iseg];
+        size_t take = g->len - u->off;
+        if (take > cap - o)
+            take = cap - o;
+        memcpy(buf + o, g->p + u->off, take);
+        o += take;
+        u->off += take;
+        if (u->off == g->len) {
+            u->iseg++;
+            u->off = 0;
+        }
+    }
+    if (o > 0) {
+        u->x.last_ms = gw_now_ms();
+        return o;
+    }
+    if (u->eof)
+        return 0;
+    u->x.paused = true;
+    return CURL_READFUNC_PAUSE;
+}
+
+static size_t gw_rput_sink(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+static void gw_rput_fail(struct gw_rtask *t, struct gw_rput *u, const char *why)
+{
+    if (!u->live)
+        return;
+    u->live = false;
+    snprintf(u->why, sizeof(u->why), "%s", why);
+    gw_xfer_close(t->conn, &u->x);
+    const struct gw_rloc *l = &t->tgt[u->tgt];
+    dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index, l->container,
+              why);
+}
+
+static int gw_repair_live_targets(const struct gw_rtask *t)
+{
+    int live = 0;
+    for (int i = 0; i < t->ntgt; i++)
+        live += t->put[i].live;
+    return live;
+}
+
+/* Drives the target streams until each live one took its segments (final: until each has
+ * its answer). Streams that fail or stall for fragment_timeout_ms are dropped. */
+static int gw_repair_pump(struct gw_rtask *t, bool final)
+{
+    int64_t timeout = t->gw->cfg.fragment_timeout_ms;
+    for (int i = 0; i < t->ntgt; i++)
+        if (t->put[i].live)
+            gw_xfer_resume(&t->put[i].x);
+    for (;;) {
+        bool busy = false;
+        int64_t now = gw_now_ms();
+        for (int i = 0; i < t->ntgt; i++) {
+            struct gw_rput *u = &t->put[i];
+            if (!u->live || u->stored)
+                continue;
+            bool pending = u->iseg < u->nseg;
+            if (u->x.done) {
+                if (final && !pending && u->x.result == CURLE_OK && u->x.status >= 200 && u->x.status < 300) {
+                    u->stored = true;
+                    gw_xfer_close(t->conn, &u->x);
+                } else {
+                    char why[200];
+                    gw_xfer_reason(&u->x, why, sizeof(why));
+                    gw_rput_fail(t, u, why);
+                }
+                continue;
+            }
+            if (final || pending || !u->x.paused) {
+                busy = true;
+                if (now - u->x.last_ms > timeout)
+                    gw_rput_fail(t, u, "no progress in time");
+            }
+        }
+        if (gw_repair_live_targets(t) == 0) {
+            snprintf(t->msg, sizeof(t->msg), "every target failed");
+            return DYNO_EUNAVAIL;
+        }
+        if (!busy)
+            return 0;
+        gw_fanout_step(t->conn, 50);
+    }
+}
+
+static int gw_repair_open_targets(struct gw_rtask *t)
+{
+    struct dyno_frag_hdr h = {.version = DYNO_FRAG_VERSION,
+                              .k = (uint8_t)t->k,
+                              .m = (uint8_t)t->m,
+                              .replica = t->replica,
+                              .unit = t->lay.unit};
+    memcpy(h.key, t->key, sizeof(h.key));
+    snprintf(h.catalog, sizeof(h.catalog), "%s", t->catalog);
+    snprintf(h.name, sizeof(h.name), "%s", t->name);
+    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    for (int i = 0; i < t->ntgt; i++) {
+        struct gw_rput *u = &t->put[i];
+        const struct gw_rloc *l = &t->tgt[i];
+        memset(u, 0, sizeof(*u));
+        u->tgt = i;
+        h.index = (uint8_t)l->index;
+        int rc = dyno_frag_hdr_encode(&h, u->hdr);
+        if (rc) {
+            snprintf(t->msg, sizeof(t->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
+            return rc;
+        }
+        char url[700];
+        snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
+        if (gw_xfer_open(t->gw, t->conn, &u->x, url)) {
+            snprintf(u->why, sizeof(u->why), "cannot create a transfer");
+            continue;
+        }
+        u->x.index = l->index;
+        CURL *e = u->x.easy;
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, gw_rput_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, u);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_rput_sink);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)fsize);
+        u->live = true;
+        if (gw_xfer_start(t->conn, &u->x)) {
+            u->live = false;
+            gw_xfer_close(t->conn, &u->x);
+            snprintf(u->why, sizeof(u->why), "cannot start a transfer");
+        }
+    }
+    if (gw_repair_live_targets(t) == 0) {
+        snprintf(t->msg, sizeof(t->msg), "no target stream could be started");
+        return DYNO_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Hands record s (t->buf of each target's index) to every live target stream. */
+static int gw_repair_write_stripe(struct gw_rtask *t, uint64_t s, size_t ulen)
+{
+    uint8_t pre[4];
+    dyno_frag_rec_prefix((uint32_t)ulen, pre);
+    for (int i = 0; i < t->ntgt; i++) {
+        struct gw_rput *u = &t->put[i];
+        if (!u->live)
+            continue;
+        const uint8_t *payload = t->buf[t->tgt[i].index];
+        memcpy(u->pre, pre, 4);
+        dyno_frag_rec_suffix(payload, ulen, u->suf);
+        u->nseg = u->iseg = 0;
+        u->off = 0;
+        if (s == 0)
+            u->seg[u->nseg++] = (struct gw_rseg){u->hdr, DYNO_FRAG_HDR_SIZE};
+        u->seg[u->nseg++] = (struct gw_rseg){u->pre, 4};
+        u->seg[u->nseg++] = (struct gw_rseg){payload, ulen};
+        u->seg[u->nseg++] = (struct gw_rseg){u->suf, 4};
+        t->bytes_written += ulen + DYNO_FRAG_REC_OVERHEAD;
+    }
+    return gw_repair_pump(t, false);
+}
+
+/* End marker and trailer (size and digest from the task), then every target's answer. */
+static int gw_repair_finish_targets(struct gw_rtask *t, uint64_t stripes)
+{
+    struct dyno_frag_trailer tr = {.object_size = t->lay.size, .records = stripes};
+    memcpy(tr.sha256, t->sha256, 32);
+    memset(t->tail, 0, DYNO_FRAG_END_SIZE);
+    dyno_frag_trailer_encode(&tr, t->tail + DYNO_FRAG_END_SIZE);
+    for (int i = 0; i < t->ntgt; i++) {
+        struct gw_rput *u = &t->put[i];
+        u->nseg = u->iseg = 0;
+        u->off = 0;
+        if (stripes == 0)
+            u->seg[u->nseg++] = (struct gw_rseg){u->hdr, DYNO_FRAG_HDR_SIZE};
+        u->seg[u->nseg++] = (struct gw_rseg){t->tail, sizeof(t->tail)};
+        u->eof = true;
+    }
+    return gw_repair_pump(t, true);
+}
+
+/* Parses a location list [{index, container, url}] into out (at most GW_MAX_N). */
+static int gw_repair_locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
+{
+    const cJSON *it;
+    bool seen[GW_MAX_N] = {false};
+    *count = 0;
+    if (!cJSON_IsArray(arr))
+        return DYNO_EPROTO;
+    cJSON_ArrayForEach(it, arr)
+    {
+        int64_t idx;
+        const char *c = dyno_json_str(it, "container"), *url = dyno_json_str(it, "url");
+        if (dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= n || seen[idx] || !dyno_valid_segment(c) ||
+            !url || strlen(url) >= sizeof(out[0].url) ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || *count == GW_MAX_N)
+            return DYNO_EPROTO;
+        seen[idx] = true;
+        struct gw_rloc *l = &out[(*count)++];
+        l->index = (int)idx;
+        snprintf(l->container, sizeof(l->container), "%s", c);
+        snprintf(l->url, sizeof(l->url), "%s", url);
+    }
+    return 0;
+}
+
+static int gw_repair_task_init(struct gw_rtask *t, const cJSON *task)
+{
+    int64_t size, k, m, unit;
+    const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
+    const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
+    const char *sha = dyno_json_str(task, "sha256");
+    if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
+        !dyno_valid_name(name) || !sha || strlen(sha) != 64 || dyno_unhex(sha, t->sha256, 32) ||
+        dyno_json_i64(task, "size", &size) || dyno_json_i64(task, "k", &k) || dyno_json_i64(task, "m", &m) ||
+        dyno_json_i64(task, "unit", &unit) || size < 0 || k < 1 || k > DYNO_EC_MAX_K || m < 0 ||
+        m > DYNO_EC_MAX_M || k + m > GW_MAX_N || unit < 1 || unit > (int64_t)DYNO_FRAG_MAX_UNIT)
+        return DYNO_EPROTO;
+    memcpy(t->id, id, sizeof(t->id));
+    memcpy(t->key, key, sizeof(t->key));
+    snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->replica = dyno_json_bool(task, "replica", false);
+    if (t->replica && k != 1)
+        return DYNO_EPROTO;
+    t->k = (int)k;
+    t->m = (int)m;
+    t->n = t->k + t->m;
+    t->lay = (struct dyno_layout){.size = (uint64_t)size, .unit = (uint32_t)unit, .k = t->k};
+    if (gw_repair_locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
+        gw_repair_locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
+        return DYNO_EPROTO;
+    return 0;
+}
+
+static void gw_repair_task_free(struct gw_rtask *t)
+{
+    for (int i = 0; i < t->ntgt; i++)
+        gw_xfer_close(t->conn, &t->put[i].x);
+    for (int i = 0; i < GW_MAX_N; i++)
+        free(t->buf[i]);
+}
+
+/* Rebuilds every target of t. 0 when the stream reached its end (see put[i].stored for
+ * each target's outcome), else a DYNO_E* code with t->msg. */
+static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
+{
+    int rc;
+    uint64_t stripes = dyno_layout_stripes(&t->lay);
+    size_t maxlen = stripes ? dyno_layout_unit_len(&t->lay, 0) : 1;
+    /* n units: one per fragment index (sources, targets and the ones decode fills). */
+    for (int i = 0; i < t->n; i++) {
+        t->buf[i] = malloc(maxlen);
+        if (!t->buf[i]) {
+            snprintf(t->msg, sizeof(t->msg), "out of memory");
+            return DYNO_ENOMEM;
+        }
+    }
+    if (!t->replica && t->m > 0 && (rc = gw_ec_get(t->gw, t->k, t->m, &t->ec)) != 0) {
+        snprintf(t->msg, sizeof(t->msg), "no erasure code for k=%d m=%d", t->k, t->m);
+        return rc;
+    }
+    if ((rc = gw_repair_open_targets(t)) != 0)
+        return rc;
+    gw_fanout_step(t->conn, 0);
+    for (uint64_t s = 0; s < stripes; s++) {
+        size_t ulen = dyno_layout_unit_len(&t->lay, s);
+        if ((rc = gw_repair_read_stripe(t, s)) != 0)
+            return rc;
+        if (t->replica) {
+            /* k = 1: every fragment is the whole object; copy the one source read. */
+            const uint8_t *from = t->buf[t->src[t->active[0]].index];
+            for (int i = 0; i < t->ntgt; i++)
+                if (t->buf[t->tgt[i].index] != from)
+                    memcpy(t->buf[t->tgt[i].index], from, ulen);
+        } else {
+            bool need = false;
+            for (int i = 0; i < t->ntgt; i++)
+                need |= !t->present[t->tgt[i].index];
+            if (need && !t->ec) {
+                snprintf(t->msg, sizeof(t->msg), "nothing to decode from with m=0");
+                return DYNO_EUNAVAIL;
+            }
+            if (need && (rc = dyno_ec_decode(t->ec, ulen, t->present, t->buf)) != 0) {
+                snprintf(t->msg, sizeof(t->msg), "decoding failed: %s", dyno_strerror(rc));
+                return rc;
+            }
+        }
+        if ((rc = gw_repair_write_stripe(t, s, ulen)) != 0)
+            return rc;
+        if (gw_repair_throttle(rep, (uint64_t)ulen * (uint64_t)(t->k + gw_repair_live_targets(t)))) {
+            snprintf(t->msg, sizeof(t->msg), "gateway stopping");
+            return DYNO_EUNAVAIL;
+        }
+    }
+    return gw_repair_finish_targets(t, stripes);
+}
+
+/* Runs one claimed task and reports it (repair.complete). */
+static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
+{
+    struct gw *gw = w->rep->gw;
+    struct gw_rtask *t = calloc(1, sizeof(*t));
+    int64_t t0 = gw_now_ms();
+    if (!t) {
+        dyno_error("repair task dropped", "reason=\"out of memory\"");
+        return;
+    }
+    t->gw = gw;
+    t->conn = w->conn;
+    int rc = gw_repair_task_init(t, task);
+    if (rc) {
+        /* Nothing to report against: the lease expires and metadata hands it out again. */
+        const char *key = dyno_json_str(task, "key");
+        dyno_error("unusable repair task", "key=%s", dyno_valid_key(key) ? key : "-");
+        free(t);
+        return;
+    }
+    rc = gw_repair_rebuild(w->rep, t);
+
+    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "id", t->id);
+    cJSON_AddStringToObject(params, "key", t->key);
+    cJSON *res = cJSON_AddArrayToObject(params, "results");
+    int ok = 0;
+    char idx_ok[200] = "", *p = idx_ok;
+    for (int i = 0; i < t->ntgt; i++) {
+        bool stored = rc == 0 && t->put[i].stored;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", t->tgt[i].index);
+        cJSON_AddBoolToObject(o, "ok", stored);
+        cJSON_AddStringToObject(o, "container", t->tgt[i].container);
+        if (stored)
+            dyno_json_add_i64(o, "size", (int64_t)fsize);
+        cJSON_AddItemToArray(res, o);
+        if (stored) {
+            ok++;
+            size_t left = sizeof(idx_ok) - (size_t)(p - idx_ok);
+            int w_ = snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
+            if (w_ > 0 && (size_t)w_ < left)
+                p += w_;
+        }
+    }
+    char msg[300];
+    int crc = gw_rpc(gw, "metadata", "repair.complete", params, NULL, msg, sizeof(msg));
+    cJSON_Delete(params);
+    int64_t ms = gw_now_ms() - t0;
+    if (crc) {
+        char q[340];
+        gw_quote(msg, q, sizeof(q));
+        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id, dyno_err_code(crc), q);
+    }
+    if (rc == 0 && ok > 0 && crc == 0) {
+        dyno_metric_add(&gw->metrics[GW_M_REPAIRS], 1);
+        dyno_metric_add(&gw->metrics[GW_M_REPAIR_BYTES], (int64_t)(fsize * (uint64_t)ok));
+        dyno_info("object repaired", "key=%s catalog=%s size=%llu rebuilt=%s of=%d read=%llu ms=%lld", t->key,
+                  t->catalog, (unsigned long long)t->lay.size, idx_ok, t->ntgt, (unsigned long long)t->bytes_read,
+                  (long long)ms);
+    } else {
+        char q[340];
+        gw_quote(rc ? t->msg : "no target stored its fragment", q, sizeof(q));
+        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok, t->ntgt,
+                  (long long)ms, q);
+    }
+    gw_repair_task_free(t);
+    free(t);
+}
+
+/* ---- garbage collection ---- */
+
+/* One gc.claim batch: deletes each item and reports it. Returns how many items were
+ * handed out (0: nothing to do, or metadata is unreachable). */
+static int gw_repair_gc_once(struct gw_repair_worker *w)
+{
+    struct gw *gw = w->rep->gw;
+    cJSON *params = cJSON_CreateObject(), *res = NULL, *done = NULL;
+    char msg[300];
+    int handed = 0;
+    cJSON_AddStringToObject(params, "worker", w->name);
+    cJSON_AddNumberToObject(params, "limit", GW_GC_BATCH);
+    int rc = gw_rpc(gw, "metadata", "gc.claim", params, &res, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc) {
+        dyno_debug("gc.claim failed", "err=%s", dyno_err_code(rc));
+        return 0;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(res, "items");
+    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
+    if (n <= 0)
+        goto out;
+    handed = n;
+    done = cJSON_CreateObject();
+    cJSON *out = cJSON_AddArrayToObject(done, "items");
+    /* Items of one key are deleted in one parallel batch (gw_fanout_delete takes one key). */
+    const cJSON *it = items->child;
+    int deleted_total = 0;
+    while (it) {
+        const char *key = NULL;
+        const cJSON *batch[GW_MAX_N];
+        int index[GW_MAX_N];
+        const char *url[GW_MAX_N];
+        bool deleted[GW_MAX_N];
+        int nb = 0;
+        for (; it && nb < GW_MAX_N; it = it->next) {
+            const char *k2 = dyno_json_str(it, "key"), *u = dyno_json_str(it, "url");
+            int64_t idx;
+            if (!dyno_valid_key(k2) || dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= GW_MAX_N || !u ||
+                !dyno_valid_segment(dyno_json_str(it, "container")))
+                continue; /* unusable: left for metadata to hand out again */
+            if (key && strcmp(k2, key) != 0)
+                break;
+            key = k2;
+            batch[nb] = it;
+            index[nb] = (int)idx;
+            url[nb] = u;
+            nb++;
+        }
+        if (nb == 0)
+            break;
+        int got = gw_fanout_delete(gw, w->conn, key, index, url, nb, deleted);
+        deleted_total += got;
+        for (int i = 0; i < nb; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "key", key);
+            cJSON_AddNumberToObject(o, "index", index[i]);
+            cJSON_AddStringToObject(o, "container", dyno_json_str(batch[i], "container"));
+            cJSON_AddBoolToObject(o, "ok", deleted[i]);
+            cJSON_AddItemToArray(out, o);
+        }
+    }
+    rc = gw_rpc(gw, "metadata", "gc.complete", done, NULL, msg, sizeof(msg));
+    if (rc)
+        dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);
+    dyno_metric_add(&gw->metrics[GW_M_GC_DELETED], deleted_total);
+    if (deleted_total)
+        dyno_info("garbage deleted", "fragments=%d of=%d", deleted_total, n);
+out:
+    cJSON_Delete(res);
+    cJSON_Delete(done);
+    return handed;
+}
+
+/* ---- the worker loop ---- */
+
+static void *gw_repair_main(void *arg)
+{
+    struct gw_repair_worker *w = arg;
+    struct gw_repair *rep = w->rep;
+    struct gw *gw = rep->gw;
+    bool warned = false;
+    while (!gw_repair_stopping(rep)) {
+        cJSON *params = cJSON_CreateObject(), *res = NULL;
+        char msg[300];
+        cJSON_AddStringToObject(params, "worker", w->name);
+        int rc = gw_rpc(gw, "metadata", "repair.claim", params, &res, msg, sizeof(msg));
+        cJSON_Delete(params);
+        const cJSON *task = rc ? NULL : cJSON_GetObjectItemCaseSensitive(res, "task");
+        if (rc && !warned) {
+            dyno_debug("repair.claim failed", "err=%s", dyno_err_code(rc));
+            warned = true;
+        } else if (rc == 0) {
+            warned = false;
+        }
+        if (cJSON_IsObject(task)) {
+            gw_repair_run(w, task);
+            cJSON_Delete(res);
+            continue; /* more may be waiting: claim again at once (metadata bounds the rate) */
+        }
+        cJSON_Delete(res);
+        /* Idle: collect garbage, then wait. */
+        if (w->no == 0 && rc == 0) {
+            while (!gw_repair_stopping(rep) && gw_repair_gc_once(w) == GW_GC_BATCH)
+                ;
+        }
+        if (gw_repair_sleep(rep, gw->cfg.repair_poll_ms))
+            break;
+    }
+    return NULL;
+}
+
+int gw_repair_start(struct gw *gw)
+{
+    int n = (int)gw->cfg.repair_workers;
+    if (n <= 0) {
+        dyno_info("repair disabled", "repair_workers=0");
+        return 0;
+    }
+    struct gw_repair *rep = calloc(1, sizeof(*rep));
+    if (!rep)
+        return DYNO_ENOMEM;
+    rep->gw = gw;
+    pthread_mutex_init(&rep->mu, NULL);
+    pthread_cond_init(&rep->cv, NULL);
+    rep->workers = calloc((size_t)n, sizeof(*rep->workers));
+    if (!rep->workers) {
+        pthread_cond_destroy(&rep->cv);
+        pthread_mutex_destroy(&rep->mu);
+        free(rep);
+        return DYNO_ENOMEM;
+    }
+    rep->nthreads = n;
+    gw->repair = rep;
+    for (int i = 0; i < n; i++) {
+        struct gw_repair_worker *w = &rep->workers[i];
+        w->rep = rep;
+        w->no = i;
+        snprintf(w->name, sizeof(w->name), "%s-r%d", gw->cfg.id, i);
+        if (!dyno_valid_segment(w->name))
+            snprintf(w->name, sizeof(w->name), "gw-r%d", i);
+        w->conn = calloc(1, sizeof(*w->conn));
+        if (!w->conn || pthread_create(&w->thread, NULL, gw_repair_main, w) != 0) {
+            dyno_error("cannot start a repair worker", "worker=%d", i);
+            gw_repair_stop(gw);
+            return DYNO_EINTERNAL;
+        }
+        w->started = true;
+    }
+    dyno_info("repair workers started", "workers=%d poll_ms=%lld rate_bytes=%lld", n,
+              (long long)gw->cfg.repair_poll_ms, (long long)gw->cfg.repair_rate_bytes);
+    return 0;
+}
+
+void gw_repair_stop(struct gw *gw)
+{
+    struct gw_repair *rep = gw->repair;
+    if (!rep)
+        return;
+    pthread_mutex_lock(&rep->mu);
+    rep->stop = true;
+    pthread_cond_broadcast(&rep->cv);
+    pthread_mutex_unlock(&rep->mu);
+    for (int i = 0; i < rep->nthreads; i++) {
+        struct gw_repair_worker *w = &rep->workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        gw_conn_free(w->conn);
+    }
+    free(rep->workers);
+    pthread_cond_destroy(&rep->cv);
+    pthread_mutex_destroy(&rep->mu);
+    free(rep);
+    gw->repair = NULL;
+}
+
+/* ---- admin routes ---- */
+
+/* Runs an RPC and replies with its result (or its error). Takes params. */
+static enum MHD_Result gw_repair_rpc_reply(struct gw_req *r, const char *service, const char *method,
+                                           cJSON *params)
+{
+    char msg[400];
+    cJSON *res = NULL;
+    if (!params)
+        return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    int rc = gw_rpc(r->gw, service, method, params, &res, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    enum MHD_Result ret = gw_reply_json(r, 200, res ? res : cJSON_CreateObject());
+    cJSON_Delete(res);
+    return ret;
+}
+
+enum MHD_Result gw_admin_repair_status(struct gw_req *r)
+{
+    if (!r->claims.admin)
+        return gw_reply_error(r, DYNO_EFORBIDDEN, "repair status is for admins");
+    return gw_repair_rpc_reply(r, "metadata", "repair.status", cJSON_CreateObject());
+}
+
+enum MHD_Result gw_container_drain(struct gw_req *r)
+{
+    if (!r->claims.admin)
+        return gw_reply_error(r, DYNO_EFORBIDDEN, "draining a container is for admins");
+    if (!dyno_valid_segment(r->name))
+        return gw_reply_error(r, DYNO_EINVAL, "bad container id ([A-Za-z0-9._-]{1,64})");
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "id", r->name);
+    cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
+    dyno_info("drain requested", "container=%s by=%s", r->name, r->claims.sub);
+    return gw_repair_rpc_reply(r, "metadata", "container.drain", params);
+}
+
+/* One fragment as a container lists it (its header and trailer). */
+struct gw_lfrag {
+    char key[DYNO_KEY_LEN + 1];
+    int index;
+    int k, m;
+    bool replica;
+    int64_t unit, size, object_size;
+    char sha256[65];
+    char container[DYNO_SEG_MAX + 1];
+    char *catalog, *name; /* malloc'd */
+};
+
+struct gw_rebuild {
+    struct gw_lfrag *v;
+    size_t n, cap;
+    int64_t corrupt, skipped, objects, fragments, conflicts, containers, unreachable;
+    cJSON *catalogs; /* catalog path -> true, those made sure of */
+};
+
+static size_t gw_collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct dyno_buf *b = arg;
+    return dyno_buf_append(b, p, size * n) ? 0 : size * n;
+}
+
+/* GET url with the service token into a JSON document (bounded). Blocks on conn's multi. */
+static int gw_repair_get_json(struct gw *gw, struct gw_conn *conn, const char *url, cJSON **out, char *msg,
+                              size_t cap)
+{
+    struct gw_xfer x;
+    struct dyno_buf b;
+    int rc;
+    *out = NULL;
+    memset(&x, 0, sizeof(x));
+    dyno_buf_init(&b, GW_LIST_BODY_MAX);
+    if ((rc = gw_xfer_open(gw, conn, &x, url)) != 0) {
+        snprintf(msg, cap, "cannot create a transfer");
+        goto out;
+    }
+    curl_easy_setopt(x.easy, CURLOPT_WRITEFUNCTION, gw_collect);
+    curl_easy_setopt(x.easy, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(x.easy, CURLOPT_TIMEOUT_MS, (long)gw->cfg.fragment_timeout_ms * 6);
+    if ((rc = gw_xfer_start(conn, &x)) != 0) {
+        snprintf(msg, cap, "cannot start a transfer");
+        goto out;
+    }
+    while (x.running)
+        gw_fanout_step(conn, 100);
+    if (!x.done || x.result != CURLE_OK || x.status != 200) {
+        gw_xfer_reason(&x, msg, cap);
+        rc = DYNO_EUNAVAIL;
+        goto out;
+    }
+    if (dyno_json_parse(b.data ? b.data : "", b.len, GW_LIST_BODY_MAX, out) || !cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        snprintf(msg, cap, "the container answered no JSON object");
+        rc = DYNO_EPROTO;
+    }
+out:
+    gw_xfer_close(conn, &x);
+    dyno_buf_free(&b);
+    return rc;
+}
+
+static void gw_rebuild_free(struct gw_rebuild *rb)
+{
+    for (size_t i = 0; i < rb->n; i++) {
+        free(rb->v[i].catalog);
+        free(rb->v[i].name);
+    }
+    free(rb->v);
+    cJSON_Delete(rb->catalogs);
+}
+
+/* Adds one listing entry; counts it corrupt when its header or trailer is unusable. */
+static int gw_rebuild_add(struct gw_rebuild *rb, const char *container, const cJSON *e)
+{
+    int64_t idx, k, m, unit, size = -1, osize;
+    const char *key = dyno_json_str(e, "key"), *cat = dyno_json_str(e, "catalog");
+    const char *name = dyno_json_str(e, "name"), *sha = dyno_json_str(e, "sha256");
+    if (dyno_json_bool(e, "corrupt", false) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) ||
+        !name || !dyno_valid_name(name) || !sha || strlen(sha) != 64 || dyno_json_i64(e, "index", &idx) ||
+        dyno_json_i64(e, "k", &k) || dyno_json_i64(e, "m", &m) || dyno_json_i64(e, "unit", &unit) ||
+        dyno_json_i64(e, "object_size", &osize) || idx < 0 || k < 1 || k > DYNO_EC_MAX_K || m < 0 ||
+        m > DYNO_EC_MAX_M || idx >= k + m || unit < 1 || osize < 0) {
+        rb->corrupt++;
+        return 0;
+    }
+    (void)dyno_json_i64(e, "size", &size);
+    if (rb->n == rb->cap) {
+        if (rb->cap >= GW_REBUILD_FRAGS_MAX)
+            return DYNO_ETOOBIG;
+        size_t nc = rb->cap ? rb->cap * 2 : 1024;
+        struct gw_lfrag *nv = realloc(rb->v, nc * sizeof(*nv));
+        if (!nv)
+            return DYNO_ENOMEM;
+        rb->v = nv;
+        rb->cap = nc;
+    }
+    struct gw_lfrag *f = &rb->v[rb->n];
+    memset(f, 0, sizeof(*f));
+    memcpy(f->key, key, sizeof(f->key));
+    f->index = (int)idx;
+    f->k = (int)k;
+    f->m = (int)m;
+    f->replica = dyno_json_bool(e, "replica", false);
+    f->unit = unit;
+    f->size = size;
+    f->object_size = osize;
+    snprintf(f->sha256, sizeof(f->sha256), "%s", sha);
+    snprintf(f->container, sizeof(f->container), "%s", container);
+    f->catalog = strdup(cat);
+    f->name = strdup(name);
+    if (!f->catalog || !f->name) {
+        free(f->catalog);
+        free(f->name);
+        return DYNO_ENOMEM;
+    }
+    rb->n++;
+    return 0;
+}
+
+/* Every fragment of one container, page by page. */
+static int gw_rebuild_list(struct gw_req *r, struct gw_rebuild *rb, const char *id, const char *url)
+{
+    char after[DYNO_KEY_LEN + 16] = "";
+    for (;;) {
+        char u[800], msg[300];
+        cJSON *page = NULL;
+        snprintf(u, sizeof(u), "%s/v1/fragments?limit=%d%s%s", url, GW_LIST_PAGE, after[0] ? "&after=" : "", after);
+        int rc = gw_repair_get_json(r->gw, r->conn, u, &page, msg, sizeof(msg));
+        if (rc) {
+            char q[340];
+            gw_quote(msg, q, sizeof(q));
+            dyno_warn("cannot list a container's fragments", "container=%s err=%s detail=%s", id, dyno_err_code(rc),
+                      q);
+            return rc;
+        }
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(page, "fragments"), *e;
+        cJSON_ArrayForEach(e, arr)
+        {
+            if ((rc = gw_rebuild_add(rb, id, e)) != 0) {
+                cJSON_Delete(page);
+                return rc;
+            }
+        }
+        const char *next = dyno_json_str(page, "next");
+        bool more = next && *next && strlen(next) < sizeof(after) && strcmp(next, after) != 0 &&
+                    cJSON_GetArraySize(arr) > 0;
+        if (more) {
+            /* An id is <key>.<index>: nothing to escape. */
+            for (const char *c = next; *c; c++)
+                if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || *c == '.'))
+                    more = false;
+            if (more)
+                snprintf(after, sizeof(after), "%s", next);
+        }
+        cJSON_Delete(page);
+        if (!more)
+            return 0;
+    }
+}
+
+static int gw_lfrag_cmp(const void *a, const void *b)
+{
+    const struct gw_lfrag *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : x->index - y->index;
+}
+
+/* Same object as described by two fragments' headers and trailers. */
+static bool gw_lfrag_agree(const struct gw_lfrag *a, const struct gw_lfrag *b)
+{
+    return a->k == b->k && a->m == b->m && a->replica == b->replica && a->unit == b->unit &&
+           a->object_size == b->object_size && strcmp(a->sha256, b->sha256) == 0 &&
+           strcmp(a->catalog, b->catalog) == 0 && strcmp(a->name, b->name) == 0;
+}
+
+/* Makes sure the catalog exists in pubsub: an admin creates it for its owner when missing. */
+static void gw_rebuild_catalog(struct gw_req *r, struct gw_rebuild *rb, const char *catalog)
+{
+    if (cJSON_GetObjectItemCaseSensitive(rb->catalogs, catalog))
+        return;
+    cJSON_AddBoolToObject(rb->catalogs, catalog, true);
+    cJSON *p = cJSON_CreateObject();
+    char msg[300];
+    cJSON_AddStringToObject(p, "catalog", catalog);
+    int rc = gw_rpc(r->gw, "pubsub", "catalog.get", p, NULL, msg, sizeof(msg));
+    cJSON_Delete(p);
+    if (rc != DYNO_ENOTFOUND)
+        return;
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "catalog", catalog);
+    cJSON_AddItemToObject(p, "caller", gw_caller_json(r));
+    rc = gw_rpc(r->gw, "pubsub", "catalog.create", p, NULL, msg, sizeof(msg));
+    cJSON_Delete(p);
+    if (rc)
+        dyno_warn("catalog not recreated", "catalog=%s err=%s", catalog, dyno_err_code(rc));
+    else
+        dyno_info("catalog recreated", "catalog=%s", catalog);
+}
+
+static int gw_rebuild_flush(struct gw_req *r, struct gw_rebuild *rb, cJSON **batch, int *nbatch)
+{
+    if (*nbatch == 0)
+        return 0;
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    char msg[400];
+    cJSON_AddItemToObject(params, "objects", *batch);
+    *batch = cJSON_CreateArray();
+    *nbatch = 0;
+    int rc = gw_rpc(r->gw, "metadata", "object.restore", params, &res, msg, sizeof(msg));
+    if (rc == 0) {
+        const cJSON *restored = cJSON_GetObjectItemCaseSensitive(res, "restored"), *it;
+        const cJSON *objs = cJSON_GetObjectItemCaseSensitive(params, "objects");
+        rb->skipped += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "skipped"));
+        rb->conflicts += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "conflicts"));
+        cJSON_ArrayForEach(it, restored)
+        {
+            rb->objects++;
+            const cJSON *o;
+            cJSON_ArrayForEach(o, objs)
+            {
+                const char *k = dyno_json_str(o, "key");
+                if (k && cJSON_IsString(it) && strcmp(k, it->valuestring) == 0) {
+                    rb->fragments += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "fragments"));
+                    break;
+                }
+            }
+        }
+    } else {
+        char q[440];
+        gw_quote(msg, q, sizeof(q));
+        dyno_warn("object.restore failed", "err=%s detail=%s", dyno_err_code(rc), q);
+    }
+    cJSON_Delete(params);
+    cJSON_Delete(res);
+    return rc;
+}
+
+/* Groups the sorted fragments by key and restores them, GW_RESTORE_BATCH objects a call. */
+static int gw_rebuild_restore(struct gw_req *r, struct gw_rebuild *rb)
+{
+    int rc = 0, nbatch = 0;
+    cJSON *batch = cJSON_CreateArray();
+    if (!batch)
+        return DYNO_ENOMEM;
+    qsort(rb->v, rb->n, sizeof(*rb->v), gw_lfrag_cmp);
+    for (size_t i = 0; i < rb->n && rc == 0;) {
+        size_t j = i;
+        while (j < rb->n && strcmp(rb->v[j].key, rb->v[i].key) == 0)
+            j++;
+        /* The description most fragments agree on wins; the others are corrupt. */
+        size_t best = i, best_votes = 0;
+        for (size_t a = i; a < j; a++) {
+            size_t votes = 0;
+            for (size_t b = i; b < j; b++)
+                votes += gw_lfrag_agree(&rb->v[a], &rb->v[b]);
+            if (votes > best_votes) {
+                best = a;
+                best_votes = votes;
+            }
+        }
+        const struct gw_lfrag *o = &rb->v[best];
+        char owner[DYNO_SEG_MAX + 1];
+        dyno_catalog_owner(o->catalog, owner, sizeof(owner));
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "key", o->key);
+        cJSON_AddStringToObject(obj, "catalog", o->catalog);
+        cJSON_AddStringToObject(obj, "name", o->name);
+        cJSON_AddStringToObject(obj, "owner", owner);
+        dyno_json_add_i64(obj, "size", o->object_size);
+        cJSON_AddStringToObject(obj, "sha256", o->sha256);
+        cJSON_AddNumberToObject(obj, "k", o->k);
+        cJSON_AddNumberToObject(obj, "m", o->m);
+        cJSON_AddBoolToObject(obj, "replica", o->replica);
+        dyno_json_add_i64(obj, "unit", o->unit);
+        cJSON *fr = cJSON_AddArrayToObject(obj, "fragments");
+        int last_index = -1;
+        for (size_t a = i; a < j; a++) {
+            const struct gw_lfrag *f = &rb->v[a];
+            if (!gw_lfrag_agree(o, f)) {
+                rb->corrupt++;
+                continue;
+            }
+            if (f->index == last_index)
+                continue; /* the same fragment on two containers (a repair's leftover): one is enough */
+            last_index = f->index;
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "index", f->index);
+            cJSON_AddStringToObject(x, "container", f->container);
+            dyno_json_add_i64(x, "size", f->size);
+            cJSON_AddItemToArray(fr, x);
+        }
+        if (o->replica && o->k != 1) {
+            cJSON_Delete(obj);
+            rb->corrupt += (int64_t)(j - i);
+        } else {
+            gw_rebuild_catalog(r, rb, o->catalog);
+            cJSON_AddItemToArray(batch, obj);
+            if (++nbatch == GW_RESTORE_BATCH)
+                rc = gw_rebuild_flush(r, rb, &batch, &nbatch);
+        }
+        i = j;
+    }
+    if (rc == 0)
+        rc = gw_rebuild_flush(r, rb, &batch, &nbatch);
+    cJSON_Delete(batch);
+    return rc;
+}
+
+enum MHD_Result gw_admin_rebuild_metadata(struct gw_req *r)
+{
+    if (!r->claims.admin)
+        return gw_reply_error(r, DYNO_EFORBIDDEN, "rebuilding metadata is for admins");
+    char msg[400];
+    cJSON *cl = NULL;
+    struct gw_rebuild rb;
+    memset(&rb, 0, sizeof(rb));
+    int64_t t0 = gw_now_ms();
+    cJSON *params = cJSON_CreateObject();
+    int rc = gw_rpc(r->gw, "metadata", "container.list", params, &cl, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    rb.catalogs = cJSON_CreateObject();
+    if (!rb.catalogs) {
+        cJSON_Delete(cl);
+        return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    }
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(cl, "containers"))
+    {
+        const char *id = dyno_json_str(c, "id"), *url = dyno_json_str(c, "url");
+        const char *state = dyno_json_str(c, "state");
+        if (!dyno_valid_segment(id) || !url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+            continue;
+        /* "online" (a bool) when metadata gives it; else the state ("draining" is online too). */
+        if (!dyno_json_bool(c, "online", state && (strcmp(state, "online") == 0 || strcmp(state, "draining") == 0))) {
+            rb.unreachable++;
+            continue;
+        }
+        rc = gw_rebuild_list(r, &rb, id, url);
+        if (rc == DYNO_ENOMEM || rc == DYNO_ETOOBIG)
+            goto fail;
+        if (rc)
+            rb.unreachable++;
+        else
+            rb.containers++;
+    }
+    rc = gw_rebuild_restore(r, &rb);
+    if (rc) {
+        snprintf(msg, sizeof(msg), "object.restore failed: %s", dyno_strerror(rc));
+        goto fail;
+    }
+    dyno_info("metadata rebuilt", "containers=%lld unreachable=%lld objects=%lld fragments=%lld skipped=%lld "
+              "corrupt=%lld conflicts=%lld ms=%lld", (long long)rb.containers, (long long)rb.unreachable,
+              (long long)rb.objects, (long long)rb.fragments, (long long)rb.skipped, (long long)rb.corrupt,
+              (long long)rb.conflicts, (long long)(gw_now_ms() - t0));
+    cJSON *out = cJSON_CreateObject();
+    dyno_json_add_i64(out, "objects", rb.objects);
+    dyno_json_add_i64(out, "fragments", rb.fragments);
+    dyno_json_add_i64(out, "skipped", rb.skipped);
+    dyno_json_add_i64(out, "corrupt", rb.corrupt);
+    dyno_json_add_i64(out, "conflicts", rb.conflicts);
+    dyno_json_add_i64(out, "containers", rb.containers);
+    dyno_json_add_i64(out, "unreachable", rb.unreachable);
+    enum MHD_Result ret = gw_reply_json(r, 200, out);
+    cJSON_Delete(out);
+    cJSON_Delete(cl);
+    gw_rebuild_free(&rb);
+    return ret;
+fail:
+    cJSON_Delete(cl);
+    gw_rebuild_free(&rb);
+    if (rc == DYNO_ETOOBIG)
+        return gw_reply_error(r, rc, "more than %d fragments: rebuild not attempted", GW_REBUILD_FRAGS_MAX);
+    if (rc == DYNO_ENOMEM)
+        return gw_reply_error(r, rc, "out of memory");
+    return gw_reply_error(r, rc, "%s", msg);
+}

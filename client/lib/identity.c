@@ -1,0 +1,122 @@
+/*
+ * libdynostore users and API tokens (SPEC §4: /v1/users, /v1/tokens). Small JSON exchanges
+ * through dyno__json_call; passwords and tokens are wiped from our own buffers after use.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_int.h"
+#include "json.h"
+#include "names.h"
+
+/* Zeroes the string member name of o (a password or a token) before o is freed. */
+static void wipe_member(cJSON *o, const char *name)
+{
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsString(m) && m->valuestring)
+        memset(m->valuestring, 0, strlen(m->valuestring));
+}
+
+int dyno_client_user_create(dyno_client *c, const char *username, const char *password, const char *org,
+                            int admin, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!username || !dyno_valid_segment(username))
+        return dyno__fail(c, DYNO_EINVAL, "invalid user name (letters, digits, '.', '_', '-'; 1..64)");
+    if (!password)
+        return dyno__fail(c, DYNO_EINVAL, "a password is required");
+    int rc;
+    cJSON *body = cJSON_CreateObject();
+    if (!body || !cJSON_AddStringToObject(body, "username", username) ||
+        !cJSON_AddStringToObject(body, "password", password) ||
+        (org && org[0] && !cJSON_AddStringToObject(body, "org", org)) ||
+        !cJSON_AddBoolToObject(body, "admin", admin != 0)) {
+        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = dyno__json_call(c, "POST", "/v1/users", body, out);
+out:
+    wipe_member(body, "password");
+    cJSON_Delete(body);
+    return rc;
+}
+
+int dyno_client_user_list(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", "/v1/users", NULL, out);
+}
+
+int dyno_client_token_create(dyno_client *c, int64_t ttl, const char *name, char **token, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!token)
+        return dyno__fail(c, DYNO_EINVAL, "no output for the token");
+    if (ttl < 0)
+        return dyno__fail(c, DYNO_EINVAL, "ttl must be positive (0 = the service's default)");
+    int rc;
+    cJSON *doc = NULL;
+    cJSON *body = cJSON_CreateObject();
+    if (!body || (ttl > 0 && !dyno_json_add_i64(body, "ttl", ttl)) ||
+        (name && !cJSON_AddStringToObject(body, "name", name))) {
+        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = dyno__json_call(c, "POST", "/v1/tokens", body, &doc);
+    if (rc < 0)
+        goto out;
+    const char *t = dyno_json_str(doc, "token");
+    if (!t || !t[0]) {
+        rc = dyno__fail(c, DYNO_EPROTO, "the gateway's answer has no token");
+        goto out;
+    }
+    char *copy = strdup(t);
+    if (!copy) {
+        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (out) {
+        wipe_member(doc, "token");
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "token");
+        *out = doc;
+        doc = NULL;
+    }
+    *token = copy;
+out:
+    wipe_member(doc, "token");
+    cJSON_Delete(doc);
+    cJSON_Delete(body);
+    return rc;
+}
+
+int dyno_client_token_list(dyno_client *c, struct cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", "/v1/tokens", NULL, out);
+}
+
+int dyno_client_token_revoke(dyno_client *c, const char *id)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!id || !dyno_valid_key(id))
+        return dyno__fail(c, DYNO_EINVAL, "invalid token id '%s' (32 lowercase hex, as token list shows)",
+                          id && strlen(id) <= 64 ? id : "(null or too long)");
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/tokens/%s", id);
+    return dyno__json_call(c, "DELETE", path, NULL, NULL);
+}
