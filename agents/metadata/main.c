@@ -41,6 +41,7 @@ static const struct dyno_opt md_opts[] = {
      "seconds a claimed repair task stays leased to its worker"},
     {"repair_rate", DYNO_OPT_INT, offsetof(struct md_cfg, repair_rate), "20", "repair tasks handed out per second at most"},
 };
+#define MD_NOPTS (sizeof(md_opts) / sizeof(md_opts[0]))
 
 struct md_house {
     struct md_ctx *ctx;
@@ -68,6 +69,9 @@ static void *house_main(void *arg)
         free(dirty.v);
         if (!running)
             break;
+        /* Here rather than in the RPC commits (which only checkpoint past a backstop). */
+        if (md_store_checkpoint(h->db) != 0)
+            dyno_warn("wal checkpoint failed", NULL);
         int64_t now = (int64_t)time(NULL);
         if (now >= next_reap) {
             int count = 0;
@@ -110,13 +114,9 @@ int main(int argc, char **argv)
     int ret = 1;
     char q[600];
 
-    if (dyno_agent_block_signals() != 0)
-        return 1;
-    int rc = dyno_agent_config("metadata", md_opts, sizeof(md_opts) / sizeof(md_opts[0]), &cfg, &cfg.c, argc, argv);
-    if (rc != 0) {
-        dyno_config_free(md_opts, sizeof(md_opts) / sizeof(md_opts[0]), &cfg);
+    int rc = dyno_agent_setup("metadata", md_opts, MD_NOPTS, &cfg, &cfg.c, argc, argv);
+    if (rc != 0)
         return rc == 1 ? 0 : 1;
-    }
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.pending_timeout < 1 || !cfg.db || !*cfg.db) {
         dyno_error("bad configuration", "error=%s",
                    dyno_agent_q(q, sizeof(q), "rpc_threads must be 1..256, pending_timeout >= 1, db set"));
@@ -146,8 +146,7 @@ int main(int argc, char **argv)
     if (dyno_agent_init(&agent, "metadata", &cfg.c) != 0)
         goto out;
     ctx.mq = agent.mq;
-    if (dyno_mq_subscribe(agent.mq, "dyno/v1/agents/container/+/status", 1, md_reg_on_status, &ctx.reg) != 0 ||
-        dyno_mq_serve(agent.mq, "metadata", md_rpc_methods, md_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0) {
+    if (dyno_mq_subscribe(agent.mq, "dyno/v1/agents/container/+/status", 1, md_reg_on_status, &ctx.reg) != 0) {
         dyno_error("cannot set up MQTT subscriptions", NULL);
         goto out;
     }
@@ -159,7 +158,7 @@ int main(int argc, char **argv)
         goto out;
     }
     house_started = true;
-    if (dyno_agent_start(&agent) != 0)
+    if (dyno_agent_serve(&agent, NULL, md_rpc_methods, md_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0)
         goto out;
     dyno_info("serving", "db=%s containers=%zu rpc_threads=%lld repair_grace=%lld repair_lease=%lld repair_rate=%lld",
               dyno_agent_q(q, sizeof(q), cfg.db), nknown, (long long)cfg.rpc_threads, (long long)cfg.repair_grace,
@@ -175,7 +174,7 @@ out:
     }
     if (ctx_ok)
         md_ctx_fini(&ctx);
-    dyno_config_free(md_opts, sizeof(md_opts) / sizeof(md_opts[0]), &cfg);
+    dyno_config_free(md_opts, MD_NOPTS, &cfg);
     if (ret == 0)
         dyno_info("stopped", NULL);
     return ret;

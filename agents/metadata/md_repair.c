@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "db.h"
 #include "frag.h"
 #include "json.h"
 #include "log.h"
@@ -14,7 +15,6 @@
 
 #define RP_FRAGS_MAX 256 /* fragments of one object (index is a u8) */
 
-static const char SQL_RP_READ[] = "BEGIN"; /* a read transaction */
 static const char SQL_RP_MARK[] =
     "SELECT f.key, f.idx FROM fragments f WHERE f.container = ?1 AND f.state = ?2 AND EXISTS"
     " (SELECT 1 FROM objects o WHERE o.key = f.key AND o.state IN ('committed','degraded')) LIMIT ?3";
@@ -128,35 +128,12 @@ static const char *rp_url(const struct md_nodes *nodes, const char *id)
     return nd ? nd->url : "";
 }
 
-/* Runs a statement without result rows, binding ?1 = key and (when it has one) ?2 = v2.
- * *changes (may be NULL): rows it changed. */
-static int rp_run_key_n(struct md_db *db, const char *sql, const char *key, int64_t v2, int *changes)
-{
-    sqlite3_stmt *st;
-    int rc = md__stmt(db, sql, &st);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_int64(st, 2, v2);
-    rc = sqlite3_step(st);
-    if (changes)
-        *changes = sqlite3_changes(sqlite3_db_handle(st));
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-static int rp_run_key(struct md_db *db, const char *sql, const char *key, int64_t v2)
-{
-    return rp_run_key_n(db, sql, key, v2, NULL);
-}
-
 /* Targets reserved for key become garbage (a worker may have written them) and are freed. */
 static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
 {
-    int rc = rp_run_key(db, SQL_RP_TARGETS_GARBAGE, key, now);
+    int rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, NULL);
     if (rc == SQLITE_OK)
-        rc = rp_run_key(db, SQL_RP_TARGETS_DROP, key, 0);
+        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
     return rc;
 }
 
@@ -204,7 +181,7 @@ static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_eve
         return rc;
     rc = md__obj_set_state(db, key, "committed");
     if (rc == SQLITE_OK)
-        rc = rp_run_key(db, SQL_RP_DROP, key, 0);
+        rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
     if (rc == SQLITE_OK)
         rc = rp_counter_add(db, "repaired_total", 1);
     if (rc == SQLITE_OK) {
@@ -241,7 +218,7 @@ static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
     int rc;
     *n = 0;
     while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        snprintf(v[*n].key, sizeof(v[*n].key), "%s", md__col_text(st, 0));
+        snprintf(v[*n].key, sizeof(v[*n].key), "%s", dyno_db_text(st, 0));
         v[*n].idx = sqlite3_column_int(st, 1);
         (*n)++;
     }
@@ -386,7 +363,7 @@ static int rp_sweep(struct md_db *db, int64_t now)
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
         rc = rp_targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
-            rc = rp_run_key(db, SQL_RP_RELEASE, v[i].key, now);
+            rc = md__run_key(db, SQL_RP_RELEASE, v[i].key, now, NULL);
         if (rc == SQLITE_OK)
             dyno_info("repair lease expired", "key=%s", v[i].key);
     }
@@ -399,7 +376,7 @@ static int rp_sweep(struct md_db *db, int64_t now)
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
         rc = rp_targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
-            rc = rp_run_key(db, SQL_RP_DROP, v[i].key, 0);
+            rc = md__run_key(db, SQL_RP_DROP, v[i].key, 0, NULL);
     }
     if (rc == SQLITE_OK)
         rc = md__commit(db);
@@ -415,11 +392,12 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
     int rc = rp_sweep(db, now);
     for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
-        bool draining = false;
+        struct md__usage u;
         int64_t count = 0;
-        rc = md__draining(db, nd->id, &draining);
+        rc = md__usage(db, nd->id, &u);
         if (rc != SQLITE_OK)
             break;
+        bool draining = u.draining;
         if (!nd->online) {
             int64_t since = nd->offline_since > observed_since ? nd->offline_since : observed_since;
             if (observed_since > 0 && now - since >= r->cfg.grace) {
@@ -464,8 +442,8 @@ static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, i
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX) {
         struct rp_frag *f = &v[(*n)++];
         f->idx = sqlite3_column_int(st, 0);
-        snprintf(f->container, sizeof(f->container), "%s", md__col_text(st, 1));
-        snprintf(f->state, sizeof(f->state), "%s", md__col_text(st, 2));
+        snprintf(f->container, sizeof(f->container), "%s", dyno_db_text(st, 1));
+        snprintf(f->state, sizeof(f->state), "%s", dyno_db_text(st, 2));
         f->size = sqlite3_column_int64(st, 3);
     }
     sqlite3_reset(st);
@@ -581,7 +559,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && ngarb < RP_FRAGS_MAX)
-        snprintf(garbage_on[ngarb++], sizeof(garbage_on[0]), "%s", md__col_text(st, 0));
+        snprintf(garbage_on[ngarb++], sizeof(garbage_on[0]), "%s", dyno_db_text(st, 0));
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return rc;
@@ -596,22 +574,20 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     size_t cnt = 0, room = 0;
     for (size_t i = 0; i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
-        bool busy = !nd->online, draining = false;
+        bool busy = !nd->online;
         for (int j = 0; !busy && j < nfr; j++)
             busy = strcmp(fr[j].container, nd->id) == 0;
         for (int j = 0; !busy && j < ngarb; j++)
             busy = strcmp(garbage_on[j], nd->id) == 0;
         if (busy)
             continue;
-        rc = md__draining(db, nd->id, &draining);
+        struct md__usage u;
+        rc = md__usage(db, nd->id, &u);
         if (rc != SQLITE_OK)
             break;
-        if (draining)
+        if (u.draining)
             continue;
-        int64_t used = 0;
-        rc = md__container_used(db, nd->id, &used);
-        if (rc != SQLITE_OK)
-            break;
+        int64_t used = u.used;
         uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
         if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
             room++;
@@ -730,7 +706,7 @@ int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int(st, 2, MD_REPAIR_SCAN);
     while (nkeys < MD_REPAIR_SCAN && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        snprintf(keys[nkeys++], sizeof(keys[0]), "%s", md__col_text(st, 0));
+        snprintf(keys[nkeys++], sizeof(keys[0]), "%s", dyno_db_text(st, 0));
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         goto sql;
@@ -820,7 +796,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         goto sql;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    bool leased = rc == SQLITE_ROW && strcmp(md__col_text(st, 0), task_id) == 0;
+    bool leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         goto sql;
@@ -838,7 +814,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         /* Evicted during the repair: what was written is garbage. */
         rc = rp_targets_to_garbage(db, key, now);
         if (rc == SQLITE_OK)
-            rc = rp_run_key(db, SQL_RP_DROP, key, 0);
+            rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
         if (rc == SQLITE_OK)
             rc = md__commit(db);
         if (rc != SQLITE_OK)
@@ -867,7 +843,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         sqlite3_bind_int(st, 2, x->index);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-            snprintf(tcont, sizeof(tcont), "%s", md__col_text(st, 0));
+            snprintf(tcont, sizeof(tcont), "%s", dyno_db_text(st, 0));
             tsize = sqlite3_column_int64(st, 1);
         }
         sqlite3_reset(st);
@@ -888,8 +864,8 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             sqlite3_bind_int(st, 2, x->index);
             rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
-                snprintf(ocont, sizeof(ocont), "%s", md__col_text(st, 0));
-                snprintf(ostate, sizeof(ostate), "%s", md__col_text(st, 1));
+                snprintf(ocont, sizeof(ocont), "%s", dyno_db_text(st, 0));
+                snprintf(ostate, sizeof(ostate), "%s", dyno_db_text(st, 1));
                 osize = sqlite3_column_int64(st, 2);
             }
             sqlite3_reset(st);
@@ -934,11 +910,11 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     }
     /* Targets the worker did not report count as failed. */
     int unreported = 0;
-    rc = rp_run_key_n(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
+    rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
     if (unreported > 0)
         any_failed = true;
     if (rc == SQLITE_OK)
-        rc = rp_run_key(db, SQL_RP_TARGETS_DROP, key, 0);
+        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
     if (rc != SQLITE_OK)
         goto sql;
     bool healed = false;
@@ -946,7 +922,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     if (rc != SQLITE_OK)
         goto sql;
     if (!healed) {
-        rc = rp_run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now);
+        rc = md__run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now, NULL);
         if (rc != SQLITE_OK)
             goto sql;
     }
@@ -985,7 +961,7 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
         return DYNO_ENOMEM;
     }
     /* One read transaction: the counts agree with each other. */
-    int rc = md__exec0(db, SQL_RP_READ);
+    int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
         goto sql;
     rc = md__stmt(db, SQL_RP_STATUS, &st);
@@ -1009,7 +985,7 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
     if (rc != SQLITE_OK)
         goto sql;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        cJSON_AddItemToArray(dr, cJSON_CreateString(md__col_text(st, 0)));
+        cJSON_AddItemToArray(dr, cJSON_CreateString(dyno_db_text(st, 0)));
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         goto sql;
@@ -1086,7 +1062,7 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         return DYNO_ENOMEM;
     }
     int got = 0;
-    int rc = md__exec0(db, SQL_RP_READ);
+    int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
         goto sql;
     /* Fragments of deleting objects first: they free whole objects. */
@@ -1094,10 +1070,10 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
     if (rc != SQLITE_OK)
         goto sql;
     while (got < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *cont = md__col_text(st, 2);
+        const char *cont = dyno_db_text(st, 2);
         if (!rp_online(nodes, cont))
             continue;
-        rp_gc_item(items, md__col_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
+        rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
         got++;
     }
     sqlite3_reset(st);
@@ -1113,7 +1089,7 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         sqlite3_bind_text(st, 1, nd->id, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit - got);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            rp_gc_item(items, md__col_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
+            rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
             got++;
         }
         sqlite3_reset(st);
@@ -1167,12 +1143,9 @@ int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size
             rc = rp_gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
         objs += rc == SQLITE_OK ? ch : 0;
     }
-    if (rc == SQLITE_OK)
-        rc = md__commit(db);
-    if (rc != SQLITE_OK) {
-        md__rollback(db);
-        return md__sqlerr(db, rc, err, errlen);
-    }
+    int ret = md__finish(db, 0, rc, err, errlen);
+    if (ret != 0)
+        return ret;
     cJSON *res = cJSON_CreateObject();
     if (!res) {
         snprintf(err, errlen, "out of memory");
@@ -1223,7 +1196,7 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
     char other[DYNO_KEY_LEN + 1] = "";
     bool other_put = false;
     if (rc == SQLITE_ROW) {
-        snprintf(other, sizeof(other), "%s", md__col_text(st, 0));
+        snprintf(other, sizeof(other), "%s", dyno_db_text(st, 0));
         other_put = sqlite3_column_int(st, 1) != 0;
     }
     sqlite3_reset(st);
@@ -1235,11 +1208,11 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
             rp_conflict(conflicts, o->key, o, other);
             return SQLITE_OK;
         }
-        rc = rp_run_key(db, SQL_RS_DROP_FRAGS, other, 0);
+        rc = md__run_key(db, SQL_RS_DROP_FRAGS, other, 0, NULL);
         if (rc == SQLITE_OK)
-            rc = rp_run_key(db, SQL_RS_DROP_OBJ, other, 0);
+            rc = md__run_key(db, SQL_RS_DROP_OBJ, other, 0, NULL);
         if (rc == SQLITE_OK)
-            rc = rp_run_key(db, SQL_RP_DROP, other, 0);
+            rc = md__run_key(db, SQL_RP_DROP, other, 0, NULL);
         if (rc != SQLITE_OK)
             return rc;
         rp_conflict(conflicts, other, o, o->key);
@@ -1313,12 +1286,10 @@ int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_
     int rc = md__begin(db);
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
         rc = rp_restore_one(db, &objs[i], now, restored, skipped, conflicts);
-    if (rc == SQLITE_OK)
-        rc = md__commit(db);
-    if (rc != SQLITE_OK) {
-        md__rollback(db);
+    int ret = md__finish(db, 0, rc, err, errlen);
+    if (ret != 0) {
         cJSON_Delete(res);
-        return md__sqlerr(db, rc, err, errlen);
+        return ret;
     }
     if (cJSON_GetArraySize(restored) > 0)
         dyno_info("objects restored", "restored=%d skipped=%d conflicts=%d", cJSON_GetArraySize(restored),

@@ -23,7 +23,12 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
     ctx->db_path = db_path;
     if (pthread_mutex_init(&ctx->mu, NULL) != 0)
         return DYNO_EINTERNAL;
+    if (pthread_mutex_init(&ctx->writer, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->mu);
+        return DYNO_EINTERNAL;
+    }
     if (pthread_key_create(&ctx->dbkey, NULL) != 0) {
+        pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
         return DYNO_EINTERNAL;
     }
@@ -35,6 +40,7 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
     }
     if (rc != 0) {
         pthread_key_delete(ctx->dbkey);
+        pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
     }
     return rc;
@@ -63,6 +69,7 @@ void md_ctx_fini(struct md_ctx *ctx)
     md_repair_fini(&ctx->repair);
     md_reg_fini(&ctx->reg);
     pthread_key_delete(ctx->dbkey);
+    pthread_mutex_destroy(&ctx->writer);
     pthread_mutex_destroy(&ctx->mu);
 }
 
@@ -76,6 +83,7 @@ int md_ctx_db(struct md_ctx *ctx, struct md_db **out)
     int rc = md_db_open(ctx->db_path, &db);
     if (rc != 0)
         return rc;
+    md_db_share_writer(db, &ctx->writer);
     pthread_mutex_lock(&ctx->mu);
     if (ctx->ndbs == ctx->capdbs) {
         size_t ncap = ctx->capdbs ? ctx->capdbs * 2 : 8;
@@ -545,8 +553,11 @@ static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_
     int rc;
     if ((rc = p_segment(req, "id", &id, err, errlen)) != 0)
         return rc;
-    const cJSON *caller = cJSON_GetObjectItemCaseSensitive(req, "caller");
-    if (!cJSON_IsObject(caller) || !dyno_json_bool(caller, "admin", false)) {
+    struct dyno_agent_caller caller;
+    rc = dyno_agent_caller(req, &caller, err, errlen);
+    if (rc != 0 && rc != DYNO_EUNAUTH)
+        return rc;
+    if (rc == DYNO_EUNAUTH || !caller.admin) {
         snprintf(err, errlen, "only an admin may drain a container");
         return DYNO_EFORBIDDEN;
     }
@@ -563,7 +574,7 @@ static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_
     char q[80];
     rc = md_repair_drain(db, &nodes, id, (int64_t)time(NULL), events, result, err, errlen);
     if (rc == 0)
-        dyno_info("drain requested", "id=%s by=%s", id, dyno_agent_q(q, sizeof(q), dyno_json_str(caller, "sub")));
+        dyno_info("drain requested", "id=%s by=%s", id, dyno_agent_q(q, sizeof(q), caller.sub));
     free(nodes.v);
     md_rpc_emit(ctx, events);
     cJSON_Delete(events);

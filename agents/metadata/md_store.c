@@ -2,34 +2,77 @@
 #include "md_store.h"
 
 #include <dynostore/error.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "db.h"
 #include "frag.h"
 #include "json.h"
 #include "log.h"
 #include "placement.h"
 
 #define MD_STMT_CACHE 128
-#define MD_BUSY_TIMEOUT_MS 10000
+/* WAL pages after which a committing connection checkpoints by itself. The housekeeping
+ * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
+ * this only bounds the WAL if that thread falls behind. */
+#define MD_WAL_BACKSTOP "16384"
+#define MD_SCHEMA_VERSION 1 /* PRAGMA user_version: 1 = the usage table exists and is exact */
 
 struct md_db {
-    sqlite3 *db;
+    struct dyno_db *d;
+    sqlite3 *db; /* dyno_db_sqlite(d), borrowed */
     /* Prepared statements keyed by the address of their static SQL text. */
     struct {
         const char *sql;
         sqlite3_stmt *st;
     } cache[MD_STMT_CACHE];
     size_t ncache;
+    bool relaxed; /* PRAGMA synchronous=NORMAL is in force (object.begin), else FULL */
+    pthread_mutex_t *writer; /* shared by the process's connections, or NULL (md_db_share_writer) */
+    bool writing;            /* this connection holds writer */
 };
 
 /* States that make an object visible, and fragment states that take room on a container.
  * The partial index below must use exactly this expression to serve the queries. */
 #define VISIBLE "state IN ('committed','degraded')"
-#define OCCUPIES "state IN ('ok','bad','garbage','lost','draining')"
+#define OCC_STATES "('ok','bad','garbage','lost','draining')"
+#define OCCUPIES "state IN " OCC_STATES
+
+/*
+ * Usage accounting, incremental: the usage table holds, per container, exactly what
+ * USAGE_RECOMPUTE would sum from the rows, and triggers keep it so in the transaction that
+ * changes a row (every writer, present or future, is covered). Placement and container.list
+ * read one row per container instead of summing every fragment.
+ * For a fragments row R: used += R.size when R occupies room, fragments += 1 when it occupies
+ * room, repairing += 1 when it waits for repair; a garbage row: used += size, garbage += 1;
+ * a repair_targets row: used += size.
+ */
+#define FRAG_USED(R) "CASE WHEN " R ".state IN " OCC_STATES " THEN " R ".size ELSE 0 END"
+#define FRAG_COUNTS(R) R ".state IN " OCC_STATES
+#define FRAG_REPAIRING(R) R ".state IN " MD__NEEDS_REPAIR
+#define USAGE_ADD(cont, used, frags, repairing, garbage)                                                   \
+    "INSERT INTO usage(container, used, fragments, repairing, garbage) VALUES(" cont ", " used ", " frags  \
+    ", " repairing ", " garbage ") ON CONFLICT(container) DO UPDATE SET used = used + excluded.used,"      \
+    " fragments = fragments + excluded.fragments, repairing = repairing + excluded.repairing,"             \
+    " garbage = garbage + excluded.garbage;"
+#define USAGE_FRAG(R, sign)                                                                                \
+    USAGE_ADD(R ".container", sign "(" FRAG_USED(R) ")", sign "(" FRAG_COUNTS(R) ")",                      \
+              sign "(" FRAG_REPAIRING(R) ")", "0")
+#define USAGE_ROW(R, sign, garbage) USAGE_ADD(R ".container", sign R ".size", "0", "0", garbage)
+
+/* The usage table recomputed from the rows: the migration fills it with this, and the unit
+ * tests check the triggers against it. */
+#define USAGE_RECOMPUTE                                                                                    \
+    "SELECT container, SUM(used) AS used, SUM(fragments) AS fragments, SUM(repairing) AS repairing,"       \
+    " SUM(garbage) AS garbage FROM ("                                                                      \
+    "SELECT container, " FRAG_USED("f") " AS used, " FRAG_COUNTS("f") " AS fragments, "                    \
+    FRAG_REPAIRING("f") " AS repairing, 0 AS garbage FROM fragments f"                                     \
+    " UNION ALL SELECT container, size, 0, 0, 1 FROM garbage"                                              \
+    " UNION ALL SELECT container, size, 0, 0, 0 FROM repair_targets) GROUP BY container"
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS containers("
@@ -66,22 +109,47 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS drains(id TEXT PRIMARY KEY, since INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
-static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
-static const char SQL_COMMIT[] = "COMMIT";
-static const char SQL_ROLLBACK[] = "ROLLBACK";
-static const char SQL_USED[] =
-    "SELECT (SELECT COALESCE(SUM(size),0) FROM fragments WHERE container = ?1 AND " OCCUPIES ")"
-    " + (SELECT COALESCE(SUM(size),0) FROM garbage WHERE container = ?1)"
-    " + (SELECT COALESCE(SUM(size),0) FROM repair_targets WHERE container = ?1)";
+/* The usage table and its triggers, one statement each (run after SCHEMA). */
+static const char *const SCHEMA_USAGE[] = {
+    "CREATE TABLE IF NOT EXISTS usage("
+    " container TEXT PRIMARY KEY, used INTEGER NOT NULL DEFAULT 0, fragments INTEGER NOT NULL DEFAULT 0,"
+    " repairing INTEGER NOT NULL DEFAULT 0, garbage INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    "CREATE TRIGGER IF NOT EXISTS usage_frag_ins AFTER INSERT ON fragments BEGIN " USAGE_FRAG("NEW", "+") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_frag_del AFTER DELETE ON fragments BEGIN " USAGE_FRAG("OLD", "-") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_frag_upd AFTER UPDATE OF container, state, size ON fragments"
+    " WHEN OLD.container IS NOT NEW.container OR OLD.state IS NOT NEW.state OR OLD.size IS NOT NEW.size"
+    " BEGIN " USAGE_FRAG("OLD", "-") USAGE_FRAG("NEW", "+") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_ins AFTER INSERT ON garbage BEGIN "
+    USAGE_ROW("NEW", "+", "1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_del AFTER DELETE ON garbage BEGIN "
+    USAGE_ROW("OLD", "-", "-1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_upd AFTER UPDATE OF container, size ON garbage BEGIN "
+    USAGE_ROW("OLD", "-", "-1") USAGE_ROW("NEW", "+", "1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_ins AFTER INSERT ON repair_targets BEGIN "
+    USAGE_ROW("NEW", "+", "0") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_del AFTER DELETE ON repair_targets BEGIN "
+    USAGE_ROW("OLD", "-", "0") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_upd AFTER UPDATE OF container, size ON repair_targets BEGIN "
+    USAGE_ROW("OLD", "-", "0") USAGE_ROW("NEW", "+", "0") " END;",
+};
+
+/* A database made before the usage table: fill it once from the rows. */
+static const char SQL_USAGE_FILL[] =
+    "DELETE FROM usage; INSERT INTO usage(container, used, fragments, repairing, garbage) " USAGE_RECOMPUTE ";";
+
+/* Containers whose usage row differs from the recomputation (an all-zero row = no row). */
+static const char SQL_USAGE_DRIFT[] =
+    "SELECT COUNT(DISTINCT container) FROM (SELECT * FROM (SELECT container, used, fragments, repairing, garbage FROM usage"
+    " EXCEPT " USAGE_RECOMPUTE ") WHERE used OR fragments OR repairing OR garbage"
+    " UNION ALL SELECT * FROM (" USAGE_RECOMPUTE " EXCEPT SELECT container, used, fragments, repairing, garbage"
+    " FROM usage) WHERE used OR fragments OR repairing OR garbage)";
+
+static const char SQL_SYNC_FULL[] = "PRAGMA synchronous=FULL";
+static const char SQL_SYNC_NORMAL[] = "PRAGMA synchronous=NORMAL";
+/* One container's usage row (zeros when it has none) and whether it is draining. */
 static const char SQL_USAGE[] =
-    "SELECT (SELECT COALESCE(SUM(size),0) FROM fragments WHERE container = ?1 AND " OCCUPIES ")"
-    " + (SELECT COALESCE(SUM(size),0) FROM garbage WHERE container = ?1)"
-    " + (SELECT COALESCE(SUM(size),0) FROM repair_targets WHERE container = ?1),"
-    " (SELECT COUNT(*) FROM fragments WHERE container = ?1 AND " OCCUPIES "),"
-    " (SELECT COUNT(*) FROM fragments WHERE container = ?1 AND state IN " MD__NEEDS_REPAIR "),"
-    " (SELECT COUNT(*) FROM garbage WHERE container = ?1),"
-    " EXISTS(SELECT 1 FROM drains WHERE id = ?1)";
-static const char SQL_DRAINING[] = "SELECT 1 FROM drains WHERE id = ?1";
+    "SELECT COALESCE(u.used,0), COALESCE(u.fragments,0), COALESCE(u.repairing,0), COALESCE(u.garbage,0),"
+    " EXISTS(SELECT 1 FROM drains WHERE id = ?1) FROM (SELECT 1) LEFT JOIN usage u ON u.container = ?1";
 static const char SQL_FRAG_CONTAINER[] = "SELECT container, state FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_OBJ_INSERT[] =
     "INSERT INTO objects(key, catalog, name, owner, size, k, m, replica, unit, state, created_at)"
@@ -91,7 +159,11 @@ static const char SQL_FRAG_INSERT[] =
 static const char SQL_OBJ_GET[] =
     "SELECT catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at"
     " FROM objects WHERE key = ?1";
-static const char SQL_FRAGS[] = "SELECT idx, container, state FROM fragments WHERE key = ?1 ORDER BY idx";
+static const char SQL_OBJ_JSON[] =
+    "SELECT key, catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at"
+    " FROM objects WHERE key = ?1";
+static const char SQL_FRAGS[] =
+    "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";
 static const char SQL_FRAG_STATE[] = "UPDATE fragments SET state = ?3 WHERE key = ?1 AND idx = ?2";
 static const char SQL_SAME_NAME[] =
@@ -108,7 +180,8 @@ static const char SQL_FRAG_GARBAGE[] = "UPDATE fragments SET state = 'garbage' W
 static const char SQL_FRAG_COUNT[] = "SELECT COUNT(*) FROM fragments WHERE key = ?1";
 static const char SQL_OBJ_DELETE[] = "DELETE FROM objects WHERE key = ?1";
 static const char SQL_STATS[] =
-    "SELECT COUNT(*), COALESCE(SUM(size),0) FROM objects WHERE catalog = ?1 AND " VISIBLE;
+    "SELECT ?1 AS catalog, COUNT(*) AS objects, COALESCE(SUM(size),0) AS bytes FROM objects"
+    " WHERE catalog = ?1 AND " VISIBLE;
 static const char SQL_REAP_FRAGS[] =
     "UPDATE fragments SET state = 'garbage' WHERE key IN"
     " (SELECT key FROM objects WHERE state = 'pending' AND created_at < ?1)";
@@ -124,33 +197,21 @@ static const char SQL_CT_LOAD[] =
 
 /* ---- connection, statements, errors ---------------------------------------------------- */
 
-/* The SQLite adapter: maps a result code to DYNO_E* and logs the detail. */
-static int sqlerr(struct md_db *db, int rc, char *err, size_t errlen)
+/* lib/db.h maps SQLite codes; metadata keeps one exception: a constraint (a name that
+ * objects_by_name already has, a key taken meanwhile) is a conflict the caller may retry. */
+int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen)
 {
-    char q[512];
-    dyno_error("sqlite error", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), sqlite3_errmsg(db->db)));
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        snprintf(err, errlen, "metadata database busy, retry");
-        return DYNO_EUNAVAIL;
-    case SQLITE_FULL:
-        snprintf(err, errlen, "metadata database disk full");
-        return DYNO_ENOSPC;
-    case SQLITE_NOMEM:
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    case SQLITE_CONSTRAINT:
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        char q[512];
+        dyno_warn("sqlite refusal", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), sqlite3_errmsg(db->db)));
         snprintf(err, errlen, "conflicting change, retry");
         return DYNO_ECONFLICT;
-    default:
-        snprintf(err, errlen, "metadata database error");
-        return DYNO_EIO;
     }
+    return dyno_db_err(db->d, rc, err, errlen);
 }
 
 /* A reset statement for sql (a static string above) with no bindings. */
-static int stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
+int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
 {
     for (size_t i = 0; i < db->ncache; i++) {
         if (db->cache[i].sql == sql) {
@@ -173,22 +234,118 @@ static int stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
     return SQLITE_OK;
 }
 
-/* Runs a statement without a result row (BEGIN, COMMIT, ...). */
+int md__step0(sqlite3_stmt *st)
+{
+    int rc = dyno_db_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int md__run_key(struct md_db *db, const char *sql, const char *key, int64_t v2, int *changes)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, sql, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, v2);
+    rc = md__step0(st);
+    if (changes)
+        *changes = sqlite3_changes(db->db);
+    return rc;
+}
+
+/* A cached statement without result rows or bindings (PRAGMA ...). */
 static int exec0(struct md_db *db, const char *sql)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, sql, &st);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+    int rc = md__stmt(db, sql, &st);
+    return rc == SQLITE_OK ? md__step0(st) : rc;
 }
 
-static void rollback(struct md_db *db)
+/* Releases the writer mutex after a write transaction ended (no-op without one). */
+static void tx_unlock(struct md_db *db)
+{
+    if (db->writing) {
+        db->writing = false;
+        pthread_mutex_unlock(db->writer);
+    }
+}
+
+/*
+ * BEGIN IMMEDIATE at a durability level. FULL syncs the WAL at COMMIT, so an acknowledged
+ * change survives a power cut. relaxed (NORMAL) does not: object.begin's pending rows may
+ * vanish with a power cut (not with a kill -9), which is harmless: the put was never
+ * acknowledged, and the next FULL commit syncs the WAL and so them too. synchronous is a
+ * connection setting, changed between transactions only.
+ */
+static int tx_begin(struct md_db *db, bool relaxed)
+{
+    if (db->relaxed != relaxed) {
+        int rc = exec0(db, relaxed ? SQL_SYNC_NORMAL : SQL_SYNC_FULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        db->relaxed = relaxed;
+    }
+    /* Writers of this process queue on a mutex (woken at once) rather than in SQLite's busy
+     * handler, which sleeps 1, 2, 5, 10 ... ms between tries of the file lock. */
+    if (db->writer) {
+        pthread_mutex_lock(db->writer);
+        db->writing = true;
+    }
+    int rc = dyno_db_begin(db->d);
+    if (rc != SQLITE_OK)
+        tx_unlock(db);
+    return rc;
+}
+
+int md__begin(struct md_db *db)
+{
+    return tx_begin(db, false);
+}
+
+int md__begin_read(struct md_db *db)
+{
+    return dyno_db_begin_read(db->d);
+}
+
+int md__commit(struct md_db *db)
+{
+    int rc = dyno_db_end(db->d, SQLITE_OK);
+    tx_unlock(db);
+    return rc;
+}
+
+void md__rollback(struct md_db *db)
 {
     if (!sqlite3_get_autocommit(db->db))
-        exec0(db, SQL_ROLLBACK);
+        dyno_db_end(db->d, SQLITE_ABORT);
+    tx_unlock(db);
+}
+
+int md__finish(struct md_db *db, int ret, int rc, char *err, size_t errlen)
+{
+    if (ret == 0 && (rc & 0xff) == SQLITE_CONSTRAINT) {
+        ret = md__sqlerr(db, rc, err, errlen); /* before the ROLLBACK resets the message */
+        md__rollback(db);
+        return ret;
+    }
+    ret = dyno_db_tx_finish(db->d, ret, rc, err, errlen);
+    tx_unlock(db);
+    return ret;
+}
+
+void md_db_share_writer(struct md_db *db, pthread_mutex_t *writer)
+{
+    db->writer = writer;
+}
+
+int md_store_checkpoint(struct md_db *db)
+{
+    char err[128];
+    int rc = sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : md__sqlerr(db, rc, err, sizeof(err));
 }
 
 int md_db_open(const char *path, struct md_db **out)
@@ -197,33 +354,18 @@ int md_db_open(const char *path, struct md_db **out)
     struct md_db *db = calloc(1, sizeof(*db));
     if (!db)
         return DYNO_ENOMEM;
-    int rc = sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
-    if (rc != SQLITE_OK) {
-        char q[512];
-        char q2[256];
-        dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-                   dyno_agent_q(q2, sizeof(q2), db->db ? sqlite3_errmsg(db->db) : "nomem"));
-        sqlite3_close(db->db);
+    /* FULL by default: an acknowledged object survives a kill -9 or a power cut. One
+     * connection per thread (md_ctx_db), so SQLite's own mutex is not needed. */
+    const struct dyno_db_opts o = {.name = "metadata",
+                                   .schema = "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" MD_WAL_BACKSTOP ";",
+                                   .sync = DYNO_DB_SYNC_FULL,
+                                   .one_thread = true};
+    int rc = dyno_db_open(path, &o, &db->d);
+    if (rc != 0) {
         free(db);
-        return DYNO_EIO;
+        return rc;
     }
-    sqlite3_busy_timeout(db->db, MD_BUSY_TIMEOUT_MS);
-    /* WAL lets readers run during a commit; FULL syncs the WAL on every commit, so an
-     * acknowledged object survives a kill -9 or a power cut. */
-    rc = sqlite3_exec(db->db,
-                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
-                      " PRAGMA temp_store=MEMORY;",
-                      NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        char q[512];
-        char q2[256];
-        dyno_error("cannot configure the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-                   dyno_agent_q(q2, sizeof(q2), sqlite3_errmsg(db->db)));
-        sqlite3_close(db->db);
-        free(db);
-        return DYNO_EIO;
-    }
+    db->db = dyno_db_sqlite(db->d);
     *out = db;
     return 0;
 }
@@ -234,18 +376,37 @@ void md_db_close(struct md_db *db)
         return;
     for (size_t i = 0; i < db->ncache; i++)
         sqlite3_finalize(db->cache[i].st);
-    sqlite3_close(db->db);
+    dyno_db_close(db->d);
     free(db);
 }
 
 int md_db_schema(struct md_db *db)
 {
-    char *msg = NULL;
-    int rc = sqlite3_exec(db->db, SCHEMA, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        char q[512];
-        dyno_error("cannot create the schema", "error=%s", dyno_agent_q(q, sizeof(q), msg ? msg : ""));
-        sqlite3_free(msg);
+    /* One transaction: the tables, the triggers and the usage fill agree. */
+    int version = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = md__begin(db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db->db, SCHEMA, NULL, NULL, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof(SCHEMA_USAGE) / sizeof(SCHEMA_USAGE[0]); i++)
+        rc = sqlite3_exec(db->db, SCHEMA_USAGE[i], NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = dyno_db_prepare(db->d, "PRAGMA user_version", &st);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
+        rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", MD_SCHEMA_VERSION);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            dyno_info("usage accounting filled from the rows", "schema_version=%d", MD_SCHEMA_VERSION);
+    }
+    char err[128];
+    if (md__finish(db, 0, rc, err, sizeof(err)) != 0) {
+        dyno_error("cannot create the schema", NULL);
         return DYNO_EIO;
     }
     return 0;
@@ -267,41 +428,31 @@ const struct md_node *md_nodes_find(const struct md_nodes *nodes, const char *id
 
 /* ---- JSON builders ----------------------------------------------------------------------- */
 
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
-/* fragments:[{index, container, url, state, online}] of key, in index order. */
+/* fragments:[{index, container, state, url, online}] of key, in index order. SQLite code. */
 static int frags_json(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **out)
 {
     *out = NULL;
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_FRAGS, &st);
+    int rc = md__stmt(db, SQL_FRAGS, &st);
     if (rc != SQLITE_OK)
         return rc;
     cJSON *arr = cJSON_CreateArray();
     if (!arr)
         return SQLITE_NOMEM;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *cid = col_text(st, 1);
-        const struct md_node *nd = md_nodes_find(nodes, cid);
-        cJSON *f = cJSON_CreateObject();
-        if (!f) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cJSON_AddItemToArray(arr, f);
-        cJSON_AddNumberToObject(f, "index", sqlite3_column_int(st, 0));
-        cJSON_AddStringToObject(f, "container", cid);
-        cJSON_AddStringToObject(f, "url", nd ? nd->url : "");
-        cJSON_AddStringToObject(f, "state", col_text(st, 2));
-        cJSON_AddBoolToObject(f, "online", nd && nd->online);
-    }
+    rc = dyno_db_rows_json(st, NULL, arr);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+    cJSON *f;
+    cJSON_ArrayForEach(f, arr)
+    {
+        if (rc != SQLITE_OK)
+            break;
+        const struct md_node *nd = md_nodes_find(nodes, dyno_json_str(f, "container"));
+        if (!cJSON_AddStringToObject(f, "url", nd ? nd->url : "") ||
+            !cJSON_AddBoolToObject(f, "online", nd && nd->online))
+            rc = SQLITE_NOMEM;
+    }
+    if (rc != SQLITE_OK) {
         cJSON_Delete(arr);
         return rc;
     }
@@ -309,48 +460,26 @@ static int frags_json(struct md_db *db, const char *key, const struct md_nodes *
     return SQLITE_OK;
 }
 
-/*
- * The object as object.get returns it. *state_out (may be NULL) receives the state.
- * SQLITE_NOTFOUND when there is no such row.
- */
+/* The object as object.get returns it (whatever its state). SQLITE_NOTFOUND when there is
+ * no such row. */
 static int object_json(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **out)
 {
+    static const char *const bools[] = {"replica", NULL};
     *out = NULL;
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_OBJ_GET, &st);
+    int rc = md__stmt(db, SQL_OBJ_JSON, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
-    }
-    cJSON *o = cJSON_CreateObject();
-    if (!o) {
-        sqlite3_reset(st);
-        return SQLITE_NOMEM;
-    }
-    cJSON_AddStringToObject(o, "key", key);
-    cJSON_AddStringToObject(o, "catalog", col_text(st, 0));
-    cJSON_AddStringToObject(o, "name", col_text(st, 1));
-    cJSON_AddStringToObject(o, "owner", col_text(st, 2));
-    dyno_json_add_i64(o, "size", sqlite3_column_int64(st, 3));
-    if (sqlite3_column_type(st, 4) == SQLITE_NULL)
-        cJSON_AddNullToObject(o, "sha256");
-    else
-        cJSON_AddStringToObject(o, "sha256", col_text(st, 4));
-    cJSON_AddNumberToObject(o, "k", sqlite3_column_int(st, 5));
-    cJSON_AddNumberToObject(o, "m", sqlite3_column_int(st, 6));
-    cJSON_AddBoolToObject(o, "replica", sqlite3_column_int(st, 7) != 0);
-    dyno_json_add_i64(o, "unit", sqlite3_column_int64(st, 8));
-    cJSON_AddStringToObject(o, "state", col_text(st, 9));
-    dyno_json_add_i64(o, "created_at", sqlite3_column_int64(st, 10));
-    if (sqlite3_column_type(st, 11) == SQLITE_NULL)
-        cJSON_AddNullToObject(o, "committed_at");
-    else
-        dyno_json_add_i64(o, "committed_at", sqlite3_column_int64(st, 11));
+    cJSON *o = NULL;
+    if (rc == SQLITE_ROW)
+        rc = dyno_db_row_json(st, 0, bools, &o);
+    else if (rc == SQLITE_DONE)
+        rc = SQLITE_NOTFOUND;
     sqlite3_reset(st);
+    if (rc != SQLITE_OK)
+        return rc;
     cJSON *frags;
     rc = frags_json(db, key, nodes, &frags);
     if (rc != SQLITE_OK) {
@@ -362,32 +491,32 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     return SQLITE_OK;
 }
 
-
 static bool visible(const char *state)
 {
     return strcmp(state, "committed") == 0 || strcmp(state, "degraded") == 0;
 }
 
-/* SQLITE_NOTFOUND when there is no such object. */
-static int obj_row(struct md_db *db, const char *key, struct md__obj *r)
+/* ---- shared with md_repair.c (md_store.h, internal section) ----------------------------- */
+
+int md__obj_get(struct md_db *db, const char *key, struct md__obj *r)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_OBJ_GET, &st);
+    int rc = md__stmt(db, SQL_OBJ_GET, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        snprintf(r->catalog, sizeof(r->catalog), "%s", col_text(st, 0));
-        snprintf(r->name, sizeof(r->name), "%s", col_text(st, 1));
-        snprintf(r->owner, sizeof(r->owner), "%s", col_text(st, 2));
+        snprintf(r->catalog, sizeof(r->catalog), "%s", dyno_db_text(st, 0));
+        snprintf(r->name, sizeof(r->name), "%s", dyno_db_text(st, 1));
+        snprintf(r->owner, sizeof(r->owner), "%s", dyno_db_text(st, 2));
         r->size = sqlite3_column_int64(st, 3);
-        snprintf(r->sha256, sizeof(r->sha256), "%s", col_text(st, 4));
+        snprintf(r->sha256, sizeof(r->sha256), "%s", dyno_db_text(st, 4));
         r->k = sqlite3_column_int(st, 5);
         r->m = sqlite3_column_int(st, 6);
         r->replica = sqlite3_column_int(st, 7) != 0;
         r->unit = (uint32_t)sqlite3_column_int64(st, 8);
-        snprintf(r->state, sizeof(r->state), "%s", col_text(st, 9));
+        snprintf(r->state, sizeof(r->state), "%s", dyno_db_text(st, 9));
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_NOTFOUND;
@@ -396,99 +525,47 @@ static int obj_row(struct md_db *db, const char *key, struct md__obj *r)
     return rc;
 }
 
-static int set_obj_state(struct md_db *db, const char *key, const char *state)
+int md__obj_set_state(struct md_db *db, const char *key, const char *state)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_OBJ_STATE, &st);
+    int rc = md__stmt(db, SQL_OBJ_STATE, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return md__step0(st);
 }
 
-/* Exact used bytes of a container (fragments that occupy room, reservations included). */
-static int container_used(struct md_db *db, const char *id, int64_t *used)
+int md__usage(struct md_db *db, const char *id, struct md__usage *u)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_USED, &st);
+    int rc = md__stmt(db, SQL_USAGE, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *used = sqlite3_column_int64(st, 0);
+        u->used = sqlite3_column_int64(st, 0);
+        u->fragments = sqlite3_column_int64(st, 1);
+        u->repairing = sqlite3_column_int64(st, 2);
+        u->garbage = sqlite3_column_int64(st, 3);
+        u->draining = sqlite3_column_int(st, 4) != 0;
         rc = SQLITE_OK;
     }
     sqlite3_reset(st);
     return rc;
 }
 
-/* ---- shared with md_repair.c (md_store.h, internal section) ----------------------------- */
-
-int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
-{
-    return stmt(db, sql, out);
-}
-
-int md__exec0(struct md_db *db, const char *sql)
-{
-    return exec0(db, sql);
-}
-
-int md__begin(struct md_db *db)
-{
-    return exec0(db, SQL_BEGIN);
-}
-
-int md__commit(struct md_db *db)
-{
-    return exec0(db, SQL_COMMIT);
-}
-
-void md__rollback(struct md_db *db)
-{
-    rollback(db);
-}
-
-int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen)
-{
-    return sqlerr(db, rc, err, errlen);
-}
-
-const char *md__col_text(sqlite3_stmt *st, int i)
-{
-    return col_text(st, i);
-}
-
-int md__obj_get(struct md_db *db, const char *key, struct md__obj *o)
-{
-    return obj_row(db, key, o);
-}
-
-int md__obj_set_state(struct md_db *db, const char *key, const char *state)
-{
-    return set_obj_state(db, key, state);
-}
-
-int md__container_used(struct md_db *db, const char *id, int64_t *used)
-{
-    return container_used(db, id, used);
-}
-
-int md__draining(struct md_db *db, const char *id, bool *out)
+int md__usage_drift(struct md_db *db, int64_t *rows)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_DRAINING, &st);
+    int rc = md__stmt(db, SQL_USAGE_DRIFT, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    *out = rc == SQLITE_ROW;
+    *rows = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
 int md__obj_n(const struct md__obj *o)
@@ -520,7 +597,7 @@ void md__event(cJSON *events, const char *type, const char *key, const struct md
 static int insert_object(struct md_db *db, const char *key, const struct md_begin_req *r, int k, int64_t now)
 {
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_OBJ_INSERT, &st);
+    int rc = md__stmt(db, SQL_OBJ_INSERT, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -533,9 +610,7 @@ static int insert_object(struct md_db *db, const char *key, const struct md_begi
     sqlite3_bind_int(st, 8, r->replica ? 1 : 0);
     sqlite3_bind_int64(st, 9, r->unit);
     sqlite3_bind_int64(st, 10, now);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return md__step0(st);
 }
 
 int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes,
@@ -554,38 +629,36 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
     const struct md_node **chosen = calloc(nodes->n ? nodes->n : 1, sizeof(*chosen));
     cJSON *res = NULL;
     int ret = 0;
-    int rc;
+    int rc = SQLITE_OK;
     if (!pn || !idx || !chosen) {
         snprintf(err, errlen, "out of memory");
         ret = DYNO_ENOMEM;
         goto out;
     }
     /* Usage is read and the reservation written in one write transaction, so two
-     * concurrent puts cannot both take the last room of a container. */
-    rc = exec0(db, SQL_BEGIN);
+     * concurrent puts cannot both take the last room of a container. Relaxed durability:
+     * a pending object is invisible until its commit, which syncs (tx_begin). */
+    rc = tx_begin(db, true);
     if (rc != SQLITE_OK)
-        goto sql;
+        goto out;
     size_t count = 0, online = 0, room = 0;
     for (size_t i = 0; i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
         if (!nd->online)
             continue;
-        bool draining = false;
-        rc = md__draining(db, nd->id, &draining);
+        struct md__usage u;
+        rc = md__usage(db, nd->id, &u);
         if (rc != SQLITE_OK)
-            goto sql;
-        if (draining)
+            goto out;
+        if (u.draining)
             continue;
-        int64_t used = 0;
-        rc = container_used(db, nd->id, &used);
-        if (rc != SQLITE_OK)
-            goto sql;
         online++;
         uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
-        if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
+        uint64_t used = u.used > 0 ? (uint64_t)u.used : 0;
+        if (cap >= used && cap - used >= share)
             room++;
         pn[count] = (struct dyno_place_node){
-            .id = nd->id, .site = nd->site, .capacity = cap, .used = (uint64_t)used, .online = true};
+            .id = nd->id, .site = nd->site, .capacity = cap, .used = used, .online = true};
         chosen[count] = nd;
         count++;
     }
@@ -616,7 +689,7 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
         if ((rc & 0xff) == SQLITE_CONSTRAINT && attempt == 0)
             continue;
         if (rc != SQLITE_OK)
-            goto sql;
+            goto out;
         break;
     }
     res = cJSON_CreateObject();
@@ -631,39 +704,26 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
     cJSON_AddNumberToObject(res, "k", k);
     cJSON_AddNumberToObject(res, "m", r->m);
     sqlite3_stmt *st;
-    rc = stmt(db, SQL_FRAG_INSERT, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    for (size_t i = 0; i < n; i++) {
+    rc = md__stmt(db, SQL_FRAG_INSERT, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         const struct md_node *nd = chosen[idx[i]];
-        sqlite3_reset(st);
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, (int)i);
         sqlite3_bind_text(st, 3, nd->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, (int64_t)share);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE) {
-            sqlite3_reset(st);
-            goto sql;
-        }
+        rc = md__step0(st);
         cJSON *f = cJSON_CreateObject();
         cJSON_AddItemToArray(frags, f);
         cJSON_AddNumberToObject(f, "index", (double)i);
         cJSON_AddStringToObject(f, "container", nd->id);
         cJSON_AddStringToObject(f, "url", nd->url);
     }
-    sqlite3_reset(st);
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
-    *result = res;
-    res = NULL;
-    goto out;
-sql:
-    ret = sqlerr(db, rc, err, errlen);
 out:
-    if (ret != 0)
-        rollback(db);
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret == 0) {
+        *result = res;
+        res = NULL;
+    }
     cJSON_Delete(res);
     free(pn);
     free(idx);
@@ -676,7 +736,7 @@ out:
 static int set_frag(struct md_db *db, const char *key, int index, const char *state, int64_t size)
 {
     sqlite3_stmt *st;
-    int rc = size >= 0 ? stmt(db, SQL_FRAG_SET, &st) : stmt(db, SQL_FRAG_STATE, &st);
+    int rc = size >= 0 ? md__stmt(db, SQL_FRAG_SET, &st) : md__stmt(db, SQL_FRAG_STATE, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -684,9 +744,63 @@ static int set_frag(struct md_db *db, const char *key, int index, const char *st
     sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
     if (size >= 0)
         sqlite3_bind_int64(st, 4, size);
+    return md__step0(st);
+}
+
+/* The visible object of key's catalog and name other than key, into old ("" when none). */
+static int same_name(struct md_db *db, const struct md__obj *o, const char *key, char old[DYNO_KEY_LEN + 1])
+{
+    sqlite3_stmt *st;
+    old[0] = '\0';
+    int rc = md__stmt(db, SQL_SAME_NAME, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, o->catalog, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(old, DYNO_KEY_LEN + 1, "%s", dyno_db_text(st, 0));
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The checks of object.commit on the pending object o; 0 or DYNO_EINVAL with err filled.
+ * ok and sizes receive, per index < n, whether the fragment is stored and its size. */
+static int commit_frags(const struct md__obj *o, int64_t size, const struct md_commit_frag *frags, size_t nfrags,
+                        bool ok[256], int64_t sizes[256], char *err, size_t errlen)
+{
+    int n = md__obj_n(o);
+    if (o->size >= 0 && size != o->size) {
+        snprintf(err, errlen, "size %lld differs from the size given at begin (%lld)", (long long)size,
+                 (long long)o->size);
+        return DYNO_EINVAL;
+    }
+    /* Fragment size of the committed layout, for ok fragments that do not say theirs. */
+    struct dyno_layout lay = {.size = (uint64_t)size, .unit = o->unit, .k = o->k};
+    int64_t fsize = (int64_t)dyno_layout_fragment_size(&lay);
+    bool seen[256] = {false};
+    int nok = 0;
+    for (size_t i = 0; i < nfrags; i++) {
+        int ix = frags[i].index;
+        if (ix < 0 || ix >= n) {
+            snprintf(err, errlen, "fragment index %d out of range 0..%d", ix, n - 1);
+            return DYNO_EINVAL;
+        }
+        if (seen[ix]) {
+            snprintf(err, errlen, "fragment index %d given twice", ix);
+            return DYNO_EINVAL;
+        }
+        seen[ix] = true;
+        ok[ix] = frags[i].ok;
+        sizes[ix] = frags[i].size >= 0 ? frags[i].size : fsize;
+        nok += frags[i].ok;
+    }
+    if (nok < o->k) {
+        snprintf(err, errlen, "only %d of %d fragments ok, need at least %d", nok, n, o->k);
+        return DYNO_EINVAL;
+    }
+    return 0;
 }
 
 int md_store_commit(struct md_db *db, const char *key, int64_t size, const char *sha256,
@@ -697,30 +811,28 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
     struct md__obj o;
-    int rc = exec0(db, SQL_BEGIN);
+    bool ok[256] = {false};
+    int64_t sizes[256];
+    int rc = md__begin(db);
     if (rc != SQLITE_OK)
-        goto sql;
-    rc = obj_row(db, key, &o);
+        goto out;
+    rc = md__obj_get(db, key, &o);
     if (rc == SQLITE_NOTFOUND) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
         goto out;
     }
     if (rc != SQLITE_OK)
-        goto sql;
+        goto out;
     if (visible(o.state)) {
         /* A retried commit (the reply was lost) gets the same answer, minus "replaced",
-         * which the first answer carried. */
-        if (o.size == size && strcmp(o.sha256, sha256) == 0) {
+         * which the first answer carried; nothing changes. */
+        if (o.size == size && strcmp(o.sha256, sha256) == 0)
             rc = object_json(db, key, nodes, &res);
-            if (rc != SQLITE_OK)
-                goto sql;
-            exec0(db, SQL_ROLLBACK);
-            *result = res;
-            return 0;
+        else {
+            snprintf(err, errlen, "object %s is already committed with another size or digest", key);
+            ret = DYNO_ECONFLICT;
         }
-        snprintf(err, errlen, "object %s is already committed with another size or digest", key);
-        ret = DYNO_ECONFLICT;
         goto out;
     }
     if (strcmp(o.state, "pending") != 0) {
@@ -728,111 +840,57 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
         ret = DYNO_ECONFLICT;
         goto out;
     }
-    int n = o.replica ? o.m + 1 : o.k + o.m;
-    if (o.size >= 0 && size != o.size) {
-        snprintf(err, errlen, "size %lld differs from the size given at begin (%lld)", (long long)size,
-                 (long long)o.size);
-        ret = DYNO_EINVAL;
+    ret = commit_frags(&o, size, frags, nfrags, ok, sizes, err, errlen);
+    if (ret != 0)
         goto out;
-    }
-    /* Fragment size of the committed layout, for ok fragments that do not say theirs. */
-    struct dyno_layout lay = {.size = (uint64_t)size, .unit = o.unit, .k = o.k};
-    int64_t fsize = (int64_t)dyno_layout_fragment_size(&lay);
-    bool seen[256] = {false};
-    bool ok[256] = {false};
-    int64_t sizes[256];
-    int nok = 0;
-    for (size_t i = 0; i < nfrags; i++) {
-        int ix = frags[i].index;
-        if (ix < 0 || ix >= n) {
-            snprintf(err, errlen, "fragment index %d out of range 0..%d", ix, n - 1);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        if (seen[ix]) {
-            snprintf(err, errlen, "fragment index %d given twice", ix);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        seen[ix] = true;
-        ok[ix] = frags[i].ok;
-        sizes[ix] = frags[i].size >= 0 ? frags[i].size : fsize;
-        if (frags[i].ok)
-            nok++;
-    }
-    if (nok < o.k) {
-        snprintf(err, errlen, "only %d of %d fragments ok, need at least %d", nok, n, o.k);
-        ret = DYNO_EINVAL;
-        goto out;
-    }
-    for (int ix = 0; ix < n; ix++) {
+    int n = md__obj_n(&o), nok = 0;
+    for (int ix = 0; rc == SQLITE_OK && ix < n; ix++) {
+        nok += ok[ix];
         rc = ok[ix] ? set_frag(db, key, ix, "ok", sizes[ix]) : set_frag(db, key, ix, "missing", -1);
-        if (rc != SQLITE_OK)
-            goto sql;
     }
     /* The old object of the same name leaves the unique index before the new one enters
      * it, in the same transaction: readers see one or the other. */
-    sqlite3_stmt *st;
-    rc = stmt(db, SQL_SAME_NAME, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_text(st, 1, o.catalog, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, o.name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
     char old[DYNO_KEY_LEN + 1] = "";
-    if (rc == SQLITE_ROW)
-        snprintf(old, sizeof(old), "%s", col_text(st, 0));
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        goto sql;
-    if (old[0]) {
-        rc = set_obj_state(db, old, "deleting");
-        if (rc != SQLITE_OK)
-            goto sql;
-        cJSON *ofr;
-        rc = frags_json(db, old, nodes, &ofr);
-        if (rc != SQLITE_OK)
-            goto sql;
-        rep = cJSON_CreateObject();
-        if (!rep) {
-            cJSON_Delete(ofr);
-            rc = SQLITE_NOMEM;
-            goto sql;
+    if (rc == SQLITE_OK)
+        rc = same_name(db, &o, key, old);
+    if (rc == SQLITE_OK && old[0]) {
+        cJSON *ofr = NULL;
+        rc = md__obj_set_state(db, old, "deleting");
+        if (rc == SQLITE_OK)
+            rc = frags_json(db, old, nodes, &ofr);
+        if (rc == SQLITE_OK) {
+            rep = cJSON_CreateObject();
+            if (!rep || !cJSON_AddStringToObject(rep, "key", old)) {
+                cJSON_Delete(ofr);
+                rc = SQLITE_NOMEM;
+            } else {
+                cJSON_AddItemToObject(rep, "fragments", ofr);
+            }
         }
-        cJSON_AddStringToObject(rep, "key", old);
-        cJSON_AddItemToObject(rep, "fragments", ofr);
     }
-    rc = stmt(db, SQL_OBJ_COMMIT, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, nok == n ? "committed" : "degraded", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, size);
-    sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, now);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto sql;
-    rc = object_json(db, key, nodes, &res);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
-    if (rep) {
-        cJSON_AddItemToObject(res, "replaced", rep);
-        rep = NULL;
+    sqlite3_stmt *st;
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_OBJ_COMMIT, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, nok == n ? "committed" : "degraded", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, size);
+        sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now);
+        rc = md__step0(st);
     }
-    *result = res;
-    res = NULL;
-    goto out;
-sql:
-    ret = sqlerr(db, rc, err, errlen);
+    if (rc == SQLITE_OK)
+        rc = object_json(db, key, nodes, &res);
 out:
-    if (ret != 0)
-        rollback(db);
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret == 0) {
+        if (rep) {
+            cJSON_AddItemToObject(res, "replaced", rep);
+            rep = NULL;
+        }
+        *result = res;
+        res = NULL;
+    }
     cJSON_Delete(res);
     cJSON_Delete(rep);
     return ret;
@@ -840,64 +898,48 @@ out:
 
 /* ---- abort, evict, get, list, purge, report ----------------------------------------------- */
 
-/* Moves key to deleting when its state passes want(); result {key, fragments}. */
+/* Moves key to deleting: from pending (abort; deleting already is an idempotent repeat) or
+ * from a visible state (evict); result {key, fragments}. */
 static int to_deleting(struct md_db *db, const char *key, bool from_pending, const struct md_nodes *nodes,
                        cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
-    cJSON *res = NULL, *frags = NULL;
+    cJSON *frags = NULL;
     int ret = 0;
     struct md__obj o;
-    int rc = exec0(db, SQL_BEGIN);
+    int rc = md__begin(db);
     if (rc != SQLITE_OK)
-        goto sql;
-    rc = obj_row(db, key, &o);
+        goto out;
+    rc = md__obj_get(db, key, &o);
     if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto sql;
-    if (from_pending) {
-        if (rc == SQLITE_NOTFOUND) {
-            snprintf(err, errlen, "no object %s", key);
-            ret = DYNO_ENOTFOUND;
-            goto out;
-        }
-        if (visible(o.state)) {
-            snprintf(err, errlen, "object %s is committed: evict it instead", key);
-            ret = DYNO_ECONFLICT;
-            goto out;
-        }
-        /* deleting already: an idempotent repeat of the abort. */
-    } else if (rc == SQLITE_NOTFOUND || !visible(o.state)) {
+        goto out;
+    if (rc == SQLITE_NOTFOUND || (!from_pending && !visible(o.state))) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
         goto out;
     }
-    if (strcmp(o.state, "deleting") != 0) {
-        rc = set_obj_state(db, key, "deleting");
-        if (rc != SQLITE_OK)
-            goto sql;
-    }
-    rc = frags_json(db, key, nodes, &frags);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
-    res = cJSON_CreateObject();
-    if (!res) {
-        snprintf(err, errlen, "out of memory");
-        ret = DYNO_ENOMEM;
+    if (from_pending && visible(o.state)) {
+        snprintf(err, errlen, "object %s is committed: evict it instead", key);
+        ret = DYNO_ECONFLICT;
         goto out;
     }
-    cJSON_AddStringToObject(res, "key", key);
-    cJSON_AddItemToObject(res, "fragments", frags);
-    frags = NULL;
-    *result = res;
-    goto out;
-sql:
-    ret = sqlerr(db, rc, err, errlen);
+    rc = strcmp(o.state, "deleting") != 0 ? md__obj_set_state(db, key, "deleting") : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        rc = frags_json(db, key, nodes, &frags);
 out:
-    if (ret != 0)
-        rollback(db);
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret == 0) {
+        cJSON *res = cJSON_CreateObject();
+        if (!res || !cJSON_AddStringToObject(res, "key", key)) {
+            cJSON_Delete(res);
+            snprintf(err, errlen, "out of memory");
+            ret = DYNO_ENOMEM;
+        } else {
+            cJSON_AddItemToObject(res, "fragments", frags);
+            frags = NULL;
+            *result = res;
+        }
+    }
     cJSON_Delete(frags);
     return ret;
 }
@@ -920,18 +962,18 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     *result = NULL;
     cJSON *o = NULL;
     /* One read transaction: the object row and its fragments from the same snapshot. */
-    int rc = sqlite3_exec(db->db, "BEGIN", NULL, NULL, NULL);
+    int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
-        return sqlerr(db, rc, err, errlen);
+        return md__sqlerr(db, rc, err, errlen);
     rc = object_json(db, key, nodes, &o);
-    exec0(db, SQL_ROLLBACK);
+    md__rollback(db);
     if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
         cJSON_Delete(o);
         snprintf(err, errlen, "no object %s", key);
         return DYNO_ENOTFOUND;
     }
     if (rc != SQLITE_OK)
-        return sqlerr(db, rc, err, errlen);
+        return md__sqlerr(db, rc, err, errlen);
     *result = o;
     return 0;
 }
@@ -940,55 +982,46 @@ int md_store_list(struct md_db *db, const char *catalog, const char *after, int 
                   char *err, size_t errlen)
 {
     *result = NULL;
-    sqlite3_stmt *st;
-    int rc = stmt(db, SQL_LIST, &st);
-    if (rc != SQLITE_OK)
-        return sqlerr(db, rc, err, errlen);
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "objects");
-    if (!res || !arr) {
+    sqlite3_stmt *st = NULL;
+    int rc = md__stmt(db, SQL_LIST, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
+        /* One row more than asked tells whether there is a next page. */
+        sqlite3_bind_int(st, 3, limit + 1);
+    }
+    cJSON *res = NULL;
+    int ret = dyno_db_list_json(db->d, rc, st, "objects", NULL, &res, err, errlen);
+    if (rc == SQLITE_OK)
+        sqlite3_reset(st);
+    if (ret != 0)
+        return ret;
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "objects");
+    bool more = cJSON_GetArraySize(arr) > limit;
+    if (more)
+        cJSON_DeleteItemFromArray(arr, limit);
+    cJSON *last = cJSON_GetArrayItem(arr, limit - 1);
+    if (!(more && last ? cJSON_AddStringToObject(res, "next", dyno_json_str(last, "name"))
+                       : cJSON_AddNullToObject(res, "next"))) {
         cJSON_Delete(res);
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
-    /* One row more than asked tells whether there is a next page. */
-    sqlite3_bind_int(st, 3, limit + 1);
-    int got = 0;
-    bool more = false;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (got == limit) {
-            more = true;
-            continue;
-        }
-        got++;
-        cJSON *o = cJSON_CreateObject();
-        if (!o) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cJSON_AddItemToArray(arr, o);
-        cJSON_AddStringToObject(o, "key", col_text(st, 0));
-        cJSON_AddStringToObject(o, "name", col_text(st, 1));
-        dyno_json_add_i64(o, "size", sqlite3_column_int64(st, 2));
-        cJSON_AddStringToObject(o, "sha256", col_text(st, 3));
-        cJSON_AddNumberToObject(o, "k", sqlite3_column_int(st, 4));
-        cJSON_AddNumberToObject(o, "m", sqlite3_column_int(st, 5));
-        dyno_json_add_i64(o, "created_at", sqlite3_column_int64(st, 6));
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        cJSON_Delete(res);
-        return sqlerr(db, rc, err, errlen);
-    }
-    cJSON *last = cJSON_GetArrayItem(arr, got - 1);
-    if (more && last)
-        cJSON_AddStringToObject(res, "next", dyno_json_str(last, "name"));
-    else
-        cJSON_AddNullToObject(res, "next");
     *result = res;
     return 0;
+}
+
+/* Deletes key's fragment rows of the indexes deleted[0..n). SQLite code. */
+static int drop_frags(struct md_db *db, const char *key, const int *deleted, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_FRAG_DELETE, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, deleted[i]);
+        rc = md__step0(st);
+    }
+    return rc;
 }
 
 int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted,
@@ -997,78 +1030,47 @@ int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t
     *result = NULL;
     int ret = 0;
     struct md__obj o;
+    int64_t left = 0;
     sqlite3_stmt *st;
-    int rc = exec0(db, SQL_BEGIN);
+    int rc = md__begin(db);
     if (rc != SQLITE_OK)
-        goto sql;
-    rc = obj_row(db, key, &o);
+        goto out;
+    rc = md__obj_get(db, key, &o);
     if (rc == SQLITE_NOTFOUND) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
         goto out;
     }
     if (rc != SQLITE_OK)
-        goto sql;
+        goto out;
     if (strcmp(o.state, "deleting") != 0) {
         snprintf(err, errlen, "object %s is %s: evict or abort it first", key, o.state);
         ret = DYNO_ECONFLICT;
         goto out;
     }
-    rc = stmt(db, SQL_FRAG_DELETE, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    for (size_t i = 0; i < ndeleted; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, deleted[i]);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE) {
-            sqlite3_reset(st);
-            goto sql;
-        }
-    }
-    sqlite3_reset(st);
+    rc = drop_frags(db, key, deleted, ndeleted);
     /* A missing fragment was never stored (containers write to a temp file and rename
      * only when whole): nothing to delete. */
-    rc = stmt(db, SQL_FRAG_MISSING_DROP, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto sql;
+    if (rc == SQLITE_OK)
+        rc = md__run_key(db, SQL_FRAG_MISSING_DROP, key, 0, NULL);
     /* What is left sits on containers that could not be reached: garbage to collect. */
-    rc = stmt(db, SQL_FRAG_GARBAGE, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto sql;
-    rc = stmt(db, SQL_FRAG_COUNT, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    int64_t left = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW)
-        goto sql;
-    if (left == 0) {
-        rc = stmt(db, SQL_OBJ_DELETE, &st);
-        if (rc != SQLITE_OK)
-            goto sql;
+    if (rc == SQLITE_OK)
+        rc = md__run_key(db, SQL_FRAG_GARBAGE, key, 0, NULL);
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_FRAG_COUNT, &st);
+    if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
+        left = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-            goto sql;
+        rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
     }
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
+    if (rc == SQLITE_OK && left == 0)
+        rc = md__run_key(db, SQL_OBJ_DELETE, key, 0, NULL);
+out:
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret != 0)
+        return ret;
     cJSON *res = cJSON_CreateObject();
     if (!res) {
         snprintf(err, errlen, "out of memory");
@@ -1079,11 +1081,6 @@ int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t
     cJSON_AddBoolToObject(res, "removed", left == 0);
     *result = res;
     return 0;
-sql:
-    ret = sqlerr(db, rc, err, errlen);
-out:
-    rollback(db);
-    return ret;
 }
 
 int md_store_report(struct md_db *db, const char *key, int index, const char *problem, const char *container,
@@ -1095,12 +1092,12 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
     sqlite3_stmt *st;
     const char *fstate = strcmp(problem, "crc") == 0 ? "bad" : "missing";
     bool ignored = false;
-    int rc = exec0(db, SQL_BEGIN);
+    int rc = md__begin(db);
     if (rc != SQLITE_OK)
-        goto sql;
-    rc = obj_row(db, key, &o);
+        goto out;
+    rc = md__obj_get(db, key, &o);
     if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto sql;
+        goto out;
     if (rc == SQLITE_NOTFOUND || !visible(o.state)) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
@@ -1112,39 +1109,27 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
         ret = DYNO_EINVAL;
         goto out;
     }
-    rc = stmt(db, SQL_FRAG_CONTAINER, &st);
+    rc = md__stmt(db, SQL_FRAG_CONTAINER, &st);
     if (rc != SQLITE_OK)
-        goto sql;
+        goto out;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, index);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        /* A report about a copy the object no longer uses (a stale or repaired-away location)
-         * says nothing about the live fragment; nor does one about a fragment already known
-         * to be missing, or a repeat (the scrubber reports a bad fragment every pass). */
-        ignored = (container && strcmp(container, col_text(st, 0)) != 0) ||
-                  strcmp(col_text(st, 1), "missing") == 0 || strcmp(col_text(st, 1), fstate) == 0;
-        rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-        ignored = true;
-        rc = SQLITE_OK;
-    }
+    /* A report about a copy the object no longer uses (a stale or repaired-away location)
+     * says nothing about the live fragment; nor does one about a fragment already known
+     * to be missing, or a repeat (the scrubber reports a bad fragment every pass). */
+    ignored = rc != SQLITE_ROW || (container && strcmp(container, dyno_db_text(st, 0)) != 0) ||
+              strcmp(dyno_db_text(st, 1), "missing") == 0 || strcmp(dyno_db_text(st, 1), fstate) == 0;
     sqlite3_reset(st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    if (!ignored) {
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (rc == SQLITE_OK && !ignored)
         rc = set_frag(db, key, index, fstate, -1);
-        if (rc != SQLITE_OK)
-            goto sql;
-        if (strcmp(o.state, "degraded") != 0) {
-            rc = set_obj_state(db, key, "degraded");
-            if (rc != SQLITE_OK)
-                goto sql;
-        }
-    }
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
+    if (rc == SQLITE_OK && !ignored && strcmp(o.state, "degraded") != 0)
+        rc = md__obj_set_state(db, key, "degraded");
+out:
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret != 0)
+        return ret;
     if (!ignored && strcmp(o.state, "committed") == 0)
         md__event(events, "object.degraded", key, &o);
     cJSON *res = cJSON_CreateObject();
@@ -1158,11 +1143,6 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
     cJSON_AddBoolToObject(res, "ignored", ignored);
     *result = res;
     return 0;
-sql:
-    ret = sqlerr(db, rc, err, errlen);
-out:
-    rollback(db);
-    return ret;
 }
 
 /* ---- containers, stats, housekeeping ---------------------------------------------------- */
@@ -1178,52 +1158,42 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    sqlite3_stmt *st;
-    int rc = stmt(db, SQL_USAGE, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    for (size_t i = 0; i < nodes->n; i++) {
+    /* One read transaction: the rows agree with each other. */
+    int rc = md__begin_read(db);
+    for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, nd->id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW) {
-            sqlite3_reset(st);
-            goto sql;
-        }
-        int64_t used = sqlite3_column_int64(st, 0);
-        int64_t count = sqlite3_column_int64(st, 1);
-        int64_t repairing = sqlite3_column_int64(st, 2);
-        int64_t garbage = sqlite3_column_int64(st, 3);
-        bool draining = sqlite3_column_int(st, 4) != 0;
+        struct md__usage u;
+        rc = md__usage(db, nd->id, &u);
+        if (rc != SQLITE_OK)
+            break;
         cJSON *c = cJSON_CreateObject();
-        if (!c) {
+        if (!c || !cJSON_AddItemToArray(arr, c)) {
+            cJSON_Delete(c);
             rc = SQLITE_NOMEM;
-            sqlite3_reset(st);
-            goto sql;
+            break;
         }
-        cJSON_AddItemToArray(arr, c);
         cJSON_AddStringToObject(c, "id", nd->id);
         cJSON_AddStringToObject(c, "url", nd->url);
         cJSON_AddStringToObject(c, "site", nd->site);
-        cJSON_AddStringToObject(c, "state", draining ? "draining" : nd->online ? "online" : "offline");
+        cJSON_AddStringToObject(c, "state", u.draining ? "draining" : nd->online ? "online" : "offline");
         cJSON_AddBoolToObject(c, "online", nd->online);
         dyno_json_add_i64(c, "capacity", nd->capacity);
-        dyno_json_add_i64(c, "used", used);
-        dyno_json_add_i64(c, "free", nd->capacity > used ? nd->capacity - used : 0);
-        cJSON_AddNumberToObject(c, "utilization", nd->capacity > 0 ? (double)used / (double)nd->capacity : 0.0);
-        dyno_json_add_i64(c, "fragments", count);
-        dyno_json_add_i64(c, "repairing", repairing);
-        dyno_json_add_i64(c, "garbage", garbage);
+        dyno_json_add_i64(c, "used", u.used);
+        dyno_json_add_i64(c, "free", nd->capacity > u.used ? nd->capacity - u.used : 0);
+        cJSON_AddNumberToObject(c, "utilization", nd->capacity > 0 ? (double)u.used / (double)nd->capacity : 0.0);
+        dyno_json_add_i64(c, "fragments", u.fragments);
+        dyno_json_add_i64(c, "repairing", u.repairing);
+        dyno_json_add_i64(c, "garbage", u.garbage);
         dyno_json_add_i64(c, "last_seen", nd->last_seen);
         dyno_json_add_i64(c, "reported_used", nd->reported_used);
     }
-    sqlite3_reset(st);
+    md__rollback(db);
+    if (rc != SQLITE_OK) {
+        cJSON_Delete(res);
+        return md__sqlerr(db, rc, err, errlen);
+    }
     *result = res;
     return 0;
-sql:
-    cJSON_Delete(res);
-    return sqlerr(db, rc, err, errlen);
 }
 
 int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err,
@@ -1231,77 +1201,46 @@ int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result
 {
     *result = NULL;
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_STATS, &st);
+    int rc = md__stmt(db, SQL_STATS, &st);
     if (rc != SQLITE_OK)
-        return sqlerr(db, rc, err, errlen);
+        return md__sqlerr(db, rc, err, errlen);
     sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return sqlerr(db, rc, err, errlen);
-    }
-    cJSON *res = cJSON_CreateObject();
-    if (res) {
-        cJSON_AddStringToObject(res, "catalog", catalog);
-        dyno_json_add_i64(res, "objects", sqlite3_column_int64(st, 0));
-        dyno_json_add_i64(res, "bytes", sqlite3_column_int64(st, 1));
-    }
+    if (rc == SQLITE_ROW)
+        rc = dyno_db_row_json(st, 0, NULL, result);
     sqlite3_reset(st);
-    if (!res) {
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
-    *result = res;
-    return 0;
+    return rc == SQLITE_OK ? 0 : md__sqlerr(db, rc, err, errlen);
 }
 
 int md_store_reap(struct md_db *db, int64_t cutoff, int *count)
 {
     char err[128];
+    int changed = 0;
     *count = 0;
     sqlite3_stmt *st;
-    int rc = exec0(db, SQL_BEGIN);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = stmt(db, SQL_REAP_FRAGS, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_int64(st, 1, cutoff);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto sql;
-    rc = stmt(db, SQL_REAP_OBJS, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    sqlite3_bind_int64(st, 1, cutoff);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto sql;
-    int changed = sqlite3_changes(db->db);
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
-    *count = changed;
-    return 0;
-sql:
-    rollback(db);
-    return sqlerr(db, rc, err, sizeof(err));
+    int rc = md__begin(db);
+    for (int i = 0; i < 2 && rc == SQLITE_OK; i++) {
+        rc = md__stmt(db, i == 0 ? SQL_REAP_FRAGS : SQL_REAP_OBJS, &st);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, cutoff);
+            rc = md__step0(st);
+            changed = sqlite3_changes(db->db);
+        }
+    }
+    int ret = md__finish(db, 0, rc, err, sizeof(err));
+    if (ret == 0)
+        *count = changed;
+    return ret;
 }
 
 int md_store_save_containers(struct md_db *db, const struct md_node *v, size_t n)
 {
     char err[128];
     sqlite3_stmt *st;
-    int rc = exec0(db, SQL_BEGIN);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = stmt(db, SQL_CT_SAVE, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_reset(st);
+    int rc = md__begin(db);
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_CT_SAVE, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         sqlite3_bind_text(st, 1, v[i].id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, v[i].url, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, v[i].site, -1, SQLITE_STATIC);
@@ -1310,20 +1249,9 @@ int md_store_save_containers(struct md_db *db, const struct md_node *v, size_t n
         sqlite3_bind_int64(st, 6, v[i].last_seen);
         sqlite3_bind_int64(st, 7, v[i].reported_used);
         sqlite3_bind_int64(st, 8, v[i].reported_fragments);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE) {
-            sqlite3_reset(st);
-            goto sql;
-        }
+        rc = md__step0(st);
     }
-    sqlite3_reset(st);
-    rc = exec0(db, SQL_COMMIT);
-    if (rc != SQLITE_OK)
-        goto sql;
-    return 0;
-sql:
-    rollback(db);
-    return sqlerr(db, rc, err, sizeof(err));
+    return md__finish(db, 0, rc, err, sizeof(err));
 }
 
 int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n)
@@ -1332,9 +1260,9 @@ int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n)
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = stmt(db, SQL_CT_LOAD, &st);
+    int rc = md__stmt(db, SQL_CT_LOAD, &st);
     if (rc != SQLITE_OK)
-        return sqlerr(db, rc, err, sizeof(err));
+        return md__sqlerr(db, rc, err, sizeof(err));
     struct md_node *v = NULL;
     size_t count = 0, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1350,12 +1278,12 @@ int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n)
         }
         struct md_node *nd = &v[count];
         memset(nd, 0, sizeof(*nd));
-        const char *id = col_text(st, 0);
+        const char *id = dyno_db_text(st, 0);
         if (!dyno_valid_segment(id))
             continue;
         snprintf(nd->id, sizeof(nd->id), "%s", id);
-        snprintf(nd->url, sizeof(nd->url), "%s", col_text(st, 1));
-        snprintf(nd->site, sizeof(nd->site), "%s", col_text(st, 2));
+        snprintf(nd->url, sizeof(nd->url), "%s", dyno_db_text(st, 1));
+        snprintf(nd->site, sizeof(nd->site), "%s", dyno_db_text(st, 2));
         nd->capacity = sqlite3_column_int64(st, 3);
         nd->last_seen = sqlite3_column_int64(st, 4);
         nd->reported_used = sqlite3_column_int64(st, 5);
@@ -1365,7 +1293,7 @@ int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         free(v);
-        return sqlerr(db, rc, err, sizeof(err));
+        return md__sqlerr(db, rc, err, sizeof(err));
     }
     *out = v;
     *n = count;

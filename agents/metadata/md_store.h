@@ -1,14 +1,17 @@
 /*
- * The metadata store: objects, fragments and containers in SQLite (WAL, synchronous=FULL,
- * so an acknowledged commit survives kill -9). Pure logic over one connection: no MQTT, no
+ * The metadata store: objects, fragments and containers in SQLite through lib/db.h (WAL,
+ * synchronous=FULL, so an acknowledged commit survives kill -9 and a power cut; only
+ * object.begin's invisible pending rows are written with synchronous=NORMAL). Pure logic over one connection: no MQTT, no
  * clock (callers pass now), so a unit test can drive it with an in-memory or temp database.
  *
- * Usage accounting is exact and derived from SQL: a container's used bytes are the sum of
- * the sizes of its fragment rows that occupy or may occupy space there: 'ok' (including the
- * reservations of pending objects), 'bad', 'lost', 'draining' and 'garbage' (still on disk
- * until deleted), plus its rows in the garbage table (old locations of repaired fragments)
- * and the repair_targets table (reservations of leased repair tasks, md_repair.h).
- * 'missing' fragments were never written and count nothing. Purged rows are gone.
+ * Usage accounting is exact: a container's used bytes are the sum of the sizes of its
+ * fragment rows that occupy or may occupy space there: 'ok' (including the reservations of
+ * pending objects), 'bad', 'lost', 'draining' and 'garbage' (still on disk until deleted),
+ * plus its rows in the garbage table (old locations of repaired fragments) and the
+ * repair_targets table (reservations of leased repair tasks, md_repair.h). 'missing'
+ * fragments were never written and count nothing. Purged rows are gone. The sums are kept
+ * per container in a usage table that triggers update in the same transaction as the rows,
+ * so placement reads one row per container, whatever the number of objects.
  *
  * Inputs are validated by the RPC layer (md_rpc.c); the store checks state transitions.
  * Every function that changes more than one row does it in one BEGIN IMMEDIATE
@@ -20,6 +23,7 @@
 #ifndef DYNO_MD_STORE_H
 #define DYNO_MD_STORE_H
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,11 +56,20 @@ const struct md_node *md_nodes_find(const struct md_nodes *nodes, const char *id
 
 struct md_db;
 
-/* Opens (creating when missing) the database at path with the pragmas above. ":memory:"
- * works for tests. */
+/* Opens (creating when missing) the database at path with the pragmas above (dyno_db_open).
+ * ":memory:" works for tests. 0, DYNO_ENOMEM or DYNO_EIO. */
 int md_db_open(const char *path, struct md_db **out);
 void md_db_close(struct md_db *db);
-/* Creates tables and indexes when missing. */
+/* Makes db's write transactions take writer (a process-wide mutex shared by every
+ * connection, which must outlive them) around BEGIN IMMEDIATE .. COMMIT/ROLLBACK; NULL: none
+ * (the SQLite lock alone, as in tests). Before the first transaction. */
+void md_db_share_writer(struct md_db *db, pthread_mutex_t *writer);
+/* A passive WAL checkpoint (never waits for readers or writers): the housekeeping thread
+ * runs it so that RPC commits do not. 0 or DYNO_E*. */
+int md_store_checkpoint(struct md_db *db);
+/* Creates tables, indexes and the usage triggers when missing; a database made before the
+ * usage table gets it filled from its rows, once. 0 or DYNO_EIO. Call before other threads
+ * open their connections. */
 int md_db_schema(struct md_db *db);
 
 struct md_begin_req {
@@ -144,23 +157,41 @@ struct md__obj {
 
 /* A reset cached statement for sql, a static string (its address is the cache key). */
 int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out);
-/* Runs a statement that returns no rows; SQLITE_OK or the SQLite code. */
-int md__exec0(struct md_db *db, const char *sql);
-/* BEGIN IMMEDIATE, COMMIT, and ROLLBACK when a transaction is open. */
+/* Steps st once (dyno_db_step) and resets it; SQLITE_OK or the SQLite code. */
+int md__step0(sqlite3_stmt *st);
+/* Runs sql (no result rows) with ?1 = key and, when it has a ?2, v2; *changes (may be NULL)
+ * receives the rows changed. SQLite code. */
+int md__run_key(struct md_db *db, const char *sql, const char *key, int64_t v2, int *changes);
+/* BEGIN IMMEDIATE at synchronous=FULL; a read transaction; COMMIT (rolled back when it
+ * fails); ROLLBACK when a transaction is open. SQLite codes (dyno_db_begin/end). */
 int md__begin(struct md_db *db);
+int md__begin_read(struct md_db *db);
 int md__commit(struct md_db *db);
 void md__rollback(struct md_db *db);
-/* Maps an SQLite code to DYNO_E* with a message in err (and logs the detail). */
+/* dyno_db_err(), except that a constraint (objects_by_name: a name taken meanwhile) is
+ * DYNO_ECONFLICT ("conflicting change, retry"). */
 int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen);
-/* Text of column i, "" for NULL. */
-const char *md__col_text(sqlite3_stmt *st, int i);
+/* Ends a store call's write transaction (dyno_db_tx_finish with md__sqlerr's mapping):
+ * commits when ret is 0 and rc SQLITE_OK, else rolls back; returns ret when nonzero, else 0
+ * or the mapped failure of the step or of the COMMIT. */
+int md__finish(struct md_db *db, int ret, int rc, char *err, size_t errlen);
 /* The object row; SQLITE_NOTFOUND when absent. */
 int md__obj_get(struct md_db *db, const char *key, struct md__obj *o);
 int md__obj_set_state(struct md_db *db, const char *key, const char *state);
-/* Exact used bytes of container id (see the accounting rule above). */
-int md__container_used(struct md_db *db, const char *id, int64_t *used);
-/* Whether container id is draining (placement skips it). */
-int md__draining(struct md_db *db, const char *id, bool *out);
+
+/* A container's accounting (the usage table; zeros for one without rows) and drain flag. */
+struct md__usage {
+    int64_t used;      /* exact bytes (see the accounting rule above) */
+    int64_t fragments; /* fragment rows that occupy room */
+    int64_t repairing; /* fragment rows waiting for repair (MD__NEEDS_REPAIR) */
+    int64_t garbage;   /* rows of the garbage table */
+    bool draining;
+};
+int md__usage(struct md_db *db, const char *id, struct md__usage *u);
+/* *rows: containers whose usage row differs from the sums recomputed from the fragment,
+ * garbage and repair_targets rows (0 when the accounting is exact). A full scan: for tests
+ * and diagnosis. SQLite code. */
+int md__usage_drift(struct md_db *db, int64_t *rows);
 /* n of an object: m + 1 replicas, else k + m. */
 int md__obj_n(const struct md__obj *o);
 /* The event.emit params {"type","catalog","object":{key,name,size,sha256}} appended to events

@@ -48,9 +48,26 @@ static int setup(void **state)
     return 0;
 }
 
+/* The usage counters equal the sums recomputed from the fragment, garbage and
+ * repair_targets rows. */
+static void assert_usage_exact(struct fx *f)
+{
+    int64_t drift = -1;
+    assert_int_equal(md__usage_drift(f->db, &drift), SQLITE_OK);
+    assert_int_equal(drift, 0);
+}
+
+static int64_t used_of(struct fx *f, const char *id)
+{
+    struct md__usage u = {.used = -1};
+    assert_int_equal(md__usage(f->db, id, &u), SQLITE_OK);
+    return u.used;
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    assert_usage_exact(f);
     cJSON_Delete(f->events);
     md_repair_fini(&f->rp);
     md_db_close(f->db);
@@ -295,7 +312,7 @@ static void test_claim_complete_gc(void **state)
     fsize = (int64_t)cJSON_GetObjectItem(r0, "size")->valuedouble;
     assert_true(fsize > 0);
     /* The target is reserved like a put. */
-    assert_int_equal(md__container_used(f->db, "c6", &used_c6), SQLITE_OK);
+    used_c6 = used_of(f, "c6");
     assert_int_equal(used_c6, fsize);
     /* Leased: not handed out twice. */
     assert_null(claim(f, T0 + 62));
@@ -306,7 +323,7 @@ static void test_claim_complete_gc(void **state)
     assert_string_equal(obj_state(f, key), "committed");
     assert_string_equal(frag_at(f, key, ix), "c6/ok");
     assert_int_equal(events_of(f, "object.repaired"), 1);
-    assert_int_equal(md__container_used(f->db, "c6", &used_c6), SQLITE_OK);
+    used_c6 = used_of(f, "c6");
     assert_int_equal(used_c6, fsize);
     /* The old location is garbage, collected only once c1 is back. */
     assert_int_equal(q1(f, "SELECT COUNT(*) FROM garbage WHERE key=?1 AND container='c1'", key, NULL), 1);
@@ -669,6 +686,136 @@ static void test_restore(void **state)
     assert_string_equal(obj_state(f, key), "committed");
 }
 
+/* The usage table against a recomputation after every kind of change: begin (reservation),
+ * commit with real sizes and a missing fragment, abort, evict, purge, report, lost and
+ * flip-back, claim (target reservation), complete, lease expiry, drain, gc, restore, reap. */
+static void test_usage_exact(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], p[33], err[256];
+    cJSON *res = NULL;
+    assert_usage_exact(f);
+    /* begin: each of c1..c5 reserves one fragment of the layout. */
+    struct md_begin_req r = {.catalog = "alice/c", .name = "p", .owner = "alice", .size = 3000, .k = 3, .m = 2,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    snprintf(p, sizeof(p), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    struct dyno_layout lay = {.size = 3000, .unit = 1024, .k = 3};
+    int64_t fs = (int64_t)dyno_layout_fragment_size(&lay);
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(used_of(f, node(f, i)->id), fs);
+    assert_usage_exact(f);
+    /* commit: explicit sizes replace the reservation; a missing fragment counts nothing. */
+    struct md_commit_frag cf[5];
+    for (int i = 0; i < 5; i++)
+        cf[i] = (struct md_commit_frag){.index = i, .ok = i != 4, .size = 1000 + i};
+    assert_int_equal(md_store_commit(f->db, p, 3000, SHA, cf, 5, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    int64_t total = q1(f, "SELECT SUM(used) FROM usage", NULL, NULL);
+    assert_int_equal(total, 1000 + 1001 + 1002 + 1003);
+    assert_usage_exact(f);
+    /* abort of a second pending put, then its purge: the reservations go. */
+    r.name = "q";
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    char q[33];
+    snprintf(q, sizeof(q), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    assert_int_equal(md_store_abort(f->db, q, &f->nodes, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    int del[2] = {0, 1};
+    assert_int_equal(md_store_purge(f->db, q, del, 2, &res, err, sizeof(err)), 0); /* 3 left as garbage */
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    /* evict + purge of all. */
+    put(f, "a", a);
+    put(f, "b", b);
+    assert_int_equal(md_store_evict(f->db, b, &f->nodes, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    int all[5] = {0, 1, 2, 3, 4};
+    assert_int_equal(md_store_purge(f->db, b, all, 5, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    /* report: bad still occupies room and waits for repair. */
+    assert_int_equal(md_store_report(f->db, a, 0, "crc", NULL, f->events, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_int_equal(md_store_report(f->db, a, 1, "missing", NULL, f->events, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    /* lost, flip back, lost again, then a claim reserves targets on the spares. */
+    go_offline(f, 3, T0);
+    tick(f, T0 + 60);
+    assert_usage_exact(f);
+    go_online(f, 3);
+    tick(f, T0 + 61);
+    assert_usage_exact(f);
+    go_offline(f, 3, T0 + 61);
+    tick(f, T0 + 200);
+    go_online(f, 6);
+    go_online(f, 7);
+    cJSON *t = claim(f, T0 + 201);
+    assert_non_null(t);
+    assert_true(used_of(f, "c6") > 0 || used_of(f, "c7") > 0);
+    assert_usage_exact(f);
+    /* lease expiry: the targets become garbage; the next claim reserves anew. */
+    cJSON_Delete(t);
+    tick(f, T0 + 201 + 121);
+    assert_usage_exact(f);
+    go_online(f, 3);
+    t = claim(f, T0 + 400);
+    if (t) {
+        assert_usage_exact(f);
+        assert_int_equal(complete(f, t, true, T0 + 401, &res), 0);
+        cJSON_Delete(res);
+        cJSON_Delete(t);
+    }
+    assert_usage_exact(f);
+    /* drain moves ok fragments to draining (still occupying). */
+    assert_int_equal(md_repair_drain(f->db, &f->nodes, "c2", T0 + 402, f->events, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    tick(f, T0 + 403);
+    assert_usage_exact(f);
+    /* gc of everything it offers. */
+    assert_int_equal(md_repair_gc_claim(f->db, &f->nodes, 1000, &res, err, sizeof(err)), 0);
+    struct md_gc_item gi[64];
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(res, "items"))
+    {
+        if (n == 64)
+            break;
+        gi[n++] = (struct md_gc_item){.key = dyno_json_str(it, "key"), .index = cJSON_GetObjectItem(it, "index")->valueint,
+                                      .container = dyno_json_str(it, "container"), .ok = true};
+    }
+    assert_true(n > 0);
+    cJSON *res2 = NULL;
+    assert_int_equal(md_repair_gc_complete(f->db, gi, (size_t)n, &res2, err, sizeof(err)), 0);
+    cJSON_Delete(res2);
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    /* restore (a missing fragment has no container) and the reaper. */
+    restore_one(f, "33333333333333333333333333333333", "r", &res);
+    cJSON_Delete(res);
+    assert_usage_exact(f);
+    r.name = "z";
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    int count = 0;
+    assert_int_equal(md_store_reap(f->db, T0 + 1, &count), 0);
+    assert_int_equal(count, 1);
+    assert_usage_exact(f);
+    /* The check can fail: a counter off by one byte is drift. */
+    int64_t drift = 0;
+    assert_int_equal(sqlite3_exec(f->db->db, "UPDATE usage SET used = used + 1 WHERE container = 'c1'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(md__usage_drift(f->db, &drift), SQLITE_OK);
+    assert_int_equal(drift, 1);
+    assert_int_equal(sqlite3_exec(f->db->db, "UPDATE usage SET used = used - 1 WHERE container = 'c1'", NULL, NULL, NULL),
+                     SQLITE_OK);
+}
+
 int main(void)
 {
     dyno_log_init("test", DYNO_LOG_ERROR + 1);
@@ -687,6 +834,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_never_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_exact, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
