@@ -227,8 +227,9 @@ int dyno_frag_parser_init(struct dyno_frag_parser *p, bool with_header, uint64_t
         return DYNO_EINVAL;
     if (with_header && first_record != 0)
         return DYNO_EINVAL;
-    /* Large enough for a header or for the biggest record's payload and CRC, no more. */
-    size_t cap = (max_unit > DYNO_FRAG_HDR_SIZE ? max_unit : DYNO_FRAG_HDR_SIZE) + 8;
+    /* Large enough for a header or for the biggest record's payload and CRC, no more; in
+     * streaming mode payloads never enter it. */
+    size_t cap = (max_unit > DYNO_FRAG_HDR_SIZE && !cbs->on_payload ? max_unit : DYNO_FRAG_HDR_SIZE) + 8;
     p->buf = malloc(cap);
     if (!p->buf)
         return DYNO_ENOMEM;
@@ -281,14 +282,21 @@ static int parser_step(struct dyno_frag_parser *p)
             return DYNO_ECORRUPT;
         p->cur_len = v;
         p->state = p->state == ST_FIRST_LEN ? ST_FIRST_BODY : ST_BODY;
-        p->need = (size_t)v + 4;
+        /* Streaming mode: only the CRC goes to buf, the payload passes by (see feed). */
+        p->need = p->cbs->on_payload ? 4 : (size_t)v + 4;
+        p->crc = 0;
+        p->pay_have = 0;
         return 0;
     }
     case ST_FIRST_BODY:
     case ST_BODY: {
-        if (get32(p->buf + p->cur_len) != dyno_crc32c(0, p->buf, p->cur_len))
+        if (p->cbs->on_payload) {
+            if (get32(p->buf) != p->crc)
+                return DYNO_ECORRUPT;
+        } else if (get32(p->buf + p->cur_len) != dyno_crc32c(0, p->buf, p->cur_len)) {
             return DYNO_ECORRUPT;
-        rc = p->cbs->on_record(p->arg, p->next_record, p->buf, p->cur_len);
+        }
+        rc = p->cbs->on_record(p->arg, p->next_record, p->cbs->on_payload ? NULL : p->buf, p->cur_len);
         if (rc)
             return rc;
         p->next_record++;
@@ -333,6 +341,21 @@ int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_
         if (p->state == ST_DONE) {
             rc = DYNO_ECORRUPT; /* nothing may follow the trailer */
             goto out;
+        }
+        if (p->cbs->on_payload && (p->state == ST_BODY || p->state == ST_FIRST_BODY) &&
+            p->pay_have < p->cur_len) {
+            /* Streaming mode: payload bytes go to the caller in place, CRC on the way. */
+            size_t n = p->cur_len - p->pay_have;
+            if (n > len)
+                n = len;
+            p->crc = dyno_crc32c(p->crc, data, n);
+            rc = p->cbs->on_payload(p->arg, p->next_record, p->pay_have, data, n);
+            if (rc)
+                goto out;
+            p->pay_have += n;
+            data += n;
+            len -= n;
+            continue;
         }
         size_t take = p->need - p->have;
         if (take > len)

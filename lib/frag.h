@@ -75,11 +75,19 @@ void dyno_frag_rec_suffix(const uint8_t *payload, size_t len, uint8_t out[4]);
  * starts at a record boundary). It copies each record into its own buffer, checks the CRC
  * and only then hands the payload to on_record. Any callback returning non-zero stops the
  * parse and that value is returned by feed.
+ *
+ * Streaming mode (on_payload set): payload bytes are not copied. They are handed to
+ * on_payload as they arrive, in the caller's own buffers, while the CRC is computed on the
+ * way; on_record then follows with payload NULL once the record's CRC matched. Bytes seen
+ * by on_payload are NOT verified until that on_record: a consumer must hold them back (or
+ * drop them) until then. The parser's own buffer is then only header-sized.
  */
 struct dyno_frag_parser_cbs {
-    int (*on_header)(void *arg, const struct dyno_frag_hdr *h);               /* may be NULL */
+    int (*on_header)(void *arg, const struct dyno_frag_hdr *h); /* may be NULL */
     int (*on_record)(void *arg, uint64_t s, const uint8_t *payload, size_t len);
-    int (*on_trailer)(void *arg, const struct dyno_frag_trailer *t);          /* may be NULL */
+    int (*on_trailer)(void *arg, const struct dyno_frag_trailer *t); /* may be NULL */
+    /* may be NULL: streaming mode, see above. off is the offset of p in record s. */
+    int (*on_payload)(void *arg, uint64_t s, size_t off, const uint8_t *p, size_t len);
 };
 
 struct dyno_frag_parser {
@@ -91,6 +99,8 @@ struct dyno_frag_parser {
     uint8_t *buf; /* max(max_unit, HDR_SIZE) + 8 bytes */
     size_t have, need;
     uint32_t cur_len;
+    uint32_t crc;    /* streaming mode: CRC32C of the payload bytes seen so far */
+    size_t pay_have; /* streaming mode: payload bytes of the current record seen */
     const struct dyno_frag_parser_cbs *cbs;
     void *arg;
     bool done;

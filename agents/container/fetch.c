@@ -2,15 +2,18 @@
  * GET and HEAD of fragments: streamed reads that verify what they serve.
  *
  * A served range that starts at a record boundary (offset 0, which includes the header, or
- * HDR_SIZE + s * (unit + 8) inside the records) runs through the lib/frag.h parser, and a
- * byte is handed to MHD only once the record (or header, or trailer) that holds it has been
- * verified. A record the range cuts at its end is read whole (past the range) so that it is
- * verified too. On a mismatch the container logs "fragment corrupt", counts it and ends the
- * response with an error, so the client sees a short body, never bad bytes. Ranges that
- * start elsewhere are served as they are.
+ * HDR_SIZE + s * (unit + 8) inside the records) is served item by item (the header, one
+ * record, the end marker with the trailer): each item is read straight into MHD's response
+ * buffer, checked there (header and trailer CRCs; a record's length against the layout
+ * the file size implies, and its CRC32C) and only then handed to MHD, so a byte leaves
+ * only once the item that holds it has been verified, and the bytes are copied once (file
+ * to buffer) on their way to the socket. A record the range cuts at its end is read whole
+ * into a side buffer so that it is verified too. On a mismatch the container logs
+ * "fragment corrupt", counts it and ends the response with an error, so the client sees a
+ * short body, never bad bytes. Ranges that start elsewhere are served as they are.
  *
- * Memory of a verified stream: the parser's record buffer (unit + 8) plus a window of
- * unverified raw bytes (at most one record, the header or the trailer) plus one read chunk.
+ * Memory of a verified stream: MHD's buffer of one header, one record and the trailer
+ * (FETCH_BLOCK), plus a side buffer of one record when the range ends inside one.
  *
  * Small fragments read whole and verified are put in the LRU cache; a cache hit is served
  * from memory.
@@ -21,6 +24,7 @@
 
 #include "dynostore/error.h"
 #include "frag.h"
+#include "hash.h"
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
@@ -30,21 +34,20 @@
 struct fetch_stream {
     struct container *c;
     char id[STORE_ID_MAX + 1];
+    char key[DYNO_KEY_LEN + 1];
+    unsigned index;
     struct store_read *r;
     uint64_t size, first, end; /* the file's size; the range [first, end) */
     bool verify;
     bool failed;
-    bool parser_ready;
-    struct dyno_frag_parser parser;
     uint32_t unit;
-    uint64_t verified;     /* file bytes below this offset are verified */
-    uint64_t last_rec_end; /* where the record after the last verified one starts */
-    bool short_seen;
-    uint64_t read_pos; /* next file offset to read */
-    uint8_t *raw;      /* raw[0..raw_len) = file bytes [raw_off, raw_off + raw_len) */
-    size_t raw_cap, raw_len;
-    uint64_t raw_off;
-    uint8_t *capture; /* the whole fragment, for the cache (NULL: not cached) */
+    uint64_t rec;         /* unit + DYNO_FRAG_REC_OVERHEAD: the stride of records */
+    uint64_t records_end; /* where the end marker is */
+    uint64_t nrec;        /* records the file size implies */
+    uint32_t last_len;    /* payload length of the last record */
+    uint64_t next_off;    /* the file offset MHD must ask for next */
+    uint8_t *side;        /* one item, when the range ends inside it */
+    uint8_t *capture;     /* the whole fragment, for the cache (NULL: not cached) */
     uint64_t epoch;
 };
 
@@ -60,86 +63,127 @@ static uint64_t fetch_min(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-static int fetch_on_header(void *arg, const struct dyno_frag_hdr *h)
-{
-    struct fetch_stream *st = arg;
-    (void)h;
-    st->verified = DYNO_FRAG_HDR_SIZE;
-    st->last_rec_end = DYNO_FRAG_HDR_SIZE;
-    return 0;
-}
-
-static int fetch_on_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
-{
-    struct fetch_stream *st = arg;
-    (void)payload;
-    uint64_t off = DYNO_FRAG_HDR_SIZE + s * ((uint64_t)st->unit + DYNO_FRAG_REC_OVERHEAD);
-    if (off != st->last_rec_end || len == 0 || len > st->unit || st->short_seen)
-        return DYNO_ECORRUPT;
-    if (len < st->unit)
-        st->short_seen = true;
-    st->last_rec_end = off + len + DYNO_FRAG_REC_OVERHEAD;
-    st->verified = st->last_rec_end;
-    return 0;
-}
-
-static int fetch_on_trailer(void *arg, const struct dyno_frag_trailer *t)
-{
-    struct fetch_stream *st = arg;
-    (void)t;
-    st->verified = st->last_rec_end + FETCH_TAIL;
-    return 0;
-}
-
-static const struct dyno_frag_parser_cbs fetch_cbs = {
-    .on_header = fetch_on_header,
-    .on_record = fetch_on_record,
-    .on_trailer = fetch_on_trailer,
-};
-
 static void fetch_corrupt(struct container *c, const char *id, uint64_t off)
 {
     dyno_error("fragment corrupt", "id=%s offset=%llu", id, (unsigned long long)off);
     dyno_metric_add(&c->metrics[CM_CRC_ERRORS], 1);
 }
 
-/* Reads the next chunk at read_pos, keeps what the range needs and feeds the parser.
- * sent: the response's current file offset (bytes before it are no longer needed). */
-static int fetch_fill(struct fetch_stream *st, uint64_t sent)
+/* The layout the file size implies: record count and last length. DYNO_ECORRUPT when no
+ * layout of whole records fits it. */
+static int fetch_layout(struct fetch_stream *st)
 {
-    struct container *c = st->c;
-    if (st->read_pos >= st->size)
-        return DYNO_ECORRUPT; /* the file ends before the data it promises */
-    if (sent > st->raw_off) { /* drop what MHD has taken */
-        size_t drop = (size_t)fetch_min(sent - st->raw_off, st->raw_len);
-        memmove(st->raw, st->raw + drop, st->raw_len - drop);
-        st->raw_len -= drop;
-        st->raw_off += drop;
-    }
-    size_t room = st->raw_cap - st->raw_len;
-    size_t n = (size_t)fetch_min(fetch_min(room, CONTAINER_IO_CHUNK), st->size - st->read_pos);
-    if (n == 0)
-        return DYNO_EINTERNAL; /* window full: cannot happen with a sane parser */
-    uint8_t *dst = st->raw + st->raw_len;
-    size_t got = 0;
-    int rc = store_read_at(c->store, st->r, st->read_pos, dst, n, &got);
-    if (rc)
-        return rc;
-    if (got == 0)
-        return DYNO_ECORRUPT; /* shrank under us */
-    if (st->capture)
-        memcpy(st->capture + st->read_pos, dst, got);
-    if (st->read_pos < st->end)
-        st->raw_len += (size_t)fetch_min(got, st->end - st->read_pos);
-    st->read_pos += got;
-    rc = dyno_frag_parser_feed(&st->parser, dst, got);
-    if (rc)
+    if (st->size < DYNO_FRAG_HDR_SIZE + FETCH_TAIL)
         return DYNO_ECORRUPT;
-    if (st->capture && st->read_pos == st->size && dyno_frag_parser_done(&st->parser)) {
-        container_cache_insert(c->cache, st->id, st->epoch, st->capture, (size_t)st->size);
-        st->capture = NULL;
+    st->rec = (uint64_t)st->unit + DYNO_FRAG_REC_OVERHEAD;
+    st->records_end = st->size - FETCH_TAIL;
+    uint64_t body = st->records_end - DYNO_FRAG_HDR_SIZE;
+    uint64_t rem = body % st->rec;
+    st->nrec = body / st->rec;
+    st->last_len = st->unit;
+    if (rem != 0) {
+        if (rem <= DYNO_FRAG_REC_OVERHEAD)
+            return DYNO_ECORRUPT;
+        st->nrec++;
+        st->last_len = (uint32_t)(rem - DYNO_FRAG_REC_OVERHEAD);
     }
     return 0;
+}
+
+/* The item (header, record or tail) that starts at off: its length, or 0 when off is not
+ * where an item starts. */
+static uint64_t fetch_item_len(const struct fetch_stream *st, uint64_t off)
+{
+    if (off == 0)
+        return DYNO_FRAG_HDR_SIZE;
+    if (off == st->records_end)
+        return FETCH_TAIL;
+    if (off < DYNO_FRAG_HDR_SIZE || off > st->records_end || (off - DYNO_FRAG_HDR_SIZE) % st->rec != 0)
+        return 0;
+    uint64_t s = (off - DYNO_FRAG_HDR_SIZE) / st->rec;
+    return (s + 1 == st->nrec ? st->last_len : st->unit) + (uint64_t)DYNO_FRAG_REC_OVERHEAD;
+}
+
+static uint32_t fetch_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Checks one item of len bytes read from file offset off. */
+static int fetch_check_item(const struct fetch_stream *st, uint64_t off, const uint8_t *p, uint64_t len)
+{
+    if (off == 0) {
+        struct dyno_frag_hdr h;
+        if (dyno_frag_hdr_decode(p, (size_t)len, &h) != 0 || strcmp(h.key, st->key) != 0 ||
+            h.index != st->index || h.unit != st->unit)
+            return DYNO_ECORRUPT;
+        return 0;
+    }
+    if (off == st->records_end) {
+        struct dyno_frag_trailer t;
+        if (fetch_get32(p) != 0 ||
+            dyno_frag_trailer_decode(p + DYNO_FRAG_END_SIZE, DYNO_FRAG_TRAILER_SIZE, &t) != 0 ||
+            t.records != st->nrec)
+            return DYNO_ECORRUPT;
+        return 0;
+    }
+    size_t plen = (size_t)len - DYNO_FRAG_REC_OVERHEAD;
+    if (fetch_get32(p) != plen || fetch_get32(p + 4 + plen) != dyno_crc32c(0, p + 4, plen))
+        return DYNO_ECORRUPT;
+    return 0;
+}
+
+/* Reads exactly len bytes at off into dst. */
+static int fetch_pread(struct fetch_stream *st, uint64_t off, uint8_t *dst, uint64_t len)
+{
+    size_t got = 0;
+    int rc = store_read_at(st->c->store, st->r, off, dst, (size_t)len, &got);
+    if (rc)
+        return rc;
+    return got == len ? 0 : DYNO_ECORRUPT; /* the file ends before the data it promises */
+}
+
+/* Fills buf (max bytes) with verified bytes from st->next_off: as many whole items as fit,
+ * or the part of a cut item. Returns the byte count, or a DYNO_E* (negative). */
+static ssize_t fetch_items(struct fetch_stream *st, uint8_t *buf, size_t max)
+{
+    size_t n = 0;
+    while (n < max && st->next_off < st->end) {
+        uint64_t off = st->next_off;
+        uint64_t len = fetch_item_len(st, off);
+        if (len == 0)
+            return DYNO_ECORRUPT;
+        uint64_t want = fetch_min(len, st->end - off); /* what the range takes of it */
+        uint8_t *dst = buf + n;
+        if (want < len || len > max - n) {
+            if (n > 0)
+                break; /* whole items first; this one in the next call */
+            if (want == len)
+                return DYNO_EINTERNAL; /* MHD's buffer is smaller than an item */
+            /* The range ends inside this item: verify it whole on the side. */
+            if (!st->side && !(st->side = malloc((size_t)len)))
+                return DYNO_ENOMEM;
+            dst = st->side;
+        }
+        int rc = fetch_pread(st, off, dst, len);
+        if (rc == 0)
+            rc = fetch_check_item(st, off, dst, len);
+        if (rc)
+            return rc;
+        if (st->capture)
+            memcpy(st->capture + off, dst, (size_t)len);
+        if (dst == st->side) {
+            want = fetch_min(want, max);
+            memcpy(buf, dst, (size_t)want);
+        }
+        n += (size_t)want;
+        st->next_off += want;
+        if (st->capture && off == st->records_end) {
+            container_cache_insert(st->c->cache, st->id, st->epoch, st->capture, (size_t)st->size);
+            st->capture = NULL;
+        }
+    }
+    return (ssize_t)n;
 }
 
 static ssize_t fetch_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -163,27 +207,22 @@ static ssize_t fetch_read(void *cls, uint64_t pos, char *buf, size_t max)
         dyno_metric_add(&c->metrics[CM_BYTES_OUT], (int64_t)got);
         return (ssize_t)got;
     }
-    while (st->verified <= off) {
-        int rc = fetch_fill(st, off);
-        if (rc) {
-            st->failed = true;
-            if (rc == DYNO_ECORRUPT)
-                fetch_corrupt(c, st->id, st->verified);
-            else
-                dyno_error("read failed", "id=%s offset=%llu err=%s", st->id,
-                           (unsigned long long)st->read_pos, dyno_err_code(rc));
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-    }
-    if (off < st->raw_off || off >= st->raw_off + st->raw_len) {
+    if (off != st->next_off) {
         st->failed = true; /* MHD asked out of order: refuse rather than guess */
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    size_t n = (size_t)fetch_min(max, fetch_min(st->verified, st->end) - off);
-    n = (size_t)fetch_min(n, st->raw_off + st->raw_len - off);
-    memcpy(buf, st->raw + (off - st->raw_off), n);
+    ssize_t n = fetch_items(st, (uint8_t *)buf, max);
+    if (n <= 0) {
+        st->failed = true;
+        if (n == DYNO_ECORRUPT)
+            fetch_corrupt(c, st->id, st->next_off);
+        else
+            dyno_error("read failed", "id=%s offset=%llu err=%s", st->id, (unsigned long long)st->next_off,
+                       dyno_err_code(n < 0 ? (int)n : DYNO_EINTERNAL));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     dyno_metric_add(&c->metrics[CM_BYTES_OUT], (int64_t)n);
-    return (ssize_t)n;
+    return n;
 }
 
 static void fetch_stream_free(void *cls)
@@ -192,9 +231,7 @@ static void fetch_stream_free(void *cls)
     if (!st)
         return;
     store_read_close(st->c->store, st->r);
-    if (st->parser_ready)
-        dyno_frag_parser_free(&st->parser);
-    free(st->raw);
+    free(st->side);
     free(st->capture);
     free(st);
 }
@@ -375,41 +412,25 @@ enum MHD_Result container_fetch(struct container *c, struct MHD_Connection *conn
     st->first = first;
     st->end = last + 1;
 
-    uint64_t rec = (uint64_t)h.unit + DYNO_FRAG_REC_OVERHEAD;
-    uint64_t records_end = st->size - FETCH_TAIL; /* where the end marker must be */
-    if (first == 0) {
-        st->verify = true;
-        rc = dyno_frag_parser_init(&st->parser, true, 0, h.unit, &fetch_cbs, st);
-        st->last_rec_end = DYNO_FRAG_HDR_SIZE;
-    } else if (first >= DYNO_FRAG_HDR_SIZE && first < records_end &&
-               (first - DYNO_FRAG_HDR_SIZE) % rec == 0) {
-        st->verify = true;
-        rc = dyno_frag_parser_init(&st->parser, false, (first - DYNO_FRAG_HDR_SIZE) / rec, h.unit, &fetch_cbs,
-                                   st);
-        st->last_rec_end = first;
-    }
-    if (rc) {
-        ret = container_http_error(conn, 0, rc, NULL, NULL, "cannot read fragment %s", id);
+    snprintf(st->key, sizeof(st->key), "%s", key);
+    st->index = index;
+    if (fetch_layout(st) != 0) {
+        fetch_corrupt(c, id, st->size);
+        ret = container_http_error(conn, 0, DYNO_ECORRUPT, NULL, NULL, "fragment %s is unreadable", id);
         goto out;
     }
-    if (st->verify) {
-        st->parser_ready = true;
-        st->verified = first;
-        st->read_pos = first;
-        st->raw_off = first;
-        st->raw_cap = (rec > DYNO_FRAG_HDR_SIZE ? rec : DYNO_FRAG_HDR_SIZE) + FETCH_TAIL + CONTAINER_IO_CHUNK;
-        st->raw = malloc(st->raw_cap);
-        if (!st->raw) {
-            ret = container_http_error(conn, 0, DYNO_ENOMEM, NULL, NULL, "out of memory");
-            goto out;
-        }
+    /* A verified range starts where an item does: the header or a record. */
+    if (first == 0 || (first < st->records_end && fetch_item_len(st, first) != 0)) {
+        st->verify = true;
+        st->next_off = first;
         if (!ranged && st->size <= container_cache_item_max(c->cache))
             st->capture = malloc((size_t)st->size); /* no memory: just not cached */
     }
-
     uint64_t size = st->size;
-    struct MHD_Response *r = MHD_create_response_from_callback(st->end - st->first, CONTAINER_IO_CHUNK,
-                                                               fetch_read, st, fetch_stream_free);
+    /* A verified stream needs room for its biggest item (with the header or the tail). */
+    size_t block = st->verify ? (size_t)st->rec + DYNO_FRAG_HDR_SIZE + FETCH_TAIL : CONTAINER_IO_CHUNK;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(st->end - st->first, block, fetch_read, st, fetch_stream_free);
     if (!r)
         goto out;
     st = NULL; /* the response owns it */

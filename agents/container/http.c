@@ -32,6 +32,10 @@
 #define HTTP_CONN_TIMEOUT 120  /* seconds an idle connection is kept */
 #define HTTP_POOL (128 * 1024) /* per-connection memory of MHD: headers, upload reads */
 
+/* MHD's per-request pointer of a request without a body between its first call and the
+ * second, where it is answered (see http_handler). Only its address is used. */
+static char http_deferred;
+
 /* State of one PUT, kept in MHD's per-request pointer. */
 struct http_put {
     struct container *c;
@@ -236,10 +240,23 @@ static int http_put_on_trailer(void *arg, const struct dyno_frag_trailer *t)
     return t->records == p->records ? 0 : DYNO_ECORRUPT;
 }
 
+/* The payload goes to the store as it is (http_put_data writes the raw body): the parser
+ * only needs to run the CRC over it, in place, so it streams instead of copying. */
+static int http_put_on_payload(void *arg, uint64_t s, size_t off, const uint8_t *p, size_t len)
+{
+    (void)arg;
+    (void)s;
+    (void)off;
+    (void)p;
+    (void)len;
+    return 0;
+}
+
 static const struct dyno_frag_parser_cbs http_put_cbs = {
     .on_header = http_put_on_header,
     .on_record = http_put_on_record,
     .on_trailer = http_put_on_trailer,
+    .on_payload = http_put_on_payload,
 };
 
 /* Feeds body bytes to the parser; the header is buffered until complete. */
@@ -425,7 +442,13 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn, cons
     struct container *c = cls;
     (void)version;
 
-    if (*con_cls) { /* a PUT in progress */
+    if (*con_cls == &http_deferred) {
+        /* The second call of a request without a body: answer now. A body where none is
+         * expected closes the connection instead of being read. */
+        if (*upload_data_size > 0)
+            return MHD_NO;
+        *con_cls = NULL;
+    } else if (*con_cls) { /* a PUT in progress */
         struct http_put *p = *con_cls;
         if (*upload_data_size > 0) {
             http_put_data(p, upload_data, *upload_data_size);
@@ -433,6 +456,12 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn, cons
             return MHD_YES;
         }
         return http_put_end(p, conn);
+    } else if (!http_is(method, MHD_HTTP_METHOD_PUT)) {
+        /* MHD 0.9.75 closes the connection after a response queued before the request is
+         * complete, even one without a body: wait for the second call so that the
+         * gateway's connections stay alive across requests. */
+        *con_cls = &http_deferred;
+        return MHD_YES;
     }
 
     if (http_headers_size(conn, url, method) > DYNO_HTTP_HEADER_MAX)
@@ -483,8 +512,10 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     (void)cls;
     (void)conn;
     struct http_put *p = *con_cls;
-    if (!p)
+    if (!p || *con_cls == &http_deferred) {
+        *con_cls = NULL;
         return;
+    }
     if (p->sp && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         dyno_warn("put interrupted", "id=%s received=%llu", p->id, (unsigned long long)p->received);
     http_put_free(p); /* aborts a put the client left unfinished */

@@ -15,10 +15,8 @@
 #include "json.h"
 #include "log.h"
 
-void gw_conn_free(struct gw_conn *conn)
+static void gw_conn_destroy(struct gw_conn *conn)
 {
-    if (!conn)
-        return;
     for (int i = 0; i < conn->npool; i++)
         curl_easy_cleanup(conn->pool[i]);
     if (conn->multi)
@@ -26,12 +24,62 @@ void gw_conn_free(struct gw_conn *conn)
     free(conn);
 }
 
+void gw_conn_free(struct gw_conn *conn)
+{
+    if (!conn)
+        return;
+    if (conn->gw && conn->multi) {
+        /* Every transfer was closed by its owner, so the multi holds only idle
+         * connections: park it, without the easy handles and their buffers. */
+        for (int i = 0; i < conn->npool; i++)
+            curl_easy_cleanup(conn->pool[i]);
+        conn->npool = 0;
+        for (int i = 0; i < GW_IDLE_CONNS; i++) {
+            struct gw_conn *empty = NULL;
+            if (atomic_compare_exchange_strong(&conn->gw->idle_conns[i], &empty, conn))
+                return;
+        }
+    }
+    gw_conn_destroy(conn);
+}
+
+void gw_conn_pool_free(struct gw *gw)
+{
+    for (int i = 0; i < GW_IDLE_CONNS; i++) {
+        struct gw_conn *c = atomic_exchange(&gw->idle_conns[i], NULL);
+        if (c)
+            gw_conn_destroy(c);
+    }
+}
+
+/* Gives conn a multi: a parked one (its connections to the containers already open), or
+ * a new one. */
+static int gw_conn_attach(struct gw *gw, struct gw_conn *conn)
+{
+    conn->gw = gw;
+    for (int i = 0; i < GW_IDLE_CONNS; i++) {
+        struct gw_conn *c = atomic_exchange(&gw->idle_conns[i], NULL);
+        if (!c)
+            continue;
+        conn->multi = c->multi;
+        free(c);
+        return 0;
+    }
+    conn->multi = curl_multi_init();
+    if (!conn->multi)
+        return DYNO_ENOMEM;
+    /* Keep one idle connection per container even after every transfer ended (curl's
+     * default scales with the transfers in the multi, which is zero between requests). */
+    curl_multi_setopt(conn->multi, CURLMOPT_MAXCONNECTS, GW_MULTI_MAXCONNECTS);
+    return 0;
+}
+
 int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url)
 {
     if (!conn->multi) {
-        conn->multi = curl_multi_init();
-        if (!conn->multi)
-            return DYNO_ENOMEM;
+        int rc = gw_conn_attach(gw, conn);
+        if (rc)
+            return rc;
     }
     CURL *e = conn->npool ? conn->pool[--conn->npool] : curl_easy_init();
     if (!e)

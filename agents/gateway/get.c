@@ -40,6 +40,7 @@ struct gw_down {
     struct dyno_frag_parser parser;
     uint8_t *fifo; /* CRC-checked payload of records not consumed yet */
     size_t fcap, rd, wr;
+    size_t pend;       /* bytes of the record being received, behind wr, not checked yet */
     uint64_t next_rec; /* next record the parser should deliver */
 };
 
@@ -62,7 +63,8 @@ struct gw_get {
     uint8_t sha_expect[32];
     bool verify;
     struct dyno_sha256 *sha;
-    uint64_t first, last; /* inclusive byte range sent */
+    struct gw_hasher hash; /* hashes a stripe while MHD sends it */
+    uint64_t first, last;  /* inclusive byte range sent */
     uint64_t s_first, s_last, cur;
     uint8_t *stripe;
     size_t stripe_alloc;
@@ -98,30 +100,49 @@ static int gw_on_header(void *arg, const struct dyno_frag_hdr *h)
     return 0;
 }
 
+/* Streaming parse: a record's payload is written straight behind the fifo's committed
+ * bytes as it arrives (its CRC computed on the way) and committed by gw_on_record once the
+ * CRC matched, so every byte is copied once, from curl's buffer to the fifo. */
+static int gw_on_payload(void *arg, uint64_t s, size_t off, const uint8_t *p, size_t len)
+{
+    struct gw_down *d = arg;
+    struct gw_get *g = d->g;
+    if (s != d->next_rec || s > g->s_last)
+        return 0; /* checked by gw_on_record; past what we need is dropped */
+    if (d->fcap - d->wr < off + len) {
+        /* Room is made only between stripes (gw_down_write pauses a transfer instead while
+         * a stripe is sent straight from the fifo), so moving the bytes is safe here. */
+        if (g->pop_len)
+            return DYNO_EINTERNAL;
+        memmove(d->fifo, d->fifo + d->rd, d->wr - d->rd + off);
+        d->wr -= d->rd;
+        d->rd = 0;
+        if (d->fcap - d->wr < off + len) {
+            size_t cap = d->wr + (size_t)g->lay.unit;
+            uint8_t *nf = cap >= d->wr + off + len ? realloc(d->fifo, cap) : NULL;
+            if (!nf)
+                return DYNO_ENOMEM;
+            d->fifo = nf;
+            d->fcap = cap;
+        }
+    }
+    memcpy(d->fifo + d->wr + off, p, len);
+    d->pend = off + len;
+    return 0;
+}
+
 static int gw_on_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
 {
     struct gw_down *d = arg;
     struct gw_get *g = d->g;
+    (void)payload; /* streaming mode: the payload is already behind d->wr */
     if (s != d->next_rec || len != dyno_layout_unit_len(&g->lay, s))
         return DYNO_ECORRUPT;
     d->next_rec++;
     if (s > g->s_last)
         return 0; /* past what we need (a container that ignored our Range end) */
-    if (d->fcap - d->wr < len) {
-        /* Compact, then grow: the pause rule bounds what is buffered (see gw_down_write). */
-        memmove(d->fifo, d->fifo + d->rd, d->wr - d->rd);
-        d->wr -= d->rd;
-        d->rd = 0;
-        if (d->fcap - d->wr < len) {
-            uint8_t *nf = realloc(d->fifo, d->wr + len);
-            if (!nf)
-                return DYNO_ENOMEM;
-            d->fifo = nf;
-            d->fcap = d->wr + len;
-        }
-    }
-    memcpy(d->fifo + d->wr, payload, len);
     d->wr += len;
+    d->pend = 0;
     return 0;
 }
 
@@ -129,6 +150,7 @@ static const struct dyno_frag_parser_cbs gw_parser_cbs = {
     .on_header = gw_on_header,
     .on_record = gw_on_record,
     .on_trailer = NULL,
+    .on_payload = gw_on_payload,
 };
 
 static size_t gw_down_write(char *p, size_t size, size_t n, void *arg)
@@ -146,8 +168,11 @@ static size_t gw_down_write(char *p, size_t size, size_t n, void *arg)
             return 0;
         }
     }
-    /* A full unit ahead of the reader: wait (curl keeps this chunk and re-delivers it). */
-    if (gw_fifo_avail(d) >= g->lay.unit) {
+    /* A full unit ahead of the stripe being sent, or (while one is sent straight from the
+     * fifo, which must not move) no room behind it for this chunk: wait, curl keeps the
+     * chunk and re-delivers it. So a fragment reads at most one stripe ahead. */
+    size_t avail = gw_fifo_avail(d), ahead = avail > g->pop_len ? avail - g->pop_len : 0;
+    if (ahead >= g->lay.unit || (g->pop_len && d->fcap - d->wr < d->pend + len)) {
         d->x.paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
@@ -324,16 +349,21 @@ static int gw_get_fill(struct gw_get *g)
  * the fifos (no curl callback runs in between, so they stay put). */
 static void gw_get_release_stripe(struct gw_get *g)
 {
-    if (!g->pop_len)
+    size_t pop = g->pop_len;
+    if (!pop)
         return;
+    gw_hasher_wait(&g->hash); /* the stripe's bytes may move or be overwritten from here */
+    /* Cleared first: a resumed transfer's callback runs inside gw_xfer_resume and must see
+     * that no stripe is in flight any more (else it could pause again for good). */
+    g->pop_len = 0;
     for (int i = 0; i < g->nactive; i++) {
         struct gw_down *d = &g->frag[g->active[i]];
-        d->rd += g->pop_len;
-        if (d->rd == d->wr)
+        d->rd += pop;
+        if (d->rd == d->wr && d->pend == 0) /* (a record arriving sits behind wr) */
             d->rd = d->wr = 0;
-        gw_xfer_resume(&d->x);
     }
-    g->pop_len = 0;
+    for (int i = 0; i < g->nactive; i++)
+        gw_xfer_resume(&g->frag[g->active[i]].x);
 }
 
 /* Waits until every active fragment holds record g->cur, replacing the ones that fail. */
@@ -351,6 +381,8 @@ static int gw_get_wait_stripe(struct gw_get *g, size_t ulen)
             if (gw_fifo_avail(d) >= ulen)
                 continue;
             ready = false;
+            /* No stripe is in flight here, so nothing may stay paused short of one. */
+            gw_xfer_resume(&d->x);
             if (d->perr || d->bad_status || d->x.done || (!d->x.paused && now - d->x.last_ms > timeout)) {
                 gw_down_fail(g, d);
                 break; /* the set changed: refill and look again */
@@ -425,17 +457,26 @@ static int gw_get_stripe(struct gw_get *g)
     uint64_t st, len;
     dyno_layout_stripe_span(&g->lay, g->cur, &st, &len);
     if (g->verify) {
+        /* Hashed by the helper while MHD sends the stripe (the bytes stay put until
+         * gw_get_release_stripe, which waits for it). */
+        const uint8_t *seg[DYNO_EC_MAX_K];
+        size_t seglen[DYNO_EC_MAX_K];
+        int nseg = 0;
         if (g->direct) {
             for (int i = 0; i < g->k && (uint64_t)i * ulen < len; i++) {
                 uint64_t left = len - (uint64_t)i * ulen;
-                dyno_sha256_update(g->sha, g->unitp[i], left < ulen ? (size_t)left : ulen);
+                seg[nseg] = g->unitp[i];
+                seglen[nseg++] = left < ulen ? (size_t)left : ulen;
             }
         } else {
-            dyno_sha256_update(g->sha, g->stripe, len);
+            seg[nseg] = g->stripe;
+            seglen[nseg++] = (size_t)len;
         }
+        gw_hasher_submit(&g->hash, seg, seglen, nseg);
         if (g->cur == g->s_last) {
             /* Checked before the last stripe leaves: a bad object never arrives whole. */
             uint8_t dg[32];
+            gw_hasher_wait(&g->hash);
             dyno_sha256_final(g->sha, dg);
             if (memcmp(dg, g->sha_expect, 32) != 0) {
                 char hex[65];
@@ -487,6 +528,9 @@ static ssize_t gw_get_reader(void *cls, uint64_t pos, char *buf, size_t max)
         n += take;
         g->out_off += take;
     }
+    /* Read ahead: let the fragments fill their fifos with the next stripe while MHD sends
+     * this one (never waits; the pause rule of gw_down_write bounds what is buffered). */
+    gw_fanout_step(g->conn, 0);
     dyno_metric_add(&g->gw->metrics[GW_M_BYTES_OUT], (int64_t)n);
     if (g->r)
         g->r->bytes_out += n;
@@ -498,6 +542,7 @@ static void gw_get_free(void *cls)
     struct gw_get *g = cls;
     if (!g)
         return;
+    gw_hasher_stop(&g->hash); /* first: it may still read a fifo or the stripe */
     for (int i = 0; i < g->n; i++)
         if (g->frag[i].active || g->frag[i].fifo || g->frag[i].x.easy)
             gw_down_release(g, &g->frag[i]);
@@ -659,6 +704,9 @@ enum MHD_Result gw_get_object(struct gw_req *r, bool head)
         gw_get_free(g);
         return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
     }
+    /* A helper thread hashes while the stripes go out, for reads of several stripes. */
+    if (gw_hasher_init(&g->hash, g->sha, g->verify && g->s_last > g->s_first) != 0)
+        dyno_warn("no hashing thread", "key=%s detail=\"hashing inline\"", g->key);
 
     /* The first stripe is read before answering, so a read that cannot even start gets a
      * proper error status instead of a cut 200. */

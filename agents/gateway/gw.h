@@ -42,6 +42,8 @@
 #define GW_DISCARD_MAX (64ull << 20) /* body bytes read and dropped after a failed put */
 #define GW_CURL_BUFSIZE (256 * 1024) /* libcurl receive and upload buffers */
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
+#define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
+#define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
 #define GW_MAX_N (DYNO_EC_MAX_K + DYNO_EC_MAX_M)
 
 struct gw_cfg {
@@ -108,11 +110,16 @@ struct gw {
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
+    /* fanout.c: curl multis (with their open container connections) of client connections
+     * that closed, taken by the next one. Slots are swapped atomically; the zero of static
+     * storage is their valid empty state. Emptied by gw_conn_pool_free. */
+    _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
 };
 
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
  * keep-alive client reuse its container connections, and a pool of idle easy handles. */
 struct gw_conn {
+    struct gw *gw; /* set by the first gw_xfer_open; lets gw_conn_free park the multi */
     CURLM *multi;
     CURL *pool[GW_EASY_POOL];
     int npool;
@@ -195,6 +202,33 @@ bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool writ
 /* ---- EC contexts (put.c): cached per (k, m), immutable, shared by threads ---- */
 int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out);
 
+/* ---- SHA-256 off the request's thread (put.c) ----
+ * SHA-256 is the biggest CPU cost of a large put or get (one pass over the object, about
+ * 1.8 GB/s with SHA-NI). A request of several stripes hashes stripe s on its own helper
+ * thread while its thread encodes, checks and moves the bytes, one stripe at a time: the
+ * caller keeps the submitted bytes unchanged until gw_hasher_wait returns. Without a
+ * helper (not asked for, or its thread failed to start) submit hashes inline. */
+struct gw_hasher {
+    struct dyno_sha256 *sha; /* borrowed; touched only by the helper while a job runs */
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, busy, stop;
+    const uint8_t *seg[DYNO_EC_MAX_K];
+    size_t len[DYNO_EC_MAX_K];
+    int nseg;
+};
+/* Binds h (zeroed by the caller) to sha; with helper, starts its thread (0, or a DYNO_E*
+ * after which h still works inline). */
+int gw_hasher_init(struct gw_hasher *h, struct dyno_sha256 *sha, bool helper);
+/* Hashes n segments, in order, after everything submitted before. Waits for the previous
+ * job first, so at most one is pending. */
+void gw_hasher_submit(struct gw_hasher *h, const uint8_t *const *seg, const size_t *len, int n);
+/* Returns once every submitted byte is hashed (then the digest may be read). */
+void gw_hasher_wait(struct gw_hasher *h);
+/* Waits, stops the helper. Safe on a zeroed h and twice. */
+void gw_hasher_stop(struct gw_hasher *h);
+
 /* ---- fragment transfers (fanout.c) ---- */
 struct gw_xfer {
     CURL *easy;
@@ -208,7 +242,13 @@ struct gw_xfer {
     char err[CURL_ERROR_SIZE];
 };
 
+/* Frees conn, the caller's. Its curl multi (and so the idle container
+ * connections it keeps alive) is parked in gw->idle_conns when there is room, for the
+ * next gw_conn's first gw_xfer_open: a client that opens a connection per request still
+ * reaches the containers over connections already open. Any thread. */
 void gw_conn_free(struct gw_conn *conn);
+/* Frees every parked multi; after gw_httpd_stop and every worker that uses a gw_conn. */
+void gw_conn_pool_free(struct gw *gw);
 /* Takes an easy handle from the pool, sets the common options (service token, timeouts,
  * PRIVATE = x) and the url. The caller then sets its callbacks and calls gw_xfer_start. */
 int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url);

@@ -61,6 +61,7 @@ struct gw_put {
     char owner[DYNO_SEG_MAX + 1];
     const struct dyno_ec *ec;
     struct dyno_sha256 *sha;
+    struct gw_hasher hash; /* hashes the stripe while it is encoded and sent */
     uint8_t *stripe;
     size_t stripe_cap; /* k * unit: a full stripe */
     size_t fill;
@@ -85,6 +86,92 @@ int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out)
     *out = gw->ec_cache[k][m];
     pthread_mutex_unlock(&gw->ec_lock);
     return rc;
+}
+
+/* ---- SHA-256 helper thread ---- */
+
+static void *gw_hasher_main(void *arg)
+{
+    struct gw_hasher *h = arg;
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->busy && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (!h->busy)
+            break; /* stop, nothing pending */
+        pthread_mutex_unlock(&h->mu);
+        for (int i = 0; i < h->nseg; i++)
+            dyno_sha256_update(h->sha, h->seg[i], h->len[i]);
+        pthread_mutex_lock(&h->mu);
+        h->busy = false;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+int gw_hasher_init(struct gw_hasher *h, struct dyno_sha256 *sha, bool helper)
+{
+    h->sha = sha;
+    if (!helper || h->started)
+        return 0;
+    if (pthread_mutex_init(&h->mu, NULL) != 0)
+        return DYNO_ENOMEM;
+    if (pthread_cond_init(&h->cv, NULL) != 0) {
+        pthread_mutex_destroy(&h->mu);
+        return DYNO_ENOMEM;
+    }
+    h->busy = h->stop = false;
+    if (pthread_create(&h->th, NULL, gw_hasher_main, h) != 0) {
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+        return DYNO_ENOMEM;
+    }
+    h->started = true;
+    return 0;
+}
+
+void gw_hasher_wait(struct gw_hasher *h)
+{
+    if (!h->started)
+        return;
+    pthread_mutex_lock(&h->mu);
+    while (h->busy)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void gw_hasher_submit(struct gw_hasher *h, const uint8_t *const *seg, const size_t *len, int n)
+{
+    if (!h->started) {
+        for (int i = 0; i < n; i++)
+            dyno_sha256_update(h->sha, seg[i], len[i]);
+        return;
+    }
+    gw_hasher_wait(h);
+    pthread_mutex_lock(&h->mu);
+    for (int i = 0; i < n && i < DYNO_EC_MAX_K; i++) {
+        h->seg[i] = seg[i];
+        h->len[i] = len[i];
+    }
+    h->nseg = n < DYNO_EC_MAX_K ? n : DYNO_EC_MAX_K;
+    h->busy = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void gw_hasher_stop(struct gw_hasher *h)
+{
+    if (!h->started)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->th, NULL); /* it finishes a pending job first */
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    h->started = false;
 }
 
 /* ---- fragment streams ---- */
@@ -210,15 +297,9 @@ static int gw_put_pump(struct gw_put *p, bool final)
     }
 }
 
-/* Encodes the stripe buffer (fill bytes) and hands one record to every live stream. */
-static int gw_put_flush(struct gw_put *p)
+/* Encodes the stripe (units of ulen bytes) and hands one record to every live stream. */
+static int gw_put_flush_send(struct gw_put *p, size_t ulen)
 {
-    size_t len = p->fill;
-    size_t ulen = (len + (size_t)p->k - 1) / (size_t)p->k;
-    /* The last data unit is zero-padded up to ulen. */
-    memset(p->stripe + len, 0, (size_t)p->k * ulen - len);
-    dyno_sha256_update(p->sha, p->stripe, len);
-
     uint8_t *data[DYNO_EC_MAX_K], *par[DYNO_EC_MAX_M];
     for (int i = 0; i < p->k; i++)
         data[i] = p->stripe + (size_t)i * ulen;
@@ -256,6 +337,22 @@ static int gw_put_flush(struct gw_put *p)
     p->records++;
     p->fill = 0;
     return gw_put_pump(p, false);
+}
+
+/* Encodes the stripe buffer (fill bytes) and hands one record to every live stream. */
+static int gw_put_flush(struct gw_put *p)
+{
+    size_t len = p->fill;
+    size_t ulen = (len + (size_t)p->k - 1) / (size_t)p->k;
+    /* The last data unit is zero-padded up to ulen. */
+    memset(p->stripe + len, 0, (size_t)p->k * ulen - len);
+    /* The helper hashes the stripe while this thread encodes and sends it; both are done
+     * with it before gw_put_flush returns (the next body bytes overwrite it). */
+    const uint8_t *hseg = p->stripe;
+    gw_hasher_submit(&p->hash, &hseg, &len, 1);
+    int rc = gw_put_flush_send(p, ulen);
+    gw_hasher_wait(&p->hash);
+    return rc;
 }
 
 static int gw_put_feed(struct gw_put *p, const uint8_t *data, size_t len)
@@ -351,6 +448,9 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
         rc = DYNO_ENOMEM;
         goto out;
     }
+    /* A helper thread hashes while the stripes go out, for objects of several stripes. */
+    if (gw_hasher_init(&p->hash, p->sha, !replica && (size < 0 || (uint64_t)size > p->stripe_cap)) != 0)
+        dyno_warn("no hashing thread", "key=%s detail=\"hashing inline\"", p->key);
     if (!replica && (rc = gw_ec_get(gw, p->k, p->m, &p->ec)) != 0) {
         snprintf(p->msg, sizeof(p->msg), "no erasure code for k=%d m=%d", p->k, p->m);
         goto out;
@@ -431,6 +531,7 @@ static void gw_put_free(struct gw_put *p)
 {
     if (!p)
         return;
+    gw_hasher_stop(&p->hash); /* first: it may still read the stripe */
     for (int i = 0; p->up && i < p->n; i++)
         gw_xfer_close(p->conn, &p->up[i].x);
     free(p->up);

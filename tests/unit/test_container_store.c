@@ -2,6 +2,7 @@
  * and its LRU cache (cache.c): ids, put/commit/abort, replace accounting, remove, scan at
  * open, temp cleanup, and cache bounds, LRU order and epoch-guarded inserts.
  * The unit test target links only dyno_core, so the agent's sources are compiled in here. */
+#define _GNU_SOURCE /* before any header, as store_posix.c needs it (sync_file_range) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

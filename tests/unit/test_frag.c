@@ -425,7 +425,7 @@ static int on_trailer(void *arg, const struct dyno_frag_trailer *t)
     return 0;
 }
 
-static const struct dyno_frag_parser_cbs CBS = {on_header, on_record, on_trailer};
+static const struct dyno_frag_parser_cbs CBS = {on_header, on_record, on_trailer, NULL};
 
 static void seen_init(struct seen *s)
 {
@@ -494,6 +494,69 @@ static void test_parser_splits(void **state)
             free(st.p);
         }
     }
+}
+
+/* Streaming mode: payload pieces arrive in place, records only after their CRC. */
+struct streamed {
+    uint8_t rec[4096];
+    size_t have;
+    uint64_t records, cur;
+    bool ok;
+};
+
+static int st_on_payload(void *arg, uint64_t r, size_t off, const uint8_t *p, size_t len)
+{
+    struct streamed *s = arg;
+    if (off != s->have || off + len > sizeof(s->rec) || (off == 0 && r != s->cur))
+        s->ok = false;
+    else
+        memcpy(s->rec + off, p, len);
+    s->have += len;
+    return 0;
+}
+
+static int st_on_record(void *arg, uint64_t r, const uint8_t *p, size_t len)
+{
+    struct streamed *s = arg;
+    if (p != NULL || len != s->have || r != s->cur)
+        s->ok = false;
+    for (size_t j = 0; s->ok && j < len; j++)
+        if (s->rec[j] != payload_byte(r, j))
+            s->ok = false;
+    s->have = 0;
+    s->cur++;
+    s->records++;
+    return 0;
+}
+
+static const struct dyno_frag_parser_cbs STREAM_CBS = {NULL, st_on_record, NULL, st_on_payload};
+
+static void test_parser_streaming(void **state)
+{
+    struct stream st;
+    (void)state;
+    build_stream(&st, 3001, 3, 100);
+    for (uint64_t split = 0; split < 12; split++) {
+        struct dyno_frag_parser p;
+        struct streamed s = {.ok = true};
+        assert_int_equal(dyno_frag_parser_init(&p, true, 0, 4096, &STREAM_CBS, &s), 0);
+        assert_int_equal(feed_split(&p, st.p, st.len, split < 2 ? split : split * 7919), 0);
+        assert_true(dyno_frag_parser_done(&p));
+        assert_true(s.ok);
+        assert_int_equal(s.records, st.nrec);
+        dyno_frag_parser_free(&p);
+    }
+    /* A flipped payload bit: the record is never confirmed. */
+    st.p[st.rec_off[4] + 10] ^= 0x10;
+    for (uint64_t split = 0; split < 3; split++) {
+        struct dyno_frag_parser p;
+        struct streamed s = {.ok = true};
+        assert_int_equal(dyno_frag_parser_init(&p, true, 0, 4096, &STREAM_CBS, &s), 0);
+        assert_int_equal(feed_split(&p, st.p, st.len, split), DYNO_ECORRUPT);
+        assert_int_equal(s.records, 4);
+        dyno_frag_parser_free(&p);
+    }
+    free(st.p);
 }
 
 static void test_parser_range_mode(void **state)
@@ -751,7 +814,7 @@ static void test_parser_callbacks(void **state)
     (void)state;
     build_stream(&st, 250, 1, 100);
 
-    const struct dyno_frag_parser_cbs only_records = {NULL, on_record, NULL};
+    const struct dyno_frag_parser_cbs only_records = {NULL, on_record, NULL, NULL};
     seen_init(&s);
     assert_int_equal(dyno_frag_parser_init(&p, true, 0, 100, &only_records, &s), 0);
     assert_int_equal(dyno_frag_parser_feed(&p, st.p, st.len), 0);
@@ -768,14 +831,14 @@ static void test_parser_callbacks(void **state)
     assert_int_equal(s.records, 1);
     dyno_frag_parser_free(&p);
 
-    const struct dyno_frag_parser_cbs bad_hdr = {fail_header, on_record, NULL};
+    const struct dyno_frag_parser_cbs bad_hdr = {fail_header, on_record, NULL, NULL};
     seen_init(&s);
     assert_int_equal(dyno_frag_parser_init(&p, true, 0, 100, &bad_hdr, &s), 0);
     assert_int_equal(dyno_frag_parser_feed(&p, st.p, st.len), DYNO_EFORBIDDEN);
     assert_int_equal(s.records, 0);
     dyno_frag_parser_free(&p);
 
-    const struct dyno_frag_parser_cbs bad_tail = {NULL, on_record, fail_trailer};
+    const struct dyno_frag_parser_cbs bad_tail = {NULL, on_record, fail_trailer, NULL};
     seen_init(&s);
     assert_int_equal(dyno_frag_parser_init(&p, true, 0, 100, &bad_tail, &s), 0);
     assert_int_equal(dyno_frag_parser_feed(&p, st.p, st.len), DYNO_ENOSPC);
@@ -783,7 +846,7 @@ static void test_parser_callbacks(void **state)
     dyno_frag_parser_free(&p);
 
     /* Bad init arguments. */
-    const struct dyno_frag_parser_cbs no_record = {NULL, NULL, NULL};
+    const struct dyno_frag_parser_cbs no_record = {NULL, NULL, NULL, NULL};
     assert_int_equal(dyno_frag_parser_init(&p, true, 0, 100, &no_record, &s), DYNO_EINVAL);
     dyno_frag_parser_free(&p);
     assert_int_equal(dyno_frag_parser_init(&p, true, 0, 0, &CBS, &s), DYNO_EINVAL);
@@ -928,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_parser_splits),
         cmocka_unit_test(test_parser_range_mode),
         cmocka_unit_test(test_parser_damage),
+        cmocka_unit_test(test_parser_streaming),
         cmocka_unit_test(test_parser_framing),
         cmocka_unit_test(test_parser_callbacks),
         cmocka_unit_test(test_parser_random_garbage),
