@@ -140,6 +140,7 @@ struct gw_req {
     bool authed;
     struct dyno_claims claims;
     bool replied;
+    bool route_later; /* bodiless request: routed once it is complete (keep-alive) */
 
     /* Body handling: on_body gets every chunk, on_end runs at the last call. */
     int (*on_body)(struct gw_req *r, const char *data, size_t len);

@@ -263,6 +263,7 @@ out_mqtt:
 out_httpd:
     gw_httpd_stop(gw);
 out_curl:
+    gw_conn_pool_free(gw); /* every HTTP and repair thread has ended by now */
     curl_global_cleanup();
 out:
     gw_cleanup(gw);

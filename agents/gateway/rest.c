@@ -416,7 +416,20 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         MHD_get_connection_values(c, MHD_HEADER_KIND, gw_count_header, &hdr_bytes);
         if (hdr_bytes > DYNO_HTTP_HEADER_MAX)
             return gw_reply_code(r, 431, "too_large", "request headers larger than 8 KiB");
+        /* MHD 0.9.75 closes the connection after a response queued on this first call,
+         * before the request is complete. A request without a body is routed on the next
+         * call instead, so keep-alive works for GET, HEAD and DELETE. */
+        if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+            !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+            r->route_later = true;
+            return MHD_YES;
+        }
         return gw_route(r, url);
+    }
+
+    if (r->route_later && *upload_data_size == 0) {
+        r->route_later = false;
+        return gw_route(r, r->url);
     }
 
     if (*upload_data_size > 0) {
