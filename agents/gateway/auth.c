@@ -84,17 +84,29 @@ out:
     return ok;
 }
 
-int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **out, char *msg, size_t cap)
+int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap)
 {
-    if (out)
-        *out = NULL;
+    uint64_t gen = 0;
+    *out = gw->catcache ? gw_catcache_get(gw->catcache, catalog, &gen) : NULL;
+    if (*out)
+        return 0;
     cJSON *params = cJSON_CreateObject();
     if (!params)
         return DYNO_ENOMEM;
     cJSON_AddStringToObject(params, "catalog", catalog);
-    cJSON *cat = NULL;
-    int rc = gw_rpc(r->gw, "pubsub", "catalog.get", params, &cat, msg, cap);
+    int rc = gw_rpc(gw, "pubsub", "catalog.get", params, out, msg, cap);
     cJSON_Delete(params);
+    if (rc == 0 && gw->catcache)
+        gw_catcache_put(gw->catcache, catalog, *out, gen);
+    return rc;
+}
+
+int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **out, char *msg, size_t cap)
+{
+    if (out)
+        *out = NULL;
+    cJSON *cat = NULL;
+    int rc = gw_catalog_get(r->gw, catalog, &cat, msg, cap);
     if (rc == DYNO_ENOTFOUND) {
         snprintf(msg, cap, "no catalog %s", catalog);
         return rc;

@@ -98,6 +98,7 @@ struct gw {
     struct gw_cfg cfg;
     struct dyno_verifier *verifier;
     struct dyno_mq *mq;
+    struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct MHD_Daemon *httpd;
@@ -165,6 +166,18 @@ struct gw_req {
 
 /* ---- time and small helpers (rest.c) ---- */
 int64_t gw_now_ms(void);
+
+/* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
+ * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against
+ * an invalidation that happened while the caller fetched. */
+struct gw_catcache;
+int gw_catcache_new(struct gw_catcache **out);
+void gw_catcache_free(struct gw_catcache *c);
+cJSON *gw_catcache_get(struct gw_catcache *c, const char *catalog, uint64_t *gen);
+void gw_catcache_put(struct gw_catcache *c, const char *catalog, const cJSON *record, uint64_t gen);
+void gw_catcache_invalidate(struct gw_catcache *c, const char *catalog); /* NULL: all */
+/* auth.c: the catalog record (cache, else pubsub catalog.get); *out is the caller's. */
+int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap);
 /* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
 void gw_wipe(void *p, size_t n);
 /* Writes s as a quoted logfmt value into out (always terminated). */

@@ -228,12 +228,8 @@ static void gw_ingest_refuse(struct gw *gw, const struct gw_ingest_job *j, int e
 static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k, int *m, char *msg,
                            size_t cap)
 {
-    cJSON *params = cJSON_CreateObject(), *cat = NULL;
-    if (!params)
-        return DYNO_ENOMEM;
-    cJSON_AddStringToObject(params, "catalog", j->catalog);
-    int rc = gw_rpc(gw, "pubsub", "catalog.get", params, &cat, msg, cap);
-    cJSON_Delete(params);
+    cJSON *cat = NULL;
+    int rc = gw_catalog_get(gw, j->catalog, &cat, msg, cap);
     if (rc == DYNO_ENOTFOUND)
         snprintf(msg, cap, "no catalog %s", j->catalog);
     if (rc)

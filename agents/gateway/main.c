@@ -157,6 +157,7 @@ static void gw_cleanup(struct gw *gw)
         free(gw->service_token);
     }
     dyno_verifier_free(gw->verifier);
+    gw_catcache_free(gw->catcache);
     for (int k = 0; k <= DYNO_EC_MAX_K; k++)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(gw->ec_cache[k][m]);

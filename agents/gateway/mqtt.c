@@ -24,6 +24,18 @@ static void gw_on_connect(void *arg, struct dyno_mq *mq)
     (void)mq;
     struct gw *gw = arg;
     atomic_store(&gw->status_due, true);
+    /* Policy changes may have gone by while we were away. */
+    gw_catcache_invalidate(gw->catcache, NULL);
+}
+
+/* Loop thread: pubsub republished a catalog's policy (protocol.md §7); forget our copy. */
+static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
+{
+    struct gw *gw = arg;
+    const char *prefix = "dyno/v1/acl/";
+    size_t n = strlen(prefix);
+    if (strncmp(msg->topic, prefix, n) == 0)
+        gw_catcache_invalidate(gw->catcache, msg->topic + n);
 }
 
 /* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
@@ -105,7 +117,11 @@ int gw_mqtt_start(struct gw *gw)
         return rc;
     }
     dyno_mq_on_connect(gw->mq, gw_on_connect, gw);
-    rc = dyno_mq_subscribe(gw->mq, DYNO_ACL_TOPIC_REVOKED, 1, gw_on_revoked, gw);
+    rc = gw_catcache_new(&gw->catcache);
+    if (rc == 0)
+        rc = dyno_mq_subscribe(gw->mq, DYNO_ACL_TOPIC_REVOKED, 1, gw_on_revoked, gw);
+    if (rc == 0)
+        rc = dyno_mq_subscribe(gw->mq, "dyno/v1/acl/#", 1, gw_on_acl, gw);
     if (rc == 0)
         rc = dyno_mq_start(gw->mq);
     if (rc) {
