@@ -36,7 +36,7 @@
 #define GW_RESTORE_BATCH 200       /* objects per object.restore (metadata takes 1000) */
 #define GW_LIST_PAGE 1000          /* fragments per GET /v1/fragments page */
 #define GW_LIST_BODY_MAX (8u << 20) /* one listing page: 1000 entries of < 1 KiB */
-#define GW_REBUILD_FRAGS_MAX 10000000 /* fragments one rebuild-metadata handles at most */
+#define GW_REBUILD_FRAGS_MAX 4000000 /* fragments one rebuild-metadata holds at most (~1 GiB) */
 
 struct gw_repair {
     struct gw *gw;
@@ -112,6 +112,7 @@ struct gw_rloc {
     int index;
     char container[DYNO_SEG_MAX + 1];
     char url[512];
+    bool draining; /* a source on a draining container: used after the ok ones */
 };
 
 /* A ranged GET of one record of a source. */
@@ -278,7 +279,8 @@ static void gw_repair_report_crc(struct gw_rtask *t, int index)
     cJSON_Delete(p);
 }
 
-/* The next healthy source not in use, data fragments first (cheaper to decode). */
+/* The next healthy source not in use: ok ones before draining ones (protocol.md §8), data
+ * fragments before parity (a systematic set needs no decoding of the data). */
 static int gw_repair_next_source(struct gw_rtask *t)
 {
     int best = -1;
@@ -286,7 +288,10 @@ static int gw_repair_next_source(struct gw_rtask *t)
         bool used = t->src_bad[i];
         for (int j = 0; !used && j < t->nactive; j++)
             used = t->active[j] == i;
-        if (!used && (best < 0 || t->src[i].index < t->src[best].index))
+        if (used)
+            continue;
+        const struct gw_rloc *a = &t->src[i], *b = best < 0 ? NULL : &t->src[best];
+        if (!b || a->draining < b->draining || (a->draining == b->draining && a->index < b->index))
             best = i;
     }
     return best;
@@ -585,6 +590,8 @@ static int gw_repair_locs(const cJSON *arr, int n, struct gw_rloc *out, int *cou
         l->index = (int)idx;
         snprintf(l->container, sizeof(l->container), "%s", c);
         snprintf(l->url, sizeof(l->url), "%s", url);
+        const char *state = dyno_json_str(it, "state");
+        l->draining = state && strcmp(state, "draining") == 0;
     }
     return 0;
 }
@@ -722,9 +729,9 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         if (stored) {
             ok++;
             size_t left = sizeof(idx_ok) - (size_t)(p - idx_ok);
-            int w_ = snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
-            if (w_ > 0 && (size_t)w_ < left)
-                p += w_;
+            int wr = snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
+            if (wr > 0 && (size_t)wr < left)
+                p += wr;
         }
     }
     char msg[300];

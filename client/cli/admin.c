@@ -53,6 +53,11 @@ int cli_cmd_admin(const struct cli_ctx *x, int argc, char **argv)
     int ec = cli_connect(x, true, &c);
     if (ec)
         return ec;
+    /* A rebuild lists every fragment of the fabric before it answers: no idle timeout. */
+    if (rebuild && dyno_client_set_timeouts(c, 10000, 0, 0) < 0) {
+        ec = cli_fail(c, DYNO_EINVAL, "rebuild-metadata");
+        goto out;
+    }
     int rc = rebuild ? dyno_client_rebuild_metadata(c, &out) : dyno_client_repair_status(c, &out);
     if (rc < 0) {
         ec = cli_fail(c, rc, rebuild ? "rebuild-metadata" : "repair status");

@@ -162,6 +162,10 @@ class LostContainer(FabricCase):
         self.assertJsonError(r, 401)
         r = f.http("POST", "/v1/containers/..%2F/drain")
         self.assertJsonError(r, (400, 404))
+        r = f.http("POST", "/v1/containers/nosuch/drain")
+        self.assertJsonError(r, 404)
+        r = f.http("GET", "/v1/containers/c1/drain")
+        self.assertJsonError(r, 405)
 
 
 class Heal(FabricCase):

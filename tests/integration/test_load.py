@@ -23,7 +23,7 @@ THREADS = 16
 # (size, weight): mostly small, some multi-stripe
 SIZES = [(4 * KiB, 30), (60 * KiB, 15), (256 * KiB, 15), (1 * MiB, 15), (3 * MiB + 11, 10),
          (5 * MiB, 8), (8 * MiB, 7)]
-REQ_TIMEOUT = 120
+REQ_TIMEOUT = 120  # s: a request that hangs longer fails (and, at the end, counts as lost)
 
 
 class Stats:
@@ -70,7 +70,8 @@ class LoadUnderFaults(FabricCase):
         data = rnd.randbytes(size)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            r = self.fab.put_bytes(self.CAT, data, name="t%d-%d" % (tid, seq))
+            r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=t%d-%d" % (self.CAT, tid, seq),
+                              body=data, timeout=REQ_TIMEOUT)
         except (OSError, http.client.HTTPException):
             self.stats.inc("puts_failed")
             return None
@@ -90,7 +91,7 @@ class LoadUnderFaults(FabricCase):
     def check_get(self, key, sha, size, phase):
         """One GET; returns 'ok', 'failed' or 'wrong' (wrong is recorded)."""
         try:
-            r = self.fab.get_object(key)
+            r = self.fab.http("GET", "/v1/objects/" + key, timeout=REQ_TIMEOUT)
         except (OSError, http.client.HTTPException):
             return "failed"
         if r.status != 200:
@@ -142,6 +143,7 @@ class LoadUnderFaults(FabricCase):
         seq = 0
         while not self.stop.is_set():
             x = rnd.random()
+            failed = sum(self.stats.get(n) for n in ("puts_failed", "gets_failed", "evicts_failed"))
             try:
                 if x < 0.5 or len(own) < 2:
                     seq += 1
@@ -155,7 +157,9 @@ class LoadUnderFaults(FabricCase):
             except Exception as e:  # a harness bug must not hide: count it as a failure
                 self.stats.inc("client_exceptions")
                 self.stats.wrong.append("client %d: %r" % (tid, e))
-                time.sleep(0.1)
+            # like a real client, back off a little after an error (a fault is on)
+            if sum(self.stats.get(n) for n in ("puts_failed", "gets_failed", "evicts_failed")) > failed:
+                self.stop.wait(0.25)
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -211,7 +215,11 @@ class LoadUnderFaults(FabricCase):
         lost, wrong_end, flaky = [], 0, 0
         with self.lock:
             final = dict(self.acked)
+        final_deadline = time.monotonic() + 600  # the whole check; past it, unverified = lost
         for key, (sha, size) in final.items():
+            if time.monotonic() > final_deadline:
+                lost.append(key)
+                continue
             deadline = time.monotonic() + 60
             while True:
                 res = self.check_get(key, sha, size, "final")
