@@ -41,7 +41,7 @@ const char *dyno_agent_q(char *out, size_t cap, const char *s)
 }
 
 int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
-                 const struct dyno_agent_common *c, int argc, char **argv)
+                      const struct dyno_agent_common *c, int argc, char **argv)
 {
     char err[512] = "";
     char q[600];
@@ -55,7 +55,8 @@ int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopt
         return -1;
     }
     if (level < 0) {
-        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "log_level must be debug, info, warn or error"));
+        dyno_error("bad configuration", "error=%s",
+                   dyno_agent_q(q, sizeof(q), "log_level must be debug, info, warn or error"));
         return -1;
     }
     return 0;
@@ -162,11 +163,13 @@ int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_ag
     a->id = c->id;
     a->started_at = (int64_t)time(NULL);
     if (!dyno_valid_segment(c->id)) {
-        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "id must match [A-Za-z0-9._-]{1,64}"));
+        dyno_error("bad configuration", "error=%s",
+                   dyno_agent_q(q, sizeof(q), "id must match [A-Za-z0-9._-]{1,64}"));
         return DYNO_EINVAL;
     }
     if (c->broker_port < 1 || c->broker_port > 65535) {
-        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), "broker_port must be 1..65535"));
+        dyno_error("bad configuration", "error=%s",
+                   dyno_agent_q(q, sizeof(q), "broker_port must be 1..65535"));
         return DYNO_EINVAL;
     }
     snprintf(a->client_id, sizeof(a->client_id), "%s-%s", kind, c->id);

@@ -29,16 +29,18 @@ struct dyno_agent_common {
 
 /* Table entries of the common options for a config struct type T whose member c is the
  * struct dyno_agent_common; def_id is the per-kind default id. */
-#define DYNO_AGENT_COMMON_OPTS(T, c, def_id)                                                              \
-    {"id", DYNO_OPT_STR, offsetof(T, c.id), def_id, "instance id"},                                  \
-        {"broker_host", DYNO_OPT_STR, offsetof(T, c.broker_host), "127.0.0.1", "MQTT broker host"},  \
-        {"broker_port", DYNO_OPT_INT, offsetof(T, c.broker_port), "1883", "MQTT broker port"},       \
-        {"broker_cafile", DYNO_OPT_STR, offsetof(T, c.broker_cafile), NULL, "CA file: TLS to the broker"}, \
-        {"service_token_file", DYNO_OPT_STR, offsetof(T, c.service_token_file), NULL,                \
-         "service token file (broker password)"},                                                    \
-        {"public_key_file", DYNO_OPT_STR, offsetof(T, c.public_key_file), NULL,                      \
-         "Ed25519 public key to verify tokens"},                                                     \
-        {"log_level", DYNO_OPT_STR, offsetof(T, c.log_level), "info", "debug, info, warn, error"}
+#define DYNO_AGENT_COMMON_OPTS(T, c, def_id)                                                                 \
+    {"id", DYNO_OPT_STR, offsetof(T, c.id), def_id, "instance id"},                                          \
+        {"broker_host", DYNO_OPT_STR, offsetof(T, c.broker_host), "127.0.0.1", "MQTT broker host"},          \
+        {"broker_port", DYNO_OPT_INT, offsetof(T, c.broker_port), "1883", "MQTT broker port"},               \
+        {"broker_cafile", DYNO_OPT_STR, offsetof(T, c.broker_cafile), NULL, "CA file: TLS to the broker"},   \
+        {"service_token_file", DYNO_OPT_STR, offsetof(T, c.service_token_file), NULL,                        \
+         "service token file (broker password)"},                                                            \
+        {"public_key_file", DYNO_OPT_STR, offsetof(T, c.public_key_file), NULL,                              \
+         "Ed25519 public key to verify tokens"},                                                             \
+    {                                                                                                        \
+        "log_level", DYNO_OPT_STR, offsetof(T, c.log_level), "info", "debug, info, warn, error"              \
+    }
 
 struct dyno_agent {
     const char *kind; /* "metadata", ... (static string) */
@@ -63,7 +65,7 @@ struct dyno_agent {
  * should exit 0 (--help), -1 when it should exit 1 (the error is logged).
  */
 int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
-                 const struct dyno_agent_common *c, int argc, char **argv);
+                      const struct dyno_agent_common *c, int argc, char **argv);
 /* Blocks SIGINT and SIGTERM (agent_run waits for them) and ignores SIGPIPE. */
 int dyno_agent_block_signals(void);
 /* Checks the common options and creates the MQTT client (not started). 0 or DYNO_E* (logged). */

@@ -36,8 +36,8 @@ struct dyno_opt {
  * argv[0] is skipped. Returns 0; DYNO_EINVAL with a message in err for a bad file, flag or
  * value; 1 (not an error) when --help was given (the help text has been printed to stdout).
  */
-int dyno_config_parse(const struct dyno_opt *opts, size_t nopts, void *cfg, int argc, char **argv,
-                      char *err, size_t errlen);
+int dyno_config_parse(const struct dyno_opt *opts, size_t nopts, void *cfg, int argc, char **argv, char *err,
+                      size_t errlen);
 /* Frees the strings the parser allocated. */
 void dyno_config_free(const struct dyno_opt *opts, size_t nopts, void *cfg);
 /* Reads a whole small file (at most max bytes) into a malloc'd NUL-terminated string,

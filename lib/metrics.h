@@ -17,8 +17,14 @@ struct dyno_metric {
     _Atomic int64_t value;
 };
 
-static inline void dyno_metric_add(struct dyno_metric *m, int64_t v) { atomic_fetch_add(&m->value, v); }
-static inline void dyno_metric_set(struct dyno_metric *m, int64_t v) { atomic_store(&m->value, v); }
+static inline void dyno_metric_add(struct dyno_metric *m, int64_t v)
+{
+    atomic_fetch_add(&m->value, v);
+}
+static inline void dyno_metric_set(struct dyno_metric *m, int64_t v)
+{
+    atomic_store(&m->value, v);
+}
 /* Appends the text of n metrics to out. */
 int dyno_metrics_render(struct dyno_metric *m, size_t n, struct dyno_buf *out);
 #endif

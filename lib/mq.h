@@ -27,12 +27,12 @@
 struct dyno_mq;
 
 struct dyno_mq_opts {
-    const char *host;      /* default 127.0.0.1 */
-    int port;              /* default 1883 */
-    const char *client_id; /* required: [A-Za-z0-9._-], no + # / */
-    const char *username;  /* may be NULL */
-    const char *password;  /* a token; may be NULL; never logged */
-    const char *cafile;    /* non-NULL: TLS, verify the broker against this CA */
+    const char *host;         /* default 127.0.0.1 */
+    int port;                 /* default 1883 */
+    const char *client_id;    /* required: [A-Za-z0-9._-], no + # / */
+    const char *username;     /* may be NULL */
+    const char *password;     /* a token; may be NULL; never logged */
+    const char *cafile;       /* non-NULL: TLS, verify the broker against this CA */
     const char *will_topic;   /* may be NULL */
     const char *will_payload; /* retained, QoS 1 */
     int keepalive;            /* seconds, default 10 */

@@ -24,6 +24,5 @@ struct dyno_place_node {
  * DYNO_EUNAVAIL when fewer than n nodes qualify (nothing written); DYNO_EINVAL for n == 0.
  * Ties in UF break by id, so the result is deterministic.
  */
-int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint64_t share,
-               size_t *idx_out);
+int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint64_t share, size_t *idx_out);
 #endif

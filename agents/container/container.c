@@ -70,9 +70,10 @@ static const struct {
     [CM_BYTES_IN] = {"dyno_container_bytes_in_total", "Bytes received in PUT bodies", "counter"},
     [CM_BYTES_OUT] = {"dyno_container_bytes_out_total", "Bytes sent in GET bodies", "counter"},
     [CM_CACHE_HITS] = {"dyno_container_cache_hits_total", "GETs served from the memory cache", "counter"},
-    [CM_SCRUBBED_BYTES] = {"dyno_container_scrubbed_bytes_total", "Bytes re-read and verified by the scrubber",
-                           "counter"},
-    [CM_SCRUB_ERRORS] = {"dyno_container_scrub_errors_total", "Corrupt fragments found by the scrubber", "counter"},
+    [CM_SCRUBBED_BYTES] = {"dyno_container_scrubbed_bytes_total",
+                           "Bytes re-read and verified by the scrubber", "counter"},
+    [CM_SCRUB_ERRORS] = {"dyno_container_scrub_errors_total", "Corrupt fragments found by the scrubber",
+                         "counter"},
 };
 
 /* Quotes s for a logfmt field value ("..." with \" and \\ escaped, controls dropped). */

@@ -477,8 +477,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn, cons
     }
     if (strcmp(url, "/v1/fragments") == 0) {
         if (!get)
-            return container_http_error(conn, 0, DYNO_EMETHOD, MHD_HTTP_HEADER_ALLOW, "GET", "%s not allowed on %s",
-                                        method, url);
+            return container_http_error(conn, 0, DYNO_EMETHOD, MHD_HTTP_HEADER_ALLOW, "GET",
+                                        "%s not allowed on %s", method, url);
         const char *why = NULL;
         int rc = http_auth(c, conn, &why);
         if (rc)

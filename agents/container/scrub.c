@@ -49,8 +49,8 @@ int container_frag_inspect(struct container *c, const char *id, struct container
     if (info->size < DYNO_FRAG_HDR_SIZE + sizeof(tail))
         goto out;
     int io = scrub_read_full(c, r, 0, hdr, sizeof(hdr));
-    if (io == 0 && dyno_frag_hdr_decode(hdr, sizeof(hdr), &info->hdr) == 0 && strcmp(info->hdr.key, key) == 0 &&
-        info->hdr.index == index)
+    if (io == 0 && dyno_frag_hdr_decode(hdr, sizeof(hdr), &info->hdr) == 0 &&
+        strcmp(info->hdr.key, key) == 0 && info->hdr.index == index)
         info->hdr_ok = true;
     if (io == 0)
         io = scrub_read_full(c, r, info->size - sizeof(tail), tail, sizeof(tail));
@@ -329,8 +329,9 @@ static bool scrub_pass(struct container *c)
     }
     free(ids);
     if (go)
-        dyno_info("scrub pass done", "fragments=%llu corrupt=%llu bytes=%llu seconds=%.1f", (unsigned long long)frags,
-                  (unsigned long long)bad, (unsigned long long)ps.bytes, scrub_now() - ps.start);
+        dyno_info("scrub pass done", "fragments=%llu corrupt=%llu bytes=%llu seconds=%.1f",
+                  (unsigned long long)frags, (unsigned long long)bad, (unsigned long long)ps.bytes,
+                  scrub_now() - ps.start);
     return go;
 }
 

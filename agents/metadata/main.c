@@ -39,7 +39,8 @@ static const struct dyno_opt md_opts[] = {
      "seconds a container may stay offline before its fragments are rebuilt elsewhere"},
     {"repair_lease", DYNO_OPT_INT, offsetof(struct md_cfg, repair_lease), "120",
      "seconds a claimed repair task stays leased to its worker"},
-    {"repair_rate", DYNO_OPT_INT, offsetof(struct md_cfg, repair_rate), "20", "repair tasks handed out per second at most"},
+    {"repair_rate", DYNO_OPT_INT, offsetof(struct md_cfg, repair_rate), "20",
+     "repair tasks handed out per second at most"},
 };
 #define MD_NOPTS (sizeof(md_opts) / sizeof(md_opts[0]))
 
@@ -123,11 +124,13 @@ int main(int argc, char **argv)
         goto out;
     }
     if (cfg.repair_grace < 0 || cfg.repair_lease < 1 || cfg.repair_rate < 1) {
-        dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
+        dyno_error(
+            "bad configuration", "error=%s",
+            dyno_agent_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
         goto out;
     }
-    struct md_repair_cfg rcfg = {.grace = cfg.repair_grace, .lease = cfg.repair_lease, .rate = cfg.repair_rate};
+    struct md_repair_cfg rcfg = {
+        .grace = cfg.repair_grace, .lease = cfg.repair_lease, .rate = cfg.repair_rate};
     if (md_ctx_init(&ctx, cfg.db, &rcfg) != 0)
         goto out;
     ctx_ok = true;
@@ -146,7 +149,8 @@ int main(int argc, char **argv)
     if (dyno_agent_init(&agent, "metadata", &cfg.c) != 0)
         goto out;
     ctx.mq = agent.mq;
-    if (dyno_mq_subscribe(agent.mq, "dyno/v1/agents/container/+/status", 1, md_reg_on_status, &ctx.reg) != 0) {
+    if (dyno_mq_subscribe(agent.mq, "dyno/v1/agents/container/+/status", 1, md_reg_on_status, &ctx.reg) !=
+        0) {
         dyno_error("cannot set up MQTT subscriptions", NULL);
         goto out;
     }
@@ -160,9 +164,10 @@ int main(int argc, char **argv)
     house_started = true;
     if (dyno_agent_serve(&agent, NULL, md_rpc_methods, md_rpc_nmethods, &ctx, (int)cfg.rpc_threads) != 0)
         goto out;
-    dyno_info("serving", "db=%s containers=%zu rpc_threads=%lld repair_grace=%lld repair_lease=%lld repair_rate=%lld",
-              dyno_agent_q(q, sizeof(q), cfg.db), nknown, (long long)cfg.rpc_threads, (long long)cfg.repair_grace,
-              (long long)cfg.repair_lease, (long long)cfg.repair_rate);
+    dyno_info("serving",
+              "db=%s containers=%zu rpc_threads=%lld repair_grace=%lld repair_lease=%lld repair_rate=%lld",
+              dyno_agent_q(q, sizeof(q), cfg.db), nknown, (long long)cfg.rpc_threads,
+              (long long)cfg.repair_grace, (long long)cfg.repair_lease, (long long)cfg.repair_rate);
     dyno_agent_run(&agent, 30);
     ret = 0;
 out:

@@ -12,7 +12,7 @@
 #include "md_store.h"
 #include "mq.h"
 
-#define MD_REG_MAX 4096 /* containers remembered at most (bounds memory against a flood) */
+#define MD_REG_MAX 4096           /* containers remembered at most (bounds memory against a flood) */
 #define MD_STATUS_MAX (64 * 1024) /* largest status payload parsed */
 
 struct md_reg {

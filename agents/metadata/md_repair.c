@@ -41,7 +41,8 @@ static const char SQL_RP_CANDIDATES[] =
     " (r.key IS NULL OR (r.task_id IS NULL AND r.not_before <= ?1)"
     " OR (r.task_id IS NOT NULL AND r.lease_until <= ?1)) ORDER BY o.key LIMIT ?2";
 static const char SQL_RP_GET[] = "SELECT task_id, unrecoverable FROM repairs WHERE key = ?1";
-static const char SQL_RP_FRAGS[] = "SELECT idx, container, state, size FROM fragments WHERE key = ?1 ORDER BY idx";
+static const char SQL_RP_FRAGS[] =
+    "SELECT idx, container, state, size FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_RP_GARBAGE_OF[] = "SELECT container FROM garbage WHERE key = ?1";
 static const char SQL_RP_LEASE[] =
     "INSERT INTO repairs(key, task_id, worker, lease_until, not_before, unrecoverable)"
@@ -49,17 +50,21 @@ static const char SQL_RP_LEASE[] =
     " worker = excluded.worker, lease_until = excluded.lease_until, unrecoverable = 0";
 static const char SQL_RP_DEFER[] =
     "INSERT INTO repairs(key, not_before, unrecoverable) VALUES(?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET"
-    " task_id = NULL, worker = NULL, not_before = excluded.not_before, unrecoverable = excluded.unrecoverable";
-static const char SQL_RP_TARGET_ADD[] = "INSERT INTO repair_targets(key, idx, container, size) VALUES(?1, ?2, ?3, ?4)";
-static const char SQL_RP_TARGET_GET[] = "SELECT container, size FROM repair_targets WHERE key = ?1 AND idx = ?2";
+    " task_id = NULL, worker = NULL, not_before = excluded.not_before, unrecoverable = "
+    "excluded.unrecoverable";
+static const char SQL_RP_TARGET_ADD[] =
+    "INSERT INTO repair_targets(key, idx, container, size) VALUES(?1, ?2, ?3, ?4)";
+static const char SQL_RP_TARGET_GET[] =
+    "SELECT container, size FROM repair_targets WHERE key = ?1 AND idx = ?2";
 static const char SQL_RP_TARGET_DEL[] = "DELETE FROM repair_targets WHERE key = ?1 AND idx = ?2";
 static const char SQL_RP_GARBAGE_ADD[] =
     "INSERT OR IGNORE INTO garbage(key, idx, container, size, since) VALUES(?1, ?2, ?3, ?4, ?5)";
-static const char SQL_RP_FRAG_ROW[] = "SELECT container, state, size FROM fragments WHERE key = ?1 AND idx = ?2";
+static const char SQL_RP_FRAG_ROW[] =
+    "SELECT container, state, size FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_RP_FRAG_MOVE[] =
     "UPDATE fragments SET container = ?3, state = 'ok', size = ?4 WHERE key = ?1 AND idx = ?2";
-static const char SQL_RP_COUNTER_ADD[] =
-    "INSERT INTO counters(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value";
+static const char SQL_RP_COUNTER_ADD[] = "INSERT INTO counters(name, value) VALUES(?1, ?2) ON CONFLICT(name) "
+                                         "DO UPDATE SET value = value + excluded.value";
 static const char SQL_RP_DRAIN_ADD[] = "INSERT OR IGNORE INTO drains(id, since) VALUES(?1, ?2)";
 static const char SQL_RP_STATUS[] =
     "SELECT (SELECT COUNT(*) FROM objects WHERE state = 'degraded'),"
@@ -81,7 +86,8 @@ static const char SQL_GC_GARBAGE[] =
 static const char SQL_GC_DELETING[] =
     "SELECT f.key, f.idx, f.container FROM objects o JOIN fragments f ON f.key = o.key"
     " WHERE o.state = 'deleting' ORDER BY o.key, f.idx";
-static const char SQL_GC_DROP_GARBAGE[] = "DELETE FROM garbage WHERE key = ?1 AND idx = ?2 AND container = ?3";
+static const char SQL_GC_DROP_GARBAGE[] =
+    "DELETE FROM garbage WHERE key = ?1 AND idx = ?2 AND container = ?3";
 static const char SQL_GC_DROP_FRAG[] =
     "DELETE FROM fragments WHERE key = ?1 AND idx = ?2 AND container = ?3 AND EXISTS"
     " (SELECT 1 FROM objects o WHERE o.key = ?1 AND o.state = 'deleting')";
@@ -100,7 +106,8 @@ static const char SQL_RS_DROP_OBJ[] = "DELETE FROM objects WHERE key = ?1";
 static const char SQL_RS_INSERT[] =
     "INSERT INTO objects(key, catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-static const char SQL_RS_FRAG[] = "INSERT INTO fragments(key, idx, container, size, state) VALUES(?1, ?2, ?3, ?4, ?5)";
+static const char SQL_RS_FRAG[] =
+    "INSERT INTO fragments(key, idx, container, size, state) VALUES(?1, ?2, ?3, ?4, ?5)";
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -403,8 +410,9 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
             if (observed_since > 0 && now - since >= r->cfg.grace) {
                 rc = rp_mark(db, nd->id, "ok", "lost", events, &count);
                 if (rc == SQLITE_OK && count > 0)
-                    dyno_warn("container offline past the grace period: fragments lost", "id=%s fragments=%lld offline_for=%lld",
-                              nd->id, (long long)count, (long long)(now - since));
+                    dyno_warn("container offline past the grace period: fragments lost",
+                              "id=%s fragments=%lld offline_for=%lld", nd->id, (long long)count,
+                              (long long)(now - since));
             }
         } else {
             rc = rp_flip_back(db, nd->id, draining, events, &count);
@@ -471,7 +479,8 @@ static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool 
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state, int64_t size)
+static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
+                       int64_t size)
 {
     cJSON *f = cJSON_CreateObject();
     if (!f)
@@ -801,7 +810,8 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         goto sql;
     if (!leased) {
-        snprintf(err, errlen, "task %s of %s is not leased (expired and handed out again, or done)", task_id, key);
+        snprintf(err, errlen, "task %s of %s is not leased (expired and handed out again, or done)", task_id,
+                 key);
         ret = DYNO_ECONFLICT;
         goto out;
     }
@@ -850,7 +860,8 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             goto sql;
         if (!tcont[0] || strcmp(tcont, x->container) != 0) {
-            snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container, task_id);
+            snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container,
+                     task_id);
             ret = DYNO_EINVAL;
             goto out;
         }
@@ -930,8 +941,8 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     if (rc != SQLITE_OK)
         goto sql;
     rp_events_flush(pend, events);
-    dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key, task_id,
-              cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
+    dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key,
+              task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     cJSON_AddStringToObject(out, "key", key);
     cJSON_AddStringToObject(out, "state", healed ? "committed" : "degraded");
     *result = out;
@@ -998,8 +1009,8 @@ sql:
     return md__sqlerr(db, rc, err, errlen);
 }
 
-int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now, cJSON *events,
-                    cJSON **result, char *err, size_t errlen)
+int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now,
+                    cJSON *events, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     if (!md_nodes_find(nodes, id)) {
@@ -1037,7 +1048,8 @@ int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *
 
 /* ---- gc.claim, gc.complete ---------------------------------------------------------------- */
 
-static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *container, const struct md_nodes *nodes)
+static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *container,
+                       const struct md_nodes *nodes)
 {
     cJSON *it = cJSON_CreateObject();
     if (!it)
@@ -1122,8 +1134,8 @@ static int rp_gc_drop(struct md_db *db, const char *sql, const struct md_gc_item
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size_t n, cJSON **result, char *err,
-                          size_t errlen)
+int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size_t n, cJSON **result,
+                          char *err, size_t errlen)
 {
     *result = NULL;
     int64_t removed = 0, objs = 0;
@@ -1270,8 +1282,8 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
     return SQLITE_OK;
 }
 
-int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_t n, int64_t now, cJSON **result,
-                      char *err, size_t errlen)
+int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_t n, int64_t now,
+                      cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     cJSON *res = cJSON_CreateObject();

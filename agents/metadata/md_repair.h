@@ -98,8 +98,8 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
 
 /* container.drain: marks id draining and its ok fragments 'draining' (objects degraded).
  * DYNO_ENOTFOUND when the registry does not know id. Idempotent. */
-int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now, cJSON *events,
-                    cJSON **result, char *err, size_t errlen);
+int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now,
+                    cJSON *events, cJSON **result, char *err, size_t errlen);
 
 /* gc.claim: up to limit (1..MD_GC_MAX) items {key, index, container, url} on online containers:
  * rows of the garbage table and fragments of deleting objects. */
@@ -115,8 +115,8 @@ struct md_gc_item {
 
 /* gc.complete: drops the rows of ok items (and a deleting object's row with its last
  * fragment); result {removed, objects_removed}. */
-int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size_t n, cJSON **result, char *err,
-                          size_t errlen);
+int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size_t n, cJSON **result,
+                          char *err, size_t errlen);
 
 struct md_restore_frag {
     int index;
@@ -143,6 +143,6 @@ struct md_restore_obj {
  * order they arrive in (the loser's rows are dropped, its fragment files are left alone).
  * Result {restored:[key], skipped:[key], conflicts:[{key, catalog, name, kept}]}.
  */
-int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_t n, int64_t now, cJSON **result,
-                      char *err, size_t errlen);
+int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_t n, int64_t now,
+                      cJSON **result, char *err, size_t errlen);
 #endif

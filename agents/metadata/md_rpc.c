@@ -14,7 +14,7 @@
 #include "log.h"
 #include "names.h"
 
-#define MD_FRAGS_MAX 256 /* fragment entries in one request (index is a u8) */
+#define MD_FRAGS_MAX 256               /* fragment entries in one request (index is a u8) */
 #define MD_SIZE_MAX (INT64_C(1) << 53) /* exact in a JSON number */
 
 int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_cfg *repair)
@@ -172,14 +172,14 @@ static bool lower_hex(const char *s, size_t len)
 }
 
 /* Runs fn with the thread's connection and, when want_nodes, a registry snapshot. */
-#define WITH_DB(ctx, db, err, errlen)                                                                 \
-    struct md_db *db;                                                                                 \
-    do {                                                                                              \
-        int _rc = md_ctx_db(ctx, &db);                                                                \
-        if (_rc != 0) {                                                                               \
-            snprintf(err, errlen, "metadata database unavailable");                                   \
-            return _rc;                                                                               \
-        }                                                                                             \
+#define WITH_DB(ctx, db, err, errlen)                                                                        \
+    struct md_db *db;                                                                                        \
+    do {                                                                                                     \
+        int _rc = md_ctx_db(ctx, &db);                                                                       \
+        if (_rc != 0) {                                                                                      \
+            snprintf(err, errlen, "metadata database unavailable");                                          \
+            return _rc;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static int snapshot(struct md_ctx *ctx, struct md_nodes *nodes, char *err, size_t errlen)
@@ -204,7 +204,8 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
     if (name && !cJSON_IsNull(name)) {
         r.name = cJSON_IsString(name) ? name->valuestring : NULL;
         if (!dyno_valid_name(r.name)) {
-            snprintf(err, errlen, "name must be 1..255 bytes of UTF-8 without '/', '\\' or control characters");
+            snprintf(err, errlen,
+                     "name must be 1..255 bytes of UTF-8 without '/', '\\' or control characters");
             return DYNO_EINVAL;
         }
     }
@@ -531,8 +532,8 @@ static int h_repair_complete(void *arg, const cJSON *req, cJSON **result, char *
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    rc = md_repair_complete(&ctx->repair, db, id, key, res, (size_t)n, (int64_t)time(NULL), events, result, err,
-                            errlen);
+    rc = md_repair_complete(&ctx->repair, db, id, key, res, (size_t)n, (int64_t)time(NULL), events, result,
+                            err, errlen);
     md_rpc_emit(ctx, events);
     cJSON_Delete(events);
     return rc;
@@ -642,8 +643,8 @@ static bool p_sha256(const char *s)
 }
 
 /* Parses one object.restore entry into o, its fragments into f (MD_FRAGS_MAX entries). */
-static int p_restore_obj(const cJSON *it, int i, struct md_restore_obj *o, struct md_restore_frag *f, char *owner,
-                         char *err, size_t errlen)
+static int p_restore_obj(const cJSON *it, int i, struct md_restore_obj *o, struct md_restore_frag *f,
+                         char *owner, char *err, size_t errlen)
 {
     int64_t v;
     int rc;
@@ -759,14 +760,22 @@ out:
 }
 
 const struct dyno_rpc_method md_rpc_methods[] = {
-    {"object.begin", h_begin},       {"object.commit", h_commit},
-    {"object.abort", h_abort},       {"object.get", h_get},
-    {"object.list", h_list},         {"object.evict", h_evict},
-    {"object.purge", h_purge},       {"object.report", h_report},
-    {"object.restore", h_restore},   {"container.list", h_containers},
-    {"container.drain", h_drain},    {"catalog.stats", h_stats},
-    {"repair.claim", h_repair_claim}, {"repair.complete", h_repair_complete},
-    {"repair.status", h_repair_status}, {"gc.claim", h_gc_claim},
+    {"object.begin", h_begin},
+    {"object.commit", h_commit},
+    {"object.abort", h_abort},
+    {"object.get", h_get},
+    {"object.list", h_list},
+    {"object.evict", h_evict},
+    {"object.purge", h_purge},
+    {"object.report", h_report},
+    {"object.restore", h_restore},
+    {"container.list", h_containers},
+    {"container.drain", h_drain},
+    {"catalog.stats", h_stats},
+    {"repair.claim", h_repair_claim},
+    {"repair.complete", h_repair_complete},
+    {"repair.status", h_repair_status},
+    {"gc.claim", h_gc_claim},
     {"gc.complete", h_gc_complete},
 };
 const size_t md_rpc_nmethods = sizeof(md_rpc_methods) / sizeof(md_rpc_methods[0]);

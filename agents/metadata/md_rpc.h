@@ -17,11 +17,11 @@ struct md_ctx {
     const char *db_path;
     struct md_reg reg;
     struct md_repair repair;
-    struct dyno_mq *mq; /* set before serving: events go to pubsub through it */
-    pthread_key_t dbkey; /* this thread's struct md_db */
-    pthread_mutex_t mu;  /* guards dbs */
+    struct dyno_mq *mq;     /* set before serving: events go to pubsub through it */
+    pthread_key_t dbkey;    /* this thread's struct md_db */
+    pthread_mutex_t mu;     /* guards dbs */
     pthread_mutex_t writer; /* one write transaction at a time (md_db_share_writer) */
-    struct md_db **dbs;  /* every connection opened, closed by md_ctx_fini */
+    struct md_db **dbs;     /* every connection opened, closed by md_ctx_fini */
     size_t ndbs, capdbs;
 };
 

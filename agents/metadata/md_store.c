@@ -31,7 +31,7 @@ struct md_db {
         sqlite3_stmt *st;
     } cache[MD_STMT_CACHE];
     size_t ncache;
-    bool relaxed; /* PRAGMA synchronous=NORMAL is in force (object.begin), else FULL */
+    bool relaxed;            /* PRAGMA synchronous=NORMAL is in force (object.begin), else FULL */
     pthread_mutex_t *writer; /* shared by the process's connections, or NULL (md_db_share_writer) */
     bool writing;            /* this connection holds writer */
 };
@@ -54,25 +54,25 @@ struct md_db {
 #define FRAG_USED(R) "CASE WHEN " R ".state IN " OCC_STATES " THEN " R ".size ELSE 0 END"
 #define FRAG_COUNTS(R) R ".state IN " OCC_STATES
 #define FRAG_REPAIRING(R) R ".state IN " MD__NEEDS_REPAIR
-#define USAGE_ADD(cont, used, frags, repairing, garbage)                                                   \
-    "INSERT INTO usage(container, used, fragments, repairing, garbage) VALUES(" cont ", " used ", " frags  \
-    ", " repairing ", " garbage ") ON CONFLICT(container) DO UPDATE SET used = used + excluded.used,"      \
-    " fragments = fragments + excluded.fragments, repairing = repairing + excluded.repairing,"             \
+#define USAGE_ADD(cont, used, frags, repairing, garbage)                                                     \
+    "INSERT INTO usage(container, used, fragments, repairing, garbage) VALUES(" cont ", " used ", " frags    \
+    ", " repairing ", " garbage ") ON CONFLICT(container) DO UPDATE SET used = used + excluded.used,"        \
+    " fragments = fragments + excluded.fragments, repairing = repairing + excluded.repairing,"               \
     " garbage = garbage + excluded.garbage;"
-#define USAGE_FRAG(R, sign)                                                                                \
-    USAGE_ADD(R ".container", sign "(" FRAG_USED(R) ")", sign "(" FRAG_COUNTS(R) ")",                      \
+#define USAGE_FRAG(R, sign)                                                                                  \
+    USAGE_ADD(R ".container", sign "(" FRAG_USED(R) ")", sign "(" FRAG_COUNTS(R) ")",                        \
               sign "(" FRAG_REPAIRING(R) ")", "0")
 #define USAGE_ROW(R, sign, garbage) USAGE_ADD(R ".container", sign R ".size", "0", "0", garbage)
 
 /* The usage table recomputed from the rows: the migration fills it with this, and the unit
  * tests check the triggers against it. */
-#define USAGE_RECOMPUTE                                                                                    \
-    "SELECT container, SUM(used) AS used, SUM(fragments) AS fragments, SUM(repairing) AS repairing,"       \
-    " SUM(garbage) AS garbage FROM ("                                                                      \
-    "SELECT container, " FRAG_USED("f") " AS used, " FRAG_COUNTS("f") " AS fragments, "                    \
-    FRAG_REPAIRING("f") " AS repairing, 0 AS garbage FROM fragments f"                                     \
-    " UNION ALL SELECT container, size, 0, 0, 1 FROM garbage"                                              \
-    " UNION ALL SELECT container, size, 0, 0, 0 FROM repair_targets) GROUP BY container"
+#define USAGE_RECOMPUTE                                                                                      \
+    "SELECT container, SUM(used) AS used, SUM(fragments) AS fragments, SUM(repairing) AS repairing,"         \
+    " SUM(garbage) AS garbage FROM ("                                                                        \
+    "SELECT container, " FRAG_USED("f") " AS used, " FRAG_COUNTS("f") " AS fragments, " FRAG_REPAIRING(      \
+        "f") " AS repairing, 0 AS garbage FROM fragments f"                                                  \
+             " UNION ALL SELECT container, size, 0, 0, 1 FROM garbage"                                       \
+             " UNION ALL SELECT container, size, 0, 0, 0 FROM repair_targets) GROUP BY container"
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS containers("
@@ -114,34 +114,39 @@ static const char *const SCHEMA_USAGE[] = {
     "CREATE TABLE IF NOT EXISTS usage("
     " container TEXT PRIMARY KEY, used INTEGER NOT NULL DEFAULT 0, fragments INTEGER NOT NULL DEFAULT 0,"
     " repairing INTEGER NOT NULL DEFAULT 0, garbage INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
-    "CREATE TRIGGER IF NOT EXISTS usage_frag_ins AFTER INSERT ON fragments BEGIN " USAGE_FRAG("NEW", "+") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_frag_del AFTER DELETE ON fragments BEGIN " USAGE_FRAG("OLD", "-") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_frag_ins AFTER INSERT ON fragments BEGIN " USAGE_FRAG("NEW",
+                                                                                              "+") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_frag_del AFTER DELETE ON fragments BEGIN " USAGE_FRAG("OLD",
+                                                                                              "-") " END;",
     "CREATE TRIGGER IF NOT EXISTS usage_frag_upd AFTER UPDATE OF container, state, size ON fragments"
     " WHEN OLD.container IS NOT NEW.container OR OLD.state IS NOT NEW.state OR OLD.size IS NOT NEW.size"
     " BEGIN " USAGE_FRAG("OLD", "-") USAGE_FRAG("NEW", "+") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_garbage_ins AFTER INSERT ON garbage BEGIN "
-    USAGE_ROW("NEW", "+", "1") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_garbage_del AFTER DELETE ON garbage BEGIN "
-    USAGE_ROW("OLD", "-", "-1") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_garbage_upd AFTER UPDATE OF container, size ON garbage BEGIN "
-    USAGE_ROW("OLD", "-", "-1") USAGE_ROW("NEW", "+", "1") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_target_ins AFTER INSERT ON repair_targets BEGIN "
-    USAGE_ROW("NEW", "+", "0") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_target_del AFTER DELETE ON repair_targets BEGIN "
-    USAGE_ROW("OLD", "-", "0") " END;",
-    "CREATE TRIGGER IF NOT EXISTS usage_target_upd AFTER UPDATE OF container, size ON repair_targets BEGIN "
-    USAGE_ROW("OLD", "-", "0") USAGE_ROW("NEW", "+", "0") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_ins AFTER INSERT ON garbage BEGIN " USAGE_ROW("NEW", "+",
+                                                                                              "1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_del AFTER DELETE ON garbage BEGIN " USAGE_ROW("OLD", "-",
+                                                                                              "-1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_garbage_upd AFTER UPDATE OF container, size ON garbage "
+    "BEGIN " USAGE_ROW("OLD", "-", "-1") USAGE_ROW("NEW", "+", "1") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_ins AFTER INSERT ON repair_targets BEGIN " USAGE_ROW(
+        "NEW", "+", "0") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_del AFTER DELETE ON repair_targets BEGIN " USAGE_ROW(
+        "OLD", "-", "0") " END;",
+    "CREATE TRIGGER IF NOT EXISTS usage_target_upd AFTER UPDATE OF container, size ON repair_targets "
+    "BEGIN " USAGE_ROW("OLD", "-", "0") USAGE_ROW("NEW", "+", "0") " END;",
 };
 
 /* A database made before the usage table: fill it once from the rows. */
 static const char SQL_USAGE_FILL[] =
-    "DELETE FROM usage; INSERT INTO usage(container, used, fragments, repairing, garbage) " USAGE_RECOMPUTE ";";
+    "DELETE FROM usage; INSERT INTO usage(container, used, fragments, repairing, garbage) " USAGE_RECOMPUTE
+    ";";
 
 /* Containers whose usage row differs from the recomputation (an all-zero row = no row). */
 static const char SQL_USAGE_DRIFT[] =
-    "SELECT COUNT(DISTINCT container) FROM (SELECT * FROM (SELECT container, used, fragments, repairing, garbage FROM usage"
+    "SELECT COUNT(DISTINCT container) FROM (SELECT * FROM (SELECT container, used, fragments, repairing, "
+    "garbage FROM usage"
     " EXCEPT " USAGE_RECOMPUTE ") WHERE used OR fragments OR repairing OR garbage"
-    " UNION ALL SELECT * FROM (" USAGE_RECOMPUTE " EXCEPT SELECT container, used, fragments, repairing, garbage"
+    " UNION ALL SELECT * FROM (" USAGE_RECOMPUTE
+    " EXCEPT SELECT container, used, fragments, repairing, garbage"
     " FROM usage) WHERE used OR fragments OR repairing OR garbage)";
 
 static const char SQL_SYNC_FULL[] = "PRAGMA synchronous=FULL";
@@ -171,9 +176,8 @@ static const char SQL_SAME_NAME[] =
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
     "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
-static const char SQL_LIST[] =
-    "SELECT key, name, size, sha256, k, m, created_at FROM objects"
-    " WHERE catalog = ?1 AND name > ?2 AND " VISIBLE " ORDER BY name LIMIT ?3";
+static const char SQL_LIST[] = "SELECT key, name, size, sha256, k, m, created_at FROM objects"
+                               " WHERE catalog = ?1 AND name > ?2 AND " VISIBLE " ORDER BY name LIMIT ?3";
 static const char SQL_FRAG_DELETE[] = "DELETE FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_FRAG_MISSING_DROP[] = "DELETE FROM fragments WHERE key = ?1 AND state = 'missing'";
 static const char SQL_FRAG_GARBAGE[] = "UPDATE fragments SET state = 'garbage' WHERE key = ?1";
@@ -182,10 +186,10 @@ static const char SQL_OBJ_DELETE[] = "DELETE FROM objects WHERE key = ?1";
 static const char SQL_STATS[] =
     "SELECT ?1 AS catalog, COUNT(*) AS objects, COALESCE(SUM(size),0) AS bytes FROM objects"
     " WHERE catalog = ?1 AND " VISIBLE;
-static const char SQL_REAP_FRAGS[] =
-    "UPDATE fragments SET state = 'garbage' WHERE key IN"
-    " (SELECT key FROM objects WHERE state = 'pending' AND created_at < ?1)";
-static const char SQL_REAP_OBJS[] = "UPDATE objects SET state = 'deleting' WHERE state = 'pending' AND created_at < ?1";
+static const char SQL_REAP_FRAGS[] = "UPDATE fragments SET state = 'garbage' WHERE key IN"
+                                     " (SELECT key FROM objects WHERE state = 'pending' AND created_at < ?1)";
+static const char SQL_REAP_OBJS[] =
+    "UPDATE objects SET state = 'deleting' WHERE state = 'pending' AND created_at < ?1";
 static const char SQL_CT_SAVE[] =
     "INSERT INTO containers(id, url, site, state, capacity, last_seen, reported_used, fragments)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET url = excluded.url,"
@@ -356,10 +360,11 @@ int md_db_open(const char *path, struct md_db **out)
         return DYNO_ENOMEM;
     /* FULL by default: an acknowledged object survives a kill -9 or a power cut. One
      * connection per thread (md_ctx_db), so SQLite's own mutex is not needed. */
-    const struct dyno_db_opts o = {.name = "metadata",
-                                   .schema = "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" MD_WAL_BACKSTOP ";",
-                                   .sync = DYNO_DB_SYNC_FULL,
-                                   .one_thread = true};
+    const struct dyno_db_opts o = {
+        .name = "metadata",
+        .schema = "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" MD_WAL_BACKSTOP ";",
+        .sync = DYNO_DB_SYNC_FULL,
+        .one_thread = true};
     int rc = dyno_db_open(path, &o, &db->d);
     if (rc != 0) {
         free(db);
@@ -613,8 +618,8 @@ static int insert_object(struct md_db *db, const char *key, const struct md_begi
     return md__step0(st);
 }
 
-int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes,
-                   int64_t now, cJSON **result, char *err, size_t errlen)
+int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes, int64_t now,
+                   cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     int k = r->replica ? 1 : r->k;
@@ -767,8 +772,8 @@ static int same_name(struct md_db *db, const struct md__obj *o, const char *key,
 
 /* The checks of object.commit on the pending object o; 0 or DYNO_EINVAL with err filled.
  * ok and sizes receive, per index < n, whether the fragment is stored and its size. */
-static int commit_frags(const struct md__obj *o, int64_t size, const struct md_commit_frag *frags, size_t nfrags,
-                        bool ok[256], int64_t sizes[256], char *err, size_t errlen)
+static int commit_frags(const struct md__obj *o, int64_t size, const struct md_commit_frag *frags,
+                        size_t nfrags, bool ok[256], int64_t sizes[256], char *err, size_t errlen)
 {
     int n = md__obj_n(o);
     if (o->size >= 0 && size != o->size) {
@@ -944,20 +949,20 @@ out:
     return ret;
 }
 
-int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                   char *err, size_t errlen)
+int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                   size_t errlen)
 {
     return to_deleting(db, key, true, nodes, result, err, errlen);
 }
 
-int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                   char *err, size_t errlen)
+int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                   size_t errlen)
 {
     return to_deleting(db, key, false, nodes, result, err, errlen);
 }
 
-int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                 char *err, size_t errlen)
+int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                 size_t errlen)
 {
     *result = NULL;
     cJSON *o = NULL;
@@ -1024,8 +1029,8 @@ static int drop_frags(struct md_db *db, const char *key, const int *deleted, siz
     return rc;
 }
 
-int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted,
-                   cJSON **result, char *err, size_t errlen)
+int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted, cJSON **result,
+                   char *err, size_t errlen)
 {
     *result = NULL;
     int ret = 0;
@@ -1180,7 +1185,8 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         dyno_json_add_i64(c, "capacity", nd->capacity);
         dyno_json_add_i64(c, "used", u.used);
         dyno_json_add_i64(c, "free", nd->capacity > u.used ? nd->capacity - u.used : 0);
-        cJSON_AddNumberToObject(c, "utilization", nd->capacity > 0 ? (double)u.used / (double)nd->capacity : 0.0);
+        cJSON_AddNumberToObject(c, "utilization",
+                                nd->capacity > 0 ? (double)u.used / (double)nd->capacity : 0.0);
         dyno_json_add_i64(c, "fragments", u.fragments);
         dyno_json_add_i64(c, "repairing", u.repairing);
         dyno_json_add_i64(c, "garbage", u.garbage);
@@ -1196,8 +1202,7 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
     return 0;
 }
 
-int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err,
-                           size_t errlen)
+int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     sqlite3_stmt *st;

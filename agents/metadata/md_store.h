@@ -1,8 +1,8 @@
 /*
  * The metadata store: objects, fragments and containers in SQLite through lib/db.h (WAL,
  * synchronous=FULL, so an acknowledged commit survives kill -9 and a power cut; only
- * object.begin's invisible pending rows are written with synchronous=NORMAL). Pure logic over one connection: no MQTT, no
- * clock (callers pass now), so a unit test can drive it with an in-memory or temp database.
+ * object.begin's invisible pending rows are written with synchronous=NORMAL). Pure logic over one connection:
+ * no MQTT, no clock (callers pass now), so a unit test can drive it with an in-memory or temp database.
  *
  * Usage accounting is exact: a container's used bytes are the sum of the sizes of its
  * fragment rows that occupy or may occupy space there: 'ok' (including the reservations of
@@ -83,8 +83,8 @@ struct md_begin_req {
 };
 
 /* Places and records a pending object (result: key, unit, fragments). */
-int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes,
-                   int64_t now, cJSON **result, char *err, size_t errlen);
+int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes, int64_t now,
+                   cJSON **result, char *err, size_t errlen);
 
 struct md_commit_frag {
     int index;
@@ -98,21 +98,21 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
                     const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
                     int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
-int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                   char *err, size_t errlen);
+int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                   size_t errlen);
 /* A committed or degraded object, else DYNO_ENOTFOUND. */
-int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                 char *err, size_t errlen);
+int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                 size_t errlen);
 /* after may be NULL; 1 <= limit <= 1000. */
 int md_store_list(struct md_db *db, const char *catalog, const char *after, int limit, cJSON **result,
                   char *err, size_t errlen);
 /* Committed or degraded -> deleting; result: fragments to delete. */
-int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result,
-                   char *err, size_t errlen);
+int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
+                   size_t errlen);
 /* Drops the deleted fragment rows of a deleting object; the rest become garbage, and the
  * object row goes with its last fragment. */
-int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted,
-                   cJSON **result, char *err, size_t errlen);
+int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t ndeleted, cJSON **result,
+                   char *err, size_t errlen);
 /* problem: "crc" (fragment bad) or "missing"; the object becomes degraded. container: NULL,
  * or the container the reporter read from: when the fragment's row names another container
  * (the report is about a stale copy), or when the fragment is already missing or already in
@@ -125,8 +125,7 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
  * container, "repairing" (its fragments waiting for repair) and "garbage" (rows to delete). */
 int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **result, char *err,
                         size_t errlen);
-int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err,
-                           size_t errlen);
+int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err, size_t errlen);
 /* Pending objects created before cutoff become deleting (their fragments garbage). */
 int md_store_reap(struct md_db *db, int64_t cutoff, int *count);
 

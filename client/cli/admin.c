@@ -66,11 +66,12 @@ int cli_cmd_admin(const struct cli_ctx *x, int argc, char **argv)
     if (x->json || repair) {
         cli_print_json(out, x->json);
     } else {
-        printf("restored %lld objects (%lld fragments) from %lld containers; %lld already known, %lld corrupt "
-               "fragments, %lld name conflicts, %lld containers not listed\n",
-               cli_admin_num(out, "objects"), cli_admin_num(out, "fragments"), cli_admin_num(out, "containers"),
-               cli_admin_num(out, "skipped"), cli_admin_num(out, "corrupt"), cli_admin_num(out, "conflicts"),
-               cli_admin_num(out, "unreachable"));
+        printf(
+            "restored %lld objects (%lld fragments) from %lld containers; %lld already known, %lld corrupt "
+            "fragments, %lld name conflicts, %lld containers not listed\n",
+            cli_admin_num(out, "objects"), cli_admin_num(out, "fragments"), cli_admin_num(out, "containers"),
+            cli_admin_num(out, "skipped"), cli_admin_num(out, "corrupt"), cli_admin_num(out, "conflicts"),
+            cli_admin_num(out, "unreachable"));
     }
 out:
     cJSON_Delete(out);

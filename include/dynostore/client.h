@@ -275,17 +275,17 @@ typedef int (*dyno_client_ready_fn)(void *arg, int session_present);
 #define DYNO_CLIENT_SESSION_EXPIRY_DEFAULT 86400 /* seconds */
 
 struct dyno_subscribe_opts {
-    const char *broker;    /* "mqtt://host:port" (default port 1883) or "mqtts://host:port"
-                            * (8883): required */
-    const char *cafile;    /* mqtts: CA bundle; NULL = the client's (dyno_client_set_cafile),
-                            * else the system's */
-    const char *client_id; /* NULL: a random id and a clean session. Else a persistent session
-                            * under this id (1..64 bytes, no '+', '#', '/'; ids of the form
-                            * <kind>-<id> are reserved for services): clean start off, and the
-                            * broker keeps the subscriptions and queues QoS 1 events while the
-                            * client is away, for session_expiry seconds */
-    long session_expiry;   /* 0 = DYNO_CLIENT_SESSION_EXPIRY_DEFAULT */
-    int keepalive;         /* seconds, 0 = 60 */
+    const char *broker;            /* "mqtt://host:port" (default port 1883) or "mqtts://host:port"
+                                    * (8883): required */
+    const char *cafile;            /* mqtts: CA bundle; NULL = the client's (dyno_client_set_cafile),
+                                    * else the system's */
+    const char *client_id;         /* NULL: a random id and a clean session. Else a persistent session
+                                    * under this id (1..64 bytes, no '+', '#', '/'; ids of the form
+                                    * <kind>-<id> are reserved for services): clean start off, and the
+                                    * broker keeps the subscriptions and queues QoS 1 events while the
+                                    * client is away, for session_expiry seconds */
+    long session_expiry;           /* 0 = DYNO_CLIENT_SESSION_EXPIRY_DEFAULT */
+    int keepalive;                 /* seconds, 0 = 60 */
     dyno_client_ready_fn on_ready; /* may be NULL */
     /* Checked at least once a second (set it from a signal handler to stop): when non-zero,
      * the call disconnects and returns 0. May be NULL. */
@@ -309,8 +309,9 @@ struct dyno_subscribe_opts {
  * DYNO_EFORBIDDEN (subscription refused: no read access), DYNO_EUNAVAIL (the first connection
  * failed), DYNO_EINVAL (bad arguments, no token, or a token whose claims cannot be read).
  */
-DYNO_CLIENT_WUR int dyno_client_subscribe(dyno_client *c, const char *catalog, const struct dyno_subscribe_opts *opts,
-                                          dyno_client_event_fn fn, void *arg);
+DYNO_CLIENT_WUR int dyno_client_subscribe(dyno_client *c, const char *catalog,
+                                          const struct dyno_subscribe_opts *opts, dyno_client_event_fn fn,
+                                          void *arg);
 
 /* ---- fabric and identity ----------------------------------------------------------------- */
 

@@ -96,8 +96,8 @@ static void put(struct fx *f, const char *name, char key[33])
 {
     char err[256];
     cJSON *res = NULL;
-    struct md_begin_req r = {.catalog = "alice/c", .name = name, .owner = "alice", .size = 3000, .k = 3, .m = 2,
-                             .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = name, .owner = "alice", .size = 3000, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
     snprintf(key, 33, "%s", dyno_json_str(res, "key"));
     cJSON_Delete(res);
@@ -135,8 +135,9 @@ static const char *frag_at(struct fx *f, const char *key, int idx)
 {
     static char out[80];
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(f->db->db, "SELECT container, state FROM fragments WHERE key=?1 AND idx=?2",
-                                        -1, &st, NULL),
+    assert_int_equal(sqlite3_prepare_v2(f->db->db,
+                                        "SELECT container, state FROM fragments WHERE key=?1 AND idx=?2", -1,
+                                        &st, NULL),
                      SQLITE_OK);
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, idx);
@@ -150,9 +151,9 @@ static const char *frag_at(struct fx *f, const char *key, int idx)
 static int idx_on(struct fx *f, const char *key, const char *id)
 {
     sqlite3_stmt *st;
-    assert_int_equal(
-        sqlite3_prepare_v2(f->db->db, "SELECT idx FROM fragments WHERE key=?1 AND container=?2", -1, &st, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(f->db->db, "SELECT idx FROM fragments WHERE key=?1 AND container=?2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
@@ -302,7 +303,8 @@ static void test_claim_complete_gc(void **state)
     assert_int_equal(cJSON_GetObjectItem(t, "lease_until")->valueint, T0 + 61 + 120);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(t, "sources")), 4); /* c1 is offline */
     const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "sources")) assert_string_not_equal(dyno_json_str(s, "container"), "c1");
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "sources"))
+        assert_string_not_equal(dyno_json_str(s, "container"), "c1");
     cJSON *reb = cJSON_GetObjectItem(t, "rebuild");
     assert_int_equal(cJSON_GetArraySize(reb), 1);
     const cJSON *r0 = cJSON_GetArrayItem(reb, 0);
@@ -384,7 +386,8 @@ static void test_lease_expiry(void **state)
     /* The garbage of the first lease never names the live location. */
     assert_int_equal(md_repair_gc_claim(f->db, &f->nodes, 100, &res, err, sizeof(err)), 0);
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(res, "items")) assert_string_not_equal(dyno_json_str(it, "container"), tb);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(res, "items"))
+        assert_string_not_equal(dyno_json_str(it, "container"), tb);
     cJSON_Delete(res);
     cJSON_Delete(a);
     cJSON_Delete(b);
@@ -493,19 +496,23 @@ static void test_drain(void **state)
     go_online(f, 6);
     go_online(f, 7);
     cJSON *res;
-    assert_int_equal(md_repair_drain(f->db, &f->nodes, "nope", T0, f->events, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    assert_int_equal(md_repair_drain(f->db, &f->nodes, "nope", T0, f->events, &res, err, sizeof(err)),
+                     DYNO_ENOTFOUND);
     assert_int_equal(md_repair_drain(f->db, &f->nodes, "c2", T0, f->events, &res, err, sizeof(err)), 0);
     assert_int_equal(cJSON_GetObjectItem(res, "fragments")->valueint, 2);
     cJSON_Delete(res);
-    assert_int_equal(q1(f, "SELECT COUNT(*) FROM fragments WHERE container='c2' AND state <> 'draining'", NULL, NULL), 0);
+    assert_int_equal(
+        q1(f, "SELECT COUNT(*) FROM fragments WHERE container='c2' AND state <> 'draining'", NULL, NULL), 0);
     assert_string_equal(obj_state(f, a), "degraded");
     assert_string_equal(obj_state(f, b), "degraded");
     assert_int_equal(events_of(f, "object.degraded"), 2);
     /* Placement skips a draining container. */
-    struct md_begin_req r = {.catalog = "alice/c", .name = "c", .owner = "alice", .size = 10, .k = 3, .m = 3, .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = "c", .owner = "alice", .size = 10, .k = 3, .m = 3, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
     const cJSON *fr;
-    cJSON_ArrayForEach(fr, cJSON_GetObjectItem(res, "fragments")) assert_string_not_equal(dyno_json_str(fr, "container"), "c2");
+    cJSON_ArrayForEach(fr, cJSON_GetObjectItem(res, "fragments"))
+        assert_string_not_equal(dyno_json_str(fr, "container"), "c2");
     cJSON_Delete(res);
     assert_int_equal(md_store_containers(f->db, &f->nodes, &res, err, sizeof(err)), 0);
     const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "containers"), 1);
@@ -518,7 +525,8 @@ static void test_drain(void **state)
     assert_non_null(t);
     int found = 0;
     const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "sources")) found += strcmp(dyno_json_str(s, "container"), "c2") == 0;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(t, "sources")) found +=
+        strcmp(dyno_json_str(s, "container"), "c2") == 0;
     assert_int_equal(found, 1);
     const cJSON *tg = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "rebuild"), 0);
     assert_string_not_equal(dyno_json_str(tg, "container"), "c2");
@@ -554,7 +562,8 @@ static void test_gc_never_live(void **state)
     cJSON_Delete(res);
     assert_int_equal(md_store_report(f->db, c, 0, "crc", NULL, f->events, &res, err, sizeof(err)), 0);
     cJSON_Delete(res);
-    struct md_begin_req r = {.catalog = "alice/c", .name = "p", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = "p", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0 + 64, &res, err, sizeof(err)), 0);
     cJSON_Delete(res);
     assert_int_equal(md_repair_gc_claim(f->db, &f->nodes, 1000, &res, err, sizeof(err)), 0);
@@ -576,16 +585,18 @@ static void test_gc_never_live(void **state)
             same_idx = q1(f, q, k, dyno_json_str(it, "container"));
         }
         assert_int_equal(same_idx, 0);
-        assert_true(strcmp(k, b) == 0 || q1(f, "SELECT COUNT(*) FROM garbage WHERE key=?1 AND container=?2", k,
-                                            dyno_json_str(it, "container")) == 1);
+        assert_true(strcmp(k, b) == 0 || q1(f, "SELECT COUNT(*) FROM garbage WHERE key=?1 AND container=?2",
+                                            k, dyno_json_str(it, "container")) == 1);
     }
     /* Completing them drops the evicted object with its last fragment. */
     struct md_gc_item gi[16];
     int n = 0;
     cJSON_ArrayForEach(it, items)
     {
-        gi[n] = (struct md_gc_item){.key = dyno_json_str(it, "key"), .index = cJSON_GetObjectItem(it, "index")->valueint,
-                                    .container = dyno_json_str(it, "container"), .ok = true};
+        gi[n] = (struct md_gc_item){.key = dyno_json_str(it, "key"),
+                                    .index = cJSON_GetObjectItem(it, "index")->valueint,
+                                    .container = dyno_json_str(it, "container"),
+                                    .ok = true};
         n++;
     }
     cJSON *res2;
@@ -613,7 +624,8 @@ static void test_report(void **state)
     cJSON_Delete(res);
     assert_string_equal(frag_at(f, key, ix), "c2/bad");
     assert_string_equal(obj_state(f, key), "degraded");
-    assert_int_equal(md_store_report(f->db, key, idx_on(f, key, "c3"), "crc", NULL, f->events, &res, err, sizeof(err)), 0);
+    assert_int_equal(
+        md_store_report(f->db, key, idx_on(f, key, "c3"), "crc", NULL, f->events, &res, err, sizeof(err)), 0);
     cJSON_Delete(res);
     assert_int_equal(events_of(f, "object.degraded"), 1);
     /* Both bad fragments are rebuilt on the spares; the bad copies become garbage. */
@@ -636,8 +648,17 @@ static void restore_one(struct fx *f, const char *key, const char *name, cJSON *
     struct md_restore_frag fr[5];
     for (int i = 0; i < 5; i++)
         fr[i] = (struct md_restore_frag){.index = i, .container = f->v[i].id, .size = -1};
-    struct md_restore_obj o = {.key = key, .catalog = "bob/x", .name = name, .owner = "bob", .sha256 = SHA,
-                               .size = 3000, .k = 3, .m = 2, .unit = 1024, .frags = fr, .nfrags = 4};
+    struct md_restore_obj o = {.key = key,
+                               .catalog = "bob/x",
+                               .name = name,
+                               .owner = "bob",
+                               .sha256 = SHA,
+                               .size = 3000,
+                               .k = 3,
+                               .m = 2,
+                               .unit = 1024,
+                               .frags = fr,
+                               .nfrags = 4};
     assert_int_equal(md_repair_restore(f->db, &o, 1, T0, res, err, sizeof(err)), 0);
 }
 
@@ -659,7 +680,8 @@ static void test_restore(void **state)
     /* Same name, greater key: it wins over the restored one, in any order. */
     restore_one(f, k2, "n", &res);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "conflicts")), 1);
-    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "conflicts"), 0), "kept"), k2);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "conflicts"), 0), "kept"),
+                        k2);
     cJSON_Delete(res);
     restore_one(f, k1, "n", &res);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "restored")), 0);
@@ -671,7 +693,8 @@ static void test_restore(void **state)
     cJSON_Delete(res);
     /* An object committed by a put always wins. */
     char key[33];
-    struct md_begin_req r = {.catalog = "bob/x", .name = "p", .owner = "bob", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "bob/x", .name = "p", .owner = "bob", .size = 10, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
     snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
     cJSON_Delete(res);
@@ -681,7 +704,8 @@ static void test_restore(void **state)
     assert_int_equal(md_store_commit(f->db, key, 10, SHA, cf, 5, &f->nodes, T0, &res, err, sizeof(err)), 0);
     cJSON_Delete(res);
     restore_one(f, "ffffffffffffffffffffffffffffffff", "p", &res);
-    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "conflicts"), 0), "kept"), key);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "conflicts"), 0), "kept"),
+                        key);
     cJSON_Delete(res);
     assert_string_equal(obj_state(f, key), "committed");
 }
@@ -696,8 +720,8 @@ static void test_usage_exact(void **state)
     cJSON *res = NULL;
     assert_usage_exact(f);
     /* begin: each of c1..c5 reserves one fragment of the layout. */
-    struct md_begin_req r = {.catalog = "alice/c", .name = "p", .owner = "alice", .size = 3000, .k = 3, .m = 2,
-                             .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = "p", .owner = "alice", .size = 3000, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
     snprintf(p, sizeof(p), "%s", dyno_json_str(res, "key"));
     cJSON_Delete(res);
@@ -786,8 +810,10 @@ static void test_usage_exact(void **state)
     {
         if (n == 64)
             break;
-        gi[n++] = (struct md_gc_item){.key = dyno_json_str(it, "key"), .index = cJSON_GetObjectItem(it, "index")->valueint,
-                                      .container = dyno_json_str(it, "container"), .ok = true};
+        gi[n++] = (struct md_gc_item){.key = dyno_json_str(it, "key"),
+                                      .index = cJSON_GetObjectItem(it, "index")->valueint,
+                                      .container = dyno_json_str(it, "container"),
+                                      .ok = true};
     }
     assert_true(n > 0);
     cJSON *res2 = NULL;
@@ -808,12 +834,14 @@ static void test_usage_exact(void **state)
     assert_usage_exact(f);
     /* The check can fail: a counter off by one byte is drift. */
     int64_t drift = 0;
-    assert_int_equal(sqlite3_exec(f->db->db, "UPDATE usage SET used = used + 1 WHERE container = 'c1'", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(f->db->db, "UPDATE usage SET used = used + 1 WHERE container = 'c1'", NULL, NULL, NULL),
+        SQLITE_OK);
     assert_int_equal(md__usage_drift(f->db, &drift), SQLITE_OK);
     assert_int_equal(drift, 1);
-    assert_int_equal(sqlite3_exec(f->db->db, "UPDATE usage SET used = used - 1 WHERE container = 'c1'", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(f->db->db, "UPDATE usage SET used = used - 1 WHERE container = 'c1'", NULL, NULL, NULL),
+        SQLITE_OK);
 }
 
 int main(void)

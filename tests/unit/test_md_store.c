@@ -10,7 +10,6 @@
 #include <cmocka.h>
 #include <string.h>
 
-
 /* The store is compiled in so the test can reach its static helpers. */
 #include "../../agents/metadata/md_store.c"
 
@@ -64,8 +63,8 @@ static cJSON *put(struct fx *f, const char *name, int64_t size, int64_t now)
 {
     char err[256];
     cJSON *res = NULL;
-    struct md_begin_req r = {.catalog = "alice/c", .name = name, .owner = "alice", .size = size, .k = 3, .m = 2,
-                             .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = name, .owner = "alice", .size = size, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, now, &res, err, sizeof(err)), 0);
     char key[33];
     snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
@@ -74,7 +73,8 @@ static cJSON *put(struct fx *f, const char *name, int64_t size, int64_t now)
     struct md_commit_frag fr[5];
     for (int i = 0; i < 5; i++)
         fr[i] = (struct md_commit_frag){.index = i, .ok = true, .size = -1};
-    assert_int_equal(md_store_commit(f->db, key, size, SHA, fr, 5, &f->nodes, now + 1, &res, err, sizeof(err)), 0);
+    assert_int_equal(
+        md_store_commit(f->db, key, size, SHA, fr, 5, &f->nodes, now + 1, &res, err, sizeof(err)), 0);
     return res;
 }
 
@@ -84,7 +84,8 @@ static void test_unavailable_changes_nothing(void **state)
     char err[256];
     cJSON *res = NULL;
     f->v[4].online = false; /* 4 online */
-    struct md_begin_req r = {.catalog = "alice/c", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
     assert_string_equal(err, "need 5 containers online with room, 4 online");
     assert_null(res);
@@ -120,8 +121,8 @@ static void test_bad_commit_changes_nothing(void **state)
     struct fx *f = *state;
     char err[256];
     cJSON *res = NULL;
-    struct md_begin_req r = {.catalog = "alice/c", .name = "y", .owner = "alice", .size = 10, .k = 3, .m = 2,
-                             .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = "y", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
     char key[33];
     snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
@@ -135,8 +136,10 @@ static void test_bad_commit_changes_nothing(void **state)
                      DYNO_EINVAL);
     assert_int_equal(md_store_get(f->db, key, &f->nodes, &res, err, sizeof(err)), DYNO_ENOTFOUND);
     /* Still pending: a good commit with one missing fragment is degraded. */
-    struct md_commit_frag good[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, false, -1}};
-    assert_int_equal(md_store_commit(f->db, key, 10, SHA, good, 5, &f->nodes, 101, &res, err, sizeof(err)), 0);
+    struct md_commit_frag good[5] = {
+        {0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, false, -1}};
+    assert_int_equal(md_store_commit(f->db, key, 10, SHA, good, 5, &f->nodes, 101, &res, err, sizeof(err)),
+                     0);
     assert_string_equal(dyno_json_str(res, "state"), "degraded");
     cJSON_Delete(res);
 }
@@ -188,7 +191,8 @@ static void test_list_pages(void **state)
         cJSON_Delete(put(f, names[i], 1, 100));
     cJSON *res = NULL;
     assert_int_equal(md_store_list(f->db, "alice/c", NULL, 2, &res, err, sizeof(err)), 0);
-    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "objects"), 0), "name"), "a");
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "objects"), 0), "name"),
+                        "a");
     assert_string_equal(dyno_json_str(res, "next"), "b");
     cJSON_Delete(res);
     assert_int_equal(md_store_list(f->db, "alice/c", "c", 2, &res, err, sizeof(err)), 0);
@@ -207,8 +211,8 @@ static void test_reap(void **state)
     struct fx *f = *state;
     char err[256];
     cJSON *res = NULL;
-    struct md_begin_req r = {.catalog = "alice/c", .owner = "alice", .size = 10, .m = 2, .replica = true,
-                             .unit = 1024};
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 10, .m = 2, .replica = true, .unit = 1024};
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 1000, &res, err, sizeof(err)), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 3);
     char key[33];
