@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,13 +103,29 @@ static void container_fatal(const char *what)
     dyno_error("cannot start", "error=%s", container_quote(what, q, sizeof(q)));
 }
 
+uint64_t container_free(struct container *c, uint64_t used)
+{
+    uint64_t cap = (uint64_t)c->cfg.capacity;
+    uint64_t free_bytes = used >= cap ? 0 : cap - used;
+    /* The configured capacity is a promise the disk may not keep (a shared or small
+     * filesystem): report what is really left, so placement stops choosing a full disk. */
+    struct statvfs vfs;
+    if (statvfs(c->cfg.dir, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+        if (avail < free_bytes)
+            free_bytes = avail;
+    }
+    return free_bytes;
+}
+
 int container_reserve(struct container *c, uint64_t n, uint64_t credit)
 {
     uint64_t used = 0;
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     store_usage(c->store, &used, NULL);
-    if (used + c->reserved + n > (uint64_t)c->cfg.capacity + credit)
+    if (used + c->reserved + n > (uint64_t)c->cfg.capacity + credit ||
+        c->reserved + n > container_free(c, used) + credit)
         rc = DYNO_ENOSPC;
     else
         c->reserved += n;
@@ -240,7 +257,7 @@ static int container_publish_status(struct container *c, bool online)
             cJSON_AddStringToObject(o, "site", c->cfg.site ? c->cfg.site : "");
             dyno_json_add_i64(o, "capacity", (int64_t)cap);
             dyno_json_add_i64(o, "used", (int64_t)used);
-            dyno_json_add_i64(o, "free", used >= cap ? 0 : (int64_t)(cap - used));
+            dyno_json_add_i64(o, "free", (int64_t)container_free(c, used));
             dyno_json_add_i64(o, "fragments", (int64_t)frags);
             text = dyno_json_print(o, &len);
         }

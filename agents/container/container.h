@@ -100,6 +100,9 @@ void container_http_stop(struct container *c);
 
 /* Reserves n more bytes of capacity for a put in flight, given the bytes already reserved by
  * it; credit: bytes of the fragment it replaces. DYNO_ENOSPC when they do not fit. */
+/* Bytes that can still be stored: the configured capacity left, or the filesystem's free
+ * space when that is smaller. Any thread. */
+uint64_t container_free(struct container *c, uint64_t used);
 int container_reserve(struct container *c, uint64_t n, uint64_t credit);
 void container_unreserve(struct container *c, uint64_t n);
 /* Refreshes the usage gauges from the store. */

@@ -126,7 +126,7 @@ static enum MHD_Result http_health(struct container *c, struct MHD_Connection *c
     cJSON_AddStringToObject(o, "state", "online");
     dyno_json_add_i64(o, "capacity", (int64_t)cap);
     dyno_json_add_i64(o, "used", (int64_t)used);
-    dyno_json_add_i64(o, "free", used >= cap ? 0 : (int64_t)(cap - used));
+    dyno_json_add_i64(o, "free", (int64_t)container_free(c, used));
     dyno_json_add_i64(o, "fragments", (int64_t)frags);
     enum MHD_Result ret = dyno_http_reply_json(conn, MHD_HTTP_OK, o);
     cJSON_Delete(o);

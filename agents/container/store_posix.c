@@ -65,7 +65,8 @@ static int posix_write_all(int fd, const void *data, size_t len)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return DYNO_EIO;
+            /* A full disk is the client's 507, not an I/O failure. */
+            return errno == ENOSPC || errno == EDQUOT ? DYNO_ENOSPC : DYNO_EIO;
         }
         p += n;
         len -= (size_t)n;
@@ -243,10 +244,11 @@ static int posix_put_commit(struct store_put *p, uint64_t *size, uint64_t *old_s
     if (rc)
         goto fail;
     int frc = fsync(p->fd);
+    int ferr = errno;
     int crc = close(p->fd);
     p->fd = -1;
     if (frc != 0 || crc != 0) {
-        rc = DYNO_EIO;
+        rc = frc != 0 && (ferr == ENOSPC || ferr == EDQUOT) ? DYNO_ENOSPC : DYNO_EIO;
         goto fail;
     }
     if (posix_subdir(s, p->id, sub, sizeof(sub)) || posix_path(s, p->id, path, sizeof(path))) {
@@ -324,7 +326,8 @@ static int posix_read_at(struct store_read *r, uint64_t off, void *buf, size_t l
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return DYNO_EIO;
+            /* A full disk is the client's 507, not an I/O failure. */
+            return errno == ENOSPC || errno == EDQUOT ? DYNO_ENOSPC : DYNO_EIO;
         }
         if (n == 0)
             break;

@@ -71,6 +71,7 @@ static struct md_node *lookup(struct md_reg *r, const char *id, bool create)
     r->n++;
     memset(&r->v[lo], 0, sizeof(r->v[lo]));
     snprintf(r->v[lo].id, sizeof(r->v[lo].id), "%s", id);
+    r->v[lo].reported_free = -1;
     return &r->v[lo];
 }
 
@@ -131,7 +132,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
     cJSON *j = NULL;
     bool online = false;
     const char *url = NULL, *site = NULL;
-    int64_t capacity = 0, used = 0, frags = 0;
+    int64_t capacity = 0, used = 0, frags = 0, free_bytes = -1;
     if (msg->len > 0) {
         int rc = dyno_json_parse(msg->payload, msg->len, MD_STATUS_MAX, &j);
         if (rc != 0 || !cJSON_IsObject(j)) {
@@ -162,6 +163,8 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
                 used = 0;
             if (dyno_json_i64(j, "fragments", &frags) != 0 || frags < 0)
                 frags = 0;
+            if (dyno_json_i64(j, "free", &free_bytes) != 0 || free_bytes < 0)
+                free_bytes = -1;
         }
     }
     pthread_mutex_lock(&r->mu);
@@ -177,6 +180,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
             snprintf(nd->site, sizeof(nd->site), "%s", site ? site : "");
             nd->capacity = capacity;
             nd->reported_used = used;
+            nd->reported_free = free_bytes;
             nd->reported_fragments = frags;
             nd->last_seen = (int64_t)time(NULL);
         }

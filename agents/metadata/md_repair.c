@@ -597,7 +597,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
         if (u.draining)
             continue;
         int64_t used = u.used;
-        uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
+        uint64_t cap = md_node_capacity(nd, used > 0 ? (uint64_t)used : 0);
         if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
             room++;
         pn[cnt++] = (struct dyno_place_node){

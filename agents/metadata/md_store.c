@@ -422,6 +422,14 @@ static int cmp_node(const void *a, const void *b)
     return strcmp(((const struct md_node *)a)->id, ((const struct md_node *)b)->id);
 }
 
+uint64_t md_node_capacity(const struct md_node *nd, uint64_t used)
+{
+    uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
+    if (nd->reported_free >= 0 && used + (uint64_t)nd->reported_free < cap)
+        cap = used + (uint64_t)nd->reported_free;
+    return cap;
+}
+
 const struct md_node *md_nodes_find(const struct md_nodes *nodes, const char *id)
 {
     if (!nodes || !nodes->n || !id)
@@ -658,8 +666,8 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
         if (u.draining)
             continue;
         online++;
-        uint64_t cap = nd->capacity > 0 ? (uint64_t)nd->capacity : 0;
         uint64_t used = u.used > 0 ? (uint64_t)u.used : 0;
+        uint64_t cap = md_node_capacity(nd, used);
         if (cap >= used && cap - used >= share)
             room++;
         pn[count] = (struct dyno_place_node){
@@ -1184,7 +1192,12 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         cJSON_AddBoolToObject(c, "online", nd->online);
         dyno_json_add_i64(c, "capacity", nd->capacity);
         dyno_json_add_i64(c, "used", u.used);
-        dyno_json_add_i64(c, "free", nd->capacity > u.used ? nd->capacity - u.used : 0);
+        {
+            /* free as placement sees it: a full disk shows 0 even below its capacity */
+            uint64_t used = u.used > 0 ? (uint64_t)u.used : 0;
+            uint64_t room = md_node_capacity(nd, used);
+            dyno_json_add_i64(c, "free", room > used ? (int64_t)(room - used) : 0);
+        }
         cJSON_AddNumberToObject(c, "utilization",
                                 nd->capacity > 0 ? (double)u.used / (double)nd->capacity : 0.0);
         dyno_json_add_i64(c, "fragments", u.fragments);
@@ -1292,6 +1305,7 @@ int md_store_load_containers(struct md_db *db, struct md_node **out, size_t *n)
         nd->capacity = sqlite3_column_int64(st, 3);
         nd->last_seen = sqlite3_column_int64(st, 4);
         nd->reported_used = sqlite3_column_int64(st, 5);
+        nd->reported_free = -1; /* unknown until its next status */
         nd->reported_fragments = sqlite3_column_int64(st, 6);
         count++;
     }

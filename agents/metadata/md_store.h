@@ -39,12 +39,18 @@ struct md_node {
     char url[MD_URL_MAX + 1];
     int64_t capacity;
     int64_t reported_used;
+    int64_t reported_free; /* what the container says it can still store; -1 unknown */
     int64_t reported_fragments;
     int64_t last_seen;
     int64_t offline_since; /* when it was last seen going offline (0: online or unknown) */
     bool online;
     bool dirty; /* registry bookkeeping: not yet written to SQLite */
 };
+
+/* Capacity placement may plan with: the configured capacity, lowered to used + what the
+ * container reports free when its disk has less room than configured (used is metadata's
+ * exact accounting). Placement then skips a container whose disk is full. */
+uint64_t md_node_capacity(const struct md_node *nd, uint64_t used);
 
 /* A snapshot of the registry, sorted by id (md_nodes_find bsearches it). */
 struct md_nodes {

@@ -37,7 +37,8 @@ static int setup(void **state)
         snprintf(f.v[i].url, sizeof(f.v[i].url), "http://127.0.0.1:%d", 40001 + i);
         snprintf(f.v[i].site, sizeof(f.v[i].site), "s%d", i);
         f.v[i].capacity = 1000000;
-        f.v[i].online = i < 5; /* puts land on c1..c5; c6, c7 are spares */
+        f.v[i].reported_free = -1; /* no status yet: the configured capacity counts */
+        f.v[i].online = i < 5;     /* puts land on c1..c5; c6, c7 are spares */
     }
     f.nodes.v = f.v;
     f.nodes.n = NODES;

@@ -32,7 +32,8 @@ static int setup(void **state)
         snprintf(f.v[i].url, sizeof(f.v[i].url), "http://127.0.0.1:%d", 40001 + i);
         snprintf(f.v[i].site, sizeof(f.v[i].site), "s%d", i % 3);
         f.v[i].capacity = 1000000;
-        f.v[i].online = i < 5; /* c6 offline */
+        f.v[i].reported_free = -1; /* no status yet: the configured capacity counts */
+        f.v[i].online = i < 5;     /* c6 offline */
     }
     f.nodes.v = f.v;
     f.nodes.n = 6;
@@ -92,6 +93,28 @@ static void test_unavailable_changes_nothing(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(used_of(f, f->v[i].id), 0);
     f->v[4].online = true;
+}
+
+/* A container whose disk is fuller than its configured capacity says (its status reports
+ * little free space) is skipped by placement, and named in the error when it is needed. */
+static void test_full_disk_is_skipped(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    f->v[5].online = true;      /* six online */
+    f->v[2].reported_free = 10; /* c3's disk is nearly full */
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 5000, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    cJSON *fr;
+    cJSON_ArrayForEach(fr, cJSON_GetObjectItem(res, "fragments"))
+        assert_string_not_equal(dyno_json_str(fr, "container"), "c3");
+    cJSON_Delete(res);
+    f->v[5].online = false; /* five online, one of them full: no room for five fragments */
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_non_null(strstr(err, "4 with room"));
+    f->v[2].reported_free = -1;
 }
 
 static void test_begin_commit_get_usage(void **state)
@@ -233,6 +256,7 @@ int main(void)
     dyno_log_init("test", DYNO_LOG_ERROR + 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_evict_purge, setup, teardown),
