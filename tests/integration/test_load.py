@@ -167,12 +167,15 @@ class LoadUnderFaults(FabricCase):
         f = self.fab
         conts = f.container_names()
         broker = (f.names("broker") or ["mosquitto"])[0]
-        metadata = f.names("metadata")[0]
+        # kill -9 of every kind of process: a container every other fault, and in between
+        # the broker, metadata, the gateway, pubsub and auth in turn
+        others = [("broker", broker, 2), ("metadata", f.names("metadata")[0], 2),
+                  ("gateway", f.names("gateway")[0], 2), ("pubsub", f.names("pubsub")[0], 2),
+                  ("auth", f.names("auth")[0], 2)]
         plan = []
         for i in range(100):
             plan.append(("container", conts[i % len(conts)], 12 if i % 3 == 2 else 4))
-            plan.append(("broker", broker, 2))
-            plan.append(("metadata", metadata, 2))
+            plan.append(others[i % len(others)])
         rnd = random.Random(7)
         time.sleep(5)  # some objects first
         for kind, name, down in plan:
