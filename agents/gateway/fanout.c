@@ -3,9 +3,10 @@
  * connection (one MHD thread), so nothing here is shared between threads; its connection
  * cache keeps container connections alive across the requests of a keep-alive client.
  *
- * The put and get paths own their transfers (struct gw_xfer embedded in their stream
- * structs) and their callbacks; this file sets the common options, drives the multi and
- * records which transfers finished.
+ * The get path and repair's reads own their transfers (struct gw_xfer embedded in their
+ * stream structs) and their callbacks; this file sets the common options, drives the multi
+ * and records which transfers finished. Fragments sent to containers (put.c, repair.c) use
+ * the upload streams here: record framing, the read callback and the pump that drives them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +121,6 @@ void gw_xfer_resume(struct gw_xfer *x)
 {
     if (x->easy && x->running && x->paused) {
         x->paused = false;
-        x->last_ms = gw_now_ms();
         /* May call our read/write callback right away, which may pause again. */
         curl_easy_pause(x->easy, CURLPAUSE_CONT);
     }
@@ -189,12 +189,164 @@ void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap)
         snprintf(out, cap, "no progress in time");
 }
 
+/* ---- upload streams ---- */
+
+static size_t gw_upload_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct gw_upload *u = arg;
+    size_t cap = size * nitems, o = 0;
+    while (o < cap && u->iseg < u->nseg) {
+        struct gw_seg *g = &u->seg[u->iseg];
+        size_t take = g->len - u->off;
+        if (take > cap - o)
+            take = cap - o;
+        memcpy(buf + o, g->p + u->off, take);
+        o += take;
+        u->off += take;
+        if (u->off == g->len) {
+            u->iseg++;
+            u->off = 0;
+        }
+    }
+    if (o > 0) {
+        u->x.last_ms = gw_now_ms();
+        return o;
+    }
+    if (u->eof)
+        return 0;
+    /* Nothing yet: curl has sent all it had; the next record resumes us. */
+    u->x.paused = true;
+    return CURL_READFUNC_PAUSE;
+}
+
 static size_t gw_discard(char *p, size_t size, size_t n, void *arg)
 {
     (void)p;
     (void)arg;
-    return size * n;
+    return size * n; /* a container's answer to a PUT or DELETE: the status code is what counts */
 }
+
+int gw_upload_open(struct gw *gw, struct gw_conn *conn, struct gw_upload *u, const char *url, int64_t size)
+{
+    int rc = gw_xfer_open(gw, conn, &u->x, url);
+    if (rc) {
+        snprintf(u->why, sizeof(u->why), "cannot create a transfer");
+        return rc;
+    }
+    CURL *e = u->x.easy;
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, gw_upload_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, u);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_discard);
+    /* Known size: containers check their capacity up front; else chunked. */
+    if (size >= 0)
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+    u->live = true;
+    if ((rc = gw_xfer_start(conn, &u->x)) != 0) {
+        u->live = false;
+        gw_xfer_close(conn, &u->x);
+        snprintf(u->why, sizeof(u->why), "cannot start a transfer");
+    }
+    return rc;
+}
+
+void gw_upload_record(struct gw_upload *u, bool first, const uint8_t *payload, size_t ulen,
+                      const uint8_t *suf)
+{
+    dyno_frag_rec_prefix((uint32_t)ulen, u->pre);
+    if (suf)
+        memcpy(u->suf, suf, sizeof(u->suf));
+    else
+        dyno_frag_rec_suffix(payload, ulen, u->suf);
+    u->nseg = u->iseg = 0;
+    u->off = 0;
+    if (first)
+        u->seg[u->nseg++] = (struct gw_seg){u->hdr, DYNO_FRAG_HDR_SIZE};
+    u->seg[u->nseg++] = (struct gw_seg){u->pre, sizeof(u->pre)};
+    u->seg[u->nseg++] = (struct gw_seg){payload, ulen};
+    u->seg[u->nseg++] = (struct gw_seg){u->suf, sizeof(u->suf)};
+}
+
+void gw_upload_tail(struct gw_upload *u, bool first, const uint8_t *tail, size_t len)
+{
+    u->nseg = u->iseg = 0;
+    u->off = 0;
+    if (first)
+        u->seg[u->nseg++] = (struct gw_seg){u->hdr, DYNO_FRAG_HDR_SIZE};
+    u->seg[u->nseg++] = (struct gw_seg){tail, len};
+    u->eof = true;
+}
+
+int gw_upload_live(const struct gw_upload_set *set)
+{
+    int live = 0;
+    for (int i = 0; i < set->n; i++)
+        live += set->up[i].live;
+    return live;
+}
+
+void gw_upload_fail(const struct gw_upload_set *set, struct gw_upload *u, const char *why)
+{
+    if (!u->live)
+        return;
+    u->live = false;
+    snprintf(u->why, sizeof(u->why), "%s", why);
+    gw_xfer_close(set->conn, &u->x);
+    if (set->on_fail)
+        set->on_fail(set->arg, u);
+}
+
+static bool gw_upload_pending(const struct gw_upload *u)
+{
+    return u->iseg < u->nseg;
+}
+
+int gw_upload_pump(const struct gw_upload_set *set, bool final)
+{
+    int64_t now = gw_now_ms();
+    for (int i = 0; i < set->n; i++) {
+        struct gw_upload *u = &set->up[i];
+        if (u->live && u->x.paused && (gw_upload_pending(u) || u->eof)) {
+            u->x.last_ms = now; /* new work: the no-progress clock starts now */
+            gw_xfer_resume(&u->x);
+        }
+    }
+    for (;;) {
+        bool busy = false;
+        now = gw_now_ms();
+        for (int i = 0; i < set->n; i++) {
+            struct gw_upload *u = &set->up[i];
+            if (!u->live || u->stored)
+                continue;
+            if (u->x.done) {
+                if (final && u->x.result == CURLE_OK && u->x.status >= 200 && u->x.status < 300 &&
+                    !gw_upload_pending(u)) {
+                    u->stored = true;
+                    gw_xfer_close(set->conn, &u->x);
+                } else {
+                    char why[200];
+                    gw_xfer_reason(&u->x, why, sizeof(why));
+                    gw_upload_fail(set, u, why);
+                }
+                continue;
+            }
+            /* Drained = all segments taken and curl came back for more (so its own
+             * buffer went out to the socket): the container works while we read. */
+            if (final || gw_upload_pending(u) || !u->x.paused) {
+                busy = true;
+                if (now - u->x.last_ms > set->timeout_ms)
+                    gw_upload_fail(set, u, "no progress in time");
+            }
+        }
+        if (gw_upload_live(set) < set->need)
+            return DYNO_EUNAVAIL;
+        if (!busy)
+            return 0;
+        gw_fanout_step(set->conn, 50);
+    }
+}
+
+/* ---- deletes ---- */
 
 int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
                      const char *const *url, int n, bool *deleted)

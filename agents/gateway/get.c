@@ -14,6 +14,7 @@
  * are survived; past that the response is cut: the client sees an error, never wrong
  * bytes. A full read also checks the object's SHA-256 before its last stripe goes out.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,20 @@ static const struct dyno_frag_parser_cbs gw_parser_cbs = {
     .on_payload = gw_on_payload,
 };
 
+/*
+ * The back-pressure rule: true when fragment d cannot take a chunk of len bytes now, because
+ * it holds a full unit ahead of the stripe being sent, or (while a stripe is sent straight
+ * from the fifos, which must not move) there is no room behind wr. So a fragment reads at
+ * most one stripe ahead. With no stripe in flight (pop_len 0) only a full unit blocks, and a
+ * fragment short of the unit it is waited for is never blocked: gw_get_wait_stripe relies on
+ * that to resume, and time out, every fragment it waits for.
+ */
+static bool gw_down_full(const struct gw_get *g, const struct gw_down *d, size_t len)
+{
+    size_t avail = gw_fifo_avail(d), ahead = avail > g->pop_len ? avail - g->pop_len : 0;
+    return ahead >= g->lay.unit || (g->pop_len && d->fcap - d->wr < d->pend + len);
+}
+
 static size_t gw_down_write(char *p, size_t size, size_t n, void *arg)
 {
     struct gw_down *d = arg;
@@ -168,13 +183,9 @@ static size_t gw_down_write(char *p, size_t size, size_t n, void *arg)
             return 0;
         }
     }
-    /* A full unit ahead of the stripe being sent, or (while one is sent straight from the
-     * fifo, which must not move) no room behind it for this chunk: wait, curl keeps the
-     * chunk and re-delivers it. So a fragment reads at most one stripe ahead. */
-    size_t avail = gw_fifo_avail(d), ahead = avail > g->pop_len ? avail - g->pop_len : 0;
-    if (ahead >= g->lay.unit || (g->pop_len && d->fcap - d->wr < d->pend + len)) {
+    if (gw_down_full(g, d, len)) {
         d->x.paused = true;
-        return CURL_WRITEFUNC_PAUSE;
+        return CURL_WRITEFUNC_PAUSE; /* curl keeps the chunk and re-delivers it on resume */
     }
     int rc = dyno_frag_parser_feed(&d->parser, (const uint8_t *)p, len);
     if (rc) {
@@ -366,11 +377,22 @@ static void gw_get_release_stripe(struct gw_get *g)
         gw_xfer_resume(&g->frag[g->active[i]].x);
 }
 
-/* Waits until every active fragment holds record g->cur, replacing the ones that fail. */
+/*
+ * Waits until every active fragment holds record g->cur, replacing the ones that fail.
+ *
+ * Bounded: a fragment short of the unit is never blocked by us here (no stripe is in flight,
+ * see gw_down_full), so it is resumed if a pause is left over and it gets no exemption from
+ * the no-progress timeout, paused or not. The clock starts at its last byte, or when this
+ * wait began if that is later: while MHD was not calling us (a slow client) nobody drove the
+ * transfers, which is no fault of theirs. Each fragment so fails within fragment_timeout_ms,
+ * is replaced by the next one, and past m failures gw_get_fill ends the read.
+ */
 static int gw_get_wait_stripe(struct gw_get *g, size_t ulen)
 {
     int64_t timeout = g->gw->cfg.fragment_timeout_ms;
+    int64_t since = gw_now_ms();
     int rc;
+    assert(g->pop_len == 0);
     for (;;) {
         if ((rc = gw_get_fill(g)) != 0)
             return rc;
@@ -379,11 +401,11 @@ static int gw_get_wait_stripe(struct gw_get *g, size_t ulen)
         for (int i = 0; i < g->nactive; i++) {
             struct gw_down *d = &g->frag[g->active[i]];
             if (gw_fifo_avail(d) >= ulen)
-                continue;
+                continue; /* ready (and, if paused, really full) */
             ready = false;
-            /* No stripe is in flight here, so nothing may stay paused short of one. */
             gw_xfer_resume(&d->x);
-            if (d->perr || d->bad_status || d->x.done || (!d->x.paused && now - d->x.last_ms > timeout)) {
+            int64_t idle = now - (d->x.last_ms > since ? d->x.last_ms : since);
+            if (d->perr || d->bad_status || d->x.done || idle > timeout) {
                 gw_down_fail(g, d);
                 break; /* the set changed: refill and look again */
             }

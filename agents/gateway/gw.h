@@ -5,7 +5,7 @@
  *   mqtt.c     broker connection, retained status, revocations, RPC wrapper
  *   rest.c     the MHD daemon, request lifecycle, routing, replies, per-request log
  *   auth.c     bearer tokens, caller identity, catalog access
- *   fanout.c   libcurl multi machinery: parallel fragment transfers, deletes
+ *   fanout.c   libcurl multi machinery: parallel fragment transfers, upload streams, deletes
  *   put.c      POST .../objects (streaming erasure-coded put)
  *   get.c      GET and HEAD /v1/objects/<key> (streaming, degraded reads)
  *   objects.c  meta, evict, list
@@ -252,7 +252,10 @@ struct gw_xfer {
     bool done;    /* finished: see result and status */
     CURLcode result;
     long status;
-    int64_t last_ms; /* last progress, for the no-progress timeout */
+    /* Last progress, for the no-progress timeout: set by the owner's callbacks when bytes
+     * move and by the owner when it hands new work. Never by gw_xfer_resume: a resume is
+     * not progress, and a transfer resumed again and again must still time out. */
+    int64_t last_ms;
     char err[CURL_ERROR_SIZE];
 };
 
@@ -267,6 +270,8 @@ void gw_conn_pool_free(struct gw *gw);
  * PRIVATE = x) and the url. The caller then sets its callbacks and calls gw_xfer_start. */
 int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url);
 int gw_xfer_start(struct gw_conn *conn, struct gw_xfer *x);
+/* Lifts a pause one of x's callbacks asked for (no-op when not paused). curl may call the
+ * callback before this returns, and the callback may pause again. Leaves last_ms alone. */
 void gw_xfer_resume(struct gw_xfer *x);
 /* Removes x from the multi and gives its handle back to the pool. Safe on a closed x. */
 void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x);
@@ -275,6 +280,60 @@ void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x);
 int gw_fanout_step(struct gw_conn *conn, int poll_ms);
 /* Human-readable reason a finished or failed transfer did not succeed. */
 void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap);
+/*
+ * Upload streams: one fragment sent to a container with PUT, a record at a time, for the
+ * put path (put.c) and repairs (repair.c). The owner hands each stream its next bytes as
+ * borrowed segments (gw_upload_record, gw_upload_tail), kept unchanged until the pump has
+ * returned; gw_upload_pump drives the transfers until every live stream took them.
+ */
+#define GW_UPLOAD_SEGS 4 /* header, record prefix, payload, suffix; or header, tail */
+struct gw_seg {
+    const uint8_t *p;
+    size_t len;
+};
+struct gw_upload {
+    struct gw_xfer x;
+    bool live;   /* started and not failed */
+    bool stored; /* the container answered 2xx to the whole body */
+    struct gw_seg seg[GW_UPLOAD_SEGS];
+    int nseg, iseg;
+    size_t off;
+    bool eof;      /* after the segments, end the body */
+    char url[512]; /* the container's base URL (the owner's, for its log) */
+    char why[200]; /* why it failed (not live) */
+    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
+    uint8_t pre[4], suf[4];
+};
+/* The streams of one put or repair, for gw_upload_pump. */
+struct gw_upload_set {
+    struct gw_conn *conn;
+    struct gw_upload *up; /* n streams, owned by the caller */
+    int n;
+    int need; /* fewer live streams than this fail the pump (DYNO_EUNAVAIL) */
+    int64_t timeout_ms;
+    /* Called once for a stream that failed (u->why set, its transfer closed): the owner's
+     * log line. May be NULL. */
+    void (*on_fail)(void *arg, const struct gw_upload *u);
+    void *arg;
+};
+/* Starts u (zeroed or closed) as a PUT of a fragment of size bytes (-1: unknown, chunked) to
+ * url; u->x.index is the caller's. 0 with u->live, else a DYNO_E* with u->why set. */
+int gw_upload_open(struct gw *gw, struct gw_conn *conn, struct gw_upload *u, const char *url, int64_t size);
+/* Gives u its next record: the fragment header first when first, then payload (borrowed,
+ * ulen bytes) framed by its prefix and CRC suffix (suf: a precomputed suffix, or NULL). */
+void gw_upload_record(struct gw_upload *u, bool first, const uint8_t *payload, size_t ulen,
+                      const uint8_t *suf);
+/* Gives u its last bytes (borrowed), after the header when first, then ends the body. */
+void gw_upload_tail(struct gw_upload *u, bool first, const uint8_t *tail, size_t len);
+/* Number of live streams. */
+int gw_upload_live(const struct gw_upload_set *set);
+/* Drops u (closes its transfer, records why, calls on_fail). No-op when not live. */
+void gw_upload_fail(const struct gw_upload_set *set, struct gw_upload *u, const char *why);
+/* Drives the transfers until every live stream handed its segments to the network (final:
+ * until every live stream has its answer; a 2xx makes it stored). Streams that fail or make
+ * no progress for timeout_ms are dropped. 0, or DYNO_EUNAVAIL once fewer than need are live. */
+int gw_upload_pump(const struct gw_upload_set *set, bool final);
+
 /* Deletes fragment ids <key>.<index> at urls in parallel; deleted[i] is set for 2xx and 404.
  * Returns the number deleted. */
 int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,

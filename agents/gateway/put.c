@@ -25,27 +25,6 @@
 
 enum gw_put_mode { GW_PUT_UNDECIDED, GW_PUT_REPLICA, GW_PUT_EC };
 
-struct gw_seg {
-    const uint8_t *p;
-    size_t len;
-};
-
-/* One fragment stream: the bytes it must send next, as a list of borrowed segments. */
-struct gw_upstream {
-    struct gw_xfer x;
-    int index;
-    bool live;   /* started and not failed */
-    bool stored; /* the container answered 2xx */
-    char url[512];
-    struct gw_seg seg[5];
-    int nseg, iseg;
-    size_t off;
-    bool eof; /* after the segments, end the body */
-    char why[200];
-    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
-    uint8_t pre[4], suf[4];
-};
-
 struct gw_put {
     struct gw *gw;
     struct gw_conn *conn;
@@ -68,8 +47,9 @@ struct gw_put {
     uint8_t *parity; /* m units of parity_unit bytes */
     size_t parity_unit;
     uint64_t records;
-    struct gw_upstream *up;
-    struct dyno_buf pre; /* the undecided prefix of a chunked body */
+    struct gw_upload *up;     /* n fragment streams (fanout.c) */
+    struct gw_upload_set set; /* up, for gw_upload_pump */
+    struct dyno_buf pre;      /* the undecided prefix of a chunked body */
     uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
     uint8_t sha256[32];
     char msg[400];
@@ -176,58 +156,16 @@ void gw_hasher_stop(struct gw_hasher *h)
 
 /* ---- fragment streams ---- */
 
-static size_t gw_up_read(char *buf, size_t size, size_t nitems, void *arg)
+static void gw_up_failed(void *arg, const struct gw_upload *u)
 {
-    struct gw_upstream *s = arg;
-    size_t cap = size * nitems, o = 0;
-    while (o < cap && s->iseg < s->nseg) {
-        struct gw_seg *g = &s->seg[s->iseg];
-        size_t take = g->len - s->off;
-        if (take > cap - o)
-            take = cap - o;
-        memcpy(buf + o, g->p + s->off, take);
-        o += take;
-        s->off += take;
-        if (s->off == g->len) {
-            s->iseg++;
-            s->off = 0;
-        }
-    }
-    if (o > 0) {
-        s->x.last_ms = gw_now_ms();
-        return o;
-    }
-    if (s->eof)
-        return 0;
-    /* Nothing yet: curl has sent all it had; the next stripe resumes us. */
-    s->x.paused = true;
-    return CURL_READFUNC_PAUSE;
-}
-
-static size_t gw_up_write(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n; /* the container's {"id","size"}: the status code is what counts */
+    const struct gw_put *p = arg;
+    dyno_warn("fragment stream failed", "key=%s index=%d url=%s reason=\"%s\"", p->key, u->x.index, u->url,
+              u->why);
 }
 
 static int gw_put_live(const struct gw_put *p)
 {
-    int live = 0;
-    for (int i = 0; i < p->n; i++)
-        live += p->up[i].live;
-    return live;
-}
-
-static void gw_up_fail(struct gw_put *p, struct gw_upstream *s, const char *why)
-{
-    if (!s->live)
-        return;
-    s->live = false;
-    snprintf(s->why, sizeof(s->why), "%s", why);
-    gw_xfer_close(p->conn, &s->x);
-    dyno_warn("fragment stream failed", "key=%s index=%d url=%s reason=\"%s\"", p->key, s->index, s->url,
-              why);
+    return p->up ? gw_upload_live(&p->set) : 0;
 }
 
 /* Fills p->msg with why the put cannot reach its quorum. */
@@ -242,59 +180,10 @@ static int gw_put_quorum_error(struct gw_put *p)
     return DYNO_EUNAVAIL;
 }
 
-static bool gw_up_pending(const struct gw_upstream *s)
-{
-    return s->iseg < s->nseg;
-}
-
-/*
- * Drives the transfers until every live stream has handed all its segments to the
- * network (final: until every live stream has its answer). Streams that fail or make no
- * progress for fragment_timeout_ms are dropped; below the quorum the put fails.
- */
+/* gw_upload_pump over the put's streams; below the quorum the put fails. */
 static int gw_put_pump(struct gw_put *p, bool final)
 {
-    int64_t timeout = p->gw->cfg.fragment_timeout_ms;
-    for (int i = 0; i < p->n; i++)
-        if (p->up[i].live && (gw_up_pending(&p->up[i]) || p->up[i].eof))
-            gw_xfer_resume(&p->up[i].x);
-    for (;;) {
-        bool busy = false;
-        int64_t now = gw_now_ms();
-        for (int i = 0; i < p->n; i++) {
-            struct gw_upstream *s = &p->up[i];
-            if (!s->live)
-                continue;
-            if (s->x.done) {
-                char why[200];
-                if (final && s->x.result == CURLE_OK && s->x.status >= 200 && s->x.status < 300 &&
-                    !gw_up_pending(s)) {
-                    if (!s->stored) {
-                        s->stored = true;
-                        gw_xfer_close(p->conn, &s->x);
-                    }
-                    continue;
-                }
-                if (s->stored)
-                    continue;
-                gw_xfer_reason(&s->x, why, sizeof(why));
-                gw_up_fail(p, s, why);
-                continue;
-            }
-            /* Drained = all segments taken and curl came back for more (so its own
-             * buffer went out to the socket): the container works while we read. */
-            if (final || gw_up_pending(s) || !s->x.paused) {
-                busy = true;
-                if (now - s->x.last_ms > timeout)
-                    gw_up_fail(p, s, "no progress in time");
-            }
-        }
-        if (gw_put_live(p) < p->quorum)
-            return gw_put_quorum_error(p);
-        if (!busy)
-            return 0;
-        gw_fanout_step(p->conn, 50);
-    }
+    return gw_upload_pump(&p->set, final) ? gw_put_quorum_error(p) : 0;
 }
 
 /* Encodes the stripe (units of ulen bytes) and hands one record to every live stream. */
@@ -312,27 +201,16 @@ static int gw_put_flush_send(struct gw_put *p, size_t ulen)
             return rc;
         }
     }
-    uint8_t pre[4], rep_suf[4];
-    dyno_frag_rec_prefix((uint32_t)ulen, pre);
+    /* Every replica carries the same record: its CRC is computed once. */
+    uint8_t rep_suf[4];
     if (p->mode == GW_PUT_REPLICA)
         dyno_frag_rec_suffix(p->stripe, ulen, rep_suf);
     for (int i = 0; i < p->n; i++) {
-        struct gw_upstream *s = &p->up[i];
-        if (!s->live)
+        if (!p->up[i].live)
             continue;
         const uint8_t *payload = p->mode == GW_PUT_REPLICA ? p->stripe : i < p->k ? data[i] : par[i - p->k];
-        memcpy(s->pre, pre, 4);
-        if (p->mode == GW_PUT_REPLICA)
-            memcpy(s->suf, rep_suf, 4);
-        else
-            dyno_frag_rec_suffix(payload, ulen, s->suf);
-        s->nseg = s->iseg = 0;
-        s->off = 0;
-        if (p->records == 0)
-            s->seg[s->nseg++] = (struct gw_seg){s->hdr, DYNO_FRAG_HDR_SIZE};
-        s->seg[s->nseg++] = (struct gw_seg){s->pre, 4};
-        s->seg[s->nseg++] = (struct gw_seg){payload, ulen};
-        s->seg[s->nseg++] = (struct gw_seg){s->suf, 4};
+        gw_upload_record(&p->up[i], p->records == 0, payload, ulen,
+                         p->mode == GW_PUT_REPLICA ? rep_suf : NULL);
     }
     p->records++;
     p->fill = 0;
@@ -448,6 +326,13 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
         rc = DYNO_ENOMEM;
         goto out;
     }
+    p->set = (struct gw_upload_set){.conn = p->conn,
+                                    .up = p->up,
+                                    .n = p->n,
+                                    .need = p->quorum,
+                                    .timeout_ms = gw->cfg.fragment_timeout_ms,
+                                    .on_fail = gw_up_failed,
+                                    .arg = p};
     /* A helper thread hashes while the stripes go out, for objects of several stripes. */
     if (gw_hasher_init(&p->hash, p->sha, !replica && (size < 0 || (uint64_t)size > p->stripe_cap)) != 0)
         dyno_warn("no hashing thread", "key=%s detail=\"hashing inline\"", p->key);
@@ -480,12 +365,10 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
             goto out;
         }
         seen[idx] = true;
-        struct gw_upstream *s = &p->up[idx];
-        s->index = (int)idx;
-        snprintf(s->url, sizeof(s->url), "%s", url);
+        snprintf(p->up[idx].url, sizeof(p->up[idx].url), "%s", url);
     }
     for (int i = 0; i < p->n; i++) {
-        struct gw_upstream *s = &p->up[i];
+        struct gw_upload *s = &p->up[i];
         h.index = (uint8_t)i;
         if ((rc = dyno_frag_hdr_encode(&h, s->hdr)) != 0) {
             snprintf(p->msg, sizeof(p->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
@@ -494,24 +377,8 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
         char furl[700];
         snprintf(furl, sizeof(furl), "%s/v1/fragments/%s.%d", s->url, p->key, i);
         s->x.index = i;
-        if (gw_xfer_open(gw, p->conn, &s->x, furl)) {
-            snprintf(s->why, sizeof(s->why), "cannot create a transfer");
-            continue;
-        }
-        CURL *e = s->x.easy;
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, gw_up_read);
-        curl_easy_setopt(e, CURLOPT_READDATA, s);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_up_write);
         /* Known size: containers check their capacity up front; else chunked. */
-        if (size >= 0)
-            curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)dyno_layout_fragment_size(&lay));
-        s->live = true;
-        if (gw_xfer_start(p->conn, &s->x)) {
-            s->live = false;
-            gw_xfer_close(p->conn, &s->x);
-            snprintf(s->why, sizeof(s->why), "cannot start a transfer");
-        }
+        (void)gw_upload_open(gw, p->conn, s, furl, size >= 0 ? (int64_t)dyno_layout_fragment_size(&lay) : -1);
     }
     if (gw_put_live(p) < p->quorum) {
         rc = gw_put_quorum_error(p);
@@ -664,15 +531,8 @@ static int gw_put_finish(struct gw_put *p, cJSON **out)
     memcpy(p->sha256, t.sha256, 32);
     memset(p->tail, 0, DYNO_FRAG_END_SIZE);
     dyno_frag_trailer_encode(&t, p->tail + DYNO_FRAG_END_SIZE);
-    for (int i = 0; i < p->n; i++) {
-        struct gw_upstream *s = &p->up[i];
-        s->nseg = s->iseg = 0;
-        s->off = 0;
-        if (p->records == 0)
-            s->seg[s->nseg++] = (struct gw_seg){s->hdr, DYNO_FRAG_HDR_SIZE};
-        s->seg[s->nseg++] = (struct gw_seg){p->tail, sizeof(p->tail)};
-        s->eof = true;
-    }
+    for (int i = 0; i < p->n; i++)
+        gw_upload_tail(&p->up[i], p->records == 0, p->tail, sizeof(p->tail));
     if ((rc = gw_put_pump(p, true)) != 0)
         return rc;
 

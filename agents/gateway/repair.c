@@ -32,10 +32,10 @@
 #include "log.h"
 
 #define GW_REPAIR_NAME_MAX 96
-#define GW_GC_BATCH 100            /* items per gc.claim */
-#define GW_RESTORE_BATCH 200       /* objects per object.restore (metadata takes 1000) */
-#define GW_LIST_PAGE 1000          /* fragments per GET /v1/fragments page */
-#define GW_LIST_BODY_MAX (8u << 20) /* one listing page: 1000 entries of < 1 KiB */
+#define GW_GC_BATCH 100              /* items per gc.claim */
+#define GW_RESTORE_BATCH 200         /* objects per object.restore (metadata takes 1000) */
+#define GW_LIST_PAGE 1000            /* fragments per GET /v1/fragments page */
+#define GW_LIST_BODY_MAX (8u << 20)  /* one listing page: 1000 entries of < 1 KiB */
 #define GW_REBUILD_FRAGS_MAX 4000000 /* fragments one rebuild-metadata holds at most (~1 GiB) */
 
 struct gw_repair {
@@ -119,35 +119,16 @@ struct gw_rloc {
 struct gw_rget {
     struct gw_xfer x;
     struct gw_rtask *t;
-    int src;       /* into t->src */
-    uint64_t s;    /* the stripe */
-    uint8_t *dst;  /* ulen bytes */
+    int src;      /* into t->src */
+    uint64_t s;   /* the stripe */
+    uint8_t *dst; /* ulen bytes */
     size_t ulen;
-    bool from0;    /* the range starts at the header */
-    bool got;      /* record s arrived with a good CRC */
+    bool from0; /* the range starts at the header */
+    bool got;   /* record s arrived with a good CRC */
     bool bad_status;
     int perr;
     bool has_parser;
     struct dyno_frag_parser parser;
-};
-
-struct gw_rseg {
-    const uint8_t *p;
-    size_t len;
-};
-
-/* One rebuilt fragment streamed to its target. */
-struct gw_rput {
-    struct gw_xfer x;
-    int tgt; /* into t->tgt */
-    bool live, stored;
-    struct gw_rseg seg[4];
-    int nseg, iseg;
-    size_t off;
-    bool eof;
-    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
-    uint8_t pre[4], suf[4];
-    char why[200];
 };
 
 struct gw_rtask {
@@ -168,7 +149,8 @@ struct gw_rtask {
     int nactive;
     uint8_t *buf[GW_MAX_N]; /* per fragment index, one unit */
     bool present[GW_MAX_N];
-    struct gw_rput put[GW_MAX_N];
+    struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
+    struct gw_upload_set set;       /* put, for gw_upload_pump */
     uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
     const struct dyno_ec *ec;
     uint64_t bytes_read, bytes_written;
@@ -362,8 +344,8 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
                     snprintf(why, sizeof(why), "truncated record");
                 else
                     gw_xfer_reason(&g->x, why, sizeof(why));
-                dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", t->key,
-                          l->index, l->container, (unsigned long long)s, why);
+                dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"",
+                          t->key, l->index, l->container, (unsigned long long)s, why);
                 if (g->perr == DYNO_ECORRUPT || (g->x.done && g->x.result == CURLE_PARTIAL_FILE)) {
                     dyno_metric_add(&t->gw->metrics[GW_M_CRC_ERRORS], 1);
                     gw_repair_report_crc(t, l->index);
@@ -378,103 +360,29 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
     }
 }
 
-/* ---- target streams (the same pattern as put.c's fragment streams) ---- */
+/* ---- target streams (fanout.c's upload streams, as put.c's fragment streams) ---- */
 
-static size_t gw_rput_read(char *buf, size_t size, size_t nitems, void *arg)
+static void gw_rput_failed(void *arg, const struct gw_upload *u)
 {
-    struct gw_rput *u = arg;
-    size_t cap = size * nitems, o = 0;
-    while (o < cap && u->iseg < u->nseg) {
-        struct gw_rseg *g = &u->seg[u->iseg];
-        size_t take = g->len - u->off;
-        if (take > cap - o)
-            take = cap - o;
-        memcpy(buf + o, g->p + u->off, take);
-        o += take;
-        u->off += take;
-        if (u->off == g->len) {
-            u->iseg++;
-            u->off = 0;
-        }
-    }
-    if (o > 0) {
-        u->x.last_ms = gw_now_ms();
-        return o;
-    }
-    if (u->eof)
-        return 0;
-    u->x.paused = true;
-    return CURL_READFUNC_PAUSE;
-}
-
-static size_t gw_rput_sink(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
-static void gw_rput_fail(struct gw_rtask *t, struct gw_rput *u, const char *why)
-{
-    if (!u->live)
-        return;
-    u->live = false;
-    snprintf(u->why, sizeof(u->why), "%s", why);
-    gw_xfer_close(t->conn, &u->x);
-    const struct gw_rloc *l = &t->tgt[u->tgt];
-    dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index, l->container,
-              why);
+    const struct gw_rtask *t = arg;
+    const struct gw_rloc *l = &t->tgt[u - t->put];
+    dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index,
+              l->container, u->why);
 }
 
 static int gw_repair_live_targets(const struct gw_rtask *t)
 {
-    int live = 0;
-    for (int i = 0; i < t->ntgt; i++)
-        live += t->put[i].live;
-    return live;
+    return gw_upload_live(&t->set);
 }
 
 /* Drives the target streams until each live one took its segments (final: until each has
  * its answer). Streams that fail or stall for fragment_timeout_ms are dropped. */
 static int gw_repair_pump(struct gw_rtask *t, bool final)
 {
-    int64_t timeout = t->gw->cfg.fragment_timeout_ms;
-    for (int i = 0; i < t->ntgt; i++)
-        if (t->put[i].live)
-            gw_xfer_resume(&t->put[i].x);
-    for (;;) {
-        bool busy = false;
-        int64_t now = gw_now_ms();
-        for (int i = 0; i < t->ntgt; i++) {
-            struct gw_rput *u = &t->put[i];
-            if (!u->live || u->stored)
-                continue;
-            bool pending = u->iseg < u->nseg;
-            if (u->x.done) {
-                if (final && !pending && u->x.result == CURLE_OK && u->x.status >= 200 && u->x.status < 300) {
-                    u->stored = true;
-                    gw_xfer_close(t->conn, &u->x);
-                } else {
-                    char why[200];
-                    gw_xfer_reason(&u->x, why, sizeof(why));
-                    gw_rput_fail(t, u, why);
-                }
-                continue;
-            }
-            if (final || pending || !u->x.paused) {
-                busy = true;
-                if (now - u->x.last_ms > timeout)
-                    gw_rput_fail(t, u, "no progress in time");
-            }
-        }
-        if (gw_repair_live_targets(t) == 0) {
-            snprintf(t->msg, sizeof(t->msg), "every target failed");
-            return DYNO_EUNAVAIL;
-        }
-        if (!busy)
-            return 0;
-        gw_fanout_step(t->conn, 50);
-    }
+    int rc = gw_upload_pump(&t->set, final);
+    if (rc)
+        snprintf(t->msg, sizeof(t->msg), "every target failed");
+    return rc;
 }
 
 static int gw_repair_open_targets(struct gw_rtask *t)
@@ -488,11 +396,17 @@ static int gw_repair_open_targets(struct gw_rtask *t)
     snprintf(h.catalog, sizeof(h.catalog), "%s", t->catalog);
     snprintf(h.name, sizeof(h.name), "%s", t->name);
     uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    t->set = (struct gw_upload_set){.conn = t->conn,
+                                    .up = t->put,
+                                    .n = t->ntgt,
+                                    .need = 1,
+                                    .timeout_ms = t->gw->cfg.fragment_timeout_ms,
+                                    .on_fail = gw_rput_failed,
+                                    .arg = t};
     for (int i = 0; i < t->ntgt; i++) {
-        struct gw_rput *u = &t->put[i];
+        struct gw_upload *u = &t->put[i];
         const struct gw_rloc *l = &t->tgt[i];
         memset(u, 0, sizeof(*u));
-        u->tgt = i;
         h.index = (uint8_t)l->index;
         int rc = dyno_frag_hdr_encode(&h, u->hdr);
         if (rc) {
@@ -501,23 +415,9 @@ static int gw_repair_open_targets(struct gw_rtask *t)
         }
         char url[700];
         snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
-        if (gw_xfer_open(t->gw, t->conn, &u->x, url)) {
-            snprintf(u->why, sizeof(u->why), "cannot create a transfer");
-            continue;
-        }
+        snprintf(u->url, sizeof(u->url), "%s", l->url);
         u->x.index = l->index;
-        CURL *e = u->x.easy;
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, gw_rput_read);
-        curl_easy_setopt(e, CURLOPT_READDATA, u);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_rput_sink);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)fsize);
-        u->live = true;
-        if (gw_xfer_start(t->conn, &u->x)) {
-            u->live = false;
-            gw_xfer_close(t->conn, &u->x);
-            snprintf(u->why, sizeof(u->why), "cannot start a transfer");
-        }
+        (void)gw_upload_open(t->gw, t->conn, u, url, (int64_t)fsize);
     }
     if (gw_repair_live_targets(t) == 0) {
         snprintf(t->msg, sizeof(t->msg), "no target stream could be started");
@@ -529,22 +429,10 @@ static int gw_repair_open_targets(struct gw_rtask *t)
 /* Hands record s (t->buf of each target's index) to every live target stream. */
 static int gw_repair_write_stripe(struct gw_rtask *t, uint64_t s, size_t ulen)
 {
-    uint8_t pre[4];
-    dyno_frag_rec_prefix((uint32_t)ulen, pre);
     for (int i = 0; i < t->ntgt; i++) {
-        struct gw_rput *u = &t->put[i];
-        if (!u->live)
+        if (!t->put[i].live)
             continue;
-        const uint8_t *payload = t->buf[t->tgt[i].index];
-        memcpy(u->pre, pre, 4);
-        dyno_frag_rec_suffix(payload, ulen, u->suf);
-        u->nseg = u->iseg = 0;
-        u->off = 0;
-        if (s == 0)
-            u->seg[u->nseg++] = (struct gw_rseg){u->hdr, DYNO_FRAG_HDR_SIZE};
-        u->seg[u->nseg++] = (struct gw_rseg){u->pre, 4};
-        u->seg[u->nseg++] = (struct gw_rseg){payload, ulen};
-        u->seg[u->nseg++] = (struct gw_rseg){u->suf, 4};
+        gw_upload_record(&t->put[i], s == 0, t->buf[t->tgt[i].index], ulen, NULL);
         t->bytes_written += ulen + DYNO_FRAG_REC_OVERHEAD;
     }
     return gw_repair_pump(t, false);
@@ -557,15 +445,8 @@ static int gw_repair_finish_targets(struct gw_rtask *t, uint64_t stripes)
     memcpy(tr.sha256, t->sha256, 32);
     memset(t->tail, 0, DYNO_FRAG_END_SIZE);
     dyno_frag_trailer_encode(&tr, t->tail + DYNO_FRAG_END_SIZE);
-    for (int i = 0; i < t->ntgt; i++) {
-        struct gw_rput *u = &t->put[i];
-        u->nseg = u->iseg = 0;
-        u->off = 0;
-        if (stripes == 0)
-            u->seg[u->nseg++] = (struct gw_rseg){u->hdr, DYNO_FRAG_HDR_SIZE};
-        u->seg[u->nseg++] = (struct gw_rseg){t->tail, sizeof(t->tail)};
-        u->eof = true;
-    }
+    for (int i = 0; i < t->ntgt; i++)
+        gw_upload_tail(&t->put[i], stripes == 0, t->tail, sizeof(t->tail));
     return gw_repair_pump(t, true);
 }
 
@@ -729,7 +610,8 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         if (stored) {
             ok++;
             size_t left = sizeof(idx_ok) - (size_t)(p - idx_ok);
-            int wr = snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
+            int wr =
+                snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
             if (wr > 0 && (size_t)wr < left)
                 p += wr;
         }
@@ -741,19 +623,20 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
     if (crc) {
         char q[340];
         gw_quote(msg, q, sizeof(q));
-        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id, dyno_err_code(crc), q);
+        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id,
+                  dyno_err_code(crc), q);
     }
     if (rc == 0 && ok > 0 && crc == 0) {
         dyno_metric_add(&gw->metrics[GW_M_REPAIRS], 1);
         dyno_metric_add(&gw->metrics[GW_M_REPAIR_BYTES], (int64_t)(fsize * (uint64_t)ok));
         dyno_info("object repaired", "key=%s catalog=%s size=%llu rebuilt=%s of=%d read=%llu ms=%lld", t->key,
-                  t->catalog, (unsigned long long)t->lay.size, idx_ok, t->ntgt, (unsigned long long)t->bytes_read,
-                  (long long)ms);
+                  t->catalog, (unsigned long long)t->lay.size, idx_ok, t->ntgt,
+                  (unsigned long long)t->bytes_read, (long long)ms);
     } else {
         char q[340];
         gw_quote(rc ? t->msg : "no target stored its fragment", q, sizeof(q));
-        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok, t->ntgt,
-                  (long long)ms, q);
+        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
+                  t->ntgt, (long long)ms, q);
     }
     gw_repair_task_free(t);
     free(t);
@@ -1104,13 +987,14 @@ static int gw_rebuild_list(struct gw_req *r, struct gw_rebuild *rb, const char *
     for (;;) {
         char u[800], msg[300];
         cJSON *page = NULL;
-        snprintf(u, sizeof(u), "%s/v1/fragments?limit=%d%s%s", url, GW_LIST_PAGE, after[0] ? "&after=" : "", after);
+        snprintf(u, sizeof(u), "%s/v1/fragments?limit=%d%s%s", url, GW_LIST_PAGE, after[0] ? "&after=" : "",
+                 after);
         int rc = gw_repair_get_json(r->gw, r->conn, u, &page, msg, sizeof(msg));
         if (rc) {
             char q[340];
             gw_quote(msg, q, sizeof(q));
-            dyno_warn("cannot list a container's fragments", "container=%s err=%s detail=%s", id, dyno_err_code(rc),
-                      q);
+            dyno_warn("cannot list a container's fragments", "container=%s err=%s detail=%s", id,
+                      dyno_err_code(rc), q);
             return rc;
         }
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(page, "fragments"), *e;
@@ -1310,10 +1194,12 @@ enum MHD_Result gw_admin_rebuild_metadata(struct gw_req *r)
     {
         const char *id = dyno_json_str(c, "id"), *url = dyno_json_str(c, "url");
         const char *state = dyno_json_str(c, "state");
-        if (!dyno_valid_segment(id) || !url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+        if (!dyno_valid_segment(id) || !url ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
             continue;
         /* "online" (a bool) when metadata gives it; else the state ("draining" is online too). */
-        if (!dyno_json_bool(c, "online", state && (strcmp(state, "online") == 0 || strcmp(state, "draining") == 0))) {
+        if (!dyno_json_bool(c, "online",
+                            state && (strcmp(state, "online") == 0 || strcmp(state, "draining") == 0))) {
             rb.unreachable++;
             continue;
         }
@@ -1330,10 +1216,12 @@ enum MHD_Result gw_admin_rebuild_metadata(struct gw_req *r)
         snprintf(msg, sizeof(msg), "object.restore failed: %s", dyno_strerror(rc));
         goto fail;
     }
-    dyno_info("metadata rebuilt", "containers=%lld unreachable=%lld objects=%lld fragments=%lld skipped=%lld "
-              "corrupt=%lld conflicts=%lld ms=%lld", (long long)rb.containers, (long long)rb.unreachable,
-              (long long)rb.objects, (long long)rb.fragments, (long long)rb.skipped, (long long)rb.corrupt,
-              (long long)rb.conflicts, (long long)(gw_now_ms() - t0));
+    dyno_info("metadata rebuilt",
+              "containers=%lld unreachable=%lld objects=%lld fragments=%lld skipped=%lld "
+              "corrupt=%lld conflicts=%lld ms=%lld",
+              (long long)rb.containers, (long long)rb.unreachable, (long long)rb.objects,
+              (long long)rb.fragments, (long long)rb.skipped, (long long)rb.corrupt, (long long)rb.conflicts,
+              (long long)(gw_now_ms() - t0));
     cJSON *out = cJSON_CreateObject();
     dyno_json_add_i64(out, "objects", rb.objects);
     dyno_json_add_i64(out, "fragments", rb.fragments);

@@ -5,12 +5,16 @@
  5  below quorum / too few containers: a clear 503 and nothing visible; a put cut short by a
     gateway crash leaves nothing visible
  6  the broker restarts under a running fabric: agents reconnect by themselves
+    and GETs never hang: a container stalled (SIGSTOP) under many concurrent multi-stripe
+    reads, and a client that stops reading mid-object, both end in the right bytes in time
 """
 
+import http.client
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -319,6 +323,110 @@ class BrokerRestart(FabricCase):
         f.wait_containers_online(5, exact=True, timeout=60)
         for n in f.names():
             self.assertTrue(f.alive(n), "%s died across the broker restart" % n)
+
+
+FRAGMENT_TIMEOUT_S = 10  # the gateway's fragment_timeout_ms default, as `dynostore up` runs it
+
+
+class StalledGets(FabricCase):
+    """GETs are bounded: a fragment without progress for fragment_timeout_ms is replaced by
+    parity (past m failures the response is cut), whatever its transfer's pause state; and
+    the time a slow client keeps the gateway from reading is not counted against a fragment."""
+
+    CAT = "admin/faults-stall"
+    THREADS = 12
+    BOUND = 3 * FRAGMENT_TIMEOUT_S + 30  # s: one replacement per stripe at most, plus slack
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.fab.create_catalog(cls.CAT)
+
+    def get_timed(self, key, bound):
+        """GET with a socket timeout of bound; returns (status, body, seconds)."""
+        t0 = time.monotonic()
+        c = self.fab.conn(timeout=bound)
+        try:
+            c.request("GET", "/v1/objects/" + key,
+                      headers={"Authorization": "Bearer " + self.fab.token})
+            r = c.getresponse()
+            body = r.read()
+            return r.status, body, time.monotonic() - t0
+        finally:
+            c.close()
+
+    def test_a_concurrent_gets_survive_a_stalled_container(self):
+        f = self.fab
+        objs = {}
+        for i in range(4):  # 3 stripes each (k = 3, unit 1 MiB), the last one short
+            data = random_bytes(8 * MiB + 11 * i + 5, seed=700 + i)
+            objs[put_ok(self, self.CAT, data, "stall-%d" % i)] = data
+        keys = sorted(objs)
+        stalled = "container-" + fragment_container(
+            f.http("GET", "/v1/objects/%s/meta" % keys[0]).json(), 0)
+        problems, done = [], []
+        lock = threading.Lock()
+        start = threading.Event()
+
+        def reader(t):
+            start.wait()
+            for j in range(3):
+                key = keys[(t + j) % len(keys)]
+                try:
+                    status, body, secs = self.get_timed(key, self.BOUND)
+                except (OSError, http.client.HTTPException) as e:
+                    with lock:
+                        problems.append("get %s: %r (hung or cut)" % (key, e))
+                    continue
+                with lock:
+                    done.append(secs)
+                    if status != 200 or body != objs[key]:
+                        problems.append("get %s: status %d, %d bytes, right bytes: %s"
+                                        % (key, status, len(body), body == objs[key]))
+
+        threads = [threading.Thread(target=reader, args=(t,), daemon=True)
+                   for t in range(self.THREADS)]
+        for t in threads:
+            t.start()
+        os.kill(f.pid(stalled), signal.SIGSTOP)
+        try:
+            start.set()
+            # stalled past the fragment timeout while the reads are in flight
+            time.sleep(FRAGMENT_TIMEOUT_S + 3)
+        finally:
+            os.kill(f.pid(stalled), signal.SIGCONT)
+        for t in threads:
+            t.join(3 * self.BOUND)
+        self.assertFalse(any(t.is_alive() for t in threads), "a GET never returned")
+        self.assertEqual(problems, [], "\n".join(problems[:10]))
+        self.assertEqual(len(done), 3 * self.THREADS)
+        self.assertLess(max(done), self.BOUND)
+        f.wait_containers_online(5, exact=True, timeout=60)
+
+    def test_b_slow_client_is_not_a_fragment_failure(self):
+        """A client that stops reading for longer than the fragment timeout gets the whole
+        object, without any fragment being failed for the time the gateway could not send."""
+        f = self.fab
+        data = random_bytes(32 * MiB + 17, seed=710)
+        key = put_ok(self, self.CAT, data, "slow-client")
+        before = f.metrics().get("dyno_gateway_degraded_reads_total", 0)
+        c = f.conn(timeout=120)
+        try:
+            c.request("GET", "/v1/objects/" + key, headers={"Authorization": "Bearer " + f.token})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            head = r.read(256 * KiB)
+            time.sleep(FRAGMENT_TIMEOUT_S + 2)
+            body = head + r.read()
+        finally:
+            c.close()
+        self.assertEqual(len(body), len(data), "response cut after the client paused")
+        self.assertTrue(body == data, "WRONG BYTES after the client paused")
+        self.assertEqual(f.metrics().get("dyno_gateway_degraded_reads_total", 0), before,
+                         "fragments failed while the client was not reading")
+        failed = [ln for ln in f.log_text(f.names("gateway")[0]).splitlines()
+                  if "fragment read failed" in ln and "key=%s " % key in ln]
+        self.assertEqual(failed, [], "fragments failed while the client was not reading")
 
 
 if __name__ == "__main__":
