@@ -130,10 +130,14 @@ void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x)
 {
     if (!x->easy)
         return;
+    /* A handle closed mid-transfer (still running, or paused by us) may hold buffered
+     * bytes of that transfer: it is not worth reusing. Only finished ones go back. */
+    bool reusable = !x->running && !x->paused;
     if (x->running)
         curl_multi_remove_handle(conn->multi, x->easy);
     x->running = false;
-    if (conn->npool < GW_EASY_POOL) {
+    x->paused = false;
+    if (reusable && conn->npool < GW_EASY_POOL) {
         /* Reset drops our callbacks and pointers; live connections stay in the multi. */
         curl_easy_reset(x->easy);
         conn->pool[conn->npool++] = x->easy;
