@@ -57,7 +57,12 @@ class MirrorTest(FabricCase):
         have = {}
         while time.monotonic() < deadline:
             names = [n for n in os.listdir(d) if not n.startswith(".")] if os.path.isdir(d) else []
-            have = {n: sha256_file(os.path.join(d, n)) for n in names}
+            have = {}
+            for n in names:
+                try:
+                    have[n] = sha256_file(os.path.join(d, n))
+                except FileNotFoundError:
+                    pass  # removed (an eviction) between the listing and the read
             if have == expect:
                 return have
             time.sleep(0.3)
