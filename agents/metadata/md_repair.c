@@ -237,13 +237,47 @@ static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
     return SQLITE_OK;
 }
 
-/*
- * Moves the fragments in state from on container id (of visible objects) to state to, one
- * batch of objects per transaction; committed objects become degraded. *count: fragments
- * moved.
- */
-static int rp_mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
-                   int64_t *count)
+/* A batched state change of the fragments on one container: select selects (key, idx)
+ * pairs of container ?1 (then, when sel_state is set, in state ?2) with the limit last;
+ * each goes from `from` to `to`, one batch of objects per transaction. */
+struct rp_move {
+    const char *select;
+    const char *id;
+    const char *sel_state; /* bound as ?2 when non-NULL */
+    const char *from, *to;
+    bool degrade; /* marking: committed objects become degraded (object.degraded) */
+    bool heal;    /* flipping back: an object whose fragments are all ok again is healed */
+};
+
+static int rp_move_one(struct md_db *db, const struct rp_move *mv, const struct rp_kix *f, cJSON *pend)
+{
+    struct md__obj o;
+    sqlite3_stmt *st;
+    int rc = mv->degrade ? md__obj_get(db, f->key, &o) : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        rc = md__stmt(db, SQL_RP_FRAG_STATE, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, f->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, f->idx);
+    sqlite3_bind_text(st, 3, mv->to, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, mv->from, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (mv->degrade && strcmp(o.state, "committed") == 0) {
+        md__event(pend, "object.degraded", f->key, &o);
+        return md__obj_set_state(db, f->key, "degraded");
+    }
+    if (mv->heal) {
+        bool healed;
+        return rp_maybe_healed(db, f->key, pend, &healed);
+    }
+    return SQLITE_OK;
+}
+
+static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *events, int64_t *count)
 {
     struct rp_kix v[MD_REPAIR_BATCH];
     cJSON *pend = cJSON_CreateArray();
@@ -251,40 +285,21 @@ static int rp_mark(struct md_db *db, const char *id, const char *from, const cha
         return SQLITE_NOMEM;
     int rc;
     for (;;) {
-        int n = 0;
+        int n = 0, arg = 1;
         sqlite3_stmt *st;
         rc = md__begin(db);
         if (rc != SQLITE_OK)
             break;
-        rc = md__stmt(db, SQL_RP_MARK, &st);
+        rc = md__stmt(db, mv->select, &st);
         if (rc != SQLITE_OK)
             break;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, MD_REPAIR_BATCH);
+        sqlite3_bind_text(st, arg++, mv->id, -1, SQLITE_STATIC);
+        if (mv->sel_state)
+            sqlite3_bind_text(st, arg++, mv->sel_state, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, arg, MD_REPAIR_BATCH);
         rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
-        for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-            struct md__obj o;
-            rc = md__obj_get(db, v[i].key, &o);
-            if (rc != SQLITE_OK)
-                break;
-            rc = md__stmt(db, SQL_RP_FRAG_STATE, &st);
-            if (rc != SQLITE_OK)
-                break;
-            sqlite3_bind_text(st, 1, v[i].key, -1, SQLITE_STATIC);
-            sqlite3_bind_int(st, 2, v[i].idx);
-            sqlite3_bind_text(st, 3, to, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, from, -1, SQLITE_STATIC);
-            rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE)
-                break;
-            rc = SQLITE_OK;
-            if (strcmp(o.state, "committed") == 0) {
-                rc = md__obj_set_state(db, v[i].key, "degraded");
-                md__event(pend, "object.degraded", v[i].key, &o);
-            }
-        }
+        for (int i = 0; rc == SQLITE_OK && i < n; i++)
+            rc = rp_move_one(db, mv, &v[i], pend);
         if (rc != SQLITE_OK)
             break;
         rc = md__commit(db);
@@ -301,56 +316,23 @@ static int rp_mark(struct md_db *db, const char *id, const char *from, const cha
     return rc;
 }
 
+/* Moves the fragments in state from on container id (of visible objects) to state to;
+ * committed objects become degraded. *count: fragments moved. */
+static int rp_mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
+                   int64_t *count)
+{
+    struct rp_move mv = {
+        .select = SQL_RP_MARK, .id = id, .sel_state = from, .from = from, .to = to, .degrade = true};
+    return rp_move_batches(db, &mv, events, count);
+}
+
 /* Lost fragments on container id (online again) whose object has no lease go back to ok, or
  * to draining when id is draining. *count: fragments restored. */
 static int rp_flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
 {
-    struct rp_kix v[MD_REPAIR_BATCH];
-    cJSON *pend = cJSON_CreateArray();
-    if (!pend)
-        return SQLITE_NOMEM;
-    int rc;
-    for (;;) {
-        int n = 0;
-        sqlite3_stmt *st;
-        rc = md__begin(db);
-        if (rc != SQLITE_OK)
-            break;
-        rc = md__stmt(db, SQL_RP_FLIP, &st);
-        if (rc != SQLITE_OK)
-            break;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
-        for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-            rc = md__stmt(db, SQL_RP_FRAG_STATE, &st);
-            if (rc != SQLITE_OK)
-                break;
-            sqlite3_bind_text(st, 1, v[i].key, -1, SQLITE_STATIC);
-            sqlite3_bind_int(st, 2, v[i].idx);
-            sqlite3_bind_text(st, 3, draining ? "draining" : "ok", -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, "lost", -1, SQLITE_STATIC);
-            rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE)
-                break;
-            bool healed;
-            rc = rp_maybe_healed(db, v[i].key, pend, &healed);
-        }
-        if (rc != SQLITE_OK)
-            break;
-        rc = md__commit(db);
-        if (rc != SQLITE_OK)
-            break;
-        *count += n;
-        rp_events_flush(pend, events);
-        if (n < MD_REPAIR_BATCH)
-            break;
-    }
-    if (rc != SQLITE_OK)
-        md__rollback(db);
-    cJSON_Delete(pend);
-    return rc;
+    struct rp_move mv = {
+        .select = SQL_RP_FLIP, .id = id, .from = "lost", .to = draining ? "draining" : "ok", .heal = true};
+    return rp_move_batches(db, &mv, events, count);
 }
 
 /* Releases expired leases and drops repair rows of objects that are no longer degraded. */
