@@ -276,18 +276,28 @@ static int lock_dir(struct up *u)
     return CLI_OK;
 }
 
-/* The broker port of the last run, from DIR/fabric.json; 0 if none. */
-static int previous_broker_port(const struct up *u)
+/* The broker port of the last run, from DIR/fabric.json, and the gateway's in *gw; 0 if none. */
+static int previous_ports(const struct up *u, int *gw)
 {
     char p[UP_PATH];
     char *text = NULL;
     size_t len = 0;
     cJSON *doc = NULL;
     int64_t port = 0;
+    *gw = 0;
     if (!path_fmt(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
         return 0;
-    if (dyno_json_parse(text, len, 1024 * 1024, &doc) == 0)
+    if (dyno_json_parse(text, len, 1024 * 1024, &doc) == 0) {
         (void)dyno_json_i64(cJSON_GetObjectItemCaseSensitive(doc, "broker"), "port", &port);
+        const char *url = dyno_json_str(doc, "gateway");
+        const char *colon = url ? strrchr(url, ':') : NULL;
+        if (colon) {
+            char *end;
+            long v = strtol(colon + 1, &end, 10);
+            if (end != colon + 1 && *end == '\0' && v > 0 && v <= 65535)
+                *gw = (int)v;
+        }
+    }
     cJSON_Delete(doc);
     free(text);
     return port > 0 && port <= 65535 ? (int)port : 0;
@@ -421,6 +431,31 @@ static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, 
     return p;
 }
 
+/* DIR/gateway/config.json with the gateway port of now (0 = any, the gateway writes the one it
+ * bound to its port file); its path goes to conf (UP_PATH bytes). */
+static int write_gateway_conf(struct up *u, char *conf)
+{
+    cJSON *o = agent_conf(u, "gw1");
+    if (!o)
+        return cli_err("out of memory while writing the gateway config");
+    cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
+    cJSON_AddNumberToObject(o, "port", u->gw_port);
+    add_path(o, "port_file", u, "gateway/port");
+    if (u->def_k) {
+        cJSON_AddNumberToObject(o, "k", u->def_k);
+        cJSON_AddNumberToObject(o, "m", u->def_m);
+    }
+    if (u->tls) {
+        add_path(o, "tls_cert", u, "tls/server.crt");
+        add_path(o, "tls_key", u, "tls/server.key");
+    }
+    int rc = CLI_OK;
+    if (!path_fmt(conf, "%s/gateway/config.json", u->data) || write_json(conf, o, 0600) < 0)
+        rc = CLI_FAIL;
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int write_configs(struct up *u)
 {
     char conf[UP_PATH], exe[UP_PATH], id[16];
@@ -500,24 +535,8 @@ static int write_configs(struct up *u)
     }
 
     /* gateway */
-    o = agent_conf(u, "gw1");
-    if (!o)
-        goto nomem;
-    cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
-    cJSON_AddNumberToObject(o, "port", u->gw_port);
-    add_path(o, "port_file", u, "gateway/port");
-    if (u->def_k) {
-        cJSON_AddNumberToObject(o, "k", u->def_k);
-        cJSON_AddNumberToObject(o, "m", u->def_m);
-    }
-    if (u->tls) {
-        add_path(o, "tls_cert", u, "tls/server.crt");
-        add_path(o, "tls_key", u, "tls/server.key");
-    }
-    if (!path_fmt(conf, "%s/gateway/config.json", u->data) || write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    o = NULL;
+    if ((rc = write_gateway_conf(u, conf)) != CLI_OK)
+        return rc;
     if (!path_fmt(exe, "%s/dyno-gateway", u->bindir) || !add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
         goto nomem;
     return CLI_OK;
@@ -1022,22 +1041,8 @@ static int start_all(struct up *u, int *signalled)
     if (start_range(u, ST_METADATA) != CLI_OK || start_range(u, ST_PUBSUB) != CLI_OK)
         return CLI_FAIL;
 
-    struct port_wait pw = {0};
-    pw.first = first_of(u, ST_CONTAINERS, &pw.count);
-    for (int i = pw.first; i < pw.first + pw.count; i++)
-        if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
-            unlink(p); /* a stale port file would look like a started container */
-    if (start_range(u, ST_CONTAINERS) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
-    if (w == WAIT_TIMEOUT) {
-        cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
-                UP_PORTFILE_WAIT_S);
-        log_tail(&u->procs[pw.missing]);
-    }
-    if (w != WAIT_OK)
-        goto fail;
-
+    /* the gateway binds before the containers: they take ephemeral ports, which could be the
+     * one the gateway was given */
     struct port_wait gwait = {0};
     gwait.first = first_of(u, ST_GATEWAY, &gwait.count);
     if (path_fmt(p, "%s/gateway/port", u->data))
@@ -1056,8 +1061,27 @@ static int start_all(struct up *u, int *signalled)
         if (real > 0 && real != u->gw_port) {
             u->gw_port = real;
             snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
+            /* a gateway restarted from its config comes back on the same URL */
+            if (write_gateway_conf(u, p) != CLI_OK)
+                goto fail;
         }
     }
+
+    struct port_wait pw = {0};
+    pw.first = first_of(u, ST_CONTAINERS, &pw.count);
+    for (int i = pw.first; i < pw.first + pw.count; i++)
+        if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
+            unlink(p); /* a stale port file would look like a started container */
+    if (start_range(u, ST_CONTAINERS) != CLI_OK)
+        return CLI_FAIL;
+    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
+    if (w == WAIT_TIMEOUT) {
+        cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
+                UP_PORTFILE_WAIT_S);
+        log_tail(&u->procs[pw.missing]);
+    }
+    if (w != WAIT_OK)
+        goto fail;
 
     /* the gateway answers, and sees every container online */
     struct ready_wait rw = {0};
@@ -1232,20 +1256,22 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     if ((ec = make_secrets(u)) != CLI_OK)
         goto out;
 
-    /* ports: the broker keeps the one of the last run when it can */
-    int prev = previous_broker_port(u);
+    /* ports: the broker and the gateway keep the ones of the last run when they can; else the
+     * gateway binds any free port and reports it in its port file */
+    int prev_gw = 0;
+    int prev = previous_ports(u, &prev_gw);
     u->broker_port = prev && port_is_free(prev) ? prev : free_port();
     if (u->port_req == 0) {
-        u->gw_port = free_port();
+        u->gw_port = prev_gw && prev_gw != u->broker_port && port_is_free(prev_gw) ? prev_gw : 0;
     } else if (port_is_free(u->port_req)) {
         u->gw_port = u->port_req;
     } else {
-        u->gw_port = free_port();
+        u->gw_port = 0;
         if (!x->quiet)
-            fprintf(stderr, "dynostore up: port %d is busy; the gateway uses port %d\n", u->port_req,
-                    u->gw_port);
+            fprintf(stderr, "dynostore up: port %d is busy; the gateway takes another free port\n",
+                    u->port_req);
     }
-    if (!u->broker_port || !u->gw_port) {
+    if (!u->broker_port) {
         ec = cli_err("up: cannot find a free port on 127.0.0.1");
         goto out;
     }

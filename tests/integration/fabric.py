@@ -310,11 +310,7 @@ class Fabric:
         """Starts `dynostore up` (again, on the same data folder) and waits until it is ready."""
         if self.up is not None and self.up.poll() is None:
             raise FabricError("already running")
-        fj = os.path.join(self.data, "fabric.json")
-        if os.path.exists(fj):
-            # a stale fabric.json of a previous run says ready: true; keep it aside so we
-            # wait for the new one.
-            os.replace(fj, fj + ".prev")
+        # a fabric.json of a previous run stays (up reuses its ports); it names another pid
         self._spawned = {}
         self.fabric = None
         argv = [os.path.join(self.bin, "dynostore"), "up", "--data", self.data,
@@ -333,7 +329,7 @@ class Fabric:
                 raise FabricError("dynostore up exited with %s before it was ready"
                                   % self.up.returncode)
             doc = self._read_fabric_json()
-            if doc and doc.get("ready"):
+            if doc and doc.get("ready") and doc.get("pid") == self.up.pid:
                 self.fabric = doc
                 break
             if time.monotonic() > deadline:

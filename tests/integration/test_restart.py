@@ -23,6 +23,8 @@ class Restart(FabricCase):
             doc = f.put_file(src, CAT, name="r%d" % i)
             objs[doc["key"]] = (src, digest, "r%d" % i)
         pids = f.recorded_pids()
+        url_before = f.gateway
+        self.assertNotRegex(url_before, r":0$", "fabric.json names the port the gateway bound")
         self.assertEqual(len(pids), 5 + f.containers, pids)  # broker, auth, metadata, pubsub, gateway
         for name, pid in pids.items():
             self.assertTrue(pid_alive(pid), "%s (pid %s) not running before Ctrl-C" % (name, pid))
@@ -38,6 +40,7 @@ class Restart(FabricCase):
         f.start()
         f.wait_containers_online(f.containers, timeout=90)
         new = f.recorded_pids()
+        self.assertEqual(f.gateway, url_before, "the gateway keeps its URL across restarts")
         self.assertFalse(set(new.values()) & set(pids.values()) - {None},
                          "fabric.json still lists old pids")
         listed = {o["key"]: o["name"] for o in f.list_catalog(CAT)}
@@ -53,6 +56,12 @@ class Restart(FabricCase):
         r = f.put_bytes(CAT, data, name="after-restart")
         self.assertEqual(r.status, 201, r.body)
         self.assertTrue(f.get_object(r.json()["key"]).body == data)
+
+        # a gateway killed and started again from its recorded command line binds the same port
+        f.kill("gateway-gw1")
+        f.restart("gateway-gw1")  # waits for /healthz on the recorded URL
+        f.wait_containers_online(f.containers, timeout=60)
+        self.assertEqual(f.get_object(r.json()["key"]).body, data)
 
     def test_sigterm_stops_all(self):
         g = Fabric(containers=3, name="sigterm")
