@@ -3,7 +3,7 @@
  1  a container lost for good: after the grace period every object is back to n healthy
     fragments on live containers; then two more die and every object still reads back
  2  a flipped byte in a data fragment: found by a read, the fragment is rebuilt elsewhere and
-    the bad copy is collected
+    the bad copy is collected; 2b the same found by the scrubber with no read at all
  3  the metadata database deleted: `dynostore admin rebuild-metadata` brings back every
     object's key, name, catalog, size and digest from the fragments
  4  a drained container ends up with no fragment; every object stays readable
@@ -232,6 +232,52 @@ class Heal(FabricCase):
         get_same(self, big, self.objs[big], "after the repair")
         # the rebuilt fragment is a good one: read it with the others' help gone
         self.assertGreater(metric(f, "dyno_gateway_gc_deleted_total"), 0)
+
+    def test_2b_scrubber_finds_corruption(self):
+        """2, by the scrubber alone: nobody reads the object; the container's scrubber finds
+        the flipped byte, reports it, and repair rebuilds the fragment elsewhere."""
+        f = self.fab
+        big = max(self.objs, key=lambda k: len(self.objs[k]))
+        victim = max((k for k in self.objs if k != big), key=lambda k: len(self.objs[k]))
+        m = meta(f, victim)
+        self.assertTrue(healthy(m), m)
+        fr1 = fragment_of(m, 1)
+        cid = fr1["container"]
+        path = os.path.join(f.container_dir(cid), "frags", victim[:2], "%s.1" % victim)
+        self.assertTrue(os.path.exists(path), path)
+        reads_before = metric(f, "dyno_gateway_fragment_crc_errors_total")
+        f.kill("container-" + cid)
+        with open(path, "r+b") as fh:
+            off = HDR + REC_PREFIX + 777
+            fh.seek(off)
+            b = fh.read(1)
+            fh.seek(off)
+            fh.write(bytes([b[0] ^ 0x5A]))
+            fh.flush()
+            os.fsync(fh.fileno())
+        # the same container, scrubbing every second at a high rate
+        f.restart("container-" + cid, ["--scrub-interval", "1", "--scrub-rate", "256M"])
+        f.wait_containers_online(self.CONTAINERS, exact=True)
+        url = [c for c in f.containers_info() if c["id"] == cid][0]["url"]
+        deadline = time.monotonic() + HEAL_TIMEOUT
+        found = 0
+        while True:
+            if not found:
+                found = sum(v for k, v in f.metrics(url).items()
+                            if k.startswith("dyno_container_scrub_errors_total"))
+            m = meta(f, victim)
+            fr = fragment_of(m, 1)
+            if found and healthy(m) and fr["container"] != cid and not os.path.exists(path):
+                break
+            if time.monotonic() > deadline:
+                self.fail("scrubber: errors counted %s; fragment 1 %r; corrupt file still there: "
+                          "%s" % (found, fr, os.path.exists(path)))
+            time.sleep(0.5)
+        self.assertGreater(found, 0, "dyno_container_scrub_errors_total")
+        self.assertIn("source=scrub", f.log_text("container-" + cid))
+        # no read was needed to find it
+        self.assertEqual(metric(f, "dyno_gateway_fragment_crc_errors_total"), reads_before)
+        get_same(self, victim, self.objs[victim], "after the scrubber-driven repair")
 
     def test_3_drain(self):
         f = self.fab
