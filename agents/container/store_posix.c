@@ -2,12 +2,17 @@
  * The posix backend of the fragment store: a folder on a local disk, NFS or Lustre.
  *
  *   <dir>/<key[0..1]>/<key>.<index>    committed fragments
- *   <dir>/tmp/<id>.XXXXXX              puts in progress (emptied when the store opens)
+ *   <dir>/tmp/put.XXXXXX               puts in progress and spares (emptied when the store opens)
  *
  * A put writes its temp file through a small buffer; commit fsyncs it, renames it into
  * place (atomically replacing an older version) and fsyncs the folder, so an acknowledged
  * fragment survives a crash. Usage accounting is updated under one mutex together with
  * the rename or unlink that changes it, so it stays exact under concurrent puts.
+ *
+ * Spare temp files: creating a file needs a filesystem journal handle, which waits while
+ * another fsync's journal commit is under way (every container and the metadata database
+ * of a one-disk machine share that journal). A helper thread keeps POSIX_SPARES empty temp
+ * files created ahead, so a put starts on one of them without touching the journal.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sync_file_range */
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dynostore/error.h"
@@ -31,6 +37,7 @@
 #define POSIX_DIRECT_MIN (32 * 1024)      /* pieces at least this big are written as they are */
 #define POSIX_WRITEBACK (4 * 1024 * 1024) /* start the disk on every this many bytes */
 #define POSIX_PATH_MAX 4096
+#define POSIX_SPARES 8 /* empty temp files kept ready for puts */
 
 struct posix_store {
     struct store base;
@@ -39,6 +46,16 @@ struct posix_store {
     pthread_mutex_t mu; /* guards used, count and the stat+rename/unlink that change them */
     uint64_t used;
     uint64_t count;
+    /* spares: nspare ready files in spare[0..nspare), refilled by the spare thread */
+    pthread_mutex_t spare_mu;
+    pthread_cond_t spare_cv;
+    pthread_t spare_thread;
+    bool spare_running, spare_stop;
+    int nspare;
+    struct posix_spare {
+        int fd;
+        char path[POSIX_PATH_MAX];
+    } spare[POSIX_SPARES];
 };
 
 struct store_put {
@@ -127,6 +144,64 @@ static int posix_path(const struct posix_store *s, const char *id, char *out, si
     return (n < 0 || (size_t)n >= cap) ? DYNO_EINVAL : 0;
 }
 
+/* A new empty temp file in tmp: its fd (close-on-exec) and path, or -1. */
+static int posix_new_temp(const struct posix_store *s, char *path, size_t cap)
+{
+    int n = snprintf(path, cap, "%s/put.XXXXXX", s->tmp);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    int fd = mkstemp(path);
+    if (fd >= 0)
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+static void *posix_spare_main(void *arg)
+{
+    struct posix_store *s = arg;
+    char path[POSIX_PATH_MAX];
+    pthread_mutex_lock(&s->spare_mu);
+    while (!s->spare_stop) {
+        if (s->nspare == POSIX_SPARES) {
+            pthread_cond_wait(&s->spare_cv, &s->spare_mu);
+            continue;
+        }
+        pthread_mutex_unlock(&s->spare_mu);
+        int fd = posix_new_temp(s, path, sizeof(path));
+        pthread_mutex_lock(&s->spare_mu);
+        if (fd < 0) {
+            /* A full or broken disk: puts create their own files and report the error.
+             * Try again a little later rather than spin. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&s->spare_cv, &s->spare_mu, &ts);
+            continue;
+        }
+        struct posix_spare *sp = &s->spare[s->nspare++];
+        sp->fd = fd;
+        memcpy(sp->path, path, sizeof(sp->path));
+    }
+    pthread_mutex_unlock(&s->spare_mu);
+    return NULL;
+}
+
+/* A spare temp file into p (fd, tmp_path); false when none is ready. */
+static bool posix_take_spare(struct posix_store *s, struct store_put *p)
+{
+    bool got = false;
+    pthread_mutex_lock(&s->spare_mu);
+    if (s->nspare > 0) {
+        struct posix_spare *sp = &s->spare[--s->nspare];
+        p->fd = sp->fd;
+        memcpy(p->tmp_path, sp->path, sizeof(p->tmp_path));
+        got = true;
+        pthread_cond_signal(&s->spare_cv);
+    }
+    pthread_mutex_unlock(&s->spare_mu);
+    return got;
+}
+
 static int posix_put_begin(struct store *base, const char *id, struct store_put **out)
 {
     struct posix_store *s = (struct posix_store *)base;
@@ -147,17 +222,11 @@ static int posix_put_begin(struct store *base, const char *id, struct store_put 
         rc = DYNO_ENOMEM;
         goto out;
     }
-    int n = snprintf(p->tmp_path, sizeof(p->tmp_path), "%s/%s.XXXXXX", s->tmp, id);
-    if (n < 0 || (size_t)n >= sizeof(p->tmp_path)) {
-        rc = DYNO_EINVAL;
+    if (!posix_take_spare(s, p) && (p->fd = posix_new_temp(s, p->tmp_path, sizeof(p->tmp_path))) < 0) {
+        p->tmp_path[0] = '\0';
+        rc = errno == ENOSPC || errno == EDQUOT ? DYNO_ENOSPC : DYNO_EIO;
         goto out;
     }
-    p->fd = mkstemp(p->tmp_path);
-    if (p->fd < 0) {
-        rc = DYNO_EIO;
-        goto out;
-    }
-    (void)fcntl(p->fd, F_SETFD, FD_CLOEXEC);
     *out = p;
     return 0;
 out:
@@ -447,6 +516,19 @@ static void posix_usage(struct store *base, uint64_t *used, uint64_t *fragments)
 static void posix_destroy(struct store *base)
 {
     struct posix_store *s = (struct posix_store *)base;
+    if (s->spare_running) {
+        pthread_mutex_lock(&s->spare_mu);
+        s->spare_stop = true;
+        pthread_cond_signal(&s->spare_cv);
+        pthread_mutex_unlock(&s->spare_mu);
+        pthread_join(s->spare_thread, NULL);
+    }
+    for (int i = 0; i < s->nspare; i++) {
+        close(s->spare[i].fd);
+        unlink(s->spare[i].path);
+    }
+    pthread_cond_destroy(&s->spare_cv);
+    pthread_mutex_destroy(&s->spare_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -532,6 +614,8 @@ int store_posix_open(const char *dir, struct store **out, char *err, size_t errl
         s->dir[--n] = '\0';
     snprintf(s->tmp, sizeof(s->tmp), "%.4000s/tmp", s->dir); /* dir was length-checked */
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->spare_mu, NULL);
+    pthread_cond_init(&s->spare_cv, NULL);
 
     if (posix_mkdir_p(s->dir) != 0) {
         snprintf(err, errlen, "cannot create dir %s: %s", s->dir, strerror(errno));
@@ -553,6 +637,8 @@ int store_posix_open(const char *dir, struct store **out, char *err, size_t errl
         snprintf(err, errlen, "cannot scan %s: %s", s->dir, strerror(errno));
         goto out;
     }
+    /* Without the thread every put creates its own temp file: slower, not wrong. */
+    s->spare_running = pthread_create(&s->spare_thread, NULL, posix_spare_main, s) == 0;
     *out = &s->base;
     return 0;
 out:

@@ -273,8 +273,12 @@ void gw_upload_record(struct gw_upload *u, bool first, const uint8_t *payload, s
 
 void gw_upload_tail(struct gw_upload *u, bool first, const uint8_t *tail, size_t len)
 {
-    u->nseg = u->iseg = 0;
-    u->off = 0;
+    /* A stream not started yet (a deferred replica) still holds its one record: the tail
+     * goes after it, and the whole fragment leaves in one piece. */
+    if (u->iseg >= u->nseg) {
+        u->nseg = u->iseg = 0;
+        u->off = 0;
+    }
     if (first)
         u->seg[u->nseg++] = (struct gw_seg){u->hdr, DYNO_FRAG_HDR_SIZE};
     u->seg[u->nseg++] = (struct gw_seg){tail, len};

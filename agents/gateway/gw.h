@@ -286,7 +286,7 @@ void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap);
  * borrowed segments (gw_upload_record, gw_upload_tail), kept unchanged until the pump has
  * returned; gw_upload_pump drives the transfers until every live stream took them.
  */
-#define GW_UPLOAD_SEGS 4 /* header, record prefix, payload, suffix; or header, tail */
+#define GW_UPLOAD_SEGS 5 /* header, record prefix, payload, suffix, and the tail of a one-record fragment */
 struct gw_seg {
     const uint8_t *p;
     size_t len;

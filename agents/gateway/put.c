@@ -7,7 +7,10 @@
  * plus m parity units plus curl's buffers, whatever the object size.
  *
  * Objects of at most small_max bytes are stored as m + 1 replicas (k = 1, replica flag).
- * Without a Content-Length the first small_max + 1 bytes are buffered to decide.
+ * Without a Content-Length the first small_max + 1 bytes are buffered to decide. A replica
+ * is one record: its streams start only when the whole body is in, so each container gets
+ * header, record and trailer in one request with no pause in between (latency of small
+ * puts); object.begin still runs as soon as the size is known.
  *
  * Everything runs in the client connection's MHD thread: when a stripe is ready the
  * thread drives curl until every live stream has taken its record, then goes back to
@@ -36,6 +39,7 @@ struct gw_put {
     int64_t declared; /* Content-Length, or -1 for a chunked body */
     uint64_t size;    /* body bytes so far */
     bool begun;       /* object.begin succeeded: abort must clean up */
+    bool deferred;    /* a replica: the streams start in gw_put_finish, with everything */
     char key[DYNO_KEY_LEN + 1];
     char owner[DYNO_SEG_MAX + 1];
     const struct dyno_ec *ec;
@@ -206,7 +210,7 @@ static int gw_put_flush_send(struct gw_put *p, size_t ulen)
     if (p->mode == GW_PUT_REPLICA)
         dyno_frag_rec_suffix(p->stripe, ulen, rep_suf);
     for (int i = 0; i < p->n; i++) {
-        if (!p->up[i].live)
+        if (!p->up[i].live && !p->deferred)
             continue;
         const uint8_t *payload = p->mode == GW_PUT_REPLICA ? p->stripe : i < p->k ? data[i] : par[i - p->k];
         gw_upload_record(&p->up[i], p->records == 0, payload, ulen,
@@ -214,7 +218,7 @@ static int gw_put_flush_send(struct gw_put *p, size_t ulen)
     }
     p->records++;
     p->fill = 0;
-    return gw_put_pump(p, false);
+    return p->deferred ? 0 : gw_put_pump(p, false);
 }
 
 /* Encodes the stripe buffer (fill bytes) and hands one record to every live stream. */
@@ -249,6 +253,22 @@ static int gw_put_feed(struct gw_put *p, const uint8_t *data, size_t len)
                 return rc;
         }
     }
+    return 0;
+}
+
+/* Starts the n fragment streams (fsize bytes each, -1 = chunked); fails below the quorum. */
+static int gw_put_open_streams(struct gw_put *p, int64_t fsize)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct gw_upload *s = &p->up[i];
+        char furl[700];
+        snprintf(furl, sizeof(furl), "%s/v1/fragments/%s.%d", s->url, p->key, i);
+        (void)gw_upload_open(p->gw, p->conn, s, furl, fsize);
+    }
+    if (gw_put_live(p) < p->quorum)
+        return gw_put_quorum_error(p);
+    /* Let the connections open (and a deferred replica go out) at once. */
+    gw_fanout_step(p->conn, 0);
     return 0;
 }
 
@@ -374,18 +394,12 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
             snprintf(p->msg, sizeof(p->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
             goto out;
         }
-        char furl[700];
-        snprintf(furl, sizeof(furl), "%s/v1/fragments/%s.%d", s->url, p->key, i);
         s->x.index = i;
-        /* Known size: containers check their capacity up front; else chunked. */
-        (void)gw_upload_open(gw, p->conn, s, furl, size >= 0 ? (int64_t)dyno_layout_fragment_size(&lay) : -1);
     }
-    if (gw_put_live(p) < p->quorum) {
-        rc = gw_put_quorum_error(p);
+    p->deferred = replica;
+    if (!replica &&
+        (rc = gw_put_open_streams(p, size >= 0 ? (int64_t)dyno_layout_fragment_size(&lay) : -1)) != 0)
         goto out;
-    }
-    /* Let the connections open while the first stripe is read. */
-    gw_fanout_step(p->conn, 0);
     rc = 0;
 out:
     cJSON_Delete(res);
@@ -533,13 +547,15 @@ static int gw_put_finish(struct gw_put *p, cJSON **out)
     dyno_frag_trailer_encode(&t, p->tail + DYNO_FRAG_END_SIZE);
     for (int i = 0; i < p->n; i++)
         gw_upload_tail(&p->up[i], p->records == 0, p->tail, sizeof(p->tail));
+    struct dyno_layout lay = {.size = p->size, .unit = p->unit, .k = p->k};
+    uint64_t fsize = dyno_layout_fragment_size(&lay);
+    if (p->deferred && (rc = gw_put_open_streams(p, (int64_t)fsize)) != 0)
+        return rc;
     if ((rc = gw_put_pump(p, true)) != 0)
         return rc;
 
     char sha_hex[65];
     dyno_hex(p->sha256, 32, sha_hex);
-    struct dyno_layout lay = {.size = p->size, .unit = p->unit, .k = p->k};
-    uint64_t fsize = dyno_layout_fragment_size(&lay);
     cJSON *params = cJSON_CreateObject(), *res = NULL;
     cJSON_AddStringToObject(params, "key", p->key);
     dyno_json_add_i64(params, "size", (int64_t)p->size);
