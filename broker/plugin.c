@@ -23,8 +23,11 @@
  *   MESSAGE     from a service: dyno/v1/acl/<catalog> updates the policy table,
  *               dyno/v1/auth/revoked updates the revoked set (connected holders of a revoked
  *               token are kicked on the next tick). From a user on dyno/v1/ingest/...: every
- *               "dyno-user" user property is removed and dyno-user = the authenticated
- *               username is added; a Response Topic outside dyno/v1/reply/<username> drops
+ *               "dyno-user", "dyno-org" and "dyno-admin" user property (any letter case)
+ *               is removed and the stamps dyno-user = the authenticated username,
+ *               dyno-org = the token's org ("" when none) and dyno-admin = "true"|"false"
+ *               are added, so the gateway decides write access for the same principal as
+ *               the ACL check; a Response Topic outside dyno/v1/reply/<username> drops
  *               the message.
  *   DISCONNECT  the client is marked gone (its Will is checked right after this event;
  *               only a service's Will may still be published); gone entries are dropped
@@ -51,7 +54,9 @@
 #include "token.h"
 
 #define PLUGIN_API_VERSION 5
-#define PLUGIN_USER_PROP "dyno-user"
+#define PLUGIN_USER_PROP "dyno-user" /* the stamps on a user's ingest message (see the header) */
+#define PLUGIN_ORG_PROP "dyno-org"
+#define PLUGIN_ADMIN_PROP "dyno-admin"
 #define PLUGIN_GONE_GRACE 2 /* seconds a disconnected client is kept for its Will */
 #define PLUGIN_LOG "dyno_auth: "
 
@@ -325,11 +330,28 @@ static int plugin_copy_property(mosquitto_property **out, const mosquitto_proper
     }
 }
 
+/* One user property the plugin stamps: name and value, both borrowed. */
+struct plugin_stamp {
+    const char *name;
+    const char *value;
+};
+
+/* True when name is one of the n stamp names, in any letter case. */
+static bool plugin_is_stamp(const char *name, const struct plugin_stamp *stamps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(name, stamps[i].name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /*
- * Rebuilds *props without any "dyno-user" user property (in any letter case) and with
- * dyno-user = username; the old list is freed and replaced only on success.
+ * Rebuilds *props without any user property named like one of the n stamps (in any letter
+ * case) and with each stamp added once, in order; the old list is freed and replaced only
+ * on success. MOSQ_ERR_*.
  */
-static int plugin_stamp_user(mosquitto_property **props, const char *username)
+static int plugin_stamp(mosquitto_property **props, const struct plugin_stamp *stamps, size_t n)
 {
     mosquitto_property *out = NULL;
     int rc = MOSQ_ERR_SUCCESS;
@@ -342,7 +364,7 @@ static int plugin_stamp_user(mosquitto_property **props, const char *username)
                 rc = MOSQ_ERR_INVAL;
                 goto out;
             }
-            if (strcasecmp(name, PLUGIN_USER_PROP) != 0)
+            if (!plugin_is_stamp(name, stamps, n))
                 rc = mosquitto_property_add_string_pair(&out, id, name, value);
             mosquitto_free(name);
             mosquitto_free(value);
@@ -352,9 +374,12 @@ static int plugin_stamp_user(mosquitto_property **props, const char *username)
         if (rc != MOSQ_ERR_SUCCESS)
             goto out;
     }
-    rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PLUGIN_USER_PROP, username);
-    if (rc != MOSQ_ERR_SUCCESS)
-        goto out;
+    for (size_t i = 0; i < n; i++) {
+        rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, stamps[i].name,
+                                                stamps[i].value);
+        if (rc != MOSQ_ERR_SUCCESS)
+            goto out;
+    }
     mosquitto_property_free_all(props);
     *props = out;
     out = NULL;
@@ -431,8 +456,14 @@ static int plugin_on_message(int event, void *event_data, void *userdata)
                              DYNO_ACL_TOPIC_REPLY, c->claims.sub);
         return MOSQ_ERR_ACL_DENIED;
     }
-    /* Never let an ingest message through without the stamp. */
-    rc = plugin_stamp_user(&ed->properties, c->claims.sub);
+    /* Never let an ingest message through without the stamps: the principal of the ACL
+     * check, so the gateway decides for the same user, org and admin flag. */
+    const struct plugin_stamp stamps[] = {
+        {PLUGIN_USER_PROP, who.sub},
+        {PLUGIN_ORG_PROP, who.org},
+        {PLUGIN_ADMIN_PROP, who.admin ? "true" : "false"},
+    };
+    rc = plugin_stamp(&ed->properties, stamps, sizeof(stamps) / sizeof(stamps[0]));
     if (rc != MOSQ_ERR_SUCCESS) {
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "dropped ingest from %s: cannot stamp (%d)",
                              c->claims.sub, rc);

@@ -3,14 +3,17 @@
  * an object of that catalog, like a REST put of the payload.
  *
  *   name          user property "name" (default: the key)
- *   owner         the publisher, from the user property "dyno-user" that the broker plugin
- *                 stamps on every user's ingest message (any copy sent by the client is
- *                 removed first). A message without it did not come through the plugin's
- *                 login and is refused.
+ *   publisher     the user properties "dyno-user" (username), "dyno-org" (the token's org,
+ *                 "" for none) and "dyno-admin" ("true"|"false") that the broker plugin
+ *                 stamps on every user's ingest message from the claims it logged the client
+ *                 in with (any copy sent by the client, in any letter case, is removed
+ *                 first). A message without exactly one valid copy of each did not come
+ *                 through the plugin's login and is refused.
+ *   owner         the stamped username
  *   access        the publisher must be allowed to write the catalog (catalog.get +
- *                 dyno_acl_decide); the stamp carries only the username, so the decision
- *                 is made for that user (owner, user shares) and the plugin has already
- *                 applied the full rule (orgs, admins) before letting the message through
+ *                 dyno_acl_decide) as the principal {user, org, admin} of the stamps: the
+ *                 same rule the plugin applied (owner, user and org shares, admins), decided
+ *                 again on pubsub's current policy
  *   size          at most ingest_max bytes
  *   reply         with a v5 Response Topic in dyno/v1/reply/<publisher>[/...], the publisher
  *                 gets {"key","name","size","sha256"} or {"error":{"code","message"}} with
@@ -32,6 +35,7 @@
 #include <mqtt_protocol.h>
 
 #include "acl.h"
+#include "agent.h"
 #include "gw.h"
 #include "json.h"
 #include "log.h"
@@ -41,13 +45,18 @@
 #define GW_INGEST_QUEUE_MAX 64 /* jobs waiting: at most this many ingest_max payloads in memory */
 #define GW_INGEST_TOPIC "dyno/v1/ingest/"
 #define GW_INGEST_SUB "$share/gateway/" GW_INGEST_TOPIC "#"
-#define GW_INGEST_USER_PROP "dyno-user"
+#define GW_INGEST_USER_PROP "dyno-user" /* the plugin's stamps (see the header) */
+#define GW_INGEST_ORG_PROP "dyno-org"
+#define GW_INGEST_ADMIN_PROP "dyno-admin"
 
 struct gw_ingest_job {
     struct gw_ingest_job *next;
     char catalog[DYNO_CATALOG_MAX + 1];
     char user[DYNO_SEG_MAX + 1]; /* "" when not stamped */
-    int nusers;                  /* dyno-user properties seen (the plugin leaves exactly one) */
+    char org[DYNO_ACL_ORG_MAX + 1];
+    bool admin;
+    int nusers, norgs, nadmins; /* stamps seen (the plugin leaves exactly one of each) */
+    bool bad_stamp;             /* a stamp with a value the plugin never writes */
     char name[DYNO_NAME_MAX + 1];
     bool has_name, bad_name;
     char *resp_topic; /* NULL: no answer wanted */
@@ -95,6 +104,19 @@ static bool gw_ingest_read_props(struct gw_ingest_job *j, const mosquitto_proper
                 j->nusers++;
                 if (dyno_valid_segment(value))
                     snprintf(j->user, sizeof(j->user), "%s", value);
+                else
+                    j->bad_stamp = true;
+            } else if (strcasecmp(name, GW_INGEST_ORG_PROP) == 0) {
+                j->norgs++;
+                if (dyno_agent_valid_org(value, true))
+                    snprintf(j->org, sizeof(j->org), "%s", value);
+                else
+                    j->bad_stamp = true;
+            } else if (strcasecmp(name, GW_INGEST_ADMIN_PROP) == 0) {
+                j->nadmins++;
+                j->admin = strcmp(value, "true") == 0;
+                if (!j->admin && strcmp(value, "false") != 0)
+                    j->bad_stamp = true;
             } else if (strcmp(name, "name") == 0 && !j->has_name) {
                 j->has_name = true;
                 if (dyno_valid_name(value))
@@ -244,7 +266,7 @@ static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k,
         cJSON_Delete(cat);
         return rc == DYNO_ENOMEM ? rc : DYNO_EPROTO;
     }
-    struct dyno_acl_principal who = {.sub = j->user, .org = "", .admin = false, .service = false};
+    struct dyno_acl_principal who = {.sub = j->user, .org = j->org, .admin = j->admin, .service = false};
     if (!dyno_acl_decide(pol, &who, DYNO_ACL_WRITE)) {
         snprintf(msg, cap, "%s may not write to catalog %s", j->user, j->catalog);
         rc = DYNO_EFORBIDDEN;
@@ -263,12 +285,13 @@ static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k,
 static void gw_ingest_one(struct gw *gw, struct gw_conn *conn, struct gw_ingest_job *j)
 {
     char msg[1024];
-    if (j->nusers != 1 || !j->user[0]) {
-        /* Only the plugin's stamp names a publisher: without it the message came through
+    if (j->nusers != 1 || j->norgs != 1 || j->nadmins != 1 || j->bad_stamp || !j->user[0]) {
+        /* Only the plugin's stamps name a publisher: without them the message came through
          * no login we know of (or a service published it), so nobody can own it. */
         j->user[0] = '\0';
-        gw_ingest_refuse(gw, j, DYNO_EUNAUTH, "ingest message without a publisher (no %s stamp)",
-                         GW_INGEST_USER_PROP);
+        gw_ingest_refuse(gw, j, DYNO_EUNAUTH,
+                         "ingest message without a publisher (not one valid %s, %s and %s stamp each)",
+                         GW_INGEST_USER_PROP, GW_INGEST_ORG_PROP, GW_INGEST_ADMIN_PROP);
         return;
     }
     if (j->oversize) {

@@ -359,7 +359,8 @@ class BrokerPluginTest(unittest.TestCase):
         self.assertIn("Not authorized", r.stderr)
         self.policy("alice/w", shares=[("bob", "user", "write")])
         r = self.pub("bob", bob, "bob-ing", "dyno/v1/ingest/alice/w", "after-share",
-                     props=[("dyno-user", "alice"), ("DYNO-USER", "alice"), ("name", "r1"),
+                     props=[("dyno-user", "alice"), ("DYNO-USER", "alice"), ("Dyno-Org", "lab"),
+                            ("DYNO-ADMIN", "true"), ("name", "r1"),
                             ("response-topic", "dyno/v1/reply/bob/r1")])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("Not authorized", r.stderr)
@@ -372,7 +373,8 @@ class BrokerPluginTest(unittest.TestCase):
         self.assertNotIn("before-share", o)
         self.assertNotIn("hijack", o)
         self.assertEqual(len(lines), 1, o)
-        self.assertEqual(lines[0], "dyno/v1/ingest/alice/w after-share name:r1 dyno-user:bob")
+        self.assertEqual(lines[0],
+                         "dyno/v1/ingest/alice/w after-share name:r1 dyno-user:bob dyno-org: dyno-admin:false")
         # the other properties survive the stamp
         gw = self.sub("gateway-gw1", self.svc, "gateway-gw1", ["dyno/v1/ingest/alice/w"], fmt="%j", wait=5)
         self.subscribed("gateway-gw1", "dyno/v1/ingest/alice/w")
@@ -381,10 +383,12 @@ class BrokerPluginTest(unittest.TestCase):
                         "-D", "publish", "content-type", "text/plain",
                         "-D", "publish", "correlation-data", "c0ffee",
                         "-D", "publish", "payload-format-indicator", "1",
-                        "-D", "publish", "user-property", "dyno-user", "mallory"], check=True, timeout=15)
+                        "-D", "publish", "user-property", "dyno-user", "mallory",
+                        "-D", "publish", "user-property", "dyno-admin", "true"], check=True, timeout=15)
         o, _ = gw.communicate(timeout=10)
         msg = json.loads(o.strip().splitlines()[0])
-        self.assertEqual(msg["properties"]["user-properties"], {"dyno-user": "bob"})
+        self.assertEqual(msg["properties"]["user-properties"],
+                         {"dyno-user": "bob", "dyno-org": "", "dyno-admin": "false"})
         self.assertEqual(msg["properties"]["content-type"], "text/plain")
         self.assertEqual(msg["properties"]["correlation-data"], "c0ffee")
         self.assertEqual(msg["properties"]["payload-format-indicator"], 1)
