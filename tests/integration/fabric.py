@@ -211,6 +211,19 @@ def sha256_bytes(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def flip_byte(path, offset, mask=0x5A):
+    """XORs the byte at offset of the file with mask, durably (a bit rot on disk)."""
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        if len(b) != 1:
+            raise ValueError("%s has no byte at offset %d" % (path, offset))
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ mask]))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

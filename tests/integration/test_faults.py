@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from fabric import (KiB, MiB, FabricCase, random_bytes, sha256_bytes, sha256_file)
+from fabric import (KiB, MiB, FabricCase, flip_byte, random_bytes, sha256_bytes, sha256_file)
 
 HDR = 1024          # fragment header size (lib/frag.h)
 REC_PREFIX = 4      # u32 record length before each stripe unit's payload
@@ -102,13 +102,7 @@ class CorruptFragment(FabricCase):
             path = found[0]
         size = os.path.getsize(path)
         self.assertGreater(size, offset, "fragment %s too small (%d)" % (path, size))
-        with open(path, "r+b") as fh:
-            fh.seek(offset)
-            b = fh.read(1)
-            fh.seek(offset)
-            fh.write(bytes([b[0] ^ 0x5A]))
-            fh.flush()
-            os.fsync(fh.fileno())
+        flip_byte(path, offset)
         f.restart("container-" + cid)
         f.wait_containers_online(5, exact=True)
 

@@ -18,7 +18,7 @@ import sys
 import time
 import unittest
 
-from fabric import KiB, MiB, FabricCase, random_bytes, sha256_bytes
+from fabric import KiB, MiB, FabricCase, flip_byte, random_bytes, sha256_bytes
 
 HDR = 1024          # fragment header size (lib/frag.h)
 REC_PREFIX = 4      # u32 record length before each record's payload
@@ -206,14 +206,7 @@ class Heal(FabricCase):
         path = os.path.join(f.container_dir(cid), "frags", big[:2], "%s.0" % big)
         self.assertTrue(os.path.exists(path), path)
         f.kill("container-" + cid)
-        with open(path, "r+b") as fh:
-            off = HDR + REC_PREFIX + 4321
-            fh.seek(off)
-            b = fh.read(1)
-            fh.seek(off)
-            fh.write(bytes([b[0] ^ 0xA5]))
-            fh.flush()
-            os.fsync(fh.fileno())
+        flip_byte(path, HDR + REC_PREFIX + 4321, 0xA5)
         f.restart("container-" + cid)  # a cold cache: the damage cannot hide
         f.wait_containers_online(self.CONTAINERS, exact=True)
         # a read finds it (and still answers the right bytes)
@@ -247,14 +240,7 @@ class Heal(FabricCase):
         self.assertTrue(os.path.exists(path), path)
         reads_before = metric(f, "dyno_gateway_fragment_crc_errors_total")
         f.kill("container-" + cid)
-        with open(path, "r+b") as fh:
-            off = HDR + REC_PREFIX + 777
-            fh.seek(off)
-            b = fh.read(1)
-            fh.seek(off)
-            fh.write(bytes([b[0] ^ 0x5A]))
-            fh.flush()
-            os.fsync(fh.fileno())
+        flip_byte(path, HDR + REC_PREFIX + 777)
         # the same container, scrubbing every second at a high rate
         f.restart("container-" + cid, ["--scrub-interval", "1", "--scrub-rate", "256M"])
         f.wait_containers_online(self.CONTAINERS, exact=True)
