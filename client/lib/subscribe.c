@@ -1,6 +1,12 @@
 /*
  * dyno_client_subscribe: catalog events straight from the broker (SPEC §3, §8), over
  * libmosquitto (MQTT v5) driven by the calling thread. See client.h for the contract.
+ *
+ * A subscription the broker refuses on the first connection is an access error. Once it
+ * was granted, a refusal after a reconnect is first taken as the broker's policy table
+ * being empty after its restart (it denies every user until dyno-pubsub has republished
+ * the catalogs' policies): the client disconnects and tries again with back-off, and gives
+ * up with the access error only when the refusals last SUB_REFUSED_GRACE_S seconds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,7 @@
 #define SUB_HOST_MAX 256
 #define SUB_BACKOFF_MIN_MS 1000
 #define SUB_BACKOFF_MAX_MS 10000
+#define SUB_REFUSED_GRACE_S 120 /* refusals after a granted subscription, before giving up */
 
 struct sub_ctx {
     dyno_client *c;
@@ -31,7 +38,9 @@ struct sub_ctx {
     char topic_all[sizeof(SUB_EVENTS_PREFIX) + DYNO_CATALOG_MAX + 2];
     int mid_one, mid_all, acked;
     bool connected, ever_connected, session_present;
-    int rc; /* non-zero: stop with it */
+    bool ever_granted;    /* a subscription was granted on some connection */
+    time_t refused_since; /* first refusal after a grant, 0 when granted now */
+    int rc;               /* non-zero: stop with it */
 };
 
 /* Splits "mqtt://host:port" / "mqtts://host:port". */
@@ -131,19 +140,29 @@ static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count, const int *granted,
                              const mosquitto_property *props)
 {
-    (void)mosq;
     (void)props;
     struct sub_ctx *x = obj;
     if (mid != x->mid_one && mid != x->mid_all)
         return;
     for (int i = 0; i < qos_count; i++) {
         if (granted[i] >= 0x80) {
+            time_t now = time(NULL);
+            if (x->ever_granted && (x->refused_since == 0 || now - x->refused_since < SUB_REFUSED_GRACE_S)) {
+                if (x->refused_since == 0)
+                    x->refused_since = now;
+                mosquitto_disconnect(mosq); /* the loop reconnects with back-off */
+                return;
+            }
             x->rc = dyno__fail(x->c, DYNO_EFORBIDDEN, "the broker refused the subscription to %s",
                                mid == x->mid_one ? x->topic : x->topic_all);
             return;
         }
     }
-    if (++x->acked == 2 && x->o->on_ready) {
+    if (++x->acked == 2) {
+        x->ever_granted = true;
+        x->refused_since = 0;
+    }
+    if (x->acked == 2 && x->o->on_ready) {
         int rc = x->o->on_ready(x->arg, x->session_present);
         if (rc < 0)
             x->rc = rc;

@@ -306,7 +306,9 @@ struct dyno_subscribe_opts {
  * Delivery: QoS 1 is at least once; an event may come twice (after a reconnect).
  *
  * Returns 0 (stopped), the callback's code, DYNO_EUNAUTH (the broker refused the token),
- * DYNO_EFORBIDDEN (subscription refused: no read access), DYNO_EUNAVAIL (the first connection
+ * DYNO_EFORBIDDEN (subscription refused: no read access; after a reconnect, only when the
+ * refusals last 2 minutes, since a restarted broker refuses until its policies are back),
+ * DYNO_EUNAVAIL (the first connection
  * failed), DYNO_EINVAL (bad arguments, no token, or a token whose claims cannot be read).
  */
 DYNO_CLIENT_WUR int dyno_client_subscribe(dyno_client *c, const char *catalog,

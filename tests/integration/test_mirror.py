@@ -1,6 +1,8 @@
 """`dynostore subscribe C --mirror DIR` (issue 4): snapshot then live, killed with -9 halfway
 and restarted, ends with every object present and byte-identical in DIR, each downloaded at
-most once (the mirror prints one JSON line per download), and evicted objects removed."""
+most once (the mirror prints one JSON line per download), and evicted objects removed. Cut
+off from the broker (kill -9 and restart of mosquitto), the same mirror process reconnects by
+itself and catches up on what was put meanwhile."""
 
 import collections
 import json
@@ -26,11 +28,12 @@ class MirrorTest(FabricCase):
         require_mosquitto_clients()
         super().setUpClass()
         cls.fab.create_catalog("admin/mirror")
+        cls.fab.create_catalog("admin/mirror-cut")
 
-    def start_mirror(self, d, out_path):
+    def start_mirror(self, d, out_path, catalog="admin/mirror"):
         # no --broker: it must come from the settings `dynostore up` wrote
         argv = [os.path.join(self.fab.bin, "dynostore"), "--gateway", self.fab.gateway,
-                "--token-file", self.fab.admin_token_file, "subscribe", "admin/mirror", "--mirror", d]
+                "--token-file", self.fab.admin_token_file, "subscribe", catalog, "--mirror", d]
         out = open(out_path, "ab")
         p = subprocess.Popen(argv, cwd=self.fab.work, env=self.fab.env(), stdin=subprocess.DEVNULL,
                              stdout=out, stderr=open(out_path + ".err", "ab"), start_new_session=True)
@@ -71,6 +74,62 @@ class MirrorTest(FabricCase):
         wrong = sorted(n for n in expect if n in have and have[n] != expect[n])
         self.fail("mirror differs: missing %s, extra %s, wrong %s" % (missing[:10], extra[:10], wrong[:10]))
 
+    def stop(self, m):
+        if m.poll() is None:
+            m.send_signal(signal.SIGTERM)
+            try:
+                m.wait(10)
+            except subprocess.TimeoutExpired:
+                m.kill()
+                m.wait()
+
+    def test_mirror_survives_broker_restart(self):
+        f = self.fab
+        cat = "admin/mirror-cut"
+        d = os.path.join(f.work, "mirror-cut")
+        out = os.path.join(f.work, "mirror-cut.out")
+        expect, keys = {}, {}
+
+        def put(i, retry_s=0):
+            data = random_bytes(2000 + 11 * i, seed=300 + i)
+            name = "cut-%03d.bin" % i
+            deadline = time.monotonic() + retry_s
+            while True:
+                try:
+                    r = f.put_bytes(cat, data, name=name)
+                    if r.status == 201:
+                        break
+                    last = (r.status, r.body[:200])
+                except OSError as e:
+                    last = repr(e)
+                if time.monotonic() > deadline:
+                    self.fail("put %s: %r" % (name, last))
+                time.sleep(0.5)
+            expect[name] = sha256_bytes(data)
+            keys[name] = r.json()["key"]
+
+        for i in range(5):
+            put(i)
+        m = self.start_mirror(d, out, catalog=cat)
+        try:
+            self.wait_files(d, dict(expect))
+            f.kill("mosquitto")
+            f.restart("mosquitto")
+            # the fabric's agents reconnect by themselves; so must the mirror
+            put(5, retry_s=120)
+            for i in range(6, 20):
+                put(i)
+            self.wait_files(d, dict(expect), timeout=120)
+            self.assertIsNone(m.poll(), "the mirror exited when the broker went away")
+            f.wait_containers_online(self.CONTAINERS, exact=True, timeout=60)
+        finally:
+            self.stop(m)
+        notes = [o for o in self.lines([out]) if isinstance(o, dict) and "mirror" in o]
+        downloads = collections.Counter(o["key"] for o in notes if o["mirror"] == "downloaded")
+        self.assertEqual({k: n for k, n in downloads.items() if n > 1}, {}, "downloaded more than once")
+        fetched = set(o["key"] for o in notes if o["mirror"] in ("downloaded", "adopted"))
+        self.assertEqual(set(keys.values()) - fetched, set(), "objects never fetched")
+
     def test_mirror_survives_kill_and_catches_up(self):
         f = self.fab
         d = os.path.join(f.work, "mirror")
@@ -109,13 +168,7 @@ class MirrorTest(FabricCase):
                 del expect[name]
             self.wait_files(d, dict(expect))
         finally:
-            if m.poll() is None:
-                m.send_signal(signal.SIGTERM)
-                try:
-                    m.wait(10)
-                except subprocess.TimeoutExpired:
-                    m.kill()
-                    m.wait()
+            self.stop(m)
 
         notes = [o for o in self.lines(outs) if isinstance(o, dict) and "mirror" in o]
         downloads = collections.Counter(o["key"] for o in notes if o["mirror"] == "downloaded")
