@@ -671,7 +671,8 @@ class Fabric:
                 # error reply is still in the socket; read it if it is there
                 try:
                     r = c.getresponse()
-                except (OSError, http.client.HTTPException):
+                except (OSError, http.client.HTTPException, AttributeError):
+                    # AttributeError: http.client already dropped the socket (sock is None)
                     raise e
                 data = r.read()
                 return Resp(r.status, r.reason, {k.lower(): v for k, v in r.getheaders()},
