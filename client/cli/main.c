@@ -39,11 +39,13 @@ static const struct cli_cmd cmds[] = {
      "catalog share C (--user U | --org O) [--access read|write]\n"
      "    Manages catalogs (C = owner/name[/name...]).\n"},
     {"subscribe", cli_cmd_subscribe,
-     "subscribe C [--mirror DIR] [--broker mqtt://HOST:PORT]\n"
+     "subscribe C [--mirror DIR [--recursive]] [--broker mqtt://HOST:PORT]\n"
      "    Prints every event of catalog C and its sub-catalogs as one JSON line, from the MQTT\n"
      "    broker (--broker, else $DYNOSTORE_BROKER, else the settings' \"broker\"). With --mirror,\n"
      "    keeps DIR equal to C: downloads what C holds, then every new object, removes evicted\n"
-     "    ones, and resumes after a stop without loss (persistent session, DIR/.dynostore-mirror).\n"},
+     "    ones, and resumes after a stop without loss (persistent session, DIR/.dynostore-mirror).\n"
+     "    With --recursive, also every sub-catalog you can read: C/a/b goes to DIR/a/b. A DIR\n"
+     "    mirrored with --recursive must always be mirrored with it, and one without, without.\n"},
     {"status", cli_cmd_status,
      "status\n    Gateway health, and the containers (id, site, state, used/capacity, utilization;\n"
      "    needs an admin token).\n"},
@@ -106,7 +108,7 @@ static void usage(FILE *f)
                "  catalog create C [--public] [--resilience k,m]\n"
                "  catalog info C | catalog rm C [--recursive]\n"
                "  catalog share C (--user U | --org O) [--access read|write]\n"
-               "  subscribe C [--mirror DIR] [--broker URL]   follow (and mirror) a catalog's events\n"
+               "  subscribe C [--mirror DIR [--recursive]] [--broker URL]   follow (and mirror) a catalog\n"
                "Fabric and identity:\n"
                "  status                      gateway health, containers, degraded objects, repair\n"
                "  container drain ID          move every fragment off a container   (admin)\n"

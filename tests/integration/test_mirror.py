@@ -2,7 +2,9 @@
 and restarted, ends with every object present and byte-identical in DIR, each downloaded at
 most once (the mirror prints one JSON line per download), and evicted objects removed. Cut
 off from the broker (kill -9 and restart of mosquitto), the same mirror process reconnects by
-itself and catches up on what was put meanwhile."""
+itself and catches up on what was put meanwhile. With --recursive, the sub-catalogs C/a/b go
+to DIR/a/b, a sub-catalog created while it runs is picked up, and a DIR mirrored with
+--recursive is refused without it; without --recursive, sub-catalogs stay out."""
 
 import collections
 import json
@@ -30,15 +32,17 @@ class MirrorTest(FabricCase):
         cls.fab.create_catalog("admin/mirror")
         cls.fab.create_catalog("admin/mirror-cut")
 
-    def start_mirror(self, d, out_path, catalog="admin/mirror"):
+    def mirror_argv(self, d, catalog, extra=()):
         # no --broker: it must come from the settings `dynostore up` wrote
-        argv = [os.path.join(self.fab.bin, "dynostore"), "--gateway", self.fab.gateway,
-                "--token-file", self.fab.admin_token_file, "subscribe", catalog, "--mirror", d]
-        out = open(out_path, "ab")
-        p = subprocess.Popen(argv, cwd=self.fab.work, env=self.fab.env(), stdin=subprocess.DEVNULL,
-                             stdout=out, stderr=open(out_path + ".err", "ab"), start_new_session=True)
-        out.close()
-        return p
+        return [os.path.join(self.fab.bin, "dynostore"), "--gateway", self.fab.gateway,
+                "--token-file", self.fab.admin_token_file, "subscribe", catalog, "--mirror", d,
+                *extra]
+
+    def start_mirror(self, d, out_path, catalog="admin/mirror", extra=()):
+        argv = self.mirror_argv(d, catalog, extra)
+        with open(out_path, "ab") as out, open(out_path + ".err", "ab") as err:
+            return subprocess.Popen(argv, cwd=self.fab.work, env=self.fab.env(), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
 
     def lines(self, paths):
         out = []
@@ -54,18 +58,39 @@ class MirrorTest(FabricCase):
                 pass
         return out
 
-    def wait_files(self, d, expect, timeout=WAIT):
-        """Waits until DIR holds exactly the files of expect {name: sha256}."""
+    @staticmethod
+    def tree(d):
+        """{path relative to d: sha256} of every file under d, dot files and folders (the
+        state, temp files) left out."""
+        have = {}
+        for root, dirs, files in os.walk(d):
+            dirs[:] = [n for n in dirs if not n.startswith(".")]
+            for n in files:
+                if n.startswith("."):
+                    continue
+                p = os.path.join(root, n)
+                try:
+                    have[os.path.relpath(p, d)] = sha256_file(p)
+                except FileNotFoundError:
+                    pass  # removed (an eviction) between the listing and the read
+        return have
+
+    def wait_files(self, d, expect, timeout=WAIT, recursive=False):
+        """Waits until DIR holds exactly the files of expect {name: sha256} (recursive: every
+        file under DIR, {relative path: sha256})."""
         deadline = time.monotonic() + timeout
         have = {}
         while time.monotonic() < deadline:
-            names = [n for n in os.listdir(d) if not n.startswith(".")] if os.path.isdir(d) else []
-            have = {}
-            for n in names:
-                try:
-                    have[n] = sha256_file(os.path.join(d, n))
-                except FileNotFoundError:
-                    pass  # removed (an eviction) between the listing and the read
+            if recursive:
+                have = self.tree(d)
+            else:
+                names = [n for n in os.listdir(d) if not n.startswith(".")] if os.path.isdir(d) else []
+                have = {}
+                for n in names:
+                    try:
+                        have[n] = sha256_file(os.path.join(d, n))
+                    except FileNotFoundError:
+                        pass  # removed (an eviction) between the listing and the read
             if have == expect:
                 return have
             time.sleep(0.3)
@@ -181,6 +206,120 @@ class MirrorTest(FabricCase):
         with open(os.path.join(d, ".dynostore-mirror")) as fh:
             state = json.load(fh)
         self.assertEqual(set(state["objects"]), set(expect))
+
+    def test_mirror_recursive(self):
+        f = self.fab
+        top = "admin/mirror-rec"
+        for c in (top, top + "/a", top + "/a/b"):
+            f.create_catalog(c)
+        d = os.path.join(f.work, "mirror-rec")
+        outs = [os.path.join(f.work, "mirror-rec1.out"), os.path.join(f.work, "mirror-rec2.out")]
+        expect, keys = {}, {}  # by path relative to DIR
+        seq = iter(range(1000))
+
+        def put(sub):
+            i = next(seq)
+            data = random_bytes(700 + 29 * i, seed=500 + i)
+            name = "rec-%03d.bin" % i
+            r = f.put_bytes(top + ("/" + sub if sub else ""), data, name=name)
+            self.assertEqual(r.status, 201, r.body)
+            rel = sub + "/" + name if sub else name
+            expect[rel] = sha256_bytes(data)
+            keys[rel] = r.json()["key"]
+            return rel
+
+        def evict(rel):
+            r = f.http("DELETE", "/v1/objects/" + keys[rel])
+            self.assertEqual(r.status, 204, r.body)
+            del expect[rel]
+
+        for sub in ("", "a", "a/b"):  # the snapshot
+            for _ in range(3):
+                put(sub)
+        m = self.start_mirror(d, outs[0], catalog=top, extra=["--recursive"])
+        try:
+            self.wait_files(d, dict(expect), recursive=True)
+            # while it runs: a new sub-catalog, more objects, an eviction
+            f.create_catalog(top + "/c")
+            for _ in range(3):
+                put("c")
+            for _ in range(3):
+                put("a/b")
+            evict(sorted(r for r in expect if r.startswith("a/") and r.count("/") == 1)[0])
+            self.wait_files(d, dict(expect), recursive=True)
+
+            # kill -9, put while it is away, and restart it
+            os.kill(m.pid, signal.SIGKILL)
+            m.wait(10)
+            for _ in range(4):
+                put("a")
+            # a state file edited by hand must not make it touch files outside DIR
+            victim = os.path.join(f.work, "mirror-rec-victim")
+            with open(victim, "w") as fh:
+                fh.write("keep me")
+            state_path = os.path.join(d, ".dynostore-mirror")
+            with open(state_path) as fh:
+                state = json.load(fh)
+            state["objects"]["../mirror-rec-victim"] = "0" * 32
+            state["objects"]["a/../../mirror-rec-victim"] = "1" * 32
+            with open(state_path, "w") as fh:
+                json.dump(state, fh)
+            m = self.start_mirror(d, outs[1], catalog=top, extra=["--recursive"])
+            self.wait_files(d, dict(expect), recursive=True)
+        finally:
+            self.stop(m)
+
+        self.assertTrue(os.path.exists(victim), "a state entry reached outside DIR")
+        notes = [o for o in self.lines(outs) if isinstance(o, dict) and "mirror" in o]
+        downloads = collections.Counter(o["key"] for o in notes if o["mirror"] == "downloaded")
+        self.assertEqual({k: n for k, n in downloads.items() if n > 1}, {}, "downloaded more than once")
+        fetched = set(o["key"] for o in notes if o["mirror"] in ("downloaded", "adopted"))
+        self.assertEqual(set(keys.values()) - fetched, set(), "objects never fetched")
+        # the sub-catalog made while it ran came in before the kill (no reconnect needed)
+        first = {o.get("path") for o in self.lines(outs[:1]) if isinstance(o, dict) and "mirror" in o}
+        self.assertEqual({r for r in keys if r.startswith("c/")} - first, set(), "c/ not picked up live")
+        with open(state_path) as fh:
+            state = json.load(fh)
+        self.assertIs(state.get("recursive"), True)
+        self.assertEqual(state["catalog"], top)
+        self.assertEqual(set(state["objects"]), set(expect))
+
+        # the same DIR without --recursive is refused, with a message that says why
+        r = subprocess.run(self.mirror_argv(d, top), cwd=f.work, env=f.env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"--recursive", r.stderr)
+        # --recursive alone (no --mirror) is a usage error
+        r = subprocess.run(self.mirror_argv(d, top)[:-2] + ["--recursive"], cwd=f.work, env=f.env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+
+        # a fresh DIR without --recursive mirrors the top catalog only
+        d2 = os.path.join(f.work, "mirror-rec-flat")
+        out2 = os.path.join(f.work, "mirror-rec3.out")
+
+        def flat():
+            return {r: h for r, h in expect.items() if "/" not in r}
+
+        m = self.start_mirror(d2, out2, catalog=top)
+        try:
+            self.wait_files(d2, flat(), recursive=True)
+            put("a")  # live, in a sub-catalog: stays out
+            put("")  # live, in the catalog: comes in
+            self.wait_files(d2, flat(), recursive=True)
+            time.sleep(1.0)
+            self.assertEqual(self.tree(d2), flat())
+        finally:
+            self.stop(m)
+        self.assertFalse(any(os.path.isdir(os.path.join(d2, n)) for n in os.listdir(d2)), "a folder was made")
+        with open(os.path.join(d2, ".dynostore-mirror")) as fh:
+            state = json.load(fh)
+        self.assertNotIn("recursive", state)
+        self.assertEqual(set(state["objects"]), set(flat()))
+        r = subprocess.run(self.mirror_argv(d2, top, ["--recursive"]), cwd=f.work, env=f.env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"without its sub-catalogs", r.stderr)
 
 
 if __name__ == "__main__":
