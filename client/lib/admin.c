@@ -30,10 +30,5 @@ int dyno_client_rebuild_metadata(dyno_client *c, struct cJSON **out)
 
 int dyno_client_repair_status(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/admin/repair", NULL, out);
+    return dyno__json_get(c, "/v1/admin/repair", out);
 }

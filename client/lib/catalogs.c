@@ -10,34 +10,40 @@
 #include "json.h"
 #include "names.h"
 
-static int check_catalog(dyno_client *c, const char *catalog)
+/* The start of every call on a catalog: DYNO_EINVAL without c or with a bad catalog path,
+ * else 0 with the message cleared. */
+static int catalog_begin(dyno_client *c, const char *catalog)
 {
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
     if (!catalog || !dyno_valid_catalog(catalog))
         return dyno__fail(c, DYNO_EINVAL, "invalid catalog path '%s' (owner/name[/name...])",
                           catalog ? catalog : "(null)");
     return 0;
 }
 
-/* "not found" alone says little: name the catalog. */
-static int catalog_rc(dyno_client *c, int rc, const char *catalog)
+#define CATALOG_PATH_MAX (DYNO_CATALOG_MAX + 32)
+
+/* A JSON call on /v1/catalogs/<catalog><suffix> (catalog already checked); a bare "not found"
+ * answer names the catalog. */
+static int catalog_call(dyno_client *c, const char *method, const char *catalog, const char *suffix,
+                        const cJSON *body, cJSON **out)
 {
-    if (rc == DYNO_ENOTFOUND && strcmp(c->errmsg, "not found") == 0)
-        dyno__fail(c, rc, "catalog %s not found", catalog);
-    return rc;
+    char path[CATALOG_PATH_MAX];
+    snprintf(path, sizeof(path), "/v1/catalogs/%s%s", catalog, suffix);
+    return dyno__notfound(c, dyno__json_call(c, method, path, body, out), "catalog", catalog);
 }
 
 int dyno_client_catalog_create(dyno_client *c, const char *catalog, const struct dyno_catalog_opts *opts,
                                struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    int rc = check_catalog(c, catalog);
+    int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
     if (opts && (opts->k < 0 || opts->m < 0 || (opts->k == 0 && opts->m > 0)))
         return dyno__fail(c, DYNO_EINVAL, "invalid resilience %d,%d", opts->k, opts->m);
-    char path[DYNO_CATALOG_MAX + 32];
+    char path[CATALOG_PATH_MAX];
     snprintf(path, sizeof(path), "/v1/catalogs/%s", catalog);
     cJSON *body = cJSON_CreateObject();
     if (!body)
@@ -59,75 +65,52 @@ nomem:
 
 int dyno_client_catalog_list(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/catalogs", NULL, out);
+    return dyno__json_get(c, "/v1/catalogs", out);
 }
 
 int dyno_client_catalog_info(dyno_client *c, const char *catalog, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    int rc = check_catalog(c, catalog);
+    int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
     if (!out)
         return dyno__fail(c, DYNO_EINVAL, "no output");
-    char path[DYNO_CATALOG_MAX + 32];
-    snprintf(path, sizeof(path), "/v1/catalogs/%s", catalog);
-    return catalog_rc(c, dyno__json_call(c, "GET", path, NULL, out), catalog);
+    return catalog_call(c, "GET", catalog, "", NULL, out);
 }
 
 int dyno_client_catalog_delete(dyno_client *c, const char *catalog, int recursive)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    int rc = check_catalog(c, catalog);
+    int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
-    char path[DYNO_CATALOG_MAX + 32];
-    snprintf(path, sizeof(path), "/v1/catalogs/%s%s", catalog, recursive ? "?recursive=1" : "");
-    return catalog_rc(c, dyno__json_call(c, "DELETE", path, NULL, NULL), catalog);
+    return catalog_call(c, "DELETE", catalog, recursive ? "?recursive=1" : "", NULL, NULL);
 }
 
 int dyno_client_catalog_share(dyno_client *c, const char *catalog, const char *principal, int is_org,
                               const char *access)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    int rc = check_catalog(c, catalog);
+    int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
     if (!principal || !principal[0] || strlen(principal) > DYNO_CATALOG_MAX)
         return dyno__fail(c, DYNO_EINVAL, "no user or org to share with");
     if (!access || (strcmp(access, "read") != 0 && strcmp(access, "write") != 0))
         return dyno__fail(c, DYNO_EINVAL, "access must be read or write");
-    char path[DYNO_CATALOG_MAX + 32];
-    snprintf(path, sizeof(path), "/v1/catalogs/%s/shares", catalog);
     cJSON *body = cJSON_CreateObject();
     if (!body || !cJSON_AddStringToObject(body, is_org ? "org" : "user", principal) ||
         !cJSON_AddStringToObject(body, "access", access)) {
         cJSON_Delete(body);
         return dyno__fail(c, DYNO_ENOMEM, "out of memory");
     }
-    rc = dyno__json_call(c, "POST", path, body, NULL);
+    rc = catalog_call(c, "POST", catalog, "/shares", body, NULL);
     cJSON_Delete(body);
-    return catalog_rc(c, rc, catalog);
+    return rc;
 }
 
 int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int limit, struct cJSON **page,
                      char **next)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    int rc = check_catalog(c, catalog);
+    int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
     if (!page || limit < 0 || limit > 1000)
@@ -150,7 +133,7 @@ int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int
         rc = dyno__fail(c, rc, "request path too long");
         goto out;
     }
-    rc = catalog_rc(c, dyno__json_call(c, "GET", path.data, NULL, &doc), catalog);
+    rc = dyno__notfound(c, dyno__json_call(c, "GET", path.data, NULL, &doc), "catalog", catalog);
     if (rc < 0)
         goto out;
     const cJSON *objs = cJSON_GetObjectItemCaseSensitive(doc, "objects");
@@ -190,12 +173,7 @@ out:
 
 int dyno_client_containers(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/containers", NULL, out);
+    return dyno__json_get(c, "/v1/containers", out);
 }
 
 int dyno_client_healthz(dyno_client *c, struct cJSON **out)
@@ -238,30 +216,15 @@ int dyno_client_login(dyno_client *c, const char *username, const char *password
         goto out;
     }
     rc = dyno__json_call(c, "POST", "/v1/auth/login", body, &doc);
-    if (rc < 0)
-        goto out;
-    const char *t = dyno_json_str(doc, "token");
-    if (!t || !t[0]) {
-        rc = dyno__fail(c, DYNO_EPROTO, "the gateway's login answer has no token");
-        goto out;
-    }
-    char *copy = strdup(t);
-    if (!copy) {
-        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-        goto out;
-    }
-    int64_t exp = 0;
-    (void)dyno_json_i64(doc, "expires_at", &exp);
-    *token = copy;
-    if (expires_at)
+    if (rc == 0)
+        rc = dyno__json_strdup(c, doc, "token", "login answer", token);
+    if (rc == 0 && expires_at) {
+        int64_t exp = 0;
+        (void)dyno_json_i64(doc, "expires_at", &exp);
         *expires_at = exp;
-out:
-    if (body) {
-        /* do not leave the password in freed memory */
-        cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "password");
-        if (cJSON_IsString(p))
-            memset(p->valuestring, 0, strlen(p->valuestring));
     }
+out:
+    dyno__json_wipe(body, "password"); /* do not leave the password in freed memory */
     cJSON_Delete(body);
     cJSON_Delete(doc);
     return rc;
@@ -269,10 +232,5 @@ out:
 
 int dyno_client_whoami(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/auth/whoami", NULL, out);
+    return dyno__json_get(c, "/v1/auth/whoami", out);
 }

@@ -571,6 +571,42 @@ out:
     return rc;
 }
 
+int dyno__json_get(dyno_client *c, const char *path, cJSON **out)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!out)
+        return dyno__fail(c, DYNO_EINVAL, "no output");
+    return dyno__json_call(c, "GET", path, NULL, out);
+}
+
+int dyno__json_strdup(dyno_client *c, const cJSON *doc, const char *name, const char *answer, char **dst)
+{
+    const char *s = dyno_json_str(doc, name);
+    if (!s || !s[0])
+        return dyno__fail(c, DYNO_EPROTO, "the gateway's %s has no %s", answer, name);
+    char *copy = strdup(s);
+    if (!copy)
+        return dyno__fail(c, DYNO_ENOMEM, "out of memory");
+    *dst = copy;
+    return 0;
+}
+
+void dyno__json_wipe(cJSON *o, const char *name)
+{
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsString(m) && m->valuestring)
+        memset(m->valuestring, 0, strlen(m->valuestring));
+}
+
+int dyno__notfound(dyno_client *c, int rc, const char *what, const char *name)
+{
+    if (rc == DYNO_ENOTFOUND && strcmp(c->errmsg, "not found") == 0)
+        dyno__fail(c, rc, "%s %s not found", what, name);
+    return rc;
+}
+
 int dyno__escape(struct dyno_buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";

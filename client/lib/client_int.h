@@ -5,6 +5,8 @@
  * objects.c  put, get, exists, evict, meta
  * catalogs.c catalogs, listing, containers, healthz, login, whoami
  * identity.c users and API tokens
+ * admin.c    healing administration
+ * subscribe.c events over MQTT
  */
 #ifndef DYNO_CLIENT_INT_H
 #define DYNO_CLIENT_INT_H
@@ -71,6 +73,22 @@ int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *
 /* GET/POST/... expecting a JSON object answer (bounded by DYNO_CLIENT_JSON_MAX). body may be
  * NULL (no body). *out may be NULL (answer dropped). */
 int dyno__json_call(dyno_client *c, const char *method, const char *path, const cJSON *body, cJSON **out);
+
+/* The whole of a public call that only reads one JSON document (catalog list, whoami, ...):
+ * DYNO_EINVAL without c or out; else clears the message and GETs path into *out (the
+ * caller's). */
+int dyno__json_get(dyno_client *c, const char *path, cJSON **out);
+
+/* *dst = a malloc'd copy (the caller's) of the string member name of the answer doc.
+ * DYNO_EPROTO ("the gateway's <answer> has no <name>") when it is absent or empty, DYNO_ENOMEM. */
+int dyno__json_strdup(dyno_client *c, const cJSON *doc, const char *name, const char *answer, char **dst);
+
+/* Zeroes the string member name of o (a password or a token) before o is freed. o may be NULL. */
+void dyno__json_wipe(cJSON *o, const char *name);
+
+/* The gateway's bare "not found" says little: when rc is DYNO_ENOTFOUND with that message,
+ * the message becomes "<what> <name> not found". Returns rc. */
+int dyno__notfound(dyno_client *c, int rc, const char *what, const char *name);
 
 /* Sets the message of the current failure and returns err. */
 int dyno__fail(dyno_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -3,20 +3,11 @@
  * through dyno__json_call; passwords and tokens are wiped from our own buffers after use.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "client_int.h"
 #include "json.h"
 #include "names.h"
-
-/* Zeroes the string member name of o (a password or a token) before o is freed. */
-static void wipe_member(cJSON *o, const char *name)
-{
-    cJSON *m = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (cJSON_IsString(m) && m->valuestring)
-        memset(m->valuestring, 0, strlen(m->valuestring));
-}
 
 int dyno_client_user_create(dyno_client *c, const char *username, const char *password, const char *org,
                             int admin, struct cJSON **out)
@@ -39,19 +30,14 @@ int dyno_client_user_create(dyno_client *c, const char *username, const char *pa
     }
     rc = dyno__json_call(c, "POST", "/v1/users", body, out);
 out:
-    wipe_member(body, "password");
+    dyno__json_wipe(body, "password");
     cJSON_Delete(body);
     return rc;
 }
 
 int dyno_client_user_list(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/users", NULL, out);
+    return dyno__json_get(c, "/v1/users", out);
 }
 
 int dyno_client_token_create(dyno_client *c, int64_t ttl, const char *name, char **token, struct cJSON **out)
@@ -72,27 +58,16 @@ int dyno_client_token_create(dyno_client *c, int64_t ttl, const char *name, char
         goto out;
     }
     rc = dyno__json_call(c, "POST", "/v1/tokens", body, &doc);
-    if (rc < 0)
-        goto out;
-    const char *t = dyno_json_str(doc, "token");
-    if (!t || !t[0]) {
-        rc = dyno__fail(c, DYNO_EPROTO, "the gateway's answer has no token");
-        goto out;
-    }
-    char *copy = strdup(t);
-    if (!copy) {
-        rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (out) {
-        wipe_member(doc, "token");
+    if (rc == 0)
+        rc = dyno__json_strdup(c, doc, "token", "answer", token);
+    if (rc == 0 && out) {
+        dyno__json_wipe(doc, "token");
         cJSON_DeleteItemFromObjectCaseSensitive(doc, "token");
         *out = doc;
         doc = NULL;
     }
-    *token = copy;
 out:
-    wipe_member(doc, "token");
+    dyno__json_wipe(doc, "token");
     cJSON_Delete(doc);
     cJSON_Delete(body);
     return rc;
@@ -100,12 +75,7 @@ out:
 
 int dyno_client_token_list(dyno_client *c, struct cJSON **out)
 {
-    if (!c)
-        return DYNO_EINVAL;
-    dyno__begin(c);
-    if (!out)
-        return dyno__fail(c, DYNO_EINVAL, "no output");
-    return dyno__json_call(c, "GET", "/v1/tokens", NULL, out);
+    return dyno__json_get(c, "/v1/tokens", out);
 }
 
 int dyno_client_token_revoke(dyno_client *c, const char *id)

@@ -287,6 +287,16 @@ static int key_path(dyno_client *c, const char *key, const char *suffix, char *o
     return 0;
 }
 
+/* A JSON call on /v1/objects/<key><suffix>; a bare "not found" answer names the object. */
+static int key_call(dyno_client *c, const char *method, const char *key, const char *suffix, cJSON **out)
+{
+    char path[128];
+    int rc = key_path(c, key, suffix, path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    return dyno__notfound(c, dyno__json_call(c, method, path, NULL, out), "object", key);
+}
+
 static int get_any(dyno_client *c, const char *key, uint64_t offset, uint64_t length, struct sink *s)
 {
     int rc;
@@ -329,8 +339,8 @@ static int get_any(dyno_client *c, const char *key, uint64_t offset, uint64_t le
                                 hex, want);
         }
     }
-    if (rc == DYNO_ENOTFOUND && resp.status == 404 && strcmp(c->errmsg, "not found") == 0)
-        dyno__fail(c, rc, "object %s not found", key);
+    if (resp.status == 404)
+        dyno__notfound(c, rc, "object", key);
     dyno_sha256_free(s->sha);
     s->sha = NULL;
     return rc;
@@ -494,14 +504,7 @@ int dyno_client_evict(dyno_client *c, const char *key)
     if (!c)
         return DYNO_EINVAL;
     dyno__begin(c);
-    char path[128];
-    int rc = key_path(c, key, "", path, sizeof(path));
-    if (rc < 0)
-        return rc;
-    rc = dyno__json_call(c, "DELETE", path, NULL, NULL);
-    if (rc == DYNO_ENOTFOUND && strcmp(c->errmsg, "not found") == 0)
-        dyno__fail(c, rc, "object %s not found", key);
-    return rc;
+    return key_call(c, "DELETE", key, "", NULL);
 }
 
 int dyno_client_meta(dyno_client *c, const char *key, struct cJSON **out)
@@ -509,14 +512,7 @@ int dyno_client_meta(dyno_client *c, const char *key, struct cJSON **out)
     if (!c)
         return DYNO_EINVAL;
     dyno__begin(c);
-    char path[128];
-    int rc = key_path(c, key, "/meta", path, sizeof(path));
-    if (rc < 0)
-        return rc;
     if (!out)
         return dyno__fail(c, DYNO_EINVAL, "no output");
-    rc = dyno__json_call(c, "GET", path, NULL, out);
-    if (rc == DYNO_ENOTFOUND && strcmp(c->errmsg, "not found") == 0)
-        dyno__fail(c, rc, "object %s not found", key);
-    return rc;
+    return key_call(c, "GET", key, "/meta", out);
 }

@@ -224,10 +224,12 @@ static void sub_on_message(struct mosquitto *mosq, void *obj, const struct mosqu
     cJSON_Delete(doc);
 }
 
-static void sub_sleep_ms(long ms)
+/* After a failed or lost connection: waits *backoff ms, then doubles it up to SUB_BACKOFF_MAX_MS. */
+static void sub_backoff(long *backoff)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    struct timespec ts = {*backoff / 1000, (*backoff % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+    *backoff = *backoff * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS : *backoff * 2;
 }
 
 static bool sub_stopped(const struct sub_ctx *x)
@@ -310,8 +312,7 @@ int dyno_client_subscribe(dyno_client *c, const char *catalog, const struct dyno
                                     mosquitto_strerror(crc));
                     goto out;
                 }
-                sub_sleep_ms(backoff);
-                backoff = backoff * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS : backoff * 2;
+                sub_backoff(&backoff);
                 continue;
             }
             need_connect = false;
@@ -328,8 +329,7 @@ int dyno_client_subscribe(dyno_client *c, const char *catalog, const struct dyno
                                 mosquitto_strerror(lrc));
                 goto out;
             }
-            sub_sleep_ms(backoff);
-            backoff = backoff * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS : backoff * 2;
+            sub_backoff(&backoff);
             need_connect = true;
         }
     }
