@@ -97,8 +97,7 @@ static int mint_file(struct au_ctx *ctx, const char *path, const char *sub, cons
         return rc;
     }
     rc = dyno_write_file(path, token, strlen(token), 0600);
-    memset(token, 0, strlen(token));
-    free(token);
+    au_mint_free(token);
     if (rc != 0) {
         dyno_error("cannot write a token file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), path),
                    dyno_err_code(rc));

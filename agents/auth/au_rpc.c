@@ -41,8 +41,7 @@ int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, co
     /* Recorded before the token leaves, so every token in use can be listed and revoked. */
     rc = au_token_record(ctx->store, c.jti, sub, kind, name, c.exp, now, err, errlen);
     if (rc != 0) {
-        memset(*token, 0, strlen(*token));
-        free(*token);
+        au_mint_free(*token);
         *token = NULL;
         return rc;
     }
@@ -53,10 +52,24 @@ int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, co
     return 0;
 }
 
+void au_mint_free(char *token)
+{
+    if (!token)
+        return;
+    memset(token, 0, strlen(token));
+    free(token);
+}
+
 static int bad(char *err, size_t errlen, const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
     return DYNO_EINVAL;
+}
+
+static int nomem(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+    return DYNO_ENOMEM;
 }
 
 /* Only an admin caller passes. */
@@ -70,6 +83,43 @@ static int require_admin(const cJSON *req, const char *what, char *err, size_t e
         snprintf(err, errlen, "only an admin may %s", what);
         return DYNO_EFORBIDDEN;
     }
+    return 0;
+}
+
+/* The row of user name: 0, DYNO_ENOTFOUND (err untouched), or the store's error with err
+ * saying the database is unavailable. */
+static int lookup_user(struct au_ctx *ctx, const char *name, struct au_user *u, char *err, size_t errlen)
+{
+    int rc = au_user_get(ctx->store, name, u);
+    if (rc != 0 && rc != DYNO_ENOTFOUND)
+        snprintf(err, errlen, "auth database unavailable");
+    return rc;
+}
+
+/*
+ * Mints a token of kind for u, valid ttl seconds (au_mint), and answers {token, expires_at};
+ * an API token (jti non-NULL: DYNO_KEY_LEN + 1 bytes, filled) answers {token, jti,
+ * expires_at, name}. The token is wiped once it is in the answer. 0 or DYNO_E* (err filled).
+ */
+static int issue(struct au_ctx *ctx, const struct au_user *u, const char *kind, const char *name, int64_t ttl,
+                 char *jti, int64_t *exp, cJSON **result, char *err, size_t errlen)
+{
+    char *token = NULL;
+    int rc = au_mint(ctx, u->username, u->org, u->admin, "user", kind, name, ttl, (int64_t)time(NULL), &token,
+                     jti, exp, err, errlen);
+    if (rc != 0)
+        return rc;
+    cJSON *res = cJSON_CreateObject();
+    bool ok = res && cJSON_AddStringToObject(res, "token", token) &&
+              (!jti || cJSON_AddStringToObject(res, "jti", jti)) &&
+              dyno_json_add_i64(res, "expires_at", *exp) &&
+              (!jti || cJSON_AddStringToObject(res, "name", name ? name : ""));
+    au_mint_free(token);
+    if (!ok) {
+        cJSON_Delete(res);
+        return nomem(err, errlen);
+    }
+    *result = res;
     return 0;
 }
 
@@ -98,11 +148,9 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
     if ((rc = p_password(req, 0, &password, &pwlen, err, errlen)) != 0)
         return rc;
     struct au_user u;
-    rc = au_user_get(ctx->store, username, &u);
-    if (rc != 0 && rc != DYNO_ENOTFOUND) {
-        snprintf(err, errlen, "auth database unavailable");
+    rc = lookup_user(ctx, username, &u, err, errlen);
+    if (rc != 0 && rc != DYNO_ENOTFOUND)
         return rc;
-    }
     bool ok;
     if (rc == DYNO_ENOTFOUND) {
         /* Same work for an unknown user, so timing does not tell which names exist. */
@@ -118,26 +166,11 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
         snprintf(err, errlen, AU_BAD_LOGIN);
         return DYNO_EUNAUTH;
     }
-    char *token = NULL;
     int64_t exp = 0;
-    rc = au_mint(ctx, u.username, u.org, u.admin, "user", "session", NULL, ctx->session_ttl,
-                 (int64_t)time(NULL), &token, NULL, &exp, err, errlen);
-    if (rc != 0)
-        return rc;
-    cJSON *res = cJSON_CreateObject();
-    if (!res || !cJSON_AddStringToObject(res, "token", token) || !dyno_json_add_i64(res, "expires_at", exp)) {
-        cJSON_Delete(res);
-        res = NULL;
-    }
-    memset(token, 0, strlen(token));
-    free(token);
-    if (!res) {
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
-    dyno_info("login", "user=%s", u.username);
-    *result = res;
-    return 0;
+    rc = issue(ctx, &u, "session", NULL, ctx->session_ttl, NULL, &exp, result, err, errlen);
+    if (rc == 0)
+        dyno_info("login", "user=%s", u.username);
+    return rc;
 }
 
 /* ---- users and orgs ------------------------------------------------------------------ */
@@ -179,21 +212,28 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
     if (!res || !cJSON_AddStringToObject(res, "username", u.username) ||
         !cJSON_AddStringToObject(res, "org", u.org) || !cJSON_AddBoolToObject(res, "admin", u.admin)) {
         cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
+        return nomem(err, errlen);
     }
     dyno_info("user created", "user=%s admin=%s", u.username, u.admin ? "true" : "false");
     *result = res;
     return 0;
 }
 
-static int h_user_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+/* An admin-only list (user.list, org.list); what names the task in the refusal ("manage users"). */
+static int admin_list(void *arg, const cJSON *req, const char *what,
+                      int (*list)(struct au_store *s, cJSON **result, char *err, size_t errlen),
+                      cJSON **result, char *err, size_t errlen)
 {
     struct au_ctx *ctx = arg;
-    int rc = require_admin(req, "manage users", err, errlen);
+    int rc = require_admin(req, what, err, errlen);
     if (rc != 0)
         return rc;
-    return au_user_list(ctx->store, result, err, errlen);
+    return list(ctx->store, result, err, errlen);
+}
+
+static int h_user_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    return admin_list(arg, req, "manage users", au_user_list, result, err, errlen);
 }
 
 static int h_org_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -213,11 +253,7 @@ static int h_org_create(void *arg, const cJSON *req, cJSON **result, char *err, 
 
 static int h_org_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    struct au_ctx *ctx = arg;
-    int rc = require_admin(req, "manage organizations", err, errlen);
-    if (rc != 0)
-        return rc;
-    return au_org_list(ctx->store, result, err, errlen);
+    return admin_list(arg, req, "manage organizations", au_org_list, result, err, errlen);
 }
 
 /* ---- API tokens ---------------------------------------------------------------------- */
@@ -242,38 +278,19 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
         return bad(err, errlen, "name must be 1..255 bytes of UTF-8 without control characters or slashes");
     /* The token carries what the user is now, not what the caller's token said. */
     struct au_user u;
-    rc = au_user_get(ctx->store, c.sub, &u);
+    rc = lookup_user(ctx, c.sub, &u, err, errlen);
     if (rc == DYNO_ENOTFOUND) {
         snprintf(err, errlen, "no user %s", c.sub);
         return DYNO_EFORBIDDEN;
     }
-    if (rc != 0) {
-        snprintf(err, errlen, "auth database unavailable");
-        return rc;
-    }
-    char *token = NULL;
-    char jti[DYNO_KEY_LEN + 1];
-    int64_t exp = 0;
-    rc = au_mint(ctx, u.username, u.org, u.admin, "user", "api", name, ttl, (int64_t)time(NULL), &token, jti,
-                 &exp, err, errlen);
     if (rc != 0)
         return rc;
-    cJSON *res = cJSON_CreateObject();
-    if (!res || !cJSON_AddStringToObject(res, "token", token) || !cJSON_AddStringToObject(res, "jti", jti) ||
-        !dyno_json_add_i64(res, "expires_at", exp) ||
-        !cJSON_AddStringToObject(res, "name", name ? name : "")) {
-        cJSON_Delete(res);
-        res = NULL;
-    }
-    memset(token, 0, strlen(token));
-    free(token);
-    if (!res) {
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
-    }
-    dyno_info("api token issued", "user=%s jti=%s expires_at=%lld", u.username, jti, (long long)exp);
-    *result = res;
-    return 0;
+    char jti[DYNO_KEY_LEN + 1];
+    int64_t exp = 0;
+    rc = issue(ctx, &u, "api", name, ttl, jti, &exp, result, err, errlen);
+    if (rc == 0)
+        dyno_info("api token issued", "user=%s jti=%s expires_at=%lld", u.username, jti, (long long)exp);
+    return rc;
 }
 
 static int h_token_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -320,8 +337,7 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
     if (!res || !cJSON_AddStringToObject(res, "jti", jti) || !cJSON_AddBoolToObject(res, "revoked", true) ||
         !dyno_json_add_i64(res, "expires_at", exp)) {
         cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
+        return nomem(err, errlen);
     }
     if (changed)
         dyno_info("token revoked", "jti=%s by=%s", jti, c.sub);

@@ -31,6 +31,8 @@ struct au_ctx {
 int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, const char *role,
             const char *kind, const char *name, int64_t ttl, int64_t now, char **token, char *jti,
             int64_t *exp, char *err, size_t errlen);
+/* Wipes and frees a token from au_mint. NULL is a no-op. */
+void au_mint_free(char *token);
 
 extern const struct dyno_rpc_method au_rpc_methods[];
 extern const size_t au_rpc_nmethods;

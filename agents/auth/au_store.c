@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +35,60 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS orgs(path TEXT PRIMARY KEY, parent TEXT NOT NULL DEFAULT '',"
     " created_at INTEGER NOT NULL);";
 
-/* SQLITE_OK when the org exists, SQLITE_NOTFOUND when not. Locked. */
-static int org_exists_locked(struct au_store *s, const char *path)
+/* A refusal: writes the message into err when err is non-NULL and returns code. */
+static int refuse(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(char *err, size_t errlen, int code, const char *fmt, ...)
 {
-    return dyno_db_exists(s->db, "SELECT 1 FROM orgs WHERE path = ?1", path);
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/*
+ * SQLITE_OK when org is "" or exists. When it does not exist: SQLITE_NOTFOUND with *ret
+ * DYNO_EINVAL and err "no <what> <org>". Else the SQLite code. Locked.
+ */
+static int org_known_locked(struct au_store *s, const char *org, const char *what, int *ret, char *err,
+                            size_t errlen)
+{
+    if (org[0] == '\0')
+        return SQLITE_OK;
+    int rc = dyno_db_exists(s->db, "SELECT 1 FROM orgs WHERE path = ?1", org);
+    if (rc == SQLITE_NOTFOUND)
+        *ret = refuse(err, errlen, DYNO_EINVAL, "no %s %s", what, org);
+    return rc;
+}
+
+/*
+ * Answers {key: [rows]} of the SELECT sql (dyno_db_list_json, bools as there) under the
+ * lock. sql names the parameters it takes: :user (user), :now (now), :max (AU_LIST_MAX).
+ */
+static int list_json(struct au_store *s, const char *sql, const char *user, int64_t now, const char *key,
+                     const char *const *bools, cJSON **result, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int rc = dyno_db_prepare(s->db, sql, &st);
+    if (rc == SQLITE_OK) {
+        int user_i = sqlite3_bind_parameter_index(st, ":user");
+        int now_i = sqlite3_bind_parameter_index(st, ":now");
+        int max_i = sqlite3_bind_parameter_index(st, ":max");
+        if (user_i > 0)
+            sqlite3_bind_text(st, user_i, user, -1, SQLITE_STATIC);
+        if (now_i > 0)
+            sqlite3_bind_int64(st, now_i, now);
+        if (max_i > 0)
+            sqlite3_bind_int(st, max_i, AU_LIST_MAX);
+    }
+    int ret = dyno_db_list_json(s->db, rc, st, key, bools, result, err, errlen);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
 }
 
 int au_store_open(const char *path, struct au_store **out)
@@ -119,14 +170,8 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
     int ret = 0;
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_begin(s->db);
-    if (rc == SQLITE_OK && u->org[0] != '\0') {
-        rc = org_exists_locked(s, u->org);
-        if (rc == SQLITE_NOTFOUND) {
-            snprintf(err, errlen, "no org %s", u->org);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-    }
+    if (rc == SQLITE_OK)
+        rc = org_known_locked(s, u->org, "org", &ret, err, errlen);
     if (rc == SQLITE_OK)
         rc = dyno_db_prepare(s->db,
                              "INSERT INTO users(username, org, admin, pw_hash, pw_salt, pw_iter, created_at)"
@@ -141,12 +186,9 @@ int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_
         sqlite3_bind_int(st, 6, u->iterations);
         sqlite3_bind_int64(st, 7, u->created_at);
         rc = dyno_db_step(st);
-        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-            snprintf(err, errlen, "user %s exists", u->username);
-            ret = DYNO_EEXIST;
-        }
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            ret = refuse(err, errlen, DYNO_EEXIST, "user %s exists", u->username);
     }
-out:
     sqlite3_finalize(st);
     ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
@@ -156,16 +198,8 @@ out:
 int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 {
     static const char *const bools[] = {"admin", NULL};
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = dyno_db_prepare(
-        s->db, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT ?1", &st);
-    if (rc == SQLITE_OK)
-        sqlite3_bind_int(st, 1, AU_LIST_MAX);
-    int ret = dyno_db_list_json(s->db, rc, st, "users", bools, result, err, errlen);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return ret;
+    return list_json(s, "SELECT username, org, admin, created_at FROM users ORDER BY username LIMIT :max",
+                     NULL, 0, "users", bools, result, err, errlen);
 }
 
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
@@ -195,12 +229,9 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
             rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
                 rc = SQLITE_OK;
-                if (sqlite3_column_int64(st, 0) >= AU_API_TOKENS_MAX) {
-                    if (err)
-                        snprintf(err, errlen, "%s has %d live API tokens; revoke some first", username,
-                                 AU_API_TOKENS_MAX);
-                    ret = DYNO_ETOOBIG;
-                }
+                if (sqlite3_column_int64(st, 0) >= AU_API_TOKENS_MAX)
+                    ret = refuse(err, errlen, DYNO_ETOOBIG, "%s has %d live API tokens; revoke some first",
+                                 username, AU_API_TOKENS_MAX);
             }
         }
         sqlite3_finalize(st);
@@ -230,22 +261,10 @@ int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON *
                   size_t errlen)
 {
     static const char *const bools[] = {"revoked", NULL};
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc =
-        dyno_db_prepare(s->db,
-                        "SELECT jti, kind, name, created_at, expires_at, revoked FROM tokens"
-                        " WHERE username = ?1 AND expires_at > ?2 ORDER BY created_at DESC, jti LIMIT ?3",
-                        &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, now);
-        sqlite3_bind_int(st, 3, AU_LIST_MAX);
-    }
-    int ret = dyno_db_list_json(s->db, rc, st, "tokens", bools, result, err, errlen);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return ret;
+    return list_json(s,
+                     "SELECT jti, kind, name, created_at, expires_at, revoked FROM tokens"
+                     " WHERE username = :user AND expires_at > :now ORDER BY created_at DESC, jti LIMIT :max",
+                     username, now, "tokens", bools, result, err, errlen);
 }
 
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
@@ -268,9 +287,7 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
             if (*exp <= now) {
                 ret = DYNO_ENOTFOUND;
             } else if (!by_admin && strcmp(dyno_db_text(st, 0), by) != 0) {
-                if (err)
-                    snprintf(err, errlen, "token %s is not yours", jti);
-                ret = DYNO_EFORBIDDEN;
+                ret = refuse(err, errlen, DYNO_EFORBIDDEN, "token %s is not yours", jti);
             } else {
                 *changed = sqlite3_column_int(st, 2) == 0;
             }
@@ -281,8 +298,8 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (ret == DYNO_ENOTFOUND && err)
-        snprintf(err, errlen, "no live token %s", jti);
+    if (ret == DYNO_ENOTFOUND)
+        ret = refuse(err, errlen, DYNO_ENOTFOUND, "no live token %s", jti);
     if (rc == SQLITE_OK && ret == 0 && *changed)
         rc = dyno_db_prepare(s->db, "UPDATE tokens SET revoked = 1, revoked_at = ?2 WHERE jti = ?1", &st);
     if (rc == SQLITE_OK && ret == 0 && *changed) {
@@ -300,19 +317,10 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
 
 int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc =
-        dyno_db_prepare(s->db,
-                        "SELECT jti, expires_at AS exp FROM tokens WHERE revoked <> 0 AND expires_at > ?1"
-                        " ORDER BY expires_at, jti",
-                        &st);
-    if (rc == SQLITE_OK)
-        sqlite3_bind_int64(st, 1, now);
-    int ret = dyno_db_list_json(s->db, rc, st, "revoked", NULL, result, err, errlen);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return ret;
+    return list_json(s,
+                     "SELECT jti, expires_at AS exp FROM tokens WHERE revoked <> 0 AND expires_at > :now"
+                     " ORDER BY expires_at, jti",
+                     NULL, now, "revoked", NULL, result, err, errlen);
 }
 
 /* ---- organizations ------------------------------------------------------------------- */
@@ -331,15 +339,8 @@ int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **res
         parent[0] = '\0';
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_begin(s->db);
-    if (rc == SQLITE_OK && parent[0] != '\0') {
-        rc = org_exists_locked(s, parent);
-        if (rc == SQLITE_NOTFOUND) {
-            if (err)
-                snprintf(err, errlen, "no parent org %s", parent);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-    }
+    if (rc == SQLITE_OK)
+        rc = org_known_locked(s, parent, "parent org", &ret, err, errlen);
     if (rc == SQLITE_OK)
         rc = dyno_db_prepare(s->db, "INSERT INTO orgs(path, parent, created_at) VALUES(?1, ?2, ?3)", &st);
     if (rc == SQLITE_OK) {
@@ -347,13 +348,9 @@ int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **res
         sqlite3_bind_text(st, 2, parent, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
         rc = dyno_db_step(st);
-        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-            if (err)
-                snprintf(err, errlen, "org %s exists", path);
-            ret = DYNO_EEXIST;
-        }
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            ret = refuse(err, errlen, DYNO_EEXIST, "org %s exists", path);
     }
-out:
     sqlite3_finalize(st);
     ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
@@ -363,9 +360,7 @@ out:
     if (!res || !cJSON_AddStringToObject(res, "org", path) ||
         !cJSON_AddStringToObject(res, "parent", parent) || !dyno_json_add_i64(res, "created_at", now)) {
         cJSON_Delete(res);
-        if (err)
-            snprintf(err, errlen, "out of memory");
-        return DYNO_ENOMEM;
+        return refuse(err, errlen, DYNO_ENOMEM, "out of memory");
     }
     *result = res;
     return 0;
@@ -373,16 +368,8 @@ out:
 
 int au_org_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    int rc = dyno_db_prepare(s->db, "SELECT path AS org, parent, created_at FROM orgs ORDER BY path LIMIT ?1",
-                             &st);
-    if (rc == SQLITE_OK)
-        sqlite3_bind_int(st, 1, AU_LIST_MAX);
-    int ret = dyno_db_list_json(s->db, rc, st, "orgs", NULL, result, err, errlen);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return ret;
+    return list_json(s, "SELECT path AS org, parent, created_at FROM orgs ORDER BY path LIMIT :max", NULL, 0,
+                     "orgs", NULL, result, err, errlen);
 }
 
 static int pbkdf2(const char *password, size_t len, const uint8_t *salt, int iter, uint8_t out[AU_HASH_LEN])

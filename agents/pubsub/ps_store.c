@@ -132,6 +132,45 @@ static int nomem(char *err, size_t errlen)
     return DYNO_ENOMEM;
 }
 
+static int no_catalog(const char *path, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "no catalog %s", path);
+    return DYNO_ENOTFOUND;
+}
+
+/* The answer to a read of path that ended with SQLite code rc: 0, DYNO_ENOTFOUND for
+ * SQLITE_NOTFOUND, else dyno_db_err(). */
+static int read_answer(struct ps_store *s, int rc, const char *path, char *err, size_t errlen)
+{
+    if (rc == SQLITE_OK)
+        return 0;
+    if (rc == SQLITE_NOTFOUND)
+        return no_catalog(path, err, errlen);
+    return dyno_db_err(s->db, rc, err, errlen);
+}
+
+/* The end of a call that makes the value v: hands it to *out when ret is 0, else frees it.
+ * Returns ret. */
+static int hand_over(int ret, cJSON *v, cJSON **out)
+{
+    if (ret != 0) {
+        cJSON_Delete(v);
+        return ret;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Appends the string v to arr. SQLite code. */
+static int add_string(cJSON *arr, const char *v)
+{
+    cJSON *item = cJSON_CreateString(v);
+    if (!item)
+        return SQLITE_NOMEM;
+    cJSON_AddItemToArray(arr, item);
+    return SQLITE_OK;
+}
+
 int ps_store_open(const char *path, struct ps_store **out)
 {
     *out = NULL;
@@ -172,24 +211,56 @@ void ps_store_close(struct ps_store *s)
     free(s);
 }
 
+/* The bounds of a path's sub-catalogs, SQL_TREE's ?2 and ?3. Bound as they are: they must
+ * outlive the statement. */
+struct tree {
+    char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
+};
+
+/* Prepares sql into *st (the caller's) with path bound as ?1 and, when tree is non-NULL, the
+ * bounds of path's sub-catalogs written into *tree and bound as ?2 and ?3. SQLite code. */
+static int prepare_path(struct ps_store *s, const char *sql, const char *path, struct tree *tree,
+                        sqlite3_stmt **st)
+{
+    int rc = dyno_db_prepare(s->db, sql, st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(*st, 1, path, -1, SQLITE_STATIC);
+    if (tree) {
+        snprintf(tree->lo, sizeof(tree->lo), "%s/", path);
+        snprintf(tree->hi, sizeof(tree->hi), "%s0", path);
+        sqlite3_bind_text(*st, 2, tree->lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(*st, 3, tree->hi, -1, SQLITE_STATIC);
+    }
+    return SQLITE_OK;
+}
+
+/* Prepares sql with path, principal and kind (NULL: either kind) bound as ?1, ?2, ?3. SQLite code. */
+static int prepare_share(struct ps_store *s, const char *sql, const char *path, const char *principal,
+                         const char *kind, sqlite3_stmt **st)
+{
+    int rc = prepare_path(s, sql, path, NULL, st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(*st, 2, principal, -1, SQLITE_STATIC);
+    if (kind)
+        sqlite3_bind_text(*st, 3, kind, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(*st, 3);
+    return SQLITE_OK;
+}
+
 /* Runs a statement with the path bound as ?1 (and ?2, ?3 as the tree bounds when tree, and
  * ?4 as now). */
 static int exec_path(struct ps_store *s, const char *sql, const char *path, bool tree, int64_t now)
 {
     sqlite3_stmt *st = NULL;
-    char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
-    int rc = dyno_db_prepare(s->db, sql, &st);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    if (tree) {
-        snprintf(lo, sizeof(lo), "%s/", path);
-        snprintf(hi, sizeof(hi), "%s0", path);
-        sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+    struct tree t;
+    int rc = prepare_path(s, sql, path, tree ? &t : NULL, &st);
+    if (rc == SQLITE_OK && tree)
         sqlite3_bind_int64(st, 4, now);
-    }
-    rc = dyno_db_step(st);
+    if (rc == SQLITE_OK)
+        rc = dyno_db_step(st);
     sqlite3_finalize(st);
     return rc;
 }
@@ -216,10 +287,9 @@ static int add_shares_locked(struct ps_store *s, const char *path, cJSON *obj)
     cJSON *arr = cJSON_AddArrayToObject(obj, "shares");
     if (!arr)
         return SQLITE_NOMEM;
-    int rc = dyno_db_prepare(s->db, SQL_SHARES, &st);
+    int rc = prepare_path(s, SQL_SHARES, path, NULL, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
     rc = dyno_db_rows_json(st, NULL, arr);
     sqlite3_finalize(st);
     return rc;
@@ -231,10 +301,9 @@ static int get_locked(struct ps_store *s, const char *path, bool shares, cJSON *
     *out = NULL;
     sqlite3_stmt *st = NULL;
     cJSON *c = NULL;
-    int rc = dyno_db_prepare(s->db, SQL_GET, &st);
+    int rc = prepare_path(s, SQL_GET, path, NULL, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         rc = row_json(st, &c);
@@ -244,12 +313,7 @@ static int get_locked(struct ps_store *s, const char *path, bool shares, cJSON *
     sqlite3_finalize(st);
     if (rc == SQLITE_OK && shares)
         rc = add_shares_locked(s, path, c);
-    if (rc != SQLITE_OK) {
-        cJSON_Delete(c);
-        return rc;
-    }
-    *out = c;
-    return SQLITE_OK;
+    return hand_over(rc, c, out);
 }
 
 /* A policy record {catalog, owner, public, shares}. Locked. */
@@ -264,36 +328,36 @@ static cJSON *policy_json(const char *path, const char *owner, bool pub)
     return p;
 }
 
+/* The policy record of path with its stored shares. SQLite code. Locked. */
+static int policy_new_locked(struct ps_store *s, const char *path, const char *owner, bool pub, cJSON **out)
+{
+    cJSON *p = policy_json(path, owner, pub);
+    if (!p)
+        return SQLITE_NOMEM;
+    return hand_over(add_shares_locked(s, path, p), p, out);
+}
+
 /* The policy record of path; SQLITE_NOTFOUND when absent. Locked. */
 static int policy_locked(struct ps_store *s, const char *path, cJSON **out)
 {
-    cJSON *row = NULL, *p = NULL;
+    cJSON *row = NULL;
     *out = NULL;
     int rc = get_locked(s, path, false, &row);
     if (rc != SQLITE_OK)
         return rc;
-    p = policy_json(path, dyno_json_str(row, "owner"),
-                    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "public")));
+    rc = policy_new_locked(s, path, dyno_json_str(row, "owner"),
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "public")), out);
     cJSON_Delete(row);
-    if (!p)
-        return SQLITE_NOMEM;
-    rc = add_shares_locked(s, path, p);
-    if (rc != SQLITE_OK) {
-        cJSON_Delete(p);
-        return rc;
-    }
-    *out = p;
-    return SQLITE_OK;
+    return rc;
 }
 
 /* owner, public and whether a share covers who; SQLITE_NOTFOUND. Locked. */
 static int read_facts_locked(struct ps_store *s, const char *path, const struct ps_who *who, bool *ok)
 {
     sqlite3_stmt *st = NULL;
-    int rc = dyno_db_prepare(s->db, SQL_READ, &st);
+    int rc = prepare_path(s, SQL_READ, path, NULL, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, who->sub, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, who->org ? who->org : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
@@ -319,9 +383,8 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_CREATE, &st);
+        rc = prepare_path(s, SQL_CREATE, path, NULL, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, pub ? 1 : 0);
         sqlite3_bind_int(st, 4, k);
@@ -355,13 +418,7 @@ int ps_store_get(struct ps_store *s, const char *path, cJSON **result, char *err
     if (rc == SQLITE_OK)
         rc = get_locked(s, path, true, result);
     dyno_db_end(s->db, SQLITE_OK);
-    int ret = 0;
-    if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
-    } else if (rc != SQLITE_OK) {
-        ret = dyno_db_err(s->db, rc, err, errlen);
-    }
+    int ret = read_answer(s, rc, path, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
@@ -425,12 +482,7 @@ int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public
     pthread_mutex_unlock(&s->mu);
     if (ret == 0 && truncated && !cJSON_AddBoolToObject(res, "truncated", true))
         ret = nomem(err, errlen);
-    if (ret != 0) {
-        cJSON_Delete(res);
-        return ret;
-    }
-    *result = res;
-    return 0;
+    return hand_over(ret, res, result);
 }
 
 int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool dry_run, int64_t now,
@@ -438,9 +490,7 @@ int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool d
 {
     *deleted = NULL;
     sqlite3_stmt *st = NULL;
-    char lo[DYNO_CATALOG_MAX + 2], hi[DYNO_CATALOG_MAX + 2];
-    snprintf(lo, sizeof(lo), "%s/", path);
-    snprintf(hi, sizeof(hi), "%s0", path);
+    struct tree t;
     cJSON *arr = cJSON_CreateArray();
     if (!arr)
         return nomem(err, errlen);
@@ -450,22 +500,16 @@ int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool d
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_TREE_LIST, &st);
+        rc = prepare_path(s, SQL_TREE_LIST, path, &t, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, PS_DELETE_MAX + 1);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *p = dyno_db_text(st, 0);
             if (strcmp(p, path) == 0)
                 self = true;
-            cJSON *item = cJSON_CreateString(p);
-            if (!item) {
-                rc = SQLITE_NOMEM;
+            rc = add_string(arr, p);
+            if (rc != SQLITE_OK)
                 break;
-            }
-            cJSON_AddItemToArray(arr, item);
             n++;
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -474,8 +518,7 @@ int ps_store_delete(struct ps_store *s, const char *path, bool recursive, bool d
     if (rc != SQLITE_OK)
         goto out;
     if (n == 0) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
+        ret = no_catalog(path, err, errlen);
     } else if (n > (self ? 1 : 0) && !recursive) {
         snprintf(err, errlen, "catalog %s has %d sub-catalog%s; delete them first or pass recursive", path,
                  n - (self ? 1 : 0), n - (self ? 1 : 0) == 1 ? "" : "s");
@@ -502,12 +545,7 @@ out:
     else if (ret == 0 && !dry_run && trc != SQLITE_OK)
         ret = dyno_db_err(s->db, trc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(arr);
-        return ret;
-    }
-    *deleted = arr;
-    return 0;
+    return hand_over(ret, arr, deleted);
 }
 
 /* ---- shares -------------------------------------------------------------------------- */
@@ -524,20 +562,16 @@ int ps_store_share_add(struct ps_store *s, const char *path, const char *princip
     if (rc == SQLITE_OK)
         rc = exists_locked(s, path);
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_SHARE_PUT, &st);
+        rc = prepare_share(s, SQL_SHARE_PUT, path, principal, kind, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, access, -1, SQLITE_STATIC);
         rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_SHARE_COUNT, &st);
+        rc = prepare_path(s, SQL_SHARE_COUNT, path, NULL, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             rc = SQLITE_OK;
@@ -563,18 +597,11 @@ int ps_store_share_add(struct ps_store *s, const char *path, const char *princip
         }
         free(text);
     }
-    if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
-    }
+    if (rc == SQLITE_NOTFOUND)
+        ret = no_catalog(path, err, errlen);
     ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(p);
-        return ret;
-    }
-    *policy = p;
-    return 0;
+    return hand_over(ret, p, policy);
 }
 
 int ps_store_share_remove(struct ps_store *s, const char *path, const char *principal, const char *kind,
@@ -593,21 +620,13 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
     if (rc == SQLITE_OK)
         rc = exists_locked(s, path);
     if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
+        ret = no_catalog(path, err, errlen);
         goto out;
     }
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_SHARE_FIND, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
-        if (kind)
-            sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 3);
+        rc = prepare_share(s, SQL_SHARE_FIND, path, principal, kind, &st);
+    if (rc == SQLITE_OK)
         rc = dyno_db_rows_json(st, NULL, arr);
-    }
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_OK && cJSON_GetArraySize(arr) == 0) {
@@ -616,30 +635,17 @@ int ps_store_share_remove(struct ps_store *s, const char *path, const char *prin
         goto out;
     }
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_SHARE_DEL, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
-        if (kind)
-            sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 3);
+        rc = prepare_share(s, SQL_SHARE_DEL, path, principal, kind, &st);
+    if (rc == SQLITE_OK)
         rc = dyno_db_step(st);
-    }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
         rc = policy_locked(s, path, &p);
 out:
     ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(arr);
-        cJSON_Delete(p);
-        return ret;
-    }
-    *removed = arr;
-    *policy = p;
-    return 0;
+    ret = hand_over(ret, arr, removed);
+    return hand_over(ret, p, policy);
 }
 
 /* ---- subscriptions and reads --------------------------------------------------------- */
@@ -649,14 +655,7 @@ int ps_store_may_read(struct ps_store *s, const char *path, const struct ps_who 
 {
     *ok = false;
     pthread_mutex_lock(&s->mu);
-    int rc = read_facts_locked(s, path, who, ok);
-    int ret = 0;
-    if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
-    } else if (rc != SQLITE_OK) {
-        ret = dyno_db_err(s->db, rc, err, errlen);
-    }
+    int ret = read_answer(s, read_facts_locked(s, path, who, ok), path, err, errlen);
     pthread_mutex_unlock(&s->mu);
     return ret;
 }
@@ -674,16 +673,14 @@ int ps_store_sub_add(struct ps_store *s, const char *path, const struct ps_who *
     if (rc == SQLITE_OK)
         rc = read_facts_locked(s, path, who, &ok);
     if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no catalog %s", path);
-        ret = DYNO_ENOTFOUND;
+        ret = no_catalog(path, err, errlen);
     } else if (rc == SQLITE_OK && !ok) {
         snprintf(err, errlen, "%s may not read %s", who->sub, path);
         ret = DYNO_EFORBIDDEN;
     }
     if (rc == SQLITE_OK && ret == 0)
-        rc = dyno_db_prepare(s->db, SQL_SUB_PUT, &st);
+        rc = prepare_path(s, SQL_SUB_PUT, path, NULL, &st);
     if (rc == SQLITE_OK && ret == 0) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, who->sub, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
         rc = dyno_db_step(st);
@@ -700,9 +697,8 @@ int ps_store_sub_remove(struct ps_store *s, const char *path, const char *user, 
     sqlite3_stmt *st = NULL;
     *removed = false;
     pthread_mutex_lock(&s->mu);
-    int rc = dyno_db_prepare(s->db, SQL_SUB_DEL, &st);
+    int rc = prepare_path(s, SQL_SUB_DEL, path, NULL, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
@@ -733,47 +729,75 @@ int ps_store_sub_list(struct ps_store *s, const char *user, cJSON **result, char
 
 /* ---- the policy feed ----------------------------------------------------------------- */
 
-int ps_store_policy_page(struct ps_store *s, const char *after, int limit, cJSON **records, char *err,
-                         size_t errlen)
+/* An empty page *arr for limit (1..PS_PAGE_MAX) entries. 0, DYNO_EINVAL or DYNO_ENOMEM. */
+static int page_new(int limit, cJSON **arr, char *err, size_t errlen)
 {
-    *records = NULL;
-    sqlite3_stmt *st = NULL;
     if (limit < 1 || limit > PS_PAGE_MAX) {
         snprintf(err, errlen, "limit must be 1..%d", PS_PAGE_MAX);
         return DYNO_EINVAL;
     }
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr)
-        return nomem(err, errlen);
-    pthread_mutex_lock(&s->mu);
-    int rc = dyno_db_begin_read(s->db);
-    if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_PAGE, &st);
+    *arr = cJSON_CreateArray();
+    return *arr ? 0 : nomem(err, errlen);
+}
+
+/* Appends the entry of the current row of a page query to arr. SQLite code. Locked. */
+typedef int (*page_row_fn)(struct ps_store *s, sqlite3_stmt *st, cJSON *arr);
+
+/* Runs the page query sql (?1 after, "" from the start; ?2 limit) and appends row() of
+ * every row to arr. SQLite code. Locked. */
+static int page_locked(struct ps_store *s, const char *sql, const char *after, int limit, page_row_fn row,
+                       cJSON *arr)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_path(s, sql, after ? after : "", NULL, &st);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *p = policy_json(dyno_db_text(st, 0), dyno_db_text(st, 1), sqlite3_column_int(st, 2) != 0);
-            if (!p) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, p);
-            if ((rc = add_shares_locked(s, dyno_db_text(st, 0), p)) != SQLITE_OK)
+            rc = row(s, st, arr);
+            if (rc != SQLITE_OK)
                 break;
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(st);
-    dyno_db_end(s->db, SQLITE_OK);
-    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
-    pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(arr);
+    return rc;
+}
+
+/* A row (path, owner, public) of SQL_PAGE as its policy record. */
+static int policy_row(struct ps_store *s, sqlite3_stmt *st, cJSON *arr)
+{
+    cJSON *p = NULL;
+    int rc =
+        policy_new_locked(s, dyno_db_text(st, 0), dyno_db_text(st, 1), sqlite3_column_int(st, 2) != 0, &p);
+    if (rc == SQLITE_OK)
+        cJSON_AddItemToArray(arr, p);
+    return rc;
+}
+
+/* A row (path) of SQL_TOMB_PAGE as a string. */
+static int path_row(struct ps_store *s, sqlite3_stmt *st, cJSON *arr)
+{
+    (void)s;
+    return add_string(arr, dyno_db_text(st, 0));
+}
+
+int ps_store_policy_page(struct ps_store *s, const char *after, int limit, cJSON **records, char *err,
+                         size_t errlen)
+{
+    *records = NULL;
+    cJSON *arr = NULL;
+    int ret = page_new(limit, &arr, err, errlen);
+    if (ret != 0)
         return ret;
-    }
-    *records = arr;
-    return 0;
+    pthread_mutex_lock(&s->mu);
+    /* One read transaction so every record's shares agree with its row. */
+    int rc = dyno_db_begin_read(s->db);
+    if (rc == SQLITE_OK)
+        rc = page_locked(s, SQL_PAGE, after, limit, policy_row, arr);
+    dyno_db_end(s->db, SQLITE_OK);
+    ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    return hand_over(ret, arr, records);
 }
 
 int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, int64_t now, cJSON **paths,
@@ -781,13 +805,10 @@ int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, in
 {
     *paths = NULL;
     sqlite3_stmt *st = NULL;
-    if (limit < 1 || limit > PS_PAGE_MAX) {
-        snprintf(err, errlen, "limit must be 1..%d", PS_PAGE_MAX);
-        return DYNO_EINVAL;
-    }
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr)
-        return nomem(err, errlen);
+    cJSON *arr = NULL;
+    int ret = page_new(limit, &arr, err, errlen);
+    if (ret != 0)
+        return ret;
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_prepare(s->db, SQL_TOMB_PURGE, &st);
     if (rc == SQLITE_OK) {
@@ -795,29 +816,9 @@ int ps_store_tombstone_page(struct ps_store *s, const char *after, int limit, in
         rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
-    st = NULL;
     if (rc == SQLITE_OK)
-        rc = dyno_db_prepare(s->db, SQL_TOMB_PAGE, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, limit);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cJSON *p = cJSON_CreateString(dyno_db_text(st, 0));
-            if (!p) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            cJSON_AddItemToArray(arr, p);
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    sqlite3_finalize(st);
-    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
+        rc = page_locked(s, SQL_TOMB_PAGE, after, limit, path_row, arr);
+    ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0) {
-        cJSON_Delete(arr);
-        return ret;
-    }
-    *paths = arr;
-    return 0;
+    return hand_over(ret, arr, paths);
 }

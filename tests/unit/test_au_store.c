@@ -16,6 +16,7 @@
 #include "../../agents/auth/au_store.c"
 #include "../../agents/auth/au_feed.c"
 #include "../../agents/auth/au_rpc.c"
+#include "agent_fixture.h"
 
 #define NOW 1767139200
 #define JTI_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -64,33 +65,12 @@ static int teardown(void **state)
 /* Calls an RPC handler with the JSON text req; returns its code, *res when asked. */
 static int call(struct fx *f, const char *method, const char *req, cJSON **res)
 {
-    cJSON *r = cJSON_Parse(req);
-    cJSON *out = NULL;
-    assert_non_null(r);
-    int rc = -100;
-    for (size_t i = 0; i < au_rpc_nmethods; i++) {
-        if (strcmp(au_rpc_methods[i].name, method) == 0)
-            rc = au_rpc_methods[i].fn(&f->ctx, r, &out, f->err, sizeof(f->err));
-    }
-    assert_int_not_equal(rc, -100);
-    cJSON_Delete(r);
-    if (rc != 0)
-        assert_null(out);
-    if (res)
-        *res = out;
-    else
-        cJSON_Delete(out);
-    return rc;
+    return fx_rpc_call(au_rpc_methods, au_rpc_nmethods, &f->ctx, method, req, res, f->err, sizeof(f->err));
 }
 
 static int count_rows(struct fx *f, const char *sql)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(dyno_db_sqlite(f->ctx.store->db), sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return fx_count_rows(f->ctx.store->db, sql);
 }
 
 /* A user row without the PBKDF2 cost (the hash is never checked here). */
@@ -353,11 +333,9 @@ static void test_rpc_hostile_input(void **state)
     struct fx *f = *state;
     static char req[8192];
     char big[2048];
-    memset(big, 'a', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
+    fx_fill(big, sizeof(big), 'a');
     char pw[AU_PW_MAX + 2];
-    memset(pw, 'p', sizeof(pw) - 1);
-    pw[sizeof(pw) - 1] = '\0';
+    fx_fill(pw, sizeof(pw), 'p');
 
     const char *bad_users[] = {
         "{\"username\":\"al ice\",\"password\":\"password1\"," ROOT "}",

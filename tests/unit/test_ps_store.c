@@ -13,6 +13,7 @@
 #include "../../agents/pubsub/ps_store.c"
 #include "../../agents/pubsub/ps_feed.c"
 #include "../../agents/pubsub/ps_rpc.c"
+#include "agent_fixture.h"
 
 #define NOW 1767139200
 
@@ -80,23 +81,7 @@ static bool can_read(struct fx *f, const char *path, const char *sub, const char
 /* Calls an RPC handler with the JSON text req; returns its code, *res when asked. */
 static int call(struct fx *f, const char *method, const char *req, cJSON **res)
 {
-    cJSON *r = cJSON_Parse(req);
-    cJSON *out = NULL;
-    assert_non_null(r);
-    int rc = -100;
-    for (size_t i = 0; i < ps_rpc_nmethods; i++) {
-        if (strcmp(ps_rpc_methods[i].name, method) == 0)
-            rc = ps_rpc_methods[i].fn(&f->ctx, r, &out, f->err, sizeof(f->err));
-    }
-    assert_int_not_equal(rc, -100);
-    cJSON_Delete(r);
-    if (rc != 0)
-        assert_null(out);
-    if (res)
-        *res = out;
-    else
-        cJSON_Delete(out);
-    return rc;
+    return fx_rpc_call(ps_rpc_methods, ps_rpc_nmethods, &f->ctx, method, req, res, f->err, sizeof(f->err));
 }
 
 /* The relation of path in a catalog.list result, or NULL when absent. */
@@ -113,12 +98,7 @@ static const char *relation(cJSON *list, const char *path)
 
 static int count_rows(struct fx *f, const char *sql)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(dyno_db_sqlite(f->ctx.store->db), sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return fx_count_rows(f->ctx.store->db, sql);
 }
 
 /* ---- catalogs ------------------------------------------------------------------------ */
@@ -535,8 +515,7 @@ static void test_rpc_hostile_input_changes_nothing(void **state)
 {
     struct fx *f = *state;
     char big[2048];
-    memset(big, 'a', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
+    fx_fill(big, sizeof(big), 'a');
     char req[4096];
     assert_int_equal(call(f, "catalog.create", "{\"catalog\":\"alice/x\"," ALICE "}", NULL), 0);
 
