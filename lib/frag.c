@@ -152,6 +152,11 @@ int dyno_frag_hdr_decode(const uint8_t *buf, size_t len, struct dyno_frag_hdr *o
     /* An embedded NUL would make the C string disagree with the recorded length. */
     if (memchr(buf + H_KEY, '\0', DYNO_KEY_LEN) || memchr(buf + H_STRINGS, '\0', cl + nl))
         return DYNO_ECORRUPT;
+    /* The padding is zeros: anything else is a writer we do not understand (the encoder
+     * writes zeros, so a decoded header re-encodes to the same bytes). */
+    for (size_t i = H_STRINGS + cl + nl; i < H_CRC; i++)
+        if (buf[i] != 0)
+            return DYNO_ECORRUPT;
     memcpy(h.key, buf + H_KEY, DYNO_KEY_LEN);
     memcpy(h.catalog, buf + H_STRINGS, cl);
     memcpy(h.name, buf + H_STRINGS + cl, nl);

@@ -3,7 +3,8 @@
 # Idempotent; run as root (or with sudo available).
 set -euo pipefail
 pkgs=(
-  build-essential cmake pkg-config clang
+  # libclang-rt-dev: clang's libFuzzer and sanitizer runtimes, only a Recommends of clang
+  build-essential cmake pkg-config clang libclang-rt-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   libcjson-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev
   libmicrohttpd-dev libisal-dev libcmocka-dev

@@ -245,6 +245,7 @@ static void test_hdr_decode_hostile(void **state)
     FORGE(b[56 + cl + 1] = '/');                                    /* name with '/' */
     FORGE(b[56 + cl + 1] = '\n');                                   /* control char */
     FORGE(b[56 + cl + 5] = 0xc0);                                   /* bad UTF-8 */
+    FORGE(b[DYNO_FRAG_HDR_SIZE - 5] = 'x');                         /* padding not zero */
 #undef FORGE
     /* A resealed but unchanged copy still decodes, so the forgeries above were real. */
     memcpy(b, good, sizeof(b));
