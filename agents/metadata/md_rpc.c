@@ -27,7 +27,13 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
         pthread_mutex_destroy(&ctx->mu);
         return DYNO_EINTERNAL;
     }
+    if (md_sync_init(&ctx->sync, db_path) != 0) {
+        pthread_mutex_destroy(&ctx->writer);
+        pthread_mutex_destroy(&ctx->mu);
+        return DYNO_EINTERNAL;
+    }
     if (pthread_key_create(&ctx->dbkey, NULL) != 0) {
+        md_sync_fini(&ctx->sync);
         pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
         return DYNO_EINTERNAL;
@@ -40,6 +46,7 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
     }
     if (rc != 0) {
         pthread_key_delete(ctx->dbkey);
+        md_sync_fini(&ctx->sync);
         pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
     }
@@ -69,6 +76,7 @@ void md_ctx_fini(struct md_ctx *ctx)
     md_repair_fini(&ctx->repair);
     md_reg_fini(&ctx->reg);
     pthread_key_delete(ctx->dbkey);
+    md_sync_fini(&ctx->sync);
     pthread_mutex_destroy(&ctx->writer);
     pthread_mutex_destroy(&ctx->mu);
 }
@@ -84,6 +92,8 @@ int md_ctx_db(struct md_ctx *ctx, struct md_db **out)
     if (rc != 0)
         return rc;
     md_db_share_writer(db, &ctx->writer);
+    if (strcmp(ctx->db_path, ":memory:") != 0) /* no WAL file to sync */
+        md_db_share_sync(db, &ctx->sync);
     pthread_mutex_lock(&ctx->mu);
     if (ctx->ndbs == ctx->capdbs) {
         size_t ncap = ctx->capdbs ? ctx->capdbs * 2 : 8;

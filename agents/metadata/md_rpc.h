@@ -21,6 +21,7 @@ struct md_ctx {
     pthread_key_t dbkey;    /* this thread's struct md_db */
     pthread_mutex_t mu;     /* guards dbs */
     pthread_mutex_t writer; /* one write transaction at a time (md_db_share_writer) */
+    struct md_sync sync;    /* group commit of the durable transactions (md_db_share_sync) */
     struct md_db **dbs;     /* every connection opened, closed by md_ctx_fini */
     size_t ndbs, capdbs;
 };

@@ -2,11 +2,14 @@
 #include "md_store.h"
 
 #include <dynostore/error.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "db.h"
@@ -34,6 +37,8 @@ struct md_db {
     bool relaxed;            /* PRAGMA synchronous=NORMAL is in force (object.begin), else FULL */
     pthread_mutex_t *writer; /* shared by the process's connections, or NULL (md_db_share_writer) */
     bool writing;            /* this connection holds writer */
+    struct md_sync *sync;    /* group commit (md_db_share_sync), or NULL: FULL commits */
+    bool durable;            /* the open write transaction must be synced before it returns */
 };
 
 /* States that make an object visible, and fragment states that take room on a container.
@@ -286,12 +291,15 @@ static void tx_unlock(struct md_db *db)
  */
 static int tx_begin(struct md_db *db, bool relaxed)
 {
-    if (db->relaxed != relaxed) {
-        int rc = exec0(db, relaxed ? SQL_SYNC_NORMAL : SQL_SYNC_FULL);
+    /* With group commit the connection stays NORMAL; md__commit syncs the durable ones. */
+    bool want = db->sync ? true : relaxed;
+    if (db->relaxed != want) {
+        int rc = exec0(db, want ? SQL_SYNC_NORMAL : SQL_SYNC_FULL);
         if (rc != SQLITE_OK)
             return rc;
-        db->relaxed = relaxed;
+        db->relaxed = want;
     }
+    db->durable = db->sync && !relaxed;
     /* Writers of this process queue on a mutex (woken at once) rather than in SQLite's busy
      * handler, which sleeps 1, 2, 5, 10 ... ms between tries of the file lock. */
     if (db->writer) {
@@ -314,17 +322,109 @@ int md__begin_read(struct md_db *db)
     return dyno_db_begin_read(db->d);
 }
 
+/* ---- group commit (md_store.h) ---- */
+
+int md_sync_init(struct md_sync *s, const char *db_path)
+{
+    memset(s, 0, sizeof(*s));
+    s->wal_fd = -1;
+    int n = snprintf(s->wal_path, sizeof(s->wal_path), "%s-wal", db_path);
+    if (n < 0 || (size_t)n >= sizeof(s->wal_path))
+        return DYNO_EINVAL;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        return DYNO_EINTERNAL;
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return DYNO_EINTERNAL;
+    }
+    return 0;
+}
+
+void md_sync_fini(struct md_sync *s)
+{
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+void md_db_share_sync(struct md_db *db, struct md_sync *s)
+{
+    db->sync = s;
+}
+
+/* Puts every byte written to the WAL so far on disk (fdatasync on any descriptor of the
+ * file flushes its pages, whoever wrote them). Called by one waiter at a time. */
+static int sync_wal(struct md_sync *s)
+{
+    if (s->wal_fd < 0) {
+        s->wal_fd = open(s->wal_path, O_RDWR | O_CLOEXEC);
+        if (s->wal_fd < 0) {
+            dyno_error("cannot open the WAL for group commit", "path=%s error=\"%s\"", s->wal_path,
+                       strerror(errno));
+            return DYNO_EIO;
+        }
+    }
+    if (fdatasync(s->wal_fd) != 0) {
+        dyno_error("WAL fdatasync failed", "path=%s error=\"%s\"", s->wal_path, strerror(errno));
+        return DYNO_EIO;
+    }
+    return 0;
+}
+
+/* Returns once commit seq is on disk: 0, or DYNO_EIO when the sync failed. */
+static int sync_wait(struct md_sync *s, uint64_t seq)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    while (s->synced < seq && rc == 0) {
+        if (s->syncing) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        s->syncing = true;
+        uint64_t upto = s->written; /* every commit numbered so far has written its frames */
+        pthread_mutex_unlock(&s->mu);
+        rc = sync_wal(s);
+        pthread_mutex_lock(&s->mu);
+        s->syncing = false;
+        s->syncs++;
+        if (rc == 0 && upto > s->synced)
+            s->synced = upto;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* After a write transaction ended with rc: numbers a durable commit (still under the writer
+ * mutex, so in commit order), releases the mutex, and waits for its sync. Returns rc, or
+ * SQLITE_IOERR when the commit could not be made durable. */
+static int tx_end(struct md_db *db, int rc)
+{
+    uint64_t seq = 0;
+    if (rc == SQLITE_OK && db->durable && db->sync) {
+        pthread_mutex_lock(&db->sync->mu);
+        seq = ++db->sync->written;
+        pthread_mutex_unlock(&db->sync->mu);
+    }
+    db->durable = false;
+    tx_unlock(db);
+    if (seq && sync_wait(db->sync, seq) != 0)
+        return SQLITE_IOERR;
+    return rc;
+}
+
 int md__commit(struct md_db *db)
 {
-    int rc = dyno_db_end(db->d, SQLITE_OK);
-    tx_unlock(db);
-    return rc;
+    return tx_end(db, dyno_db_end(db->d, SQLITE_OK));
 }
 
 void md__rollback(struct md_db *db)
 {
     if (!sqlite3_get_autocommit(db->db))
         dyno_db_end(db->d, SQLITE_ABORT);
+    db->durable = false;
     tx_unlock(db);
 }
 
@@ -335,8 +435,12 @@ int md__finish(struct md_db *db, int ret, int rc, char *err, size_t errlen)
         md__rollback(db);
         return ret;
     }
+    bool commit = ret == 0 && rc == SQLITE_OK;
     ret = dyno_db_tx_finish(db->d, ret, rc, err, errlen);
-    tx_unlock(db);
+    if (tx_end(db, commit && ret == 0 ? SQLITE_OK : SQLITE_ABORT) == SQLITE_IOERR && ret == 0) {
+        snprintf(err, errlen, "metadata database: the commit could not be synced to disk");
+        ret = DYNO_EIO;
+    }
     return ret;
 }
 

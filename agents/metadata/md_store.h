@@ -70,6 +70,32 @@ void md_db_close(struct md_db *db);
  * connection, which must outlive them) around BEGIN IMMEDIATE .. COMMIT/ROLLBACK; NULL: none
  * (the SQLite lock alone, as in tests). Before the first transaction. */
 void md_db_share_writer(struct md_db *db, pthread_mutex_t *writer);
+
+/*
+ * Group commit. Without it every durable transaction (all but object.begin's) commits with
+ * synchronous=FULL: its own fsync of the WAL, inside the writer mutex, so concurrent puts
+ * queue behind one fsync each. With it, connections run synchronous=NORMAL and, after
+ * COMMIT and outside the writer mutex, wait until an fdatasync of the WAL file that started
+ * after their COMMIT has returned: the first waiter runs it for every commit written so far,
+ * the others wait for it or run the next. Every change is still durable before md__commit
+ * (and so the RPC answer) returns, but one fsync serves many commits.
+ */
+struct md_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t written; /* durable commits ended, numbered under the writer mutex */
+    uint64_t synced;  /* commits up to this one are on disk */
+    uint64_t syncs;   /* fdatasyncs run (for tests and metrics) */
+    bool syncing;     /* a waiter is running one */
+    int wal_fd;       /* the WAL file, opened at the first sync; -1 before */
+    char wal_path[4096];
+};
+/* 0, or DYNO_EINVAL (path too long) / DYNO_EINTERNAL. */
+int md_sync_init(struct md_sync *s, const char *db_path);
+void md_sync_fini(struct md_sync *s);
+/* Makes db's durable transactions use s (which must outlive db; db must also share the
+ * process's writer mutex). Before the first transaction. */
+void md_db_share_sync(struct md_db *db, struct md_sync *s);
 /* A passive WAL checkpoint (never waits for readers or writers): the housekeeping thread
  * runs it so that RPC commits do not. 0 or DYNO_E*. */
 int md_store_checkpoint(struct md_db *db);
