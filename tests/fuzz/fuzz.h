@@ -7,10 +7,14 @@
  */
 #ifndef DYNO_FUZZ_H
 #define DYNO_FUZZ_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "names.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,6 +49,31 @@ static inline uint64_t fuzz_fnv(uint64_t h, const void *p, size_t n)
         h *= 0x100000001b3u;
     }
     return h;
+}
+
+/* The oracle for an org path, written apart from lib/: seg[/seg...] of 1..DYNO_DEPTH_MAX
+ * valid segments, at most max bytes; "" only when empty_ok. Needs names.h. */
+static inline bool fuzz_org_ok(const char *org, bool empty_ok, size_t max)
+{
+    char seg[DYNO_SEG_MAX + 1];
+    size_t depth = 0;
+
+    if (*org == '\0')
+        return empty_ok;
+    if (strlen(org) > max)
+        return false;
+    for (const char *p = org;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || n > DYNO_SEG_MAX || ++depth > DYNO_DEPTH_MAX)
+            return false;
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (!dyno_valid_segment(seg))
+            return false;
+        if (p[n] == '\0')
+            return true;
+        p += n + 1;
+    }
 }
 
 /* Splits the next NUL-terminated part off *p (n bytes left in *n) into a malloc'd C

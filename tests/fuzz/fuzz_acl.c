@@ -42,27 +42,6 @@ static bool ref_covers(const char *share_org, const char *org)
     return strcmp(share_org, org) == 0 || (strncmp(share_org, org, n) == 0 && org[n] == '/');
 }
 
-static bool org_path_ok(const char *org)
-{
-    char seg[DYNO_SEG_MAX + 1];
-    size_t depth = 0;
-
-    if (strlen(org) > DYNO_ACL_ORG_MAX)
-        return false;
-    for (const char *p = org;;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0 || n > DYNO_SEG_MAX || ++depth > DYNO_DEPTH_MAX)
-            return false;
-        memcpy(seg, p, n);
-        seg[n] = '\0';
-        if (!dyno_valid_segment(seg))
-            return false;
-        if (p[n] == '\0')
-            return true;
-        p += n + 1;
-    }
-}
-
 static void check_policy(const struct dyno_acl_policy *p)
 {
     char owner[DYNO_SEG_MAX + 1];
@@ -73,9 +52,9 @@ static void check_policy(const struct dyno_acl_policy *p)
     for (size_t i = 0; i < p->nshares; i++) {
         const struct dyno_acl_share *sh = &p->shares[i];
         FUZZ_CHECK(sh->access == DYNO_ACL_READ || sh->access == DYNO_ACL_WRITE);
-        FUZZ_CHECK(sh->kind == DYNO_ACL_KIND_USER
-                       ? dyno_valid_segment(sh->principal)
-                       : sh->kind == DYNO_ACL_KIND_ORG && org_path_ok(sh->principal));
+        FUZZ_CHECK(sh->kind == DYNO_ACL_KIND_USER ? dyno_valid_segment(sh->principal)
+                                                  : sh->kind == DYNO_ACL_KIND_ORG &&
+                                                        fuzz_org_ok(sh->principal, false, DYNO_ACL_ORG_MAX));
     }
 }
 

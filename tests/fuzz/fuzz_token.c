@@ -79,27 +79,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* "" or 1..DYNO_DEPTH_MAX valid segments joined by '/'. */
-static bool org_ok(const char *org)
-{
-    char seg[DYNO_SEG_MAX + 1];
-    size_t depth = 0;
-
-    if (*org == '\0')
-        return true;
-    for (const char *p = org;;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0 || n > DYNO_SEG_MAX || ++depth > DYNO_DEPTH_MAX)
-            return false;
-        memcpy(seg, p, n);
-        seg[n] = '\0';
-        if (!dyno_valid_segment(seg))
-            return false;
-        if (p[n] == '\0')
-            return true;
-        p += n + 1;
-    }
-}
-
 static bool claims_equal(const struct dyno_claims *a, const struct dyno_claims *b)
 {
     return strcmp(a->sub, b->sub) == 0 && strcmp(a->org, b->org) == 0 && a->admin == b->admin &&
@@ -121,7 +100,7 @@ static void verify_and_check(const char *token)
         return;
     FUZZ_CHECK(strlen(token) <= DYNO_TOKEN_MAX);
     FUZZ_CHECK(strnlen(c.sub, sizeof(c.sub)) < sizeof(c.sub) && dyno_valid_segment(c.sub));
-    FUZZ_CHECK(strnlen(c.org, sizeof(c.org)) < sizeof(c.org) && org_ok(c.org));
+    FUZZ_CHECK(strnlen(c.org, sizeof(c.org)) < sizeof(c.org) && fuzz_org_ok(c.org, true, sizeof(c.org) - 1));
     FUZZ_CHECK(strcmp(c.role, "user") == 0 || strcmp(c.role, "service") == 0);
     FUZZ_CHECK(dyno_valid_key(c.jti));
     FUZZ_CHECK(c.exp > NOW);
