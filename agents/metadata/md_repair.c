@@ -782,10 +782,9 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     int rc = md__begin(db);
     if (rc != SQLITE_OK)
         goto sql;
-    rc = md__stmt(db, SQL_RP_GET, &st);
+    rc = md__stmt_key(db, SQL_RP_GET, key, &st);
     if (rc != SQLITE_OK)
         goto sql;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     bool leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
     sqlite3_reset(st);
@@ -828,10 +827,9 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             ret = DYNO_EINVAL;
             goto out;
         }
-        rc = md__stmt(db, SQL_RP_TARGET_GET, &st);
+        rc = md__stmt_key(db, SQL_RP_TARGET_GET, key, &st);
         if (rc != SQLITE_OK)
             goto sql;
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, x->index);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -850,10 +848,9 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         if (x->ok) {
             char ocont[DYNO_SEG_MAX + 1] = "", ostate[16] = "";
             int64_t osize = 0;
-            rc = md__stmt(db, SQL_RP_FRAG_ROW, &st);
+            rc = md__stmt_key(db, SQL_RP_FRAG_ROW, key, &st);
             if (rc != SQLITE_OK)
                 goto sql;
-            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 2, x->index);
             rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
@@ -871,10 +868,9 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
                 if (rc != SQLITE_OK)
                     goto sql;
             }
-            rc = md__stmt(db, SQL_RP_FRAG_MOVE, &st);
+            rc = md__stmt_key(db, SQL_RP_FRAG_MOVE, key, &st);
             if (rc != SQLITE_OK)
                 goto sql;
-            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 2, x->index);
             sqlite3_bind_text(st, 3, tcont, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 4, x->size >= 0 ? x->size : tsize);
@@ -891,10 +887,9 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             any_failed = true;
             cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
         }
-        rc = md__stmt(db, SQL_RP_TARGET_DEL, &st);
+        rc = md__stmt_key(db, SQL_RP_TARGET_DEL, key, &st);
         if (rc != SQLITE_OK)
             goto sql;
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, x->index);
         rc = sqlite3_step(st);
         sqlite3_reset(st);

@@ -243,6 +243,14 @@ int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out)
     return SQLITE_OK;
 }
 
+int md__stmt_key(struct md_db *db, const char *sql, const char *key, sqlite3_stmt **out)
+{
+    int rc = md__stmt(db, sql, out);
+    if (rc == SQLITE_OK)
+        sqlite3_bind_text(*out, 1, key, -1, SQLITE_STATIC);
+    return rc;
+}
+
 int md__step0(sqlite3_stmt *st)
 {
     int rc = dyno_db_step(st);
@@ -584,10 +592,9 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     static const char *const bools[] = {"replica", NULL};
     *out = NULL;
     sqlite3_stmt *st;
-    int rc = md__stmt(db, SQL_OBJ_JSON, &st);
+    int rc = md__stmt_key(db, SQL_OBJ_JSON, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     cJSON *o = NULL;
     if (rc == SQLITE_ROW)
@@ -618,10 +625,9 @@ static bool visible(const char *state)
 int md__obj_get(struct md_db *db, const char *key, struct md__obj *r)
 {
     sqlite3_stmt *st;
-    int rc = md__stmt(db, SQL_OBJ_GET, &st);
+    int rc = md__stmt_key(db, SQL_OBJ_GET, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         snprintf(r->catalog, sizeof(r->catalog), "%s", dyno_db_text(st, 0));
@@ -645,10 +651,9 @@ int md__obj_get(struct md_db *db, const char *key, struct md__obj *r)
 int md__obj_set_state(struct md_db *db, const char *key, const char *state)
 {
     sqlite3_stmt *st;
-    int rc = md__stmt(db, SQL_OBJ_STATE, &st);
+    int rc = md__stmt_key(db, SQL_OBJ_STATE, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
     return md__step0(st);
 }
@@ -714,10 +719,9 @@ void md__event(cJSON *events, const char *type, const char *key, const struct md
 static int insert_object(struct md_db *db, const char *key, const struct md_begin_req *r, int k, int64_t now)
 {
     sqlite3_stmt *st;
-    int rc = md__stmt(db, SQL_OBJ_INSERT, &st);
+    int rc = md__stmt_key(db, SQL_OBJ_INSERT, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->catalog, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->name ? r->name : key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, r->owner, -1, SQLITE_STATIC);
@@ -1226,10 +1230,9 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
         ret = DYNO_EINVAL;
         goto out;
     }
-    rc = md__stmt(db, SQL_FRAG_CONTAINER, &st);
+    rc = md__stmt_key(db, SQL_FRAG_CONTAINER, key, &st);
     if (rc != SQLITE_OK)
         goto out;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, index);
     rc = sqlite3_step(st);
     /* A report about a copy the object no longer uses (a stale or repaired-away location)

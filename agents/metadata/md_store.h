@@ -188,6 +188,8 @@ struct md__obj {
 
 /* A reset cached statement for sql, a static string (its address is the cache key). */
 int md__stmt(struct md_db *db, const char *sql, sqlite3_stmt **out);
+/* md__stmt with key bound as ?1 (SQLITE_STATIC: key must outlive the statement's use). */
+int md__stmt_key(struct md_db *db, const char *sql, const char *key, sqlite3_stmt **out);
 /* Steps st once (dyno_db_step) and resets it; SQLITE_OK or the SQLite code. */
 int md__step0(sqlite3_stmt *st);
 /* Runs sql (no result rows) with ?1 = key and, when it has a ?2, v2; *changes (may be NULL)
