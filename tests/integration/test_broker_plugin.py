@@ -12,56 +12,18 @@ import os
 import re
 import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 import time
 import unittest
 
+from fabric import free_port
+from mqttraw import connect_packet, jti_of, raw_connect
+
 BIN = os.environ.get("DYNO_BIN", "")
 LIBDIR = os.environ.get("DYNO_LIBDIR", "")
 MOSQUITTO = "/usr/sbin/mosquitto"
 NOT_AUTHORIZED = 0x87  # MQTT v5 CONNACK / PUBACK reason "Not authorized"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def jti_of(token):
-    claims = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["jti"]
-
-
-def mqtt_str(b):
-    return struct.pack("!H", len(b)) + b
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def connect_packet(client_id, username=None, password=None, raw_payload_tail=b""):
-    """An MQTT v5 CONNECT; raw_payload_tail is appended as is (for malformed packets)."""
-    flags = 0x02
-    payload = mqtt_str(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += mqtt_str(username)
-    if password is not None:
-        flags |= 0x40
-        payload += mqtt_str(password)
-    payload += raw_payload_tail
-    var = mqtt_str(b"MQTT") + bytes([5, flags]) + struct.pack("!H", 60) + varint(0)
-    body = var + payload
-    return bytes([0x10]) + varint(len(body)) + body
 
 
 class BrokerPluginTest(unittest.TestCase):
@@ -181,22 +143,7 @@ class BrokerPluginTest(unittest.TestCase):
         self.wait_log(r"^\d+: " + re.escape(cid) + r" \d " + re.escape(topic) + "$")
 
     def raw_connect(self, packet):
-        """Sends a CONNECT; the CONNACK reason code, or None when the broker just closed."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            try:
-                s.sendall(packet)
-                head = s.recv(2)
-                if len(head) < 2 or head[0] != 0x20:
-                    return None
-                rest = b""
-                while len(rest) < head[1]:
-                    chunk = s.recv(head[1] - len(rest))
-                    if not chunk:
-                        break
-                    rest += chunk
-                return rest[1] if len(rest) >= 2 else None
-            except (ConnectionResetError, BrokenPipeError, socket.timeout):
-                return None
+        return raw_connect(self.port, packet)
 
     def connect_rc(self, cid, user, token):
         return self.raw_connect(connect_packet(cid.encode(), user.encode() if isinstance(user, str) else user,

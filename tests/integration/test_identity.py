@@ -19,51 +19,17 @@ type, and raw MQTT CONNECT packets for input those clients will not send:
 import base64
 import json
 import os
-import socket
-import struct
 import subprocess
 import threading
 import time
 import unittest
 
 from fabric import FabricCase, bin_dir, pid_alive
+from mqttraw import connect_packet, jti_of, raw_connect
 
 REVOKE_BOUND = 5.0  # seconds: SPEC §7 "within seconds", issue 3 says 5
 NOT_AUTHORIZED = 135  # mosquitto_sub/pub exit status for CONNACK 0x87
 SUB_TIMED_OUT = 27  # mosquitto_sub -W: connected and subscribed, nothing came
-
-
-def jti_of(token):
-    claims = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["jti"]
-
-
-def mqtt_str(b):
-    return struct.pack("!H", len(b)) + b
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def connect_packet(client_id, username=None, password=None):
-    """An MQTT v5 CONNECT with raw bytes for the strings (so they may be invalid)."""
-    flags = 0x02
-    payload = mqtt_str(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += mqtt_str(username)
-    if password is not None:
-        flags |= 0x40
-        payload += mqtt_str(password)
-    var = mqtt_str(b"MQTT") + bytes([5, flags]) + struct.pack("!H", 60) + varint(0)
-    body = var + payload
-    return bytes([0x10]) + varint(len(body)) + body
 
 
 class Sub:
@@ -628,21 +594,7 @@ class IdentityTest(FabricCase):
         self.assertBrokerAccepts("alice", alice, cid="my-gateway-1")
 
     def raw_connect(self, packet):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            try:
-                s.sendall(packet)
-                head = s.recv(2)
-                if len(head) < 2 or head[0] != 0x20:
-                    return None
-                rest = b""
-                while len(rest) < head[1]:
-                    chunk = s.recv(head[1] - len(rest))
-                    if not chunk:
-                        break
-                    rest += chunk
-                return rest[1] if len(rest) >= 2 else None
-            except (ConnectionResetError, BrokenPipeError, socket.timeout):
-                return None
+        return raw_connect(self.port, packet)
 
     def test_e3_hostile_input_to_the_plugin(self):
         alice = self.tok["alice"].encode()
