@@ -167,6 +167,16 @@ static void tick(struct fx *f, int64_t now)
     assert_int_equal(md_repair_tick(&f->rp, f->db, &f->nodes, now, T0 - 1000, f->events), 0);
 }
 
+/* Brings spares containers (c6, c7, ...) online as repair targets, then loses c1 at T0 and ticks
+ * past the grace period: every object with a fragment on c1 is degraded. */
+static void lose_c1(struct fx *f, int spares)
+{
+    for (int i = 0; i < spares; i++)
+        go_online(f, 6 + i);
+    go_offline(f, 1, T0);
+    tick(f, T0 + 60);
+}
+
 static int events_of(struct fx *f, const char *type)
 {
     int n = 0;
@@ -291,9 +301,7 @@ static void test_claim_complete_gc(void **state)
     char key[33], err[256];
     put(f, "a", key);
     int64_t used_c6 = 0, fsize = 0;
-    go_online(f, 6);
-    go_offline(f, 1, T0);
-    tick(f, T0 + 60);
+    lose_c1(f, 1);
     int ix = idx_on(f, key, "c1");
     cJSON *t = claim(f, T0 + 61);
     assert_non_null(t);
@@ -362,10 +370,7 @@ static void test_lease_expiry(void **state)
     struct fx *f = *state;
     char key[33], err[256];
     put(f, "a", key);
-    go_online(f, 6);
-    go_online(f, 7);
-    go_offline(f, 1, T0);
-    tick(f, T0 + 60);
+    lose_c1(f, 2);
     cJSON *a = claim(f, T0 + 61);
     assert_non_null(a);
     assert_null(claim(f, T0 + 61 + 119));
@@ -399,10 +404,7 @@ static void test_failure_comes_back(void **state)
     struct fx *f = *state;
     char key[33];
     put(f, "a", key);
-    go_online(f, 6);
-    go_online(f, 7);
-    go_offline(f, 1, T0);
-    tick(f, T0 + 60);
+    lose_c1(f, 2);
     cJSON *t = claim(f, T0 + 61), *res;
     assert_non_null(t);
     assert_int_equal(complete(f, t, false, T0 + 62, &res), 0);
@@ -454,8 +456,7 @@ static void test_no_target_defers(void **state)
     char key[33];
     put(f, "a", key);
     /* Every online container holds a fragment: nowhere to rebuild, no error, no task. */
-    go_offline(f, 1, T0);
-    tick(f, T0 + 60);
+    lose_c1(f, 0);
     assert_null(claim(f, T0 + 61));
     assert_string_equal(obj_state(f, key), "degraded");
     assert_int_equal(q1(f, "SELECT COUNT(*) FROM repair_targets", NULL, NULL), 0);
@@ -474,10 +475,7 @@ static void test_rate_limit(void **state)
     f->rp.cfg.rate = 1;
     put(f, "a", a);
     put(f, "b", b);
-    go_online(f, 6);
-    go_online(f, 7);
-    go_offline(f, 1, T0);
-    tick(f, T0 + 60);
+    lose_c1(f, 2);
     cJSON *t1 = claim(f, T0 + 61);
     assert_non_null(t1);
     assert_null(claim(f, T0 + 61));
