@@ -369,7 +369,7 @@ enum MHD_Result gw_metrics(struct gw_req *r);
 struct gw_put_mem {
     const char *catalog; /* valid catalog path */
     const char *name;    /* valid object name, or NULL: the key */
-    const char *owner;   /* the object's owner (a valid segment) */
+    const char *publisher; /* who stores it (a valid segment); grants no access */
     int k, m;            /* resilience of an erasure-coded object (small ones are replicas) */
     const void *data;
     size_t len;

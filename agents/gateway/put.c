@@ -41,7 +41,7 @@ struct gw_put {
     bool begun;       /* object.begin succeeded: abort must clean up */
     bool deferred;    /* a replica: the streams start in gw_put_finish, with everything */
     char key[DYNO_KEY_LEN + 1];
-    char owner[DYNO_SEG_MAX + 1];
+    char publisher[DYNO_SEG_MAX + 1]; /* who stores it (object.begin); grants nothing */
     const struct dyno_ec *ec;
     struct dyno_sha256 *sha;
     struct gw_hasher hash; /* hashes the stripe while it is encoded and sent */
@@ -298,7 +298,7 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
     cJSON_AddStringToObject(params, "catalog", r->catalog);
     if (r->has_name)
         cJSON_AddStringToObject(params, "name", r->name);
-    cJSON_AddStringToObject(params, "owner", p->owner);
+    cJSON_AddStringToObject(params, "publisher", p->publisher);
     dyno_json_add_i64(params, "size", size);
     cJSON_AddNumberToObject(params, "k", p->k);
     cJSON_AddNumberToObject(params, "m", p->m);
@@ -715,11 +715,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     p->req_m = m;
     p->declared = declared;
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
-    const char *owner = dyno_json_str(cat, "owner");
-    if (owner && dyno_valid_segment(owner))
-        snprintf(p->owner, sizeof(p->owner), "%s", owner);
-    else
-        dyno_catalog_owner(r->catalog, p->owner, sizeof(p->owner));
+    snprintf(p->publisher, sizeof(p->publisher), "%s", r->claims.sub);
     cJSON_Delete(cat);
     if (dyno_sha256_new(&p->sha)) {
         gw_put_free(p);
@@ -774,7 +770,7 @@ int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *
     p->req_k = in->k;
     p->req_m = in->m;
     p->declared = (int64_t)in->len;
-    snprintf(p->owner, sizeof(p->owner), "%s", in->owner);
+    snprintf(p->publisher, sizeof(p->publisher), "%s", in->publisher);
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
     r->put = p;
 

@@ -691,6 +691,17 @@ class Fabric:
         finally:
             c.close()
 
+    @staticmethod
+    def cat_path(catalog, sub=None, principal=None):
+        """The REST path of a catalog, or of its sub-resource sub ("objects", "shares",
+        "subscription"; principal: a share's principal, an org's '/' escaped)."""
+        p = "/v1/catalogs/" + catalog
+        if sub:
+            p += "/" + sub
+        if principal is not None:
+            p += "/" + quote_seg(principal)
+        return p
+
     def create_catalog(self, catalog, body=None, token=_DEFAULT):
         r = self.http("PUT", "/v1/catalogs/" + catalog, body=json.dumps(body or {}),
                       headers={"Content-Type": "application/json"}, token=token)

@@ -103,7 +103,7 @@ class IngestTest(FabricCase):
         self.assertIsNotNone(o, "%s/%s was never stored (the gateway refused the ingest)" % (catalog, name))
         self.assertEqual(o["sha256"], sha256_bytes(data))
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=token).json()
-        self.assertEqual((meta["owner"], meta["catalog"]), (owner, catalog))
+        self.assertEqual((meta["publisher"], meta["catalog"]), (owner, catalog))
         out = os.path.join(f.work, name + ".out")
         f.cli("get", o["key"], "-o", out)
         with open(out, "rb") as fh:
@@ -148,7 +148,7 @@ class IngestTest(FabricCase):
         with open(out, "rb") as fh:
             self.assertEqual(fh.read(), data)
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
         self.assertEqual(meta["catalog"], "alice/sensors")
 
     def test_forged_user_property_is_ignored(self):
@@ -160,7 +160,7 @@ class IngestTest(FabricCase):
         o = self.find("alice/sensors", "r2", self.alice)
         self.assertIsNotNone(o)
         meta = self.fab.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
 
     def test_response_topic_gets_key(self):
         reply = "dyno/v1/reply/alice/ingest-test"
@@ -264,7 +264,7 @@ class IngestTest(FabricCase):
         o = self.find("alice/sensors", "forged-0", self.alice)
         self.assertIsNotNone(o)
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
 
     def test_missing_or_duplicate_stamps_are_refused(self):
         # A service's message is not stamped by the plugin, so a service can hand the gateway
