@@ -1,5 +1,5 @@
 """MQTT ingest (issue 4): Debian's mosquitto_pub publishing to dyno/v1/ingest/<catalog>
-makes an object owned by the publisher; a forged dyno-user is ignored; an oversized
+makes an object whose "publisher" is the stamped user; a forged dyno-user is ignored; an oversized
 message is refused and stores nothing; a Response Topic gets {"key"} (or the error).
 
 The gateway decides write access as the principal the broker plugin stamped (dyno-user,
