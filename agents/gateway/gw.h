@@ -345,6 +345,11 @@ void gw_purge_fragments(struct gw *gw, struct gw_conn *conn, const char *key, co
 enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
 void gw_put_abort_req(struct gw_req *r);                    /* put.c: client went away */
 enum MHD_Result gw_get_object(struct gw_req *r, bool head); /* get.c */
+/* get.c: tells metadata (object.report, a notification) that fragment index of key, read
+ * from container (NULL: unknown), is bad ("crc": a CRC or framing mismatch our parser saw)
+ * or "missing" (the container answered 404). Never for a timeout or a cut: those are
+ * unavailability, and a report makes metadata mark the fragment and rebuild it. */
+void gw_report_fragment(struct gw *gw, const char *key, int index, const char *container, const char *problem);
 enum MHD_Result gw_object_meta(struct gw_req *r);           /* objects.c */
 enum MHD_Result gw_object_evict(struct gw_req *r);
 enum MHD_Result gw_object_list(struct gw_req *r);
