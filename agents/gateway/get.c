@@ -250,7 +250,8 @@ static void gw_down_fail(struct gw_get *g, struct gw_down *d)
     } else if (d->x.done && d->x.result == CURLE_OK) {
         snprintf(why, sizeof(why), "truncated body");
     } else if (d->x.done && d->x.result == CURLE_PARTIAL_FILE) {
-        snprintf(why, sizeof(why), "cut short by the container (a stream timeout, a restart, or a bad CRC it reports itself)");
+        snprintf(why, sizeof(why),
+                 "cut short by the container (a stream timeout, a restart, or a bad CRC it reports itself)");
     } else {
         gw_xfer_reason(&d->x, why, sizeof(why));
         if (d->x.status == 404)

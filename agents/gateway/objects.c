@@ -8,6 +8,7 @@
 #include "gw.h"
 #include "json.h"
 #include "log.h"
+#include "rest.h"
 
 int gw_object_load(struct gw_req *r, bool write, cJSON **obj, char *msg, size_t cap)
 {
@@ -104,14 +105,11 @@ enum MHD_Result gw_object_evict(struct gw_req *r)
 enum MHD_Result gw_object_list(struct gw_req *r)
 {
     char msg[400], after[DYNO_NAME_MAX + 1], lim[16];
-    int64_t limit = 100;
+    int limit = 100;
     int rc = gw_query_arg(r, "limit", lim, sizeof(lim));
     if (rc == 0) {
-        char *end;
-        long v = strtol(lim, &end, 10);
-        if (end == lim || *end || v < 1 || v > 1000)
+        if (dyno_rest_parse_limit(lim, &limit))
             return gw_reply_error(r, DYNO_EINVAL, "limit must be 1..1000");
-        limit = v;
     } else if (rc != DYNO_ENOTFOUND) {
         return gw_reply_error(r, DYNO_EINVAL, "limit must be 1..1000");
     }

@@ -107,7 +107,8 @@ int md_db_schema(struct md_db *db);
 struct md_begin_req {
     const char *catalog;
     const char *name; /* NULL: the key */
-    const char *owner; /* the publisher (object.begin "publisher"): who stores it; no grant */
+    /* The publisher (object.begin "publisher"): who stores it; it grants nothing. */
+    const char *owner;
     int64_t size; /* -1: unknown */
     int k, m;
     bool replica;

@@ -36,7 +36,7 @@ class IngestTest(FabricCase):
         cls.svc_rpc("auth", "org.create", {"org": "plant"})
         cls.carl = new_user(f, "carl", org="plant")
         f.create_catalog("alice/shared", token=cls.alice)
-        r = f.http("POST", "/v1/catalogs/alice/shared/shares", token=cls.alice,
+        r = f.http("POST", "/v1/catalogs/alice/shared/~/shares", token=cls.alice,
                    body=json.dumps({"org": "plant", "access": "write"}))
         assert r.status in (200, 201), (r.status, r.body)
         f.create_catalog("bob/inbox", token=cls.bob)  # no shares: only bob and admins write

@@ -245,7 +245,7 @@ static void test_put(void **state)
     assert_int_equal(r.size, 3);
     assert_int_equal(r.k, 2);
     assert_int_equal(r.m, 1);
-    assert_non_null(strstr(srv.request, "POST /v1/catalogs/admin/x/y/objects?name=a%20b HTTP/1.1"));
+    assert_non_null(strstr(srv.request, "POST /v1/catalogs/admin/x/y/~/objects?name=a%20b HTTP/1.1"));
     assert_non_null(strstr(srv.request, "X-Dyno-Resilience: 2,1\r\n"));
     assert_non_null(strstr(srv.request, "\r\n\r\nabc"));
 
@@ -351,7 +351,7 @@ static void test_list_next(void **state)
     struct cJSON *doc = NULL;
     char *next = NULL;
     assert_int_equal(dyno_client_list(c, "admin/x", "0 start", 1, &doc, &next), 0);
-    assert_non_null(strstr(srv.request, "GET /v1/catalogs/admin/x/objects?after=0%20start&limit=1 HTTP/1.1"));
+    assert_non_null(strstr(srv.request, "GET /v1/catalogs/admin/x/~/objects?after=0%20start&limit=1 HTTP/1.1"));
     assert_string_equal(next, "a");
     free(next);
     cJSON_Delete(doc);
