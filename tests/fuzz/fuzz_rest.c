@@ -19,10 +19,13 @@
  *                  string no longer than the input with no NUL inside; limit and flag agree
  *                  with oracles (a decimal 1..1000; "1", "true", "yes").
  *   mode % 4 == 3  a header value. Checked: X-Dyno-Resilience and Content-Length accept exactly
- *                  what an oracle accepts (strict decimals in range) and give the same numbers.
+ *                  what an oracle accepts (strict decimals in range) and give the same numbers;
+ *                  Authorization gives a non-empty token inside the value, after "Bearer" (any
+ *                  letter case) and at least one space, or nothing.
  */
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dynostore/error.h"
 #include "ec.h"
@@ -205,6 +208,20 @@ static void fuzz_headers(const char *v, size_t vlen)
     int rc = dyno_rest_parse_u64(v, &got);
     FUZZ_CHECK((rc == 0) == want);
     FUZZ_CHECK(want ? got == x : got == 12345);
+
+    const char *tok = dyno_http_bearer_token(v);
+    if (tok) {
+        FUZZ_CHECK(tok > v + 6 && tok <= v + vlen && *tok != '\0' && *tok != ' ');
+        FUZZ_CHECK(strncasecmp(v, "Bearer ", 7) == 0);
+        for (const char *q = v + 6; q < tok; q++)
+            FUZZ_CHECK(*q == ' ');
+    } else {
+        size_t sp = 6;
+        while (vlen >= 6 && v[sp] == ' ')
+            sp++;
+        FUZZ_CHECK(vlen < 7 || strncasecmp(v, "Bearer ", 7) != 0 || v[sp] == '\0');
+    }
+    FUZZ_CHECK(dyno_http_bearer_token(NULL) == NULL);
 
     int k = -1, m = -1;
     const char *comma = strchr(v, ',');

@@ -152,7 +152,8 @@ def seeds():
         yield "rest", "range-" + name, b"\x01" + struct.pack("<Q", size) + rng.encode()
     for name, v in [("limit", "1000"), ("flag", "true"), ("escapes", "a%2Bb%23c%C3%A9"), ("nul", "a%00b")]:
         yield "rest", "query-" + name, b"\x02" + v.encode()
-    for name, v in [("resilience", "3,2"), ("resilience-max", "32,16"), ("length", "18446744073709551615")]:
+    for name, v in [("resilience", "3,2"), ("resilience-max", "32,16"), ("length", "18446744073709551615"),
+                    ("bearer", "Bearer  dyn1.abc.def"), ("bearer-case", "bEARER x")]:
         yield "rest", "header-" + name, b"\x03" + v.encode()
 
 
