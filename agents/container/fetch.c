@@ -9,8 +9,9 @@
  * only once the item that holds it has been verified, and the bytes are copied once (file
  * to buffer) on their way to the socket. A record the range cuts at its end is read whole
  * into a side buffer so that it is verified too. On a mismatch the container logs
- * "fragment corrupt", counts it, reports it to metadata and ends the response with an error,
- * so the client sees a short body, never bad bytes. Ranges that start elsewhere are served as they are.
+ * "fragment corrupt", counts it, reports it to metadata and ends the response with an
+ * error, so the client sees a short body, never bad bytes. Ranges that start elsewhere are
+ * served as they are.
  *
  * Memory of a verified stream: MHD's buffer of one header, one record and the trailer
  * (FETCH_BLOCK), plus a side buffer of one record when the range ends inside one.
