@@ -13,6 +13,7 @@ and processes it re-spawned itself) are ever signalled.
 """
 
 import collections
+import glob
 import hashlib
 import http.client
 import json
@@ -972,14 +973,36 @@ def read_by_name(fab, catalog, name):
 
 
 def fragment_files(fab):
-    """{(key, index): [paths]} of every fragment file on every container's disk."""
-    out = collections.defaultdict(list)
-    root = os.path.join(fab.data, "containers")
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            key, dot, idx = f.rpartition(".")
-            if dot and idx.isdigit() and len(key) >= 16 and "tmp" not in dirpath.split(os.sep)[-1]:
-                out[(key, int(idx))].append(os.path.join(dirpath, f))
+    """{(container, key, index): path} of every fragment file under DATA/containers/*/frags
+    (files of puts in progress, in frags/tmp, are not fragments yet)."""
+    out = {}
+    for path in glob.glob(os.path.join(fab.data, "containers", "*", "frags", "*", "*")):
+        parts = path.split(os.sep)
+        if parts[-2] == "tmp" or not os.path.isfile(path):
+            continue
+        key, _, idx = os.path.basename(path).rpartition(".")
+        if len(key) != 32 or not idx.isdigit():
+            continue
+        out[(parts[-4], key, int(idx))] = path
     return out
+
+
+def placement_problems(fab, catalogs):
+    """Disk against metadata for every listed object of catalogs: ["orphan fragment file
+    ...", "missing fragment file ..."]. Empty when each fragment file on a container's disk
+    is a fragment metadata lists for a visible object, and each listed fragment is there."""
+    files = fragment_files(fab)
+    expected, problems = set(), []
+    for cat in catalogs:
+        for o in fab.list_catalog(cat):
+            r = fab.http("GET", "/v1/objects/%s/meta" % o["key"])
+            if r.status != 200:
+                problems.append("listed object %s has no meta (%d)" % (o["key"], r.status))
+                continue
+            for fr in r.json().get("fragments") or []:
+                expected.add((fr["container"], o["key"], fr["index"]))
+    problems += ["missing fragment file %s/%s.%d" % e for e in sorted(expected - set(files))]
+    problems += ["orphan fragment file %s" % files[e] for e in sorted(set(files) - expected)]
+    return problems
 
 # End of the outcome and crash-point helpers.
