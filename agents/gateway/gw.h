@@ -205,8 +205,8 @@ int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *
  * no answer came (lib/mq.h DYNO_ETIMEDOUT): the service may have carried it out, so the
  * caller must not undo anything on that failure; it resolves the outcome (an idempotent
  * retry, a question) or leaves it to metadata's timeouts and GC. The code is gw_rpc's. */
-int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params,
-                  cJSON **result, char *msg, size_t cap, bool *unknown);
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown);
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
 
 /* ---- auth (auth.c) ---- */

@@ -136,8 +136,8 @@ int gw_mqtt_start(struct gw *gw)
     return 0;
 }
 
-int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params,
-                  cJSON **result, char *msg, size_t cap, bool *unknown)
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown)
 {
     if (result)
         *result = NULL;

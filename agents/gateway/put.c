@@ -560,8 +560,7 @@ static int gw_put_commit(struct gw_put *p, const cJSON *params, cJSON **res)
         else if (rc != DYNO_EUNAVAIL) {
             unknown = false; /* answered: committed, or refused for good */
             break;
-        }
-        else if (!unknown)
+        } else if (!unknown)
             break; /* never carried out: no earlier attempt can have reached metadata */
         /* Unknown, or not sent / refused for now after an unknown attempt: ask again. */
         int64_t left = deadline - gw_now_ms();
@@ -574,7 +573,9 @@ static int gw_put_commit(struct gw_put *p, const cJSON *params, cJSON **res)
     }
     if (tries > 1)
         dyno_info("commit retried", "key=%s tries=%d outcome=%s", p->key, tries,
-                  unknown && rc ? "unknown" : rc ? dyno_err_code(rc) : "committed");
+                  unknown && rc ? "unknown"
+                  : rc          ? dyno_err_code(rc)
+                                : "committed");
     if (rc && unknown) {
         snprintf(p->msg, sizeof(p->msg),
                  "metadata did not answer object.commit of %s within %lld ms: the object may or may not "
