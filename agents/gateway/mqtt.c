@@ -147,8 +147,10 @@ int gw_rpc_change(struct gw *gw, const char *service, const char *method, const 
      * request may have been carried out. */
     *unknown = rc == DYNO_ETIMEDOUT;
     if (rc == DYNO_ETIMEDOUT) {
-        snprintf(msg, cap, "the %s service did not answer %s in time (it may have been done)", service,
-                 method);
+        /* lib/mq.c says why (no answer in time, or the broker connection lost); keep it. */
+        if (msg[0] == '\0')
+            snprintf(msg, cap, "the %s service did not answer %s in time; it may have been done", service,
+                     method);
         rc = DYNO_EUNAVAIL;
     } else if (rc == DYNO_EUNAVAIL && msg[0] == '\0') {
         snprintf(msg, cap, "the %s service is not reachable (broker connection down)", service);
