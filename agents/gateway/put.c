@@ -429,10 +429,11 @@ static void gw_put_free(struct gw_put *p)
 /*
  * Nothing of a failed put may become visible, and nothing committed may be destroyed. The
  * fragments are deleted only once metadata confirmed the abort (the pending object is then
- * 'deleting' and can never be committed). Any other outcome leaves them where they are:
- * no answer (the abort, or a commit still in flight, may yet be carried out), or "committed"
- * (a commit of unknown outcome went through after all: the object is live). An object that
- * stays pending becomes garbage at metadata's pending_timeout, and GC deletes it then.
+ * 'deleting' and can never be committed; or metadata knows no such object). Any other
+ * outcome leaves them where they are: no answer (the abort, or a commit still in flight,
+ * may yet be carried out), or "committed" (a commit of unknown outcome went through after
+ * all: the object is live). An object that stays pending becomes garbage at metadata's
+ * pending_timeout, and GC deletes it then.
  */
 static void gw_put_abort(struct gw_put *p)
 {
@@ -450,7 +451,10 @@ static void gw_put_abort(struct gw_put *p)
     bool unknown = false;
     int rc = gw_rpc_change(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg), &unknown);
     cJSON_Delete(params);
-    if (rc) {
+    /* not_found confirms as well: metadata has no such object (reaped and collected while
+     * this put was still sending), so nothing can commit it, and GC no longer knows these
+     * fragments: they are this put's to delete. */
+    if (rc && rc != DYNO_ENOTFOUND) {
         gw_quote(msg, q, sizeof(q));
         dyno_warn("put not aborted: fragments left to metadata's pending timeout and GC",
                   "key=%s err=%s unknown=%d detail=%s", p->key, dyno_err_code(rc), unknown, q);
