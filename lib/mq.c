@@ -748,7 +748,8 @@ int dyno_mq_call(struct dyno_mq *mq, const char *service, const char *method, co
     if (rc != 0) {
         if (errmsg != NULL && errlen > 0)
             snprintf(errmsg, errlen, "%s.%s: not sent: %s", service != NULL ? service : "-",
-                     method != NULL ? method : "-", dyno_strerror(rc));
+                     method != NULL ? method : "-",
+                     rc == DYNO_EUNAVAIL ? "no broker connection" : dyno_strerror(rc));
         return rc;
     }
 
@@ -789,7 +790,8 @@ int dyno_mq_call(struct dyno_mq *mq, const char *service, const char *method, co
         snprintf(errmsg, errlen, "%s.%s: %s; the request was sent, its outcome is unknown", service, method,
                  call->lost ? "broker connection lost before the answer" : "no answer in time");
     } else if (errmsg != NULL && errlen > 0 && errmsg[0] == '\0') {
-        snprintf(errmsg, errlen, "%s.%s: not sent: %s", service, method, dyno_strerror(rc));
+        snprintf(errmsg, errlen, "%s.%s: not sent: %s", service, method,
+                 rc == DYNO_EUNAVAIL ? "no broker connection" : dyno_strerror(rc));
     }
 
     pthread_cond_destroy(&call->cond);

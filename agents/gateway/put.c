@@ -16,6 +16,7 @@
  * thread drives curl until every live stream has taken its record, then goes back to
  * MHD for more body. That is the back-pressure: a slow container slows the client.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,7 +537,7 @@ static enum MHD_Result gw_put_fail_reply(struct gw_req *r, int rc)
 static void gw_put_nap(int64_t ms)
 {
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
 
@@ -583,7 +584,7 @@ static int gw_put_commit(struct gw_put *p, const cJSON *params, cJSON **res)
     if (rc && unknown) {
         snprintf(p->msg, sizeof(p->msg),
                  "metadata did not answer object.commit of %s within %lld ms: the object may or may not "
-                 "have been stored (nothing was deleted)",
+                 "have been stored",
                  p->key, (long long)gw->cfg.commit_resolve_ms);
         return DYNO_ETIMEDOUT;
     }
