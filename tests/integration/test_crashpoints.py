@@ -61,11 +61,25 @@ class CrashPoints(FabricCase):
     # -- the crash machinery ----------------------------------------------------------------
 
     def arm(self, name, point):
-        """Restarts name so that it dies at point."""
+        """Restarts name so that it dies at point. The gateway is waited for until it answers,
+        unless it reaches its point first (GC may have work at once)."""
         f = self.fab
         if f.alive(name):
             f.kill(name)
-        restart_with_env(f, name, {"DYNO_CRASH_AT": point}, self.extra.get(name, ()))
+        restart_with_env(f, name, {"DYNO_CRASH_AT": point}, self.extra.get(name, ()), wait=False)
+        if name != self.gw:
+            time.sleep(0.2)
+            return
+        deadline = time.monotonic() + 60
+        while f._spawned[name]["popen"].poll() is None:
+            try:
+                if f.http("GET", "/healthz", token=None, timeout=5).status == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.fail("the gateway armed with %s does not answer" % point)
+            time.sleep(0.1)
 
     def crashed(self, name, point, timeout=90):
         st = wait_exit(self.fab, name, timeout)
