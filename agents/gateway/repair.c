@@ -127,6 +127,7 @@ struct gw_rget {
     bool from0; /* the range starts at the header */
     bool got;   /* record s arrived with a good CRC */
     bool bad_status;
+    bool status_ok; /* the status was checked */
     int perr;
     bool has_parser;
     struct dyno_frag_parser parser;
@@ -152,7 +153,6 @@ struct gw_rtask {
     bool present[GW_MAX_N];
     struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
     struct gw_upload_set set;       /* put, for gw_upload_pump */
-    uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
     const struct dyno_ec *ec;
     uint64_t bytes_read, bytes_written;
     char msg[300];
@@ -185,18 +185,17 @@ static const struct dyno_frag_parser_cbs gw_rget_cbs = {
     .on_trailer = NULL,
 };
 
-static size_t gw_rget_write(char *p, size_t size, size_t n, void *arg)
+static size_t gw_rget_write(const char *p, size_t len, void *arg)
 {
     struct gw_rget *g = arg;
-    size_t len = size * n;
     if (g->perr || g->bad_status)
         return 0;
-    if (g->x.status == 0) {
-        curl_easy_getinfo(g->x.easy, CURLINFO_RESPONSE_CODE, &g->x.status);
+    if (!g->status_ok) {
         if (g->x.status != 206 && !(g->x.status == 200 && g->from0)) {
             g->bad_status = true;
             return 0;
         }
+        g->status_ok = true;
     }
     if (g->got)
         return len;
@@ -236,18 +235,13 @@ static int gw_rget_open(struct gw_rtask *t, struct gw_rget *g, int src, uint64_t
     char url[700], range[64];
     snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
-    if ((rc = gw_xfer_open(t->gw, t->conn, &g->x, url)) != 0) {
+    struct gw_xfer_spec spec = {
+        .method = GW_XFER_GET, .url = url, .range = range, .write = gw_rget_write, .arg = g};
+    if ((rc = gw_xfer_start(t->gw, t->conn, &g->x, &spec)) != 0) {
         gw_rget_close(t, g);
         return rc;
     }
     g->x.index = l->index;
-    curl_easy_setopt(g->x.easy, CURLOPT_RANGE, range);
-    curl_easy_setopt(g->x.easy, CURLOPT_WRITEFUNCTION, gw_rget_write);
-    curl_easy_setopt(g->x.easy, CURLOPT_WRITEDATA, g);
-    if ((rc = gw_xfer_start(t->conn, &g->x)) != 0) {
-        gw_rget_close(t, g);
-        return rc;
-    }
     return 0;
 }
 
@@ -298,7 +292,7 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
             int64_t now = gw_now_ms();
             for (int j = 0; j < t->nactive; j++) {
                 struct gw_rget *g = &get[j];
-                if (!opened[j] || !g->x.easy || !g->x.running)
+                if (!opened[j] || !g->x.h || !g->x.running)
                     continue;
                 if (now - g->x.last_ms > timeout) {
                     gw_xfer_close(t->conn, &g->x); /* failed: no progress in time */
@@ -308,7 +302,7 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
             }
             if (!busy)
                 break;
-            gw_fanout_step(t->conn, 50);
+            gw_xfer_step(t->conn, 50);
         }
         /* Drop the sources that failed; keep the ones that delivered. */
         int keep = 0;
@@ -319,7 +313,7 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
             }
             struct gw_rget *g = &get[j];
             struct gw_rloc *l = &t->src[g->src];
-            bool ok = g->got && !g->perr && !g->bad_status && g->x.done && g->x.result == CURLE_OK;
+            bool ok = g->got && !g->perr && !g->bad_status && g->x.done && g->x.result == GW_XFER_OK;
             if (ok) {
                 t->present[l->index] = true;
                 t->bytes_read += g->ulen;
@@ -330,7 +324,7 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
                     snprintf(why, sizeof(why), "bad record (CRC or framing)");
                 else if (g->bad_status)
                     snprintf(why, sizeof(why), "HTTP %ld instead of partial content", g->x.status);
-                else if (g->x.done && g->x.result == CURLE_OK)
+                else if (g->x.done && g->x.result == GW_XFER_OK)
                     snprintf(why, sizeof(why), "truncated record");
                 else
                     gw_xfer_reason(&g->x, why, sizeof(why));
@@ -389,7 +383,8 @@ static int gw_repair_open_targets(struct gw_rtask *t)
     snprintf(h.catalog, sizeof(h.catalog), "%s", t->catalog);
     snprintf(h.name, sizeof(h.name), "%s", t->name);
     uint64_t fsize = dyno_layout_fragment_size(&t->lay);
-    t->set = (struct gw_upload_set){.conn = t->conn,
+    t->set = (struct gw_upload_set){.gw = t->gw,
+                                    .conn = t->conn,
                                     .up = t->put,
                                     .n = t->ntgt,
                                     .need = 1,
@@ -401,7 +396,7 @@ static int gw_repair_open_targets(struct gw_rtask *t)
         const struct gw_rloc *l = &t->tgt[i];
         memset(u, 0, sizeof(*u));
         h.index = (uint8_t)l->index;
-        int rc = dyno_frag_hdr_encode(&h, u->hdr);
+        int rc = dyno_frag_writer_init(&u->w, &h);
         if (rc) {
             snprintf(t->msg, sizeof(t->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
             return rc;
@@ -419,13 +414,13 @@ static int gw_repair_open_targets(struct gw_rtask *t)
     return 0;
 }
 
-/* Hands record s (t->buf of each target's index) to every live target stream. */
-static int gw_repair_write_stripe(struct gw_rtask *t, uint64_t s, size_t ulen)
+/* Hands the stripe's record (t->buf of each target's index) to every live target stream. */
+static int gw_repair_write_stripe(struct gw_rtask *t, size_t ulen)
 {
     for (int i = 0; i < t->ntgt; i++) {
         if (!t->put[i].live)
             continue;
-        gw_upload_record(&t->put[i], s == 0, t->buf[t->tgt[i].index], ulen, NULL);
+        gw_upload_record(&t->put[i], t->buf[t->tgt[i].index], ulen, NULL);
         t->bytes_written += ulen + DYNO_FRAG_REC_OVERHEAD;
     }
     return gw_repair_pump(t, false);
@@ -434,12 +429,13 @@ static int gw_repair_write_stripe(struct gw_rtask *t, uint64_t s, size_t ulen)
 /* End marker and trailer (size and digest from the task), then every target's answer. */
 static int gw_repair_finish_targets(struct gw_rtask *t, uint64_t stripes)
 {
-    struct dyno_frag_trailer tr = {.object_size = t->lay.size, .records = stripes};
-    memcpy(tr.sha256, t->sha256, 32);
-    memset(t->tail, 0, DYNO_FRAG_END_SIZE);
-    dyno_frag_trailer_encode(&tr, t->tail + DYNO_FRAG_END_SIZE);
-    for (int i = 0; i < t->ntgt; i++)
-        gw_upload_tail(&t->put[i], stripes == 0, t->tail, sizeof(t->tail));
+    (void)stripes; /* each target's writer counted the records it was given */
+    for (int i = 0; i < t->ntgt; i++) {
+        struct dyno_frag_seg tail[DYNO_FRAG_WRITER_SEGS];
+        int nt = dyno_frag_writer_end(&t->put[i].w, t->lay.size, t->sha256, tail);
+        for (int j = 0; j < nt; j++)
+            gw_upload_tail(&t->put[i], tail[j].p, tail[j].len);
+    }
     return gw_repair_pump(t, true);
 }
 
@@ -528,7 +524,7 @@ static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
     }
     if ((rc = gw_repair_open_targets(t)) != 0)
         return rc;
-    gw_fanout_step(t->conn, 0);
+    gw_xfer_step(t->conn, 0);
     for (uint64_t s = 0; s < stripes; s++) {
         size_t ulen = dyno_layout_unit_len(&t->lay, s);
         if ((rc = gw_repair_read_stripe(t, s)) != 0)
@@ -552,7 +548,7 @@ static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
                 return rc;
             }
         }
-        if ((rc = gw_repair_write_stripe(t, s, ulen)) != 0)
+        if ((rc = gw_repair_write_stripe(t, ulen)) != 0)
             return rc;
         if (s == 0 && stripes > 1)
             dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
@@ -875,10 +871,10 @@ struct gw_rebuild {
     cJSON *catalogs; /* catalog path -> true, those made sure of */
 };
 
-static size_t gw_collect(char *p, size_t size, size_t n, void *arg)
+static size_t gw_collect(const char *p, size_t len, void *arg)
 {
     struct dyno_buf *b = arg;
-    return dyno_buf_append(b, p, size * n) ? 0 : size * n;
+    return dyno_buf_append(b, p, len) ? 0 : len;
 }
 
 /* GET url with the service token into a JSON document (bounded). Blocks on conn's multi. */
@@ -891,20 +887,18 @@ static int gw_repair_get_json(struct gw *gw, struct gw_conn *conn, const char *u
     *out = NULL;
     memset(&x, 0, sizeof(x));
     dyno_buf_init(&b, GW_LIST_BODY_MAX);
-    if ((rc = gw_xfer_open(gw, conn, &x, url)) != 0) {
-        snprintf(msg, cap, "cannot create a transfer");
-        goto out;
-    }
-    curl_easy_setopt(x.easy, CURLOPT_WRITEFUNCTION, gw_collect);
-    curl_easy_setopt(x.easy, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(x.easy, CURLOPT_TIMEOUT_MS, (long)gw->cfg.fragment_timeout_ms * 6);
-    if ((rc = gw_xfer_start(conn, &x)) != 0) {
+    struct gw_xfer_spec spec = {.method = GW_XFER_GET,
+                                .url = url,
+                                .timeout_ms = (long)gw->cfg.fragment_timeout_ms * 6,
+                                .write = gw_collect,
+                                .arg = &b};
+    if ((rc = gw_xfer_start(gw, conn, &x, &spec)) != 0) {
         snprintf(msg, cap, "cannot start a transfer");
         goto out;
     }
     while (x.running)
-        gw_fanout_step(conn, 100);
-    if (!x.done || x.result != CURLE_OK || x.status != 200) {
+        gw_xfer_step(conn, 100);
+    if (!x.done || x.result != GW_XFER_OK || x.status != 200) {
         gw_xfer_reason(&x, msg, cap);
         rc = DYNO_EUNAVAIL;
         goto out;
