@@ -250,10 +250,13 @@ struct gw_get;
 int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, struct gw_get **out);
 uint64_t gw_get_size(const struct gw_get *g);
 void gw_get_sha256(const struct gw_get *g, char hex[65]);
-/* Reads bytes [first, last] (inclusive, within the object, which is not empty); verify
- * checks the object's SHA-256 (a whole read). Fetches the first stripe before it returns,
- * so a read that cannot start fails here. 0 or a DYNO_E* (gw_get_msg). */
-int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, bool verify);
+#define GW_GET_VERIFY 1u   /* check the object's SHA-256 (a whole read) before its last stripe */
+#define GW_GET_INTERNAL 2u /* a repair's read: not counted in the client metrics */
+/* Reads bytes [first, last] (inclusive, within the object, which is not empty), with
+ * GW_GET_* flags. Fetches the first stripe before it returns, so a read that cannot start
+ * fails here. 0 or a DYNO_E* (gw_get_msg). In the object record, a fragment with
+ * "last_resort": true is read only when the others are not enough. */
+int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, unsigned flags);
 /* Up to max next bytes into buf: the count, 0 at the end, -1 on an error (gw_get_msg; the
  * read is over). Never waits on a fragment longer than fragment_timeout_ms at a time. */
 ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max);

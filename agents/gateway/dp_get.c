@@ -82,6 +82,7 @@ struct gw_get {
     int active[GW_MAX_N];
     int nactive;
     bool degraded;
+    bool internal; /* GW_GET_INTERNAL */
     const struct dyno_ec *ec;
     char msg[300];
 };
@@ -516,7 +517,8 @@ ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max)
      * sends this one (never waits; the pause rule of get__down_write bounds what is
      * buffered). */
     gw_xfer_step(g->conn, 0);
-    dyno_metric_add(&g->gw->metrics[GW_M_BYTES_OUT], (int64_t)n);
+    if (!g->internal)
+        dyno_metric_add(&g->gw->metrics[GW_M_BYTES_OUT], (int64_t)n);
     return (ssize_t)n;
 }
 
@@ -528,7 +530,7 @@ void gw_get_free(struct gw_get *g)
     for (int i = 0; i < g->n; i++)
         if (g->frag[i].active || g->frag[i].fifo || g->frag[i].x.h)
             get__down_release(g, &g->frag[i]);
-    if (g->degraded)
+    if (g->degraded && !g->internal)
         dyno_metric_add(&g->gw->metrics[GW_M_DEGRADED_READS], 1);
     dyno_sha256_free(g->sha);
     free(g->stripe);
@@ -569,7 +571,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
         snprintf(fi->url, sizeof(fi->url), "%s", url);
         snprintf(fi->container, sizeof(fi->container), "%s", container ? container : "?");
         fi->present = true;
-        fi->usable = dyno_json_bool(f, "online", true) &&
+        fi->usable = dyno_json_bool(f, "online", true) && !dyno_json_bool(f, "last_resort", false) &&
                      !(state && (strcmp(state, "bad") == 0 || strcmp(state, "missing") == 0 ||
                                  strcmp(state, "lost") == 0 || strcmp(state, "corrupt") == 0));
     }
@@ -612,14 +614,17 @@ const char *gw_get_msg(const struct gw_get *g)
     return g->msg;
 }
 
-int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, bool verify)
+int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, unsigned flags)
 {
+    bool verify = flags & GW_GET_VERIFY;
     uint64_t size = g->lay.size;
     if (size == 0 || first > last || last >= size) {
         snprintf(g->msg, sizeof(g->msg), "bad range");
         return DYNO_ERANGE;
     }
-    dyno_metric_add(&g->gw->metrics[GW_M_GETS], 1);
+    g->internal = flags & GW_GET_INTERNAL;
+    if (!g->internal)
+        dyno_metric_add(&g->gw->metrics[GW_M_GETS], 1);
     g->first = first;
     g->last = last;
     uint64_t stripe_bytes = (uint64_t)g->k * g->lay.unit;

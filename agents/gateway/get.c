@@ -126,7 +126,7 @@ enum MHD_Result gw_get_object(struct gw_req *r, bool head)
         return gw_reply_response(r, MHD_HTTP_OK, resp);
     }
     /* fetch, verify, decode: the first stripe now, so a read that cannot start fails here */
-    rc = gw_get_start(g, first, last, status == MHD_HTTP_OK);
+    rc = gw_get_start(g, first, last, status == MHD_HTTP_OK ? GW_GET_VERIFY : 0);
     if (rc) {
         snprintf(msg, sizeof(msg), "%s", gw_get_msg(g));
         gw_get_free(g);

@@ -65,7 +65,7 @@ struct gw_cfg {
     int64_t small_max;
     int64_t fragment_timeout_ms;
     int64_t rpc_timeout_ms;
-    int64_t commit_resolve_ms; /* put.c: how long an object.commit of unknown outcome is retried */
+    int64_t commit_resolve_ms; /* dp_put.c: how long an object.commit of unknown outcome is retried */
     int64_t max_connections;
     int64_t max_body;
     char *frontend_dir;
@@ -116,7 +116,7 @@ struct gw {
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
-    /* fanout.c: curl multis (with their open container connections) of client connections
+    /* xfer_curl.c: curl multis (with their open container connections) of client connections
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
     _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
@@ -125,7 +125,7 @@ struct gw {
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
  * keep-alive client reuse its container connections, and a pool of idle easy handles. */
 struct gw_conn {
-    struct gw *gw; /* set by the first gw_xfer_open; lets gw_conn_free park the multi */
+    struct gw *gw; /* set by the first gw_xfer_start; lets gw_conn_free park the multi */
     CURLM *multi;
     CURL *pool[GW_EASY_POOL];
     int npool;
@@ -226,7 +226,7 @@ bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool writ
 /* ---- curl connections (xfer_curl.c) ---- */
 /* Frees conn, the caller's. Its curl multi (and so the idle container
  * connections it keeps alive) is parked in gw->idle_conns when there is room, for the
- * next gw_conn's first gw_xfer_open: a client that opens a connection per request still
+ * next gw_conn's first gw_xfer_start: a client that opens a connection per request still
  * reaches the containers over connections already open. Any thread. */
 void gw_conn_free(struct gw_conn *conn);
 /* Frees every parked multi; after gw_httpd_stop and every worker that uses a gw_conn. */

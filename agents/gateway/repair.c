@@ -4,11 +4,12 @@
  *
  *   repair workers  cfg.repair_workers threads. Each claims a task (repair.claim), rebuilds
  *                   the fragments it lists stripe by stripe and reports them
- *                   (repair.complete). Stripe s: record s is read with a byte Range from k
- *                   healthy sources in parallel (CRC-checked by the lib/frag.h parser; a
- *                   source that fails is replaced by the next one for the same stripe),
- *                   decoded (a replica is copied) and appended to one PUT stream per target.
- *                   Memory: n units per worker whatever the object size.
+ *                   (repair.complete). The object is read stripe by stripe with the get
+ *                   core (dp_get.c: k healthy sources in parallel, CRC-checked by the
+ *                   lib/frag.h parser, a source that fails replaced within the stripe and
+ *                   the stripe decoded); each target's unit is cut from the stripe or
+ *                   encoded, and appended to one PUT stream per target (xfer.c).
+ *                   Memory: a few units per fragment, whatever the object size.
  *   GC              the first worker, when idle, deletes the garbage fragments metadata
  *                   hands out (gc.claim, DELETE on the container, gc.complete).
  *   rate            claims are bounded by metadata (repair_rate); bytes read and written
@@ -116,23 +117,6 @@ struct gw_rloc {
     bool draining; /* a source on a draining container: used after the ok ones */
 };
 
-/* A ranged GET of one record of a source. */
-struct gw_rget {
-    struct gw_xfer x;
-    struct gw_rtask *t;
-    int src;      /* into t->src */
-    uint64_t s;   /* the stripe */
-    uint8_t *dst; /* ulen bytes */
-    size_t ulen;
-    bool from0; /* the range starts at the header */
-    bool got;   /* record s arrived with a good CRC */
-    bool bad_status;
-    bool status_ok; /* the status was checked */
-    int perr;
-    bool has_parser;
-    struct dyno_frag_parser parser;
-};
-
 struct gw_rtask {
     struct gw *gw;
     struct gw_conn *conn;
@@ -146,11 +130,8 @@ struct gw_rtask {
     struct dyno_layout lay;
     struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
     int nsrc, ntgt;
-    bool src_bad[GW_MAX_N];
-    int active[GW_MAX_N]; /* sources in use, into src */
-    int nactive;
-    uint8_t *buf[GW_MAX_N]; /* per fragment index, one unit */
-    bool present[GW_MAX_N];
+    uint8_t *stripe, *parity;     /* the stripe read (k units) and its m parity units */
+    const uint8_t *buf[GW_MAX_N]; /* per fragment index, its unit of the current stripe */
     struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
     struct gw_upload_set set;       /* put, for gw_upload_pump */
     const struct dyno_ec *ec;
@@ -158,196 +139,7 @@ struct gw_rtask {
     char msg[300];
 };
 
-static int gw_rget_header(void *arg, const struct dyno_frag_hdr *h)
-{
-    struct gw_rget *g = arg;
-    const struct gw_rloc *l = &g->t->src[g->src];
-    if (strcmp(h->key, g->t->key) != 0 || h->index != l->index)
-        return DYNO_ECORRUPT; /* some other fragment is stored under that id */
-    return 0;
-}
-
-static int gw_rget_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
-{
-    struct gw_rget *g = arg;
-    if (g->got)
-        return 0; /* past our range (a container that ignored its end) */
-    if (s != g->s || len != g->ulen)
-        return DYNO_ECORRUPT;
-    memcpy(g->dst, payload, len);
-    g->got = true;
-    return 0;
-}
-
-static const struct dyno_frag_parser_cbs gw_rget_cbs = {
-    .on_header = gw_rget_header,
-    .on_record = gw_rget_record,
-    .on_trailer = NULL,
-};
-
-static size_t gw_rget_write(const char *p, size_t len, void *arg)
-{
-    struct gw_rget *g = arg;
-    if (g->perr || g->bad_status)
-        return 0;
-    if (!g->status_ok) {
-        if (g->x.status != 206 && !(g->x.status == 200 && g->from0)) {
-            g->bad_status = true;
-            return 0;
-        }
-        g->status_ok = true;
-    }
-    if (g->got)
-        return len;
-    int rc = dyno_frag_parser_feed(&g->parser, (const uint8_t *)p, len);
-    if (rc) {
-        g->perr = rc;
-        return 0;
-    }
-    g->x.last_ms = gw_now_ms();
-    return len;
-}
-
-static void gw_rget_close(struct gw_rtask *t, struct gw_rget *g)
-{
-    gw_xfer_close(t->conn, &g->x);
-    if (g->has_parser)
-        dyno_frag_parser_free(&g->parser);
-    g->has_parser = false;
-}
-
-static int gw_rget_open(struct gw_rtask *t, struct gw_rget *g, int src, uint64_t s)
-{
-    const struct gw_rloc *l = &t->src[src];
-    memset(g, 0, sizeof(*g));
-    g->t = t;
-    g->src = src;
-    g->s = s;
-    g->ulen = dyno_layout_unit_len(&t->lay, s);
-    g->dst = t->buf[l->index];
-    g->from0 = s == 0;
-    uint64_t from = g->from0 ? 0 : dyno_layout_record_offset(&t->lay, s);
-    uint64_t to = dyno_layout_record_offset(&t->lay, s) + g->ulen + DYNO_FRAG_REC_OVERHEAD - 1;
-    int rc = dyno_frag_parser_init(&g->parser, g->from0, s, t->lay.unit, &gw_rget_cbs, g);
-    if (rc)
-        return rc;
-    g->has_parser = true;
-    char url[700], range[64];
-    snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
-    snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
-    struct gw_xfer_spec spec = {
-        .method = GW_XFER_GET, .url = url, .range = range, .write = gw_rget_write, .arg = g};
-    if ((rc = gw_xfer_start(t->gw, t->conn, &g->x, &spec)) != 0) {
-        gw_rget_close(t, g);
-        return rc;
-    }
-    g->x.index = l->index;
-    return 0;
-}
-
-/* The next healthy source not in use: ok ones before draining ones (protocol.md §8), data
- * fragments before parity (a systematic set needs no decoding of the data). */
-static int gw_repair_next_source(struct gw_rtask *t)
-{
-    int best = -1;
-    for (int i = 0; i < t->nsrc; i++) {
-        bool used = t->src_bad[i];
-        for (int j = 0; !used && j < t->nactive; j++)
-            used = t->active[j] == i;
-        if (used)
-            continue;
-        const struct gw_rloc *a = &t->src[i], *b = best < 0 ? NULL : &t->src[best];
-        if (!b || a->draining < b->draining || (a->draining == b->draining && a->index < b->index))
-            best = i;
-    }
-    return best;
-}
-
-/* Reads record s from k healthy sources into t->buf, replacing sources that fail.
- * 0, or DYNO_EUNAVAIL when fewer than k sources are left. */
-static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
-{
-    int64_t timeout = t->gw->cfg.fragment_timeout_ms;
-    struct gw_rget get[GW_MAX_N];
-    bool opened[GW_MAX_N];
-    memset(t->present, 0, sizeof(t->present));
-    for (;;) {
-        while (t->nactive < t->k) {
-            int i = gw_repair_next_source(t);
-            if (i < 0) {
-                snprintf(t->msg, sizeof(t->msg), "fewer than %d healthy sources for stripe %llu", t->k,
-                         (unsigned long long)s);
-                return DYNO_EUNAVAIL;
-            }
-            t->active[t->nactive++] = i;
-        }
-        /* Only the sources that have not delivered this stripe yet (new ones). */
-        for (int j = 0; j < t->nactive; j++) {
-            opened[j] = !t->present[t->src[t->active[j]].index];
-            if (opened[j] && gw_rget_open(t, &get[j], t->active[j], s) != 0)
-                get[j].bad_status = true; /* could not even start: treat as failed */
-        }
-        for (;;) {
-            bool busy = false;
-            int64_t now = gw_now_ms();
-            for (int j = 0; j < t->nactive; j++) {
-                struct gw_rget *g = &get[j];
-                if (!opened[j] || !g->x.h || !g->x.running)
-                    continue;
-                if (now - g->x.last_ms > timeout) {
-                    gw_xfer_close(t->conn, &g->x); /* failed: no progress in time */
-                    continue;
-                }
-                busy = true;
-            }
-            if (!busy)
-                break;
-            gw_xfer_step(t->conn, 50);
-        }
-        /* Drop the sources that failed; keep the ones that delivered. */
-        int keep = 0;
-        for (int j = 0; j < t->nactive; j++) {
-            if (!opened[j]) {
-                t->active[keep++] = t->active[j];
-                continue;
-            }
-            struct gw_rget *g = &get[j];
-            struct gw_rloc *l = &t->src[g->src];
-            bool ok = g->got && !g->perr && !g->bad_status && g->x.done && g->x.result == GW_XFER_OK;
-            if (ok) {
-                t->present[l->index] = true;
-                t->bytes_read += g->ulen;
-                t->active[keep++] = g->src;
-            } else {
-                char why[200];
-                if (g->perr == DYNO_ECORRUPT)
-                    snprintf(why, sizeof(why), "bad record (CRC or framing)");
-                else if (g->bad_status)
-                    snprintf(why, sizeof(why), "HTTP %ld instead of partial content", g->x.status);
-                else if (g->x.done && g->x.result == GW_XFER_OK)
-                    snprintf(why, sizeof(why), "truncated record");
-                else
-                    gw_xfer_reason(&g->x, why, sizeof(why));
-                dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"",
-                          t->key, l->index, l->container, (unsigned long long)s, why);
-                /* A source that served a bad record is marked bad and repaired in turn. A cut
-                 * or a timeout only drops it from this task: the container reports its own
-                 * CRC failures, and a slow or restarting one holds healthy bytes. */
-                if (g->perr == DYNO_ECORRUPT) {
-                    dyno_metric_add(&t->gw->metrics[GW_M_CRC_ERRORS], 1);
-                    gw_report_fragment(t->gw, t->key, l->index, l->container, "crc");
-                }
-                t->src_bad[g->src] = true;
-            }
-            gw_rget_close(t, g);
-        }
-        t->nactive = keep;
-        if (keep == t->k)
-            return 0;
-    }
-}
-
-/* ---- target streams (fanout.c's upload streams, as put.c's fragment streams) ---- */
+/* ---- target streams (xfer.c's upload streams, as the put core's fragment streams) ---- */
 
 static void gw_rput_failed(void *arg, const struct gw_upload *u)
 {
@@ -499,24 +291,94 @@ static void gw_repair_task_free(struct gw_rtask *t)
 {
     for (int i = 0; i < t->ntgt; i++)
         gw_xfer_close(t->conn, &t->put[i].x);
-    for (int i = 0; i < GW_MAX_N; i++)
-        free(t->buf[i]);
+    free(t->stripe);
+    free(t->parity);
 }
 
-/* Rebuilds every target of t. 0 when the stream reached its end (see put[i].stored for
- * each target's outcome), else a DYNO_E* code with t->msg. */
+/* The object record the get core reads the sources from (dp_get.c): sources on draining
+ * containers are its last resort (protocol.md §8), and data fragments come before parity
+ * (a systematic set needs no decoding). */
+static cJSON *gw_repair_source_record(const struct gw_rtask *t)
+{
+    char sha[65];
+    dyno_hex(t->sha256, 32, sha);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    dyno_json_add_i64(o, "size", (int64_t)t->lay.size);
+    cJSON_AddNumberToObject(o, "k", t->k);
+    cJSON_AddNumberToObject(o, "m", t->m);
+    dyno_json_add_i64(o, "unit", t->lay.unit);
+    cJSON_AddStringToObject(o, "sha256", sha);
+    cJSON_AddBoolToObject(o, "replica", t->replica);
+    cJSON *fr = cJSON_AddArrayToObject(o, "fragments");
+    for (int i = 0; fr && i < t->nsrc; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "index", t->src[i].index);
+        cJSON_AddStringToObject(f, "url", t->src[i].url);
+        cJSON_AddStringToObject(f, "container", t->src[i].container);
+        cJSON_AddBoolToObject(f, "last_resort", t->src[i].draining);
+        cJSON_AddItemToArray(fr, f);
+    }
+    return o;
+}
+
+/* Reads the next stripe (len object bytes) of the object into t->stripe. */
+static int gw_repair_read_stripe(struct gw_rtask *t, struct gw_get *g, uint64_t len)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = gw_get_read(g, (char *)t->stripe + got, (size_t)(len - got));
+        if (n <= 0) {
+            snprintf(t->msg, sizeof(t->msg), "%s", n < 0 ? gw_get_msg(g) : "the read ended early");
+            return DYNO_EUNAVAIL;
+        }
+        got += (uint64_t)n;
+    }
+    t->bytes_read += len;
+    return 0;
+}
+
+/* Points t->buf at the units of the stripe in t->stripe (ulen bytes each, the last data
+ * unit zero-padded), encoding the parity units when a target needs one. */
+static int gw_repair_units(struct gw_rtask *t, uint64_t len, size_t ulen)
+{
+    if (t->replica) {
+        for (int i = 0; i < t->n; i++)
+            t->buf[i] = t->stripe; /* k = 1: every fragment is the whole object */
+        return 0;
+    }
+    memset(t->stripe + len, 0, (size_t)t->k * ulen - (size_t)len);
+    uint8_t *data[DYNO_EC_MAX_K], *par[DYNO_EC_MAX_M];
+    bool need = false;
+    for (int i = 0; i < t->k; i++)
+        t->buf[i] = data[i] = t->stripe + (size_t)i * ulen;
+    for (int j = 0; j < t->m; j++)
+        t->buf[t->k + j] = par[j] = t->parity + (size_t)j * ulen;
+    for (int i = 0; i < t->ntgt; i++)
+        need |= t->tgt[i].index >= t->k;
+    int rc = need ? dyno_ec_encode(t->ec, ulen, data, par) : 0;
+    if (rc)
+        snprintf(t->msg, sizeof(t->msg), "erasure coding failed: %s", dyno_strerror(rc));
+    return rc;
+}
+
+/* Rebuilds every target of t: the object is read stripe by stripe through the get core
+ * (k sources in parallel, every record CRC-checked, a failing source replaced and the
+ * stripe decoded), each target's unit is cut from the stripe or encoded, and appended to
+ * its stream. 0 when the stream reached its end (see put[i].stored for each target's
+ * outcome), else a DYNO_E* code with t->msg. */
 static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
 {
     int rc;
     uint64_t stripes = dyno_layout_stripes(&t->lay);
     size_t maxlen = stripes ? dyno_layout_unit_len(&t->lay, 0) : 1;
-    /* n units: one per fragment index (sources, targets and the ones decode fills). */
-    for (int i = 0; i < t->n; i++) {
-        t->buf[i] = malloc(maxlen);
-        if (!t->buf[i]) {
-            snprintf(t->msg, sizeof(t->msg), "out of memory");
-            return DYNO_ENOMEM;
-        }
+    /* n units: the stripe's k, and m parity units. */
+    t->stripe = malloc((size_t)t->k * maxlen);
+    t->parity = !t->replica && t->m > 0 ? malloc((size_t)t->m * maxlen) : NULL;
+    if (!t->stripe || (!t->replica && t->m > 0 && !t->parity)) {
+        snprintf(t->msg, sizeof(t->msg), "out of memory");
+        return DYNO_ENOMEM;
     }
     if (!t->replica && t->m > 0 && (rc = gw_ec_get(t->gw, t->k, t->m, &t->ec)) != 0) {
         snprintf(t->msg, sizeof(t->msg), "no erasure code for k=%d m=%d", t->k, t->m);
@@ -525,39 +387,32 @@ static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
     if ((rc = gw_repair_open_targets(t)) != 0)
         return rc;
     gw_xfer_step(t->conn, 0);
-    for (uint64_t s = 0; s < stripes; s++) {
+    struct gw_get *g = NULL;
+    if (stripes > 0) {
+        cJSON *rec = gw_repair_source_record(t);
+        rc = rec ? gw_get_new(t->gw, t->conn, t->key, rec, &g) : DYNO_ENOMEM;
+        cJSON_Delete(rec);
+        if (rc == 0 && (rc = gw_get_start(g, 0, t->lay.size - 1, GW_GET_INTERNAL)) != 0)
+            snprintf(t->msg, sizeof(t->msg), "%s", gw_get_msg(g));
+        else if (rc)
+            snprintf(t->msg, sizeof(t->msg), "cannot read the sources: %s", dyno_strerror(rc));
+    }
+    for (uint64_t s = 0; rc == 0 && s < stripes; s++) {
+        uint64_t st, len;
         size_t ulen = dyno_layout_unit_len(&t->lay, s);
-        if ((rc = gw_repair_read_stripe(t, s)) != 0)
-            return rc;
-        if (t->replica) {
-            /* k = 1: every fragment is the whole object; copy the one source read. */
-            const uint8_t *from = t->buf[t->src[t->active[0]].index];
-            for (int i = 0; i < t->ntgt; i++)
-                if (t->buf[t->tgt[i].index] != from)
-                    memcpy(t->buf[t->tgt[i].index], from, ulen);
-        } else {
-            bool need = false;
-            for (int i = 0; i < t->ntgt; i++)
-                need |= !t->present[t->tgt[i].index];
-            if (need && !t->ec) {
-                snprintf(t->msg, sizeof(t->msg), "nothing to decode from with m=0");
-                return DYNO_EUNAVAIL;
-            }
-            if (need && (rc = dyno_ec_decode(t->ec, ulen, t->present, t->buf)) != 0) {
-                snprintf(t->msg, sizeof(t->msg), "decoding failed: %s", dyno_strerror(rc));
-                return rc;
-            }
-        }
-        if ((rc = gw_repair_write_stripe(t, ulen)) != 0)
-            return rc;
+        dyno_layout_stripe_span(&t->lay, s, &st, &len);
+        if ((rc = gw_repair_read_stripe(t, g, len)) != 0 || (rc = gw_repair_units(t, len, ulen)) != 0 ||
+            (rc = gw_repair_write_stripe(t, ulen)) != 0)
+            break;
         if (s == 0 && stripes > 1)
             dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
         if (gw_repair_throttle(rep, (uint64_t)ulen * (uint64_t)(t->k + gw_repair_live_targets(t)))) {
             snprintf(t->msg, sizeof(t->msg), "gateway stopping");
-            return DYNO_EUNAVAIL;
+            rc = DYNO_EUNAVAIL;
         }
     }
-    return gw_repair_finish_targets(t, stripes);
+    gw_get_free(g);
+    return rc ? rc : gw_repair_finish_targets(t, stripes);
 }
 
 /* Runs one claimed task and reports it (repair.complete). */

@@ -503,7 +503,7 @@ static int do_get(struct fx *x, uint64_t first, uint64_t last, bool verify, uint
         return rc;
     size_t want = (size_t)(last - first + 1), n = 0;
     uint8_t *buf = malloc(want);
-    rc = gw_get_start(g, first, last, verify);
+    rc = gw_get_start(g, first, last, verify ? GW_GET_VERIFY : 0);
     while (rc == 0) {
         ssize_t got = gw_get_read(g, (char *)buf + n, want - n < 7000 ? want - n : 7000);
         if (got < 0)
