@@ -49,18 +49,13 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+/* The error reply of dyno_http_reply_error{,_after}; retry_after > 0 adds Retry-After. */
+static enum MHD_Result http_reply_error(struct MHD_Connection *c, int err, unsigned retry_after, const char *msg)
 {
-    char msg[HTTP_ERRMSG_MAX];
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;
     cJSON *body = NULL, *e = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
-        msg[0] = '\0';
-    va_end(ap);
+    char after[16];
 
     body = cJSON_CreateObject();
     if (body == NULL)
@@ -72,8 +67,9 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
     resp = http_json_response(body);
     if (resp == NULL)
         goto out;
-    /* A 503 tells well-behaved clients when to come back instead of hammering us. */
-    if (err == DYNO_EUNAVAIL && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
+    /* A 503 or 429 tells well-behaved clients when to come back instead of hammering us. */
+    snprintf(after, sizeof(after), "%u", retry_after);
+    if (retry_after > 0 && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after) != MHD_YES)
         goto out;
     ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
 out:
@@ -81,6 +77,31 @@ out:
         MHD_destroy_response(resp);
     cJSON_Delete(body);
     return ret;
+}
+
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+{
+    char msg[HTTP_ERRMSG_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    return http_reply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, msg);
+}
+
+enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    char msg[HTTP_ERRMSG_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    return http_reply_error(c, err, retry_after, msg);
 }
 
 const char *dyno_http_bearer(struct MHD_Connection *c)
