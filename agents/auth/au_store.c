@@ -328,16 +328,20 @@ static int exec_named(struct au_store *s, const char *sql, const char *user, int
 }
 
 /*
- * Collapses user's revocations into an epoch at now: every token of user issued up to now
- * (created_at <= now) is revoked by one entry {user, before = now + 1}, kept until the last
- * of them expires. The tokens it covers are marked revoked, so token.list tells the truth.
+ * Collapses user's revocations into an epoch at now: every token of user issued so far is
+ * revoked by one entry {user, before = past now and past every iat of theirs}, kept until the
+ * last of them expires. The tokens it covers are marked revoked, so token.list tells the truth.
  * In a transaction, locked. SQLite code.
  */
 static int epoch_collapse_locked(struct au_store *s, const char *user, int64_t now, int64_t *before)
 {
-    int64_t last = 0;
-    *before = now + 1;
-    int rc = exec_named(s, "SELECT max(expires_at) FROM tokens WHERE username = :user AND created_at < :before",
+    int64_t last = 0, newest = 0;
+    /* Past the newest iat too: tokens minted since an earlier epoch of this same second
+     * carry that epoch as their iat (au_mint), and must be covered as well. */
+    int rc = exec_named(s, "SELECT max(created_at) FROM tokens WHERE username = :user", user, now, 0, 0, &newest);
+    *before = newest >= now ? newest + 1 : now + 1;
+    if (rc == SQLITE_OK)
+        rc = exec_named(s, "SELECT max(expires_at) FROM tokens WHERE username = :user AND created_at < :before",
                         user, now, *before, 0, &last);
     if (rc == SQLITE_OK)
         rc = exec_named(s,
