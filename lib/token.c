@@ -742,7 +742,8 @@ int dyno_verifier_apply_revoked(struct dyno_verifier *v, const void *json, size_
         set[i].exp = d->jtis[i].exp;
     }
     n = d->njtis;
-    qsort(set, n, sizeof(*set), token_cmp_jti);
+    if (n > 0)
+        qsort(set, n, sizeof(*set), token_cmp_jti);
     /* One entry per jti (the later expiry), as dyno_verifier_revoke keeps it. */
     for (size_t r = 0; r < n; r++) {
         if (w > 0 && strcmp(set[w - 1].jti, set[r].jti) == 0) {
