@@ -13,7 +13,8 @@ seconds; the gateway, the containers and the broker are checked with real reques
      (nor does any user token until auth republishes); a gateway restarted meanwhile reads
      the retained document and keeps refusing it;
   d. user names reserved for services are refused at user creation;
-  e. a share removed stops the events of an MQTT subscription made under it.
+  e. a share removed stops the events of an MQTT subscription made under it;
+  f. a user's retained or oversized MQTT message is refused and never lands in mosquitto.db.
 """
 import http.client
 import json
@@ -269,6 +270,34 @@ class RevocationTest(FabricCase):
             self.assertJsonError(r, 400, "bad_request", msg=name)
         r = self.fab.http("GET", "/v1/users")
         self.assertNotIn("gateway-gw1", r.body.decode())
+
+    # ---- f. the broker keeps nothing a user sends ------------------------------------------------
+
+    def test_f_broker_keeps_no_user_message(self):
+        """A retained ingest message used to land in mosquitto.db, kept and rewritten forever;
+        the generated broker config holds users to the gateway's ingest_max."""
+        f = self.fab
+        with open(os.path.join(f.data, "broker", "mosquitto.conf")) as fh:
+            conf = fh.read()
+        with open(os.path.join(f.data, "gateway", "config.json")) as fh:
+            ingest_max = int(json.load(fh)["ingest_max"])
+        self.assertIn("\nplugin_opt_ingest_max %d\n" % ingest_max, conf)
+        self.assertRegex(conf, r"\nmax_packet_size \d+\n")
+        bob = self.login("bob")
+        f.create_catalog("bob/sensors", token=bob)
+        marker = "retained-marker-%d" % os.getpid()
+        topic = "dyno/v1/ingest/bob/sensors"
+        for extra, payload in ((["-r"], marker), ([], "x" * (ingest_max + 1))):
+            cp = subprocess.run(["mosquitto_pub"] + self.mq("bob", bob) + ["-t", topic, "-q", "1", "-s"] + extra,
+                                input=payload, capture_output=True, text=True, timeout=30)
+            self.assertIn("Not authorized", cp.stderr, (extra, len(payload)))
+        cp = subprocess.run(["mosquitto_pub"] + self.mq("bob", bob) + ["-t", topic, "-q", "1", "-m", "ok",
+                            "-D", "publish", "user-property", "name", "ok"], capture_output=True, text=True, timeout=30)
+        self.assertNotIn("Not authorized", cp.stderr)
+        time.sleep(2.5)  # autosave_interval 1: the broker has written its database since
+        db = os.path.join(f.data, "broker", "data", "mosquitto.db")
+        with open(db, "rb") as fh:
+            self.assertFalse(marker.encode() in fh.read(), "a user's retained message was persisted")
 
     # ---- e. subscriptions follow the policy ----------------------------------------------------
 
