@@ -6,6 +6,8 @@
  *   plugin_opt_public_key_file /path/to/auth.pub      (required: the Ed25519 public key)
  *   plugin_opt_ingest_max 262144                      (largest user PUBLISH payload, bytes;
  *                                                      default PLUGIN_INGEST_MAX_DEFAULT)
+ *   plugin_opt_revoked_file /path/revoked.json        (optional: the last applied revocation
+ *                                                      document, kept across broker restarts)
  *
  * A thin adapter: the policy lives in lib/acl.c, tokens in lib/token.c. Every callback runs
  * on the broker's single thread, answers from memory and never blocks; nothing is written
@@ -20,7 +22,12 @@
  *               "auth-..."): those are the services' sessions and reply topics. Until a
  *               revocation document has been applied since the broker started, user
  *               logins are refused (fail closed); service logins are not, so dyno-auth
- *               can log in and publish it (retained, on every connect). A client id held by a
+ *               can log in and publish it (retained, on every connect). With
+ *               revoked_file, the document applied last is written there (atomically,
+ *               fsync'd, before the publisher's PUBACK) and applied again at start, so a
+ *               broker restarted while dyno-auth is down still knows every revocation
+ *               dyno-auth reported as done (a revocation it could not publish was
+ *               reported as failed) and serves users. A client id held by a
  *               connected client of another principal is refused (no takeover of a
  *               service's or another user's connection). The client is remembered by
  *               client id, with the context pointer, its claims (principal, jti, exp).
@@ -63,6 +70,7 @@
 #include <mqtt_protocol.h>
 
 #include "acl.h"
+#include "config.h"
 #include "dynostore/error.h"
 #include "token.h"
 
@@ -94,6 +102,7 @@ struct plugin {
     time_t last_sweep;
     bool sweep_now;      /* the revoked set changed: sweep on the next tick */
     uint32_t ingest_max; /* largest payload a user may publish */
+    char *revoked_file;  /* NULL: the revocation document is not kept across restarts */
 };
 
 /* ---- the client table ---------------------------------------------------------------------- */
@@ -428,6 +437,32 @@ static void plugin_on_revoked(struct plugin *pl, const void *payload, size_t len
     pl->sweep_now = true;
     mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revocation document applied: %zu revoked, %zu epochs",
                          njtis, nepochs);
+    /* A few hundred KiB at most (dyno-auth's revoked_doc_max), and revocations are
+     * rate-limited per user: a short synchronous write on the broker thread. */
+    if (pl->revoked_file != NULL && (rc = dyno_write_file(pl->revoked_file, payload, len, 0600)) != 0)
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot keep the revocation document in %s: %s",
+                             pl->revoked_file, dyno_strerror(rc));
+}
+
+/* At start: the document kept in revoked_file, if any. Unfed when there is none or it does
+ * not parse (then users wait for dyno-auth's next publication). */
+static void plugin_load_revoked(struct plugin *pl)
+{
+    char *doc = NULL;
+    size_t len = 0, njtis = 0, nepochs = 0;
+    int rc = dyno_read_file(pl->revoked_file, DYNO_REVOKED_DOC_MAX, &doc, &len);
+
+    if (rc == 0)
+        rc = dyno_verifier_apply_revoked(pl->verifier, doc, len, &njtis, &nepochs);
+    free(doc);
+    if (rc == 0)
+        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revocation document of %s applied: %zu revoked, %zu epochs",
+                             pl->revoked_file, njtis, nepochs);
+    else if (rc == DYNO_ENOTFOUND)
+        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "no revocation document kept yet in %s", pl->revoked_file);
+    else
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "revocation document of %s not usable (%s): users wait",
+                             pl->revoked_file, dyno_strerror(rc));
 }
 
 static int plugin_on_message(int event, void *event_data, void *userdata)
@@ -568,6 +603,7 @@ static void plugin_free(struct plugin *pl)
     free(pl->clients);
     dyno_acl_table_free(pl->table);
     dyno_verifier_free(pl->verifier);
+    free(pl->revoked_file);
     free(pl);
 }
 
@@ -584,7 +620,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
                           int option_count)
 {
     struct plugin *pl = NULL;
-    const char *pub = NULL;
+    const char *pub = NULL, *revoked_file = NULL;
     size_t registered = 0;
     int rc = MOSQ_ERR_INVAL;
 
@@ -603,6 +639,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
                 goto out;
             }
             ingest_max = (uint32_t)v;
+        } else if (strcmp(options[i].key, "revoked_file") == 0 && options[i].value[0] != '\0') {
+            revoked_file = options[i].value;
         } else {
             mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "unknown option plugin_opt_%s", options[i].key);
             goto out;
@@ -623,10 +661,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
         mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot load the public key %s", pub);
         goto out;
     }
-    if (dyno_acl_table_new(&pl->table) != 0) {
+    if (dyno_acl_table_new(&pl->table) != 0 ||
+        (revoked_file != NULL && (pl->revoked_file = strdup(revoked_file)) == NULL)) {
         rc = MOSQ_ERR_NOMEM;
         goto out;
     }
+    if (pl->revoked_file != NULL)
+        plugin_load_revoked(pl);
     for (; registered < sizeof(plugin_events) / sizeof(plugin_events[0]); registered++) {
         if (mosquitto_callback_register(identifier, plugin_events[registered].event,
                                         plugin_events[registered].cb, NULL, pl) != MOSQ_ERR_SUCCESS) {

@@ -370,6 +370,8 @@ static int write_broker_conf(struct up *u)
                              "plugin_opt_public_key_file %s/keys/auth.pub\n"
                              "# users may publish at most the gateway's ingest_max, never retained\n"
                              "plugin_opt_ingest_max %d\n"
+                             "# the revocation document, kept across broker restarts (fail closed without)\n"
+                             "plugin_opt_revoked_file %s/broker/data/revoked.json\n"
                              "# no packet past a service RPC's limit (mosquitto's default is 256 MB)\n"
                              "max_packet_size %d\n"
                              "\n"
@@ -380,7 +382,7 @@ static int write_broker_conf(struct up *u)
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->plugin, u->data, UP_INGEST_MAX, UP_PACKET_MAX, u->data);
+                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, u->data);
     if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");
