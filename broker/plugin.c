@@ -78,7 +78,7 @@
 #define PLUGIN_USER_PROP "dyno-user" /* the stamps on a user's ingest message (see the header) */
 #define PLUGIN_ORG_PROP "dyno-org"
 #define PLUGIN_ADMIN_PROP "dyno-admin"
-#define PLUGIN_GONE_GRACE 2 /* seconds a disconnected client is kept for its Will */
+#define PLUGIN_GONE_GRACE 2                    /* seconds a disconnected client is kept for its Will */
 #define PLUGIN_INGEST_MAX_DEFAULT (256 * 1024) /* the gateway's default ingest_max */
 #define PLUGIN_LOG "dyno_auth: "
 
@@ -456,10 +456,12 @@ static void plugin_load_revoked(struct plugin *pl)
         rc = dyno_verifier_apply_revoked(pl->verifier, doc, len, &njtis, &nepochs);
     free(doc);
     if (rc == 0)
-        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revocation document of %s applied: %zu revoked, %zu epochs",
+        mosquitto_log_printf(MOSQ_LOG_INFO,
+                             PLUGIN_LOG "revocation document of %s applied: %zu revoked, %zu epochs",
                              pl->revoked_file, njtis, nepochs);
     else if (rc == DYNO_ENOTFOUND)
-        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "no revocation document kept yet in %s", pl->revoked_file);
+        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "no revocation document kept yet in %s",
+                             pl->revoked_file);
     else
         mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "revocation document of %s not usable (%s): users wait",
                              pl->revoked_file, dyno_strerror(rc));

@@ -50,7 +50,8 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
 }
 
 /* The error reply of dyno_http_reply_error{,_after}; retry_after > 0 adds Retry-After. */
-static enum MHD_Result http_reply_error(struct MHD_Connection *c, int err, unsigned retry_after, const char *msg)
+static enum MHD_Result http_reply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+                                        const char *msg)
 {
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;

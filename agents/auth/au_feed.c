@@ -30,8 +30,9 @@ static int feed_build(struct au_ctx *ctx, int64_t now, char **text, size_t *len,
 
 int au_feed_publish(struct au_ctx *ctx, int64_t now)
 {
-    size_t max = ctx->revoked_doc_max > 0 && ctx->revoked_doc_max < DYNO_REVOKED_DOC_MAX ? ctx->revoked_doc_max
-                                                                                         : DYNO_REVOKED_DOC_MAX;
+    size_t max = ctx->revoked_doc_max > 0 && ctx->revoked_doc_max < DYNO_REVOKED_DOC_MAX
+                     ? ctx->revoked_doc_max
+                     : DYNO_REVOKED_DOC_MAX;
     char *text = NULL;
     size_t len = 0;
     int n = 0;
@@ -51,15 +52,17 @@ int au_feed_publish(struct au_ctx *ctx, int64_t now)
             rc = DYNO_ETOOBIG;
             break;
         }
-        dyno_warn("revocations collapsed into an epoch to bound the document", "user=%s before=%lld bytes=%zu",
-                  user, (long long)epoch, len);
+        dyno_warn("revocations collapsed into an epoch to bound the document",
+                  "user=%s before=%lld bytes=%zu", user, (long long)epoch, len);
         rc = feed_build(ctx, now, &text, &len, &n);
     }
     if (rc == 0)
-        rc = ctx->mq ? dyno_mq_publish(ctx->mq, DYNO_ACL_TOPIC_REVOKED, text, len, 1, true, NULL) : DYNO_EUNAVAIL;
+        rc = ctx->mq ? dyno_mq_publish(ctx->mq, DYNO_ACL_TOPIC_REVOKED, text, len, 1, true, NULL)
+                     : DYNO_EUNAVAIL;
     free(text);
     if (rc != 0)
-        dyno_error("revocation list not published", "revoked=%d bytes=%zu error=%s", n, len, dyno_err_code(rc));
+        dyno_error("revocation list not published", "revoked=%d bytes=%zu error=%s", n, len,
+                   dyno_err_code(rc));
     else
         dyno_info("revocation list published", "revoked=%d bytes=%zu", n, len);
     return rc;

@@ -365,8 +365,8 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
     int64_t exp = 0, epoch = 0, now = (int64_t)time(NULL);
     int prc = 0;
     pthread_mutex_lock(&ctx->feed_mu);
-    rc = au_token_revoke(ctx->store, jti, c.sub, c.admin, now, ctx->revoked_per_user, &changed, &exp, &epoch, err,
-                         errlen);
+    rc = au_token_revoke(ctx->store, jti, c.sub, c.admin, now, ctx->revoked_per_user, &changed, &exp, &epoch,
+                         err, errlen);
     /* Published even when nothing changed: retrying a revoke whose publication failed must
      * propagate it, not answer success from the database alone. */
     if (rc == 0)

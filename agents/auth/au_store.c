@@ -41,8 +41,8 @@ static const char SCHEMA[] =
 
 /* A token row that the revocation feed lists one by one: revoked, alive at :now, and not
  * covered by its user's epoch. tokens.created_at is the token's iat. */
-#define AU_LISTED_REVOKED                                                                                   \
-    "t.revoked <> 0 AND t.expires_at > :now AND t.created_at >= coalesce((SELECT e.before FROM epochs e"   \
+#define AU_LISTED_REVOKED                                                                                    \
+    "t.revoked <> 0 AND t.expires_at > :now AND t.created_at >= coalesce((SELECT e.before FROM epochs e"     \
     " WHERE e.username = t.username AND e.expires_at > :now), 0)"
 
 /* A refusal: writes the message into err when err is non-NULL and returns code. */
@@ -338,10 +338,12 @@ static int epoch_collapse_locked(struct au_store *s, const char *user, int64_t n
     int64_t last = 0, newest = 0;
     /* Past the newest iat too: tokens minted since an earlier epoch of this same second
      * carry that epoch as their iat (au_mint), and must be covered as well. */
-    int rc = exec_named(s, "SELECT max(created_at) FROM tokens WHERE username = :user", user, now, 0, 0, &newest);
+    int rc =
+        exec_named(s, "SELECT max(created_at) FROM tokens WHERE username = :user", user, now, 0, 0, &newest);
     *before = newest >= now ? newest + 1 : now + 1;
     if (rc == SQLITE_OK)
-        rc = exec_named(s, "SELECT max(expires_at) FROM tokens WHERE username = :user AND created_at < :before",
+        rc = exec_named(s,
+                        "SELECT max(expires_at) FROM tokens WHERE username = :user AND created_at < :before",
                         user, now, *before, 0, &last);
     if (rc == SQLITE_OK)
         rc = exec_named(s,
@@ -358,7 +360,8 @@ static int epoch_collapse_locked(struct au_store *s, const char *user, int64_t n
 }
 
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
-                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err, size_t errlen)
+                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err,
+                    size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int ret = 0;
@@ -406,8 +409,8 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
      * collapses into one epoch entry (counted per owner, whoever revokes). */
     if (rc == SQLITE_OK && ret == 0 && *changed && per_user_max > 0) {
         int64_t listed = 0;
-        rc = exec_named(s, "SELECT count(*) FROM tokens t WHERE t.username = :user AND " AU_LISTED_REVOKED, owner,
-                        now, 0, 0, &listed);
+        rc = exec_named(s, "SELECT count(*) FROM tokens t WHERE t.username = :user AND " AU_LISTED_REVOKED,
+                        owner, now, 0, 0, &listed);
         if (rc == SQLITE_OK && listed > per_user_max)
             rc = epoch_collapse_locked(s, owner, now, epoch);
     }
@@ -458,8 +461,8 @@ int au_revoked_collapse_biggest(struct au_store *s, int64_t now, char *user, siz
 int au_user_epoch(struct au_store *s, const char *username, int64_t now, int64_t *before)
 {
     pthread_mutex_lock(&s->mu);
-    int rc = exec_named(s, "SELECT before FROM epochs WHERE username = :user AND expires_at > :now", username, now,
-                        0, 0, before);
+    int rc = exec_named(s, "SELECT before FROM epochs WHERE username = :user AND expires_at > :now", username,
+                        now, 0, 0, before);
     int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, NULL, 0);
     pthread_mutex_unlock(&s->mu);
     return ret;

@@ -33,7 +33,9 @@ static int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params
                        size_t cap)
 {
     int rc = gw_rpc(r->gw, "auth", method, params, res, msg, cap);
-    if (rc == DYNO_EUNAVAIL)
+    /* Only when auth could not be reached (gw_rpc's own message): an unavailable that auth
+     * answered itself (a revocation it could not publish) keeps auth's message. */
+    if (rc == DYNO_EUNAVAIL && strncmp(msg, "the auth service", strlen("the auth service")) == 0)
         snprintf(msg, cap,
                  "the auth service is unavailable (%s did not answer); tokens already issued keep "
                  "working, retry later",

@@ -48,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cJSON_ArrayForEach(it, list)
     {
         const char *jti = dyno_json_str(it, "jti");
-        FUZZ_CHECK(strnlen(d->jtis[i].jti, sizeof(d->jtis[i].jti)) == DYNO_KEY_LEN && dyno_valid_key(d->jtis[i].jti));
+        FUZZ_CHECK(strnlen(d->jtis[i].jti, sizeof(d->jtis[i].jti)) == DYNO_KEY_LEN &&
+                   dyno_valid_key(d->jtis[i].jti));
         FUZZ_CHECK(jti != NULL && strcmp(d->jtis[i].jti, jti) == 0);
         FUZZ_CHECK(same_int(it, "exp", d->jtis[i].exp));
         i++;

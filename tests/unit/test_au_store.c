@@ -89,7 +89,8 @@ static int add_user(struct fx *f, const char *name, const char *org)
 
 static int record(struct fx *f, const char *jti, const char *user, const char *kind, int64_t exp, int64_t now)
 {
-    return au_token_record(f->ctx.store, jti, user, kind, "", exp, now, AU_API_TOKENS_MAX, f->err, sizeof(f->err));
+    return au_token_record(f->ctx.store, jti, user, kind, "", exp, now, AU_API_TOKENS_MAX, f->err,
+                           sizeof(f->err));
 }
 
 static int revoked_count(struct fx *f, int64_t now)
@@ -160,27 +161,30 @@ static void test_tokens_list_revoke_expire(void **state)
     cJSON_Delete(res);
 
     /* Someone else's token: forbidden unless admin; nothing changes. */
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "bob", false, NOW, 0, &changed, &exp, &epoch, f->err, sizeof(f->err)),
-        DYNO_EFORBIDDEN);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "bob", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     DYNO_EFORBIDDEN);
     assert_false(changed);
     assert_int_equal(revoked_count(f, NOW), 0);
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_true(changed);
     assert_int_equal(exp, NOW + 100);
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_false(changed); /* idempotent */
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_C, "root", true, NOW, 0, &changed, &exp, &epoch, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_C, "root", true, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_true(changed);
     assert_int_equal(au_token_revoke(f->ctx.store, "dddddddddddddddddddddddddddddddd", "root", true, NOW, 0,
                                      &changed, &exp, &epoch, f->err, sizeof(f->err)),
                      DYNO_ENOTFOUND);
     /* An expired token cannot be revoked (and needs not be). */
-    assert_int_equal(au_token_revoke(f->ctx.store, JTI_B, "alice", false, NOW + 10, 0, &changed, &exp, &epoch, f->err,
-                                     sizeof(f->err)),
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_B, "alice", false, NOW + 10, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
                      DYNO_ENOTFOUND);
     assert_int_equal(revoked_count(f, NOW), 2);
     assert_int_equal(au_token_list(f->ctx.store, "alice", NOW, &res, f->err, sizeof(f->err)), 0);
@@ -246,15 +250,15 @@ static void test_revocations_collapse_into_epoch(void **state)
     for (int i = 0; i < 5; i++) {
         snprintf(jti, sizeof(jti), "%032x", i);
         assert_int_equal(record(f, jti, "alice", "api", NOW + 100 + i, NOW), 0);
-        assert_int_equal(au_token_revoke(f->ctx.store, jti, "alice", false, NOW, 3, &changed, &exp, &epoch, f->err,
-                                         sizeof(f->err)),
+        assert_int_equal(au_token_revoke(f->ctx.store, jti, "alice", false, NOW, 3, &changed, &exp, &epoch,
+                                         f->err, sizeof(f->err)),
                          0);
         assert_true(changed);
         assert_int_equal(epoch, i == 3 ? NOW + 1 : 0);
         assert_int_equal(revoked_count(f, NOW), i < 3 ? i + 1 : 0);
     }
-    assert_int_equal(au_token_revoke(f->ctx.store, JTI_C, "bob", false, NOW, 3, &changed, &exp, &epoch, f->err,
-                                     sizeof(f->err)),
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_C, "bob", false, NOW, 3, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
                      0);
     assert_int_equal(revoked_count(f, NOW), 1);
     assert_int_equal(au_revoked_list(f->ctx.store, NOW, &list, f->err, sizeof(f->err)), 0);
@@ -263,7 +267,8 @@ static void test_revocations_collapse_into_epoch(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(list, "epochs")), 1);
     cJSON_Delete(list);
     /* alice's session, never revoked by itself, is covered (and listed as revoked). */
-    assert_int_equal(count_rows(f, "SELECT count(*) FROM tokens WHERE username = 'alice' AND revoked = 0"), 0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM tokens WHERE username = 'alice' AND revoked = 0"),
+                     0);
     int64_t before = 0;
     assert_int_equal(au_user_epoch(f->ctx.store, "alice", NOW, &before), 0);
     assert_int_equal(before, NOW + 1);
@@ -271,14 +276,14 @@ static void test_revocations_collapse_into_epoch(void **state)
     assert_int_equal(before, 0);
     /* The feed's last resort collapses the biggest listed user (bob here). */
     char user[DYNO_SEG_MAX + 1];
-    assert_int_equal(au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err,
-                                                 sizeof(f->err)),
-                     0);
+    assert_int_equal(
+        au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err, sizeof(f->err)),
+        0);
     assert_string_equal(user, "bob");
     assert_int_equal(revoked_count(f, NOW), 0);
-    assert_int_equal(au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err,
-                                                 sizeof(f->err)),
-                     DYNO_ENOTFOUND);
+    assert_int_equal(
+        au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err, sizeof(f->err)),
+        DYNO_ENOTFOUND);
     /* Epochs are forgotten once every token they cover has expired. */
     assert_int_equal(record(f, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "dave", "api", NOW + 500, NOW + 200), 0);
     assert_int_equal(count_rows(f, "SELECT count(*) FROM epochs"), 0);

@@ -420,8 +420,8 @@ static void test_fail_closed(void **state)
 static void test_apply_document_epochs(void **state)
 {
     struct fixture *f = *state;
-    struct dyno_claims old = claims(f->now + 3600), fresh = claims(f->now + 3600), bob = claims(f->now + 3600),
-                       out;
+    struct dyno_claims old = claims(f->now + 3600), fresh = claims(f->now + 3600),
+                       bob = claims(f->now + 3600), out;
     char doc[512];
     size_t nj = 0, ne = 0;
     old.iat = f->now - 10;
@@ -503,8 +503,8 @@ static void test_reserved_subs(void **state)
 {
     struct fixture *f = *state;
     struct dyno_claims c = claims(f->now + 3600), out;
-    static const char *const reserved[] = {"service", "gateway-gw1", "container-c1", "metadata-x",
-                                           "pubsub-ps1", "auth-auth1"};
+    static const char *const reserved[] = {"service",    "gateway-gw1", "container-c1",
+                                           "metadata-x", "pubsub-ps1",  "auth-auth1"};
     static const char *const fine[] = {"alice", "gateway", "gatewayx-1", "auth", "my-gateway-1"};
 
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
