@@ -72,7 +72,9 @@ bool dyno_verifier_fed(struct dyno_verifier *v);
  * At most DYNO_REVOKED_ENTRIES_MAX entries in each array.
  */
 #define DYNO_REVOKED_DOC_MAX (1024 * 1024)
-#define DYNO_REVOKED_ENTRIES_MAX 16384
+/* More than a document of DYNO_REVOKED_DOC_MAX bytes can hold (an entry takes at least 22
+ * bytes), so a document dyno-auth may publish is never refused for its count alone. */
+#define DYNO_REVOKED_ENTRIES_MAX 65536
 
 struct dyno_revoked_jti {
     char jti[DYNO_KEY_LEN + 1];
