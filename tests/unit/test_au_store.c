@@ -289,6 +289,40 @@ static void test_revocations_collapse_into_epoch(void **state)
     assert_int_equal(count_rows(f, "SELECT count(*) FROM epochs"), 0);
 }
 
+/* The feed never withholds a document for its size (verifiers would keep an older list):
+ * past revoked_doc_max it collapses the largest users into epochs until the document fits. */
+static void test_feed_document_stays_under_its_limit(void **state)
+{
+    struct fx *f = *state;
+    char jti[DYNO_KEY_LEN + 1];
+    bool changed;
+    int64_t exp, epoch;
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < 12; i++) {
+        const char *user = i < 8 ? "alice" : i < 11 ? "bob" : "carol";
+        snprintf(jti, sizeof(jti), "%032x", 0xfeed00 + i);
+        assert_int_equal(record(f, jti, user, "api", now + 100, now), 0);
+        assert_int_equal(au_token_revoke(f->ctx.store, jti, user, false, now, 0, &changed, &exp, &epoch,
+                                         f->err, sizeof(f->err)),
+                         0);
+    }
+    assert_int_equal(revoked_count(f, now), 12);
+    f->ctx.revoked_doc_max = 400; /* about six entries */
+    pthread_mutex_lock(&f->ctx.feed_mu);
+    /* No broker here: not published (an error), but the document was bounded first. */
+    assert_int_equal(au_feed_publish(&f->ctx, now), DYNO_EUNAVAIL);
+    pthread_mutex_unlock(&f->ctx.feed_mu);
+    cJSON *list = NULL;
+    assert_int_equal(au_revoked_list(f->ctx.store, now, &list, f->err, sizeof(f->err)), 0);
+    char *text = dyno_json_print(list, NULL);
+    assert_true(strlen(text) <= 400);
+    /* alice (8 entries) went first; carol's single entry is still listed one by one. */
+    assert_non_null(strstr(text, "\"sub\":\"alice\""));
+    assert_null(strstr(text, "\"sub\":\"carol\""));
+    free(text);
+    cJSON_Delete(list);
+}
+
 /* The per-user budget of token operations (au_limit.h), with time driven by the test. */
 static void test_rate_limit(void **state)
 {
@@ -498,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_token_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocations_collapse_into_epoch, setup, teardown),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test_setup_teardown(test_feed_document_stays_under_its_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_users_orgs_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_api_tokens, setup, teardown),
