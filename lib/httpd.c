@@ -49,15 +49,21 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-/* The error reply of dyno_http_reply_error{,_after}; retry_after > 0 adds Retry-After. */
-static enum MHD_Result http_reply_error(struct MHD_Connection *c, int err, unsigned retry_after,
-                                        const char *msg)
+/* The error reply of dyno_http_reply_error{,_after}: the message from fmt and ap;
+ * retry_after > 0 adds Retry-After. */
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+                                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+                                         const char *fmt, va_list ap)
 {
+    char msg[HTTP_ERRMSG_MAX];
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;
     cJSON *body = NULL, *e = NULL;
     char after[16];
 
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
     body = cJSON_CreateObject();
     if (body == NULL)
         goto out;
@@ -82,27 +88,22 @@ out:
 
 enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
 {
-    char msg[HTTP_ERRMSG_MAX];
     va_list ap;
-
     va_start(ap, fmt);
-    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
-        msg[0] = '\0';
+    enum MHD_Result ret =
+        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, fmt, ap);
     va_end(ap);
-    return http_reply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, msg);
+    return ret;
 }
 
 enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
                                             const char *fmt, ...)
 {
-    char msg[HTTP_ERRMSG_MAX];
     va_list ap;
-
     va_start(ap, fmt);
-    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
-        msg[0] = '\0';
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, fmt, ap);
     va_end(ap);
-    return http_reply_error(c, err, retry_after, msg);
+    return ret;
 }
 
 const char *dyno_http_bearer(struct MHD_Connection *c)
