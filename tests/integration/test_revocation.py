@@ -11,7 +11,8 @@ seconds; the gateway, the containers and the broker are checked with real reques
   b. token operations past the per-user rate limit answer 429 with Retry-After;
   c. after a broker restart with dyno-auth down, a revoked token does not log in over MQTT
      (the plugin re-applies the document it kept); a gateway restarted meanwhile reads the
-     retained document and keeps refusing it;
+     retained document and keeps refusing it; a document nobody can parse makes the gateway
+     (503) and the broker refuse users until dyno-auth republishes;
   d. user names reserved for services are refused at user creation;
   e. a share removed stops the events of an MQTT subscription made under it;
   f. a user's retained or oversized MQTT message is refused and never lands in mosquitto.db.
@@ -262,6 +263,31 @@ class RevocationTest(FabricCase):
         self.poll(lambda: self.broker_login("alice", alice) == SUB_TIMED_OUT, 30,
                   "user logins work again once auth republished")
         self.assertEqual(self.broker_login("alice", doomed["token"]), NOT_AUTHORIZED)
+
+    def test_c2_unparseable_revocation_document_fails_closed(self):
+        """A revocation document no verifier can read must not leave the older list in force:
+        the gateway and the broker refuse users (503 / not authorized) until a good one."""
+        f = self.fab
+        self.auth_with()
+        alice = self.login("alice")
+        self.assertEqual(f.http("GET", "/v1/auth/whoami", token=alice).status, 200)
+        cid = "auth-it%d" % os.getpid()
+        cp = subprocess.run(["mosquitto_pub"] + self.mq(cid, self.svc, cid)
+                            + ["-t", "dyno/v1/auth/revoked", "-q", "1", "-r", "-m", '{"revoked":[{"jti":"nope"}]}'],
+                            capture_output=True, text=True, timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.poll(lambda: f.http("GET", "/v1/auth/whoami", token=alice).status == 503, REVOKE_BOUND,
+                  "the gateway fails closed on a document it cannot parse")
+        r = f.http("GET", "/v1/auth/whoami", token=alice)
+        self.assertJsonError(r, 503, "unavailable")
+        self.assertTrue(r.header("retry-after"))
+        self.assertFalse(f.http("GET", "/healthz", token=None).json()["revocations"])
+        self.assertEqual(self.broker_login("alice", alice), NOT_AUTHORIZED)
+        # dyno-auth republishes on (re)connect: everything opens again
+        self.auth_with()
+        self.poll(lambda: f.http("GET", "/v1/auth/whoami", token=alice).status == 200, 30,
+                  "the gateway opens again once auth republished")
+        self.assertEqual(self.broker_login("alice", alice), SUB_TIMED_OUT)
 
     # ---- d. names --------------------------------------------------------------------------------
 
