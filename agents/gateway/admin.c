@@ -33,9 +33,14 @@ static int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params
                        size_t cap)
 {
     int rc = gw_rpc(r->gw, "auth", method, params, res, msg, cap);
-    /* Only when auth could not be reached (gw_rpc's own message): an unavailable that auth
-     * answered itself (a revocation it could not publish) keeps auth's message. */
-    if (rc == DYNO_EUNAVAIL && strncmp(msg, "the auth service", strlen("the auth service")) == 0)
+    /* Only when auth was not reached or did not answer (the message is lib/mq's "auth.<method>:
+     * ..." or gw_rpc's "the auth service ..."): an unavailable that auth answered itself (a
+     * revocation it could not publish) keeps auth's message. */
+    char mq_prefix[96];
+    snprintf(mq_prefix, sizeof(mq_prefix), "auth.%s:", method);
+    bool transport = strncmp(msg, "the auth service", strlen("the auth service")) == 0 ||
+                     strncmp(msg, mq_prefix, strlen(mq_prefix)) == 0;
+    if (rc == DYNO_EUNAVAIL && transport)
         snprintf(msg, cap,
                  "the auth service is unavailable (%s did not answer); tokens already issued keep "
                  "working, retry later",
