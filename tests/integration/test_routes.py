@@ -58,7 +58,7 @@ class RouteGrammar(FabricCase):
         f.create_catalog("alice/a", token=cls.alice)  # the SPEC form of the catalog itself
         add_legacy_catalogs(f, LEGACY, "alice")
         deadline = time.time() + 60  # pubsub answers again
-        while f.http("GET", "/v1/catalogs/alice/a/~", token=cls.alice).status != 200:
+        while f.http("GET", "/v1/catalogs/alice/a", token=cls.alice).status != 200:
             if time.time() > deadline:
                 raise AssertionError("pubsub did not come back after the restart")
             time.sleep(0.2)
