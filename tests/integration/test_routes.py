@@ -28,22 +28,27 @@ if PYDIR not in sys.path:
 
 # Catalogs of alice named with a reserved word, as a version before the rule created them.
 LEGACY = ("alice/a/shares/bob", "alice/a/shares", "alice/a/objects", "alice/a/subscription",
-          "alice/objects", "alice/a/subscription/x")
+          "alice/objects", "alice/a/subscription/x", "alice/r/objects")
 
 
-def add_legacy_catalogs(f, paths, owner):
-    """Writes catalogs into pubsub's database while pubsub is stopped, as an older version that
-    allowed any name would have: the fixture of "created before the words were reserved"."""
+def change_pubsub_db(f, sql, rows):
+    """Runs sql for each of rows on pubsub's database while pubsub is stopped, then restarts it."""
     name = f.names("pubsub")[0]
     f.kill(name)
     db = sqlite3.connect(os.path.join(f.data, "pubsub", "pubsub.db"))
     try:
         with db:
-            db.executemany("INSERT INTO catalogs(path, owner, public, k, m, created_at) "
-                           "VALUES(?, ?, 0, 3, 2, ?)", [(p, owner, int(time.time())) for p in paths])
+            db.executemany(sql, rows)
     finally:
         db.close()
     f.restart(name)
+
+
+def add_legacy_catalogs(f, paths, owner):
+    """Writes catalogs into pubsub's database as an older version that allowed any name would
+    have: the fixture of "created before the words were reserved"."""
+    change_pubsub_db(f, "INSERT INTO catalogs(path, owner, public, k, m, created_at) VALUES(?, ?, 0, 3, 2, ?)",
+                     [(p, owner, int(time.time())) for p in paths])
 
 
 class RouteGrammar(FabricCase):
@@ -264,6 +269,30 @@ class RouteGrammar(FabricCase):
         self.assertEqual((r.status, r.json().get("catalog")), (200, "alice/a"), r.body)
         self.assertTrue(self.exists("alice/a/subscription"))
         f.http("DELETE", "/v1/catalogs/alice/a/subscription/~/shares/bob", token=self.alice)
+
+    def test_rebuild_brings_back_an_existing_catalog(self):
+        """A metadata rebuild recreates a catalog its objects name, reserved segment or not
+        (pubsub's catalog.create with restore, for admins): it existed, it is no new catalog."""
+        f = self.fab
+        r = f.http("POST", "/v1/catalogs/alice/r/objects/~/objects?name=keep", body=b"kept", token=self.alice)
+        self.assertEqual(r.status, 201, r.body)
+        key = r.json()["key"]
+        change_pubsub_db(f, "DELETE FROM catalogs WHERE path = ?", [("alice/r/objects",)])
+        deadline = time.time() + 60
+        while True:
+            r = f.http("GET", "/v1/catalogs", token=self.alice)
+            if r.status == 200 and "alice/a" in [c["catalog"] for c in r.json()["catalogs"]]:
+                break
+            if time.time() > deadline:
+                self.fail("pubsub did not come back: %d %r" % (r.status, r.body))
+            time.sleep(0.2)
+        self.assertNotIn("alice/r/objects", self.alice_catalogs())
+        f.wait_containers_online(self.CONTAINERS)
+        out = f.cli_json("admin", "rebuild-metadata")
+        self.assertIn("alice/r/objects", self.alice_catalogs(), out)
+        self.assertEqual(self.names("alice/r/objects"), ["keep"])
+        self.assertEqual(f.get_object(key, token=self.alice).body, b"kept")
+        self.assertEqual(f.http("DELETE", "/v1/objects/" + key, token=self.alice).status, 204)
 
     # -- errors -----------------------------------------------------------------------------
 
