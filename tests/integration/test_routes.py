@@ -12,12 +12,13 @@ goes through the real gateway, and through the C CLI and the Python client."""
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 import unittest
 
 from fabric import FabricCase, src_dir
-from test_events import new_user, token_file
+from test_events import broker_args, new_user, require_mosquitto_clients, token_file
 
 JSON = {"Content-Type": "application/json"}
 RESERVED_MSG = "objects, shares and subscription"
@@ -269,6 +270,40 @@ class RouteGrammar(FabricCase):
         self.assertEqual((r.status, r.json().get("catalog")), (200, "alice/a"), r.body)
         self.assertTrue(self.exists("alice/a/subscription"))
         f.http("DELETE", "/v1/catalogs/alice/a/subscription/~/shares/bob", token=self.alice)
+
+    def test_over_mqtt(self):
+        """The catalog.create RPC itself refuses the words (every creation path passes it), and
+        MQTT ingest into a catalog created before the rule works as for any catalog."""
+        require_mosquitto_clients()
+        f = self.fab
+        with open(f.fabric["service_token_file"]) as fh:
+            svc = fh.read().strip()
+        cid = "gateway-routes%d" % os.getpid()
+        argv = ["mosquitto_rr", "-V", "mqttv5"] + broker_args(f) + [
+            "-u", cid, "-P", svc, "-i", cid, "-t", "dyno/v1/rpc/pubsub/catalog.create",
+            "-e", "dyno/v1/reply/" + cid, "-W", "10",
+            "-m", json.dumps({"catalog": "alice/m/subscription", "caller": {"sub": "alice", "admin": False}})]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        doc = json.loads(cp.stdout)
+        self.assertEqual((doc.get("ok"), doc.get("error", {}).get("code")), (False, "bad_request"), doc)
+        self.assertIn(RESERVED_MSG, doc["error"]["message"])
+        self.assertNotIn("alice/m/subscription", self.alice_catalogs())
+
+        path = os.path.join(f.work, "reading")
+        with open(path, "wb") as fh:
+            fh.write(b"21.5")
+        cp = subprocess.run(["mosquitto_pub", "-V", "mqttv5"] + broker_args(f) + [
+            "-u", "alice", "-P", self.alice, "-q", "1", "-t", "dyno/v1/ingest/alice/a/objects", "-f", path,
+            "-D", "publish", "user-property", "name", "r1"], capture_output=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        deadline = time.time() + 20
+        while "r1" not in self.names("alice/a/objects") and time.time() < deadline:
+            time.sleep(0.2)
+        objs = [o for o in f.list_catalog("alice/a/objects", token=self.alice) if o["name"] == "r1"]
+        self.assertEqual(len(objs), 1, "ingest into alice/a/objects")
+        self.assertEqual(f.get_object(objs[0]["key"], token=self.alice).body, b"21.5")
+        self.assertEqual(f.http("DELETE", "/v1/objects/" + objs[0]["key"], token=self.alice).status, 204)
 
     def test_rebuild_brings_back_an_existing_catalog(self):
         """A metadata rebuild recreates a catalog its objects name, reserved segment or not
