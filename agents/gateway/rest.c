@@ -214,6 +214,14 @@ static enum MHD_Result gw_route_catalog(struct gw_req *r, const struct dyno_rest
             return gw_catalog_delete(r);
         break;
     }
+    /* Most likely a catalog named with a reserved word, asked for in the SPEC form. */
+    if (rt->spec_form && rt->kind != DYNO_REST_CATALOG) {
+        const char *what = strchr(dyno_rest_kind_name(rt->kind), '.'); /* "catalog.share" */
+        return gw_reply_error(r, DYNO_EMETHOD,
+                              "method %s not allowed on the %s of catalog %s; a catalog with a segment "
+                              "objects, shares or subscription is /v1/catalogs/<catalog>/~",
+                              r->method, what ? what + 1 : "sub-resource", r->catalog);
+    }
     return gw_method_not_allowed(r);
 }
 

@@ -204,7 +204,9 @@ class RouteGrammar(FabricCase):
         self.assertEqual((r.status, r.json().get("catalog")), (200, "alice/a/shares/bob"), r.body)
         self.assertIn("alice/a/shares/bob", self.alice_catalogs())
         # GET of the SPEC path is the share's route, which has no GET: never the catalog
-        self.assertJsonError(f.http("GET", "/v1/catalogs/alice/a/shares/bob", token=self.alice), 405)
+        r = f.http("GET", "/v1/catalogs/alice/a/shares/bob", token=self.alice)
+        self.assertJsonError(r, 405, "method_not_allowed")
+        self.assertIn("/v1/catalogs/<catalog>/~", r.json()["error"]["message"])
         # DELETE of the SPEC path removes the share of alice/a, never the catalog
         r = f.http("DELETE", "/v1/catalogs/alice/a/shares/bob", token=self.alice)
         self.assertEqual(r.status, 200, r.body)
