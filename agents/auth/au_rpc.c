@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "names.h"
+#include "rest.h"
 
 #define AU_BAD_LOGIN "wrong username or password"
 
@@ -219,6 +220,10 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
         return bad(err, errlen,
                    "username is reserved: service, and names that start with container-, gateway-, "
                    "metadata-, pubsub- or auth- (the services' broker names and reply topics)");
+    if (dyno_rest_reserved(username))
+        return bad(err, errlen,
+                   "username is reserved: objects, shares and subscription name a catalog's "
+                   "sub-resources in REST paths, so such a user could own no catalog");
     const char *password;
     size_t pwlen;
     if ((rc = p_password(req, AU_PW_MIN, &password, &pwlen, err, errlen)) != 0)

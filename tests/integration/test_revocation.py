@@ -292,7 +292,8 @@ class RevocationTest(FabricCase):
     # ---- d. names --------------------------------------------------------------------------------
 
     def test_d_service_names_are_refused_as_user_names(self):
-        for name in ("gateway-gw1", "pubsub-ps1", "auth-auth1", "container-c1", "metadata-md1", "service"):
+        for name in ("gateway-gw1", "pubsub-ps1", "auth-auth1", "container-c1", "metadata-md1", "service",
+                     "objects", "shares", "subscription"):
             r = self.fab.http("POST", "/v1/users", body=json.dumps({"username": name, "password": "pass-word-123"}))
             self.assertJsonError(r, 400, "bad_request", msg=name)
         r = self.fab.http("GET", "/v1/users")
