@@ -213,7 +213,8 @@ int gw_rpc_change(struct gw *gw, const char *service, const char *method, const 
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
 
 /* ---- auth (auth.c) ---- */
-/* Verifies the bearer token into r->claims; 0 or DYNO_EUNAUTH (message in msg). */
+/* Verifies the bearer token into r->claims; 0, DYNO_EUNAUTH, or DYNO_EUNAVAIL for a user token
+ * while the revocation feed has not been applied since start (message in msg). */
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
 /* {"sub","org","admin"} of the caller, new object (caller frees). */
 cJSON *gw_caller_json(const struct gw_req *r);
