@@ -4,6 +4,7 @@
  *
  *   dp_put.c   put = authorize (the adapter) -> place -> encode -> send -> commit
  *   dp_get.c   get = locate (the adapter) -> fetch -> verify -> decode -> stream
+ *   dp_repair.c repair = the get core's read -> encode the lost units -> send (as a put)
  *   dp.c       what both share: EC contexts, the hashing helper thread, fragment reports,
  *              deleting the fragments of a replaced or evicted object
  *   xfer.c     fragment transfers over a transport: upload streams, parallel deletes
@@ -31,6 +32,8 @@
 
 struct gw;
 struct gw_conn;
+
+#define GW_MAX_N (DYNO_EC_MAX_K + DYNO_EC_MAX_M) /* fragments of one object at most */
 
 /* ---- transport: fragment transfers to and from containers ---- */
 
@@ -262,4 +265,42 @@ int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, unsigned flags
 ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max);
 const char *gw_get_msg(const struct gw_get *g);
 void gw_get_free(struct gw_get *g);
+/* ---- repair (dp_repair.c) ---- */
+/* One place of a fragment: a source to read, or a target to write. */
+struct gw_rloc {
+    int index;
+    char container[DYNO_SEG_MAX + 1];
+    char url[512];
+    bool draining; /* a source on a draining container: used after the ok ones */
+};
+
+struct gw_rtask {
+    struct gw *gw;
+    struct gw_conn *conn;
+    char id[DYNO_KEY_LEN + 1];
+    char key[DYNO_KEY_LEN + 1];
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[DYNO_NAME_MAX + 1];
+    uint8_t sha256[32];
+    int k, m, n;
+    bool replica;
+    struct dyno_layout lay;
+    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
+    int nsrc, ntgt;
+    uint8_t *stripe, *parity;     /* the stripe read (k units) and its m parity units */
+    const uint8_t *buf[GW_MAX_N]; /* per fragment index, its unit of the current stripe */
+    struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
+    struct gw_upload_set set;       /* put, for gw_upload_pump */
+    const struct dyno_ec *ec;
+    uint64_t bytes_read, bytes_written;
+    char msg[300];
+};
+/* Fills t (zeroed, with gw and conn set) from a repair.claim task. 0 or DYNO_EPROTO. */
+int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
+/* Rebuilds every target of t; pace (may be NULL) is told the bytes of each stripe and may
+ * stop the task (true). 0 when the streams reached their end (t->put[i].stored says each
+ * target's outcome), else a DYNO_E* with t->msg. */
+int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes), void *arg);
+int gw_rtask_live_targets(const struct gw_rtask *t);
+void gw_rtask_free(struct gw_rtask *t); /* what rebuild holds, not t itself */
 #endif

@@ -7,7 +7,7 @@
  *   auth.c     bearer tokens, caller identity, catalog access
  *   put.c      POST .../~/objects: the REST adapter of the put core (dp_put.c)
  *   get.c      GET and HEAD /v1/objects/<key>: the REST adapter of the get core (dp_get.c)
- *   dp*.c, xfer*.c  the data path core and its transport (dp.h)
+ *   dp*.c, xfer*.c  the data path core: put, get, repair, and its transport (dp.h)
  *   objects.c  meta, evict, list
  *   catalogs.c catalogs (info, list, delete, shares, subscription), containers, login, whoami,
  *              healthz, metrics
@@ -45,7 +45,6 @@
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
 #define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
-#define GW_MAX_N (DYNO_EC_MAX_K + DYNO_EC_MAX_M)
 
 struct gw_cfg {
     char *id;

@@ -3,7 +3,7 @@
  * transport and a fake metadata (dp.h's two interfaces): puts and gets with every loss
  * pattern up to m, a CRC failure mid-stripe, short reads, cut bodies, stalls, containers
  * that die mid-put, replicas, and the rule that a put whose outcome is unknown deletes
- * nothing. The agent's sources are compiled in because unit tests link only dyno_core.
+ * nothing; repairs that rebuild fragments byte for byte. The agent's sources are compiled in because unit tests link only dyno_core.
  *
  * The fake transport is a set of in-memory containers. It moves a few bytes per transfer
  * per step (short reads and writes, interleaved like real ones), honours pauses, stores a
@@ -23,6 +23,7 @@
 #include "../../agents/gateway/dp.c"
 #include "../../agents/gateway/dp_get.c"
 #include "../../agents/gateway/dp_put.c"
+#include "../../agents/gateway/dp_repair.c"
 #include "../../agents/gateway/util.c"
 #include "../../agents/gateway/xfer.c"
 
@@ -797,6 +798,126 @@ static void test_more_than_announced(void **state)
     assert_int_equal(count_fragments(x, 5), 0);
 }
 
+/* The bytes of fragment index of key on node nd (NULL when it has none). */
+static struct fk_frag *fk_frag_of(struct fx *x, int nd, const char *key, int index)
+{
+    char id[DYNO_KEY_LEN + 8];
+    snprintf(id, sizeof(id), "%s.%d", key, index);
+    return fk__find(&x->fk.node[nd], id);
+}
+
+static cJSON *task_loc(int index, int node, const char *state)
+{
+    cJSON *o = cJSON_CreateObject();
+    char c[16];
+    snprintf(c, sizeof(c), "c%d", node);
+    cJSON_AddNumberToObject(o, "index", index);
+    cJSON_AddStringToObject(o, "container", c);
+    cJSON_AddStringToObject(o, "url", FK->node[node].url);
+    if (state)
+        cJSON_AddStringToObject(o, "state", state);
+    return o;
+}
+
+/* Runs a repair task of the last committed object: sources and targets as {index, node}
+ * pairs (a source node < 0: on a draining container, node -1 - n). */
+static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt,
+                      struct gw_rtask **out)
+{
+    const cJSON *o = x->fk.object;
+    cJSON *task = cJSON_CreateObject();
+    cJSON_AddStringToObject(task, "id", "ffffffffffffffffffffffffffffffff");
+    cJSON_AddStringToObject(task, "key", dyno_json_str(o, "key"));
+    cJSON_AddStringToObject(task, "catalog", "alice/data");
+    cJSON_AddStringToObject(task, "name", "obj");
+    cJSON_AddStringToObject(task, "sha256", dyno_json_str(o, "sha256"));
+    const char *numbers[] = {"size", "k", "m", "unit"};
+    for (int i = 0; i < 4; i++) {
+        int64_t v = 0;
+        dyno_json_i64(o, numbers[i], &v);
+        dyno_json_add_i64(task, numbers[i], v);
+    }
+    cJSON *sa = cJSON_AddArrayToObject(task, "sources"), *ta = cJSON_AddArrayToObject(task, "rebuild");
+    for (int i = 0; i < nsrc; i++)
+        cJSON_AddItemToArray(
+            sa, task_loc(src[i][0], src[i][1] < 0 ? -1 - src[i][1] : src[i][1], src[i][1] < 0 ? "draining" : "ok"));
+    for (int i = 0; i < ntgt; i++)
+        cJSON_AddItemToArray(ta, task_loc(tgt[i][0], tgt[i][1], NULL));
+    struct gw_rtask *t = calloc(1, sizeof(*t));
+    t->gw = &x->gw;
+    t->conn = &x->conn;
+    int rc = gw_rtask_init(t, task);
+    cJSON_Delete(task);
+    if (rc == 0)
+        rc = gw_rtask_rebuild(t, NULL, NULL);
+    *out = t;
+    return rc;
+}
+
+/* Repair rebuilds lost fragments byte for byte, a data and a parity one, from what is
+ * left; with a source that serves a bad record mid-object it reads past it (a source on a
+ * draining container as the last resort), reports it, and the rebuilt fragment is still
+ * exact. With fewer than k readable sources it fails and no target is stored. */
+static void test_repair_rebuilds_exact_fragments(void **state)
+{
+    struct fx *x = *state;
+    size_t len = 3 * 3 * (size_t)UNIT + 500;
+    uint8_t *data = pattern(len, 8);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, 3, 2, true, 4096, &res), 0);
+    cJSON_Delete(res);
+    const char *key = dyno_json_str(x->fk.object, "key");
+    struct fk_frag orig[5];
+    for (int i = 0; i < 5; i++) {
+        struct fk_frag *f = fk_frag_of(x, i, key, i);
+        assert_non_null(f);
+        orig[i] = (struct fk_frag){.len = f->len, .data = malloc(f->len)};
+        memcpy(orig[i].data, f->data, f->len);
+    }
+    /* Fragments 1 (data) and 4 (parity) lost: rebuilt on nodes 5 and 6. */
+    fk__remove(&x->fk.node[1], fk_frag_of(x, 1, key, 1)->id);
+    fk__remove(&x->fk.node[4], fk_frag_of(x, 4, key, 4)->id);
+    const int src1[][2] = {{0, 0}, {2, 2}, {3, 3}}, tgt1[][2] = {{1, 5}, {4, 6}};
+    struct gw_rtask *t;
+    assert_int_equal(run_repair(x, src1, 3, tgt1, 2, &t), 0);
+    assert_true(t->put[0].stored && t->put[1].stored);
+    gw_rtask_free(t);
+    free(t);
+    for (int i = 0; i < 2; i++) {
+        struct fk_frag *f = fk_frag_of(x, tgt1[i][1], key, tgt1[i][0]);
+        assert_non_null(f);
+        assert_int_equal(f->len, orig[tgt1[i][0]].len);
+        assert_memory_equal(f->data, orig[tgt1[i][0]].data, f->len);
+    }
+
+    /* Source 2 serves a bad record in stripe 1; source 1 (rebuilt on node 5) is on a
+     * draining container: read only when the others are not enough. */
+    struct dyno_layout lay = {.size = len, .unit = UNIT, .k = 3};
+    fk_frag_of(x, 2, key, 2)->data[dyno_layout_record_offset(&lay, 1) + 4 + 9] ^= 4;
+    const int src2[][2] = {{0, 0}, {1, -1 - 5}, {2, 2}, {3, 3}}, tgt2[][2] = {{4, 7}};
+    assert_int_equal(run_repair(x, src2, 4, tgt2, 1, &t), 0);
+    assert_true(t->put[0].stored);
+    gw_rtask_free(t);
+    free(t);
+    struct fk_frag *f = fk_frag_of(x, 7, key, 4);
+    assert_non_null(f);
+    assert_int_equal(f->len, orig[4].len);
+    assert_memory_equal(f->data, orig[4].data, f->len);
+    assert_string_equal(x->fk.last_report, "crc");
+    assert_int_equal(x->fk.last_report_index, 2);
+
+    /* Two sources only: not enough for k = 3. */
+    const int src3[][2] = {{0, 0}, {3, 3}}, tgt3[][2] = {{2, 8}};
+    assert_int_not_equal(run_repair(x, src3, 2, tgt3, 1, &t), 0);
+    assert_false(t->put[0].stored);
+    gw_rtask_free(t);
+    free(t);
+    assert_null(fk_frag_of(x, 8, key, 2));
+    for (int i = 0; i < 5; i++)
+        free(orig[i].data);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +930,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_outcome_never_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_than_announced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_rebuilds_exact_fragments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
