@@ -229,8 +229,8 @@ int dyno_frag_writer_init(struct dyno_frag_writer *w, const struct dyno_frag_hdr
     return dyno_frag_hdr_encode(h, w->hdr);
 }
 
-int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len, const uint8_t *suf,
-                            struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS])
+int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len,
+                            const uint8_t *suf, struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS])
 {
     int n = 0;
     dyno_frag_rec_prefix((uint32_t)len, w->pre);

@@ -92,8 +92,8 @@ int dyno_frag_writer_init(struct dyno_frag_writer *w, const struct dyno_frag_hdr
 /* The segments of the next record (the header first, for the first one) into out; payload
  * is borrowed; suf is its precomputed CRC suffix or NULL. Returns the segment count. The
  * previous call's segments are invalid from here. */
-int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len, const uint8_t *suf,
-                            struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS]);
+int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len,
+                            const uint8_t *suf, struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS]);
 /* The end marker and trailer (object_size and sha256 of the object; the record count is the
  * writer's), after the header when no record was written. Returns the segment count. */
 int dyno_frag_writer_end(struct dyno_frag_writer *w, uint64_t object_size, const uint8_t sha256[32],

@@ -287,8 +287,8 @@ struct gw_rtask {
     struct dyno_layout lay;
     struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
     int nsrc, ntgt;
-    uint8_t *stripe, *parity;     /* the stripe read (k units) and its m parity units */
-    const uint8_t *buf[GW_MAX_N]; /* per fragment index, its unit of the current stripe */
+    uint8_t *stripe, *parity;       /* the stripe read (k units) and its m parity units */
+    const uint8_t *buf[GW_MAX_N];   /* per fragment index, its unit of the current stripe */
     struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
     struct gw_upload_set set;       /* put, for gw_upload_pump */
     const struct dyno_ec *ec;

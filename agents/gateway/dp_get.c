@@ -538,7 +538,6 @@ void gw_get_free(struct gw_get *g)
     free(g);
 }
 
-
 /* Fills g from an object.get result. */
 static int get__init(struct gw_get *g, const cJSON *obj)
 {
@@ -577,7 +576,6 @@ static int get__init(struct gw_get *g, const cJSON *obj)
     }
     return 0;
 }
-
 
 /* ---- the calls ---- */
 

@@ -296,8 +296,11 @@ static int put__buffers(struct gw_put *p, int64_t size, bool replica)
 /* Each stream's container (from object.begin's fragments) and fragment header. */
 static int put__streams(struct gw_put *p, const cJSON *frags, bool replica)
 {
-    struct dyno_frag_hdr h = {
-        .version = DYNO_FRAG_VERSION, .k = (uint8_t)p->k, .m = (uint8_t)p->m, .replica = replica, .unit = p->unit};
+    struct dyno_frag_hdr h = {.version = DYNO_FRAG_VERSION,
+                              .k = (uint8_t)p->k,
+                              .m = (uint8_t)p->m,
+                              .replica = replica,
+                              .unit = p->unit};
     memcpy(h.key, p->key, sizeof(h.key));
     snprintf(h.catalog, sizeof(h.catalog), "%s", p->catalog);
     snprintf(h.name, sizeof(h.name), "%s", p->name[0] ? p->name : p->key);
@@ -568,8 +571,8 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
                    sha_hex);
     dyno_metric_add(&gw->metrics[GW_M_PUTS], 1);
     dyno_metric_add(&gw->metrics[GW_M_BYTES_IN], (int64_t)p->size);
-    dyno_info("put committed", "key=%s catalog=%s size=%llu k=%d m=%d stored=%d replica=%d", p->key, p->catalog,
-              (unsigned long long)p->size, p->k, p->m, stored, p->mode == PUT_REPLICA);
+    dyno_info("put committed", "key=%s catalog=%s size=%llu k=%d m=%d stored=%d replica=%d", p->key,
+              p->catalog, (unsigned long long)p->size, p->k, p->m, stored, p->mode == PUT_REPLICA);
     *out = put__result(p, sha_hex, stored);
     if (!*out) {
         snprintf(p->msg, sizeof(p->msg), "out of memory");

@@ -290,4 +290,3 @@ int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes)
     gw_get_free(g);
     return rc ? rc : rtask__finish_targets(t, stripes);
 }
-

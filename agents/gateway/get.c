@@ -134,9 +134,9 @@ enum MHD_Result gw_get_object(struct gw_req *r, bool head)
     }
     /* stream */
     struct get_rest *s = malloc(sizeof(*s));
-    struct MHD_Response *resp =
-        s ? MHD_create_response_from_callback(last - first + 1, GW_GET_BLOCK, get_rest__reader, s, get_rest__free)
-          : NULL;
+    struct MHD_Response *resp = s ? MHD_create_response_from_callback(last - first + 1, GW_GET_BLOCK,
+                                                                      get_rest__reader, s, get_rest__free)
+                                  : NULL;
     if (!resp) {
         free(s);
         gw_get_free(g);

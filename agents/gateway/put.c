@@ -67,8 +67,8 @@ static int put_rest__resilience(struct gw_req *r, const cJSON *cat, int *k, int 
     if (res_hdr)
         return dyno_rest_parse_resilience(res_hdr, k, m);
     int64_t ck, cm;
-    if (dyno_json_i64(cat, "k", &ck) == 0 && dyno_json_i64(cat, "m", &cm) == 0 && ck >= 1 && ck <= DYNO_EC_MAX_K &&
-        cm >= 0 && cm <= DYNO_EC_MAX_M && ck + cm <= GW_MAX_N) {
+    if (dyno_json_i64(cat, "k", &ck) == 0 && dyno_json_i64(cat, "m", &cm) == 0 && ck >= 1 &&
+        ck <= DYNO_EC_MAX_K && cm >= 0 && cm <= DYNO_EC_MAX_M && ck + cm <= GW_MAX_N) {
         *k = (int)ck;
         *m = (int)cm;
     }

@@ -3,7 +3,8 @@
  * transport and a fake metadata (dp.h's two interfaces): puts and gets with every loss
  * pattern up to m, a CRC failure mid-stripe, short reads, cut bodies, stalls, containers
  * that die mid-put, replicas, and the rule that a put whose outcome is unknown deletes
- * nothing; repairs that rebuild fragments byte for byte. The agent's sources are compiled in because unit tests link only dyno_core.
+ * nothing; repairs that rebuild fragments byte for byte. The agent's sources are compiled in because unit
+ * tests link only dyno_core.
  *
  * The fake transport is a set of in-memory containers. It moves a few bytes per transfer
  * per step (short reads and writes, interleaved like real ones), honours pauses, stores a
@@ -44,12 +45,12 @@ struct fk_node {
     struct fk_frag frag[FK_FRAGS];
     int nfrag;
     /* faults */
-    bool refuse;          /* connections refused */
-    bool missing;         /* every GET answers 404 */
-    int64_t cut_after;    /* GET: the body ends (cut) after this many bytes; -1 never */
-    int64_t stall_after;  /* GET and PUT: no byte moves after this many; -1 never */
-    int64_t die_after;    /* PUT: the connection breaks after this many body bytes; -1 never */
-    int deletes;          /* DELETE requests received */
+    bool refuse;         /* connections refused */
+    bool missing;        /* every GET answers 404 */
+    int64_t cut_after;   /* GET: the body ends (cut) after this many bytes; -1 never */
+    int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
+    int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
+    int deletes;         /* DELETE requests received */
 };
 
 struct fk_xfer {
@@ -72,8 +73,8 @@ struct fk {
     size_t chunk; /* bytes a transfer moves per step */
     /* metadata */
     int next_key;
-    cJSON *begun;   /* the last object.begin params, with the key it got */
-    cJSON *object;  /* the last committed object, as object.get answers it */
+    cJSON *begun;  /* the last object.begin params, with the key it got */
+    cJSON *object; /* the last committed object, as object.get answers it */
     enum fk_outcome commit, abort;
     int commits, aborts, reports, emits;
     char last_report[16];
@@ -280,8 +281,8 @@ static void fk_step(struct gw_conn *conn, int poll_ms)
 static const struct gw_transport fk_transport = {
     .start = fk_start, .resume = fk_resume, .close = fk_close, .step = fk_step};
 
-static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON **result, char *msg, size_t cap,
-                   bool *unknown)
+static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON **result, char *msg,
+                   size_t cap, bool *unknown)
 {
     (void)gw;
     if (result)
@@ -399,8 +400,11 @@ static void fk_emit(struct gw *gw, const char *type, const char *catalog, const 
     FK->emits++;
 }
 
-static const struct gw_meta fk_meta = {
-    .call = fk_call, .notify = fk_notify, .wait_reachable = fk_wait, .reachable = fk_reachable, .emit = fk_emit};
+static const struct gw_meta fk_meta = {.call = fk_call,
+                                       .notify = fk_notify,
+                                       .wait_reachable = fk_wait,
+                                       .reachable = fk_reachable,
+                                       .emit = fk_emit};
 
 /* ---- fixture ---- */
 
@@ -667,7 +671,7 @@ static void test_stalls(void **state)
     cJSON_Delete(res);
     fk_heal(&x->fk);
     assert_int_equal(x->fk.node[4].nfrag, 0); /* its upload was dropped */
-    x->fk.node[0].stall_after = 2500;           /* and a data fragment stalls mid-read */
+    x->fk.node[0].stall_after = 2500;         /* and a data fragment stalls mid-read */
     expect_read(x, data, len);
     fk_heal(&x->fk);
     free(data);
@@ -839,8 +843,8 @@ static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*t
     }
     cJSON *sa = cJSON_AddArrayToObject(task, "sources"), *ta = cJSON_AddArrayToObject(task, "rebuild");
     for (int i = 0; i < nsrc; i++)
-        cJSON_AddItemToArray(
-            sa, task_loc(src[i][0], src[i][1] < 0 ? -1 - src[i][1] : src[i][1], src[i][1] < 0 ? "draining" : "ok"));
+        cJSON_AddItemToArray(sa, task_loc(src[i][0], src[i][1] < 0 ? -1 - src[i][1] : src[i][1],
+                                          src[i][1] < 0 ? "draining" : "ok"));
     for (int i = 0; i < ntgt; i++)
         cJSON_AddItemToArray(ta, task_loc(tgt[i][0], tgt[i][1], NULL));
     struct gw_rtask *t = calloc(1, sizeof(*t));
