@@ -109,6 +109,24 @@ void gw_hasher_stop(struct gw_hasher *h)
     h->started = false;
 }
 
+int gw_shape_parse(const cJSON *o, struct gw_shape *out)
+{
+    int64_t size, k, m, unit;
+    const char *sha = dyno_json_str(o, "sha256");
+    if (dyno_json_i64(o, "size", &size) || dyno_json_i64(o, "k", &k) || dyno_json_i64(o, "m", &m) ||
+        dyno_json_i64(o, "unit", &unit) || !sha || strlen(sha) != 64 || dyno_unhex(sha, out->sha256, 32) ||
+        size < 0 || k < 1 || k > DYNO_EC_MAX_K || m < 0 || m > DYNO_EC_MAX_M || k + m > GW_MAX_N ||
+        unit < 1 || unit > (int64_t)DYNO_FRAG_MAX_UNIT)
+        return DYNO_EPROTO;
+    out->replica = dyno_json_bool(o, "replica", false);
+    if (out->replica && k != 1)
+        return DYNO_EPROTO; /* a replica is the whole object: one data unit */
+    out->k = (int)k;
+    out->m = (int)m;
+    out->lay = (struct dyno_layout){.size = (uint64_t)size, .unit = (uint32_t)unit, .k = out->k};
+    return 0;
+}
+
 /* ---- fragment reports and deletes ---- */
 
 void gw_report_fragment(struct gw *gw, const char *key, int index, const char *container, const char *problem)

@@ -176,6 +176,16 @@ struct gw_meta {
 extern const struct gw_meta gw_mqtt_meta; /* dp_meta.c */
 
 /* ---- shared steps (dp.c) ---- */
+/* The shape of an object as metadata records it (an object.get result, a repair task). */
+struct gw_shape {
+    struct dyno_layout lay; /* size, unit, k */
+    int k, m;
+    bool replica;
+    uint8_t sha256[32];
+};
+/* Reads and checks size, k, m, unit, sha256 and replica of o. 0 or DYNO_EPROTO. */
+int gw_shape_parse(const cJSON *o, struct gw_shape *out);
+
 /* EC contexts, cached per (k, m), immutable, shared by threads. */
 int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out);
 

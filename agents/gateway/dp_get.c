@@ -541,21 +541,16 @@ void gw_get_free(struct gw_get *g)
 /* Fills g from an object.get result. */
 static int get__init(struct gw_get *g, const cJSON *obj)
 {
-    int64_t size, k, m, unit;
-    const char *sha = dyno_json_str(obj, "sha256");
+    struct gw_shape sh;
     const cJSON *frags = cJSON_GetObjectItemCaseSensitive(obj, "fragments");
-    if (dyno_json_i64(obj, "size", &size) || dyno_json_i64(obj, "k", &k) || dyno_json_i64(obj, "m", &m) ||
-        dyno_json_i64(obj, "unit", &unit) || !sha || dyno_unhex(sha, g->sha_expect, 32) || size < 0 ||
-        k < 1 || k > DYNO_EC_MAX_K || m < 0 || m > DYNO_EC_MAX_M || k + m > GW_MAX_N || unit < 1 ||
-        unit > (int64_t)DYNO_FRAG_MAX_UNIT || !cJSON_IsArray(frags))
+    if (gw_shape_parse(obj, &sh) || !cJSON_IsArray(frags))
         return DYNO_EPROTO;
-    g->replica = dyno_json_bool(obj, "replica", false);
-    if (g->replica && k != 1)
-        return DYNO_EPROTO;
-    g->k = (int)k;
-    g->m = (int)m;
+    memcpy(g->sha_expect, sh.sha256, sizeof(g->sha_expect));
+    g->replica = sh.replica;
+    g->k = sh.k;
+    g->m = sh.m;
     g->n = g->k + g->m;
-    g->lay = (struct dyno_layout){.size = (uint64_t)size, .unit = (uint32_t)unit, .k = g->k};
+    g->lay = sh.lay;
     const cJSON *f;
     cJSON_ArrayForEach(f, frags)
     {

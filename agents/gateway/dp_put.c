@@ -558,8 +558,13 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
         return rc;
     dyno_crash_point("gateway.put.before_reply");
 
-    /* Committed: from here on the object is visible and must not be aborted. */
+    /* Committed: from here on the object is visible and must not be aborted. Its stripe
+     * buffers go now, not when the adapter closes it (after the reply is out). */
     p->committed = true;
+    gw_hasher_stop(&p->hash);
+    free(p->stripe);
+    free(p->parity);
+    p->stripe = p->parity = NULL;
     cJSON *replaced = cJSON_GetObjectItemCaseSensitive(res, "replaced");
     const char *old_key = dyno_json_str(replaced, "key");
     if (dyno_valid_key(old_key)) {

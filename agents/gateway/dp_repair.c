@@ -136,27 +136,22 @@ static int rtask__locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
 
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task)
 {
-    int64_t size, k, m, unit;
+    struct gw_shape sh;
     const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
     const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
-    const char *sha = dyno_json_str(task, "sha256");
     if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
-        !dyno_valid_name(name) || !sha || strlen(sha) != 64 || dyno_unhex(sha, t->sha256, 32) ||
-        dyno_json_i64(task, "size", &size) || dyno_json_i64(task, "k", &k) || dyno_json_i64(task, "m", &m) ||
-        dyno_json_i64(task, "unit", &unit) || size < 0 || k < 1 || k > DYNO_EC_MAX_K || m < 0 ||
-        m > DYNO_EC_MAX_M || k + m > GW_MAX_N || unit < 1 || unit > (int64_t)DYNO_FRAG_MAX_UNIT)
+        !dyno_valid_name(name) || gw_shape_parse(task, &sh))
         return DYNO_EPROTO;
     memcpy(t->id, id, sizeof(t->id));
     memcpy(t->key, key, sizeof(t->key));
     snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->replica = dyno_json_bool(task, "replica", false);
-    if (t->replica && k != 1)
-        return DYNO_EPROTO;
-    t->k = (int)k;
-    t->m = (int)m;
+    memcpy(t->sha256, sh.sha256, sizeof(t->sha256));
+    t->replica = sh.replica;
+    t->k = sh.k;
+    t->m = sh.m;
     t->n = t->k + t->m;
-    t->lay = (struct dyno_layout){.size = (uint64_t)size, .unit = (uint32_t)unit, .k = t->k};
+    t->lay = sh.lay;
     if (rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
         rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
         return DYNO_EPROTO;
