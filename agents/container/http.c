@@ -29,7 +29,6 @@
 #include "token.h"
 
 #define HTTP_FRAG_PREFIX "/v1/fragments/"
-#define HTTP_CONN_TIMEOUT 120  /* seconds an idle connection is kept */
 #define HTTP_POOL (128 * 1024) /* per-connection memory of MHD: headers, upload reads */
 
 /* MHD's per-request pointer of a request without a body between its first call and the
@@ -566,7 +565,7 @@ int container_http_start(struct container *c, char *err, size_t errlen)
         MHD_start_daemon(flags, 0, NULL, NULL, http_handler, c, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)c->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)HTTP_CONN_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
+                         (unsigned)c->cfg.stream_timeout, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
                          MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, c, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!c->httpd) {

@@ -1,5 +1,5 @@
 /*
- * The put data path (SPEC §6): POST /v1/catalogs/<owner>/<path>/objects?name=
+ * The put data path (SPEC §6): POST /v1/catalogs/<owner>/<path>/~/objects?name=
  *
  * The body is cut into stripes of k units; each stripe is hashed (SHA-256 of the object),
  * encoded (m parity units) and handed as one record to each of the n fragment streams,
@@ -25,6 +25,7 @@
 #include "httpd.h"
 #include "json.h"
 #include "log.h"
+#include "rest.h"
 
 enum gw_put_mode { GW_PUT_UNDECIDED, GW_PUT_REPLICA, GW_PUT_EC };
 
@@ -41,7 +42,7 @@ struct gw_put {
     bool begun;       /* object.begin succeeded: abort must clean up */
     bool deferred;    /* a replica: the streams start in gw_put_finish, with everything */
     char key[DYNO_KEY_LEN + 1];
-    char owner[DYNO_SEG_MAX + 1];
+    char publisher[DYNO_SEG_MAX + 1]; /* who stores it (object.begin); grants nothing */
     const struct dyno_ec *ec;
     struct dyno_sha256 *sha;
     struct gw_hasher hash; /* hashes the stripe while it is encoded and sent */
@@ -298,7 +299,7 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
     cJSON_AddStringToObject(params, "catalog", r->catalog);
     if (r->has_name)
         cJSON_AddStringToObject(params, "name", r->name);
-    cJSON_AddStringToObject(params, "owner", p->owner);
+    cJSON_AddStringToObject(params, "publisher", p->publisher);
     dyno_json_add_i64(params, "size", size);
     cJSON_AddNumberToObject(params, "k", p->k);
     cJSON_AddNumberToObject(params, "m", p->m);
@@ -625,38 +626,6 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
     return ret;
 }
 
-/* "k,m" with 1 <= k <= 32, 0 <= m <= 16, k + m <= 48. */
-static int gw_parse_resilience(const char *v, int *k, int *m)
-{
-    char *end;
-    long a = strtol(v, &end, 10);
-    if (end == v || *end != ',')
-        return DYNO_EINVAL;
-    const char *b_txt = end + 1;
-    long b = strtol(b_txt, &end, 10);
-    if (end == b_txt || *end != '\0' || a < 1 || a > DYNO_EC_MAX_K || b < 0 || b > DYNO_EC_MAX_M ||
-        a + b > GW_MAX_N)
-        return DYNO_EINVAL;
-    *k = (int)a;
-    *m = (int)b;
-    return 0;
-}
-
-/* Strict decimal, no sign, no spaces. */
-static int gw_parse_u64(const char *v, uint64_t *out)
-{
-    uint64_t x = 0;
-    if (!v || !*v)
-        return DYNO_EINVAL;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
-            return DYNO_EINVAL;
-        x = x * 10 + (uint64_t)(*v - '0');
-    }
-    *out = x;
-    return 0;
-}
-
 enum MHD_Result gw_put_begin(struct gw_req *r)
 {
     struct gw *gw = r->gw;
@@ -672,7 +641,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
 
     int k = (int)gw->cfg.k, m = (int)gw->cfg.m;
     const char *res_hdr = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "X-Dyno-Resilience");
-    if (res_hdr && gw_parse_resilience(res_hdr, &k, &m))
+    if (res_hdr && dyno_rest_parse_resilience(res_hdr, &k, &m))
         return gw_reply_error(r, DYNO_EINVAL, "bad X-Dyno-Resilience (k,m with 1<=k<=32, 0<=m<=16)");
 
     int64_t declared = 0;
@@ -682,7 +651,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
         declared = -1;
     } else if (cl) {
         uint64_t v;
-        if (gw_parse_u64(cl, &v))
+        if (dyno_rest_parse_u64(cl, &v))
             return gw_reply_error(r, DYNO_EINVAL, "bad Content-Length");
         if (v > (uint64_t)gw->cfg.max_body)
             return gw_reply_error(r, DYNO_ETOOBIG, "object larger than max_body (%lld bytes)",
@@ -715,11 +684,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     p->req_m = m;
     p->declared = declared;
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
-    const char *owner = dyno_json_str(cat, "owner");
-    if (owner && dyno_valid_segment(owner))
-        snprintf(p->owner, sizeof(p->owner), "%s", owner);
-    else
-        dyno_catalog_owner(r->catalog, p->owner, sizeof(p->owner));
+    snprintf(p->publisher, sizeof(p->publisher), "%s", r->claims.sub);
     cJSON_Delete(cat);
     if (dyno_sha256_new(&p->sha)) {
         gw_put_free(p);
@@ -774,7 +739,7 @@ int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *
     p->req_k = in->k;
     p->req_m = in->m;
     p->declared = (int64_t)in->len;
-    snprintf(p->owner, sizeof(p->owner), "%s", in->owner);
+    snprintf(p->publisher, sizeof(p->publisher), "%s", in->publisher);
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
     r->put = p;
 

@@ -219,9 +219,13 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
             return DYNO_EINVAL;
         }
     }
-    r.owner = dyno_json_str(req, "owner");
+    /* The publisher: who stores the object, recorded apart from the catalog's owner and
+     * never used for access. "owner" is its old name, still taken from older gateways. */
+    r.owner = dyno_json_str(req, "publisher");
+    if (!r.owner)
+        r.owner = dyno_json_str(req, "owner");
     if (!dyno_valid_segment(r.owner)) {
-        snprintf(err, errlen, "owner must match [A-Za-z0-9._-]{1,64}");
+        snprintf(err, errlen, "publisher must match [A-Za-z0-9._-]{1,64}");
         return DYNO_EINVAL;
     }
     if ((rc = p_int(req, "size", false, 0, -1, MD_SIZE_MAX, &r.size, err, errlen)) != 0)

@@ -691,6 +691,18 @@ class Fabric:
         finally:
             c.close()
 
+    @staticmethod
+    def cat_path(catalog, sub=None, principal=None):
+        """The REST path of a catalog, or of its sub-resource sub ("objects", "shares",
+        "subscription", after the "~" segment: docs/protocol.md §9; principal: a share's
+        principal, an org's '/' escaped)."""
+        p = "/v1/catalogs/" + catalog
+        if sub:
+            p += "/~/" + sub
+        if principal is not None:
+            p += "/" + quote_seg(principal)
+        return p
+
     def create_catalog(self, catalog, body=None, token=_DEFAULT):
         r = self.http("PUT", "/v1/catalogs/" + catalog, body=json.dumps(body or {}),
                       headers={"Content-Type": "application/json"}, token=token)
@@ -701,7 +713,7 @@ class Fabric:
     def put_bytes(self, catalog, data, name=None, headers=None, token=_DEFAULT):
         """POST of an object; returns the Resp (201 with {key,...} on success)."""
         q = "" if name is None else "?name=" + urllib.parse.quote(name, safe="")
-        return self.http("POST", "/v1/catalogs/%s/objects%s" % (catalog, q), body=data,
+        return self.http("POST", "/v1/catalogs/%s/~/objects%s" % (catalog, q), body=data,
                          headers=headers, token=token)
 
     def get_object(self, key, headers=None, token=_DEFAULT):
@@ -712,7 +724,7 @@ class Fabric:
         objs, after = [], None
         for _ in range(10000):
             q = "?limit=1000" + ("" if after is None else "&after=" + quote_seg(after))
-            r = self.http("GET", "/v1/catalogs/%s/objects%s" % (catalog, q), token=token)
+            r = self.http("GET", "/v1/catalogs/%s/~/objects%s" % (catalog, q), token=token)
             if r.status != 200:
                 raise AssertionError("list %s: %d %r" % (catalog, r.status, r.body))
             doc = r.json()

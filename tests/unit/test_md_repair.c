@@ -687,7 +687,7 @@ static void test_restore(void **state)
     cJSON_Delete(res);
     assert_int_equal(q1(f, "SELECT COUNT(*) FROM objects WHERE catalog='bob/x'", NULL, NULL), 1);
     assert_int_equal(md_store_get(f->db, k2, &f->nodes, &res, err, sizeof(err)), 0);
-    assert_string_equal(dyno_json_str(res, "owner"), "bob");
+    assert_string_equal(dyno_json_str(res, "publisher"), "bob");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(res, "committed_at")));
     cJSON_Delete(res);
     /* An object committed by a put always wins. */
