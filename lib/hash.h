@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 /* CRC32C of buf; chain calls by passing the previous result as crc (start with 0).
+ * Defined in crc32c.c, which is in dyno_core only (not in libdynostore: it needs ISA-L).
  * dyno_crc32c(0, "123456789", 9) == 0xE3069283. */
 uint32_t dyno_crc32c(uint32_t crc, const void *buf, size_t len);
 
