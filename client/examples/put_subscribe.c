@@ -134,12 +134,17 @@ static int on_ready(void *arg, int session_present)
     return 0;
 }
 
-/* Every event of the catalog: print ours and stop; others (earlier puts) are skipped. */
+/*
+ * Every event of the catalog: print ours and stop; others (earlier puts) are skipped. Events
+ * are delivered at least once, so ours may come again before the stop takes effect: once is
+ * enough.
+ */
 static int on_event(void *arg, const struct dyno_event *ev)
 {
     struct example *ex = arg;
 
-    if (!ex->key[0] || !ev->key || strcmp(ev->key, ex->key) != 0 || strcmp(ev->type, "object.created") != 0)
+    if (ex->got_event || !ex->key[0] || !ev->key || strcmp(ev->key, ex->key) != 0 ||
+        strcmp(ev->type, "object.created") != 0)
         return 0;
     printf("event %s\n", ev->json);
     fflush(stdout);
