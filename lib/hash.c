@@ -97,7 +97,7 @@ void dyno_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_value(char c)
+int dyno_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -114,12 +114,12 @@ int dyno_unhex(const char *in, uint8_t *out, size_t n)
         return DYNO_EINVAL;
     /* Check everything first so a failed call leaves out untouched. */
     for (size_t i = 0; i < 2 * n; i++) {
-        if (hex_value(in[i]) < 0) /* also stops at a short string's NUL */
+        if (dyno_hexval(in[i]) < 0) /* also stops at a short string's NUL */
             return DYNO_EINVAL;
     }
     if (in[2 * n] != '\0')
         return DYNO_EINVAL;
     for (size_t i = 0; i < n; i++)
-        out[i] = (uint8_t)(hex_value(in[2 * i]) << 4 | hex_value(in[2 * i + 1]));
+        out[i] = (uint8_t)(dyno_hexval(in[2 * i]) << 4 | dyno_hexval(in[2 * i + 1]));
     return 0;
 }

@@ -23,6 +23,8 @@ void dyno_sha256_free(struct dyno_sha256 *h);
 int dyno_sha256(const void *p, size_t n, uint8_t digest[32]);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void dyno_hex(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int dyno_hexval(char c);
 /* Parses exactly 2n hex chars (either case) into out; DYNO_EINVAL otherwise, including
  * when in is longer than 2n chars. out is untouched on failure. */
 int dyno_unhex(const char *in, uint8_t *out, size_t n);

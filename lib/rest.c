@@ -8,6 +8,7 @@
 
 #include "dynostore/error.h"
 #include "ec.h"
+#include "hash.h"
 
 #define REST_NO_ROUTE "no such route"
 #define REST_BAD_CATALOG "bad catalog path (owner/segment[/segment...], [A-Za-z0-9._-])"
@@ -417,17 +418,6 @@ int dyno_rest_parse_resilience(const char *v, int *k, int *m)
     return 0;
 }
 
-static int rest_hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 int dyno_url_decode(char *s)
 {
     char *w = s;
@@ -439,8 +429,8 @@ int dyno_url_decode(char *s)
     for (const char *r = s; *r != '\0'; r++) {
         if (*r != '%')
             continue;
-        int hi = rest_hexval(r[1]);
-        int lo = hi < 0 ? -1 : rest_hexval(r[2]);
+        int hi = dyno_hexval(r[1]);
+        int lo = hi < 0 ? -1 : dyno_hexval(r[2]);
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             return DYNO_EINVAL;
         r += 2;
@@ -448,7 +438,7 @@ int dyno_url_decode(char *s)
     /* '+' stays '+': this decodes path segments, where it is a literal character. */
     for (const char *r = s; *r != '\0'; r++) {
         if (*r == '%') {
-            *w++ = (char)(rest_hexval(r[1]) << 4 | rest_hexval(r[2]));
+            *w++ = (char)(dyno_hexval(r[1]) << 4 | dyno_hexval(r[2]));
             r += 2;
         } else {
             *w++ = *r;
