@@ -28,6 +28,7 @@ static const struct err_info errs[] = {
     {DYNO_EINTERNAL, "internal", 500, "internal error"},
     {DYNO_ERANGE, "bad_range", 416, "range not satisfiable"},
     {DYNO_EMETHOD, "method_not_allowed", 405, "method not allowed"},
+    {DYNO_ELIMIT, "too_many_requests", 429, "too many requests, retry later"},
 };
 
 #define NERRS (sizeof(errs) / sizeof(errs[0]))
@@ -92,6 +93,8 @@ int dyno_err_from_http_status(int status)
         return DYNO_ETOOBIG;
     case 416:
         return DYNO_ERANGE;
+    case 429:
+        return DYNO_ELIMIT;
     case 431:
         return DYNO_ETOOBIG;
     case 502:

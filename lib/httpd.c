@@ -49,19 +49,21 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+/* The error reply of dyno_http_reply_error{,_after}: the message from fmt and ap;
+ * retry_after > 0 adds Retry-After. */
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+                                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+                                         const char *fmt, va_list ap)
 {
     char msg[HTTP_ERRMSG_MAX];
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;
     cJSON *body = NULL, *e = NULL;
-    va_list ap;
+    char after[16];
 
-    va_start(ap, fmt);
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         msg[0] = '\0';
-    va_end(ap);
-
     body = cJSON_CreateObject();
     if (body == NULL)
         goto out;
@@ -72,14 +74,35 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
     resp = http_json_response(body);
     if (resp == NULL)
         goto out;
-    /* A 503 tells well-behaved clients when to come back instead of hammering us. */
-    if (err == DYNO_EUNAVAIL && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
+    /* A 503 or 429 tells well-behaved clients when to come back instead of hammering us. */
+    snprintf(after, sizeof(after), "%u", retry_after);
+    if (retry_after > 0 && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after) != MHD_YES)
         goto out;
     ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);
     cJSON_Delete(body);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret =
+        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, fmt, ap);
+    va_end(ap);
     return ret;
 }
 

@@ -14,9 +14,12 @@
 /* Queues body (serialized) with status and Content-Type: application/json. body borrowed. */
 enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, const cJSON *body);
 /* Queues {"error":{"code":dyno_err_code(err),"message":message}} with dyno_err_http_status(err);
- * adds Retry-After: 1 for DYNO_EUNAVAIL. */
+ * adds Retry-After: 1 for DYNO_EUNAVAIL and DYNO_ELIMIT. */
 enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with Retry-After: retry_after seconds (none when 0). */
+enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
 const char *dyno_http_bearer(struct MHD_Connection *c);
 /* The same from the header's value v (may be NULL): a pointer into v, or NULL. No I/O. */

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "crashpoint.h"
 #include "dynostore/error.h"
 #include "frag.h"
 #include "httpd.h"
@@ -397,6 +398,7 @@ static enum MHD_Result http_put_end(struct http_put *p, struct MHD_Connection *c
         dyno_error("commit failed", "id=%s err=%s", p->id, dyno_err_code(rc));
         return container_http_error(conn, 0, rc, NULL, NULL, "cannot store fragment %s", p->id);
     }
+    dyno_crash_point("container.put.before_reply"); /* in place, not acknowledged */
     dyno_metric_add(&c->metrics[CM_PUTS], 1);
     dyno_debug("fragment stored", "id=%s size=%llu replaced=%llu", p->id, (unsigned long long)size,
                (unsigned long long)old);

@@ -64,6 +64,7 @@ struct gw_cfg {
     int64_t small_max;
     int64_t fragment_timeout_ms;
     int64_t rpc_timeout_ms;
+    int64_t commit_resolve_ms; /* put.c: how long an object.commit of unknown outcome is retried */
     int64_t max_connections;
     int64_t max_body;
     char *frontend_dir;
@@ -200,10 +201,17 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state);
  * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */
 int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
            char *msg, size_t cap);
+/* gw_rpc for a request that changes state. *unknown is set when the request went out and
+ * no answer came (lib/mq.h DYNO_ETIMEDOUT): the service may have carried it out, so the
+ * caller must not undo anything on that failure; it resolves the outcome (an idempotent
+ * retry, a question) or leaves it to metadata's timeouts and GC. The code is gw_rpc's. */
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown);
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
 
 /* ---- auth (auth.c) ---- */
-/* Verifies the bearer token into r->claims; 0 or DYNO_EUNAUTH (message in msg). */
+/* Verifies the bearer token into r->claims; 0, DYNO_EUNAUTH, or DYNO_EUNAVAIL for a user token
+ * while the revocation feed has not been applied since start (message in msg). */
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
 /* {"sub","org","admin"} of the caller, new object (caller frees). */
 cJSON *gw_caller_json(const struct gw_req *r);

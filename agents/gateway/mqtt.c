@@ -38,29 +38,24 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
         gw_catcache_invalidate(gw->catcache, msg->topic + n);
 }
 
-/* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
- * the full list {"revoked":[{"jti","exp"}...]} (protocol.md §7), parsed by lib/acl.h like
- * the broker plugin does; a malformed list changes nothing. An empty payload (the retained
- * message cleared) revokes nothing. */
+/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
+ * verifier's state. One that does not parse leaves the verifier unfed, so user tokens are
+ * refused (503) until a good one arrives: never the older, possibly shorter, list. An empty
+ * payload (the retained message cleared) changes nothing. */
 static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct gw *gw = arg;
-    struct dyno_acl_revoked *v = NULL;
-    size_t n = 0, applied = 0;
+    size_t njtis = 0, nepochs = 0;
 
     if (msg->len == 0)
         return;
-    int rc = dyno_acl_revoked_parse(msg->payload, msg->len, &v, &n);
+    int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
     if (rc) {
-        dyno_warn("revocation list ignored", "size=%zu err=%s", msg->len, dyno_err_code(rc));
+        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
+                   msg->len, dyno_err_code(rc));
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (dyno_verifier_revoke(gw->verifier, v[i].jti, v[i].exp) == 0)
-            applied++;
-    }
-    free(v);
-    dyno_info("revocation list applied", "revoked=%zu applied=%zu", n, applied);
+    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
@@ -136,15 +131,21 @@ int gw_mqtt_start(struct gw *gw)
     return 0;
 }
 
-int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
-           char *msg, size_t cap)
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown)
 {
     if (result)
         *result = NULL;
     msg[0] = '\0';
     int rc = dyno_mq_call(gw->mq, service, method, params, (int)gw->cfg.rpc_timeout_ms, result, msg, cap);
+    /* lib/mq.h: DYNO_ETIMEDOUT is "sent, no answer" (or the service's own timeout): the
+     * request may have been carried out. */
+    *unknown = rc == DYNO_ETIMEDOUT;
     if (rc == DYNO_ETIMEDOUT) {
-        snprintf(msg, cap, "the %s service did not answer %s in time", service, method);
+        /* lib/mq.c says why (no answer in time, or the broker connection lost); keep it. */
+        if (msg[0] == '\0')
+            snprintf(msg, cap, "the %s service did not answer %s in time; it may have been done", service,
+                     method);
         rc = DYNO_EUNAVAIL;
     } else if (rc == DYNO_EUNAVAIL && msg[0] == '\0') {
         snprintf(msg, cap, "the %s service is not reachable (broker connection down)", service);
@@ -157,6 +158,13 @@ int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *
         rc = DYNO_EPROTO;
     }
     return rc;
+}
+
+int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+           char *msg, size_t cap)
+{
+    bool unknown;
+    return gw_rpc_change(gw, service, method, params, result, msg, cap, &unknown);
 }
 
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params)

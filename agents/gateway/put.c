@@ -16,15 +16,19 @@
  * thread drives curl until every live stream has taken its record, then goes back to
  * MHD for more body. That is the back-pressure: a slow container slows the client.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "crashpoint.h"
 #include "gw.h"
 #include "hash.h"
 #include "httpd.h"
 #include "json.h"
 #include "log.h"
+#include "mq.h"
 #include "rest.h"
 
 enum gw_put_mode { GW_PUT_UNDECIDED, GW_PUT_REPLICA, GW_PUT_EC };
@@ -424,7 +428,15 @@ static void gw_put_free(struct gw_put *p)
     free(p);
 }
 
-/* Nothing of a failed put may become visible: tell metadata, delete what was written. */
+/*
+ * Nothing of a failed put may become visible, and nothing committed may be destroyed. The
+ * fragments are deleted only once metadata confirmed the abort (the pending object is then
+ * 'deleting' and can never be committed; or metadata knows no such object). Any other
+ * outcome leaves them where they are: no answer (the abort, or a commit still in flight,
+ * may yet be carried out), or "committed" (a commit of unknown outcome went through after
+ * all: the object is live). An object that stays pending becomes garbage at metadata's
+ * pending_timeout, and GC deletes it then.
+ */
 static void gw_put_abort(struct gw_put *p)
 {
     struct gw *gw = p->gw;
@@ -437,11 +449,19 @@ static void gw_put_abort(struct gw_put *p)
     }
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "key", p->key);
-    char msg[256];
-    int rc = gw_rpc(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg));
+    char msg[256], q[300];
+    bool unknown = false;
+    int rc = gw_rpc_change(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg), &unknown);
     cJSON_Delete(params);
-    if (rc)
-        dyno_warn("object.abort failed", "key=%s err=%s", p->key, dyno_err_code(rc));
+    /* not_found confirms as well: metadata has no such object (reaped and collected while
+     * this put was still sending), so nothing can commit it, and GC no longer knows these
+     * fragments: they are this put's to delete. */
+    if (rc && rc != DYNO_ENOTFOUND) {
+        gw_quote(msg, q, sizeof(q));
+        dyno_warn("put not aborted: fragments left to metadata's pending timeout and GC",
+                  "key=%s err=%s unknown=%d detail=%s", p->key, dyno_err_code(rc), unknown, q);
+        return;
+    }
     if (p->up) {
         int index[GW_MAX_N];
         const char *url[GW_MAX_N];
@@ -515,6 +535,63 @@ static enum MHD_Result gw_put_fail_reply(struct gw_req *r, int rc)
     return gw_reply_error(r, rc, "%s", msg);
 }
 
+static void gw_put_nap(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * object.commit, with its outcome resolved. A commit that got no answer may have been
+ * carried out (lib/mq.h), and metadata answers a repeated commit of an object it committed
+ * with that object, so the commit is sent again until metadata answers, for
+ * commit_resolve_ms at most (while the broker is down nothing can be sent: it waits for the
+ * connection). 0 with *res; a definite refusal (the object was never committed); or, still
+ * unknown at the end, DYNO_ETIMEDOUT: the abort that follows deletes nothing unless
+ * metadata confirms it (gw_put_abort).
+ */
+static int gw_put_commit(struct gw_put *p, const cJSON *params, cJSON **res)
+{
+    struct gw *gw = p->gw;
+    int64_t deadline = gw_now_ms() + gw->cfg.commit_resolve_ms;
+    bool unknown = false;
+    int rc, tries = 0;
+    for (;;) {
+        bool unk = false;
+        tries++;
+        rc = gw_rpc_change(gw, "metadata", "object.commit", params, res, p->msg, sizeof(p->msg), &unk);
+        if (unk)
+            unknown = true;
+        else if (rc != DYNO_EUNAVAIL) {
+            unknown = false; /* answered: committed, or refused for good */
+            break;
+        } else if (!unknown)
+            break; /* never carried out: no earlier attempt can have reached metadata */
+        /* Unknown, or not sent / refused for now after an unknown attempt: ask again. */
+        int64_t left = deadline - gw_now_ms();
+        if (left <= 0)
+            break;
+        if (!dyno_mq_connected(gw->mq))
+            (void)dyno_mq_wait_connected(gw->mq, (int)(left < 1000 ? left : 1000));
+        else if (!unk)
+            gw_put_nap(left < 200 ? left : 200); /* an overloaded metadata: do not spin */
+    }
+    if (tries > 1)
+        dyno_info("commit retried", "key=%s tries=%d outcome=%s", p->key, tries,
+                  unknown && rc ? "unknown"
+                  : rc          ? dyno_err_code(rc)
+                                : "committed");
+    if (rc && unknown) {
+        snprintf(p->msg, sizeof(p->msg),
+                 "metadata did not answer object.commit of %s within %lld ms: the object may or may not "
+                 "have been stored",
+                 p->key, (long long)gw->cfg.commit_resolve_ms);
+        return DYNO_ETIMEDOUT;
+    }
+    return rc;
+}
+
 /*
  * Everything after the last body byte: the last stripe, the trailers, the answers of the
  * containers, object.commit and the object.created event. 0 with *out the reply body (the
@@ -571,10 +648,12 @@ static int gw_put_finish(struct gw_put *p, cJSON **out)
         cJSON_AddItemToArray(fr, o);
         stored += p->up[i].stored;
     }
-    rc = gw_rpc(gw, "metadata", "object.commit", params, &res, p->msg, sizeof(p->msg));
+    dyno_crash_point("gateway.put.before_commit");
+    rc = gw_put_commit(p, params, &res);
     cJSON_Delete(params);
     if (rc)
         return rc;
+    dyno_crash_point("gateway.put.before_reply");
 
     /* Committed: from here on the object is visible and must not be aborted. */
     r->put = NULL;

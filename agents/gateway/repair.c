@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "gw.h"
 #include "hash.h"
 #include "json.h"
@@ -553,6 +554,8 @@ static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
         }
         if ((rc = gw_repair_write_stripe(t, s, ulen)) != 0)
             return rc;
+        if (s == 0 && stripes > 1)
+            dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
         if (gw_repair_throttle(rep, (uint64_t)ulen * (uint64_t)(t->k + gw_repair_live_targets(t)))) {
             snprintf(t->msg, sizeof(t->msg), "gateway stopping");
             return DYNO_EUNAVAIL;
@@ -609,6 +612,8 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         }
     }
     char msg[300];
+    if (ok > 0)
+        dyno_crash_point("repair.before_complete"); /* new fragments stored, not recorded */
     int crc = gw_rpc(gw, "metadata", "repair.complete", params, NULL, msg, sizeof(msg));
     cJSON_Delete(params);
     int64_t ms = gw_now_ms() - t0;
@@ -696,6 +701,8 @@ static int gw_repair_gc_once(struct gw_repair_worker *w)
             cJSON_AddItemToArray(out, o);
         }
     }
+    if (deleted_total > 0)
+        dyno_crash_point("gc.before_complete"); /* deleted on disk, rows still in metadata */
     rc = gw_rpc(gw, "metadata", "gc.complete", done, NULL, msg, sizeof(msg));
     if (rc)
         dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);

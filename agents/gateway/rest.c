@@ -147,8 +147,9 @@ static void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw
 static enum MHD_Result gw_need_auth(struct gw_req *r)
 {
     char msg[200];
-    if (gw_authenticate(r, msg, sizeof(msg)))
-        return gw_reply_error(r, DYNO_EUNAUTH, "%s", msg);
+    int rc = gw_authenticate(r, msg, sizeof(msg));
+    if (rc) /* DYNO_EUNAUTH, or DYNO_EUNAVAIL (503) before the revocation feed arrived */
+        return gw_reply_error(r, rc, "%s", msg);
     return MHD_YES;
 }
 

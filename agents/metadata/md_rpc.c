@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "ec.h"
 #include "frag.h"
 #include "agent.h"
@@ -302,6 +303,8 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     rc = md_store_commit(db, key, size, sha, frags, (size_t)i, &nodes, (int64_t)time(NULL), result, err,
                          errlen);
     free(nodes.v);
+    if (rc == 0)
+        dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
     return rc;
 }
 
