@@ -12,6 +12,9 @@
 
 #define REST_NO_ROUTE "no such route"
 #define REST_BAD_CATALOG "bad catalog path (owner/segment[/segment...], [A-Za-z0-9._-])"
+#define REST_RESERVED_PATH                                                                                   \
+    "bad catalog path: without ~, objects, shares and subscription name a catalog's sub-resources, "         \
+    "so a catalog with a segment so named is reached as /v1/catalogs/<catalog>/~[/...]"
 
 static const char *const rest_kind_names[DYNO_REST_KIND_COUNT] = {
     [DYNO_REST_NONE] = "none",
@@ -111,17 +114,38 @@ static bool rest_catalog(char **s, int n, char *out, size_t cap)
     return dyno_valid_catalog(out);
 }
 
-/* s[0..n): what follows /v1/catalogs/. */
-static int rest_catalog_route(char **s, int n, struct dyno_rest_route *out, const char **why)
+static const char *const rest_reserved_words[] = {"objects", "shares", "subscription", NULL};
+
+bool dyno_rest_reserved(const char *segment)
 {
-    int cat_n = 0;
-    while (cat_n < n && strcmp(s[cat_n], DYNO_REST_SUB) != 0)
-        cat_n++;
-    if (!rest_catalog(s, cat_n, out->catalog, sizeof(out->catalog)))
+    for (size_t i = 0; segment && rest_reserved_words[i]; i++)
+        if (strcmp(segment, rest_reserved_words[i]) == 0)
+            return true;
+    return false;
+}
+
+int dyno_rest_catalog_creatable(const char *path, const char **why)
+{
+    char seg[DYNO_SEG_MAX + 1];
+    if (!dyno_valid_catalog(path))
         return rest_fail(DYNO_EINVAL, REST_BAD_CATALOG, why);
-    char **sub = s + cat_n + 1;
-    int nsub = n - cat_n - 1;
-    if (cat_n == n) {
+    /* A valid catalog's segments are 1..DYNO_SEG_MAX bytes, so each fits seg. */
+    for (const char *p = path;;) {
+        size_t n = strcspn(p, "/");
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (dyno_rest_reserved(seg))
+            return rest_fail(DYNO_EINVAL, DYNO_REST_RESERVED_WHY, why);
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+/* What follows "~": sub[0..nsub) names the catalog itself (nothing) or a sub-resource. */
+static int rest_sub_resource(char **sub, int nsub, struct dyno_rest_route *out, const char **why)
+{
+    if (nsub == 0) {
         out->kind = DYNO_REST_CATALOG;
     } else if (nsub == 1 && strcmp(sub[0], "objects") == 0) {
         out->kind = DYNO_REST_CATALOG_OBJECTS;
@@ -136,11 +160,44 @@ static int rest_catalog_route(char **s, int n, struct dyno_rest_route *out, cons
         memcpy(out->name, sub[1], strlen(sub[1]) + 1);
         out->kind = DYNO_REST_CATALOG_SHARE;
     } else {
-        out->catalog[0] = '\0';
         return rest_fail(DYNO_ENOTFOUND,
-                         "no such sub-resource of a catalog (~/objects, ~/shares, ~/subscription)", why);
+                         "no such sub-resource of a catalog (~, ~/objects, ~/shares, ~/subscription)", why);
     }
     return 0;
+}
+
+/*
+ * s[0..n): what follows /v1/catalogs/. With a "~" segment, the catalog is what precedes it
+ * (any catalog). Without, the reserved words at the end name the sub-resource (the SPEC form,
+ * rest.h), and the catalog before them may have no reserved segment: that keeps the two
+ * readings of a path apart, so every path is one route.
+ */
+static int rest_catalog_route(char **s, int n, struct dyno_rest_route *out, const char **why)
+{
+    int cat_n = 0;
+    while (cat_n < n && strcmp(s[cat_n], DYNO_REST_SUB) != 0)
+        cat_n++;
+    if (cat_n < n) {
+        if (!rest_catalog(s, cat_n, out->catalog, sizeof(out->catalog)))
+            return rest_fail(DYNO_EINVAL, REST_BAD_CATALOG, why);
+        return rest_sub_resource(s + cat_n + 1, n - cat_n - 1, out, why);
+    }
+    out->spec_form = true;
+    /* .../shares/<principal> first: read as .../<word> (.../shares/objects), the catalog
+     * before the word would end in "shares", which the check below refuses anyway. */
+    if (n >= 2 && strcmp(s[n - 2], "shares") == 0)
+        cat_n = n - 2;
+    else if (dyno_rest_reserved(s[n - 1]))
+        cat_n = n - 1;
+    bool reserved = false;
+    for (int i = 0; i < cat_n; i++)
+        reserved = reserved || dyno_rest_reserved(s[i]);
+    if (!reserved && rest_catalog(s, cat_n, out->catalog, sizeof(out->catalog)))
+        return rest_sub_resource(s + cat_n, n - cat_n, out, why);
+    /* Point to "~" when the whole path would name a catalog: o/objects is reached as o/objects/~. */
+    if (reserved || (cat_n < n && rest_catalog(s, n, out->catalog, sizeof(out->catalog))))
+        return rest_fail(DYNO_EINVAL, REST_RESERVED_PATH, why);
+    return rest_fail(DYNO_EINVAL, REST_BAD_CATALOG, why);
 }
 
 static int rest_route(struct rest_segs *sg, struct dyno_rest_route *out, const char **why)
@@ -342,12 +399,13 @@ int dyno_rest_route_format(const struct dyno_rest_route *r, char *out, size_t ca
             return DYNO_EINVAL;
         rest_lit(&o, "/v1/catalogs");
         rest_catalog_segs(&o, r->catalog);
+        rest_lit(&o, "/" DYNO_REST_SUB); /* the "~" form reaches every catalog (rest.h) */
         if (r->kind == DYNO_REST_CATALOG_OBJECTS)
-            rest_lit(&o, "/" DYNO_REST_SUB "/objects");
+            rest_lit(&o, "/objects");
         else if (r->kind == DYNO_REST_CATALOG_SHARES || r->kind == DYNO_REST_CATALOG_SHARE)
-            rest_lit(&o, "/" DYNO_REST_SUB "/shares");
+            rest_lit(&o, "/shares");
         else if (r->kind == DYNO_REST_CATALOG_SUBSCRIPTION)
-            rest_lit(&o, "/" DYNO_REST_SUB "/subscription");
+            rest_lit(&o, "/subscription");
         if (r->kind == DYNO_REST_CATALOG_SHARE)
             rest_seg(&o, r->name);
         break;

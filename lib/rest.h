@@ -6,18 +6,29 @@
  *
  * Routes. A path is split at '/', and each segment is percent-decoded on its own, so an
  * escaped '/' stays inside its segment (and then fails the name rules) instead of changing
- * the route. A catalog path is every segment after /v1/catalogs/ up to the segment "~", which
- * opens the catalog's sub-resources:
+ * the route. Catalog routes have two forms (docs/protocol.md §9).
  *
- *   /v1/catalogs/<owner>/<path>                       the catalog itself
+ * The "~" form, canonical (the formatter writes it, the clients send it), reaches every
+ * catalog: the catalog path is every segment after /v1/catalogs/ up to the segment "~", and
+ * what follows "~" names the catalog's sub-resource:
+ *
+ *   /v1/catalogs/<owner>/<path>/~                     the catalog itself
  *   /v1/catalogs/<owner>/<path>/~/objects             its objects (list, put)
  *   /v1/catalogs/<owner>/<path>/~/shares              its shares (add)
  *   /v1/catalogs/<owner>/<path>/~/shares/<principal>  one share (remove): a user, or an org
  *                                                     path with its '/' escaped as %2F
  *   /v1/catalogs/<owner>/<path>/~/subscription        the caller's subscription
  *
- * "~" is outside the alphabet of names ([A-Za-z0-9._-]), so no catalog can be named like a
- * sub-resource: /v1/catalogs/o/a/shares/x is the catalog o/a/shares/x, always.
+ * "~" is outside the alphabet of names ([A-Za-z0-9._-]), so no catalog can be named like it.
+ *
+ * The SPEC form (SPEC §4, kept because users and scripts rely on it) has no "~" and reserved
+ * words instead: a last segment "objects", "shares" or "subscription" is that sub-resource of
+ * the catalog before it, a second-to-last segment "shares" is a share of the catalog before it
+ * (so /v1/catalogs/o/a/shares/x is the share x of o/a), and otherwise the whole path is the
+ * catalog. Parsed so, the catalog never has a reserved segment (DYNO_EINVAL otherwise): no new
+ * catalog may have one (dyno_rest_catalog_creatable), and one created before this rule is
+ * reached with the "~" form. A path is therefore one route in either form, and a SPEC-form path
+ * is the same route as its "~" form.
  */
 #ifndef DYNO_REST_H
 #define DYNO_REST_H
@@ -32,6 +43,11 @@
 #define DYNO_REST_PATH_MAX 4096  /* longer request paths are no route */
 #define DYNO_REST_SEGS_MAX 16    /* /v1/catalogs/<owner>/<8 segments>/~/shares/<principal> fits */
 #define DYNO_REST_LIMIT_MAX 1000 /* ?limit= of listings */
+
+/* Why a new catalog with a reserved segment is refused: the message clients get. */
+#define DYNO_REST_RESERVED_WHY                                                                               \
+    "objects, shares and subscription are reserved words of REST paths: no new catalog may have "            \
+    "a segment so named"
 
 enum dyno_rest_kind {
     DYNO_REST_NONE = 0,
@@ -64,6 +80,7 @@ struct dyno_rest_route {
     char catalog[DYNO_CATALOG_MAX + 1]; /* a valid catalog path */
     char id[DYNO_KEY_LEN + 1];          /* an object key or a token id (32 lowercase hex) */
     char name[DYNO_ACL_ORG_MAX + 1];    /* a share's principal (segment or org path), a container id */
+    bool spec_form; /* catalog routes: the path had no "~" segment (the SPEC form); not formatted */
 };
 
 /*
@@ -77,10 +94,23 @@ int dyno_rest_route_parse(const char *path, struct dyno_rest_route *out, const c
 /*
  * Writes the canonical path of route r into out (cap bytes, always terminated when cap > 0):
  * the fields its kind uses, each segment percent-escaped where needed ('/' of a principal as
- * %2F). Parsing the result gives r back. 0; DYNO_EINVAL when r is not a route or a field its
+ * %2F); a catalog route always in the "~" form, so that it reaches every catalog. Parsing the
+ * result gives r back, with spec_form false. 0; DYNO_EINVAL when r is not a route or a field its
  * kind uses is not valid; DYNO_ETOOBIG when cap is too small.
  */
 int dyno_rest_route_format(const struct dyno_rest_route *r, char *out, size_t cap);
+
+/* Whether a decoded path segment is one of the reserved words "objects", "shares",
+ * "subscription" (exact bytes). */
+bool dyno_rest_reserved(const char *segment);
+
+/*
+ * Whether a new catalog may be created at path: a valid catalog with no reserved segment.
+ * 0; DYNO_EINVAL with *why (may be NULL) a static message for the client. Only creation
+ * applies it: a catalog created before the rule keeps working (topics, events, ACLs, REST
+ * through "~"), so dyno_valid_catalog() stays as it was.
+ */
+int dyno_rest_catalog_creatable(const char *path, const char **why);
 
 /* The name of a kind, for logs and tests ("catalog.share"); "none" for anything else. */
 const char *dyno_rest_kind_name(enum dyno_rest_kind kind);

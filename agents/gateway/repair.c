@@ -1051,6 +1051,8 @@ static void gw_rebuild_catalog(struct gw_req *r, struct gw_rebuild *rb, const ch
         return;
     p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "catalog", catalog);
+    /* It existed (its objects say so), so a reserved segment in its name is no new catalog. */
+    cJSON_AddBoolToObject(p, "restore", true);
     cJSON_AddItemToObject(p, "caller", gw_caller_json(r));
     rc = gw_rpc(r->gw, "pubsub", "catalog.create", p, NULL, msg, sizeof(msg));
     cJSON_Delete(p);

@@ -172,12 +172,16 @@ static enum MHD_Result gw_authed(struct gw_req *r, enum MHD_Result (*h)(struct g
 }
 
 /* A catalog or one of its sub-resources (lib/rest.h): r->catalog is set and valid. */
-static enum MHD_Result gw_route_catalog(struct gw_req *r, enum dyno_rest_kind kind)
+static enum MHD_Result gw_route_catalog(struct gw_req *r, const struct dyno_rest_route *rt)
 {
     enum MHD_Result ret = gw_need_auth(r);
     if (r->replied)
         return ret;
-    switch (kind) {
+    /* PUT /v1/catalogs/o/a/shares: without "~", the only reading that would allow a PUT is a
+     * new catalog with a reserved segment, which no one may create. */
+    if (GW_IS(PUT) && rt->spec_form && rt->kind != DYNO_REST_CATALOG)
+        return gw_reply_error(r, DYNO_EINVAL, "%s", DYNO_REST_RESERVED_WHY);
+    switch (rt->kind) {
     case DYNO_REST_CATALOG_OBJECTS:
         if (GW_IS(GET))
             return gw_object_list(r);
@@ -210,6 +214,14 @@ static enum MHD_Result gw_route_catalog(struct gw_req *r, enum dyno_rest_kind ki
         if (GW_IS(DELETE))
             return gw_catalog_delete(r);
         break;
+    }
+    /* Most likely a catalog named with a reserved word, asked for in the SPEC form. */
+    if (rt->spec_form && rt->kind != DYNO_REST_CATALOG) {
+        const char *what = strchr(dyno_rest_kind_name(rt->kind), '.'); /* "catalog.share" */
+        return gw_reply_error(r, DYNO_EMETHOD,
+                              "method %s not allowed on the %s of catalog %s; a catalog with a segment "
+                              "objects, shares or subscription is /v1/catalogs/<catalog>/~",
+                              r->method, what ? what + 1 : "sub-resource", r->catalog);
     }
     return gw_method_not_allowed(r);
 }
@@ -289,7 +301,7 @@ static enum MHD_Result gw_route(struct gw_req *r, const char *url)
     case DYNO_REST_CATALOG_SHARES:
     case DYNO_REST_CATALOG_SHARE:
     case DYNO_REST_CATALOG_SUBSCRIPTION:
-        return gw_route_catalog(r, rt.kind);
+        return gw_route_catalog(r, &rt);
     case DYNO_REST_OBJECT:
     case DYNO_REST_OBJECT_META:
         return gw_route_object(r, rt.kind);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "names.h"
 #include "ps_feed.h"
+#include "rest.h"
 
 #define PS_SHA256_HEX 64
 #define PS_SIZE_MAX (INT64_C(1) << 53) /* exact in JSON */
@@ -125,14 +126,20 @@ static int h_create(void *arg, const cJSON *req, cJSON **result, char *err, size
     struct ps_who c;
     const char *path;
     int64_t k, m;
-    bool pub;
+    bool pub, restore;
     int rc;
     if ((rc = p_catalog(req, &path, err, errlen)) != 0 || (rc = p_caller(req, &c, err, errlen)) != 0 ||
         (rc = p_bool(req, "public", false, &pub, err, errlen)) != 0 ||
+        (rc = p_bool(req, "restore", false, &restore, err, errlen)) != 0 ||
         (rc = p_int(req, "k", ctx->default_k, 1, DYNO_EC_MAX_K, &k, err, errlen)) != 0 ||
         (rc = p_int(req, "m", ctx->default_m, 0, DYNO_EC_MAX_M, &m, err, errlen)) != 0 ||
         (rc = require_owner(path, &c, "create catalogs under", err, errlen)) != 0)
         return rc;
+    /* The REST paths reserve three words (lib/rest.h). Every creation comes here, so this is
+     * the one check; an admin's restore (metadata rebuild) brings back a catalog that existed. */
+    const char *why = NULL;
+    if (!(restore && c.admin) && dyno_rest_catalog_creatable(path, &why) != 0)
+        return bad(err, errlen, why);
     char owner[DYNO_SEG_MAX + 1];
     dyno_catalog_owner(path, owner, sizeof(owner));
     cJSON *policy = NULL;

@@ -8,10 +8,14 @@
  *   mode % 4 == 0  the rest is a request path. Checked: a failed parse leaves the route zeroed
  *                  and says why; a parsed route has the fields its kind promises (a valid
  *                  catalog, key, principal or container id) and no others; it formats back to
- *                  a path that parses to the very same route and formats to itself (one
- *                  canonical form); a catalog route is a sub-resource exactly when the path has
- *                  a segment that decodes to "~" (the grammar is unambiguous), and the catalog
- *                  is the decoded segments before it, joined (an oracle written apart).
+ *                  a path in the "~" form that parses to the very same route and formats to
+ *                  itself (one canonical form); the route of a catalog path is what an oracle
+ *                  written apart reads from the decoded segments: with a "~" segment, the
+ *                  catalog before it and the sub-resource after; without (the SPEC form), the
+ *                  reserved words at the end; no path without "~" gives a catalog with a
+ *                  reserved segment ("objects", "shares", "subscription"), and a SPEC-form
+ *                  path (the canonical one with its "~" segment taken out) parses to the same
+ *                  route as its canonical form.
  *   mode % 4 == 1  8 bytes of object size (little endian), then a Range header value. Checked:
  *                  a satisfiable range lies within the object (first <= last < size); the
  *                  result is one of the documented codes.
@@ -63,41 +67,115 @@ static bool is_catalog_kind(enum dyno_rest_kind k)
            k == DYNO_REST_CATALOG_SHARE || k == DYNO_REST_CATALOG_SUBSCRIPTION;
 }
 
-/*
- * The oracle of the catalog part: for a path starting "/v1/catalogs/", the decoded segments
- * up to the first one that decodes to "~", joined with '/', into cat (cap bytes); *has_sub
- * whether such a segment exists. false when a segment does not decode or it does not fit.
- */
-static bool oracle_catalog(const char *path, char *cat, size_t cap, bool *has_sub)
+static bool is_word(const char *seg)
 {
-    static const char prefix[] = "/v1/catalogs/";
+    return strcmp(seg, "objects") == 0 || strcmp(seg, "shares") == 0 || strcmp(seg, "subscription") == 0;
+}
+
+/* Whether a catalog path ("a/b/c") has a reserved segment. */
+static bool has_word(const char *catalog)
+{
     char seg[DYNO_REST_PATH_MAX];
-    size_t o = 0;
-    *has_sub = false;
-    cat[0] = '\0';
-    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
-        return false;
-    for (const char *p = path + sizeof(prefix) - 1;;) {
+    for (const char *p = catalog;;) {
         size_t n = strcspn(p, "/");
         memcpy(seg, p, n);
         seg[n] = '\0';
-        if (dyno_url_decode(seg) != 0)
-            return false;
-        if (strcmp(seg, "~") == 0) {
-            *has_sub = true;
+        if (is_word(seg))
             return true;
-        }
-        size_t l = strlen(seg);
-        if (o + l + 2 > cap)
-            return false;
-        if (o)
-            cat[o++] = '/';
-        memcpy(cat + o, seg, l + 1);
-        o += l;
         if (p[n] == '\0')
-            return true;
+            return false;
         p += n + 1;
     }
+}
+
+/* What the oracle reads from a catalog path. */
+struct oracle {
+    bool tilde;                       /* a segment decodes to "~" */
+    enum dyno_rest_kind kind;         /* NONE: no catalog route of this shape */
+    char catalog[DYNO_REST_PATH_MAX]; /* the decoded segments of the catalog, joined */
+};
+
+/*
+ * The oracle of the catalog routes, for a path starting "/v1/catalogs/": decodes every segment,
+ * then reads the route from the end (SPEC form) or from the first "~". false when a segment
+ * does not decode. The catalog is not checked for validity here: the parser must refuse what
+ * is invalid, and the caller checks what it accepted.
+ */
+static bool oracle_catalog(const char *path, struct oracle *o)
+{
+    static const char prefix[] = "/v1/catalogs/";
+    static char segs[DYNO_REST_SEGS_MAX + 1][DYNO_REST_PATH_MAX];
+    int n = 0, cat_n = -1;
+    memset(o, 0, sizeof(*o));
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    for (const char *p = path + sizeof(prefix) - 1; n <= DYNO_REST_SEGS_MAX;) {
+        size_t l = strcspn(p, "/");
+        memcpy(segs[n], p, l);
+        segs[n][l] = '\0';
+        if (dyno_url_decode(segs[n]) != 0)
+            return false;
+        if (cat_n < 0 && strcmp(segs[n], "~") == 0)
+            cat_n = n;
+        n++;
+        if (p[l] == '\0')
+            break;
+        p += l + 1;
+    }
+    const char *last = segs[n - 1];
+    int tail; /* segments after the catalog that name the sub-resource */
+    o->tilde = cat_n >= 0;
+    if (o->tilde) {
+        tail = n - cat_n - 1;
+        const char *w = tail >= 1 ? segs[cat_n + 1] : "";
+        if (tail == 0)
+            o->kind = DYNO_REST_CATALOG;
+        else if (tail == 2 && strcmp(w, "shares") == 0)
+            o->kind = DYNO_REST_CATALOG_SHARE;
+        else if (tail == 1 && strcmp(w, "objects") == 0)
+            o->kind = DYNO_REST_CATALOG_OBJECTS;
+        else if (tail == 1 && strcmp(w, "shares") == 0)
+            o->kind = DYNO_REST_CATALOG_SHARES;
+        else if (tail == 1 && strcmp(w, "subscription") == 0)
+            o->kind = DYNO_REST_CATALOG_SUBSCRIPTION;
+    } else if (n >= 2 && strcmp(segs[n - 2], "shares") == 0) {
+        o->kind = DYNO_REST_CATALOG_SHARE;
+        cat_n = n - 2;
+    } else if (strcmp(last, "objects") == 0) {
+        o->kind = DYNO_REST_CATALOG_OBJECTS;
+        cat_n = n - 1;
+    } else if (strcmp(last, "shares") == 0) {
+        o->kind = DYNO_REST_CATALOG_SHARES;
+        cat_n = n - 1;
+    } else if (strcmp(last, "subscription") == 0) {
+        o->kind = DYNO_REST_CATALOG_SUBSCRIPTION;
+        cat_n = n - 1;
+    } else {
+        o->kind = DYNO_REST_CATALOG;
+        cat_n = n;
+    }
+    size_t len = 0;
+    for (int i = 0; i < cat_n; i++) {
+        size_t l = strlen(segs[i]);
+        if (len + l + 2 > sizeof(o->catalog))
+            return false;
+        if (i)
+            o->catalog[len++] = '/';
+        memcpy(o->catalog + len, segs[i], l + 1);
+        len += l;
+    }
+    return true;
+}
+
+/* The canonical path with its "/~" segment taken out: the SPEC form of the same route. */
+static void spec_form_of(const char *canonical, char *out, size_t cap)
+{
+    const char *t = strstr(canonical, "/~");
+    FUZZ_CHECK(t != NULL && (t[2] == '\0' || t[2] == '/'));
+    size_t head = (size_t)(t - canonical);
+    FUZZ_CHECK(head + strlen(t + 2) < cap);
+    memcpy(out, canonical, head);
+    strcpy(out + head, t + 2);
 }
 
 static void fuzz_route(const char *path)
@@ -131,25 +209,46 @@ static void fuzz_route(const char *path)
     else
         FUZZ_CHECK(!name && r.name[0] == '\0');
 
-    /* unambiguous: sub-resource exactly when a segment is "~", and the catalog before it */
+    /* unambiguous: the route is the oracle's, and without "~" never a reserved catalog */
     if (cat) {
-        char ocat[DYNO_REST_PATH_MAX];
-        bool has_sub = false;
-        FUZZ_CHECK(oracle_catalog(path, ocat, sizeof(ocat), &has_sub));
-        FUZZ_CHECK(has_sub == (r.kind != DYNO_REST_CATALOG));
-        FUZZ_CHECK(strcmp(ocat, r.catalog) == 0);
+        static struct oracle o;
+        FUZZ_CHECK(oracle_catalog(path, &o));
+        FUZZ_CHECK(r.kind == o.kind);
+        FUZZ_CHECK(strcmp(r.catalog, o.catalog) == 0);
+        FUZZ_CHECK(r.spec_form == !o.tilde);
+        if (r.spec_form)
+            FUZZ_CHECK(!has_word(r.catalog));
+    } else {
+        FUZZ_CHECK(!r.spec_form);
     }
 
     /* one canonical form: format, parse back, format again */
     FUZZ_CHECK(dyno_rest_route_format(&r, out, sizeof(out)) == 0);
     FUZZ_CHECK(out[0] == '/' && strlen(out) < sizeof(out));
     FUZZ_CHECK(dyno_rest_route_parse(out, &again, NULL) == 0);
-    FUZZ_CHECK(memcmp(&r, &again, sizeof(r)) == 0);
+    FUZZ_CHECK(!again.spec_form);
+    struct dyno_rest_route canon = r;
+    canon.spec_form = false;
+    FUZZ_CHECK(memcmp(&canon, &again, sizeof(r)) == 0);
     FUZZ_CHECK(dyno_rest_route_format(&again, out2, sizeof(out2)) == 0);
     FUZZ_CHECK(strcmp(out, out2) == 0);
     /* a buffer one byte short is refused, never truncated */
     size_t len = strlen(out);
     FUZZ_CHECK(dyno_rest_route_format(&r, out2, len) == DYNO_ETOOBIG && out2[0] == '\0');
+
+    /* the SPEC form of a catalog route without a reserved segment is the same route; with
+     * one, it is refused or another route, never that catalog */
+    if (cat) {
+        spec_form_of(out, out2, sizeof(out2));
+        int src = dyno_rest_route_parse(out2, &again, NULL);
+        if (!has_word(r.catalog)) {
+            FUZZ_CHECK(src == 0 && again.spec_form);
+            again.spec_form = false;
+            FUZZ_CHECK(memcmp(&canon, &again, sizeof(r)) == 0);
+        } else {
+            FUZZ_CHECK(src != 0 || strcmp(again.catalog, r.catalog) != 0);
+        }
+    }
 }
 
 static void fuzz_range(const uint8_t *data, size_t size)

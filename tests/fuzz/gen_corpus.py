@@ -148,7 +148,14 @@ def seeds():
                        ("named-like-share", "/v1/catalogs/o/a/shares/x"),
                        ("object-meta", "/v1/objects/%s/meta" % KEY), ("token", "/v1/tokens/" + KEY),
                        ("drain", "/v1/containers/c1/drain"), ("escaped", "/v1/catalogs/al%69ce/a%7E/%7E/objects"),
-                       ("healthz", "/healthz")]:
+                       ("healthz", "/healthz"),
+                       # the SPEC form beside "~" (reserved words at the end; docs/protocol.md §9)
+                       ("spec-objects", "/v1/catalogs/alice/a/objects"),
+                       ("spec-subscription", "/v1/catalogs/alice/a/b/subscription"),
+                       ("spec-share-named-shares", "/v1/catalogs/o/a/shares/shares"),
+                       ("spec-share-escaped", "/v1/catalogs/o/a/%73hares/lab%2Fct"),
+                       ("spec-reserved-inside", "/v1/catalogs/o/objects/x"),
+                       ("catalog-tilde", "/v1/catalogs/alice/a/shares/~")]:
         yield "rest", "path-" + name, b"\x00" + path.encode()
     for name, size, rng in [("a-b", 1000, "bytes=0-499"), ("open", 1000, "bytes=500-"), ("suffix", 1000, "bytes=-10"),
                             ("beyond", 10, "bytes=20-30"), ("multi", 1000, "bytes=0-1,5-6"), ("empty", 0, "bytes=0-0")]:

@@ -367,11 +367,13 @@ static void test_list_next(void **state)
     dyno_client_free(c);
 }
 
-/* Catalog calls use the route grammar of lib/rest.h: sub-resources after "~". */
+/* Catalog calls use the route grammar of lib/rest.h in its "~" form, which reaches every catalog:
+ * sub-resources after "~", and the catalog itself as <catalog>/~. */
 static void test_catalog_routes(void **state)
 {
     (void)state;
     dyno_client *c = client("tok");
+    cJSON *doc = NULL;
     const char *ok = "{\"catalog\":\"admin/x\"}";
     canned_set(200, NULL, ok, strlen(ok));
     assert_int_equal(dyno_client_catalog_share(c, "admin/a/shares", "lab/ct", 1, "write"), 0);
@@ -382,7 +384,10 @@ static void test_catalog_routes(void **state)
     assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "bob", 0), 0);
     assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/~/shares/bob?kind=user HTTP/1.1"));
     assert_int_equal(dyno_client_catalog_delete(c, "admin/a/shares/bob", 1), 0);
-    assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/shares/bob?recursive=1 HTTP/1.1"));
+    assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/shares/bob/~?recursive=1 HTTP/1.1"));
+    assert_int_equal(dyno_client_catalog_info(c, "admin/objects", &doc), 0); /* every catalog, by "~" */
+    assert_non_null(strstr(srv.request, "GET /v1/catalogs/admin/objects/~ HTTP/1.1"));
+    cJSON_Delete(doc);
     /* a bad principal never reaches the gateway */
     srv.request[0] = '\0';
     assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "b b", 0), DYNO_EINVAL);

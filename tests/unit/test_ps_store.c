@@ -511,6 +511,46 @@ static void test_rpc_authorization(void **state)
     cJSON_Delete(res);
 }
 
+/* The words REST paths reserve (lib/rest.h) name no new catalog, whoever asks; an admin's
+ * restore (metadata rebuild) brings one back, and an existing one keeps working. */
+static void test_rpc_create_refuses_reserved_words(void **state)
+{
+    struct fx *f = *state;
+    cJSON *res = NULL;
+    static const char *const reserved[] = {"alice/objects", "alice/a/shares", "alice/subscription/x",
+                                           "objects/a"};
+    char req[256];
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        snprintf(req, sizeof(req), "{\"catalog\":\"%s\"," ROOT "}", reserved[i]);
+        f->err[0] = '\0';
+        assert_int_equal(call(f, "catalog.create", req, NULL), DYNO_EINVAL);
+        assert_string_equal(f->err, DYNO_REST_RESERVED_WHY);
+        /* restore is for admins only */
+        snprintf(req, sizeof(req), "{\"catalog\":\"%s\",\"restore\":true," ALICE "}", reserved[i]);
+        int rc = call(f, "catalog.create", req, NULL);
+        assert_true(rc == DYNO_EINVAL || rc == DYNO_EFORBIDDEN);
+        assert_false(exists(f, reserved[i]));
+    }
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM catalogs"), 0);
+    assert_int_equal(
+        call(f, "catalog.create", "{\"catalog\":\"alice/a/shares\",\"restore\":\"yes\"," ROOT "}", NULL),
+        DYNO_EINVAL);
+    assert_int_equal(
+        call(f, "catalog.create", "{\"catalog\":\"alice/a/shares\",\"restore\":true," ROOT "}", &res), 0);
+    assert_string_equal(dyno_json_str(res, "owner"), "alice");
+    cJSON_Delete(res);
+    /* an existing one: shares and subscriptions work as for any catalog */
+    assert_int_equal(call(f, "share.add",
+                          "{\"catalog\":\"alice/a/shares\",\"principal\":\"bob\",\"kind\":\"user\","
+                          "\"access\":\"read\"," ALICE "}",
+                          NULL),
+                     0);
+    assert_int_equal(call(f, "subscription.add", "{\"catalog\":\"alice/a/shares\"," BOB "}", NULL), 0);
+    /* words inside a segment, or of another case, are names like any other */
+    assert_int_equal(call(f, "catalog.create", "{\"catalog\":\"alice/my-shares/Objects\"," ALICE "}", NULL),
+                     0);
+}
+
 static void test_rpc_hostile_input_changes_nothing(void **state)
 {
     struct fx *f = *state;
@@ -626,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscriptions_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_authorization, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rpc_create_refuses_reserved_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_hostile_input_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_event_validation, setup, teardown),
     };

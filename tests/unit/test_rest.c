@@ -1,5 +1,6 @@
 /* Unit tests of lib/rest.c: the REST route grammar (every route and each catalog
- * sub-resource, nested catalogs named like sub-resources), formatting, query values, headers. */
+ * sub-resource in the "~" and the SPEC form, catalogs named like sub-resources, the reserved
+ * words of new catalogs), formatting, query values, headers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,10 +15,10 @@
 
 #define KEY "0123456789abcdef0123456789abcdef"
 
-/* Parses path, expects kind and the given fields, and checks that it formats back to want
- * (NULL: the path itself) and that this parses to the same route. */
-static void route_ok(const char *path, enum dyno_rest_kind kind, const char *catalog, const char *id,
-                     const char *name, const char *want)
+/* Parses path, expects kind, the given fields and spec_form, and checks that it formats back
+ * to want (NULL: the path itself) and that this parses to the same route in the "~" form. */
+static void route_check(const char *path, bool spec_form, enum dyno_rest_kind kind, const char *catalog,
+                        const char *id, const char *name, const char *want)
 {
     struct dyno_rest_route r, again;
     const char *why = NULL;
@@ -30,10 +31,28 @@ static void route_ok(const char *path, enum dyno_rest_kind kind, const char *cat
     assert_string_equal(r.catalog, catalog ? catalog : "");
     assert_string_equal(r.id, id ? id : "");
     assert_string_equal(r.name, name ? name : "");
+    if (r.spec_form != spec_form)
+        fail_msg("%s: spec_form %d, want %d", path, r.spec_form, spec_form);
     assert_int_equal(dyno_rest_route_format(&r, out, sizeof(out)), 0);
     assert_string_equal(out, want ? want : path);
     assert_int_equal(dyno_rest_route_parse(out, &again, NULL), 0);
+    assert_false(again.spec_form);
+    r.spec_form = false;
     assert_memory_equal(&r, &again, sizeof(r));
+}
+
+/* A path of the "~" form, or a route that is not a catalog's. */
+static void route_ok(const char *path, enum dyno_rest_kind kind, const char *catalog, const char *id,
+                     const char *name, const char *want)
+{
+    route_check(path, false, kind, catalog, id, name, want);
+}
+
+/* A path of the SPEC form: the same route as its "~" form, canonical. */
+static void spec_ok(const char *path, enum dyno_rest_kind kind, const char *catalog, const char *name,
+                    const char *canonical)
+{
+    route_check(path, true, kind, catalog, NULL, name, canonical);
 }
 
 static void route_err(const char *path, int want)
@@ -71,8 +90,8 @@ static void test_fixed_routes(void **state)
 static void test_catalog_sub_resources(void **state)
 {
     (void)state;
-    route_ok("/v1/catalogs/alice/a", DYNO_REST_CATALOG, "alice/a", NULL, NULL, NULL);
-    route_ok("/v1/catalogs/alice/a/b/c", DYNO_REST_CATALOG, "alice/a/b/c", NULL, NULL, NULL);
+    route_ok("/v1/catalogs/alice/a/~", DYNO_REST_CATALOG, "alice/a", NULL, NULL, NULL);
+    route_ok("/v1/catalogs/alice/a/b/c/~", DYNO_REST_CATALOG, "alice/a/b/c", NULL, NULL, NULL);
     route_ok("/v1/catalogs/alice/a/~/objects", DYNO_REST_CATALOG_OBJECTS, "alice/a", NULL, NULL, NULL);
     route_ok("/v1/catalogs/alice/a/~/shares", DYNO_REST_CATALOG_SHARES, "alice/a", NULL, NULL, NULL);
     route_ok("/v1/catalogs/alice/a/~/shares/bob", DYNO_REST_CATALOG_SHARE, "alice/a", NULL, "bob", NULL);
@@ -83,24 +102,112 @@ static void test_catalog_sub_resources(void **state)
     /* an escaped "~" is the separator too, and formats back as the literal */
     route_ok("/v1/catalogs/alice/a/%7E/objects", DYNO_REST_CATALOG_OBJECTS, "alice/a", NULL, NULL,
              "/v1/catalogs/alice/a/~/objects");
-    route_ok("/v1/catalogs/al%69ce/a", DYNO_REST_CATALOG, "alice/a", NULL, NULL, "/v1/catalogs/alice/a");
+    route_ok("/v1/catalogs/al%69ce/a/%7e", DYNO_REST_CATALOG, "alice/a", NULL, NULL,
+             "/v1/catalogs/alice/a/~");
 }
 
-/* The ambiguity of the old grammar: without "~", every segment is part of the catalog. */
+/* SPEC §4's paths: the reserved words at the end name the sub-resource, and each is the same
+ * route as its "~" form, which the formatter writes. */
+static void test_spec_form(void **state)
+{
+    (void)state;
+    spec_ok("/v1/catalogs/alice/a", DYNO_REST_CATALOG, "alice/a", NULL, "/v1/catalogs/alice/a/~");
+    spec_ok("/v1/catalogs/alice/a/b/c", DYNO_REST_CATALOG, "alice/a/b/c", NULL, "/v1/catalogs/alice/a/b/c/~");
+    spec_ok("/v1/catalogs/alice/a/objects", DYNO_REST_CATALOG_OBJECTS, "alice/a", NULL,
+            "/v1/catalogs/alice/a/~/objects");
+    spec_ok("/v1/catalogs/alice/a/b/shares", DYNO_REST_CATALOG_SHARES, "alice/a/b", NULL,
+            "/v1/catalogs/alice/a/b/~/shares");
+    spec_ok("/v1/catalogs/alice/a/shares/bob", DYNO_REST_CATALOG_SHARE, "alice/a", "bob",
+            "/v1/catalogs/alice/a/~/shares/bob");
+    spec_ok("/v1/catalogs/alice/a/shares/lab%2Fct", DYNO_REST_CATALOG_SHARE, "alice/a", "lab/ct",
+            "/v1/catalogs/alice/a/~/shares/lab%2Fct");
+    spec_ok("/v1/catalogs/alice/a/subscription", DYNO_REST_CATALOG_SUBSCRIPTION, "alice/a", NULL,
+            "/v1/catalogs/alice/a/~/subscription");
+    /* a principal named like a word: .../shares/<principal> is read first */
+    spec_ok("/v1/catalogs/o/a/shares/shares", DYNO_REST_CATALOG_SHARE, "o/a", "shares",
+            "/v1/catalogs/o/a/~/shares/shares");
+    spec_ok("/v1/catalogs/o/a/shares/objects", DYNO_REST_CATALOG_SHARE, "o/a", "objects",
+            "/v1/catalogs/o/a/~/shares/objects");
+    spec_ok("/v1/catalogs/o/a/shares/subscription", DYNO_REST_CATALOG_SHARE, "o/a", "subscription",
+            "/v1/catalogs/o/a/~/shares/subscription");
+    /* segments are decoded first: an escaped word is the word */
+    spec_ok("/v1/catalogs/o/a/%73hares/bob", DYNO_REST_CATALOG_SHARE, "o/a", "bob",
+            "/v1/catalogs/o/a/~/shares/bob");
+    /* words are exact bytes */
+    spec_ok("/v1/catalogs/o/Objects", DYNO_REST_CATALOG, "o/Objects", NULL, "/v1/catalogs/o/Objects/~");
+    spec_ok("/v1/catalogs/o/objects2/shares.x", DYNO_REST_CATALOG, "o/objects2/shares.x", NULL,
+            "/v1/catalogs/o/objects2/shares.x/~");
+    spec_ok("/v1/catalogs/o/1/2/3/4/5/6/7/8/shares/lab%2Fa%2Fb", DYNO_REST_CATALOG_SHARE, "o/1/2/3/4/5/6/7/8",
+            "lab/a/b", "/v1/catalogs/o/1/2/3/4/5/6/7/8/~/shares/lab%2Fa%2Fb");
+}
+
+/* A catalog with a reserved segment (created before the words were reserved) is reached with
+ * the "~" form only: without it, the path is a sub-resource or no route, never that catalog. */
 static void test_catalogs_named_like_sub_resources(void **state)
 {
     (void)state;
-    route_ok("/v1/catalogs/o/a/shares/x", DYNO_REST_CATALOG, "o/a/shares/x", NULL, NULL, NULL);
-    route_ok("/v1/catalogs/o/objects", DYNO_REST_CATALOG, "o/objects", NULL, NULL, NULL);
-    route_ok("/v1/catalogs/o/a/shares", DYNO_REST_CATALOG, "o/a/shares", NULL, NULL, NULL);
-    route_ok("/v1/catalogs/o/subscription", DYNO_REST_CATALOG, "o/subscription", NULL, NULL, NULL);
+    route_ok("/v1/catalogs/o/a/shares/x/~", DYNO_REST_CATALOG, "o/a/shares/x", NULL, NULL, NULL);
+    route_ok("/v1/catalogs/o/objects/~", DYNO_REST_CATALOG, "o/objects", NULL, NULL, NULL);
+    route_ok("/v1/catalogs/o/a/shares/~", DYNO_REST_CATALOG, "o/a/shares", NULL, NULL, NULL);
     route_ok("/v1/catalogs/o/shares/~/shares/shares", DYNO_REST_CATALOG_SHARE, "o/shares", NULL, "shares",
              NULL);
     route_ok("/v1/catalogs/o/objects/~/objects", DYNO_REST_CATALOG_OBJECTS, "o/objects", NULL, NULL, NULL);
     route_ok("/v1/catalogs/o/a/subscription/~/subscription", DYNO_REST_CATALOG_SUBSCRIPTION,
              "o/a/subscription", NULL, NULL, NULL);
-    route_ok("/v1/catalogs/o/1/2/3/4/5/6/7/8/~/shares/lab%2Fa%2Fb", DYNO_REST_CATALOG_SHARE,
-             "o/1/2/3/4/5/6/7/8", NULL, "lab/a/b", NULL);
+    route_ok("/v1/catalogs/objects/a/~", DYNO_REST_CATALOG, "objects/a", NULL, NULL, NULL);
+    /* the SPEC form of the same: the share x of o/a, the objects of o/a, ... */
+    spec_ok("/v1/catalogs/o/a/shares/x", DYNO_REST_CATALOG_SHARE, "o/a", "x", "/v1/catalogs/o/a/~/shares/x");
+    spec_ok("/v1/catalogs/o/a/shares", DYNO_REST_CATALOG_SHARES, "o/a", NULL, "/v1/catalogs/o/a/~/shares");
+    /* ... or refused, pointing to "~", when the catalog before the words has a reserved
+     * segment or is no catalog */
+    static const char *const refused[] = {
+        "/v1/catalogs/o/objects",
+        "/v1/catalogs/o/subscription",
+        "/v1/catalogs/o/shares",
+        "/v1/catalogs/o/objects/x",
+        "/v1/catalogs/o/a/shares/x/y",
+        "/v1/catalogs/o/a/objects/shares",
+        "/v1/catalogs/o/subscription/a/objects",
+        "/v1/catalogs/objects/a",
+        "/v1/catalogs/o/shares/shares/x",
+        "/v1/catalogs/o/a/%6fbjects/b",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct dyno_rest_route r;
+        const char *why = NULL;
+        int rc = dyno_rest_route_parse(refused[i], &r, &why);
+        if (rc != DYNO_EINVAL || !why || !strstr(why, "/~"))
+            fail_msg("%s: %s (%s), want bad_request pointing to ~", refused[i], dyno_strerror(rc), why);
+        assert_int_equal(r.kind, DYNO_REST_NONE);
+    }
+}
+
+/* Only new catalogs are checked for reserved segments (the general validator is unchanged). */
+static void test_catalog_creatable(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    static const char *const ok[] = {"alice/a",        "alice/a/b/c", "alice/Objects",
+                                     "alice/objects2", "alice/share", "alice/my-subscription"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (dyno_rest_catalog_creatable(ok[i], &why) != 0)
+            fail_msg("%s: %s", ok[i], why);
+    static const char *const reserved[] = {"alice/objects", "alice/a/shares", "alice/subscription/x",
+                                           "objects/a",     "shares/a/b",     "alice/a/b/c/d/e/f/g/objects"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        why = NULL;
+        assert_int_equal(dyno_rest_catalog_creatable(reserved[i], &why), DYNO_EINVAL);
+        assert_string_equal(why, DYNO_REST_RESERVED_WHY);
+        assert_true(dyno_valid_catalog(reserved[i])); /* existing ones stay valid everywhere else */
+    }
+    assert_int_equal(dyno_rest_catalog_creatable("alice", &why), DYNO_EINVAL);
+    assert_string_not_equal(why, DYNO_REST_RESERVED_WHY);
+    assert_int_equal(dyno_rest_catalog_creatable("alice/a%2Fobjects", NULL), DYNO_EINVAL);
+    assert_int_equal(dyno_rest_catalog_creatable(NULL, NULL), DYNO_EINVAL);
+    assert_true(dyno_rest_reserved("objects") && dyno_rest_reserved("shares") &&
+                dyno_rest_reserved("subscription"));
+    assert_false(dyno_rest_reserved("object") || dyno_rest_reserved("SHARES") || dyno_rest_reserved("") ||
+                 dyno_rest_reserved(NULL) || dyno_rest_reserved("~"));
 }
 
 static void test_bad_routes(void **state)
@@ -116,7 +223,6 @@ static void test_bad_routes(void **state)
     route_err("/v1/catalogs/alice/a/", DYNO_ENOTFOUND);
     route_err("/v1/objects", DYNO_ENOTFOUND);
     route_err("/v1/objects/" KEY "/data", DYNO_ENOTFOUND);
-    route_err("/v1/catalogs/alice/a/~", DYNO_ENOTFOUND);
     route_err("/v1/catalogs/alice/a/~/nothing", DYNO_ENOTFOUND);
     route_err("/v1/catalogs/alice/a/~/objects/x", DYNO_ENOTFOUND);
     route_err("/v1/catalogs/alice/a/~/shares/bob/x", DYNO_ENOTFOUND);
@@ -130,6 +236,11 @@ static void test_bad_routes(void **state)
     route_err("/v1/catalogs/alice/a%zz", DYNO_EINVAL);
     route_err("/v1/catalogs/alice/1/2/3/4/5/6/7/8/9", DYNO_EINVAL);
     route_err("/v1/catalogs/alice/a/~/shares/b%20b", DYNO_EINVAL);
+    route_err("/v1/catalogs/alice/a/shares/b%20b", DYNO_EINVAL);
+    route_err("/v1/catalogs/alice/a/shares/lab%2F%2Fct", DYNO_EINVAL);
+    route_err("/v1/catalogs/alice/a%2Fb/objects", DYNO_EINVAL);
+    route_err("/v1/catalogs/shares/bob", DYNO_EINVAL); /* the share bob of no catalog */
+    route_err("/v1/catalogs/alice/~", DYNO_EINVAL);
     route_err("/v1/catalogs/alice/a/~/shares/lab%2F%2Fct", DYNO_EINVAL);
     route_err("/v1/objects/0123", DYNO_EINVAL);
     route_err("/v1/objects/" KEY "X", DYNO_EINVAL);
@@ -153,6 +264,10 @@ static void test_format_refuses_bad_routes(void **state)
     strcpy(r.name, "bob");
     assert_int_equal(dyno_rest_route_format(&r, out, sizeof(out)), 0);
     assert_string_equal(out, "/v1/catalogs/alice/a/~/shares/bob");
+    r.kind = DYNO_REST_CATALOG;
+    assert_int_equal(dyno_rest_route_format(&r, out, sizeof(out)), 0);
+    assert_string_equal(out, "/v1/catalogs/alice/a/~"); /* the catalog itself in the "~" form too */
+    r.kind = DYNO_REST_CATALOG_SHARE;
     assert_int_equal(dyno_rest_route_format(&r, out, 10), DYNO_ETOOBIG);
     assert_string_equal(out, "");
     strcpy(r.catalog, "alice");
@@ -204,7 +319,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_routes),
         cmocka_unit_test(test_catalog_sub_resources),
+        cmocka_unit_test(test_spec_form),
         cmocka_unit_test(test_catalogs_named_like_sub_resources),
+        cmocka_unit_test(test_catalog_creatable),
         cmocka_unit_test(test_bad_routes),
         cmocka_unit_test(test_format_refuses_bad_routes),
         cmocka_unit_test(test_query_values_and_headers),

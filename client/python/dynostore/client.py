@@ -868,18 +868,20 @@ def _oserror_text(e):
 
 
 def _catalog_path(catalog, sub=None, principal=None):
-    """The REST path of a catalog (docs/protocol.md §9): /v1/catalogs/owner/seg[/seg...] with
-    every segment percent-encoded, then, for a sub-resource, "/~/" and its name ("objects",
-    "shares", "subscription") and a share's principal (its '/' escaped as %2F). "~" is never
-    part of a catalog name, so no catalog can be taken for a sub-resource."""
+    """The REST path of a catalog in the "~" form (docs/protocol.md §9), which reaches every
+    catalog: /v1/catalogs/owner/seg[/seg...] with every segment percent-encoded, then "/~",
+    then, for a sub-resource, "/" and its name ("objects", "shares", "subscription") and a
+    share's principal (its '/' escaped as %2F). "~" is never part of a catalog name, so no
+    catalog can be taken for a sub-resource, even one named with a reserved word."""
     if not isinstance(catalog, str):
         raise TypeError("catalog must be a str like 'owner/name'")
     segs = catalog.strip("/").split("/")
     if len(segs) < 2 or any(not s for s in segs):
         raise ValueError("catalog must be 'owner/name[/name...]', not %r" % catalog)
     path = "/v1/catalogs/" + "/".join(urllib.parse.quote(s, safe="") for s in segs)
+    path += "/~"
     if sub is not None:
-        path += "/~/" + sub
+        path += "/" + sub
     if principal is not None:
         path += "/" + urllib.parse.quote(principal, safe="")
     return path
