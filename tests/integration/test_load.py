@@ -184,18 +184,30 @@ class LoadUnderFaults(FabricCase):
             if sum(self.stats.get(n) for n in ("puts_failed", "gets_failed", "evicts_failed")) > failed:
                 self.stop.wait(0.25)
 
-    def read_back(self, key, sha, size, phase, final_deadline):
-        """GETs key until it reads back (retrying for up to 60 s while the fabric heals):
-        'ok', 'wrong' (recorded) or 'lost'."""
-        deadline = min(time.monotonic() + 60, final_deadline)
-        while True:
+    def read_back_all(self, objs, phase, grace=60):
+        """GETs every key of objs {key: (sha256, size)}, then retries those that failed, all
+        together, for up to grace seconds while the fabric heals. Returns (wrong, lost) lists;
+        'wrong' ones are also recorded in the stats."""
+        wrong, failed = [], []
+        for key, (sha, size) in objs.items():
             res = self.check_get(key, sha, size, phase)
-            if res in ("ok", "wrong"):
-                return res
-            if time.monotonic() > deadline:
-                return "lost"
-            self.stats.inc("final_retries")
+            if res == "wrong":
+                wrong.append(key)
+            elif res != "ok":
+                failed.append(key)
+        deadline = time.monotonic() + grace
+        while failed and time.monotonic() < deadline:
             time.sleep(1)
+            self.stats.inc("final_retries", len(failed))
+            still = []
+            for key in failed:
+                res = self.check_get(key, *objs[key], phase)
+                if res == "wrong":
+                    wrong.append(key)
+                elif res != "ok":
+                    still.append(key)
+            failed = still
+        return wrong, failed
 
     # -- the slow reader --------------------------------------------------------------------
 
@@ -370,30 +382,20 @@ class LoadUnderFaults(FabricCase):
         f.wait_containers_online(self.CONTAINERS, timeout=120)
         f.wait_healthz()
 
-        lost, wrong_end = [], 0
         with self.lock:
             final = dict(self.acked)
-        final_deadline = time.monotonic() + 600  # the whole check; past it, unverified = lost
-        for key, (sha, size) in final.items():
-            res = self.read_back(key, sha, size, "final", final_deadline)
-            if res == "wrong":
-                wrong_end += 1
-            elif res != "ok":
-                lost.append(key)
+        wrong_end, lost = self.read_back_all(final, "final")
         # nothing half-visible: every listed object reads back with the bytes the listing
         # names, even one whose put failed for its client (an unknown outcome that committed);
         # every acknowledged object is listed; no evicted one is
         listed = {o["key"]: o for o in f.list_catalog(self.CAT)}
-        half, unlisted, undead = [], sorted(set(final) - set(listed)), sorted(self.evicted & set(listed))
-        for key, o in sorted(listed.items()):
-            if key in final or key in self.uncertain or key in self.evicted:
-                continue
-            res = self.read_back(key, o.get("sha256"), o.get("size"), "listed", final_deadline)
-            if res == "wrong":
-                wrong_end += 1
-            elif res != "ok":
-                half.append(key)
-        unacked_listed = len(set(listed) - set(final) - self.uncertain)
+        unlisted = sorted(set(final) - set(listed))
+        undead = sorted(self.evicted & set(listed))
+        others = {k: (o.get("sha256"), o.get("size")) for k, o in listed.items()
+                  if k not in final and k not in self.uncertain and k not in self.evicted}
+        wrong_listed, half = self.read_back_all(others, "listed")
+        wrong_end += wrong_listed
+        unacked_listed = len(others)
         s = self.stats
         sl = self.slow
         ops = sum(s.get(n) for n in ("puts_ok", "puts_failed", "gets_ok", "gets_failed",
@@ -417,7 +419,7 @@ class LoadUnderFaults(FabricCase):
                      SLOW_SIZE // MiB, SLOW_BPS, sl["reads"], sl["complete"], sl["failed"],
                      sl["wrong"], sl["abandoned"], sl["bytes"] // KiB, sl["longest"],
                      100.0 * errors / max(ops, 1), errors, ops,
-                     len(final), len(lost), wrong_end, s.get("final_retries"), len(self.uncertain),
+                     len(final), len(lost), len(wrong_end), s.get("final_retries"), len(self.uncertain),
                      unacked_listed, len(half), len(unlisted), len(undead),
                      "; ".join(self.crashes) or "none"))
         sys.stderr.write(report)
