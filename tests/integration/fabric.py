@@ -561,7 +561,12 @@ class Fabric:
             raise FabricError("%s (pid %s) is not running: nothing to pause" % (name, pid))
         with self._lock:
             self._paused[pid] = name
-        os.kill(pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:  # it died meanwhile (killed by another thread of the test)
+            with self._lock:
+                self._paused.pop(pid, None)
+            raise FabricError("%s (pid %d) exited before it could be paused" % (name, pid))
         deadline = time.monotonic() + timeout
         while pid_state(pid) not in ("T", "t", None) and time.monotonic() < deadline:
             time.sleep(0.01)

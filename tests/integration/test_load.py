@@ -1,17 +1,18 @@
 """Issue 5 and issue 9: load under faults. 16 client threads put, get and evict objects of mixed
 sizes (4 KiB .. 8 MiB) while the test kills -9 and restarts (by pid) every kind of process --
-containers, the broker, metadata, the gateway, pubsub and auth -- and, between the kills,
-freezes them (SIGSTOP for 2 to 15 s, then SIGCONT; issue 9 "pauses beside kills"). One more
-client reads a large object a few KiB per second, so that the gateway holds container streams
-open far longer than a normal read. Every acknowledged put (201) that was not evicted must read
-back byte-identical at the end, and no read may ever return wrong bytes (the slow reader checks
-each chunk it gets against the bytes it put). Errors while a fault is on are allowed: they are
-counted and printed with the client-visible error rate. No process may die unless the test
-killed it.
+containers, the broker, metadata, the gateway, pubsub and auth -- and, in a thread of its own
+beside the kills, freezes them (SIGSTOP for 2 to 15 s, then SIGCONT; issue 9 "pauses beside
+kills"), so that a pause may overlap a kill. One more client reads a large object a few KiB
+per second for over two minutes, so that the gateway holds container streams open past their
+idle timeout. Every acknowledged put (201) that was not evicted must read back byte-identical
+at the end, and no read may ever return wrong bytes (the slow reader checks each chunk it gets
+against the bytes it put). Every listed object must have its bytes, even one whose put failed
+for its client. Errors while a fault is on are allowed: they are counted and printed with the
+client-visible error rate. No process may die unless the test killed it.
 
 DYNO_LOAD_SECONDS (default 180: "a few minutes") bounds the load phase; it runs on until every
 kind of process has been killed once and paused once. DYNO_LOAD_SLOW_BPS sets the slow
-reader's pace (default 8 KiB/s).
+reader's pace (default 8 KiB/s) and DYNO_LOAD_SLOW_CRAWL how long it keeps it (default 130 s).
 """
 
 import hashlib
@@ -24,7 +25,7 @@ import threading
 import time
 import unittest
 
-from fabric import KiB, MiB, FabricCase
+from fabric import KiB, MiB, FabricCase, FabricError
 
 SECONDS = float(os.environ.get("DYNO_LOAD_SECONDS", "180"))
 THREADS = 16
@@ -40,6 +41,11 @@ PAUSE_S = (2, 15)  # a pause lasts a random time in this range (issue 9)
 SLOW_SIZE = 64 * MiB
 SLOW_BPS = int(os.environ.get("DYNO_LOAD_SLOW_BPS", str(8 * KiB)))
 SLOW_CHUNK = 2 * KiB
+# Each slow read crawls this long, then takes the rest at full speed. At a few KiB/s the kernel
+# buffers between container, gateway and client hold far more than a run reads, so a stream a
+# container closed after its idle timeout (120 s) would only be noticed minutes later; the
+# fast end reaches it within the run, where a cut taken for corruption would show.
+SLOW_CRAWL_S = float(os.environ.get("DYNO_LOAD_SLOW_CRAWL", "130"))
 
 
 class Stats:
@@ -69,7 +75,7 @@ class LoadUnderFaults(FabricCase):
         self.evicted = set()    # evicts answered 200/204: must be gone
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.faults = []        # what the fault thread did, in order ("c3 killed 4s", ...)
+        self.faults = []        # what the fault threads did, in order ("c3 killed 4s", ...)
         self.covered = set()    # (action, kind) done at least once
         self.crashes = []       # processes found dead that the test did not kill
         self.harness_errors = []  # the fault thread could not do what it meant to
@@ -212,9 +218,9 @@ class LoadUnderFaults(FabricCase):
     # -- the slow reader --------------------------------------------------------------------
 
     def slow_get(self, key, data):
-        """One GET of key read at SLOW_BPS; every chunk is compared with data at its offset.
-        Returns 'complete', 'failed' (refused, cut or stalled: the client sees it), 'wrong' or
-        'abandoned' (the load ended first)."""
+        """One GET of key read at SLOW_BPS for SLOW_CRAWL_S, then at full speed; every chunk
+        is compared with data at its offset. Returns 'complete', 'failed' (refused, cut or
+        stalled: the client sees it), 'wrong' or 'abandoned' (the load ended while crawling)."""
         h, port = self.fab.host_port
         # a small receive window: the gateway feels the slow pace at once, whatever the
         # kernel's autotuning would have given the socket
@@ -232,8 +238,12 @@ class LoadUnderFaults(FabricCase):
             if r.status != 200:
                 r.read()
                 return "failed"
-            while not self.stop.is_set():
-                b = r.read(SLOW_CHUNK)
+            crawl_until = time.monotonic() + SLOW_CRAWL_S
+            while True:
+                crawling = time.monotonic() < crawl_until
+                if crawling and self.stop.is_set():
+                    return "abandoned"
+                b = r.read(SLOW_CHUNK if crawling else 256 * KiB)
                 if not b:
                     break
                 if b != data[off:off + len(b)]:
@@ -242,19 +252,18 @@ class LoadUnderFaults(FabricCase):
                     return "wrong"
                 off += len(b)
                 self.slow["bytes"] += len(b)
-                self.stop.wait(len(b) / SLOW_BPS)
+                if crawling:
+                    self.stop.wait(len(b) / SLOW_BPS)
         except (OSError, http.client.HTTPException):
             return "failed"  # a cut or a stall: never silently wrong, the client knows
         finally:
             c.close()
             sock.close()
-        if off == len(data):
-            return "complete"
-        return "abandoned" if self.stop.is_set() else "failed"
+        return "complete" if off == len(data) else "failed"
 
     def slow_reader(self):
         """Puts one large object (acknowledged like any other, so the final check covers it),
-        then reads it again and again at SLOW_BPS until the load ends."""
+        then reads it again and again, slowly, until the load ends."""
         rnd = random.Random(99)
         data = rnd.randbytes(SLOW_SIZE)
         sha = hashlib.sha256(data).hexdigest()
@@ -290,27 +299,30 @@ class LoadUnderFaults(FabricCase):
 
     # -- faults -----------------------------------------------------------------------------
 
-    def fault_plan(self):
-        """Yields (action, kind, name, seconds down) for ever: a container, then one of the
-        other kinds in turn, kills and pauses alternating, so that every kind has been killed
-        once and paused once after 20 faults. Every third container kill outlasts the repair
-        grace (8 s), so that repair runs under load too."""
+    def kill_plan(self):
+        """Yields (kind, name, seconds down) for ever: a container, then one of the other
+        kinds in turn, so every kind has been killed once after 10 kills. Every third
+        container kill outlasts the repair grace (8 s): repair runs under load too."""
+        f = self.fab
+        conts = f.container_names()
+        others = [(kind, f.names(kind)[0]) for kind in KINDS if kind != "container"]
+        i = 0
+        while True:
+            yield ("container", conts[i % len(conts)], 12 if i % 3 == 2 else 4)
+            yield others[i % len(others)] + (2,)
+            i += 1
+
+    def pause_plan(self):
+        """Like kill_plan, for pauses of PAUSE_S seconds; it starts with another container
+        and kind, so the two plans rarely hit the same process at once."""
         f = self.fab
         conts = f.container_names()
         others = [(kind, f.names(kind)[0]) for kind in KINDS if kind != "container"]
         rnd = random.Random(7)
         i = 0
         while True:
-            c = conts[i % len(conts)]
-            if i % 2 == 0:
-                yield ("kill", "container", c, 12 if i % 6 == 4 else 4)
-            else:
-                yield ("pause", "container", c, rnd.uniform(*PAUSE_S))
-            kind, name = others[i % len(others)]
-            if i % 2 == 0:
-                yield ("pause", kind, name, rnd.uniform(*PAUSE_S))
-            else:
-                yield ("kill", kind, name, 2)
+            yield ("container", conts[(i + 3) % len(conts)], rnd.uniform(*PAUSE_S))
+            yield others[(i + 2) % len(others)] + (rnd.uniform(*PAUSE_S),)
             i += 1
 
     def restart_the_dead(self):
@@ -322,37 +334,45 @@ class LoadUnderFaults(FabricCase):
                 self.crashes.append("%s (pid %d) died on its own" % (name, f.pid(name)))
                 f.restart(name)
 
-    def fault_cycle(self):
+    def fault_cycle(self, action, plan, seed):
+        """Runs one plan, a fault at a time, until the load ends. The killer and the pauser
+        each have a thread, so a pause may overlap a kill (the broker frozen while a container
+        restarts, metadata frozen while a container is lost): never more than two processes
+        out at once, which k=3, m=2 tolerates."""
         f = self.fab
-        rnd = random.Random(8)
-        time.sleep(5)  # some objects first
+        rnd = random.Random(seed)
+        self.stop.wait(5 + seed % 3)  # some objects first
         try:
-            for action, kind, name, secs in self.fault_plan():
+            for kind, name, secs in plan:
                 if self.stop.is_set():
                     break
-                self.restart_the_dead()
                 if action == "kill":
+                    self.restart_the_dead()  # only this thread kills, so only it restarts
                     f.kill(name)
                     self.stop.wait(secs)
                     f.restart(name)
                     self.faults.append("%s killed %ds" % (name, secs))
-                    self.stats.inc("kills")
                 else:
-                    with f.paused(name):  # resumed whatever happens
-                        self.stop.wait(secs)
+                    try:
+                        with f.paused(name):  # resumed whatever happens
+                            self.stop.wait(secs)
+                    except FabricError:  # the killer has it down right now: the next one
+                        continue
                     self.faults.append("%s paused %.0fs" % (name, secs))
-                    self.stats.inc("pauses")
+                self.stats.inc(action + "s")
                 self.stats.inc("faults")
-                self.covered.add((action, kind))
-                # let the fabric settle a little before the next fault
+                with self.lock:
+                    self.covered.add((action, kind))
+                # let the fabric settle a little before the next fault of this thread
                 self.stop.wait(2 + rnd.random() * 3)
         except Exception as e:  # noqa: BLE001 - reported by the test, never swallowed
-            self.harness_errors.append("fault thread: %r" % (e,))
+            self.harness_errors.append("%s thread: %r" % (action, e))
         finally:
-            self.fab.resume_all()
+            f.resume_all()
 
     def all_covered(self):
-        return all((a, k) in self.covered for a in ("kill", "pause") for k in KINDS)
+        with self.lock:
+            return all((a, k) in self.covered for a in ("kill", "pause") for k in KINDS)
 
     # -- the test ---------------------------------------------------------------------------
 
@@ -361,23 +381,27 @@ class LoadUnderFaults(FabricCase):
         f.create_catalog(self.CAT)
         clients = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(THREADS)]
         clients.append(threading.Thread(target=self.slow_reader, daemon=True))
-        faults = threading.Thread(target=self.fault_cycle, daemon=True)
+        faults = [threading.Thread(target=self.fault_cycle, args=("kill", self.kill_plan(), 1),
+                                   daemon=True),
+                  threading.Thread(target=self.fault_cycle, args=("pause", self.pause_plan(), 2),
+                                   daemon=True)]
         t0 = time.monotonic()
-        for t in clients:
+        for t in clients + faults:
             t.start()
-        faults.start()
         # at least SECONDS, and on until every kind was killed once and paused once (bounded)
-        while faults.is_alive() and (time.monotonic() - t0 < SECONDS or
-                                     (not self.all_covered() and time.monotonic() - t0 < SECONDS + 300)):
+        while all(t.is_alive() for t in faults) and (
+                time.monotonic() - t0 < SECONDS or
+                (not self.all_covered() and time.monotonic() - t0 < SECONDS + 300)):
             time.sleep(1)
         self.stop.set()
-        faults.join(120)
+        for t in faults:
+            t.join(120)
         for t in clients:
             t.join(REQ_TIMEOUT * 2)
         load_s = time.monotonic() - t0
         # everything running (and nothing left frozen), then the verdict
-        self.assertEqual(f.resume_all(), [], "a pause outlived the fault thread")
-        if not faults.is_alive():
+        self.assertEqual(f.resume_all(), [], "a pause outlived the fault threads")
+        if not any(t.is_alive() for t in faults):
             self.restart_the_dead()
         f.wait_containers_online(self.CONTAINERS, timeout=120)
         f.wait_healthz()
@@ -404,8 +428,8 @@ class LoadUnderFaults(FabricCase):
         report = ("\n[load %.0f s, %d threads + 1 slow reader, %d faults: %d kills, %d pauses]\n"
                   "  faults: %s\n"
                   "  puts ok %d failed %d | gets ok %d failed %d wrong %d | evicts ok %d failed %d\n"
-                  "  slow reader (%d MiB object at %d B/s): %d reads, %d complete, %d failed, %d wrong, "
-                  "%d cut by the end of the load; %d KiB read, longest read %.0f s\n"
+                  "  slow reader (%d MiB object, %d B/s for %.0f s then full speed): %d reads, %d complete, %d failed, %d wrong, "
+                  "%d still reading when the load ended; %d KiB read, longest read %.0f s\n"
                   "  client-visible error rate %.2f%% (%d of %d ops)\n"
                   "  final check: %d acknowledged objects, %d lost, %d wrong, %d retries, "
                   "%d evicts of unknown outcome\n"
@@ -416,7 +440,7 @@ class LoadUnderFaults(FabricCase):
                      ", ".join(self.faults),
                      s.get("puts_ok"), s.get("puts_failed"), s.get("gets_ok"), s.get("gets_failed"),
                      s.get("gets_wrong"), s.get("evicts_ok"), s.get("evicts_failed"),
-                     SLOW_SIZE // MiB, SLOW_BPS, sl["reads"], sl["complete"], sl["failed"],
+                     SLOW_SIZE // MiB, SLOW_BPS, SLOW_CRAWL_S, sl["reads"], sl["complete"], sl["failed"],
                      sl["wrong"], sl["abandoned"], sl["bytes"] // KiB, sl["longest"],
                      100.0 * errors / max(ops, 1), errors, ops,
                      len(final), len(lost), len(wrong_end), s.get("final_retries"), len(self.uncertain),
