@@ -79,6 +79,7 @@ class LoadUnderFaults(FabricCase):
         self.covered = set()    # (action, kind) done at least once
         self.crashes = []       # processes found dead that the test did not kill
         self.harness_errors = []  # the fault thread could not do what it meant to
+        self.slow_first_read = threading.Event()  # the gateway is not killed before it
         self.slow = {"reads": 0, "complete": 0, "failed": 0, "wrong": 0, "abandoned": 0, "bytes": 0,
                      "longest": 0.0}
 
@@ -264,6 +265,15 @@ class LoadUnderFaults(FabricCase):
     def slow_reader(self):
         """Puts one large object (acknowledged like any other, so the final check covers it),
         then reads it again and again, slowly, until the load ends."""
+        try:
+            self.slow_reads()
+        except Exception as e:  # a harness bug must not hide: count it as a failure
+            self.stats.inc("client_exceptions")
+            self.stats.wrong.append("slow reader: %r" % (e,))
+        finally:
+            self.slow_first_read.set()
+
+    def slow_reads(self):
         rnd = random.Random(99)
         data = rnd.randbytes(SLOW_SIZE)
         sha = hashlib.sha256(data).hexdigest()
@@ -292,6 +302,7 @@ class LoadUnderFaults(FabricCase):
             self.slow["longest"] = max(self.slow["longest"], time.monotonic() - t0)
             self.slow["reads"] += 1
             self.slow[res] += 1
+            self.slow_first_read.set()
             if res == "abandoned":
                 break
             if res != "complete":
@@ -302,15 +313,27 @@ class LoadUnderFaults(FabricCase):
     def kill_plan(self):
         """Yields (kind, name, seconds down) for ever: a container, then one of the other
         kinds in turn, so every kind has been killed once after 10 kills. Every third
-        container kill outlasts the repair grace (8 s): repair runs under load too."""
+        container kill outlasts the repair grace (8 s): repair runs under load too. A
+        gateway kill waits until the slow reader's first read is over: a kill cuts that read,
+        and the first one must outlast the containers' idle timeout."""
         f = self.fab
         conts = f.container_names()
         others = [(kind, f.names(kind)[0]) for kind in KINDS if kind != "container"]
-        i = 0
+        i = j = 0
+        deferred = None
         while True:
             yield ("container", conts[i % len(conts)], 12 if i % 3 == 2 else 4)
-            yield others[i % len(others)] + (2,)
             i += 1
+            if deferred and self.slow_first_read.is_set():
+                other, deferred = deferred, None
+            else:
+                other = others[j % len(others)]
+                j += 1
+                if other[0] == "gateway" and not self.slow_first_read.is_set():
+                    deferred = other
+                    other = others[j % len(others)]
+                    j += 1
+            yield other + (2,)
 
     def pause_plan(self):
         """Like kill_plan, for pauses of PAUSE_S seconds; it starts with another container
