@@ -19,6 +19,8 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
     __attribute__((format(printf, 3, 4)));
 /* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
 const char *dyno_http_bearer(struct MHD_Connection *c);
+/* The same from the header's value v (may be NULL): a pointer into v, or NULL. No I/O. */
+const char *dyno_http_bearer_token(const char *v);
 /* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size into an inclusive
  * [*first, *last]. DYNO_ENOTFOUND when hdr is NULL (no Range), DYNO_ERANGE when
  * unsatisfiable, DYNO_EINVAL when malformed or multi-range. */

@@ -9,7 +9,8 @@
  *                 in with (any copy sent by the client, in any letter case, is removed
  *                 first). A message without exactly one valid copy of each did not come
  *                 through the plugin's login and is refused.
- *   owner         the stamped username
+ *   publisher     the stamped username, kept as the object's "publisher"; it grants no
+ *                 access (every access to the object is decided by the catalog's policy)
  *   access        the publisher must be allowed to write the catalog (catalog.get +
  *                 dyno_acl_decide) as the principal {user, org, admin} of the stamps: the
  *                 same rule the plugin applied (owner, user and org shares, admins), decided
@@ -311,7 +312,7 @@ static void gw_ingest_one(struct gw *gw, struct gw_conn *conn, struct gw_ingest_
     }
     struct gw_put_mem pm = {.catalog = j->catalog,
                             .name = j->name[0] ? j->name : NULL,
-                            .owner = j->user,
+                            .publisher = j->user,
                             .k = k,
                             .m = m,
                             .data = j->data,

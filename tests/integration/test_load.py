@@ -99,8 +99,8 @@ class LoadUnderFaults(FabricCase):
         data = rnd.randbytes(size)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=t%d-%d" % (self.CAT, tid, seq),
-                              body=data, timeout=REQ_TIMEOUT)
+            path = "%s?name=t%d-%d" % (self.fab.cat_path(self.CAT, "objects"), tid, seq)
+            r = self.fab.http("POST", path, body=data, timeout=REQ_TIMEOUT)
         except (OSError, http.client.HTTPException):
             self.stats.inc("puts_failed")
             return None
@@ -281,8 +281,8 @@ class LoadUnderFaults(FabricCase):
         while key is None and not self.stop.is_set():
             seq += 1
             try:
-                r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=slow-%d" % (self.CAT, seq),
-                                  body=data, timeout=REQ_TIMEOUT)
+                path = "%s?name=slow-%d" % (self.fab.cat_path(self.CAT, "objects"), seq)
+                r = self.fab.http("POST", path, body=data, timeout=REQ_TIMEOUT)
                 doc = (r.json() or {}) if r.status == 201 else {}
             except (OSError, http.client.HTTPException):
                 doc = {}
@@ -451,8 +451,9 @@ class LoadUnderFaults(FabricCase):
         report = ("\n[load %.0f s, %d threads + 1 slow reader, %d faults: %d kills, %d pauses]\n"
                   "  faults: %s\n"
                   "  puts ok %d failed %d | gets ok %d failed %d wrong %d | evicts ok %d failed %d\n"
-                  "  slow reader (%d MiB object, %d B/s for %.0f s then full speed): %d reads, %d complete, %d failed, %d wrong, "
-                  "%d still reading when the load ended; %d KiB read, longest read %.0f s\n"
+                  "  slow reader (%d MiB object, %d B/s for %.0f s then full speed): %d reads, "
+                  "%d complete, %d failed, %d wrong, %d still reading when the load ended; "
+                  "%d KiB read, longest read %.0f s\n"
                   "  client-visible error rate %.2f%% (%d of %d ops)\n"
                   "  final check: %d acknowledged objects, %d lost, %d wrong, %d retries, "
                   "%d evicts of unknown outcome\n"
