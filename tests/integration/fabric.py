@@ -983,7 +983,7 @@ def put_streamed(fab, catalog, data, name, between, chunk=1 * MiB, token=_DEFAUL
     q = "?name=" + urllib.parse.quote(name, safe="")
     c = fab.conn()
     try:
-        c.putrequest("POST", "/v1/catalogs/%s/objects%s" % (catalog, q))
+        c.putrequest("POST", Fabric.cat_path(catalog, "objects") + q)
         c.putheader("Content-Length", str(len(data)))
         c.putheader("Authorization", "Bearer " + (fab.token if token is _DEFAULT else token))
         c.endheaders()
