@@ -304,30 +304,6 @@ int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct
     return dyno_agent_start(a);
 }
 
-bool dyno_agent_valid_org(const char *org, bool empty_ok)
-{
-    size_t len = strnlen(org, DYNO_ACL_ORG_MAX + 1);
-    if (len == 0)
-        return empty_ok;
-    if (len > DYNO_ACL_ORG_MAX)
-        return false;
-    char seg[DYNO_SEG_MAX + 1];
-    size_t start = 0;
-    int segs = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && org[i] != '/')
-            continue;
-        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
-            return false;
-        memcpy(seg, org + start, i - start);
-        seg[i - start] = '\0';
-        if (!dyno_valid_segment(seg))
-            return false;
-        start = i + 1;
-    }
-    return true;
-}
-
 int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, size_t errlen)
 {
     const cJSON *cj = cJSON_GetObjectItemCaseSensitive(req, "caller");

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "mq.h"
+#include "names.h" /* dyno_agent_valid_org, used by every agent */
 
 /* The options every agent has (protocol.md §6); embed first in the agent's config struct. */
 struct dyno_agent_common {
@@ -120,7 +121,4 @@ struct dyno_agent_caller {
  * null or a bool. err says which. Called from MQ worker threads; no state.
  */
 int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, size_t errlen);
-/* An org path: seg[/seg...] of 1..DYNO_DEPTH_MAX valid segments (names.h), at most
- * DYNO_ACL_ORG_MAX bytes; "" only when empty_ok. */
-bool dyno_agent_valid_org(const char *org, bool empty_ok);
 #endif

@@ -1,38 +1,14 @@
 /*
- * Checksums and digests. CRC32C comes from ISA-L (hardware CRC32 instruction when the CPU
- * has it), SHA-256 from OpenSSL's EVP interface.
+ * Digests: SHA-256 from OpenSSL's EVP interface, and hex. CRC32C (ISA-L) is in crc32c.c:
+ * this file is part of the client library, which must not need ISA-L.
  */
 #include "hash.h"
 
-#include <limits.h>
 #include <stdlib.h>
 
-#include <isa-l/crc.h>
 #include <openssl/evp.h>
 
 #include "dynostore/error.h"
-
-/*
- * ISA-L's crc32_iscsi is the raw reflected CRC register update: it neither inverts the
- * seed nor the result. The standard CRC32C (init ~0, final xor ~0) is therefore
- * ~crc32_iscsi(buf, len, ~0). Inverting the caller's crc on the way in undoes the final
- * xor of the previous call, so chaining crc32c(crc32c(0, a), b) equals crc32c(0, a||b).
- */
-uint32_t dyno_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-    /* crc32_iscsi takes a non-const pointer but never writes through it. */
-    unsigned char *p = (unsigned char *)(uintptr_t)buf;
-    uint32_t reg = ~crc;
-
-    /* Its length is an int: feed huge buffers in pieces. */
-    while (len > 0) {
-        size_t chunk = len > (size_t)(INT_MAX / 2) ? (size_t)(INT_MAX / 2) : len;
-        reg = crc32_iscsi(p, (int)chunk, reg);
-        p += chunk;
-        len -= chunk;
-    }
-    return ~reg;
-}
 
 struct dyno_sha256 {
     EVP_MD_CTX *ctx;
@@ -121,7 +97,7 @@ void dyno_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_value(char c)
+int dyno_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -138,12 +114,12 @@ int dyno_unhex(const char *in, uint8_t *out, size_t n)
         return DYNO_EINVAL;
     /* Check everything first so a failed call leaves out untouched. */
     for (size_t i = 0; i < 2 * n; i++) {
-        if (hex_value(in[i]) < 0) /* also stops at a short string's NUL */
+        if (dyno_hexval(in[i]) < 0) /* also stops at a short string's NUL */
             return DYNO_EINVAL;
     }
     if (in[2 * n] != '\0')
         return DYNO_EINVAL;
     for (size_t i = 0; i < n; i++)
-        out[i] = (uint8_t)(hex_value(in[2 * i]) << 4 | hex_value(in[2 * i + 1]));
+        out[i] = (uint8_t)(dyno_hexval(in[2 * i]) << 4 | dyno_hexval(in[2 * i + 1]));
     return 0;
 }

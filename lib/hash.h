@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 /* CRC32C of buf; chain calls by passing the previous result as crc (start with 0).
+ * Defined in crc32c.c, which is in dyno_core only (not in libdynostore: it needs ISA-L).
  * dyno_crc32c(0, "123456789", 9) == 0xE3069283. */
 uint32_t dyno_crc32c(uint32_t crc, const void *buf, size_t len);
 
@@ -22,6 +23,8 @@ void dyno_sha256_free(struct dyno_sha256 *h);
 int dyno_sha256(const void *p, size_t n, uint8_t digest[32]);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void dyno_hex(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int dyno_hexval(char c);
 /* Parses exactly 2n hex chars (either case) into out; DYNO_EINVAL otherwise, including
  * when in is longer than 2n chars. out is untouched on failure. */
 int dyno_unhex(const char *in, uint8_t *out, size_t n);

@@ -28,6 +28,4 @@ const char *dyno_http_bearer_token(const char *v);
  * [*first, *last]. DYNO_ENOTFOUND when hdr is NULL (no Range), DYNO_ERANGE when
  * unsatisfiable, DYNO_EINVAL when malformed or multi-range. */
 int dyno_http_parse_range(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last);
-/* Percent-decodes in place; DYNO_EINVAL on bad escapes or an embedded NUL. */
-int dyno_url_decode(char *s);
 #endif

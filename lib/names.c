@@ -9,6 +9,7 @@
 
 #include <openssl/rand.h>
 
+#include "acl.h" /* DYNO_ACL_ORG_MAX */
 #include "dynostore/error.h"
 #include "hash.h"
 
@@ -169,4 +170,30 @@ int dyno_catalog_owner(const char *path, char *out_owner, size_t cap)
     memcpy(out_owner, path, len);
     out_owner[len] = '\0';
     return 0;
+}
+
+bool dyno_agent_valid_org(const char *org, bool empty_ok)
+{
+    if (!org)
+        return false;
+    size_t len = strnlen(org, DYNO_ACL_ORG_MAX + 1);
+    if (len == 0)
+        return empty_ok;
+    if (len > DYNO_ACL_ORG_MAX)
+        return false;
+    char seg[DYNO_SEG_MAX + 1];
+    size_t start = 0;
+    int segs = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && org[i] != '/')
+            continue;
+        if (i == start || i - start > DYNO_SEG_MAX || ++segs > DYNO_DEPTH_MAX)
+            return false;
+        memcpy(seg, org + start, i - start);
+        seg[i - start] = '\0';
+        if (!dyno_valid_segment(seg))
+            return false;
+        start = i + 1;
+    }
+    return true;
 }

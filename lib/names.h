@@ -25,4 +25,8 @@ bool dyno_valid_key(const char *key);
 int dyno_key_new(char out[DYNO_KEY_LEN + 1]);
 /* Splits "owner/a/b" into owner (out_owner, cap bytes) and the rest; DYNO_EINVAL if not a valid catalog. */
 int dyno_catalog_owner(const char *path, char *out_owner, size_t cap);
+/* An org path: seg[/seg...] of 1..DYNO_DEPTH_MAX valid segments, at most DYNO_ACL_ORG_MAX
+ * (acl.h) bytes; "" only when empty_ok. Named for the agents that first needed it; here since
+ * the REST grammar (rest.c, in the client library too) checks share principals with it. */
+bool dyno_agent_valid_org(const char *org, bool empty_ok);
 #endif

@@ -6,10 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent.h"
 #include "dynostore/error.h"
 #include "ec.h"
-#include "httpd.h"
+#include "hash.h"
 
 #define REST_NO_ROUTE "no such route"
 #define REST_BAD_CATALOG "bad catalog path (owner/segment[/segment...], [A-Za-z0-9._-])"
@@ -474,5 +473,35 @@ int dyno_rest_parse_resilience(const char *v, int *k, int *m)
         return DYNO_EINVAL;
     *k = (int)a;
     *m = (int)b;
+    return 0;
+}
+
+int dyno_url_decode(char *s)
+{
+    char *w = s;
+
+    if (s == NULL)
+        return DYNO_EINVAL;
+    /* Validate first so that a bad input is left exactly as it was. An embedded NUL
+     * (%00) would silently truncate the name every later check sees. */
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r != '%')
+            continue;
+        int hi = dyno_hexval(r[1]);
+        int lo = hi < 0 ? -1 : dyno_hexval(r[2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return DYNO_EINVAL;
+        r += 2;
+    }
+    /* '+' stays '+': this decodes path segments, where it is a literal character. */
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r == '%') {
+            *w++ = (char)(dyno_hexval(r[1]) << 4 | dyno_hexval(r[2]));
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
     return 0;
 }

@@ -122,6 +122,9 @@ bool dyno_rest_flag(const char *v);
 /* X-Dyno-Resilience "k,m": strict decimals, 1 <= k <= DYNO_EC_MAX_K, 0 <= m <= DYNO_EC_MAX_M,
  * k + m <= DYNO_EC_MAX_K + DYNO_EC_MAX_M. 0 or DYNO_EINVAL (k, m untouched). */
 int dyno_rest_parse_resilience(const char *v, int *k, int *m);
+/* Percent-decodes a path segment in place ('+' stays '+'); DYNO_EINVAL on bad escapes or an
+ * embedded NUL (%00), and s is then untouched. */
+int dyno_url_decode(char *s);
 /* Content-Length and the like: strict decimal, no sign or space, no overflow. 0 or DYNO_EINVAL. */
 int dyno_rest_parse_u64(const char *v, uint64_t *out);
 #endif

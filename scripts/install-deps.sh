@@ -9,6 +9,8 @@ pkgs=(
   libcjson-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev
   libmicrohttpd-dev libisal-dev libcmocka-dev
   python3 redis-server procps openssl
+  # groff-base: test_client_install renders the installed dynostore(1) and fails on warnings
+  groff-base
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -471,6 +471,36 @@ static int write_gateway_conf(struct up *u, char *conf)
     return rc;
 }
 
+/*
+ * DIR/containers/c<i>/config.json. port 0 lets the container take any free port; once it has
+ * written the one it bound, up calls this again with that port, so that a container restarted
+ * from its recorded command line comes back on the same URL: a read or repair that began
+ * before the restart, or a fragment location not yet refreshed, still reaches it (and a port
+ * taken over by another container cannot be mistaken for it).
+ */
+static int write_container_conf(struct up *u, int i, int port, char *conf)
+{
+    char id[16], rel[64], site[32];
+    snprintf(id, sizeof(id), "c%d", i);
+    snprintf(site, sizeof(site), "site-%d", i);
+    cJSON *o = agent_conf(u, id);
+    if (!o)
+        return cli_err("out of memory while writing the config of container %s", id);
+    snprintf(rel, sizeof(rel), "containers/%s/frags", id);
+    add_path(o, "dir", u, rel);
+    cJSON_AddStringToObject(o, "site", site);
+    cJSON_AddStringToObject(o, "capacity", u->capacity);
+    cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
+    cJSON_AddNumberToObject(o, "port", port);
+    snprintf(rel, sizeof(rel), "containers/%s/port", id);
+    add_path(o, "port_file", u, rel);
+    int rc = CLI_OK;
+    if (!path_fmt(conf, "%s/containers/%s/config.json", u->data, id) || write_json(conf, o, 0600) < 0)
+        rc = CLI_FAIL;
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int write_configs(struct up *u)
 {
     char conf[UP_PATH], exe[UP_PATH], id[16];
@@ -526,24 +556,11 @@ static int write_configs(struct up *u)
         goto nomem;
 
     /* containers */
+    o = NULL; /* freed above: nothing for `out` to free from here on */
     for (int i = 1; i <= u->ncont; i++) {
-        char rel[64], site[32];
         snprintf(id, sizeof(id), "c%d", i);
-        snprintf(site, sizeof(site), "site-%d", i);
-        o = agent_conf(u, id);
-        if (!o)
-            goto nomem;
-        snprintf(rel, sizeof(rel), "containers/%s/frags", id);
-        add_path(o, "dir", u, rel);
-        cJSON_AddStringToObject(o, "site", site);
-        cJSON_AddStringToObject(o, "capacity", u->capacity);
-        cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
-        cJSON_AddNumberToObject(o, "port", 0);
-        snprintf(rel, sizeof(rel), "containers/%s/port", id);
-        add_path(o, "port_file", u, rel);
-        if (!path_fmt(conf, "%s/containers/%s/config.json", u->data, id) || write_json(conf, o, 0600) < 0)
+        if (write_container_conf(u, i, 0, conf) != CLI_OK)
             goto out;
-        cJSON_Delete(o);
         if (!path_fmt(exe, "%s/dyno-container", u->bindir) ||
             !add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
             goto nomem;
@@ -1097,6 +1114,13 @@ static int start_all(struct up *u, int *signalled)
     }
     if (w != WAIT_OK)
         goto fail;
+    /* a container restarted from its config comes back on the same URL */
+    for (int n = 1; n <= u->ncont; n++) {
+        char conf[UP_PATH];
+        int real = path_fmt(p, "%s/containers/c%d/port", u->data, n) ? read_port_file(p) : -1;
+        if (real > 0 && write_container_conf(u, n, real, conf) != CLI_OK)
+            goto fail;
+    }
 
     /* the gateway answers, and sees every container online */
     struct ready_wait rw = {0};

@@ -34,9 +34,12 @@ struct sub_ctx {
     const struct dyno_subscribe_opts *o;
     dyno_client_event_fn fn;
     void *arg;
-    char topic[sizeof(SUB_EVENTS_PREFIX) + DYNO_CATALOG_MAX];
-    char topic_all[sizeof(SUB_EVENTS_PREFIX) + DYNO_CATALOG_MAX + 2];
-    int mid_one, mid_all, acked;
+    /* <prefix><catalog>/#, the one subscription: a trailing '#' also matches its parent level,
+     * so it covers the catalog's own topic and every sub-catalog's. A second subscription to
+     * the catalog's topic would have every event of the catalog delivered twice (mosquitto
+     * sends a message once per matching subscription). */
+    char topic[sizeof(SUB_EVENTS_PREFIX) + DYNO_CATALOG_MAX + 2];
+    int mid;
     bool connected, ever_connected, session_present;
     bool ever_granted;    /* a subscription was granted on some connection */
     time_t refused_since; /* first refusal after a grant, 0 when granted now */
@@ -129,11 +132,8 @@ static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
     x->connected = true;
     x->ever_connected = true;
     x->session_present = (flags & 1) != 0;
-    x->acked = 0;
-    x->mid_one = x->mid_all = -1;
-    int r1 = mosquitto_subscribe_v5(mosq, &x->mid_one, x->topic, 1, 0, NULL);
-    int r2 = mosquitto_subscribe_v5(mosq, &x->mid_all, x->topic_all, 1, 0, NULL);
-    if (r1 != MOSQ_ERR_SUCCESS || r2 != MOSQ_ERR_SUCCESS)
+    x->mid = -1;
+    if (mosquitto_subscribe_v5(mosq, &x->mid, x->topic, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         mosquitto_disconnect(mosq); /* and try again */
 }
 
@@ -142,7 +142,7 @@ static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos
 {
     (void)props;
     struct sub_ctx *x = obj;
-    if (mid != x->mid_one && mid != x->mid_all)
+    if (mid != x->mid)
         return;
     for (int i = 0; i < qos_count; i++) {
         if (granted[i] >= 0x80) {
@@ -154,15 +154,13 @@ static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos
                 return;
             }
             x->rc = dyno__fail(x->c, DYNO_EFORBIDDEN, "the broker refused the subscription to %s",
-                               mid == x->mid_one ? x->topic : x->topic_all);
+                               x->topic);
             return;
         }
     }
-    if (++x->acked == 2) {
-        x->ever_granted = true;
-        x->refused_since = 0;
-    }
-    if (x->acked == 2 && x->o->on_ready) {
+    x->ever_granted = true;
+    x->refused_since = 0;
+    if (x->o->on_ready) {
         int rc = x->o->on_ready(x->arg, x->session_present);
         if (rc < 0)
             x->rc = rc;
@@ -260,8 +258,7 @@ int dyno_client_subscribe(dyno_client *c, const char *catalog, const struct dyno
         return dyno__fail(c, DYNO_EINVAL, "no token, or a token whose claims cannot be read");
 
     struct sub_ctx x = {.c = c, .o = opts, .fn = fn, .arg = arg};
-    snprintf(x.topic, sizeof(x.topic), SUB_EVENTS_PREFIX "%s", catalog);
-    snprintf(x.topic_all, sizeof(x.topic_all), SUB_EVENTS_PREFIX "%s/#", catalog);
+    snprintf(x.topic, sizeof(x.topic), SUB_EVENTS_PREFIX "%s/#", catalog);
     bool persistent = opts->client_id != NULL;
     long expiry = opts->session_expiry > 0 ? opts->session_expiry : DYNO_CLIENT_SESSION_EXPIRY_DEFAULT;
     int keepalive = opts->keepalive > 0 ? opts->keepalive : 60;

@@ -299,7 +299,8 @@ struct dyno_subscribe_opts {
 /*
  * Follows the events of catalog and of all its sub-catalogs: connects to the broker (MQTT
  * v5; username = the "sub" of the client's token, password = the token) and subscribes
- * with QoS 1 to dyno/v1/events/<catalog> and dyno/v1/events/<catalog>/#. Blocks until
+ * with QoS 1 to dyno/v1/events/<catalog>/# (the '#' also matches the catalog's own topic,
+ * so one subscription covers both and an event is not delivered twice). Blocks until
  * *opts->stop is set or a callback returns an error.
  *
  * Threads: everything runs in the calling thread: fn and on_ready are called from it, one

@@ -100,7 +100,7 @@ class CrashPoints(FabricCase):
     def wait_answering(self, timeout=60):
         """Until metadata answers through the gateway again."""
         deadline = time.monotonic() + timeout
-        while self.fab.http("GET", "/v1/catalogs/%s/~/objects?limit=1" % CAT).status != 200:
+        while self.fab.http("GET", self.fab.cat_path(CAT, "objects") + "?limit=1").status != 200:
             if time.monotonic() > deadline:
                 self.fail("metadata does not answer %d s after its restart" % timeout)
             time.sleep(0.3)

@@ -10,7 +10,7 @@ listed object without its bytes.
 import time
 import unittest
 
-from fabric import (FabricCase, Frozen, MiB, placement_problems, put_streamed, random_bytes,
+from fabric import (FabricCase, MiB, placement_problems, put_streamed, random_bytes,
                     read_by_name, sha256_bytes, unreadable_listed)
 
 RPC_TIMEOUT_MS = 3000
@@ -90,18 +90,18 @@ class UnknownCommit(FabricCase):
 
         def between(i):
             if i == FREEZE_AT:  # object.begin has answered: freeze metadata for the rest
-                frozen["f"] = Frozen(f, md).__enter__()
+                frozen["pid"] = f.pause(md)
             elif i is None:
                 # The gateway stores the fragments and sends object.commit into the silence;
                 # stay frozen across more than two RPC timeouts.
                 time.sleep(2.5 * RPC_TIMEOUT_MS / 1000)
-                frozen["f"].thaw()
+                f.resume(frozen["pid"])
 
         try:
             r = put_streamed(f, self.CAT, new, "frozen", between)
         finally:
-            if "f" in frozen:
-                frozen["f"].thaw()
+            if "pid" in frozen:
+                f.resume(frozen["pid"])
         self.check("frozen", old, new, r, "metadata frozen across the commit")
 
     def test_broker_restart_across_commit(self):
@@ -113,22 +113,22 @@ class UnknownCommit(FabricCase):
 
         def between(i):
             if i == FREEZE_AT:
-                frozen["f"] = Frozen(f, md).__enter__()
+                frozen["pid"] = f.pause(md)
             elif i is None:
                 # The commit reaches metadata's socket while it is frozen; the broker dies
                 # before metadata can answer, then metadata runs the commit with nobody to
                 # answer to, and the broker comes back.
                 time.sleep(1.5)
                 f.kill("mosquitto")
-                frozen["f"].thaw()
+                f.resume(frozen["pid"])
                 time.sleep(0.5)
                 f.restart("mosquitto")
 
         try:
             r = put_streamed(f, self.CAT, new, "cut", between)
         finally:
-            if "f" in frozen:
-                frozen["f"].thaw()
+            if "pid" in frozen:
+                f.resume(frozen["pid"])
         self.check("cut", old, new, r, "broker restarted across the commit")
 
 

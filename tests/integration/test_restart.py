@@ -3,6 +3,7 @@ data folder serves every object put before, byte-identical."""
 
 import os
 import signal
+import time
 import unittest
 
 from fabric import (KiB, MiB, Fabric, FabricCase, pid_alive, random_bytes, sha256_file,
@@ -76,6 +77,41 @@ class Restart(FabricCase):
             raise
         finally:
             g.close()
+
+
+class ContainerRestart(FabricCase):
+    """A fabric of its own: the harness's re-spawned container is no child of `up`, so
+    Restart's Ctrl-C test must not share it."""
+
+    CONTAINERS = 3
+
+    def test_container_restarted_from_its_command_line_keeps_its_url(self):
+        """A container killed -9 and started again from the command line that fabric.json
+        records comes back on the URL it had, as the gateway does: a read or repair that
+        began before the restart (or a fragment location not refreshed yet) still reaches
+        it, and no other container can come back on its port and answer for it."""
+        f = self.fab
+        name = f.container_names()[0]
+        cid = f.proc(name)["id"]
+
+        def url_of():
+            return {c.get("id"): c.get("url") for c in f.containers_info()}.get(cid)
+
+        port_file = os.path.join(f.container_dir(cid), "port")
+        with open(port_file) as fh:
+            port_before = fh.read().strip()
+        url_before = url_of()
+        self.assertTrue(url_before, "GET /v1/containers names no URL for %s" % cid)
+        f.kill(name)
+        os.unlink(port_file)  # the restarted container writes the port it bound
+        f.restart(name)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(port_file) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(port_file) as fh:
+            self.assertEqual(fh.read().strip(), port_before, "port of %s after its restart" % cid)
+        f.wait_containers_online(f.containers, timeout=60)
+        self.assertEqual(url_of(), url_before, "URL of %s in GET /v1/containers" % cid)
 
 
 if __name__ == "__main__":

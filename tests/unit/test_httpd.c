@@ -18,6 +18,7 @@
 
 #include "dynostore/error.h"
 #include "httpd.h"
+#include "rest.h" /* dyno_url_decode */
 
 static void expect_range(const char *hdr, uint64_t size, int rc, uint64_t first, uint64_t last)
 {
