@@ -221,6 +221,46 @@ enum {
     ST_FAILED
 };
 
+/* ---- writer ---- */
+
+int dyno_frag_writer_init(struct dyno_frag_writer *w, const struct dyno_frag_hdr *h)
+{
+    w->records = 0;
+    return dyno_frag_hdr_encode(h, w->hdr);
+}
+
+int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len,
+                            const uint8_t *suf, struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS])
+{
+    int n = 0;
+    dyno_frag_rec_prefix((uint32_t)len, w->pre);
+    if (suf)
+        memcpy(w->suf, suf, sizeof(w->suf));
+    else
+        dyno_frag_rec_suffix(payload, len, w->suf);
+    if (w->records == 0)
+        out[n++] = (struct dyno_frag_seg){w->hdr, DYNO_FRAG_HDR_SIZE};
+    out[n++] = (struct dyno_frag_seg){w->pre, sizeof(w->pre)};
+    out[n++] = (struct dyno_frag_seg){payload, len};
+    out[n++] = (struct dyno_frag_seg){w->suf, sizeof(w->suf)};
+    w->records++;
+    return n;
+}
+
+int dyno_frag_writer_end(struct dyno_frag_writer *w, uint64_t object_size, const uint8_t sha256[32],
+                         struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS])
+{
+    int n = 0;
+    struct dyno_frag_trailer t = {.object_size = object_size, .records = w->records};
+    memcpy(t.sha256, sha256, sizeof(t.sha256));
+    memset(w->tail, 0, DYNO_FRAG_END_SIZE);
+    dyno_frag_trailer_encode(&t, w->tail + DYNO_FRAG_END_SIZE);
+    if (w->records == 0)
+        out[n++] = (struct dyno_frag_seg){w->hdr, DYNO_FRAG_HDR_SIZE};
+    out[n++] = (struct dyno_frag_seg){w->tail, sizeof(w->tail)};
+    return n;
+}
+
 int dyno_frag_parser_init(struct dyno_frag_parser *p, bool with_header, uint64_t first_record,
                           uint32_t max_unit, const struct dyno_frag_parser_cbs *cbs, void *arg)
 {

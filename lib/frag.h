@@ -71,6 +71,35 @@ void dyno_frag_rec_prefix(uint32_t len, uint8_t out[4]);
 void dyno_frag_rec_suffix(const uint8_t *payload, size_t len, uint8_t out[4]);
 
 /*
+ * Writer: the bytes of a fragment as borrowed segments, so that a payload goes to the
+ * network without a copy. The writer holds the header, the framing of the current record
+ * and the end marker with the trailer; the payload stays the caller's until the segments
+ * are sent. What it writes, dyno_frag_parser reads.
+ */
+struct dyno_frag_seg {
+    const uint8_t *p;
+    size_t len;
+};
+#define DYNO_FRAG_WRITER_SEGS 4 /* most segments one call returns: header, prefix, payload, suffix */
+struct dyno_frag_writer {
+    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
+    uint8_t pre[4], suf[4];
+    uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
+    uint64_t records; /* records written so far */
+};
+/* Encodes h (as dyno_frag_hdr_encode) for a new fragment. 0 or DYNO_EINVAL. */
+int dyno_frag_writer_init(struct dyno_frag_writer *w, const struct dyno_frag_hdr *h);
+/* The segments of the next record (the header first, for the first one) into out; payload
+ * is borrowed; suf is its precomputed CRC suffix or NULL. Returns the segment count. The
+ * previous call's segments are invalid from here. */
+int dyno_frag_writer_record(struct dyno_frag_writer *w, const uint8_t *payload, size_t len,
+                            const uint8_t *suf, struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS]);
+/* The end marker and trailer (object_size and sha256 of the object; the record count is the
+ * writer's), after the header when no record was written. Returns the segment count. */
+int dyno_frag_writer_end(struct dyno_frag_writer *w, uint64_t object_size, const uint8_t sha256[32],
+                         struct dyno_frag_seg out[DYNO_FRAG_WRITER_SEGS]);
+
+/*
  * Incremental, push-style parser of a fragment stream (or of a byte range of one that
  * starts at a record boundary). It copies each record into its own buffer, checks the CRC
  * and only then hands the payload to on_record. Any callback returning non-zero stops the

@@ -5,9 +5,9 @@
  *   mqtt.c     broker connection, retained status, revocations, RPC wrapper
  *   rest.c     the MHD daemon, request lifecycle, routing, replies, per-request log
  *   auth.c     bearer tokens, caller identity, catalog access
- *   fanout.c   libcurl multi machinery: parallel fragment transfers, upload streams, deletes
- *   put.c      POST .../~/objects (streaming erasure-coded put)
- *   get.c      GET and HEAD /v1/objects/<key> (streaming, degraded reads)
+ *   put.c      POST .../~/objects: the REST adapter of the put core (dp_put.c)
+ *   get.c      GET and HEAD /v1/objects/<key>: the REST adapter of the get core (dp_get.c)
+ *   dp*.c, xfer*.c  the data path core: put, get, repair, and its transport (dp.h)
  *   objects.c  meta, evict, list
  *   catalogs.c catalogs (info, list, delete, shares, subscription), containers, login, whoami,
  *              healthz, metrics
@@ -31,6 +31,7 @@
 #include <cjson/cJSON.h>
 
 #include "buf.h"
+#include "dp.h"
 #include "dynostore/error.h"
 #include "ec.h"
 #include "frag.h"
@@ -44,7 +45,6 @@
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
 #define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
-#define GW_MAX_N (DYNO_EC_MAX_K + DYNO_EC_MAX_M)
 
 struct gw_cfg {
     char *id;
@@ -64,7 +64,7 @@ struct gw_cfg {
     int64_t small_max;
     int64_t fragment_timeout_ms;
     int64_t rpc_timeout_ms;
-    int64_t commit_resolve_ms; /* put.c: how long an object.commit of unknown outcome is retried */
+    int64_t commit_resolve_ms; /* dp_put.c: how long an object.commit of unknown outcome is retried */
     int64_t max_connections;
     int64_t max_body;
     char *frontend_dir;
@@ -98,6 +98,9 @@ enum gw_metric_id {
 struct gw {
     struct gw_cfg cfg;
     struct dyno_verifier *verifier;
+    const struct gw_transport *tp; /* fragment transfers (dp.h): gw_curl_transport */
+    const struct gw_meta *meta;    /* metadata RPCs of the data path (dp.h): gw_mqtt_meta */
+    void *fake;                    /* unit tests: the fake transport's and metadata's state */
     struct dyno_mq *mq;
     struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
@@ -112,7 +115,7 @@ struct gw {
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
-    /* fanout.c: curl multis (with their open container connections) of client connections
+    /* xfer_curl.c: curl multis (with their open container connections) of client connections
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
     _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
@@ -121,13 +124,11 @@ struct gw {
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
  * keep-alive client reuse its container connections, and a pool of idle easy handles. */
 struct gw_conn {
-    struct gw *gw; /* set by the first gw_xfer_open; lets gw_conn_free park the multi */
+    struct gw *gw; /* set by the first gw_xfer_start; lets gw_conn_free park the multi */
     CURLM *multi;
     CURL *pool[GW_EASY_POOL];
     int npool;
 };
-
-struct gw_put;
 
 /* One REST request, from the first call of the access handler to MHD's completion call. */
 struct gw_req {
@@ -158,14 +159,15 @@ struct gw_req {
     char name[DYNO_NAME_MAX + 1]; /* ?name= of a put, "" when absent */
     bool has_name;
 
-    struct gw_put *put; /* the put in progress, aborted if the client goes away */
-    /* Fragments of an object a put replaced: deleted after the reply is sent, in the
-     * completion callback, so the client does not wait for garbage collection. */
-    char purge_key[DYNO_KEY_LEN + 1];
-    cJSON *purge_frags;
+    /* Called once when the request ends (MHD's completion, or before an error reply of a
+     * failed body), whatever happened: a handler's state goes here (a put aborts when it
+     * did not commit, or deletes the fragments of the object it replaced once the reply
+     * is out). */
+    void (*on_close)(struct gw_req *r);
+    void *state; /* the handler's, for on_close */
 };
 
-/* ---- time and small helpers (rest.c) ---- */
+/* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
@@ -221,144 +223,19 @@ int gw_catalog_check(struct gw_req *r, const char *catalog, bool write, cJSON **
 /* The access rule (lib/acl.h dyno_acl_decide, as the broker plugin) on a catalog.get result. */
 bool gw_catalog_allows(const struct dyno_claims *cl, const cJSON *cat, bool write);
 
-/* ---- EC contexts (put.c): cached per (k, m), immutable, shared by threads ---- */
-int gw_ec_get(struct gw *gw, int k, int m, const struct dyno_ec **out);
-
-/* ---- SHA-256 off the request's thread (put.c) ----
- * SHA-256 is the biggest CPU cost of a large put or get (one pass over the object, about
- * 1.8 GB/s with SHA-NI). A request of several stripes hashes stripe s on its own helper
- * thread while its thread encodes, checks and moves the bytes, one stripe at a time: the
- * caller keeps the submitted bytes unchanged until gw_hasher_wait returns. Without a
- * helper (not asked for, or its thread failed to start) submit hashes inline. */
-struct gw_hasher {
-    struct dyno_sha256 *sha; /* borrowed; touched only by the helper while a job runs */
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool started, busy, stop;
-    const uint8_t *seg[DYNO_EC_MAX_K];
-    size_t len[DYNO_EC_MAX_K];
-    int nseg;
-};
-/* Binds h (zeroed by the caller) to sha; with helper, starts its thread (0, or a DYNO_E*
- * after which h still works inline). */
-int gw_hasher_init(struct gw_hasher *h, struct dyno_sha256 *sha, bool helper);
-/* Hashes n segments, in order, after everything submitted before. Waits for the previous
- * job first, so at most one is pending. */
-void gw_hasher_submit(struct gw_hasher *h, const uint8_t *const *seg, const size_t *len, int n);
-/* Returns once every submitted byte is hashed (then the digest may be read). */
-void gw_hasher_wait(struct gw_hasher *h);
-/* Waits, stops the helper. Safe on a zeroed h and twice. */
-void gw_hasher_stop(struct gw_hasher *h);
-
-/* ---- fragment transfers (fanout.c) ---- */
-struct gw_xfer {
-    CURL *easy;
-    int index;
-    bool running; /* in the multi */
-    bool paused;  /* a callback returned PAUSE and nobody resumed it yet */
-    bool done;    /* finished: see result and status */
-    CURLcode result;
-    long status;
-    /* Last progress, for the no-progress timeout: set by the owner's callbacks when bytes
-     * move and by the owner when it hands new work. Never by gw_xfer_resume: a resume is
-     * not progress, and a transfer resumed again and again must still time out. */
-    int64_t last_ms;
-    char err[CURL_ERROR_SIZE];
-};
-
+/* ---- curl connections (xfer_curl.c) ---- */
 /* Frees conn, the caller's. Its curl multi (and so the idle container
  * connections it keeps alive) is parked in gw->idle_conns when there is room, for the
- * next gw_conn's first gw_xfer_open: a client that opens a connection per request still
+ * next gw_conn's first gw_xfer_start: a client that opens a connection per request still
  * reaches the containers over connections already open. Any thread. */
 void gw_conn_free(struct gw_conn *conn);
 /* Frees every parked multi; after gw_httpd_stop and every worker that uses a gw_conn. */
 void gw_conn_pool_free(struct gw *gw);
-/* Takes an easy handle from the pool, sets the common options (service token, timeouts,
- * PRIVATE = x) and the url. The caller then sets its callbacks and calls gw_xfer_start. */
-int gw_xfer_open(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, const char *url);
-int gw_xfer_start(struct gw_conn *conn, struct gw_xfer *x);
-/* Lifts a pause one of x's callbacks asked for (no-op when not paused). curl may call the
- * callback before this returns, and the callback may pause again. Leaves last_ms alone. */
-void gw_xfer_resume(struct gw_xfer *x);
-/* Removes x from the multi and gives its handle back to the pool. Safe on a closed x. */
-void gw_xfer_close(struct gw_conn *conn, struct gw_xfer *x);
-/* One round: wait up to poll_ms for activity (less when a curl timer is due), then
- * perform and record finished transfers. */
-int gw_fanout_step(struct gw_conn *conn, int poll_ms);
-/* Human-readable reason a finished or failed transfer did not succeed. */
-void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap);
-/*
- * Upload streams: one fragment sent to a container with PUT, a record at a time, for the
- * put path (put.c) and repairs (repair.c). The owner hands each stream its next bytes as
- * borrowed segments (gw_upload_record, gw_upload_tail), kept unchanged until the pump has
- * returned; gw_upload_pump drives the transfers until every live stream took them.
- */
-#define GW_UPLOAD_SEGS 5 /* header, record prefix, payload, suffix, and the tail of a one-record fragment */
-struct gw_seg {
-    const uint8_t *p;
-    size_t len;
-};
-struct gw_upload {
-    struct gw_xfer x;
-    bool live;   /* started and not failed */
-    bool stored; /* the container answered 2xx to the whole body */
-    struct gw_seg seg[GW_UPLOAD_SEGS];
-    int nseg, iseg;
-    size_t off;
-    bool eof;      /* after the segments, end the body */
-    char url[512]; /* the container's base URL (the owner's, for its log) */
-    char why[200]; /* why it failed (not live) */
-    uint8_t hdr[DYNO_FRAG_HDR_SIZE];
-    uint8_t pre[4], suf[4];
-};
-/* The streams of one put or repair, for gw_upload_pump. */
-struct gw_upload_set {
-    struct gw_conn *conn;
-    struct gw_upload *up; /* n streams, owned by the caller */
-    int n;
-    int need; /* fewer live streams than this fail the pump (DYNO_EUNAVAIL) */
-    int64_t timeout_ms;
-    /* Called once for a stream that failed (u->why set, its transfer closed): the owner's
-     * log line. May be NULL. */
-    void (*on_fail)(void *arg, const struct gw_upload *u);
-    void *arg;
-};
-/* Starts u (zeroed or closed) as a PUT of a fragment of size bytes (-1: unknown, chunked) to
- * url; u->x.index is the caller's. 0 with u->live, else a DYNO_E* with u->why set. */
-int gw_upload_open(struct gw *gw, struct gw_conn *conn, struct gw_upload *u, const char *url, int64_t size);
-/* Gives u its next record: the fragment header first when first, then payload (borrowed,
- * ulen bytes) framed by its prefix and CRC suffix (suf: a precomputed suffix, or NULL). */
-void gw_upload_record(struct gw_upload *u, bool first, const uint8_t *payload, size_t ulen,
-                      const uint8_t *suf);
-/* Gives u its last bytes (borrowed), after the header when first, then ends the body. */
-void gw_upload_tail(struct gw_upload *u, bool first, const uint8_t *tail, size_t len);
-/* Number of live streams. */
-int gw_upload_live(const struct gw_upload_set *set);
-/* Drops u (closes its transfer, records why, calls on_fail). No-op when not live. */
-void gw_upload_fail(const struct gw_upload_set *set, struct gw_upload *u, const char *why);
-/* Drives the transfers until every live stream handed its segments to the network (final:
- * until every live stream has its answer; a 2xx makes it stored). Streams that fail or make
- * no progress for timeout_ms are dropped. 0, or DYNO_EUNAVAIL once fewer than need are live. */
-int gw_upload_pump(const struct gw_upload_set *set, bool final);
-
-/* Deletes fragment ids <key>.<index> at urls in parallel; deleted[i] is set for 2xx and 404.
- * Returns the number deleted. */
-int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
-                     const char *const *url, int n, bool *deleted);
-/* Deletes every fragment of a metadata fragments array [{index, url}], then object.purge. */
-void gw_purge_fragments(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *frags);
-
-/* get.c: tells metadata (object.report, a notification) that fragment index of key, read
- * from container (NULL: unknown), is bad ("crc": a CRC or framing mismatch our parser saw)
- * or "missing" (the container answered 404). Never for a timeout or a cut: those are
- * unavailability, and a report makes metadata mark the fragment and rebuild it. */
-void gw_report_fragment(struct gw *gw, const char *key, int index, const char *container,
-                        const char *problem);
+/* Runs r->on_close once (rest.c). */
+void gw_req_close(struct gw_req *r);
 
 /* ---- handlers ---- */
 enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
-void gw_put_abort_req(struct gw_req *r);                    /* put.c: client went away */
 enum MHD_Result gw_get_object(struct gw_req *r, bool head); /* get.c */
 enum MHD_Result gw_object_meta(struct gw_req *r);           /* objects.c */
 enum MHD_Result gw_object_evict(struct gw_req *r);
@@ -379,25 +256,6 @@ enum MHD_Result gw_token_create(struct gw_req *r); /* on_end */
 enum MHD_Result gw_token_list(struct gw_req *r);
 enum MHD_Result gw_token_revoke(struct gw_req *r); /* r->key = the token id */
 enum MHD_Result gw_metrics(struct gw_req *r);
-
-/* ---- in-memory put (put.c), for ingest ---- */
-struct gw_put_mem {
-    const char *catalog; /* valid catalog path */
-    const char *name;    /* valid object name, or NULL: the key */
-    /* who stores it (a valid segment), recorded as the object's publisher; grants nothing */
-    const char *publisher;
-    int k, m; /* resilience of an erasure-coded object (small ones are replicas) */
-    const void *data;
-    size_t len;
-};
-/*
- * Stores in->data as an object, like a REST put (placement, fragments in parallel, commit,
- * object.created), from any thread that owns conn. 0 with *out the put result {key, name,
- * size, sha256, k, m, catalog} (the caller's); else a DYNO_E* code with msg set, and
- * nothing is visible (the object is aborted).
- */
-int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *in, cJSON **out, char *msg,
-                  size_t cap);
 
 /* ---- events (events.c) ---- */
 /* Sends event.emit to pubsub: {type, catalog, object:{key, name, size, sha256}} (the

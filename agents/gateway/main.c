@@ -197,6 +197,8 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_mutex_init(&gw->ec_lock, NULL);
+    gw->tp = &gw_curl_transport; /* the data path reaches containers over HTTP (dp.h) */
+    gw->meta = &gw_mqtt_meta;    /* and metadata over the broker */
     for (int i = 0; i < GW_M_COUNT; i++) {
         gw->metrics[i].name = gw_metric_defs[i].name;
         gw->metrics[i].help = gw_metric_defs[i].help;

@@ -3,12 +3,10 @@
  * gateway does the work.
  *
  *   repair workers  cfg.repair_workers threads. Each claims a task (repair.claim), rebuilds
- *                   the fragments it lists stripe by stripe and reports them
- *                   (repair.complete). Stripe s: record s is read with a byte Range from k
- *                   healthy sources in parallel (CRC-checked by the lib/frag.h parser; a
- *                   source that fails is replaced by the next one for the same stripe),
- *                   decoded (a replica is copied) and appended to one PUT stream per target.
- *                   Memory: n units per worker whatever the object size.
+ *                   the fragments it lists with the repair core (dp_repair.c: the get
+ *                   core's read, the lost units encoded, sent as a put's) and reports them
+ *                   (repair.complete). Memory: a few units per fragment, whatever the
+ *                   object size.
  *   GC              the first worker, when idle, deletes the garbage fragments metadata
  *                   hands out (gc.claim, DELETE on the container, gc.complete).
  *   rate            claims are bounded by metadata (repair_rate); bytes read and written
@@ -104,464 +102,10 @@ static bool gw_repair_throttle(struct gw_repair *rep, uint64_t bytes)
     return wait > 0 ? gw_repair_sleep(rep, wait) : gw_repair_stopping(rep);
 }
 
-/* ---- one repair task ---- */
-
-struct gw_rtask;
-
-/* One place of a fragment: a source to read, or a target to write. */
-struct gw_rloc {
-    int index;
-    char container[DYNO_SEG_MAX + 1];
-    char url[512];
-    bool draining; /* a source on a draining container: used after the ok ones */
-};
-
-/* A ranged GET of one record of a source. */
-struct gw_rget {
-    struct gw_xfer x;
-    struct gw_rtask *t;
-    int src;      /* into t->src */
-    uint64_t s;   /* the stripe */
-    uint8_t *dst; /* ulen bytes */
-    size_t ulen;
-    bool from0; /* the range starts at the header */
-    bool got;   /* record s arrived with a good CRC */
-    bool bad_status;
-    int perr;
-    bool has_parser;
-    struct dyno_frag_parser parser;
-};
-
-struct gw_rtask {
-    struct gw *gw;
-    struct gw_conn *conn;
-    char id[DYNO_KEY_LEN + 1];
-    char key[DYNO_KEY_LEN + 1];
-    char catalog[DYNO_CATALOG_MAX + 1];
-    char name[DYNO_NAME_MAX + 1];
-    uint8_t sha256[32];
-    int k, m, n;
-    bool replica;
-    struct dyno_layout lay;
-    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
-    int nsrc, ntgt;
-    bool src_bad[GW_MAX_N];
-    int active[GW_MAX_N]; /* sources in use, into src */
-    int nactive;
-    uint8_t *buf[GW_MAX_N]; /* per fragment index, one unit */
-    bool present[GW_MAX_N];
-    struct gw_upload put[GW_MAX_N]; /* one rebuilt fragment streamed to each target, as tgt */
-    struct gw_upload_set set;       /* put, for gw_upload_pump */
-    uint8_t tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
-    const struct dyno_ec *ec;
-    uint64_t bytes_read, bytes_written;
-    char msg[300];
-};
-
-static int gw_rget_header(void *arg, const struct dyno_frag_hdr *h)
+/* gw_rtask_rebuild's pace: true when the gateway stops. */
+static bool gw_repair_pace(void *arg, uint64_t bytes)
 {
-    struct gw_rget *g = arg;
-    const struct gw_rloc *l = &g->t->src[g->src];
-    if (strcmp(h->key, g->t->key) != 0 || h->index != l->index)
-        return DYNO_ECORRUPT; /* some other fragment is stored under that id */
-    return 0;
-}
-
-static int gw_rget_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
-{
-    struct gw_rget *g = arg;
-    if (g->got)
-        return 0; /* past our range (a container that ignored its end) */
-    if (s != g->s || len != g->ulen)
-        return DYNO_ECORRUPT;
-    memcpy(g->dst, payload, len);
-    g->got = true;
-    return 0;
-}
-
-static const struct dyno_frag_parser_cbs gw_rget_cbs = {
-    .on_header = gw_rget_header,
-    .on_record = gw_rget_record,
-    .on_trailer = NULL,
-};
-
-static size_t gw_rget_write(char *p, size_t size, size_t n, void *arg)
-{
-    struct gw_rget *g = arg;
-    size_t len = size * n;
-    if (g->perr || g->bad_status)
-        return 0;
-    if (g->x.status == 0) {
-        curl_easy_getinfo(g->x.easy, CURLINFO_RESPONSE_CODE, &g->x.status);
-        if (g->x.status != 206 && !(g->x.status == 200 && g->from0)) {
-            g->bad_status = true;
-            return 0;
-        }
-    }
-    if (g->got)
-        return len;
-    int rc = dyno_frag_parser_feed(&g->parser, (const uint8_t *)p, len);
-    if (rc) {
-        g->perr = rc;
-        return 0;
-    }
-    g->x.last_ms = gw_now_ms();
-    return len;
-}
-
-static void gw_rget_close(struct gw_rtask *t, struct gw_rget *g)
-{
-    gw_xfer_close(t->conn, &g->x);
-    if (g->has_parser)
-        dyno_frag_parser_free(&g->parser);
-    g->has_parser = false;
-}
-
-static int gw_rget_open(struct gw_rtask *t, struct gw_rget *g, int src, uint64_t s)
-{
-    const struct gw_rloc *l = &t->src[src];
-    memset(g, 0, sizeof(*g));
-    g->t = t;
-    g->src = src;
-    g->s = s;
-    g->ulen = dyno_layout_unit_len(&t->lay, s);
-    g->dst = t->buf[l->index];
-    g->from0 = s == 0;
-    uint64_t from = g->from0 ? 0 : dyno_layout_record_offset(&t->lay, s);
-    uint64_t to = dyno_layout_record_offset(&t->lay, s) + g->ulen + DYNO_FRAG_REC_OVERHEAD - 1;
-    int rc = dyno_frag_parser_init(&g->parser, g->from0, s, t->lay.unit, &gw_rget_cbs, g);
-    if (rc)
-        return rc;
-    g->has_parser = true;
-    char url[700], range[64];
-    snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
-    snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
-    if ((rc = gw_xfer_open(t->gw, t->conn, &g->x, url)) != 0) {
-        gw_rget_close(t, g);
-        return rc;
-    }
-    g->x.index = l->index;
-    curl_easy_setopt(g->x.easy, CURLOPT_RANGE, range);
-    curl_easy_setopt(g->x.easy, CURLOPT_WRITEFUNCTION, gw_rget_write);
-    curl_easy_setopt(g->x.easy, CURLOPT_WRITEDATA, g);
-    if ((rc = gw_xfer_start(t->conn, &g->x)) != 0) {
-        gw_rget_close(t, g);
-        return rc;
-    }
-    return 0;
-}
-
-/* The next healthy source not in use: ok ones before draining ones (protocol.md §8), data
- * fragments before parity (a systematic set needs no decoding of the data). */
-static int gw_repair_next_source(struct gw_rtask *t)
-{
-    int best = -1;
-    for (int i = 0; i < t->nsrc; i++) {
-        bool used = t->src_bad[i];
-        for (int j = 0; !used && j < t->nactive; j++)
-            used = t->active[j] == i;
-        if (used)
-            continue;
-        const struct gw_rloc *a = &t->src[i], *b = best < 0 ? NULL : &t->src[best];
-        if (!b || a->draining < b->draining || (a->draining == b->draining && a->index < b->index))
-            best = i;
-    }
-    return best;
-}
-
-/* Reads record s from k healthy sources into t->buf, replacing sources that fail.
- * 0, or DYNO_EUNAVAIL when fewer than k sources are left. */
-static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
-{
-    int64_t timeout = t->gw->cfg.fragment_timeout_ms;
-    struct gw_rget get[GW_MAX_N];
-    bool opened[GW_MAX_N];
-    memset(t->present, 0, sizeof(t->present));
-    for (;;) {
-        while (t->nactive < t->k) {
-            int i = gw_repair_next_source(t);
-            if (i < 0) {
-                snprintf(t->msg, sizeof(t->msg), "fewer than %d healthy sources for stripe %llu", t->k,
-                         (unsigned long long)s);
-                return DYNO_EUNAVAIL;
-            }
-            t->active[t->nactive++] = i;
-        }
-        /* Only the sources that have not delivered this stripe yet (new ones). */
-        for (int j = 0; j < t->nactive; j++) {
-            opened[j] = !t->present[t->src[t->active[j]].index];
-            if (opened[j] && gw_rget_open(t, &get[j], t->active[j], s) != 0)
-                get[j].bad_status = true; /* could not even start: treat as failed */
-        }
-        for (;;) {
-            bool busy = false;
-            int64_t now = gw_now_ms();
-            for (int j = 0; j < t->nactive; j++) {
-                struct gw_rget *g = &get[j];
-                if (!opened[j] || !g->x.easy || !g->x.running)
-                    continue;
-                if (now - g->x.last_ms > timeout) {
-                    gw_xfer_close(t->conn, &g->x); /* failed: no progress in time */
-                    continue;
-                }
-                busy = true;
-            }
-            if (!busy)
-                break;
-            gw_fanout_step(t->conn, 50);
-        }
-        /* Drop the sources that failed; keep the ones that delivered. */
-        int keep = 0;
-        for (int j = 0; j < t->nactive; j++) {
-            if (!opened[j]) {
-                t->active[keep++] = t->active[j];
-                continue;
-            }
-            struct gw_rget *g = &get[j];
-            struct gw_rloc *l = &t->src[g->src];
-            bool ok = g->got && !g->perr && !g->bad_status && g->x.done && g->x.result == CURLE_OK;
-            if (ok) {
-                t->present[l->index] = true;
-                t->bytes_read += g->ulen;
-                t->active[keep++] = g->src;
-            } else {
-                char why[200];
-                if (g->perr == DYNO_ECORRUPT)
-                    snprintf(why, sizeof(why), "bad record (CRC or framing)");
-                else if (g->bad_status)
-                    snprintf(why, sizeof(why), "HTTP %ld instead of partial content", g->x.status);
-                else if (g->x.done && g->x.result == CURLE_OK)
-                    snprintf(why, sizeof(why), "truncated record");
-                else
-                    gw_xfer_reason(&g->x, why, sizeof(why));
-                dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"",
-                          t->key, l->index, l->container, (unsigned long long)s, why);
-                /* A source that served a bad record is marked bad and repaired in turn. A cut
-                 * or a timeout only drops it from this task: the container reports its own
-                 * CRC failures, and a slow or restarting one holds healthy bytes. */
-                if (g->perr == DYNO_ECORRUPT) {
-                    dyno_metric_add(&t->gw->metrics[GW_M_CRC_ERRORS], 1);
-                    gw_report_fragment(t->gw, t->key, l->index, l->container, "crc");
-                }
-                t->src_bad[g->src] = true;
-            }
-            gw_rget_close(t, g);
-        }
-        t->nactive = keep;
-        if (keep == t->k)
-            return 0;
-    }
-}
-
-/* ---- target streams (fanout.c's upload streams, as put.c's fragment streams) ---- */
-
-static void gw_rput_failed(void *arg, const struct gw_upload *u)
-{
-    const struct gw_rtask *t = arg;
-    const struct gw_rloc *l = &t->tgt[u - t->put];
-    dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index,
-              l->container, u->why);
-}
-
-static int gw_repair_live_targets(const struct gw_rtask *t)
-{
-    return gw_upload_live(&t->set);
-}
-
-/* Drives the target streams until each live one took its segments (final: until each has
- * its answer). Streams that fail or stall for fragment_timeout_ms are dropped. */
-static int gw_repair_pump(struct gw_rtask *t, bool final)
-{
-    int rc = gw_upload_pump(&t->set, final);
-    if (rc)
-        snprintf(t->msg, sizeof(t->msg), "every target failed");
-    return rc;
-}
-
-static int gw_repair_open_targets(struct gw_rtask *t)
-{
-    struct dyno_frag_hdr h = {.version = DYNO_FRAG_VERSION,
-                              .k = (uint8_t)t->k,
-                              .m = (uint8_t)t->m,
-                              .replica = t->replica,
-                              .unit = t->lay.unit};
-    memcpy(h.key, t->key, sizeof(h.key));
-    snprintf(h.catalog, sizeof(h.catalog), "%s", t->catalog);
-    snprintf(h.name, sizeof(h.name), "%s", t->name);
-    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
-    t->set = (struct gw_upload_set){.conn = t->conn,
-                                    .up = t->put,
-                                    .n = t->ntgt,
-                                    .need = 1,
-                                    .timeout_ms = t->gw->cfg.fragment_timeout_ms,
-                                    .on_fail = gw_rput_failed,
-                                    .arg = t};
-    for (int i = 0; i < t->ntgt; i++) {
-        struct gw_upload *u = &t->put[i];
-        const struct gw_rloc *l = &t->tgt[i];
-        memset(u, 0, sizeof(*u));
-        h.index = (uint8_t)l->index;
-        int rc = dyno_frag_hdr_encode(&h, u->hdr);
-        if (rc) {
-            snprintf(t->msg, sizeof(t->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
-            return rc;
-        }
-        char url[700];
-        snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
-        snprintf(u->url, sizeof(u->url), "%s", l->url);
-        u->x.index = l->index;
-        (void)gw_upload_open(t->gw, t->conn, u, url, (int64_t)fsize);
-    }
-    if (gw_repair_live_targets(t) == 0) {
-        snprintf(t->msg, sizeof(t->msg), "no target stream could be started");
-        return DYNO_EUNAVAIL;
-    }
-    return 0;
-}
-
-/* Hands record s (t->buf of each target's index) to every live target stream. */
-static int gw_repair_write_stripe(struct gw_rtask *t, uint64_t s, size_t ulen)
-{
-    for (int i = 0; i < t->ntgt; i++) {
-        if (!t->put[i].live)
-            continue;
-        gw_upload_record(&t->put[i], s == 0, t->buf[t->tgt[i].index], ulen, NULL);
-        t->bytes_written += ulen + DYNO_FRAG_REC_OVERHEAD;
-    }
-    return gw_repair_pump(t, false);
-}
-
-/* End marker and trailer (size and digest from the task), then every target's answer. */
-static int gw_repair_finish_targets(struct gw_rtask *t, uint64_t stripes)
-{
-    struct dyno_frag_trailer tr = {.object_size = t->lay.size, .records = stripes};
-    memcpy(tr.sha256, t->sha256, 32);
-    memset(t->tail, 0, DYNO_FRAG_END_SIZE);
-    dyno_frag_trailer_encode(&tr, t->tail + DYNO_FRAG_END_SIZE);
-    for (int i = 0; i < t->ntgt; i++)
-        gw_upload_tail(&t->put[i], stripes == 0, t->tail, sizeof(t->tail));
-    return gw_repair_pump(t, true);
-}
-
-/* Parses a location list [{index, container, url}] into out (at most GW_MAX_N). */
-static int gw_repair_locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
-{
-    const cJSON *it;
-    bool seen[GW_MAX_N] = {false};
-    *count = 0;
-    if (!cJSON_IsArray(arr))
-        return DYNO_EPROTO;
-    cJSON_ArrayForEach(it, arr)
-    {
-        int64_t idx;
-        const char *c = dyno_json_str(it, "container"), *url = dyno_json_str(it, "url");
-        if (dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= n || seen[idx] || !dyno_valid_segment(c) ||
-            !url || strlen(url) >= sizeof(out[0].url) ||
-            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || *count == GW_MAX_N)
-            return DYNO_EPROTO;
-        seen[idx] = true;
-        struct gw_rloc *l = &out[(*count)++];
-        l->index = (int)idx;
-        snprintf(l->container, sizeof(l->container), "%s", c);
-        snprintf(l->url, sizeof(l->url), "%s", url);
-        const char *state = dyno_json_str(it, "state");
-        l->draining = state && strcmp(state, "draining") == 0;
-    }
-    return 0;
-}
-
-static int gw_repair_task_init(struct gw_rtask *t, const cJSON *task)
-{
-    int64_t size, k, m, unit;
-    const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
-    const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
-    const char *sha = dyno_json_str(task, "sha256");
-    if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
-        !dyno_valid_name(name) || !sha || strlen(sha) != 64 || dyno_unhex(sha, t->sha256, 32) ||
-        dyno_json_i64(task, "size", &size) || dyno_json_i64(task, "k", &k) || dyno_json_i64(task, "m", &m) ||
-        dyno_json_i64(task, "unit", &unit) || size < 0 || k < 1 || k > DYNO_EC_MAX_K || m < 0 ||
-        m > DYNO_EC_MAX_M || k + m > GW_MAX_N || unit < 1 || unit > (int64_t)DYNO_FRAG_MAX_UNIT)
-        return DYNO_EPROTO;
-    memcpy(t->id, id, sizeof(t->id));
-    memcpy(t->key, key, sizeof(t->key));
-    snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->replica = dyno_json_bool(task, "replica", false);
-    if (t->replica && k != 1)
-        return DYNO_EPROTO;
-    t->k = (int)k;
-    t->m = (int)m;
-    t->n = t->k + t->m;
-    t->lay = (struct dyno_layout){.size = (uint64_t)size, .unit = (uint32_t)unit, .k = t->k};
-    if (gw_repair_locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
-        gw_repair_locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
-        return DYNO_EPROTO;
-    return 0;
-}
-
-static void gw_repair_task_free(struct gw_rtask *t)
-{
-    for (int i = 0; i < t->ntgt; i++)
-        gw_xfer_close(t->conn, &t->put[i].x);
-    for (int i = 0; i < GW_MAX_N; i++)
-        free(t->buf[i]);
-}
-
-/* Rebuilds every target of t. 0 when the stream reached its end (see put[i].stored for
- * each target's outcome), else a DYNO_E* code with t->msg. */
-static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
-{
-    int rc;
-    uint64_t stripes = dyno_layout_stripes(&t->lay);
-    size_t maxlen = stripes ? dyno_layout_unit_len(&t->lay, 0) : 1;
-    /* n units: one per fragment index (sources, targets and the ones decode fills). */
-    for (int i = 0; i < t->n; i++) {
-        t->buf[i] = malloc(maxlen);
-        if (!t->buf[i]) {
-            snprintf(t->msg, sizeof(t->msg), "out of memory");
-            return DYNO_ENOMEM;
-        }
-    }
-    if (!t->replica && t->m > 0 && (rc = gw_ec_get(t->gw, t->k, t->m, &t->ec)) != 0) {
-        snprintf(t->msg, sizeof(t->msg), "no erasure code for k=%d m=%d", t->k, t->m);
-        return rc;
-    }
-    if ((rc = gw_repair_open_targets(t)) != 0)
-        return rc;
-    gw_fanout_step(t->conn, 0);
-    for (uint64_t s = 0; s < stripes; s++) {
-        size_t ulen = dyno_layout_unit_len(&t->lay, s);
-        if ((rc = gw_repair_read_stripe(t, s)) != 0)
-            return rc;
-        if (t->replica) {
-            /* k = 1: every fragment is the whole object; copy the one source read. */
-            const uint8_t *from = t->buf[t->src[t->active[0]].index];
-            for (int i = 0; i < t->ntgt; i++)
-                if (t->buf[t->tgt[i].index] != from)
-                    memcpy(t->buf[t->tgt[i].index], from, ulen);
-        } else {
-            bool need = false;
-            for (int i = 0; i < t->ntgt; i++)
-                need |= !t->present[t->tgt[i].index];
-            if (need && !t->ec) {
-                snprintf(t->msg, sizeof(t->msg), "nothing to decode from with m=0");
-                return DYNO_EUNAVAIL;
-            }
-            if (need && (rc = dyno_ec_decode(t->ec, ulen, t->present, t->buf)) != 0) {
-                snprintf(t->msg, sizeof(t->msg), "decoding failed: %s", dyno_strerror(rc));
-                return rc;
-            }
-        }
-        if ((rc = gw_repair_write_stripe(t, s, ulen)) != 0)
-            return rc;
-        if (s == 0 && stripes > 1)
-            dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
-        if (gw_repair_throttle(rep, (uint64_t)ulen * (uint64_t)(t->k + gw_repair_live_targets(t)))) {
-            snprintf(t->msg, sizeof(t->msg), "gateway stopping");
-            return DYNO_EUNAVAIL;
-        }
-    }
-    return gw_repair_finish_targets(t, stripes);
+    return gw_repair_throttle(arg, bytes);
 }
 
 /* Runs one claimed task and reports it (repair.complete). */
@@ -576,7 +120,7 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
     }
     t->gw = gw;
     t->conn = w->conn;
-    int rc = gw_repair_task_init(t, task);
+    int rc = gw_rtask_init(t, task);
     if (rc) {
         /* Nothing to report against: the lease expires and metadata hands it out again. */
         const char *key = dyno_json_str(task, "key");
@@ -584,7 +128,7 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         free(t);
         return;
     }
-    rc = gw_repair_rebuild(w->rep, t);
+    rc = gw_rtask_rebuild(t, gw_repair_pace, w->rep);
 
     uint64_t fsize = dyno_layout_fragment_size(&t->lay);
     cJSON *params = cJSON_CreateObject();
@@ -635,7 +179,7 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
                   t->ntgt, (long long)ms, q);
     }
-    gw_repair_task_free(t);
+    gw_rtask_free(t);
     free(t);
 }
 
@@ -875,10 +419,10 @@ struct gw_rebuild {
     cJSON *catalogs; /* catalog path -> true, those made sure of */
 };
 
-static size_t gw_collect(char *p, size_t size, size_t n, void *arg)
+static size_t gw_collect(const char *p, size_t len, void *arg)
 {
     struct dyno_buf *b = arg;
-    return dyno_buf_append(b, p, size * n) ? 0 : size * n;
+    return dyno_buf_append(b, p, len) ? 0 : len;
 }
 
 /* GET url with the service token into a JSON document (bounded). Blocks on conn's multi. */
@@ -891,20 +435,18 @@ static int gw_repair_get_json(struct gw *gw, struct gw_conn *conn, const char *u
     *out = NULL;
     memset(&x, 0, sizeof(x));
     dyno_buf_init(&b, GW_LIST_BODY_MAX);
-    if ((rc = gw_xfer_open(gw, conn, &x, url)) != 0) {
-        snprintf(msg, cap, "cannot create a transfer");
-        goto out;
-    }
-    curl_easy_setopt(x.easy, CURLOPT_WRITEFUNCTION, gw_collect);
-    curl_easy_setopt(x.easy, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(x.easy, CURLOPT_TIMEOUT_MS, (long)gw->cfg.fragment_timeout_ms * 6);
-    if ((rc = gw_xfer_start(conn, &x)) != 0) {
+    struct gw_xfer_spec spec = {.method = GW_XFER_GET,
+                                .url = url,
+                                .timeout_ms = (long)gw->cfg.fragment_timeout_ms * 6,
+                                .write = gw_collect,
+                                .arg = &b};
+    if ((rc = gw_xfer_start(gw, conn, &x, &spec)) != 0) {
         snprintf(msg, cap, "cannot start a transfer");
         goto out;
     }
     while (x.running)
-        gw_fanout_step(conn, 100);
-    if (!x.done || x.result != CURLE_OK || x.status != 200) {
+        gw_xfer_step(conn, 100);
+    if (!x.done || x.result != GW_XFER_OK || x.status != 200) {
         gw_xfer_reason(&x, msg, cap);
         rc = DYNO_EUNAVAIL;
         goto out;

@@ -18,44 +18,6 @@
 #include "log.h"
 #include "rest.h"
 
-int64_t gw_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void gw_wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
-}
-
-void gw_quote(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (cap < 3) {
-        if (cap)
-            out[0] = '\0';
-        return;
-    }
-    out[o++] = '"';
-    for (; s && *s && o + 5 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-}
-
 /* ---- replies ---- */
 
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body)
@@ -419,13 +381,20 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
     if (r->replied)
         return MHD_YES;
     if (r->body_err) {
-        if (r->put)
-            gw_put_abort_req(r);
+        gw_req_close(r); /* before the error reply: a failed put is aborted first */
         return gw_reply_error(r, r->body_err, "%s", r->body_msg);
     }
     if (r->on_end)
         return r->on_end(r);
     return gw_reply_error(r, DYNO_EINTERNAL, "request without a handler");
+}
+
+void gw_req_close(struct gw_req *r)
+{
+    void (*fn)(struct gw_req *) = r->on_close;
+    r->on_close = NULL;
+    if (fn)
+        fn(r);
 }
 
 static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -437,13 +406,7 @@ static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
-    /* A put still open here never committed: the client left or the reply was an error. */
-    if (r->put)
-        gw_put_abort_req(r);
-    if (r->purge_key[0]) {
-        gw_purge_fragments(gw, r->conn, r->purge_key, r->purge_frags);
-        cJSON_Delete(r->purge_frags);
-    }
+    gw_req_close(r);
 
     const char *end = "ok";
     switch (toe) {

@@ -1,0 +1,287 @@
+/*
+ * The repair core (docs/healing.md, protocol.md §8): one task of metadata's (repair.claim)
+ * rebuilt. The object is read stripe by stripe with the get core (dp_get.c: k healthy
+ * sources in parallel, every record CRC-checked, a source that fails replaced within the
+ * stripe and the stripe decoded); each target's unit is cut from the stripe or encoded and
+ * appended to one upload stream per target (xfer.c), framed by lib/frag.c's writer as a
+ * put's. Claiming, reporting and pacing are repair.c's (the workers).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crashpoint.h"
+#include "gw.h"
+#include "json.h"
+#include "log.h"
+
+/* ---- target streams (xfer.c's upload streams, as the put core's fragment streams) ---- */
+
+static void rtask__target_failed(void *arg, const struct gw_upload *u)
+{
+    const struct gw_rtask *t = arg;
+    const struct gw_rloc *l = &t->tgt[u - t->put];
+    dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index,
+              l->container, u->why);
+}
+
+int gw_rtask_live_targets(const struct gw_rtask *t)
+{
+    return gw_upload_live(&t->set);
+}
+
+/* Drives the target streams until each live one took its segments (final: until each has
+ * its answer). Streams that fail or stall for fragment_timeout_ms are dropped. */
+static int rtask__pump(struct gw_rtask *t, bool final)
+{
+    int rc = gw_upload_pump(&t->set, final);
+    if (rc)
+        snprintf(t->msg, sizeof(t->msg), "every target failed");
+    return rc;
+}
+
+static int rtask__open_targets(struct gw_rtask *t)
+{
+    struct dyno_frag_hdr h = {.version = DYNO_FRAG_VERSION,
+                              .k = (uint8_t)t->k,
+                              .m = (uint8_t)t->m,
+                              .replica = t->replica,
+                              .unit = t->lay.unit};
+    memcpy(h.key, t->key, sizeof(h.key));
+    snprintf(h.catalog, sizeof(h.catalog), "%s", t->catalog);
+    snprintf(h.name, sizeof(h.name), "%s", t->name);
+    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    t->set = (struct gw_upload_set){.gw = t->gw,
+                                    .conn = t->conn,
+                                    .up = t->put,
+                                    .n = t->ntgt,
+                                    .need = 1,
+                                    .timeout_ms = t->gw->cfg.fragment_timeout_ms,
+                                    .on_fail = rtask__target_failed,
+                                    .arg = t};
+    for (int i = 0; i < t->ntgt; i++) {
+        struct gw_upload *u = &t->put[i];
+        const struct gw_rloc *l = &t->tgt[i];
+        memset(u, 0, sizeof(*u));
+        h.index = (uint8_t)l->index;
+        int rc = dyno_frag_writer_init(&u->w, &h);
+        if (rc) {
+            snprintf(t->msg, sizeof(t->msg), "cannot encode the fragment header: %s", dyno_strerror(rc));
+            return rc;
+        }
+        char url[700];
+        snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", l->url, t->key, l->index);
+        snprintf(u->url, sizeof(u->url), "%s", l->url);
+        u->x.index = l->index;
+        (void)gw_upload_open(t->gw, t->conn, u, url, (int64_t)fsize);
+    }
+    if (gw_rtask_live_targets(t) == 0) {
+        snprintf(t->msg, sizeof(t->msg), "no target stream could be started");
+        return DYNO_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Hands the stripe's record (t->buf of each target's index) to every live target stream. */
+static int rtask__write_stripe(struct gw_rtask *t, size_t ulen)
+{
+    for (int i = 0; i < t->ntgt; i++) {
+        if (!t->put[i].live)
+            continue;
+        gw_upload_record(&t->put[i], t->buf[t->tgt[i].index], ulen, NULL);
+        t->bytes_written += ulen + DYNO_FRAG_REC_OVERHEAD;
+    }
+    return rtask__pump(t, false);
+}
+
+/* End marker and trailer (size and digest from the task), then every target's answer. */
+static int rtask__finish_targets(struct gw_rtask *t, uint64_t stripes)
+{
+    (void)stripes; /* each target's writer counted the records it was given */
+    for (int i = 0; i < t->ntgt; i++) {
+        struct dyno_frag_seg tail[DYNO_FRAG_WRITER_SEGS];
+        int nt = dyno_frag_writer_end(&t->put[i].w, t->lay.size, t->sha256, tail);
+        for (int j = 0; j < nt; j++)
+            gw_upload_tail(&t->put[i], tail[j].p, tail[j].len);
+    }
+    return rtask__pump(t, true);
+}
+
+/* Parses a location list [{index, container, url}] into out (at most GW_MAX_N). */
+static int rtask__locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
+{
+    const cJSON *it;
+    bool seen[GW_MAX_N] = {false};
+    *count = 0;
+    if (!cJSON_IsArray(arr))
+        return DYNO_EPROTO;
+    cJSON_ArrayForEach(it, arr)
+    {
+        int64_t idx;
+        const char *c = dyno_json_str(it, "container"), *url = dyno_json_str(it, "url");
+        if (dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= n || seen[idx] || !dyno_valid_segment(c) ||
+            !url || strlen(url) >= sizeof(out[0].url) ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || *count == GW_MAX_N)
+            return DYNO_EPROTO;
+        seen[idx] = true;
+        struct gw_rloc *l = &out[(*count)++];
+        l->index = (int)idx;
+        snprintf(l->container, sizeof(l->container), "%s", c);
+        snprintf(l->url, sizeof(l->url), "%s", url);
+        const char *state = dyno_json_str(it, "state");
+        l->draining = state && strcmp(state, "draining") == 0;
+    }
+    return 0;
+}
+
+int gw_rtask_init(struct gw_rtask *t, const cJSON *task)
+{
+    struct gw_shape sh;
+    const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
+    const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
+    if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
+        !dyno_valid_name(name) || gw_shape_parse(task, &sh))
+        return DYNO_EPROTO;
+    memcpy(t->id, id, sizeof(t->id));
+    memcpy(t->key, key, sizeof(t->key));
+    snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    memcpy(t->sha256, sh.sha256, sizeof(t->sha256));
+    t->replica = sh.replica;
+    t->k = sh.k;
+    t->m = sh.m;
+    t->n = t->k + t->m;
+    t->lay = sh.lay;
+    if (rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
+        rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
+        return DYNO_EPROTO;
+    return 0;
+}
+
+void gw_rtask_free(struct gw_rtask *t)
+{
+    for (int i = 0; i < t->ntgt; i++)
+        gw_xfer_close(t->conn, &t->put[i].x);
+    free(t->stripe);
+    free(t->parity);
+}
+
+/* The object record the get core reads the sources from (dp_get.c): sources on draining
+ * containers are its last resort (protocol.md §8), and data fragments come before parity
+ * (a systematic set needs no decoding). */
+static cJSON *rtask__source_record(const struct gw_rtask *t)
+{
+    char sha[65];
+    dyno_hex(t->sha256, 32, sha);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    dyno_json_add_i64(o, "size", (int64_t)t->lay.size);
+    cJSON_AddNumberToObject(o, "k", t->k);
+    cJSON_AddNumberToObject(o, "m", t->m);
+    dyno_json_add_i64(o, "unit", t->lay.unit);
+    cJSON_AddStringToObject(o, "sha256", sha);
+    cJSON_AddBoolToObject(o, "replica", t->replica);
+    cJSON *fr = cJSON_AddArrayToObject(o, "fragments");
+    for (int i = 0; fr && i < t->nsrc; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "index", t->src[i].index);
+        cJSON_AddStringToObject(f, "url", t->src[i].url);
+        cJSON_AddStringToObject(f, "container", t->src[i].container);
+        cJSON_AddBoolToObject(f, "last_resort", t->src[i].draining);
+        cJSON_AddItemToArray(fr, f);
+    }
+    return o;
+}
+
+/* Reads the next stripe (len object bytes) of the object into t->stripe. */
+static int rtask__read_stripe(struct gw_rtask *t, struct gw_get *g, uint64_t len)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = gw_get_read(g, (char *)t->stripe + got, (size_t)(len - got));
+        if (n <= 0) {
+            snprintf(t->msg, sizeof(t->msg), "%s", n < 0 ? gw_get_msg(g) : "the read ended early");
+            return DYNO_EUNAVAIL;
+        }
+        got += (uint64_t)n;
+    }
+    t->bytes_read += len;
+    return 0;
+}
+
+/* Points t->buf at the units of the stripe in t->stripe (ulen bytes each, the last data
+ * unit zero-padded), encoding the parity units when a target needs one. */
+static int rtask__units(struct gw_rtask *t, uint64_t len, size_t ulen)
+{
+    if (t->replica) {
+        for (int i = 0; i < t->n; i++)
+            t->buf[i] = t->stripe; /* k = 1: every fragment is the whole object */
+        return 0;
+    }
+    memset(t->stripe + len, 0, (size_t)t->k * ulen - (size_t)len);
+    uint8_t *data[DYNO_EC_MAX_K], *par[DYNO_EC_MAX_M];
+    bool need = false;
+    for (int i = 0; i < t->k; i++)
+        t->buf[i] = data[i] = t->stripe + (size_t)i * ulen;
+    for (int j = 0; j < t->m; j++)
+        t->buf[t->k + j] = par[j] = t->parity + (size_t)j * ulen;
+    for (int i = 0; i < t->ntgt; i++)
+        need |= t->tgt[i].index >= t->k;
+    int rc = need ? dyno_ec_encode(t->ec, ulen, data, par) : 0;
+    if (rc)
+        snprintf(t->msg, sizeof(t->msg), "erasure coding failed: %s", dyno_strerror(rc));
+    return rc;
+}
+
+/* Rebuilds every target of t: the object is read stripe by stripe through the get core
+ * (k sources in parallel, every record CRC-checked, a failing source replaced and the
+ * stripe decoded), each target's unit is cut from the stripe or encoded, and appended to
+ * its stream. 0 when the stream reached its end (see put[i].stored for each target's
+ * outcome), else a DYNO_E* code with t->msg. */
+int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes), void *arg)
+{
+    int rc;
+    uint64_t stripes = dyno_layout_stripes(&t->lay);
+    size_t maxlen = stripes ? dyno_layout_unit_len(&t->lay, 0) : 1;
+    /* n units: the stripe's k, and m parity units. */
+    t->stripe = malloc((size_t)t->k * maxlen);
+    t->parity = !t->replica && t->m > 0 ? malloc((size_t)t->m * maxlen) : NULL;
+    if (!t->stripe || (!t->replica && t->m > 0 && !t->parity)) {
+        snprintf(t->msg, sizeof(t->msg), "out of memory");
+        return DYNO_ENOMEM;
+    }
+    if (!t->replica && t->m > 0 && (rc = gw_ec_get(t->gw, t->k, t->m, &t->ec)) != 0) {
+        snprintf(t->msg, sizeof(t->msg), "no erasure code for k=%d m=%d", t->k, t->m);
+        return rc;
+    }
+    if ((rc = rtask__open_targets(t)) != 0)
+        return rc;
+    gw_xfer_step(t->conn, 0);
+    struct gw_get *g = NULL;
+    if (stripes > 0) {
+        cJSON *rec = rtask__source_record(t);
+        rc = rec ? gw_get_new(t->gw, t->conn, t->key, rec, &g) : DYNO_ENOMEM;
+        cJSON_Delete(rec);
+        if (rc == 0 && (rc = gw_get_start(g, 0, t->lay.size - 1, GW_GET_INTERNAL)) != 0)
+            snprintf(t->msg, sizeof(t->msg), "%s", gw_get_msg(g));
+        else if (rc)
+            snprintf(t->msg, sizeof(t->msg), "cannot read the sources: %s", dyno_strerror(rc));
+    }
+    for (uint64_t s = 0; rc == 0 && s < stripes; s++) {
+        uint64_t st, len;
+        size_t ulen = dyno_layout_unit_len(&t->lay, s);
+        dyno_layout_stripe_span(&t->lay, s, &st, &len);
+        if ((rc = rtask__read_stripe(t, g, len)) != 0 || (rc = rtask__units(t, len, ulen)) != 0 ||
+            (rc = rtask__write_stripe(t, ulen)) != 0)
+            break;
+        if (s == 0 && stripes > 1)
+            dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
+        if (pace && pace(arg, (uint64_t)ulen * (uint64_t)(t->k + gw_rtask_live_targets(t)))) {
+            snprintf(t->msg, sizeof(t->msg), "gateway stopping");
+            rc = DYNO_EUNAVAIL;
+        }
+    }
+    gw_get_free(g);
+    return rc ? rc : rtask__finish_targets(t, stripes);
+}
