@@ -123,20 +123,20 @@ void md_repair_fini(struct md_repair *r)
     pthread_mutex_destroy(&r->mu);
 }
 
-static bool rp_online(const struct md_nodes *nodes, const char *id)
+static bool repair__online(const struct md_nodes *nodes, const char *id)
 {
     const struct md_node *nd = md_nodes_find(nodes, id);
     return nd && nd->online;
 }
 
-static const char *rp_url(const struct md_nodes *nodes, const char *id)
+static const char *repair__url(const struct md_nodes *nodes, const char *id)
 {
     const struct md_node *nd = md_nodes_find(nodes, id);
     return nd ? nd->url : "";
 }
 
 /* Targets reserved for key become garbage (a worker may have written them) and are freed. */
-static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
+static int repair__targets_to_garbage(struct md_db *db, const char *key, int64_t now)
 {
     int rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, NULL);
     if (rc == SQLITE_OK)
@@ -144,7 +144,7 @@ static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
     return rc;
 }
 
-static int rp_counter_add(struct md_db *db, const char *name, int64_t v)
+static int repair__counter_add(struct md_db *db, const char *name, int64_t v)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_COUNTER_ADD, &st);
@@ -158,7 +158,7 @@ static int rp_counter_add(struct md_db *db, const char *name, int64_t v)
 }
 
 /* Number of key's fragments that are not ok. */
-static int rp_not_ok(struct md_db *db, const char *key, int64_t *count)
+static int repair__not_ok(struct md_db *db, const char *key, int64_t *count)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_NOT_OK, &st);
@@ -175,7 +175,7 @@ static int rp_not_ok(struct md_db *db, const char *key, int64_t *count)
 }
 
 /* A degraded object whose n fragments are all ok is committed again (event, counter). */
-static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_events, bool *healed)
+static int repair__maybe_healed(struct md_db *db, const char *key, cJSON *pending_events, bool *healed)
 {
     *healed = false;
     struct md__obj o;
@@ -183,14 +183,14 @@ static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_eve
     if (rc != SQLITE_OK || strcmp(o.state, "degraded") != 0)
         return rc == SQLITE_NOTFOUND ? SQLITE_OK : rc;
     int64_t bad = 0;
-    rc = rp_not_ok(db, key, &bad);
+    rc = repair__not_ok(db, key, &bad);
     if (rc != SQLITE_OK || bad > 0)
         return rc;
     rc = md__obj_set_state(db, key, "committed");
     if (rc == SQLITE_OK)
         rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
     if (rc == SQLITE_OK)
-        rc = rp_counter_add(db, "repaired_total", 1);
+        rc = repair__counter_add(db, "repaired_total", 1);
     if (rc == SQLITE_OK) {
         md__event(pending_events, "object.repaired", key, &o);
         *healed = true;
@@ -199,7 +199,7 @@ static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_eve
 }
 
 /* Moves pending (uncommitted) events to events once their transaction committed. */
-static void rp_events_flush(cJSON *pending, cJSON *events)
+static void repair__events_flush(cJSON *pending, cJSON *events)
 {
     if (!pending)
         return;
@@ -214,13 +214,13 @@ static void rp_events_flush(cJSON *pending, cJSON *events)
 
 /* ---- marking passes ------------------------------------------------------------------------ */
 
-struct rp_kix {
+struct repair__kix {
     char key[DYNO_KEY_LEN + 1];
     int idx;
 };
 
 /* Reads up to max (key, idx) rows of a prepared, bound statement into v. */
-static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
+static int repair__collect(sqlite3_stmt *st, struct repair__kix *v, int max, int *n)
 {
     int rc;
     *n = 0;
@@ -240,7 +240,7 @@ static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
 /* A batched state change of the fragments on one container: select selects (key, idx)
  * pairs of container ?1 (then, when sel_state is set, in state ?2) with the limit last;
  * each goes from `from` to `to`, one batch of objects per transaction. */
-struct rp_move {
+struct repair__move {
     const char *select;
     const char *id;
     const char *sel_state; /* bound as ?2 when non-NULL */
@@ -249,7 +249,8 @@ struct rp_move {
     bool heal;    /* flipping back: an object whose fragments are all ok again is healed */
 };
 
-static int rp_move_one(struct md_db *db, const struct rp_move *mv, const struct rp_kix *f, cJSON *pend)
+static int repair__move_one(struct md_db *db, const struct repair__move *mv, const struct repair__kix *f,
+                            cJSON *pend)
 {
     struct md__obj o;
     sqlite3_stmt *st;
@@ -272,14 +273,15 @@ static int rp_move_one(struct md_db *db, const struct rp_move *mv, const struct 
     }
     if (mv->heal) {
         bool healed;
-        return rp_maybe_healed(db, f->key, pend, &healed);
+        return repair__maybe_healed(db, f->key, pend, &healed);
     }
     return SQLITE_OK;
 }
 
-static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *events, int64_t *count)
+static int repair__move_batches(struct md_db *db, const struct repair__move *mv, cJSON *events,
+                                int64_t *count)
 {
-    struct rp_kix v[MD_REPAIR_BATCH];
+    struct repair__kix v[MD_REPAIR_BATCH];
     cJSON *pend = cJSON_CreateArray();
     if (!pend)
         return SQLITE_NOMEM;
@@ -297,16 +299,16 @@ static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *ev
         if (mv->sel_state)
             sqlite3_bind_text(st, arg++, mv->sel_state, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, arg, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
         for (int i = 0; rc == SQLITE_OK && i < n; i++)
-            rc = rp_move_one(db, mv, &v[i], pend);
+            rc = repair__move_one(db, mv, &v[i], pend);
         if (rc != SQLITE_OK)
             break;
         rc = md__commit(db);
         if (rc != SQLITE_OK)
             break;
         *count += n;
-        rp_events_flush(pend, events);
+        repair__events_flush(pend, events);
         if (n < MD_REPAIR_BATCH)
             break;
     }
@@ -318,27 +320,27 @@ static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *ev
 
 /* Moves the fragments in state from on container id (of visible objects) to state to;
  * committed objects become degraded. *count: fragments moved. */
-static int rp_mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
-                   int64_t *count)
+static int repair__mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
+                        int64_t *count)
 {
-    struct rp_move mv = {
+    struct repair__move mv = {
         .select = SQL_RP_MARK, .id = id, .sel_state = from, .from = from, .to = to, .degrade = true};
-    return rp_move_batches(db, &mv, events, count);
+    return repair__move_batches(db, &mv, events, count);
 }
 
 /* Lost fragments on container id (online again) whose object has no lease go back to ok, or
  * to draining when id is draining. *count: fragments restored. */
-static int rp_flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
+static int repair__flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
 {
-    struct rp_move mv = {
+    struct repair__move mv = {
         .select = SQL_RP_FLIP, .id = id, .from = "lost", .to = draining ? "draining" : "ok", .heal = true};
-    return rp_move_batches(db, &mv, events, count);
+    return repair__move_batches(db, &mv, events, count);
 }
 
 /* Releases expired leases and drops repair rows of objects that are no longer degraded. */
-static int rp_sweep(struct md_db *db, int64_t now)
+static int repair__sweep(struct md_db *db, int64_t now)
 {
-    struct rp_kix v[MD_REPAIR_BATCH];
+    struct repair__kix v[MD_REPAIR_BATCH];
     int n = 0;
     sqlite3_stmt *st;
     int rc = md__begin(db);
@@ -347,10 +349,10 @@ static int rp_sweep(struct md_db *db, int64_t now)
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_int(st, 2, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
     }
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-        rc = rp_targets_to_garbage(db, v[i].key, now);
+        rc = repair__targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_RELEASE, v[i].key, now, NULL);
         if (rc == SQLITE_OK)
@@ -360,10 +362,10 @@ static int rp_sweep(struct md_db *db, int64_t now)
         rc = md__stmt(db, SQL_RP_STALE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int(st, 1, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
     }
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-        rc = rp_targets_to_garbage(db, v[i].key, now);
+        rc = repair__targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_DROP, v[i].key, 0, NULL);
     }
@@ -378,7 +380,7 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
                    int64_t observed_since, cJSON *events)
 {
     char err[128];
-    int rc = rp_sweep(db, now);
+    int rc = repair__sweep(db, now);
     for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
         struct md__usage u;
@@ -390,21 +392,21 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
         if (!nd->online) {
             int64_t since = nd->offline_since > observed_since ? nd->offline_since : observed_since;
             if (observed_since > 0 && now - since >= r->cfg.grace) {
-                rc = rp_mark(db, nd->id, "ok", "lost", events, &count);
+                rc = repair__mark(db, nd->id, "ok", "lost", events, &count);
                 if (rc == SQLITE_OK && count > 0)
                     dyno_warn("container offline past the grace period: fragments lost",
                               "id=%s fragments=%lld offline_for=%lld", nd->id, (long long)count,
                               (long long)(now - since));
             }
         } else {
-            rc = rp_flip_back(db, nd->id, draining, events, &count);
+            rc = repair__flip_back(db, nd->id, draining, events, &count);
             if (rc == SQLITE_OK && count > 0)
                 dyno_info("container back: lost fragments restored", "id=%s fragments=%lld", nd->id,
                           (long long)count);
         }
         if (rc == SQLITE_OK && draining) {
             count = 0;
-            rc = rp_mark(db, nd->id, "ok", "draining", events, &count);
+            rc = repair__mark(db, nd->id, "ok", "draining", events, &count);
             if (rc == SQLITE_OK && count > 0)
                 dyno_info("draining fragments", "id=%s fragments=%lld", nd->id, (long long)count);
         }
@@ -414,14 +416,14 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
 
 /* ---- repair.claim ------------------------------------------------------------------------- */
 
-struct rp_frag {
+struct repair__frag {
     int idx;
     char container[DYNO_SEG_MAX + 1];
     char state[16];
     int64_t size;
 };
 
-static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, int *n)
+static int repair__load_frags(struct md_db *db, const char *key, struct repair__frag *v, int *n)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_FRAGS, &st);
@@ -430,7 +432,7 @@ static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, i
     *n = 0;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX) {
-        struct rp_frag *f = &v[(*n)++];
+        struct repair__frag *f = &v[(*n)++];
         f->idx = sqlite3_column_int(st, 0);
         snprintf(f->container, sizeof(f->container), "%s", dyno_db_text(st, 1));
         snprintf(f->state, sizeof(f->state), "%s", dyno_db_text(st, 2));
@@ -440,14 +442,14 @@ static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, i
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static bool rp_needs(const char *state)
+static bool repair__needs(const char *state)
 {
     return strcmp(state, "lost") == 0 || strcmp(state, "bad") == 0 || strcmp(state, "missing") == 0 ||
            strcmp(state, "draining") == 0;
 }
 
 /* Defers key until not_before, flagging it unrecoverable or not. */
-static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool unrecoverable)
+static int repair__defer(struct md_db *db, const char *key, int64_t not_before, bool unrecoverable)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_DEFER, &st);
@@ -461,8 +463,8 @@ static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool 
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
-                       int64_t size)
+static void repair__add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
+                            int64_t size)
 {
     cJSON *f = cJSON_CreateObject();
     if (!f)
@@ -481,12 +483,12 @@ static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *u
  * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
  * key cannot be handed out now (it is then deferred).
  */
-static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *key,
-                        const char *worker, int64_t now, cJSON *pend, cJSON **task)
+static int repair__try_lease(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes,
+                             const char *key, const char *worker, int64_t now, cJSON *pend, cJSON **task)
 {
     *task = NULL;
     struct md__obj o;
-    struct rp_frag fr[RP_FRAGS_MAX];
+    struct repair__frag fr[RP_FRAGS_MAX];
     int nfr = 0;
     sqlite3_stmt *st;
     bool was_unrecoverable = false, had_task = false;
@@ -503,7 +505,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return rc;
     if (had_task) { /* an expired lease: what it reserved may have been written */
-        rc = rp_targets_to_garbage(db, key, now);
+        rc = repair__targets_to_garbage(db, key, now);
         if (rc != SQLITE_OK)
             return rc;
         dyno_info("repair lease expired", "key=%s", key);
@@ -511,7 +513,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     rc = md__obj_get(db, key, &o);
     if (rc != SQLITE_OK)
         return rc;
-    rc = rp_load_frags(db, key, fr, &nfr);
+    rc = repair__load_frags(db, key, fr, &nfr);
     if (rc != SQLITE_OK)
         return rc;
     int n = md__obj_n(&o);
@@ -521,23 +523,23 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < nfr; i++) {
             bool dr = strcmp(fr[i].state, "draining") == 0;
-            if (rp_needs(fr[i].state) && dr == (pass == 1))
+            if (repair__needs(fr[i].state) && dr == (pass == 1))
                 need[nneed++] = i;
         }
     }
     for (int i = 0; i < nfr; i++) {
         if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            rp_online(nodes, fr[i].container))
+            repair__online(nodes, fr[i].container))
             nsrc++;
     }
     if (nneed == 0) {
         bool healed;
-        return rp_maybe_healed(db, key, pend, &healed);
+        return repair__maybe_healed(db, key, pend, &healed);
     }
     if (nsrc < o.k) {
         if (!was_unrecoverable)
             dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, o.k, n);
-        return rp_defer(db, key, now + MD_REPAIR_RETRY, true);
+        return repair__defer(db, key, now + MD_REPAIR_RETRY, true);
     }
     /* Targets: online, not draining, holding no row of this object (live, garbage or
      * reserved), with room for one fragment of the committed layout. */
@@ -591,7 +593,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     if (rc != SQLITE_OK || want == 0) {
         if (rc == SQLITE_OK) {
             dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, nneed);
-            rc = rp_defer(db, key, now + MD_REPAIR_RETRY, false);
+            rc = repair__defer(db, key, now + MD_REPAIR_RETRY, false);
         }
         free(pn);
         free(idx);
@@ -628,12 +630,13 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
     dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
     for (int i = 0; i < nfr; i++) {
         if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            rp_online(nodes, fr[i].container))
-            rp_add_loc(src, fr[i].idx, fr[i].container, rp_url(nodes, fr[i].container), fr[i].state, -1);
+            repair__online(nodes, fr[i].container))
+            repair__add_loc(src, fr[i].idx, fr[i].container, repair__url(nodes, fr[i].container), fr[i].state,
+                            -1);
     }
     rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
     for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
-        const struct rp_frag *f = &fr[need[i]];
+        const struct repair__frag *f = &fr[need[i]];
         const struct dyno_place_node *p = &pn[idx[i]];
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
@@ -643,7 +646,7 @@ static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_n
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        rp_add_loc(reb, f->idx, p->id, rp_url(nodes, p->id), NULL, (int64_t)share);
+        repair__add_loc(reb, f->idx, p->id, repair__url(nodes, p->id), NULL, (int64_t)share);
     }
     if (rc == SQLITE_OK)
         rc = md__stmt(db, SQL_RP_LEASE, &st);
@@ -703,14 +706,14 @@ int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes
         goto sql;
     rc = SQLITE_OK;
     for (int i = 0; i < nkeys && !task; i++) {
-        rc = rp_try_lease(r, db, nodes, keys[i], worker, now, pend, &task);
+        rc = repair__try_lease(r, db, nodes, keys[i], worker, now, pend, &task);
         if (rc != SQLITE_OK)
             goto sql;
     }
     rc = md__commit(db);
     if (rc != SQLITE_OK)
         goto sql;
-    rp_events_flush(pend, NULL);
+    repair__events_flush(pend, NULL);
     if (task) {
         r->handed++;
         char q[200];
@@ -745,8 +748,8 @@ out:
 
 /* ---- repair.complete ---------------------------------------------------------------------- */
 
-static int rp_add_garbage(struct md_db *db, const char *key, int idx, const char *container, int64_t size,
-                          int64_t now)
+static int repair__add_garbage(struct md_db *db, const char *key, int idx, const char *container,
+                               int64_t size, int64_t now)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_GARBAGE_ADD, &st);
@@ -803,7 +806,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         snprintf(o.state, sizeof(o.state), "gone");
     if (strcmp(o.state, "degraded") != 0) {
         /* Evicted during the repair: what was written is garbage. */
-        rc = rp_targets_to_garbage(db, key, now);
+        rc = repair__targets_to_garbage(db, key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
         if (rc == SQLITE_OK)
@@ -865,7 +868,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
              * the container renamed the file into place (a timeout, a crash before its
              * reply) left a file metadata never counted; deleting nothing is harmless. */
             if (ocont[0]) {
-                rc = rp_add_garbage(db, key, x->index, ocont, osize, now);
+                rc = repair__add_garbage(db, key, x->index, ocont, osize, now);
                 if (rc != SQLITE_OK)
                     goto sql;
             }
@@ -882,7 +885,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
         } else {
             /* A failed write may still have landed (a timeout after the rename). */
-            rc = rp_add_garbage(db, key, x->index, tcont, tsize, now);
+            rc = repair__add_garbage(db, key, x->index, tcont, tsize, now);
             if (rc != SQLITE_OK)
                 goto sql;
             any_failed = true;
@@ -907,7 +910,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     if (rc != SQLITE_OK)
         goto sql;
     bool healed = false;
-    rc = rp_maybe_healed(db, key, pend, &healed);
+    rc = repair__maybe_healed(db, key, pend, &healed);
     if (rc != SQLITE_OK)
         goto sql;
     if (!healed) {
@@ -918,7 +921,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     rc = md__commit(db);
     if (rc != SQLITE_OK)
         goto sql;
-    rp_events_flush(pend, events);
+    repair__events_flush(pend, events);
     dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key,
               task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     cJSON_AddStringToObject(out, "key", key);
@@ -1007,7 +1010,7 @@ int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *
     if (rc != SQLITE_DONE)
         return md__sqlerr(db, rc, err, errlen);
     int64_t count = 0;
-    rc = rp_mark(db, id, "ok", "draining", events, &count);
+    rc = repair__mark(db, id, "ok", "draining", events, &count);
     if (rc != SQLITE_OK)
         return md__sqlerr(db, rc, err, errlen);
     if (added)
@@ -1026,8 +1029,8 @@ int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *
 
 /* ---- gc.claim, gc.complete ---------------------------------------------------------------- */
 
-static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *container,
-                       const struct md_nodes *nodes)
+static void repair__gc_item(cJSON *arr, const char *key, int idx, const char *container,
+                            const struct md_nodes *nodes)
 {
     cJSON *it = cJSON_CreateObject();
     if (!it)
@@ -1035,7 +1038,7 @@ static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *contain
     cJSON_AddStringToObject(it, "key", key);
     cJSON_AddNumberToObject(it, "index", idx);
     cJSON_AddStringToObject(it, "container", container);
-    cJSON_AddStringToObject(it, "url", rp_url(nodes, container));
+    cJSON_AddStringToObject(it, "url", repair__url(nodes, container));
     cJSON_AddItemToArray(arr, it);
 }
 
@@ -1061,9 +1064,9 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         goto sql;
     while (got < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *cont = dyno_db_text(st, 2);
-        if (!rp_online(nodes, cont))
+        if (!repair__online(nodes, cont))
             continue;
-        rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
+        repair__gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
         got++;
     }
     sqlite3_reset(st);
@@ -1079,7 +1082,7 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         sqlite3_bind_text(st, 1, nd->id, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit - got);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
+            repair__gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
             got++;
         }
         sqlite3_reset(st);
@@ -1095,7 +1098,7 @@ sql:
     return md__sqlerr(db, rc, err, errlen);
 }
 
-static int rp_gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)
+static int repair__gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, sql, &st);
@@ -1122,15 +1125,15 @@ int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         if (!items[i].ok)
             continue;
-        rc = rp_gc_drop(db, SQL_GC_DROP_GARBAGE, &items[i], &ch);
+        rc = repair__gc_drop(db, SQL_GC_DROP_GARBAGE, &items[i], &ch);
         removed += rc == SQLITE_OK ? ch : 0;
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_FRAG, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_FRAG, &items[i], &ch);
         removed += rc == SQLITE_OK ? ch : 0;
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_MISSING, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_MISSING, &items[i], &ch);
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
         objs += rc == SQLITE_OK ? ch : 0;
     }
     int ret = md__finish(db, 0, rc, err, errlen);
@@ -1149,7 +1152,7 @@ int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size
 
 /* ---- object.restore ----------------------------------------------------------------------- */
 
-static void rp_conflict(cJSON *arr, const char *key, const struct md_restore_obj *o, const char *kept)
+static void repair__conflict(cJSON *arr, const char *key, const struct md_restore_obj *o, const char *kept)
 {
     cJSON *c = cJSON_CreateObject();
     if (!c)
@@ -1161,8 +1164,8 @@ static void rp_conflict(cJSON *arr, const char *key, const struct md_restore_obj
     cJSON_AddItemToArray(arr, c);
 }
 
-static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int64_t now, cJSON *restored,
-                          cJSON *skipped, cJSON *conflicts)
+static int repair__restore_one(struct md_db *db, const struct md_restore_obj *o, int64_t now, cJSON *restored,
+                               cJSON *skipped, cJSON *conflicts)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RS_EXISTS, &st);
@@ -1195,7 +1198,7 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
     if (other[0]) {
         /* A put's object is the truth; between restored ones the greater key wins. */
         if (other_put || strcmp(other, o->key) > 0) {
-            rp_conflict(conflicts, o->key, o, other);
+            repair__conflict(conflicts, o->key, o, other);
             return SQLITE_OK;
         }
         rc = md__run_key(db, SQL_RS_DROP_FRAGS, other, 0, NULL);
@@ -1205,7 +1208,7 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
             rc = md__run_key(db, SQL_RP_DROP, other, 0, NULL);
         if (rc != SQLITE_OK)
             return rc;
-        rp_conflict(conflicts, other, o, o->key);
+        repair__conflict(conflicts, other, o, o->key);
     }
     int n = o->replica ? o->m + 1 : o->k + o->m;
     bool have[RP_FRAGS_MAX] = {false};
@@ -1275,7 +1278,7 @@ int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_
     }
     int rc = md__begin(db);
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
-        rc = rp_restore_one(db, &objs[i], now, restored, skipped, conflicts);
+        rc = repair__restore_one(db, &objs[i], now, restored, skipped, conflicts);
     int ret = md__finish(db, 0, rc, err, errlen);
     if (ret != 0) {
         cJSON_Delete(res);
