@@ -479,6 +479,244 @@ static void repair__add_loc(cJSON *arr, int idx, const char *container, const ch
     cJSON_AddItemToArray(arr, f);
 }
 
+/* What is known of one key while it is considered for a lease: the object, its fragments and
+ * which of them (indexes into fr) need rebuilding, real losses first. */
+struct repair__plan {
+    const char *key;
+    struct md__obj o;
+    struct repair__frag fr[RP_FRAGS_MAX];
+    int nfr;
+    int need[RP_FRAGS_MAX];
+    int nneed;
+    uint64_t share; /* bytes of one fragment of the committed layout */
+};
+
+/* The containers a rebuilt fragment may go to, as dyno_place sees them; idx receives its
+ * choice. Both arrays are owned (repair__cands_free). */
+struct repair__cands {
+    struct dyno_place_node *pn;
+    size_t *idx;
+    size_t n;    /* entries of pn */
+    size_t room; /* of them, how many have room for one fragment */
+};
+
+static void repair__cands_free(struct repair__cands *c)
+{
+    free(c->pn);
+    free(c->idx);
+}
+
+/* The key's repairs row: whether a task was leased before (its lease has expired, or the key
+ * would not be a candidate) and whether the object was unrecoverable at the last look. */
+static int repair__lease_state(struct md_db *db, const char *key, bool *had_task, bool *was_unrecoverable)
+{
+    sqlite3_stmt *st;
+    *had_task = *was_unrecoverable = false;
+    int rc = md__stmt_key(db, SQL_RP_GET, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *had_task = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        *was_unrecoverable = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* A fragment a repair can read: stored (or being drained) on a container that is online. */
+static bool repair__is_source(const struct repair__frag *f, const struct md_nodes *nodes)
+{
+    return (strcmp(f->state, "ok") == 0 || strcmp(f->state, "draining") == 0) &&
+           repair__online(nodes, f->container);
+}
+
+/* Loads the object and its fragments into p and lists what needs rebuilding. */
+static int repair__plan_load(struct md_db *db, const char *key, struct repair__plan *p)
+{
+    p->key = key;
+    int rc = md__obj_get(db, key, &p->o);
+    if (rc == SQLITE_OK)
+        rc = repair__load_frags(db, key, p->fr, &p->nfr);
+    if (rc != SQLITE_OK)
+        return rc;
+    /* Real losses first, then fragments that are only being drained. */
+    p->nneed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < p->nfr; i++) {
+            bool dr = strcmp(p->fr[i].state, "draining") == 0;
+            if (repair__needs(p->fr[i].state) && dr == (pass == 1))
+                p->need[p->nneed++] = i;
+        }
+    }
+    struct dyno_layout lay = {
+        .size = (uint64_t)(p->o.size > 0 ? p->o.size : 0), .unit = p->o.unit, .k = p->o.k};
+    p->share = dyno_layout_fragment_size(&lay);
+    return SQLITE_OK;
+}
+
+/* The containers that hold garbage of key: a rebuilt fragment may not land there. */
+static int repair__garbage_of(struct md_db *db, const char *key, char (*on)[DYNO_SEG_MAX + 1], int *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    int rc = md__stmt_key(db, SQL_RP_GARBAGE_OF, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX)
+        snprintf(on[(*n)++], DYNO_SEG_MAX + 1, "%s", dyno_db_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Whether container id already holds a row of the plan's object (live or garbage). */
+static bool repair__holds(const struct repair__plan *p, char (*garbage_on)[DYNO_SEG_MAX + 1], int ngarb,
+                          const char *id)
+{
+    for (int j = 0; j < p->nfr; j++) {
+        if (strcmp(p->fr[j].container, id) == 0)
+            return true;
+    }
+    for (int j = 0; j < ngarb; j++) {
+        if (strcmp(garbage_on[j], id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The candidates for the plan's rebuilt fragments: online, not draining, holding no row of
+ * this object (live, garbage or reserved), with their capacity and usage. */
+static int repair__candidates(struct md_db *db, const struct md_nodes *nodes, const struct repair__plan *p,
+                              struct repair__cands *c)
+{
+    char garbage_on[RP_FRAGS_MAX][DYNO_SEG_MAX + 1];
+    int ngarb = 0;
+    memset(c, 0, sizeof(*c));
+    int rc = repair__garbage_of(db, p->key, garbage_on, &ngarb);
+    if (rc != SQLITE_OK)
+        return rc;
+    c->pn = calloc(nodes->n ? nodes->n : 1, sizeof(*c->pn));
+    c->idx = calloc(nodes->n ? nodes->n : 1, sizeof(*c->idx));
+    if (!c->pn || !c->idx)
+        return SQLITE_NOMEM;
+    for (size_t i = 0; i < nodes->n; i++) {
+        const struct md_node *nd = &nodes->v[i];
+        if (!nd->online || repair__holds(p, garbage_on, ngarb, nd->id))
+            continue;
+        struct md__usage u;
+        rc = md__usage(db, nd->id, &u);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (u.draining)
+            continue;
+        int64_t used = u.used;
+        uint64_t cap = md_node_capacity(nd, used > 0 ? (uint64_t)used : 0);
+        if (cap >= (uint64_t)used && cap - (uint64_t)used >= p->share)
+            c->room++;
+        c->pn[c->n++] = (struct dyno_place_node){
+            .id = nd->id, .site = nd->site, .capacity = cap, .used = (uint64_t)used, .online = true};
+    }
+    return SQLITE_OK;
+}
+
+/* The task handed to a worker, with its sources and an empty rebuild list; NULL when out of
+ * memory. */
+static cJSON *repair__task_new(const struct md_repair *r, const struct repair__plan *p, const char *task_id,
+                               const struct md_nodes *nodes, int64_t now)
+{
+    cJSON *t = cJSON_CreateObject();
+    cJSON *src = cJSON_CreateArray(), *reb = cJSON_CreateArray();
+    if (!t || !src || !reb) {
+        cJSON_Delete(t);
+        cJSON_Delete(src);
+        cJSON_Delete(reb);
+        return NULL;
+    }
+    const struct md__obj *o = &p->o;
+    cJSON_AddStringToObject(t, "id", task_id);
+    cJSON_AddStringToObject(t, "key", p->key);
+    cJSON_AddStringToObject(t, "catalog", o->catalog);
+    cJSON_AddStringToObject(t, "name", o->name);
+    dyno_json_add_i64(t, "size", o->size);
+    cJSON_AddStringToObject(t, "sha256", o->sha256);
+    cJSON_AddNumberToObject(t, "k", o->k);
+    cJSON_AddNumberToObject(t, "m", o->m);
+    cJSON_AddBoolToObject(t, "replica", o->replica);
+    dyno_json_add_i64(t, "unit", o->unit);
+    cJSON_AddItemToObject(t, "sources", src);
+    cJSON_AddItemToObject(t, "rebuild", reb);
+    dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
+    for (int i = 0; i < p->nfr; i++) {
+        const struct repair__frag *f = &p->fr[i];
+        if (repair__is_source(f, nodes))
+            repair__add_loc(src, f->idx, f->container, repair__url(nodes, f->container), f->state, -1);
+    }
+    return t;
+}
+
+/* Reserves the first want needed fragments on the containers placement chose (repair_targets)
+ * and lists them in the task's rebuild array. */
+static int repair__reserve(struct md_db *db, const struct md_nodes *nodes, const struct repair__plan *p,
+                           const struct repair__cands *c, size_t want, cJSON *task)
+{
+    cJSON *reb = cJSON_GetObjectItemCaseSensitive(task, "rebuild");
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
+        const struct repair__frag *f = &p->fr[p->need[i]];
+        const struct dyno_place_node *pn = &c->pn[c->idx[i]];
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, p->key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 2, f->idx);
+        sqlite3_bind_text(st, 3, pn->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, (int64_t)p->share);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        repair__add_loc(reb, f->idx, pn->id, repair__url(nodes, pn->id), NULL, (int64_t)p->share);
+    }
+    return rc;
+}
+
+/* Records the lease of key's task task_id to worker until the given time. */
+static int repair__lease(struct md_db *db, const char *key, const char *task_id, const char *worker,
+                         int64_t until)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_LEASE, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, task_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, worker, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, until);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Builds the task of the plan for the want chosen targets, reserves them and leases it. */
+static int repair__hand_out(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes,
+                            const struct repair__plan *p, const struct repair__cands *c, size_t want,
+                            const char *worker, int64_t now, cJSON **task)
+{
+    char task_id[DYNO_KEY_LEN + 1];
+    if (dyno_key_new(task_id) != 0)
+        return SQLITE_INTERNAL;
+    cJSON *t = repair__task_new(r, p, task_id, nodes, now);
+    if (!t)
+        return SQLITE_NOMEM;
+    int rc = repair__reserve(db, nodes, p, c, want, t);
+    if (rc == SQLITE_OK)
+        rc = repair__lease(db, p->key, task_id, worker, now + r->cfg.lease);
+    if (rc != SQLITE_OK) {
+        cJSON_Delete(t);
+        return rc;
+    }
+    *task = t;
+    return SQLITE_OK;
+}
+
 /*
  * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
  * key cannot be handed out now (it is then deferred).
@@ -487,22 +725,9 @@ static int repair__try_lease(struct md_repair *r, struct md_db *db, const struct
                              const char *key, const char *worker, int64_t now, cJSON *pend, cJSON **task)
 {
     *task = NULL;
-    struct md__obj o;
-    struct repair__frag fr[RP_FRAGS_MAX];
-    int nfr = 0;
-    sqlite3_stmt *st;
-    bool was_unrecoverable = false, had_task = false;
-    int rc = md__stmt(db, SQL_RP_GET, &st);
+    bool had_task, was_unrecoverable;
+    int rc = repair__lease_state(db, key, &had_task, &was_unrecoverable);
     if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        had_task = sqlite3_column_type(st, 0) != SQLITE_NULL;
-        was_unrecoverable = sqlite3_column_int(st, 1) != 0;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return rc;
     if (had_task) { /* an expired lease: what it reserved may have been written */
         rc = repair__targets_to_garbage(db, key, now);
@@ -510,163 +735,36 @@ static int repair__try_lease(struct md_repair *r, struct md_db *db, const struct
             return rc;
         dyno_info("repair lease expired", "key=%s", key);
     }
-    rc = md__obj_get(db, key, &o);
+    struct repair__plan p;
+    rc = repair__plan_load(db, key, &p);
     if (rc != SQLITE_OK)
         return rc;
-    rc = repair__load_frags(db, key, fr, &nfr);
-    if (rc != SQLITE_OK)
-        return rc;
-    int n = md__obj_n(&o);
-    int nsrc = 0, nneed = 0;
-    int need[RP_FRAGS_MAX];
-    /* Real losses first, then fragments that are only being drained. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < nfr; i++) {
-            bool dr = strcmp(fr[i].state, "draining") == 0;
-            if (repair__needs(fr[i].state) && dr == (pass == 1))
-                need[nneed++] = i;
-        }
-    }
-    for (int i = 0; i < nfr; i++) {
-        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            repair__online(nodes, fr[i].container))
-            nsrc++;
-    }
-    if (nneed == 0) {
+    if (p.nneed == 0) {
         bool healed;
         return repair__maybe_healed(db, key, pend, &healed);
     }
-    if (nsrc < o.k) {
+    int nsrc = 0;
+    for (int i = 0; i < p.nfr; i++)
+        nsrc += repair__is_source(&p.fr[i], nodes);
+    if (nsrc < p.o.k) {
         if (!was_unrecoverable)
-            dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, o.k, n);
+            dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, p.o.k,
+                       md__obj_n(&p.o));
         return repair__defer(db, key, now + MD_REPAIR_RETRY, true);
     }
-    /* Targets: online, not draining, holding no row of this object (live, garbage or
-     * reserved), with room for one fragment of the committed layout. */
-    struct dyno_layout lay = {.size = (uint64_t)(o.size > 0 ? o.size : 0), .unit = o.unit, .k = o.k};
-    uint64_t share = dyno_layout_fragment_size(&lay);
-    char garbage_on[RP_FRAGS_MAX][DYNO_SEG_MAX + 1];
-    int ngarb = 0;
-    rc = md__stmt(db, SQL_RP_GARBAGE_OF, &st);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && ngarb < RP_FRAGS_MAX)
-        snprintf(garbage_on[ngarb++], sizeof(garbage_on[0]), "%s", dyno_db_text(st, 0));
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return rc;
-    rc = SQLITE_OK;
-    struct dyno_place_node *pn = calloc(nodes->n ? nodes->n : 1, sizeof(*pn));
-    size_t *idx = calloc(nodes->n ? nodes->n : 1, sizeof(*idx));
-    if (!pn || !idx) {
-        free(pn);
-        free(idx);
-        return SQLITE_NOMEM;
-    }
-    size_t cnt = 0, room = 0;
-    for (size_t i = 0; i < nodes->n; i++) {
-        const struct md_node *nd = &nodes->v[i];
-        bool busy = !nd->online;
-        for (int j = 0; !busy && j < nfr; j++)
-            busy = strcmp(fr[j].container, nd->id) == 0;
-        for (int j = 0; !busy && j < ngarb; j++)
-            busy = strcmp(garbage_on[j], nd->id) == 0;
-        if (busy)
-            continue;
-        struct md__usage u;
-        rc = md__usage(db, nd->id, &u);
-        if (rc != SQLITE_OK)
-            break;
-        if (u.draining)
-            continue;
-        int64_t used = u.used;
-        uint64_t cap = md_node_capacity(nd, used > 0 ? (uint64_t)used : 0);
-        if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
-            room++;
-        pn[cnt++] = (struct dyno_place_node){
-            .id = nd->id, .site = nd->site, .capacity = cap, .used = (uint64_t)used, .online = true};
-    }
-    size_t want = room < (size_t)nneed ? room : (size_t)nneed;
-    if (rc == SQLITE_OK && want > 0 && dyno_place(pn, cnt, want, share, idx) != 0)
+    struct repair__cands c;
+    rc = repair__candidates(db, nodes, &p, &c);
+    size_t want = c.room < (size_t)p.nneed ? c.room : (size_t)p.nneed;
+    if (rc == SQLITE_OK && want > 0 && dyno_place(c.pn, c.n, want, p.share, c.idx) != 0)
         want = 0;
-    if (rc != SQLITE_OK || want == 0) {
-        if (rc == SQLITE_OK) {
-            dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, nneed);
-            rc = repair__defer(db, key, now + MD_REPAIR_RETRY, false);
-        }
-        free(pn);
-        free(idx);
-        return rc;
+    if (rc == SQLITE_OK && want == 0) {
+        dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, p.nneed);
+        rc = repair__defer(db, key, now + MD_REPAIR_RETRY, false);
+    } else if (rc == SQLITE_OK) {
+        rc = repair__hand_out(r, db, nodes, &p, &c, want, worker, now, task);
     }
-    char task_id[DYNO_KEY_LEN + 1];
-    if (dyno_key_new(task_id) != 0) {
-        free(pn);
-        free(idx);
-        return SQLITE_INTERNAL;
-    }
-    cJSON *t = cJSON_CreateObject();
-    cJSON *src = cJSON_CreateArray(), *reb = cJSON_CreateArray();
-    if (!t || !src || !reb) {
-        cJSON_Delete(t);
-        cJSON_Delete(src);
-        cJSON_Delete(reb);
-        free(pn);
-        free(idx);
-        return SQLITE_NOMEM;
-    }
-    cJSON_AddStringToObject(t, "id", task_id);
-    cJSON_AddStringToObject(t, "key", key);
-    cJSON_AddStringToObject(t, "catalog", o.catalog);
-    cJSON_AddStringToObject(t, "name", o.name);
-    dyno_json_add_i64(t, "size", o.size);
-    cJSON_AddStringToObject(t, "sha256", o.sha256);
-    cJSON_AddNumberToObject(t, "k", o.k);
-    cJSON_AddNumberToObject(t, "m", o.m);
-    cJSON_AddBoolToObject(t, "replica", o.replica);
-    dyno_json_add_i64(t, "unit", o.unit);
-    cJSON_AddItemToObject(t, "sources", src);
-    cJSON_AddItemToObject(t, "rebuild", reb);
-    dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
-    for (int i = 0; i < nfr; i++) {
-        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            repair__online(nodes, fr[i].container))
-            repair__add_loc(src, fr[i].idx, fr[i].container, repair__url(nodes, fr[i].container), fr[i].state,
-                            -1);
-    }
-    rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
-    for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
-        const struct repair__frag *f = &fr[need[i]];
-        const struct dyno_place_node *p = &pn[idx[i]];
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(st, 2, f->idx);
-        sqlite3_bind_text(st, 3, p->id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, (int64_t)share);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        repair__add_loc(reb, f->idx, p->id, repair__url(nodes, p->id), NULL, (int64_t)share);
-    }
-    if (rc == SQLITE_OK)
-        rc = md__stmt(db, SQL_RP_LEASE, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, task_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, worker, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, now + r->cfg.lease);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    free(pn);
-    free(idx);
-    if (rc != SQLITE_OK) {
-        cJSON_Delete(t);
-        return rc;
-    }
-    *task = t;
-    return SQLITE_OK;
+    repair__cands_free(&c);
+    return rc;
 }
 
 int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *worker,
