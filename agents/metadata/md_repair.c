@@ -863,6 +863,136 @@ static int repair__add_garbage(struct md_db *db, const char *key, int idx, const
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Whether key's task is task_id (its lease has not been handed to another worker since). */
+static int repair__is_leased(struct md_db *db, const char *key, const char *task_id, bool *leased)
+{
+    sqlite3_stmt *st;
+    *leased = false;
+    int rc = md__stmt_key(db, SQL_RP_GET, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    *leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Container ("" when none) and size of the row sql selects for key (?1) and fragment idx
+ * (?2), from the columns ccol and scol: a reserved target or a fragment's location. */
+static int repair__frag_where(struct md_db *db, const char *sql, const char *key, int idx, int ccol, int scol,
+                              char cont[DYNO_SEG_MAX + 1], int64_t *size)
+{
+    sqlite3_stmt *st;
+    cont[0] = '\0';
+    *size = 0;
+    int rc = md__stmt_key(db, sql, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(cont, DYNO_SEG_MAX + 1, "%s", dyno_db_text(st, ccol));
+        *size = sqlite3_column_int64(st, scol);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Runs sql (no rows) with ?1 = key and ?2 = fragment idx. */
+static int repair__run_frag(struct md_db *db, const char *sql, const char *key, int idx)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt_key(db, sql, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Fragment idx of key now lives on container with size; its old location becomes garbage. */
+static int repair__move_frag(struct md_db *db, const char *key, int idx, const char *container, int64_t size,
+                             int64_t now)
+{
+    char ocont[DYNO_SEG_MAX + 1];
+    int64_t osize;
+    int rc = repair__frag_where(db, SQL_RP_FRAG_ROW, key, idx, 0, 2, ocont, &osize);
+    /* The old location may hold a stale copy (a container that comes back): it is deleted
+     * there later. So may a 'missing' one: a put whose stream failed after the container
+     * renamed the file into place (a timeout, a crash before its reply) left a file
+     * metadata never counted; deleting nothing is harmless. */
+    if (rc == SQLITE_OK && ocont[0])
+        rc = repair__add_garbage(db, key, idx, ocont, osize, now);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = md__stmt_key(db, SQL_RP_FRAG_MOVE, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    sqlite3_bind_text(st, 3, container, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, size);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Applies the worker's result x for one reserved target of task_id: a rebuilt fragment moves
+ * there, a failed write becomes garbage; the reservation ends. n: fragments of the object.
+ * DYNO_EINVAL (err) for a result that names no target of the task; SQLite failures in *rc.
+ */
+static int repair__apply(struct md_db *db, const char *task_id, const char *key, int n,
+                         const struct md_repair_result *x, int64_t now, cJSON *done, cJSON *failed,
+                         bool *any_failed, int *rc, char *err, size_t errlen)
+{
+    char tcont[DYNO_SEG_MAX + 1];
+    int64_t tsize;
+    if (x->index < 0 || x->index >= n) {
+        snprintf(err, errlen, "fragment index %d out of range 0..%d", x->index, n - 1);
+        return DYNO_EINVAL;
+    }
+    *rc = repair__frag_where(db, SQL_RP_TARGET_GET, key, x->index, 0, 1, tcont, &tsize);
+    if (*rc != SQLITE_OK)
+        return 0;
+    if (!tcont[0] || strcmp(tcont, x->container) != 0) {
+        snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container,
+                 task_id);
+        return DYNO_EINVAL;
+    }
+    if (x->ok) {
+        *rc = repair__move_frag(db, key, x->index, tcont, x->size >= 0 ? x->size : tsize, now);
+        cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
+    } else {
+        /* A failed write may still have landed (a timeout after the rename). */
+        *rc = repair__add_garbage(db, key, x->index, tcont, tsize, now);
+        *any_failed = true;
+        cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
+    }
+    if (*rc == SQLITE_OK)
+        *rc = repair__run_frag(db, SQL_RP_TARGET_DEL, key, x->index);
+    return 0;
+}
+
+/* After the results: targets the worker did not report count as failed and become garbage;
+ * the object is healed, or its task released (after MD_REPAIR_RETRY when a write failed). */
+static int repair__settle(struct md_db *db, const char *key, int64_t now, bool any_failed, cJSON *pend,
+                          bool *healed)
+{
+    int unreported = 0;
+    int rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
+    if (unreported > 0)
+        any_failed = true;
+    if (rc == SQLITE_OK)
+        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
+    if (rc == SQLITE_OK)
+        rc = repair__maybe_healed(db, key, pend, healed);
+    if (rc == SQLITE_OK && !*healed)
+        rc = md__run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now, NULL);
+    return rc;
+}
+
 int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_id, const char *key,
                        const struct md_repair_result *res, size_t nres, int64_t now, cJSON *events,
                        cJSON **result, char *err, size_t errlen)
@@ -870,7 +1000,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     (void)r;
     *result = NULL;
     int ret = 0;
-    sqlite3_stmt *st;
+    bool leased = false, healed = false, any_failed = false;
     struct md__obj o;
     cJSON *pend = cJSON_CreateArray(), *out = cJSON_CreateObject();
     cJSON *done = cJSON_AddArrayToObject(out, "repaired"), *failed = cJSON_AddArrayToObject(out, "failed");
@@ -881,160 +1011,48 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         return DYNO_ENOMEM;
     }
     int rc = md__begin(db);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = md__stmt_key(db, SQL_RP_GET, key, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = sqlite3_step(st);
-    bool leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        goto sql;
-    if (!leased) {
+    if (rc == SQLITE_OK)
+        rc = repair__is_leased(db, key, task_id, &leased);
+    if (rc == SQLITE_OK && !leased) {
         snprintf(err, errlen, "task %s of %s is not leased (expired and handed out again, or done)", task_id,
                  key);
         ret = DYNO_ECONFLICT;
-        goto out;
     }
-    rc = md__obj_get(db, key, &o);
-    if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto sql;
-    if (rc == SQLITE_NOTFOUND)
-        snprintf(o.state, sizeof(o.state), "gone");
-    if (strcmp(o.state, "degraded") != 0) {
+    if (ret == 0 && rc == SQLITE_OK) {
+        rc = md__obj_get(db, key, &o);
+        if (rc == SQLITE_NOTFOUND) {
+            snprintf(o.state, sizeof(o.state), "gone");
+            rc = SQLITE_OK;
+        }
+    }
+    bool degraded = ret == 0 && rc == SQLITE_OK && strcmp(o.state, "degraded") == 0;
+    if (ret == 0 && rc == SQLITE_OK && !degraded) {
         /* Evicted during the repair: what was written is garbage. */
         rc = repair__targets_to_garbage(db, key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
-        if (rc == SQLITE_OK)
-            rc = md__commit(db);
-        if (rc != SQLITE_OK)
-            goto sql;
-        cJSON_AddStringToObject(out, "key", key);
-        cJSON_AddStringToObject(out, "state", o.state);
-        *result = out;
-        out = NULL;
-        goto out;
     }
-    int n = md__obj_n(&o);
-    bool any_failed = false;
-    for (size_t i = 0; i < nres; i++) {
-        const struct md_repair_result *x = &res[i];
-        char tcont[DYNO_SEG_MAX + 1] = "";
-        int64_t tsize = 0;
-        if (x->index < 0 || x->index >= n) {
-            snprintf(err, errlen, "fragment index %d out of range 0..%d", x->index, n - 1);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        rc = md__stmt_key(db, SQL_RP_TARGET_GET, key, &st);
-        if (rc != SQLITE_OK)
-            goto sql;
-        sqlite3_bind_int(st, 2, x->index);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            snprintf(tcont, sizeof(tcont), "%s", dyno_db_text(st, 0));
-            tsize = sqlite3_column_int64(st, 1);
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            goto sql;
-        if (!tcont[0] || strcmp(tcont, x->container) != 0) {
-            snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container,
-                     task_id);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        if (x->ok) {
-            char ocont[DYNO_SEG_MAX + 1] = "";
-            int64_t osize = 0;
-            rc = md__stmt_key(db, SQL_RP_FRAG_ROW, key, &st);
-            if (rc != SQLITE_OK)
-                goto sql;
-            sqlite3_bind_int(st, 2, x->index);
-            rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
-                snprintf(ocont, sizeof(ocont), "%s", dyno_db_text(st, 0));
-                osize = sqlite3_column_int64(st, 2);
-            }
-            sqlite3_reset(st);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                goto sql;
-            /* The old location may hold a stale copy (a container that comes back): it is
-             * deleted there later. So may a 'missing' one: a put whose stream failed after
-             * the container renamed the file into place (a timeout, a crash before its
-             * reply) left a file metadata never counted; deleting nothing is harmless. */
-            if (ocont[0]) {
-                rc = repair__add_garbage(db, key, x->index, ocont, osize, now);
-                if (rc != SQLITE_OK)
-                    goto sql;
-            }
-            rc = md__stmt_key(db, SQL_RP_FRAG_MOVE, key, &st);
-            if (rc != SQLITE_OK)
-                goto sql;
-            sqlite3_bind_int(st, 2, x->index);
-            sqlite3_bind_text(st, 3, tcont, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, x->size >= 0 ? x->size : tsize);
-            rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE)
-                goto sql;
-            cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
-        } else {
-            /* A failed write may still have landed (a timeout after the rename). */
-            rc = repair__add_garbage(db, key, x->index, tcont, tsize, now);
-            if (rc != SQLITE_OK)
-                goto sql;
-            any_failed = true;
-            cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
-        }
-        rc = md__stmt_key(db, SQL_RP_TARGET_DEL, key, &st);
-        if (rc != SQLITE_OK)
-            goto sql;
-        sqlite3_bind_int(st, 2, x->index);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-            goto sql;
+    for (size_t i = 0; degraded && ret == 0 && rc == SQLITE_OK && i < nres; i++)
+        ret = repair__apply(db, task_id, key, md__obj_n(&o), &res[i], now, done, failed, &any_failed, &rc,
+                            err, errlen);
+    if (degraded && ret == 0 && rc == SQLITE_OK)
+        rc = repair__settle(db, key, now, any_failed, pend, &healed);
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret != 0) {
+        cJSON_Delete(out);
+        cJSON_Delete(pend);
+        return ret;
     }
-    /* Targets the worker did not report count as failed. */
-    int unreported = 0;
-    rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
-    if (unreported > 0)
-        any_failed = true;
-    if (rc == SQLITE_OK)
-        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
-    if (rc != SQLITE_OK)
-        goto sql;
-    bool healed = false;
-    rc = repair__maybe_healed(db, key, pend, &healed);
-    if (rc != SQLITE_OK)
-        goto sql;
-    if (!healed) {
-        rc = md__run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now, NULL);
-        if (rc != SQLITE_OK)
-            goto sql;
+    if (degraded) {
+        repair__events_flush(pend, events);
+        dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d",
+                  key, task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     }
-    rc = md__commit(db);
-    if (rc != SQLITE_OK)
-        goto sql;
-    repair__events_flush(pend, events);
-    dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key,
-              task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     cJSON_AddStringToObject(out, "key", key);
-    cJSON_AddStringToObject(out, "state", healed ? "committed" : "degraded");
+    cJSON_AddStringToObject(out, "state", !degraded ? o.state : healed ? "committed" : "degraded");
     *result = out;
-    out = NULL;
-    goto out;
-sql:
-    ret = md__sqlerr(db, rc, err, errlen);
-out:
-    if (ret != 0)
-        md__rollback(db);
-    cJSON_Delete(out);
     cJSON_Delete(pend);
-    return ret;
+    return 0;
 }
 
 /* ---- repair.status, container.drain ------------------------------------------------------- */
