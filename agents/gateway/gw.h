@@ -109,7 +109,7 @@ struct gw {
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
-    struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
+    struct gw_ingest *ingest; /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
     /* fanout.c: curl multis (with their open container connections) of client connections
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
@@ -400,11 +400,13 @@ void gw_events_free(struct gw *gw);
 enum MHD_Result gw_events_sse(struct gw_req *r);
 
 /* ---- ingest (ingest.c) ---- */
-/* Starts the workers and subscribes to $share/gateway/dyno/v1/ingest/# (after gw_mqtt_start). */
+/* Opens the ingest sessions, each subscribed to $share/gateway/dyno/v1/ingest/# (after
+ * gw_mqtt_start: their puts use gw->mq). 0 or DYNO_E*; gw_ingest_free cleans up either way. */
 int gw_ingest_start(struct gw *gw);
-/* Stops the workers (messages still queued are dropped); before dyno_mq_free. */
+/* Closes the sessions, after the puts in progress; what the broker did not get an
+ * acknowledgement for stays there for the next start. Before dyno_mq_free(gw->mq). */
 void gw_ingest_stop(struct gw *gw);
-/* Frees what gw_ingest_start made, after dyno_mq_free. */
+/* Frees what gw_ingest_start made. */
 void gw_ingest_free(struct gw *gw);
 
 /* ---- catalog routes (catalogs.c) ---- */
