@@ -11,6 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "dynostore/error.h"
 #include "json.h"
 
@@ -81,6 +85,68 @@ out:
         MHD_destroy_response(resp);
     cJSON_Delete(body);
     return ret;
+}
+
+enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close, const char *fmt,
+                                        ...)
+{
+    char msg[HTTP_ERRMSG_MAX], retry[16];
+    enum MHD_Result ret = MHD_NO;
+    struct MHD_Response *resp = NULL;
+    cJSON *body = NULL, *e = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    snprintf(retry, sizeof(retry), "%d", retry_after_s < 1 ? 1 : retry_after_s);
+    body = cJSON_CreateObject();
+    if (body == NULL)
+        goto out;
+    e = cJSON_AddObjectToObject(body, "error");
+    if (e == NULL || cJSON_AddStringToObject(e, "code", "too_many_requests") == NULL ||
+        cJSON_AddStringToObject(e, "message", msg) == NULL)
+        goto out;
+    resp = http_json_response(body);
+    if (resp == NULL || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) != MHD_YES)
+        goto out;
+    if (close && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)
+        goto out;
+    ret = MHD_queue_response(c, MHD_HTTP_TOO_MANY_REQUESTS, resp);
+out:
+    if (resp != NULL)
+        MHD_destroy_response(resp);
+    cJSON_Delete(body);
+    return ret;
+}
+
+void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX])
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const void *addr = NULL;
+    int family = AF_UNSPEC;
+
+    snprintf(out, DYNO_HTTP_PEER_MAX, "?");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        family = AF_INET;
+        addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+        family = AF_INET6;
+        addr = a6;
+        /* One client, one key: ::ffff:1.2.3.4 is 1.2.3.4 (a dual-stack listener). */
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            addr = &a6->s6_addr[12];
+        }
+    }
+    if (addr == NULL || inet_ntop(family, addr, out, DYNO_HTTP_PEER_MAX) == NULL)
+        snprintf(out, DYNO_HTTP_PEER_MAX, "?");
 }
 
 const char *dyno_http_bearer(struct MHD_Connection *c)

@@ -7,6 +7,7 @@
 #define DYNO_HTTPD_H
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define DYNO_HTTP_HEADER_MAX 8192 /* a request whose headers exceed this gets 431 from MHD */
@@ -17,6 +18,15 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
  * adds Retry-After: 1 for DYNO_EUNAVAIL. */
 enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Queues 429 {"error":{"code":"too_many_requests","message":...}} with Retry-After:
+ * retry_after_s (at least 1); close adds "Connection: close", so that the connection that
+ * was over a limit ends with this answer. */
+enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close, const char *fmt,
+                                        ...) __attribute__((format(printf, 4, 5)));
+#define DYNO_HTTP_PEER_MAX 64 /* an IPv6 address in text, with room to spare */
+/* The client's address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4)
+ * into out (DYNO_HTTP_PEER_MAX bytes): the key of per-client limits. "?" when unknown. */
+void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX]);
 /* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
 const char *dyno_http_bearer(struct MHD_Connection *c);
 /* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size into an inclusive

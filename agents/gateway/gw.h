@@ -70,6 +70,10 @@ struct gw_cfg {
     char *tls_cert;
     char *tls_key;
     int64_t ingest_max;
+    int64_t max_connections_per_ip; /* rest.c: more from one address get 429 */
+    int64_t login_per_ip_per_min;   /* auth.c: login attempts a minute (and burst) per address */
+    int64_t login_per_user_per_min; /* auth.c: ... and per username */
+    int64_t limit_table_size;       /* keys each of those tables holds at most */
     int64_t repair_workers;    /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;    /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes; /* bytes/s the repair workers read and write at most */
@@ -111,6 +115,8 @@ struct gw {
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest; /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
+    struct dyno_limit *conn_limit;  /* rest.c: open connections per client address */
+    struct dyno_limit *login_limit; /* auth.c: login buckets per address and per username */
     /* fanout.c: curl multis (with their open container connections) of client connections
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
@@ -185,6 +191,9 @@ void gw_quote(const char *s, char *out, size_t cap);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
+/* 429 too_many_requests with Retry-After: retry_s (issue 9: a limit of the gateway). */
+enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what);
@@ -205,6 +214,10 @@ void gw_notify(struct gw *gw, const char *service, const char *method, const cJS
 /* ---- auth (auth.c) ---- */
 /* Verifies the bearer token into r->claims; 0 or DYNO_EUNAUTH (message in msg). */
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
+/* The login throttle (issue 9): true when one more login attempt for user from the client
+ * of r is within login_per_ip_per_min and login_per_user_per_min (and counts it); else
+ * false with *retry_s, the seconds until it would be. */
+bool gw_login_allowed(struct gw_req *r, const char *user, int *retry_s);
 /* {"sub","org","admin"} of the caller, new object (caller frees). */
 cJSON *gw_caller_json(const struct gw_req *r);
 /* Fetches the catalog (pubsub catalog.get) into *out (caller frees; may be NULL to skip)
