@@ -74,6 +74,7 @@ struct gw_cfg {
     int64_t login_per_ip_per_min;   /* auth.c: login attempts a minute (and burst) per address */
     int64_t login_per_user_per_min; /* auth.c: ... and per username */
     int64_t limit_table_size;       /* keys each of those tables holds at most */
+    int64_t max_streams_per_user;   /* events.c: SSE streams one user may hold */
     int64_t repair_workers;    /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;    /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes; /* bytes/s the repair workers read and write at most */
@@ -405,6 +406,10 @@ void gw_event_emit(struct gw *gw, const char *type, const char *catalog, const c
 void gw_event_emit_obj(struct gw *gw, const char *type, const cJSON *obj);
 /* Creates the SSE hub and subscribes to dyno/v1/events/# (after gw_mqtt_start). 0 or DYNO_E*. */
 int gw_events_start(struct gw *gw);
+/* Asks the SSE streams of catalog and of the catalogs under it (NULL: every stream) to
+ * check their token and read access again before sending more. Any thread; never blocks
+ * beyond the hub mutex (the MQTT loop thread calls it). */
+void gw_events_recheck(struct gw *gw, const char *catalog);
 /* Ends every SSE stream (before gw_httpd_stop, so that their threads finish). */
 void gw_events_stop(struct gw *gw);
 /* Frees the hub, after gw_httpd_stop and dyno_mq_free (nothing may call into it). */

@@ -50,6 +50,8 @@ static const struct dyno_opt gw_opts[] = {
      "login attempts a minute from one client address, also the burst (more get 429)"},
     {"login_per_user_per_min", DYNO_OPT_INT, offsetof(struct gw_cfg, login_per_user_per_min), "20",
      "login attempts a minute for one username, also the burst (more get 429)"},
+    {"max_streams_per_user", DYNO_OPT_INT, offsetof(struct gw_cfg, max_streams_per_user), "8",
+     "event streams (GET /v1/events) one user may hold (more get 429)"},
     {"limit_table_size", DYNO_OPT_INT, offsetof(struct gw_cfg, limit_table_size), "4096",
      "client addresses and usernames each limit table tracks at most"},
     {"repair_workers", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_workers), "1",
@@ -117,6 +119,8 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
     else if (c->login_per_ip_per_min < 1 || c->login_per_user_per_min < 1 || c->login_per_ip_per_min > 1000000 ||
              c->login_per_user_per_min > 1000000)
         snprintf(err, cap, "login_per_ip_per_min and login_per_user_per_min must be 1..1000000");
+    else if (c->max_streams_per_user < 1 || c->max_streams_per_user > 65536)
+        snprintf(err, cap, "max_streams_per_user must be 1..65536");
     else if (c->limit_table_size < c->max_connections || c->limit_table_size > DYNO_LIMIT_CAP_MAX)
         snprintf(err, cap, "limit_table_size must be max_connections..%d", DYNO_LIMIT_CAP_MAX);
     else if (c->max_body < 0)

@@ -26,6 +26,7 @@ static void gw_on_connect(void *arg, struct dyno_mq *mq)
     atomic_store(&gw->status_due, true);
     /* Policy changes may have gone by while we were away. */
     gw_catcache_invalidate(gw->catcache, NULL);
+    gw_events_recheck(gw, NULL);
 }
 
 /* Loop thread: pubsub republished a catalog's policy (protocol.md §7); forget our copy. */
@@ -34,8 +35,10 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
     struct gw *gw = arg;
     const char *prefix = "dyno/v1/acl/";
     size_t n = strlen(prefix);
-    if (strncmp(msg->topic, prefix, n) == 0)
+    if (strncmp(msg->topic, prefix, n) == 0) {
         gw_catcache_invalidate(gw->catcache, msg->topic + n);
+        gw_events_recheck(gw, msg->topic + n); /* open event streams may have lost access */
+    }
 }
 
 /* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
@@ -61,6 +64,7 @@ static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
     }
     free(v);
     dyno_info("revocation list applied", "revoked=%zu applied=%zu", n, applied);
+    gw_events_recheck(gw, NULL); /* an open event stream may use a token just revoked */
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
