@@ -87,8 +87,8 @@ out:
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close, const char *fmt,
-                                        ...)
+enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close,
+                                        const char *fmt, ...)
 {
     char msg[HTTP_ERRMSG_MAX], retry[16];
     enum MHD_Result ret = MHD_NO;

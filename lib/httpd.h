@@ -21,8 +21,8 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
 /* Queues 429 {"error":{"code":"too_many_requests","message":...}} with Retry-After:
  * retry_after_s (at least 1); close adds "Connection: close", so that the connection that
  * was over a limit ends with this answer. */
-enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close, const char *fmt,
-                                        ...) __attribute__((format(printf, 4, 5)));
+enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close,
+                                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define DYNO_HTTP_PEER_MAX 64 /* an IPv6 address in text, with room to spare */
 /* The client's address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4)
  * into out (DYNO_HTTP_PEER_MAX bytes): the key of per-client limits. "?" when unknown. */

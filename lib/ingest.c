@@ -56,7 +56,8 @@ static void ingest__user_prop(struct dyno_ingest_msg *m, struct ingest_stamps *s
 
 /* Reads every user property, the Response Topic and the Correlation Data. A copy that
  * libmosquitto cannot allocate counts as absent, which fails closed (a missing stamp). */
-static void ingest__read_props(struct dyno_ingest_msg *m, struct ingest_stamps *st, const mosquitto_property *props)
+static void ingest__read_props(struct dyno_ingest_msg *m, struct ingest_stamps *st,
+                               const mosquitto_property *props)
 {
     const mosquitto_property *pr = props;
     bool skip = false;
@@ -85,8 +86,8 @@ static void ingest__read_props(struct dyno_ingest_msg *m, struct ingest_stamps *
     }
 }
 
-int dyno_ingest_parse(const char *topic, const void *props, size_t len, size_t max, struct dyno_ingest_msg *out,
-                      char *msg, size_t cap)
+int dyno_ingest_parse(const char *topic, const void *props, size_t len, size_t max,
+                      struct dyno_ingest_msg *out, char *msg, size_t cap)
 {
     struct ingest_stamps st = {0};
     const size_t plen = sizeof(DYNO_INGEST_TOPIC) - 1;

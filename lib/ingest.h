@@ -50,8 +50,8 @@ struct dyno_ingest_msg {
  *   DYNO_EINVAL    the name is not a valid object name (user is set: the publisher is told)
  * 0 when it may be stored, subject to the catalog's policy. msg (cap bytes) says why not.
  */
-int dyno_ingest_parse(const char *topic, const void *props, size_t len, size_t max, struct dyno_ingest_msg *out,
-                      char *msg, size_t cap);
+int dyno_ingest_parse(const char *topic, const void *props, size_t len, size_t max,
+                      struct dyno_ingest_msg *out, char *msg, size_t cap);
 
 /* Frees what dyno_ingest_parse allocated in m; m may be reused afterwards. */
 void dyno_ingest_msg_clear(struct dyno_ingest_msg *m);

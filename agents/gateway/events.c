@@ -70,9 +70,9 @@ struct gw_sse {
     /* The grant: whose stream it is, with the token to verify again. */
     struct dyno_claims claims;
     char *token;
-    bool recheck;        /* a change that may revoke it happened: check before sending more */
-    int64_t checked_ms;  /* the last full check */
-    int fd;              /* the client's socket, to see it hang up (-1: unknown) */
+    bool recheck;       /* a change that may revoke it happened: check before sending more */
+    int64_t checked_ms; /* the last full check */
+    int fd;             /* the client's socket, to see it hang up (-1: unknown) */
 };
 
 struct gw_events {
@@ -477,8 +477,9 @@ enum MHD_Result gw_events_sse(struct gw_req *r)
         free(s->token);
         free(s);
         if (per_user)
-            return gw_reply_limited(r, GW_SSE_RETRY_AFTER_S, "%s holds %d event streams already (max_streams_per_user)",
-                                    r->claims.sub, mine);
+            return gw_reply_limited(r, GW_SSE_RETRY_AFTER_S,
+                                    "%s holds %d event streams already (max_streams_per_user)", r->claims.sub,
+                                    mine);
         return gw_reply_error(r, DYNO_EUNAVAIL, "too many event streams (%d); try again later",
                               GW_SSE_CLIENTS_MAX);
     }

@@ -46,11 +46,11 @@
 #include "log.h"
 #include "mq.h"
 
-#define GW_INGEST_SESSIONS 4    /* broker connections, so this many puts run at once */
-#define GW_INGEST_RECEIVE_MAX 2 /* unacknowledged readings the broker sends a session */
+#define GW_INGEST_SESSIONS 4     /* broker connections, so this many puts run at once */
+#define GW_INGEST_RECEIVE_MAX 2  /* unacknowledged readings the broker sends a session */
 #define GW_INGEST_KEEPALIVE_S 60 /* a put blocks the loop: no PINGREQ goes out meanwhile */
-#define GW_INGEST_TRIES 3       /* attempts of a put that failed for a passing reason */
-#define GW_INGEST_RETRY_MS 500  /* wait between them */
+#define GW_INGEST_TRIES 3        /* attempts of a put that failed for a passing reason */
+#define GW_INGEST_RETRY_MS 500   /* wait between them */
 #define GW_INGEST_SUB "$share/gateway/" DYNO_INGEST_TOPIC "#"
 
 struct gw_ingest;
@@ -143,7 +143,8 @@ static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k,
         cJSON_Delete(cat);
         return rc == DYNO_ENOMEM ? rc : DYNO_EPROTO;
     }
-    struct dyno_acl_principal who = {.sub = j->m.user, .org = j->m.org, .admin = j->m.admin, .service = false};
+    struct dyno_acl_principal who = {
+        .sub = j->m.user, .org = j->m.org, .admin = j->m.admin, .service = false};
     if (!dyno_acl_decide(pol, &who, DYNO_ACL_WRITE)) {
         snprintf(msg, cap, "%s may not write to catalog %s", j->m.user, j->m.catalog);
         rc = DYNO_EFORBIDDEN;
@@ -190,7 +191,7 @@ static void gw_ingest_answer_stored(struct gw *gw, const struct gw_ingest_job *j
 {
     dyno_metric_add(&gw->metrics[GW_M_INGESTED], 1);
     dyno_info("ingested", "catalog=%s user=%s key=%s size=%zu", j->m.catalog, j->m.user,
-               dyno_json_str(res, "key"), j->m.len);
+              dyno_json_str(res, "key"), j->m.len);
     cJSON *body = cJSON_CreateObject();
     const char *fields[] = {"key", "name", "sha256"};
     for (size_t i = 0; body && i < sizeof(fields) / sizeof(fields[0]); i++) {

@@ -116,8 +116,8 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "max_connections must be 1..65536");
     else if (c->max_connections_per_ip < 1 || c->max_connections_per_ip > c->max_connections)
         snprintf(err, cap, "max_connections_per_ip must be 1..max_connections");
-    else if (c->login_per_ip_per_min < 1 || c->login_per_user_per_min < 1 || c->login_per_ip_per_min > 1000000 ||
-             c->login_per_user_per_min > 1000000)
+    else if (c->login_per_ip_per_min < 1 || c->login_per_user_per_min < 1 ||
+             c->login_per_ip_per_min > 1000000 || c->login_per_user_per_min > 1000000)
         snprintf(err, cap, "login_per_ip_per_min and login_per_user_per_min must be 1..1000000");
     else if (c->max_streams_per_user < 1 || c->max_streams_per_user > 65536)
         snprintf(err, cap, "max_streams_per_user must be 1..65536");

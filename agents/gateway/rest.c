@@ -563,7 +563,8 @@ static void gw_notify_connection(void *cls, struct MHD_Connection *c, void **soc
         if (cl) {
             cl->conn = calloc(1, sizeof(struct gw_conn));
             dyno_http_peer(c, cl->peer);
-            cl->counted = dyno_limit_enter(gw->conn_limit, cl->peer, gw_now_ms(), (int)gw->cfg.max_connections_per_ip);
+            cl->counted =
+                dyno_limit_enter(gw->conn_limit, cl->peer, gw_now_ms(), (int)gw->cfg.max_connections_per_ip);
         }
         *socket_context = cl;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -653,9 +654,9 @@ int gw_httpd_start(struct gw *gw)
     gw->httpd = MHD_start_daemon(
         flags, 0, NULL, NULL, gw_access, gw, MHD_OPTION_EXTERNAL_LOGGER, gw_mhd_log, gw, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, gw_per_ip_hard_limit(gw),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit,
-        MHD_OPTION_NOTIFY_COMPLETED, gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, gw_per_ip_hard_limit(gw), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
+        gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
         MHD_OPTION_UNESCAPE_CALLBACK, gw_no_unescape, gw, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     free(cert);
     if (key) {

@@ -48,7 +48,7 @@
 #define UP_PORTFILE_WAIT_S 10.0
 #define UP_READY_WAIT_S 20.0
 #define UP_LOG_TAIL_LINES 20
-#define UP_BROKER_QUEUED_MAX 100000 /* messages queued per broker client (docs/pubsub.md) */
+#define UP_BROKER_QUEUED_MAX 100000                  /* messages queued per broker client (docs/pubsub.md) */
 #define UP_BROKER_QUEUED_BYTES (128LL * 1024 * 1024) /* and their bytes */
 
 /* Start stages; stopping goes the other way. */

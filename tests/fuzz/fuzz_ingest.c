@@ -84,15 +84,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *topic = fuzz_take_part(&p, &n, NULL);
     if (flags & 1) {
         parts[nparts] = fuzz_take_part(&p, &n, NULL);
-        if (mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, parts[nparts]) == MOSQ_ERR_SUCCESS)
+        if (mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, parts[nparts]) ==
+            MOSQ_ERR_SUCCESS)
             resp = parts[nparts];
         nparts++;
     }
     if (flags & 2) {
         size_t cl = 0;
         parts[nparts] = fuzz_take_part(&p, &n, &cl);
-        if (cl <= UINT16_MAX && mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, parts[nparts],
-                                                              (uint16_t)cl) == MOSQ_ERR_SUCCESS) {
+        if (cl <= UINT16_MAX &&
+            mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, parts[nparts], (uint16_t)cl) ==
+                MOSQ_ERR_SUCCESS) {
             corr = parts[nparts];
             corr_len = cl;
         }
@@ -103,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *value = fuzz_take_part(&p, &n, NULL);
         parts[nparts++] = name;
         parts[nparts++] = value;
-        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, name, value) == MOSQ_ERR_SUCCESS)
+        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, name, value) ==
+            MOSQ_ERR_SUCCESS)
             oracle_see(&o, name, value);
     }
 

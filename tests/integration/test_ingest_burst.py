@@ -30,9 +30,9 @@ CATALOG = "alice/burst"
 STALL_S = 120.0
 
 
-def reading(p, i):
+def reading(p, i, tag="p"):
     """The name and payload of publisher p's i-th reading."""
-    name = "p%02d-r%05d" % (p, i)
+    name = "%s%02d-r%05d" % (tag, p, i)
     return name, ("%s=%d.%03d" % (name, 20 + i % 10, (p * 7919 + i) % 1000)).encode()
 
 
@@ -69,9 +69,10 @@ class Publisher(threading.Thread):
     (less when the broker's Receive Maximum is lower). Records the readings the broker
     acknowledged with a success code and those it refused."""
 
-    def __init__(self, port, user, token, index, count):
+    def __init__(self, port, user, token, index, count, catalog=CATALOG, tag="p"):
         super().__init__(daemon=True)
         self.port, self.user, self.token, self.index, self.count = port, user, token, index, count
+        self.catalog, self.tag = catalog, tag
         self.acked, self.refused, self.error = [], [], None
 
     def run(self):
@@ -81,7 +82,7 @@ class Publisher(threading.Thread):
             self.error = repr(e)
 
     def _run(self):
-        cid = ("burst-%d-%d" % (os.getpid(), self.index)).encode()
+        cid = ("burst-%d-%s%d" % (os.getpid(), self.tag, self.index)).encode()
         with socket.create_connection(("127.0.0.1", self.port), timeout=120) as s:
             s.sendall(connect_packet(cid, self.user.encode(), self.token.encode()))
             first, body = read_packet(s)
@@ -117,13 +118,13 @@ class Publisher(threading.Thread):
                     j = k
                 else:
                     break
-            topic = "dyno/v1/ingest/" + CATALOG
+            topic = "dyno/v1/ingest/" + self.catalog
             pending = {}
             nxt = 0
             while nxt < self.count or pending:
                 while nxt < self.count and len(pending) < window:
                     pid = nxt % 60000 + 1
-                    name, payload = reading(self.index, nxt)
+                    name, payload = reading(self.index, nxt, self.tag)
                     s.sendall(publish_packet(topic, pid, name, payload))
                     pending[pid] = name
                     nxt += 1
@@ -142,45 +143,60 @@ class Publisher(threading.Thread):
 class IngestBurstTest(FabricCase):
     CONTAINERS = 5
 
-    def test_burst_of_qos1_readings_loses_none(self):
-        f = self.fab
-        alice = new_user(f, "alice")
-        f.create_catalog(CATALOG, token=alice)
-        port = int(f.fabric["broker"]["port"])
-        per = [TOTAL // PUBLISHERS + (1 if p < TOTAL % PUBLISHERS else 0) for p in range(PUBLISHERS)]
-        pubs = [Publisher(port, "alice", alice, p, per[p]) for p in range(PUBLISHERS)]
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.alice = new_user(cls.fab, "alice")
+
+    def publish(self, catalog, total, tag, publishers=PUBLISHERS, during=None):
+        """total readings of catalog from publishers raw publishers at QoS 1; during() (if
+        given) runs while they publish. The names the broker acknowledged, and every
+        reading's payload by name."""
+        port = int(self.fab.fabric["broker"]["port"])
+        per = [total // publishers + (1 if p < total % publishers else 0) for p in range(publishers)]
+        pubs = [Publisher(port, "alice", self.alice, p, per[p], catalog, tag) for p in range(publishers)]
         for p in pubs:
             p.start()
+        if during is not None:
+            during()
         for p in pubs:
             p.join(900)
         for p in pubs:
+            self.assertFalse(p.is_alive(), "publisher %d still runs" % p.index)
             self.assertIsNone(p.error, "publisher %d failed: %s" % (p.index, p.error))
             self.assertEqual(p.refused, [], "the broker refused readings of publisher %d" % p.index)
         acked = {n for p in pubs for n in p.acked}
-        self.assertEqual(len(acked), TOTAL, "the broker acknowledged %d of %d readings" % (len(acked), TOTAL))
+        self.assertEqual(len(acked), total, "the broker acknowledged %d of %d readings" % (len(acked), total))
+        expected = {}
+        for p in range(publishers):
+            for i in range(per[p]):
+                name, payload = reading(p, i, tag)
+                expected[name] = payload
+        return acked, expected
 
-        # Wait until every acknowledged reading is an object, or until the gateway stops
-        # making progress: then the rest are lost.
+    def wait_stored(self, catalog, acked, stall_s=STALL_S):
+        """Waits until every acknowledged reading is an object, or until the gateway stops
+        making progress for stall_s; fails with the readings that were lost. The objects by
+        name."""
+        f = self.fab
         seen, last_n, last_change = {}, -1, time.monotonic()
         while True:
-            seen = {o.get("name"): o for o in f.list_catalog(CATALOG, token=alice)}
+            seen = {o.get("name"): o for o in f.list_catalog(catalog, token=self.alice)}
             if acked <= set(seen):
                 break
             if len(seen) != last_n:
                 last_n, last_change = len(seen), time.monotonic()
-            elif time.monotonic() - last_change > STALL_S:
+            elif time.monotonic() - last_change > stall_s:
                 break
             time.sleep(2)
         lost = sorted(acked - set(seen))
         self.assertEqual(lost, [], "%d of %d acknowledged readings were never stored (first: %s)"
-                         % (len(lost), TOTAL, lost[:5]))
+                         % (len(lost), len(acked), lost[:5]))
+        return seen
 
-        # Every one reads back byte for byte.
-        expected = {}
-        for p in range(PUBLISHERS):
-            for i in range(per[p]):
-                name, payload = reading(p, i)
-                expected[name] = payload
+    def assert_read_back(self, seen, expected):
+        """Every reading reads back byte for byte (8 readers, keep-alive)."""
+        f = self.fab
         names = sorted(expected)
         wrong, errors = [], []
 
@@ -191,7 +207,7 @@ class IngestBurstTest(FabricCase):
                 for name in part:
                     key = seen[name]["key"]
                     c.request("GET", "/v1/objects/" + urllib.parse.quote(key, safe="/"),
-                              headers={"Authorization": "Bearer " + alice})
+                              headers={"Authorization": "Bearer " + self.alice})
                     r = c.getresponse()
                     body = r.read()
                     if r.status != 200:
@@ -210,6 +226,66 @@ class IngestBurstTest(FabricCase):
             t.join()
         self.assertEqual(errors, [], "reads failed")
         self.assertEqual(wrong, [], "readings read back with other bytes")
+
+    def test_burst_of_qos1_readings_loses_none(self):
+        self.fab.create_catalog(CATALOG, token=self.alice)
+        acked, expected = self.publish(CATALOG, TOTAL, "p")
+        seen = self.wait_stored(CATALOG, acked)
+        self.assert_read_back(seen, expected)
+
+    def test_gateway_killed_mid_burst_loses_none(self):
+        """The gateway is killed (SIGKILL) while it stores a burst and started again: what
+        it had not stored waits in the broker for its ingest sessions."""
+        f = self.fab
+        catalog = "alice/killed"
+        f.create_catalog(catalog, token=self.alice)
+        gw = f.names("gateway")[0]
+        before = f.metrics().get("dyno_gateway_ingested_total", 0)
+
+        def kill_when_busy():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if f.metrics().get("dyno_gateway_ingested_total", 0) >= before + 300:
+                    break
+                time.sleep(0.2)
+            f.kill(gw)
+            time.sleep(1)
+            f.restart(gw)
+
+        acked, expected = self.publish(catalog, 3000, "k", during=kill_when_busy)
+        seen = self.wait_stored(catalog, acked)
+        self.assert_read_back(seen, expected)
+
+    def test_readings_wait_while_the_gateway_is_down(self):
+        """Readings published while the gateway is down wait in the broker for its ingest
+        sessions (persistent) and are stored once it is back."""
+        f = self.fab
+        catalog = "alice/gwdown"
+        f.create_catalog(catalog, token=self.alice)
+        gw = f.names("gateway")[0]
+        f.kill(gw)
+        try:
+            acked, expected = self.publish(catalog, 200, "g", publishers=4)
+        finally:
+            f.restart(gw)
+        seen = self.wait_stored(catalog, acked)
+        self.assert_read_back(seen, expected)
+
+    def test_readings_wait_while_metadata_is_down(self):
+        """Readings published while dyno-metadata is down are stored once it is back,
+        instead of being refused (and lost) as failed puts."""
+        f = self.fab
+        catalog = "alice/outage"
+        f.create_catalog(catalog, token=self.alice)
+        md = f.names("metadata")[0]
+        f.kill(md)
+        try:
+            acked, expected = self.publish(catalog, 40, "m", publishers=2)
+            time.sleep(3)  # the gateway tries them meanwhile, and fails
+        finally:
+            f.restart(md)
+        seen = self.wait_stored(catalog, acked)
+        self.assert_read_back(seen, expected)
 
 
 if __name__ == "__main__":
