@@ -285,7 +285,7 @@ static int dyno_put(struct bench *b, CURL *c, struct curl_slist *h, int op, char
     struct sink k = {0};
     long status = 0;
     make_stamp((uint64_t)op, b->o.size, s.stamp);
-    snprintf(url, sizeof url, "%s/v1/catalogs/%s/objects?name=bench-%llu-%d-%d", b->o.gateway, b->o.catalog,
+    snprintf(url, sizeof url, "%s/v1/catalogs/%s/~/objects?name=bench-%llu-%d-%d", b->o.gateway, b->o.catalog,
              (unsigned long long)b->o.size, (int)getpid(), op);
     curl_common(c, b, h);
     curl_easy_setopt(c, CURLOPT_URL, url);

@@ -151,8 +151,13 @@ void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX])
 
 const char *dyno_http_bearer(struct MHD_Connection *c)
 {
+    return dyno_http_bearer_token(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
+const char *dyno_http_bearer_token(const char *v)
+{
     static const char scheme[] = "Bearer";
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 
     /* The auth scheme is case-insensitive (RFC 9110 11.1); the token itself is not. */
     if (v == NULL || strncasecmp(v, scheme, sizeof(scheme) - 1) != 0)

@@ -29,6 +29,8 @@ enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_afte
 void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX]);
 /* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
 const char *dyno_http_bearer(struct MHD_Connection *c);
+/* The same from the header's value v (may be NULL): a pointer into v, or NULL. No I/O. */
+const char *dyno_http_bearer_token(const char *v);
 /* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size into an inclusive
  * [*first, *last]. DYNO_ENOTFOUND when hdr is NULL (no Range), DYNO_ERANGE when
  * unsatisfiable, DYNO_EINVAL when malformed or multi-range. */

@@ -83,6 +83,7 @@ struct mq_call {
     uint8_t corr[MQ_CORR_LEN];
     pthread_cond_t cond;
     bool done;
+    bool lost;  /* the connection dropped while waiting: the reply can no longer come */
     int status; /* 0: payload holds the reply; else why there is none */
     char *payload;
     size_t len;
@@ -465,13 +466,17 @@ static void mq_dispatch(struct dyno_mq *mq, const struct mosquitto_message *m,
 
 /* ---- connection --------------------------------------------------------------------- */
 
-/* Completes every waiting call with status (the reply can no longer arrive). Lock held. */
-static void mq_fail_calls(struct dyno_mq *mq, int status)
+/* Completes every waiting call: the reply can no longer arrive. Whether the request itself
+ * reached the service is unknown (it may sit in a socket buffer of either side), so each
+ * caller decides from what it knows: dyno_mq_call reports a call it had sent as
+ * DYNO_ETIMEDOUT (outcome unknown), never as "not sent". Lock held. */
+static void mq_fail_calls(struct dyno_mq *mq)
 {
     for (struct mq_call *c = mq->calls; c != NULL; c = c->next) {
         if (!c->done) {
             c->done = true;
-            c->status = status;
+            c->lost = true;
+            c->status = DYNO_ETIMEDOUT;
             pthread_cond_signal(&c->cond);
         }
     }
@@ -485,7 +490,7 @@ static void mq_set_disconnected(struct dyno_mq *mq)
     mq->connected = false;
     /* QoS 0 replies on a dropped connection are lost: tell the callers now rather than
      * let them wait for their timeout. */
-    mq_fail_calls(mq, DYNO_EUNAVAIL);
+    mq_fail_calls(mq);
     pthread_cond_broadcast(&mq->cond);
     pthread_mutex_unlock(&mq->lock);
 }
@@ -757,8 +762,13 @@ int dyno_mq_call(struct dyno_mq *mq, const char *service, const char *method, co
     if (timeout_ms < 0)
         return DYNO_EINVAL;
     rc = mq_check_call(mq, service, method, true);
-    if (rc != 0)
+    if (rc != 0) {
+        if (errmsg != NULL && errlen > 0)
+            snprintf(errmsg, errlen, "%s.%s: not sent: %s", service != NULL ? service : "-",
+                     method != NULL ? method : "-",
+                     rc == DYNO_EUNAVAIL ? "no broker connection" : dyno_strerror(rc));
         return rc;
+    }
 
     call = calloc(1, sizeof(*call));
     if (call == NULL)
@@ -787,12 +797,19 @@ int dyno_mq_call(struct dyno_mq *mq, const char *service, const char *method, co
     }
     mq_unlink_call(mq, call);
     pthread_mutex_unlock(&mq->lock);
+    /* rc != 0 before the wait: the request was not sent (DYNO_EUNAVAIL and friends). From
+     * here on it was: no answer means the service may or may not have acted on it. */
     if (rc == 0)
         rc = call->status;
-    if (rc == 0)
+    if (rc == 0) {
         rc = mq_parse_reply(call->payload, call->len, result, errmsg, errlen);
-    else if (errmsg != NULL && errlen > 0 && errmsg[0] == '\0')
-        snprintf(errmsg, errlen, "%s.%s: %s", service, method, dyno_strerror(rc));
+    } else if (rc == DYNO_ETIMEDOUT && errmsg != NULL && errlen > 0) {
+        snprintf(errmsg, errlen, "%s.%s: %s; the request was sent, its outcome is unknown", service, method,
+                 call->lost ? "broker connection lost before the answer" : "no answer in time");
+    } else if (errmsg != NULL && errlen > 0 && errmsg[0] == '\0') {
+        snprintf(errmsg, errlen, "%s.%s: not sent: %s", service, method,
+                 rc == DYNO_EUNAVAIL ? "no broker connection" : dyno_strerror(rc));
+    }
 
     pthread_cond_destroy(&call->cond);
     free(call->payload);
@@ -1266,7 +1283,7 @@ void dyno_mq_free(struct dyno_mq *mq)
         mq_service_free(s);
     }
     pthread_mutex_lock(&mq->lock);
-    mq_fail_calls(mq, DYNO_EUNAVAIL);
+    mq_fail_calls(mq);
     pthread_mutex_unlock(&mq->lock);
     for (struct mq_sub *s = atomic_load(&mq->subs); s != NULL;) {
         struct mq_sub *next = atomic_load(&s->next);

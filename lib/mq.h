@@ -97,9 +97,18 @@ struct dyno_rpc_method {
 int dyno_mq_serve(struct dyno_mq *mq, const char *service, const struct dyno_rpc_method *methods,
                   size_t nmethods, void *arg, int nthreads);
 
-/* RPC client side: blocks until the reply or timeout_ms. DYNO_EUNAVAIL at once when not
- * connected, DYNO_ETIMEDOUT on no answer, the remote code (with its message in errmsg)
- * when the service answered an error. *result is the caller's (may be NULL: ignored). */
+/* RPC client side: blocks until the reply or timeout_ms. *result is the caller's (may be
+ * NULL: ignored). The code tells a caller whose request changes state what it may assume:
+ *   0                 answered; the service did it.
+ *   DYNO_EUNAVAIL     not sent (not connected, a connect in progress): the service never saw
+ *                     it, unless the service itself answered unavailable (then it did not act).
+ *   DYNO_ETIMEDOUT    SENT, OUTCOME UNKNOWN: no answer in timeout_ms, or the broker
+ *                     connection dropped after the request went out (the request may have
+ *                     been delivered and acted on, only the reply lost). Resolve it by
+ *                     retrying an idempotent request or asking; never undo on this code.
+ *   other DYNO_E*     the remote code, with its message in errmsg (a remote "timeout" is
+ *                     also an unknown outcome).
+ *   DYNO_EINVAL, DYNO_ENOMEM, DYNO_ETOOBIG   bad arguments or local failure: not sent. */
 int dyno_mq_call(struct dyno_mq *mq, const char *service, const char *method, const cJSON *params,
                  int timeout_ms, cJSON **result, char *errmsg, size_t errlen);
 /* Fire-and-forget notification to a service method (no reply). */

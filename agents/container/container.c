@@ -53,6 +53,8 @@ static const struct dyno_opt container_opts[] = {
     OPT("status_interval", DYNO_OPT_INT, status_interval, "5", "seconds between status messages"),
     OPT("cache_bytes", DYNO_OPT_INT, cache_bytes, "64M", "memory cache of hot fragments, bytes"),
     OPT("max_connections", DYNO_OPT_INT, max_connections, "256", "concurrent HTTP connections"),
+    OPT("stream_timeout", DYNO_OPT_INT, stream_timeout, "120",
+        "seconds a connection may move no byte before it is closed"),
     OPT("scrub_rate", DYNO_OPT_INT, scrub_rate, "8M", "bytes per second the scrubber reads at most"),
     OPT("scrub_interval", DYNO_OPT_INT, scrub_interval, "3600", "seconds between full scrub passes, 0 = off"),
 };
@@ -195,6 +197,10 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
     }
     if (cfg->scrub_rate < 1 || cfg->scrub_interval < 0) {
         snprintf(err, errlen, "scrub_rate must be positive and scrub_interval >= 0");
+        return DYNO_EINVAL;
+    }
+    if (cfg->stream_timeout < 1 || cfg->stream_timeout > 86400) {
+        snprintf(err, errlen, "stream_timeout must be 1..86400 seconds");
         return DYNO_EINVAL;
     }
     if (cfg->max_connections < 1 || cfg->max_connections > 65535) {

@@ -40,6 +40,8 @@ struct container_cfg {
     int64_t status_interval;
     int64_t cache_bytes;
     int64_t max_connections;
+    int64_t stream_timeout; /* seconds a connection may move no byte (idle, or a reader that
+                               stopped reading) before it is closed */
     int64_t scrub_rate;     /* bytes per second the scrubber reads at most */
     int64_t scrub_interval; /* seconds between full scrub passes; 0 disables the scrubber */
 };

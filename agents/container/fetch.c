@@ -9,8 +9,9 @@
  * only once the item that holds it has been verified, and the bytes are copied once (file
  * to buffer) on their way to the socket. A record the range cuts at its end is read whole
  * into a side buffer so that it is verified too. On a mismatch the container logs
- * "fragment corrupt", counts it and ends the response with an error, so the client sees a
- * short body, never bad bytes. Ranges that start elsewhere are served as they are.
+ * "fragment corrupt", counts it, reports it to metadata and ends the response with an
+ * error, so the client sees a short body, never bad bytes. Ranges that start elsewhere are
+ * served as they are.
  *
  * Memory of a verified stream: MHD's buffer of one header, one record and the trailer
  * (FETCH_BLOCK), plus a side buffer of one record when the range ends inside one.
@@ -28,6 +29,7 @@
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
+#include "scrub.h"
 
 #define FETCH_TAIL (DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE)
 
@@ -63,10 +65,14 @@ static uint64_t fetch_min(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/* The container is the one place that knows a cut response is corruption: it reports it
+ * itself, because its reader sees only a short body, which a stream timeout, a crash or a
+ * restart produce as well. */
 static void fetch_corrupt(struct container *c, const char *id, uint64_t off)
 {
     dyno_error("fragment corrupt", "id=%s offset=%llu", id, (unsigned long long)off);
     dyno_metric_add(&c->metrics[CM_CRC_ERRORS], 1);
+    container_report_corrupt(c, id);
 }
 
 /* The layout the file size implies: record count and last length. DYNO_ECORRUPT when no

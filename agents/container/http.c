@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "crashpoint.h"
 #include "dynostore/error.h"
 #include "frag.h"
 #include "httpd.h"
@@ -29,7 +30,6 @@
 #include "token.h"
 
 #define HTTP_FRAG_PREFIX "/v1/fragments/"
-#define HTTP_CONN_TIMEOUT 120  /* seconds an idle connection is kept */
 #define HTTP_POOL (128 * 1024) /* per-connection memory of MHD: headers, upload reads */
 
 /* MHD's per-request pointer of a request without a body between its first call and the
@@ -398,6 +398,7 @@ static enum MHD_Result http_put_end(struct http_put *p, struct MHD_Connection *c
         dyno_error("commit failed", "id=%s err=%s", p->id, dyno_err_code(rc));
         return container_http_error(conn, 0, rc, NULL, NULL, "cannot store fragment %s", p->id);
     }
+    dyno_crash_point("container.put.before_reply"); /* in place, not acknowledged */
     dyno_metric_add(&c->metrics[CM_PUTS], 1);
     dyno_debug("fragment stored", "id=%s size=%llu replaced=%llu", p->id, (unsigned long long)size,
                (unsigned long long)old);
@@ -566,7 +567,7 @@ int container_http_start(struct container *c, char *err, size_t errlen)
         MHD_start_daemon(flags, 0, NULL, NULL, http_handler, c, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)c->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)HTTP_CONN_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
+                         (unsigned)c->cfg.stream_timeout, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
                          MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, c, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!c->httpd) {

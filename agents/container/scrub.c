@@ -264,12 +264,10 @@ static int scrub_pace(void *arg, uint64_t n)
     return 0;
 }
 
-static void scrub_report(struct container *c, const char *id)
+void container_report_corrupt(struct container *c, const char *id)
 {
     char key[DYNO_KEY_LEN + 1];
     unsigned index = 0;
-    dyno_error("fragment corrupt", "id=%s source=scrub", id);
-    dyno_metric_add(&c->metrics[CM_SCRUB_ERRORS], 1);
     if (!store_valid_id(id, key, &index))
         return;
     cJSON *p = cJSON_CreateObject();
@@ -283,6 +281,13 @@ static void scrub_report(struct container *c, const char *id)
     if (rc)
         dyno_warn("cannot report a corrupt fragment", "id=%s error=%s", id, dyno_err_code(rc));
     cJSON_Delete(p);
+}
+
+static void scrub_report(struct container *c, const char *id)
+{
+    dyno_error("fragment corrupt", "id=%s source=scrub", id);
+    dyno_metric_add(&c->metrics[CM_SCRUB_ERRORS], 1);
+    container_report_corrupt(c, id);
 }
 
 /* One full pass; false once stopping. */

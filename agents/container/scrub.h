@@ -47,6 +47,14 @@ int container_frag_verify(struct container *c, const char *id, int (*pace)(void 
 int container_scan_page(struct container *c, const char *after, size_t cap, char (*ids)[STORE_ID_MAX + 1],
                         size_t *n, bool *more);
 
+/*
+ * Tells metadata that fragment id failed a check of its own bytes on this container
+ * (object.report {key, index, problem:"crc", container: this id}; a notification, never
+ * blocks). Only for a CRC or framing mismatch of bytes read from disk: an I/O error, a
+ * timeout or a client that went away is not corruption. Any thread.
+ */
+void container_report_corrupt(struct container *c, const char *id);
+
 /* Starts the scrubber thread when scrub_interval > 0 (no-op otherwise). 0 or DYNO_EINTERNAL. */
 int container_scrub_start(struct container *c);
 /* Stops and joins the scrubber (a fragment being read is finished first). No-op if not started. */

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "dynostore/error.h"
 
 #define POSIX_WBUF (256 * 1024)           /* write buffer of a put, for small pieces */
@@ -333,6 +334,7 @@ static int posix_put_commit(struct store_put *p, uint64_t *size, uint64_t *old_s
         goto fail;
     }
 
+    dyno_crash_point("container.put.before_rename"); /* fsynced, not in place */
     pthread_mutex_lock(&s->mu);
     struct stat st;
     bool existed = stat(path, &st) == 0 && S_ISREG(st.st_mode);

@@ -9,6 +9,7 @@
 #include "json.h"
 #include "log.h"
 #include "mq.h"
+#include "rest.h"
 
 /* Replies with the RPC's result, or its error. Takes params. */
 static enum MHD_Result gw_rpc_reply(struct gw_req *r, const char *service, const char *method, cJSON *params,
@@ -97,7 +98,7 @@ static bool gw_query_flag(struct gw_req *r, const char *name)
     char v[8];
     if (gw_query_arg(r, name, v, sizeof(v)))
         return false;
-    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+    return dyno_rest_flag(v);
 }
 
 enum MHD_Result gw_catalog_list(struct gw_req *r)
@@ -240,7 +241,7 @@ fail:
     return gw_reply_error(r, rc, "%s", msg);
 }
 
-/* POST .../shares {"user": U | "org": O, "access": "read"|"write"} -> pubsub share.add. */
+/* POST .../~/shares {"user": U | "org": O, "access": "read"|"write"} -> pubsub share.add. */
 enum MHD_Result gw_share_add(struct gw_req *r)
 {
     cJSON *body = NULL;
@@ -269,7 +270,7 @@ enum MHD_Result gw_share_add(struct gw_req *r)
     return gw_rpc_reply(r, "pubsub", "share.add", params, 200);
 }
 
-/* DELETE .../shares/<principal>[?kind=user|org] -> pubsub share.remove. */
+/* DELETE .../~/shares/<principal>[?kind=user|org] -> pubsub share.remove. */
 enum MHD_Result gw_share_remove(struct gw_req *r)
 {
     char kind[8];

@@ -207,55 +207,38 @@ static void gw_down_release(struct gw_get *g, struct gw_down *d)
     d->fcap = d->rd = d->wr = 0;
 }
 
-static void gw_report(struct gw_get *g, int index, const char *problem)
+void gw_report_fragment(struct gw *gw, const char *key, int index, const char *container, const char *problem)
 {
     cJSON *p = cJSON_CreateObject();
-    cJSON_AddStringToObject(p, "key", g->key);
+    if (!p)
+        return;
+    cJSON_AddStringToObject(p, "key", key);
     cJSON_AddNumberToObject(p, "index", index);
     cJSON_AddStringToObject(p, "problem", problem);
-    gw_notify(g->gw, "metadata", "object.report", p);
+    if (container && dyno_valid_segment(container))
+        cJSON_AddStringToObject(p, "container", container);
+    gw_notify(gw, "metadata", "object.report", p);
     cJSON_Delete(p);
 }
 
-static size_t gw_sink(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
-/* A cut transfer is corruption only if the container is still there: a crash cuts too.
- * Answers within a second either way (a dead local port refuses at once). */
-static bool gw_container_alive(struct gw_get *g, const struct gw_frag_info *fi)
-{
-    (void)g;
-    char url[600];
-    snprintf(url, sizeof(url), "%s/v1/health", fi->url);
-    CURL *e = curl_easy_init();
-    if (!e)
-        return false;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, gw_sink);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
-    bool alive = curl_easy_perform(e) == CURLE_OK;
-    curl_easy_cleanup(e);
-    return alive;
-}
-
-/* Drops fragment d from the active set; a replacement is started by gw_get_fill. */
+/*
+ * Drops fragment d from the active set; a replacement is started by gw_get_fill.
+ *
+ * What is reported to metadata decides what gets rebuilt, so only evidence is reported:
+ * "crc" when our own parser found a record whose CRC or framing is wrong (or the container
+ * served another fragment), "missing" when the container answered 404. A body cut short is
+ * unavailability, not corruption: a container cuts a response when its stream times out
+ * (a slow client makes us stop reading), when it crashes or restarts, and also when it finds
+ * a bad CRC itself, and then it reports that itself (protocol.md §4). Timeouts, connection
+ * errors and other HTTP errors only make this read use another fragment.
+ */
 static void gw_down_fail(struct gw_get *g, struct gw_down *d)
 {
     struct gw_frag_info *fi = &g->info[d->index];
     char why[300];
     const char *problem = NULL;
-    /* A container cuts a response short when it finds a bad CRC (protocol.md §4), so a
-     * partial transfer from a live container counts as corruption too. */
-    bool cut = d->x.done && d->x.result == CURLE_PARTIAL_FILE && gw_container_alive(g, fi);
-    if (d->perr == DYNO_ECORRUPT || cut) {
-        snprintf(why, sizeof(why), "%s", cut ? "cut short by the container" : "bad record (CRC or framing)");
+    if (d->perr == DYNO_ECORRUPT) {
+        snprintf(why, sizeof(why), "bad record (CRC or framing)");
         problem = "crc";
         dyno_metric_add(&g->gw->metrics[GW_M_CRC_ERRORS], 1);
         dyno_warn("fragment corrupt", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,
@@ -266,6 +249,9 @@ static void gw_down_fail(struct gw_get *g, struct gw_down *d)
         snprintf(why, sizeof(why), "HTTP %ld instead of partial content", d->x.status);
     } else if (d->x.done && d->x.result == CURLE_OK) {
         snprintf(why, sizeof(why), "truncated body");
+    } else if (d->x.done && d->x.result == CURLE_PARTIAL_FILE) {
+        snprintf(why, sizeof(why),
+                 "cut short by the container (a stream timeout, a restart, or a bad CRC it reports itself)");
     } else {
         gw_xfer_reason(&d->x, why, sizeof(why));
         if (d->x.status == 404)
@@ -275,7 +261,7 @@ static void gw_down_fail(struct gw_get *g, struct gw_down *d)
         dyno_warn("fragment read failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,
                   d->index, fi->container, (unsigned long long)g->cur, why);
     if (problem)
-        gw_report(g, d->index, problem);
+        gw_report_fragment(g->gw, g->key, d->index, fi->container, problem);
     d->active = false;
     gw_down_release(g, d);
     for (int i = 0; i < g->nactive; i++) {

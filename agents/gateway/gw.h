@@ -6,7 +6,7 @@
  *   rest.c     the MHD daemon, request lifecycle, routing, replies, per-request log
  *   auth.c     bearer tokens, caller identity, catalog access
  *   fanout.c   libcurl multi machinery: parallel fragment transfers, upload streams, deletes
- *   put.c      POST .../objects (streaming erasure-coded put)
+ *   put.c      POST .../~/objects (streaming erasure-coded put)
  *   get.c      GET and HEAD /v1/objects/<key> (streaming, degraded reads)
  *   objects.c  meta, evict, list
  *   catalogs.c catalogs (info, list, delete, shares, subscription), containers, login, whoami,
@@ -64,6 +64,7 @@ struct gw_cfg {
     int64_t small_max;
     int64_t fragment_timeout_ms;
     int64_t rpc_timeout_ms;
+    int64_t commit_resolve_ms; /* put.c: how long an object.commit of unknown outcome is retried */
     int64_t max_connections;
     int64_t max_body;
     char *frontend_dir;
@@ -210,6 +211,12 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state);
  * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */
 int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
            char *msg, size_t cap);
+/* gw_rpc for a request that changes state. *unknown is set when the request went out and
+ * no answer came (lib/mq.h DYNO_ETIMEDOUT): the service may have carried it out, so the
+ * caller must not undo anything on that failure; it resolves the outcome (an idempotent
+ * retry, a question) or leaves it to metadata's timeouts and GC. The code is gw_rpc's. */
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown);
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
 
 /* ---- auth (auth.c) ---- */
@@ -355,6 +362,13 @@ int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const
 /* Deletes every fragment of a metadata fragments array [{index, url}], then object.purge. */
 void gw_purge_fragments(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *frags);
 
+/* get.c: tells metadata (object.report, a notification) that fragment index of key, read
+ * from container (NULL: unknown), is bad ("crc": a CRC or framing mismatch our parser saw)
+ * or "missing" (the container answered 404). Never for a timeout or a cut: those are
+ * unavailability, and a report makes metadata mark the fragment and rebuild it. */
+void gw_report_fragment(struct gw *gw, const char *key, int index, const char *container,
+                        const char *problem);
+
 /* ---- handlers ---- */
 enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
 void gw_put_abort_req(struct gw_req *r);                    /* put.c: client went away */
@@ -383,8 +397,9 @@ enum MHD_Result gw_metrics(struct gw_req *r);
 struct gw_put_mem {
     const char *catalog; /* valid catalog path */
     const char *name;    /* valid object name, or NULL: the key */
-    const char *owner;   /* the object's owner (a valid segment) */
-    int k, m;            /* resilience of an erasure-coded object (small ones are replicas) */
+    /* who stores it (a valid segment), recorded as the object's publisher; grants nothing */
+    const char *publisher;
+    int k, m; /* resilience of an erasure-coded object (small ones are replicas) */
     const void *data;
     size_t len;
 };
@@ -430,7 +445,7 @@ void gw_ingest_free(struct gw *gw);
 /* ---- catalog routes (catalogs.c) ---- */
 enum MHD_Result gw_catalog_delete(struct gw_req *r);
 enum MHD_Result gw_share_add(struct gw_req *r); /* on_end of a JSON body */
-/* DELETE .../shares/<principal>: principal in r->name. */
+/* DELETE .../~/shares/<principal>: principal in r->name. */
 enum MHD_Result gw_share_remove(struct gw_req *r);
 enum MHD_Result gw_subscription_add(struct gw_req *r);
 enum MHD_Result gw_subscription_remove(struct gw_req *r);

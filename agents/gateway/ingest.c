@@ -3,7 +3,8 @@
  * an object of that catalog, like a REST put of the payload. lib/ingest.h parses and
  * validates a message (name, the plugin's publisher stamps, size, reply); here:
  *
- *   owner         the stamped username
+ *   publisher     the stamped username, kept as the object's "publisher"; it grants no
+ *                 access (every access to the object is decided by the catalog's policy)
  *   access        the publisher must be allowed to write the catalog (catalog.get +
  *                 dyno_acl_decide) as the principal {user, org, admin} of the stamps: the
  *                 same rule the plugin applied (owner, user and org shares, admins), decided
@@ -179,7 +180,7 @@ static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_
         return rc;
     struct gw_put_mem pm = {.catalog = j->m.catalog,
                             .name = j->m.name[0] ? j->m.name : NULL,
-                            .owner = j->m.user,
+                            .publisher = j->m.user,
                             .k = k,
                             .m = m,
                             .data = j->data,

@@ -37,6 +37,8 @@ static const struct dyno_opt gw_opts[] = {
     {"fragment_timeout_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, fragment_timeout_ms), "10000",
      "a fragment transfer without progress this long fails"},
     {"rpc_timeout_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, rpc_timeout_ms), "5000", "RPC timeout"},
+    {"commit_resolve_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, commit_resolve_ms), "30000",
+     "a put whose commit got no answer retries it this long before answering 504"},
     {"max_connections", DYNO_OPT_INT, offsetof(struct gw_cfg, max_connections), "256",
      "concurrent client connections"},
     {"max_body", DYNO_OPT_INT, offsetof(struct gw_cfg, max_body), "1T", "largest object"},
@@ -112,6 +114,8 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "small_max must be 0..16M");
     else if (c->fragment_timeout_ms < 100 || c->rpc_timeout_ms < 100)
         snprintf(err, cap, "fragment_timeout_ms and rpc_timeout_ms must be >= 100");
+    else if (c->commit_resolve_ms < 0)
+        snprintf(err, cap, "commit_resolve_ms must be >= 0");
     else if (c->max_connections < 1 || c->max_connections > 65536)
         snprintf(err, cap, "max_connections must be 1..65536");
     else if (c->max_connections_per_ip < 1 || c->max_connections_per_ip > c->max_connections)

@@ -140,15 +140,21 @@ int gw_mqtt_start(struct gw *gw)
     return 0;
 }
 
-int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
-           char *msg, size_t cap)
+int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+                  char *msg, size_t cap, bool *unknown)
 {
     if (result)
         *result = NULL;
     msg[0] = '\0';
     int rc = dyno_mq_call(gw->mq, service, method, params, (int)gw->cfg.rpc_timeout_ms, result, msg, cap);
+    /* lib/mq.h: DYNO_ETIMEDOUT is "sent, no answer" (or the service's own timeout): the
+     * request may have been carried out. */
+    *unknown = rc == DYNO_ETIMEDOUT;
     if (rc == DYNO_ETIMEDOUT) {
-        snprintf(msg, cap, "the %s service did not answer %s in time", service, method);
+        /* lib/mq.c says why (no answer in time, or the broker connection lost); keep it. */
+        if (msg[0] == '\0')
+            snprintf(msg, cap, "the %s service did not answer %s in time; it may have been done", service,
+                     method);
         rc = DYNO_EUNAVAIL;
     } else if (rc == DYNO_EUNAVAIL && msg[0] == '\0') {
         snprintf(msg, cap, "the %s service is not reachable (broker connection down)", service);
@@ -161,6 +167,13 @@ int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *
         rc = DYNO_EPROTO;
     }
     return rc;
+}
+
+int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,
+           char *msg, size_t cap)
+{
+    bool unknown;
+    return gw_rpc_change(gw, service, method, params, result, msg, cap, &unknown);
 }
 
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params)

@@ -1,5 +1,5 @@
 /*
- * The put data path (SPEC §6): POST /v1/catalogs/<owner>/<path>/objects?name=
+ * The put data path (SPEC §6): POST /v1/catalogs/<owner>/<path>/~/objects?name=
  *
  * The body is cut into stripes of k units; each stripe is hashed (SHA-256 of the object),
  * encoded (m parity units) and handed as one record to each of the n fragment streams,
@@ -16,15 +16,20 @@
  * thread drives curl until every live stream has taken its record, then goes back to
  * MHD for more body. That is the back-pressure: a slow container slows the client.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "crashpoint.h"
 #include "gw.h"
 #include "hash.h"
 #include "httpd.h"
 #include "json.h"
 #include "log.h"
+#include "mq.h"
+#include "rest.h"
 
 enum gw_put_mode { GW_PUT_UNDECIDED, GW_PUT_REPLICA, GW_PUT_EC };
 
@@ -41,7 +46,7 @@ struct gw_put {
     bool begun;       /* object.begin succeeded: abort must clean up */
     bool deferred;    /* a replica: the streams start in gw_put_finish, with everything */
     char key[DYNO_KEY_LEN + 1];
-    char owner[DYNO_SEG_MAX + 1];
+    char publisher[DYNO_SEG_MAX + 1]; /* who stores it (object.begin); grants nothing */
     const struct dyno_ec *ec;
     struct dyno_sha256 *sha;
     struct gw_hasher hash; /* hashes the stripe while it is encoded and sent */
@@ -298,7 +303,7 @@ static int gw_put_setup(struct gw_put *p, int64_t size, bool replica)
     cJSON_AddStringToObject(params, "catalog", r->catalog);
     if (r->has_name)
         cJSON_AddStringToObject(params, "name", r->name);
-    cJSON_AddStringToObject(params, "owner", p->owner);
+    cJSON_AddStringToObject(params, "publisher", p->publisher);
     dyno_json_add_i64(params, "size", size);
     cJSON_AddNumberToObject(params, "k", p->k);
     cJSON_AddNumberToObject(params, "m", p->m);
@@ -423,7 +428,15 @@ static void gw_put_free(struct gw_put *p)
     free(p);
 }
 
-/* Nothing of a failed put may become visible: tell metadata, delete what was written. */
+/*
+ * Nothing of a failed put may become visible, and nothing committed may be destroyed. The
+ * fragments are deleted only once metadata confirmed the abort (the pending object is then
+ * 'deleting' and can never be committed; or metadata knows no such object). Any other
+ * outcome leaves them where they are: no answer (the abort, or a commit still in flight,
+ * may yet be carried out), or "committed" (a commit of unknown outcome went through after
+ * all: the object is live). An object that stays pending becomes garbage at metadata's
+ * pending_timeout, and GC deletes it then.
+ */
 static void gw_put_abort(struct gw_put *p)
 {
     struct gw *gw = p->gw;
@@ -436,11 +449,19 @@ static void gw_put_abort(struct gw_put *p)
     }
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "key", p->key);
-    char msg[256];
-    int rc = gw_rpc(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg));
+    char msg[256], q[300];
+    bool unknown = false;
+    int rc = gw_rpc_change(gw, "metadata", "object.abort", params, NULL, msg, sizeof(msg), &unknown);
     cJSON_Delete(params);
-    if (rc)
-        dyno_warn("object.abort failed", "key=%s err=%s", p->key, dyno_err_code(rc));
+    /* not_found confirms as well: metadata has no such object (reaped and collected while
+     * this put was still sending), so nothing can commit it, and GC no longer knows these
+     * fragments: they are this put's to delete. */
+    if (rc && rc != DYNO_ENOTFOUND) {
+        gw_quote(msg, q, sizeof(q));
+        dyno_warn("put not aborted: fragments left to metadata's pending timeout and GC",
+                  "key=%s err=%s unknown=%d detail=%s", p->key, dyno_err_code(rc), unknown, q);
+        return;
+    }
     if (p->up) {
         int index[GW_MAX_N];
         const char *url[GW_MAX_N];
@@ -514,6 +535,63 @@ static enum MHD_Result gw_put_fail_reply(struct gw_req *r, int rc)
     return gw_reply_error(r, rc, "%s", msg);
 }
 
+static void gw_put_nap(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * object.commit, with its outcome resolved. A commit that got no answer may have been
+ * carried out (lib/mq.h), and metadata answers a repeated commit of an object it committed
+ * with that object, so the commit is sent again until metadata answers, for
+ * commit_resolve_ms at most (while the broker is down nothing can be sent: it waits for the
+ * connection). 0 with *res; a definite refusal (the object was never committed); or, still
+ * unknown at the end, DYNO_ETIMEDOUT: the abort that follows deletes nothing unless
+ * metadata confirms it (gw_put_abort).
+ */
+static int gw_put_commit(struct gw_put *p, const cJSON *params, cJSON **res)
+{
+    struct gw *gw = p->gw;
+    int64_t deadline = gw_now_ms() + gw->cfg.commit_resolve_ms;
+    bool unknown = false;
+    int rc, tries = 0;
+    for (;;) {
+        bool unk = false;
+        tries++;
+        rc = gw_rpc_change(gw, "metadata", "object.commit", params, res, p->msg, sizeof(p->msg), &unk);
+        if (unk)
+            unknown = true;
+        else if (rc != DYNO_EUNAVAIL) {
+            unknown = false; /* answered: committed, or refused for good */
+            break;
+        } else if (!unknown)
+            break; /* never carried out: no earlier attempt can have reached metadata */
+        /* Unknown, or not sent / refused for now after an unknown attempt: ask again. */
+        int64_t left = deadline - gw_now_ms();
+        if (left <= 0)
+            break;
+        if (!dyno_mq_connected(gw->mq))
+            (void)dyno_mq_wait_connected(gw->mq, (int)(left < 1000 ? left : 1000));
+        else if (!unk)
+            gw_put_nap(left < 200 ? left : 200); /* an overloaded metadata: do not spin */
+    }
+    if (tries > 1)
+        dyno_info("commit retried", "key=%s tries=%d outcome=%s", p->key, tries,
+                  unknown && rc ? "unknown"
+                  : rc          ? dyno_err_code(rc)
+                                : "committed");
+    if (rc && unknown) {
+        snprintf(p->msg, sizeof(p->msg),
+                 "metadata did not answer object.commit of %s within %lld ms: the object may or may not "
+                 "have been stored",
+                 p->key, (long long)gw->cfg.commit_resolve_ms);
+        return DYNO_ETIMEDOUT;
+    }
+    return rc;
+}
+
 /*
  * Everything after the last body byte: the last stripe, the trailers, the answers of the
  * containers, object.commit and the object.created event. 0 with *out the reply body (the
@@ -570,10 +648,12 @@ static int gw_put_finish(struct gw_put *p, cJSON **out)
         cJSON_AddItemToArray(fr, o);
         stored += p->up[i].stored;
     }
-    rc = gw_rpc(gw, "metadata", "object.commit", params, &res, p->msg, sizeof(p->msg));
+    dyno_crash_point("gateway.put.before_commit");
+    rc = gw_put_commit(p, params, &res);
     cJSON_Delete(params);
     if (rc)
         return rc;
+    dyno_crash_point("gateway.put.before_reply");
 
     /* Committed: from here on the object is visible and must not be aborted. */
     r->put = NULL;
@@ -625,38 +705,6 @@ static enum MHD_Result gw_put_end(struct gw_req *r)
     return ret;
 }
 
-/* "k,m" with 1 <= k <= 32, 0 <= m <= 16, k + m <= 48. */
-static int gw_parse_resilience(const char *v, int *k, int *m)
-{
-    char *end;
-    long a = strtol(v, &end, 10);
-    if (end == v || *end != ',')
-        return DYNO_EINVAL;
-    const char *b_txt = end + 1;
-    long b = strtol(b_txt, &end, 10);
-    if (end == b_txt || *end != '\0' || a < 1 || a > DYNO_EC_MAX_K || b < 0 || b > DYNO_EC_MAX_M ||
-        a + b > GW_MAX_N)
-        return DYNO_EINVAL;
-    *k = (int)a;
-    *m = (int)b;
-    return 0;
-}
-
-/* Strict decimal, no sign, no spaces. */
-static int gw_parse_u64(const char *v, uint64_t *out)
-{
-    uint64_t x = 0;
-    if (!v || !*v)
-        return DYNO_EINVAL;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
-            return DYNO_EINVAL;
-        x = x * 10 + (uint64_t)(*v - '0');
-    }
-    *out = x;
-    return 0;
-}
-
 enum MHD_Result gw_put_begin(struct gw_req *r)
 {
     struct gw *gw = r->gw;
@@ -672,7 +720,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
 
     int k = (int)gw->cfg.k, m = (int)gw->cfg.m;
     const char *res_hdr = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "X-Dyno-Resilience");
-    if (res_hdr && gw_parse_resilience(res_hdr, &k, &m))
+    if (res_hdr && dyno_rest_parse_resilience(res_hdr, &k, &m))
         return gw_reply_error(r, DYNO_EINVAL, "bad X-Dyno-Resilience (k,m with 1<=k<=32, 0<=m<=16)");
 
     int64_t declared = 0;
@@ -682,7 +730,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
         declared = -1;
     } else if (cl) {
         uint64_t v;
-        if (gw_parse_u64(cl, &v))
+        if (dyno_rest_parse_u64(cl, &v))
             return gw_reply_error(r, DYNO_EINVAL, "bad Content-Length");
         if (v > (uint64_t)gw->cfg.max_body)
             return gw_reply_error(r, DYNO_ETOOBIG, "object larger than max_body (%lld bytes)",
@@ -715,11 +763,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     p->req_m = m;
     p->declared = declared;
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
-    const char *owner = dyno_json_str(cat, "owner");
-    if (owner && dyno_valid_segment(owner))
-        snprintf(p->owner, sizeof(p->owner), "%s", owner);
-    else
-        dyno_catalog_owner(r->catalog, p->owner, sizeof(p->owner));
+    snprintf(p->publisher, sizeof(p->publisher), "%s", r->claims.sub);
     cJSON_Delete(cat);
     if (dyno_sha256_new(&p->sha)) {
         gw_put_free(p);
@@ -774,7 +818,7 @@ int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *
     p->req_k = in->k;
     p->req_m = in->m;
     p->declared = (int64_t)in->len;
-    snprintf(p->owner, sizeof(p->owner), "%s", in->owner);
+    snprintf(p->publisher, sizeof(p->publisher), "%s", in->publisher);
     dyno_buf_init(&p->pre, (size_t)gw->cfg.small_max);
     r->put = p;
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "gw.h"
 #include "hash.h"
 #include "json.h"
@@ -250,17 +251,6 @@ static int gw_rget_open(struct gw_rtask *t, struct gw_rget *g, int src, uint64_t
     return 0;
 }
 
-/* Tells metadata a source served a bad record: it is marked bad and repaired in turn. */
-static void gw_repair_report_crc(struct gw_rtask *t, int index)
-{
-    cJSON *p = cJSON_CreateObject();
-    cJSON_AddStringToObject(p, "key", t->key);
-    cJSON_AddNumberToObject(p, "index", index);
-    cJSON_AddStringToObject(p, "problem", "crc");
-    gw_notify(t->gw, "metadata", "object.report", p);
-    cJSON_Delete(p);
-}
-
 /* The next healthy source not in use: ok ones before draining ones (protocol.md §8), data
  * fragments before parity (a systematic set needs no decoding of the data). */
 static int gw_repair_next_source(struct gw_rtask *t)
@@ -346,9 +336,12 @@ static int gw_repair_read_stripe(struct gw_rtask *t, uint64_t s)
                     gw_xfer_reason(&g->x, why, sizeof(why));
                 dyno_warn("repair source failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"",
                           t->key, l->index, l->container, (unsigned long long)s, why);
-                if (g->perr == DYNO_ECORRUPT || (g->x.done && g->x.result == CURLE_PARTIAL_FILE)) {
+                /* A source that served a bad record is marked bad and repaired in turn. A cut
+                 * or a timeout only drops it from this task: the container reports its own
+                 * CRC failures, and a slow or restarting one holds healthy bytes. */
+                if (g->perr == DYNO_ECORRUPT) {
                     dyno_metric_add(&t->gw->metrics[GW_M_CRC_ERRORS], 1);
-                    gw_repair_report_crc(t, l->index);
+                    gw_report_fragment(t->gw, t->key, l->index, l->container, "crc");
                 }
                 t->src_bad[g->src] = true;
             }
@@ -561,6 +554,8 @@ static int gw_repair_rebuild(struct gw_repair *rep, struct gw_rtask *t)
         }
         if ((rc = gw_repair_write_stripe(t, s, ulen)) != 0)
             return rc;
+        if (s == 0 && stripes > 1)
+            dyno_crash_point("repair.mid_move"); /* targets half written, sources intact */
         if (gw_repair_throttle(rep, (uint64_t)ulen * (uint64_t)(t->k + gw_repair_live_targets(t)))) {
             snprintf(t->msg, sizeof(t->msg), "gateway stopping");
             return DYNO_EUNAVAIL;
@@ -617,6 +612,8 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
         }
     }
     char msg[300];
+    if (ok > 0)
+        dyno_crash_point("repair.before_complete"); /* new fragments stored, not recorded */
     int crc = gw_rpc(gw, "metadata", "repair.complete", params, NULL, msg, sizeof(msg));
     cJSON_Delete(params);
     int64_t ms = gw_now_ms() - t0;
@@ -704,6 +701,8 @@ static int gw_repair_gc_once(struct gw_repair_worker *w)
             cJSON_AddItemToArray(out, o);
         }
     }
+    if (deleted_total > 0)
+        dyno_crash_point("gc.before_complete"); /* deleted on disk, rows still in metadata */
     rc = gw_rpc(gw, "metadata", "gc.complete", done, NULL, msg, sizeof(msg));
     if (rc)
         dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);

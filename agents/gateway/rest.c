@@ -17,8 +17,7 @@
 #include "json.h"
 #include "limit.h"
 #include "log.h"
-
-#define GW_MAX_SEGS 16 /* /v1/catalogs/<owner>/<8 segs>/shares/<principal> fits */
+#include "rest.h"
 
 int64_t gw_now_ms(void)
 {
@@ -173,26 +172,6 @@ static enum MHD_Result gw_method_not_allowed(struct gw_req *r)
     return gw_reply_error(r, DYNO_EMETHOD, "method %s not allowed here", r->method);
 }
 
-/* Joins segs[0..n) with '/' into r->catalog and validates it. Each decoded segment is
- * checked on its own first: an escaped '/' ("a%2Fb") must not become a nesting level. */
-static int gw_set_catalog(struct gw_req *r, char **segs, int n)
-{
-    size_t o = 0;
-    for (int i = 0; i < n; i++) {
-        if (!dyno_valid_segment(segs[i]))
-            return DYNO_EINVAL;
-        size_t l = strlen(segs[i]);
-        if (o + l + 2 > sizeof(r->catalog))
-            return DYNO_EINVAL;
-        if (i)
-            r->catalog[o++] = '/';
-        memcpy(r->catalog + o, segs[i], l);
-        o += l;
-    }
-    r->catalog[o] = '\0';
-    return dyno_valid_catalog(r->catalog) ? 0 : DYNO_EINVAL;
-}
-
 /* Authenticates (unless already), then runs h. */
 static enum MHD_Result gw_authed(struct gw_req *r, enum MHD_Result (*h)(struct gw_req *))
 {
@@ -204,74 +183,53 @@ static enum MHD_Result gw_authed(struct gw_req *r, enum MHD_Result (*h)(struct g
     return h(r);
 }
 
-static enum MHD_Result gw_route_catalogs(struct gw_req *r, char **s, int n)
+/* A catalog or one of its sub-resources (lib/rest.h): r->catalog is set and valid. */
+static enum MHD_Result gw_route_catalog(struct gw_req *r, enum dyno_rest_kind kind)
 {
-    /* s[0] = owner, s[1..n) = the path, maybe ending in a reserved word. */
-    const char *last = s[n - 1];
-    bool objects = n >= 3 && strcmp(last, "objects") == 0;
-    bool shares = n >= 3 && strcmp(last, "shares") == 0;
-    bool share_del = n >= 4 && strcmp(s[n - 2], "shares") == 0 && GW_IS(DELETE);
-    bool subscription = n >= 3 && strcmp(last, "subscription") == 0;
-    int cat_n = objects || shares || subscription ? n - 1 : share_del ? n - 2 : n;
-
-    if (n < 2 || gw_set_catalog(r, s, cat_n))
-        return gw_reply_error(r, DYNO_EINVAL,
-                              "bad catalog path (owner/segment[/segment...], [A-Za-z0-9._-])");
     enum MHD_Result ret = gw_need_auth(r);
     if (r->replied)
         return ret;
-
-    if (objects) {
+    switch (kind) {
+    case DYNO_REST_CATALOG_OBJECTS:
         if (GW_IS(GET))
             return gw_object_list(r);
         if (GW_IS(POST))
             return gw_put_begin(r);
-        return gw_method_not_allowed(r);
-    }
-    if (shares) {
+        break;
+    case DYNO_REST_CATALOG_SHARES:
         if (GW_IS(POST)) {
             gw_expect_json(r, gw_share_add);
             return MHD_YES;
         }
-        return gw_method_not_allowed(r);
-    }
-    if (share_del) {
-        /* The principal: a user, or an org path with its '/' escaped as %2F. */
-        if (strlen(last) >= sizeof(r->name))
-            return gw_reply_error(r, DYNO_EINVAL, "bad principal");
-        memcpy(r->name, last, strlen(last) + 1);
-        return gw_share_remove(r);
-    }
-    if (subscription) {
+        break;
+    case DYNO_REST_CATALOG_SHARE:
+        if (GW_IS(DELETE))
+            return gw_share_remove(r);
+        break;
+    case DYNO_REST_CATALOG_SUBSCRIPTION:
         if (GW_IS(POST))
             return gw_subscription_add(r);
         if (GW_IS(DELETE))
             return gw_subscription_remove(r);
-        return gw_method_not_allowed(r);
+        break;
+    default: /* the catalog itself */
+        if (GW_IS(PUT)) {
+            gw_expect_json(r, gw_catalog_create);
+            return MHD_YES;
+        }
+        if (GW_IS(GET))
+            return gw_catalog_info(r);
+        if (GW_IS(DELETE))
+            return gw_catalog_delete(r);
+        break;
     }
-    if (GW_IS(PUT)) {
-        gw_expect_json(r, gw_catalog_create);
-        return MHD_YES;
-    }
-    if (GW_IS(GET))
-        return gw_catalog_info(r);
-    if (GW_IS(DELETE))
-        return gw_catalog_delete(r);
     return gw_method_not_allowed(r);
 }
 
-static enum MHD_Result gw_route_objects(struct gw_req *r, char **s, int n)
+static enum MHD_Result gw_route_object(struct gw_req *r, enum dyno_rest_kind kind)
 {
-    if (n < 1 || n > 2 || (n == 2 && strcmp(s[1], "meta") != 0))
-        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
-    if (!dyno_valid_key(s[0]))
-        return gw_reply_error(r, DYNO_EINVAL, "bad object key (32 lowercase hex)");
-    memcpy(r->key, s[0], DYNO_KEY_LEN + 1);
-    if (n == 2) {
-        if (!GW_IS(GET))
-            return gw_method_not_allowed(r);
-        return gw_authed(r, gw_object_meta);
-    }
+    if (kind == DYNO_REST_OBJECT_META)
+        return GW_IS(GET) ? gw_authed(r, gw_object_meta) : gw_method_not_allowed(r);
     if (!GW_IS(GET) && !GW_IS(HEAD) && !GW_IS(DELETE))
         return gw_method_not_allowed(r);
     enum MHD_Result ret = gw_need_auth(r);
@@ -282,107 +240,88 @@ static enum MHD_Result gw_route_objects(struct gw_req *r, char **s, int n)
     return gw_get_object(r, GW_IS(HEAD));
 }
 
-/* /v1/users, /v1/tokens[/<id>] (admin.c): s[0] = "users" or "tokens". */
-static enum MHD_Result gw_route_identity(struct gw_req *r, char **s, int n)
+/* /v1/users, /v1/tokens[/<id>] (admin.c). */
+static enum MHD_Result gw_route_identity(struct gw_req *r, enum dyno_rest_kind kind)
 {
-    bool users = strcmp(s[0], "users") == 0;
-    if (n == 2) {
-        if (!GW_IS(DELETE))
-            return gw_method_not_allowed(r);
-        if (!dyno_valid_key(s[1]))
-            return gw_reply_error(r, DYNO_EINVAL, "bad token id (32 lowercase hex, the token's jti)");
-        memcpy(r->key, s[1], DYNO_KEY_LEN + 1);
-    } else if (!GW_IS(GET) && !GW_IS(POST)) {
+    if (kind == DYNO_REST_TOKEN ? !GW_IS(DELETE) : !GW_IS(GET) && !GW_IS(POST))
         return gw_method_not_allowed(r);
-    }
     enum MHD_Result ret = gw_need_auth(r);
     if (r->replied)
         return ret;
-    if (n == 2)
+    if (kind == DYNO_REST_TOKEN)
         return gw_token_revoke(r);
+    bool users = kind == DYNO_REST_USERS;
     if (GW_IS(GET))
         return users ? gw_user_list(r) : gw_token_list(r);
     gw_expect_json(r, users ? gw_user_create : gw_token_create);
     return MHD_YES;
 }
 
-/* Splits the path into percent-decoded segments and dispatches. MHD was told not to
- * unescape the path, so an escaped '/' stays inside its segment (and then fails the name
- * checks) instead of changing the route. */
+/* A route with one method: h (authenticated unless open) for it, 405 for any other. */
+static enum MHD_Result gw_route_one(struct gw_req *r, const char *method, bool open,
+                                    enum MHD_Result (*h)(struct gw_req *))
+{
+    if (strcmp(r->method, method) != 0)
+        return gw_method_not_allowed(r);
+    return open ? h(r) : gw_authed(r, h);
+}
+
+/* Parses the path with the REST grammar (lib/rest.h: the same code the clients format with
+ * and the fuzzer checks), copies its parts into r, and dispatches on the method. MHD was told
+ * not to unescape the path, so the grammar sees every escape. */
 static enum MHD_Result gw_route(struct gw_req *r, const char *url)
 {
-    char path[4096];
-    size_t len = strlen(url);
-    if (len >= sizeof(path) || url[0] != '/')
-        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
-    memcpy(path, url, len + 1);
+    struct dyno_rest_route rt;
+    const char *why = NULL;
+    int rc = dyno_rest_route_parse(url, &rt, &why);
+    if (rc)
+        return gw_reply_error(r, rc, "%s", why ? why : "no such route");
+    if (strlen(rt.name) >= sizeof(r->name))
+        return gw_reply_error(r, DYNO_EINVAL, "bad principal (longer than %zu bytes)", sizeof(r->name) - 1);
+    memcpy(r->catalog, rt.catalog, sizeof(r->catalog));
+    memcpy(r->key, rt.id, sizeof(r->key));
+    memcpy(r->name, rt.name, strlen(rt.name) + 1);
 
-    char *s[GW_MAX_SEGS];
-    int n = 0;
-    char *p = path + 1;
-    if (*p) {
-        for (;;) {
-            char *slash = strchr(p, '/');
-            if (slash)
-                *slash = '\0';
-            if (n == GW_MAX_SEGS || *p == '\0')
-                return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
-            if (dyno_url_decode(p))
-                return gw_reply_error(r, DYNO_EINVAL, "bad percent-encoding in the path");
-            s[n++] = p;
-            if (!slash)
-                break;
-            p = slash + 1;
-        }
-    }
-
-    if (n == 1 && strcmp(s[0], "healthz") == 0)
-        return GW_IS(GET) ? gw_healthz(r) : gw_method_not_allowed(r);
-    if (n == 1 && strcmp(s[0], "metrics") == 0)
-        return GW_IS(GET) ? gw_metrics(r) : gw_method_not_allowed(r);
-    if (n < 2 || strcmp(s[0], "v1") != 0)
-        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
-
-    const char *top = s[1];
-    if (strcmp(top, "auth") == 0 && n == 3) {
-        if (strcmp(s[2], "login") == 0) {
-            if (!GW_IS(POST))
-                return gw_method_not_allowed(r);
-            gw_expect_json(r, gw_login);
-            return MHD_YES;
-        }
-        if (strcmp(s[2], "whoami") == 0)
-            return GW_IS(GET) ? gw_authed(r, gw_whoami) : gw_method_not_allowed(r);
-    }
-    if (strcmp(top, "catalogs") == 0) {
-        if (n == 2)
-            return GW_IS(GET) ? gw_authed(r, gw_catalog_list) : gw_method_not_allowed(r);
-        return gw_route_catalogs(r, s + 2, n - 2);
-    }
-    if (strcmp(top, "objects") == 0 && n >= 3)
-        return gw_route_objects(r, s + 2, n - 2);
-    if (strcmp(top, "containers") == 0 && n == 2)
-        return GW_IS(GET) ? gw_authed(r, gw_containers) : gw_method_not_allowed(r);
-    if (strcmp(top, "containers") == 0 && n == 4 && strcmp(s[3], "drain") == 0) {
+    switch (rt.kind) {
+    case DYNO_REST_HEALTHZ:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, true, gw_healthz);
+    case DYNO_REST_METRICS:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, true, gw_metrics);
+    case DYNO_REST_LOGIN:
         if (!GW_IS(POST))
             return gw_method_not_allowed(r);
-        if (!dyno_valid_segment(s[2]))
-            return gw_reply_error(r, DYNO_EINVAL, "bad container id ([A-Za-z0-9._-]{1,64})");
-        snprintf(r->name, sizeof(r->name), "%s", s[2]);
-        return gw_authed(r, gw_container_drain);
+        gw_expect_json(r, gw_login);
+        return MHD_YES;
+    case DYNO_REST_WHOAMI:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_whoami);
+    case DYNO_REST_CATALOGS:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_catalog_list);
+    case DYNO_REST_CATALOG:
+    case DYNO_REST_CATALOG_OBJECTS:
+    case DYNO_REST_CATALOG_SHARES:
+    case DYNO_REST_CATALOG_SHARE:
+    case DYNO_REST_CATALOG_SUBSCRIPTION:
+        return gw_route_catalog(r, rt.kind);
+    case DYNO_REST_OBJECT:
+    case DYNO_REST_OBJECT_META:
+        return gw_route_object(r, rt.kind);
+    case DYNO_REST_CONTAINERS:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_containers);
+    case DYNO_REST_CONTAINER_DRAIN:
+        return gw_route_one(r, MHD_HTTP_METHOD_POST, false, gw_container_drain);
+    case DYNO_REST_ADMIN_REBUILD:
+        return gw_route_one(r, MHD_HTTP_METHOD_POST, false, gw_admin_rebuild_metadata);
+    case DYNO_REST_ADMIN_REPAIR:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_admin_repair_status);
+    case DYNO_REST_USERS:
+    case DYNO_REST_TOKENS:
+    case DYNO_REST_TOKEN:
+        return gw_route_identity(r, rt.kind);
+    case DYNO_REST_EVENTS:
+        return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_events_sse);
+    default:
+        return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
     }
-    if (strcmp(top, "admin") == 0 && n == 3 && strcmp(s[2], "rebuild-metadata") == 0)
-        return GW_IS(POST) ? gw_authed(r, gw_admin_rebuild_metadata) : gw_method_not_allowed(r);
-    if (strcmp(top, "admin") == 0 && n == 3 && strcmp(s[2], "repair") == 0)
-        return GW_IS(GET) ? gw_authed(r, gw_admin_repair_status) : gw_method_not_allowed(r);
-    if ((strcmp(top, "users") == 0 && n == 2) || (strcmp(top, "tokens") == 0 && (n == 2 || n == 3)))
-        return gw_route_identity(r, s + 1, n - 1);
-    if (strcmp(top, "events") == 0 && n == 2) {
-        if (!GW_IS(GET))
-            return gw_method_not_allowed(r);
-        return gw_authed(r, gw_events_sse);
-    }
-    return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
 }
 
 /* ---- MHD callbacks ---- */
@@ -483,8 +422,9 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
             /* MHD 0.9.75 cannot answer before the whole body is in: drain the rest when
              * it is small enough to be worth a proper error reply, else close now. */
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            unsigned long long total = cl ? strtoull(cl, NULL, 10) : 0;
-            if (cl && total > r->bytes_in && total - r->bytes_in > GW_DISCARD_MAX)
+            uint64_t total = 0;
+            if (cl && dyno_rest_parse_u64(cl, &total) == 0 && total > r->bytes_in &&
+                total - r->bytes_in > GW_DISCARD_MAX)
                 return MHD_NO;
         }
         return MHD_YES;

@@ -846,7 +846,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             goto out;
         }
         if (x->ok) {
-            char ocont[DYNO_SEG_MAX + 1] = "", ostate[16] = "";
+            char ocont[DYNO_SEG_MAX + 1] = "";
             int64_t osize = 0;
             rc = md__stmt_key(db, SQL_RP_FRAG_ROW, key, &st);
             if (rc != SQLITE_OK)
@@ -855,15 +855,16 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
             rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
                 snprintf(ocont, sizeof(ocont), "%s", dyno_db_text(st, 0));
-                snprintf(ostate, sizeof(ostate), "%s", dyno_db_text(st, 1));
                 osize = sqlite3_column_int64(st, 2);
             }
             sqlite3_reset(st);
             if (rc != SQLITE_ROW && rc != SQLITE_DONE)
                 goto sql;
             /* The old location may hold a stale copy (a container that comes back): it is
-             * deleted there later. A missing fragment was never stored. */
-            if (ocont[0] && strcmp(ostate, "missing") != 0) {
+             * deleted there later. So may a 'missing' one: a put whose stream failed after
+             * the container renamed the file into place (a timeout, a crash before its
+             * reply) left a file metadata never counted; deleting nothing is harmless. */
+            if (ocont[0]) {
                 rc = rp_add_garbage(db, key, x->index, ocont, osize, now);
                 if (rc != SQLITE_OK)
                     goto sql;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "ec.h"
 #include "frag.h"
 #include "agent.h"
@@ -219,9 +220,13 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
             return DYNO_EINVAL;
         }
     }
-    r.owner = dyno_json_str(req, "owner");
+    /* The publisher: who stores the object, recorded apart from the catalog's owner and
+     * never used for access. "owner" is its old name, still taken from older gateways. */
+    r.owner = dyno_json_str(req, "publisher");
+    if (!r.owner)
+        r.owner = dyno_json_str(req, "owner");
     if (!dyno_valid_segment(r.owner)) {
-        snprintf(err, errlen, "owner must match [A-Za-z0-9._-]{1,64}");
+        snprintf(err, errlen, "publisher must match [A-Za-z0-9._-]{1,64}");
         return DYNO_EINVAL;
     }
     if ((rc = p_int(req, "size", false, 0, -1, MD_SIZE_MAX, &r.size, err, errlen)) != 0)
@@ -298,6 +303,8 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     rc = md_store_commit(db, key, size, sha, frags, (size_t)i, &nodes, (int64_t)time(NULL), result, err,
                          errlen);
     free(nodes.v);
+    if (rc == 0)
+        dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
     return rc;
 }
 

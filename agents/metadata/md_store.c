@@ -169,9 +169,11 @@ static const char SQL_FRAG_INSERT[] =
 static const char SQL_OBJ_GET[] =
     "SELECT catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at"
     " FROM objects WHERE key = ?1";
-static const char SQL_OBJ_JSON[] =
-    "SELECT key, catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at"
-    " FROM objects WHERE key = ?1";
+/* The owner column holds the publisher (who stored the object; restored objects: the
+ * catalog's owner), shown under that name so that nobody reads it as a grant. */
+static const char SQL_OBJ_JSON[] = "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, "
+                                   "replica, unit, state, created_at, committed_at"
+                                   " FROM objects WHERE key = ?1";
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";

@@ -107,6 +107,7 @@ int md_db_schema(struct md_db *db);
 struct md_begin_req {
     const char *catalog;
     const char *name; /* NULL: the key */
+    /* The publisher (object.begin "publisher"): who stores it; it grants nothing. */
     const char *owner;
     int64_t size; /* -1: unknown */
     int k, m;

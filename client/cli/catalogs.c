@@ -141,7 +141,7 @@ int cli_cmd_catalog(const struct cli_ctx *x, int argc, char **argv)
     dyno_client *c = NULL;
     cJSON *doc = NULL;
     if (argc < 1)
-        return cli_usage("catalog: expected create, info, rm or share");
+        return cli_usage("catalog: expected create, info, rm, share or unshare");
     if (argc > 12)
         return cli_usage("catalog: too many arguments");
     const char *sub = argv[0];
@@ -163,14 +163,17 @@ int cli_cmd_catalog(const struct cli_ctx *x, int argc, char **argv)
         return cli_usage("catalog %s: invalid catalog '%s' (owner/name[/name...])", sub, cat);
     bool create = strcmp(sub, "create") == 0, info = strcmp(sub, "info") == 0;
     bool rm = strcmp(sub, "rm") == 0 || strcmp(sub, "delete") == 0, share = strcmp(sub, "share") == 0;
-    if (!create && !info && !rm && !share)
-        return cli_usage("catalog: unknown subcommand '%s' (create, info, rm, share)", sub);
+    bool unshare = strcmp(sub, "unshare") == 0;
+    if (!create && !info && !rm && !share && !unshare)
+        return cli_usage("catalog: unknown subcommand '%s' (create, info, rm, share, unshare)", sub);
     if ((pub || resil) && !create)
         return cli_usage("catalog %s: --public and --resilience go with create", sub);
     if (recursive && !rm)
         return cli_usage("catalog %s: --recursive goes with rm", sub);
-    if (share && ((user == NULL) == (org == NULL)))
-        return cli_usage("catalog share: give exactly one of --user U or --org O");
+    if ((share || unshare) && ((user == NULL) == (org == NULL)))
+        return cli_usage("catalog %s: give exactly one of --user U or --org O", sub);
+    if (!share && !unshare && (user || org))
+        return cli_usage("catalog %s: --user and --org go with share and unshare", sub);
     if (share && strcmp(access, "read") != 0 && strcmp(access, "write") != 0)
         return cli_usage("catalog share: --access is read or write");
     struct dyno_catalog_opts opts = {.public_read = pub};
@@ -198,6 +201,12 @@ int cli_cmd_catalog(const struct cli_ctx *x, int argc, char **argv)
             printf("{\"catalog\":\"%s\",\"deleted\":true}\n", cat);
         else if (rc == 0 && !x->quiet)
             printf("catalog %s deleted\n", cat);
+    } else if (unshare) {
+        rc = dyno_client_catalog_unshare(c, cat, user ? user : org, org != NULL);
+        if (rc == 0 && !x->quiet && !x->json)
+            printf("catalog %s no longer shared with %s %s\n", cat, user ? "user" : "org", user ? user : org);
+        else if (rc == 0 && x->json)
+            printf("{\"catalog\":\"%s\",\"shared\":false}\n", cat);
     } else {
         rc = dyno_client_catalog_share(c, cat, user ? user : org, org != NULL, access);
         if (rc == 0 && !x->quiet && !x->json)

@@ -37,6 +37,7 @@ static const struct cli_cmd cmds[] = {
      "catalog info C\n"
      "catalog rm C [--recursive]\n"
      "catalog share C (--user U | --org O) [--access read|write]\n"
+     "catalog unshare C (--user U | --org O)\n"
      "    Manages catalogs (C = owner/name[/name...]).\n"},
     {"subscribe", cli_cmd_subscribe,
      "subscribe C [--mirror DIR [--recursive]] [--broker mqtt://HOST:PORT]\n"
@@ -108,6 +109,7 @@ static void usage(FILE *f)
                "  catalog create C [--public] [--resilience k,m]\n"
                "  catalog info C | catalog rm C [--recursive]\n"
                "  catalog share C (--user U | --org O) [--access read|write]\n"
+               "  catalog unshare C (--user U | --org O)\n"
                "  subscribe C [--mirror DIR [--recursive]] [--broker URL]   follow (and mirror) a catalog\n"
                "Fabric and identity:\n"
                "  status                      gateway health, containers, degraded objects, repair\n"

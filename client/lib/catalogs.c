@@ -23,16 +23,42 @@ static int catalog_begin(dyno_client *c, const char *catalog)
     return 0;
 }
 
-#define CATALOG_PATH_MAX (DYNO_CATALOG_MAX + 32)
-
-/* A JSON call on /v1/catalogs/<catalog><suffix> (catalog already checked); a bare "not found"
- * answer names the catalog. */
-static int catalog_call(dyno_client *c, const char *method, const char *catalog, const char *suffix,
-                        const cJSON *body, cJSON **out)
+int dyno__catalog_path(dyno_client *c, enum dyno_rest_kind kind, const char *catalog, const char *principal,
+                       struct dyno_buf *b)
 {
-    char path[CATALOG_PATH_MAX];
-    snprintf(path, sizeof(path), "/v1/catalogs/%s%s", catalog, suffix);
-    return dyno__notfound(c, dyno__json_call(c, method, path, body, out), "catalog", catalog);
+    struct dyno_rest_route rt = {.kind = kind};
+    char path[DYNO_REST_PATH_MAX];
+    if (!catalog || strlen(catalog) >= sizeof(rt.catalog) ||
+        (principal && strlen(principal) >= sizeof(rt.name)))
+        return dyno__fail(c, DYNO_EINVAL, "invalid catalog path or principal");
+    memcpy(rt.catalog, catalog, strlen(catalog) + 1);
+    if (principal)
+        memcpy(rt.name, principal, strlen(principal) + 1);
+    int rc = dyno_rest_route_format(&rt, path, sizeof(path));
+    if (rc == DYNO_EINVAL)
+        return dyno__fail(c, rc, "invalid %s '%s'", principal ? "principal" : "catalog path",
+                          principal ? principal : catalog);
+    if (rc == 0)
+        rc = dyno_buf_append(b, path, strlen(path));
+    if (rc < 0)
+        return dyno__fail(c, rc, "request path too long");
+    return 0;
+}
+
+/* A JSON call on route kind of catalog (already checked), with principal (may be NULL) and a
+ * query (may be ""); a bare "not found" answer names the catalog. */
+static int catalog_call(dyno_client *c, const char *method, enum dyno_rest_kind kind, const char *catalog,
+                        const char *principal, const char *query, const cJSON *body, cJSON **out)
+{
+    struct dyno_buf path;
+    dyno_buf_init(&path, DYNO__URL_MAX);
+    int rc = dyno__catalog_path(c, kind, catalog, principal, &path);
+    if (rc == 0 && query[0] && (rc = dyno_buf_append(&path, query, strlen(query))) < 0)
+        rc = dyno__fail(c, rc, "request path too long");
+    if (rc == 0)
+        rc = dyno__notfound(c, dyno__json_call(c, method, path.data, body, out), "catalog", catalog);
+    dyno_buf_free(&path);
+    return rc;
 }
 
 int dyno_client_catalog_create(dyno_client *c, const char *catalog, const struct dyno_catalog_opts *opts,
@@ -43,8 +69,11 @@ int dyno_client_catalog_create(dyno_client *c, const char *catalog, const struct
         return rc;
     if (opts && (opts->k < 0 || opts->m < 0 || (opts->k == 0 && opts->m > 0)))
         return dyno__fail(c, DYNO_EINVAL, "invalid resilience %d,%d", opts->k, opts->m);
-    char path[CATALOG_PATH_MAX];
-    snprintf(path, sizeof(path), "/v1/catalogs/%s", catalog);
+    char path[DYNO_REST_PATH_MAX];
+    struct dyno_rest_route rt = {.kind = DYNO_REST_CATALOG};
+    memcpy(rt.catalog, catalog, strlen(catalog) + 1); /* valid, so it fits */
+    if (dyno_rest_route_format(&rt, path, sizeof(path)) != 0)
+        return dyno__fail(c, DYNO_EINVAL, "invalid catalog path '%s'", catalog);
     cJSON *body = cJSON_CreateObject();
     if (!body)
         return dyno__fail(c, DYNO_ENOMEM, "out of memory");
@@ -75,7 +104,7 @@ int dyno_client_catalog_info(dyno_client *c, const char *catalog, struct cJSON *
         return rc;
     if (!out)
         return dyno__fail(c, DYNO_EINVAL, "no output");
-    return catalog_call(c, "GET", catalog, "", NULL, out);
+    return catalog_call(c, "GET", DYNO_REST_CATALOG, catalog, NULL, "", NULL, out);
 }
 
 int dyno_client_catalog_delete(dyno_client *c, const char *catalog, int recursive)
@@ -83,7 +112,8 @@ int dyno_client_catalog_delete(dyno_client *c, const char *catalog, int recursiv
     int rc = catalog_begin(c, catalog);
     if (rc < 0)
         return rc;
-    return catalog_call(c, "DELETE", catalog, recursive ? "?recursive=1" : "", NULL, NULL);
+    return catalog_call(c, "DELETE", DYNO_REST_CATALOG, catalog, NULL, recursive ? "?recursive=1" : "", NULL,
+                        NULL);
 }
 
 int dyno_client_catalog_share(dyno_client *c, const char *catalog, const char *principal, int is_org,
@@ -102,9 +132,20 @@ int dyno_client_catalog_share(dyno_client *c, const char *catalog, const char *p
         cJSON_Delete(body);
         return dyno__fail(c, DYNO_ENOMEM, "out of memory");
     }
-    rc = catalog_call(c, "POST", catalog, "/shares", body, NULL);
+    rc = catalog_call(c, "POST", DYNO_REST_CATALOG_SHARES, catalog, NULL, "", body, NULL);
     cJSON_Delete(body);
     return rc;
+}
+
+int dyno_client_catalog_unshare(dyno_client *c, const char *catalog, const char *principal, int is_org)
+{
+    int rc = catalog_begin(c, catalog);
+    if (rc < 0)
+        return rc;
+    if (!principal || !principal[0])
+        return dyno__fail(c, DYNO_EINVAL, "no user or org to unshare");
+    return catalog_call(c, "DELETE", DYNO_REST_CATALOG_SHARE, catalog, principal,
+                        is_org ? "?kind=org" : "?kind=user", NULL, NULL);
 }
 
 int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int limit, struct cJSON **page,
@@ -119,7 +160,7 @@ int dyno_client_list(dyno_client *c, const char *catalog, const char *after, int
     dyno_buf_init(&path, DYNO__URL_MAX);
     cJSON *doc = NULL;
     char *nx = NULL;
-    rc = dyno_buf_printf(&path, "/v1/catalogs/%s/objects", catalog);
+    rc = dyno__catalog_path(c, DYNO_REST_CATALOG_OBJECTS, catalog, NULL, &path);
     const char *sep = "?";
     if (rc == 0 && after && after[0]) {
         rc = dyno_buf_append(&path, "?after=", 7);

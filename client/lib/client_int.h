@@ -19,6 +19,7 @@
 #include <dynostore/client.h>
 
 #include "buf.h"
+#include "rest.h"
 
 #define DYNO__ERRMSG_MAX 512
 #define DYNO__ERRBODY_MAX (64u * 1024u) /* an error body beyond this is cut (not an error) */
@@ -94,6 +95,12 @@ int dyno__notfound(dyno_client *c, int rc, const char *what, const char *name);
 int dyno__fail(dyno_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Clears the message at the start of a public call. */
 void dyno__begin(dyno_client *c);
+
+/* The path of a REST route (lib/rest.h, the grammar the gateway parses with) of kind for
+ * catalog (and principal, for a share; may be NULL), appended to b. 0, or a DYNO_E* with the
+ * message set (a bad catalog or principal, a path too long). */
+int dyno__catalog_path(dyno_client *c, enum dyno_rest_kind kind, const char *catalog, const char *principal,
+                       struct dyno_buf *b);
 
 /* Appends s percent-encoded (RFC 3986 unreserved kept) to b. 0 or DYNO_ETOOBIG/ENOMEM. */
 int dyno__escape(struct dyno_buf *b, const char *s);

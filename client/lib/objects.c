@@ -29,8 +29,10 @@ static int put_path(dyno_client *c, const char *catalog, const struct dyno_put_o
         return dyno__fail(c, DYNO_EINVAL, "invalid object name '%s'", opts->name);
     if (opts && (opts->k < 0 || opts->m < 0 || (opts->k == 0 && opts->m > 0)))
         return dyno__fail(c, DYNO_EINVAL, "invalid resilience %d,%d", opts->k, opts->m);
-    rc = dyno_buf_printf(path, "/v1/catalogs/%s/objects", catalog);
-    if (rc == 0 && opts && opts->name) {
+    rc = dyno__catalog_path(c, DYNO_REST_CATALOG_OBJECTS, catalog, NULL, path);
+    if (rc < 0)
+        return rc;
+    if (opts && opts->name) {
         rc = dyno_buf_append(path, "?name=", 6);
         if (rc == 0)
             rc = dyno__escape(path, opts->name);

@@ -234,6 +234,10 @@ DYNO_CLIENT_WUR int dyno_client_catalog_delete(dyno_client *c, const char *catal
  * 0, DYNO_ENOTFOUND, DYNO_EFORBIDDEN. */
 DYNO_CLIENT_WUR int dyno_client_catalog_share(dyno_client *c, const char *catalog, const char *principal,
                                               int is_org, const char *access);
+/* Removes the share of catalog with a user (is_org 0) or an org (is_org 1).
+ * 0, DYNO_ENOTFOUND (no such catalog or share), DYNO_EFORBIDDEN. */
+DYNO_CLIENT_WUR int dyno_client_catalog_unshare(dyno_client *c, const char *catalog, const char *principal,
+                                                int is_org);
 /*
  * One page of the objects of catalog, in name order, starting after the name `after`
  * (NULL or "" for the first page), at most limit (1..1000; 0 = the gateway's default).

@@ -149,6 +149,25 @@ def seeds():
                                                     {"jti": KEY[::-1], "exp": 1}]}).encode()
     yield "revoked", "empty", b'{"revoked":[]}'
 
+    # rest: mode 0 paths, 1 size + Range, 2 query values, 3 header values (fuzz_rest.c)
+    for name, path in [("catalog", "/v1/catalogs/alice/a/b"), ("objects", "/v1/catalogs/alice/a/~/objects"),
+                       ("shares", "/v1/catalogs/alice/a/~/shares"),
+                       ("share-org", "/v1/catalogs/alice/a/~/shares/lab%2Fct"),
+                       ("subscription", "/v1/catalogs/alice/a/~/subscription"),
+                       ("named-like-share", "/v1/catalogs/o/a/shares/x"),
+                       ("object-meta", "/v1/objects/%s/meta" % KEY), ("token", "/v1/tokens/" + KEY),
+                       ("drain", "/v1/containers/c1/drain"), ("escaped", "/v1/catalogs/al%69ce/a%7E/%7E/objects"),
+                       ("healthz", "/healthz")]:
+        yield "rest", "path-" + name, b"\x00" + path.encode()
+    for name, size, rng in [("a-b", 1000, "bytes=0-499"), ("open", 1000, "bytes=500-"), ("suffix", 1000, "bytes=-10"),
+                            ("beyond", 10, "bytes=20-30"), ("multi", 1000, "bytes=0-1,5-6"), ("empty", 0, "bytes=0-0")]:
+        yield "rest", "range-" + name, b"\x01" + struct.pack("<Q", size) + rng.encode()
+    for name, v in [("limit", "1000"), ("flag", "true"), ("escapes", "a%2Bb%23c%C3%A9"), ("nul", "a%00b")]:
+        yield "rest", "query-" + name, b"\x02" + v.encode()
+    for name, v in [("resilience", "3,2"), ("resilience-max", "32,16"), ("length", "18446744073709551615"),
+                    ("bearer", "Bearer  dyn1.abc.def"), ("bearer-case", "bEARER x")]:
+        yield "rest", "header-" + name, b"\x03" + v.encode()
+
     stamps = [("dyno-user", "alice"), ("dyno-org", "lab/ct"), ("dyno-admin", "false")]
     yield "ingest", "stamped-named", ingest_input(0, 21, 262144, "dyno/v1/ingest/alice/sensors",
                                                   props=stamps + [("name", "r1")])

@@ -13,6 +13,7 @@ and processes it re-spawned itself) are ever signalled.
 """
 
 import collections
+import glob
 import hashlib
 import http.client
 import json
@@ -691,6 +692,18 @@ class Fabric:
         finally:
             c.close()
 
+    @staticmethod
+    def cat_path(catalog, sub=None, principal=None):
+        """The REST path of a catalog, or of its sub-resource sub ("objects", "shares",
+        "subscription", after the "~" segment: docs/protocol.md §9; principal: a share's
+        principal, an org's '/' escaped)."""
+        p = "/v1/catalogs/" + catalog
+        if sub:
+            p += "/~/" + sub
+        if principal is not None:
+            p += "/" + quote_seg(principal)
+        return p
+
     def create_catalog(self, catalog, body=None, token=_DEFAULT):
         r = self.http("PUT", "/v1/catalogs/" + catalog, body=json.dumps(body or {}),
                       headers={"Content-Type": "application/json"}, token=token)
@@ -701,7 +714,7 @@ class Fabric:
     def put_bytes(self, catalog, data, name=None, headers=None, token=_DEFAULT):
         """POST of an object; returns the Resp (201 with {key,...} on success)."""
         q = "" if name is None else "?name=" + urllib.parse.quote(name, safe="")
-        return self.http("POST", "/v1/catalogs/%s/objects%s" % (catalog, q), body=data,
+        return self.http("POST", "/v1/catalogs/%s/~/objects%s" % (catalog, q), body=data,
                          headers=headers, token=token)
 
     def get_object(self, key, headers=None, token=_DEFAULT):
@@ -712,7 +725,7 @@ class Fabric:
         objs, after = [], None
         for _ in range(10000):
             q = "?limit=1000" + ("" if after is None else "&after=" + quote_seg(after))
-            r = self.http("GET", "/v1/catalogs/%s/objects%s" % (catalog, q), token=token)
+            r = self.http("GET", "/v1/catalogs/%s/~/objects%s" % (catalog, q), token=token)
             if r.status != 200:
                 raise AssertionError("list %s: %d %r" % (catalog, r.status, r.body))
             doc = r.json()
@@ -870,3 +883,138 @@ class FabricCase(unittest.TestCase):
         sa, sb = os.path.getsize(a), os.path.getsize(b)
         self.assertEqual(sa, sb, "%s: sizes differ %d != %d" % (msg, sa, sb))
         self.assertEqual(sha256_file(a), sha256_file(b), "%s: contents differ" % msg)
+
+
+# ---------------------------------------------------------------------------------------
+# Outcome and crash-point helpers (issue 9 class 1; test_outcome.py, test_crashpoints.py).
+# Kept in one block of their own: other helpers of the same issue add theirs elsewhere.
+
+CRASH_EXIT = 86  # lib/crashpoint.h DYNO_CRASH_EXIT
+
+
+def restart_with_env(fab, name, env, extra_args=(), wait=True):
+    """fab.restart(name, extra_args) with env added to the new process's environment (for
+    example {"DYNO_CRASH_AT": "gateway.put.before_commit"}). Returns the new pid."""
+    base_env = Fabric.env.__get__(fab)
+    fab.env = lambda extra=None: base_env(dict(env, **(extra or {})))
+    try:
+        return fab.restart(name, extra_args, wait=wait)
+    finally:
+        del fab.env
+
+
+def wait_exit(fab, name, timeout=60):
+    """Waits until the re-spawned process name exits; returns its exit status (None when it
+    is still running at the timeout)."""
+    s = fab._spawned.get(name)
+    if s is None:
+        raise FabricError("%s was not re-spawned by this harness" % name)
+    try:
+        return s["popen"].wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class Frozen:
+    """with Frozen(fab, name): the process is stopped (SIGSTOP) inside the block and
+    continued (SIGCONT) on the way out, whatever happens in between."""
+
+    def __init__(self, fab, name):
+        self.pid = fab.pid(name)
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def thaw(self):
+        if self.pid:
+            os.kill(self.pid, signal.SIGCONT)
+            self.pid = None
+
+    def __exit__(self, *exc):
+        self.thaw()
+        return False
+
+
+def put_streamed(fab, catalog, data, name, between, chunk=1 * MiB, token=_DEFAULT):
+    """POST of data with a Content-Length, sent chunk by chunk; between(i) runs before chunk
+    i (i >= 1: object.begin has run by then) and between(None) after the last byte, before
+    the answer is read. Returns the Resp."""
+    q = "?name=" + urllib.parse.quote(name, safe="")
+    c = fab.conn()
+    try:
+        c.putrequest("POST", "/v1/catalogs/%s/~/objects%s" % (catalog, q))
+        c.putheader("Content-Length", str(len(data)))
+        c.putheader("Authorization", "Bearer " + (fab.token if token is _DEFAULT else token))
+        c.endheaders()
+        for i, off in enumerate(range(0, len(data), chunk)):
+            if i:
+                between(i)
+            c.send(data[off:off + chunk])
+        between(None)
+        r = c.getresponse()
+        return Resp(r.status, r.reason, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        c.close()
+
+
+def unreadable_listed(fab, catalog):
+    """Every listed object of catalog that does not read back whole with its listed sha256:
+    [(name, key, why)]. Empty when nothing is half-visible."""
+    bad = []
+    for o in fab.list_catalog(catalog):
+        r = fab.get_object(o["key"])
+        if r.status != 200:
+            bad.append((o.get("name"), o["key"], "GET %d %r" % (r.status, r.body[:120])))
+        elif sha256_bytes(r.body) != o.get("sha256") or len(r.body) != o.get("size"):
+            bad.append((o.get("name"), o["key"], "wrong bytes"))
+    return bad
+
+
+def read_by_name(fab, catalog, name):
+    """The bytes of the listed object called name in catalog, or None when none is listed
+    (an object listed without its bytes raises)."""
+    for o in fab.list_catalog(catalog):
+        if o.get("name") == name:
+            r = fab.get_object(o["key"])
+            if r.status != 200:
+                raise AssertionError("%s/%s (key %s) is listed but GET answers %d %r"
+                                     % (catalog, name, o["key"], r.status, r.body[:200]))
+            return r.body
+    return None
+
+
+def fragment_files(fab):
+    """{(container, key, index): path} of every fragment file under DATA/containers/*/frags
+    (files of puts in progress, in frags/tmp, are not fragments yet)."""
+    out = {}
+    for path in glob.glob(os.path.join(fab.data, "containers", "*", "frags", "*", "*")):
+        parts = path.split(os.sep)
+        if parts[-2] == "tmp" or not os.path.isfile(path):
+            continue
+        key, _, idx = os.path.basename(path).rpartition(".")
+        if len(key) != 32 or not idx.isdigit():
+            continue
+        out[(parts[-4], key, int(idx))] = path
+    return out
+
+
+def placement_problems(fab, catalogs):
+    """Disk against metadata for every listed object of catalogs: ["orphan fragment file
+    ...", "missing fragment file ..."]. Empty when each fragment file on a container's disk
+    is a fragment metadata lists for a visible object, and each listed fragment is there."""
+    files = fragment_files(fab)
+    expected, problems = set(), []
+    for cat in catalogs:
+        for o in fab.list_catalog(cat):
+            r = fab.http("GET", "/v1/objects/%s/meta" % o["key"])
+            if r.status != 200:
+                problems.append("listed object %s has no meta (%d)" % (o["key"], r.status))
+                continue
+            for fr in r.json().get("fragments") or []:
+                expected.add((fr["container"], o["key"], fr["index"]))
+    problems += ["missing fragment file %s/%s.%d" % e for e in sorted(expected - set(files))]
+    problems += ["orphan fragment file %s" % files[e] for e in sorted(set(files) - expected)]
+    return problems
+
+# End of the outcome and crash-point helpers.

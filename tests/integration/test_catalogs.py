@@ -28,7 +28,7 @@ class CatalogsTest(FabricCase):
 
     def page(self, catalog, after, limit):
         q = "?limit=%d" % limit + ("" if after is None else "&after=" + quote_seg(after))
-        r = self.fab.http("GET", "/v1/catalogs/%s/objects%s" % (catalog, q))
+        r = self.fab.http("GET", "/v1/catalogs/%s/~/objects%s" % (catalog, q))
         self.assertEqual(r.status, 200, r.body)
         return r.json()
 
@@ -99,25 +99,25 @@ class CatalogsTest(FabricCase):
         f.create_catalog("alice2/data", token=alice)
         self.put("alice2/data", "d1", b"data", token=alice)
         self.assertEqual(f.http("GET", "/v1/catalogs/alice2/data", token=bob).status, 403)
-        r = f.http("POST", "/v1/catalogs/alice2/data/shares", body=json.dumps({"user": "bob2", "access": "read"}),
+        r = f.http("POST", "/v1/catalogs/alice2/data/~/shares", body=json.dumps({"user": "bob2", "access": "read"}),
                    headers=JSON, token=bob)
         self.assertEqual(r.status, 403, "a stranger shared someone else's catalog")
-        r = f.http("POST", "/v1/catalogs/alice2/data/shares", body=json.dumps({"user": "bob2", "access": "read"}),
+        r = f.http("POST", "/v1/catalogs/alice2/data/~/shares", body=json.dumps({"user": "bob2", "access": "read"}),
                    headers=JSON, token=alice)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(f.http("GET", "/v1/catalogs/alice2/data", token=bob).status, 200)
         self.assertEqual(f.put_bytes("alice2/data", b"no", name="x", token=bob).status, 403)
-        r = f.http("POST", "/v1/catalogs/alice2/data/subscription", token=bob)
+        r = f.http("POST", "/v1/catalogs/alice2/data/~/subscription", token=bob)
         self.assertEqual(r.status, 200, r.body)
         self.assertTrue(r.json()["subscribed"])
         cats = {c["catalog"]: c for c in f.http("GET", "/v1/catalogs", token=bob).json()["catalogs"]}
         self.assertEqual(cats["alice2/data"]["relation"], "shared")
-        r = f.http("DELETE", "/v1/catalogs/alice2/data/shares/bob2", token=alice)
+        r = f.http("DELETE", "/v1/catalogs/alice2/data/~/shares/bob2", token=alice)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(f.http("GET", "/v1/catalogs/alice2/data", token=bob).status, 403)
-        r = f.http("DELETE", "/v1/catalogs/alice2/data/subscription", token=bob)
+        r = f.http("DELETE", "/v1/catalogs/alice2/data/~/subscription", token=bob)
         self.assertEqual(r.status, 200, r.body)
-        r = f.http("POST", "/v1/catalogs/alice2/data/shares", body=json.dumps({"access": "read"}),
+        r = f.http("POST", "/v1/catalogs/alice2/data/~/shares", body=json.dumps({"access": "read"}),
                    headers=JSON, token=alice)
         self.assertEqual(r.status, 400)
 

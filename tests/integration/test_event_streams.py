@@ -56,13 +56,13 @@ class EventStreamsTest(FabricCase):
         self.assertTrue(sse.t.is_alive(), "%s ended too" % what)
 
     def share(self, catalog, user, access="read"):
-        r = self.fab.http("POST", "/v1/catalogs/%s/shares" % catalog, token=self.alice,
+        r = self.fab.http("POST", "/v1/catalogs/%s/~/shares" % catalog, token=self.alice,
                           body=json.dumps({"user": user, "access": access}),
                           headers={"Content-Type": "application/json"})
         self.assertIn(r.status, (200, 201), r.body)
 
     def unshare(self, catalog, user):
-        r = self.fab.http("DELETE", "/v1/catalogs/%s/shares/%s?kind=user" % (catalog, user), token=self.alice)
+        r = self.fab.http("DELETE", "/v1/catalogs/%s/~/shares/%s?kind=user" % (catalog, user), token=self.alice)
         self.assertIn(r.status, (200, 204), r.body)
 
     def test_stream_ends_when_its_token_is_revoked(self):

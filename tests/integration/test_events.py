@@ -249,7 +249,7 @@ class EventsTest(FabricCase):
         carol = new_user(f, "carol")
         dave = new_user(f, "dave")
         f.create_catalog("carol/pics", token=carol)
-        r = f.http("POST", "/v1/catalogs/carol/pics/shares", body=json.dumps({"user": "erin", "access": "read"}),
+        r = f.http("POST", "/v1/catalogs/carol/pics/~/shares", body=json.dumps({"user": "erin", "access": "read"}),
                    headers={"Content-Type": "application/json"}, token=carol)
         self.assertEqual(r.status, 200, r.body)
         erin = new_user(f, "erin")

@@ -241,7 +241,7 @@ class Quorum(FabricCase):
         host, port = f.host_port
         s = socket.create_connection((host, port), timeout=60)
         try:
-            s.sendall(("POST /v1/catalogs/%s/objects?name=interrupted HTTP/1.1\r\n"
+            s.sendall(("POST /v1/catalogs/%s/~/objects?name=interrupted HTTP/1.1\r\n"
                        "Host: %s:%d\r\nAuthorization: Bearer %s\r\n"
                        "Content-Type: application/octet-stream\r\n"
                        "Content-Length: %d\r\n\r\n"

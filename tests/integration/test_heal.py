@@ -18,7 +18,7 @@ import sys
 import time
 import unittest
 
-from fabric import KiB, MiB, FabricCase, flip_byte, random_bytes, sha256_bytes
+from fabric import KiB, MiB, FabricCase, flip_byte, fragment_files, random_bytes, sha256_bytes
 
 HDR = 1024          # fragment header size (lib/frag.h)
 REC_PREFIX = 4      # u32 record length before each record's payload
@@ -87,21 +87,6 @@ def fragment_of(m, index):
 
 def metric(fab, name):
     return sum(v for k, v in fab.metrics().items() if k.split("{")[0] == name)
-
-
-def fragment_files(fab):
-    """{(container, key, index): path} of every fragment file under DATA/containers/*/frags."""
-    out = {}
-    for path in glob.glob(os.path.join(fab.data, "containers", "*", "frags", "*", "*")):
-        parts = path.split(os.sep)
-        if parts[-2] == "tmp" or not os.path.isfile(path):
-            continue
-        base = os.path.basename(path)
-        key, _, idx = base.rpartition(".")
-        if len(key) != 32 or not idx.isdigit():
-            continue
-        out[(parts[-4], key, int(idx))] = path
-    return out
 
 
 class LostContainer(FabricCase):

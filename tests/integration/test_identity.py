@@ -355,7 +355,7 @@ class IdentityTest(FabricCase):
 
         def denied_all(msg):
             self.assertJsonError(f.http("GET", "/v1/catalogs/bob/priv", token=alice), 403, msg=msg)
-            self.assertJsonError(f.http("GET", "/v1/catalogs/bob/priv/objects", token=alice), 403, msg=msg)
+            self.assertJsonError(f.http("GET", "/v1/catalogs/bob/priv/~/objects", token=alice), 403, msg=msg)
             self.assertJsonError(f.get_object(key, token=alice), 403, msg=msg)
             self.assertJsonError(f.http("GET", "/v1/objects/%s/meta" % key, token=alice), 403, msg=msg)
 
@@ -397,11 +397,11 @@ class IdentityTest(FabricCase):
         self.assertNotIn("Not authorized", err, "alice cannot publish to her own ingest topic")
 
         # read share
-        r = f.http("POST", "/v1/catalogs/bob/priv/shares", token=bob,
+        r = f.http("POST", "/v1/catalogs/bob/priv/~/shares", token=bob,
                    body=json.dumps({"user": "alice", "access": "read"}))
         self.assertIn(r.status, (200, 201), r.body)
         self.assertEqual(f.http("GET", "/v1/catalogs/bob/priv", token=alice).status, 200)
-        self.assertEqual(f.http("GET", "/v1/catalogs/bob/priv/objects", token=alice).status, 200)
+        self.assertEqual(f.http("GET", "/v1/catalogs/bob/priv/~/objects", token=alice).status, 200)
         g = f.get_object(key, token=alice)
         self.assertEqual((g.status, g.body), (200, b"bob's private bytes"))
         self.assertJsonError(f.put_bytes("bob/priv", b"intruder", token=alice), 403)
@@ -422,7 +422,7 @@ class IdentityTest(FabricCase):
                   5, "ingest still refused with a read share")
 
         # write share
-        r = f.http("POST", "/v1/catalogs/bob/priv/shares", token=bob,
+        r = f.http("POST", "/v1/catalogs/bob/priv/~/shares", token=bob,
                    body=json.dumps({"user": "alice", "access": "write"}))
         self.assertIn(r.status, (200, 201), r.body)
         p = f.put_bytes("bob/priv", b"written by alice", name="from-alice", token=alice)
@@ -440,7 +440,7 @@ class IdentityTest(FabricCase):
         self.assertEqual(r.status, 201, r.body)
         key = r.json()["key"]
         self.assertJsonError(f.get_object(key, token=carol), 403)
-        r = f.http("POST", "/v1/catalogs/bob/orgcat/shares", token=bob,
+        r = f.http("POST", "/v1/catalogs/bob/orgcat/~/shares", token=bob,
                    body=json.dumps({"org": "lab", "access": "read"}))
         self.assertIn(r.status, (200, 201), r.body)
         self.assertEqual(f.get_object(key, token=carol).status, 200, "gateway: lab covers lab/ct")

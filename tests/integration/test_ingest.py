@@ -1,5 +1,5 @@
 """MQTT ingest (issue 4): Debian's mosquitto_pub publishing to dyno/v1/ingest/<catalog>
-makes an object owned by the publisher; a forged dyno-user is ignored; an oversized
+makes an object whose "publisher" is the stamped user; a forged dyno-user is ignored; an oversized
 message is refused and stores nothing; a Response Topic gets {"key"} (or the error).
 
 The gateway decides write access as the principal the broker plugin stamped (dyno-user,
@@ -36,7 +36,7 @@ class IngestTest(FabricCase):
         cls.svc_rpc("auth", "org.create", {"org": "plant"})
         cls.carl = new_user(f, "carl", org="plant")
         f.create_catalog("alice/shared", token=cls.alice)
-        r = f.http("POST", "/v1/catalogs/alice/shared/shares", token=cls.alice,
+        r = f.http("POST", "/v1/catalogs/alice/shared/~/shares", token=cls.alice,
                    body=json.dumps({"org": "plant", "access": "write"}))
         assert r.status in (200, 201), (r.status, r.body)
         f.create_catalog("bob/inbox", token=cls.bob)  # no shares: only bob and admins write
@@ -103,7 +103,7 @@ class IngestTest(FabricCase):
         self.assertIsNotNone(o, "%s/%s was never stored (the gateway refused the ingest)" % (catalog, name))
         self.assertEqual(o["sha256"], sha256_bytes(data))
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=token).json()
-        self.assertEqual((meta["owner"], meta["catalog"]), (owner, catalog))
+        self.assertEqual((meta["publisher"], meta["catalog"]), (owner, catalog))
         out = os.path.join(f.work, name + ".out")
         f.cli("get", o["key"], "-o", out)
         with open(out, "rb") as fh:
@@ -148,7 +148,7 @@ class IngestTest(FabricCase):
         with open(out, "rb") as fh:
             self.assertEqual(fh.read(), data)
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
         self.assertEqual(meta["catalog"], "alice/sensors")
 
     def test_forged_user_property_is_ignored(self):
@@ -160,7 +160,7 @@ class IngestTest(FabricCase):
         o = self.find("alice/sensors", "r2", self.alice)
         self.assertIsNotNone(o)
         meta = self.fab.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
 
     def test_response_topic_gets_key(self):
         reply = "dyno/v1/reply/alice/ingest-test"
@@ -264,7 +264,7 @@ class IngestTest(FabricCase):
         o = self.find("alice/sensors", "forged-0", self.alice)
         self.assertIsNotNone(o)
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
-        self.assertEqual(meta["owner"], "alice")
+        self.assertEqual(meta["publisher"], "alice")
 
     def test_missing_or_duplicate_stamps_are_refused(self):
         # A service's message is not stamped by the plugin, so a service can hand the gateway

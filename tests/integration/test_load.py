@@ -70,7 +70,7 @@ class LoadUnderFaults(FabricCase):
         data = rnd.randbytes(size)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=t%d-%d" % (self.CAT, tid, seq),
+            r = self.fab.http("POST", "/v1/catalogs/%s/~/objects?name=t%d-%d" % (self.CAT, tid, seq),
                               body=data, timeout=REQ_TIMEOUT)
         except (OSError, http.client.HTTPException):
             self.stats.inc("puts_failed")

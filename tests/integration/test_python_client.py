@@ -242,7 +242,7 @@ class RetryUnit(unittest.TestCase):
             self.assertEqual(req["headers"].get("Content-Length"), str(len(data)))
             self.assertNotIn(self.TOKEN, req["path"], "the token travels in a URL")
             # catalog segments and the name are percent-encoded
-            self.assertEqual(req["path"], "/v1/catalogs/alice/x%20y/objects"
+            self.assertEqual(req["path"], "/v1/catalogs/alice/x%20y/~/objects"
                                           "?name=a%20b%26c%3Dd%2F%C3%A9")
 
     def test_seekable_file_rewound_between_attempts(self):
@@ -338,9 +338,9 @@ class RetryUnit(unittest.TestCase):
         names = [o["name"] for o in c.list_objects("alice/x", self.TOKEN, limit=3)]
         self.assertEqual(names, ["n%d" % i for i in range(9)])
         self.assertEqual([r["path"] for r in s.seen],
-                         ["/v1/catalogs/alice/x/objects?limit=3",
-                          "/v1/catalogs/alice/x/objects?limit=3&after=n2",
-                          "/v1/catalogs/alice/x/objects?limit=3&after=n5"])
+                         ["/v1/catalogs/alice/x/~/objects?limit=3",
+                          "/v1/catalogs/alice/x/~/objects?limit=3&after=n2",
+                          "/v1/catalogs/alice/x/~/objects?limit=3&after=n5"])
 
     def test_unreachable_is_unavailable_after_bounded_retries(self):
         c = self.client("127.0.0.1:%d" % closed_port(), retry=RetryPolicy(attempts=3, backoff=0.01))

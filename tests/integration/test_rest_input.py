@@ -120,7 +120,7 @@ class RestInput(FabricCase):
             with self.subTest(path=p):
                 self.err("GET", p, 404, "not_found")
         # routes that exist only with more segments, or end in a reserved segment
-        for p in ["/v1/objects", "/v1/catalogs/admin/rest-input/objects/extra"]:
+        for p in ["/v1/objects", "/v1/catalogs/admin/rest-input/~/objects/extra"]:
             with self.subTest(path=p):
                 self.err("GET", p, (400, 404, 405))
 
@@ -133,10 +133,10 @@ class RestInput(FabricCase):
         for method, p in cases:
             with self.subTest(method=method, path=p):
                 self.err(method, p, 405, "method_not_allowed")
-        # "objects" is reserved as a last segment: not a catalog to create or delete
+        # ~/objects is a sub-resource (lib/rest.h): not a catalog to create or delete
         for method in ("PUT", "DELETE"):
             with self.subTest(method=method, path="objects"):
-                self.err(method, "/v1/catalogs/%s/objects" % CAT, (400, 405))
+                self.err(method, "/v1/catalogs/%s/~/objects" % CAT, (400, 405))
         # the object is untouched
         self.assertEqual(self.fab.http("HEAD", "/v1/objects/" + self.key).status, 200)
 
@@ -183,7 +183,7 @@ class RestInput(FabricCase):
                "a%5Cb", "%00", "a%0Ab", "a%0Db", "x" * 256, "%FF%FE", "%C0%AE%C0%AE"]
         for n in bad:
             with self.subTest(name=n):
-                r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=%s" % (CAT, n),
+                r = self.fab.http("POST", "/v1/catalogs/%s/~/objects?name=%s" % (CAT, n),
                                   body=b"hello")
                 self.assertJsonError(r, 400, msg="put name %r" % n)
 
@@ -193,7 +193,7 @@ class RestInput(FabricCase):
         listing check of tearDown holds."""
         for raw, want in [("a%2Bb%23c", "a+b#c"), ("%2B", "+"), ("%23", "#")]:
             with self.subTest(name=want):
-                r = self.fab.http("POST", "/v1/catalogs/%s/objects?name=%s" % (CAT, raw),
+                r = self.fab.http("POST", "/v1/catalogs/%s/~/objects?name=%s" % (CAT, raw),
                                   body=b"wild")
                 if r.status == 201:
                     doc = r.json()
@@ -232,9 +232,9 @@ class RestInput(FabricCase):
         host, port = self.fab.host_port
         for junk in [b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"HELLO / SMTP/1.0\r\n\r\n",
                      b"GET / HTTP/9.9\r\n\r\n", os.urandom(4096),
-                     b"POST /v1/catalogs/admin/rest-input/objects HTTP/1.1\r\nHost: x\r\n"
+                     b"POST /v1/catalogs/admin/rest-input/~/objects HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Length: -5\r\n\r\n",
-                     b"POST /v1/catalogs/admin/rest-input/objects HTTP/1.1\r\nHost: x\r\n"
+                     b"POST /v1/catalogs/admin/rest-input/~/objects HTTP/1.1\r\nHost: x\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"]:
             status, _ = raw_request(host, port, junk, read_timeout=15)
             if status is not None:
@@ -259,9 +259,9 @@ class RestInput(FabricCase):
             bad["other-key"] = other
         routes = [("GET", "/v1/objects/" + self.key), ("GET", "/v1/containers"),
                   ("GET", "/v1/catalogs"), ("PUT", "/v1/catalogs/admin/should-not-exist"),
-                  ("POST", "/v1/catalogs/%s/objects?name=evil" % CAT),
+                  ("POST", "/v1/catalogs/%s/~/objects?name=evil" % CAT),
                   ("DELETE", "/v1/objects/" + self.key),
-                  ("GET", "/v1/catalogs/%s/objects" % CAT)]
+                  ("GET", "/v1/catalogs/%s/~/objects" % CAT)]
         for method, path in routes:
             with self.subTest(route=path, token="none"):
                 self.err(method, path, 401, "unauthorized", token=None, body=b"x"
@@ -307,7 +307,7 @@ class RestInput(FabricCase):
                                               (64 * KiB, 64 * KiB - 1)]):
             s = socket.create_connection((host, port), timeout=60)
             try:
-                s.sendall(("POST /v1/catalogs/%s/objects?name=truncated-%d HTTP/1.1\r\n"
+                s.sendall(("POST /v1/catalogs/%s/~/objects?name=truncated-%d HTTP/1.1\r\n"
                            "Host: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
                            % (CAT, i, self.fab.token, declared)).encode())
                 s.sendall(random_bytes(sent, seed=i))
@@ -339,7 +339,7 @@ class RestInput(FabricCase):
     def test_bad_query_arguments(self):
         for q in ["limit=-1", "limit=abc", "after=%ZZ"]:
             with self.subTest(query=q):
-                r = self.fab.http("GET", "/v1/catalogs/%s/objects?%s" % (CAT, q))
+                r = self.fab.http("GET", "/v1/catalogs/%s/~/objects?%s" % (CAT, q))
                 self.assertJsonError(r, 400, msg="list ?%s" % q)
         for rng in ["bytes=abc", "bytes=5-1", "items=0-1", "bytes=0-1,5-6"]:
             with self.subTest(range=rng):

@@ -245,7 +245,7 @@ static void test_put(void **state)
     assert_int_equal(r.size, 3);
     assert_int_equal(r.k, 2);
     assert_int_equal(r.m, 1);
-    assert_non_null(strstr(srv.request, "POST /v1/catalogs/admin/x/y/objects?name=a%20b HTTP/1.1"));
+    assert_non_null(strstr(srv.request, "POST /v1/catalogs/admin/x/y/~/objects?name=a%20b HTTP/1.1"));
     assert_non_null(strstr(srv.request, "X-Dyno-Resilience: 2,1\r\n"));
     assert_non_null(strstr(srv.request, "\r\n\r\nabc"));
 
@@ -351,7 +351,8 @@ static void test_list_next(void **state)
     struct cJSON *doc = NULL;
     char *next = NULL;
     assert_int_equal(dyno_client_list(c, "admin/x", "0 start", 1, &doc, &next), 0);
-    assert_non_null(strstr(srv.request, "GET /v1/catalogs/admin/x/objects?after=0%20start&limit=1 HTTP/1.1"));
+    assert_non_null(
+        strstr(srv.request, "GET /v1/catalogs/admin/x/~/objects?after=0%20start&limit=1 HTTP/1.1"));
     assert_string_equal(next, "a");
     free(next);
     cJSON_Delete(doc);
@@ -363,6 +364,30 @@ static void test_list_next(void **state)
     const char *noarr = "{\"items\":[]}";
     canned_set(200, NULL, noarr, strlen(noarr));
     assert_int_equal(dyno_client_list(c, "admin/x", NULL, 10, &doc, &next), DYNO_EPROTO);
+    dyno_client_free(c);
+}
+
+/* Catalog calls use the route grammar of lib/rest.h: sub-resources after "~". */
+static void test_catalog_routes(void **state)
+{
+    (void)state;
+    dyno_client *c = client("tok");
+    const char *ok = "{\"catalog\":\"admin/x\"}";
+    canned_set(200, NULL, ok, strlen(ok));
+    assert_int_equal(dyno_client_catalog_share(c, "admin/a/shares", "lab/ct", 1, "write"), 0);
+    assert_non_null(strstr(srv.request, "POST /v1/catalogs/admin/a/shares/~/shares HTTP/1.1"));
+    assert_non_null(strstr(srv.request, "\"org\":\"lab/ct\""));
+    assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "lab/ct", 1), 0);
+    assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/~/shares/lab%2Fct?kind=org HTTP/1.1"));
+    assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "bob", 0), 0);
+    assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/~/shares/bob?kind=user HTTP/1.1"));
+    assert_int_equal(dyno_client_catalog_delete(c, "admin/a/shares/bob", 1), 0);
+    assert_non_null(strstr(srv.request, "DELETE /v1/catalogs/admin/a/shares/bob?recursive=1 HTTP/1.1"));
+    /* a bad principal never reaches the gateway */
+    srv.request[0] = '\0';
+    assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "b b", 0), DYNO_EINVAL);
+    assert_int_equal(dyno_client_catalog_unshare(c, "admin/a", "", 0), DYNO_EINVAL);
+    assert_string_equal(srv.request, "");
     dyno_client_free(c);
 }
 
@@ -389,7 +414,7 @@ int main(void)
         cmocka_unit_test(test_arguments),     cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_error_mapping), cmocka_unit_test(test_put),
         cmocka_unit_test(test_get),           cmocka_unit_test(test_list_next),
-        cmocka_unit_test(test_login),
+        cmocka_unit_test(test_login),         cmocka_unit_test(test_catalog_routes),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -641,6 +641,47 @@ static void test_report(void **state)
     assert_int_equal(q1(f, "SELECT COUNT(*) FROM garbage WHERE key=?1", key, NULL), 2);
 }
 
+/* A fragment a put reported not stored may still be on its container (the stream failed after
+ * the container renamed it into place, or the container crashed before its reply): once it is
+ * rebuilt elsewhere, its first location is garbage, so GC deletes what may be there. */
+static void test_missing_location_is_garbage(void **state)
+{
+    struct fx *f = *state;
+    char key[33], err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = "m", .owner = "alice", .size = 3000, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    struct md_commit_frag fr[5];
+    for (int i = 0; i < 5; i++)
+        fr[i] = (struct md_commit_frag){.index = i, .ok = i != 1, .size = -1};
+    assert_int_equal(md_store_commit(f->db, key, 3000, SHA, fr, 5, &f->nodes, T0, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    char first[80];
+    snprintf(first, sizeof(first), "%s", frag_at(f, key, 1));
+    char *slash = strchr(first, '/');
+    assert_non_null(slash);
+    assert_string_equal(slash, "/missing");
+    *slash = '\0';
+    go_online(f, 6);
+    cJSON *t = claim(f, T0 + 1);
+    assert_non_null(t);
+    assert_int_equal(complete(f, t, true, T0 + 2, &res), 0);
+    cJSON_Delete(res);
+    cJSON_Delete(t);
+    assert_string_equal(frag_at(f, key, 1), "c6/ok");
+    assert_int_equal(q1(f, "SELECT COUNT(*) FROM garbage WHERE key=?1 AND container=?2", key, first), 1);
+    assert_int_equal(md_repair_gc_claim(f->db, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "items")), 1);
+    cJSON_Delete(res);
+    struct md_gc_item gi = {.key = key, .index = 1, .container = first, .ok = true};
+    assert_int_equal(md_repair_gc_complete(f->db, &gi, 1, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_int_equal(q1(f, "SELECT COUNT(*) FROM garbage", NULL, NULL), 0);
+}
+
 static void restore_one(struct fx *f, const char *key, const char *name, cJSON **res)
 {
     char err[256];
@@ -687,7 +728,7 @@ static void test_restore(void **state)
     cJSON_Delete(res);
     assert_int_equal(q1(f, "SELECT COUNT(*) FROM objects WHERE catalog='bob/x'", NULL, NULL), 1);
     assert_int_equal(md_store_get(f->db, k2, &f->nodes, &res, err, sizeof(err)), 0);
-    assert_string_equal(dyno_json_str(res, "owner"), "bob");
+    assert_string_equal(dyno_json_str(res, "publisher"), "bob");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(res, "committed_at")));
     cJSON_Delete(res);
     /* An object committed by a put always wins. */
@@ -860,6 +901,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_never_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_location_is_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_exact, setup, teardown),
     };

@@ -601,6 +601,58 @@ static void test_broker_restart(void **state)
     rpc_pair_free(&p);
 }
 
+struct inflight {
+    struct dyno_mq *cli;
+    int rc;
+    char err[256];
+};
+
+static void *inflight_call(void *arg)
+{
+    struct inflight *f = arg;
+
+    f->rc = dyno_mq_call(f->cli, "tsvc", "test.block", NULL, 20000, NULL, f->err, sizeof(f->err));
+    return NULL;
+}
+
+/* A request already delivered when the broker goes away may have been acted on: the call
+ * must say "sent, outcome unknown" (DYNO_ETIMEDOUT), never "not sent" (DYNO_EUNAVAIL),
+ * which a caller may take as leave to undo (issue 9: an aborted put deleted committed data). */
+static void test_call_lost_after_send(void **state)
+{
+    struct rpc_pair p = rpc_pair_new("t-srv-lost", "t-cli-lost", 1);
+    struct inflight f = {.cli = p.cli, .rc = 1};
+    pthread_t th;
+    int rc = DYNO_ETIMEDOUT;
+
+    (void)state;
+    pthread_mutex_lock(&gate_lock);
+    gate_open = false;
+    pthread_mutex_unlock(&gate_lock);
+    assert_int_equal(pthread_create(&th, NULL, inflight_call, &f), 0);
+    sleep_ms(500); /* delivered: the handler is blocked on the gate */
+    broker_stop(&B);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(f.rc, DYNO_ETIMEDOUT);
+    assert_non_null(strstr(f.err, "outcome is unknown"));
+    /* Not connected: nothing is sent, and the code says so. */
+    assert_true(wait_disconnected(p.cli, 5000));
+    assert_int_equal(dyno_mq_call(p.cli, "tsvc", "test.echo", NULL, 2000, NULL, f.err, sizeof(f.err)),
+                     DYNO_EUNAVAIL);
+    assert_non_null(strstr(f.err, "not sent"));
+    pthread_mutex_lock(&gate_lock);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    broker_start(&B);
+    assert_int_equal(dyno_mq_wait_connected(p.cli, 15000), 0);
+    assert_int_equal(dyno_mq_wait_connected(p.srv, 15000), 0);
+    for (int i = 0; i < 50 && (rc = echo(p.cli, 3, 200)) != 0; i++)
+        ;
+    assert_int_equal(rc, 0);
+    rpc_pair_free(&p);
+}
+
 static void test_persistent_session(void **state)
 {
     struct counter got = COUNTER_INIT, got2 = COUNTER_INIT;
@@ -723,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_rpc_overload),
         cmocka_unit_test(test_will),
         cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_call_lost_after_send),
         cmocka_unit_test(test_persistent_session),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -598,7 +598,7 @@ class Client:
         same name is replaced atomically.
         resilience: ``(k, m)``, ``"k,m"`` or ``{"k":..,"m":..}`` (default: the catalog's).
         """
-        path = "/v1/catalogs/%s/objects" % _catalog_path(catalog)
+        path = _catalog_path(catalog, "objects")
         query = [("name", _check_name(name))] if name is not None else None
         headers = {"Content-Type": "application/octet-stream"}
         if resilience is not None:
@@ -738,13 +738,45 @@ class Client:
             k, m = _resilience(resilience)
             doc["resilience"] = {"k": k, "m": m}
         raw = json.dumps(doc).encode()
-        return self._json("PUT", "/v1/catalogs/" + _catalog_path(catalog), token_user,
+        return self._json("PUT", _catalog_path(catalog), token_user,
                           ok=(200, 201), body=_Body(raw, len(raw)),
                           headers={"Content-Type": "application/json"})
 
     def catalog_info(self, catalog, token_user):
         """A catalog's record, with its object count and bytes."""
-        return self._json("GET", "/v1/catalogs/" + _catalog_path(catalog), token_user)
+        return self._json("GET", _catalog_path(catalog), token_user)
+
+    def delete_catalog(self, catalog, token_user, recursive=False):
+        """Deletes a catalog: only an empty one unless recursive (then every object of it and
+        of its sub-catalogs is evicted first). Returns ``{deleted, ...}``."""
+        return self._json("DELETE", _catalog_path(catalog), token_user,
+                          query=[("recursive", 1)] if recursive else None)
+
+    def share_catalog(self, catalog, token_user, user=None, org=None, access="read"):
+        """Shares a catalog with exactly one of a user or an org (``"lab"``, ``"lab/ct"``),
+        ``access`` ``"read"`` or ``"write"`` (owner or admin). Returns the catalog's policy."""
+        kind, principal = _principal(user, org)
+        if access not in ("read", "write"):
+            raise ValueError("access must be 'read' or 'write'")
+        raw = json.dumps({kind: principal, "access": access}).encode()
+        return self._json("POST", _catalog_path(catalog, "shares"), token_user, ok=(200, 201),
+                          body=_Body(raw, len(raw)), headers={"Content-Type": "application/json"})
+
+    def unshare_catalog(self, catalog, token_user, user=None, org=None):
+        """Removes the share of a catalog with a user or an org (NotFoundError when there is
+        none). Returns the catalog's policy and ``removed``."""
+        kind, principal = _principal(user, org)
+        return self._json("DELETE", _catalog_path(catalog, "shares", principal), token_user,
+                          query=[("kind", kind)])
+
+    def subscribe_catalog(self, catalog, token_user):
+        """Records the caller's subscription to a catalog (it must be readable by the caller)."""
+        return self._json("POST", _catalog_path(catalog, "subscription"), token_user, ok=(200, 201),
+                          body=_Body(b"", 0))
+
+    def unsubscribe_catalog(self, catalog, token_user):
+        """Drops the caller's subscription to a catalog (idempotent)."""
+        return self._json("DELETE", _catalog_path(catalog, "subscription"), token_user)
 
     def list_catalogs(self, token_user):
         """The catalogs the caller owns, is shared, or subscribes to (a list of dicts)."""
@@ -758,7 +790,7 @@ class Client:
         ordered by name, fetching page after page (``after`` = the last name seen)."""
         if not 1 <= int(limit) <= 1000:
             raise ValueError("limit must be 1..1000")
-        path = "/v1/catalogs/%s/objects" % _catalog_path(catalog)
+        path = _catalog_path(catalog, "objects")
         while True:
             q = [("limit", int(limit))]
             if after:
@@ -835,14 +867,32 @@ def _oserror_text(e):
     return s
 
 
-def _catalog_path(catalog):
-    """owner/seg[/seg...] with every segment percent-encoded."""
+def _catalog_path(catalog, sub=None, principal=None):
+    """The REST path of a catalog (docs/protocol.md §9): /v1/catalogs/owner/seg[/seg...] with
+    every segment percent-encoded, then, for a sub-resource, "/~/" and its name ("objects",
+    "shares", "subscription") and a share's principal (its '/' escaped as %2F). "~" is never
+    part of a catalog name, so no catalog can be taken for a sub-resource."""
     if not isinstance(catalog, str):
         raise TypeError("catalog must be a str like 'owner/name'")
     segs = catalog.strip("/").split("/")
     if len(segs) < 2 or any(not s for s in segs):
         raise ValueError("catalog must be 'owner/name[/name...]', not %r" % catalog)
-    return "/".join(urllib.parse.quote(s, safe="") for s in segs)
+    path = "/v1/catalogs/" + "/".join(urllib.parse.quote(s, safe="") for s in segs)
+    if sub is not None:
+        path += "/~/" + sub
+    if principal is not None:
+        path += "/" + urllib.parse.quote(principal, safe="")
+    return path
+
+
+def _principal(user, org):
+    """("user", user) or ("org", org): exactly one of them, a non-empty str."""
+    if (user is None) == (org is None):
+        raise ValueError("give exactly one of user= or org=")
+    p = user if user is not None else org
+    if not isinstance(p, str) or not p:
+        raise ValueError("the user or org must be a non-empty str")
+    return ("user", p) if user is not None else ("org", p)
 
 
 def _object_path(key):
