@@ -101,6 +101,11 @@ class EventStreamsTest(FabricCase):
 
     def test_streams_per_user_are_capped(self):
         f = self.fab
+        # Streams the other tests closed are gone (the gateway sees a hang-up within a second).
+        deadline = time.monotonic() + 20
+        while f.metrics().get("dyno_gateway_sse_clients", 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(f.metrics().get("dyno_gateway_sse_clients", 0), 0, "streams of other tests still open")
         # The default: 8 streams a user.
         held = [self.open_stream("alice/ev", self.alice) for _ in range(8)]
         ninth = SSE(f, "alice/ev", self.alice)
