@@ -4,6 +4,10 @@
  *
  *   plugin /path/to/dyno_auth.so
  *   plugin_opt_public_key_file /path/to/auth.pub      (required: the Ed25519 public key)
+ *   plugin_opt_ingest_max 262144                      (largest user PUBLISH payload, bytes;
+ *                                                      default PLUGIN_INGEST_MAX_DEFAULT)
+ *   plugin_opt_revoked_file /path/revoked.json        (optional: the last applied revocation
+ *                                                      document, kept across broker restarts)
  *
  * A thin adapter: the policy lives in lib/acl.c, tokens in lib/token.c. Every callback runs
  * on the broker's single thread, answers from memory and never blocks; nothing is written
@@ -12,17 +16,33 @@
  *   BASIC_AUTH  client id and username: lib/acl.h dyno_acl_valid_client_id(); the password
  *               is a token that verifies offline (signature, expiry, not revoked); a "user"
  *               token's sub must equal the username, a "service" token may use any
- *               "<kind>-<id>" username. A user may not use a client id that starts with
- *               a service kind and '-' ("container-", "gateway-", "metadata-", "pubsub-",
- *               "auth-"): those are the services' sessions. A client id held by a
+ *               "<kind>-<id>" username. A user may neither be named nor use a client id
+ *               that is reserved for the services (lib/token.h dyno_token_sub_reserved:
+ *               "service", "container-...", "gateway-...", "metadata-...", "pubsub-...",
+ *               "auth-..."): those are the services' sessions and reply topics. Until a
+ *               revocation document has been applied since the broker started, user
+ *               logins are refused (fail closed); service logins are not, so dyno-auth
+ *               can log in and publish it (retained, on every connect). With
+ *               revoked_file, the document applied last is written there (atomically,
+ *               fsync'd, before the publisher's PUBACK) and applied again at start, so a
+ *               broker restarted while dyno-auth is down still knows every revocation
+ *               dyno-auth reported as done (a revocation it could not publish was
+ *               reported as failed) and serves users. A client id held by a
  *               connected client of another principal is refused (no takeover of a
  *               service's or another user's connection). The client is remembered by
  *               client id, with the context pointer, its claims (principal, jti, exp).
  *   ACL_CHECK   SUBSCRIBE / READ / WRITE go to dyno_acl_table_check_topic(); UNSUBSCRIBE is
- *               allowed to known clients; unknown, expired or revoked clients are denied.
- *   MESSAGE     from a service: dyno/v1/acl/<catalog> updates the policy table,
- *               dyno/v1/auth/revoked updates the revoked set (connected holders of a revoked
- *               token are kicked on the next tick). From a user on dyno/v1/ingest/...: every
+ *               allowed to known clients; unknown, expired or revoked clients are denied,
+ *               and so are users while the revocation state is unknown. A user's WRITE
+ *               with the retain flag, or of more than ingest_max bytes, is denied: the
+ *               broker would keep it (and persist it) forever. Every delivery is checked
+ *               by READ on the current table, so a subscription that a policy change no
+ *               longer allows receives nothing more.
+ *   MESSAGE     from a service: dyno/v1/acl/<catalog> updates the policy table (a policy
+ *               that does not parse removes the catalog: denied, never the older policy);
+ *               dyno/v1/auth/revoked replaces the revocation state (lib/token.h; one that
+ *               does not parse makes it unknown: users denied; connected holders of a
+ *               revoked token are kicked on the next tick). From a user on dyno/v1/ingest/...: every
  *               "dyno-user", "dyno-org" and "dyno-admin" user property (any letter case)
  *               is removed and the stamps dyno-user = the authenticated username,
  *               dyno-org = the token's org ("" when none) and dyno-admin = "true"|"false"
@@ -52,6 +72,7 @@
 #include <mqtt_protocol.h>
 
 #include "acl.h"
+#include "config.h"
 #include "dynostore/error.h"
 #include "token.h"
 
@@ -59,7 +80,8 @@
 #define PLUGIN_USER_PROP "dyno-user" /* the stamps on a user's ingest message (see the header) */
 #define PLUGIN_ORG_PROP "dyno-org"
 #define PLUGIN_ADMIN_PROP "dyno-admin"
-#define PLUGIN_GONE_GRACE 2 /* seconds a disconnected client is kept for its Will */
+#define PLUGIN_GONE_GRACE 2                    /* seconds a disconnected client is kept for its Will */
+#define PLUGIN_INGEST_MAX_DEFAULT (256 * 1024) /* the gateway's default ingest_max */
 #define PLUGIN_LOG "dyno_auth: "
 
 _Static_assert(sizeof(((struct dyno_claims *)0)->org) == DYNO_ACL_ORG_MAX + 1, "org size");
@@ -81,7 +103,9 @@ struct plugin {
     struct plugin_client **clients; /* sorted by id */
     size_t nclients, capclients;
     time_t last_sweep;
-    bool sweep_now; /* the revoked set changed: sweep on the next tick */
+    bool sweep_now;      /* the revoked set changed: sweep on the next tick */
+    uint32_t ingest_max; /* largest payload a user may publish */
+    char *revoked_file;  /* NULL: the revocation document is not kept across restarts */
 };
 
 /* ---- the client table ---------------------------------------------------------------------- */
@@ -165,24 +189,6 @@ static bool plugin_client_taken(const struct plugin *pl, const char *id, const s
     return c->service != (strcmp(claims->role, "service") == 0) || strcmp(c->claims.sub, claims->sub) != 0;
 }
 
-/*
- * True for a client id of the form <kind>-<anything> with kind one of the services'
- * (protocol.md §1): those ids are the services' persistent sessions, so a user who took one
- * would inherit the queued messages and subscriptions of that service, even when the
- * service is offline at that moment (plugin_client_taken only sees connected clients).
- */
-static bool plugin_service_client_id(const char *id)
-{
-    static const char *const kinds[] = {"container", "gateway", "metadata", "pubsub", "auth"};
-
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-        size_t n = strlen(kinds[i]);
-        if (strncmp(id, kinds[i], n) == 0 && id[n] == '-')
-            return true;
-    }
-    return false;
-}
-
 static void plugin_principal(const struct plugin_client *c, struct dyno_acl_principal *who)
 {
     who->sub = c->claims.sub;
@@ -201,6 +207,7 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
     const char *addr = mosquitto_client_address(ed->client);
     struct dyno_claims claims;
     size_t plen;
+    int rc;
 
     (void)event;
     if (addr == NULL)
@@ -211,9 +218,18 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
         return MOSQ_ERR_AUTH;
     }
     plen = ed->password != NULL ? strnlen(ed->password, DYNO_TOKEN_MAX + 1) : 0;
-    if (plen == 0 || plen > DYNO_TOKEN_MAX ||
-        dyno_token_verify(pl->verifier, ed->password, (int64_t)time(NULL), &claims) != 0) {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): bad, expired or revoked token",
+    rc = plen == 0 || plen > DYNO_TOKEN_MAX
+             ? DYNO_EUNAUTH
+             : dyno_token_verify(pl->verifier, ed->password, (int64_t)time(NULL), &claims);
+    if (rc == DYNO_EUNAVAIL) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             PLUGIN_LOG "refused %s (%s): no revocation list received since start yet",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
+    if (rc != 0) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             PLUGIN_LOG "refused %s (%s): bad, expired or revoked token, or reserved name",
                              ed->username, id);
         return MOSQ_ERR_AUTH;
     }
@@ -228,7 +244,7 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): token is not for this user",
                              ed->username, id);
         return MOSQ_ERR_AUTH;
-    } else if (plugin_service_client_id(id)) {
+    } else if (dyno_token_sub_reserved(id)) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): client id reserved for services",
                              ed->username, id);
         return MOSQ_ERR_AUTH;
@@ -263,16 +279,17 @@ static int plugin_on_acl_check(int event, void *event_data, void *userdata)
         /* Only a service survives its disconnect: its Will, and the messages its persistent
          * session queues while it is away (the gateway's ingest sessions: readings the
          * broker acknowledged wait for the gateway instead of being dropped here). Not
-         * once its token was revoked or it was kicked. */
+         * once its token expired or was revoked, or it was kicked. */
         bool will = ed->access == MOSQ_ACL_WRITE;
         bool queued = ed->access == MOSQ_ACL_READ && !c->kicked &&
-                      !dyno_verifier_is_revoked(pl->verifier, c->claims.jti);
+                      dyno_verifier_check(pl->verifier, &c->claims, (int64_t)time(NULL)) == 0;
         if (!c->service || !(will || queued))
             return MOSQ_ERR_ACL_DENIED;
-    } else if (c->claims.exp <= (int64_t)time(NULL) ||
-               dyno_verifier_is_revoked(pl->verifier, c->claims.jti)) {
-        return MOSQ_ERR_ACL_DENIED;
+    } else if (dyno_verifier_check(pl->verifier, &c->claims, (int64_t)time(NULL)) != 0) {
+        return MOSQ_ERR_ACL_DENIED; /* expired, revoked, or revocations unknown for a user */
     }
+    if (!c->service && ed->access == MOSQ_ACL_WRITE && (ed->retain || ed->payloadlen > pl->ingest_max))
+        return MOSQ_ERR_ACL_DENIED;
     switch (ed->access) {
     case MOSQ_ACL_SUBSCRIBE:
         op = DYNO_ACL_OP_SUBSCRIBE;
@@ -414,24 +431,49 @@ static bool plugin_response_topic_ok(struct plugin *pl, const mosquitto_property
 
 static void plugin_on_revoked(struct plugin *pl, const void *payload, size_t len)
 {
-    struct dyno_acl_revoked *v = NULL;
-    size_t n = 0, applied = 0;
+    size_t njtis = 0, nepochs = 0;
     int rc;
 
     if (len == 0)
-        return; /* the retained list was cleared: nothing to revoke */
-    rc = dyno_acl_revoked_parse(payload, len, &v, &n);
+        return; /* the retained document was cleared: nothing new is known */
+    rc = dyno_verifier_apply_revoked(pl->verifier, payload, len, &njtis, &nepochs);
     if (rc != 0) {
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "ignored revoked list: %s", dyno_strerror(rc));
+        mosquitto_log_printf(MOSQ_LOG_ERR,
+                             PLUGIN_LOG "revocation document refused (%s): users denied until a good one",
+                             dyno_strerror(rc));
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (dyno_verifier_revoke(pl->verifier, v[i].jti, v[i].exp) == 0)
-            applied++;
-    }
-    free(v);
     pl->sweep_now = true;
-    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revoked list: %zu of %zu applied", applied, n);
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "revocation document applied: %zu revoked, %zu epochs",
+                         njtis, nepochs);
+    /* A few hundred KiB at most (dyno-auth's revoked_doc_max), and revocations are
+     * rate-limited per user: a short synchronous write on the broker thread. */
+    if (pl->revoked_file != NULL && (rc = dyno_write_file(pl->revoked_file, payload, len, 0600)) != 0)
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot keep the revocation document in %s: %s",
+                             pl->revoked_file, dyno_strerror(rc));
+}
+
+/* At start: the document kept in revoked_file, if any. Unfed when there is none or it does
+ * not parse (then users wait for dyno-auth's next publication). */
+static void plugin_load_revoked(struct plugin *pl)
+{
+    char *doc = NULL;
+    size_t len = 0, njtis = 0, nepochs = 0;
+    int rc = dyno_read_file(pl->revoked_file, DYNO_REVOKED_DOC_MAX, &doc, &len);
+
+    if (rc == 0)
+        rc = dyno_verifier_apply_revoked(pl->verifier, doc, len, &njtis, &nepochs);
+    free(doc);
+    if (rc == 0)
+        mosquitto_log_printf(MOSQ_LOG_INFO,
+                             PLUGIN_LOG "revocation document of %s applied: %zu revoked, %zu epochs",
+                             pl->revoked_file, njtis, nepochs);
+    else if (rc == DYNO_ENOTFOUND)
+        mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "no revocation document kept yet in %s",
+                             pl->revoked_file);
+    else
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "revocation document of %s not usable (%s): users wait",
+                             pl->revoked_file, dyno_strerror(rc));
 }
 
 static int plugin_on_message(int event, void *event_data, void *userdata)
@@ -448,9 +490,13 @@ static int plugin_on_message(int event, void *event_data, void *userdata)
     if (c->service) {
         if (strncmp(ed->topic, DYNO_ACL_TOPIC_ACL, sizeof(DYNO_ACL_TOPIC_ACL) - 1) == 0) {
             rc = dyno_acl_table_apply(pl->table, ed->topic, ed->payload, ed->payloadlen);
-            if (rc != 0)
-                mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "ignored policy from %s: %s", c->id,
-                                     dyno_strerror(rc));
+            if (rc != 0) {
+                /* Fail closed: the older policy may be wider than the one we could not read. */
+                const char *catalog = ed->topic + sizeof(DYNO_ACL_TOPIC_ACL) - 1;
+                bool removed = dyno_acl_table_remove(pl->table, catalog) == 0;
+                mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "policy from %s refused (%s)%s", c->id,
+                                     dyno_strerror(rc), removed ? ": catalog denied until a good one" : "");
+            }
         } else if (strcmp(ed->topic, DYNO_ACL_TOPIC_REVOKED) == 0) {
             plugin_on_revoked(pl, ed->payload, ed->payloadlen);
         }
@@ -507,8 +553,8 @@ static void plugin_sweep(struct plugin *pl, time_t now)
         kick = calloc(pl->nclients, sizeof(*kick));
     for (size_t i = 0; i < pl->nclients; i++) {
         struct plugin_client *c = pl->clients[i];
-        if (!c->gone &&
-            (c->claims.exp <= (int64_t)now || dyno_verifier_is_revoked(pl->verifier, c->claims.jti))) {
+        /* Not for an unknown revocation state (EUNAVAIL): the ACL check denies meanwhile. */
+        if (!c->gone && dyno_verifier_check(pl->verifier, &c->claims, (int64_t)now) == DYNO_EUNAUTH) {
             c->gone = true; /* denied from now on, kicked below */
             c->kicked = true;
             c->gone_at = now;
@@ -571,6 +617,7 @@ static void plugin_free(struct plugin *pl)
     free(pl->clients);
     dyno_acl_table_free(pl->table);
     dyno_verifier_free(pl->verifier);
+    free(pl->revoked_file);
     free(pl);
 }
 
@@ -587,13 +634,27 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
                           int option_count)
 {
     struct plugin *pl = NULL;
-    const char *pub = NULL;
+    const char *pub = NULL, *revoked_file = NULL;
     size_t registered = 0;
     int rc = MOSQ_ERR_INVAL;
+
+    uint32_t ingest_max = PLUGIN_INGEST_MAX_DEFAULT;
 
     for (int i = 0; i < option_count; i++) {
         if (strcmp(options[i].key, "public_key_file") == 0) {
             pub = options[i].value;
+        } else if (strcmp(options[i].key, "ingest_max") == 0) {
+            char *end = NULL;
+            unsigned long long v = strtoull(options[i].value, &end, 10);
+            if (options[i].value[0] < '0' || options[i].value[0] > '9' || *end != '\0' || v == 0 ||
+                v > UINT32_MAX) {
+                mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "plugin_opt_ingest_max must be 1..%u bytes",
+                                     (unsigned)UINT32_MAX);
+                goto out;
+            }
+            ingest_max = (uint32_t)v;
+        } else if (strcmp(options[i].key, "revoked_file") == 0 && options[i].value[0] != '\0') {
+            revoked_file = options[i].value;
         } else {
             mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "unknown option plugin_opt_%s", options[i].key);
             goto out;
@@ -609,14 +670,18 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
         goto out;
     }
     pl->pid = identifier;
+    pl->ingest_max = ingest_max;
     if (dyno_verifier_load(pub, &pl->verifier) != 0) {
         mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "cannot load the public key %s", pub);
         goto out;
     }
-    if (dyno_acl_table_new(&pl->table) != 0) {
+    if (dyno_acl_table_new(&pl->table) != 0 ||
+        (revoked_file != NULL && (pl->revoked_file = strdup(revoked_file)) == NULL)) {
         rc = MOSQ_ERR_NOMEM;
         goto out;
     }
+    if (pl->revoked_file != NULL)
+        plugin_load_revoked(pl);
     for (; registered < sizeof(plugin_events) / sizeof(plugin_events[0]); registered++) {
         if (mosquitto_callback_register(identifier, plugin_events[registered].event,
                                         plugin_events[registered].cb, NULL, pl) != MOSQ_ERR_SUCCESS) {
@@ -625,7 +690,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
             goto out;
         }
     }
-    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "loaded, public key %s", pub);
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "loaded, public key %s, ingest_max %u", pub,
+                         (unsigned)ingest_max);
     *userdata = pl;
     pl = NULL;
     rc = MOSQ_ERR_SUCCESS;

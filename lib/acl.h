@@ -56,7 +56,6 @@
 
 #define DYNO_ACL_SHARES_MAX 1024               /* shares per catalog */
 #define DYNO_ACL_POLICY_MAX (256 * 1024)       /* bytes of one policy document */
-#define DYNO_ACL_REVOKED_MAX (4 * 1024 * 1024) /* bytes of the revoked list document */
 #define DYNO_ACL_CATALOGS_MAX (1024 * 1024)    /* catalogs in one table */
 #define DYNO_ACL_TOPIC_MAX 1024                /* bytes of a topic or filter */
 #define DYNO_ACL_LEVELS_MAX 16                 /* levels of a topic or filter */
@@ -150,7 +149,8 @@ enum dyno_acl_verdict dyno_acl_table_check_topic(const struct dyno_acl_table *t,
                                                  const struct dyno_acl_principal *who, const char *topic,
                                                  enum dyno_acl_op op);
 
-/* ---- broker login names and the revocation feed ------------------------------------------ */
+/* ---- broker login names --------------------------------------------------------------------- */
+/* (The revocation feed dyno/v1/auth/revoked is parsed by lib/token.h.) */
 
 /* An MQTT client id or username the broker accepts: 1..DYNO_ACL_CLIENT_ID_MAX bytes of
  * valid UTF-8 without control characters, '+', '#', '/' or '\\'. NULL is invalid. */
@@ -159,15 +159,4 @@ bool dyno_acl_valid_client_id(const char *s);
  * a valid segment. */
 bool dyno_acl_valid_service_name(const char *s);
 
-struct dyno_acl_revoked {
-    char jti[DYNO_KEY_LEN + 1];
-    int64_t exp;
-};
-/*
- * Parses {"revoked":[{"jti":"<32 hex>","exp":<unix s>}, ...]} from json[0..len): at most
- * DYNO_ACL_REVOKED_MAX bytes; any malformed entry rejects the whole document.
- * 0 with *out (malloc'd, the caller's: free(); NULL when *n is 0) and *n, or
- * DYNO_ETOOBIG, DYNO_EINVAL, DYNO_ENOMEM.
- */
-int dyno_acl_revoked_parse(const char *json, size_t len, struct dyno_acl_revoked **out, size_t *n);
 #endif

@@ -28,6 +28,7 @@ static const struct err_info errs[] = {
     {DYNO_EINTERNAL, "internal", 500, "internal error"},
     {DYNO_ERANGE, "bad_range", 416, "range not satisfiable"},
     {DYNO_EMETHOD, "method_not_allowed", 405, "method not allowed"},
+    {DYNO_ELIMIT, "too_many_requests", 429, "too many requests, retry later"},
 };
 
 #define NERRS (sizeof(errs) / sizeof(errs[0]))
@@ -59,9 +60,6 @@ int dyno_err_from_code(const char *code)
     /* "internal" maps to DYNO_EINTERNAL, not DYNO_ENOMEM, which shares the name. */
     if (strcmp(code, "internal") == 0)
         return DYNO_EINTERNAL;
-    /* A gateway limit (429, lib/httpd.h): like a 503, it says "later", never "your fault". */
-    if (strcmp(code, "too_many_requests") == 0)
-        return DYNO_EUNAVAIL;
     for (size_t i = 0; i < NERRS; i++)
         if (strcmp(errs[i].code, code) == 0)
             return errs[i].err;
@@ -95,8 +93,8 @@ int dyno_err_from_http_status(int status)
         return DYNO_ETOOBIG;
     case 416:
         return DYNO_ERANGE;
-    case 429: /* a gateway limit: try again after Retry-After */
-        return DYNO_EUNAVAIL;
+    case 429:
+        return DYNO_ELIMIT;
     case 431:
         return DYNO_ETOOBIG;
     case 502:

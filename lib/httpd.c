@@ -53,19 +53,21 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+/* The error reply of dyno_http_reply_error{,_after,_close}: the message from fmt and ap;
+ * retry_after > 0 adds Retry-After, close "Connection: close". */
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after, bool close,
+                                         const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after, bool close,
+                                         const char *fmt, va_list ap)
 {
     char msg[HTTP_ERRMSG_MAX];
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;
     cJSON *body = NULL, *e = NULL;
-    va_list ap;
+    char after[16];
 
-    va_start(ap, fmt);
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         msg[0] = '\0';
-    va_end(ap);
-
     body = cJSON_CreateObject();
     if (body == NULL)
         goto out;
@@ -76,8 +78,11 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
     resp = http_json_response(body);
     if (resp == NULL)
         goto out;
-    /* A 503 tells well-behaved clients when to come back instead of hammering us. */
-    if (err == DYNO_EUNAVAIL && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
+    /* A 503 or 429 tells well-behaved clients when to come back instead of hammering us. */
+    snprintf(after, sizeof(after), "%u", retry_after);
+    if (retry_after > 0 && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after) != MHD_YES)
+        goto out;
+    if (close && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)
         goto out;
     ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
 out:
@@ -87,37 +92,33 @@ out:
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close,
-                                        const char *fmt, ...)
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
 {
-    char msg[HTTP_ERRMSG_MAX], retry[16];
-    enum MHD_Result ret = MHD_NO;
-    struct MHD_Response *resp = NULL;
-    cJSON *body = NULL, *e = NULL;
     va_list ap;
-
     va_start(ap, fmt);
-    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
-        msg[0] = '\0';
+    enum MHD_Result ret =
+        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, false, fmt, ap);
     va_end(ap);
-    snprintf(retry, sizeof(retry), "%d", retry_after_s < 1 ? 1 : retry_after_s);
-    body = cJSON_CreateObject();
-    if (body == NULL)
-        goto out;
-    e = cJSON_AddObjectToObject(body, "error");
-    if (e == NULL || cJSON_AddStringToObject(e, "code", "too_many_requests") == NULL ||
-        cJSON_AddStringToObject(e, "message", msg) == NULL)
-        goto out;
-    resp = http_json_response(body);
-    if (resp == NULL || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) != MHD_YES)
-        goto out;
-    if (close && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)
-        goto out;
-    ret = MHD_queue_response(c, MHD_HTTP_TOO_MANY_REQUESTS, resp);
-out:
-    if (resp != NULL)
-        MHD_destroy_response(resp);
-    cJSON_Delete(body);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, false, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error_close(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, true, fmt, ap);
+    va_end(ap);
     return ret;
 }
 

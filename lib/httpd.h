@@ -15,14 +15,15 @@
 /* Queues body (serialized) with status and Content-Type: application/json. body borrowed. */
 enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, const cJSON *body);
 /* Queues {"error":{"code":dyno_err_code(err),"message":message}} with dyno_err_http_status(err);
- * adds Retry-After: 1 for DYNO_EUNAVAIL. */
+ * adds Retry-After: 1 for DYNO_EUNAVAIL and DYNO_ELIMIT. */
 enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Queues 429 {"error":{"code":"too_many_requests","message":...}} with Retry-After:
- * retry_after_s (at least 1); close adds "Connection: close", so that the connection that
- * was over a limit ends with this answer. */
-enum MHD_Result dyno_http_reply_limited(struct MHD_Connection *c, int retry_after_s, bool close,
-                                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with Retry-After: retry_after seconds (none when 0). */
+enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same, and "Connection: close": the connection ends with this answer. */
+enum MHD_Result dyno_http_reply_error_close(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define DYNO_HTTP_PEER_MAX 64 /* an IPv6 address in text, with room to spare */
 /* The client's address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4)
  * into out (DYNO_HTTP_PEER_MAX bytes): the key of per-client limits. "?" when unknown. */

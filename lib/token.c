@@ -40,10 +40,13 @@ struct token_revoked {
 
 struct dyno_verifier {
     EVP_PKEY *key;
-    pthread_mutex_t lock; /* guards revoked, nrevoked, caprevoked */
+    pthread_mutex_t lock; /* guards everything below */
     struct token_revoked *revoked;
     size_t nrevoked;
     size_t caprevoked;
+    struct dyno_revoked_epoch *epochs; /* sorted by sub */
+    size_t nepochs;
+    bool fed; /* a revocation document has been applied, and none failed since */
 };
 
 /* ---- base64url ---------------------------------------------------------------------- */
@@ -261,6 +264,7 @@ void dyno_verifier_free(struct dyno_verifier *v)
     EVP_PKEY_free(v->key);
     pthread_mutex_destroy(&v->lock);
     free(v->revoked);
+    free(v->epochs);
     free(v);
 }
 
@@ -465,8 +469,9 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
     memset(&c, 0, sizeof(c));
     if (token_parse_claims((const char *)json, jlen, &c) != 0)
         return DYNO_EUNAUTH;
-    if (c.exp <= now || dyno_verifier_is_revoked(v, c.jti))
-        return DYNO_EUNAUTH;
+    int rc = dyno_verifier_check(v, &c, now);
+    if (rc != 0)
+        return rc;
     if (out != NULL)
         *out = c;
     return 0;
@@ -557,4 +562,228 @@ bool dyno_verifier_is_revoked(struct dyno_verifier *v, const char *jti)
     (void)token_revoked_find(v, jti, &found);
     pthread_mutex_unlock(&v->lock);
     return found;
+}
+
+bool dyno_verifier_fed(struct dyno_verifier *v)
+{
+    bool fed;
+
+    if (v == NULL)
+        return false;
+    pthread_mutex_lock(&v->lock);
+    fed = v->fed;
+    pthread_mutex_unlock(&v->lock);
+    return fed;
+}
+
+/* The epoch of sub ("before"), 0 when none. Lock held. */
+static int64_t token_epoch_of(const struct dyno_verifier *v, const char *sub)
+{
+    size_t lo = 0, hi = v->nepochs;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(v->epochs[mid].sub, sub);
+
+        if (cmp == 0)
+            return v->epochs[mid].before;
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+int dyno_verifier_check(struct dyno_verifier *v, const struct dyno_claims *c, int64_t now)
+{
+    bool user, found = false;
+    int rc = 0;
+
+    if (v == NULL || c == NULL || c->exp <= now)
+        return DYNO_EUNAUTH;
+    user = strcmp(c->role, "service") != 0;
+    /* Checked in every verifier, so a user named like a service is refused even where the
+     * name alone would grant nothing. */
+    if (user && dyno_token_sub_reserved(c->sub))
+        return DYNO_EUNAUTH;
+    pthread_mutex_lock(&v->lock);
+    (void)token_revoked_find(v, c->jti, &found);
+    if (found || c->iat < token_epoch_of(v, c->sub))
+        rc = DYNO_EUNAUTH;
+    else if (user && !v->fed)
+        rc = DYNO_EUNAVAIL; /* revocations unknown: a user token might be revoked */
+    pthread_mutex_unlock(&v->lock);
+    return rc;
+}
+
+/* ---- the revocation document -------------------------------------------------------- */
+
+void dyno_revoked_free(struct dyno_revoked_doc *d)
+{
+    if (d == NULL)
+        return;
+    free(d->jtis);
+    free(d->epochs);
+    free(d);
+}
+
+/* The array member name of j: NULL when absent (allowed only when optional), else an array
+ * of at most DYNO_REVOKED_ENTRIES_MAX entries. *size gets its length. */
+static int token_doc_array(const cJSON *j, const char *name, bool optional, const cJSON **arr, size_t *size)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, name);
+    int n;
+
+    *arr = NULL;
+    *size = 0;
+    if (a == NULL)
+        return optional ? 0 : DYNO_EINVAL;
+    if (!cJSON_IsArray(a))
+        return DYNO_EINVAL;
+    n = cJSON_GetArraySize(a);
+    if (n < 0 || (size_t)n > DYNO_REVOKED_ENTRIES_MAX)
+        return DYNO_ETOOBIG;
+    *arr = a;
+    *size = (size_t)n;
+    return 0;
+}
+
+int dyno_revoked_parse(const void *json, size_t len, struct dyno_revoked_doc **out)
+{
+    cJSON *j = NULL;
+    const cJSON *jtis, *epochs, *it;
+    struct dyno_revoked_doc *d = NULL;
+    size_t nj = 0, ne = 0;
+    int rc;
+
+    if (out == NULL)
+        return DYNO_EINVAL;
+    *out = NULL;
+    if (json == NULL)
+        return DYNO_EINVAL;
+    rc = dyno_json_parse(json, len, DYNO_REVOKED_DOC_MAX, &j);
+    if (rc != 0)
+        goto out;
+    rc = DYNO_EINVAL;
+    if (!cJSON_IsObject(j))
+        goto out;
+    if ((rc = token_doc_array(j, "revoked", false, &jtis, &nj)) != 0 ||
+        (rc = token_doc_array(j, "epochs", true, &epochs, &ne)) != 0)
+        goto out;
+    rc = DYNO_ENOMEM;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL || (nj > 0 && (d->jtis = calloc(nj, sizeof(*d->jtis))) == NULL) ||
+        (ne > 0 && (d->epochs = calloc(ne, sizeof(*d->epochs))) == NULL))
+        goto out;
+    rc = DYNO_EINVAL;
+    cJSON_ArrayForEach(it, jtis)
+    {
+        const char *jti = dyno_json_str(it, "jti");
+        struct dyno_revoked_jti *e = &d->jtis[d->njtis];
+
+        if (!cJSON_IsObject(it) || !dyno_valid_key(jti) || dyno_json_i64(it, "exp", &e->exp) != 0)
+            goto out;
+        memcpy(e->jti, jti, DYNO_KEY_LEN + 1);
+        d->njtis++;
+    }
+    cJSON_ArrayForEach(it, epochs)
+    {
+        const char *sub = dyno_json_str(it, "sub");
+        struct dyno_revoked_epoch *e = &d->epochs[d->nepochs];
+
+        if (!cJSON_IsObject(it) || !dyno_valid_segment(sub) || dyno_json_i64(it, "before", &e->before) != 0)
+            goto out;
+        memcpy(e->sub, sub, strlen(sub) + 1);
+        d->nepochs++;
+    }
+    *out = d;
+    d = NULL;
+    rc = 0;
+out:
+    dyno_revoked_free(d);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int token_cmp_jti(const void *a, const void *b)
+{
+    return strcmp(((const struct token_revoked *)a)->jti, ((const struct token_revoked *)b)->jti);
+}
+
+static int token_cmp_epoch(const void *a, const void *b)
+{
+    return strcmp(((const struct dyno_revoked_epoch *)a)->sub, ((const struct dyno_revoked_epoch *)b)->sub);
+}
+
+int dyno_verifier_apply_revoked(struct dyno_verifier *v, const void *json, size_t len, size_t *njtis,
+                                size_t *nepochs)
+{
+    struct dyno_revoked_doc *d = NULL;
+    struct token_revoked *set = NULL;
+    size_t n = 0, w = 0;
+    int rc;
+
+    if (v == NULL)
+        return DYNO_EINVAL;
+    rc = dyno_revoked_parse(json, len, &d);
+    if (rc == 0 && d->njtis > 0 && (set = calloc(d->njtis, sizeof(*set))) == NULL)
+        rc = DYNO_ENOMEM;
+    if (rc != 0) {
+        /* Whatever the document said is unknown now: refuse users until a good one. */
+        pthread_mutex_lock(&v->lock);
+        v->fed = false;
+        pthread_mutex_unlock(&v->lock);
+        dyno_revoked_free(d);
+        return rc;
+    }
+    for (size_t i = 0; i < d->njtis; i++) {
+        memcpy(set[i].jti, d->jtis[i].jti, sizeof(set[i].jti));
+        set[i].exp = d->jtis[i].exp;
+    }
+    n = d->njtis;
+    if (n > 0)
+        qsort(set, n, sizeof(*set), token_cmp_jti);
+    /* One entry per jti (the later expiry), as dyno_verifier_revoke keeps it. */
+    for (size_t r = 0; r < n; r++) {
+        if (w > 0 && strcmp(set[w - 1].jti, set[r].jti) == 0) {
+            if (set[r].exp > set[w - 1].exp)
+                set[w - 1].exp = set[r].exp;
+        } else {
+            set[w++] = set[r];
+        }
+    }
+    if (d->nepochs > 0)
+        qsort(d->epochs, d->nepochs, sizeof(*d->epochs), token_cmp_epoch);
+    if (njtis != NULL)
+        *njtis = w;
+    if (nepochs != NULL)
+        *nepochs = d->nepochs;
+    pthread_mutex_lock(&v->lock);
+    free(v->revoked);
+    v->revoked = set;
+    v->nrevoked = w;
+    v->caprevoked = n;
+    free(v->epochs);
+    v->epochs = d->epochs;
+    v->nepochs = d->nepochs;
+    v->fed = true;
+    pthread_mutex_unlock(&v->lock);
+    d->epochs = NULL;
+    dyno_revoked_free(d);
+    return 0;
+}
+
+bool dyno_token_sub_reserved(const char *name)
+{
+    static const char *const kinds[] = {"container", "gateway", "metadata", "pubsub", "auth"};
+
+    if (name == NULL || strcmp(name, "service") == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(name, kinds[i], n) == 0 && name[n] == '-')
+            return true;
+    }
+    return false;
 }

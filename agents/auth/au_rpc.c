@@ -30,21 +30,34 @@ int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, co
     snprintf(c.org, sizeof(c.org), "%s", org ? org : "");
     snprintf(c.role, sizeof(c.role), "%s", role);
     c.admin = admin;
-    c.iat = now;
+    int64_t max = strcmp(kind, "api") == 0 ? ctx->api_tokens_max : ctx->sessions_max;
+    int64_t before = 0;
+    pthread_mutex_lock(&ctx->feed_mu);
+    int rc = au_user_epoch(ctx->store, sub, now, &before);
+    if (rc != 0) {
+        if (err)
+            snprintf(err, errlen, "auth database unavailable");
+        goto out;
+    }
+    /* A token minted in the second of a mass revocation must not fall under it. */
+    c.iat = before > now ? before : now;
     c.exp = now + ttl;
-    int rc = dyno_token_sign(ctx->signer, &c, token);
+    rc = dyno_token_sign(ctx->signer, &c, token);
     if (rc != 0) {
         if (err)
             snprintf(err, errlen, "cannot sign a token");
-        return rc;
+        goto out;
     }
     /* Recorded before the token leaves, so every token in use can be listed and revoked. */
-    rc = au_token_record(ctx->store, c.jti, sub, kind, name, c.exp, now, err, errlen);
+    rc = au_token_record(ctx->store, c.jti, sub, kind, name, c.exp, c.iat, max, err, errlen);
     if (rc != 0) {
         au_mint_free(*token);
         *token = NULL;
-        return rc;
     }
+out:
+    pthread_mutex_unlock(&ctx->feed_mu);
+    if (rc != 0)
+        return rc;
     if (jti)
         memcpy(jti, c.jti, sizeof(c.jti));
     if (exp)
@@ -84,6 +97,21 @@ static int require_admin(const cJSON *req, const char *what, char *err, size_t e
         return DYNO_EFORBIDDEN;
     }
     return 0;
+}
+
+/* One unit of user's token-operation budget (au_limit.h): 0, or DYNO_ELIMIT with err ending
+ * in "retry after N s", which the gateway turns into Retry-After (protocol.md §3). */
+static int take_budget(struct au_ctx *ctx, const char *user, char *err, size_t errlen)
+{
+    struct timespec ts;
+    int64_t after = 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int rc = au_limit_take(ctx->limit, user, (double)ts.tv_sec + ts.tv_nsec / 1e9, &after);
+    if (rc == DYNO_ELIMIT)
+        snprintf(err, errlen, "too many token operations by %s; retry after %lld s", user, (long long)after);
+    else if (rc != 0)
+        snprintf(err, errlen, "bad user name");
+    return rc;
 }
 
 /* The row of user name: 0, DYNO_ENOTFOUND (err untouched), or the store's error with err
@@ -166,6 +194,9 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
         snprintf(err, errlen, AU_BAD_LOGIN);
         return DYNO_EUNAUTH;
     }
+    /* Only now: a wrong password must not spend the real user's budget. */
+    if ((rc = take_budget(ctx, u.username, err, errlen)) != 0)
+        return rc;
     int64_t exp = 0;
     rc = issue(ctx, &u, "session", NULL, ctx->session_ttl, NULL, &exp, result, err, errlen);
     if (rc == 0)
@@ -184,8 +215,10 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
     const char *username = dyno_json_str(req, "username");
     if (!dyno_valid_segment(username))
         return bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
-    if (strcmp(username, "service") == 0)
-        return bad(err, errlen, "username service is reserved");
+    if (dyno_token_sub_reserved(username))
+        return bad(err, errlen,
+                   "username is reserved: service, and names that start with container-, gateway-, "
+                   "metadata-, pubsub- or auth- (the services' broker names and reply topics)");
     const char *password;
     size_t pwlen;
     if ((rc = p_password(req, AU_PW_MIN, &password, &pwlen, err, errlen)) != 0)
@@ -285,6 +318,8 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
     }
     if (rc != 0)
         return rc;
+    if ((rc = take_budget(ctx, u.username, err, errlen)) != 0)
+        return rc;
     char jti[DYNO_KEY_LEN + 1];
     int64_t exp = 0;
     rc = issue(ctx, &u, "api", name, ttl, jti, &exp, result, err, errlen);
@@ -324,23 +359,39 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
     const char *jti = dyno_json_str(req, "jti");
     if (!dyno_valid_key(jti))
         return bad(err, errlen, "jti must be 32 lowercase hex characters");
+    if ((rc = take_budget(ctx, c.sub, err, errlen)) != 0)
+        return rc;
     bool changed = false;
-    int64_t exp = 0, now = (int64_t)time(NULL);
+    int64_t exp = 0, epoch = 0, now = (int64_t)time(NULL);
+    int prc = 0;
     pthread_mutex_lock(&ctx->feed_mu);
-    rc = au_token_revoke(ctx->store, jti, c.sub, c.admin, now, &changed, &exp, err, errlen);
-    if (rc == 0 && changed)
-        au_feed_publish(ctx, now);
+    rc = au_token_revoke(ctx->store, jti, c.sub, c.admin, now, ctx->revoked_per_user, &changed, &exp, &epoch,
+                         err, errlen);
+    /* Published even when nothing changed: retrying a revoke whose publication failed must
+     * propagate it, not answer success from the database alone. */
+    if (rc == 0)
+        prc = au_feed_publish(ctx, now);
     pthread_mutex_unlock(&ctx->feed_mu);
     if (rc != 0)
         return rc;
+    if (changed)
+        dyno_info("token revoked", "jti=%s by=%s epoch=%lld", jti, c.sub, (long long)epoch);
+    if (prc != 0) {
+        /* Recorded, but the verifiers do not know yet: never report that as done. It goes out
+         * with the next publication (every reconnect republishes); retry to make sure. */
+        snprintf(err, errlen,
+                 "token %s is revoked in the auth database but the revocation could not be published (%s); "
+                 "verifiers may still accept it: retry",
+                 jti, dyno_err_code(prc));
+        return DYNO_EUNAVAIL;
+    }
     cJSON *res = cJSON_CreateObject();
     if (!res || !cJSON_AddStringToObject(res, "jti", jti) || !cJSON_AddBoolToObject(res, "revoked", true) ||
-        !dyno_json_add_i64(res, "expires_at", exp)) {
+        !dyno_json_add_i64(res, "expires_at", exp) ||
+        (epoch > 0 && !dyno_json_add_i64(res, "revoked_all_before", epoch))) {
         cJSON_Delete(res);
         return nomem(err, errlen);
     }
-    if (changed)
-        dyno_info("token revoked", "jti=%s by=%s", jti, c.sub);
     *result = res;
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "au_limit.h"
 #include "au_store.h"
 #include "mq.h"
 #include "token.h"
@@ -19,15 +20,23 @@ struct au_ctx {
     struct au_store *store;
     struct dyno_signer *signer;
     struct dyno_mq *mq; /* for the revocation feed (au_feed.h); NULL: nothing is published */
+    /* Held around a change of the revocation state and its publication, and around minting
+     * (so a token's iat is never before an epoch set while it was being minted). */
     pthread_mutex_t feed_mu;
+    struct au_limit *limit; /* per-user token operations (au_limit.h); NULL: none */
     int64_t session_ttl;
     int64_t api_token_ttl;
+    int64_t api_tokens_max;   /* per user, revoked included; 0: no cap */
+    int64_t sessions_max;     /* per user, revoked included; 0: no cap */
+    int64_t revoked_per_user; /* listed revocations before an epoch; 0: no bound */
+    size_t revoked_doc_max;   /* bytes of the published document; 0: DYNO_REVOKED_DOC_MAX */
 };
 
 /* Signs a token for sub (role "user" or "service") valid ttl seconds from now and records
- * it as kind ("session" or "api") with name (NULL or "" for none). *token is malloc'd;
- * jti (DYNO_KEY_LEN + 1 bytes) and exp may be NULL. 0 or DYNO_E* (err filled when
- * non-NULL); DYNO_ETOOBIG when the user has too many live API tokens. */
+ * it as kind ("session" or "api") with name (NULL or "" for none); its iat is now, or sub's
+ * epoch when that is later (so it is not born revoked). *token is malloc'd; jti
+ * (DYNO_KEY_LEN + 1 bytes) and exp may be NULL. Takes ctx->feed_mu. 0 or DYNO_E* (err filled
+ * when non-NULL); DYNO_ETOOBIG when the user has too many unexpired tokens of that kind. */
 int au_mint(struct au_ctx *ctx, const char *sub, const char *org, bool admin, const char *role,
             const char *kind, const char *name, int64_t ttl, int64_t now, char **token, char *jti,
             int64_t *exp, char *err, size_t errlen);

@@ -33,7 +33,17 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens(expires_at);"
     "CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked, expires_at) WHERE revoked <> 0;"
     "CREATE TABLE IF NOT EXISTS orgs(path TEXT PRIMARY KEY, parent TEXT NOT NULL DEFAULT '',"
-    " created_at INTEGER NOT NULL);";
+    " created_at INTEGER NOT NULL);"
+    /* A user's revocation epoch: every token of username created (iat) before "before" is
+     * revoked; kept until the last token it covers has expired (expires_at). */
+    "CREATE TABLE IF NOT EXISTS epochs(username TEXT PRIMARY KEY, before INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL);";
+
+/* A token row that the revocation feed lists one by one: revoked, alive at :now, and not
+ * covered by its user's epoch. tokens.created_at is the token's iat. */
+#define AU_LISTED_REVOKED                                                                                    \
+    "t.revoked <> 0 AND t.expires_at > :now AND t.created_at >= coalesce((SELECT e.before FROM epochs e"     \
+    " WHERE e.username = t.username AND e.expires_at > :now), 0)"
 
 /* A refusal: writes the message into err when err is non-NULL and returns code. */
 static int refuse(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -203,7 +213,7 @@ int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen)
 }
 
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
-                    const char *name, int64_t expires_at, int64_t now, char *err, size_t errlen)
+                    const char *name, int64_t expires_at, int64_t now, int64_t max, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int ret = 0;
@@ -218,20 +228,32 @@ int au_token_record(struct au_store *s, const char *jti, const char *username, c
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (rc == SQLITE_OK && strcmp(kind, "api") == 0) {
+    if (rc == SQLITE_OK)
+        rc = dyno_db_prepare(s->db, "DELETE FROM epochs WHERE expires_at <= ?1", &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        rc = dyno_db_step(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* Revoked tokens count until they expire: each is state that every verifier holds, so
+     * revoking does not make room for more (issue 9, class 2). */
+    if (rc == SQLITE_OK && max > 0) {
         rc = dyno_db_prepare(s->db,
-                             "SELECT count(*) FROM tokens WHERE username = ?1 AND kind = 'api'"
-                             " AND revoked = 0 AND expires_at > ?2",
+                             "SELECT count(*) FROM tokens WHERE username = ?1 AND kind = ?3"
+                             " AND expires_at > ?2",
                              &st);
         if (rc == SQLITE_OK) {
             sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 2, now);
+            sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
             rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
                 rc = SQLITE_OK;
-                if (sqlite3_column_int64(st, 0) >= AU_API_TOKENS_MAX)
-                    ret = refuse(err, errlen, DYNO_ETOOBIG, "%s has %d live API tokens; revoke some first",
-                                 username, AU_API_TOKENS_MAX);
+                if (sqlite3_column_int64(st, 0) >= max)
+                    ret = refuse(err, errlen, DYNO_ETOOBIG,
+                                 "%s has %lld unexpired %s tokens (revoked ones count until they expire)",
+                                 username, (long long)max, kind);
             }
         }
         sqlite3_finalize(st);
@@ -267,13 +289,86 @@ int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON *
                      username, now, "tokens", bools, result, err, errlen);
 }
 
+/* Binds :user, :now, :before and :exp of st where it names them. */
+static void bind_named(sqlite3_stmt *st, const char *user, int64_t now, int64_t before, int64_t exp)
+{
+    int i;
+    if ((i = sqlite3_bind_parameter_index(st, ":user")) > 0)
+        sqlite3_bind_text(st, i, user, -1, SQLITE_STATIC);
+    if ((i = sqlite3_bind_parameter_index(st, ":now")) > 0)
+        sqlite3_bind_int64(st, i, now);
+    if ((i = sqlite3_bind_parameter_index(st, ":before")) > 0)
+        sqlite3_bind_int64(st, i, before);
+    if ((i = sqlite3_bind_parameter_index(st, ":exp")) > 0)
+        sqlite3_bind_int64(st, i, exp);
+}
+
+/* Runs sql (one statement, named parameters as bind_named); the first column of its first
+ * row goes to *out when out is non-NULL (0 without a row). SQLite code. Locked. */
+static int exec_named(struct au_store *s, const char *sql, const char *user, int64_t now, int64_t before,
+                      int64_t exp, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = dyno_db_prepare(s->db, sql, &st);
+    if (out)
+        *out = 0;
+    if (rc == SQLITE_OK) {
+        bind_named(st, user, now, before, exp);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            if (out)
+                *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Collapses user's revocations into an epoch at now: every token of user issued so far is
+ * revoked by one entry {user, before = past now and past every iat of theirs}, kept until the
+ * last of them expires. The tokens it covers are marked revoked, so token.list tells the truth.
+ * In a transaction, locked. SQLite code.
+ */
+static int epoch_collapse_locked(struct au_store *s, const char *user, int64_t now, int64_t *before)
+{
+    int64_t last = 0, newest = 0;
+    /* Past the newest iat too: tokens minted since an earlier epoch of this same second
+     * carry that epoch as their iat (au_mint), and must be covered as well. */
+    int rc =
+        exec_named(s, "SELECT max(created_at) FROM tokens WHERE username = :user", user, now, 0, 0, &newest);
+    *before = newest >= now ? newest + 1 : now + 1;
+    if (rc == SQLITE_OK)
+        rc = exec_named(s,
+                        "SELECT max(expires_at) FROM tokens WHERE username = :user AND created_at < :before",
+                        user, now, *before, 0, &last);
+    if (rc == SQLITE_OK)
+        rc = exec_named(s,
+                        "INSERT INTO epochs(username, before, expires_at) VALUES(:user, :before, :exp)"
+                        " ON CONFLICT(username) DO UPDATE SET before = max(before, excluded.before),"
+                        " expires_at = max(expires_at, excluded.expires_at)",
+                        user, now, *before, last > now ? last : now + 1, NULL);
+    if (rc == SQLITE_OK)
+        rc = exec_named(s,
+                        "UPDATE tokens SET revoked = 1, revoked_at = :now WHERE username = :user"
+                        " AND revoked = 0 AND created_at < :before AND expires_at > :now",
+                        user, now, *before, 0, NULL);
+    return rc;
+}
+
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
-                    bool *changed, int64_t *exp, char *err, size_t errlen)
+                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err,
+                    size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int ret = 0;
+    char owner[DYNO_SEG_MAX + 1] = "";
     *changed = false;
     *exp = 0;
+    *epoch = 0;
     pthread_mutex_lock(&s->mu);
     int rc = dyno_db_begin(s->db);
     if (rc == SQLITE_OK)
@@ -284,9 +379,10 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
         if (rc == SQLITE_ROW) {
             rc = SQLITE_OK;
             *exp = sqlite3_column_int64(st, 1);
+            snprintf(owner, sizeof(owner), "%s", dyno_db_text(st, 0));
             if (*exp <= now) {
                 ret = DYNO_ENOTFOUND;
-            } else if (!by_admin && strcmp(dyno_db_text(st, 0), by) != 0) {
+            } else if (!by_admin && strcmp(owner, by) != 0) {
                 ret = refuse(err, errlen, DYNO_EFORBIDDEN, "token %s is not yours", jti);
             } else {
                 *changed = sqlite3_column_int(st, 2) == 0;
@@ -308,19 +404,95 @@ int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by
         rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
+    st = NULL;
+    /* Bounded per user: past per_user_max listed revocations, the owner's whole history
+     * collapses into one epoch entry (counted per owner, whoever revokes). */
+    if (rc == SQLITE_OK && ret == 0 && *changed && per_user_max > 0) {
+        int64_t listed = 0;
+        rc = exec_named(s, "SELECT count(*) FROM tokens t WHERE t.username = :user AND " AU_LISTED_REVOKED,
+                        owner, now, 0, 0, &listed);
+        if (rc == SQLITE_OK && listed > per_user_max)
+            rc = epoch_collapse_locked(s, owner, now, epoch);
+    }
     ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
     pthread_mutex_unlock(&s->mu);
-    if (ret != 0)
+    if (ret != 0) {
         *changed = false;
+        *epoch = 0;
+    }
+    return ret;
+}
+
+int au_revoked_collapse_biggest(struct au_store *s, int64_t now, char *user, size_t cap, int64_t *epoch,
+                                char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    char who[DYNO_SEG_MAX + 1] = "";
+    *epoch = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = dyno_db_begin(s->db);
+    if (rc == SQLITE_OK)
+        rc = dyno_db_prepare(s->db,
+                             "SELECT t.username FROM tokens t WHERE " AU_LISTED_REVOKED
+                             " GROUP BY t.username ORDER BY count(*) DESC, t.username LIMIT 1",
+                             &st);
+    if (rc == SQLITE_OK) {
+        bind_named(st, NULL, now, 0, 0);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(who, sizeof(who), "%s", dyno_db_text(st, 0));
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+            ret = refuse(err, errlen, DYNO_ENOTFOUND, "no revocation to collapse");
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && ret == 0)
+        rc = epoch_collapse_locked(s, who, now, epoch);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret == 0)
+        snprintf(user, cap, "%s", who);
+    return ret;
+}
+
+int au_user_epoch(struct au_store *s, const char *username, int64_t now, int64_t *before)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = exec_named(s, "SELECT before FROM epochs WHERE username = :user AND expires_at > :now", username,
+                        now, 0, 0, before);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, NULL, 0);
+    pthread_mutex_unlock(&s->mu);
     return ret;
 }
 
 int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen)
 {
-    return list_json(s,
-                     "SELECT jti, expires_at AS exp FROM tokens WHERE revoked <> 0 AND expires_at > :now"
-                     " ORDER BY expires_at, jti",
-                     NULL, now, "revoked", NULL, result, err, errlen);
+    cJSON *epochs = NULL;
+    int rc = list_json(s,
+                       "SELECT t.jti, t.expires_at AS exp FROM tokens t WHERE " AU_LISTED_REVOKED
+                       " ORDER BY t.expires_at, t.jti",
+                       NULL, now, "revoked", NULL, result, err, errlen);
+    if (rc == 0)
+        rc = list_json(s,
+                       "SELECT username AS sub, before FROM epochs WHERE expires_at > :now ORDER BY username",
+                       NULL, now, "epochs", NULL, &epochs, err, errlen);
+    if (rc != 0) {
+        cJSON_Delete(*result);
+        *result = NULL;
+        return rc;
+    }
+    cJSON *arr = cJSON_DetachItemFromObjectCaseSensitive(epochs, "epochs");
+    cJSON_Delete(epochs);
+    if (!arr || !cJSON_AddItemToObject(*result, "epochs", arr)) {
+        cJSON_Delete(arr);
+        cJSON_Delete(*result);
+        *result = NULL;
+        return refuse(err, errlen, DYNO_ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 /* ---- organizations ------------------------------------------------------------------- */

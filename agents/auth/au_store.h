@@ -21,7 +21,9 @@
 #define AU_PW_MAX 1024
 #define AU_ORG_MAX 259 /* fits struct dyno_claims.org */
 #define AU_TOKEN_NAME_MAX DYNO_NAME_MAX
-#define AU_API_TOKENS_MAX 1000 /* live API tokens per user */
+#define AU_API_TOKENS_MAX 1000 /* default: unexpired API tokens per user, revoked ones included */
+#define AU_SESSIONS_MAX 1000   /* default: unexpired session tokens per user, revoked ones included */
+#define AU_REVOKED_PER_USER 32 /* default: listed revocations of a user before they become an epoch */
 #define AU_LIST_MAX 100000     /* rows in one list answer */
 
 struct au_user {
@@ -45,23 +47,35 @@ int au_user_get(struct au_store *s, const char *username, struct au_user *out);
 int au_user_create(struct au_store *s, const struct au_user *u, char *err, size_t errlen);
 /* {users:[{username, org, admin, created_at}]} by name. */
 int au_user_list(struct au_store *s, cJSON **result, char *err, size_t errlen);
-/* Records an issued token (kind "session" or "api"; name "" when none) and drops the
- * records that expired before now. DYNO_ETOOBIG when an "api" token would make more than
- * AU_API_TOKENS_MAX live ones for username. */
+/* Records an issued token (kind "session" or "api"; name "" when none; now is its iat) and
+ * drops the records and epochs that expired before now. DYNO_ETOOBIG when username already has
+ * max (> 0; 0: no cap) unexpired tokens of that kind, revoked ones included. */
 int au_token_record(struct au_store *s, const char *jti, const char *username, const char *kind,
-                    const char *name, int64_t expires_at, int64_t now, char *err, size_t errlen);
+                    const char *name, int64_t expires_at, int64_t now, int64_t max, char *err, size_t errlen);
 /* {tokens:[{jti, kind, name, created_at, expires_at, revoked}]}: the tokens of username
  * that have not expired at now, newest first. */
 int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON **result, char *err,
                   size_t errlen);
 /*
  * Revokes token jti on behalf of by (admin: any token). *changed says whether it was live
- * and not yet revoked (the revocation feed changes); *exp gets its expiry. DYNO_ENOTFOUND
- * (no such live token), DYNO_EFORBIDDEN (someone else's and by is no admin).
+ * and not yet revoked (the revocation feed changes); *exp gets its expiry. When the token's
+ * owner then has more than per_user_max (> 0) revocations listed one by one, they collapse
+ * into an epoch: every token of the owner issued so far is revoked by one entry, and *epoch
+ * gets its "before" (else 0). DYNO_ENOTFOUND (no such live token), DYNO_EFORBIDDEN (someone
+ * else's and by is no admin).
  */
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
-                    bool *changed, int64_t *exp, char *err, size_t errlen);
-/* {"revoked":[{jti, exp}]}: every revoked token that has not expired at now (protocol.md §7). */
+                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err, size_t errlen);
+/* Collapses the revocations of the user with the most listed ones into an epoch (as
+ * au_token_revoke does past its bound): the feed's last resort when its document would be
+ * too large. user (cap bytes) and *epoch say whose and which. DYNO_ENOTFOUND: nothing listed. */
+int au_revoked_collapse_biggest(struct au_store *s, int64_t now, char *user, size_t cap, int64_t *epoch,
+                                char *err, size_t errlen);
+/* The epoch ("before") of username at now, 0 when none. 0 or DYNO_E*. */
+int au_user_epoch(struct au_store *s, const char *username, int64_t now, int64_t *before);
+/* The revocation document (protocol.md §7, lib/token.h) at now:
+ * {"revoked":[{jti, exp}], "epochs":[{sub, before}]}: every revoked unexpired token not covered
+ * by its user's epoch, and every epoch that still covers an unexpired token. */
 int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen);
 
 /* Creates org path ("lab", "lab/ct"); its parent must exist. DYNO_EEXIST, DYNO_EINVAL (no

@@ -20,6 +20,8 @@
 #include "names.h"
 #include "token.h"
 
+#define AU_LIMIT_USERS_MAX 65536 /* users with a rate-limit bucket at once */
+
 struct au_cfg {
     struct dyno_agent_common c;
     char *db;
@@ -30,6 +32,12 @@ struct au_cfg {
     int64_t session_ttl;
     int64_t api_token_ttl;
     int64_t rpc_threads;
+    int64_t token_ops_per_minute;
+    int64_t token_ops_burst;
+    int64_t api_tokens_per_user;
+    int64_t sessions_per_user;
+    int64_t revoked_per_user;
+    int64_t revoked_doc_max;
 };
 
 static const struct dyno_opt au_opts[] = {
@@ -48,6 +56,18 @@ static const struct dyno_opt au_opts[] = {
     {"api_token_ttl", DYNO_OPT_INT, offsetof(struct au_cfg, api_token_ttl), "31536000",
      "API token lifetime, seconds"},
     {"rpc_threads", DYNO_OPT_INT, offsetof(struct au_cfg, rpc_threads), "2", "RPC worker threads"},
+    {"token_ops_per_minute", DYNO_OPT_INT, offsetof(struct au_cfg, token_ops_per_minute), "60",
+     "token creations, revocations and logins per user per minute (then 429 with Retry-After)"},
+    {"token_ops_burst", DYNO_OPT_INT, offsetof(struct au_cfg, token_ops_burst), "30",
+     "token operations a user may make at once before token_ops_per_minute applies"},
+    {"api_tokens_per_user", DYNO_OPT_INT, offsetof(struct au_cfg, api_tokens_per_user), "1000",
+     "unexpired API tokens per user, revoked ones included"},
+    {"sessions_per_user", DYNO_OPT_INT, offsetof(struct au_cfg, sessions_per_user), "1000",
+     "unexpired session tokens per user, revoked ones included"},
+    {"revoked_per_user", DYNO_OPT_INT, offsetof(struct au_cfg, revoked_per_user), "32",
+     "revocations of one user listed one by one; past it they collapse into one epoch entry"},
+    {"revoked_doc_max", DYNO_OPT_INT, offsetof(struct au_cfg, revoked_doc_max), "256K",
+     "bytes of the published revocation document (largest users collapse into epochs past it)"},
 };
 #define AU_NOPTS (sizeof(au_opts) / sizeof(au_opts[0]))
 
@@ -66,11 +86,17 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc == 1 ? 0 : 1;
     if (!cfg.private_key_file || !cfg.db || !*cfg.db || !dyno_valid_segment(cfg.admin_user) ||
-        cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256) {
-        dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q),
-                                "private_key_file and db are required, admin_user must be a valid name, "
-                                "session_ttl and api_token_ttl >= 1, rpc_threads 1..256"));
+        cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256 ||
+        cfg.token_ops_per_minute < 1 || cfg.token_ops_burst < 1 || cfg.api_tokens_per_user < 1 ||
+        cfg.sessions_per_user < 1 || cfg.revoked_per_user < 1 || cfg.revoked_doc_max < 4096 ||
+        cfg.revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
+        dyno_error(
+            "bad configuration", "error=%s",
+            dyno_agent_q(q, sizeof(q),
+                         "private_key_file and db are required, admin_user must be a valid name, "
+                         "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
+                         "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
+                         ">= 1, revoked_doc_max 4K..1M"));
         goto out;
     }
     if (access(cfg.private_key_file, F_OK) != 0 && cfg.c.public_key_file) {
@@ -95,6 +121,13 @@ int main(int argc, char **argv)
         goto out;
     ctx.session_ttl = cfg.session_ttl;
     ctx.api_token_ttl = cfg.api_token_ttl;
+    ctx.api_tokens_max = cfg.api_tokens_per_user;
+    ctx.sessions_max = cfg.sessions_per_user;
+    ctx.revoked_per_user = cfg.revoked_per_user;
+    ctx.revoked_doc_max = (size_t)cfg.revoked_doc_max;
+    if (au_limit_new((double)cfg.token_ops_per_minute, (double)cfg.token_ops_burst, AU_LIMIT_USERS_MAX,
+                     &ctx.limit) != 0)
+        goto out;
     struct au_boot_cfg boot = {
         .admin_user = cfg.admin_user,
         .admin_password_file = cfg.admin_password_file,
@@ -117,6 +150,7 @@ int main(int argc, char **argv)
 out:
     dyno_agent_fini(&agent);
     au_store_close(ctx.store);
+    au_limit_free(ctx.limit);
     if (feed_mu)
         pthread_mutex_destroy(&ctx.feed_mu);
     dyno_signer_free(ctx.signer);

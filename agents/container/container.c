@@ -284,29 +284,23 @@ static void container_on_connect(void *arg, struct dyno_mq *mq)
     pthread_kill(c->main_thread, SIGUSR1);
 }
 
-/* Loop thread: the full list {"revoked":[{"jti","exp"}...]} of protocol.md §7, parsed by
- * lib/acl.h (the same parser as the gateway and the broker plugin), into the verifier's
- * revoked set. A malformed list changes nothing; an empty payload (the retained message
- * cleared) revokes nothing. */
+/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
+ * verifier's state, as in the gateway and the broker plugin. One that does not parse leaves
+ * the verifier unfed (user tokens refused); an empty payload (the retained message cleared)
+ * changes nothing. */
 static void container_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct container *c = arg;
-    struct dyno_acl_revoked *v = NULL;
-    size_t n = 0, applied = 0;
+    size_t njtis = 0, nepochs = 0;
 
     if (msg->len == 0)
         return;
-    int rc = dyno_acl_revoked_parse(msg->payload, msg->len, &v, &n);
+    int rc = dyno_verifier_apply_revoked(c->verifier, msg->payload, msg->len, &njtis, &nepochs);
     if (rc != 0) {
-        dyno_warn("revocation list ignored", "size=%zu err=%s", msg->len, dyno_err_code(rc));
+        dyno_error("revocation document refused", "size=%zu err=%s", msg->len, dyno_err_code(rc));
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (dyno_verifier_revoke(c->verifier, v[i].jti, v[i].exp) == 0)
-            applied++;
-    }
-    free(v);
-    dyno_debug("revocation list applied", "revoked=%zu applied=%zu", n, applied);
+    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
 }
 
 static int container_mq_start(struct container *c, const char *token, char *err, size_t errlen)

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "httpd.h"
 #include "json.h"
 #include "log.h"
 #include "mq.h"
@@ -32,12 +33,34 @@ static int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params
                        size_t cap)
 {
     int rc = gw_rpc(r->gw, "auth", method, params, res, msg, cap);
-    if (rc == DYNO_EUNAVAIL)
+    /* Only when auth was not reached or did not answer (the message is lib/mq's "auth.<method>:
+     * ..." or gw_rpc's "the auth service ..."): an unavailable that auth answered itself (a
+     * revocation it could not publish) keeps auth's message. */
+    char mq_prefix[96];
+    snprintf(mq_prefix, sizeof(mq_prefix), "auth.%s:", method);
+    bool transport = strncmp(msg, "the auth service", strlen("the auth service")) == 0 ||
+                     strncmp(msg, mq_prefix, strlen(mq_prefix)) == 0;
+    if (rc == DYNO_EUNAVAIL && transport)
         snprintf(msg, cap,
                  "the auth service is unavailable (%s did not answer); tokens already issued keep "
                  "working, retry later",
                  method);
     return rc;
+}
+
+/* The error reply of an auth RPC. dyno-auth's rate limit (too_many_requests) says when to come
+ * back in its message ("... retry after N s", protocol.md §3): that becomes Retry-After. */
+static enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
+{
+    if (rc != DYNO_ELIMIT)
+        return gw_reply_error(r, rc, "%s", msg);
+    const char *at = strstr(msg, "retry after ");
+    long secs = at ? strtol(at + strlen("retry after "), NULL, 10) : 1;
+    if (secs < 1 || secs > 3600)
+        secs = 1;
+    r->status = (unsigned)dyno_err_http_status(rc);
+    r->replied = true;
+    return dyno_http_reply_error_after(r->c, rc, (unsigned)secs, "%s", msg);
 }
 
 /* Runs the auth method with params (taken) and replies with its result or error. */
@@ -48,7 +71,7 @@ static enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON
     int rc = gw_auth_rpc(r, method, params, &res, msg, sizeof(msg));
     cJSON_Delete(params);
     if (rc)
-        return gw_reply_error(r, rc, "%s", msg);
+        return gw_auth_error(r, rc, msg);
     enum MHD_Result ret = gw_reply_json(r, status, res);
     cJSON_Delete(res);
     return ret;
@@ -187,7 +210,7 @@ enum MHD_Result gw_token_create(struct gw_req *r)
     char msg[400];
     int rc = gw_auth_rpc(r, "token.create", params, &res, msg, sizeof(msg));
     if (rc) {
-        ret = gw_reply_error(r, rc, "%s", msg);
+        ret = gw_auth_error(r, rc, msg);
         goto out;
     }
     /* "id" is what DELETE /v1/tokens/<id> takes: the token's jti. */

@@ -28,6 +28,12 @@ int gw_authenticate(struct gw_req *r, char *msg, size_t cap)
         return DYNO_EUNAUTH;
     }
     int rc = dyno_token_verify(r->gw->verifier, tok, (int64_t)time(NULL), &r->claims);
+    if (rc == DYNO_EUNAVAIL) {
+        /* Fail closed: until the revocation feed has been applied, a revoked token cannot
+         * be told from a good one. */
+        snprintf(msg, cap, "the token revocation list has not been received yet; retry shortly");
+        return DYNO_EUNAVAIL;
+    }
     if (rc) {
         snprintf(msg, cap, "invalid, expired or revoked token");
         return DYNO_EUNAUTH;

@@ -363,6 +363,8 @@ enum MHD_Result gw_healthz(struct gw_req *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddBoolToObject(o, "broker", r->gw->mq && dyno_mq_connected(r->gw->mq));
+    /* false until the revocation document is applied: user tokens get 503 meanwhile */
+    cJSON_AddBoolToObject(o, "revocations", dyno_verifier_fed(r->gw->verifier));
     enum MHD_Result ret = gw_reply_json(r, 200, o);
     cJSON_Delete(o);
     return ret;

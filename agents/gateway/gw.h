@@ -193,7 +193,7 @@ void gw_quote(const char *s, char *out, size_t cap);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
-/* 429 too_many_requests with Retry-After: retry_s (issue 9: a limit of the gateway). */
+/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
 enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
@@ -220,7 +220,8 @@ int gw_rpc_change(struct gw *gw, const char *service, const char *method, const 
 void gw_notify(struct gw *gw, const char *service, const char *method, const cJSON *params);
 
 /* ---- auth (auth.c) ---- */
-/* Verifies the bearer token into r->claims; 0 or DYNO_EUNAUTH (message in msg). */
+/* Verifies the bearer token into r->claims; 0, DYNO_EUNAUTH, or DYNO_EUNAVAIL for a user token
+ * while the revocation feed has not been applied since start (message in msg). */
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
 /* The login throttle (issue 9): true when one more login attempt for user from the client
  * of r is within login_per_ip_per_min and login_per_user_per_min (and counts it); else

@@ -41,29 +41,24 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
     }
 }
 
-/* Loop thread: parse, hand to the verifier (a mutex, never blocks for long). The payload is
- * the full list {"revoked":[{"jti","exp"}...]} (protocol.md §7), parsed by lib/acl.h like
- * the broker plugin does; a malformed list changes nothing. An empty payload (the retained
- * message cleared) revokes nothing. */
+/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
+ * verifier's state. One that does not parse leaves the verifier unfed, so user tokens are
+ * refused (503) until a good one arrives: never the older, possibly shorter, list. An empty
+ * payload (the retained message cleared) changes nothing. */
 static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct gw *gw = arg;
-    struct dyno_acl_revoked *v = NULL;
-    size_t n = 0, applied = 0;
+    size_t njtis = 0, nepochs = 0;
 
     if (msg->len == 0)
         return;
-    int rc = dyno_acl_revoked_parse(msg->payload, msg->len, &v, &n);
+    int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
     if (rc) {
-        dyno_warn("revocation list ignored", "size=%zu err=%s", msg->len, dyno_err_code(rc));
+        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
+                   msg->len, dyno_err_code(rc));
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (dyno_verifier_revoke(gw->verifier, v[i].jti, v[i].exp) == 0)
-            applied++;
-    }
-    free(v);
-    dyno_info("revocation list applied", "revoked=%zu applied=%zu", n, applied);
+    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
     gw_events_recheck(gw, NULL); /* an open event stream may use a token just revoked */
 }
 

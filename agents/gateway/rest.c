@@ -97,9 +97,9 @@ enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    r->status = MHD_HTTP_TOO_MANY_REQUESTS;
+    r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
     r->replied = true;
-    return dyno_http_reply_limited(r->c, retry_s, false, "%s", msg);
+    return dyno_http_reply_error_after(r->c, DYNO_ELIMIT, retry_s < 1 ? 1u : (unsigned)retry_s, "%s", msg);
 }
 
 /* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the
@@ -160,8 +160,9 @@ static void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw
 static enum MHD_Result gw_need_auth(struct gw_req *r)
 {
     char msg[200];
-    if (gw_authenticate(r, msg, sizeof(msg)))
-        return gw_reply_error(r, DYNO_EUNAUTH, "%s", msg);
+    int rc = gw_authenticate(r, msg, sizeof(msg));
+    if (rc) /* DYNO_EUNAUTH, or DYNO_EUNAVAIL (503) before the revocation feed arrived */
+        return gw_reply_error(r, rc, "%s", msg);
     return MHD_YES;
 }
 
@@ -373,9 +374,9 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         if (!r->url || !r->conn)
             return MHD_NO;
         if (!cl->counted) {
-            r->status = MHD_HTTP_TOO_MANY_REQUESTS;
+            r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
             r->replied = true;
-            return dyno_http_reply_limited(c, 1, true, "more than %lld connections from %s",
+            return dyno_http_reply_error_close(c, DYNO_ELIMIT, 1, "more than %lld connections from %s",
                                            (long long)gw->cfg.max_connections_per_ip, cl->peer);
         }
         size_t hdr_bytes = strlen(url) + strlen(method) + 16;

@@ -37,6 +37,7 @@
 #include "cli.h"
 #include "config.h"
 #include "json.h"
+#include "mq.h"
 #include "names.h"
 #include "token.h"
 
@@ -48,6 +49,13 @@
 #define UP_PORTFILE_WAIT_S 10.0
 #define UP_READY_WAIT_S 20.0
 #define UP_LOG_TAIL_LINES 20
+/* The largest MQTT ingest payload: the gateway's ingest_max and the broker plugin's, one
+ * number so a user can never make the broker keep what the gateway would refuse. */
+#define UP_INGEST_MAX (256 * 1024)
+/* The largest packet the broker takes from anyone: a service RPC (lib/mq.h
+ * DYNO_MQ_PAYLOAD_MAX) plus room for its topic and properties. Users are held to
+ * UP_INGEST_MAX by the plugin. */
+#define UP_PACKET_MAX (DYNO_MQ_PAYLOAD_MAX + 64 * 1024)
 #define UP_BROKER_QUEUED_MAX 100000                  /* messages queued per broker client (docs/pubsub.md) */
 #define UP_BROKER_QUEUED_BYTES (128LL * 1024 * 1024) /* and their bytes */
 
@@ -362,6 +370,12 @@ static int write_broker_conf(struct up *u)
                              "allow_anonymous false\n"
                              "plugin %s\n"
                              "plugin_opt_public_key_file %s/keys/auth.pub\n"
+                             "# users may publish at most the gateway's ingest_max, never retained\n"
+                             "plugin_opt_ingest_max %d\n"
+                             "# the revocation document, kept across broker restarts (fail closed without)\n"
+                             "plugin_opt_revoked_file %s/broker/data/revoked.json\n"
+                             "# no packet past a service RPC's limit (mosquitto's default is 256 MB)\n"
+                             "max_packet_size %d\n"
                              "\n"
                              "# Messages queued per client (docs/pubsub.md): the gateway's ingest\n"
                              "# sessions acknowledge a reading only once it is stored, so the backlog of a\n"
@@ -377,8 +391,8 @@ static int write_broker_conf(struct up *u)
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->plugin, u->data, UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES,
-                             u->data);
+                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX,
+                             UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data);
     if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");
@@ -450,6 +464,7 @@ static int write_gateway_conf(struct up *u, char *conf)
         return cli_err("out of memory while writing the gateway config");
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "port", u->gw_port);
+    cJSON_AddNumberToObject(o, "ingest_max", UP_INGEST_MAX);
     add_path(o, "port_file", u, "gateway/port");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "k", u->def_k);

@@ -33,7 +33,8 @@ enum dyno_err {
     DYNO_ECONFLICT = -14, /* state does not allow it (non-empty, ...)  409 conflict        */
     DYNO_EINTERNAL = -15, /* a bug or an unexpected library failure    500 internal        */
     DYNO_ERANGE = -16,    /* unsatisfiable Range                       416 bad_range       */
-    DYNO_EMETHOD = -17    /* method not allowed on this route          405 method_not_allowed */
+    DYNO_EMETHOD = -17,   /* method not allowed on this route          405 method_not_allowed */
+    DYNO_ELIMIT = -18     /* rate limit: retry later (Retry-After)     429 too_many_requests */
 };
 
 /* Human-readable description of an error code; never NULL. */

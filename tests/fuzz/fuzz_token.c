@@ -27,6 +27,8 @@
 #include "fuzz.h"
 #include "token.h"
 
+#define EMPTY_DOC "{\"revoked\":[]}"
+
 #define NOW 1700000000 /* the verifier's clock: fixed, so runs replay */
 
 static struct {
@@ -75,6 +77,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(dyno_signer_load(g.priv, &g.signer) == 0);
     unlink(g.priv); /* loaded once; the public key is reloaded for each fresh verifier */
     FUZZ_CHECK(dyno_verifier_load(g.pub, &g.verifier) == 0);
+    FUZZ_CHECK(dyno_verifier_apply_revoked(g.verifier, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL) == 0);
     return 0;
 }
 
@@ -116,6 +119,9 @@ static void verify_and_check(const char *token)
     free(tok2);
     /* Revoked: refused. A fresh verifier keeps runs independent of each other. */
     FUZZ_CHECK(dyno_verifier_load(g.pub, &fresh) == 0);
+    /* Unfed, it fails closed for users only (issue 9, class 3). */
+    FUZZ_CHECK(dyno_token_verify(fresh, token, NOW, NULL) == (strcmp(c.role, "user") == 0 ? DYNO_EUNAVAIL : 0));
+    FUZZ_CHECK(dyno_verifier_apply_revoked(fresh, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL) == 0);
     FUZZ_CHECK(dyno_token_verify(fresh, token, NOW, NULL) == 0);
     FUZZ_CHECK(dyno_verifier_revoke(fresh, c.jti, c.exp) == 0);
     FUZZ_CHECK(dyno_verifier_is_revoked(fresh, c.jti));

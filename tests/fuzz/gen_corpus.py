@@ -148,6 +148,9 @@ def seeds():
     yield "revoked", "two", json.dumps({"revoked": [{"jti": KEY, "exp": 1767225600},
                                                     {"jti": KEY[::-1], "exp": 1}]}).encode()
     yield "revoked", "empty", b'{"revoked":[]}'
+    yield "revoked", "epochs", json.dumps({"revoked": [{"jti": KEY, "exp": 1767225600}],
+                                           "epochs": [{"sub": "alice", "before": 1767139200},
+                                                      {"sub": "lab.bob", "before": 1}]}).encode()
 
     # rest: mode 0 paths, 1 size + Range, 2 query values, 3 header values (fuzz_rest.c)
     for name, path in [("catalog", "/v1/catalogs/alice/a/b"), ("objects", "/v1/catalogs/alice/a/~/objects"),

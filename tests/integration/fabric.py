@@ -387,9 +387,11 @@ class Fabric:
         while time.monotonic() < deadline:
             try:
                 r = self.http("GET", "/healthz", token=None, timeout=5)
-                if r.status == 200:
+                # "revocations": false until the gateway applied the revocation document (it
+                # answers user tokens 503 until then: it fails closed)
+                if r.status == 200 and (r.json() or {}).get("revocations", True):
                     return r
-                last = "status %d" % r.status
+                last = "status %d %r" % (r.status, r.body[:200])
             except OSError as e:
                 last = repr(e)
             time.sleep(0.1)

@@ -24,6 +24,8 @@ BIN = os.environ.get("DYNO_BIN", "")
 LIBDIR = os.environ.get("DYNO_LIBDIR", "")
 MOSQUITTO = "/usr/sbin/mosquitto"
 NOT_AUTHORIZED = 0x87  # MQTT v5 CONNACK / PUBACK reason "Not authorized"
+INGEST_MAX = 4096  # plugin_opt_ingest_max of this broker
+EMPTY_REVOKED = '{"revoked":[]}'
 
 
 class BrokerPluginTest(unittest.TestCase):
@@ -54,6 +56,7 @@ class BrokerPluginTest(unittest.TestCase):
                 "allow_anonymous false\n"
                 f"plugin {cls.plugin}\n"
                 f"plugin_opt_public_key_file {cls.pub_key}\n"
+                f"plugin_opt_ingest_max {INGEST_MAX}\n"
                 "log_dest stderr\n"
                 "log_type all\n"
             )
@@ -72,6 +75,12 @@ class BrokerPluginTest(unittest.TestCase):
                     raise AssertionError("mosquitto did not start: " + log)
                 time.sleep(0.05)
         cls.svc = cls.mint("service", role="service")
+        # Fail closed (issue 9, class 3): until a revocation document has been applied since
+        # the broker started, a valid user token is refused and a service token is not;
+        # test_fail_closed_until_revocation_list checks what happened here.
+        cls.user_before_feed = cls.connect_rc_cls("alice-early", "alice", cls.mint("alice"))
+        cls.service_before_feed = cls.connect_rc_cls("gateway-early", "gateway-early", cls.svc)
+        cls.feed_revoked(EMPTY_REVOKED)
 
     @classmethod
     def tearDownClass(cls):
@@ -100,6 +109,18 @@ class BrokerPluginTest(unittest.TestCase):
         if admin:
             argv.append("--admin")
         return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+
+    @classmethod
+    def connect_rc_cls(cls, cid, user, token):
+        return raw_connect(cls.port, connect_packet(cid.encode(), user.encode(), token.encode()))
+
+    @classmethod
+    def feed_revoked(cls, doc):
+        """Publishes the revocation document as dyno-auth does (retained, QoS 1: the PUBACK
+        comes after the plugin applied it)."""
+        subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(cls.port), "-u", "auth-auth1",
+                        "-P", cls.svc, "-i", "auth-auth1", "-t", "dyno/v1/auth/revoked", "-q", "1", "-r",
+                        "-m", doc], check=True, capture_output=True, timeout=15)
 
     def wait_log(self, pattern, timeout=5.0):
         deadline = time.time() + timeout
@@ -391,10 +412,74 @@ class BrokerPluginTest(unittest.TestCase):
         self.assertEqual(self.connect_rc("alice-doomed", "alice", doomed), NOT_AUTHORIZED)
         # her other token still works
         self.assertEqual(self.connect_rc("alice-other", "alice", other), 0)
-        # a malformed list changes nothing
+        # a malformed document makes the revocation state unknown: users are refused (never
+        # the older, possibly shorter, list) until a good one arrives; services are not
         self.svc_pub("dyno/v1/auth/revoked", '{"revoked":[{"jti":"nope"}]}')
+        self.assertEqual(self.connect_rc("alice-other", "alice", other), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc("gateway-gw5", "gateway-gw5", self.svc), 0)
+        self.feed_revoked(EMPTY_REVOKED)
         self.assertEqual(self.connect_rc("alice-other", "alice", other), 0)
-        self.svc_pub("dyno/v1/auth/revoked", "", retain=True)
+        # the document is the whole state: doomed is no longer listed, so it works again
+        self.assertEqual(self.connect_rc("alice-doomed", "alice", doomed), 0)
+
+    def test_fail_closed_until_revocation_list(self):
+        self.assertEqual(self.user_before_feed, NOT_AUTHORIZED,
+                         "a user logged in before any revocation list was applied")
+        self.assertEqual(self.service_before_feed, 0, "services must log in to deliver the list")
+        self.assertIn("no revocation list received since start", self.read_log())
+
+    def test_epoch_revokes_every_older_token(self):
+        self.policy("erin/ep", shares=[])
+        old = self.mint("erin")
+        live = self.sub("erin", old, "erin-old", ["dyno/v1/events/erin/ep"], count=0, wait=60)
+        self.subscribed("erin-old", "dyno/v1/events/erin/ep")
+        time.sleep(1.1)  # the epoch is "issued before T": T must be after old's iat
+        before = int(time.time())
+        time.sleep(1.1)
+        fresh = self.mint("erin")
+        self.feed_revoked(json.dumps({"revoked": [], "epochs": [{"sub": "erin", "before": before}]}))
+        live.communicate(timeout=5)  # kicked
+        self.assertEqual(self.connect_rc("erin-old", "erin", old), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc("erin-new", "erin", fresh), 0)
+        self.assertEqual(self.connect_rc("frank", "frank", self.mint("frank")), 0)
+        self.feed_revoked(EMPTY_REVOKED)
+
+    def test_unparseable_policy_denies(self):
+        """A policy update that cannot be parsed must not leave the older, wider, policy."""
+        self.policy("alice/bad", public=True)
+        carol = self.mint("carol")
+        self.svc_pub("dyno/v1/events/alice/bad", "bad-event", retain=True)
+        o, _ = self.sub("carol", carol, "carol-bad", ["dyno/v1/events/alice/bad"]).communicate(timeout=10)
+        self.assertIn("bad-event", o)
+        self.svc_pub("dyno/v1/acl/alice/bad", '{"catalog":"alice/bad","owner":"alice","public":"yes"}', retain=True)
+        o, e = self.sub("carol", carol, "carol-bad2", ["dyno/v1/events/alice/bad"]).communicate(timeout=10)
+        self.assertIn("denied", o + e)
+        self.assertNotIn("bad-event", o)
+        for t in ("dyno/v1/events/alice/bad", "dyno/v1/acl/alice/bad"):
+            self.svc_pub(t, "", retain=True)
+
+    def test_users_may_not_retain_or_publish_big(self):
+        """A user's retained message would be kept, and persisted, forever: refused on every
+        topic, as is a payload over the ingest limit; services are not concerned."""
+        self.policy("gina/r", shares=[])
+        gina = self.mint("gina")
+        for retain, size in ((True, 10), (False, INGEST_MAX + 1), (True, INGEST_MAX + 1)):
+            r = self.pub("gina", gina, "gina-r", "dyno/v1/ingest/gina/r", "x" * size, retain=retain)
+            self.assertIn("Not authorized", r.stderr, (retain, size))
+        r = self.pub("gina", gina, "gina-r", "dyno/v1/ingest/gina/r", "x" * INGEST_MAX)
+        self.assertNotIn("Not authorized", r.stderr)
+        # nothing was retained: a new subscriber (a service, who may read it) gets nothing
+        o, _ = self.sub("gateway-gw3", self.svc, "gateway-gw3", ["dyno/v1/ingest/gina/r"], count=1,
+                        wait=2).communicate(timeout=10)
+        self.assertEqual(o.strip(), "")
+        self.svc_pub("dyno/v1/ingest/gina/svc", "y" * (INGEST_MAX * 4), retain=True)
+        self.svc_pub("dyno/v1/ingest/gina/svc", "", retain=True)
+
+    def test_service_names_are_no_user_names(self):
+        """A user named like a service would own its reply topic (dyno/v1/reply/<name>)."""
+        for name in ("gateway-gw1", "pubsub-ps1", "auth-auth1", "container-c1", "metadata-md1", "service"):
+            self.assertEqual(self.connect_rc("u-" + name, name, self.mint(name)), NOT_AUTHORIZED, name)
+        self.assertEqual(self.connect_rc("gw-fan", "gateway", self.mint("gateway")), 0)
 
     def test_expired_token_is_kicked(self):
         self.policy("alice/exp", shares=[])

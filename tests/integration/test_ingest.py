@@ -180,18 +180,14 @@ class IngestTest(FabricCase):
             o = self.find("alice/sensors", "r3", self.alice)
             self.assertEqual(o["key"], doc["key"])
 
-            # oversized: refused, reported on the response topic, nothing stored
-            before = self.fab.metrics().get("dyno_gateway_ingest_refused_total", 0)
+            # oversized: the broker refuses it already (its plugin holds users to the
+            # gateway's ingest_max, issue 9 class 6): the publisher's PUBACK says so, nothing
+            # is stored, nothing reaches the gateway
             big = self.write("big.bin", random_bytes(256 * 1024 + 1, seed=3))
             cp = self.pub("alice", self.alice, "alice/sensors", big, props=[("name", "too-big")],
                           extra=["-D", "publish", "response-topic", reply])
-            self.assertEqual(cp.returncode, 0, cp.stderr)
-            got = sub.wait_for(lambda t, d: t == reply)
-            self.assertIsNotNone(got, "no error reply for the oversized message")
-            self.assertEqual((got[1].get("error") or {}).get("code"), "too_large", got[1])
+            self.assertIn(b"Not authorized", cp.stderr)
             self.assertIsNone(self.find("alice/sensors", "too-big", self.alice, timeout=1.0))
-            after = self.fab.metrics().get("dyno_gateway_ingest_refused_total", 0)
-            self.assertGreater(after, before)
         finally:
             sub.close()
 

@@ -1,5 +1,5 @@
 /* Unit tests of lib/acl.c: the access rule, policy parsing, the catalog table, topic rules,
- * broker login names and the revoked feed. */
+ * broker login names (the revoked feed is tests/unit/test_token.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -557,47 +557,6 @@ static void test_names(void **state)
     assert_false(dyno_acl_valid_service_name(NULL));
 }
 
-static void test_revoked(void **state)
-{
-    (void)state;
-    struct dyno_acl_revoked *v = NULL;
-    size_t n = 99;
-    const char *ok = "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1767225600},"
-                     "{\"jti\":\"ffffffffffffffffffffffffffffffff\",\"exp\":1}]}";
-
-    assert_int_equal(dyno_acl_revoked_parse(ok, strlen(ok), &v, &n), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(v[0].jti, "0123456789abcdef0123456789abcdef");
-    assert_int_equal(v[0].exp, 1767225600);
-    assert_int_equal(v[1].exp, 1);
-    free(v);
-    assert_int_equal(dyno_acl_revoked_parse("{\"revoked\":[]}", 14, &v, &n), 0);
-    assert_int_equal(n, 0);
-    assert_null(v);
-
-    static const char *const bad[] = {
-        "",
-        "[]",
-        "{}",
-        "{\"revoked\":{}}",
-        "{\"revoked\":[1]}",
-        "{\"revoked\":[{\"jti\":\"0123456789ABCDEF0123456789abcdef\",\"exp\":1}]}",
-        "{\"revoked\":[{\"jti\":\"0123456789abcdef\",\"exp\":1}]}",
-        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\"}]}",
-        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1.5}]}",
-        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":\"1\"}]}",
-        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1},7]}",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        v = (struct dyno_acl_revoked *)1;
-        assert_int_not_equal(dyno_acl_revoked_parse(bad[i], strlen(bad[i]), &v, &n), 0);
-        assert_null(v);
-        assert_int_equal(n, 0);
-    }
-    assert_int_equal(dyno_acl_revoked_parse(ok, DYNO_ACL_REVOKED_MAX + 1, &v, &n), DYNO_ETOOBIG);
-    assert_int_equal(dyno_acl_revoked_parse(NULL, 0, &v, &n), DYNO_EINVAL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,7 +569,6 @@ int main(void)
         cmocka_unit_test(test_topics_user_events),
         cmocka_unit_test(test_topics_user_other),
         cmocka_unit_test(test_names),
-        cmocka_unit_test(test_revoked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

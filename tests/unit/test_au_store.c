@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../agents/auth/au_limit.c"
 #include "../../agents/auth/au_store.c"
 #include "../../agents/auth/au_feed.c"
 #include "../../agents/auth/au_rpc.c"
@@ -42,6 +43,7 @@ static int setup(void **state)
     assert_int_equal(dyno_signer_load(f.priv, &f.ctx.signer), 0);
     assert_int_equal(dyno_verifier_load(f.pub, &f.verifier), 0);
     assert_int_equal(au_store_open(":memory:", &f.ctx.store), 0);
+    assert_int_equal(dyno_verifier_apply_revoked(f.verifier, "{\"revoked\":[]}", 14, NULL, NULL), 0);
     assert_int_equal(pthread_mutex_init(&f.ctx.feed_mu, NULL), 0);
     f.ctx.session_ttl = 60;
     f.ctx.api_token_ttl = 3600;
@@ -87,7 +89,8 @@ static int add_user(struct fx *f, const char *name, const char *org)
 
 static int record(struct fx *f, const char *jti, const char *user, const char *kind, int64_t exp, int64_t now)
 {
-    return au_token_record(f->ctx.store, jti, user, kind, "", exp, now, f->err, sizeof(f->err));
+    return au_token_record(f->ctx.store, jti, user, kind, "", exp, now, AU_API_TOKENS_MAX, f->err,
+                           sizeof(f->err));
 }
 
 static int revoked_count(struct fx *f, int64_t now)
@@ -97,11 +100,10 @@ static int revoked_count(struct fx *f, int64_t now)
     int n = cJSON_GetArraySize(cJSON_GetObjectItem(list, "revoked"));
     /* The document verifiers parse. */
     char *text = dyno_json_print(list, NULL);
-    struct dyno_acl_revoked *r = NULL;
-    size_t nr = 0;
-    assert_int_equal(dyno_acl_revoked_parse(text, strlen(text), &r, &nr), 0);
-    assert_int_equal((int)nr, n);
-    free(r);
+    struct dyno_revoked_doc *r = NULL;
+    assert_int_equal(dyno_revoked_parse(text, strlen(text), &r), 0);
+    assert_int_equal((int)r->njtis, n);
+    dyno_revoked_free(r);
     free(text);
     cJSON_Delete(list);
     return n;
@@ -145,7 +147,7 @@ static void test_tokens_list_revoke_expire(void **state)
     struct fx *f = *state;
     cJSON *res = NULL;
     bool changed = false;
-    int64_t exp = 0;
+    int64_t exp = 0, epoch = 0;
     assert_int_equal(record(f, JTI_A, "alice", "api", NOW + 100, NOW), 0);
     assert_int_equal(record(f, JTI_B, "alice", "session", NOW + 10, NOW), 0);
     assert_int_equal(record(f, JTI_C, "bob", "api", NOW + 100, NOW), 0);
@@ -159,27 +161,30 @@ static void test_tokens_list_revoke_expire(void **state)
     cJSON_Delete(res);
 
     /* Someone else's token: forbidden unless admin; nothing changes. */
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "bob", false, NOW, &changed, &exp, f->err, sizeof(f->err)),
-        DYNO_EFORBIDDEN);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "bob", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     DYNO_EFORBIDDEN);
     assert_false(changed);
     assert_int_equal(revoked_count(f, NOW), 0);
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, &changed, &exp, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_true(changed);
     assert_int_equal(exp, NOW + 100);
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, &changed, &exp, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_A, "alice", false, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_false(changed); /* idempotent */
-    assert_int_equal(
-        au_token_revoke(f->ctx.store, JTI_C, "root", true, NOW, &changed, &exp, f->err, sizeof(f->err)), 0);
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_C, "root", true, NOW, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
     assert_true(changed);
-    assert_int_equal(au_token_revoke(f->ctx.store, "dddddddddddddddddddddddddddddddd", "root", true, NOW,
-                                     &changed, &exp, f->err, sizeof(f->err)),
+    assert_int_equal(au_token_revoke(f->ctx.store, "dddddddddddddddddddddddddddddddd", "root", true, NOW, 0,
+                                     &changed, &exp, &epoch, f->err, sizeof(f->err)),
                      DYNO_ENOTFOUND);
     /* An expired token cannot be revoked (and needs not be). */
-    assert_int_equal(au_token_revoke(f->ctx.store, JTI_B, "alice", false, NOW + 10, &changed, &exp, f->err,
-                                     sizeof(f->err)),
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_B, "alice", false, NOW + 10, 0, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
                      DYNO_ENOTFOUND);
     assert_int_equal(revoked_count(f, NOW), 2);
     assert_int_equal(au_token_list(f->ctx.store, "alice", NOW, &res, f->err, sizeof(f->err)), 0);
@@ -207,12 +212,141 @@ static void test_api_token_cap(void **state)
     assert_int_equal(count_rows(f, "SELECT count(*) FROM tokens"), AU_API_TOKENS_MAX);
     /* Sessions and other users are not capped by alice's API tokens. */
     assert_int_equal(record(f, "ffffffffffffffffffffffffffffffff", "alice", "session", NOW + 100, NOW), 0);
+    assert_int_equal(record(f, "fffffffffffffffffffffffffffffffd", "bob", "api", NOW + 100, NOW), 0);
     bool changed;
-    int64_t exp;
-    assert_int_equal(au_token_revoke(f->ctx.store, "00000000000000000000000000000000", "alice", false, NOW,
-                                     &changed, &exp, f->err, sizeof(f->err)),
+    int64_t exp, epoch;
+    assert_int_equal(au_token_revoke(f->ctx.store, "00000000000000000000000000000000", "alice", false, NOW, 0,
+                                     &changed, &exp, &epoch, f->err, sizeof(f->err)),
                      0);
-    assert_int_equal(record(f, "fffffffffffffffffffffffffffffffe", "alice", "api", NOW + 100, NOW), 0);
+    /* A revoked token still counts until it expires (issue 9, class 2): revoking makes no
+     * room, so create-then-revoke cannot grow the revocation state past the cap. */
+    assert_int_equal(record(f, "fffffffffffffffffffffffffffffffe", "alice", "api", NOW + 100, NOW),
+                     DYNO_ETOOBIG);
+    assert_int_equal(record(f, "fffffffffffffffffffffffffffffffe", "alice", "api", NOW + 200, NOW + 100), 0);
+    /* Sessions have a cap of their own. */
+    for (int i = 0; i < 3; i++) {
+        snprintf(jti, sizeof(jti), "%032x", 0x5e000 + i);
+        assert_int_equal(au_token_record(f->ctx.store, jti, "carol", "session", "", NOW + 100, NOW, 3, f->err,
+                                         sizeof(f->err)),
+                         0);
+    }
+    assert_int_equal(au_token_record(f->ctx.store, "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e", "carol", "session", "",
+                                     NOW + 100, NOW, 3, f->err, sizeof(f->err)),
+                     DYNO_ETOOBIG);
+}
+
+/* Past per_user_max listed revocations a user's history collapses into one epoch entry: the
+ * document stays bounded however many tokens the user creates and revokes, and every token
+ * issued up to then is revoked, including the ones not revoked one by one. */
+static void test_revocations_collapse_into_epoch(void **state)
+{
+    struct fx *f = *state;
+    char jti[DYNO_KEY_LEN + 1];
+    bool changed;
+    int64_t exp, epoch = 0;
+    cJSON *list = NULL;
+    assert_int_equal(record(f, JTI_C, "bob", "api", NOW + 100, NOW), 0);
+    assert_int_equal(record(f, JTI_B, "alice", "session", NOW + 100, NOW), 0);
+    for (int i = 0; i < 5; i++) {
+        snprintf(jti, sizeof(jti), "%032x", i);
+        assert_int_equal(record(f, jti, "alice", "api", NOW + 100 + i, NOW), 0);
+        assert_int_equal(au_token_revoke(f->ctx.store, jti, "alice", false, NOW, 3, &changed, &exp, &epoch,
+                                         f->err, sizeof(f->err)),
+                         0);
+        assert_true(changed);
+        assert_int_equal(epoch, i == 3 ? NOW + 1 : 0);
+        assert_int_equal(revoked_count(f, NOW), i < 3 ? i + 1 : 0);
+    }
+    assert_int_equal(au_token_revoke(f->ctx.store, JTI_C, "bob", false, NOW, 3, &changed, &exp, &epoch,
+                                     f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(revoked_count(f, NOW), 1);
+    assert_int_equal(au_revoked_list(f->ctx.store, NOW, &list, f->err, sizeof(f->err)), 0);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(list, "epochs"), 0);
+    assert_string_equal(dyno_json_str(e, "sub"), "alice");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(list, "epochs")), 1);
+    cJSON_Delete(list);
+    /* alice's session, never revoked by itself, is covered (and listed as revoked). */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM tokens WHERE username = 'alice' AND revoked = 0"),
+                     0);
+    int64_t before = 0;
+    assert_int_equal(au_user_epoch(f->ctx.store, "alice", NOW, &before), 0);
+    assert_int_equal(before, NOW + 1);
+    assert_int_equal(au_user_epoch(f->ctx.store, "bob", NOW, &before), 0);
+    assert_int_equal(before, 0);
+    /* The feed's last resort collapses the biggest listed user (bob here). */
+    char user[DYNO_SEG_MAX + 1];
+    assert_int_equal(
+        au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err, sizeof(f->err)),
+        0);
+    assert_string_equal(user, "bob");
+    assert_int_equal(revoked_count(f, NOW), 0);
+    assert_int_equal(
+        au_revoked_collapse_biggest(f->ctx.store, NOW, user, sizeof(user), &epoch, f->err, sizeof(f->err)),
+        DYNO_ENOTFOUND);
+    /* Epochs are forgotten once every token they cover has expired. */
+    assert_int_equal(record(f, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "dave", "api", NOW + 500, NOW + 200), 0);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM epochs"), 0);
+}
+
+/* The feed never withholds a document for its size (verifiers would keep an older list):
+ * past revoked_doc_max it collapses the largest users into epochs until the document fits. */
+static void test_feed_document_stays_under_its_limit(void **state)
+{
+    struct fx *f = *state;
+    char jti[DYNO_KEY_LEN + 1];
+    bool changed;
+    int64_t exp, epoch;
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < 12; i++) {
+        const char *user = i < 8 ? "alice" : i < 11 ? "bob" : "carol";
+        snprintf(jti, sizeof(jti), "%032x", 0xfeed00 + i);
+        assert_int_equal(record(f, jti, user, "api", now + 100, now), 0);
+        assert_int_equal(au_token_revoke(f->ctx.store, jti, user, false, now, 0, &changed, &exp, &epoch,
+                                         f->err, sizeof(f->err)),
+                         0);
+    }
+    assert_int_equal(revoked_count(f, now), 12);
+    f->ctx.revoked_doc_max = 400; /* about six entries */
+    pthread_mutex_lock(&f->ctx.feed_mu);
+    /* No broker here: not published (an error), but the document was bounded first. */
+    assert_int_equal(au_feed_publish(&f->ctx, now), DYNO_EUNAVAIL);
+    pthread_mutex_unlock(&f->ctx.feed_mu);
+    cJSON *list = NULL;
+    assert_int_equal(au_revoked_list(f->ctx.store, now, &list, f->err, sizeof(f->err)), 0);
+    char *text = dyno_json_print(list, NULL);
+    assert_true(strlen(text) <= 400);
+    /* alice (8 entries) went first; carol's single entry is still listed one by one. */
+    assert_non_null(strstr(text, "\"sub\":\"alice\""));
+    assert_null(strstr(text, "\"sub\":\"carol\""));
+    free(text);
+    cJSON_Delete(list);
+}
+
+/* The per-user budget of token operations (au_limit.h), with time driven by the test. */
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    struct au_limit *l = NULL;
+    int64_t after = 0;
+    assert_int_equal(au_limit_new(0, 1, 1, &l), DYNO_EINVAL);
+    assert_int_equal(au_limit_new(30, 2, 2, &l), 0); /* one unit every 2 s, 2 at once */
+    assert_int_equal(au_limit_take(l, "alice", 100, &after), 0);
+    assert_int_equal(au_limit_take(l, "alice", 100, &after), 0);
+    assert_int_equal(au_limit_take(l, "alice", 100, &after), DYNO_ELIMIT);
+    assert_int_equal(after, 2);
+    assert_int_equal(au_limit_take(l, "alice", 101, &after), DYNO_ELIMIT);
+    assert_int_equal(after, 1);
+    /* Another user has a budget of their own. */
+    assert_int_equal(au_limit_take(l, "bob", 101, &after), 0);
+    assert_int_equal(au_limit_take(l, "alice", 102, &after), 0);
+    /* The table is full (2 users): a third user gets a slot only once a bucket is full
+     * again (bob's, 2 s later); until then the limit fails closed. */
+    assert_int_equal(au_limit_take(l, "carol", 102, &after), DYNO_ELIMIT);
+    assert_int_equal(au_limit_take(l, "carol", 103.5, &after), 0);
+    assert_int_equal(au_limit_take(l, "../x", 104, &after), DYNO_EINVAL);
+    assert_int_equal(au_limit_take(NULL, "x", 0, &after), 0);
+    au_limit_free(l);
 }
 
 static void test_password_hash(void **state)
@@ -321,9 +455,11 @@ static void test_rpc_api_tokens(void **state)
     assert_int_equal(revoked_count(f, (int64_t)time(NULL)), 0);
     assert_int_equal(call(f, "token.revoke", "{\"jti\":\"ABC\"," ALICE "}", NULL), DYNO_EINVAL);
     snprintf(req, sizeof(req), "{\"jti\":\"%s\"," ALICE "}", jti);
-    assert_int_equal(call(f, "token.revoke", req, &res), 0);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "revoked")));
-    cJSON_Delete(res);
+    /* No broker (ctx.mq NULL): the revocation is recorded but cannot reach any verifier, so
+     * the call fails instead of reporting success (issue 9, class 2), and a retry too. */
+    assert_int_equal(call(f, "token.revoke", req, &res), DYNO_EUNAVAIL);
+    assert_non_null(strstr(f->err, "could not be published"));
+    assert_int_equal(call(f, "token.revoke", req, &res), DYNO_EUNAVAIL);
     assert_int_equal(revoked_count(f, (int64_t)time(NULL)), 1);
     assert_int_equal(count_rows(f, "SELECT count(*) FROM tokens WHERE revoked_at IS NOT NULL"), 1);
 }
@@ -394,6 +530,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_org_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_list_revoke_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_token_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocations_collapse_into_epoch, setup, teardown),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test_setup_teardown(test_feed_document_stays_under_its_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_users_orgs_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpc_api_tokens, setup, teardown),

@@ -68,7 +68,7 @@ static void stripe_free(struct stripe *st)
 /* Damages the fragments in mask, decodes, and checks every fragment is back. */
 static void check_pattern(const struct dyno_ec *ec, struct stripe *st, uint64_t mask)
 {
-    bool present[MAXN];
+    bool present[MAXN] = {false};
     int n = st->k + st->m;
 
     for (int i = 0; i < n; i++) {

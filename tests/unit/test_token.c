@@ -17,6 +17,8 @@
 #include "dynostore/error.h"
 #include "token.h"
 
+#define EMPTY_DOC "{\"revoked\":[]}"
+
 struct fixture {
     char dir[64];
     char priv[128], pub[128];
@@ -37,6 +39,8 @@ static int setup(void **state)
     assert_int_equal(dyno_token_keygen(f->priv, f->pub), 0);
     assert_int_equal(dyno_signer_load(f->priv, &f->signer), 0);
     assert_int_equal(dyno_verifier_load(f->pub, &f->verifier), 0);
+    /* Fed with an empty document, as the feed does at start; test_fail_closed starts unfed. */
+    assert_int_equal(dyno_verifier_apply_revoked(f->verifier, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL), 0);
     f->now = (int64_t)time(NULL);
     *state = f;
     return 0;
@@ -378,6 +382,144 @@ static void test_claims_checked(void **state)
     free(tok);
 }
 
+/* A verifier that has not applied a revocation document refuses user tokens (they might be
+ * revoked) and accepts service tokens (the services deliver the document); a document that
+ * does not parse makes it unfed again: never the older list (issue 9, class 3). */
+static void test_fail_closed(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_verifier *v = NULL;
+    struct dyno_claims c = claims(f->now + 3600), s = claims(f->now + 3600), out;
+    snprintf(s.role, sizeof(s.role), "service");
+    snprintf(s.sub, sizeof(s.sub), "service");
+    s.admin = false;
+    char *tok = sign(f, &c), *stok = sign(f, &s);
+
+    assert_int_equal(dyno_verifier_load(f->pub, &v), 0);
+    assert_false(dyno_verifier_fed(v));
+    assert_int_equal(dyno_token_verify(v, tok, f->now, &out), DYNO_EUNAVAIL);
+    assert_int_equal(dyno_verifier_check(v, &c, f->now), DYNO_EUNAVAIL);
+    assert_int_equal(dyno_token_verify(v, stok, f->now, &out), 0);
+    assert_int_equal(dyno_verifier_apply_revoked(v, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL), 0);
+    assert_true(dyno_verifier_fed(v));
+    assert_int_equal(dyno_token_verify(v, tok, f->now, &out), 0);
+    assert_int_not_equal(dyno_verifier_apply_revoked(v, "{\"revoked\":[1]}", 15, NULL, NULL), 0);
+    assert_false(dyno_verifier_fed(v));
+    assert_int_equal(dyno_token_verify(v, tok, f->now, &out), DYNO_EUNAVAIL);
+    assert_int_equal(dyno_token_verify(v, stok, f->now, &out), 0);
+    /* A revoked or expired token stays refused as such, fed or not. */
+    assert_int_equal(dyno_verifier_revoke(v, c.jti, c.exp), 0);
+    assert_int_equal(dyno_token_verify(v, tok, f->now, &out), DYNO_EUNAUTH);
+    dyno_verifier_free(v);
+    free(tok);
+    free(stok);
+}
+
+/* The document replaces the state whole; an epoch revokes every token of its sub issued
+ * before it, and nothing of anyone else. */
+static void test_apply_document_epochs(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims old = claims(f->now + 3600), fresh = claims(f->now + 3600),
+                       bob = claims(f->now + 3600), out;
+    char doc[512];
+    size_t nj = 0, ne = 0;
+    old.iat = f->now - 10;
+    fresh.iat = f->now;
+    snprintf(bob.sub, sizeof(bob.sub), "bob");
+    bob.iat = f->now - 10;
+    char *t_old = sign(f, &old), *t_fresh = sign(f, &fresh), *t_bob = sign(f, &bob);
+
+    snprintf(doc, sizeof(doc),
+             "{\"revoked\":[{\"jti\":\"%s\",\"exp\":%lld},{\"jti\":\"%s\",\"exp\":%lld}],"
+             "\"epochs\":[{\"sub\":\"alice\",\"before\":%lld}]}",
+             bob.jti, (long long)bob.exp, bob.jti, (long long)bob.exp + 5, (long long)f->now);
+    assert_int_equal(dyno_verifier_apply_revoked(f->verifier, doc, strlen(doc), &nj, &ne), 0);
+    assert_int_equal(nj, 1); /* one entry per jti */
+    assert_int_equal(ne, 1);
+    assert_int_equal(dyno_token_verify(f->verifier, t_old, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_token_verify(f->verifier, t_fresh, f->now, &out), 0);
+    assert_int_equal(dyno_token_verify(f->verifier, t_bob, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_verifier_check(f->verifier, &old, f->now), DYNO_EUNAUTH);
+    /* The next document is the whole state: bob's entry is gone, so is alice's epoch. */
+    assert_int_equal(dyno_verifier_apply_revoked(f->verifier, EMPTY_DOC, strlen(EMPTY_DOC), &nj, &ne), 0);
+    assert_int_equal(nj + ne, 0);
+    assert_int_equal(dyno_token_verify(f->verifier, t_old, f->now, &out), 0);
+    assert_int_equal(dyno_token_verify(f->verifier, t_bob, f->now, &out), 0);
+    free(t_old);
+    free(t_fresh);
+    free(t_bob);
+}
+
+static void test_revoked_parse(void **state)
+{
+    (void)state;
+    struct dyno_revoked_doc *d = NULL;
+    const char *ok = "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1767225600},"
+                     "{\"jti\":\"ffffffffffffffffffffffffffffffff\",\"exp\":1}],"
+                     "\"epochs\":[{\"sub\":\"alice\",\"before\":1767139200}]}";
+
+    assert_int_equal(dyno_revoked_parse(ok, strlen(ok), &d), 0);
+    assert_int_equal(d->njtis, 2);
+    assert_string_equal(d->jtis[0].jti, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(d->jtis[0].exp, 1767225600);
+    assert_int_equal(d->jtis[1].exp, 1);
+    assert_int_equal(d->nepochs, 1);
+    assert_string_equal(d->epochs[0].sub, "alice");
+    assert_int_equal(d->epochs[0].before, 1767139200);
+    dyno_revoked_free(d);
+    assert_int_equal(dyno_revoked_parse(EMPTY_DOC, strlen(EMPTY_DOC), &d), 0);
+    assert_int_equal(d->njtis + d->nepochs, 0);
+    dyno_revoked_free(d);
+
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{}",
+        "{\"revoked\":{}}",
+        "{\"revoked\":[1]}",
+        "{\"revoked\":[{\"jti\":\"0123456789ABCDEF0123456789abcdef\",\"exp\":1}]}",
+        "{\"revoked\":[{\"jti\":\"0123456789abcdef\",\"exp\":1}]}",
+        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\"}]}",
+        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1.5}]}",
+        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":\"1\"}]}",
+        "{\"revoked\":[{\"jti\":\"0123456789abcdef0123456789abcdef\",\"exp\":1},7]}",
+        "{\"revoked\":[],\"epochs\":{}}",
+        "{\"revoked\":[],\"epochs\":[{\"sub\":\"a/b\",\"before\":1}]}",
+        "{\"revoked\":[],\"epochs\":[{\"sub\":\"alice\"}]}",
+        "{\"revoked\":[],\"epochs\":[{\"before\":1}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        d = (struct dyno_revoked_doc *)1;
+        assert_int_not_equal(dyno_revoked_parse(bad[i], strlen(bad[i]), &d), 0);
+        assert_null(d);
+    }
+    assert_int_equal(dyno_revoked_parse(ok, DYNO_REVOKED_DOC_MAX + 1, &d), DYNO_ETOOBIG);
+    assert_int_equal(dyno_revoked_parse(NULL, 0, &d), DYNO_EINVAL);
+}
+
+/* Service names are no user names: a user token for one is refused everywhere. */
+static void test_reserved_subs(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 3600), out;
+    static const char *const reserved[] = {"service",    "gateway-gw1", "container-c1",
+                                           "metadata-x", "pubsub-ps1",  "auth-auth1"};
+    static const char *const fine[] = {"alice", "gateway", "gatewayx-1", "auth", "my-gateway-1"};
+
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        assert_true(dyno_token_sub_reserved(reserved[i]));
+        snprintf(c.sub, sizeof(c.sub), "%s", reserved[i]);
+        c.jti[0] = '\0';
+        char *tok = sign(f, &c);
+        assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+        free(tok);
+    }
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+        assert_false(dyno_token_sub_reserved(fine[i]));
+    assert_true(dyno_token_sub_reserved(NULL));
+}
+
 static void test_b64url(void **state)
 {
     (void)state;
@@ -429,6 +571,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_document_epochs, setup, teardown),
+        cmocka_unit_test(test_revoked_parse),
+        cmocka_unit_test_setup_teardown(test_reserved_subs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_checked, setup, teardown),
     };
