@@ -53,13 +53,14 @@ static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
     if (msg->len == 0)
         return;
     int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc) {
+    if (rc)
         dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
                    msg->len, dyno_err_code(rc));
-        return;
-    }
-    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
-    gw_events_recheck(gw, NULL); /* an open event stream may use a token just revoked */
+    else
+        dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
+    /* Either way open event streams check their token again: one may be revoked now, or
+     * no user token passes until a good document comes. */
+    gw_events_recheck(gw, NULL);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
