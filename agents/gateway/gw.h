@@ -206,6 +206,10 @@ int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap);
 
 /* ---- MQTT (mqtt.c) ---- */
 int gw_mqtt_start(struct gw *gw);
+struct dyno_mq_opts;
+/* Fills *o (zeroed first) for a broker connection of this gateway as client_id (borrowed:
+ * it must outlive dyno_mq_new): broker address, TLS CA, the service login. */
+void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o);
 void gw_mqtt_publish_status(struct gw *gw, const char *state);
 /* dyno_mq_call with the configured timeout; a silent or unreachable service becomes
  * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */

@@ -267,17 +267,11 @@ static int gw_ingest_session_start(struct gw *gw, struct gw_ingest_session *s)
 {
     char client_id[96];
     snprintf(client_id, sizeof(client_id), "gateway-%s-ingest%d", gw->cfg.id, s->index);
-    struct dyno_mq_opts o = {
-        .host = gw->cfg.broker_host,
-        .port = (int)gw->cfg.broker_port,
-        .client_id = client_id,
-        .username = client_id,
-        .password = gw->service_token,
-        .cafile = gw->cfg.broker_cafile,
-        .keepalive = GW_INGEST_KEEPALIVE_S,
-        .persistent = true, /* unacknowledged readings wait for us across a reconnect */
-        .receive_max = GW_INGEST_RECEIVE_MAX,
-    };
+    struct dyno_mq_opts o;
+    gw_mqtt_opts(gw, client_id, &o);
+    o.keepalive = GW_INGEST_KEEPALIVE_S;
+    o.persistent = true; /* unacknowledged readings wait for us across a reconnect */
+    o.receive_max = GW_INGEST_RECEIVE_MAX;
     s->conn = calloc(1, sizeof(*s->conn));
     if (!s->conn)
         return DYNO_ENOMEM;

@@ -93,24 +93,29 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state)
     cJSON_Delete(st);
 }
 
+void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = gw->cfg.broker_host;
+    o->port = (int)gw->cfg.broker_port;
+    o->client_id = client_id;
+    o->username = client_id; /* services log in as <kind>-<id> (docs/security.md) */
+    o->password = gw->service_token;
+    o->cafile = gw->cfg.broker_cafile;
+}
+
 int gw_mqtt_start(struct gw *gw)
 {
     char client_id[80], topic[160], will[200];
     snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.id);
     gw_status_topic(gw, topic, sizeof(topic));
     snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.id);
-    struct dyno_mq_opts o = {
-        .host = gw->cfg.broker_host,
-        .port = (int)gw->cfg.broker_port,
-        .client_id = client_id,
-        .username = client_id,
-        .password = gw->service_token,
-        .cafile = gw->cfg.broker_cafile,
-        .will_topic = topic,
-        .will_payload = will,
-        .keepalive = 10,
-        .persistent = false,
-    };
+    struct dyno_mq_opts o;
+    gw_mqtt_opts(gw, client_id, &o);
+    o.will_topic = topic;
+    o.will_payload = will;
+    o.keepalive = 10;
+    o.persistent = false;
     int rc = dyno_mq_new(&o, &gw->mq);
     if (rc) {
         dyno_error("cannot create the MQTT client", "err=%s", dyno_err_code(rc));

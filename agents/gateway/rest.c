@@ -377,7 +377,7 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
             r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
             r->replied = true;
             return dyno_http_reply_error_close(c, DYNO_ELIMIT, 1, "more than %lld connections from %s",
-                                           (long long)gw->cfg.max_connections_per_ip, cl->peer);
+                                               (long long)gw->cfg.max_connections_per_ip, cl->peer);
         }
         size_t hdr_bytes = strlen(url) + strlen(method) + 16;
         MHD_get_connection_values(c, MHD_HEADER_KIND, gw_count_header, &hdr_bytes);

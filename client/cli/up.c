@@ -391,8 +391,8 @@ static int write_broker_conf(struct up *u)
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX,
-                             UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data);
+                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, UP_BROKER_QUEUED_MAX,
+                             (long long)UP_BROKER_QUEUED_BYTES, u->data);
     if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");

@@ -45,6 +45,19 @@ class EventStreamsTest(FabricCase):
             self.fail("GET /v1/events?catalog=%s: %d %r" % (catalog, sse.r.status, sse.r.read()))
         return sse
 
+    def open_when_allowed(self, catalog, token, timeout=10):
+        """Opens a stream, retrying while it is refused (a share just made reaches the
+        gateway's catalog cache through the policy feed; a slot just freed is seen within a
+        second); the last attempt, whatever its status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sse = SSE(self.fab, catalog, token)
+            if sse.r.status == 200 or time.monotonic() > deadline:
+                return sse
+            sse.r.read()
+            sse.close()
+            time.sleep(0.2)
+
     def assertStreamEnds(self, sse, why):
         sse.t.join(CLOSE_WITHIN)
         alive = sse.t.is_alive()
@@ -82,13 +95,7 @@ class EventStreamsTest(FabricCase):
 
     def test_stream_ends_when_the_share_that_allowed_it_is_removed(self):
         self.share("alice/ev", "bob")
-        deadline = time.monotonic() + 10
-        while True:  # the gateway's catalog cache learns the share from the policy feed
-            sse = SSE(self.fab, "alice/ev", self.bob)
-            if sse.r.status == 200 or time.monotonic() > deadline:
-                break
-            sse.close()
-            time.sleep(0.2)
+        sse = self.open_when_allowed("alice/ev", self.bob)
         self.assertEqual(sse.r.status, 200)
         owner = self.open_stream("alice/ev", self.alice)
         self.unshare("alice/ev", "bob")
@@ -128,25 +135,12 @@ class EventStreamsTest(FabricCase):
             self.assertGreaterEqual(int(sse.r.getheader("Retry-After")), 1)
             # another user still gets a stream
             self.share("alice/ev", "bob")
-            deadline = time.monotonic() + 10
-            while True:
-                other = SSE(f, "alice/ev", self.bob)
-                if other.r.status == 200 or time.monotonic() > deadline:
-                    break
-                other.close()
-                time.sleep(0.2)
+            other = self.open_when_allowed("alice/ev", self.bob)
             self.assertEqual(other.r.status, 200)
             other.close()
             # a stream closed is a slot free again
             held.pop().close()
-            deadline = time.monotonic() + 10
-            while True:
-                again = SSE(f, "alice/ev", self.alice)
-                if again.r.status == 200 or time.monotonic() > deadline:
-                    break
-                again.r.read()
-                again.close()
-                time.sleep(0.2)
+            again = self.open_when_allowed("alice/ev", self.alice)
             self.assertEqual(again.r.status, 200)
             held.append(again)
         finally:

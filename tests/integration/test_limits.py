@@ -40,6 +40,20 @@ class LimitsTest(FabricCase):
         text = self.fab.log_text(self.fab.names("auth")[0])
         return text.count('msg="login"') + text.count('msg="login refused"')
 
+    def hold(self, n):
+        """n keep-alive connections to the gateway, each with a request answered 200, left
+        open (the caller closes them)."""
+        host, port = self.fab.host_port
+        held = []
+        for _ in range(n):
+            c = http.client.HTTPConnection(host, port, timeout=60)
+            held.append(c)
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+        return held
+
     def assertLimited(self, r, what):
         self.assertEqual(r.status, 429, "%s: %d %r" % (what, r.status, r.body))
         self.assertEqual(r.json()["error"]["code"], "too_many_requests", r.body)
@@ -54,13 +68,7 @@ class LimitsTest(FabricCase):
         held = []
         try:
             # Four keep-alive connections, each with a request answered: all four stay open.
-            for _ in range(4):
-                c = http.client.HTTPConnection(host, port, timeout=30)
-                c.request("GET", "/healthz")
-                r = c.getresponse()
-                r.read()
-                self.assertEqual(r.status, 200)
-                held.append(c)
+            held = self.hold(4)
             # A fifth from the same address is answered 429 and closed.
             c = http.client.HTTPConnection(host, port, timeout=30)
             c.request("GET", "/healthz")
@@ -94,16 +102,9 @@ class LimitsTest(FabricCase):
         f = self.fab
         self.restart_gateway()
         create_user(f, "erin")
-        host, port = f.host_port
         held = []
         try:
-            for _ in range(64):
-                c = http.client.HTTPConnection(host, port, timeout=60)
-                c.request("GET", "/healthz")
-                r = c.getresponse()
-                r.read()
-                self.assertEqual(r.status, 200)
-                held.append(c)
+            held = self.hold(64)
             r = f.http("GET", "/healthz", token=None)
             self.assertLimited(r, "the 65th connection from one address")
         finally:
