@@ -11,6 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "dynostore/error.h"
 #include "json.h"
 
@@ -49,11 +53,11 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-/* The error reply of dyno_http_reply_error{,_after}: the message from fmt and ap;
- * retry_after > 0 adds Retry-After. */
-static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
-                                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
-static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
+/* The error reply of dyno_http_reply_error{,_after,_close}: the message from fmt and ap;
+ * retry_after > 0 adds Retry-After, close "Connection: close". */
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after, bool close,
+                                         const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after, bool close,
                                          const char *fmt, va_list ap)
 {
     char msg[HTTP_ERRMSG_MAX];
@@ -78,6 +82,8 @@ static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsi
     snprintf(after, sizeof(after), "%u", retry_after);
     if (retry_after > 0 && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after) != MHD_YES)
         goto out;
+    if (close && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)
+        goto out;
     ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
 out:
     if (resp != NULL)
@@ -91,7 +97,7 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
     va_list ap;
     va_start(ap, fmt);
     enum MHD_Result ret =
-        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, fmt, ap);
+        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, false, fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -101,9 +107,47 @@ enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, u
 {
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result ret = http_vreply_error(c, err, retry_after, fmt, ap);
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, false, fmt, ap);
     va_end(ap);
     return ret;
+}
+
+enum MHD_Result dyno_http_reply_error_close(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = http_vreply_error(c, err, retry_after, true, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX])
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const void *addr = NULL;
+    int family = AF_UNSPEC;
+
+    snprintf(out, DYNO_HTTP_PEER_MAX, "?");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        family = AF_INET;
+        addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+        family = AF_INET6;
+        addr = a6;
+        /* One client, one key: ::ffff:1.2.3.4 is 1.2.3.4 (a dual-stack listener). */
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            addr = &a6->s6_addr[12];
+        }
+    }
+    if (addr == NULL || inet_ntop(family, addr, out, DYNO_HTTP_PEER_MAX) == NULL)
+        snprintf(out, DYNO_HTTP_PEER_MAX, "?");
 }
 
 const char *dyno_http_bearer(struct MHD_Connection *c)

@@ -7,6 +7,7 @@
 #define DYNO_HTTPD_H
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define DYNO_HTTP_HEADER_MAX 8192 /* a request whose headers exceed this gets 431 from MHD */
@@ -20,6 +21,13 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
 /* The same with Retry-After: retry_after seconds (none when 0). */
 enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
                                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same, and "Connection: close": the connection ends with this answer. */
+enum MHD_Result dyno_http_reply_error_close(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define DYNO_HTTP_PEER_MAX 64 /* an IPv6 address in text, with room to spare */
+/* The client's address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4)
+ * into out (DYNO_HTTP_PEER_MAX bytes): the key of per-client limits. "?" when unknown. */
+void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX]);
 /* The token of "Authorization: Bearer <token>", or NULL. Borrowed from MHD. */
 const char *dyno_http_bearer(struct MHD_Connection *c);
 /* The same from the header's value v (may be NULL): a pointer into v, or NULL. No I/O. */
