@@ -1061,13 +1061,10 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
 {
     *result = NULL;
     sqlite3_stmt *st;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *dr = cJSON_AddArrayToObject(res, "draining");
-    if (!res || !dr) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
+    cJSON *dr;
+    cJSON *res = md__result_new("draining", &dr, err, errlen);
+    if (!res)
         return DYNO_ENOMEM;
-    }
     /* One read transaction: the counts agree with each other. */
     int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
@@ -1097,13 +1094,9 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         goto sql;
-    md__rollback(db);
-    *result = res;
-    return 0;
+    rc = SQLITE_OK;
 sql:
-    md__rollback(db);
-    cJSON_Delete(res);
-    return md__sqlerr(db, rc, err, errlen);
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
 int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now,
@@ -1163,13 +1156,10 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
 {
     *result = NULL;
     sqlite3_stmt *st;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(res, "items");
-    if (!res || !items) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
+    cJSON *items;
+    cJSON *res = md__result_new("items", &items, err, errlen);
+    if (!res)
         return DYNO_ENOMEM;
-    }
     int got = 0;
     int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
@@ -1205,13 +1195,9 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         if (rc != SQLITE_DONE)
             goto sql;
     }
-    md__rollback(db);
-    *result = res;
-    return 0;
+    rc = SQLITE_OK;
 sql:
-    md__rollback(db);
-    cJSON_Delete(res);
-    return md__sqlerr(db, rc, err, errlen);
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
 static int repair__gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)

@@ -318,6 +318,32 @@ static void test_bad_input_changes_nothing(void **state)
     cJSON_Delete(res);
 }
 
+/* Every call on a key no object has answers not found, naming the key, and stores nothing. */
+static void test_unknown_key_not_found(void **state)
+{
+    struct fx *f = *state;
+    char req[1024], err[256];
+    cJSON *res = NULL;
+    const char *key = "00000000000000000000000000000001";
+    commit_req(req, sizeof(req), key, 10, SHA, 5);
+    assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    assert_non_null(strstr(err, key));
+    const char *methods[] = {"object.get", "object.abort", "object.evict"};
+    snprintf(req, sizeof(req), "{\"key\":\"%s\"}", key);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        assert_int_equal(call(f, methods[i], req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+        assert_non_null(strstr(err, "no object"));
+    }
+    snprintf(req, sizeof(req), "{\"key\":\"%s\",\"deleted\":[0]}", key);
+    assert_int_equal(call(f, "object.purge", req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    assert_non_null(strstr(err, "no object"));
+    snprintf(req, sizeof(req), "{\"key\":\"%s\",\"index\":0,\"problem\":\"crc\"}", key);
+    assert_int_equal(call(f, "object.report", req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    assert_non_null(strstr(err, "no object"));
+    assert_int_equal(objects(f), 0);
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM garbage"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +353,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_evict_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_container_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_key_not_found, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
