@@ -99,8 +99,8 @@ static cJSON *begin(struct fx *f, const char *name, int size, char key[33])
     char req[256], err[256];
     cJSON *res = NULL;
     snprintf(req, sizeof(req),
-             "{\"catalog\":\"alice/c\",\"name\":\"%s\",\"publisher\":\"alice\",\"size\":%d,\"unit\":1024}", name,
-             size);
+             "{\"catalog\":\"alice/c\",\"name\":\"%s\",\"publisher\":\"alice\",\"size\":%d,\"unit\":1024}",
+             name, size);
     assert_int_equal(call(f, "object.begin", req, &res, err, sizeof(err)), 0);
     snprintf(key, 33, "%s", dyno_json_str(res, "key"));
     assert_int_equal(strlen(key), 32);
@@ -109,7 +109,8 @@ static cJSON *begin(struct fx *f, const char *name, int size, char key[33])
 
 static void commit_req(char *req, size_t len, const char *key, int size, const char *sha, int nok)
 {
-    int n = snprintf(req, len, "{\"key\":\"%s\",\"size\":%d,\"sha256\":\"%s\",\"fragments\":[", key, size, sha);
+    int n =
+        snprintf(req, len, "{\"key\":\"%s\",\"size\":%d,\"sha256\":\"%s\",\"fragments\":[", key, size, sha);
     for (int i = 0; i < 5; i++)
         n += snprintf(req + n, len - (size_t)n, "%s{\"index\":%d,\"ok\":%s}", i ? "," : "", i,
                       i < nok ? "true" : "false");
@@ -253,8 +254,8 @@ static void test_container_registry(void **state)
     /* With c5 offline, four containers cannot hold k+m=5 fragments: a clear refusal. */
     status(f, "c5", "{\"id\":\"c5\",\"state\":\"offline\"}");
     assert_int_equal(call(f, "object.begin",
-                          "{\"catalog\":\"alice/c\",\"name\":\"z\",\"publisher\":\"alice\",\"size\":1}", &res, err,
-                          sizeof(err)),
+                          "{\"catalog\":\"alice/c\",\"name\":\"z\",\"publisher\":\"alice\",\"size\":1}", &res,
+                          err, sizeof(err)),
                      DYNO_EUNAVAIL);
     assert_non_null(strstr(err, "4 online"));
     assert_int_equal(objects(f), 0);
@@ -275,8 +276,10 @@ static void test_bad_input_changes_nothing(void **state)
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\"}", "size is required"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":\"1\"}", "size"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"k\":0}", "k must"},
-        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/b\",\"publisher\":\"alice\",\"size\":1}", "name"},
-        {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"replica\":1}", "replica"},
+        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/b\",\"publisher\":\"alice\",\"size\":1}",
+         "name"},
+        {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"replica\":1}",
+         "replica"},
         {"object.commit", "{\"key\":\"XYZ\",\"size\":1,\"sha256\":\"" SHA "\",\"fragments\":[]}", "key"},
         {"object.get", "{\"key\":\"0123456789ABCDEF0123456789abcdef\"}", "key"},
         {"object.list", "{\"catalog\":\"alice/c\",\"limit\":0}", "limit"},
@@ -298,19 +301,19 @@ static void test_bad_input_changes_nothing(void **state)
         {"[{\"index\":300,\"ok\":true}]", "index"},
     };
     for (size_t i = 0; i < sizeof(badfr) / sizeof(badfr[0]); i++) {
-        snprintf(req, sizeof(req), "{\"key\":\"%s\",\"size\":10,\"sha256\":\"%s\",\"fragments\":%s}", key, SHA,
-                 badfr[i][0]);
+        snprintf(req, sizeof(req), "{\"key\":\"%s\",\"size\":10,\"sha256\":\"%s\",\"fragments\":%s}", key,
+                 SHA, badfr[i][0]);
         assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);
         assert_non_null(strstr(err, badfr[i][1]));
     }
-    snprintf(req, sizeof(req), "{\"key\":\"%s\",\"size\":10,\"sha256\":\"%.63s\",\"fragments\":[]}", key, SHA);
+    snprintf(req, sizeof(req), "{\"key\":\"%s\",\"size\":10,\"sha256\":\"%.63s\",\"fragments\":[]}", key,
+             SHA);
     assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);
     assert_non_null(strstr(err, "sha256"));
     /* Fewer than k fragments stored: refused by the store, still pending. */
     commit_req(req, sizeof(req), key, 10, SHA, 2);
     assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);
-    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM objects WHERE state='pending'"),
-                     1);
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM objects WHERE state='pending'"), 1);
     assert_int_equal(objects(f), 1);
     /* The object is still committable after all that. */
     commit_req(req, sizeof(req), key, 10, SHA, 5);
