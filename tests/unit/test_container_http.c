@@ -297,6 +297,14 @@ static void test_put_get_head_delete(void **state)
     assert_int_equal(r.len, f->fraglen);
     assert_memory_equal(r.body, f->frag, f->fraglen);
     free(r.body);
+    /* A small fragment read whole and verified is served from the cache the next time. */
+    assert_int_equal(metric(f, CM_CACHE_HITS), 0);
+    r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, f->fraglen);
+    assert_memory_equal(r.body, f->frag, f->fraglen);
+    free(r.body);
+    assert_int_equal(metric(f, CM_CACHE_HITS), 1);
     r = req(f, "HEAD", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
     assert_int_equal(r.status, 200);
     char cl[64];
@@ -307,6 +315,12 @@ static void test_put_get_head_delete(void **state)
     /* A second put of the same id replaces it. */
     put_ok(f, ID0);
     assert_int_equal(metric(f, CM_PUTS), 2);
+    /* The replacement dropped the cached copy: a byte flipped on disk now is found. */
+    flip(f, ID0, DYNO_FRAG_HDR_SIZE + 4 + 1);
+    r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    assert_true(r.cc != CURLE_OK || r.len < f->fraglen);
+    free(r.body);
+    assert_int_equal(metric(f, CM_CRC_ERRORS), 1);
     r = req(f, "DELETE", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
     assert_true(r.status == 200 || r.status == 204);
     free(r.body);
