@@ -259,6 +259,18 @@ static void put_ok(struct fx *f, const char *id)
     free(r.body);
 }
 
+/* GET of id answers 200 with exactly the fragment put. */
+static void get_whole(struct fx *f, const char *id)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/v1/fragments/%s", id);
+    struct reply r = req(f, "GET", path, f->svc, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, f->fraglen);
+    assert_memory_equal(r.body, f->frag, f->fraglen);
+    free(r.body);
+}
+
 static bool stored(struct fx *f, const char *id)
 {
     uint64_t size = 0;
@@ -292,20 +304,12 @@ static void test_put_get_head_delete(void **state)
     struct fx *f = *state;
     put_ok(f, ID0);
     assert_true(stored(f, ID0));
-    struct reply r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, f->fraglen);
-    assert_memory_equal(r.body, f->frag, f->fraglen);
-    free(r.body);
+    get_whole(f, ID0);
     /* A small fragment read whole and verified is served from the cache the next time. */
     assert_int_equal(metric(f, CM_CACHE_HITS), 0);
-    r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.len, f->fraglen);
-    assert_memory_equal(r.body, f->frag, f->fraglen);
-    free(r.body);
+    get_whole(f, ID0);
     assert_int_equal(metric(f, CM_CACHE_HITS), 1);
-    r = req(f, "HEAD", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    struct reply r = req(f, "HEAD", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
     assert_int_equal(r.status, 200);
     char cl[64];
     snprintf(cl, sizeof(cl), "Content-Length: %zu", f->fraglen);
