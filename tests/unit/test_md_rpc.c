@@ -347,6 +347,57 @@ static void test_unknown_key_not_found(void **state)
     assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM garbage"), 0);
 }
 
+/* Healing through the RPC table: only an admin drains; the drained fragment is leased to a
+ * worker with a spare as target, completed once (a second completion conflicts), and a
+ * malformed completion is refused without change. */
+static void test_drain_claim_complete(void **state)
+{
+    struct fx *f = *state;
+    char key[33], req[1024], err[256];
+    cJSON *res = NULL;
+    put(f, "d", 100, key);
+    const char *drain = "{\"id\":\"c2\",\"caller\":{\"sub\":\"bob\",\"admin\":false}}";
+    assert_int_equal(call(f, "container.drain", drain, &res, err, sizeof(err)), DYNO_EFORBIDDEN);
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM drains"), 0);
+    assert_int_equal(call(f, "container.drain",
+                          "{\"id\":\"c9\",\"caller\":{\"sub\":\"root\",\"admin\":true}}", &res, err,
+                          sizeof(err)),
+                     DYNO_ENOTFOUND);
+    assert_int_equal(call(f, "container.drain",
+                          "{\"id\":\"c2\",\"caller\":{\"sub\":\"root\",\"admin\":true}}", &res, err,
+                          sizeof(err)),
+                     0);
+    cJSON_Delete(res);
+    status(f, "c6",
+           "{\"id\":\"c6\",\"state\":\"online\",\"url\":\"http://127.0.0.1:40006\",\"capacity\":1000000000}");
+    assert_int_equal(call(f, "repair.claim", "{\"worker\":\"gw1\"}", &res, err, sizeof(err)), 0);
+    const cJSON *task = cJSON_GetObjectItem(res, "task");
+    assert_true(cJSON_IsObject(task));
+    assert_string_equal(dyno_json_str(task, "key"), key);
+    const cJSON *tg = cJSON_GetArrayItem(cJSON_GetObjectItem(task, "rebuild"), 0);
+    assert_string_equal(dyno_json_str(tg, "container"), "c6");
+    int ix = cJSON_GetObjectItem(tg, "index")->valueint;
+    char id[33];
+    snprintf(id, sizeof(id), "%s", dyno_json_str(task, "id"));
+    cJSON_Delete(res);
+    snprintf(req, sizeof(req),
+             "{\"key\":\"%s\",\"id\":\"%s\",\"results\":[{\"index\":%d,\"ok\":true,\"container\":\"c6\"},"
+             "{\"index\":%d,\"ok\":true,\"container\":\"c6\"}]}",
+             key, id, ix, ix);
+    assert_int_equal(call(f, "repair.complete", req, &res, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "given twice"));
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM repair_targets"), 1);
+    snprintf(req, sizeof(req),
+             "{\"key\":\"%s\",\"id\":\"%s\",\"results\":[{\"index\":%d,\"ok\":true,\"container\":\"c6\"}]}",
+             key, id, ix);
+    assert_int_equal(call(f, "repair.complete", req, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "state"), "committed");
+    cJSON_Delete(res);
+    assert_int_equal(call(f, "repair.complete", req, &res, err, sizeof(err)), DYNO_ECONFLICT);
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM fragments WHERE container='c6'"), 1);
+    assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM garbage WHERE container='c2'"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_container_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_claim_complete, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
