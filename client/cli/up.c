@@ -19,6 +19,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include "json.h"
 #include "mq.h"
 #include "names.h"
+#include "rest.h"
 #include "token.h"
 
 #define UP_PATH 4096
@@ -99,13 +101,6 @@ static volatile sig_atomic_t up_signal;
 static void on_signal(int sig)
 {
     up_signal = sig;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void sleep_ms(long ms)
@@ -193,15 +188,25 @@ static bool port_accepts(int port)
     return ok;
 }
 
+/* A whole decimal in lo..hi (lo >= 0), through the library's strict parser: no sign, no
+ * space, no trailing text, no overflow, as the gateway reads numbers. */
+static bool up__parse_num(const char *s, long lo, long hi, long *out)
+{
+    uint64_t v;
+    if (dyno_rest_parse_u64(s, &v) != 0 || v < (uint64_t)lo || v > (uint64_t)hi)
+        return false;
+    *out = (long)v;
+    return true;
+}
+
 /* Port number written in a port file; 0 when absent or not yet written. */
 static int read_port_file(const char *path)
 {
     char *t = NULL;
     if (dyno_read_file(path, 64, &t, NULL) < 0)
         return 0;
-    char *end = NULL;
-    long v = strtol(t, &end, 10);
-    int port = (end != t && v > 0 && v <= 65535) ? (int)v : 0;
+    long v = 0;
+    int port = up__parse_num(t, 1, 65535, &v) ? (int)v : 0;
     free(t);
     return port;
 }
@@ -301,12 +306,9 @@ static int previous_ports(const struct up *u, int *gw)
         (void)dyno_json_i64(cJSON_GetObjectItemCaseSensitive(doc, "broker"), "port", &port);
         const char *url = dyno_json_str(doc, "gateway");
         const char *colon = url ? strrchr(url, ':') : NULL;
-        if (colon) {
-            char *end;
-            long v = strtol(colon + 1, &end, 10);
-            if (end != colon + 1 && *end == '\0' && v > 0 && v <= 65535)
-                *gw = (int)v;
-        }
+        long v;
+        if (colon && up__parse_num(colon + 1, 1, 65535, &v))
+            *gw = (int)v;
     }
     cJSON_Delete(doc);
     free(text);
@@ -778,7 +780,7 @@ static void stop_all(struct up *u)
         }
         if (!any)
             continue;
-        double deadline = now_s() + UP_STOP_GRACE_S;
+        double deadline = cli_now_s() + UP_STOP_GRACE_S;
         for (;;) {
             int status;
             for (int i = 0; i < u->nprocs; i++) {
@@ -792,7 +794,7 @@ static void stop_all(struct up *u)
                     left = true;
             if (!left)
                 break;
-            if (now_s() >= deadline) {
+            if (cli_now_s() >= deadline) {
                 for (int i = 0; i < u->nprocs; i++) {
                     struct up_proc *p = &u->procs[i];
                     if (p->stage == stage && p->alive) {
@@ -819,7 +821,7 @@ typedef bool (*up_cond_fn)(struct up *u, void *arg);
 /* Polls cond until true, timeout, a child's death (its log tail is printed) or a signal. */
 static int wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
 {
-    double deadline = now_s() + timeout;
+    double deadline = cli_now_s() + timeout;
     for (;;) {
         if (up_signal)
             return WAIT_SIGNAL;
@@ -835,7 +837,7 @@ static int wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
         }
         if (cond(u, arg))
             return WAIT_OK;
-        if (now_s() >= deadline)
+        if (cli_now_s() >= deadline)
             return WAIT_TIMEOUT;
         sleep_ms(100);
     }
@@ -890,7 +892,7 @@ struct ready_wait {
 static bool cond_ready(struct up *u, void *arg)
 {
     struct ready_wait *w = arg;
-    double t = now_s();
+    double t = cli_now_s();
     if (t < w->next_try)
         return false;
     w->next_try = t + 0.25;
@@ -1008,17 +1010,6 @@ static bool valid_size(const char *s)
     return *p == '\0';
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 static void free_procs(struct up *u)
 {
     for (int i = 0; i < u->nprocs; i++)
@@ -1049,27 +1040,32 @@ static int first_of(const struct up *u, int stage, int *count)
     return first;
 }
 
-/* Runs the start-up sequence. CLI_OK when ready; else a failure was printed. */
-static int start_all(struct up *u, int *signalled)
-{
-    char p[UP_PATH];
-    int w;
-    *signalled = 0;
+/* ---- start-up stages ---------------------------------------------------------------------
+ * Each returns a WAIT_* code: WAIT_OK to go on, WAIT_SIGNAL when Ctrl-C or SIGTERM came (not
+ * a failure), anything else a failure already printed. */
 
+/* A stage's processes could not be started (spawn printed why). */
+#define WAIT_FAIL 4
+
+static int up__start_broker(struct up *u)
+{
     if (start_range(u, ST_BROKER) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, 5.0, cond_broker, NULL);
+        return WAIT_FAIL;
+    int w = wait_for(u, 5.0, cond_broker, NULL);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: the broker does not accept connections on 127.0.0.1:%d after 5 s", u->broker_port);
         log_tail(&u->procs[0]);
     }
-    if (w != WAIT_OK)
-        goto fail;
-    (void)write_fabric(u, false);
+    if (w == WAIT_OK)
+        (void)write_fabric(u, false);
+    return w;
+}
 
+static int up__start_auth(struct up *u)
+{
     if (start_range(u, ST_AUTH) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_AUTH_WAIT_S, cond_auth_files, NULL);
+        return WAIT_FAIL;
+    int w = wait_for(u, UP_AUTH_WAIT_S, cond_auth_files, NULL);
     if (w == WAIT_TIMEOUT) {
         int n;
         int i = first_of(u, ST_AUTH, &n);
@@ -1077,27 +1073,35 @@ static int start_all(struct up *u, int *signalled)
                 UP_AUTH_WAIT_S);
         log_tail(&u->procs[i]);
     }
-    if (w != WAIT_OK)
-        goto fail;
+    return w;
+}
 
+/* Metadata and pubsub: nothing to wait for, the gateway's readiness covers them. */
+static int up__start_services(struct up *u)
+{
     if (start_range(u, ST_METADATA) != CLI_OK || start_range(u, ST_PUBSUB) != CLI_OK)
-        return CLI_FAIL;
+        return WAIT_FAIL;
+    return WAIT_OK;
+}
 
-    /* the gateway binds before the containers: they take ephemeral ports, which could be the
-     * one the gateway was given */
+/* The gateway binds before the containers: they take ephemeral ports, which could be the one
+ * the gateway was given. */
+static int up__start_gateway(struct up *u)
+{
+    char p[UP_PATH];
     struct port_wait gwait = {0};
     gwait.first = first_of(u, ST_GATEWAY, &gwait.count);
     if (path_fmt(p, "%s/gateway/port", u->data))
         unlink(p);
     if (start_range(u, ST_GATEWAY) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &gwait);
+        return WAIT_FAIL;
+    int w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &gwait);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: dyno-gateway did not write %s/gateway/port within %.0f s", u->data, UP_PORTFILE_WAIT_S);
         log_tail(&u->procs[gwait.first]);
     }
     if (w != WAIT_OK)
-        goto fail;
+        return w;
     if (path_fmt(p, "%s/gateway/port", u->data)) {
         int real = read_port_file(p);
         if (real > 0 && real != u->gw_port) {
@@ -1105,80 +1109,113 @@ static int start_all(struct up *u, int *signalled)
             snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
             /* a gateway restarted from its config comes back on the same URL */
             if (write_gateway_conf(u, p) != CLI_OK)
-                goto fail;
+                return WAIT_FAIL;
         }
     }
+    return WAIT_OK;
+}
 
+static int up__start_containers(struct up *u)
+{
+    char p[UP_PATH];
     struct port_wait pw = {0};
     pw.first = first_of(u, ST_CONTAINERS, &pw.count);
     for (int i = pw.first; i < pw.first + pw.count; i++)
         if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
             unlink(p); /* a stale port file would look like a started container */
     if (start_range(u, ST_CONTAINERS) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
+        return WAIT_FAIL;
+    int w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
                 UP_PORTFILE_WAIT_S);
         log_tail(&u->procs[pw.missing]);
     }
     if (w != WAIT_OK)
-        goto fail;
+        return w;
     /* a container restarted from its config comes back on the same URL */
     for (int n = 1; n <= u->ncont; n++) {
         char conf[UP_PATH];
         int real = path_fmt(p, "%s/containers/c%d/port", u->data, n) ? read_port_file(p) : -1;
         if (real > 0 && write_container_conf(u, n, real, conf) != CLI_OK)
-            goto fail;
+            return WAIT_FAIL;
     }
+    return WAIT_OK;
+}
 
-    /* the gateway answers, and sees every container online */
-    struct ready_wait rw = {0};
+/* A client of the gateway with the admin token, for the readiness checks; NULL when it
+ * cannot be made (printed). */
+static dyno_client *up__admin_client(const struct up *u)
+{
+    char p[UP_PATH];
     char *admin = NULL;
+    dyno_client *c = NULL;
     if (!path_fmt(p, "%s/secrets/admin.token", u->data) ||
         dyno_read_file(p, DYNO_TOKEN_MAX + 64, &admin, NULL) < 0) {
         cli_err("up: cannot read %s", p);
-        goto fail;
+        return NULL;
     }
     admin[strcspn(admin, "\r\n")] = '\0';
-    int rc = dyno_client_new(u->gw_url, admin, &rw.c);
+    int rc = dyno_client_new(u->gw_url, admin, &c);
     memset(admin, 0, strlen(admin));
     free(admin);
     if (rc < 0) {
         cli_err("up: cannot make a client for %s: %s", u->gw_url, dyno_strerror(rc));
-        goto fail;
+        return NULL;
     }
-    dyno_client_set_timeouts(rw.c, 1000, 2000, 2000);
+    dyno_client_set_timeouts(c, 1000, 2000, 2000);
     if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
-        (void)dyno_client_set_cafile(rw.c, p);
-    w = wait_for(u, UP_READY_WAIT_S, cond_ready, &rw);
-    dyno_client_free(rw.c);
-    if (w == WAIT_TIMEOUT) {
-        if (!rw.healthy) {
-            cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
-                    rw.last_error);
-            log_tail(&u->procs[gwait.first]);
-        } else {
-            cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
-                    rw.missing[0] ? rw.missing : "(unknown)", rw.last_error[0] ? "; last error: " : "",
-                    rw.last_error);
-            for (int i = 0; i < u->nprocs; i++) {
-                const struct up_proc *pr = &u->procs[i];
-                if (strcmp(pr->kind, "container") == 0 && strstr(rw.missing, pr->id))
-                    fprintf(stderr, "  %s log: %s\n", pr->name, pr->log);
-            }
-            fprintf(stderr,
-                    "  metadata log: %s/logs/metadata-md1.log\n  gateway log: %s/logs/gateway-gw1.log\n",
-                    u->data, u->data);
-        }
+        (void)dyno_client_set_cafile(c, p);
+    return c;
+}
+
+/* Why the fabric did not become ready in time, with the logs to read. */
+static void up__report_not_ready(const struct up *u, const struct ready_wait *rw)
+{
+    if (!rw->healthy) {
+        int n;
+        cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
+                rw->last_error);
+        log_tail(&u->procs[first_of(u, ST_GATEWAY, &n)]);
+        return;
     }
-    if (w != WAIT_OK)
-        goto fail;
-    return CLI_OK;
-fail:
-    if (w == WAIT_SIGNAL)
-        *signalled = 1;
-    return CLI_FAIL;
+    cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
+            rw->missing[0] ? rw->missing : "(unknown)", rw->last_error[0] ? "; last error: " : "",
+            rw->last_error);
+    for (int i = 0; i < u->nprocs; i++) {
+        const struct up_proc *pr = &u->procs[i];
+        if (strcmp(pr->kind, "container") == 0 && strstr(rw->missing, pr->id))
+            fprintf(stderr, "  %s log: %s\n", pr->name, pr->log);
+    }
+    fprintf(stderr, "  metadata log: %s/logs/metadata-md1.log\n  gateway log: %s/logs/gateway-gw1.log\n",
+            u->data, u->data);
+}
+
+/* The gateway answers, and sees every container online. */
+static int up__wait_ready(struct up *u)
+{
+    struct ready_wait rw = {0};
+    rw.c = up__admin_client(u);
+    if (!rw.c)
+        return WAIT_FAIL;
+    int w = wait_for(u, UP_READY_WAIT_S, cond_ready, &rw);
+    dyno_client_free(rw.c);
+    if (w == WAIT_TIMEOUT)
+        up__report_not_ready(u, &rw);
+    return w;
+}
+
+/* Runs the start-up sequence. CLI_OK when ready; else a failure was printed, or a signal
+ * came (*signalled). */
+static int up__start(struct up *u, int *signalled)
+{
+    int (*const stages[])(struct up *) = {up__start_broker,  up__start_auth,       up__start_services,
+                                          up__start_gateway, up__start_containers, up__wait_ready};
+    int w = WAIT_OK;
+    for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]) && w == WAIT_OK; i++)
+        w = stages[i](u);
+    *signalled = w == WAIT_SIGNAL;
+    return w == WAIT_OK ? CLI_OK : CLI_FAIL;
 }
 
 static void print_ready(const struct up *u)
@@ -1203,110 +1240,115 @@ static void print_ready(const struct up *u)
     fflush(stdout);
 }
 
-int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
+/* ---- the command ------------------------------------------------------------------------- */
+
+/* The flags of `dynostore up`, checked. */
+struct up_opts {
+    const char *data;         /* NULL: ~/.local/share/dynostore/fabric */
+    const char *bin;          /* NULL: next to the CLI */
+    const char *plugin;       /* NULL: <bindir>/../lib/dyno_auth.so */
+    const char *capacity;     /* per container */
+    const char *repair_grace; /* NULL: the metadata default */
+    int ncont;
+    int port; /* 0 = any */
+    bool tls;
+};
+
+/* Reads and checks the flags; CLI_OK or the usage error (printed). */
+static int up__parse_opts(int argc, char **argv, struct up_opts *o)
 {
-    const char *data = NULL, *ncont_s = NULL, *grace = NULL, *port_s = NULL, *bin = NULL, *capacity = "10G";
-    const char *plugin = NULL;
-    bool tls = false, fg = false;
+    const char *ncont_s = NULL, *port_s = NULL;
+    bool fg = false;
+    *o = (struct up_opts){.capacity = "10G"};
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
-    int npos = 0, ec = CLI_FAIL;
-    struct up *u = calloc(1, sizeof(*u));
-    if (!pos || !u) {
-        free(pos);
-        free(u);
+    int npos = 0;
+    if (!pos)
         return cli_err("out of memory");
-    }
-    u->lock_fd = -1;
-    u->x = x;
     const struct cli_flag flags[] = {
-        {"--data", true, &data, NULL},
+        {"--data", true, &o->data, NULL},
         {"--containers", true, &ncont_s, NULL},
-        {"--repair-grace", true, &grace, NULL},
+        {"--repair-grace", true, &o->repair_grace, NULL},
         {"--port", true, &port_s, NULL},
-        {"--bin", true, &bin, NULL},
-        {"--plugin", true, &plugin, NULL},
-        {"--capacity", true, &capacity, NULL},
-        {"--tls", false, NULL, &tls},
+        {"--bin", true, &o->bin, NULL},
+        {"--plugin", true, &o->plugin, NULL},
+        {"--capacity", true, &o->capacity, NULL},
+        {"--tls", false, NULL, &o->tls},
         {"--foreground", false, NULL, &fg},
     };
-    ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
-    if (ec)
-        goto out;
-    if (npos > 0) {
+    int ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
+    if (!ec && npos > 0)
         ec = cli_usage("up: unexpected argument '%s'", pos[0]);
-        goto out;
-    }
-    long v = 5;
-    if (ncont_s && !parse_int(ncont_s, 1, UP_MAX_CONTAINERS, &v)) {
-        ec = cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
-        goto out;
-    }
-    u->ncont = (int)v;
-    if (u->ncont < 5) {
-        /* the default 3+2 needs 5 containers: pick what fits, so that put works */
-        u->def_m = u->ncont >= 4 ? 2 : u->ncont >= 2 ? 1 : 0;
-        u->def_k = u->ncont - u->def_m < 3 ? u->ncont - u->def_m : 3;
-    }
-    v = 8080;
-    if (port_s && !parse_int(port_s, 0, 65535, &v)) {
-        ec = cli_usage("up: --port must be 0..65535");
-        goto out;
-    }
-    u->port_req = (int)v;
-    if (grace && !parse_int(grace, 0, 365L * 86400, &v)) {
-        ec = cli_usage("up: --repair-grace must be a number of seconds");
-        goto out;
-    }
-    u->repair_grace = grace;
-    if (!valid_size(capacity)) {
-        ec = cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
-        goto out;
-    }
-    u->capacity = capacity;
-    u->tls = tls;
+    free(pos);
+    if (ec)
+        return ec;
     (void)fg; /* `up` always stays in the foreground; the flag says so explicitly */
+    long v = 5;
+    if (ncont_s && !up__parse_num(ncont_s, 1, UP_MAX_CONTAINERS, &v))
+        return cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
+    o->ncont = (int)v;
+    v = 8080;
+    if (port_s && !up__parse_num(port_s, 0, 65535, &v))
+        return cli_usage("up: --port must be 0..65535");
+    o->port = (int)v;
+    if (o->repair_grace && !up__parse_num(o->repair_grace, 0, 365L * 86400, &v))
+        return cli_usage("up: --repair-grace must be a number of seconds");
+    if (!valid_size(o->capacity))
+        return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
+    return CLI_OK;
+}
 
-    /* the data folder, absolute */
+/* The default 3+2 needs 5 containers: with fewer, pick what fits, so that put works. */
+static void up__default_resilience(struct up *u)
+{
+    if (u->ncont >= 5)
+        return;
+    u->def_m = u->ncont >= 4 ? 2 : u->ncont >= 2 ? 1 : 0;
+    u->def_k = u->ncont - u->def_m < 3 ? u->ncont - u->def_m : 3;
+}
+
+/* The data folder (--data, else under $HOME), created, made absolute into u->data. */
+static int up__data_dir(struct up *u, const char *data)
+{
     char want[UP_PATH];
     if (data) {
         snprintf(want, sizeof(want), "%s", data);
     } else {
         const char *home = getenv("HOME");
-        if (!home || !home[0]) {
-            ec = cli_usage("up: $HOME is not set: pass --data DIR");
-            goto out;
-        }
-        if (!path_fmt(want, "%s/.local/share/dynostore/fabric", home)) {
-            ec = cli_err("up: $HOME too long");
-            goto out;
-        }
+        if (!home || !home[0])
+            return cli_usage("up: $HOME is not set: pass --data DIR");
+        if (!path_fmt(want, "%s/.local/share/dynostore/fabric", home))
+            return cli_err("up: $HOME too long");
     }
-    if (cli_mkdirs(want, 0700) < 0) {
-        ec = cli_err("up: cannot create %s: %s", want, strerror(errno));
-        goto out;
-    }
-    if (!abs_path(want, u->data)) {
-        ec = cli_err("up: %s: path too long", want);
-        goto out;
-    }
+    if (cli_mkdirs(want, 0700) < 0)
+        return cli_err("up: cannot create %s: %s", want, strerror(errno));
+    if (!abs_path(want, u->data))
+        return cli_err("up: %s: path too long", want);
     size_t dl = strlen(u->data);
     while (dl > 1 && u->data[dl - 1] == '/')
         u->data[--dl] = '\0';
-    if (strlen(u->data) > UP_PATH - 256) {
-        ec = cli_err("up: data folder path too long");
-        goto out;
-    }
+    if (strlen(u->data) > UP_PATH - 256)
+        return cli_err("up: data folder path too long");
+    return CLI_OK;
+}
 
-    if ((ec = find_bins(u, bin)) != CLI_OK || (ec = find_plugin(u, plugin)) != CLI_OK ||
-        (ec = lock_dir(u)) != CLI_OK || (ec = make_dirs(u)) != CLI_OK)
-        goto out;
+/* Everything before the ports: programs found, DIR locked and laid out, TLS material and
+ * secrets made (or kept from the last run). */
+static int up__prepare(struct up *u, const struct up_opts *o)
+{
+    int ec;
+    if ((ec = up__data_dir(u, o->data)) != CLI_OK || (ec = find_bins(u, o->bin)) != CLI_OK ||
+        (ec = find_plugin(u, o->plugin)) != CLI_OK || (ec = lock_dir(u)) != CLI_OK ||
+        (ec = make_dirs(u)) != CLI_OK)
+        return ec;
     if (u->tls && (ec = cli_up_tls(u->data)) != CLI_OK)
-        goto out;
-    if ((ec = make_secrets(u)) != CLI_OK)
-        goto out;
+        return ec;
+    return make_secrets(u);
+}
 
-    /* ports: the broker and the gateway keep the ones of the last run when they can; else the
-     * gateway binds any free port and reports it in its port file */
+/* The broker and the gateway keep the ports of the last run when they can; else the gateway
+ * binds any free port and reports it in its port file. */
+static int up__pick_ports(struct up *u)
+{
     int prev_gw = 0;
     int prev = previous_ports(u, &prev_gw);
     u->broker_port = prev && port_is_free(prev) ? prev : free_port();
@@ -1316,20 +1358,19 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
         u->gw_port = u->port_req;
     } else {
         u->gw_port = 0;
-        if (!x->quiet)
+        if (!u->x->quiet)
             fprintf(stderr, "dynostore up: port %d is busy; the gateway takes another free port\n",
                     u->port_req);
     }
-    if (!u->broker_port) {
-        ec = cli_err("up: cannot find a free port on 127.0.0.1");
-        goto out;
-    }
+    if (!u->broker_port)
+        return cli_err("up: cannot find a free port on 127.0.0.1");
     snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", u->gw_port);
+    return CLI_OK;
+}
 
-    if ((ec = write_broker_conf(u)) != CLI_OK || (ec = write_configs(u)) != CLI_OK)
-        goto out;
-
-    /* signals: Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway */
+/* Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway. */
+static void up__catch_signals(void)
+{
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -1338,25 +1379,13 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     struct sigaction ign = {.sa_handler = SIG_IGN};
     sigemptyset(&ign.sa_mask);
     sigaction(SIGPIPE, &ign, NULL);
+}
 
-    if (!x->quiet)
-        fprintf(stderr, "dynostore up: starting the fabric in %s ...\n", u->data);
-    int signalled = 0;
-    ec = start_all(u, &signalled);
-    if (ec != CLI_OK) {
-        if (!signalled)
-            fprintf(stderr, "dynostore up: stopping everything\n");
-        stop_all(u);
-        (void)write_fabric(u, false);
-        ec = signalled ? CLI_OK : CLI_FAIL;
-        goto out;
-    }
-
-    if (write_fabric(u, true) != CLI_OK) {
-        stop_all(u);
-        ec = CLI_FAIL;
-        goto out;
-    }
+/* The fabric is ready: fabric.json says so, the CLI settings point at it, the user is told. */
+static int up__announce(struct up *u)
+{
+    if (write_fabric(u, true) != CLI_OK)
+        return CLI_FAIL;
     char tok[UP_PATH], ca[UP_PATH];
     path_fmt(tok, "%s/secrets/admin.token", u->data);
     path_fmt(ca, "%s/tls/ca.crt", u->data);
@@ -1367,15 +1396,19 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     snprintf(broker, sizeof(broker), "%s://127.0.0.1:%d", u->tls ? "mqtts" : "mqtt", u->broker_port);
     if (cli_config_set("broker", broker) < 0)
         fprintf(stderr, "dynostore up: the broker address was not saved; use --broker %s\n", broker);
-    if (x->json) {
+    if (u->x->json) {
         printf("{\"gateway\":\"%s\",\"admin_token_file\":\"%s\",\"data\":\"%s\",\"ready\":true}\n", u->gw_url,
                tok, u->data);
         fflush(stdout);
     } else {
         print_ready(u);
     }
+    return CLI_OK;
+}
 
-    /* supervise */
+/* Until a signal: a child that dies is reported once, never restarted. */
+static void up__supervise(struct up *u)
+{
     while (!up_signal) {
         int status = 0;
         struct up_proc *dead = reap(u, &status);
@@ -1388,19 +1421,69 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
         }
         sleep_ms(200);
     }
-    if (!x->quiet)
+}
+
+/* After a signal: the children stopped in reverse order, fabric.json no longer ready. */
+static void up__shutdown(struct up *u)
+{
+    if (!u->x->quiet)
         fprintf(stderr, "\ndynostore up: %s: stopping the fabric ...\n",
                 up_signal == SIGINT ? "interrupted" : "terminated");
     stop_all(u);
     (void)write_fabric(u, false);
-    if (!x->quiet)
+    if (!u->x->quiet)
         fprintf(stderr, "dynostore up: stopped; data kept in %s\n", u->data);
-    ec = CLI_OK;
-out:
+}
+
+/* Starts, announces and supervises the fabric whose files are written. A signal during
+ * start-up is a clean stop (CLI_OK), not a failure. */
+static int up__run(struct up *u)
+{
+    up__catch_signals();
+    if (!u->x->quiet)
+        fprintf(stderr, "dynostore up: starting the fabric in %s ...\n", u->data);
+    int signalled = 0;
+    if (up__start(u, &signalled) != CLI_OK) {
+        if (!signalled)
+            fprintf(stderr, "dynostore up: stopping everything\n");
+        stop_all(u);
+        (void)write_fabric(u, false);
+        return signalled ? CLI_OK : CLI_FAIL;
+    }
+    if (up__announce(u) != CLI_OK) {
+        stop_all(u);
+        return CLI_FAIL;
+    }
+    up__supervise(u);
+    up__shutdown(u);
+    return CLI_OK;
+}
+
+int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
+{
+    struct up_opts o;
+    int ec = up__parse_opts(argc, argv, &o);
+    if (ec)
+        return ec;
+    struct up *u = calloc(1, sizeof(*u));
+    if (!u)
+        return cli_err("out of memory");
+    u->lock_fd = -1;
+    u->x = x;
+    u->ncont = o.ncont;
+    u->port_req = o.port;
+    u->repair_grace = o.repair_grace;
+    u->capacity = o.capacity;
+    u->tls = o.tls;
+    up__default_resilience(u);
+
+    if ((ec = up__prepare(u, &o)) == CLI_OK && (ec = up__pick_ports(u)) == CLI_OK &&
+        (ec = write_broker_conf(u)) == CLI_OK && (ec = write_configs(u)) == CLI_OK)
+        ec = up__run(u);
+
     if (u->lock_fd >= 0)
         close(u->lock_fd);
     free_procs(u);
     free(u);
-    free(pos);
     return ec;
 }
