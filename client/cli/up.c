@@ -98,20 +98,20 @@ struct up {
 
 static volatile sig_atomic_t up_signal;
 
-static void on_signal(int sig)
+static void up__on_signal(int sig)
 {
     up_signal = sig;
 }
 
-static void sleep_ms(long ms)
+static void up__sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL); /* a signal cuts it short: fine, the callers poll */
 }
 
 /* snprintf into a path buffer; false when it does not fit. */
-static bool path_fmt(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool path_fmt(char *out, const char *fmt, ...)
+static bool up__path(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool up__path(char *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -120,31 +120,31 @@ static bool path_fmt(char *out, const char *fmt, ...)
     return n >= 0 && n < UP_PATH;
 }
 
-static bool file_exists(const char *p)
+static bool up__file_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
 /* path made absolute (against the current folder; "." and ".." are left to the kernel). */
-static bool abs_path(const char *in, char *out)
+static bool up__abs_path(const char *in, char *out)
 {
     if (in[0] == '/')
-        return path_fmt(out, "%s", in);
+        return up__path(out, "%s", in);
     char cwd[UP_PATH];
     if (!getcwd(cwd, sizeof(cwd)))
         return false;
     if (strcmp(in, ".") == 0)
-        return path_fmt(out, "%s", cwd);
+        return up__path(out, "%s", cwd);
     if (strncmp(in, "./", 2) == 0)
         in += 2;
-    return path_fmt(out, "%s/%s", cwd, in);
+    return up__path(out, "%s/%s", cwd, in);
 }
 
 /* ---- ports ------------------------------------------------------------------------------- */
 
 /* A free 127.0.0.1 port (bind port 0, read it, close); 0 on failure. */
-static int free_port(void)
+static int up__free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -160,7 +160,7 @@ static int free_port(void)
 }
 
 /* Whether 127.0.0.1:port can be bound now (as servers do, with SO_REUSEADDR). */
-static bool port_is_free(int port)
+static bool up__port_is_free(int port)
 {
     if (port <= 0 || port > 65535)
         return false;
@@ -176,7 +176,7 @@ static bool port_is_free(int port)
     return ok;
 }
 
-static bool port_accepts(int port)
+static bool up__port_accepts(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -200,7 +200,7 @@ static bool up__parse_num(const char *s, long lo, long hi, long *out)
 }
 
 /* Port number written in a port file; 0 when absent or not yet written. */
-static int read_port_file(const char *path)
+static int up__read_port_file(const char *path)
 {
     char *t = NULL;
     if (dyno_read_file(path, 64, &t, NULL) < 0)
@@ -213,7 +213,7 @@ static int read_port_file(const char *path)
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static int write_json(const char *path, const cJSON *doc, unsigned mode)
+static int up__write_json(const char *path, const cJSON *doc, unsigned mode)
 {
     char *text = cJSON_Print(doc);
     if (!text)
@@ -227,7 +227,7 @@ static int write_json(const char *path, const cJSON *doc, unsigned mode)
 }
 
 /* Random hex secret of 2*nbytes characters. */
-static int random_hex(char *out, size_t nbytes)
+static int up__random_hex(char *out, size_t nbytes)
 {
     uint8_t b[64];
     if (nbytes > sizeof(b))
@@ -248,7 +248,7 @@ static int random_hex(char *out, size_t nbytes)
     return 0;
 }
 
-static int make_dirs(struct up *u)
+static int up__make_dirs(struct up *u)
 {
     static const char *const sub[] = {"keys",   "secrets", "broker",     "broker/data", "auth", "metadata",
                                       "pubsub", "gateway", "containers", "logs",        "tls"};
@@ -256,26 +256,26 @@ static int make_dirs(struct up *u)
     for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
         if (strcmp(sub[i], "tls") == 0 && !u->tls)
             continue;
-        if (!path_fmt(p, "%s/%s", u->data, sub[i]) || cli_mkdirs(p, 0700) < 0)
+        if (!up__path(p, "%s/%s", u->data, sub[i]) || cli_mkdirs(p, 0700) < 0)
             return cli_err("cannot create %s/%s: %s", u->data, sub[i], strerror(errno));
     }
     for (int i = 1; i <= u->ncont; i++) {
-        if (!path_fmt(p, "%s/containers/c%d/frags", u->data, i) || cli_mkdirs(p, 0700) < 0)
+        if (!up__path(p, "%s/containers/c%d/frags", u->data, i) || cli_mkdirs(p, 0700) < 0)
             return cli_err("cannot create %s: %s", p, strerror(errno));
     }
     /* secrets and keys are for the owner only, whatever the umask said before */
-    if (path_fmt(p, "%s/secrets", u->data))
+    if (up__path(p, "%s/secrets", u->data))
         chmod(p, 0700);
-    if (path_fmt(p, "%s/keys", u->data))
+    if (up__path(p, "%s/keys", u->data))
         chmod(p, 0700);
     return CLI_OK;
 }
 
 /* Only one `up` per DIR: a fcntl lock on DIR/up.lock, held while we run. */
-static int lock_dir(struct up *u)
+static int up__lock_dir(struct up *u)
 {
     char p[UP_PATH];
-    if (!path_fmt(p, "%s/up.lock", u->data))
+    if (!up__path(p, "%s/up.lock", u->data))
         return cli_err("data folder path too long");
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -292,7 +292,7 @@ static int lock_dir(struct up *u)
 }
 
 /* The broker port of the last run, from DIR/fabric.json, and the gateway's in *gw; 0 if none. */
-static int previous_ports(const struct up *u, int *gw)
+static int up__previous_ports(const struct up *u, int *gw)
 {
     char p[UP_PATH];
     char *text = NULL;
@@ -300,7 +300,7 @@ static int previous_ports(const struct up *u, int *gw)
     cJSON *doc = NULL;
     int64_t port = 0;
     *gw = 0;
-    if (!path_fmt(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
+    if (!up__path(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
         return 0;
     if (dyno_json_parse(text, len, 1024 * 1024, &doc) == 0) {
         (void)dyno_json_i64(cJSON_GetObjectItemCaseSensitive(doc, "broker"), "port", &port);
@@ -315,21 +315,21 @@ static int previous_ports(const struct up *u, int *gw)
     return port > 0 && port <= 65535 ? (int)port : 0;
 }
 
-static int make_secrets(struct up *u)
+static int up__make_secrets(struct up *u)
 {
     char key[UP_PATH], pub[UP_PATH], pw[UP_PATH];
-    if (!path_fmt(key, "%s/keys/auth.key", u->data) || !path_fmt(pub, "%s/keys/auth.pub", u->data) ||
-        !path_fmt(pw, "%s/secrets/admin.password", u->data))
+    if (!up__path(key, "%s/keys/auth.key", u->data) || !up__path(pub, "%s/keys/auth.pub", u->data) ||
+        !up__path(pw, "%s/secrets/admin.password", u->data))
         return cli_err("data folder path too long");
-    if (!file_exists(key) || !file_exists(pub)) {
+    if (!up__file_exists(key) || !up__file_exists(pub)) {
         int rc = dyno_token_keygen(key, pub);
         if (rc < 0)
             return cli_err("cannot generate the signing keys in %s/keys: %s", u->data, dyno_strerror(rc));
         chmod(key, 0600);
     }
-    if (!file_exists(pw)) {
+    if (!up__file_exists(pw)) {
         char secret[41];
-        if (random_hex(secret, 20) < 0)
+        if (up__random_hex(secret, 20) < 0)
             return cli_err("cannot read /dev/urandom");
         secret[40] = '\n';
         int rc = dyno_write_file(pw, secret, 41, 0600);
@@ -340,7 +340,7 @@ static int make_secrets(struct up *u)
     return CLI_OK;
 }
 
-static int write_broker_conf(struct up *u)
+static int up__write_broker_conf(struct up *u)
 {
     char p[UP_PATH];
     struct passwd *pw = getpwuid(geteuid());
@@ -395,7 +395,7 @@ static int write_broker_conf(struct up *u)
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
                              u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, UP_BROKER_QUEUED_MAX,
                              (long long)UP_BROKER_QUEUED_BYTES, u->data);
-    if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
+    if (rc < 0 || !up__path(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");
     }
@@ -407,7 +407,7 @@ static int write_broker_conf(struct up *u)
 }
 
 /* The keys every agent has (protocol.md §6). */
-static cJSON *agent_conf(const struct up *u, const char *id)
+static cJSON *up__agent_conf(const struct up *u, const char *id)
 {
     char p[UP_PATH];
     cJSON *o = cJSON_CreateObject();
@@ -416,26 +416,26 @@ static cJSON *agent_conf(const struct up *u, const char *id)
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "broker_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "broker_port", u->broker_port);
-    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
+    if (u->tls && up__path(p, "%s/tls/ca.crt", u->data))
         cJSON_AddStringToObject(o, "broker_cafile", p);
-    if (path_fmt(p, "%s/secrets/service.token", u->data))
+    if (up__path(p, "%s/secrets/service.token", u->data))
         cJSON_AddStringToObject(o, "service_token_file", p);
-    if (path_fmt(p, "%s/keys/auth.pub", u->data))
+    if (up__path(p, "%s/keys/auth.pub", u->data))
         cJSON_AddStringToObject(o, "public_key_file", p);
     cJSON_AddStringToObject(o, "log_level", "info");
     return o;
 }
 
-static void add_path(cJSON *o, const char *key, const struct up *u, const char *rel)
+static void up__add_path(cJSON *o, const char *key, const struct up *u, const char *rel)
 {
     char p[UP_PATH];
-    if (path_fmt(p, "%s/%s", u->data, rel))
+    if (up__path(p, "%s/%s", u->data, rel))
         cJSON_AddStringToObject(o, key, p);
 }
 
 /* Registers a process to start; its config goes to conf_path. */
-static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, int stage, const char *exe,
-                                const char *conf_path)
+static struct up_proc *up__add_proc(struct up *u, const char *kind, const char *id, int stage,
+                                    const char *exe, const char *conf_path)
 {
     struct up_proc *p = &u->procs[u->nprocs];
     memset(p, 0, sizeof(*p));
@@ -446,7 +446,7 @@ static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, 
     else
         snprintf(p->name, sizeof(p->name), "%s-%s", kind, id);
     p->stage = stage;
-    if (!path_fmt(p->log, "%s/logs/%s.log", u->data, p->name))
+    if (!up__path(p->log, "%s/logs/%s.log", u->data, p->name))
         return NULL;
     p->argv[0] = strdup(exe);
     p->argv[1] = strdup(strcmp(kind, "broker") == 0 ? "-c" : "--config");
@@ -459,25 +459,25 @@ static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, 
 
 /* DIR/gateway/config.json with the gateway port of now (0 = any, the gateway writes the one it
  * bound to its port file); its path goes to conf (UP_PATH bytes). */
-static int write_gateway_conf(struct up *u, char *conf)
+static int up__write_gateway_conf(struct up *u, char *conf)
 {
-    cJSON *o = agent_conf(u, "gw1");
+    cJSON *o = up__agent_conf(u, "gw1");
     if (!o)
         return cli_err("out of memory while writing the gateway config");
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "port", u->gw_port);
     cJSON_AddNumberToObject(o, "ingest_max", UP_INGEST_MAX);
-    add_path(o, "port_file", u, "gateway/port");
+    up__add_path(o, "port_file", u, "gateway/port");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "k", u->def_k);
         cJSON_AddNumberToObject(o, "m", u->def_m);
     }
     if (u->tls) {
-        add_path(o, "tls_cert", u, "tls/server.crt");
-        add_path(o, "tls_key", u, "tls/server.key");
+        up__add_path(o, "tls_cert", u, "tls/server.crt");
+        up__add_path(o, "tls_key", u, "tls/server.key");
     }
     int rc = CLI_OK;
-    if (!path_fmt(conf, "%s/gateway/config.json", u->data) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/gateway/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
         rc = CLI_FAIL;
     cJSON_Delete(o);
     return rc;
@@ -490,98 +490,100 @@ static int write_gateway_conf(struct up *u, char *conf)
  * before the restart, or a fragment location not yet refreshed, still reaches it (and a port
  * taken over by another container cannot be mistaken for it).
  */
-static int write_container_conf(struct up *u, int i, int port, char *conf)
+static int up__write_container_conf(struct up *u, int i, int port, char *conf)
 {
     char id[16], rel[64], site[32];
     snprintf(id, sizeof(id), "c%d", i);
     snprintf(site, sizeof(site), "site-%d", i);
-    cJSON *o = agent_conf(u, id);
+    cJSON *o = up__agent_conf(u, id);
     if (!o)
         return cli_err("out of memory while writing the config of container %s", id);
     snprintf(rel, sizeof(rel), "containers/%s/frags", id);
-    add_path(o, "dir", u, rel);
+    up__add_path(o, "dir", u, rel);
     cJSON_AddStringToObject(o, "site", site);
     cJSON_AddStringToObject(o, "capacity", u->capacity);
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "port", port);
     snprintf(rel, sizeof(rel), "containers/%s/port", id);
-    add_path(o, "port_file", u, rel);
+    up__add_path(o, "port_file", u, rel);
     int rc = CLI_OK;
-    if (!path_fmt(conf, "%s/containers/%s/config.json", u->data, id) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/containers/%s/config.json", u->data, id) || up__write_json(conf, o, 0600) < 0)
         rc = CLI_FAIL;
     cJSON_Delete(o);
     return rc;
 }
 
-static int write_configs(struct up *u)
+static int up__write_configs(struct up *u)
 {
     char conf[UP_PATH], exe[UP_PATH], id[16];
     cJSON *o = NULL;
     int rc = CLI_FAIL;
 
-    if (!path_fmt(conf, "%s/broker/mosquitto.conf", u->data) ||
-        !add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
+    if (!up__path(conf, "%s/broker/mosquitto.conf", u->data) ||
+        !up__add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
         goto nomem;
 
     /* auth */
-    o = agent_conf(u, "auth1");
+    o = up__agent_conf(u, "auth1");
     if (!o)
         goto nomem;
-    add_path(o, "db", u, "auth/auth.db");
-    add_path(o, "private_key_file", u, "keys/auth.key");
+    up__add_path(o, "db", u, "auth/auth.db");
+    up__add_path(o, "private_key_file", u, "keys/auth.key");
     cJSON_AddStringToObject(o, "admin_user", "admin");
-    add_path(o, "admin_password_file", u, "secrets/admin.password");
-    add_path(o, "admin_token_file", u, "secrets/admin.token");
-    if (!path_fmt(conf, "%s/auth/config.json", u->data) || write_json(conf, o, 0600) < 0)
+    up__add_path(o, "admin_password_file", u, "secrets/admin.password");
+    up__add_path(o, "admin_token_file", u, "secrets/admin.token");
+    if (!up__path(conf, "%s/auth/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
         goto out;
     cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-auth", u->bindir) || !add_proc(u, "auth", "auth1", ST_AUTH, exe, conf))
+    if (!up__path(exe, "%s/dyno-auth", u->bindir) || !up__add_proc(u, "auth", "auth1", ST_AUTH, exe, conf))
         goto nomem;
 
     /* metadata */
-    o = agent_conf(u, "md1");
+    o = up__agent_conf(u, "md1");
     if (!o)
         goto nomem;
-    add_path(o, "db", u, "metadata/metadata.db");
+    up__add_path(o, "db", u, "metadata/metadata.db");
     if (u->repair_grace)
         cJSON_AddStringToObject(o, "repair_grace", u->repair_grace);
-    if (!path_fmt(conf, "%s/metadata/config.json", u->data) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/metadata/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
         goto out;
     cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-metadata", u->bindir) ||
-        !add_proc(u, "metadata", "md1", ST_METADATA, exe, conf))
+    if (!up__path(exe, "%s/dyno-metadata", u->bindir) ||
+        !up__add_proc(u, "metadata", "md1", ST_METADATA, exe, conf))
         goto nomem;
 
     /* pubsub */
-    o = agent_conf(u, "ps1");
+    o = up__agent_conf(u, "ps1");
     if (!o)
         goto nomem;
-    add_path(o, "db", u, "pubsub/pubsub.db");
+    up__add_path(o, "db", u, "pubsub/pubsub.db");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "default_k", u->def_k);
         cJSON_AddNumberToObject(o, "default_m", u->def_m);
     }
-    if (!path_fmt(conf, "%s/pubsub/config.json", u->data) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/pubsub/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
         goto out;
     cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-pubsub", u->bindir) || !add_proc(u, "pubsub", "ps1", ST_PUBSUB, exe, conf))
+    if (!up__path(exe, "%s/dyno-pubsub", u->bindir) ||
+        !up__add_proc(u, "pubsub", "ps1", ST_PUBSUB, exe, conf))
         goto nomem;
 
     /* containers */
     o = NULL; /* freed above: nothing for `out` to free from here on */
     for (int i = 1; i <= u->ncont; i++) {
         snprintf(id, sizeof(id), "c%d", i);
-        if (write_container_conf(u, i, 0, conf) != CLI_OK)
+        if (up__write_container_conf(u, i, 0, conf) != CLI_OK)
             goto out;
-        if (!path_fmt(exe, "%s/dyno-container", u->bindir) ||
-            !add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
+        if (!up__path(exe, "%s/dyno-container", u->bindir) ||
+            !up__add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
             goto nomem;
     }
 
     /* gateway */
-    if ((rc = write_gateway_conf(u, conf)) != CLI_OK)
+    if ((rc = up__write_gateway_conf(u, conf)) != CLI_OK)
         return rc;
-    if (!path_fmt(exe, "%s/dyno-gateway", u->bindir) || !add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
+    if (!up__path(exe, "%s/dyno-gateway", u->bindir) ||
+        !up__add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
         goto nomem;
     return CLI_OK;
 nomem:
@@ -592,7 +594,7 @@ out:
 }
 
 /* DIR/fabric.json (protocol.md §5). */
-static int write_fabric(const struct up *u, bool ready)
+static int up__write_fabric(const struct up *u, bool ready)
 {
     char p[UP_PATH];
     cJSON *o = cJSON_CreateObject();
@@ -605,12 +607,12 @@ static int write_fabric(const struct up *u, bool ready)
     cJSON_AddStringToObject(b, "host", "127.0.0.1");
     cJSON_AddNumberToObject(b, "port", u->broker_port);
     cJSON_AddBoolToObject(b, "tls", u->tls);
-    add_path(o, "admin_token_file", u, "secrets/admin.token");
-    add_path(o, "admin_password_file", u, "secrets/admin.password");
-    add_path(o, "service_token_file", u, "secrets/service.token");
-    add_path(o, "public_key_file", u, "keys/auth.pub");
+    up__add_path(o, "admin_token_file", u, "secrets/admin.token");
+    up__add_path(o, "admin_password_file", u, "secrets/admin.password");
+    up__add_path(o, "service_token_file", u, "secrets/service.token");
+    up__add_path(o, "public_key_file", u, "keys/auth.pub");
     if (u->tls)
-        add_path(o, "cacert", u, "tls/ca.crt");
+        up__add_path(o, "cacert", u, "tls/ca.crt");
     cJSON_AddStringToObject(o, "data", u->data);
     cJSON_AddNumberToObject(o, "containers", u->ncont);
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
@@ -631,14 +633,14 @@ static int write_fabric(const struct up *u, bool ready)
         cJSON_AddStringToObject(e, "log", pr->log);
         cJSON_AddItemToArray(procs, e);
     }
-    int rc = path_fmt(p, "%s/fabric.json", u->data) ? write_json(p, o, 0644) : DYNO_EINVAL;
+    int rc = up__path(p, "%s/fabric.json", u->data) ? up__write_json(p, o, 0644) : DYNO_EINVAL;
     cJSON_Delete(o);
     return rc < 0 ? CLI_FAIL : CLI_OK;
 }
 
 /* ---- processes --------------------------------------------------------------------------- */
 
-static int spawn(struct up *u, struct up_proc *p)
+static int up__spawn(struct up *u, struct up_proc *p)
 {
     int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -690,7 +692,7 @@ static int spawn(struct up *u, struct up_proc *p)
 }
 
 /* Last lines of this run's part of a log, on stderr. */
-static void log_tail(const struct up_proc *p)
+static void up__log_tail(const struct up_proc *p)
 {
     int fd = open(p->log, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -725,7 +727,7 @@ static void log_tail(const struct up_proc *p)
     fprintf(stderr, "----\n");
 }
 
-static void describe_exit(int status, char *out, size_t cap)
+static void up__describe_exit(int status, char *out, size_t cap)
 {
     if (WIFEXITED(status))
         snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
@@ -736,7 +738,7 @@ static void describe_exit(int status, char *out, size_t cap)
 }
 
 /* Reaps children without blocking. Returns the first of ours that died (or NULL). */
-static struct up_proc *reap(struct up *u, int *status_out)
+static struct up_proc *up__reap(struct up *u, int *status_out)
 {
     struct up_proc *first = NULL;
     for (;;) {
@@ -755,7 +757,7 @@ static struct up_proc *reap(struct up *u, int *status_out)
                 }
                 if (!p->reported && u->x && first != p) {
                     char why[64];
-                    describe_exit(status, why, sizeof(why));
+                    up__describe_exit(status, why, sizeof(why));
                     fprintf(stderr, "dynostore up: %s (pid %ld) %s; log: %s\n", p->name, (long)pid, why,
                             p->log);
                     p->reported = true;
@@ -767,7 +769,7 @@ static struct up_proc *reap(struct up *u, int *status_out)
 }
 
 /* Stops every live child, stage by stage in reverse start order. */
-static void stop_all(struct up *u)
+static void up__stop(struct up *u)
 {
     for (int stage = ST_COUNT - 1; stage >= 0; stage--) {
         bool any = false;
@@ -807,7 +809,7 @@ static void stop_all(struct up *u)
                 }
                 break;
             }
-            sleep_ms(50);
+            up__sleep_ms(50);
         }
     }
 }
@@ -819,42 +821,42 @@ enum { WAIT_OK = 0, WAIT_TIMEOUT = 1, WAIT_DIED = 2, WAIT_SIGNAL = 3 };
 typedef bool (*up_cond_fn)(struct up *u, void *arg);
 
 /* Polls cond until true, timeout, a child's death (its log tail is printed) or a signal. */
-static int wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
+static int up__wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
 {
     double deadline = cli_now_s() + timeout;
     for (;;) {
         if (up_signal)
             return WAIT_SIGNAL;
         int status = 0;
-        struct up_proc *dead = reap(u, &status);
+        struct up_proc *dead = up__reap(u, &status);
         if (dead) {
             char why[64];
-            describe_exit(status, why, sizeof(why));
+            up__describe_exit(status, why, sizeof(why));
             cli_err("up: %s (pid %ld) %s during start-up", dead->name, (long)dead->pid, why);
             dead->reported = true;
-            log_tail(dead);
+            up__log_tail(dead);
             return WAIT_DIED;
         }
         if (cond(u, arg))
             return WAIT_OK;
         if (cli_now_s() >= deadline)
             return WAIT_TIMEOUT;
-        sleep_ms(100);
+        up__sleep_ms(100);
     }
 }
 
-static bool cond_broker(struct up *u, void *arg)
+static bool up__cond_broker(struct up *u, void *arg)
 {
     (void)arg;
-    return port_accepts(u->broker_port);
+    return up__port_accepts(u->broker_port);
 }
 
-static bool cond_auth_files(struct up *u, void *arg)
+static bool up__cond_auth_files(struct up *u, void *arg)
 {
     char a[UP_PATH], b[UP_PATH];
     (void)arg;
-    return path_fmt(a, "%s/secrets/service.token", u->data) &&
-           path_fmt(b, "%s/secrets/admin.token", u->data) && file_exists(a) && file_exists(b);
+    return up__path(a, "%s/secrets/service.token", u->data) &&
+           up__path(b, "%s/secrets/admin.token", u->data) && up__file_exists(a) && up__file_exists(b);
 }
 
 struct port_wait {
@@ -862,7 +864,7 @@ struct port_wait {
     int missing;      /* index of one that is still missing */
 };
 
-static bool cond_port_files(struct up *u, void *arg)
+static bool up__cond_port_files(struct up *u, void *arg)
 {
     struct port_wait *w = arg;
     char p[UP_PATH];
@@ -870,9 +872,9 @@ static bool cond_port_files(struct up *u, void *arg)
         const struct up_proc *pr = &u->procs[i];
         bool ok;
         if (strcmp(pr->kind, "container") == 0)
-            ok = path_fmt(p, "%s/containers/%s/port", u->data, pr->id) && read_port_file(p) > 0;
+            ok = up__path(p, "%s/containers/%s/port", u->data, pr->id) && up__read_port_file(p) > 0;
         else
-            ok = path_fmt(p, "%s/gateway/port", u->data) && read_port_file(p) > 0;
+            ok = up__path(p, "%s/gateway/port", u->data) && up__read_port_file(p) > 0;
         if (!ok) {
             w->missing = i;
             return false;
@@ -889,7 +891,7 @@ struct ready_wait {
     double next_try;
 };
 
-static bool cond_ready(struct up *u, void *arg)
+static bool up__cond_ready(struct up *u, void *arg)
 {
     struct ready_wait *w = arg;
     double t = cli_now_s();
@@ -936,16 +938,16 @@ static bool cond_ready(struct up *u, void *arg)
 
 /* The broker plugin: --plugin PATH, else <bindir>/../lib/dyno_auth.so (the build tree's
  * layout: binaries in <build>/bin, the plugin in <build>/lib). */
-static int find_plugin(struct up *u, const char *plugin_flag)
+static int up__find_plugin(struct up *u, const char *plugin_flag)
 {
     if (plugin_flag) {
-        if (!abs_path(plugin_flag, u->plugin))
+        if (!up__abs_path(plugin_flag, u->plugin))
             return cli_err("--plugin %s: path too long", plugin_flag);
     } else {
         /* <bindir>/../lib, spelled without "..": the broker's config gets a clean path */
         const char *slash = strrchr(u->bindir, '/');
         int parent = slash && slash != u->bindir ? (int)(slash - u->bindir) : 0;
-        if (!path_fmt(u->plugin, "%.*s/lib/dyno_auth.so", parent, u->bindir))
+        if (!up__path(u->plugin, "%.*s/lib/dyno_auth.so", parent, u->bindir))
             return cli_err("up: path too long");
     }
     if (access(u->plugin, R_OK) != 0)
@@ -953,13 +955,13 @@ static int find_plugin(struct up *u, const char *plugin_flag)
     return CLI_OK;
 }
 
-static int find_bins(struct up *u, const char *bin_flag)
+static int up__find_bins(struct up *u, const char *bin_flag)
 {
     static const char *const agents[] = {"dyno-auth", "dyno-metadata", "dyno-pubsub", "dyno-container",
                                          "dyno-gateway"};
     char p[UP_PATH];
     if (bin_flag) {
-        if (!abs_path(bin_flag, u->bindir))
+        if (!up__abs_path(bin_flag, u->bindir))
             return cli_err("--bin %s: path too long", bin_flag);
     } else {
         ssize_t n = readlink("/proc/self/exe", u->bindir, sizeof(u->bindir) - 1);
@@ -972,7 +974,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     }
     int missing = 0;
     for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++) {
-        if (!path_fmt(p, "%s/%s", u->bindir, agents[i]) || access(p, X_OK) != 0) {
+        if (!up__path(p, "%s/%s", u->bindir, agents[i]) || access(p, X_OK) != 0) {
             cli_err("up: agent %s not found in %s", agents[i], u->bindir);
             missing++;
         }
@@ -987,7 +989,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     while (path && *path) {
         const char *end = strchr(path, ':');
         size_t n = end ? (size_t)(end - path) : strlen(path);
-        if (n > 0 && path_fmt(p, "%.*s/mosquitto", (int)n, path) && access(p, X_OK) == 0) {
+        if (n > 0 && up__path(p, "%.*s/mosquitto", (int)n, path) && access(p, X_OK) == 0) {
             snprintf(u->mosquitto, sizeof(u->mosquitto), "%s", p);
             return CLI_OK;
         }
@@ -996,7 +998,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     return cli_err("up: mosquitto not found (/usr/sbin/mosquitto or on PATH); install the mosquitto package");
 }
 
-static bool valid_size(const char *s)
+static bool up__valid_size(const char *s)
 {
     const char *p = s;
     if (!*p)
@@ -1010,7 +1012,7 @@ static bool valid_size(const char *s)
     return *p == '\0';
 }
 
-static void free_procs(struct up *u)
+static void up__free_procs(struct up *u)
 {
     for (int i = 0; i < u->nprocs; i++)
         for (int k = 0; u->procs[i].argv[k]; k++)
@@ -1018,15 +1020,15 @@ static void free_procs(struct up *u)
     u->nprocs = 0;
 }
 
-static int start_range(struct up *u, int stage)
+static int up__start_stage(struct up *u, int stage)
 {
     for (int i = 0; i < u->nprocs; i++)
-        if (u->procs[i].stage == stage && spawn(u, &u->procs[i]) != CLI_OK)
+        if (u->procs[i].stage == stage && up__spawn(u, &u->procs[i]) != CLI_OK)
             return CLI_FAIL;
     return CLI_OK;
 }
 
-static int first_of(const struct up *u, int stage, int *count)
+static int up__first_of(const struct up *u, int stage, int *count)
 {
     int first = -1, n = 0;
     for (int i = 0; i < u->nprocs; i++) {
@@ -1044,34 +1046,34 @@ static int first_of(const struct up *u, int stage, int *count)
  * Each returns a WAIT_* code: WAIT_OK to go on, WAIT_SIGNAL when Ctrl-C or SIGTERM came (not
  * a failure), anything else a failure already printed. */
 
-/* A stage's processes could not be started (spawn printed why). */
+/* A stage's processes could not be started (up__spawn printed why). */
 #define WAIT_FAIL 4
 
 static int up__start_broker(struct up *u)
 {
-    if (start_range(u, ST_BROKER) != CLI_OK)
+    if (up__start_stage(u, ST_BROKER) != CLI_OK)
         return WAIT_FAIL;
-    int w = wait_for(u, 5.0, cond_broker, NULL);
+    int w = up__wait_for(u, 5.0, up__cond_broker, NULL);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: the broker does not accept connections on 127.0.0.1:%d after 5 s", u->broker_port);
-        log_tail(&u->procs[0]);
+        up__log_tail(&u->procs[0]);
     }
     if (w == WAIT_OK)
-        (void)write_fabric(u, false);
+        (void)up__write_fabric(u, false);
     return w;
 }
 
 static int up__start_auth(struct up *u)
 {
-    if (start_range(u, ST_AUTH) != CLI_OK)
+    if (up__start_stage(u, ST_AUTH) != CLI_OK)
         return WAIT_FAIL;
-    int w = wait_for(u, UP_AUTH_WAIT_S, cond_auth_files, NULL);
+    int w = up__wait_for(u, UP_AUTH_WAIT_S, up__cond_auth_files, NULL);
     if (w == WAIT_TIMEOUT) {
         int n;
-        int i = first_of(u, ST_AUTH, &n);
+        int i = up__first_of(u, ST_AUTH, &n);
         cli_err("up: dyno-auth did not write %s/secrets/service.token and admin.token within %.0f s", u->data,
                 UP_AUTH_WAIT_S);
-        log_tail(&u->procs[i]);
+        up__log_tail(&u->procs[i]);
     }
     return w;
 }
@@ -1079,7 +1081,7 @@ static int up__start_auth(struct up *u)
 /* Metadata and pubsub: nothing to wait for, the gateway's readiness covers them. */
 static int up__start_services(struct up *u)
 {
-    if (start_range(u, ST_METADATA) != CLI_OK || start_range(u, ST_PUBSUB) != CLI_OK)
+    if (up__start_stage(u, ST_METADATA) != CLI_OK || up__start_stage(u, ST_PUBSUB) != CLI_OK)
         return WAIT_FAIL;
     return WAIT_OK;
 }
@@ -1090,25 +1092,25 @@ static int up__start_gateway(struct up *u)
 {
     char p[UP_PATH];
     struct port_wait gwait = {0};
-    gwait.first = first_of(u, ST_GATEWAY, &gwait.count);
-    if (path_fmt(p, "%s/gateway/port", u->data))
+    gwait.first = up__first_of(u, ST_GATEWAY, &gwait.count);
+    if (up__path(p, "%s/gateway/port", u->data))
         unlink(p);
-    if (start_range(u, ST_GATEWAY) != CLI_OK)
+    if (up__start_stage(u, ST_GATEWAY) != CLI_OK)
         return WAIT_FAIL;
-    int w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &gwait);
+    int w = up__wait_for(u, UP_PORTFILE_WAIT_S, up__cond_port_files, &gwait);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: dyno-gateway did not write %s/gateway/port within %.0f s", u->data, UP_PORTFILE_WAIT_S);
-        log_tail(&u->procs[gwait.first]);
+        up__log_tail(&u->procs[gwait.first]);
     }
     if (w != WAIT_OK)
         return w;
-    if (path_fmt(p, "%s/gateway/port", u->data)) {
-        int real = read_port_file(p);
+    if (up__path(p, "%s/gateway/port", u->data)) {
+        int real = up__read_port_file(p);
         if (real > 0 && real != u->gw_port) {
             u->gw_port = real;
             snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
             /* a gateway restarted from its config comes back on the same URL */
-            if (write_gateway_conf(u, p) != CLI_OK)
+            if (up__write_gateway_conf(u, p) != CLI_OK)
                 return WAIT_FAIL;
         }
     }
@@ -1119,25 +1121,25 @@ static int up__start_containers(struct up *u)
 {
     char p[UP_PATH];
     struct port_wait pw = {0};
-    pw.first = first_of(u, ST_CONTAINERS, &pw.count);
+    pw.first = up__first_of(u, ST_CONTAINERS, &pw.count);
     for (int i = pw.first; i < pw.first + pw.count; i++)
-        if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
+        if (up__path(p, "%s/containers/%s/port", u->data, u->procs[i].id))
             unlink(p); /* a stale port file would look like a started container */
-    if (start_range(u, ST_CONTAINERS) != CLI_OK)
+    if (up__start_stage(u, ST_CONTAINERS) != CLI_OK)
         return WAIT_FAIL;
-    int w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
+    int w = up__wait_for(u, UP_PORTFILE_WAIT_S, up__cond_port_files, &pw);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
                 UP_PORTFILE_WAIT_S);
-        log_tail(&u->procs[pw.missing]);
+        up__log_tail(&u->procs[pw.missing]);
     }
     if (w != WAIT_OK)
         return w;
     /* a container restarted from its config comes back on the same URL */
     for (int n = 1; n <= u->ncont; n++) {
         char conf[UP_PATH];
-        int real = path_fmt(p, "%s/containers/c%d/port", u->data, n) ? read_port_file(p) : -1;
-        if (real > 0 && write_container_conf(u, n, real, conf) != CLI_OK)
+        int real = up__path(p, "%s/containers/c%d/port", u->data, n) ? up__read_port_file(p) : -1;
+        if (real > 0 && up__write_container_conf(u, n, real, conf) != CLI_OK)
             return WAIT_FAIL;
     }
     return WAIT_OK;
@@ -1150,7 +1152,7 @@ static dyno_client *up__admin_client(const struct up *u)
     char p[UP_PATH];
     char *admin = NULL;
     dyno_client *c = NULL;
-    if (!path_fmt(p, "%s/secrets/admin.token", u->data) ||
+    if (!up__path(p, "%s/secrets/admin.token", u->data) ||
         dyno_read_file(p, DYNO_TOKEN_MAX + 64, &admin, NULL) < 0) {
         cli_err("up: cannot read %s", p);
         return NULL;
@@ -1164,7 +1166,7 @@ static dyno_client *up__admin_client(const struct up *u)
         return NULL;
     }
     dyno_client_set_timeouts(c, 1000, 2000, 2000);
-    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
+    if (u->tls && up__path(p, "%s/tls/ca.crt", u->data))
         (void)dyno_client_set_cafile(c, p);
     return c;
 }
@@ -1176,7 +1178,7 @@ static void up__report_not_ready(const struct up *u, const struct ready_wait *rw
         int n;
         cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
                 rw->last_error);
-        log_tail(&u->procs[first_of(u, ST_GATEWAY, &n)]);
+        up__log_tail(&u->procs[up__first_of(u, ST_GATEWAY, &n)]);
         return;
     }
     cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
@@ -1198,7 +1200,7 @@ static int up__wait_ready(struct up *u)
     rw.c = up__admin_client(u);
     if (!rw.c)
         return WAIT_FAIL;
-    int w = wait_for(u, UP_READY_WAIT_S, cond_ready, &rw);
+    int w = up__wait_for(u, UP_READY_WAIT_S, up__cond_ready, &rw);
     dyno_client_free(rw.c);
     if (w == WAIT_TIMEOUT)
         up__report_not_ready(u, &rw);
@@ -1218,10 +1220,10 @@ static int up__start(struct up *u, int *signalled)
     return w == WAIT_OK ? CLI_OK : CLI_FAIL;
 }
 
-static void print_ready(const struct up *u)
+static void up__print_ready(const struct up *u)
 {
     char tok[UP_PATH];
-    path_fmt(tok, "%s/secrets/admin.token", u->data);
+    up__path(tok, "%s/secrets/admin.token", u->data);
     printf("DynoStore fabric is up: %d containers, broker on 127.0.0.1:%d\n", u->ncont, u->broker_port);
     printf("  gateway:          %s\n", u->gw_url);
     printf("  admin token file: %s\n", tok);
@@ -1292,7 +1294,7 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     o->port = (int)v;
     if (o->repair_grace && !up__parse_num(o->repair_grace, 0, 365L * 86400, &v))
         return cli_usage("up: --repair-grace must be a number of seconds");
-    if (!valid_size(o->capacity))
+    if (!up__valid_size(o->capacity))
         return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
     return CLI_OK;
 }
@@ -1316,12 +1318,12 @@ static int up__data_dir(struct up *u, const char *data)
         const char *home = getenv("HOME");
         if (!home || !home[0])
             return cli_usage("up: $HOME is not set: pass --data DIR");
-        if (!path_fmt(want, "%s/.local/share/dynostore/fabric", home))
+        if (!up__path(want, "%s/.local/share/dynostore/fabric", home))
             return cli_err("up: $HOME too long");
     }
     if (cli_mkdirs(want, 0700) < 0)
         return cli_err("up: cannot create %s: %s", want, strerror(errno));
-    if (!abs_path(want, u->data))
+    if (!up__abs_path(want, u->data))
         return cli_err("up: %s: path too long", want);
     size_t dl = strlen(u->data);
     while (dl > 1 && u->data[dl - 1] == '/')
@@ -1336,13 +1338,13 @@ static int up__data_dir(struct up *u, const char *data)
 static int up__prepare(struct up *u, const struct up_opts *o)
 {
     int ec;
-    if ((ec = up__data_dir(u, o->data)) != CLI_OK || (ec = find_bins(u, o->bin)) != CLI_OK ||
-        (ec = find_plugin(u, o->plugin)) != CLI_OK || (ec = lock_dir(u)) != CLI_OK ||
-        (ec = make_dirs(u)) != CLI_OK)
+    if ((ec = up__data_dir(u, o->data)) != CLI_OK || (ec = up__find_bins(u, o->bin)) != CLI_OK ||
+        (ec = up__find_plugin(u, o->plugin)) != CLI_OK || (ec = up__lock_dir(u)) != CLI_OK ||
+        (ec = up__make_dirs(u)) != CLI_OK)
         return ec;
     if (u->tls && (ec = cli_up_tls(u->data)) != CLI_OK)
         return ec;
-    return make_secrets(u);
+    return up__make_secrets(u);
 }
 
 /* The broker and the gateway keep the ports of the last run when they can; else the gateway
@@ -1350,11 +1352,11 @@ static int up__prepare(struct up *u, const struct up_opts *o)
 static int up__pick_ports(struct up *u)
 {
     int prev_gw = 0;
-    int prev = previous_ports(u, &prev_gw);
-    u->broker_port = prev && port_is_free(prev) ? prev : free_port();
+    int prev = up__previous_ports(u, &prev_gw);
+    u->broker_port = prev && up__port_is_free(prev) ? prev : up__free_port();
     if (u->port_req == 0) {
-        u->gw_port = prev_gw && prev_gw != u->broker_port && port_is_free(prev_gw) ? prev_gw : 0;
-    } else if (port_is_free(u->port_req)) {
+        u->gw_port = prev_gw && prev_gw != u->broker_port && up__port_is_free(prev_gw) ? prev_gw : 0;
+    } else if (up__port_is_free(u->port_req)) {
         u->gw_port = u->port_req;
     } else {
         u->gw_port = 0;
@@ -1371,7 +1373,7 @@ static int up__pick_ports(struct up *u)
 /* Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway. */
 static void up__catch_signals(void)
 {
-    struct sigaction sa = {.sa_handler = on_signal};
+    struct sigaction sa = {.sa_handler = up__on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -1384,11 +1386,11 @@ static void up__catch_signals(void)
 /* The fabric is ready: fabric.json says so, the CLI settings point at it, the user is told. */
 static int up__announce(struct up *u)
 {
-    if (write_fabric(u, true) != CLI_OK)
+    if (up__write_fabric(u, true) != CLI_OK)
         return CLI_FAIL;
     char tok[UP_PATH], ca[UP_PATH];
-    path_fmt(tok, "%s/secrets/admin.token", u->data);
-    path_fmt(ca, "%s/tls/ca.crt", u->data);
+    up__path(tok, "%s/secrets/admin.token", u->data);
+    up__path(ca, "%s/tls/ca.crt", u->data);
     if (cli_config_update(u->gw_url, tok, u->tls ? ca : NULL) < 0)
         fprintf(stderr, "dynostore up: the CLI settings were not saved; use --gateway %s --token-file %s\n",
                 u->gw_url, tok);
@@ -1401,7 +1403,7 @@ static int up__announce(struct up *u)
                tok, u->data);
         fflush(stdout);
     } else {
-        print_ready(u);
+        up__print_ready(u);
     }
     return CLI_OK;
 }
@@ -1411,15 +1413,15 @@ static void up__supervise(struct up *u)
 {
     while (!up_signal) {
         int status = 0;
-        struct up_proc *dead = reap(u, &status);
+        struct up_proc *dead = up__reap(u, &status);
         if (dead && !dead->reported) {
             char why[64];
-            describe_exit(status, why, sizeof(why));
+            up__describe_exit(status, why, sizeof(why));
             fprintf(stderr, "dynostore up: %s (pid %ld) %s; not restarting it; log: %s\n", dead->name,
                     (long)dead->pid, why, dead->log);
             dead->reported = true;
         }
-        sleep_ms(200);
+        up__sleep_ms(200);
     }
 }
 
@@ -1429,8 +1431,8 @@ static void up__shutdown(struct up *u)
     if (!u->x->quiet)
         fprintf(stderr, "\ndynostore up: %s: stopping the fabric ...\n",
                 up_signal == SIGINT ? "interrupted" : "terminated");
-    stop_all(u);
-    (void)write_fabric(u, false);
+    up__stop(u);
+    (void)up__write_fabric(u, false);
     if (!u->x->quiet)
         fprintf(stderr, "dynostore up: stopped; data kept in %s\n", u->data);
 }
@@ -1446,12 +1448,12 @@ static int up__run(struct up *u)
     if (up__start(u, &signalled) != CLI_OK) {
         if (!signalled)
             fprintf(stderr, "dynostore up: stopping everything\n");
-        stop_all(u);
-        (void)write_fabric(u, false);
+        up__stop(u);
+        (void)up__write_fabric(u, false);
         return signalled ? CLI_OK : CLI_FAIL;
     }
     if (up__announce(u) != CLI_OK) {
-        stop_all(u);
+        up__stop(u);
         return CLI_FAIL;
     }
     up__supervise(u);
@@ -1478,12 +1480,12 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     up__default_resilience(u);
 
     if ((ec = up__prepare(u, &o)) == CLI_OK && (ec = up__pick_ports(u)) == CLI_OK &&
-        (ec = write_broker_conf(u)) == CLI_OK && (ec = write_configs(u)) == CLI_OK)
+        (ec = up__write_broker_conf(u)) == CLI_OK && (ec = up__write_configs(u)) == CLI_OK)
         ec = up__run(u);
 
     if (u->lock_fd >= 0)
         close(u->lock_fd);
-    free_procs(u);
+    up__free_procs(u);
     free(u);
     return ec;
 }
