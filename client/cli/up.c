@@ -513,84 +513,100 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
     return rc;
 }
 
-static int up__write_configs(struct up *u)
+#define UP_CONF_NOMEM "out of memory or path too long while writing the configs"
+
+static cJSON *up__auth_conf(const struct up *u)
 {
-    char conf[UP_PATH], exe[UP_PATH], id[16];
-    cJSON *o = NULL;
-    int rc = CLI_FAIL;
-
-    if (!up__path(conf, "%s/broker/mosquitto.conf", u->data) ||
-        !up__add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
-        goto nomem;
-
-    /* auth */
-    o = up__agent_conf(u, "auth1");
+    cJSON *o = up__agent_conf(u, "auth1");
     if (!o)
-        goto nomem;
+        return NULL;
     up__add_path(o, "db", u, "auth/auth.db");
     up__add_path(o, "private_key_file", u, "keys/auth.key");
     cJSON_AddStringToObject(o, "admin_user", "admin");
     up__add_path(o, "admin_password_file", u, "secrets/admin.password");
     up__add_path(o, "admin_token_file", u, "secrets/admin.token");
-    if (!up__path(conf, "%s/auth/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!up__path(exe, "%s/dyno-auth", u->bindir) || !up__add_proc(u, "auth", "auth1", ST_AUTH, exe, conf))
-        goto nomem;
+    return o;
+}
 
-    /* metadata */
-    o = up__agent_conf(u, "md1");
+static cJSON *up__metadata_conf(const struct up *u)
+{
+    cJSON *o = up__agent_conf(u, "md1");
     if (!o)
-        goto nomem;
+        return NULL;
     up__add_path(o, "db", u, "metadata/metadata.db");
     if (u->repair_grace)
         cJSON_AddStringToObject(o, "repair_grace", u->repair_grace);
-    if (!up__path(conf, "%s/metadata/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!up__path(exe, "%s/dyno-metadata", u->bindir) ||
-        !up__add_proc(u, "metadata", "md1", ST_METADATA, exe, conf))
-        goto nomem;
+    return o;
+}
 
-    /* pubsub */
-    o = up__agent_conf(u, "ps1");
+static cJSON *up__pubsub_conf(const struct up *u)
+{
+    cJSON *o = up__agent_conf(u, "ps1");
     if (!o)
-        goto nomem;
+        return NULL;
     up__add_path(o, "db", u, "pubsub/pubsub.db");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "default_k", u->def_k);
         cJSON_AddNumberToObject(o, "default_m", u->def_m);
     }
-    if (!up__path(conf, "%s/pubsub/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!up__path(exe, "%s/dyno-pubsub", u->bindir) ||
-        !up__add_proc(u, "pubsub", "ps1", ST_PUBSUB, exe, conf))
-        goto nomem;
+    return o;
+}
 
-    /* containers */
-    o = NULL; /* freed above: nothing for `out` to free from here on */
+/* Registers <bindir>/<exe_name> --config conf to start at stage. */
+static int up__register(struct up *u, const char *kind, const char *id, int stage, const char *exe_name,
+                        const char *conf)
+{
+    char exe[UP_PATH];
+    if (!up__path(exe, "%s/%s", u->bindir, exe_name) || !up__add_proc(u, kind, id, stage, exe, conf))
+        return cli_err(UP_CONF_NOMEM);
+    return CLI_OK;
+}
+
+/* Every config, and the processes in start order: the broker, then the agents of each stage. */
+static int up__write_configs(struct up *u)
+{
+    static const struct {
+        const char *kind, *id, *exe;
+        int stage;
+        cJSON *(*conf)(const struct up *u);
+    } agents[] = {
+        {"auth", "auth1", "dyno-auth", ST_AUTH, up__auth_conf},
+        {"metadata", "md1", "dyno-metadata", ST_METADATA, up__metadata_conf},
+        {"pubsub", "ps1", "dyno-pubsub", ST_PUBSUB, up__pubsub_conf},
+    };
+    char conf[UP_PATH], id[16];
+    int rc;
+
+    if (!up__path(conf, "%s/broker/mosquitto.conf", u->data) ||
+        !up__add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
+        return cli_err(UP_CONF_NOMEM);
+
+    for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++) {
+        cJSON *o = agents[i].conf(u);
+        if (!o)
+            return cli_err(UP_CONF_NOMEM);
+        /* up__write_json says why it failed; a path too long cannot happen (u->data is short) */
+        bool written = up__path(conf, "%s/%s/config.json", u->data, agents[i].kind) &&
+                       up__write_json(conf, o, 0600) >= 0;
+        cJSON_Delete(o);
+        if (!written)
+            return CLI_FAIL;
+        if ((rc = up__register(u, agents[i].kind, agents[i].id, agents[i].stage, agents[i].exe, conf)) !=
+            CLI_OK)
+            return rc;
+    }
+
     for (int i = 1; i <= u->ncont; i++) {
         snprintf(id, sizeof(id), "c%d", i);
         if (up__write_container_conf(u, i, 0, conf) != CLI_OK)
-            goto out;
-        if (!up__path(exe, "%s/dyno-container", u->bindir) ||
-            !up__add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
-            goto nomem;
+            return CLI_FAIL;
+        if ((rc = up__register(u, "container", id, ST_CONTAINERS, "dyno-container", conf)) != CLI_OK)
+            return rc;
     }
 
-    /* gateway */
     if ((rc = up__write_gateway_conf(u, conf)) != CLI_OK)
         return rc;
-    if (!up__path(exe, "%s/dyno-gateway", u->bindir) ||
-        !up__add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
-        goto nomem;
-    return CLI_OK;
-nomem:
-    rc = cli_err("out of memory or path too long while writing the configs");
-out:
-    cJSON_Delete(o);
-    return rc;
+    return up__register(u, "gateway", "gw1", ST_GATEWAY, "dyno-gateway", conf);
 }
 
 /* DIR/fabric.json (protocol.md §5). */
