@@ -123,20 +123,20 @@ void md_repair_fini(struct md_repair *r)
     pthread_mutex_destroy(&r->mu);
 }
 
-static bool rp_online(const struct md_nodes *nodes, const char *id)
+static bool repair__online(const struct md_nodes *nodes, const char *id)
 {
     const struct md_node *nd = md_nodes_find(nodes, id);
     return nd && nd->online;
 }
 
-static const char *rp_url(const struct md_nodes *nodes, const char *id)
+static const char *repair__url(const struct md_nodes *nodes, const char *id)
 {
     const struct md_node *nd = md_nodes_find(nodes, id);
     return nd ? nd->url : "";
 }
 
 /* Targets reserved for key become garbage (a worker may have written them) and are freed. */
-static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
+static int repair__targets_to_garbage(struct md_db *db, const char *key, int64_t now)
 {
     int rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, NULL);
     if (rc == SQLITE_OK)
@@ -144,7 +144,7 @@ static int rp_targets_to_garbage(struct md_db *db, const char *key, int64_t now)
     return rc;
 }
 
-static int rp_counter_add(struct md_db *db, const char *name, int64_t v)
+static int repair__counter_add(struct md_db *db, const char *name, int64_t v)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_COUNTER_ADD, &st);
@@ -158,7 +158,7 @@ static int rp_counter_add(struct md_db *db, const char *name, int64_t v)
 }
 
 /* Number of key's fragments that are not ok. */
-static int rp_not_ok(struct md_db *db, const char *key, int64_t *count)
+static int repair__not_ok(struct md_db *db, const char *key, int64_t *count)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_NOT_OK, &st);
@@ -175,7 +175,7 @@ static int rp_not_ok(struct md_db *db, const char *key, int64_t *count)
 }
 
 /* A degraded object whose n fragments are all ok is committed again (event, counter). */
-static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_events, bool *healed)
+static int repair__maybe_healed(struct md_db *db, const char *key, cJSON *pending_events, bool *healed)
 {
     *healed = false;
     struct md__obj o;
@@ -183,14 +183,14 @@ static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_eve
     if (rc != SQLITE_OK || strcmp(o.state, "degraded") != 0)
         return rc == SQLITE_NOTFOUND ? SQLITE_OK : rc;
     int64_t bad = 0;
-    rc = rp_not_ok(db, key, &bad);
+    rc = repair__not_ok(db, key, &bad);
     if (rc != SQLITE_OK || bad > 0)
         return rc;
     rc = md__obj_set_state(db, key, "committed");
     if (rc == SQLITE_OK)
         rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
     if (rc == SQLITE_OK)
-        rc = rp_counter_add(db, "repaired_total", 1);
+        rc = repair__counter_add(db, "repaired_total", 1);
     if (rc == SQLITE_OK) {
         md__event(pending_events, "object.repaired", key, &o);
         *healed = true;
@@ -199,7 +199,7 @@ static int rp_maybe_healed(struct md_db *db, const char *key, cJSON *pending_eve
 }
 
 /* Moves pending (uncommitted) events to events once their transaction committed. */
-static void rp_events_flush(cJSON *pending, cJSON *events)
+static void repair__events_flush(cJSON *pending, cJSON *events)
 {
     if (!pending)
         return;
@@ -214,13 +214,13 @@ static void rp_events_flush(cJSON *pending, cJSON *events)
 
 /* ---- marking passes ------------------------------------------------------------------------ */
 
-struct rp_kix {
+struct repair__kix {
     char key[DYNO_KEY_LEN + 1];
     int idx;
 };
 
 /* Reads up to max (key, idx) rows of a prepared, bound statement into v. */
-static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
+static int repair__collect(sqlite3_stmt *st, struct repair__kix *v, int max, int *n)
 {
     int rc;
     *n = 0;
@@ -240,7 +240,7 @@ static int rp_collect(sqlite3_stmt *st, struct rp_kix *v, int max, int *n)
 /* A batched state change of the fragments on one container: select selects (key, idx)
  * pairs of container ?1 (then, when sel_state is set, in state ?2) with the limit last;
  * each goes from `from` to `to`, one batch of objects per transaction. */
-struct rp_move {
+struct repair__move {
     const char *select;
     const char *id;
     const char *sel_state; /* bound as ?2 when non-NULL */
@@ -249,7 +249,8 @@ struct rp_move {
     bool heal;    /* flipping back: an object whose fragments are all ok again is healed */
 };
 
-static int rp_move_one(struct md_db *db, const struct rp_move *mv, const struct rp_kix *f, cJSON *pend)
+static int repair__move_one(struct md_db *db, const struct repair__move *mv, const struct repair__kix *f,
+                            cJSON *pend)
 {
     struct md__obj o;
     sqlite3_stmt *st;
@@ -272,14 +273,15 @@ static int rp_move_one(struct md_db *db, const struct rp_move *mv, const struct 
     }
     if (mv->heal) {
         bool healed;
-        return rp_maybe_healed(db, f->key, pend, &healed);
+        return repair__maybe_healed(db, f->key, pend, &healed);
     }
     return SQLITE_OK;
 }
 
-static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *events, int64_t *count)
+static int repair__move_batches(struct md_db *db, const struct repair__move *mv, cJSON *events,
+                                int64_t *count)
 {
-    struct rp_kix v[MD_REPAIR_BATCH];
+    struct repair__kix v[MD_REPAIR_BATCH];
     cJSON *pend = cJSON_CreateArray();
     if (!pend)
         return SQLITE_NOMEM;
@@ -297,16 +299,16 @@ static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *ev
         if (mv->sel_state)
             sqlite3_bind_text(st, arg++, mv->sel_state, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, arg, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
         for (int i = 0; rc == SQLITE_OK && i < n; i++)
-            rc = rp_move_one(db, mv, &v[i], pend);
+            rc = repair__move_one(db, mv, &v[i], pend);
         if (rc != SQLITE_OK)
             break;
         rc = md__commit(db);
         if (rc != SQLITE_OK)
             break;
         *count += n;
-        rp_events_flush(pend, events);
+        repair__events_flush(pend, events);
         if (n < MD_REPAIR_BATCH)
             break;
     }
@@ -318,27 +320,27 @@ static int rp_move_batches(struct md_db *db, const struct rp_move *mv, cJSON *ev
 
 /* Moves the fragments in state from on container id (of visible objects) to state to;
  * committed objects become degraded. *count: fragments moved. */
-static int rp_mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
-                   int64_t *count)
+static int repair__mark(struct md_db *db, const char *id, const char *from, const char *to, cJSON *events,
+                        int64_t *count)
 {
-    struct rp_move mv = {
+    struct repair__move mv = {
         .select = SQL_RP_MARK, .id = id, .sel_state = from, .from = from, .to = to, .degrade = true};
-    return rp_move_batches(db, &mv, events, count);
+    return repair__move_batches(db, &mv, events, count);
 }
 
 /* Lost fragments on container id (online again) whose object has no lease go back to ok, or
  * to draining when id is draining. *count: fragments restored. */
-static int rp_flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
+static int repair__flip_back(struct md_db *db, const char *id, bool draining, cJSON *events, int64_t *count)
 {
-    struct rp_move mv = {
+    struct repair__move mv = {
         .select = SQL_RP_FLIP, .id = id, .from = "lost", .to = draining ? "draining" : "ok", .heal = true};
-    return rp_move_batches(db, &mv, events, count);
+    return repair__move_batches(db, &mv, events, count);
 }
 
 /* Releases expired leases and drops repair rows of objects that are no longer degraded. */
-static int rp_sweep(struct md_db *db, int64_t now)
+static int repair__sweep(struct md_db *db, int64_t now)
 {
-    struct rp_kix v[MD_REPAIR_BATCH];
+    struct repair__kix v[MD_REPAIR_BATCH];
     int n = 0;
     sqlite3_stmt *st;
     int rc = md__begin(db);
@@ -347,10 +349,10 @@ static int rp_sweep(struct md_db *db, int64_t now)
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_int(st, 2, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
     }
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-        rc = rp_targets_to_garbage(db, v[i].key, now);
+        rc = repair__targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_RELEASE, v[i].key, now, NULL);
         if (rc == SQLITE_OK)
@@ -360,10 +362,10 @@ static int rp_sweep(struct md_db *db, int64_t now)
         rc = md__stmt(db, SQL_RP_STALE, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int(st, 1, MD_REPAIR_BATCH);
-        rc = rp_collect(st, v, MD_REPAIR_BATCH, &n);
+        rc = repair__collect(st, v, MD_REPAIR_BATCH, &n);
     }
     for (int i = 0; rc == SQLITE_OK && i < n; i++) {
-        rc = rp_targets_to_garbage(db, v[i].key, now);
+        rc = repair__targets_to_garbage(db, v[i].key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_DROP, v[i].key, 0, NULL);
     }
@@ -378,7 +380,7 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
                    int64_t observed_since, cJSON *events)
 {
     char err[128];
-    int rc = rp_sweep(db, now);
+    int rc = repair__sweep(db, now);
     for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
         struct md__usage u;
@@ -390,21 +392,21 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
         if (!nd->online) {
             int64_t since = nd->offline_since > observed_since ? nd->offline_since : observed_since;
             if (observed_since > 0 && now - since >= r->cfg.grace) {
-                rc = rp_mark(db, nd->id, "ok", "lost", events, &count);
+                rc = repair__mark(db, nd->id, "ok", "lost", events, &count);
                 if (rc == SQLITE_OK && count > 0)
                     dyno_warn("container offline past the grace period: fragments lost",
                               "id=%s fragments=%lld offline_for=%lld", nd->id, (long long)count,
                               (long long)(now - since));
             }
         } else {
-            rc = rp_flip_back(db, nd->id, draining, events, &count);
+            rc = repair__flip_back(db, nd->id, draining, events, &count);
             if (rc == SQLITE_OK && count > 0)
                 dyno_info("container back: lost fragments restored", "id=%s fragments=%lld", nd->id,
                           (long long)count);
         }
         if (rc == SQLITE_OK && draining) {
             count = 0;
-            rc = rp_mark(db, nd->id, "ok", "draining", events, &count);
+            rc = repair__mark(db, nd->id, "ok", "draining", events, &count);
             if (rc == SQLITE_OK && count > 0)
                 dyno_info("draining fragments", "id=%s fragments=%lld", nd->id, (long long)count);
         }
@@ -414,14 +416,14 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
 
 /* ---- repair.claim ------------------------------------------------------------------------- */
 
-struct rp_frag {
+struct repair__frag {
     int idx;
     char container[DYNO_SEG_MAX + 1];
     char state[16];
     int64_t size;
 };
 
-static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, int *n)
+static int repair__load_frags(struct md_db *db, const char *key, struct repair__frag *v, int *n)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_FRAGS, &st);
@@ -430,7 +432,7 @@ static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, i
     *n = 0;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX) {
-        struct rp_frag *f = &v[(*n)++];
+        struct repair__frag *f = &v[(*n)++];
         f->idx = sqlite3_column_int(st, 0);
         snprintf(f->container, sizeof(f->container), "%s", dyno_db_text(st, 1));
         snprintf(f->state, sizeof(f->state), "%s", dyno_db_text(st, 2));
@@ -440,14 +442,14 @@ static int rp_load_frags(struct md_db *db, const char *key, struct rp_frag *v, i
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static bool rp_needs(const char *state)
+static bool repair__needs(const char *state)
 {
     return strcmp(state, "lost") == 0 || strcmp(state, "bad") == 0 || strcmp(state, "missing") == 0 ||
            strcmp(state, "draining") == 0;
 }
 
 /* Defers key until not_before, flagging it unrecoverable or not. */
-static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool unrecoverable)
+static int repair__defer(struct md_db *db, const char *key, int64_t not_before, bool unrecoverable)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_DEFER, &st);
@@ -461,8 +463,8 @@ static int rp_defer(struct md_db *db, const char *key, int64_t not_before, bool 
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
-                       int64_t size)
+static void repair__add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
+                            int64_t size)
 {
     cJSON *f = cJSON_CreateObject();
     if (!f)
@@ -477,193 +479,292 @@ static void rp_add_loc(cJSON *arr, int idx, const char *container, const char *u
     cJSON_AddItemToArray(arr, f);
 }
 
-/*
- * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
- * key cannot be handed out now (it is then deferred).
- */
-static int rp_try_lease(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *key,
-                        const char *worker, int64_t now, cJSON *pend, cJSON **task)
-{
-    *task = NULL;
+/* What is known of one key while it is considered for a lease: the object, its fragments and
+ * which of them (indexes into fr) need rebuilding, real losses first. */
+struct repair__plan {
+    const char *key;
     struct md__obj o;
-    struct rp_frag fr[RP_FRAGS_MAX];
-    int nfr = 0;
+    struct repair__frag fr[RP_FRAGS_MAX];
+    int nfr;
+    int need[RP_FRAGS_MAX];
+    int nneed;
+    uint64_t share; /* bytes of one fragment of the committed layout */
+};
+
+/* The containers a rebuilt fragment may go to, as dyno_place sees them; idx receives its
+ * choice. Both arrays are owned (repair__cands_free). */
+struct repair__cands {
+    struct dyno_place_node *pn;
+    size_t *idx;
+    size_t n;    /* entries of pn */
+    size_t room; /* of them, how many have room for one fragment */
+};
+
+static void repair__cands_free(struct repair__cands *c)
+{
+    free(c->pn);
+    free(c->idx);
+}
+
+/* The key's repairs row: whether a task was leased before (its lease has expired, or the key
+ * would not be a candidate) and whether the object was unrecoverable at the last look. */
+static int repair__lease_state(struct md_db *db, const char *key, bool *had_task, bool *was_unrecoverable)
+{
     sqlite3_stmt *st;
-    bool was_unrecoverable = false, had_task = false;
-    int rc = md__stmt(db, SQL_RP_GET, &st);
+    *had_task = *was_unrecoverable = false;
+    int rc = md__stmt_key(db, SQL_RP_GET, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        had_task = sqlite3_column_type(st, 0) != SQLITE_NULL;
-        was_unrecoverable = sqlite3_column_int(st, 1) != 0;
+        *had_task = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        *was_unrecoverable = sqlite3_column_int(st, 1) != 0;
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return rc;
-    if (had_task) { /* an expired lease: what it reserved may have been written */
-        rc = rp_targets_to_garbage(db, key, now);
-        if (rc != SQLITE_OK)
-            return rc;
-        dyno_info("repair lease expired", "key=%s", key);
-    }
-    rc = md__obj_get(db, key, &o);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* A fragment a repair can read: stored (or being drained) on a container that is online. */
+static bool repair__is_source(const struct repair__frag *f, const struct md_nodes *nodes)
+{
+    return (strcmp(f->state, "ok") == 0 || strcmp(f->state, "draining") == 0) &&
+           repair__online(nodes, f->container);
+}
+
+/* Loads the object and its fragments into p and lists what needs rebuilding. */
+static int repair__plan_load(struct md_db *db, const char *key, struct repair__plan *p)
+{
+    p->key = key;
+    int rc = md__obj_get(db, key, &p->o);
+    if (rc == SQLITE_OK)
+        rc = repair__load_frags(db, key, p->fr, &p->nfr);
     if (rc != SQLITE_OK)
         return rc;
-    rc = rp_load_frags(db, key, fr, &nfr);
-    if (rc != SQLITE_OK)
-        return rc;
-    int n = md__obj_n(&o);
-    int nsrc = 0, nneed = 0;
-    int need[RP_FRAGS_MAX];
     /* Real losses first, then fragments that are only being drained. */
+    p->nneed = 0;
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < nfr; i++) {
-            bool dr = strcmp(fr[i].state, "draining") == 0;
-            if (rp_needs(fr[i].state) && dr == (pass == 1))
-                need[nneed++] = i;
+        for (int i = 0; i < p->nfr; i++) {
+            bool dr = strcmp(p->fr[i].state, "draining") == 0;
+            if (repair__needs(p->fr[i].state) && dr == (pass == 1))
+                p->need[p->nneed++] = i;
         }
     }
-    for (int i = 0; i < nfr; i++) {
-        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            rp_online(nodes, fr[i].container))
-            nsrc++;
-    }
-    if (nneed == 0) {
-        bool healed;
-        return rp_maybe_healed(db, key, pend, &healed);
-    }
-    if (nsrc < o.k) {
-        if (!was_unrecoverable)
-            dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, o.k, n);
-        return rp_defer(db, key, now + MD_REPAIR_RETRY, true);
-    }
-    /* Targets: online, not draining, holding no row of this object (live, garbage or
-     * reserved), with room for one fragment of the committed layout. */
-    struct dyno_layout lay = {.size = (uint64_t)(o.size > 0 ? o.size : 0), .unit = o.unit, .k = o.k};
-    uint64_t share = dyno_layout_fragment_size(&lay);
-    char garbage_on[RP_FRAGS_MAX][DYNO_SEG_MAX + 1];
-    int ngarb = 0;
-    rc = md__stmt(db, SQL_RP_GARBAGE_OF, &st);
+    struct dyno_layout lay = {
+        .size = (uint64_t)(p->o.size > 0 ? p->o.size : 0), .unit = p->o.unit, .k = p->o.k};
+    p->share = dyno_layout_fragment_size(&lay);
+    return SQLITE_OK;
+}
+
+/* The containers that hold garbage of key: a rebuilt fragment may not land there. */
+static int repair__garbage_of(struct md_db *db, const char *key, char (*on)[DYNO_SEG_MAX + 1], int *n)
+{
+    sqlite3_stmt *st;
+    *n = 0;
+    int rc = md__stmt_key(db, SQL_RP_GARBAGE_OF, key, &st);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && ngarb < RP_FRAGS_MAX)
-        snprintf(garbage_on[ngarb++], sizeof(garbage_on[0]), "%s", dyno_db_text(st, 0));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < RP_FRAGS_MAX)
+        snprintf(on[(*n)++], DYNO_SEG_MAX + 1, "%s", dyno_db_text(st, 0));
     sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return rc;
-    rc = SQLITE_OK;
-    struct dyno_place_node *pn = calloc(nodes->n ? nodes->n : 1, sizeof(*pn));
-    size_t *idx = calloc(nodes->n ? nodes->n : 1, sizeof(*idx));
-    if (!pn || !idx) {
-        free(pn);
-        free(idx);
-        return SQLITE_NOMEM;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Whether container id already holds a row of the plan's object (live or garbage). */
+static bool repair__holds(const struct repair__plan *p, char (*garbage_on)[DYNO_SEG_MAX + 1], int ngarb,
+                          const char *id)
+{
+    for (int j = 0; j < p->nfr; j++) {
+        if (strcmp(p->fr[j].container, id) == 0)
+            return true;
     }
-    size_t cnt = 0, room = 0;
+    for (int j = 0; j < ngarb; j++) {
+        if (strcmp(garbage_on[j], id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The candidates for the plan's rebuilt fragments: online, not draining, holding no row of
+ * this object (live, garbage or reserved), with their capacity and usage. */
+static int repair__candidates(struct md_db *db, const struct md_nodes *nodes, const struct repair__plan *p,
+                              struct repair__cands *c)
+{
+    char garbage_on[RP_FRAGS_MAX][DYNO_SEG_MAX + 1];
+    int ngarb = 0;
+    memset(c, 0, sizeof(*c));
+    int rc = repair__garbage_of(db, p->key, garbage_on, &ngarb);
+    if (rc != SQLITE_OK)
+        return rc;
+    c->pn = calloc(nodes->n ? nodes->n : 1, sizeof(*c->pn));
+    c->idx = calloc(nodes->n ? nodes->n : 1, sizeof(*c->idx));
+    if (!c->pn || !c->idx)
+        return SQLITE_NOMEM;
     for (size_t i = 0; i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
-        bool busy = !nd->online;
-        for (int j = 0; !busy && j < nfr; j++)
-            busy = strcmp(fr[j].container, nd->id) == 0;
-        for (int j = 0; !busy && j < ngarb; j++)
-            busy = strcmp(garbage_on[j], nd->id) == 0;
-        if (busy)
+        if (!nd->online || repair__holds(p, garbage_on, ngarb, nd->id))
             continue;
         struct md__usage u;
         rc = md__usage(db, nd->id, &u);
         if (rc != SQLITE_OK)
-            break;
+            return rc;
         if (u.draining)
             continue;
         int64_t used = u.used;
         uint64_t cap = md_node_capacity(nd, used > 0 ? (uint64_t)used : 0);
-        if (cap >= (uint64_t)used && cap - (uint64_t)used >= share)
-            room++;
-        pn[cnt++] = (struct dyno_place_node){
+        if (cap >= (uint64_t)used && cap - (uint64_t)used >= p->share)
+            c->room++;
+        c->pn[c->n++] = (struct dyno_place_node){
             .id = nd->id, .site = nd->site, .capacity = cap, .used = (uint64_t)used, .online = true};
     }
-    size_t want = room < (size_t)nneed ? room : (size_t)nneed;
-    if (rc == SQLITE_OK && want > 0 && dyno_place(pn, cnt, want, share, idx) != 0)
-        want = 0;
-    if (rc != SQLITE_OK || want == 0) {
-        if (rc == SQLITE_OK) {
-            dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, nneed);
-            rc = rp_defer(db, key, now + MD_REPAIR_RETRY, false);
-        }
-        free(pn);
-        free(idx);
-        return rc;
-    }
-    char task_id[DYNO_KEY_LEN + 1];
-    if (dyno_key_new(task_id) != 0) {
-        free(pn);
-        free(idx);
-        return SQLITE_INTERNAL;
-    }
+    return SQLITE_OK;
+}
+
+/* The task handed to a worker, with its sources and an empty rebuild list; NULL when out of
+ * memory. */
+static cJSON *repair__task_new(const struct md_repair *r, const struct repair__plan *p, const char *task_id,
+                               const struct md_nodes *nodes, int64_t now)
+{
     cJSON *t = cJSON_CreateObject();
     cJSON *src = cJSON_CreateArray(), *reb = cJSON_CreateArray();
     if (!t || !src || !reb) {
         cJSON_Delete(t);
         cJSON_Delete(src);
         cJSON_Delete(reb);
-        free(pn);
-        free(idx);
-        return SQLITE_NOMEM;
+        return NULL;
     }
+    const struct md__obj *o = &p->o;
     cJSON_AddStringToObject(t, "id", task_id);
-    cJSON_AddStringToObject(t, "key", key);
-    cJSON_AddStringToObject(t, "catalog", o.catalog);
-    cJSON_AddStringToObject(t, "name", o.name);
-    dyno_json_add_i64(t, "size", o.size);
-    cJSON_AddStringToObject(t, "sha256", o.sha256);
-    cJSON_AddNumberToObject(t, "k", o.k);
-    cJSON_AddNumberToObject(t, "m", o.m);
-    cJSON_AddBoolToObject(t, "replica", o.replica);
-    dyno_json_add_i64(t, "unit", o.unit);
+    cJSON_AddStringToObject(t, "key", p->key);
+    cJSON_AddStringToObject(t, "catalog", o->catalog);
+    cJSON_AddStringToObject(t, "name", o->name);
+    dyno_json_add_i64(t, "size", o->size);
+    cJSON_AddStringToObject(t, "sha256", o->sha256);
+    cJSON_AddNumberToObject(t, "k", o->k);
+    cJSON_AddNumberToObject(t, "m", o->m);
+    cJSON_AddBoolToObject(t, "replica", o->replica);
+    dyno_json_add_i64(t, "unit", o->unit);
     cJSON_AddItemToObject(t, "sources", src);
     cJSON_AddItemToObject(t, "rebuild", reb);
     dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
-    for (int i = 0; i < nfr; i++) {
-        if ((strcmp(fr[i].state, "ok") == 0 || strcmp(fr[i].state, "draining") == 0) &&
-            rp_online(nodes, fr[i].container))
-            rp_add_loc(src, fr[i].idx, fr[i].container, rp_url(nodes, fr[i].container), fr[i].state, -1);
+    for (int i = 0; i < p->nfr; i++) {
+        const struct repair__frag *f = &p->fr[i];
+        if (repair__is_source(f, nodes))
+            repair__add_loc(src, f->idx, f->container, repair__url(nodes, f->container), f->state, -1);
     }
-    rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
+    return t;
+}
+
+/* Reserves the first want needed fragments on the containers placement chose (repair_targets)
+ * and lists them in the task's rebuild array. */
+static int repair__reserve(struct md_db *db, const struct md_nodes *nodes, const struct repair__plan *p,
+                           const struct repair__cands *c, size_t want, cJSON *task)
+{
+    cJSON *reb = cJSON_GetObjectItemCaseSensitive(task, "rebuild");
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
     for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
-        const struct rp_frag *f = &fr[need[i]];
-        const struct dyno_place_node *p = &pn[idx[i]];
+        const struct repair__frag *f = &p->fr[p->need[i]];
+        const struct dyno_place_node *pn = &c->pn[c->idx[i]];
         sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 1, p->key, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 2, f->idx);
-        sqlite3_bind_text(st, 3, p->id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, (int64_t)share);
+        sqlite3_bind_text(st, 3, pn->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, (int64_t)p->share);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        rp_add_loc(reb, f->idx, p->id, rp_url(nodes, p->id), NULL, (int64_t)share);
+        repair__add_loc(reb, f->idx, pn->id, repair__url(nodes, pn->id), NULL, (int64_t)p->share);
     }
+    return rc;
+}
+
+/* Records the lease of key's task task_id to worker until the given time. */
+static int repair__lease(struct md_db *db, const char *key, const char *task_id, const char *worker,
+                         int64_t until)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt(db, SQL_RP_LEASE, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, task_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, worker, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, until);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Builds the task of the plan for the want chosen targets, reserves them and leases it. */
+static int repair__hand_out(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes,
+                            const struct repair__plan *p, const struct repair__cands *c, size_t want,
+                            const char *worker, int64_t now, cJSON **task)
+{
+    char task_id[DYNO_KEY_LEN + 1];
+    if (dyno_key_new(task_id) != 0)
+        return SQLITE_INTERNAL;
+    cJSON *t = repair__task_new(r, p, task_id, nodes, now);
+    if (!t)
+        return SQLITE_NOMEM;
+    int rc = repair__reserve(db, nodes, p, c, want, t);
     if (rc == SQLITE_OK)
-        rc = md__stmt(db, SQL_RP_LEASE, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, task_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, worker, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, now + r->cfg.lease);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    free(pn);
-    free(idx);
+        rc = repair__lease(db, p->key, task_id, worker, now + r->cfg.lease);
     if (rc != SQLITE_OK) {
         cJSON_Delete(t);
         return rc;
     }
     *task = t;
     return SQLITE_OK;
+}
+
+/*
+ * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
+ * key cannot be handed out now (it is then deferred).
+ */
+static int repair__try_lease(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes,
+                             const char *key, const char *worker, int64_t now, cJSON *pend, cJSON **task)
+{
+    *task = NULL;
+    bool had_task, was_unrecoverable;
+    int rc = repair__lease_state(db, key, &had_task, &was_unrecoverable);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (had_task) { /* an expired lease: what it reserved may have been written */
+        rc = repair__targets_to_garbage(db, key, now);
+        if (rc != SQLITE_OK)
+            return rc;
+        dyno_info("repair lease expired", "key=%s", key);
+    }
+    struct repair__plan p;
+    rc = repair__plan_load(db, key, &p);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (p.nneed == 0) {
+        bool healed;
+        return repair__maybe_healed(db, key, pend, &healed);
+    }
+    int nsrc = 0;
+    for (int i = 0; i < p.nfr; i++)
+        nsrc += repair__is_source(&p.fr[i], nodes);
+    if (nsrc < p.o.k) {
+        if (!was_unrecoverable)
+            dyno_error("object unrecoverable", "key=%s healthy=%d k=%d n=%d", key, nsrc, p.o.k,
+                       md__obj_n(&p.o));
+        return repair__defer(db, key, now + MD_REPAIR_RETRY, true);
+    }
+    struct repair__cands c;
+    rc = repair__candidates(db, nodes, &p, &c);
+    size_t want = c.room < (size_t)p.nneed ? c.room : (size_t)p.nneed;
+    if (rc == SQLITE_OK && want > 0 && dyno_place(c.pn, c.n, want, p.share, c.idx) != 0)
+        want = 0;
+    if (rc == SQLITE_OK && want == 0) {
+        dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, p.nneed);
+        rc = repair__defer(db, key, now + MD_REPAIR_RETRY, false);
+    } else if (rc == SQLITE_OK) {
+        rc = repair__hand_out(r, db, nodes, &p, &c, want, worker, now, task);
+    }
+    repair__cands_free(&c);
+    return rc;
 }
 
 int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes *nodes, const char *worker,
@@ -703,14 +804,14 @@ int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes
         goto sql;
     rc = SQLITE_OK;
     for (int i = 0; i < nkeys && !task; i++) {
-        rc = rp_try_lease(r, db, nodes, keys[i], worker, now, pend, &task);
+        rc = repair__try_lease(r, db, nodes, keys[i], worker, now, pend, &task);
         if (rc != SQLITE_OK)
             goto sql;
     }
     rc = md__commit(db);
     if (rc != SQLITE_OK)
         goto sql;
-    rp_events_flush(pend, NULL);
+    repair__events_flush(pend, NULL);
     if (task) {
         r->handed++;
         char q[200];
@@ -745,8 +846,8 @@ out:
 
 /* ---- repair.complete ---------------------------------------------------------------------- */
 
-static int rp_add_garbage(struct md_db *db, const char *key, int idx, const char *container, int64_t size,
-                          int64_t now)
+static int repair__add_garbage(struct md_db *db, const char *key, int idx, const char *container,
+                               int64_t size, int64_t now)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_GARBAGE_ADD, &st);
@@ -762,6 +863,136 @@ static int rp_add_garbage(struct md_db *db, const char *key, int idx, const char
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Whether key's task is task_id (its lease has not been handed to another worker since). */
+static int repair__is_leased(struct md_db *db, const char *key, const char *task_id, bool *leased)
+{
+    sqlite3_stmt *st;
+    *leased = false;
+    int rc = md__stmt_key(db, SQL_RP_GET, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    *leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Container ("" when none) and size of the row sql selects for key (?1) and fragment idx
+ * (?2), from the columns ccol and scol: a reserved target or a fragment's location. */
+static int repair__frag_where(struct md_db *db, const char *sql, const char *key, int idx, int ccol, int scol,
+                              char cont[DYNO_SEG_MAX + 1], int64_t *size)
+{
+    sqlite3_stmt *st;
+    cont[0] = '\0';
+    *size = 0;
+    int rc = md__stmt_key(db, sql, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(cont, DYNO_SEG_MAX + 1, "%s", dyno_db_text(st, ccol));
+        *size = sqlite3_column_int64(st, scol);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Runs sql (no rows) with ?1 = key and ?2 = fragment idx. */
+static int repair__run_frag(struct md_db *db, const char *sql, const char *key, int idx)
+{
+    sqlite3_stmt *st;
+    int rc = md__stmt_key(db, sql, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Fragment idx of key now lives on container with size; its old location becomes garbage. */
+static int repair__move_frag(struct md_db *db, const char *key, int idx, const char *container, int64_t size,
+                             int64_t now)
+{
+    char ocont[DYNO_SEG_MAX + 1];
+    int64_t osize;
+    int rc = repair__frag_where(db, SQL_RP_FRAG_ROW, key, idx, 0, 2, ocont, &osize);
+    /* The old location may hold a stale copy (a container that comes back): it is deleted
+     * there later. So may a 'missing' one: a put whose stream failed after the container
+     * renamed the file into place (a timeout, a crash before its reply) left a file
+     * metadata never counted; deleting nothing is harmless. */
+    if (rc == SQLITE_OK && ocont[0])
+        rc = repair__add_garbage(db, key, idx, ocont, osize, now);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = md__stmt_key(db, SQL_RP_FRAG_MOVE, key, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int(st, 2, idx);
+    sqlite3_bind_text(st, 3, container, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, size);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Applies the worker's result x for one reserved target of task_id: a rebuilt fragment moves
+ * there, a failed write becomes garbage; the reservation ends. n: fragments of the object.
+ * DYNO_EINVAL (err) for a result that names no target of the task; SQLite failures in *rc.
+ */
+static int repair__apply(struct md_db *db, const char *task_id, const char *key, int n,
+                         const struct md_repair_result *x, int64_t now, cJSON *done, cJSON *failed,
+                         bool *any_failed, int *rc, char *err, size_t errlen)
+{
+    char tcont[DYNO_SEG_MAX + 1];
+    int64_t tsize;
+    if (x->index < 0 || x->index >= n) {
+        snprintf(err, errlen, "fragment index %d out of range 0..%d", x->index, n - 1);
+        return DYNO_EINVAL;
+    }
+    *rc = repair__frag_where(db, SQL_RP_TARGET_GET, key, x->index, 0, 1, tcont, &tsize);
+    if (*rc != SQLITE_OK)
+        return 0;
+    if (!tcont[0] || strcmp(tcont, x->container) != 0) {
+        snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container,
+                 task_id);
+        return DYNO_EINVAL;
+    }
+    if (x->ok) {
+        *rc = repair__move_frag(db, key, x->index, tcont, x->size >= 0 ? x->size : tsize, now);
+        cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
+    } else {
+        /* A failed write may still have landed (a timeout after the rename). */
+        *rc = repair__add_garbage(db, key, x->index, tcont, tsize, now);
+        *any_failed = true;
+        cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
+    }
+    if (*rc == SQLITE_OK)
+        *rc = repair__run_frag(db, SQL_RP_TARGET_DEL, key, x->index);
+    return 0;
+}
+
+/* After the results: targets the worker did not report count as failed and become garbage;
+ * the object is healed, or its task released (after MD_REPAIR_RETRY when a write failed). */
+static int repair__settle(struct md_db *db, const char *key, int64_t now, bool any_failed, cJSON *pend,
+                          bool *healed)
+{
+    int unreported = 0;
+    int rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
+    if (unreported > 0)
+        any_failed = true;
+    if (rc == SQLITE_OK)
+        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
+    if (rc == SQLITE_OK)
+        rc = repair__maybe_healed(db, key, pend, healed);
+    if (rc == SQLITE_OK && !*healed)
+        rc = md__run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now, NULL);
+    return rc;
+}
+
 int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_id, const char *key,
                        const struct md_repair_result *res, size_t nres, int64_t now, cJSON *events,
                        cJSON **result, char *err, size_t errlen)
@@ -769,7 +1000,7 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
     (void)r;
     *result = NULL;
     int ret = 0;
-    sqlite3_stmt *st;
+    bool leased = false, healed = false, any_failed = false;
     struct md__obj o;
     cJSON *pend = cJSON_CreateArray(), *out = cJSON_CreateObject();
     cJSON *done = cJSON_AddArrayToObject(out, "repaired"), *failed = cJSON_AddArrayToObject(out, "failed");
@@ -780,160 +1011,48 @@ int md_repair_complete(struct md_repair *r, struct md_db *db, const char *task_i
         return DYNO_ENOMEM;
     }
     int rc = md__begin(db);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = md__stmt_key(db, SQL_RP_GET, key, &st);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rc = sqlite3_step(st);
-    bool leased = rc == SQLITE_ROW && strcmp(dyno_db_text(st, 0), task_id) == 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        goto sql;
-    if (!leased) {
+    if (rc == SQLITE_OK)
+        rc = repair__is_leased(db, key, task_id, &leased);
+    if (rc == SQLITE_OK && !leased) {
         snprintf(err, errlen, "task %s of %s is not leased (expired and handed out again, or done)", task_id,
                  key);
         ret = DYNO_ECONFLICT;
-        goto out;
     }
-    rc = md__obj_get(db, key, &o);
-    if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto sql;
-    if (rc == SQLITE_NOTFOUND)
-        snprintf(o.state, sizeof(o.state), "gone");
-    if (strcmp(o.state, "degraded") != 0) {
+    if (ret == 0 && rc == SQLITE_OK) {
+        rc = md__obj_get(db, key, &o);
+        if (rc == SQLITE_NOTFOUND) {
+            snprintf(o.state, sizeof(o.state), "gone");
+            rc = SQLITE_OK;
+        }
+    }
+    bool degraded = ret == 0 && rc == SQLITE_OK && strcmp(o.state, "degraded") == 0;
+    if (ret == 0 && rc == SQLITE_OK && !degraded) {
         /* Evicted during the repair: what was written is garbage. */
-        rc = rp_targets_to_garbage(db, key, now);
+        rc = repair__targets_to_garbage(db, key, now);
         if (rc == SQLITE_OK)
             rc = md__run_key(db, SQL_RP_DROP, key, 0, NULL);
-        if (rc == SQLITE_OK)
-            rc = md__commit(db);
-        if (rc != SQLITE_OK)
-            goto sql;
-        cJSON_AddStringToObject(out, "key", key);
-        cJSON_AddStringToObject(out, "state", o.state);
-        *result = out;
-        out = NULL;
-        goto out;
     }
-    int n = md__obj_n(&o);
-    bool any_failed = false;
-    for (size_t i = 0; i < nres; i++) {
-        const struct md_repair_result *x = &res[i];
-        char tcont[DYNO_SEG_MAX + 1] = "";
-        int64_t tsize = 0;
-        if (x->index < 0 || x->index >= n) {
-            snprintf(err, errlen, "fragment index %d out of range 0..%d", x->index, n - 1);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        rc = md__stmt_key(db, SQL_RP_TARGET_GET, key, &st);
-        if (rc != SQLITE_OK)
-            goto sql;
-        sqlite3_bind_int(st, 2, x->index);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            snprintf(tcont, sizeof(tcont), "%s", dyno_db_text(st, 0));
-            tsize = sqlite3_column_int64(st, 1);
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            goto sql;
-        if (!tcont[0] || strcmp(tcont, x->container) != 0) {
-            snprintf(err, errlen, "fragment %d on %s is not a target of task %s", x->index, x->container,
-                     task_id);
-            ret = DYNO_EINVAL;
-            goto out;
-        }
-        if (x->ok) {
-            char ocont[DYNO_SEG_MAX + 1] = "";
-            int64_t osize = 0;
-            rc = md__stmt_key(db, SQL_RP_FRAG_ROW, key, &st);
-            if (rc != SQLITE_OK)
-                goto sql;
-            sqlite3_bind_int(st, 2, x->index);
-            rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
-                snprintf(ocont, sizeof(ocont), "%s", dyno_db_text(st, 0));
-                osize = sqlite3_column_int64(st, 2);
-            }
-            sqlite3_reset(st);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                goto sql;
-            /* The old location may hold a stale copy (a container that comes back): it is
-             * deleted there later. So may a 'missing' one: a put whose stream failed after
-             * the container renamed the file into place (a timeout, a crash before its
-             * reply) left a file metadata never counted; deleting nothing is harmless. */
-            if (ocont[0]) {
-                rc = rp_add_garbage(db, key, x->index, ocont, osize, now);
-                if (rc != SQLITE_OK)
-                    goto sql;
-            }
-            rc = md__stmt_key(db, SQL_RP_FRAG_MOVE, key, &st);
-            if (rc != SQLITE_OK)
-                goto sql;
-            sqlite3_bind_int(st, 2, x->index);
-            sqlite3_bind_text(st, 3, tcont, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, x->size >= 0 ? x->size : tsize);
-            rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE)
-                goto sql;
-            cJSON_AddItemToArray(done, cJSON_CreateNumber(x->index));
-        } else {
-            /* A failed write may still have landed (a timeout after the rename). */
-            rc = rp_add_garbage(db, key, x->index, tcont, tsize, now);
-            if (rc != SQLITE_OK)
-                goto sql;
-            any_failed = true;
-            cJSON_AddItemToArray(failed, cJSON_CreateNumber(x->index));
-        }
-        rc = md__stmt_key(db, SQL_RP_TARGET_DEL, key, &st);
-        if (rc != SQLITE_OK)
-            goto sql;
-        sqlite3_bind_int(st, 2, x->index);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-            goto sql;
+    for (size_t i = 0; degraded && ret == 0 && rc == SQLITE_OK && i < nres; i++)
+        ret = repair__apply(db, task_id, key, md__obj_n(&o), &res[i], now, done, failed, &any_failed, &rc,
+                            err, errlen);
+    if (degraded && ret == 0 && rc == SQLITE_OK)
+        rc = repair__settle(db, key, now, any_failed, pend, &healed);
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret != 0) {
+        cJSON_Delete(out);
+        cJSON_Delete(pend);
+        return ret;
     }
-    /* Targets the worker did not report count as failed. */
-    int unreported = 0;
-    rc = md__run_key(db, SQL_RP_TARGETS_GARBAGE, key, now, &unreported);
-    if (unreported > 0)
-        any_failed = true;
-    if (rc == SQLITE_OK)
-        rc = md__run_key(db, SQL_RP_TARGETS_DROP, key, 0, NULL);
-    if (rc != SQLITE_OK)
-        goto sql;
-    bool healed = false;
-    rc = rp_maybe_healed(db, key, pend, &healed);
-    if (rc != SQLITE_OK)
-        goto sql;
-    if (!healed) {
-        rc = md__run_key(db, SQL_RP_RELEASE, key, any_failed ? now + MD_REPAIR_RETRY : now, NULL);
-        if (rc != SQLITE_OK)
-            goto sql;
+    if (degraded) {
+        repair__events_flush(pend, events);
+        dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d",
+                  key, task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     }
-    rc = md__commit(db);
-    if (rc != SQLITE_OK)
-        goto sql;
-    rp_events_flush(pend, events);
-    dyno_info(healed ? "object repaired" : "repair step done", "key=%s task=%s repaired=%d failed=%d", key,
-              task_id, cJSON_GetArraySize(done), cJSON_GetArraySize(failed));
     cJSON_AddStringToObject(out, "key", key);
-    cJSON_AddStringToObject(out, "state", healed ? "committed" : "degraded");
+    cJSON_AddStringToObject(out, "state", !degraded ? o.state : healed ? "committed" : "degraded");
     *result = out;
-    out = NULL;
-    goto out;
-sql:
-    ret = md__sqlerr(db, rc, err, errlen);
-out:
-    if (ret != 0)
-        md__rollback(db);
-    cJSON_Delete(out);
     cJSON_Delete(pend);
-    return ret;
+    return 0;
 }
 
 /* ---- repair.status, container.drain ------------------------------------------------------- */
@@ -942,13 +1061,10 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
 {
     *result = NULL;
     sqlite3_stmt *st;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *dr = cJSON_AddArrayToObject(res, "draining");
-    if (!res || !dr) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
+    cJSON *dr;
+    cJSON *res = md__result_new("draining", &dr, err, errlen);
+    if (!res)
         return DYNO_ENOMEM;
-    }
     /* One read transaction: the counts agree with each other. */
     int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
@@ -978,13 +1094,9 @@ int md_repair_status(struct md_db *db, int64_t now, cJSON **result, char *err, s
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         goto sql;
-    md__rollback(db);
-    *result = res;
-    return 0;
+    rc = SQLITE_OK;
 sql:
-    md__rollback(db);
-    cJSON_Delete(res);
-    return md__sqlerr(db, rc, err, errlen);
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
 int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *id, int64_t now,
@@ -1007,7 +1119,7 @@ int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *
     if (rc != SQLITE_DONE)
         return md__sqlerr(db, rc, err, errlen);
     int64_t count = 0;
-    rc = rp_mark(db, id, "ok", "draining", events, &count);
+    rc = repair__mark(db, id, "ok", "draining", events, &count);
     if (rc != SQLITE_OK)
         return md__sqlerr(db, rc, err, errlen);
     if (added)
@@ -1026,8 +1138,8 @@ int md_repair_drain(struct md_db *db, const struct md_nodes *nodes, const char *
 
 /* ---- gc.claim, gc.complete ---------------------------------------------------------------- */
 
-static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *container,
-                       const struct md_nodes *nodes)
+static void repair__gc_item(cJSON *arr, const char *key, int idx, const char *container,
+                            const struct md_nodes *nodes)
 {
     cJSON *it = cJSON_CreateObject();
     if (!it)
@@ -1035,7 +1147,7 @@ static void rp_gc_item(cJSON *arr, const char *key, int idx, const char *contain
     cJSON_AddStringToObject(it, "key", key);
     cJSON_AddNumberToObject(it, "index", idx);
     cJSON_AddStringToObject(it, "container", container);
-    cJSON_AddStringToObject(it, "url", rp_url(nodes, container));
+    cJSON_AddStringToObject(it, "url", repair__url(nodes, container));
     cJSON_AddItemToArray(arr, it);
 }
 
@@ -1044,13 +1156,10 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
 {
     *result = NULL;
     sqlite3_stmt *st;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(res, "items");
-    if (!res || !items) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
+    cJSON *items;
+    cJSON *res = md__result_new("items", &items, err, errlen);
+    if (!res)
         return DYNO_ENOMEM;
-    }
     int got = 0;
     int rc = md__begin_read(db);
     if (rc != SQLITE_OK)
@@ -1061,9 +1170,9 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         goto sql;
     while (got < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *cont = dyno_db_text(st, 2);
-        if (!rp_online(nodes, cont))
+        if (!repair__online(nodes, cont))
             continue;
-        rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
+        repair__gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), cont, nodes);
         got++;
     }
     sqlite3_reset(st);
@@ -1079,23 +1188,19 @@ int md_repair_gc_claim(struct md_db *db, const struct md_nodes *nodes, int limit
         sqlite3_bind_text(st, 1, nd->id, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, limit - got);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            rp_gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
+            repair__gc_item(items, dyno_db_text(st, 0), sqlite3_column_int(st, 1), nd->id, nodes);
             got++;
         }
         sqlite3_reset(st);
         if (rc != SQLITE_DONE)
             goto sql;
     }
-    md__rollback(db);
-    *result = res;
-    return 0;
+    rc = SQLITE_OK;
 sql:
-    md__rollback(db);
-    cJSON_Delete(res);
-    return md__sqlerr(db, rc, err, errlen);
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
-static int rp_gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)
+static int repair__gc_drop(struct md_db *db, const char *sql, const struct md_gc_item *it, int *changed)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, sql, &st);
@@ -1122,15 +1227,15 @@ int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         if (!items[i].ok)
             continue;
-        rc = rp_gc_drop(db, SQL_GC_DROP_GARBAGE, &items[i], &ch);
+        rc = repair__gc_drop(db, SQL_GC_DROP_GARBAGE, &items[i], &ch);
         removed += rc == SQLITE_OK ? ch : 0;
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_FRAG, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_FRAG, &items[i], &ch);
         removed += rc == SQLITE_OK ? ch : 0;
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_MISSING, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_MISSING, &items[i], &ch);
         if (rc == SQLITE_OK)
-            rc = rp_gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
+            rc = repair__gc_drop(db, SQL_GC_DROP_OBJ, &items[i], &ch);
         objs += rc == SQLITE_OK ? ch : 0;
     }
     int ret = md__finish(db, 0, rc, err, errlen);
@@ -1149,7 +1254,7 @@ int md_repair_gc_complete(struct md_db *db, const struct md_gc_item *items, size
 
 /* ---- object.restore ----------------------------------------------------------------------- */
 
-static void rp_conflict(cJSON *arr, const char *key, const struct md_restore_obj *o, const char *kept)
+static void repair__conflict(cJSON *arr, const char *key, const struct md_restore_obj *o, const char *kept)
 {
     cJSON *c = cJSON_CreateObject();
     if (!c)
@@ -1161,8 +1266,8 @@ static void rp_conflict(cJSON *arr, const char *key, const struct md_restore_obj
     cJSON_AddItemToArray(arr, c);
 }
 
-static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int64_t now, cJSON *restored,
-                          cJSON *skipped, cJSON *conflicts)
+static int repair__restore_one(struct md_db *db, const struct md_restore_obj *o, int64_t now, cJSON *restored,
+                               cJSON *skipped, cJSON *conflicts)
 {
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RS_EXISTS, &st);
@@ -1195,7 +1300,7 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
     if (other[0]) {
         /* A put's object is the truth; between restored ones the greater key wins. */
         if (other_put || strcmp(other, o->key) > 0) {
-            rp_conflict(conflicts, o->key, o, other);
+            repair__conflict(conflicts, o->key, o, other);
             return SQLITE_OK;
         }
         rc = md__run_key(db, SQL_RS_DROP_FRAGS, other, 0, NULL);
@@ -1205,7 +1310,7 @@ static int rp_restore_one(struct md_db *db, const struct md_restore_obj *o, int6
             rc = md__run_key(db, SQL_RP_DROP, other, 0, NULL);
         if (rc != SQLITE_OK)
             return rc;
-        rp_conflict(conflicts, other, o, o->key);
+        repair__conflict(conflicts, other, o, o->key);
     }
     int n = o->replica ? o->m + 1 : o->k + o->m;
     bool have[RP_FRAGS_MAX] = {false};
@@ -1275,7 +1380,7 @@ int md_repair_restore(struct md_db *db, const struct md_restore_obj *objs, size_
     }
     int rc = md__begin(db);
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
-        rc = rp_restore_one(db, &objs[i], now, restored, skipped, conflicts);
+        rc = repair__restore_one(db, &objs[i], now, restored, skipped, conflicts);
     int ret = md__finish(db, 0, rc, err, errlen);
     if (ret != 0) {
         cJSON_Delete(res);

@@ -624,6 +624,41 @@ static bool visible(const char *state)
 
 /* ---- shared with md_repair.c (md_store.h, internal section) ----------------------------- */
 
+int md__begin_obj(struct md_db *db, const char *key, struct md__obj *o, int *rc, char *err, size_t errlen)
+{
+    *rc = md__begin(db);
+    if (*rc == SQLITE_OK)
+        *rc = md__obj_get(db, key, o);
+    if (*rc != SQLITE_NOTFOUND)
+        return 0;
+    *rc = SQLITE_OK;
+    snprintf(err, errlen, "no object %s", key);
+    return DYNO_ENOTFOUND;
+}
+
+cJSON *md__result_new(const char *array, cJSON **arr, char *err, size_t errlen)
+{
+    cJSON *res = cJSON_CreateObject();
+    *arr = cJSON_AddArrayToObject(res, array);
+    if (!res || !*arr) {
+        cJSON_Delete(res);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return res;
+}
+
+int md__read_end(struct md_db *db, int rc, cJSON *res, cJSON **result, char *err, size_t errlen)
+{
+    md__rollback(db);
+    if (rc != SQLITE_OK) {
+        cJSON_Delete(res);
+        return md__sqlerr(db, rc, err, errlen);
+    }
+    *result = res;
+    return 0;
+}
+
 int md__obj_get(struct md_db *db, const char *key, struct md__obj *r)
 {
     sqlite3_stmt *st;
@@ -936,16 +971,9 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
     struct md__obj o;
     bool ok[256] = {false};
     int64_t sizes[256];
-    int rc = md__begin(db);
-    if (rc != SQLITE_OK)
-        goto out;
-    rc = md__obj_get(db, key, &o);
-    if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no object %s", key);
-        ret = DYNO_ENOTFOUND;
-        goto out;
-    }
-    if (rc != SQLITE_OK)
+    int rc;
+    ret = md__begin_obj(db, key, &o, &rc, err, errlen);
+    if (ret != 0 || rc != SQLITE_OK)
         goto out;
     if (visible(o.state)) {
         /* A retried commit (the reply was lost) gets the same answer, minus "replaced",
@@ -1030,13 +1058,11 @@ static int to_deleting(struct md_db *db, const char *key, bool from_pending, con
     cJSON *frags = NULL;
     int ret = 0;
     struct md__obj o;
-    int rc = md__begin(db);
-    if (rc != SQLITE_OK)
+    int rc;
+    ret = md__begin_obj(db, key, &o, &rc, err, errlen);
+    if (ret != 0 || rc != SQLITE_OK)
         goto out;
-    rc = md__obj_get(db, key, &o);
-    if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto out;
-    if (rc == SQLITE_NOTFOUND || (!from_pending && !visible(o.state))) {
+    if (!from_pending && !visible(o.state)) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
         goto out;
@@ -1155,16 +1181,9 @@ int md_store_purge(struct md_db *db, const char *key, const int *deleted, size_t
     struct md__obj o;
     int64_t left = 0;
     sqlite3_stmt *st;
-    int rc = md__begin(db);
-    if (rc != SQLITE_OK)
-        goto out;
-    rc = md__obj_get(db, key, &o);
-    if (rc == SQLITE_NOTFOUND) {
-        snprintf(err, errlen, "no object %s", key);
-        ret = DYNO_ENOTFOUND;
-        goto out;
-    }
-    if (rc != SQLITE_OK)
+    int rc;
+    ret = md__begin_obj(db, key, &o, &rc, err, errlen);
+    if (ret != 0 || rc != SQLITE_OK)
         goto out;
     if (strcmp(o.state, "deleting") != 0) {
         snprintf(err, errlen, "object %s is %s: evict or abort it first", key, o.state);
@@ -1215,13 +1234,11 @@ int md_store_report(struct md_db *db, const char *key, int index, const char *pr
     sqlite3_stmt *st;
     const char *fstate = strcmp(problem, "crc") == 0 ? "bad" : "missing";
     bool ignored = false;
-    int rc = md__begin(db);
-    if (rc != SQLITE_OK)
+    int rc;
+    ret = md__begin_obj(db, key, &o, &rc, err, errlen);
+    if (ret != 0 || rc != SQLITE_OK)
         goto out;
-    rc = md__obj_get(db, key, &o);
-    if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND)
-        goto out;
-    if (rc == SQLITE_NOTFOUND || !visible(o.state)) {
+    if (!visible(o.state)) {
         snprintf(err, errlen, "no object %s", key);
         ret = DYNO_ENOTFOUND;
         goto out;
@@ -1273,13 +1290,10 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
                         size_t errlen)
 {
     *result = NULL;
-    cJSON *res = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(res, "containers");
-    if (!res || !arr) {
-        cJSON_Delete(res);
-        snprintf(err, errlen, "out of memory");
+    cJSON *arr;
+    cJSON *res = md__result_new("containers", &arr, err, errlen);
+    if (!res)
         return DYNO_ENOMEM;
-    }
     /* One read transaction: the rows agree with each other. */
     int rc = md__begin_read(db);
     for (size_t i = 0; rc == SQLITE_OK && i < nodes->n; i++) {
@@ -1315,13 +1329,7 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         dyno_json_add_i64(c, "last_seen", nd->last_seen);
         dyno_json_add_i64(c, "reported_used", nd->reported_used);
     }
-    md__rollback(db);
-    if (rc != SQLITE_OK) {
-        cJSON_Delete(res);
-        return md__sqlerr(db, rc, err, errlen);
-    }
-    *result = res;
-    return 0;
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
 int md_store_catalog_stats(struct md_db *db, const char *catalog, cJSON **result, char *err, size_t errlen)

@@ -211,6 +211,16 @@ int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen);
 int md__finish(struct md_db *db, int ret, int rc, char *err, size_t errlen);
 /* The object row; SQLITE_NOTFOUND when absent. */
 int md__obj_get(struct md_db *db, const char *key, struct md__obj *o);
+/* The prologue of a write on one object: md__begin, then its row into o. Returns
+ * DYNO_ENOTFOUND ("no object <key>" in err) when there is none, else 0 with *rc the SQLite
+ * result; either way the call ends through md__finish. */
+int md__begin_obj(struct md_db *db, const char *key, struct md__obj *o, int *rc, char *err, size_t errlen);
+/* A result object holding one empty array member named array (*arr); NULL with "out of
+ * memory" in err. */
+cJSON *md__result_new(const char *array, cJSON **arr, char *err, size_t errlen);
+/* The epilogue of a read: ends the read transaction, then hands res to *result when rc is
+ * SQLITE_OK (returns 0), else frees it and returns rc mapped by md__sqlerr. */
+int md__read_end(struct md_db *db, int rc, cJSON *res, cJSON **result, char *err, size_t errlen);
 int md__obj_set_state(struct md_db *db, const char *key, const char *state);
 
 /* A container's accounting (the usage table; zeros for one without rows) and drain flag. */

@@ -372,37 +372,17 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     return 0;
 }
 
+/* Sets option opt of h, or fails the calling step (it returns the error). */
 #define SETOPT(opt, val)                                                                                     \
     do {                                                                                                     \
-        if (curl_easy_setopt(h, opt, val) != CURLE_OK) {                                                     \
-            rc = dyno__fail(c, DYNO_EINTERNAL, "libcurl refused option %s", #opt);                           \
-            goto out;                                                                                        \
-        }                                                                                                    \
+        if (curl_easy_setopt(h, opt, val) != CURLE_OK)                                                       \
+            return dyno__fail(c, DYNO_EINTERNAL, "libcurl refused option %s", #opt);                         \
     } while (0)
 
-int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *out)
+/* The options every request has: where, limits, callbacks, and r's range and progress. */
+static int client__set_transfer(dyno_client *c, CURL *h, const struct dyno__req *r, const char *url,
+                                char *cerr, struct xfer *x)
 {
-    int rc = 0;
-    struct curl_slist *hdrs = NULL, *tmp;
-    struct dyno__resp resp_local;
-    struct dyno__resp *resp = out ? out : &resp_local;
-    struct xfer x = {.c = c, .r = r, .resp = resp};
-    char url[DYNO__URL_MAX];
-    char line[DYNO_TOKEN_MAX + 64];
-    char cerr[CURL_ERROR_SIZE];
-    CURL *h = c->curl;
-
-    memset(resp, 0, sizeof(*resp));
-    resp->content_length = -1;
-    dyno_buf_init(&x.errbody, DYNO__ERRBODY_MAX);
-    cerr[0] = '\0';
-    x.upload = r->has_body || r->read_fn;
-
-    int un = snprintf(url, sizeof(url), "%s%s", c->base, r->path);
-    if (un < 0 || (size_t)un >= sizeof(url))
-        return dyno__fail(c, DYNO_EINVAL, "URL too long");
-
-    curl_easy_reset(h);
     SETOPT(CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -412,9 +392,9 @@ int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *
     SETOPT(CURLOPT_ERRORBUFFER, cerr);
     SETOPT(CURLOPT_USERAGENT, "libdynostore/" DYNO_VERSION);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(CURLOPT_HEADERDATA, &x);
+    SETOPT(CURLOPT_HEADERDATA, x);
     SETOPT(CURLOPT_WRITEFUNCTION, on_write);
-    SETOPT(CURLOPT_WRITEDATA, &x);
+    SETOPT(CURLOPT_WRITEDATA, x);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
     SETOPT(CURLOPT_TIMEOUT_MS, c->total_ms);
     if (c->idle_ms > 0) {
@@ -429,46 +409,54 @@ int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *
     if (r->progress && c->progress) {
         SETOPT(CURLOPT_NOPROGRESS, 0L);
         SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
-        SETOPT(CURLOPT_XFERINFODATA, &x);
+        SETOPT(CURLOPT_XFERINFODATA, x);
     }
+    return 0;
+}
 
+/* Appends the header line to *hdrs. */
+static int client__add_header(dyno_client *c, struct curl_slist **hdrs, const char *line)
+{
+    struct curl_slist *tmp = curl_slist_append(*hdrs, line);
+    if (!tmp)
+        return dyno__fail(c, DYNO_ENOMEM, "out of memory");
+    *hdrs = tmp;
+    return 0;
+}
+
+/* The request's own headers: the bearer token, the body's type, r's extra one. */
+static int client__headers(dyno_client *c, const struct dyno__req *r, struct curl_slist **hdrs)
+{
+    char line[DYNO_TOKEN_MAX + 64];
+    int rc = 0;
     if (c->token) {
         snprintf(line, sizeof(line), "Authorization: Bearer %s", c->token);
-        tmp = curl_slist_append(hdrs, line);
-        memset(line, 0, sizeof(line));
-        if (!tmp) {
-            rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-            goto out;
-        }
-        hdrs = tmp;
+        rc = client__add_header(c, hdrs, line);
+        memset(line, 0, sizeof(line)); /* no copy of the token left on the stack */
     }
-    if (r->content_type) {
+    if (rc == 0 && r->content_type) {
         snprintf(line, sizeof(line), "Content-Type: %s", r->content_type);
-        if (!(tmp = curl_slist_append(hdrs, line))) {
-            rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-            goto out;
-        }
-        hdrs = tmp;
+        rc = client__add_header(c, hdrs, line);
     }
-    if (r->extra_hdr) {
-        if (!(tmp = curl_slist_append(hdrs, r->extra_hdr))) {
-            rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-            goto out;
-        }
-        hdrs = tmp;
-    }
+    if (rc == 0 && r->extra_hdr)
+        rc = client__add_header(c, hdrs, r->extra_hdr);
+    return rc;
+}
 
+/* The method and the body: streamed from r->read_fn (chunked when its size is unknown), from
+ * memory, or none. */
+static int client__set_body(dyno_client *c, CURL *h, const struct dyno__req *r, struct xfer *x,
+                            struct curl_slist **hdrs)
+{
     if (r->read_fn) {
         SETOPT(CURLOPT_POST, 1L);
         SETOPT(CURLOPT_READFUNCTION, on_read);
-        SETOPT(CURLOPT_READDATA, &x);
+        SETOPT(CURLOPT_READDATA, x);
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->read_size);
         if (r->read_size < 0) {
-            if (!(tmp = curl_slist_append(hdrs, "Transfer-Encoding: chunked"))) {
-                rc = dyno__fail(c, DYNO_ENOMEM, "out of memory");
-                goto out;
-            }
-            hdrs = tmp;
+            int rc = client__add_header(c, hdrs, "Transfer-Encoding: chunked");
+            if (rc)
+                return rc;
         }
     } else if (r->has_body) {
         SETOPT(CURLOPT_POST, 1L);
@@ -484,45 +472,78 @@ int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         SETOPT(CURLOPT_POSTFIELDS, "");
     }
-    if (hdrs)
-        SETOPT(CURLOPT_HTTPHEADER, hdrs);
+    if (*hdrs)
+        SETOPT(CURLOPT_HTTPHEADER, *hdrs);
+    return 0;
+}
 
-    CURLcode cc = curl_easy_perform(h);
-    long st = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-    if (st > 0)
-        resp->status = st;
-
+/* What a performed transfer amounts to: 0 for a 2xx answer (with a last progress report),
+ * else the error of a callback, of the answer or of the transport, with c->errmsg set. */
+static int client__outcome(dyno_client *c, CURL *h, const struct dyno__req *r, CURLcode cc,
+                           const struct xfer *x, const char *cerr)
+{
     if (cc != CURLE_OK) {
-        if (x.cb_err < 0) {
-            rc = x.cb_err;
+        if (x->cb_err < 0) {
             if (c->errmsg[0] == '\0')
-                dyno__fail(c, rc, "transfer stopped: %s", dyno_strerror(rc));
-            goto out;
+                dyno__fail(c, x->cb_err, "transfer stopped: %s", dyno_strerror(x->cb_err));
+            return x->cb_err;
         }
         /* An error answer may close the connection before the upload finished; the
          * status and body tell more than the send error. */
-        if (resp->status >= 300) {
-            rc = http_fail(c, resp->status, &x.errbody);
-            goto out;
-        }
-        rc = curl_err(cc);
+        if (x->resp->status >= 300)
+            return http_fail(c, x->resp->status, &x->errbody);
+        int rc = curl_err(cc);
         dyno__fail(c, rc, "%s %s: %s", r->method, c->base, cerr[0] ? cerr : curl_easy_strerror(cc));
-        goto out;
+        return rc;
     }
-    if (!status_ok(resp->status)) {
-        rc = http_fail(c, resp->status, &x.errbody);
-        goto out;
-    }
+    if (!status_ok(x->resp->status))
+        return http_fail(c, x->resp->status, &x->errbody);
     if (r->progress && c->progress) {
         curl_off_t done = 0;
-        curl_easy_getinfo(h, x.upload ? CURLINFO_SIZE_UPLOAD_T : CURLINFO_SIZE_DOWNLOAD_T, &done);
+        curl_easy_getinfo(h, x->upload ? CURLINFO_SIZE_UPLOAD_T : CURLINFO_SIZE_DOWNLOAD_T, &done);
         uint64_t total = (uint64_t)done;
-        if (x.upload && r->read_fn && r->read_size >= 0)
+        if (x->upload && r->read_fn && r->read_size >= 0)
             total = (uint64_t)r->read_size;
         (void)c->progress(c->progress_arg, (uint64_t)done, total);
     }
-out:
+    return 0;
+}
+#undef SETOPT
+
+int dyno__request(dyno_client *c, const struct dyno__req *r, struct dyno__resp *out)
+{
+    struct curl_slist *hdrs = NULL;
+    struct dyno__resp resp_local;
+    struct dyno__resp *resp = out ? out : &resp_local;
+    struct xfer x = {.c = c, .r = r, .resp = resp};
+    char url[DYNO__URL_MAX];
+    char cerr[CURL_ERROR_SIZE];
+    CURL *h = c->curl;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->content_length = -1;
+    dyno_buf_init(&x.errbody, DYNO__ERRBODY_MAX);
+    cerr[0] = '\0';
+    x.upload = r->has_body || r->read_fn;
+
+    int un = snprintf(url, sizeof(url), "%s%s", c->base, r->path);
+    if (un < 0 || (size_t)un >= sizeof(url))
+        return dyno__fail(c, DYNO_EINVAL, "URL too long");
+
+    curl_easy_reset(h);
+    int rc = client__set_transfer(c, h, r, url, cerr, &x);
+    if (rc == 0)
+        rc = client__headers(c, r, &hdrs);
+    if (rc == 0)
+        rc = client__set_body(c, h, r, &x, &hdrs);
+    if (rc == 0) {
+        CURLcode cc = curl_easy_perform(h);
+        long st = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+        if (st > 0)
+            resp->status = st;
+        rc = client__outcome(c, h, r, cc, &x, cerr);
+    }
     curl_slist_free_all(hdrs); /* the token line is freed here; libcurl keeps no copy */
     dyno_buf_free(&x.errbody);
     /* drop the pointer to our stack buffer */

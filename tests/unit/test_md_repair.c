@@ -486,6 +486,64 @@ static void test_rate_limit(void **state)
     cJSON_Delete(t2);
 }
 
+/* A completion whose results name no target of the task is refused and changes nothing: the
+ * reservation stays and the task can still be completed properly. */
+static void test_complete_refuses_foreign_results(void **state)
+{
+    struct fx *f = *state;
+    char key[33], err[256];
+    put(f, "a", key);
+    lose_c1(f, 1);
+    cJSON *t = claim(f, T0 + 61), *res = NULL;
+    assert_non_null(t);
+    const cJSON *r0 = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "rebuild"), 0);
+    int ix = cJSON_GetObjectItem(r0, "index")->valueint;
+    int64_t used_c6 = used_of(f, "c6");
+    struct md_repair_result bad[] = {
+        {.index = ix, .container = "c2", .ok = true, .size = -1},           /* holds another fragment */
+        {.index = (ix + 1) % 5, .container = "c6", .ok = true, .size = -1}, /* not a rebuilt index */
+        {.index = 5, .container = "c6", .ok = true, .size = -1},            /* out of range */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(md_repair_complete(&f->rp, f->db, dyno_json_str(t, "id"), key, &bad[i], 1, T0 + 70,
+                                            f->events, &res, err, sizeof(err)),
+                         DYNO_EINVAL);
+        assert_null(res);
+        assert_string_equal(obj_state(f, key), "degraded");
+        assert_int_equal(used_of(f, "c6"), used_c6);
+        assert_int_equal(q1(f, "SELECT COUNT(*) FROM repair_targets WHERE key=?1", key, NULL), 1);
+        assert_int_equal(q1(f, "SELECT COUNT(*) FROM garbage", NULL, NULL), 0);
+    }
+    assert_int_equal(complete(f, t, true, T0 + 71, &res), 0);
+    assert_string_equal(dyno_json_str(res, "state"), "committed");
+    cJSON_Delete(res);
+    cJSON_Delete(t);
+}
+
+/* With room for one rebuilt fragment only, a real loss goes before a fragment that is only
+ * being drained (its copy is still readable). */
+static void test_losses_before_drains(void **state)
+{
+    struct fx *f = *state;
+    char key[33], err[256];
+    cJSON *res = NULL;
+    put(f, "a", key);
+    int lost = idx_on(f, key, "c1");
+    assert_int_equal(md_repair_drain(f->db, &f->nodes, "c2", T0, f->events, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    lose_c1(f, 1); /* c6 is the one target: c1 offline, c2 draining, c3..c5 hold fragments */
+    cJSON *t = claim(f, T0 + 61);
+    assert_non_null(t);
+    const cJSON *reb = cJSON_GetObjectItem(t, "rebuild");
+    assert_int_equal(cJSON_GetArraySize(reb), 1);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(reb, 0), "index")->valueint, lost);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(reb, 0), "container"), "c6");
+    assert_int_equal(complete(f, t, true, T0 + 62, &res), 0);
+    assert_string_equal(dyno_json_str(res, "state"), "degraded"); /* the drained one is still to move */
+    cJSON_Delete(res);
+    cJSON_Delete(t);
+}
+
 static void test_drain(void **state)
 {
     struct fx *f = *state;
@@ -898,6 +956,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unrecoverable_not_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_target_defers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complete_refuses_foreign_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_losses_before_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_never_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
