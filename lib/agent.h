@@ -88,8 +88,6 @@ int dyno_agent_publish_status(struct dyno_agent *a, const char *state);
 void dyno_agent_run(struct dyno_agent *a, int interval);
 /* Publishes the offline status, disconnects and frees the client. */
 void dyno_agent_fini(struct dyno_agent *a);
-/* Writes s as a logfmt quoted value into out (always NUL-terminated); returns out. */
-const char *dyno_agent_q(char *out, size_t cap, const char *s);
 
 /*
  * The head of a service agent's main(): dyno_agent_block_signals, then dyno_agent_config;

@@ -79,30 +79,10 @@ static const struct {
                          "counter"},
 };
 
-/* Quotes s for a logfmt field value ("..." with \" and \\ escaped, controls dropped). */
-static const char *container_quote(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (cap < 3)
-        return "\"\"";
-    out[o++] = '"';
-    for (; s && *s && o + 3 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20)
-            continue;
-        if (ch == '"' || ch == '\\')
-            out[o++] = '\\';
-        out[o++] = (char)ch;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
-}
-
 static void container_fatal(const char *what)
 {
     char q[600];
-    dyno_error("cannot start", "error=%s", container_quote(what, q, sizeof(q)));
+    dyno_error("cannot start", "error=%s", dyno_log_q(q, sizeof(q), what));
 }
 
 uint64_t container_free(struct container *c, uint64_t used)
@@ -493,7 +473,7 @@ int container_main(int argc, char **argv)
     store_usage(c->store, &used, &frags);
     char qurl[600], qdir[600];
     dyno_info("started", "id=%s url=%s dir=%s capacity=%lld used=%llu fragments=%llu backend=%s", c->cfg.id,
-              container_quote(c->url, qurl, sizeof(qurl)), container_quote(c->cfg.dir, qdir, sizeof(qdir)),
+              dyno_log_q(qurl, sizeof(qurl), c->url), dyno_log_q(qdir, sizeof(qdir), c->cfg.dir),
               (long long)c->cfg.capacity, (unsigned long long)used, (unsigned long long)frags,
               c->store->ops->name);
 

@@ -183,8 +183,6 @@ void gw_catcache_invalidate(struct gw_catcache *c, const char *catalog); /* NULL
 int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap);
 /* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
 void gw_wipe(void *p, size_t n);
-/* Writes s as a quoted logfmt value into out (always terminated). */
-void gw_quote(const char *s, char *out, size_t cap);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);

@@ -236,7 +236,7 @@ static void gw_ingest_refuse(struct gw *gw, const struct gw_ingest_job *j, int e
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     dyno_metric_add(&gw->metrics[GW_M_INGEST_REFUSED], 1);
-    gw_quote(msg, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), msg);
     dyno_warn("ingest refused", "catalog=%s user=%s size=%zu err=%s detail=%s", j->catalog,
               j->user[0] ? j->user : "-", j->len, dyno_err_code(err), q);
     cJSON *body = cJSON_CreateObject();

@@ -80,7 +80,7 @@ static const struct {
 static void gw_log_config_error(const char *err)
 {
     char q[600];
-    gw_quote(err, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), err);
     dyno_error("bad configuration", "detail=%s", q);
 }
 

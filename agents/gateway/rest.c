@@ -427,7 +427,7 @@ static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         break;
     }
     char path[600];
-    gw_quote(r->url, path, sizeof(path));
+    dyno_log_q(path, sizeof(path), r->url);
     dyno_info("request", "method=%s path=%s status=%u in=%llu out=%llu ms=%lld user=%s end=%s", r->method,
               path, r->status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
               (long long)(gw_now_ms() - r->t0_ms), r->authed ? r->claims.sub : "-", end);
@@ -467,7 +467,7 @@ __attribute__((format(printf, 2, 0))) static void gw_mhd_log(void *cls, const ch
     size_t l = strlen(msg);
     while (l && (msg[l - 1] == '\n' || msg[l - 1] == '\r'))
         msg[--l] = '\0';
-    gw_quote(msg, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), msg);
     dyno_warn("httpd", "detail=%s", q);
 }
 
