@@ -13,6 +13,7 @@
 
 #include "dynostore/error.h"
 #include "json.h"
+#include "rest.h"
 
 #define HTTP_ERRMSG_MAX 1024 /* longest message put in an error body */
 
@@ -127,25 +128,16 @@ const char *dyno_http_bearer_token(const char *v)
     return *v != '\0' ? v : NULL;
 }
 
-/* Parses a run of decimal digits at *p into *out, advancing *p. DYNO_EINVAL when there is
- * no digit or the value does not fit in uint64_t. */
+/* Parses the run of decimal digits at *p into *out (dyno_rest_dec), advancing *p past it.
+ * DYNO_EINVAL when there is no digit or the value does not fit in uint64_t. */
 static int http_parse_u64(const char **p, uint64_t *out)
 {
-    const char *s = *p;
-    uint64_t v = 0;
+    size_t n = strspn(*p, "0123456789");
+    int rc = dyno_rest_dec(*p, n, out);
 
-    if (*s < '0' || *s > '9')
-        return DYNO_EINVAL;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        unsigned d = (unsigned)(*s - '0');
-
-        if (v > (UINT64_MAX - d) / 10)
-            return DYNO_EINVAL;
-        v = v * 10 + d;
-    }
-    *p = s;
-    *out = v;
-    return 0;
+    if (rc == 0)
+        *p += n;
+    return rc;
 }
 
 int dyno_http_parse_range(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last)
