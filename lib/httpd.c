@@ -50,36 +50,54 @@ enum MHD_Result dyno_http_reply_json(struct MHD_Connection *c, unsigned status, 
     return ret;
 }
 
-/* The error reply of dyno_http_reply_error{,_after}: the message from fmt and ap;
- * retry_after > 0 adds Retry-After. */
-static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
-                                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
-static enum MHD_Result http_vreply_error(struct MHD_Connection *c, int err, unsigned retry_after,
-                                         const char *fmt, va_list ap)
+cJSON *dyno_http_error_body(const char *code, const char *message)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON *e = body != NULL ? cJSON_AddObjectToObject(body, "error") : NULL;
+
+    if (e == NULL || cJSON_AddStringToObject(e, "code", code) == NULL ||
+        cJSON_AddStringToObject(e, "message", message != NULL ? message : "") == NULL) {
+        cJSON_Delete(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* Adds name: value to resp; false when MHD refused it. */
+static bool http_add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    return MHD_add_response_header(resp, name, value) == MHD_YES;
+}
+
+enum MHD_Result dyno_http_vreply_err(struct MHD_Connection *c, const struct dyno_http_error *e,
+                                     const char *fmt, va_list ap)
 {
     char msg[HTTP_ERRMSG_MAX];
     enum MHD_Result ret = MHD_NO;
     struct MHD_Response *resp = NULL;
-    cJSON *body = NULL, *e = NULL;
+    unsigned status = e->status != 0 ? e->status : (unsigned)dyno_err_http_status(e->err);
+    cJSON *body = NULL;
     char after[16];
 
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         msg[0] = '\0';
-    body = cJSON_CreateObject();
-    if (body == NULL)
-        goto out;
-    e = cJSON_AddObjectToObject(body, "error");
-    if (e == NULL || cJSON_AddStringToObject(e, "code", dyno_err_code(err)) == NULL ||
-        cJSON_AddStringToObject(e, "message", msg) == NULL)
-        goto out;
-    resp = http_json_response(body);
+    body = dyno_http_error_body(e->code != NULL ? e->code : dyno_err_code(e->err), msg);
+    resp = body != NULL ? http_json_response(body) : NULL;
     if (resp == NULL)
         goto out;
-    /* A 503 or 429 tells well-behaved clients when to come back instead of hammering us. */
-    snprintf(after, sizeof(after), "%u", retry_after);
-    if (retry_after > 0 && MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after) != MHD_YES)
+    /* A 503 or 429 tells well-behaved clients when to come back instead of hammering us;
+     * a 401 names the scheme it wants (RFC 9110 11.6.1). Decided here, by status, so that
+     * the gateway and the containers cannot disagree. */
+    if (status == 503 || status == 429) {
+        snprintf(after, sizeof(after), "%u", e->retry_after > 0 ? e->retry_after : 1);
+        if (!http_add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, after))
+            goto out;
+    }
+    if (status == 401 && !http_add_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer"))
         goto out;
-    ret = MHD_queue_response(c, (unsigned)dyno_err_http_status(err), resp);
+    if (e->hname != NULL && !http_add_header(resp, e->hname, e->hval))
+        goto out;
+    ret = MHD_queue_response(c, status, resp);
 out:
     if (resp != NULL)
         MHD_destroy_response(resp);
@@ -87,12 +105,22 @@ out:
     return ret;
 }
 
-enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+enum MHD_Result dyno_http_reply_err(struct MHD_Connection *c, const struct dyno_http_error *e,
+                                    const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result ret =
-        http_vreply_error(c, err, err == DYNO_EUNAVAIL || err == DYNO_ELIMIT ? 1 : 0, fmt, ap);
+    enum MHD_Result ret = dyno_http_vreply_err(c, e, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const char *fmt, ...)
+{
+    const struct dyno_http_error e = {.err = err};
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = dyno_http_vreply_err(c, &e, fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -100,9 +128,10 @@ enum MHD_Result dyno_http_reply_error(struct MHD_Connection *c, int err, const c
 enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, unsigned retry_after,
                                             const char *fmt, ...)
 {
+    const struct dyno_http_error e = {.err = err, .retry_after = retry_after};
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result ret = http_vreply_error(c, err, retry_after, fmt, ap);
+    enum MHD_Result ret = dyno_http_vreply_err(c, &e, fmt, ap);
     va_end(ap);
     return ret;
 }

@@ -60,37 +60,11 @@ struct http_put {
 enum MHD_Result container_http_error(struct MHD_Connection *conn, unsigned status, int err, const char *hname,
                                      const char *hval, const char *fmt, ...)
 {
-    char msg[256];
+    const struct dyno_http_error e = {.err = err, .status = status, .hname = hname, .hval = hval};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum MHD_Result ret = dyno_http_vreply_err(conn, &e, fmt, ap);
     va_end(ap);
-
-    enum MHD_Result ret = MHD_NO;
-    char *text = NULL;
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = body ? cJSON_AddObjectToObject(body, "error") : NULL;
-    if (!e || !cJSON_AddStringToObject(e, "code", dyno_err_code(err)) ||
-        !cJSON_AddStringToObject(e, "message", msg))
-        goto out;
-    size_t len = 0;
-    text = dyno_json_print(body, &len);
-    if (!text)
-        goto out;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r)
-        goto out;
-    text = NULL;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (hname)
-        MHD_add_response_header(r, hname, hval);
-    if (err == DYNO_EUNAUTH)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    ret = MHD_queue_response(conn, status ? status : (unsigned)dyno_err_http_status(err), r);
-    MHD_destroy_response(r);
-out:
-    free(text);
-    cJSON_Delete(body);
     return ret;
 }
 

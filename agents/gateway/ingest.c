@@ -38,6 +38,7 @@
 #include "acl.h"
 #include "agent.h"
 #include "gw.h"
+#include "httpd.h"
 #include "json.h"
 #include "log.h"
 #include "mq.h"
@@ -239,10 +240,8 @@ static void gw_ingest_refuse(struct gw *gw, const struct gw_ingest_job *j, int e
     dyno_log_q(q, sizeof(q), msg);
     dyno_warn("ingest refused", "catalog=%s user=%s size=%zu err=%s detail=%s", j->catalog,
               j->user[0] ? j->user : "-", j->len, dyno_err_code(err), q);
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = body ? cJSON_AddObjectToObject(body, "error") : NULL;
-    if (e && cJSON_AddStringToObject(e, "code", dyno_err_code(err)) &&
-        cJSON_AddStringToObject(e, "message", msg))
+    cJSON *body = dyno_http_error_body(dyno_err_code(err), msg);
+    if (body)
         gw_ingest_reply(gw, j, body);
     cJSON_Delete(body);
 }

@@ -29,26 +29,23 @@ enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *bo
 
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
+    const struct dyno_http_error e = {.err = err};
     r->status = (unsigned)dyno_err_http_status(err);
     r->replied = true;
-    return dyno_http_reply_error(r->c, err, "%s", msg);
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = dyno_http_vreply_err(r->c, &e, fmt, ap);
+    va_end(ap);
+    return ret;
 }
 
 /* An error reply whose status has no DYNO_E* code (431, 501). */
 static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const char *code, const char *msg)
 {
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(body, "error");
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", msg);
-    enum MHD_Result ret = gw_reply_json(r, status, body);
-    cJSON_Delete(body);
-    return ret;
+    const struct dyno_http_error e = {.err = DYNO_EINTERNAL, .status = status, .code = code};
+    r->status = status;
+    r->replied = true;
+    return dyno_http_reply_err(r->c, &e, "%s", msg);
 }
 
 /* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the

@@ -120,6 +120,25 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return dyno_http_reply_error(c, DYNO_EUNAVAIL, "need %d containers", 5);
     if (strcmp(url, "/missing") == 0)
         return dyno_http_reply_error(c, DYNO_ENOTFOUND, "no object \"%s\"", "k1");
+    if (strcmp(url, "/limited") == 0)
+        return dyno_http_reply_error_after(c, DYNO_ELIMIT, 7, "slow down");
+    if (strcmp(url, "/method") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_EMETHOD, .hname = "Allow", .hval = "GET, HEAD"};
+        return dyno_http_reply_err(c, &e, "only %s", "GET");
+    }
+    if (strcmp(url, "/short") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_ECORRUPT, .status = 400};
+        return dyno_http_reply_err(c, &e, "too short");
+    }
+    if (strcmp(url, "/gap") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_EINTERNAL, .status = 501, .code = "not_implemented"};
+        return dyno_http_reply_err(c, &e, "later");
+    }
+    if (strcmp(url, "/overloaded") == 0) {
+        /* a 503 chosen by status (not by err) still tells the client when to come back */
+        const struct dyno_http_error e = {.err = DYNO_EIO, .status = 503};
+        return dyno_http_reply_err(c, &e, "busy disk");
+    }
     if (strcmp(url, "/bearer") == 0) {
         const char *tok = dyno_http_bearer(c);
         cJSON *b = cJSON_CreateObject();
@@ -208,8 +227,46 @@ static void test_replies(void **state)
     http_get(port, "/bearer", "", resp, sizeof(resp));
     assert_non_null(strstr(resp, " 401 "));
     assert_non_null(strstr(resp, "\"code\":\"unauthorized\""));
+    assert_non_null(has_ci(resp, "\r\nWWW-Authenticate: Bearer\r\n"));
+    assert_null(has_ci(resp, "Retry-After"));
+
+    http_get(port, "/limited", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 429 "));
+    assert_non_null(has_ci(resp, "\r\nRetry-After: 7\r\n"));
+    assert_non_null(strstr(resp, "{\"error\":{\"code\":\"too_many_requests\",\"message\":\"slow down\"}}"));
+
+    http_get(port, "/method", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 405 "));
+    assert_non_null(has_ci(resp, "\r\nAllow: GET, HEAD\r\n"));
+    assert_non_null(strstr(resp, "\"message\":\"only GET\""));
+
+    http_get(port, "/short", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 400 "));
+    assert_non_null(strstr(resp, "\"code\":\"corrupt\""));
+    assert_null(has_ci(resp, "WWW-Authenticate"));
+
+    http_get(port, "/gap", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 501 "));
+    assert_non_null(strstr(resp, "{\"error\":{\"code\":\"not_implemented\",\"message\":\"later\"}}"));
+    assert_null(has_ci(resp, "Retry-After"));
+
+    http_get(port, "/overloaded", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 503 "));
+    assert_non_null(has_ci(resp, "\r\nRetry-After: 1\r\n"));
 
     MHD_stop_daemon(d);
+}
+
+/* The body alone (MQTT ingest replies) is the same document as the HTTP one. */
+static void test_error_body(void **state)
+{
+    (void)state;
+    cJSON *b = dyno_http_error_body("bad_request", "no \"name\"");
+    assert_non_null(b);
+    char *t = cJSON_PrintUnformatted(b);
+    assert_string_equal(t, "{\"error\":{\"code\":\"bad_request\",\"message\":\"no \\\"name\\\"\"}}");
+    cJSON_free(t);
+    cJSON_Delete(b);
 }
 
 int main(void)
@@ -218,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_range),
         cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_error_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
