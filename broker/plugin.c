@@ -51,8 +51,10 @@
  *               the message.
  *   DISCONNECT  the client is marked gone (its Will is checked right after this event;
  *               only a service's Will may still be published); gone entries are dropped
- *               PLUGIN_GONE_GRACE seconds later. Wills with a delay interval are therefore
- *               denied: agents publish their Wills without delay (lib/mq.c).
+ *               PLUGIN_GONE_GRACE seconds later, except a service's: messages for its
+ *               persistent session are still queued while it is away (READ allowed unless
+ *               its token was revoked or it was kicked). Wills with a delay interval are
+ *               therefore denied: agents publish their Wills without delay (lib/mq.c).
  *   TICK        once a second: kicks clients whose token expired or was revoked.
  *
  * The policy table is fed only by retained messages published while the plugin runs:
@@ -90,6 +92,7 @@ struct plugin_client {
     struct dyno_claims claims;
     bool service;
     bool gone;
+    bool kicked; /* gone because its token expired or was revoked */
     time_t gone_at;
 };
 
@@ -273,8 +276,14 @@ static int plugin_on_acl_check(int event, void *event_data, void *userdata)
     if (c == NULL)
         return MOSQ_ERR_ACL_DENIED;
     if (c->gone) {
-        /* Only the Will of a service survives the disconnect (see the header). */
-        if (!(c->service && ed->access == MOSQ_ACL_WRITE))
+        /* Only a service survives its disconnect: its Will, and the messages its persistent
+         * session queues while it is away (the gateway's ingest sessions: readings the
+         * broker acknowledged wait for the gateway instead of being dropped here). Not
+         * once its token expired or was revoked, or it was kicked. */
+        bool will = ed->access == MOSQ_ACL_WRITE;
+        bool queued = ed->access == MOSQ_ACL_READ && !c->kicked &&
+                      dyno_verifier_check(pl->verifier, &c->claims, (int64_t)time(NULL)) == 0;
+        if (!c->service || !(will || queued))
             return MOSQ_ERR_ACL_DENIED;
     } else if (dyno_verifier_check(pl->verifier, &c->claims, (int64_t)time(NULL)) != 0) {
         return MOSQ_ERR_ACL_DENIED; /* expired, revoked, or revocations unknown for a user */
@@ -547,6 +556,7 @@ static void plugin_sweep(struct plugin *pl, time_t now)
         /* Not for an unknown revocation state (EUNAVAIL): the ACL check denies meanwhile. */
         if (!c->gone && dyno_verifier_check(pl->verifier, &c->claims, (int64_t)now) == DYNO_EUNAUTH) {
             c->gone = true; /* denied from now on, kicked below */
+            c->kicked = true;
             c->gone_at = now;
             if (kick != NULL)
                 memcpy(kick[nkick++], c->id, sizeof(c->id));
@@ -554,7 +564,9 @@ static void plugin_sweep(struct plugin *pl, time_t now)
     }
     for (size_t i = 0; i < pl->nclients; i++) {
         struct plugin_client *c = pl->clients[i];
-        if (c->gone && now - c->gone_at >= PLUGIN_GONE_GRACE)
+        /* A service's entry stays while it is away (see plugin_on_acl_check): there are
+         * only as many as the services' client ids, and the next login replaces it. */
+        if (c->gone && (!c->service || c->kicked) && now - c->gone_at >= PLUGIN_GONE_GRACE)
             free(c);
         else
             pl->clients[w++] = c;

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "dynostore/error.h"
 #include "json.h"
 #include "rest.h"
@@ -97,6 +101,8 @@ enum MHD_Result dyno_http_vreply_err(struct MHD_Connection *c, const struct dyno
         goto out;
     if (e->hname != NULL && !http_add_header(resp, e->hname, e->hval))
         goto out;
+    if (e->close && !http_add_header(resp, MHD_HTTP_HEADER_CONNECTION, "close"))
+        goto out;
     ret = MHD_queue_response(c, status, resp);
 out:
     if (resp != NULL)
@@ -134,6 +140,45 @@ enum MHD_Result dyno_http_reply_error_after(struct MHD_Connection *c, int err, u
     enum MHD_Result ret = dyno_http_vreply_err(c, &e, fmt, ap);
     va_end(ap);
     return ret;
+}
+
+enum MHD_Result dyno_http_reply_error_close(struct MHD_Connection *c, int err, unsigned retry_after,
+                                            const char *fmt, ...)
+{
+    const struct dyno_http_error e = {.err = err, .retry_after = retry_after, .close = true};
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = dyno_http_vreply_err(c, &e, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+void dyno_http_peer(struct MHD_Connection *c, char out[DYNO_HTTP_PEER_MAX])
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const void *addr = NULL;
+    int family = AF_UNSPEC;
+
+    snprintf(out, DYNO_HTTP_PEER_MAX, "?");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        family = AF_INET;
+        addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+        family = AF_INET6;
+        addr = a6;
+        /* One client, one key: ::ffff:1.2.3.4 is 1.2.3.4 (a dual-stack listener). */
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            addr = &a6->s6_addr[12];
+        }
+    }
+    if (addr == NULL || inet_ntop(family, addr, out, DYNO_HTTP_PEER_MAX) == NULL)
+        snprintf(out, DYNO_HTTP_PEER_MAX, "?");
 }
 
 const char *dyno_http_bearer(struct MHD_Connection *c)

@@ -39,6 +39,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/rand.h>
+#include <sys/socket.h>
 
 #include "dynostore/error.h"
 #include "json.h"
@@ -301,6 +302,22 @@ int dyno_mq_publish_reply(struct dyno_mq *mq, const char *topic, const void *pay
 out:
     mosquitto_property_free_all(&props);
     return rc;
+}
+
+int dyno_mq_abandon(struct dyno_mq *mq)
+{
+    int fd;
+
+    if (mq == NULL || !mq_in_loop_thread(mq))
+        return DYNO_EINVAL;
+    /* shutdown, not close: libmosquitto still owns the descriptor and closes it when its
+     * next read or write fails, which ends this connection before anything queued leaves. */
+    fd = mosquitto_socket(mq->mosq);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    dyno_warn("mq connection abandoned", "client=%s reason=\"unacknowledged messages to come again\"",
+              mq->client_id);
+    return 0;
 }
 
 /* ---- subscriptions ------------------------------------------------------------------ */
@@ -1099,6 +1116,7 @@ int dyno_mq_new(const struct dyno_mq_opts *o, struct dyno_mq **out)
     if (o == NULL || out == NULL || o->client_id == NULL || !dyno_valid_segment(o->client_id))
         return DYNO_EINVAL;
     if (o->port < 0 || o->port > 65535 || o->keepalive < 0 || (o->keepalive > 0 && o->keepalive < 5) ||
+        o->receive_max < 0 || o->receive_max > 65535 ||
         (o->will_topic != NULL && !mq_valid_topic_name(o->will_topic)))
         return DYNO_EINVAL;
     pthread_once(&mq_lib_once, mq_lib_init);
@@ -1160,6 +1178,10 @@ int dyno_mq_new(const struct dyno_mq_opts *o, struct dyno_mq **out)
     if (rc == 0 && o->persistent)
         rc = mq_err(mosquitto_property_add_int32(&mq->connect_props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
                                                  MQ_SESSION_EXPIRY_S));
+    /* Flow control: the broker keeps what we cannot take yet instead of sending it. */
+    if (rc == 0 && o->receive_max > 0)
+        rc = mq_err(mosquitto_property_add_int16(&mq->connect_props, MQTT_PROP_RECEIVE_MAXIMUM,
+                                                 (uint16_t)o->receive_max));
     if (rc != 0)
         goto out;
     mosquitto_connect_v5_callback_set(mq->mosq, mq_on_connect_cb);

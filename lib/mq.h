@@ -37,6 +37,8 @@ struct dyno_mq_opts {
     const char *will_payload; /* retained, QoS 1 */
     int keepalive;            /* seconds, default 10 */
     bool persistent;          /* keep the session across reconnects (clean start off, long expiry) */
+    int receive_max;          /* v5 Receive Maximum: QoS 1/2 messages the broker may send us
+                                 unacknowledged; 0 = the protocol default (65535) */
 };
 
 struct dyno_mq_msg {
@@ -64,6 +66,14 @@ int dyno_mq_start(struct dyno_mq *mq);
 int dyno_mq_wait_connected(struct dyno_mq *mq, int timeout_ms);
 bool dyno_mq_connected(struct dyno_mq *mq);
 const char *dyno_mq_client_id(const struct dyno_mq *mq);
+
+/* Message handlers of a QoS 1 subscription, loop thread only: libmosquitto acknowledges a
+ * message when its handler returns (the PUBACK leaves on the loop's next write), so a handler
+ * that could not take charge of the message calls this first. It cuts the connection at once,
+ * so that neither that acknowledgement nor any other still queued is sent; a persistent
+ * session then gets every unacknowledged message again after the reconnect (with DUP set;
+ * some may have been handled already: at least once). Other threads: DYNO_EINVAL. */
+int dyno_mq_abandon(struct dyno_mq *mq);
 
 /* user_props: NULL or a NULL-terminated list of name, value, name, value, ... */
 int dyno_mq_publish(struct dyno_mq *mq, const char *topic, const void *payload, size_t len, int qos,

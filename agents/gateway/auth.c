@@ -12,6 +12,7 @@
 #include "gw.h"
 #include "httpd.h"
 #include "json.h"
+#include "limit.h"
 #include "log.h"
 #include "mq.h"
 
@@ -39,6 +40,24 @@ int gw_authenticate(struct gw_req *r, char *msg, size_t cap)
     }
     r->authed = true;
     return 0;
+}
+
+bool gw_login_allowed(struct gw_req *r, const char *user, int *retry_s)
+{
+    const struct gw_cfg *cfg = &r->gw->cfg;
+    char peer[DYNO_HTTP_PEER_MAX], key[DYNO_HTTP_PEER_MAX + DYNO_SEG_MAX + 8];
+    int64_t now = gw_now_ms();
+
+    /* Both keys share one table, told apart by their prefix. The address is asked first,
+     * so that a client over its own limit spends nothing of the username's budget. */
+    dyno_http_peer(r->c, peer);
+    snprintf(key, sizeof(key), "ip:%s", peer);
+    if (!dyno_limit_take(r->gw->login_limit, key, now, (double)cfg->login_per_ip_per_min,
+                         (double)cfg->login_per_ip_per_min, retry_s))
+        return false;
+    snprintf(key, sizeof(key), "user:%s", user);
+    return dyno_limit_take(r->gw->login_limit, key, now, (double)cfg->login_per_user_per_min,
+                           (double)cfg->login_per_user_per_min, retry_s);
 }
 
 cJSON *gw_caller_json(const struct gw_req *r)

@@ -324,6 +324,11 @@ enum MHD_Result gw_login(struct gw_req *r)
         cJSON_Delete(body);
         return gw_reply_error(r, DYNO_EUNAUTH, "bad username or password");
     }
+    int retry_s = 1; /* each attempt costs dyno-auth a PBKDF2: throttled before the call */
+    if (!gw_login_allowed(r, user, &retry_s)) {
+        cJSON_Delete(body);
+        return gw_reply_limited(r, retry_s, "too many login attempts; retry in %d s", retry_s);
+    }
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "username", user);
     cJSON_AddStringToObject(params, "password", dyno_json_str(body, "password"));

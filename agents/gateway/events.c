@@ -11,6 +11,17 @@
  * each message into the queue of every SSE client of that exact catalog (bounded: a client
  * whose queue is full loses its stream, it reconnects) and wakes them; each SSE client is
  * served by its own MHD thread, which waits on the hub's condition variable.
+ *
+ * A stream is a long-lived grant, so it is checked again, not only when it opens (issue 9):
+ *   - its token's expiry, at every wake-up (at least once a second);
+ *   - its token (signature, expiry, revocation: dyno_token_verify on the copy kept with the
+ *     stream) and the caller's read access to the catalog (catalog.get + the acl rule),
+ *     whenever a revocation list is applied (gw_events_recheck from mqtt.c), when the
+ *     policy of the catalog or of a catalog above it changes (dyno/v1/acl/...), on every
+ *     broker reconnect, and every GW_SSE_RECHECK_MS anyway.
+ * A check that fails, for any reason (pubsub unreachable included), ends the stream: the
+ * client reconnects and is answered like any new request. Each user may hold at most
+ * max_streams_per_user streams (gateway config); more get 429 with Retry-After.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,10 +29,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/socket.h>
+
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
 #include "gw.h"
+#include "httpd.h"
 #include "json.h"
 #include "log.h"
 #include "mq.h"
@@ -33,6 +47,8 @@
 #define GW_SSE_WAIT_SLICE_MS 1000    /* how often a waiting stream looks at the shutdown flag */
 #define GW_EVENTS_TOPIC "dyno/v1/events/"
 #define GW_EVENT_TYPE_MAX 64
+#define GW_SSE_RECHECK_MS 30000 /* the longest a stream goes without a full check */
+#define GW_SSE_RETRY_AFTER_S 5  /* Retry-After of a user over max_streams_per_user */
 
 struct gw_sse_ev {
     struct gw_sse_ev *next;
@@ -51,6 +67,12 @@ struct gw_sse {
     bool overflow; /* lost events: end the stream so the client reconnects */
     bool hello;    /* the opening comment was sent */
     int64_t last_ms;
+    /* The grant: whose stream it is, with the token to verify again. */
+    struct dyno_claims claims;
+    char *token;
+    bool recheck;       /* a change that may revoke it happened: check before sending more */
+    int64_t checked_ms; /* the last full check */
+    int fd;             /* the client's socket, to see it hang up (-1: unknown) */
 };
 
 struct gw_events {
@@ -201,6 +223,31 @@ int gw_events_start(struct gw *gw)
     return rc;
 }
 
+/* True when catalog is changed or lies under it (a policy change there may concern it). */
+static bool gw_events_under(const char *catalog, const char *changed)
+{
+    size_t n = strlen(changed);
+    return strncmp(catalog, changed, n) == 0 && (catalog[n] == '\0' || catalog[n] == '/');
+}
+
+void gw_events_recheck(struct gw *gw, const char *catalog)
+{
+    struct gw_events *hub = gw->events;
+    if (!hub)
+        return;
+    bool woke = false;
+    pthread_mutex_lock(&hub->mu);
+    for (struct gw_sse *s = hub->clients; s; s = s->next) {
+        if (catalog == NULL || gw_events_under(s->catalog, catalog)) {
+            s->recheck = true;
+            woke = true;
+        }
+    }
+    if (woke)
+        pthread_cond_broadcast(&hub->cond);
+    pthread_mutex_unlock(&hub->mu);
+}
+
 void gw_events_stop(struct gw *gw)
 {
     struct gw_events *hub = gw->events;
@@ -255,6 +302,10 @@ static void gw_sse_free(void *cls)
     gw_sse_drop_queue(s);
     pthread_mutex_unlock(&hub->mu);
     dyno_metric_add(&hub->gw->metrics[GW_M_SSE_CLIENTS], -1);
+    if (s->token) {
+        gw_wipe(s->token, strlen(s->token));
+        free(s->token);
+    }
     free(s);
 }
 
@@ -267,8 +318,42 @@ static size_t gw_sse_copy(char *buf, size_t max, const char *txt)
     return n;
 }
 
-/* MHD connection thread: waits for events (in slices, to notice a shutdown), sends them,
- * or a keep-alive comment after GW_SSE_KEEPALIVE_MS of silence. */
+/* True when the client closed its end: its slot is freed at once rather than at the next
+ * keep-alive write (a user at max_streams_per_user who closes one may open another). */
+static bool gw_sse_hung_up(const struct gw_sse *s)
+{
+    char b;
+    return s->fd >= 0 && recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* MHD connection thread, hub mutex not held: is the stream still allowed? Verifies the
+ * token again and the caller's read access to the catalog on pubsub's current policy. */
+static bool gw_sse_still_allowed(struct gw_sse *s)
+{
+    struct gw *gw = s->hub->gw;
+    struct dyno_claims now_claims;
+    char msg[400];
+    cJSON *cat = NULL;
+    const char *why = NULL;
+
+    if (dyno_token_verify(gw->verifier, s->token, (int64_t)time(NULL), &now_claims) != 0) {
+        why = "token expired or revoked";
+    } else {
+        int rc = gw_catalog_get(gw, s->catalog, &cat, msg, sizeof(msg));
+        if (rc)
+            why = rc == DYNO_ENOTFOUND ? "catalog deleted" : "catalog policy not available";
+        else if (!gw_catalog_allows(&s->claims, cat, false))
+            why = "read access removed";
+        cJSON_Delete(cat);
+    }
+    if (why)
+        dyno_info("event stream closed", "user=%s catalog=%s reason=\"%s\"", s->claims.sub, s->catalog, why);
+    return why == NULL;
+}
+
+/* MHD connection thread: waits for events (in slices, to notice a shutdown and the token's
+ * expiry), checks the grant again when asked to (see the file comment), sends events, or a
+ * keep-alive comment after GW_SSE_KEEPALIVE_MS of silence. */
 static ssize_t gw_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -283,9 +368,26 @@ static ssize_t gw_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         goto done;
     }
     for (;;) {
-        if (hub->stop || s->overflow) {
+        if (hub->stop || s->overflow || (int64_t)time(NULL) >= s->claims.exp) {
             out = MHD_CONTENT_READER_END_OF_STREAM;
             goto done;
+        }
+        if (gw_sse_hung_up(s)) {
+            out = MHD_CONTENT_READER_END_WITH_ERROR;
+            goto done;
+        }
+        if (s->recheck || gw_now_ms() - s->checked_ms >= GW_SSE_RECHECK_MS) {
+            /* Not under the hub mutex: the check may wait for pubsub. */
+            s->recheck = false;
+            pthread_mutex_unlock(&hub->mu);
+            bool ok = gw_sse_still_allowed(s);
+            pthread_mutex_lock(&hub->mu);
+            s->checked_ms = gw_now_ms();
+            if (!ok) {
+                out = MHD_CONTENT_READER_END_OF_STREAM;
+                goto done;
+            }
+            continue;
         }
         if (!s->cur && s->head) {
             s->cur = s->head;
@@ -353,14 +455,31 @@ enum MHD_Result gw_events_sse(struct gw_req *r)
         return gw_reply_error(r, rc, "%s", msg);
 
     struct gw_sse *s = calloc(1, sizeof(*s));
-    if (!s)
+    const char *tok = dyno_http_bearer(r->c); /* authenticated: present and verified */
+    if (!s || !tok || !(s->token = strdup(tok))) {
+        free(s);
         return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+    }
     s->hub = hub;
     memcpy(s->catalog, r->catalog, sizeof(s->catalog));
+    s->claims = r->claims;
+    s->checked_ms = gw_now_ms();
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->fd = ci ? ci->connect_fd : -1;
     pthread_mutex_lock(&hub->mu);
-    if (hub->nclients >= GW_SSE_CLIENTS_MAX || hub->stop) {
+    int mine = 0;
+    for (struct gw_sse *o = hub->clients; o; o = o->next)
+        mine += strcmp(o->claims.sub, r->claims.sub) == 0;
+    if (mine >= gw->cfg.max_streams_per_user || hub->nclients >= GW_SSE_CLIENTS_MAX || hub->stop) {
+        bool per_user = mine >= gw->cfg.max_streams_per_user;
         pthread_mutex_unlock(&hub->mu);
+        gw_wipe(s->token, strlen(s->token));
+        free(s->token);
         free(s);
+        if (per_user)
+            return gw_reply_limited(r, GW_SSE_RETRY_AFTER_S,
+                                    "%s holds %d event streams already (max_streams_per_user)", r->claims.sub,
+                                    mine);
         return gw_reply_error(r, DYNO_EUNAVAIL, "too many event streams (%d); try again later",
                               GW_SSE_CLIENTS_MAX);
     }

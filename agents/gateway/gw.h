@@ -71,6 +71,11 @@ struct gw_cfg {
     char *tls_cert;
     char *tls_key;
     int64_t ingest_max;
+    int64_t max_connections_per_ip; /* rest.c: more from one address get 429 */
+    int64_t login_per_ip_per_min;   /* auth.c: login attempts a minute (and burst) per address */
+    int64_t login_per_user_per_min; /* auth.c: ... and per username */
+    int64_t limit_table_size;       /* keys each of those tables holds at most */
+    int64_t max_streams_per_user;   /* events.c: SSE streams one user may hold */
     int64_t repair_workers;    /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;    /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes; /* bytes/s the repair workers read and write at most */
@@ -113,8 +118,10 @@ struct gw {
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
     struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
-    struct gw_ingest *ingest; /* ingest.c: MQTT ingest workers, NULL until gw_ingest_start */
+    struct gw_ingest *ingest; /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
     struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
+    struct dyno_limit *conn_limit;  /* rest.c: open connections per client address */
+    struct dyno_limit *login_limit; /* auth.c: login buckets per address and per username */
     /* xfer_curl.c: curl multis (with their open container connections) of client connections
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
@@ -186,6 +193,9 @@ void gw_wipe(void *p, size_t n);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
+/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
+enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what);
@@ -196,6 +206,10 @@ int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap);
 
 /* ---- MQTT (mqtt.c) ---- */
 int gw_mqtt_start(struct gw *gw);
+struct dyno_mq_opts;
+/* Fills *o (zeroed first) for a broker connection of this gateway as client_id (borrowed:
+ * it must outlive dyno_mq_new): broker address, TLS CA, the service login. */
+void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o);
 void gw_mqtt_publish_status(struct gw *gw, const char *state);
 /* dyno_mq_call with the configured timeout; a silent or unreachable service becomes
  * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */
@@ -213,6 +227,10 @@ void gw_notify(struct gw *gw, const char *service, const char *method, const cJS
 /* Verifies the bearer token into r->claims; 0, DYNO_EUNAUTH, or DYNO_EUNAVAIL for a user token
  * while the revocation feed has not been applied since start (message in msg). */
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap);
+/* The login throttle (issue 9): true when one more login attempt for user from the client
+ * of r is within login_per_ip_per_min and login_per_user_per_min (and counts it); else
+ * false with *retry_s, the seconds until it would be. */
+bool gw_login_allowed(struct gw_req *r, const char *user, int *retry_s);
 /* {"sub","org","admin"} of the caller, new object (caller frees). */
 cJSON *gw_caller_json(const struct gw_req *r);
 /* Fetches the catalog (pubsub catalog.get) into *out (caller frees; may be NULL to skip)
@@ -264,6 +282,10 @@ void gw_event_emit(struct gw *gw, const char *type, const char *catalog, const c
 void gw_event_emit_obj(struct gw *gw, const char *type, const cJSON *obj);
 /* Creates the SSE hub and subscribes to dyno/v1/events/# (after gw_mqtt_start). 0 or DYNO_E*. */
 int gw_events_start(struct gw *gw);
+/* Asks the SSE streams of catalog and of the catalogs under it (NULL: every stream) to
+ * check their token and read access again before sending more. Any thread; never blocks
+ * beyond the hub mutex (the MQTT loop thread calls it). */
+void gw_events_recheck(struct gw *gw, const char *catalog);
 /* Ends every SSE stream (before gw_httpd_stop, so that their threads finish). */
 void gw_events_stop(struct gw *gw);
 /* Frees the hub, after gw_httpd_stop and dyno_mq_free (nothing may call into it). */
@@ -272,11 +294,13 @@ void gw_events_free(struct gw *gw);
 enum MHD_Result gw_events_sse(struct gw_req *r);
 
 /* ---- ingest (ingest.c) ---- */
-/* Starts the workers and subscribes to $share/gateway/dyno/v1/ingest/# (after gw_mqtt_start). */
+/* Opens the ingest sessions, each subscribed to $share/gateway/dyno/v1/ingest/# (after
+ * gw_mqtt_start: their puts use gw->mq). 0 or DYNO_E*; gw_ingest_free cleans up either way. */
 int gw_ingest_start(struct gw *gw);
-/* Stops the workers (messages still queued are dropped); before dyno_mq_free. */
+/* Closes the sessions, after the puts in progress; what the broker did not get an
+ * acknowledgement for stays there for the next start. Before dyno_mq_free(gw->mq). */
 void gw_ingest_stop(struct gw *gw);
-/* Frees what gw_ingest_start made, after dyno_mq_free. */
+/* Frees what gw_ingest_start made. */
 void gw_ingest_free(struct gw *gw);
 
 /* ---- catalog routes (catalogs.c) ---- */

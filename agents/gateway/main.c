@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "gw.h"
+#include "limit.h"
 #include "log.h"
 #include "mq.h"
 
@@ -45,6 +46,16 @@ static const struct dyno_opt gw_opts[] = {
     {"tls_cert", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_cert), NULL, "HTTPS certificate (PEM)"},
     {"tls_key", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_key), NULL, "HTTPS key (PEM)"},
     {"ingest_max", DYNO_OPT_INT, offsetof(struct gw_cfg, ingest_max), "256K", "largest MQTT ingest"},
+    {"max_connections_per_ip", DYNO_OPT_INT, offsetof(struct gw_cfg, max_connections_per_ip), "64",
+     "concurrent connections from one client address (more get 429)"},
+    {"login_per_ip_per_min", DYNO_OPT_INT, offsetof(struct gw_cfg, login_per_ip_per_min), "60",
+     "login attempts a minute from one client address, also the burst (more get 429)"},
+    {"login_per_user_per_min", DYNO_OPT_INT, offsetof(struct gw_cfg, login_per_user_per_min), "20",
+     "login attempts a minute for one username, also the burst (more get 429)"},
+    {"max_streams_per_user", DYNO_OPT_INT, offsetof(struct gw_cfg, max_streams_per_user), "8",
+     "event streams (GET /v1/events) one user may hold (more get 429)"},
+    {"limit_table_size", DYNO_OPT_INT, offsetof(struct gw_cfg, limit_table_size), "4096",
+     "client addresses and usernames each limit table tracks at most"},
     {"repair_workers", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_workers), "1",
      "repair and GC worker threads (0 = none)"},
     {"repair_poll_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_poll_ms), "1000",
@@ -107,6 +118,15 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "commit_resolve_ms must be >= 0");
     else if (c->max_connections < 1 || c->max_connections > 65536)
         snprintf(err, cap, "max_connections must be 1..65536");
+    else if (c->max_connections_per_ip < 1 || c->max_connections_per_ip > c->max_connections)
+        snprintf(err, cap, "max_connections_per_ip must be 1..max_connections");
+    else if (c->login_per_ip_per_min < 1 || c->login_per_user_per_min < 1 ||
+             c->login_per_ip_per_min > 1000000 || c->login_per_user_per_min > 1000000)
+        snprintf(err, cap, "login_per_ip_per_min and login_per_user_per_min must be 1..1000000");
+    else if (c->max_streams_per_user < 1 || c->max_streams_per_user > 65536)
+        snprintf(err, cap, "max_streams_per_user must be 1..65536");
+    else if (c->limit_table_size < c->max_connections || c->limit_table_size > DYNO_LIMIT_CAP_MAX)
+        snprintf(err, cap, "limit_table_size must be max_connections..%d", DYNO_LIMIT_CAP_MAX);
     else if (c->max_body < 0)
         snprintf(err, cap, "max_body must be >= 0");
     else if (c->repair_workers < 0 || c->repair_workers > 64)
@@ -138,6 +158,15 @@ static int gw_init(struct gw *gw, char *err, size_t cap)
                  rc ? dyno_strerror(rc) : "empty");
         return rc ? rc : DYNO_EINVAL;
     }
+    /* The connection table holds at least max_connections keys, so every address that
+     * holds a connection has a slot: it can only fail closed on a full login table. */
+    rc = dyno_limit_new((size_t)gw->cfg.limit_table_size, &gw->conn_limit);
+    if (rc == 0)
+        rc = dyno_limit_new((size_t)gw->cfg.limit_table_size, &gw->login_limit);
+    if (rc) {
+        snprintf(err, cap, "cannot make the limit tables: %s", dyno_strerror(rc));
+        return rc;
+    }
     /* Built once and shared read-only by every easy handle: curl only reads the list. */
     char hdr[DYNO_TOKEN_MAX + 32];
     snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", gw->service_token);
@@ -161,6 +190,8 @@ static void gw_cleanup(struct gw *gw)
         free(gw->service_token);
     }
     dyno_verifier_free(gw->verifier);
+    dyno_limit_free(gw->conn_limit);
+    dyno_limit_free(gw->login_limit);
     gw_catcache_free(gw->catcache);
     for (int k = 0; k <= DYNO_EC_MAX_K; k++)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)

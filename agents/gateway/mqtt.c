@@ -26,6 +26,7 @@ static void gw_on_connect(void *arg, struct dyno_mq *mq)
     atomic_store(&gw->status_due, true);
     /* Policy changes may have gone by while we were away. */
     gw_catcache_invalidate(gw->catcache, NULL);
+    gw_events_recheck(gw, NULL);
 }
 
 /* Loop thread: pubsub republished a catalog's policy (protocol.md §7); forget our copy. */
@@ -34,8 +35,10 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
     struct gw *gw = arg;
     const char *prefix = "dyno/v1/acl/";
     size_t n = strlen(prefix);
-    if (strncmp(msg->topic, prefix, n) == 0)
+    if (strncmp(msg->topic, prefix, n) == 0) {
         gw_catcache_invalidate(gw->catcache, msg->topic + n);
+        gw_events_recheck(gw, msg->topic + n); /* open event streams may have lost access */
+    }
 }
 
 /* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
@@ -50,12 +53,14 @@ static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
     if (msg->len == 0)
         return;
     int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc) {
+    if (rc)
         dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
                    msg->len, dyno_err_code(rc));
-        return;
-    }
-    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
+    else
+        dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
+    /* Either way open event streams check their token again: one may be revoked now, or
+     * no user token passes until a good document comes. */
+    gw_events_recheck(gw, NULL);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
@@ -88,24 +93,29 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state)
     cJSON_Delete(st);
 }
 
+void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = gw->cfg.broker_host;
+    o->port = (int)gw->cfg.broker_port;
+    o->client_id = client_id;
+    o->username = client_id; /* services log in as <kind>-<id> (docs/security.md) */
+    o->password = gw->service_token;
+    o->cafile = gw->cfg.broker_cafile;
+}
+
 int gw_mqtt_start(struct gw *gw)
 {
     char client_id[80], topic[160], will[200];
     snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.id);
     gw_status_topic(gw, topic, sizeof(topic));
     snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.id);
-    struct dyno_mq_opts o = {
-        .host = gw->cfg.broker_host,
-        .port = (int)gw->cfg.broker_port,
-        .client_id = client_id,
-        .username = client_id,
-        .password = gw->service_token,
-        .cafile = gw->cfg.broker_cafile,
-        .will_topic = topic,
-        .will_payload = will,
-        .keepalive = 10,
-        .persistent = false,
-    };
+    struct dyno_mq_opts o;
+    gw_mqtt_opts(gw, client_id, &o);
+    o.will_topic = topic;
+    o.will_payload = will;
+    o.keepalive = 10;
+    o.persistent = false;
     int rc = dyno_mq_new(&o, &gw->mq);
     if (rc) {
         dyno_error("cannot create the MQTT client", "err=%s", dyno_err_code(rc));

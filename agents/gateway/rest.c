@@ -15,6 +15,7 @@
 #include "gw.h"
 #include "httpd.h"
 #include "json.h"
+#include "limit.h"
 #include "log.h"
 #include "rest.h"
 
@@ -46,6 +47,18 @@ static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const ch
     r->status = status;
     r->replied = true;
     return dyno_http_reply_err(r->c, &e, "%s", msg);
+}
+
+enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
+    r->replied = true;
+    return dyno_http_reply_error_after(r->c, DYNO_ELIMIT, retry_s < 1 ? 1u : (unsigned)retry_s, "%s", msg);
 }
 
 /* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the
@@ -285,7 +298,14 @@ static enum MHD_Result gw_route(struct gw_req *r, const char *url)
 
 /* ---- MHD callbacks ---- */
 
-static struct gw_conn *gw_conn_of(struct MHD_Connection *c)
+/* MHD's socket context: one per client connection (see gw_notify_connection). */
+struct gw_client {
+    struct gw_conn *conn;          /* the curl cache of its transfers */
+    char peer[DYNO_HTTP_PEER_MAX]; /* the client's address */
+    bool counted;                  /* holds a place in gw->conn_limit (false: over the limit) */
+};
+
+static struct gw_client *gw_client_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
@@ -314,7 +334,8 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         *con_cls = r;
         r->gw = gw;
         r->c = c;
-        r->conn = gw_conn_of(c);
+        struct gw_client *cl = gw_client_of(c);
+        r->conn = cl ? cl->conn : NULL;
         r->method = method;
         r->url = strdup(url);
         r->t0_ms = gw_now_ms();
@@ -323,6 +344,12 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         dyno_metric_add(&gw->metrics[GW_M_INFLIGHT], 1);
         if (!r->url || !r->conn)
             return MHD_NO;
+        if (!cl->counted) {
+            r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
+            r->replied = true;
+            return dyno_http_reply_error_close(c, DYNO_ELIMIT, 1, "more than %lld connections from %s",
+                                               (long long)gw->cfg.max_connections_per_ip, cl->peer);
+        }
         size_t hdr_bytes = strlen(url) + strlen(method) + 16;
         MHD_get_connection_values(c, MHD_HEADER_KIND, gw_count_header, &hdr_bytes);
         if (hdr_bytes > DYNO_HTTP_HEADER_MAX)
@@ -434,15 +461,33 @@ static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(r);
 }
 
+/*
+ * Counts each client address's connections (issue 9): one over max_connections_per_ip is
+ * answered 429 at its first request and closed, so one client cannot hold every
+ * connection slot. (MHD's own per-address cap, at twice the limit, closes the ones beyond
+ * that without an answer, for clients that connect and send nothing.)
+ */
 static void gw_notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                                  enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)c;
+    struct gw *gw = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(struct gw_conn));
+        struct gw_client *cl = calloc(1, sizeof(*cl));
+        if (cl) {
+            cl->conn = calloc(1, sizeof(struct gw_conn));
+            dyno_http_peer(c, cl->peer);
+            cl->counted =
+                dyno_limit_enter(gw->conn_limit, cl->peer, gw_now_ms(), (int)gw->cfg.max_connections_per_ip);
+        }
+        *socket_context = cl;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        gw_conn_free(*socket_context);
+        struct gw_client *cl = *socket_context;
+        if (cl) {
+            if (cl->counted)
+                dyno_limit_leave(gw->conn_limit, cl->peer);
+            gw_conn_free(cl->conn);
+            free(cl);
+        }
         *socket_context = NULL;
     }
 }
@@ -466,6 +511,13 @@ __attribute__((format(printf, 2, 0))) static void gw_mhd_log(void *cls, const ch
         msg[--l] = '\0';
     dyno_log_q(q, sizeof(q), msg);
     dyno_warn("httpd", "detail=%s", q);
+}
+
+/* MHD's cap per address: twice ours, so that ours answers 429 first (see above). */
+static unsigned gw_per_ip_hard_limit(const struct gw *gw)
+{
+    int64_t n = 2 * gw->cfg.max_connections_per_ip;
+    return (unsigned)(n > gw->cfg.max_connections ? gw->cfg.max_connections : n);
 }
 
 int gw_httpd_start(struct gw *gw)
@@ -515,8 +567,9 @@ int gw_httpd_start(struct gw *gw)
     gw->httpd = MHD_start_daemon(
         flags, 0, NULL, NULL, gw_access, gw, MHD_OPTION_EXTERNAL_LOGGER, gw_mhd_log, gw, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit,
-        MHD_OPTION_NOTIFY_COMPLETED, gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, gw_per_ip_hard_limit(gw), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
+        gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
         MHD_OPTION_UNESCAPE_CALLBACK, gw_no_unescape, gw, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     free(cert);
     if (key) {

@@ -56,6 +56,8 @@
  * DYNO_MQ_PAYLOAD_MAX) plus room for its topic and properties. Users are held to
  * UP_INGEST_MAX by the plugin. */
 #define UP_PACKET_MAX (DYNO_MQ_PAYLOAD_MAX + 64 * 1024)
+#define UP_BROKER_QUEUED_MAX 100000                  /* messages queued per broker client (docs/pubsub.md) */
+#define UP_BROKER_QUEUED_BYTES (128LL * 1024 * 1024) /* and their bytes */
 
 /* Start stages; stopping goes the other way. */
 enum { ST_BROKER, ST_AUTH, ST_METADATA, ST_PUBSUB, ST_CONTAINERS, ST_GATEWAY, ST_COUNT };
@@ -375,6 +377,13 @@ static int write_broker_conf(struct up *u)
                              "# no packet past a service RPC's limit (mosquitto's default is 256 MB)\n"
                              "max_packet_size %d\n"
                              "\n"
+                             "# Messages queued per client (docs/pubsub.md): the gateway's ingest\n"
+                             "# sessions acknowledge a reading only once it is stored, so the backlog of a\n"
+                             "# burst waits here, up to these bounds per session (past them the broker\n"
+                             "# drops what it queues, with a warning in this log).\n"
+                             "max_queued_messages %d\n"
+                             "max_queued_bytes %lld\n"
+                             "\n"
                              "persistence true\n"
                              "persistence_location %s/broker/data/\n"
                              "autosave_interval 1\n"
@@ -382,7 +391,8 @@ static int write_broker_conf(struct up *u)
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, u->data);
+                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, UP_BROKER_QUEUED_MAX,
+                             (long long)UP_BROKER_QUEUED_BYTES, u->data);
     if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");

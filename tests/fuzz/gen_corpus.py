@@ -95,6 +95,18 @@ def acl_input(flags, a, b, topic, sub, org):
     return bytes([flags]) + b"\0".join([a, b, topic.encode(), sub.encode(), org.encode()])
 
 
+def ingest_input(flags, length, maximum, topic, resp=None, corr=None, props=()):
+    """fuzz_ingest.c: flags, payload length, ingest_max, then NUL-separated parts."""
+    parts = [topic.encode()]
+    if flags & 1:
+        parts.append(resp.encode())
+    if flags & 2:
+        parts.append(corr)
+    for n, v in props:
+        parts += [n.encode(), v.encode()]
+    return bytes([flags]) + struct.pack("<II", length, maximum) + b"\0".join(parts)
+
+
 def seeds():
     hdr_ec = frag_header(3, 2, 4, False, 1 << 20, "alice/projects/ct-scans", "scan \u00e9 001.tiff")
     hdr_small = frag_header(1, 2, 0, True, 16, "bob/x", "a")
@@ -165,6 +177,18 @@ def seeds():
     for name, v in [("resilience", "3,2"), ("resilience-max", "32,16"), ("length", "18446744073709551615"),
                     ("bearer", "Bearer  dyn1.abc.def"), ("bearer-case", "bEARER x")]:
         yield "rest", "header-" + name, b"\x03" + v.encode()
+
+    stamps = [("dyno-user", "alice"), ("dyno-org", "lab/ct"), ("dyno-admin", "false")]
+    yield "ingest", "stamped-named", ingest_input(0, 21, 262144, "dyno/v1/ingest/alice/sensors",
+                                                  props=stamps + [("name", "r1")])
+    yield "ingest", "reply-corr", ingest_input(3, 4, 262144, "dyno/v1/ingest/alice/x/y", resp="dyno/v1/reply/alice/7",
+                                               corr=b"\x01\x02", props=[("name", "t \u00e9")] + stamps)
+    yield "ingest", "oversize", ingest_input(0, 300000, 262144, "dyno/v1/ingest/bob/inbox", props=stamps)
+    yield "ingest", "forged-twice", ingest_input(0, 1, 262144, "dyno/v1/ingest/alice/sensors",
+                                                 props=stamps + [("DYNO-USER", "mallory")])
+    yield "ingest", "bad-name", ingest_input(0, 1, 16, "dyno/v1/ingest/alice/sensors",
+                                             props=stamps + [("name", "a/b")])
+    yield "ingest", "bad-topic", ingest_input(0, 1, 16, "dyno/v1/ingest/../x", props=stamps)
 
 
 def main():

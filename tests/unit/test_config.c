@@ -178,6 +178,8 @@ static void test_errors_map(void **state)
     assert_int_equal(dyno_err_http_status(DYNO_EUNAVAIL), 503);
     assert_int_equal(dyno_err_from_http_status(404), DYNO_ENOTFOUND);
     assert_int_equal(dyno_err_from_http_status(507), DYNO_ENOSPC);
+    assert_int_equal(dyno_err_from_http_status(429), DYNO_ELIMIT);
+    assert_int_equal(dyno_err_from_code("too_many_requests"), DYNO_ELIMIT);
     assert_int_equal(dyno_err_from_code("no such code"), DYNO_EINTERNAL);
 }
 

@@ -6,13 +6,14 @@
 """
 
 from .errors import (BadRequestError, ConflictError, DynoError, ForbiddenError,  # noqa: F401
-                     NotFoundError, TooLargeError, UnauthorizedError, UnavailableError)
+                     NotFoundError, TooLargeError, TooManyRequestsError, UnauthorizedError,
+                     UnavailableError)
 
 __version__ = "0.1.0"
 
 __all__ = ["Client", "RetryPolicy", "DynoConnector", "DynoKey", "DynoError",
            "BadRequestError", "UnauthorizedError", "ForbiddenError", "NotFoundError",
-           "ConflictError", "TooLargeError", "UnavailableError", "__version__"]
+           "ConflictError", "TooLargeError", "TooManyRequestsError", "UnavailableError", "__version__"]
 
 
 def __getattr__(name):

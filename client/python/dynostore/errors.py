@@ -25,6 +25,9 @@ ForbiddenError         403     authenticated, but not allowed (catalog of someon
 NotFoundError          404     no such object, catalog or route
 ConflictError          409     the state does not allow it (already exists, not empty)
 TooLargeError          413     the object or a body is over a configured limit
+TooManyRequestsError   429     a limit of the gateway (connections from one address,
+                               login attempts, event streams of one user); ``retry_after``
+                               holds the seconds to wait
 UnavailableError       503     the fabric is not ready (too few containers, a service is
                        (None)  down) **or** the gateway cannot be reached at all
                                (connection refused, unreachable, DNS); ``retry_after``
@@ -38,6 +41,7 @@ status and code.
 __all__ = [
     "DynoError",
     "BadRequestError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "ForbiddenError",
     "NotFoundError",
@@ -113,6 +117,12 @@ class TooLargeError(DynoError):
     default_code = "too_large"
 
 
+class TooManyRequestsError(DynoError):
+    """429: over a limit of the gateway; wait ``retry_after`` seconds and try again."""
+
+    default_code = "too_many_requests"
+
+
 class UnavailableError(DynoError):
     """503 from the gateway, or the gateway could not be reached at all (status None)."""
 
@@ -126,6 +136,7 @@ _BY_STATUS = {
     404: NotFoundError,
     409: ConflictError,
     413: TooLargeError,
+    429: TooManyRequestsError,
     503: UnavailableError,
 }
 
