@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "httpd.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -73,8 +74,7 @@ struct container {
     struct container_cache *cache;
     struct dyno_verifier *verifier;
     struct dyno_mq *mq;
-    struct MHD_Daemon *httpd;
-    atomic_bool httpd_logging; /* MHD's own messages are logged once the daemon runs */
+    struct dyno_httpd httpd;
     unsigned port;
     pthread_t main_thread;
     atomic_bool status_due; /* set by the MQTT connect hook, served by the main loop */

@@ -11,12 +11,10 @@
  */
 #include "http.h"
 
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "buf.h"
@@ -499,68 +497,36 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     *con_cls = NULL;
 }
 
-/* MHD's own messages, as one logfmt line each (quotes and newlines flattened). */
-__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    struct container *c = cls;
-    char msg[256];
-    if (!c->httpd_logging)
-        return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    /* Streams we end on purpose (corrupt fragment) and puts the client gave up are
-     * logged by the handlers already. */
-    if (strstr(msg, "application reported error") || strstr(msg, "incomplete request"))
-        return;
-    for (char *s = msg; *s; s++)
-        if (*s == '"' || *s == '\n' || *s == '\r' || *s == '\\')
-            *s = ' ';
-    dyno_warn("httpd", "detail=\"%s\"", msg);
-}
+/* Streams we end on purpose (corrupt fragment) and puts the client gave up are logged by
+ * the handlers already: MHD's own words for them would only repeat it. */
+static const char *const http_quiet[] = {"application reported error", "incomplete request", NULL};
 
 int container_http_start(struct container *c, char *err, size_t errlen)
 {
-    struct addrinfo hints, *ai = NULL;
-    char port[16];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port, sizeof(port), "%u", (unsigned)c->cfg.port);
-    int grc = getaddrinfo(c->cfg.listen_host, port, &hints, &ai);
-    if (grc != 0 || !ai) {
-        snprintf(err, errlen, "cannot resolve listen_host %s: %s", c->cfg.listen_host, gai_strerror(grc));
-        return DYNO_EINVAL;
-    }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
     /* The connection's memory pool holds the request headers and is the read buffer of
      * uploads: a pool of just DYNO_HTTP_HEADER_MAX would make MHD refuse larger headers
      * itself, but also cut PUT bodies into 8 KiB reads (measured ~1.5x slower on a 64 MiB
      * fragment). So the pool bounds headers hard at HTTP_POOL and http_headers_size()
      * refuses anything over DYNO_HTTP_HEADER_MAX with 431. */
-    c->httpd =
-        MHD_start_daemon(flags, 0, NULL, NULL, http_handler, c, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)c->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)c->cfg.stream_timeout, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
-                         MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, c, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!c->httpd) {
-        snprintf(err, errlen, "cannot listen on %s:%u (port in use or address not available)",
-                 c->cfg.listen_host, (unsigned)c->cfg.port);
-        return DYNO_EIO;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(c->httpd, MHD_DAEMON_INFO_BIND_PORT);
-    c->port = info ? info->port : (unsigned)c->cfg.port;
-    c->httpd_logging = true;
+    const struct dyno_httpd_conf conf = {
+        .host = c->cfg.listen_host,
+        .port = (unsigned)c->cfg.port,
+        .max_connections = (unsigned)c->cfg.max_connections,
+        .timeout = (unsigned)c->cfg.stream_timeout,
+        .pool = HTTP_POOL,
+        .handler = http_handler,
+        .cls = c,
+        .completed = http_completed,
+        .quiet = http_quiet,
+    };
+    int rc = dyno_httpd_start(&c->httpd, &conf, err, errlen);
+    if (rc)
+        return rc;
+    c->port = c->httpd.port;
     return 0;
 }
 
 void container_http_stop(struct container *c)
 {
-    if (c->httpd) {
-        MHD_stop_daemon(c->httpd);
-        c->httpd = NULL;
-    }
+    dyno_httpd_stop(&c->httpd);
 }

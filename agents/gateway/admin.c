@@ -62,9 +62,8 @@ static enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
         if (dyno_rest_dec(at, strspn(at, "0123456789"), &secs) || secs < 1 || secs > 3600)
             secs = 1;
     }
-    r->status = (unsigned)dyno_err_http_status(rc);
-    r->replied = true;
-    return dyno_http_reply_error_after(r->c, rc, (unsigned)secs, "%s", msg);
+    const struct dyno_http_error e = {.err = rc, .retry_after = (unsigned)secs};
+    return gw_reply_err(r, &e, "%s", msg);
 }
 
 /* Runs the auth method with params (taken) and replies with its result or error. */

@@ -32,6 +32,7 @@
 
 #include "buf.h"
 #include "dp.h"
+#include "httpd.h"
 #include "dynostore/error.h"
 #include "ec.h"
 #include "frag.h"
@@ -110,7 +111,7 @@ struct gw {
     struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
-    struct MHD_Daemon *httpd;
+    struct dyno_httpd httpd;
     unsigned port;
     int64_t started_at;
     atomic_bool status_due; /* set by the MQTT loop thread, served by main */
@@ -195,6 +196,9 @@ void gw_wipe(void *p, size_t n);
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
 /* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
 enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close). */
+enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

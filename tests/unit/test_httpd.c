@@ -120,8 +120,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return dyno_http_reply_error(c, DYNO_EUNAVAIL, "need %d containers", 5);
     if (strcmp(url, "/missing") == 0)
         return dyno_http_reply_error(c, DYNO_ENOTFOUND, "no object \"%s\"", "k1");
-    if (strcmp(url, "/limited") == 0)
-        return dyno_http_reply_error_after(c, DYNO_ELIMIT, 7, "slow down");
+    if (strcmp(url, "/limited") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_ELIMIT, .retry_after = 7, .close = true};
+        return dyno_http_reply_err(c, &e, "slow down");
+    }
     if (strcmp(url, "/method") == 0) {
         const struct dyno_http_error e = {.err = DYNO_EMETHOD, .hname = "Allow", .hval = "GET, HEAD"};
         return dyno_http_reply_err(c, &e, "only %s", "GET");
@@ -195,12 +197,19 @@ static void test_replies(void **state)
     uint16_t port;
 
     (void)state;
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, NULL,
-                         MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
+    /* The server the agents use, on an ephemeral port. */
+    static struct dyno_httpd h;
+    const struct dyno_httpd_conf conf = {
+        .host = "127.0.0.1", .max_connections = 8, .timeout = 30, .pool = 64 * 1024, .handler = handler};
+    char err[200] = "";
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), 0);
+    d = h.d;
     assert_non_null(d);
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     assert_non_null(info);
     port = info->port;
+    assert_int_equal(h.port, port);
+    assert_true(port != 0);
 
     http_get(port, "/busy", "", resp, sizeof(resp));
     assert_non_null(strstr(resp, " 503 "));
@@ -233,6 +242,7 @@ static void test_replies(void **state)
     http_get(port, "/limited", "", resp, sizeof(resp));
     assert_non_null(strstr(resp, " 429 "));
     assert_non_null(has_ci(resp, "\r\nRetry-After: 7\r\n"));
+    assert_non_null(has_ci(resp, "\r\nConnection: close\r\n"));
     assert_non_null(strstr(resp, "{\"error\":{\"code\":\"too_many_requests\",\"message\":\"slow down\"}}"));
 
     http_get(port, "/method", "", resp, sizeof(resp));
@@ -254,7 +264,39 @@ static void test_replies(void **state)
     assert_non_null(strstr(resp, " 503 "));
     assert_non_null(has_ci(resp, "\r\nRetry-After: 1\r\n"));
 
-    MHD_stop_daemon(d);
+    dyno_httpd_stop(&h);
+    assert_null(h.d);
+    dyno_httpd_stop(&h); /* stopping twice is harmless */
+}
+
+/* A start that cannot work says why and leaves nothing running. */
+static void test_start_refused(void **state)
+{
+    (void)state;
+    struct dyno_httpd h = {0}, h2 = {0};
+    char err[200] = "";
+    struct dyno_httpd_conf conf = {
+        .host = "no.such.host.invalid", .max_connections = 8, .timeout = 30, .pool = 64 * 1024, .handler = handler};
+
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "cannot resolve listen_host no.such.host.invalid"));
+    assert_null(h.d);
+
+    conf.host = "127.0.0.1";
+    conf.tls_cert = "/nonexistent/cert.pem";
+    conf.tls_key = "/nonexistent/key.pem";
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "tls_cert"));
+    assert_null(h.d);
+
+    /* The same port twice: the second cannot listen. */
+    conf.tls_cert = conf.tls_key = NULL;
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), 0);
+    conf.port = h.port;
+    assert_int_equal(dyno_httpd_start(&h2, &conf, err, sizeof(err)), DYNO_EIO);
+    assert_non_null(strstr(err, "cannot listen on 127.0.0.1:"));
+    assert_null(h2.d);
+    dyno_httpd_stop(&h);
 }
 
 /* The body alone (MQTT ingest replies) is the same document as the HTTP one. */
@@ -276,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_start_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
