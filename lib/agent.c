@@ -15,6 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "names.h"
+#include "token.h"
 
 int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
                       const struct dyno_agent_common *c, int argc, char **argv)
@@ -305,4 +306,25 @@ int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, 
     }
     c->admin = cJSON_IsTrue(adm);
     return 0;
+}
+
+int dyno_agent_revoked(void *verifier, const struct dyno_mq_msg *msg)
+{
+    size_t njtis = 0, nepochs = 0;
+
+    if (msg->len == 0)
+        return DYNO_ENOTFOUND; /* the retained message cleared: nothing to apply */
+    int rc = dyno_verifier_apply_revoked(verifier, msg->payload, msg->len, &njtis, &nepochs);
+    if (rc != 0) {
+        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
+                   msg->len, dyno_err_code(rc));
+        return rc;
+    }
+    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
+    return 0;
+}
+
+void dyno_agent_on_revoked(void *verifier, const struct dyno_mq_msg *msg)
+{
+    (void)dyno_agent_revoked(verifier, msg);
 }

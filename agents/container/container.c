@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "agent.h"
 #include "config.h"
 #include "dynostore/error.h"
 #include "http.h"
@@ -264,25 +265,6 @@ static void container_on_connect(void *arg, struct dyno_mq *mq)
     pthread_kill(c->main_thread, SIGUSR1);
 }
 
-/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
- * verifier's state, as in the gateway and the broker plugin. One that does not parse leaves
- * the verifier unfed (user tokens refused); an empty payload (the retained message cleared)
- * changes nothing. */
-static void container_on_revoked(void *arg, const struct dyno_mq_msg *msg)
-{
-    struct container *c = arg;
-    size_t njtis = 0, nepochs = 0;
-
-    if (msg->len == 0)
-        return;
-    int rc = dyno_verifier_apply_revoked(c->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc != 0) {
-        dyno_error("revocation document refused", "size=%zu err=%s", msg->len, dyno_err_code(rc));
-        return;
-    }
-    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
-}
-
 static int container_mq_start(struct container *c, const char *token, char *err, size_t errlen)
 {
     char cid[80], topic[160];
@@ -315,7 +297,7 @@ static int container_mq_start(struct container *c, const char *token, char *err,
         goto out;
     }
     dyno_mq_on_connect(c->mq, container_on_connect, c);
-    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, container_on_revoked, c);
+    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, dyno_agent_on_revoked, c->verifier);
     if (rc == 0)
         rc = dyno_mq_start(c->mq);
     if (rc)

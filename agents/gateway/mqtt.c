@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "acl.h"
+#include "agent.h"
 #include "gw.h"
 #include "json.h"
 #include "log.h"
@@ -41,26 +42,14 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
     }
 }
 
-/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
- * verifier's state. One that does not parse leaves the verifier unfed, so user tokens are
- * refused (503) until a good one arrives: never the older, possibly shorter, list. An empty
- * payload (the retained message cleared) changes nothing. */
+/* Loop thread: the revocation feed (lib/agent.c); whatever came, open event streams check
+ * their token again: one may be revoked now, or no user token passes until a good document. */
 static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct gw *gw = arg;
-    size_t njtis = 0, nepochs = 0;
 
-    if (msg->len == 0)
-        return;
-    int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc)
-        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
-                   msg->len, dyno_err_code(rc));
-    else
-        dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
-    /* Either way open event streams check their token again: one may be revoked now, or
-     * no user token passes until a good document comes. */
-    gw_events_recheck(gw, NULL);
+    if (dyno_agent_revoked(gw->verifier, msg) != DYNO_ENOTFOUND)
+        gw_events_recheck(gw, NULL);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
