@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent.h"
 #include "cache.h"
 #include "httpd.h"
 #include "metrics.h"
@@ -24,13 +25,7 @@
 
 /* Configuration (docs/protocol.md §6): common keys, then the container's own. */
 struct container_cfg {
-    char *id;
-    char *broker_host;
-    int64_t broker_port;
-    char *broker_cafile;
-    char *service_token_file;
-    char *public_key_file;
-    char *log_level;
+    struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
     char *dir;
     char *site;
     int64_t capacity;

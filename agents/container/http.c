@@ -94,7 +94,7 @@ static enum MHD_Result http_health(struct container *c, struct MHD_Connection *c
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return MHD_NO;
-    cJSON_AddStringToObject(o, "id", c->cfg.id);
+    cJSON_AddStringToObject(o, "id", c->cfg.c.id);
     cJSON_AddStringToObject(o, "state", "online");
     dyno_json_add_i64(o, "capacity", (int64_t)cap);
     dyno_json_add_i64(o, "used", (int64_t)used);

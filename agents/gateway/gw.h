@@ -30,6 +30,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent.h"
 #include "buf.h"
 #include "dp.h"
 #include "httpd.h"
@@ -48,13 +49,7 @@
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
 
 struct gw_cfg {
-    char *id;
-    char *broker_host;
-    int64_t broker_port;
-    char *broker_cafile;
-    char *service_token_file;
-    char *public_key_file;
-    char *log_level;
+    struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
     char *listen_host;
     int64_t port;
     char *port_file;

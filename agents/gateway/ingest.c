@@ -265,7 +265,7 @@ out:
 static int gw_ingest_session_start(struct gw *gw, struct gw_ingest_session *s)
 {
     char client_id[96];
-    snprintf(client_id, sizeof(client_id), "gateway-%s-ingest%d", gw->cfg.id, s->index);
+    snprintf(client_id, sizeof(client_id), "gateway-%s-ingest%d", gw->cfg.c.id, s->index);
     struct dyno_mq_opts o;
     gw_mqtt_opts(gw, client_id, &o);
     o.keepalive = GW_INGEST_KEEPALIVE_S;

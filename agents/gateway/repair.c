@@ -323,7 +323,7 @@ int gw_repair_start(struct gw *gw)
         struct gw_repair_worker *w = &rep->workers[i];
         w->rep = rep;
         w->no = i;
-        snprintf(w->name, sizeof(w->name), "%s-r%d", gw->cfg.id, i);
+        snprintf(w->name, sizeof(w->name), "%s-r%d", gw->cfg.c.id, i);
         if (!dyno_valid_segment(w->name))
             snprintf(w->name, sizeof(w->name), "gw-r%d", i);
         w->conn = calloc(1, sizeof(*w->conn));
