@@ -96,6 +96,8 @@ struct cli_progress {
     double start, last; /* monotonic seconds */
     bool drawn;
 };
+/* Monotonic seconds (CLOCK_MONOTONIC): the bar's rate and `up`'s deadlines. */
+double cli_now_s(void);
 #define CLI_PROGRESS_MIN (8u * 1024u * 1024u) /* smaller transfers get no bar */
 void cli_progress_init(struct cli_progress *p, const struct cli_ctx *x, const char *label);
 /* dyno_client_progress_fn */

@@ -10,7 +10,7 @@
 
 #include "cli.h"
 
-static double now_s(void)
+double cli_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -22,7 +22,7 @@ void cli_progress_init(struct cli_progress *p, const struct cli_ctx *x, const ch
     memset(p, 0, sizeof(*p));
     p->enabled = !x->quiet && !x->json && isatty(STDERR_FILENO);
     p->label = label;
-    p->start = now_s();
+    p->start = cli_now_s();
 }
 
 int cli_progress_cb(void *arg, uint64_t done, uint64_t total)
@@ -32,7 +32,7 @@ int cli_progress_cb(void *arg, uint64_t done, uint64_t total)
         return 0;
     if (total > 0 ? total <= CLI_PROGRESS_MIN : done <= CLI_PROGRESS_MIN)
         return 0;
-    double t = now_s();
+    double t = cli_now_s();
     bool last = total > 0 && done >= total;
     if (p->drawn && !last && t - p->last < 0.1)
         return 0;

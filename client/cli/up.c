@@ -19,6 +19,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include "json.h"
 #include "mq.h"
 #include "names.h"
+#include "rest.h"
 #include "token.h"
 
 #define UP_PATH 4096
@@ -96,27 +98,20 @@ struct up {
 
 static volatile sig_atomic_t up_signal;
 
-static void on_signal(int sig)
+static void up__on_signal(int sig)
 {
     up_signal = sig;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
+static void up__sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL); /* a signal cuts it short: fine, the callers poll */
 }
 
 /* snprintf into a path buffer; false when it does not fit. */
-static bool path_fmt(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool path_fmt(char *out, const char *fmt, ...)
+static bool up__path(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool up__path(char *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -125,31 +120,31 @@ static bool path_fmt(char *out, const char *fmt, ...)
     return n >= 0 && n < UP_PATH;
 }
 
-static bool file_exists(const char *p)
+static bool up__file_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
 /* path made absolute (against the current folder; "." and ".." are left to the kernel). */
-static bool abs_path(const char *in, char *out)
+static bool up__abs_path(const char *in, char *out)
 {
     if (in[0] == '/')
-        return path_fmt(out, "%s", in);
+        return up__path(out, "%s", in);
     char cwd[UP_PATH];
     if (!getcwd(cwd, sizeof(cwd)))
         return false;
     if (strcmp(in, ".") == 0)
-        return path_fmt(out, "%s", cwd);
+        return up__path(out, "%s", cwd);
     if (strncmp(in, "./", 2) == 0)
         in += 2;
-    return path_fmt(out, "%s/%s", cwd, in);
+    return up__path(out, "%s/%s", cwd, in);
 }
 
 /* ---- ports ------------------------------------------------------------------------------- */
 
 /* A free 127.0.0.1 port (bind port 0, read it, close); 0 on failure. */
-static int free_port(void)
+static int up__free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -165,7 +160,7 @@ static int free_port(void)
 }
 
 /* Whether 127.0.0.1:port can be bound now (as servers do, with SO_REUSEADDR). */
-static bool port_is_free(int port)
+static bool up__port_is_free(int port)
 {
     if (port <= 0 || port > 65535)
         return false;
@@ -181,7 +176,7 @@ static bool port_is_free(int port)
     return ok;
 }
 
-static bool port_accepts(int port)
+static bool up__port_accepts(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -193,22 +188,32 @@ static bool port_accepts(int port)
     return ok;
 }
 
+/* A whole decimal in lo..hi (lo >= 0), through the library's strict parser: no sign, no
+ * space, no trailing text, no overflow, as the gateway reads numbers. */
+static bool up__parse_num(const char *s, long lo, long hi, long *out)
+{
+    uint64_t v;
+    if (dyno_rest_parse_u64(s, &v) != 0 || v < (uint64_t)lo || v > (uint64_t)hi)
+        return false;
+    *out = (long)v;
+    return true;
+}
+
 /* Port number written in a port file; 0 when absent or not yet written. */
-static int read_port_file(const char *path)
+static int up__read_port_file(const char *path)
 {
     char *t = NULL;
     if (dyno_read_file(path, 64, &t, NULL) < 0)
         return 0;
-    char *end = NULL;
-    long v = strtol(t, &end, 10);
-    int port = (end != t && v > 0 && v <= 65535) ? (int)v : 0;
+    long v = 0;
+    int port = up__parse_num(t, 1, 65535, &v) ? (int)v : 0;
     free(t);
     return port;
 }
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static int write_json(const char *path, const cJSON *doc, unsigned mode)
+static int up__write_json(const char *path, const cJSON *doc, unsigned mode)
 {
     char *text = cJSON_Print(doc);
     if (!text)
@@ -222,7 +227,7 @@ static int write_json(const char *path, const cJSON *doc, unsigned mode)
 }
 
 /* Random hex secret of 2*nbytes characters. */
-static int random_hex(char *out, size_t nbytes)
+static int up__random_hex(char *out, size_t nbytes)
 {
     uint8_t b[64];
     if (nbytes > sizeof(b))
@@ -243,7 +248,7 @@ static int random_hex(char *out, size_t nbytes)
     return 0;
 }
 
-static int make_dirs(struct up *u)
+static int up__make_dirs(struct up *u)
 {
     static const char *const sub[] = {"keys",   "secrets", "broker",     "broker/data", "auth", "metadata",
                                       "pubsub", "gateway", "containers", "logs",        "tls"};
@@ -251,26 +256,26 @@ static int make_dirs(struct up *u)
     for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
         if (strcmp(sub[i], "tls") == 0 && !u->tls)
             continue;
-        if (!path_fmt(p, "%s/%s", u->data, sub[i]) || cli_mkdirs(p, 0700) < 0)
+        if (!up__path(p, "%s/%s", u->data, sub[i]) || cli_mkdirs(p, 0700) < 0)
             return cli_err("cannot create %s/%s: %s", u->data, sub[i], strerror(errno));
     }
     for (int i = 1; i <= u->ncont; i++) {
-        if (!path_fmt(p, "%s/containers/c%d/frags", u->data, i) || cli_mkdirs(p, 0700) < 0)
+        if (!up__path(p, "%s/containers/c%d/frags", u->data, i) || cli_mkdirs(p, 0700) < 0)
             return cli_err("cannot create %s: %s", p, strerror(errno));
     }
     /* secrets and keys are for the owner only, whatever the umask said before */
-    if (path_fmt(p, "%s/secrets", u->data))
+    if (up__path(p, "%s/secrets", u->data))
         chmod(p, 0700);
-    if (path_fmt(p, "%s/keys", u->data))
+    if (up__path(p, "%s/keys", u->data))
         chmod(p, 0700);
     return CLI_OK;
 }
 
 /* Only one `up` per DIR: a fcntl lock on DIR/up.lock, held while we run. */
-static int lock_dir(struct up *u)
+static int up__lock_dir(struct up *u)
 {
     char p[UP_PATH];
-    if (!path_fmt(p, "%s/up.lock", u->data))
+    if (!up__path(p, "%s/up.lock", u->data))
         return cli_err("data folder path too long");
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -287,7 +292,7 @@ static int lock_dir(struct up *u)
 }
 
 /* The broker port of the last run, from DIR/fabric.json, and the gateway's in *gw; 0 if none. */
-static int previous_ports(const struct up *u, int *gw)
+static int up__previous_ports(const struct up *u, int *gw)
 {
     char p[UP_PATH];
     char *text = NULL;
@@ -295,39 +300,36 @@ static int previous_ports(const struct up *u, int *gw)
     cJSON *doc = NULL;
     int64_t port = 0;
     *gw = 0;
-    if (!path_fmt(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
+    if (!up__path(p, "%s/fabric.json", u->data) || dyno_read_file(p, 1024 * 1024, &text, &len) < 0)
         return 0;
     if (dyno_json_parse(text, len, 1024 * 1024, &doc) == 0) {
         (void)dyno_json_i64(cJSON_GetObjectItemCaseSensitive(doc, "broker"), "port", &port);
         const char *url = dyno_json_str(doc, "gateway");
         const char *colon = url ? strrchr(url, ':') : NULL;
-        if (colon) {
-            char *end;
-            long v = strtol(colon + 1, &end, 10);
-            if (end != colon + 1 && *end == '\0' && v > 0 && v <= 65535)
-                *gw = (int)v;
-        }
+        long v;
+        if (colon && up__parse_num(colon + 1, 1, 65535, &v))
+            *gw = (int)v;
     }
     cJSON_Delete(doc);
     free(text);
     return port > 0 && port <= 65535 ? (int)port : 0;
 }
 
-static int make_secrets(struct up *u)
+static int up__make_secrets(struct up *u)
 {
     char key[UP_PATH], pub[UP_PATH], pw[UP_PATH];
-    if (!path_fmt(key, "%s/keys/auth.key", u->data) || !path_fmt(pub, "%s/keys/auth.pub", u->data) ||
-        !path_fmt(pw, "%s/secrets/admin.password", u->data))
+    if (!up__path(key, "%s/keys/auth.key", u->data) || !up__path(pub, "%s/keys/auth.pub", u->data) ||
+        !up__path(pw, "%s/secrets/admin.password", u->data))
         return cli_err("data folder path too long");
-    if (!file_exists(key) || !file_exists(pub)) {
+    if (!up__file_exists(key) || !up__file_exists(pub)) {
         int rc = dyno_token_keygen(key, pub);
         if (rc < 0)
             return cli_err("cannot generate the signing keys in %s/keys: %s", u->data, dyno_strerror(rc));
         chmod(key, 0600);
     }
-    if (!file_exists(pw)) {
+    if (!up__file_exists(pw)) {
         char secret[41];
-        if (random_hex(secret, 20) < 0)
+        if (up__random_hex(secret, 20) < 0)
             return cli_err("cannot read /dev/urandom");
         secret[40] = '\n';
         int rc = dyno_write_file(pw, secret, 41, 0600);
@@ -338,7 +340,7 @@ static int make_secrets(struct up *u)
     return CLI_OK;
 }
 
-static int write_broker_conf(struct up *u)
+static int up__write_broker_conf(struct up *u)
 {
     char p[UP_PATH];
     struct passwd *pw = getpwuid(geteuid());
@@ -393,7 +395,7 @@ static int write_broker_conf(struct up *u)
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
                              u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, UP_BROKER_QUEUED_MAX,
                              (long long)UP_BROKER_QUEUED_BYTES, u->data);
-    if (rc < 0 || !path_fmt(p, "%s/broker/mosquitto.conf", u->data)) {
+    if (rc < 0 || !up__path(p, "%s/broker/mosquitto.conf", u->data)) {
         dyno_buf_free(&b);
         return cli_err("cannot build the broker configuration");
     }
@@ -405,7 +407,7 @@ static int write_broker_conf(struct up *u)
 }
 
 /* The keys every agent has (protocol.md §6). */
-static cJSON *agent_conf(const struct up *u, const char *id)
+static cJSON *up__agent_conf(const struct up *u, const char *id)
 {
     char p[UP_PATH];
     cJSON *o = cJSON_CreateObject();
@@ -414,26 +416,26 @@ static cJSON *agent_conf(const struct up *u, const char *id)
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "broker_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "broker_port", u->broker_port);
-    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
+    if (u->tls && up__path(p, "%s/tls/ca.crt", u->data))
         cJSON_AddStringToObject(o, "broker_cafile", p);
-    if (path_fmt(p, "%s/secrets/service.token", u->data))
+    if (up__path(p, "%s/secrets/service.token", u->data))
         cJSON_AddStringToObject(o, "service_token_file", p);
-    if (path_fmt(p, "%s/keys/auth.pub", u->data))
+    if (up__path(p, "%s/keys/auth.pub", u->data))
         cJSON_AddStringToObject(o, "public_key_file", p);
     cJSON_AddStringToObject(o, "log_level", "info");
     return o;
 }
 
-static void add_path(cJSON *o, const char *key, const struct up *u, const char *rel)
+static void up__add_path(cJSON *o, const char *key, const struct up *u, const char *rel)
 {
     char p[UP_PATH];
-    if (path_fmt(p, "%s/%s", u->data, rel))
+    if (up__path(p, "%s/%s", u->data, rel))
         cJSON_AddStringToObject(o, key, p);
 }
 
 /* Registers a process to start; its config goes to conf_path. */
-static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, int stage, const char *exe,
-                                const char *conf_path)
+static struct up_proc *up__add_proc(struct up *u, const char *kind, const char *id, int stage,
+                                    const char *exe, const char *conf_path)
 {
     struct up_proc *p = &u->procs[u->nprocs];
     memset(p, 0, sizeof(*p));
@@ -444,7 +446,7 @@ static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, 
     else
         snprintf(p->name, sizeof(p->name), "%s-%s", kind, id);
     p->stage = stage;
-    if (!path_fmt(p->log, "%s/logs/%s.log", u->data, p->name))
+    if (!up__path(p->log, "%s/logs/%s.log", u->data, p->name))
         return NULL;
     p->argv[0] = strdup(exe);
     p->argv[1] = strdup(strcmp(kind, "broker") == 0 ? "-c" : "--config");
@@ -457,25 +459,25 @@ static struct up_proc *add_proc(struct up *u, const char *kind, const char *id, 
 
 /* DIR/gateway/config.json with the gateway port of now (0 = any, the gateway writes the one it
  * bound to its port file); its path goes to conf (UP_PATH bytes). */
-static int write_gateway_conf(struct up *u, char *conf)
+static int up__write_gateway_conf(struct up *u, char *conf)
 {
-    cJSON *o = agent_conf(u, "gw1");
+    cJSON *o = up__agent_conf(u, "gw1");
     if (!o)
         return cli_err("out of memory while writing the gateway config");
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "port", u->gw_port);
     cJSON_AddNumberToObject(o, "ingest_max", UP_INGEST_MAX);
-    add_path(o, "port_file", u, "gateway/port");
+    up__add_path(o, "port_file", u, "gateway/port");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "k", u->def_k);
         cJSON_AddNumberToObject(o, "m", u->def_m);
     }
     if (u->tls) {
-        add_path(o, "tls_cert", u, "tls/server.crt");
-        add_path(o, "tls_key", u, "tls/server.key");
+        up__add_path(o, "tls_cert", u, "tls/server.crt");
+        up__add_path(o, "tls_key", u, "tls/server.key");
     }
     int rc = CLI_OK;
-    if (!path_fmt(conf, "%s/gateway/config.json", u->data) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/gateway/config.json", u->data) || up__write_json(conf, o, 0600) < 0)
         rc = CLI_FAIL;
     cJSON_Delete(o);
     return rc;
@@ -488,109 +490,127 @@ static int write_gateway_conf(struct up *u, char *conf)
  * before the restart, or a fragment location not yet refreshed, still reaches it (and a port
  * taken over by another container cannot be mistaken for it).
  */
-static int write_container_conf(struct up *u, int i, int port, char *conf)
+static int up__write_container_conf(struct up *u, int i, int port, char *conf)
 {
     char id[16], rel[64], site[32];
     snprintf(id, sizeof(id), "c%d", i);
     snprintf(site, sizeof(site), "site-%d", i);
-    cJSON *o = agent_conf(u, id);
+    cJSON *o = up__agent_conf(u, id);
     if (!o)
         return cli_err("out of memory while writing the config of container %s", id);
     snprintf(rel, sizeof(rel), "containers/%s/frags", id);
-    add_path(o, "dir", u, rel);
+    up__add_path(o, "dir", u, rel);
     cJSON_AddStringToObject(o, "site", site);
     cJSON_AddStringToObject(o, "capacity", u->capacity);
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
     cJSON_AddNumberToObject(o, "port", port);
     snprintf(rel, sizeof(rel), "containers/%s/port", id);
-    add_path(o, "port_file", u, rel);
+    up__add_path(o, "port_file", u, rel);
     int rc = CLI_OK;
-    if (!path_fmt(conf, "%s/containers/%s/config.json", u->data, id) || write_json(conf, o, 0600) < 0)
+    if (!up__path(conf, "%s/containers/%s/config.json", u->data, id) || up__write_json(conf, o, 0600) < 0)
         rc = CLI_FAIL;
     cJSON_Delete(o);
     return rc;
 }
 
-static int write_configs(struct up *u)
+#define UP_CONF_NOMEM "out of memory or path too long while writing the configs"
+
+static cJSON *up__auth_conf(const struct up *u)
 {
-    char conf[UP_PATH], exe[UP_PATH], id[16];
-    cJSON *o = NULL;
-    int rc = CLI_FAIL;
-
-    if (!path_fmt(conf, "%s/broker/mosquitto.conf", u->data) ||
-        !add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
-        goto nomem;
-
-    /* auth */
-    o = agent_conf(u, "auth1");
+    cJSON *o = up__agent_conf(u, "auth1");
     if (!o)
-        goto nomem;
-    add_path(o, "db", u, "auth/auth.db");
-    add_path(o, "private_key_file", u, "keys/auth.key");
+        return NULL;
+    up__add_path(o, "db", u, "auth/auth.db");
+    up__add_path(o, "private_key_file", u, "keys/auth.key");
     cJSON_AddStringToObject(o, "admin_user", "admin");
-    add_path(o, "admin_password_file", u, "secrets/admin.password");
-    add_path(o, "admin_token_file", u, "secrets/admin.token");
-    if (!path_fmt(conf, "%s/auth/config.json", u->data) || write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-auth", u->bindir) || !add_proc(u, "auth", "auth1", ST_AUTH, exe, conf))
-        goto nomem;
+    up__add_path(o, "admin_password_file", u, "secrets/admin.password");
+    up__add_path(o, "admin_token_file", u, "secrets/admin.token");
+    return o;
+}
 
-    /* metadata */
-    o = agent_conf(u, "md1");
+static cJSON *up__metadata_conf(const struct up *u)
+{
+    cJSON *o = up__agent_conf(u, "md1");
     if (!o)
-        goto nomem;
-    add_path(o, "db", u, "metadata/metadata.db");
+        return NULL;
+    up__add_path(o, "db", u, "metadata/metadata.db");
     if (u->repair_grace)
         cJSON_AddStringToObject(o, "repair_grace", u->repair_grace);
-    if (!path_fmt(conf, "%s/metadata/config.json", u->data) || write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-metadata", u->bindir) ||
-        !add_proc(u, "metadata", "md1", ST_METADATA, exe, conf))
-        goto nomem;
+    return o;
+}
 
-    /* pubsub */
-    o = agent_conf(u, "ps1");
+static cJSON *up__pubsub_conf(const struct up *u)
+{
+    cJSON *o = up__agent_conf(u, "ps1");
     if (!o)
-        goto nomem;
-    add_path(o, "db", u, "pubsub/pubsub.db");
+        return NULL;
+    up__add_path(o, "db", u, "pubsub/pubsub.db");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "default_k", u->def_k);
         cJSON_AddNumberToObject(o, "default_m", u->def_m);
     }
-    if (!path_fmt(conf, "%s/pubsub/config.json", u->data) || write_json(conf, o, 0600) < 0)
-        goto out;
-    cJSON_Delete(o);
-    if (!path_fmt(exe, "%s/dyno-pubsub", u->bindir) || !add_proc(u, "pubsub", "ps1", ST_PUBSUB, exe, conf))
-        goto nomem;
+    return o;
+}
 
-    /* containers */
-    o = NULL; /* freed above: nothing for `out` to free from here on */
-    for (int i = 1; i <= u->ncont; i++) {
-        snprintf(id, sizeof(id), "c%d", i);
-        if (write_container_conf(u, i, 0, conf) != CLI_OK)
-            goto out;
-        if (!path_fmt(exe, "%s/dyno-container", u->bindir) ||
-            !add_proc(u, "container", id, ST_CONTAINERS, exe, conf))
-            goto nomem;
+/* Registers <bindir>/<exe_name> --config conf to start at stage. */
+static int up__register(struct up *u, const char *kind, const char *id, int stage, const char *exe_name,
+                        const char *conf)
+{
+    char exe[UP_PATH];
+    if (!up__path(exe, "%s/%s", u->bindir, exe_name) || !up__add_proc(u, kind, id, stage, exe, conf))
+        return cli_err(UP_CONF_NOMEM);
+    return CLI_OK;
+}
+
+/* Every config, and the processes in start order: the broker, then the agents of each stage. */
+static int up__write_configs(struct up *u)
+{
+    static const struct {
+        const char *kind, *id, *exe;
+        int stage;
+        cJSON *(*conf)(const struct up *u);
+    } agents[] = {
+        {"auth", "auth1", "dyno-auth", ST_AUTH, up__auth_conf},
+        {"metadata", "md1", "dyno-metadata", ST_METADATA, up__metadata_conf},
+        {"pubsub", "ps1", "dyno-pubsub", ST_PUBSUB, up__pubsub_conf},
+    };
+    char conf[UP_PATH], id[16];
+    int rc;
+
+    if (!up__path(conf, "%s/broker/mosquitto.conf", u->data) ||
+        !up__add_proc(u, "broker", "mosquitto", ST_BROKER, u->mosquitto, conf))
+        return cli_err(UP_CONF_NOMEM);
+
+    for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++) {
+        cJSON *o = agents[i].conf(u);
+        if (!o)
+            return cli_err(UP_CONF_NOMEM);
+        /* up__write_json says why it failed; a path too long cannot happen (u->data is short) */
+        bool written = up__path(conf, "%s/%s/config.json", u->data, agents[i].kind) &&
+                       up__write_json(conf, o, 0600) >= 0;
+        cJSON_Delete(o);
+        if (!written)
+            return CLI_FAIL;
+        if ((rc = up__register(u, agents[i].kind, agents[i].id, agents[i].stage, agents[i].exe, conf)) !=
+            CLI_OK)
+            return rc;
     }
 
-    /* gateway */
-    if ((rc = write_gateway_conf(u, conf)) != CLI_OK)
+    for (int i = 1; i <= u->ncont; i++) {
+        snprintf(id, sizeof(id), "c%d", i);
+        if (up__write_container_conf(u, i, 0, conf) != CLI_OK)
+            return CLI_FAIL;
+        if ((rc = up__register(u, "container", id, ST_CONTAINERS, "dyno-container", conf)) != CLI_OK)
+            return rc;
+    }
+
+    if ((rc = up__write_gateway_conf(u, conf)) != CLI_OK)
         return rc;
-    if (!path_fmt(exe, "%s/dyno-gateway", u->bindir) || !add_proc(u, "gateway", "gw1", ST_GATEWAY, exe, conf))
-        goto nomem;
-    return CLI_OK;
-nomem:
-    rc = cli_err("out of memory or path too long while writing the configs");
-out:
-    cJSON_Delete(o);
-    return rc;
+    return up__register(u, "gateway", "gw1", ST_GATEWAY, "dyno-gateway", conf);
 }
 
 /* DIR/fabric.json (protocol.md §5). */
-static int write_fabric(const struct up *u, bool ready)
+static int up__write_fabric(const struct up *u, bool ready)
 {
     char p[UP_PATH];
     cJSON *o = cJSON_CreateObject();
@@ -603,12 +623,12 @@ static int write_fabric(const struct up *u, bool ready)
     cJSON_AddStringToObject(b, "host", "127.0.0.1");
     cJSON_AddNumberToObject(b, "port", u->broker_port);
     cJSON_AddBoolToObject(b, "tls", u->tls);
-    add_path(o, "admin_token_file", u, "secrets/admin.token");
-    add_path(o, "admin_password_file", u, "secrets/admin.password");
-    add_path(o, "service_token_file", u, "secrets/service.token");
-    add_path(o, "public_key_file", u, "keys/auth.pub");
+    up__add_path(o, "admin_token_file", u, "secrets/admin.token");
+    up__add_path(o, "admin_password_file", u, "secrets/admin.password");
+    up__add_path(o, "service_token_file", u, "secrets/service.token");
+    up__add_path(o, "public_key_file", u, "keys/auth.pub");
     if (u->tls)
-        add_path(o, "cacert", u, "tls/ca.crt");
+        up__add_path(o, "cacert", u, "tls/ca.crt");
     cJSON_AddStringToObject(o, "data", u->data);
     cJSON_AddNumberToObject(o, "containers", u->ncont);
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
@@ -629,14 +649,14 @@ static int write_fabric(const struct up *u, bool ready)
         cJSON_AddStringToObject(e, "log", pr->log);
         cJSON_AddItemToArray(procs, e);
     }
-    int rc = path_fmt(p, "%s/fabric.json", u->data) ? write_json(p, o, 0644) : DYNO_EINVAL;
+    int rc = up__path(p, "%s/fabric.json", u->data) ? up__write_json(p, o, 0644) : DYNO_EINVAL;
     cJSON_Delete(o);
     return rc < 0 ? CLI_FAIL : CLI_OK;
 }
 
 /* ---- processes --------------------------------------------------------------------------- */
 
-static int spawn(struct up *u, struct up_proc *p)
+static int up__spawn(struct up *u, struct up_proc *p)
 {
     int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -688,7 +708,7 @@ static int spawn(struct up *u, struct up_proc *p)
 }
 
 /* Last lines of this run's part of a log, on stderr. */
-static void log_tail(const struct up_proc *p)
+static void up__log_tail(const struct up_proc *p)
 {
     int fd = open(p->log, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -723,7 +743,7 @@ static void log_tail(const struct up_proc *p)
     fprintf(stderr, "----\n");
 }
 
-static void describe_exit(int status, char *out, size_t cap)
+static void up__describe_exit(int status, char *out, size_t cap)
 {
     if (WIFEXITED(status))
         snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
@@ -734,7 +754,7 @@ static void describe_exit(int status, char *out, size_t cap)
 }
 
 /* Reaps children without blocking. Returns the first of ours that died (or NULL). */
-static struct up_proc *reap(struct up *u, int *status_out)
+static struct up_proc *up__reap(struct up *u, int *status_out)
 {
     struct up_proc *first = NULL;
     for (;;) {
@@ -753,7 +773,7 @@ static struct up_proc *reap(struct up *u, int *status_out)
                 }
                 if (!p->reported && u->x && first != p) {
                     char why[64];
-                    describe_exit(status, why, sizeof(why));
+                    up__describe_exit(status, why, sizeof(why));
                     fprintf(stderr, "dynostore up: %s (pid %ld) %s; log: %s\n", p->name, (long)pid, why,
                             p->log);
                     p->reported = true;
@@ -765,7 +785,7 @@ static struct up_proc *reap(struct up *u, int *status_out)
 }
 
 /* Stops every live child, stage by stage in reverse start order. */
-static void stop_all(struct up *u)
+static void up__stop(struct up *u)
 {
     for (int stage = ST_COUNT - 1; stage >= 0; stage--) {
         bool any = false;
@@ -778,7 +798,7 @@ static void stop_all(struct up *u)
         }
         if (!any)
             continue;
-        double deadline = now_s() + UP_STOP_GRACE_S;
+        double deadline = cli_now_s() + UP_STOP_GRACE_S;
         for (;;) {
             int status;
             for (int i = 0; i < u->nprocs; i++) {
@@ -792,7 +812,7 @@ static void stop_all(struct up *u)
                     left = true;
             if (!left)
                 break;
-            if (now_s() >= deadline) {
+            if (cli_now_s() >= deadline) {
                 for (int i = 0; i < u->nprocs; i++) {
                     struct up_proc *p = &u->procs[i];
                     if (p->stage == stage && p->alive) {
@@ -805,7 +825,7 @@ static void stop_all(struct up *u)
                 }
                 break;
             }
-            sleep_ms(50);
+            up__sleep_ms(50);
         }
     }
 }
@@ -817,42 +837,42 @@ enum { WAIT_OK = 0, WAIT_TIMEOUT = 1, WAIT_DIED = 2, WAIT_SIGNAL = 3 };
 typedef bool (*up_cond_fn)(struct up *u, void *arg);
 
 /* Polls cond until true, timeout, a child's death (its log tail is printed) or a signal. */
-static int wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
+static int up__wait_for(struct up *u, double timeout, up_cond_fn cond, void *arg)
 {
-    double deadline = now_s() + timeout;
+    double deadline = cli_now_s() + timeout;
     for (;;) {
         if (up_signal)
             return WAIT_SIGNAL;
         int status = 0;
-        struct up_proc *dead = reap(u, &status);
+        struct up_proc *dead = up__reap(u, &status);
         if (dead) {
             char why[64];
-            describe_exit(status, why, sizeof(why));
+            up__describe_exit(status, why, sizeof(why));
             cli_err("up: %s (pid %ld) %s during start-up", dead->name, (long)dead->pid, why);
             dead->reported = true;
-            log_tail(dead);
+            up__log_tail(dead);
             return WAIT_DIED;
         }
         if (cond(u, arg))
             return WAIT_OK;
-        if (now_s() >= deadline)
+        if (cli_now_s() >= deadline)
             return WAIT_TIMEOUT;
-        sleep_ms(100);
+        up__sleep_ms(100);
     }
 }
 
-static bool cond_broker(struct up *u, void *arg)
+static bool up__cond_broker(struct up *u, void *arg)
 {
     (void)arg;
-    return port_accepts(u->broker_port);
+    return up__port_accepts(u->broker_port);
 }
 
-static bool cond_auth_files(struct up *u, void *arg)
+static bool up__cond_auth_files(struct up *u, void *arg)
 {
     char a[UP_PATH], b[UP_PATH];
     (void)arg;
-    return path_fmt(a, "%s/secrets/service.token", u->data) &&
-           path_fmt(b, "%s/secrets/admin.token", u->data) && file_exists(a) && file_exists(b);
+    return up__path(a, "%s/secrets/service.token", u->data) &&
+           up__path(b, "%s/secrets/admin.token", u->data) && up__file_exists(a) && up__file_exists(b);
 }
 
 struct port_wait {
@@ -860,7 +880,7 @@ struct port_wait {
     int missing;      /* index of one that is still missing */
 };
 
-static bool cond_port_files(struct up *u, void *arg)
+static bool up__cond_port_files(struct up *u, void *arg)
 {
     struct port_wait *w = arg;
     char p[UP_PATH];
@@ -868,9 +888,9 @@ static bool cond_port_files(struct up *u, void *arg)
         const struct up_proc *pr = &u->procs[i];
         bool ok;
         if (strcmp(pr->kind, "container") == 0)
-            ok = path_fmt(p, "%s/containers/%s/port", u->data, pr->id) && read_port_file(p) > 0;
+            ok = up__path(p, "%s/containers/%s/port", u->data, pr->id) && up__read_port_file(p) > 0;
         else
-            ok = path_fmt(p, "%s/gateway/port", u->data) && read_port_file(p) > 0;
+            ok = up__path(p, "%s/gateway/port", u->data) && up__read_port_file(p) > 0;
         if (!ok) {
             w->missing = i;
             return false;
@@ -887,10 +907,10 @@ struct ready_wait {
     double next_try;
 };
 
-static bool cond_ready(struct up *u, void *arg)
+static bool up__cond_ready(struct up *u, void *arg)
 {
     struct ready_wait *w = arg;
-    double t = now_s();
+    double t = cli_now_s();
     if (t < w->next_try)
         return false;
     w->next_try = t + 0.25;
@@ -934,16 +954,16 @@ static bool cond_ready(struct up *u, void *arg)
 
 /* The broker plugin: --plugin PATH, else <bindir>/../lib/dyno_auth.so (the build tree's
  * layout: binaries in <build>/bin, the plugin in <build>/lib). */
-static int find_plugin(struct up *u, const char *plugin_flag)
+static int up__find_plugin(struct up *u, const char *plugin_flag)
 {
     if (plugin_flag) {
-        if (!abs_path(plugin_flag, u->plugin))
+        if (!up__abs_path(plugin_flag, u->plugin))
             return cli_err("--plugin %s: path too long", plugin_flag);
     } else {
         /* <bindir>/../lib, spelled without "..": the broker's config gets a clean path */
         const char *slash = strrchr(u->bindir, '/');
         int parent = slash && slash != u->bindir ? (int)(slash - u->bindir) : 0;
-        if (!path_fmt(u->plugin, "%.*s/lib/dyno_auth.so", parent, u->bindir))
+        if (!up__path(u->plugin, "%.*s/lib/dyno_auth.so", parent, u->bindir))
             return cli_err("up: path too long");
     }
     if (access(u->plugin, R_OK) != 0)
@@ -951,13 +971,13 @@ static int find_plugin(struct up *u, const char *plugin_flag)
     return CLI_OK;
 }
 
-static int find_bins(struct up *u, const char *bin_flag)
+static int up__find_bins(struct up *u, const char *bin_flag)
 {
     static const char *const agents[] = {"dyno-auth", "dyno-metadata", "dyno-pubsub", "dyno-container",
                                          "dyno-gateway"};
     char p[UP_PATH];
     if (bin_flag) {
-        if (!abs_path(bin_flag, u->bindir))
+        if (!up__abs_path(bin_flag, u->bindir))
             return cli_err("--bin %s: path too long", bin_flag);
     } else {
         ssize_t n = readlink("/proc/self/exe", u->bindir, sizeof(u->bindir) - 1);
@@ -970,7 +990,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     }
     int missing = 0;
     for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++) {
-        if (!path_fmt(p, "%s/%s", u->bindir, agents[i]) || access(p, X_OK) != 0) {
+        if (!up__path(p, "%s/%s", u->bindir, agents[i]) || access(p, X_OK) != 0) {
             cli_err("up: agent %s not found in %s", agents[i], u->bindir);
             missing++;
         }
@@ -985,7 +1005,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     while (path && *path) {
         const char *end = strchr(path, ':');
         size_t n = end ? (size_t)(end - path) : strlen(path);
-        if (n > 0 && path_fmt(p, "%.*s/mosquitto", (int)n, path) && access(p, X_OK) == 0) {
+        if (n > 0 && up__path(p, "%.*s/mosquitto", (int)n, path) && access(p, X_OK) == 0) {
             snprintf(u->mosquitto, sizeof(u->mosquitto), "%s", p);
             return CLI_OK;
         }
@@ -994,7 +1014,7 @@ static int find_bins(struct up *u, const char *bin_flag)
     return cli_err("up: mosquitto not found (/usr/sbin/mosquitto or on PATH); install the mosquitto package");
 }
 
-static bool valid_size(const char *s)
+static bool up__valid_size(const char *s)
 {
     const char *p = s;
     if (!*p)
@@ -1008,18 +1028,7 @@ static bool valid_size(const char *s)
     return *p == '\0';
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static void free_procs(struct up *u)
+static void up__free_procs(struct up *u)
 {
     for (int i = 0; i < u->nprocs; i++)
         for (int k = 0; u->procs[i].argv[k]; k++)
@@ -1027,15 +1036,15 @@ static void free_procs(struct up *u)
     u->nprocs = 0;
 }
 
-static int start_range(struct up *u, int stage)
+static int up__start_stage(struct up *u, int stage)
 {
     for (int i = 0; i < u->nprocs; i++)
-        if (u->procs[i].stage == stage && spawn(u, &u->procs[i]) != CLI_OK)
+        if (u->procs[i].stage == stage && up__spawn(u, &u->procs[i]) != CLI_OK)
             return CLI_FAIL;
     return CLI_OK;
 }
 
-static int first_of(const struct up *u, int stage, int *count)
+static int up__first_of(const struct up *u, int stage, int *count)
 {
     int first = -1, n = 0;
     for (int i = 0; i < u->nprocs; i++) {
@@ -1049,142 +1058,188 @@ static int first_of(const struct up *u, int stage, int *count)
     return first;
 }
 
-/* Runs the start-up sequence. CLI_OK when ready; else a failure was printed. */
-static int start_all(struct up *u, int *signalled)
-{
-    char p[UP_PATH];
-    int w;
-    *signalled = 0;
+/* ---- start-up stages ---------------------------------------------------------------------
+ * Each returns a WAIT_* code: WAIT_OK to go on, WAIT_SIGNAL when Ctrl-C or SIGTERM came (not
+ * a failure), anything else a failure already printed. */
 
-    if (start_range(u, ST_BROKER) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, 5.0, cond_broker, NULL);
+/* A stage's processes could not be started (up__spawn printed why). */
+#define WAIT_FAIL 4
+
+static int up__start_broker(struct up *u)
+{
+    if (up__start_stage(u, ST_BROKER) != CLI_OK)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, 5.0, up__cond_broker, NULL);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: the broker does not accept connections on 127.0.0.1:%d after 5 s", u->broker_port);
-        log_tail(&u->procs[0]);
+        up__log_tail(&u->procs[0]);
     }
-    if (w != WAIT_OK)
-        goto fail;
-    (void)write_fabric(u, false);
+    if (w == WAIT_OK)
+        (void)up__write_fabric(u, false);
+    return w;
+}
 
-    if (start_range(u, ST_AUTH) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_AUTH_WAIT_S, cond_auth_files, NULL);
+static int up__start_auth(struct up *u)
+{
+    if (up__start_stage(u, ST_AUTH) != CLI_OK)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, UP_AUTH_WAIT_S, up__cond_auth_files, NULL);
     if (w == WAIT_TIMEOUT) {
         int n;
-        int i = first_of(u, ST_AUTH, &n);
+        int i = up__first_of(u, ST_AUTH, &n);
         cli_err("up: dyno-auth did not write %s/secrets/service.token and admin.token within %.0f s", u->data,
                 UP_AUTH_WAIT_S);
-        log_tail(&u->procs[i]);
+        up__log_tail(&u->procs[i]);
     }
-    if (w != WAIT_OK)
-        goto fail;
+    return w;
+}
 
-    if (start_range(u, ST_METADATA) != CLI_OK || start_range(u, ST_PUBSUB) != CLI_OK)
-        return CLI_FAIL;
+/* Metadata and pubsub: nothing to wait for, the gateway's readiness covers them. */
+static int up__start_services(struct up *u)
+{
+    if (up__start_stage(u, ST_METADATA) != CLI_OK || up__start_stage(u, ST_PUBSUB) != CLI_OK)
+        return WAIT_FAIL;
+    return WAIT_OK;
+}
 
-    /* the gateway binds before the containers: they take ephemeral ports, which could be the
-     * one the gateway was given */
+/* The gateway binds before the containers: they take ephemeral ports, which could be the one
+ * the gateway was given. */
+static int up__start_gateway(struct up *u)
+{
+    char p[UP_PATH];
     struct port_wait gwait = {0};
-    gwait.first = first_of(u, ST_GATEWAY, &gwait.count);
-    if (path_fmt(p, "%s/gateway/port", u->data))
+    gwait.first = up__first_of(u, ST_GATEWAY, &gwait.count);
+    if (up__path(p, "%s/gateway/port", u->data))
         unlink(p);
-    if (start_range(u, ST_GATEWAY) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &gwait);
+    if (up__start_stage(u, ST_GATEWAY) != CLI_OK)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, UP_PORTFILE_WAIT_S, up__cond_port_files, &gwait);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: dyno-gateway did not write %s/gateway/port within %.0f s", u->data, UP_PORTFILE_WAIT_S);
-        log_tail(&u->procs[gwait.first]);
+        up__log_tail(&u->procs[gwait.first]);
     }
     if (w != WAIT_OK)
-        goto fail;
-    if (path_fmt(p, "%s/gateway/port", u->data)) {
-        int real = read_port_file(p);
+        return w;
+    if (up__path(p, "%s/gateway/port", u->data)) {
+        int real = up__read_port_file(p);
         if (real > 0 && real != u->gw_port) {
             u->gw_port = real;
             snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
             /* a gateway restarted from its config comes back on the same URL */
-            if (write_gateway_conf(u, p) != CLI_OK)
-                goto fail;
+            if (up__write_gateway_conf(u, p) != CLI_OK)
+                return WAIT_FAIL;
         }
     }
+    return WAIT_OK;
+}
 
+static int up__start_containers(struct up *u)
+{
+    char p[UP_PATH];
     struct port_wait pw = {0};
-    pw.first = first_of(u, ST_CONTAINERS, &pw.count);
+    pw.first = up__first_of(u, ST_CONTAINERS, &pw.count);
     for (int i = pw.first; i < pw.first + pw.count; i++)
-        if (path_fmt(p, "%s/containers/%s/port", u->data, u->procs[i].id))
+        if (up__path(p, "%s/containers/%s/port", u->data, u->procs[i].id))
             unlink(p); /* a stale port file would look like a started container */
-    if (start_range(u, ST_CONTAINERS) != CLI_OK)
-        return CLI_FAIL;
-    w = wait_for(u, UP_PORTFILE_WAIT_S, cond_port_files, &pw);
+    if (up__start_stage(u, ST_CONTAINERS) != CLI_OK)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, UP_PORTFILE_WAIT_S, up__cond_port_files, &pw);
     if (w == WAIT_TIMEOUT) {
         cli_err("up: %s did not write its port file within %.0f s", u->procs[pw.missing].name,
                 UP_PORTFILE_WAIT_S);
-        log_tail(&u->procs[pw.missing]);
+        up__log_tail(&u->procs[pw.missing]);
     }
     if (w != WAIT_OK)
-        goto fail;
+        return w;
     /* a container restarted from its config comes back on the same URL */
     for (int n = 1; n <= u->ncont; n++) {
         char conf[UP_PATH];
-        int real = path_fmt(p, "%s/containers/c%d/port", u->data, n) ? read_port_file(p) : -1;
-        if (real > 0 && write_container_conf(u, n, real, conf) != CLI_OK)
-            goto fail;
+        int real = up__path(p, "%s/containers/c%d/port", u->data, n) ? up__read_port_file(p) : -1;
+        if (real > 0 && up__write_container_conf(u, n, real, conf) != CLI_OK)
+            return WAIT_FAIL;
     }
+    return WAIT_OK;
+}
 
-    /* the gateway answers, and sees every container online */
-    struct ready_wait rw = {0};
+/* A client of the gateway with the admin token, for the readiness checks; NULL when it
+ * cannot be made (printed). */
+static dyno_client *up__admin_client(const struct up *u)
+{
+    char p[UP_PATH];
     char *admin = NULL;
-    if (!path_fmt(p, "%s/secrets/admin.token", u->data) ||
+    dyno_client *c = NULL;
+    if (!up__path(p, "%s/secrets/admin.token", u->data) ||
         dyno_read_file(p, DYNO_TOKEN_MAX + 64, &admin, NULL) < 0) {
         cli_err("up: cannot read %s", p);
-        goto fail;
+        return NULL;
     }
     admin[strcspn(admin, "\r\n")] = '\0';
-    int rc = dyno_client_new(u->gw_url, admin, &rw.c);
+    int rc = dyno_client_new(u->gw_url, admin, &c);
     memset(admin, 0, strlen(admin));
     free(admin);
     if (rc < 0) {
         cli_err("up: cannot make a client for %s: %s", u->gw_url, dyno_strerror(rc));
-        goto fail;
+        return NULL;
     }
-    dyno_client_set_timeouts(rw.c, 1000, 2000, 2000);
-    if (u->tls && path_fmt(p, "%s/tls/ca.crt", u->data))
-        (void)dyno_client_set_cafile(rw.c, p);
-    w = wait_for(u, UP_READY_WAIT_S, cond_ready, &rw);
-    dyno_client_free(rw.c);
-    if (w == WAIT_TIMEOUT) {
-        if (!rw.healthy) {
-            cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
-                    rw.last_error);
-            log_tail(&u->procs[gwait.first]);
-        } else {
-            cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
-                    rw.missing[0] ? rw.missing : "(unknown)", rw.last_error[0] ? "; last error: " : "",
-                    rw.last_error);
-            for (int i = 0; i < u->nprocs; i++) {
-                const struct up_proc *pr = &u->procs[i];
-                if (strcmp(pr->kind, "container") == 0 && strstr(rw.missing, pr->id))
-                    fprintf(stderr, "  %s log: %s\n", pr->name, pr->log);
-            }
-            fprintf(stderr,
-                    "  metadata log: %s/logs/metadata-md1.log\n  gateway log: %s/logs/gateway-gw1.log\n",
-                    u->data, u->data);
-        }
-    }
-    if (w != WAIT_OK)
-        goto fail;
-    return CLI_OK;
-fail:
-    if (w == WAIT_SIGNAL)
-        *signalled = 1;
-    return CLI_FAIL;
+    dyno_client_set_timeouts(c, 1000, 2000, 2000);
+    if (u->tls && up__path(p, "%s/tls/ca.crt", u->data))
+        (void)dyno_client_set_cafile(c, p);
+    return c;
 }
 
-static void print_ready(const struct up *u)
+/* Why the fabric did not become ready in time, with the logs to read. */
+static void up__report_not_ready(const struct up *u, const struct ready_wait *rw)
+{
+    if (!rw->healthy) {
+        int n;
+        cli_err("up: the gateway at %s is not healthy after %.0f s (%s)", u->gw_url, UP_READY_WAIT_S,
+                rw->last_error);
+        up__log_tail(&u->procs[up__first_of(u, ST_GATEWAY, &n)]);
+        return;
+    }
+    cli_err("up: containers not online after %.0f s: %s%s%s", UP_READY_WAIT_S,
+            rw->missing[0] ? rw->missing : "(unknown)", rw->last_error[0] ? "; last error: " : "",
+            rw->last_error);
+    for (int i = 0; i < u->nprocs; i++) {
+        const struct up_proc *pr = &u->procs[i];
+        if (strcmp(pr->kind, "container") == 0 && strstr(rw->missing, pr->id))
+            fprintf(stderr, "  %s log: %s\n", pr->name, pr->log);
+    }
+    fprintf(stderr, "  metadata log: %s/logs/metadata-md1.log\n  gateway log: %s/logs/gateway-gw1.log\n",
+            u->data, u->data);
+}
+
+/* The gateway answers, and sees every container online. */
+static int up__wait_ready(struct up *u)
+{
+    struct ready_wait rw = {0};
+    rw.c = up__admin_client(u);
+    if (!rw.c)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, UP_READY_WAIT_S, up__cond_ready, &rw);
+    dyno_client_free(rw.c);
+    if (w == WAIT_TIMEOUT)
+        up__report_not_ready(u, &rw);
+    return w;
+}
+
+/* Runs the start-up sequence. CLI_OK when ready; else a failure was printed, or a signal
+ * came (*signalled). */
+static int up__start(struct up *u, int *signalled)
+{
+    int (*const stages[])(struct up *) = {up__start_broker,  up__start_auth,       up__start_services,
+                                          up__start_gateway, up__start_containers, up__wait_ready};
+    int w = WAIT_OK;
+    for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]) && w == WAIT_OK; i++)
+        w = stages[i](u);
+    *signalled = w == WAIT_SIGNAL;
+    return w == WAIT_OK ? CLI_OK : CLI_FAIL;
+}
+
+static void up__print_ready(const struct up *u)
 {
     char tok[UP_PATH];
-    path_fmt(tok, "%s/secrets/admin.token", u->data);
+    up__path(tok, "%s/secrets/admin.token", u->data);
     printf("DynoStore fabric is up: %d containers, broker on 127.0.0.1:%d\n", u->ncont, u->broker_port);
     printf("  gateway:          %s\n", u->gw_url);
     printf("  admin token file: %s\n", tok);
@@ -1203,134 +1258,138 @@ static void print_ready(const struct up *u)
     fflush(stdout);
 }
 
-int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
+/* ---- the command ------------------------------------------------------------------------- */
+
+/* The flags of `dynostore up`, checked. */
+struct up_opts {
+    const char *data;         /* NULL: ~/.local/share/dynostore/fabric */
+    const char *bin;          /* NULL: next to the CLI */
+    const char *plugin;       /* NULL: <bindir>/../lib/dyno_auth.so */
+    const char *capacity;     /* per container */
+    const char *repair_grace; /* NULL: the metadata default */
+    int ncont;
+    int port; /* 0 = any */
+    bool tls;
+};
+
+/* Reads and checks the flags; CLI_OK or the usage error (printed). */
+static int up__parse_opts(int argc, char **argv, struct up_opts *o)
 {
-    const char *data = NULL, *ncont_s = NULL, *grace = NULL, *port_s = NULL, *bin = NULL, *capacity = "10G";
-    const char *plugin = NULL;
-    bool tls = false, fg = false;
+    const char *ncont_s = NULL, *port_s = NULL;
+    bool fg = false;
+    *o = (struct up_opts){.capacity = "10G"};
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
-    int npos = 0, ec = CLI_FAIL;
-    struct up *u = calloc(1, sizeof(*u));
-    if (!pos || !u) {
-        free(pos);
-        free(u);
+    int npos = 0;
+    if (!pos)
         return cli_err("out of memory");
-    }
-    u->lock_fd = -1;
-    u->x = x;
     const struct cli_flag flags[] = {
-        {"--data", true, &data, NULL},
+        {"--data", true, &o->data, NULL},
         {"--containers", true, &ncont_s, NULL},
-        {"--repair-grace", true, &grace, NULL},
+        {"--repair-grace", true, &o->repair_grace, NULL},
         {"--port", true, &port_s, NULL},
-        {"--bin", true, &bin, NULL},
-        {"--plugin", true, &plugin, NULL},
-        {"--capacity", true, &capacity, NULL},
-        {"--tls", false, NULL, &tls},
+        {"--bin", true, &o->bin, NULL},
+        {"--plugin", true, &o->plugin, NULL},
+        {"--capacity", true, &o->capacity, NULL},
+        {"--tls", false, NULL, &o->tls},
         {"--foreground", false, NULL, &fg},
     };
-    ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
-    if (ec)
-        goto out;
-    if (npos > 0) {
+    int ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
+    if (!ec && npos > 0)
         ec = cli_usage("up: unexpected argument '%s'", pos[0]);
-        goto out;
-    }
-    long v = 5;
-    if (ncont_s && !parse_int(ncont_s, 1, UP_MAX_CONTAINERS, &v)) {
-        ec = cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
-        goto out;
-    }
-    u->ncont = (int)v;
-    if (u->ncont < 5) {
-        /* the default 3+2 needs 5 containers: pick what fits, so that put works */
-        u->def_m = u->ncont >= 4 ? 2 : u->ncont >= 2 ? 1 : 0;
-        u->def_k = u->ncont - u->def_m < 3 ? u->ncont - u->def_m : 3;
-    }
-    v = 8080;
-    if (port_s && !parse_int(port_s, 0, 65535, &v)) {
-        ec = cli_usage("up: --port must be 0..65535");
-        goto out;
-    }
-    u->port_req = (int)v;
-    if (grace && !parse_int(grace, 0, 365L * 86400, &v)) {
-        ec = cli_usage("up: --repair-grace must be a number of seconds");
-        goto out;
-    }
-    u->repair_grace = grace;
-    if (!valid_size(capacity)) {
-        ec = cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
-        goto out;
-    }
-    u->capacity = capacity;
-    u->tls = tls;
+    free(pos);
+    if (ec)
+        return ec;
     (void)fg; /* `up` always stays in the foreground; the flag says so explicitly */
+    long v = 5;
+    if (ncont_s && !up__parse_num(ncont_s, 1, UP_MAX_CONTAINERS, &v))
+        return cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
+    o->ncont = (int)v;
+    v = 8080;
+    if (port_s && !up__parse_num(port_s, 0, 65535, &v))
+        return cli_usage("up: --port must be 0..65535");
+    o->port = (int)v;
+    if (o->repair_grace && !up__parse_num(o->repair_grace, 0, 365L * 86400, &v))
+        return cli_usage("up: --repair-grace must be a number of seconds");
+    if (!up__valid_size(o->capacity))
+        return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
+    return CLI_OK;
+}
 
-    /* the data folder, absolute */
+/* The default 3+2 needs 5 containers: with fewer, pick what fits, so that put works. */
+static void up__default_resilience(struct up *u)
+{
+    if (u->ncont >= 5)
+        return;
+    u->def_m = u->ncont >= 4 ? 2 : u->ncont >= 2 ? 1 : 0;
+    u->def_k = u->ncont - u->def_m < 3 ? u->ncont - u->def_m : 3;
+}
+
+/* The data folder (--data, else under $HOME), created, made absolute into u->data. */
+static int up__data_dir(struct up *u, const char *data)
+{
     char want[UP_PATH];
     if (data) {
         snprintf(want, sizeof(want), "%s", data);
     } else {
         const char *home = getenv("HOME");
-        if (!home || !home[0]) {
-            ec = cli_usage("up: $HOME is not set: pass --data DIR");
-            goto out;
-        }
-        if (!path_fmt(want, "%s/.local/share/dynostore/fabric", home)) {
-            ec = cli_err("up: $HOME too long");
-            goto out;
-        }
+        if (!home || !home[0])
+            return cli_usage("up: $HOME is not set: pass --data DIR");
+        if (!up__path(want, "%s/.local/share/dynostore/fabric", home))
+            return cli_err("up: $HOME too long");
     }
-    if (cli_mkdirs(want, 0700) < 0) {
-        ec = cli_err("up: cannot create %s: %s", want, strerror(errno));
-        goto out;
-    }
-    if (!abs_path(want, u->data)) {
-        ec = cli_err("up: %s: path too long", want);
-        goto out;
-    }
+    if (cli_mkdirs(want, 0700) < 0)
+        return cli_err("up: cannot create %s: %s", want, strerror(errno));
+    if (!up__abs_path(want, u->data))
+        return cli_err("up: %s: path too long", want);
     size_t dl = strlen(u->data);
     while (dl > 1 && u->data[dl - 1] == '/')
         u->data[--dl] = '\0';
-    if (strlen(u->data) > UP_PATH - 256) {
-        ec = cli_err("up: data folder path too long");
-        goto out;
-    }
+    if (strlen(u->data) > UP_PATH - 256)
+        return cli_err("up: data folder path too long");
+    return CLI_OK;
+}
 
-    if ((ec = find_bins(u, bin)) != CLI_OK || (ec = find_plugin(u, plugin)) != CLI_OK ||
-        (ec = lock_dir(u)) != CLI_OK || (ec = make_dirs(u)) != CLI_OK)
-        goto out;
+/* Everything before the ports: programs found, DIR locked and laid out, TLS material and
+ * secrets made (or kept from the last run). */
+static int up__prepare(struct up *u, const struct up_opts *o)
+{
+    int ec;
+    if ((ec = up__data_dir(u, o->data)) != CLI_OK || (ec = up__find_bins(u, o->bin)) != CLI_OK ||
+        (ec = up__find_plugin(u, o->plugin)) != CLI_OK || (ec = up__lock_dir(u)) != CLI_OK ||
+        (ec = up__make_dirs(u)) != CLI_OK)
+        return ec;
     if (u->tls && (ec = cli_up_tls(u->data)) != CLI_OK)
-        goto out;
-    if ((ec = make_secrets(u)) != CLI_OK)
-        goto out;
+        return ec;
+    return up__make_secrets(u);
+}
 
-    /* ports: the broker and the gateway keep the ones of the last run when they can; else the
-     * gateway binds any free port and reports it in its port file */
+/* The broker and the gateway keep the ports of the last run when they can; else the gateway
+ * binds any free port and reports it in its port file. */
+static int up__pick_ports(struct up *u)
+{
     int prev_gw = 0;
-    int prev = previous_ports(u, &prev_gw);
-    u->broker_port = prev && port_is_free(prev) ? prev : free_port();
+    int prev = up__previous_ports(u, &prev_gw);
+    u->broker_port = prev && up__port_is_free(prev) ? prev : up__free_port();
     if (u->port_req == 0) {
-        u->gw_port = prev_gw && prev_gw != u->broker_port && port_is_free(prev_gw) ? prev_gw : 0;
-    } else if (port_is_free(u->port_req)) {
+        u->gw_port = prev_gw && prev_gw != u->broker_port && up__port_is_free(prev_gw) ? prev_gw : 0;
+    } else if (up__port_is_free(u->port_req)) {
         u->gw_port = u->port_req;
     } else {
         u->gw_port = 0;
-        if (!x->quiet)
+        if (!u->x->quiet)
             fprintf(stderr, "dynostore up: port %d is busy; the gateway takes another free port\n",
                     u->port_req);
     }
-    if (!u->broker_port) {
-        ec = cli_err("up: cannot find a free port on 127.0.0.1");
-        goto out;
-    }
+    if (!u->broker_port)
+        return cli_err("up: cannot find a free port on 127.0.0.1");
     snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", u->gw_port);
+    return CLI_OK;
+}
 
-    if ((ec = write_broker_conf(u)) != CLI_OK || (ec = write_configs(u)) != CLI_OK)
-        goto out;
-
-    /* signals: Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway */
-    struct sigaction sa = {.sa_handler = on_signal};
+/* Ctrl-C and SIGTERM stop the fabric; a closed terminal must not kill us midway. */
+static void up__catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = up__on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -1338,28 +1397,16 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     struct sigaction ign = {.sa_handler = SIG_IGN};
     sigemptyset(&ign.sa_mask);
     sigaction(SIGPIPE, &ign, NULL);
+}
 
-    if (!x->quiet)
-        fprintf(stderr, "dynostore up: starting the fabric in %s ...\n", u->data);
-    int signalled = 0;
-    ec = start_all(u, &signalled);
-    if (ec != CLI_OK) {
-        if (!signalled)
-            fprintf(stderr, "dynostore up: stopping everything\n");
-        stop_all(u);
-        (void)write_fabric(u, false);
-        ec = signalled ? CLI_OK : CLI_FAIL;
-        goto out;
-    }
-
-    if (write_fabric(u, true) != CLI_OK) {
-        stop_all(u);
-        ec = CLI_FAIL;
-        goto out;
-    }
+/* The fabric is ready: fabric.json says so, the CLI settings point at it, the user is told. */
+static int up__announce(struct up *u)
+{
+    if (up__write_fabric(u, true) != CLI_OK)
+        return CLI_FAIL;
     char tok[UP_PATH], ca[UP_PATH];
-    path_fmt(tok, "%s/secrets/admin.token", u->data);
-    path_fmt(ca, "%s/tls/ca.crt", u->data);
+    up__path(tok, "%s/secrets/admin.token", u->data);
+    up__path(ca, "%s/tls/ca.crt", u->data);
     if (cli_config_update(u->gw_url, tok, u->tls ? ca : NULL) < 0)
         fprintf(stderr, "dynostore up: the CLI settings were not saved; use --gateway %s --token-file %s\n",
                 u->gw_url, tok);
@@ -1367,40 +1414,94 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     snprintf(broker, sizeof(broker), "%s://127.0.0.1:%d", u->tls ? "mqtts" : "mqtt", u->broker_port);
     if (cli_config_set("broker", broker) < 0)
         fprintf(stderr, "dynostore up: the broker address was not saved; use --broker %s\n", broker);
-    if (x->json) {
+    if (u->x->json) {
         printf("{\"gateway\":\"%s\",\"admin_token_file\":\"%s\",\"data\":\"%s\",\"ready\":true}\n", u->gw_url,
                tok, u->data);
         fflush(stdout);
     } else {
-        print_ready(u);
+        up__print_ready(u);
     }
+    return CLI_OK;
+}
 
-    /* supervise */
+/* Until a signal: a child that dies is reported once, never restarted. */
+static void up__supervise(struct up *u)
+{
     while (!up_signal) {
         int status = 0;
-        struct up_proc *dead = reap(u, &status);
+        struct up_proc *dead = up__reap(u, &status);
         if (dead && !dead->reported) {
             char why[64];
-            describe_exit(status, why, sizeof(why));
+            up__describe_exit(status, why, sizeof(why));
             fprintf(stderr, "dynostore up: %s (pid %ld) %s; not restarting it; log: %s\n", dead->name,
                     (long)dead->pid, why, dead->log);
             dead->reported = true;
         }
-        sleep_ms(200);
+        up__sleep_ms(200);
     }
-    if (!x->quiet)
+}
+
+/* After a signal: the children stopped in reverse order, fabric.json no longer ready. */
+static void up__shutdown(struct up *u)
+{
+    if (!u->x->quiet)
         fprintf(stderr, "\ndynostore up: %s: stopping the fabric ...\n",
                 up_signal == SIGINT ? "interrupted" : "terminated");
-    stop_all(u);
-    (void)write_fabric(u, false);
-    if (!x->quiet)
+    up__stop(u);
+    (void)up__write_fabric(u, false);
+    if (!u->x->quiet)
         fprintf(stderr, "dynostore up: stopped; data kept in %s\n", u->data);
-    ec = CLI_OK;
-out:
+}
+
+/* Starts, announces and supervises the fabric whose files are written. A signal during
+ * start-up is a clean stop (CLI_OK), not a failure. */
+static int up__run(struct up *u)
+{
+    up__catch_signals();
+    if (!u->x->quiet)
+        fprintf(stderr, "dynostore up: starting the fabric in %s ...\n", u->data);
+    int signalled = 0;
+    if (up__start(u, &signalled) != CLI_OK) {
+        if (!signalled)
+            fprintf(stderr, "dynostore up: stopping everything\n");
+        up__stop(u);
+        (void)up__write_fabric(u, false);
+        return signalled ? CLI_OK : CLI_FAIL;
+    }
+    if (up__announce(u) != CLI_OK) {
+        up__stop(u);
+        return CLI_FAIL;
+    }
+    up__supervise(u);
+    up__shutdown(u);
+    return CLI_OK;
+}
+
+int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
+{
+    struct up_opts o;
+    int ec = up__parse_opts(argc, argv, &o);
+    if (ec)
+        return ec;
+    struct up *u = calloc(1, sizeof(*u));
+    if (!u)
+        return cli_err("out of memory");
+    u->lock_fd = -1;
+    u->x = x;
+    u->ncont = o.ncont;
+    u->port_req = o.port;
+    u->repair_grace = o.repair_grace;
+    u->capacity = o.capacity;
+    u->tls = o.tls;
+    up__default_resilience(u);
+
+    if ((ec = up__prepare(u, &o)) == CLI_OK && (ec = up__pick_ports(u)) == CLI_OK &&
+        (ec = up__write_broker_conf(u)) == CLI_OK && (ec = up__write_configs(u)) == CLI_OK)
+        ec = up__run(u);
+
     if (u->lock_fd >= 0)
         close(u->lock_fd);
-    free_procs(u);
+    up__free_procs(u);
     free(u);
-    free(pos);
     return ec;
 }

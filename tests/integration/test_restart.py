@@ -3,10 +3,12 @@ data folder serves every object put before, byte-identical."""
 
 import os
 import signal
+import subprocess
+import tempfile
 import time
 import unittest
 
-from fabric import (KiB, MiB, Fabric, FabricCase, pid_alive, random_bytes, sha256_file,
+from fabric import (KiB, MiB, Fabric, FabricCase, bin_dir, pid_alive, random_bytes, sha256_file,
                     wait_pid_gone, write_random_file)
 
 CAT = "admin/restart"
@@ -116,3 +118,28 @@ class ContainerRestart(FabricCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UpFlags(unittest.TestCase):
+    """`dynostore up` reads its numbers with the library's strict decimal parser (the one the
+    gateway uses for Content-Length): a sign, a space or trailing text is a usage error
+    (exit 2) with the flag named, before anything is created. Starts no fabric: the data
+    folder is never made and --bin points nowhere, so a value wrongly taken fails otherwise."""
+
+    BAD = (("--containers", "+3"), ("--containers", " 3"), ("--containers", "3 "),
+           ("--containers", "0"), ("--containers", "65"), ("--port", "+0"), ("--port", "-0"),
+           ("--port", "65536"), ("--port", "80x"), ("--repair-grace", "-0"),
+           ("--repair-grace", "+5"), ("--repair-grace", "5s"), ("--repair-grace", ""))
+
+    def test_bad_numbers_are_usage_errors_and_create_nothing(self):
+        exe = os.path.join(bin_dir(), "dynostore")
+        for flag, value in self.BAD:
+            with self.subTest(flag=flag, value=value), tempfile.TemporaryDirectory() as tmp:
+                data = os.path.join(tmp, "fabric")
+                env = dict(os.environ, HOME=tmp, XDG_CONFIG_HOME=os.path.join(tmp, "config"))
+                r = subprocess.run([exe, "up", "--data", data, "--bin", os.path.join(tmp, "nobin"),
+                                    flag, value], capture_output=True, text=True, timeout=60,
+                                   env=env, stdin=subprocess.DEVNULL)
+                self.assertEqual(r.returncode, 2, "exit code; stderr: %s" % r.stderr)
+                self.assertIn(flag + " must be", r.stderr)
+                self.assertFalse(os.path.exists(data), "the data folder was made")
