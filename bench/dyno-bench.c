@@ -13,7 +13,26 @@
  * reads every object back and checks its size and its per-object stamp. For each phase it
  * prints one line:
  *
- *   RESULT <system> <put|get> <size> <clients> <ops> <MB/s> <ops/s> <p50 ms> <p99 ms>
+ *   RESULT <system> <put|get> <size> <clients> <ops> <MB/s> <ops/s> <p50 ms> <p99 ms> <cpu ms/op>
+ *
+ * where cpu ms/op is the user + system CPU of the --cpu-pids processes during the phase divided
+ * by ops (-1 when not measured). --label names the system in that line (e.g. redis-aof).
+ *
+ *   dyno-bench --op disk --dir D --size BYTES --clients N --ops N
+ *
+ * disk is the disk's limit for a put of k=3, m=2 without any network: for every object, N
+ * writers (one per container) each write one fragment of size/3 bytes to its own file in D
+ * with write + fdatasync, then remove it. It prints RESULT disk-limit put ... (MB/s of object
+ * bytes, p50/p99 of one fragment's write + fdatasync).
+ *
+ *   dyno-bench --system dyno --op ingest --token-file F --catalog admin/PATH --broker-port P
+ *              --size 200 --clients 16 --ops 5000 [--deadline S]
+ *
+ * ingest: N MQTT v5 publishers (user admin, password = the token) publish ops readings at
+ * QoS 1 to dyno/v1/ingest/<catalog>, each named by the user property `name`, while a
+ * subscriber follows dyno/v1/events/<catalog>; readings/s is from the first publish to the
+ * last object.created event, p50/p99 from a reading's publish to its event. It fails (exit 1)
+ * when not every event arrived within --deadline seconds (default 60).
  *
  * events measures put-to-event latency: one client puts 4 KiB objects one at a time while
  * an MQTT v5 subscriber (user admin, password = the token) follows the catalog's event topic
@@ -27,6 +46,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -69,6 +89,10 @@ struct bench_opts {
     int ops;
     bool evict;
     long timeout_s;
+    const char *label;    /* system name printed in RESULT lines (default dynostore / redis) */
+    const char *cpu_pids; /* comma-separated pids whose CPU is charged to each phase, or NULL */
+    const char *dir;      /* --op disk: the folder the writers write into */
+    double deadline_s;    /* --op ingest: fail the row after this many seconds */
 };
 
 /* One benchmark run: shared read-only payload, per-op keys and latencies. */
@@ -112,6 +136,62 @@ static void fail(struct bench *b, const char *fmt, ...)
         fputc('\n', stderr);
     }
     pthread_mutex_unlock(&b->lock);
+}
+
+/* CPU (user + system) used so far by the processes in the comma-separated pid list, in ms;
+ * -1 when no list was given or a pid cannot be read (it exited: the figure would be wrong). */
+static double cpu_ms(const char *pids)
+{
+    if (!pids || !*pids)
+        return -1;
+    double total = 0;
+    long tck = sysconf(_SC_CLK_TCK);
+    for (const char *p = pids; *p;) {
+        char *end = NULL;
+        long pid = strtol(p, &end, 10);
+        if (end == p || pid <= 0)
+            return -1;
+        char path[64], line[1024];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return -1;
+        size_t n = fread(line, 1, sizeof line - 1, f);
+        fclose(f);
+        line[n] = '\0';
+        /* the command name (field 2) may hold spaces: count fields after its closing ')';
+         * utime and stime are fields 14 and 15, so the 12th and 13th after it */
+        char *q = strrchr(line, ')');
+        unsigned long long ut = 0, st = 0;
+        if (!q || sscanf(q + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+            return -1;
+        total += (double)(ut + st) * 1e3 / (double)tck;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return total;
+}
+
+/* cpu ms per op between two cpu_ms() samples, -1 when either is unknown */
+static double cpu_per_op(double before, double after, int ops)
+{
+    return before < 0 || after < 0 || ops <= 0 ? -1 : (after - before) / ops;
+}
+
+static const char *sys_label(const struct bench *b)
+{
+    return b->o.label ? b->o.label : b->o.system == SYS_DYNO ? "dynostore" : "redis";
+}
+
+/* xorshift bytes: fast to make, and nothing below (disk, network) could compress them */
+static void fill_payload(uint8_t *p, uint64_t n)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
 }
 
 static void make_stamp(uint64_t op, uint64_t size, uint8_t out[STAMP_LEN])
@@ -624,6 +704,7 @@ static int run_phase(struct bench *b, bool get_phase)
         return -1;
     }
     pthread_barrier_init(&b->start, NULL, (unsigned)nc);
+    double cpu0 = cpu_ms(b->o.cpu_pids);
     int next = 0;
     for (int i = 0; i < nc; i++) {
         ws[i] = (struct worker){.b = b,
@@ -642,15 +723,16 @@ static int run_phase(struct bench *b, bool get_phase)
         if (ws[i].t_end > t1)
             t1 = ws[i].t_end;
     }
+    double cpu1 = cpu_ms(b->o.cpu_pids);
     pthread_barrier_destroy(&b->start);
     double secs = (t1 - t0) / 1e3;
     if (secs <= 0)
         secs = 1e-9;
     qsort(b->lat_ms, (size_t)b->o.ops, sizeof(double), cmp_double);
-    printf("RESULT %s %s %llu %d %d %.2f %.2f %.3f %.3f\n", b->o.system == SYS_DYNO ? "dynostore" : "redis",
-           get_phase ? "get" : "put", (unsigned long long)b->o.size, nc, b->o.ops,
-           (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs, percentile(b->lat_ms, b->o.ops, 0.50),
-           percentile(b->lat_ms, b->o.ops, 0.99));
+    printf("RESULT %s %s %llu %d %d %.2f %.2f %.3f %.3f %.3f\n", sys_label(b), get_phase ? "get" : "put",
+           (unsigned long long)b->o.size, nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs,
+           percentile(b->lat_ms, b->o.ops, 0.50), percentile(b->lat_ms, b->o.ops, 0.99),
+           cpu_per_op(cpu0, cpu1, b->o.ops));
     fflush(stdout);
     free(ws);
     free(ts);
@@ -765,21 +847,27 @@ static void ev_on_message(struct mosquitto *m, void *arg, const struct mosquitto
     pthread_mutex_unlock(&st->lock);
 }
 
-/* Waits on st->cond until *flag (or st->failed) or timeout_ms; returns *flag. */
-static bool ev_wait(struct ev_state *st, bool *flag, double timeout_ms)
+/* Waits on cond until *flag, *failed or timeout_ms from now; returns *flag. */
+static bool wait_flag(pthread_mutex_t *lock, pthread_cond_t *cond, const bool *flag, const bool *failed,
+                      double timeout_ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long long ns = (long long)ts.tv_nsec + (long long)(timeout_ms * 1e6);
     ts.tv_sec += (time_t)(ns / 1000000000LL);
     ts.tv_nsec = (long)(ns % 1000000000LL);
-    pthread_mutex_lock(&st->lock);
-    while (!*flag && !st->failed)
-        if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
+    pthread_mutex_lock(lock);
+    while (!*flag && !*failed)
+        if (pthread_cond_timedwait(cond, lock, &ts) == ETIMEDOUT)
             break;
     bool r = *flag;
-    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(lock);
     return r;
+}
+
+static bool ev_wait(struct ev_state *st, bool *flag, double timeout_ms)
+{
+    return wait_flag(&st->lock, &st->cond, flag, &st->failed, timeout_ms);
 }
 
 static int run_events(struct bench *b)
@@ -876,6 +964,448 @@ out:
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* the disk's limit: the fragment bytes of a k=3, m=2 put, fdatasync'd by parallel writers */
+
+#define DISK_K 3
+#define DISK_CHUNK (1u << 20)
+
+struct disk_writer {
+    struct bench *b;
+    int id;
+    uint64_t frag; /* bytes per fragment */
+    double t_start, t_end;
+    int errors;
+};
+
+/* One fragment: write it whole, fdatasync, close, remove (the next object needs the space,
+ * and a container's rename and directory fsync are not part of the disk's limit). */
+static int disk_fragment(struct disk_writer *w, int op)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/w%d-%d.frag", w->b->o.dir, w->id, op);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ret = 0;
+    for (uint64_t off = 0; off < w->frag && ret == 0;) {
+        size_t n = w->frag - off < DISK_CHUNK ? (size_t)(w->frag - off) : DISK_CHUNK;
+        ssize_t r = write(fd, w->b->payload, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            ret = -1;
+        else
+            off += (uint64_t)r;
+    }
+    if (ret == 0 && fdatasync(fd) != 0)
+        ret = -1;
+    if (close(fd) != 0)
+        ret = -1;
+    unlink(path);
+    return ret;
+}
+
+static void *disk_main(void *arg)
+{
+    struct disk_writer *w = arg;
+    struct bench *b = w->b;
+    pthread_barrier_wait(&b->start);
+    w->t_start = now_ms();
+    for (int op = 0; op < b->o.ops; op++) {
+        double t0 = now_ms();
+        if (disk_fragment(w, op) != 0) {
+            fail(b, "disk writer %d, fragment %d in %s: %s", w->id, op, b->o.dir, strerror(errno));
+            w->errors++;
+        }
+        /* every writer writes a fragment of every object: keep writer-major latencies */
+        b->lat_ms[w->id * b->o.ops + op] = now_ms() - t0;
+    }
+    w->t_end = now_ms();
+    return NULL;
+}
+
+static int run_disk(struct bench *b)
+{
+    int nw = b->o.clients, n = nw * b->o.ops;
+    struct disk_writer *ws = calloc((size_t)nw, sizeof *ws);
+    pthread_t *ts = calloc((size_t)nw, sizeof *ts);
+    b->lat_ms = calloc((size_t)n, sizeof *b->lat_ms);
+    b->payload = malloc(DISK_CHUNK);
+    if (!ws || !ts || !b->lat_ms || !b->payload) {
+        free(ws);
+        free(ts);
+        fputs("dyno-bench: out of memory\n", stderr);
+        return 1;
+    }
+    fill_payload(b->payload, DISK_CHUNK);
+    pthread_barrier_init(&b->start, NULL, (unsigned)nw);
+    for (int i = 0; i < nw; i++) {
+        ws[i] = (struct disk_writer){.b = b, .id = i, .frag = (b->o.size + DISK_K - 1) / DISK_K};
+        pthread_create(&ts[i], NULL, disk_main, &ws[i]);
+    }
+    double t0 = 0, t1 = 0;
+    for (int i = 0; i < nw; i++) {
+        pthread_join(ts[i], NULL);
+        if (i == 0 || ws[i].t_start < t0)
+            t0 = ws[i].t_start;
+        if (ws[i].t_end > t1)
+            t1 = ws[i].t_end;
+    }
+    pthread_barrier_destroy(&b->start);
+    double secs = (t1 - t0) / 1e3 > 0 ? (t1 - t0) / 1e3 : 1e-9;
+    qsort(b->lat_ms, (size_t)n, sizeof(double), cmp_double);
+    if (b->failures == 0)
+        printf("RESULT disk-limit put %llu %d %d %.2f %.2f %.3f %.3f -1\n", (unsigned long long)b->o.size, nw,
+               b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs, percentile(b->lat_ms, n, 0.50),
+               percentile(b->lat_ms, n, 0.99));
+    free(ws);
+    free(ts);
+    return b->failures == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* MQTT ingest: readings/s and publish-to-event latency                                  */
+
+/* Readings a publisher keeps published but not yet announced (object.created). The broker's
+ * PUBACK does not wait for storage, so a window on PUBACKs would let the publishers run ahead
+ * and the row would measure the broker's backlog; a window on events keeps 16 x 8 readings in
+ * flight: enough to keep the gateway's ingest sessions busy, and p50/p99 stay per reading. */
+#define INGEST_WINDOW 8
+
+struct publisher;
+
+struct ingest {
+    struct bench *b;
+    struct publisher *ps; /* the publishers, to credit each its announced readings */
+    int nps;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    char prefix[32];  /* names are <prefix><op>: unique to this run */
+    double *t_pub;    /* per op, 0 until published */
+    double *t_ev;     /* per op, 0 until its object.created event arrived */
+    int events;       /* distinct ops announced */
+    int refused;      /* PUBACKs with a failure reason */
+    bool sub_ok, sub_failed;
+};
+
+struct publisher {
+    struct ingest *in;
+    int id, first, count;
+    int acked, sent, announced;
+    bool connected, failed;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static void in_on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg,
+                          const mosquitto_property *props)
+{
+    struct ingest *in = arg;
+    double t = now_ms();
+    (void)m;
+    (void)props;
+    size_t n = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, pl = strlen(in->prefix);
+    const char *p = msg->payload;
+    /* the event names the object; find our name in it whatever the JSON's exact shape */
+    for (size_t i = 0; i + pl < n; i++) {
+        if (memcmp(p + i, in->prefix, pl) != 0)
+            continue;
+        long op = 0;
+        size_t j = i + pl;
+        while (j < n && p[j] >= '0' && p[j] <= '9' && op < 1000000000L)
+            op = op * 10 + (p[j++] - '0');
+        if (j == i + pl || op >= in->b->o.ops)
+            break;
+        pthread_mutex_lock(&in->lock);
+        bool first = in->t_ev[op] == 0; /* at least once: a reading may be announced twice */
+        if (first) {
+            in->t_ev[op] = t;
+            in->events++;
+            pthread_cond_broadcast(&in->cond);
+        }
+        pthread_mutex_unlock(&in->lock);
+        for (int k = 0; first && k < in->nps; k++) {
+            struct publisher *pb = &in->ps[k];
+            if (op >= pb->first && op < pb->first + pb->count) {
+                pthread_mutex_lock(&pb->lock);
+                pb->announced++;
+                pthread_cond_broadcast(&pb->cond);
+                pthread_mutex_unlock(&pb->lock);
+            }
+        }
+        break;
+    }
+}
+
+static void in_on_subscribe(struct mosquitto *m, void *arg, int mid, int qos_count, const int *granted,
+                            const mosquitto_property *props)
+{
+    struct ingest *in = arg;
+    (void)m;
+    (void)mid;
+    (void)props;
+    pthread_mutex_lock(&in->lock);
+    in->sub_ok = qos_count > 0 && granted[0] < 128;
+    in->sub_failed = !in->sub_ok;
+    pthread_cond_broadcast(&in->cond);
+    pthread_mutex_unlock(&in->lock);
+}
+
+static void pub_on_connect(struct mosquitto *m, void *arg, int rc, int flags, const mosquitto_property *props)
+{
+    struct publisher *p = arg;
+    (void)m;
+    (void)flags;
+    (void)props;
+    pthread_mutex_lock(&p->lock);
+    p->connected = rc == 0;
+    p->failed = rc != 0;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void pub_on_publish(struct mosquitto *m, void *arg, int mid, int reason, const mosquitto_property *props)
+{
+    struct publisher *p = arg;
+    (void)m;
+    (void)mid;
+    (void)props;
+    if (reason >= 128) {
+        pthread_mutex_lock(&p->in->lock);
+        p->in->refused++;
+        pthread_mutex_unlock(&p->in->lock);
+    }
+    pthread_mutex_lock(&p->lock);
+    p->acked++;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static struct mosquitto *mqtt_open(struct bench *b, const char *cid, void *arg)
+{
+    struct mosquitto *m = mosquitto_new(cid, true, arg);
+    if (!m)
+        return NULL;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_username_pw_set(m, "admin", b->token);
+    return m;
+}
+
+static void *publisher_main(void *arg)
+{
+    struct publisher *p = arg;
+    struct ingest *in = p->in;
+    struct bench *b = in->b;
+    char cid[64], topic[1024], name[64];
+    snprintf(cid, sizeof cid, "bench-%d-pub%d", (int)getpid(), p->id);
+    snprintf(topic, sizeof topic, "dyno/v1/ingest/%s", b->o.catalog);
+    struct mosquitto *m = mqtt_open(b, cid, p);
+    if (!m) {
+        fail(b, "publisher %d: out of memory", p->id);
+        return NULL;
+    }
+    mosquitto_connect_v5_callback_set(m, pub_on_connect);
+    mosquitto_publish_v5_callback_set(m, pub_on_publish);
+    if (mosquitto_connect_bind_v5(m, b->o.broker_host, b->o.broker_port, 30, NULL, NULL) != MOSQ_ERR_SUCCESS ||
+        mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) {
+        fail(b, "publisher %d cannot reach the broker at %s:%d", p->id, b->o.broker_host, b->o.broker_port);
+        mosquitto_destroy(m);
+        return NULL;
+    }
+    if (!wait_flag(&p->lock, &p->cond, &p->connected, &p->failed, 10000)) {
+        fail(b, "publisher %d: the broker refused the connection as admin", p->id);
+        goto out;
+    }
+    pthread_barrier_wait(&b->start);
+    double t_begin = now_ms();
+    for (int i = 0; i < p->count; i++) {
+        int op = p->first + i;
+        uint8_t body[4096];
+        size_t len = b->o.size < sizeof body ? (size_t)b->o.size : sizeof body;
+        struct src s = {.payload = b->payload, .size = len};
+        make_stamp((uint64_t)op, b->o.size, s.stamp);
+        len = src_read(&s, body, len);
+        pthread_mutex_lock(&p->lock);
+        while (p->sent - p->announced >= INGEST_WINDOW && !p->failed) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            if (now_ms() - t_begin > b->o.deadline_s * 1e3)
+                p->failed = true;
+        }
+        bool stop = p->failed;
+        p->sent++;
+        pthread_mutex_unlock(&p->lock);
+        if (stop)
+            break;
+        mosquitto_property *props = NULL;
+        snprintf(name, sizeof name, "%s%d", in->prefix, op);
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "name", name);
+        pthread_mutex_lock(&in->lock);
+        in->t_pub[op] = now_ms();
+        pthread_mutex_unlock(&in->lock);
+        int rc = mosquitto_publish_v5(m, NULL, topic, (int)len, body, 1, false, props);
+        mosquitto_property_free_all(&props);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            fail(b, "publisher %d, reading %d: %s", p->id, op, mosquitto_strerror(rc));
+            break;
+        }
+    }
+    /* wait for the broker's PUBACKs so no reading is lost in our own queue */
+    pthread_mutex_lock(&p->lock);
+    double t_end = now_ms() + b->o.deadline_s * 1e3;
+    while (p->acked < p->sent && !p->failed && now_ms() < t_end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+    pthread_mutex_unlock(&p->lock);
+out:
+    mosquitto_disconnect(m);
+    mosquitto_loop_stop(m, true);
+    mosquitto_destroy(m);
+    return NULL;
+}
+
+static int run_ingest(struct bench *b)
+{
+    struct ingest in = {.b = b, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    int nc = b->o.clients, ret = 1;
+    struct publisher *ps = calloc((size_t)nc, sizeof *ps);
+    pthread_t *ts = calloc((size_t)nc, sizeof *ts);
+    struct mosquitto *sub = NULL;
+    char topic[1024], cid[64];
+    in.t_pub = calloc((size_t)b->o.ops, sizeof *in.t_pub);
+    in.t_ev = calloc((size_t)b->o.ops, sizeof *in.t_ev);
+    b->lat_ms = calloc((size_t)b->o.ops, sizeof *b->lat_ms);
+    b->payload = malloc(4096);
+    if (!ps || !ts || !in.t_pub || !in.t_ev || !b->lat_ms || !b->payload) {
+        fputs("dyno-bench: out of memory\n", stderr);
+        goto out;
+    }
+    if (b->o.size > 4096) {
+        fputs("dyno-bench: ingest readings are at most 4 KiB here\n", stderr);
+        goto out;
+    }
+    for (int i = 0; i < 4096; i++)
+        b->payload[i] = (uint8_t)((unsigned)i * 2654435761u >> 13);
+    snprintf(in.prefix, sizeof in.prefix, "ing%d-", (int)getpid());
+    mosquitto_lib_init();
+    snprintf(cid, sizeof cid, "bench-%d-events", (int)getpid());
+    sub = mqtt_open(b, cid, &in);
+    if (!sub) {
+        fputs("dyno-bench: out of memory\n", stderr);
+        goto out;
+    }
+    {
+        struct publisher conn = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+        mosquitto_user_data_set(sub, &conn);
+        mosquitto_connect_v5_callback_set(sub, pub_on_connect);
+        if (mosquitto_connect_bind_v5(sub, b->o.broker_host, b->o.broker_port, 30, NULL, NULL) !=
+                MOSQ_ERR_SUCCESS ||
+            mosquitto_loop_start(sub) != MOSQ_ERR_SUCCESS ||
+            !wait_flag(&conn.lock, &conn.cond, &conn.connected, &conn.failed, 10000)) {
+            fprintf(stderr, "dyno-bench: ingest: cannot connect to the broker at %s:%d as admin\n",
+                    b->o.broker_host, b->o.broker_port);
+            mosquitto_user_data_set(sub, &in);
+            goto out;
+        }
+        /* conn dies with this block: no later reconnect may call back into it */
+        mosquitto_connect_v5_callback_set(sub, NULL);
+        mosquitto_user_data_set(sub, &in);
+    }
+    mosquitto_subscribe_v5_callback_set(sub, in_on_subscribe);
+    mosquitto_message_v5_callback_set(sub, in_on_message);
+    snprintf(topic, sizeof topic, "dyno/v1/events/%s", b->o.catalog);
+    mosquitto_subscribe_v5(sub, NULL, topic, 1, 0, NULL);
+    if (!wait_flag(&in.lock, &in.cond, &in.sub_ok, &in.sub_failed, 10000)) {
+        fprintf(stderr, "dyno-bench: ingest: subscription to %s refused\n", topic);
+        goto out;
+    }
+
+    pthread_barrier_init(&b->start, NULL, (unsigned)nc + 1);
+    in.ps = ps;
+    in.nps = nc;
+    int next = 0;
+    for (int i = 0; i < nc; i++) {
+        ps[i] = (struct publisher){.in = &in, .id = i, .first = next,
+                                   .count = b->o.ops / nc + (i < b->o.ops % nc ? 1 : 0),
+                                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+        next += ps[i].count;
+        pthread_create(&ts[i], NULL, publisher_main, &ps[i]);
+    }
+    /* a publisher that cannot connect never reaches the barrier: give up on the row then */
+    bool all_connected = true;
+    for (int i = 0; i < nc; i++)
+        if (!wait_flag(&ps[i].lock, &ps[i].cond, &ps[i].connected, &ps[i].failed, 15000))
+            all_connected = false;
+    if (!all_connected) {
+        fputs("dyno-bench: ingest: a publisher could not connect\n", stderr);
+        exit(1); /* threads wait on the barrier forever; the process is a one-shot bench */
+    }
+    double cpu0 = cpu_ms(b->o.cpu_pids);
+    double t0 = now_ms(), deadline = t0 + b->o.deadline_s * 1e3;
+    pthread_barrier_wait(&b->start);
+    pthread_mutex_lock(&in.lock);
+    while (in.events < b->o.ops && now_ms() < deadline) {
+        struct timespec tsp;
+        clock_gettime(CLOCK_REALTIME, &tsp);
+        tsp.tv_nsec += 100000000L;
+        if (tsp.tv_nsec >= 1000000000L) {
+            tsp.tv_sec++;
+            tsp.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&in.cond, &in.lock, &tsp);
+    }
+    int got = in.events, refused = in.refused;
+    double t_first = 0, t_last = 0;
+    int n = 0;
+    for (int i = 0; i < b->o.ops; i++) {
+        if (in.t_pub[i] > 0 && (t_first == 0 || in.t_pub[i] < t_first))
+            t_first = in.t_pub[i];
+        if (in.t_ev[i] > t_last)
+            t_last = in.t_ev[i];
+        if (in.t_ev[i] > 0 && in.t_pub[i] > 0)
+            b->lat_ms[n++] = in.t_ev[i] - in.t_pub[i];
+    }
+    pthread_mutex_unlock(&in.lock);
+    double cpu1 = cpu_ms(b->o.cpu_pids);
+    for (int i = 0; i < nc; i++) {
+        pthread_mutex_lock(&ps[i].lock);
+        ps[i].failed = true; /* stop a publisher still waiting for its window */
+        pthread_cond_broadcast(&ps[i].cond);
+        pthread_mutex_unlock(&ps[i].lock);
+        pthread_join(ts[i], NULL);
+    }
+    pthread_barrier_destroy(&b->start);
+    if (got < b->o.ops || refused > 0) {
+        fprintf(stderr, "dyno-bench: ingest FAILED: %d of %d readings announced within %.0f s, %d refused\n",
+                got, b->o.ops, b->o.deadline_s, refused);
+        goto out;
+    }
+    double secs = (t_last - t_first) / 1e3 > 0 ? (t_last - t_first) / 1e3 : 1e-9;
+    qsort(b->lat_ms, (size_t)n, sizeof(double), cmp_double);
+    printf("RESULT %s ingest %llu %d %d %.2f %.2f %.3f %.3f %.3f\n", sys_label(b), (unsigned long long)b->o.size,
+           nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs, percentile(b->lat_ms, n, 0.5),
+           percentile(b->lat_ms, n, 0.99), cpu_per_op(cpu0, cpu1, b->o.ops));
+    ret = b->failures == 0 ? 0 : 1;
+out:
+    if (sub) {
+        mosquitto_disconnect(sub);
+        mosquitto_loop_stop(sub, true);
+        mosquitto_destroy(sub);
+    }
+    mosquitto_lib_cleanup();
+    free(ps);
+    free(ts);
+    free(in.t_pub);
+    free(in.t_ev);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------ */
 
 static int read_token(const char *path, char *out, size_t cap)
 {
@@ -935,8 +1465,10 @@ static int parse_int(const char *s, int *out)
 
 static void usage(void)
 {
-    fputs("usage: dyno-bench --system dyno|redis --op putget|events|ping --size N[K|M|G]\n"
-          "                  --clients N --ops N [--evict]\n"
+    fputs("usage: dyno-bench --system dyno|redis --op putget|events|ingest|ping --size N[K|M|G]\n"
+          "                  --clients N --ops N [--evict] [--label NAME] [--cpu-pids P,P,...]\n"
+          "       dyno-bench --op disk --dir D --size N[K|M|G] --clients WRITERS --ops N\n"
+          "  ingest: --broker-port P [--broker-host H] [--deadline SECONDS]\n"
           "  dyno:  --gateway URL --token-file F --catalog OWNER/PATH\n"
           "         [--broker-host H --broker-port P]   (events)\n"
           "  redis: --redis-port P [--redis-host H]\n",
@@ -952,6 +1484,7 @@ int main(int argc, char **argv)
                             .clients = 1,
                             .ops = 10,
                             .timeout_s = 3600,
+                            .deadline_s = 60,
                             .catalog = "admin/bench"}};
     int ret = 1;
     const char *system = NULL;
@@ -982,7 +1515,17 @@ int main(int argc, char **argv)
             b.o.redis_host = v;
         else if (strcmp(a, "--redis-port") == 0)
             b.o.redis_port = v;
-        else if (strcmp(a, "--broker-host") == 0)
+        else if (strcmp(a, "--label") == 0)
+            b.o.label = v;
+        else if (strcmp(a, "--cpu-pids") == 0)
+            b.o.cpu_pids = v;
+        else if (strcmp(a, "--dir") == 0)
+            b.o.dir = v;
+        else if (strcmp(a, "--deadline") == 0) {
+            int d = 0;
+            bad = parse_int(v, &d) != 0 || d < 1;
+            b.o.deadline_s = d;
+        } else if (strcmp(a, "--broker-host") == 0)
             b.o.broker_host = v;
         else if (strcmp(a, "--broker-port") == 0)
             bad = parse_int(v, &b.o.broker_port) != 0;
@@ -999,6 +1542,18 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
+    }
+    if (strcmp(b.o.op, "disk") == 0) {
+        if (!b.o.dir || b.o.size == 0) {
+            fputs("dyno-bench: disk needs --dir and --size\n", stderr);
+            return 2;
+        }
+        pthread_mutex_init(&b.lock, NULL);
+        ret = run_disk(&b);
+        free(b.payload);
+        free(b.lat_ms);
+        pthread_mutex_destroy(&b.lock);
+        return ret;
     }
     if (!system || (strcmp(system, "dyno") != 0 && strcmp(system, "redis") != 0)) {
         usage();
@@ -1045,6 +1600,14 @@ int main(int argc, char **argv)
         ret = run_events(&b);
         goto out;
     }
+    if (strcmp(b.o.op, "ingest") == 0) {
+        if (b.o.system != SYS_DYNO || b.o.broker_port <= 0) {
+            fputs("dyno-bench: ingest needs --system dyno and --broker-port\n", stderr);
+            goto out;
+        }
+        ret = run_ingest(&b);
+        goto out;
+    }
     if (strcmp(b.o.op, "putget") != 0) {
         usage();
         ret = 2;
@@ -1057,15 +1620,7 @@ int main(int argc, char **argv)
         fputs("dyno-bench: out of memory\n", stderr);
         goto out;
     }
-    {
-        uint64_t x = 0x9E3779B97F4A7C15ull; /* xorshift: fast, incompressible enough */
-        for (uint64_t i = 0; i < b.o.size; i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.payload[i] = (uint8_t)x;
-        }
-    }
+    fill_payload(b.payload, b.o.size);
     run_phase(&b, false);
     if (b.failures == 0)
         run_phase(&b, true);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # DynoStore benchmark (SPEC §11): put and get of 4 KiB, 1 MiB and 64 MiB objects with 1 and
 # 16 clients through a fresh `dynostore up`, and the same against Debian's redis-server as the
-# baseline; prints one table, the gateway's peak memory and the put-to-event latency.
+# baseline, both without durability and durable (appendonly, appendfsync always); the disk's
+# limit for a 64 MiB put (5 writers, fdatasync, no network); MQTT ingest of 200 B readings from
+# 16 publishers; prints one table (with the fabric's CPU per operation), the gateway's peak
+# memory and the put-to-event latency.
 #
 #   bench/run.sh [--smoke] [--large] [--bin DIR] [--containers N]
 #
@@ -39,11 +42,14 @@ command -v python3 >/dev/null || { echo "run.sh: python3 is needed to read fabri
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dyno-bench.XXXXXX")
 up_pid=""
 redis_pid=""
+aof_pid=""
 cleanup() {
   set +e
-  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
-    kill "$redis_pid"; wait "$redis_pid" 2>/dev/null
-  fi
+  for p in "$redis_pid" "$aof_pid"; do
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+      kill "$p"; wait "$p" 2>/dev/null
+    fi
+  done
   if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
     kill -INT "$up_pid"
     for _ in $(seq 1 600); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
@@ -92,6 +98,10 @@ elif w == "broker_port":
     print(d.get("broker", {}).get("port", 0))
 elif w == "gateway_pid":
     print([p["pid"] for p in d["processes"] if p.get("kind") == "gateway"][0])
+elif w == "pids":
+    # every running process of the fabric (broker, agents, containers), read again before
+    # each row so that a restarted process is charged by its new pid
+    print(",".join(str(p["pid"]) for p in d["processes"] if p.get("pid")))
 EOF
 }
 
@@ -113,21 +123,37 @@ for _ in $(seq 1 300); do
 done
 
 # ---- redis -----------------------------------------------------------------------------------
+# Two servers: plain Redis (no durability, the speed of memory) and durable Redis (every write
+# appended and fsync'd before the reply: the bar for a durable store, one copy).
+redis_wait() { # port pid log
+  for _ in $(seq 1 100); do
+    "$bin/dyno-bench" --system redis --redis-port "$1" --op ping 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || fail "redis-server exited: $(tail -n 5 "$3")"
+    sleep 0.1
+  done
+  fail "redis-server on port $1 does not answer PING: $(tail -n 5 "$3")"
+}
 redis_port=$(free_port)
 # 1 GiB values need bigger protocol limits than the defaults (512 MB bulk, 1 GB query buffer)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
   --proto-max-bulk-len 2gb --client-query-buffer-limit 2gb >"$tmp/redis.log" 2>&1 &
 redis_pid=$!
-for _ in $(seq 1 100); do
-  "$bin/dyno-bench" --system redis --redis-port "$redis_port" --op ping 2>/dev/null && break
-  kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited: $(tail -n 5 "$tmp/redis.log")"
-  sleep 0.1
-done
+mkdir -p "$tmp/redis-aof"
+aof_port=$(free_port)
+redis-server --port "$aof_port" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+  --dir "$tmp/redis-aof" --daemonize no \
+  --proto-max-bulk-len 2gb --client-query-buffer-limit 2gb >"$tmp/redis-aof.log" 2>&1 &
+aof_pid=$!
+redis_wait "$redis_port" "$redis_pid" "$tmp/redis.log"
+redis_wait "$aof_port" "$aof_pid" "$tmp/redis-aof.log"
 
 # ---- the runs -----------------------------------------------------------------------------------
 # size clients ops: op counts are bounded so the whole bench takes a few minutes
+# disk: object size and objects for the disk-limit rows; ingest: publishers and readings
 if [ "$smoke" = 1 ]; then
   matrix="4K 1 3"
+  disk="4K 3"
+  ingest="4 40"
   event_ops=3
 else
   matrix="4K 1 500
@@ -136,8 +162,14 @@ else
 1M 16 320
 64M 1 6
 64M 16 16"
-  [ "$large" = 1 ] && matrix="$matrix
+  disk="64M 6"
+  ingest="16 5000"
+  if [ "$large" = 1 ]; then
+    matrix="$matrix
 1G 1 2"
+    disk="$disk
+1G 2"
+  fi
   event_ops=200
 fi
 
@@ -149,11 +181,34 @@ while read -r size clients ops; do
   echo "run.sh: $size x $clients clients, $ops ops ..." >&2
   "$bin/dyno-bench" --system dyno --gateway "$gateway" --token-file "$token_file" \
     --catalog admin/bench --size "$size" --clients "$clients" --ops "$ops" --evict \
+    --cpu-pids "$(fabric_field pids)" \
     >>"$results" || { echo "run.sh: dynostore $size x $clients FAILED" >&2; status=1; }
   "$bin/dyno-bench" --system redis --redis-port "$redis_port" \
-    --size "$size" --clients "$clients" --ops "$ops" --evict \
+    --size "$size" --clients "$clients" --ops "$ops" --evict --cpu-pids "$redis_pid" \
     >>"$results" || { echo "run.sh: redis $size x $clients FAILED" >&2; status=1; }
+  "$bin/dyno-bench" --system redis --redis-port "$aof_port" --label redis-aof \
+    --size "$size" --clients "$clients" --ops "$ops" --evict --cpu-pids "$aof_pid" \
+    >>"$results" || { echo "run.sh: durable redis $size x $clients FAILED" >&2; status=1; }
 done <<<"$matrix"
+
+# the disk's limit for a put of k=3, m=2: 5 writers (one per container) each write a fragment
+# of size/3 with fdatasync, on the disk of the fabric's data (the same temp folder)
+mkdir -p "$tmp/disk"
+while read -r size ops; do
+  [ -n "$size" ] || continue
+  echo "run.sh: disk limit, $size x $ops ..." >&2
+  "$bin/dyno-bench" --op disk --dir "$tmp/disk" --size "$size" --clients 5 --ops "$ops" \
+    >>"$results" || { echo "run.sh: disk limit $size FAILED" >&2; status=1; }
+done <<<"$disk"
+
+# MQTT ingest: QoS 1 readings of 200 B, each stored and announced by object.created
+read -r ingest_pubs ingest_ops <<<"$ingest"
+echo "run.sh: MQTT ingest, $ingest_ops readings from $ingest_pubs publishers ..." >&2
+"$bin/dyno-bench" --system dyno --gateway "$gateway" --token-file "$token_file" \
+  --catalog admin/bench-ingest --op ingest --size 200 --clients "$ingest_pubs" --ops "$ingest_ops" \
+  --broker-host "$broker_host" --broker-port "$broker_port" --deadline 60 \
+  --cpu-pids "$(fabric_field pids)" \
+  >>"$results" || { echo "run.sh: MQTT ingest FAILED" >&2; status=1; }
 
 events=$("$bin/dyno-bench" --system dyno --gateway "$gateway" --token-file "$token_file" \
   --catalog admin/bench-events --op events --size 4K --ops "$event_ops" \
@@ -171,19 +226,28 @@ function human(b) {
 $1 == "RESULT" {
   n++; sys[n] = $2; op[n] = $3; size[n] = $4; cl[n] = $5; ops[n] = $6
   mbs[n] = $7; opss[n] = $8; p50[n] = $9; p99[n] = $10
+  cpu[n] = $11
   if ($2 == "redis") redis[$3 " " $4 " " $5] = $7
+  if ($2 == "redis-aof") aof[$3 " " $4 " " $5] = $7
 }
+function ratio(x, base) { return (base > 0) ? sprintf("%.2f", x / base) : "-" }
 END {
-  printf "%-10s %-4s %8s %7s %6s %10s %10s %9s %9s %9s\n", "system", "op", "size", "clients", \
-         "ops", "MB/s", "ops/s", "p50 ms", "p99 ms", "vs redis"
+  printf "%-10s %-6s %8s %7s %6s %10s %10s %9s %9s %8s %8s %10s\n", "system", "op", "size", "clients", \
+         "ops", "MB/s", "ops/s", "p50 ms", "p99 ms", "vs redis", "vs aof", "cpu ms/op"
   for (i = 1; i <= n; i++) {
-    r = redis[op[i] " " size[i] " " cl[i]]
-    ratio = (sys[i] == "redis") ? "1.00" : ((r > 0) ? sprintf("%.2f", mbs[i] / r) : "-")
-    printf "%-10s %-4s %8s %7d %6d %10.1f %10.1f %9.3f %9.3f %9s\n", sys[i], op[i], \
-           human(size[i]), cl[i], ops[i], mbs[i], opss[i], p50[i], p99[i], ratio
+    k = op[i] " " size[i] " " cl[i]
+    vr = (sys[i] == "redis") ? "1.00" : (sys[i] == "dynostore" || sys[i] == "redis-aof") ? ratio(mbs[i], redis[k]) : "-"
+    va = (sys[i] == "redis-aof") ? "1.00" : (sys[i] == "dynostore") ? ratio(mbs[i], aof[k]) : "-"
+    c = (cpu[i] == "" || cpu[i] < 0) ? "-" : sprintf("%.3f", cpu[i])
+    printf "%-10s %-6s %8s %7d %6d %10.1f %10.1f %9.3f %9.3f %8s %8s %10s\n", sys[i], op[i], \
+           human(size[i]), cl[i], ops[i], mbs[i], opss[i], p50[i], p99[i], vr, va, c
   }
 }' "$results"
-echo "(MB/s is MiB/s of object bytes; p50/p99 per operation; 'vs redis' = MB/s / Redis MB/s)"
+echo "(MB/s is MiB/s of object bytes; p50/p99 per operation; 'vs redis' / 'vs aof' = MB/s over the"
+echo " same row of plain Redis / durable Redis (appendfsync always) in this run; disk-limit: 5"
+echo " writers fdatasync'ing the 5/3 of each object a k=3, m=2 put writes, no network, clients ="
+echo " writers; ingest: 200 B MQTT QoS 1 readings, p50/p99 from publish to object.created; cpu ms/op:"
+echo " user+system CPU of every fabric process (Redis: redis-server) during the row / ops)"
 if [ -n "$hwm" ]; then
   echo "gateway peak RSS (VmHWM of pid $gw_pid): $((hwm / 1024)) MiB"
 else

@@ -1,5 +1,6 @@
-"""The benchmark must not rot: bench/run.sh --smoke starts its own fabric and redis-server,
-does 3 puts and gets of 4 KiB against each, and prints its table."""
+"""The benchmark must not rot: bench/run.sh --smoke starts its own fabric and two redis-servers
+(plain and durable), does 3 puts and gets of 4 KiB against each, a disk-limit row and an MQTT
+ingest row, and prints its table with the fabric's CPU per operation."""
 
 import os
 import re
@@ -23,10 +24,28 @@ class BenchSmoke(unittest.TestCase):
         out = cp.stdout
         self.assertEqual(cp.returncode, 0, "run.sh --smoke exited %d\nstdout:\n%s\nstderr:\n%s"
                          % (cp.returncode, out, cp.stderr))
-        for system in ("dynostore", "redis"):
-            for op in ("put", "get"):
-                self.assertRegex(out, r"(?m)^%s\s+%s\s+4 KiB\s+1\s+3\s+[0-9.]+" % (system, op),
-                                 "no %s %s row in:\n%s" % (system, op, out))
+        num = r"[0-9]+(?:\.[0-9]+)?"
+        # columns: system op size clients ops MB/s ops/s p50 p99 vs-redis vs-aof cpu-ms/op
+        def row(system, op, size, clients, ops, vs_redis, vs_aof, cpu):
+            return (r"(?m)^%s\s+%s\s+%s\s+%d\s+%d\s+%s\s+%s\s+%s\s+%s\s+%s\s+%s\s+%s\s*$"
+                    % (system, op, size, clients, ops, num, num, num, num, vs_redis, vs_aof, cpu))
+        for op in ("put", "get"):
+            # DynoStore: both ratios and its fabric's CPU per operation are numbers
+            self.assertRegex(out, row("dynostore", op, "4 KiB", 1, 3, num, num, num),
+                             "no dynostore %s row with numbers in:\n%s" % (op, out))
+            self.assertRegex(out, row("redis", op, "4 KiB", 1, 3, r"1\.00", "-", num),
+                             "no redis %s row in:\n%s" % (op, out))
+            # durable Redis (appendfsync always), measured in the same run
+            self.assertRegex(out, row("redis-aof", op, "4 KiB", 1, 3, num, r"1\.00", num),
+                             "no redis-aof %s row in:\n%s" % (op, out))
+        # the disk's limit: 5 writers, fragment bytes of 3 objects, no network
+        self.assertRegex(out, row("disk-limit", "put", "4 KiB", 5, 3, "-", "-", "-"),
+                         "no disk-limit row in:\n%s" % out)
+        # MQTT ingest: 40 readings of 200 B from 4 publishers, every one announced
+        self.assertRegex(out, row("dynostore", "ingest", "200 B", 4, 40, "-", "-", num),
+                         "no ingest row in:\n%s" % out)
+        m = re.search(r"(?m)^dynostore\s+ingest\s+200 B\s+4\s+40\s+(%s)\s+(%s)" % (num, num), out)
+        self.assertGreater(float(m.group(2)), 0, "ingest readings/s is 0:\n%s" % out)
         self.assertRegex(out, r"gateway peak RSS \(VmHWM of pid \d+\): \d+ MiB", out)
         # measured, or skipped with the reason (no events published), never failed
         self.assertRegex(out, r"put-to-event latency( \(4 KiB, 1 client, 3 events\): p50 "
