@@ -15,30 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "names.h"
-
-const char *dyno_agent_q(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-    if (cap < 3) {
-        if (cap)
-            out[0] = '\0';
-        return out;
-    }
-    out[o++] = '"';
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && o + 6 < cap; p++) {
-        if (*p == '"' || *p == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)*p;
-        } else if (*p < 0x20 || *p == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
-        } else {
-            out[o++] = (char)*p;
-        }
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
-}
+#include "token.h"
 
 int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
                       const struct dyno_agent_common *c, int argc, char **argv)
@@ -51,12 +28,12 @@ int dyno_agent_config(const char *kind, const struct dyno_opt *opts, size_t nopt
     int level = rc == 0 ? dyno_log_level_parse(c->log_level) : DYNO_LOG_INFO;
     dyno_log_init(kind, level < 0 ? DYNO_LOG_INFO : level);
     if (rc != 0) {
-        dyno_error("bad configuration", "error=%s", dyno_agent_q(q, sizeof(q), err));
+        dyno_error("bad configuration", "error=%s", dyno_log_q(q, sizeof(q), err));
         return -1;
     }
     if (level < 0) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "log_level must be debug, info, warn or error"));
+                   dyno_log_q(q, sizeof(q), "log_level must be debug, info, warn or error"));
         return -1;
     }
     return 0;
@@ -164,12 +141,12 @@ int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_ag
     a->started_at = (int64_t)time(NULL);
     if (!dyno_valid_segment(c->id)) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "id must match [A-Za-z0-9._-]{1,64}"));
+                   dyno_log_q(q, sizeof(q), "id must match [A-Za-z0-9._-]{1,64}"));
         return DYNO_EINVAL;
     }
     if (c->broker_port < 1 || c->broker_port > 65535) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "broker_port must be 1..65535"));
+                   dyno_log_q(q, sizeof(q), "broker_port must be 1..65535"));
         return DYNO_EINVAL;
     }
     snprintf(a->client_id, sizeof(a->client_id), "%s-%s", kind, c->id);
@@ -180,7 +157,7 @@ int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_ag
         int rc = dyno_read_file(c->service_token_file, 4096, &a->token, &len);
         if (rc != 0) {
             dyno_error("cannot read service_token_file", "file=%s error=%s",
-                       dyno_agent_q(q, sizeof(q), c->service_token_file), dyno_err_code(rc));
+                       dyno_log_q(q, sizeof(q), c->service_token_file), dyno_err_code(rc));
             return rc;
         }
     }
@@ -212,7 +189,7 @@ int dyno_agent_start(struct dyno_agent *a)
         return rc;
     }
     char q[300];
-    dyno_info("started", "id=%s client_id=%s", dyno_agent_q(q, sizeof(q), a->id), a->client_id);
+    dyno_info("started", "id=%s client_id=%s", dyno_log_q(q, sizeof(q), a->id), a->client_id);
     return 0;
 }
 
@@ -329,4 +306,25 @@ int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, 
     }
     c->admin = cJSON_IsTrue(adm);
     return 0;
+}
+
+int dyno_agent_revoked(void *verifier, const struct dyno_mq_msg *msg)
+{
+    size_t njtis = 0, nepochs = 0;
+
+    if (msg->len == 0)
+        return DYNO_ENOTFOUND; /* the retained message cleared: nothing to apply */
+    int rc = dyno_verifier_apply_revoked(verifier, msg->payload, msg->len, &njtis, &nepochs);
+    if (rc != 0) {
+        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
+                   msg->len, dyno_err_code(rc));
+        return rc;
+    }
+    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
+    return 0;
+}
+
+void dyno_agent_on_revoked(void *verifier, const struct dyno_mq_msg *msg)
+{
+    (void)dyno_agent_revoked(verifier, msg);
 }

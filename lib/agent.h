@@ -88,8 +88,6 @@ int dyno_agent_publish_status(struct dyno_agent *a, const char *state);
 void dyno_agent_run(struct dyno_agent *a, int interval);
 /* Publishes the offline status, disconnects and frees the client. */
 void dyno_agent_fini(struct dyno_agent *a);
-/* Writes s as a logfmt quoted value into out (always NUL-terminated); returns out. */
-const char *dyno_agent_q(char *out, size_t cap, const char *s);
 
 /*
  * The head of a service agent's main(): dyno_agent_block_signals, then dyno_agent_config;
@@ -107,6 +105,18 @@ int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts
  */
 int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct dyno_rpc_method *methods,
                      size_t nmethods, void *ctx, int nthreads);
+
+/*
+ * The revocation feed of a verifying agent (gateway, container): msg, a message of
+ * DYNO_ACL_TOPIC_REVOKED, replaces the whole revocation state of verifier (a struct
+ * dyno_verifier *, lib/token.h). One that does not parse leaves the verifier unfed, so user
+ * tokens are refused until a good one arrives: never the older, possibly shorter, list. An
+ * empty payload (the retained message cleared) changes nothing (DYNO_ENOTFOUND). Logged
+ * either way; 0 when applied. Called from the MQTT loop thread.
+ */
+int dyno_agent_revoked(void *verifier, const struct dyno_mq_msg *msg);
+/* The same as a dyno_mq_subscribe handler, with the verifier as its argument. */
+void dyno_agent_on_revoked(void *verifier, const struct dyno_mq_msg *msg);
 
 /* The caller of an RPC as the gateway established it from a verified token (protocol.md §3).
  * Strings are borrowed from the request; org is "" when the caller has none. */

@@ -8,12 +8,15 @@
  */
 #include "crashpoint.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "rest.h"
 
 #define CRASH_NAME_MAX 64
 
@@ -32,11 +35,10 @@ static void crash__load(void)
     if (len == 0 || len >= sizeof(crash_name))
         return; /* not a point name: stays inert, as any unmatched name would */
     if (at != NULL) {
-        char *end;
-        long n = strtol(at + 1, &end, 10);
-        if (end == at + 1 || *end != '\0' || n < 1)
+        uint64_t n;
+        if (dyno_rest_parse_u64(at + 1, &n) || n < 1 || n > LONG_MAX)
             return;
-        crash_at = n;
+        crash_at = (long)n;
     }
     memcpy(crash_name, v, len);
     crash_name[len] = '\0';

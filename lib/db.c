@@ -19,8 +19,8 @@ struct dyno_db {
 static void log_open_error(const char *path, const char *detail)
 {
     char q[512], q2[256];
-    dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-               dyno_agent_q(q2, sizeof(q2), detail ? detail : "nomem"));
+    dyno_error("cannot open the database", "db=%s error=%s", dyno_log_q(q, sizeof(q), path),
+               dyno_log_q(q2, sizeof(q2), detail ? detail : "nomem"));
 }
 
 int dyno_db_open(const char *path, const struct dyno_db_opts *o, struct dyno_db **out)
@@ -90,11 +90,11 @@ int dyno_db_err(struct dyno_db *db, int rc, char *err, size_t errlen)
     /* The message is the connection's when it speaks of rc, else the code's generic text. */
     const char *detail = (last & 0xff) == (rc & 0xff) ? sqlite3_errmsg(db->sq) : sqlite3_errstr(rc);
     if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        dyno_debug("sqlite refusal", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), detail));
+        dyno_debug("sqlite refusal", "rc=%d error=%s", rc, dyno_log_q(q, sizeof(q), detail));
         snprintf(err, errlen, "%s database: the record exists", db->name);
         return DYNO_EEXIST;
     }
-    dyno_error("sqlite error", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), detail));
+    dyno_error("sqlite error", "rc=%d error=%s", rc, dyno_log_q(q, sizeof(q), detail));
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:

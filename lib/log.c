@@ -31,26 +31,30 @@ int dyno_log_level_parse(const char *s)
     return -1;
 }
 
-/* Appends msg quoted, escaping quotes, backslashes and control characters. */
-static size_t quote(char *out, size_t cap, const char *msg)
+const char *dyno_log_q(char *out, size_t cap, const char *s)
 {
     size_t o = 0;
-    if (o + 1 < cap)
-        out[o++] = '"';
-    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < cap; p++) {
+    if (cap < 3) {
+        if (cap)
+            out[0] = '\0';
+        return out;
+    }
+    out[o++] = '"';
+    /* o + 6 < cap leaves room for the longest escape (4), the closing quote and the NUL, so
+     * a long value is cut but always closed: a log line never runs into the next field. */
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && o + 6 < cap; p++) {
         if (*p == '"' || *p == '\\') {
             out[o++] = '\\';
             out[o++] = (char)*p;
-        } else if (*p < 0x20) {
+        } else if (*p < 0x20 || *p == 0x7f) {
             o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
         } else {
             out[o++] = (char)*p;
         }
     }
-    if (o + 1 < cap)
-        out[o++] = '"';
+    out[o++] = '"';
     out[o] = '\0';
-    return o;
+    return out;
 }
 
 void dyno_log(int level, const char *msg, const char *fields, ...)
@@ -70,7 +74,7 @@ void dyno_log(int level, const char *msg, const char *fields, ...)
                      ts.tv_nsec / 1000000, log_agent);
     size_t o = n > 0 ? (size_t)n : 0;
     if (o < sizeof(line))
-        o += quote(line + o, sizeof(line) - o, msg ? msg : "");
+        o += strlen(dyno_log_q(line + o, sizeof(line) - o, msg));
     if (fields && *fields && o + 2 < sizeof(line)) {
         line[o++] = ' ';
         va_list ap;

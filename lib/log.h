@@ -6,6 +6,7 @@
  */
 #ifndef DYNO_LOG_H
 #define DYNO_LOG_H
+#include <stddef.h>
 
 enum dyno_log_level { DYNO_LOG_DEBUG = 0, DYNO_LOG_INFO, DYNO_LOG_WARN, DYNO_LOG_ERROR };
 
@@ -17,6 +18,12 @@ int dyno_log_level_parse(const char *s);
  * Values that may contain spaces or quotes should be passed through %s of an already
  * quoted string; the logger does not re-escape fields. */
 void dyno_log(int level, const char *msg, const char *fields, ...) __attribute__((format(printf, 3, 4)));
+
+/* Writes s (NULL: "") into out as a logfmt quoted value: '"' and '\\' escaped, control
+ * characters and DEL as \xNN, cut to fit cap but always closed and NUL-terminated (cap >= 3;
+ * less gives ""). Returns out. The one quoter of the tree: log lines must not be forgeable
+ * by a name or a message that carries a quote or a newline. */
+const char *dyno_log_q(char *out, size_t cap, const char *s);
 
 #define dyno_debug(msg, ...) dyno_log(DYNO_LOG_DEBUG, msg, __VA_ARGS__)
 #define dyno_info(msg, ...) dyno_log(DYNO_LOG_INFO, msg, __VA_ARGS__)

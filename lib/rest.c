@@ -423,8 +423,7 @@ int dyno_rest_route_format(const struct dyno_rest_route *r, char *out, size_t ca
 
 /* ---- query values and headers ---- */
 
-/* Strict decimal v[0..n): at least one digit, nothing else, no overflow. */
-static int rest_dec(const char *v, size_t n, uint64_t *out)
+int dyno_rest_dec(const char *v, size_t n, uint64_t *out)
 {
     uint64_t x = 0;
     if (n == 0)
@@ -444,7 +443,7 @@ static int rest_dec(const char *v, size_t n, uint64_t *out)
 int dyno_rest_parse_u64(const char *v, uint64_t *out)
 {
     uint64_t x;
-    if (!v || rest_dec(v, strlen(v), &x))
+    if (!v || dyno_rest_dec(v, strlen(v), &x))
         return DYNO_EINVAL;
     *out = x;
     return 0;
@@ -468,7 +467,7 @@ int dyno_rest_parse_resilience(const char *v, int *k, int *m)
 {
     uint64_t a, b;
     const char *comma = v ? strchr(v, ',') : NULL;
-    if (!comma || rest_dec(v, (size_t)(comma - v), &a) || rest_dec(comma + 1, strlen(comma + 1), &b) ||
+    if (!comma || dyno_rest_dec(v, (size_t)(comma - v), &a) || dyno_rest_dec(comma + 1, strlen(comma + 1), &b) ||
         a < 1 || a > DYNO_EC_MAX_K || b > DYNO_EC_MAX_M)
         return DYNO_EINVAL;
     *k = (int)a;

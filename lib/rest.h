@@ -125,6 +125,11 @@ int dyno_rest_parse_resilience(const char *v, int *k, int *m);
 /* Percent-decodes a path segment in place ('+' stays '+'); DYNO_EINVAL on bad escapes or an
  * embedded NUL (%00), and s is then untouched. */
 int dyno_url_decode(char *s);
-/* Content-Length and the like: strict decimal, no sign or space, no overflow. 0 or DYNO_EINVAL. */
+/* The one decimal parser of the tree (HTTP headers, query values, Range, config-like strings):
+ * v[0..n) is one or more ASCII digits and nothing else (no sign, space or "0x"), and fits in
+ * uint64_t. 0 with *out set, or DYNO_EINVAL with *out untouched. */
+int dyno_rest_dec(const char *v, size_t n, uint64_t *out);
+/* Content-Length and the like: dyno_rest_dec over the whole NUL-terminated v (NULL is
+ * DYNO_EINVAL). */
 int dyno_rest_parse_u64(const char *v, uint64_t *out);
 #endif

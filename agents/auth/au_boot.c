@@ -33,13 +33,13 @@ static int ensure_admin(struct au_ctx *ctx, const struct au_boot_cfg *b, struct 
         rc = dyno_read_file(b->admin_password_file, AU_PW_MAX, &pw, &len);
         if (rc != 0 && rc != DYNO_ENOTFOUND) {
             dyno_error("cannot read admin_password_file", "file=%s error=%s",
-                       dyno_agent_q(q, sizeof(q), b->admin_password_file), dyno_err_code(rc));
+                       dyno_log_q(q, sizeof(q), b->admin_password_file), dyno_err_code(rc));
             return rc;
         }
         if (rc == 0 && len == 0) {
             free(pw);
             dyno_error("admin_password_file is empty", "file=%s",
-                       dyno_agent_q(q, sizeof(q), b->admin_password_file));
+                       dyno_log_q(q, sizeof(q), b->admin_password_file));
             return DYNO_EINVAL;
         }
     }
@@ -54,7 +54,7 @@ static int ensure_admin(struct au_ctx *ctx, const struct au_boot_cfg *b, struct 
             rc = dyno_write_file(b->admin_password_file, gen, len, 0600);
             if (rc != 0) {
                 dyno_error("cannot write admin_password_file", "file=%s error=%s",
-                           dyno_agent_q(q, sizeof(q), b->admin_password_file), dyno_err_code(rc));
+                           dyno_log_q(q, sizeof(q), b->admin_password_file), dyno_err_code(rc));
                 return rc;
             }
         } else {
@@ -76,7 +76,7 @@ static int ensure_admin(struct au_ctx *ctx, const struct au_boot_cfg *b, struct 
     char err[200];
     rc = au_user_create(ctx->store, admin, err, sizeof(err));
     if (rc != 0) {
-        dyno_error("cannot create the admin", "error=%s", dyno_agent_q(q, sizeof(q), err));
+        dyno_error("cannot create the admin", "error=%s", dyno_log_q(q, sizeof(q), err));
         return rc;
     }
     dyno_info("admin created", "user=%s", admin->username);
@@ -99,11 +99,11 @@ static int mint_file(struct au_ctx *ctx, const char *path, const char *sub, cons
     rc = dyno_write_file(path, token, strlen(token), 0600);
     au_mint_free(token);
     if (rc != 0) {
-        dyno_error("cannot write a token file", "file=%s error=%s", dyno_agent_q(q, sizeof(q), path),
+        dyno_error("cannot write a token file", "file=%s error=%s", dyno_log_q(q, sizeof(q), path),
                    dyno_err_code(rc));
         return rc;
     }
-    dyno_info("token file written", "file=%s sub=%s role=%s", dyno_agent_q(q, sizeof(q), path), sub, role);
+    dyno_info("token file written", "file=%s sub=%s role=%s", dyno_log_q(q, sizeof(q), path), sub, role);
     return 0;
 }
 

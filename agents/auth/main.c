@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         cfg.revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
         dyno_error(
             "bad configuration", "error=%s",
-            dyno_agent_q(q, sizeof(q),
+            dyno_log_q(q, sizeof(q),
                          "private_key_file and db are required, admin_user must be a valid name, "
                          "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
                          "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
@@ -103,15 +103,15 @@ int main(int argc, char **argv)
         rc = dyno_token_keygen(cfg.private_key_file, cfg.c.public_key_file);
         if (rc != 0) {
             dyno_error("cannot generate the key pair", "file=%s error=%s",
-                       dyno_agent_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
+                       dyno_log_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
             goto out;
         }
-        dyno_info("key pair generated", "private=%s", dyno_agent_q(q, sizeof(q), cfg.private_key_file));
+        dyno_info("key pair generated", "private=%s", dyno_log_q(q, sizeof(q), cfg.private_key_file));
     }
     rc = dyno_signer_load(cfg.private_key_file, &ctx.signer);
     if (rc != 0) {
         dyno_error("cannot load private_key_file", "file=%s error=%s",
-                   dyno_agent_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
+                   dyno_log_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
         goto out;
     }
     if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     if (dyno_agent_serve(&agent, au_feed_on_connect, au_rpc_methods, au_rpc_nmethods, &ctx,
                          (int)cfg.rpc_threads) != 0)
         goto out;
-    dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
+    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), cfg.db));
     dyno_agent_run(&agent, 30);
     ret = 0;
 out:

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "agent.h"
 #include "config.h"
 #include "dynostore/error.h"
 #include "http.h"
@@ -36,13 +37,7 @@
         name, type, offsetof(struct container_cfg, field), def, help                                         \
     }
 static const struct dyno_opt container_opts[] = {
-    OPT("id", DYNO_OPT_STR, id, "c1", "instance id"),
-    OPT("broker_host", DYNO_OPT_STR, broker_host, "127.0.0.1", "MQTT broker host"),
-    OPT("broker_port", DYNO_OPT_INT, broker_port, "1883", "MQTT broker port"),
-    OPT("broker_cafile", DYNO_OPT_STR, broker_cafile, NULL, "CA file: connect to the broker with TLS"),
-    OPT("service_token_file", DYNO_OPT_STR, service_token_file, NULL, "service token (broker password)"),
-    OPT("public_key_file", DYNO_OPT_STR, public_key_file, NULL, "Ed25519 public key that verifies tokens"),
-    OPT("log_level", DYNO_OPT_STR, log_level, "info", "debug, info, warn, error"),
+    DYNO_AGENT_COMMON_OPTS(struct container_cfg, c, "c1"),
     OPT("dir", DYNO_OPT_STR, dir, NULL, "fragment folder (created when missing)"),
     OPT("site", DYNO_OPT_STR, site, "", "site name"),
     OPT("capacity", DYNO_OPT_INT, capacity, "10G", "bytes this container may hold"),
@@ -79,30 +74,10 @@ static const struct {
                          "counter"},
 };
 
-/* Quotes s for a logfmt field value ("..." with \" and \\ escaped, controls dropped). */
-static const char *container_quote(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (cap < 3)
-        return "\"\"";
-    out[o++] = '"';
-    for (; s && *s && o + 3 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20)
-            continue;
-        if (ch == '"' || ch == '\\')
-            out[o++] = '\\';
-        out[o++] = (char)ch;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
-}
-
 static void container_fatal(const char *what)
 {
     char q[600];
-    dyno_error("cannot start", "error=%s", container_quote(what, q, sizeof(q)));
+    dyno_error("cannot start", "error=%s", dyno_log_q(q, sizeof(q), what));
 }
 
 uint64_t container_free(struct container *c, uint64_t used)
@@ -155,7 +130,7 @@ void container_update_gauges(struct container *c)
 
 static int container_check_cfg(const struct container_cfg *cfg, char *err, size_t errlen)
 {
-    if (!dyno_valid_segment(cfg->id)) {
+    if (!dyno_valid_segment(cfg->c.id)) {
         snprintf(err, errlen, "id must be [A-Za-z0-9._-]{1,64}");
         return DYNO_EINVAL;
     }
@@ -163,7 +138,7 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "site must be [A-Za-z0-9._-]{1,64}");
         return DYNO_EINVAL;
     }
-    if (dyno_log_level_parse(cfg->log_level) < 0) {
+    if (dyno_log_level_parse(cfg->c.log_level) < 0) {
         snprintf(err, errlen, "log_level must be debug, info, warn or error");
         return DYNO_EINVAL;
     }
@@ -171,11 +146,11 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "dir is required");
         return DYNO_EINVAL;
     }
-    if (!cfg->public_key_file || !cfg->public_key_file[0]) {
+    if (!cfg->c.public_key_file || !cfg->c.public_key_file[0]) {
         snprintf(err, errlen, "public_key_file is required");
         return DYNO_EINVAL;
     }
-    if (!cfg->broker_host || !cfg->broker_host[0] || cfg->broker_port < 1 || cfg->broker_port > 65535) {
+    if (!cfg->c.broker_host || !cfg->c.broker_host[0] || cfg->c.broker_port < 1 || cfg->c.broker_port > 65535) {
         snprintf(err, errlen, "broker_host/broker_port are invalid");
         return DYNO_EINVAL;
     }
@@ -212,8 +187,8 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "url must be an http:// or https:// URL");
         return DYNO_EINVAL;
     }
-    if (cfg->broker_cafile && access(cfg->broker_cafile, R_OK) != 0) {
-        snprintf(err, errlen, "cannot read broker_cafile %s", cfg->broker_cafile);
+    if (cfg->c.broker_cafile && access(cfg->c.broker_cafile, R_OK) != 0) {
+        snprintf(err, errlen, "cannot read broker_cafile %s", cfg->c.broker_cafile);
         return DYNO_EINVAL;
     }
     return 0;
@@ -223,14 +198,14 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
 
 static void container_status_topic(const struct container *c, char *out, size_t cap)
 {
-    snprintf(out, cap, "dyno/v1/agents/container/%s/status", c->cfg.id);
+    snprintf(out, cap, "dyno/v1/agents/container/%s/status", c->cfg.c.id);
 }
 
 static char *container_offline_json(const struct container *c, size_t *len)
 {
     char *text = NULL;
     cJSON *o = cJSON_CreateObject();
-    if (o && cJSON_AddStringToObject(o, "id", c->cfg.id) && cJSON_AddStringToObject(o, "kind", "container") &&
+    if (o && cJSON_AddStringToObject(o, "id", c->cfg.c.id) && cJSON_AddStringToObject(o, "kind", "container") &&
         cJSON_AddStringToObject(o, "state", "offline"))
         text = dyno_json_print(o, len);
     cJSON_Delete(o);
@@ -253,7 +228,7 @@ static int container_publish_status(struct container *c, bool online)
         store_usage(c->store, &used, &frags);
         cJSON *o = cJSON_CreateObject();
         if (o) {
-            cJSON_AddStringToObject(o, "id", c->cfg.id);
+            cJSON_AddStringToObject(o, "id", c->cfg.c.id);
             cJSON_AddStringToObject(o, "kind", "container");
             cJSON_AddStringToObject(o, "state", "online");
             cJSON_AddStringToObject(o, "version", DYNO_VERSION);
@@ -284,25 +259,6 @@ static void container_on_connect(void *arg, struct dyno_mq *mq)
     pthread_kill(c->main_thread, SIGUSR1);
 }
 
-/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
- * verifier's state, as in the gateway and the broker plugin. One that does not parse leaves
- * the verifier unfed (user tokens refused); an empty payload (the retained message cleared)
- * changes nothing. */
-static void container_on_revoked(void *arg, const struct dyno_mq_msg *msg)
-{
-    struct container *c = arg;
-    size_t njtis = 0, nepochs = 0;
-
-    if (msg->len == 0)
-        return;
-    int rc = dyno_verifier_apply_revoked(c->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc != 0) {
-        dyno_error("revocation document refused", "size=%zu err=%s", msg->len, dyno_err_code(rc));
-        return;
-    }
-    dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
-}
-
 static int container_mq_start(struct container *c, const char *token, char *err, size_t errlen)
 {
     char cid[80], topic[160];
@@ -310,7 +266,7 @@ static int container_mq_start(struct container *c, const char *token, char *err,
     size_t wlen = 0;
     int rc;
 
-    snprintf(cid, sizeof(cid), "container-%s", c->cfg.id);
+    snprintf(cid, sizeof(cid), "container-%s", c->cfg.c.id);
     container_status_topic(c, topic, sizeof(topic));
     will = container_offline_json(c, &wlen);
     if (!will) {
@@ -318,12 +274,12 @@ static int container_mq_start(struct container *c, const char *token, char *err,
         return DYNO_ENOMEM;
     }
     struct dyno_mq_opts o = {
-        .host = c->cfg.broker_host,
-        .port = (int)c->cfg.broker_port,
+        .host = c->cfg.c.broker_host,
+        .port = (int)c->cfg.c.broker_port,
         .client_id = cid,
         .username = cid,
         .password = token,
-        .cafile = c->cfg.broker_cafile,
+        .cafile = c->cfg.c.broker_cafile,
         .will_topic = topic,
         .will_payload = will,
         .keepalive = 10,
@@ -335,7 +291,7 @@ static int container_mq_start(struct container *c, const char *token, char *err,
         goto out;
     }
     dyno_mq_on_connect(c->mq, container_on_connect, c);
-    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, container_on_revoked, c);
+    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, dyno_agent_on_revoked, c->verifier);
     if (rc == 0)
         rc = dyno_mq_start(c->mq);
     if (rc)
@@ -407,7 +363,7 @@ int container_main(int argc, char **argv)
         status = 0;
         goto out;
     }
-    int level = rc == 0 ? dyno_log_level_parse(c->cfg.log_level) : -1;
+    int level = rc == 0 ? dyno_log_level_parse(c->cfg.c.log_level) : -1;
     dyno_log_init("container", level < 0 ? DYNO_LOG_INFO : level);
     if (rc == 0)
         rc = container_check_cfg(&c->cfg, err, sizeof(err));
@@ -416,17 +372,17 @@ int container_main(int argc, char **argv)
         goto out;
     }
 
-    rc = dyno_verifier_load(c->cfg.public_key_file, &c->verifier);
+    rc = dyno_verifier_load(c->cfg.c.public_key_file, &c->verifier);
     if (rc) {
-        snprintf(err, sizeof(err), "cannot load public_key_file %s: %s", c->cfg.public_key_file,
+        snprintf(err, sizeof(err), "cannot load public_key_file %s: %s", c->cfg.c.public_key_file,
                  dyno_strerror(rc));
         container_fatal(err);
         goto out;
     }
-    if (c->cfg.service_token_file) {
-        rc = dyno_read_file(c->cfg.service_token_file, DYNO_TOKEN_MAX, &token, &toklen);
+    if (c->cfg.c.service_token_file) {
+        rc = dyno_read_file(c->cfg.c.service_token_file, DYNO_TOKEN_MAX, &token, &toklen);
         if (rc) {
-            snprintf(err, sizeof(err), "cannot read service_token_file %s: %s", c->cfg.service_token_file,
+            snprintf(err, sizeof(err), "cannot read service_token_file %s: %s", c->cfg.c.service_token_file,
                      dyno_strerror(rc));
             container_fatal(err);
             goto out;
@@ -492,8 +448,8 @@ int container_main(int argc, char **argv)
     uint64_t used = 0, frags = 0;
     store_usage(c->store, &used, &frags);
     char qurl[600], qdir[600];
-    dyno_info("started", "id=%s url=%s dir=%s capacity=%lld used=%llu fragments=%llu backend=%s", c->cfg.id,
-              container_quote(c->url, qurl, sizeof(qurl)), container_quote(c->cfg.dir, qdir, sizeof(qdir)),
+    dyno_info("started", "id=%s url=%s dir=%s capacity=%lld used=%llu fragments=%llu backend=%s", c->cfg.c.id,
+              dyno_log_q(qurl, sizeof(qurl), c->url), dyno_log_q(qdir, sizeof(qdir), c->cfg.dir),
               (long long)c->cfg.capacity, (unsigned long long)used, (unsigned long long)frags,
               c->store->ops->name);
 

@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent.h"
 #include "cache.h"
+#include "httpd.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -23,13 +25,7 @@
 
 /* Configuration (docs/protocol.md §6): common keys, then the container's own. */
 struct container_cfg {
-    char *id;
-    char *broker_host;
-    int64_t broker_port;
-    char *broker_cafile;
-    char *service_token_file;
-    char *public_key_file;
-    char *log_level;
+    struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
     char *dir;
     char *site;
     int64_t capacity;
@@ -73,8 +69,7 @@ struct container {
     struct container_cache *cache;
     struct dyno_verifier *verifier;
     struct dyno_mq *mq;
-    struct MHD_Daemon *httpd;
-    atomic_bool httpd_logging; /* MHD's own messages are logged once the daemon runs */
+    struct dyno_httpd httpd;
     unsigned port;
     pthread_t main_thread;
     atomic_bool status_due; /* set by the MQTT connect hook, served by the main loop */

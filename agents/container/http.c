@@ -11,13 +11,10 @@
  */
 #include "http.h"
 
-#include <errno.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "buf.h"
@@ -27,6 +24,7 @@
 #include "httpd.h"
 #include "json.h"
 #include "log.h"
+#include "rest.h"
 #include "token.h"
 
 #define HTTP_FRAG_PREFIX "/v1/fragments/"
@@ -60,37 +58,11 @@ struct http_put {
 enum MHD_Result container_http_error(struct MHD_Connection *conn, unsigned status, int err, const char *hname,
                                      const char *hval, const char *fmt, ...)
 {
-    char msg[256];
+    const struct dyno_http_error e = {.err = err, .status = status, .hname = hname, .hval = hval};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum MHD_Result ret = dyno_http_vreply_err(conn, &e, fmt, ap);
     va_end(ap);
-
-    enum MHD_Result ret = MHD_NO;
-    char *text = NULL;
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = body ? cJSON_AddObjectToObject(body, "error") : NULL;
-    if (!e || !cJSON_AddStringToObject(e, "code", dyno_err_code(err)) ||
-        !cJSON_AddStringToObject(e, "message", msg))
-        goto out;
-    size_t len = 0;
-    text = dyno_json_print(body, &len);
-    if (!text)
-        goto out;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r)
-        goto out;
-    text = NULL;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (hname)
-        MHD_add_response_header(r, hname, hval);
-    if (err == DYNO_EUNAUTH)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    ret = MHD_queue_response(conn, status ? status : (unsigned)dyno_err_http_status(err), r);
-    MHD_destroy_response(r);
-out:
-    free(text);
-    cJSON_Delete(body);
     return ret;
 }
 
@@ -122,7 +94,7 @@ static enum MHD_Result http_health(struct container *c, struct MHD_Connection *c
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return MHD_NO;
-    cJSON_AddStringToObject(o, "id", c->cfg.id);
+    cJSON_AddStringToObject(o, "id", c->cfg.c.id);
     cJSON_AddStringToObject(o, "state", "online");
     dyno_json_add_i64(o, "capacity", (int64_t)cap);
     dyno_json_add_i64(o, "used", (int64_t)used);
@@ -323,22 +295,24 @@ static enum MHD_Result http_put_begin(struct container *c, struct MHD_Connection
 
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl && *end == '\0') {
-            if (v < DYNO_FRAG_HDR_SIZE + DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE) {
-                http_put_free(p);
-                return container_http_error(conn, 400, DYNO_ECORRUPT, NULL, NULL,
-                                            "body of %llu bytes is too short for a fragment", v);
-            }
-            if (container_reserve(c, v, p->credit) != 0) {
-                http_put_free(p);
-                dyno_warn("no space", "id=%s size=%llu", id, v);
-                return container_http_error(conn, 0, DYNO_ENOSPC, NULL, NULL, "no room for %llu bytes", v);
-            }
-            p->reserved = v;
+        uint64_t v;
+        /* MHD already refuses a Content-Length it cannot read; this is the same strict
+         * parser as the gateway's, so the two never disagree on what a length is. */
+        if (dyno_rest_parse_u64(cl, &v)) {
+            http_put_free(p);
+            return container_http_error(conn, 0, DYNO_EINVAL, NULL, NULL, "bad Content-Length");
         }
+        if (v < DYNO_FRAG_HDR_SIZE + DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE) {
+            http_put_free(p);
+            return container_http_error(conn, 400, DYNO_ECORRUPT, NULL, NULL,
+                                        "body of %llu bytes is too short for a fragment", (unsigned long long)v);
+        }
+        if (container_reserve(c, v, p->credit) != 0) {
+            http_put_free(p);
+            dyno_warn("no space", "id=%s size=%llu", id, (unsigned long long)v);
+            return container_http_error(conn, 0, DYNO_ENOSPC, NULL, NULL, "no room for %llu bytes", (unsigned long long)v);
+        }
+        p->reserved = v;
     }
     int rc = store_put_begin(c->store, id, &p->sp);
     if (rc) {
@@ -523,68 +497,36 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     *con_cls = NULL;
 }
 
-/* MHD's own messages, as one logfmt line each (quotes and newlines flattened). */
-__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    struct container *c = cls;
-    char msg[256];
-    if (!c->httpd_logging)
-        return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    /* Streams we end on purpose (corrupt fragment) and puts the client gave up are
-     * logged by the handlers already. */
-    if (strstr(msg, "application reported error") || strstr(msg, "incomplete request"))
-        return;
-    for (char *s = msg; *s; s++)
-        if (*s == '"' || *s == '\n' || *s == '\r' || *s == '\\')
-            *s = ' ';
-    dyno_warn("httpd", "detail=\"%s\"", msg);
-}
+/* Streams we end on purpose (corrupt fragment) and puts the client gave up are logged by
+ * the handlers already: MHD's own words for them would only repeat it. */
+static const char *const http_quiet[] = {"application reported error", "incomplete request", NULL};
 
 int container_http_start(struct container *c, char *err, size_t errlen)
 {
-    struct addrinfo hints, *ai = NULL;
-    char port[16];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port, sizeof(port), "%u", (unsigned)c->cfg.port);
-    int grc = getaddrinfo(c->cfg.listen_host, port, &hints, &ai);
-    if (grc != 0 || !ai) {
-        snprintf(err, errlen, "cannot resolve listen_host %s: %s", c->cfg.listen_host, gai_strerror(grc));
-        return DYNO_EINVAL;
-    }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
     /* The connection's memory pool holds the request headers and is the read buffer of
      * uploads: a pool of just DYNO_HTTP_HEADER_MAX would make MHD refuse larger headers
      * itself, but also cut PUT bodies into 8 KiB reads (measured ~1.5x slower on a 64 MiB
      * fragment). So the pool bounds headers hard at HTTP_POOL and http_headers_size()
      * refuses anything over DYNO_HTTP_HEADER_MAX with 431. */
-    c->httpd =
-        MHD_start_daemon(flags, 0, NULL, NULL, http_handler, c, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_POOL, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)c->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)c->cfg.stream_timeout, MHD_OPTION_NOTIFY_COMPLETED, http_completed, c,
-                         MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, c, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!c->httpd) {
-        snprintf(err, errlen, "cannot listen on %s:%u (port in use or address not available)",
-                 c->cfg.listen_host, (unsigned)c->cfg.port);
-        return DYNO_EIO;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(c->httpd, MHD_DAEMON_INFO_BIND_PORT);
-    c->port = info ? info->port : (unsigned)c->cfg.port;
-    c->httpd_logging = true;
+    const struct dyno_httpd_conf conf = {
+        .host = c->cfg.listen_host,
+        .port = (unsigned)c->cfg.port,
+        .max_connections = (unsigned)c->cfg.max_connections,
+        .timeout = (unsigned)c->cfg.stream_timeout,
+        .pool = HTTP_POOL,
+        .handler = http_handler,
+        .cls = c,
+        .completed = http_completed,
+        .quiet = http_quiet,
+    };
+    int rc = dyno_httpd_start(&c->httpd, &conf, err, errlen);
+    if (rc)
+        return rc;
+    c->port = c->httpd.port;
     return 0;
 }
 
 void container_http_stop(struct container *c)
 {
-    if (c->httpd) {
-        MHD_stop_daemon(c->httpd);
-        c->httpd = NULL;
-    }
+    dyno_httpd_stop(&c->httpd);
 }

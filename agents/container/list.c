@@ -4,7 +4,6 @@
  * container_frag_inspect). Metadata rebuilds (object.restore) and drain checks read it.
  * Corrupt fragments are listed with "corrupt": true and whatever could still be decoded.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "http.h"
 #include "httpd.h"
 #include "json.h"
+#include "rest.h"
 #include "scrub.h"
 
 #define LIST_DEFAULT 100
@@ -51,12 +51,9 @@ enum MHD_Result container_list(struct container *c, struct MHD_Connection *conn)
 {
     const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after");
     const char *lim = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
-    long limit = LIST_DEFAULT;
+    uint64_t limit = LIST_DEFAULT;
     if (lim) {
-        char *end = NULL;
-        errno = 0;
-        limit = strtol(lim, &end, 10);
-        if (errno || end == lim || *end || limit < 1 || limit > LIST_MAX)
+        if (dyno_rest_parse_u64(lim, &limit) || limit < 1 || limit > LIST_MAX)
             return container_http_error(conn, 0, DYNO_EINVAL, NULL, NULL, "limit must be 1..%d", LIST_MAX);
     }
     if (after && *after && !store_valid_id(after, NULL, NULL))

@@ -276,7 +276,7 @@ void container_report_corrupt(struct container *c, const char *id)
     cJSON_AddStringToObject(p, "key", key);
     cJSON_AddNumberToObject(p, "index", index);
     cJSON_AddStringToObject(p, "problem", "crc");
-    cJSON_AddStringToObject(p, "container", c->cfg.id);
+    cJSON_AddStringToObject(p, "container", c->cfg.c.id);
     int rc = dyno_mq_notify(c->mq, "metadata", "object.report", p);
     if (rc)
         dyno_warn("cannot report a corrupt fragment", "id=%s error=%s", id, dyno_err_code(rc));

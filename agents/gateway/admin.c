@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mq.h"
 #include "names.h"
+#include "rest.h"
 
 #define GW_TTL_MAX (100LL * 365 * 86400) /* far beyond any api_token_ttl; dyno-auth caps it */
 
@@ -55,12 +56,14 @@ static enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
     if (rc != DYNO_ELIMIT)
         return gw_reply_error(r, rc, "%s", msg);
     const char *at = strstr(msg, "retry after ");
-    long secs = at ? strtol(at + strlen("retry after "), NULL, 10) : 1;
-    if (secs < 1 || secs > 3600)
-        secs = 1;
-    r->status = (unsigned)dyno_err_http_status(rc);
-    r->replied = true;
-    return dyno_http_reply_error_after(r->c, rc, (unsigned)secs, "%s", msg);
+    uint64_t secs = 1;
+    if (at) {
+        at += strlen("retry after ");
+        if (dyno_rest_dec(at, strspn(at, "0123456789"), &secs) || secs < 1 || secs > 3600)
+            secs = 1;
+    }
+    const struct dyno_http_error e = {.err = rc, .retry_after = (unsigned)secs};
+    return gw_reply_err(r, &e, "%s", msg);
 }
 
 /* Runs the auth method with params (taken) and replies with its result or error. */

@@ -617,7 +617,7 @@ static void put__abort(struct gw_put *p)
      * this put was still sending), so nothing can commit it, and GC no longer knows these
      * fragments: they are this put's to delete. */
     if (rc && rc != DYNO_ENOTFOUND) {
-        gw_quote(msg, q, sizeof(q));
+        dyno_log_q(q, sizeof(q), msg);
         dyno_warn("put not aborted: fragments left to metadata's pending timeout and GC",
                   "key=%s err=%s unknown=%d detail=%s", p->key, dyno_err_code(rc), unknown, q);
         return;

@@ -30,8 +30,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent.h"
 #include "buf.h"
 #include "dp.h"
+#include "httpd.h"
 #include "dynostore/error.h"
 #include "ec.h"
 #include "frag.h"
@@ -47,13 +49,7 @@
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
 
 struct gw_cfg {
-    char *id;
-    char *broker_host;
-    int64_t broker_port;
-    char *broker_cafile;
-    char *service_token_file;
-    char *public_key_file;
-    char *log_level;
+    struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
     char *listen_host;
     int64_t port;
     char *port_file;
@@ -110,7 +106,7 @@ struct gw {
     struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
-    struct MHD_Daemon *httpd;
+    struct dyno_httpd httpd;
     unsigned port;
     int64_t started_at;
     atomic_bool status_due; /* set by the MQTT loop thread, served by main */
@@ -190,13 +186,14 @@ void gw_catcache_invalidate(struct gw_catcache *c, const char *catalog); /* NULL
 int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap);
 /* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
 void gw_wipe(void *p, size_t n);
-/* Writes s as a quoted logfmt value into out (always terminated). */
-void gw_quote(const char *s, char *out, size_t cap);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
 /* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
 enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close). */
+enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

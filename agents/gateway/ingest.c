@@ -42,6 +42,7 @@
 #include "acl.h"
 #include "agent.h"
 #include "gw.h"
+#include "httpd.h"
 #include "ingest.h"
 #include "json.h"
 #include "log.h"
@@ -110,14 +111,12 @@ static void gw_ingest_refuse(struct gw *gw, const struct gw_ingest_job *j, int e
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     dyno_metric_add(&gw->metrics[GW_M_INGEST_REFUSED], 1);
-    gw_quote(msg, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), msg);
     dyno_warn("ingest refused", "catalog=%s user=%s size=%zu err=%s detail=%s",
               j->m.catalog[0] ? j->m.catalog : "-", j->m.user[0] ? j->m.user : "-", j->m.len,
               dyno_err_code(err), q);
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = body ? cJSON_AddObjectToObject(body, "error") : NULL;
-    if (e && cJSON_AddStringToObject(e, "code", dyno_err_code(err)) &&
-        cJSON_AddStringToObject(e, "message", msg))
+    cJSON *body = dyno_http_error_body(dyno_err_code(err), msg);
+    if (body)
         gw_ingest_reply(gw, j, body);
     cJSON_Delete(body);
 }
@@ -244,7 +243,7 @@ static void gw_ingest_on_msg(void *arg, const struct dyno_mq_msg *msg)
             break;
         if (attempt >= GW_INGEST_TRIES || atomic_load(&in->stop)) {
             char q[1100];
-            gw_quote(why, q, sizeof(q));
+            dyno_log_q(q, sizeof(q), why);
             dyno_warn("ingest deferred", "catalog=%s user=%s err=%s detail=%s", j.m.catalog, j.m.user,
                       dyno_err_code(rc), q);
             dyno_mq_abandon(s->mq);
@@ -266,7 +265,7 @@ out:
 static int gw_ingest_session_start(struct gw *gw, struct gw_ingest_session *s)
 {
     char client_id[96];
-    snprintf(client_id, sizeof(client_id), "gateway-%s-ingest%d", gw->cfg.id, s->index);
+    snprintf(client_id, sizeof(client_id), "gateway-%s-ingest%d", gw->cfg.c.id, s->index);
     struct dyno_mq_opts o;
     gw_mqtt_opts(gw, client_id, &o);
     o.keepalive = GW_INGEST_KEEPALIVE_S;

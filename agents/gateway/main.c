@@ -16,15 +16,7 @@
 #include "mq.h"
 
 static const struct dyno_opt gw_opts[] = {
-    {"id", DYNO_OPT_STR, offsetof(struct gw_cfg, id), "gw1", "instance id"},
-    {"broker_host", DYNO_OPT_STR, offsetof(struct gw_cfg, broker_host), "127.0.0.1", "MQTT broker host"},
-    {"broker_port", DYNO_OPT_INT, offsetof(struct gw_cfg, broker_port), "1883", "MQTT broker port"},
-    {"broker_cafile", DYNO_OPT_STR, offsetof(struct gw_cfg, broker_cafile), NULL, "CA file: broker over TLS"},
-    {"service_token_file", DYNO_OPT_STR, offsetof(struct gw_cfg, service_token_file), NULL,
-     "service token (broker password, container calls)"},
-    {"public_key_file", DYNO_OPT_STR, offsetof(struct gw_cfg, public_key_file), NULL,
-     "Ed25519 public key that verifies tokens"},
-    {"log_level", DYNO_OPT_STR, offsetof(struct gw_cfg, log_level), "info", "debug, info, warn, error"},
+    DYNO_AGENT_COMMON_OPTS(struct gw_cfg, c, "gw1"),
     {"listen_host", DYNO_OPT_STR, offsetof(struct gw_cfg, listen_host), "127.0.0.1", "HTTP listen address"},
     {"port", DYNO_OPT_INT, offsetof(struct gw_cfg, port), "8080", "HTTP port, 0 = any"},
     {"port_file", DYNO_OPT_STR, offsetof(struct gw_cfg, port_file), NULL, "write the bound port here"},
@@ -91,18 +83,18 @@ static const struct {
 static void gw_log_config_error(const char *err)
 {
     char q[600];
-    gw_quote(err, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), err);
     dyno_error("bad configuration", "detail=%s", q);
 }
 
 /* Checks what the option parser cannot: ranges and combinations. */
 static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
 {
-    if (!dyno_valid_segment(c->id))
+    if (!dyno_valid_segment(c->c.id))
         snprintf(err, cap, "id must be [A-Za-z0-9._-]{1,64}");
     else if (c->port < 0 || c->port > 65535)
         snprintf(err, cap, "port must be 0..65535");
-    else if (c->broker_port < 1 || c->broker_port > 65535)
+    else if (c->c.broker_port < 1 || c->c.broker_port > 65535)
         snprintf(err, cap, "broker_port must be 1..65535");
     else if (c->unit < 4096 || c->unit > (int64_t)DYNO_FRAG_MAX_UNIT)
         snprintf(err, cap, "unit must be 4K..16M");
@@ -133,9 +125,9 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "repair_workers must be 0..64");
     else if (c->repair_poll_ms < 10 || c->repair_rate_bytes < 4096)
         snprintf(err, cap, "repair_poll_ms must be >= 10 and repair_rate_bytes >= 4K");
-    else if (!c->public_key_file)
+    else if (!c->c.public_key_file)
         snprintf(err, cap, "public_key_file is required (tokens are verified offline)");
-    else if (!c->service_token_file)
+    else if (!c->c.service_token_file)
         snprintf(err, cap, "service_token_file is required (broker login, container calls)");
     else if ((c->tls_cert != NULL) != (c->tls_key != NULL))
         snprintf(err, cap, "tls_cert and tls_key go together");
@@ -146,15 +138,15 @@ static int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
 
 static int gw_init(struct gw *gw, char *err, size_t cap)
 {
-    int rc = dyno_verifier_load(gw->cfg.public_key_file, &gw->verifier);
+    int rc = dyno_verifier_load(gw->cfg.c.public_key_file, &gw->verifier);
     if (rc) {
-        snprintf(err, cap, "cannot load public_key_file %s: %s", gw->cfg.public_key_file, dyno_strerror(rc));
+        snprintf(err, cap, "cannot load public_key_file %s: %s", gw->cfg.c.public_key_file, dyno_strerror(rc));
         return rc;
     }
     size_t len = 0;
-    rc = dyno_read_file(gw->cfg.service_token_file, DYNO_TOKEN_MAX, &gw->service_token, &len);
+    rc = dyno_read_file(gw->cfg.c.service_token_file, DYNO_TOKEN_MAX, &gw->service_token, &len);
     if (rc || len == 0) {
-        snprintf(err, cap, "cannot read service_token_file %s: %s", gw->cfg.service_token_file,
+        snprintf(err, cap, "cannot read service_token_file %s: %s", gw->cfg.c.service_token_file,
                  rc ? dyno_strerror(rc) : "empty");
         return rc ? rc : DYNO_EINVAL;
     }
@@ -215,7 +207,7 @@ int main(int argc, char **argv)
         gw_log_config_error(err);
         return 1;
     }
-    int level = dyno_log_level_parse(gw->cfg.log_level);
+    int level = dyno_log_level_parse(gw->cfg.c.log_level);
     if (level < 0) {
         dyno_error("bad configuration", "detail=\"log_level must be debug, info, warn or error\"");
         dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
@@ -261,7 +253,7 @@ int main(int argc, char **argv)
         goto out_httpd;
     if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
         goto out_mqtt;
-    dyno_info("gateway started", "id=%s port=%u", gw->cfg.id, gw->port);
+    dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
 
     int64_t last_status = gw_now_ms();
     for (;;) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "acl.h"
+#include "agent.h"
 #include "gw.h"
 #include "json.h"
 #include "log.h"
@@ -15,7 +16,7 @@
 
 static void gw_status_topic(const struct gw *gw, char *out, size_t cap)
 {
-    snprintf(out, cap, "dyno/v1/agents/gateway/%s/status", gw->cfg.id);
+    snprintf(out, cap, "dyno/v1/agents/gateway/%s/status", gw->cfg.c.id);
 }
 
 /* Runs in the loop thread: must not publish, so main is asked to. */
@@ -41,26 +42,14 @@ static void gw_on_acl(void *arg, const struct dyno_mq_msg *msg)
     }
 }
 
-/* Loop thread: the whole revocation document (protocol.md §7, lib/token.h) replaces the
- * verifier's state. One that does not parse leaves the verifier unfed, so user tokens are
- * refused (503) until a good one arrives: never the older, possibly shorter, list. An empty
- * payload (the retained message cleared) changes nothing. */
+/* Loop thread: the revocation feed (lib/agent.c); whatever came, open event streams check
+ * their token again: one may be revoked now, or no user token passes until a good document. */
 static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
 {
     struct gw *gw = arg;
-    size_t njtis = 0, nepochs = 0;
 
-    if (msg->len == 0)
-        return;
-    int rc = dyno_verifier_apply_revoked(gw->verifier, msg->payload, msg->len, &njtis, &nepochs);
-    if (rc)
-        dyno_error("revocation document refused: user tokens refused until a good one", "size=%zu err=%s",
-                   msg->len, dyno_err_code(rc));
-    else
-        dyno_info("revocation document applied", "revoked=%zu epochs=%zu", njtis, nepochs);
-    /* Either way open event streams check their token again: one may be revoked now, or
-     * no user token passes until a good document comes. */
-    gw_events_recheck(gw, NULL);
+    if (dyno_agent_revoked(gw->verifier, msg) != DYNO_ENOTFOUND)
+        gw_events_recheck(gw, NULL);
 }
 
 void gw_mqtt_publish_status(struct gw *gw, const char *state)
@@ -75,7 +64,7 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state)
     char url[300];
     snprintf(url, sizeof(url), "%s://%s:%u", gw->cfg.tls_cert ? "https" : "http", gw->cfg.listen_host,
              gw->port);
-    cJSON_AddStringToObject(st, "id", gw->cfg.id);
+    cJSON_AddStringToObject(st, "id", gw->cfg.c.id);
     cJSON_AddStringToObject(st, "kind", "gateway");
     cJSON_AddStringToObject(st, "state", state);
     cJSON_AddStringToObject(st, "version", DYNO_VERSION);
@@ -96,20 +85,20 @@ void gw_mqtt_publish_status(struct gw *gw, const char *state)
 void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->host = gw->cfg.broker_host;
-    o->port = (int)gw->cfg.broker_port;
+    o->host = gw->cfg.c.broker_host;
+    o->port = (int)gw->cfg.c.broker_port;
     o->client_id = client_id;
     o->username = client_id; /* services log in as <kind>-<id> (docs/security.md) */
     o->password = gw->service_token;
-    o->cafile = gw->cfg.broker_cafile;
+    o->cafile = gw->cfg.c.broker_cafile;
 }
 
 int gw_mqtt_start(struct gw *gw)
 {
     char client_id[80], topic[160], will[200];
-    snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.id);
+    snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.c.id);
     gw_status_topic(gw, topic, sizeof(topic));
-    snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.id);
+    snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.c.id);
     struct dyno_mq_opts o;
     gw_mqtt_opts(gw, client_id, &o);
     o.will_topic = topic;

@@ -28,7 +28,7 @@ static void put_rest__failed(struct gw_req *r, int rc)
     const char *m = p && gw_put_msg(p)[0] ? gw_put_msg(p) : dyno_strerror(rc);
     char q[sizeof(r->body_msg) + 8];
     snprintf(r->body_msg, sizeof(r->body_msg), "%s", m);
-    gw_quote(r->body_msg, q, sizeof(q));
+    dyno_log_q(q, sizeof(q), r->body_msg);
     dyno_warn("put failed", "key=%s catalog=%s err=%s detail=%s", p && gw_put_key(p)[0] ? gw_put_key(p) : "-",
               r->catalog, dyno_err_code(rc), q);
     gw_req_close(r);

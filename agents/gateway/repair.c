@@ -163,7 +163,7 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
     int64_t ms = gw_now_ms() - t0;
     if (crc) {
         char q[340];
-        gw_quote(msg, q, sizeof(q));
+        dyno_log_q(q, sizeof(q), msg);
         dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id,
                   dyno_err_code(crc), q);
     }
@@ -175,7 +175,7 @@ static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
                   (unsigned long long)t->bytes_read, (long long)ms);
     } else {
         char q[340];
-        gw_quote(rc ? t->msg : "no target stored its fragment", q, sizeof(q));
+        dyno_log_q(q, sizeof(q), rc ? t->msg : "no target stored its fragment");
         dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
                   t->ntgt, (long long)ms, q);
     }
@@ -323,7 +323,7 @@ int gw_repair_start(struct gw *gw)
         struct gw_repair_worker *w = &rep->workers[i];
         w->rep = rep;
         w->no = i;
-        snprintf(w->name, sizeof(w->name), "%s-r%d", gw->cfg.id, i);
+        snprintf(w->name, sizeof(w->name), "%s-r%d", gw->cfg.c.id, i);
         if (!dyno_valid_segment(w->name))
             snprintf(w->name, sizeof(w->name), "gw-r%d", i);
         w->conn = calloc(1, sizeof(*w->conn));
@@ -533,7 +533,7 @@ static int gw_rebuild_list(struct gw_req *r, struct gw_rebuild *rb, const char *
         int rc = gw_repair_get_json(r->gw, r->conn, u, &page, msg, sizeof(msg));
         if (rc) {
             char q[340];
-            gw_quote(msg, q, sizeof(q));
+            dyno_log_q(q, sizeof(q), msg);
             dyno_warn("cannot list a container's fragments", "container=%s err=%s detail=%s", id,
                       dyno_err_code(rc), q);
             return rc;
@@ -634,7 +634,7 @@ static int gw_rebuild_flush(struct gw_req *r, struct gw_rebuild *rb, cJSON **bat
         }
     } else {
         char q[440];
-        gw_quote(msg, q, sizeof(q));
+        dyno_log_q(q, sizeof(q), msg);
         dyno_warn("object.restore failed", "err=%s detail=%s", dyno_err_code(rc), q);
     }
     cJSON_Delete(params);

@@ -2,13 +2,10 @@
  * The HTTP side of the gateway: the MHD daemon, the life of a request, the router of the
  * REST API (SPEC §4), replies, and the one log line per request.
  */
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "config.h"
@@ -28,40 +25,52 @@ enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *bo
     return dyno_http_reply_json(r->c, status, body);
 }
 
-enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
+/* Every error reply of the gateway: the one builder of lib/httpd.c, and the status noted
+ * for the request log. */
+static enum MHD_Result gw_vreply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt,
+                                     va_list ap) __attribute__((format(printf, 3, 0)));
+static enum MHD_Result gw_vreply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt,
+                                     va_list ap)
 {
-    char msg[512];
+    r->status = e->status ? e->status : (unsigned)dyno_err_http_status(e->err);
+    r->replied = true;
+    return dyno_http_vreply_err(r->c, e, fmt, ap);
+}
+
+enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum MHD_Result ret = gw_vreply_err(r, e, fmt, ap);
     va_end(ap);
-    r->status = (unsigned)dyno_err_http_status(err);
-    r->replied = true;
-    return dyno_http_reply_error(r->c, err, "%s", msg);
+    return ret;
+}
+
+enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
+{
+    const struct dyno_http_error e = {.err = err};
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = gw_vreply_err(r, &e, fmt, ap);
+    va_end(ap);
+    return ret;
 }
 
 /* An error reply whose status has no DYNO_E* code (431, 501). */
 static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const char *code, const char *msg)
 {
-    cJSON *body = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(body, "error");
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", msg);
-    enum MHD_Result ret = gw_reply_json(r, status, body);
-    cJSON_Delete(body);
-    return ret;
+    const struct dyno_http_error e = {.err = DYNO_EINTERNAL, .status = status, .code = code};
+    return gw_reply_err(r, &e, "%s", msg);
 }
 
 enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
 {
-    char msg[512];
+    const struct dyno_http_error e = {.err = DYNO_ELIMIT, .retry_after = retry_s < 1 ? 1u : (unsigned)retry_s};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum MHD_Result ret = gw_vreply_err(r, &e, fmt, ap);
     va_end(ap);
-    r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
-    r->replied = true;
-    return dyno_http_reply_error_after(r->c, DYNO_ELIMIT, retry_s < 1 ? 1u : (unsigned)retry_s, "%s", msg);
+    return ret;
 }
 
 /* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the
@@ -348,10 +357,9 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         if (!r->url || !r->conn)
             return MHD_NO;
         if (!cl->counted) {
-            r->status = (unsigned)dyno_err_http_status(DYNO_ELIMIT);
-            r->replied = true;
-            return dyno_http_reply_error_close(c, DYNO_ELIMIT, 1, "more than %lld connections from %s",
-                                               (long long)gw->cfg.max_connections_per_ip, cl->peer);
+            const struct dyno_http_error e = {.err = DYNO_ELIMIT, .retry_after = 1, .close = true};
+            return gw_reply_err(r, &e, "more than %lld connections from %s",
+                                (long long)gw->cfg.max_connections_per_ip, cl->peer);
         }
         size_t hdr_bytes = strlen(url) + strlen(method) + 16;
         MHD_get_connection_values(c, MHD_HEADER_KIND, gw_count_header, &hdr_bytes);
@@ -454,7 +462,7 @@ static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         break;
     }
     char path[600];
-    gw_quote(r->url, path, sizeof(path));
+    dyno_log_q(path, sizeof(path), r->url);
     dyno_info("request", "method=%s path=%s status=%u in=%llu out=%llu ms=%lld user=%s end=%s", r->method,
               path, r->status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
               (long long)(gw_now_ms() - r->t0_ms), r->authed ? r->claims.sub : "-", end);
@@ -503,19 +511,6 @@ static size_t gw_no_unescape(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-/* fmt comes from MHD itself, never from the network. */
-__attribute__((format(printf, 2, 0))) static void gw_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char msg[400], q[420];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t l = strlen(msg);
-    while (l && (msg[l - 1] == '\n' || msg[l - 1] == '\r'))
-        msg[--l] = '\0';
-    gw_quote(msg, q, sizeof(q));
-    dyno_warn("httpd", "detail=%s", q);
-}
-
 /* MHD's cap per address: twice ours, so that ours answers 429 first (see above). */
 static unsigned gw_per_ip_hard_limit(const struct gw *gw)
 {
@@ -525,66 +520,36 @@ static unsigned gw_per_ip_hard_limit(const struct gw *gw)
 
 int gw_httpd_start(struct gw *gw)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", (int)gw->cfg.port);
-    int grc = getaddrinfo(gw->cfg.listen_host, port, &hints, &ai);
-    if (grc || !ai) {
-        dyno_error("bad configuration", "detail=\"cannot resolve listen_host %s: %s\"", gw->cfg.listen_host,
-                   gai_strerror(grc));
-        return DYNO_EINVAL;
-    }
-    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    freeaddrinfo(ai);
-
-    char *cert = NULL, *key = NULL;
-    if (gw->cfg.tls_cert) {
-        size_t l;
-        if (dyno_read_file(gw->cfg.tls_cert, 1 << 20, &cert, &l) ||
-            dyno_read_file(gw->cfg.tls_key, 1 << 20, &key, &l)) {
-            dyno_error("bad configuration", "detail=\"cannot read tls_cert or tls_key\"");
-            free(cert);
-            free(key);
-            return DYNO_EINVAL;
-        }
-        flags |= MHD_USE_TLS;
-    }
-
     /* The connection pool holds the headers and the read buffer, whose size is the
      * largest body chunk we get per call: big enough for throughput, small enough that
      * headers far past DYNO_HTTP_HEADER_MAX are refused by MHD itself; gw_access applies
      * the exact limit. */
-    size_t mem_limit = 64 * 1024;
-    struct MHD_OptionItem tls_opts[] = {
-        {cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert},
-        {key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key},
-        {MHD_OPTION_END, 0, NULL},
+    const struct dyno_httpd_conf conf = {
+        .host = gw->cfg.listen_host,
+        .port = (unsigned)gw->cfg.port,
+        .tls_cert = gw->cfg.tls_cert,
+        .tls_key = gw->cfg.tls_cert ? gw->cfg.tls_key : NULL,
+        .max_connections = (unsigned)gw->cfg.max_connections,
+        .per_ip_limit = gw_per_ip_hard_limit(gw),
+        .timeout = 300,
+        .pool = 64 * 1024,
+        .handler = gw_access,
+        .cls = gw,
+        .completed = gw_completed,
+        .notify_connection = gw_notify_connection,
+        .unescape = gw_no_unescape,
     };
-    gw->httpd = MHD_start_daemon(
-        flags, 0, NULL, NULL, gw_access, gw, MHD_OPTION_EXTERNAL_LOGGER, gw_mhd_log, gw, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, gw_per_ip_hard_limit(gw), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
-        gw_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, gw_notify_connection, gw,
-        MHD_OPTION_UNESCAPE_CALLBACK, gw_no_unescape, gw, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
-    free(cert);
-    if (key) {
-        gw_wipe(key, strlen(key));
-        free(key);
+    char err[300], q[320];
+    int rc = dyno_httpd_start(&gw->httpd, &conf, err, sizeof(err));
+    if (rc == DYNO_EINVAL) {
+        dyno_error("bad configuration", "detail=%s", dyno_log_q(q, sizeof(q), err));
+        return rc;
     }
-    if (!gw->httpd) {
+    if (rc) {
         dyno_error("cannot start the HTTP server", "host=%s port=%d", gw->cfg.listen_host, (int)gw->cfg.port);
         return DYNO_EIO;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(gw->httpd, MHD_DAEMON_INFO_BIND_PORT);
-    gw->port = di ? di->port : (unsigned)gw->cfg.port;
+    gw->port = gw->httpd.port;
     if (gw->cfg.port_file) {
         char txt[16];
         int l = snprintf(txt, sizeof(txt), "%u\n", gw->port);
@@ -599,8 +564,5 @@ int gw_httpd_start(struct gw *gw)
 
 void gw_httpd_stop(struct gw *gw)
 {
-    if (gw->httpd) {
-        MHD_stop_daemon(gw->httpd);
-        gw->httpd = NULL;
-    }
+    dyno_httpd_stop(&gw->httpd);
 }

@@ -21,26 +21,3 @@ void gw_wipe(void *p, size_t n)
         *v++ = 0;
 }
 
-void gw_quote(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    if (cap < 3) {
-        if (cap)
-            out[0] = '\0';
-        return;
-    }
-    out[o++] = '"';
-    for (; s && *s && o + 5 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-}

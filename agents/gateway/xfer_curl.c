@@ -124,8 +124,8 @@ static int xc__start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, con
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    if (gw->cfg.broker_cafile)
-        curl_easy_setopt(e, CURLOPT_CAINFO, gw->cfg.broker_cafile);
+    if (gw->cfg.c.broker_cafile)
+        curl_easy_setopt(e, CURLOPT_CAINFO, gw->cfg.c.broker_cafile);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xc__write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     switch (s->method) {

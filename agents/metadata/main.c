@@ -120,13 +120,13 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : 1;
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.pending_timeout < 1 || !cfg.db || !*cfg.db) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q), "rpc_threads must be 1..256, pending_timeout >= 1, db set"));
+                   dyno_log_q(q, sizeof(q), "rpc_threads must be 1..256, pending_timeout >= 1, db set"));
         goto out;
     }
     if (cfg.repair_grace < 0 || cfg.repair_lease < 1 || cfg.repair_rate < 1) {
         dyno_error(
             "bad configuration", "error=%s",
-            dyno_agent_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
+            dyno_log_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
         goto out;
     }
     struct md_repair_cfg rcfg = {
@@ -136,7 +136,7 @@ int main(int argc, char **argv)
     ctx_ok = true;
     /* The housekeeping thread's connection also creates the schema before anyone else. */
     if (md_ctx_db(&ctx, &house.db) != 0 || md_db_schema(house.db) != 0) {
-        dyno_error("cannot open the database", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
+        dyno_error("cannot open the database", "db=%s", dyno_log_q(q, sizeof(q), cfg.db));
         goto out;
     }
     struct md_node *known = NULL;
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         goto out;
     dyno_info("serving",
               "db=%s containers=%zu rpc_threads=%lld repair_grace=%lld repair_lease=%lld repair_rate=%lld",
-              dyno_agent_q(q, sizeof(q), cfg.db), nknown, (long long)cfg.rpc_threads,
+              dyno_log_q(q, sizeof(q), cfg.db), nknown, (long long)cfg.rpc_threads,
               (long long)cfg.repair_grace, (long long)cfg.repair_lease, (long long)cfg.repair_rate);
     dyno_agent_run(&agent, 30);
     ret = 0;

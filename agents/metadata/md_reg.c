@@ -119,13 +119,13 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
     size_t plen = sizeof(STATUS_PREFIX) - 1, slen = sizeof(STATUS_SUFFIX) - 1;
     if (tlen <= plen + slen || strncmp(msg->topic, STATUS_PREFIX, plen) != 0 ||
         strcmp(msg->topic + tlen - slen, STATUS_SUFFIX) != 0 || tlen - plen - slen > DYNO_SEG_MAX) {
-        dyno_warn("ignored status", "topic=%s", dyno_agent_q(q, sizeof(q), msg->topic));
+        dyno_warn("ignored status", "topic=%s", dyno_log_q(q, sizeof(q), msg->topic));
         return;
     }
     memcpy(id, msg->topic + plen, tlen - plen - slen);
     id[tlen - plen - slen] = '\0';
     if (!dyno_valid_segment(id)) {
-        dyno_warn("ignored status", "topic=%s", dyno_agent_q(q, sizeof(q), msg->topic));
+        dyno_warn("ignored status", "topic=%s", dyno_log_q(q, sizeof(q), msg->topic));
         return;
     }
     /* An empty retained message clears the status: the container is gone. */
@@ -144,7 +144,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
         const char *state = dyno_json_str(j, "state");
         if ((pid && strcmp(pid, id) != 0) || !state) {
             dyno_warn("bad container status", "id=%s error=%s", id,
-                      dyno_agent_q(q, sizeof(q), pid ? "id differs from the topic" : "no state"));
+                      dyno_log_q(q, sizeof(q), pid ? "id differs from the topic" : "no state"));
             cJSON_Delete(j);
             return;
         }
@@ -155,7 +155,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
             if (!valid_url(url) || (site && *site && !dyno_valid_segment(site)) ||
                 dyno_json_i64(j, "capacity", &capacity) != 0 || capacity < 0) {
                 dyno_warn("bad container status", "id=%s error=%s", id,
-                          dyno_agent_q(q, sizeof(q), "needs url, capacity >= 0 and a valid site"));
+                          dyno_log_q(q, sizeof(q), "needs url, capacity >= 0 and a valid site"));
                 cJSON_Delete(j);
                 return;
             }

@@ -816,7 +816,7 @@ int md_repair_claim(struct md_repair *r, struct md_db *db, const struct md_nodes
         r->handed++;
         char q[200];
         dyno_info("repair task leased", "key=%s task=%s worker=%s rebuild=%d", dyno_json_str(task, "key"),
-                  dyno_json_str(task, "id"), dyno_agent_q(q, sizeof(q), worker),
+                  dyno_json_str(task, "id"), dyno_log_q(q, sizeof(q), worker),
                   cJSON_GetArraySize(cJSON_GetObjectItem(task, "rebuild")));
     }
 reply:

@@ -592,7 +592,7 @@ static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_
     char q[80];
     rc = md_repair_drain(db, &nodes, id, (int64_t)time(NULL), events, result, err, errlen);
     if (rc == 0)
-        dyno_info("drain requested", "id=%s by=%s", id, dyno_agent_q(q, sizeof(q), caller.sub));
+        dyno_info("drain requested", "id=%s by=%s", id, dyno_log_q(q, sizeof(q), caller.sub));
     free(nodes.v);
     md_rpc_emit(ctx, events);
     cJSON_Delete(events);

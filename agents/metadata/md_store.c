@@ -214,7 +214,7 @@ int md__sqlerr(struct md_db *db, int rc, char *err, size_t errlen)
 {
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         char q[512];
-        dyno_warn("sqlite refusal", "rc=%d error=%s", rc, dyno_agent_q(q, sizeof(q), sqlite3_errmsg(db->db)));
+        dyno_warn("sqlite refusal", "rc=%d error=%s", rc, dyno_log_q(q, sizeof(q), sqlite3_errmsg(db->db)));
         snprintf(err, errlen, "conflicting change, retry");
         return DYNO_ECONFLICT;
     }

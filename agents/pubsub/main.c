@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
         cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
         dyno_error("bad configuration", "error=%s",
-                   dyno_agent_q(q, sizeof(q),
+                   dyno_log_q(q, sizeof(q),
                                 "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
         goto out;
     }
@@ -64,7 +64,7 @@ int main(int argc, char **argv)
     if (dyno_agent_serve(&agent, ps_feed_republish, ps_rpc_methods, ps_rpc_nmethods, &ctx,
                          (int)cfg.rpc_threads) != 0)
         goto out;
-    dyno_info("serving", "db=%s", dyno_agent_q(q, sizeof(q), cfg.db));
+    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), cfg.db));
     dyno_agent_run(&agent, 30);
     ret = 0;
 out:

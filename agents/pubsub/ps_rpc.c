@@ -427,7 +427,7 @@ static int h_emit(void *arg, const cJSON *req, cJSON **result, char *err, size_t
         rc = p_event_object(req, &obj, err, errlen);
     if (rc != 0) {
         char q[300];
-        dyno_warn("event dropped", "error=%s", dyno_agent_q(q, sizeof(q), err));
+        dyno_warn("event dropped", "error=%s", dyno_log_q(q, sizeof(q), err));
         return rc;
     }
     e = ps_event_new(type, path, ps_now_ms());

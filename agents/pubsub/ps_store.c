@@ -188,8 +188,8 @@ int ps_store_open(const char *path, struct ps_store **out)
         sqlite3_create_function_v2(dyno_db_sqlite(s->db), "ps_covers", 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
                                    NULL, sql_covers, NULL, NULL, NULL) != SQLITE_OK) {
         char q[512], q2[256];
-        dyno_error("cannot open the database", "db=%s error=%s", dyno_agent_q(q, sizeof(q), path),
-                   dyno_agent_q(q2, sizeof(q2), sqlite3_errmsg(dyno_db_sqlite(s->db))));
+        dyno_error("cannot open the database", "db=%s error=%s", dyno_log_q(q, sizeof(q), path),
+                   dyno_log_q(q2, sizeof(q2), sqlite3_errmsg(dyno_db_sqlite(s->db))));
         rc = DYNO_EIO;
     }
     if (rc != 0) {

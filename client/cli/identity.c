@@ -2,7 +2,6 @@
  * Identity commands: user create|list (admin) and token create|list|revoke (SPEC §9).
  * Tokens are printed only by `token create`, on stdout, once; never on stderr.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "cli.h"
 #include "json.h"
 #include "names.h"
+#include "rest.h"
 
 #define CLI_PW_MAX 1024 /* longest password read (dyno-auth's own limit is lower) */
 
@@ -143,11 +143,10 @@ static int token_create(const struct cli_ctx *x, int argc, char **argv)
     if (npos > 0)
         return cli_usage("token create: unexpected argument '%s'", pos[0]);
     if (ttl_s) {
-        char *end = NULL;
-        errno = 0;
-        ttl = strtoll(ttl_s, &end, 10);
-        if (errno || end == ttl_s || *end || ttl < 1)
+        uint64_t v;
+        if (dyno_rest_parse_u64(ttl_s, &v) || v < 1 || v > INT64_MAX)
             return cli_usage("token create: --ttl must be a positive number of seconds");
+        ttl = (long long)v;
     }
     ec = cli_connect(x, true, &c);
     if (ec)

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "json.h"
+#include "rest.h"
 
 struct cli_cmd {
     const char *name;
@@ -246,13 +247,11 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct cli_flag *fla
 
 int cli_parse_resilience(const char *s, int *k, int *m)
 {
-    char *end = NULL;
-    long kk = strtol(s, &end, 10);
-    if (end == s || *end != ',')
+    uint64_t kk, mm;
+    const char *comma = strchr(s, ',');
+    if (!comma || dyno_rest_dec(s, (size_t)(comma - s), &kk))
         return cli_usage("bad --resilience '%s': expected k,m (for example 3,2)", s);
-    const char *ms = end + 1;
-    long mm = strtol(ms, &end, 10);
-    if (end == ms || *end != '\0' || kk < 1 || mm < 0 || kk + mm > 64)
+    if (dyno_rest_parse_u64(comma + 1, &mm) || kk < 1 || kk > 64 || mm > 64 || kk + mm > 64)
         return cli_usage("bad --resilience '%s': need k >= 1, m >= 0, k + m <= 64", s);
     *k = (int)kk;
     *m = (int)mm;

@@ -3,7 +3,6 @@
  * (a libcurl easy handle per client, reused across calls for keep-alive). This file is
  * also the adapter that maps libcurl's errors and the gateway's error bodies to DYNO_E*.
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,11 +294,10 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
     if (nl == 14 && strncasecmp(p, "Content-Length", 14) == 0) {
         char tmp[32];
         header_value(v, vl, tmp, sizeof(tmp));
-        char *end = NULL;
-        errno = 0;
-        long long cl = strtoll(tmp, &end, 10);
-        if (errno == 0 && end != tmp && *end == '\0' && cl >= 0)
-            x->resp->content_length = cl;
+        uint64_t cl;
+        /* A length that does not parse, or does not fit int64_t, stays unknown (-1). */
+        if (dyno_rest_parse_u64(tmp, &cl) == 0 && cl <= INT64_MAX)
+            x->resp->content_length = (int64_t)cl;
     } else if (nl == 4 && strncasecmp(p, "ETag", 4) == 0) {
         header_value(v, vl, x->resp->etag, sizeof(x->resp->etag));
     } else if (nl == 13 && strncasecmp(p, "X-Dyno-Sha256", 13) == 0) {

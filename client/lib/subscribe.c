@@ -84,9 +84,8 @@ static int sub_parse_broker(const char *url, char *host, size_t cap, int *port, 
         host[hend - rest] = '\0';
     }
     if (colon) {
-        char *e = NULL;
-        long p = strtol(colon + 1, &e, 10);
-        if (e == colon + 1 || p < 1 || p > 65535 || (*e != '\0' && *e != '/'))
+        uint64_t p;
+        if (dyno_rest_dec(colon + 1, strcspn(colon + 1, "/"), &p) || p < 1 || p > 65535)
             return DYNO_EINVAL;
         *port = (int)p;
     }

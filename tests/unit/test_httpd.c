@@ -120,6 +120,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return dyno_http_reply_error(c, DYNO_EUNAVAIL, "need %d containers", 5);
     if (strcmp(url, "/missing") == 0)
         return dyno_http_reply_error(c, DYNO_ENOTFOUND, "no object \"%s\"", "k1");
+    if (strcmp(url, "/limited") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_ELIMIT, .retry_after = 7, .close = true};
+        return dyno_http_reply_err(c, &e, "slow down");
+    }
+    if (strcmp(url, "/method") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_EMETHOD, .hname = "Allow", .hval = "GET, HEAD"};
+        return dyno_http_reply_err(c, &e, "only %s", "GET");
+    }
+    if (strcmp(url, "/short") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_ECORRUPT, .status = 400};
+        return dyno_http_reply_err(c, &e, "too short");
+    }
+    if (strcmp(url, "/gap") == 0) {
+        const struct dyno_http_error e = {.err = DYNO_EINTERNAL, .status = 501, .code = "not_implemented"};
+        return dyno_http_reply_err(c, &e, "later");
+    }
+    if (strcmp(url, "/overloaded") == 0) {
+        /* a 503 chosen by status (not by err) still tells the client when to come back */
+        const struct dyno_http_error e = {.err = DYNO_EIO, .status = 503};
+        return dyno_http_reply_err(c, &e, "busy disk");
+    }
     if (strcmp(url, "/bearer") == 0) {
         const char *tok = dyno_http_bearer(c);
         cJSON *b = cJSON_CreateObject();
@@ -176,12 +197,19 @@ static void test_replies(void **state)
     uint16_t port;
 
     (void)state;
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, NULL,
-                         MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
+    /* The server the agents use, on an ephemeral port. */
+    static struct dyno_httpd h;
+    const struct dyno_httpd_conf conf = {
+        .host = "127.0.0.1", .max_connections = 8, .timeout = 30, .pool = 64 * 1024, .handler = handler};
+    char err[200] = "";
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), 0);
+    d = h.d;
     assert_non_null(d);
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     assert_non_null(info);
     port = info->port;
+    assert_int_equal(h.port, port);
+    assert_true(port != 0);
 
     http_get(port, "/busy", "", resp, sizeof(resp));
     assert_non_null(strstr(resp, " 503 "));
@@ -208,8 +236,79 @@ static void test_replies(void **state)
     http_get(port, "/bearer", "", resp, sizeof(resp));
     assert_non_null(strstr(resp, " 401 "));
     assert_non_null(strstr(resp, "\"code\":\"unauthorized\""));
+    assert_non_null(has_ci(resp, "\r\nWWW-Authenticate: Bearer\r\n"));
+    assert_null(has_ci(resp, "Retry-After"));
 
-    MHD_stop_daemon(d);
+    http_get(port, "/limited", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 429 "));
+    assert_non_null(has_ci(resp, "\r\nRetry-After: 7\r\n"));
+    assert_non_null(has_ci(resp, "\r\nConnection: close\r\n"));
+    assert_non_null(strstr(resp, "{\"error\":{\"code\":\"too_many_requests\",\"message\":\"slow down\"}}"));
+
+    http_get(port, "/method", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 405 "));
+    assert_non_null(has_ci(resp, "\r\nAllow: GET, HEAD\r\n"));
+    assert_non_null(strstr(resp, "\"message\":\"only GET\""));
+
+    http_get(port, "/short", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 400 "));
+    assert_non_null(strstr(resp, "\"code\":\"corrupt\""));
+    assert_null(has_ci(resp, "WWW-Authenticate"));
+
+    http_get(port, "/gap", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 501 "));
+    assert_non_null(strstr(resp, "{\"error\":{\"code\":\"not_implemented\",\"message\":\"later\"}}"));
+    assert_null(has_ci(resp, "Retry-After"));
+
+    http_get(port, "/overloaded", "", resp, sizeof(resp));
+    assert_non_null(strstr(resp, " 503 "));
+    assert_non_null(has_ci(resp, "\r\nRetry-After: 1\r\n"));
+
+    dyno_httpd_stop(&h);
+    assert_null(h.d);
+    dyno_httpd_stop(&h); /* stopping twice is harmless */
+}
+
+/* A start that cannot work says why and leaves nothing running. */
+static void test_start_refused(void **state)
+{
+    (void)state;
+    struct dyno_httpd h = {0}, h2 = {0};
+    char err[200] = "";
+    struct dyno_httpd_conf conf = {
+        .host = "no.such.host.invalid", .max_connections = 8, .timeout = 30, .pool = 64 * 1024, .handler = handler};
+
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "cannot resolve listen_host no.such.host.invalid"));
+    assert_null(h.d);
+
+    conf.host = "127.0.0.1";
+    conf.tls_cert = "/nonexistent/cert.pem";
+    conf.tls_key = "/nonexistent/key.pem";
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "tls_cert"));
+    assert_null(h.d);
+
+    /* The same port twice: the second cannot listen. */
+    conf.tls_cert = conf.tls_key = NULL;
+    assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), 0);
+    conf.port = h.port;
+    assert_int_equal(dyno_httpd_start(&h2, &conf, err, sizeof(err)), DYNO_EIO);
+    assert_non_null(strstr(err, "cannot listen on 127.0.0.1:"));
+    assert_null(h2.d);
+    dyno_httpd_stop(&h);
+}
+
+/* The body alone (MQTT ingest replies) is the same document as the HTTP one. */
+static void test_error_body(void **state)
+{
+    (void)state;
+    cJSON *b = dyno_http_error_body("bad_request", "no \"name\"");
+    assert_non_null(b);
+    char *t = cJSON_PrintUnformatted(b);
+    assert_string_equal(t, "{\"error\":{\"code\":\"bad_request\",\"message\":\"no \\\"name\\\"\"}}");
+    cJSON_free(t);
+    cJSON_Delete(b);
 }
 
 int main(void)
@@ -218,6 +317,8 @@ int main(void)
         cmocka_unit_test(test_range),
         cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_start_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

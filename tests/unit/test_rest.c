@@ -314,6 +314,30 @@ static void test_query_values_and_headers(void **state)
     assert_int_equal(dyno_rest_parse_u64("", &u), DYNO_EINVAL);
 }
 
+/* dyno_rest_dec: the one decimal parser; the length n bounds it (no NUL needed) and a
+ * refusal leaves *out untouched. */
+static void test_decimal(void **state)
+{
+    (void)state;
+    uint64_t u = 7;
+    assert_int_equal(dyno_rest_dec("0", 1, &u), 0);
+    assert_true(u == 0);
+    assert_int_equal(dyno_rest_dec("1234x", 4, &u), 0);
+    assert_true(u == 1234);
+    assert_int_equal(dyno_rest_dec("18446744073709551615", 20, &u), 0);
+    assert_true(u == UINT64_MAX);
+    const char *bad[] = {"",   "+1", "-1", " 1", "1 ", "0x10", "1e3", "1.0", "99999999999999999999",
+                         "18446744073709551616", "1\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        u = 7;
+        assert_int_equal(dyno_rest_dec(bad[i], strlen(bad[i]), &u), DYNO_EINVAL);
+        assert_true(u == 7);
+    }
+    assert_int_equal(dyno_rest_dec("12", 0, &u), DYNO_EINVAL);
+    assert_int_equal(dyno_rest_parse_u64(NULL, &u), DYNO_EINVAL);
+    assert_true(u == 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_bad_routes),
         cmocka_unit_test(test_format_refuses_bad_routes),
         cmocka_unit_test(test_query_values_and_headers),
+        cmocka_unit_test(test_decimal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
