@@ -126,7 +126,7 @@ static int setup_capacity(void **state, int64_t capacity)
      * test does not depend on where the start-up keeps their table. */
     for (int i = 0; i < CM_COUNT; i++)
         atomic_init(&c->metrics[i].value, 0);
-    c->cfg.id = "c1";
+    c->cfg.c.id = "c1";
     c->cfg.listen_host = "127.0.0.1";
     c->cfg.port = 0;
     c->cfg.capacity = capacity;
