@@ -83,8 +83,7 @@ static const struct {
 static void gw_log_config_error(const char *err)
 {
     char q[600];
-    dyno_log_q(q, sizeof(q), err);
-    dyno_error("bad configuration", "detail=%s", q);
+    dyno_error("bad configuration", "error=%s", dyno_log_q(q, sizeof(q), err));
 }
 
 /* Checks what the option parser cannot: ranges and combinations. */
@@ -192,6 +191,16 @@ static void gw_cleanup(struct gw *gw)
     dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
 }
 
+/* Stops what serves requests and their threads, in order: HTTP first (its threads use the
+ * MQTT client until they end), the SSE streams before it (so that MHD's threads finish). */
+static void gw_stop(struct gw *gw)
+{
+    gw_events_stop(gw);
+    gw_httpd_stop(gw);
+    gw_ingest_stop(gw);
+    gw_repair_stop(gw);
+}
+
 int main(int argc, char **argv)
 {
     static struct gw gwbuf; /* large (EC cache); the only instance, passed around explicitly */
@@ -199,21 +208,9 @@ int main(int argc, char **argv)
     char err[512] = "";
     int exit_code = 1;
 
-    dyno_log_init("gateway", DYNO_LOG_INFO);
-    int rc = dyno_config_parse(gw_opts, GW_NOPTS, &gw->cfg, argc, argv, err, sizeof(err));
-    if (rc == 1)
-        return 0;
-    if (rc) {
-        gw_log_config_error(err);
-        return 1;
-    }
-    int level = dyno_log_level_parse(gw->cfg.c.log_level);
-    if (level < 0) {
-        dyno_error("bad configuration", "detail=\"log_level must be debug, info, warn or error\"");
-        dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
-        return 1;
-    }
-    dyno_log_init("gateway", level);
+    int rc = dyno_agent_setup("gateway", gw_opts, GW_NOPTS, &gw->cfg, &gw->cfg.c, argc, argv);
+    if (rc != 0)
+        return rc == 1 ? 0 : 1;
     if (gw_cfg_check(&gw->cfg, err, sizeof(err))) {
         gw_log_config_error(err);
         dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
@@ -228,74 +225,45 @@ int main(int argc, char **argv)
         gw->metrics[i].type = gw_metric_defs[i].type;
         atomic_init(&gw->metrics[i].value, 0);
     }
-    gw->started_at = (int64_t)time(NULL);
-
     /* Library inits before any thread starts. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         dyno_error("curl_global_init failed", NULL);
         goto out;
     }
-    signal(SIGPIPE, SIG_IGN);
-    /* Every thread inherits this mask, so only main's sigtimedwait sees INT and TERM. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
     if (gw_init(gw, err, sizeof(err))) {
         gw_log_config_error(err);
         goto out_curl;
     }
-    if (gw_httpd_start(gw))
+    if (dyno_agent_init(&gw->agent, "gateway", &gw->cfg.c) != 0)
         goto out_curl; /* logged */
-    if (gw_mqtt_start(gw))
-        goto out_httpd;
+    gw->mq = gw->agent.mq;
+    if (gw_httpd_start(gw))
+        goto out_agent; /* logged */
+    if (gw_mqtt_start(gw) || dyno_agent_on_status(&gw->agent, gw_mqtt_status, gw) ||
+        dyno_agent_on_connect(&gw->agent, gw_mqtt_on_connect, gw) || dyno_agent_start(&gw->agent))
+        goto out_stop;
+    /* Not fatal: the client keeps reconnecting, and requests answer 503 meanwhile. */
+    if (dyno_mq_wait_connected(gw->mq, 3000))
+        dyno_warn("broker not reachable yet", "host=%s port=%d", gw->cfg.c.broker_host,
+                  (int)gw->cfg.c.broker_port);
     if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
-        goto out_mqtt;
+        goto out_stop;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
-
-    int64_t last_status = gw_now_ms();
-    for (;;) {
-        struct timespec ts = {0, 250 * 1000 * 1000};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            dyno_info("stopping", "signal=%d", sig);
-            break;
-        }
-        /* Status is published from here: the MQTT loop thread must not publish. */
-        int64_t now = gw_now_ms();
-        if (atomic_exchange(&gw->status_due, false) || now - last_status >= 10000) {
-            gw_mqtt_publish_status(gw, "online");
-            last_status = now;
-        }
-    }
+    dyno_agent_run(&gw->agent, 10);
     exit_code = 0;
-    /* HTTP first: its threads use the MQTT client until they end. */
-    gw_events_stop(gw); /* ends the SSE streams, so that MHD's threads finish */
-    gw_httpd_stop(gw);
-    gw_ingest_stop(gw);
-    gw_repair_stop(gw);
-    gw_mqtt_publish_status(gw, "offline");
-    dyno_mq_free(gw->mq);
+out_stop:
+    gw_stop(gw);
+out_agent:
+    dyno_agent_fini(&gw->agent);
+    gw->mq = NULL;
     gw_events_free(gw);
     gw_ingest_free(gw);
-    goto out_curl;
-out_mqtt:
-    gw_events_stop(gw);
-    gw_httpd_stop(gw);
-    gw_ingest_stop(gw);
-    gw_repair_stop(gw);
-    dyno_mq_free(gw->mq);
-    gw_events_free(gw);
-    gw_ingest_free(gw);
-    goto out_curl;
-out_httpd:
-    gw_httpd_stop(gw);
 out_curl:
     gw_conn_pool_free(gw); /* every HTTP and repair thread has ended by now */
     curl_global_cleanup();
 out:
     gw_cleanup(gw);
+    if (exit_code == 0)
+        dyno_info("stopped", NULL);
     return exit_code;
 }
