@@ -279,8 +279,13 @@ void dyno_agent_fini(struct dyno_agent *a)
         a->mq = NULL;
     }
     hook_free(a);
-    free(a->token);
-    a->token = NULL;
+    if (a->token) {
+        /* A service credential: not left in freed memory. */
+        for (volatile char *v = a->token; *v; v++)
+            *v = 0;
+        free(a->token);
+        a->token = NULL;
+    }
 }
 
 int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,

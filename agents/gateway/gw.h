@@ -202,6 +202,19 @@ enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_
 /* Query argument, percent-decoded into out; 0, DYNO_ENOTFOUND, DYNO_EINVAL, DYNO_ETOOBIG. */
 int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap);
 
+/* ---- start-up (setup.c) ---- */
+/* Names the metrics (all zero). */
+void gw_metrics_init(struct gw *gw);
+/* Checks what the option parser cannot: ranges and combinations. 0 or DYNO_EINVAL, err says. */
+int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap);
+/* Logs a start-up error as "bad configuration". */
+void gw_log_config_error(const char *err);
+/* Loads the verifier and the service token, makes the limit tables and the container
+ * headers. 0 or DYNO_E*, err says; gw_cleanup frees either way. */
+int gw_init(struct gw *gw, char *err, size_t cap);
+/* Frees what gw_init and the data path made (not the configuration). */
+void gw_cleanup(struct gw *gw);
+
 /* ---- MQTT (mqtt.c) ---- */
 /* Subscribes the gateway's feeds on gw->mq (made by dyno_agent_init, not started yet) and
  * makes the catalog cache. 0 or DYNO_E* (logged). */
