@@ -53,14 +53,12 @@ int dyno_agent_block_signals(void)
     return 0;
 }
 
+/* Loop thread: must not publish (lib/mq.h), so the connect thread is woken to. */
 static void on_connect(void *arg, struct dyno_mq *mq)
 {
     struct dyno_agent *a = arg;
     (void)mq;
-    /* Runs in the loop thread; publishing only queues the packet. */
-    dyno_agent_publish_status(a, "online");
     if (a->hook_started) {
-        /* Hand off: the hook may block, the loop thread must not. */
         pthread_mutex_lock(&a->hook_mu);
         a->hook_pending = true;
         pthread_cond_signal(&a->hook_cond);
@@ -79,19 +77,37 @@ static void *hook_main(void *arg)
             break;
         a->hook_pending = false;
         pthread_mutex_unlock(&a->hook_mu);
-        a->hook(a->hook_arg);
+        int rc = dyno_agent_publish_status(a, "online");
+        if (rc != 0)
+            dyno_debug("status not published", "err=%s", dyno_err_code(rc));
+        if (a->hook)
+            a->hook(a->hook_arg);
         pthread_mutex_lock(&a->hook_mu);
     }
     pthread_mutex_unlock(&a->hook_mu);
     return NULL;
 }
 
-int dyno_agent_on_connect(struct dyno_agent *a, void (*fn)(void *arg), void *arg)
+int dyno_agent_on_status(struct dyno_agent *a, int (*fn)(void *arg, cJSON *status), void *arg)
 {
     if (!fn || a->hook_started)
         return DYNO_EINVAL;
+    a->status_fn = fn;
+    a->status_arg = arg;
+    return 0;
+}
+
+int dyno_agent_on_connect(struct dyno_agent *a, void (*fn)(void *arg), void *arg)
+{
+    if (!fn || a->hook || a->hook_started)
+        return DYNO_EINVAL;
     a->hook = fn;
     a->hook_arg = arg;
+    return 0;
+}
+
+static int hook_start(struct dyno_agent *a)
+{
     a->hook_pending = false;
     a->hook_stop = false;
     if (pthread_mutex_init(&a->hook_mu, NULL) != 0)
@@ -183,7 +199,12 @@ int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_ag
 
 int dyno_agent_start(struct dyno_agent *a)
 {
-    int rc = dyno_mq_start(a->mq);
+    int rc = hook_start(a);
+    if (rc != 0) {
+        dyno_error("cannot start the connect thread", NULL);
+        return rc;
+    }
+    rc = dyno_mq_start(a->mq);
     if (rc != 0) {
         dyno_error("cannot start the MQTT client", "error=%s", dyno_err_code(rc));
         return rc;
@@ -204,6 +225,13 @@ int dyno_agent_publish_status(struct dyno_agent *a, const char *state)
     cJSON_AddStringToObject(s, "version", DYNO_VERSION);
     dyno_json_add_i64(s, "started_at", a->started_at);
     dyno_json_add_i64(s, "time", (int64_t)time(NULL));
+    if (a->status_fn && strcmp(state, "online") == 0) {
+        int rc = a->status_fn(a->status_arg, s);
+        if (rc != 0) {
+            cJSON_Delete(s);
+            return rc;
+        }
+    }
     size_t len = 0;
     char *text = dyno_json_print(s, &len);
     cJSON_Delete(s);
@@ -251,8 +279,13 @@ void dyno_agent_fini(struct dyno_agent *a)
         a->mq = NULL;
     }
     hook_free(a);
-    free(a->token);
-    a->token = NULL;
+    if (a->token) {
+        /* A service credential: not left in freed memory. */
+        for (volatile char *v = a->token; *v; v++)
+            *v = 0;
+        free(a->token);
+        a->token = NULL;
+    }
 }
 
 int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
@@ -270,8 +303,8 @@ int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct
                      size_t nmethods, void *ctx, int nthreads)
 {
     if (hook && dyno_agent_on_connect(a, hook, ctx) != 0) {
-        dyno_error("cannot start the feed thread", NULL);
-        return DYNO_EINTERNAL;
+        dyno_error("cannot set the connect hook", NULL);
+        return DYNO_EINVAL;
     }
     int rc = dyno_mq_serve(a->mq, a->kind, methods, nmethods, ctx, nthreads);
     if (rc != 0) {

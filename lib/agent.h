@@ -52,7 +52,11 @@ struct dyno_agent {
     int64_t started_at;
     struct dyno_mq *mq;
     char *token; /* service token (broker password), or NULL */
-    /* The connect hook (dyno_agent_on_connect), run by its own thread. */
+    /* The agent's own status fields (dyno_agent_on_status), or NULL. */
+    int (*status_fn)(void *arg, cJSON *status);
+    void *status_arg;
+    /* The connect thread: publishes the online status, then runs the connect hook
+     * (dyno_agent_on_connect, or NULL) after every connect. */
     void (*hook)(void *arg);
     void *hook_arg;
     pthread_t hook_thread;
@@ -72,19 +76,28 @@ int dyno_agent_block_signals(void);
 /* Checks the common options and creates the MQTT client (not started). 0 or DYNO_E* (logged). */
 int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_agent_common *c);
 /*
+ * fn(arg, status) adds the agent's own members to its online status object (the skeleton
+ * sets id, kind, state, version, started_at, time) every time it is published: on every
+ * connect and every dyno_agent_run interval. fn runs in the connect thread or the main
+ * thread, never the MQTT loop thread. Call after dyno_agent_init and before
+ * dyno_agent_start. 0 or DYNO_EINVAL (fn NULL).
+ */
+int dyno_agent_on_status(struct dyno_agent *a, int (*fn)(void *arg, cJSON *status), void *arg);
+/*
  * Runs fn(arg) after every (re)connect, once the online status is queued: agents republish
  * their retained feeds from it. fn runs in a thread of its own (never the MQTT loop thread),
  * so it may block, query its database and call dyno_mq_publish; connects that happen while
  * it runs coalesce into one more run. Call after dyno_agent_init and before
  * dyno_agent_start, at most once. dyno_agent_fini waits for a run in progress.
- * 0, DYNO_EINVAL (called twice, or fn NULL) or DYNO_EINTERNAL (no thread).
+ * 0 or DYNO_EINVAL (called twice, or fn NULL).
  */
 int dyno_agent_on_connect(struct dyno_agent *a, void (*fn)(void *arg), void *arg);
-/* Starts the MQTT loop; the online status is published on every connect. */
+/* Starts the connect thread and the MQTT loop; the online status is published on every
+ * connect (from the connect thread: lib/mq.h, the loop thread must not publish). */
 int dyno_agent_start(struct dyno_agent *a);
 /* Publishes the retained status with the given state ("online", "offline"). */
 int dyno_agent_publish_status(struct dyno_agent *a, const char *state);
-/* Waits for SIGINT or SIGTERM, republishing the status every interval seconds. */
+/* Waits for SIGINT or SIGTERM, republishing the status every interval seconds (main thread). */
 void dyno_agent_run(struct dyno_agent *a, int interval);
 /* Publishes the offline status, disconnects and frees the client. */
 void dyno_agent_fini(struct dyno_agent *a);

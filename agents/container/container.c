@@ -1,12 +1,7 @@
 /*
- * dyno-container's life: configuration, start-up checks, the MQTT status announcements,
- * token revocations, and the main loop that waits for signals.
- *
- * Threads: main() blocks SIGINT, SIGTERM and SIGUSR1 before any thread starts, so they all
- * inherit the mask and the main thread alone takes those signals with sigtimedwait(): no
- * handler, no global flag. The MQTT loop thread's connect hook only raises status_due and
- * wakes the main thread with SIGUSR1; the main thread publishes the status (lib/mq.h says
- * not to publish from the loop thread).
+ * dyno-container's life: configuration, start-up checks, its status fields and token
+ * revocations. The broker session, the status announcements and the signal loop are the
+ * agent skeleton's (lib/agent.h), as in every agent.
  */
 #include "container.h"
 
@@ -196,153 +191,30 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
 
 /* ---- status over MQTT ---- */
 
-static void container_status_topic(const struct container *c, char *out, size_t cap)
-{
-    snprintf(out, cap, "dyno/v1/agents/container/%s/status", c->cfg.c.id);
-}
-
-static char *container_offline_json(const struct container *c, size_t *len)
-{
-    char *text = NULL;
-    cJSON *o = cJSON_CreateObject();
-    if (o && cJSON_AddStringToObject(o, "id", c->cfg.c.id) && cJSON_AddStringToObject(o, "kind", "container") &&
-        cJSON_AddStringToObject(o, "state", "offline"))
-        text = dyno_json_print(o, len);
-    cJSON_Delete(o);
-    return text;
-}
-
-static int container_publish_status(struct container *c, bool online)
-{
-    char topic[160];
-    char *text = NULL;
-    size_t len = 0;
-    int rc = DYNO_ENOMEM;
-
-    container_status_topic(c, topic, sizeof(topic));
-    if (!online) {
-        text = container_offline_json(c, &len);
-    } else {
-        uint64_t used = 0, frags = 0;
-        uint64_t cap = (uint64_t)c->cfg.capacity;
-        store_usage(c->store, &used, &frags);
-        cJSON *o = cJSON_CreateObject();
-        if (o) {
-            cJSON_AddStringToObject(o, "id", c->cfg.c.id);
-            cJSON_AddStringToObject(o, "kind", "container");
-            cJSON_AddStringToObject(o, "state", "online");
-            cJSON_AddStringToObject(o, "version", DYNO_VERSION);
-            dyno_json_add_i64(o, "started_at", c->started_at);
-            dyno_json_add_i64(o, "time", (int64_t)time(NULL));
-            cJSON_AddStringToObject(o, "url", c->url);
-            cJSON_AddStringToObject(o, "site", c->cfg.site ? c->cfg.site : "");
-            dyno_json_add_i64(o, "capacity", (int64_t)cap);
-            dyno_json_add_i64(o, "used", (int64_t)used);
-            dyno_json_add_i64(o, "free", (int64_t)container_free(c, used));
-            dyno_json_add_i64(o, "fragments", (int64_t)frags);
-            text = dyno_json_print(o, &len);
-        }
-        cJSON_Delete(o);
-    }
-    if (text)
-        rc = dyno_mq_publish(c->mq, topic, text, len, 1, true, NULL);
-    free(text);
-    return rc;
-}
-
-/* Loop thread: must not block. The main thread publishes. */
-static void container_on_connect(void *arg, struct dyno_mq *mq)
+/* The status hook (dyno_agent_on_status): where to reach us and how full we are. Runs in
+ * the agent's connect thread or the main thread. */
+static int container_status(void *arg, cJSON *o)
 {
     struct container *c = arg;
-    (void)mq;
-    atomic_store(&c->status_due, true);
-    pthread_kill(c->main_thread, SIGUSR1);
-}
-
-static int container_mq_start(struct container *c, const char *token, char *err, size_t errlen)
-{
-    char cid[80], topic[160];
-    char *will = NULL;
-    size_t wlen = 0;
-    int rc;
-
-    snprintf(cid, sizeof(cid), "container-%s", c->cfg.c.id);
-    container_status_topic(c, topic, sizeof(topic));
-    will = container_offline_json(c, &wlen);
-    if (!will) {
-        snprintf(err, errlen, "out of memory");
+    uint64_t used = 0, frags = 0;
+    store_usage(c->store, &used, &frags);
+    if (!cJSON_AddStringToObject(o, "url", c->url) ||
+        !cJSON_AddStringToObject(o, "site", c->cfg.site ? c->cfg.site : "") ||
+        !dyno_json_add_i64(o, "capacity", c->cfg.capacity) || !dyno_json_add_i64(o, "used", (int64_t)used) ||
+        !dyno_json_add_i64(o, "free", (int64_t)container_free(c, used)) ||
+        !dyno_json_add_i64(o, "fragments", (int64_t)frags))
         return DYNO_ENOMEM;
-    }
-    struct dyno_mq_opts o = {
-        .host = c->cfg.c.broker_host,
-        .port = (int)c->cfg.c.broker_port,
-        .client_id = cid,
-        .username = cid,
-        .password = token,
-        .cafile = c->cfg.c.broker_cafile,
-        .will_topic = topic,
-        .will_payload = will,
-        .keepalive = 10,
-        .persistent = false,
-    };
-    rc = dyno_mq_new(&o, &c->mq);
-    if (rc) {
-        snprintf(err, errlen, "cannot set up the MQTT client: %s", dyno_strerror(rc));
-        goto out;
-    }
-    dyno_mq_on_connect(c->mq, container_on_connect, c);
-    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, dyno_agent_on_revoked, c->verifier);
-    if (rc == 0)
-        rc = dyno_mq_start(c->mq);
-    if (rc)
-        snprintf(err, errlen, "cannot start the MQTT client: %s", dyno_strerror(rc));
-out:
-    free(will);
-    return rc;
+    return 0;
 }
 
 /* ---- main ---- */
-
-static int64_t container_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for SIGINT/SIGTERM, publishing the status every status_interval and on connect. */
-static void container_loop(struct container *c, const sigset_t *sigs)
-{
-    int64_t period = c->cfg.status_interval * 1000;
-    int64_t next = container_mono_ms() + period;
-    for (;;) {
-        int64_t now = container_mono_ms();
-        if (atomic_exchange(&c->status_due, false) || now >= next) {
-            if (dyno_mq_connected(c->mq))
-                (void)container_publish_status(c, true);
-            next = now + period;
-        }
-        int64_t wait = next - container_mono_ms();
-        if (wait < 0)
-            wait = 0;
-        struct timespec ts = {.tv_sec = (time_t)(wait / 1000), .tv_nsec = (long)(wait % 1000) * 1000000L};
-        int sig = sigtimedwait(sigs, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            dyno_info("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            return;
-        }
-    }
-}
 
 int container_main(int argc, char **argv)
 {
     struct container *c = NULL;
     char err[512];
-    char *token = NULL;
-    size_t toklen = 0;
     int status = 1;
     int rc;
-    sigset_t sigs;
 
     c = calloc(1, sizeof(*c));
     if (!c) {
@@ -357,36 +229,24 @@ int container_main(int argc, char **argv)
         atomic_init(&c->metrics[i].value, 0);
     }
 
-    err[0] = '\0';
-    rc = dyno_config_parse(container_opts, CONTAINER_NOPTS, &c->cfg, argc, argv, err, sizeof(err));
-    if (rc == 1) {
-        status = 0;
-        goto out;
+    rc = dyno_agent_setup("container", container_opts, CONTAINER_NOPTS, &c->cfg, &c->cfg.c, argc, argv);
+    if (rc != 0) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return rc == 1 ? 0 : 1;
     }
-    int level = rc == 0 ? dyno_log_level_parse(c->cfg.c.log_level) : -1;
-    dyno_log_init("container", level < 0 ? DYNO_LOG_INFO : level);
-    if (rc == 0)
-        rc = container_check_cfg(&c->cfg, err, sizeof(err));
+    err[0] = '\0';
+    rc = container_check_cfg(&c->cfg, err, sizeof(err));
     if (rc) {
         container_fatal(err[0] ? err : "bad configuration");
         goto out;
     }
-
     rc = dyno_verifier_load(c->cfg.c.public_key_file, &c->verifier);
     if (rc) {
         snprintf(err, sizeof(err), "cannot load public_key_file %s: %s", c->cfg.c.public_key_file,
                  dyno_strerror(rc));
         container_fatal(err);
         goto out;
-    }
-    if (c->cfg.c.service_token_file) {
-        rc = dyno_read_file(c->cfg.c.service_token_file, DYNO_TOKEN_MAX, &token, &toklen);
-        if (rc) {
-            snprintf(err, sizeof(err), "cannot read service_token_file %s: %s", c->cfg.c.service_token_file,
-                     dyno_strerror(rc));
-            container_fatal(err);
-            goto out;
-        }
     }
     rc = store_posix_open(c->cfg.dir, &c->store, err, sizeof(err));
     if (rc) {
@@ -399,17 +259,10 @@ int container_main(int argc, char **argv)
         goto out;
     }
     container_update_gauges(c);
-
-    /* Before any thread starts: every thread inherits the mask; only the main thread
-     * takes these signals (sigtimedwait). */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    c->main_thread = pthread_self();
-    c->started_at = (int64_t)time(NULL);
+    rc = dyno_agent_init(&c->agent, "container", &c->cfg.c);
+    if (rc)
+        goto out; /* logged */
+    c->mq = c->agent.mq;
 
     rc = container_http_start(c, err, sizeof(err));
     if (rc) {
@@ -433,11 +286,17 @@ int container_main(int argc, char **argv)
             goto out;
         }
     }
-    rc = container_mq_start(c, token, err, sizeof(err));
+    rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, dyno_agent_on_revoked, c->verifier);
+    if (rc == 0)
+        rc = dyno_agent_on_status(&c->agent, container_status, c);
     if (rc) {
+        snprintf(err, sizeof(err), "cannot set up the MQTT client: %s", dyno_strerror(rc));
         container_fatal(err);
         goto out;
     }
+    rc = dyno_agent_start(&c->agent);
+    if (rc)
+        goto out; /* logged */
 
     rc = container_scrub_start(c);
     if (rc) {
@@ -453,22 +312,16 @@ int container_main(int argc, char **argv)
               (long long)c->cfg.capacity, (unsigned long long)used, (unsigned long long)frags,
               c->store->ops->name);
 
-    container_loop(c, &sigs);
-
-    if (dyno_mq_connected(c->mq) && container_publish_status(c, false) != 0)
-        dyno_warn("cannot publish offline status", NULL);
+    dyno_agent_run(&c->agent, (int)c->cfg.status_interval);
     status = 0;
 out:
     container_scrub_stop(c);
     container_http_stop(c); /* waits for the connection threads */
-    dyno_mq_free(c->mq);
+    dyno_agent_fini(&c->agent); /* offline status, then the client goes */
+    c->mq = NULL;
     container_cache_free(c->cache);
     store_free(c->store);
     dyno_verifier_free(c->verifier);
-    if (token) {
-        memset(token, 0, toklen);
-        free(token);
-    }
     dyno_config_free(container_opts, CONTAINER_NOPTS, &c->cfg);
     pthread_mutex_destroy(&c->mu);
     if (status == 0 && rc == 0)

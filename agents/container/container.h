@@ -64,15 +64,13 @@ struct dyno_mq;
 struct container {
     struct container_cfg cfg;
     char url[512];
-    int64_t started_at;
     struct store *store;
     struct container_cache *cache;
     struct dyno_verifier *verifier;
-    struct dyno_mq *mq;
+    struct dyno_agent agent; /* the broker session and status (lib/agent.h) */
+    struct dyno_mq *mq;      /* agent.mq */
     struct dyno_httpd httpd;
     unsigned port;
-    pthread_t main_thread;
-    atomic_bool status_due; /* set by the MQTT connect hook, served by the main loop */
 
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;

@@ -102,14 +102,13 @@ struct gw {
     const struct gw_transport *tp; /* fragment transfers (dp.h): gw_curl_transport */
     const struct gw_meta *meta;    /* metadata RPCs of the data path (dp.h): gw_mqtt_meta */
     void *fake;                    /* unit tests: the fake transport's and metadata's state */
-    struct dyno_mq *mq;
+    struct dyno_agent agent; /* the broker session and status (lib/agent.h) */
+    struct dyno_mq *mq;      /* agent.mq, the one client every module uses */
     struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct dyno_httpd httpd;
     unsigned port;
-    int64_t started_at;
-    atomic_bool status_due; /* set by the MQTT loop thread, served by main */
     struct dyno_metric metrics[GW_M_COUNT];
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
@@ -203,13 +202,31 @@ enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_
 /* Query argument, percent-decoded into out; 0, DYNO_ENOTFOUND, DYNO_EINVAL, DYNO_ETOOBIG. */
 int gw_query_arg(struct gw_req *r, const char *name, char *out, size_t cap);
 
+/* ---- start-up (setup.c) ---- */
+/* Names the metrics (all zero). */
+void gw_metrics_init(struct gw *gw);
+/* Checks what the option parser cannot: ranges and combinations. 0 or DYNO_EINVAL, err says. */
+int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap);
+/* Logs a start-up error as "bad configuration". */
+void gw_log_config_error(const char *err);
+/* Loads the verifier and the service token, makes the limit tables and the container
+ * headers. 0 or DYNO_E*, err says; gw_cleanup frees either way. */
+int gw_init(struct gw *gw, char *err, size_t cap);
+/* Frees what gw_init and the data path made (not the configuration). */
+void gw_cleanup(struct gw *gw);
+
 /* ---- MQTT (mqtt.c) ---- */
+/* Subscribes the gateway's feeds on gw->mq (made by dyno_agent_init, not started yet) and
+ * makes the catalog cache. 0 or DYNO_E* (logged). */
 int gw_mqtt_start(struct gw *gw);
+/* The connect hook (dyno_agent_on_connect): forgets what may have changed while away. */
+void gw_mqtt_on_connect(void *gw);
+/* The status hook (dyno_agent_on_status): the gateway's URL. */
+int gw_mqtt_status(void *gw, cJSON *status);
 struct dyno_mq_opts;
 /* Fills *o (zeroed first) for a broker connection of this gateway as client_id (borrowed:
  * it must outlive dyno_mq_new): broker address, TLS CA, the service login. */
 void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o);
-void gw_mqtt_publish_status(struct gw *gw, const char *state);
 /* dyno_mq_call with the configured timeout; a silent or unreachable service becomes
  * DYNO_EUNAVAIL with a message naming it. *result is the caller's (may be NULL). */
 int gw_rpc(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,

@@ -1,6 +1,7 @@
 /*
- * The gateway's broker connection: client gateway-<id>, retained status with a Will,
- * token revocations, and the RPC wrapper every handler uses.
+ * The gateway's broker feeds: token revocations, catalog policies, its status fields and
+ * connect hook (the session itself, gateway-<id> with its Will, is lib/agent.c), and the
+ * RPC wrapper every handler uses.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +15,11 @@
 #include "log.h"
 #include "mq.h"
 
-static void gw_status_topic(const struct gw *gw, char *out, size_t cap)
+/* Connect thread (lib/agent.c), after the online status: policy changes and revocations
+ * may have gone by while we were away. */
+void gw_mqtt_on_connect(void *arg)
 {
-    snprintf(out, cap, "dyno/v1/agents/gateway/%s/status", gw->cfg.c.id);
-}
-
-/* Runs in the loop thread: must not publish, so main is asked to. */
-static void gw_on_connect(void *arg, struct dyno_mq *mq)
-{
-    (void)mq;
     struct gw *gw = arg;
-    atomic_store(&gw->status_due, true);
-    /* Policy changes may have gone by while we were away. */
     gw_catcache_invalidate(gw->catcache, NULL);
     gw_events_recheck(gw, NULL);
 }
@@ -52,34 +46,13 @@ static void gw_on_revoked(void *arg, const struct dyno_mq_msg *msg)
         gw_events_recheck(gw, NULL);
 }
 
-void gw_mqtt_publish_status(struct gw *gw, const char *state)
+int gw_mqtt_status(void *arg, cJSON *st)
 {
-    if (!gw->mq)
-        return;
-    char topic[160];
-    gw_status_topic(gw, topic, sizeof(topic));
-    cJSON *st = cJSON_CreateObject();
-    if (!st)
-        return;
+    struct gw *gw = arg;
     char url[300];
     snprintf(url, sizeof(url), "%s://%s:%u", gw->cfg.tls_cert ? "https" : "http", gw->cfg.listen_host,
              gw->port);
-    cJSON_AddStringToObject(st, "id", gw->cfg.c.id);
-    cJSON_AddStringToObject(st, "kind", "gateway");
-    cJSON_AddStringToObject(st, "state", state);
-    cJSON_AddStringToObject(st, "version", DYNO_VERSION);
-    dyno_json_add_i64(st, "started_at", gw->started_at);
-    dyno_json_add_i64(st, "time", (int64_t)time(NULL));
-    cJSON_AddStringToObject(st, "url", url);
-    size_t len = 0;
-    char *txt = dyno_json_print(st, &len);
-    if (txt) {
-        int rc = dyno_mq_publish(gw->mq, topic, txt, len, 1, true, NULL);
-        if (rc)
-            dyno_debug("status not published", "err=%s", dyno_err_code(rc));
-        free(txt);
-    }
-    cJSON_Delete(st);
+    return cJSON_AddStringToObject(st, "url", url) ? 0 : DYNO_ENOMEM;
 }
 
 void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opts *o)
@@ -95,39 +68,14 @@ void gw_mqtt_opts(const struct gw *gw, const char *client_id, struct dyno_mq_opt
 
 int gw_mqtt_start(struct gw *gw)
 {
-    char client_id[80], topic[160], will[200];
-    snprintf(client_id, sizeof(client_id), "gateway-%s", gw->cfg.c.id);
-    gw_status_topic(gw, topic, sizeof(topic));
-    snprintf(will, sizeof(will), "{\"id\":\"%s\",\"kind\":\"gateway\",\"state\":\"offline\"}", gw->cfg.c.id);
-    struct dyno_mq_opts o;
-    gw_mqtt_opts(gw, client_id, &o);
-    o.will_topic = topic;
-    o.will_payload = will;
-    o.keepalive = 10;
-    o.persistent = false;
-    int rc = dyno_mq_new(&o, &gw->mq);
-    if (rc) {
-        dyno_error("cannot create the MQTT client", "err=%s", dyno_err_code(rc));
-        return rc;
-    }
-    dyno_mq_on_connect(gw->mq, gw_on_connect, gw);
-    rc = gw_catcache_new(&gw->catcache);
+    int rc = gw_catcache_new(&gw->catcache);
     if (rc == 0)
         rc = dyno_mq_subscribe(gw->mq, DYNO_ACL_TOPIC_REVOKED, 1, gw_on_revoked, gw);
     if (rc == 0)
         rc = dyno_mq_subscribe(gw->mq, "dyno/v1/acl/#", 1, gw_on_acl, gw);
-    if (rc == 0)
-        rc = dyno_mq_start(gw->mq);
-    if (rc) {
-        dyno_error("cannot start the MQTT client", "err=%s", dyno_err_code(rc));
-        dyno_mq_free(gw->mq);
-        gw->mq = NULL;
-        return rc;
-    }
-    /* Not fatal: the client keeps reconnecting, and requests answer 503 meanwhile. */
-    if (dyno_mq_wait_connected(gw->mq, 3000))
-        dyno_warn("broker not reachable yet", "host=%s port=%d", o.host, o.port);
-    return 0;
+    if (rc)
+        dyno_error("cannot set up MQTT subscriptions", "err=%s", dyno_err_code(rc));
+    return rc;
 }
 
 int gw_rpc_change(struct gw *gw, const char *service, const char *method, const cJSON *params, cJSON **result,

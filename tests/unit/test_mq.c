@@ -25,6 +25,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "agent.h"
 #include "dynostore/error.h"
 #include "mq.h"
 
@@ -601,6 +602,125 @@ static void test_broker_restart(void **state)
     rpc_pair_free(&p);
 }
 
+/* ---- the agent skeleton's status (lib/agent.c) ----------------------------------------- */
+
+/* What the status observer and the agent's hooks saw. */
+struct agent_watch {
+    pthread_mutex_t lock;
+    int statuses;          /* status messages seen by the observer */
+    char last[512];        /* the last one */
+    int hook_calls;        /* status_fn runs */
+    pthread_t hook_thread; /* where the last one ran */
+    pthread_t loop_thread; /* the agent client's loop thread */
+    bool loop_known;
+    bool hook_in_loop; /* status_fn ever ran in the loop thread */
+};
+
+static void agent_watch_status(void *arg, const struct dyno_mq_msg *msg)
+{
+    struct agent_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->statuses++;
+    snprintf(w->last, sizeof(w->last), "%.*s", (int)msg->len, (const char *)msg->payload);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Subscribed on the agent's own client: runs in its loop thread. */
+static void agent_watch_loop(void *arg, const struct dyno_mq_msg *msg)
+{
+    struct agent_watch *w = arg;
+    (void)msg;
+    pthread_mutex_lock(&w->lock);
+    w->loop_thread = pthread_self();
+    w->loop_known = true;
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int agent_status_fields(void *arg, cJSON *st)
+{
+    struct agent_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->hook_calls++;
+    w->hook_thread = pthread_self();
+    if (w->loop_known && pthread_equal(w->hook_thread, w->loop_thread))
+        w->hook_in_loop = true;
+    pthread_mutex_unlock(&w->lock);
+    return cJSON_AddStringToObject(st, "url", "http://127.0.0.1:9") ? 0 : DYNO_ENOMEM;
+}
+
+/* Waits until the observer has seen more than n statuses and the last one holds want. */
+static bool agent_wait_status(struct agent_watch *w, int n, const char *want, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        pthread_mutex_lock(&w->lock);
+        bool ok = w->statuses > n && strstr(w->last, want) != NULL;
+        pthread_mutex_unlock(&w->lock);
+        if (ok)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* The skeleton publishes the agent's own status fields (dyno_agent_on_status) with the
+ * common ones on every connect, never from the MQTT loop thread (lib/mq.h), again after a
+ * broker restart, and says offline without them at the end. */
+static void test_agent_status(void **state)
+{
+    static struct agent_watch w = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct dyno_agent_common c = {.id = "st1", .broker_host = "127.0.0.1", .broker_port = B.port};
+    struct dyno_agent a;
+    const char *topic = "dyno/v1/agents/tkind/st1/status";
+
+    (void)state;
+    struct dyno_mq *obs = client("t-obs-agent", false);
+    assert_int_equal(dyno_mq_subscribe(obs, topic, 1, agent_watch_status, &w), 0);
+    start_and_wait(obs);
+    sleep_ms(100);
+
+    assert_int_equal(dyno_agent_init(&a, "tkind", &c), 0);
+    assert_int_equal(dyno_mq_subscribe(a.mq, "t/agent/loop", 1, agent_watch_loop, &w), 0);
+    assert_int_equal(dyno_agent_on_status(&a, agent_status_fields, &w), 0);
+    assert_int_equal(dyno_agent_on_status(&a, NULL, &w), DYNO_EINVAL);
+    assert_int_equal(dyno_agent_start(&a), 0);
+    assert_int_equal(dyno_mq_wait_connected(a.mq, 5000), 0);
+    assert_true(agent_wait_status(&w, 0, "\"url\":\"http://127.0.0.1:9\"", 5000));
+    assert_non_null(strstr(w.last, "\"state\":\"online\""));
+    assert_non_null(strstr(w.last, "\"kind\":\"tkind\""));
+
+    /* Learn the loop thread, then make the skeleton publish on connect again. */
+    sleep_ms(100);
+    assert_int_equal(dyno_mq_publish(obs, "t/agent/loop", "x", 1, 1, false, NULL), 0);
+    for (int i = 0; i < 500 && !__atomic_load_n(&w.loop_known, __ATOMIC_SEQ_CST); i++)
+        sleep_ms(10);
+    assert_true(w.loop_known);
+    pthread_mutex_lock(&w.lock);
+    int seen = w.statuses;
+    int calls = w.hook_calls;
+    assert_false(pthread_equal(w.hook_thread, w.loop_thread));
+    pthread_mutex_unlock(&w.lock);
+
+    broker_stop(&B);
+    assert_true(wait_disconnected(a.mq, 5000));
+    broker_start(&B);
+    assert_int_equal(dyno_mq_wait_connected(a.mq, 15000), 0);
+    assert_int_equal(dyno_mq_wait_connected(obs, 15000), 0);
+    /* The observer resubscribes and gets the retained status, or the new one. */
+    assert_true(agent_wait_status(&w, seen, "\"url\"", 10000));
+    pthread_mutex_lock(&w.lock);
+    assert_true(w.hook_calls > calls); /* built again on the reconnect */
+    assert_false(w.hook_in_loop);
+    pthread_mutex_unlock(&w.lock);
+
+    pthread_mutex_lock(&w.lock);
+    seen = w.statuses;
+    pthread_mutex_unlock(&w.lock);
+    dyno_agent_fini(&a);
+    assert_true(agent_wait_status(&w, seen, "\"state\":\"offline\"", 5000));
+    assert_null(strstr(w.last, "\"url\""));
+    dyno_mq_free(obs);
+}
+
 struct inflight {
     struct dyno_mq *cli;
     int rc;
@@ -775,6 +895,7 @@ int main(void)
         cmocka_unit_test(test_rpc_overload),
         cmocka_unit_test(test_will),
         cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_agent_status),
         cmocka_unit_test(test_call_lost_after_send),
         cmocka_unit_test(test_persistent_session),
     };
