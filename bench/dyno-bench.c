@@ -730,8 +730,8 @@ static int run_phase(struct bench *b, bool get_phase)
         secs = 1e-9;
     qsort(b->lat_ms, (size_t)b->o.ops, sizeof(double), cmp_double);
     printf("RESULT %s %s %llu %d %d %.2f %.2f %.3f %.3f %.3f\n", sys_label(b), get_phase ? "get" : "put",
-           (unsigned long long)b->o.size, nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs,
-           percentile(b->lat_ms, b->o.ops, 0.50), percentile(b->lat_ms, b->o.ops, 0.99),
+           (unsigned long long)b->o.size, nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs,
+           b->o.ops / secs, percentile(b->lat_ms, b->o.ops, 0.50), percentile(b->lat_ms, b->o.ops, 0.99),
            cpu_per_op(cpu0, cpu1, b->o.ops));
     fflush(stdout);
     free(ws);
@@ -1056,8 +1056,8 @@ static int run_disk(struct bench *b)
     qsort(b->lat_ms, (size_t)n, sizeof(double), cmp_double);
     if (b->failures == 0)
         printf("RESULT disk-limit put %llu %d %d %.2f %.2f %.3f %.3f -1\n", (unsigned long long)b->o.size, nw,
-               b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs, percentile(b->lat_ms, n, 0.50),
-               percentile(b->lat_ms, n, 0.99));
+               b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs,
+               percentile(b->lat_ms, n, 0.50), percentile(b->lat_ms, n, 0.99));
     free(ws);
     free(ts);
     return b->failures == 0 ? 0 : 1;
@@ -1080,11 +1080,11 @@ struct ingest {
     int nps;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    char prefix[32];  /* names are <prefix><op>: unique to this run */
-    double *t_pub;    /* per op, 0 until published */
-    double *t_ev;     /* per op, 0 until its object.created event arrived */
-    int events;       /* distinct ops announced */
-    int refused;      /* PUBACKs with a failure reason */
+    char prefix[32]; /* names are <prefix><op>: unique to this run */
+    double *t_pub;   /* per op, 0 until published */
+    double *t_ev;    /* per op, 0 until its object.created event arrived */
+    int events;      /* distinct ops announced */
+    int refused;     /* PUBACKs with a failure reason */
     bool sub_ok, sub_failed;
 };
 
@@ -1164,7 +1164,8 @@ static void pub_on_connect(struct mosquitto *m, void *arg, int rc, int flags, co
     pthread_mutex_unlock(&p->lock);
 }
 
-static void pub_on_publish(struct mosquitto *m, void *arg, int mid, int reason, const mosquitto_property *props)
+static void pub_on_publish(struct mosquitto *m, void *arg, int mid, int reason,
+                           const mosquitto_property *props)
 {
     struct publisher *p = arg;
     (void)m;
@@ -1206,7 +1207,8 @@ static void *publisher_main(void *arg)
     }
     mosquitto_connect_v5_callback_set(m, pub_on_connect);
     mosquitto_publish_v5_callback_set(m, pub_on_publish);
-    if (mosquitto_connect_bind_v5(m, b->o.broker_host, b->o.broker_port, 30, NULL, NULL) != MOSQ_ERR_SUCCESS ||
+    if (mosquitto_connect_bind_v5(m, b->o.broker_host, b->o.broker_port, 30, NULL, NULL) !=
+            MOSQ_ERR_SUCCESS ||
         mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) {
         fail(b, "publisher %d cannot reach the broker at %s:%d", p->id, b->o.broker_host, b->o.broker_port);
         mosquitto_destroy(m);
@@ -1330,9 +1332,12 @@ static int run_ingest(struct bench *b)
     in.nps = nc;
     int next = 0;
     for (int i = 0; i < nc; i++) {
-        ps[i] = (struct publisher){.in = &in, .id = i, .first = next,
+        ps[i] = (struct publisher){.in = &in,
+                                   .id = i,
+                                   .first = next,
                                    .count = b->o.ops / nc + (i < b->o.ops % nc ? 1 : 0),
-                                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+                                   .lock = PTHREAD_MUTEX_INITIALIZER,
+                                   .cond = PTHREAD_COND_INITIALIZER};
         next += ps[i].count;
         pthread_create(&ts[i], NULL, publisher_main, &ps[i]);
     }
@@ -1387,9 +1392,10 @@ static int run_ingest(struct bench *b)
     }
     double secs = (t_last - t_first) / 1e3 > 0 ? (t_last - t_first) / 1e3 : 1e-9;
     qsort(b->lat_ms, (size_t)n, sizeof(double), cmp_double);
-    printf("RESULT %s ingest %llu %d %d %.2f %.2f %.3f %.3f %.3f\n", sys_label(b), (unsigned long long)b->o.size,
-           nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs, b->o.ops / secs, percentile(b->lat_ms, n, 0.5),
-           percentile(b->lat_ms, n, 0.99), cpu_per_op(cpu0, cpu1, b->o.ops));
+    printf("RESULT %s ingest %llu %d %d %.2f %.2f %.3f %.3f %.3f\n", sys_label(b),
+           (unsigned long long)b->o.size, nc, b->o.ops, (double)b->o.size * b->o.ops / MiB / secs,
+           b->o.ops / secs, percentile(b->lat_ms, n, 0.5), percentile(b->lat_ms, n, 0.99),
+           cpu_per_op(cpu0, cpu1, b->o.ops));
     ret = b->failures == 0 ? 0 : 1;
 out:
     if (sub) {

@@ -54,13 +54,13 @@
 
 #include "names.h"
 
-#define DYNO_ACL_SHARES_MAX 1024               /* shares per catalog */
-#define DYNO_ACL_POLICY_MAX (256 * 1024)       /* bytes of one policy document */
-#define DYNO_ACL_CATALOGS_MAX (1024 * 1024)    /* catalogs in one table */
-#define DYNO_ACL_TOPIC_MAX 1024                /* bytes of a topic or filter */
-#define DYNO_ACL_LEVELS_MAX 16                 /* levels of a topic or filter */
-#define DYNO_ACL_ORG_MAX 259                   /* an org path; the size of dyno_claims.org - 1 */
-#define DYNO_ACL_CLIENT_ID_MAX 64              /* bytes of an MQTT client id or username */
+#define DYNO_ACL_SHARES_MAX 1024            /* shares per catalog */
+#define DYNO_ACL_POLICY_MAX (256 * 1024)    /* bytes of one policy document */
+#define DYNO_ACL_CATALOGS_MAX (1024 * 1024) /* catalogs in one table */
+#define DYNO_ACL_TOPIC_MAX 1024             /* bytes of a topic or filter */
+#define DYNO_ACL_LEVELS_MAX 16              /* levels of a topic or filter */
+#define DYNO_ACL_ORG_MAX 259                /* an org path; the size of dyno_claims.org - 1 */
+#define DYNO_ACL_CLIENT_ID_MAX 64           /* bytes of an MQTT client id or username */
 
 #define DYNO_ACL_TOPIC_EVENTS "dyno/v1/events/"
 #define DYNO_ACL_TOPIC_INGEST "dyno/v1/ingest/"

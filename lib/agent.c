@@ -161,8 +161,7 @@ int dyno_agent_init(struct dyno_agent *a, const char *kind, const struct dyno_ag
         return DYNO_EINVAL;
     }
     if (c->broker_port < 1 || c->broker_port > 65535) {
-        dyno_error("bad configuration", "error=%s",
-                   dyno_log_q(q, sizeof(q), "broker_port must be 1..65535"));
+        dyno_error("bad configuration", "error=%s", dyno_log_q(q, sizeof(q), "broker_port must be 1..65535"));
         return DYNO_EINVAL;
     }
     snprintf(a->client_id, sizeof(a->client_id), "%s-%s", kind, c->id);

@@ -96,12 +96,14 @@ int dyno_httpd_start(struct dyno_httpd *h, const struct dyno_httpd_conf *conf, c
     struct MHD_OptionItem opts[8];
     size_t n = 0;
     if (conf->completed != NULL)
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)conf->completed, conf->cls};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)conf->completed, conf->cls};
     if (conf->notify_connection != NULL)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conf->notify_connection,
                                             conf->cls};
     if (conf->unescape != NULL)
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)conf->unescape, conf->cls};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)conf->unescape, conf->cls};
     if (cert != NULL) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, cert};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key};
@@ -110,8 +112,8 @@ int dyno_httpd_start(struct dyno_httpd *h, const struct dyno_httpd_conf *conf, c
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, conf->handler, conf->cls, MHD_OPTION_EXTERNAL_LOGGER,
                             http_mhd_log, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
                             conf->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, conf->per_ip_limit,
-                            MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, conf->pool, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, conf->timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            conf->pool, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     freeaddrinfo(ai);
     free(cert);
     if (key != NULL) {

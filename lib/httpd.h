@@ -28,16 +28,16 @@ struct dyno_httpd_conf {
     unsigned timeout;               /* seconds a connection may stay idle */
     size_t pool;                    /* per-connection memory: headers and upload reads */
     MHD_AccessHandlerCallback handler;
-    void *cls;                                      /* for handler and the hooks below */
-    MHD_RequestCompletedCallback completed;         /* per-request close hook, or NULL */
-    MHD_NotifyConnectionCallback notify_connection; /* or NULL */
+    void *cls;                                                        /* for handler and the hooks below */
+    MHD_RequestCompletedCallback completed;                           /* per-request close hook, or NULL */
+    MHD_NotifyConnectionCallback notify_connection;                   /* or NULL */
     size_t (*unescape)(void *cls, struct MHD_Connection *c, char *s); /* or NULL: MHD's own */
     const char *const *quiet; /* NULL-terminated parts of MHD messages not to log, or NULL */
 };
 struct dyno_httpd {
     struct MHD_Daemon *d;
-    unsigned port;              /* the bound port */
-    atomic_bool logging;        /* MHD's messages are logged once the daemon runs */
+    unsigned port;       /* the bound port */
+    atomic_bool logging; /* MHD's messages are logged once the daemon runs */
     const char *const *quiet;
 };
 /* Starts the server into h (zeroed by the caller; must stay at its address until

@@ -467,8 +467,8 @@ int dyno_rest_parse_resilience(const char *v, int *k, int *m)
 {
     uint64_t a, b;
     const char *comma = v ? strchr(v, ',') : NULL;
-    if (!comma || dyno_rest_dec(v, (size_t)(comma - v), &a) || dyno_rest_dec(comma + 1, strlen(comma + 1), &b) ||
-        a < 1 || a > DYNO_EC_MAX_K || b > DYNO_EC_MAX_M)
+    if (!comma || dyno_rest_dec(v, (size_t)(comma - v), &a) ||
+        dyno_rest_dec(comma + 1, strlen(comma + 1), &b) || a < 1 || a > DYNO_EC_MAX_K || b > DYNO_EC_MAX_M)
         return DYNO_EINVAL;
     *k = (int)a;
     *m = (int)b;

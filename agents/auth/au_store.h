@@ -65,7 +65,8 @@ int au_token_list(struct au_store *s, const char *username, int64_t now, cJSON *
  * else's and by is no admin).
  */
 int au_token_revoke(struct au_store *s, const char *jti, const char *by, bool by_admin, int64_t now,
-                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err, size_t errlen);
+                    int64_t per_user_max, bool *changed, int64_t *exp, int64_t *epoch, char *err,
+                    size_t errlen);
 /* Collapses the revocations of the user with the most listed ones into an epoch (as
  * au_token_revoke does past its bound): the feed's last resort when its document would be
  * too large. user (cap bytes) and *epoch say whose and which. DYNO_ENOTFOUND: nothing listed. */

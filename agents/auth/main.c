@@ -90,13 +90,12 @@ int main(int argc, char **argv)
         cfg.token_ops_per_minute < 1 || cfg.token_ops_burst < 1 || cfg.api_tokens_per_user < 1 ||
         cfg.sessions_per_user < 1 || cfg.revoked_per_user < 1 || cfg.revoked_doc_max < 4096 ||
         cfg.revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
-        dyno_error(
-            "bad configuration", "error=%s",
-            dyno_log_q(q, sizeof(q),
-                         "private_key_file and db are required, admin_user must be a valid name, "
-                         "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
-                         "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
-                         ">= 1, revoked_doc_max 4K..1M"));
+        dyno_error("bad configuration", "error=%s",
+                   dyno_log_q(q, sizeof(q),
+                              "private_key_file and db are required, admin_user must be a valid name, "
+                              "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
+                              "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
+                              ">= 1, revoked_doc_max 4K..1M"));
         goto out;
     }
     if (access(cfg.private_key_file, F_OK) != 0 && cfg.c.public_key_file) {

@@ -145,7 +145,8 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "public_key_file is required");
         return DYNO_EINVAL;
     }
-    if (!cfg->c.broker_host || !cfg->c.broker_host[0] || cfg->c.broker_port < 1 || cfg->c.broker_port > 65535) {
+    if (!cfg->c.broker_host || !cfg->c.broker_host[0] || cfg->c.broker_port < 1 ||
+        cfg->c.broker_port > 65535) {
         snprintf(err, errlen, "broker_host/broker_port are invalid");
         return DYNO_EINVAL;
     }
@@ -316,7 +317,7 @@ int container_main(int argc, char **argv)
     status = 0;
 out:
     container_scrub_stop(c);
-    container_http_stop(c); /* waits for the connection threads */
+    container_http_stop(c);     /* waits for the connection threads */
     dyno_agent_fini(&c->agent); /* offline status, then the client goes */
     c->mq = NULL;
     container_cache_free(c->cache);

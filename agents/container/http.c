@@ -305,12 +305,14 @@ static enum MHD_Result http_put_begin(struct container *c, struct MHD_Connection
         if (v < DYNO_FRAG_HDR_SIZE + DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE) {
             http_put_free(p);
             return container_http_error(conn, 400, DYNO_ECORRUPT, NULL, NULL,
-                                        "body of %llu bytes is too short for a fragment", (unsigned long long)v);
+                                        "body of %llu bytes is too short for a fragment",
+                                        (unsigned long long)v);
         }
         if (container_reserve(c, v, p->credit) != 0) {
             http_put_free(p);
             dyno_warn("no space", "id=%s size=%llu", id, (unsigned long long)v);
-            return container_http_error(conn, 0, DYNO_ENOSPC, NULL, NULL, "no room for %llu bytes", (unsigned long long)v);
+            return container_http_error(conn, 0, DYNO_ENOSPC, NULL, NULL, "no room for %llu bytes",
+                                        (unsigned long long)v);
         }
         p->reserved = v;
     }

@@ -72,9 +72,9 @@ struct gw_cfg {
     int64_t login_per_user_per_min; /* auth.c: ... and per username */
     int64_t limit_table_size;       /* keys each of those tables holds at most */
     int64_t max_streams_per_user;   /* events.c: SSE streams one user may hold */
-    int64_t repair_workers;    /* repair.c: 0 disables repair and GC */
-    int64_t repair_poll_ms;    /* idle wait between repair.claim calls */
-    int64_t repair_rate_bytes; /* bytes/s the repair workers read and write at most */
+    int64_t repair_workers;         /* repair.c: 0 disables repair and GC */
+    int64_t repair_poll_ms;         /* idle wait between repair.claim calls */
+    int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */
 };
 
 enum gw_metric_id {
@@ -102,9 +102,9 @@ struct gw {
     const struct gw_transport *tp; /* fragment transfers (dp.h): gw_curl_transport */
     const struct gw_meta *meta;    /* metadata RPCs of the data path (dp.h): gw_mqtt_meta */
     void *fake;                    /* unit tests: the fake transport's and metadata's state */
-    struct dyno_agent agent; /* the broker session and status (lib/agent.h) */
-    struct dyno_mq *mq;      /* agent.mq, the one client every module uses */
-    struct gw_catcache *catcache; /* catalog records, invalidated by dyno/v1/acl/# */
+    struct dyno_agent agent;       /* the broker session and status (lib/agent.h) */
+    struct dyno_mq *mq;            /* agent.mq, the one client every module uses */
+    struct gw_catcache *catcache;  /* catalog records, invalidated by dyno/v1/acl/# */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct dyno_httpd httpd;
@@ -112,9 +112,9 @@ struct gw {
     struct dyno_metric metrics[GW_M_COUNT];
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
-    struct gw_events *events; /* events.c: SSE fan-out, NULL until gw_events_start */
-    struct gw_ingest *ingest; /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
-    struct gw_repair *repair; /* repair.c: repair and GC workers, NULL until gw_repair_start */
+    struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
+    struct gw_ingest *ingest;       /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
+    struct gw_repair *repair;       /* repair.c: repair and GC workers, NULL until gw_repair_start */
     struct dyno_limit *conn_limit;  /* rest.c: open connections per client address */
     struct dyno_limit *login_limit; /* auth.c: login buckets per address and per username */
     /* xfer_curl.c: curl multis (with their open container connections) of client connections

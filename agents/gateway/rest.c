@@ -65,7 +65,8 @@ static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const ch
 
 enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
 {
-    const struct dyno_http_error e = {.err = DYNO_ELIMIT, .retry_after = retry_s < 1 ? 1u : (unsigned)retry_s};
+    const struct dyno_http_error e = {.err = DYNO_ELIMIT,
+                                      .retry_after = retry_s < 1 ? 1u : (unsigned)retry_s};
     va_list ap;
     va_start(ap, fmt);
     enum MHD_Result ret = gw_vreply_err(r, &e, fmt, ap);

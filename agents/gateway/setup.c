@@ -103,7 +103,8 @@ int gw_init(struct gw *gw, char *err, size_t cap)
 {
     int rc = dyno_verifier_load(gw->cfg.c.public_key_file, &gw->verifier);
     if (rc) {
-        snprintf(err, cap, "cannot load public_key_file %s: %s", gw->cfg.c.public_key_file, dyno_strerror(rc));
+        snprintf(err, cap, "cannot load public_key_file %s: %s", gw->cfg.c.public_key_file,
+                 dyno_strerror(rc));
         return rc;
     }
     size_t len = 0;
@@ -153,4 +154,3 @@ void gw_cleanup(struct gw *gw)
             dyno_ec_free(gw->ec_cache[k][m]);
     pthread_mutex_destroy(&gw->ec_lock);
 }
-

@@ -20,4 +20,3 @@ void gw_wipe(void *p, size_t n)
     while (n--)
         *v++ = 0;
 }
-

@@ -124,9 +124,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (cfg.repair_grace < 0 || cfg.repair_lease < 1 || cfg.repair_rate < 1) {
-        dyno_error(
-            "bad configuration", "error=%s",
-            dyno_log_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
+        dyno_error("bad configuration", "error=%s",
+                   dyno_log_q(q, sizeof(q), "repair_grace must be >= 0, repair_lease and repair_rate >= 1"));
         goto out;
     }
     struct md_repair_cfg rcfg = {

@@ -45,9 +45,9 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : 1;
     if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
         cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
-        dyno_error("bad configuration", "error=%s",
-                   dyno_log_q(q, sizeof(q),
-                                "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
+        dyno_error(
+            "bad configuration", "error=%s",
+            dyno_log_q(q, sizeof(q), "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
         goto out;
     }
     if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)

@@ -160,7 +160,8 @@ int main(int argc, char **argv)
     int rc, status = 1;
 
     if (argc < 5 || argc > 6) {
-        fprintf(stderr, "usage: DYNOSTORE_TOKEN=... %s GATEWAY_URL BROKER_URL CATALOG FILE [TIMEOUT_SECONDS]\n",
+        fprintf(stderr,
+                "usage: DYNOSTORE_TOKEN=... %s GATEWAY_URL BROKER_URL CATALOG FILE [TIMEOUT_SECONDS]\n",
                 argv[0]);
         return 2;
     }
@@ -198,9 +199,11 @@ int main(int argc, char **argv)
     rc = dyno_client_subscribe(ex.c, ex.catalog, &so, on_event, &ex);
     alarm(0);
     if (rc < 0 && !ex.failed)
-        fprintf(stderr, "subscribe %s: %s (%s)\n", ex.catalog, dyno_client_last_error(ex.c), dyno_strerror(rc));
+        fprintf(stderr, "subscribe %s: %s (%s)\n", ex.catalog, dyno_client_last_error(ex.c),
+                dyno_strerror(rc));
     else if (timed_out && !ex.got_event)
-        fprintf(stderr, "no object.created event for %s within %ld s\n", ex.key[0] ? ex.key : "the put", timeout);
+        fprintf(stderr, "no object.created event for %s within %ld s\n", ex.key[0] ? ex.key : "the put",
+                timeout);
     if (rc == 0 && !ex.failed && ex.got_event)
         status = 0;
     dyno_client_free(ex.c);

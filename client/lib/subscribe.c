@@ -152,8 +152,7 @@ static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos
                 mosquitto_disconnect(mosq); /* the loop reconnects with back-off */
                 return;
             }
-            x->rc = dyno__fail(x->c, DYNO_EFORBIDDEN, "the broker refused the subscription to %s",
-                               x->topic);
+            x->rc = dyno__fail(x->c, DYNO_EFORBIDDEN, "the broker refused the subscription to %s", x->topic);
             return;
         }
     }

@@ -120,7 +120,8 @@ static void verify_and_check(const char *token)
     /* Revoked: refused. A fresh verifier keeps runs independent of each other. */
     FUZZ_CHECK(dyno_verifier_load(g.pub, &fresh) == 0);
     /* Unfed, it fails closed for users only (issue 9, class 3). */
-    FUZZ_CHECK(dyno_token_verify(fresh, token, NOW, NULL) == (strcmp(c.role, "user") == 0 ? DYNO_EUNAVAIL : 0));
+    FUZZ_CHECK(dyno_token_verify(fresh, token, NOW, NULL) ==
+               (strcmp(c.role, "user") == 0 ? DYNO_EUNAVAIL : 0));
     FUZZ_CHECK(dyno_verifier_apply_revoked(fresh, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL) == 0);
     FUZZ_CHECK(dyno_token_verify(fresh, token, NOW, NULL) == 0);
     FUZZ_CHECK(dyno_verifier_revoke(fresh, c.jti, c.exp) == 0);

@@ -275,8 +275,11 @@ static void test_start_refused(void **state)
     (void)state;
     struct dyno_httpd h = {0}, h2 = {0};
     char err[200] = "";
-    struct dyno_httpd_conf conf = {
-        .host = "no.such.host.invalid", .max_connections = 8, .timeout = 30, .pool = 64 * 1024, .handler = handler};
+    struct dyno_httpd_conf conf = {.host = "no.such.host.invalid",
+                                   .max_connections = 8,
+                                   .timeout = 30,
+                                   .pool = 64 * 1024,
+                                   .handler = handler};
 
     assert_int_equal(dyno_httpd_start(&h, &conf, err, sizeof(err)), DYNO_EINVAL);
     assert_non_null(strstr(err, "cannot resolve listen_host no.such.host.invalid"));
@@ -314,10 +317,8 @@ static void test_error_body(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range),
-        cmocka_unit_test(test_url_decode),
-        cmocka_unit_test(test_replies),
-        cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_range),         cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_replies),       cmocka_unit_test(test_error_body),
         cmocka_unit_test(test_start_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
