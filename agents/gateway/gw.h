@@ -47,6 +47,7 @@
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
 #define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
+#define GW_SPARE_BUFS 16             /* fragment buffers kept for the next gets (xfer.c) */
 
 struct gw_cfg {
     struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
@@ -121,6 +122,9 @@ struct gw {
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
     _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
+    /* xfer.c: fragment buffers of gets given back, taken by the next (gw_buf_take); the
+     * same atomic slots, emptied by gw_buf_pool_free. */
+    _Atomic(uint8_t *) spare_bufs[GW_SPARE_BUFS];
 };
 
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
