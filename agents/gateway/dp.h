@@ -270,6 +270,7 @@ struct gw_get;
 /* A get of key from its object.get record (locate). 0 or DYNO_EPROTO / DYNO_ENOMEM. */
 int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, struct gw_get **out);
 uint64_t gw_get_size(const struct gw_get *g);
+struct gw *gw_get_gw(const struct gw_get *g);
 void gw_get_sha256(const struct gw_get *g, char hex[65]);
 #define GW_GET_VERIFY 1u   /* check the object's SHA-256 (a whole read) before its last stripe */
 #define GW_GET_INTERNAL 2u /* a repair's read: not counted in the client metrics */

@@ -625,6 +625,11 @@ int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON
     return 0;
 }
 
+struct gw *gw_get_gw(const struct gw_get *g)
+{
+    return g->gw;
+}
+
 uint64_t gw_get_size(const struct gw_get *g)
 {
     return g->lay.size;

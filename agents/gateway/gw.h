@@ -94,6 +94,14 @@ enum gw_metric_id {
     GW_M_REPAIRS,      /* repair.c: objects repaired */
     GW_M_REPAIR_BYTES, /* repair.c: fragment bytes written by repairs */
     GW_M_GC_DELETED,   /* repair.c: garbage fragments deleted */
+    /* Where a get's time goes (issue 11), microseconds summed over the gets (divide by
+     * GW_M_GETS): token check (every request), locate and authorize (object.get, policy),
+     * fetch (the first stripe: k fragments, CRCs, decode, the SHA-256 of a one-stripe
+     * object), and stream (from the reply queued until MHD let the response go). */
+    GW_M_AUTH_US,
+    GW_M_GET_LOCATE_US,
+    GW_M_GET_FETCH_US,
+    GW_M_GET_STREAM_US,
     GW_M_COUNT
 };
 
@@ -175,6 +183,7 @@ struct gw_req {
 
 /* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
+int64_t gw_now_us(void); /* monotonic, for the stage timers */
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
  * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against
