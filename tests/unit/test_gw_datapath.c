@@ -51,6 +51,7 @@ struct fk_node {
     int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
     int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
     int deletes;         /* DELETE requests received */
+    int gets;            /* GET requests received */
 };
 
 struct fk_xfer {
@@ -164,6 +165,7 @@ static int fk_start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, cons
         return 0;
     }
     if (s->method == GW_XFER_GET) {
+        f->node->gets++;
         struct fk_frag *fr = fk__find(f->node, f->id);
         if (f->node->missing || !fr) {
             fk__finish(f, GW_XFER_FAILED, 404, "HTTP 404");
@@ -754,6 +756,19 @@ static void test_replica(void **state)
         cJSON_Delete(res);
         assert_int_equal(count_fragments(x, 3), before + 3);
         assert_int_equal(count_fragments(x, 5), before + 3); /* m + 1 copies, no more */
+        {
+            /* One round, one container: a replica is read from a single copy. */
+            uint8_t *got;
+            size_t glen;
+            int asked = 0;
+            for (int i = 0; i < FK_NODES; i++)
+                x->fk.node[i].gets = 0;
+            assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+            free(got);
+            for (int i = 0; i < FK_NODES; i++)
+                asked += x->fk.node[i].gets;
+            assert_int_equal(asked, 1);
+        }
         for (int keep = 0; keep < 3; keep++) {
             fk_heal(&x->fk);
             for (int i = 0; i < 3; i++)
@@ -787,6 +802,13 @@ static void test_get_whole(void **state)
     g_whole_hits = 0;
     expect_read(x, data, len);
     assert_int_equal(g_whole_hits, 2); /* the whole read and the range, in the second pass */
+    /* A healthy read asks exactly k containers, once each: the data fragments. */
+    for (int i = 0; i < FK_NODES; i++)
+        x->fk.node[i].gets = 0;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    free(got);
+    for (int i = 0; i < FK_NODES; i++)
+        assert_int_equal(x->fk.node[i].gets, i < k ? 1 : 0);
     /* Degraded: data fragments 0 and 2 gone, the stripe is decoded, still one piece. */
     x->fk.node[0].refuse = x->fk.node[2].refuse = true;
     g_whole_hits = 0;
