@@ -157,6 +157,14 @@ int gw_upload_pump(const struct gw_upload_set *set, bool final);
 int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
                      const char *const *url, int n, bool *deleted);
 
+/* Fragment buffers (a get's fifos) of at least need bytes, *cap their real size. A get of a
+ * few MiB used to map fresh pages for each of its fifos and fault every one of them in;
+ * these come from a small gateway-wide pool of GW_SPARE_BUFS buffers (any thread). NULL
+ * when out of memory. gw_buf_give takes NULL. */
+uint8_t *gw_buf_take(struct gw *gw, size_t need, size_t *cap);
+void gw_buf_give(struct gw *gw, uint8_t *p, size_t cap);
+void gw_buf_pool_free(struct gw *gw); /* at shutdown, when no get runs */
+
 /* ---- metadata: the RPCs and notifications the core sends ---- */
 struct gw_meta {
     /* An RPC to metadata. unknown (may be NULL for a read) is set when the request went out
@@ -262,6 +270,7 @@ struct gw_get;
 /* A get of key from its object.get record (locate). 0 or DYNO_EPROTO / DYNO_ENOMEM. */
 int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, struct gw_get **out);
 uint64_t gw_get_size(const struct gw_get *g);
+struct gw *gw_get_gw(const struct gw_get *g);
 void gw_get_sha256(const struct gw_get *g, char hex[65]);
 #define GW_GET_VERIFY 1u   /* check the object's SHA-256 (a whole read) before its last stripe */
 #define GW_GET_INTERNAL 2u /* a repair's read: not counted in the client metrics */
@@ -273,6 +282,11 @@ int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, unsigned flags
 /* Up to max next bytes into buf: the count, 0 at the end, -1 on an error (gw_get_msg; the
  * read is over). Never waits on a fragment longer than fragment_timeout_ms at a time. */
 ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max);
+/* A read that fits in the stripe gw_get_start fetched (objects up to k units, and short
+ * ranges): its bytes where they lie, in up to GW_MAX_N segments, so the adapter hands them to
+ * the client without copying them (they stay put until gw_get_free). Returns the segment
+ * count, or 0 when the read has more stripes (then gw_get_read). */
+int gw_get_whole(struct gw_get *g, struct dyno_frag_seg *seg, int max);
 const char *gw_get_msg(const struct gw_get *g);
 void gw_get_free(struct gw_get *g);
 /* ---- repair (dp_repair.c) ---- */

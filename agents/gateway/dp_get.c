@@ -120,12 +120,14 @@ static int get__on_payload(void *arg, uint64_t s, size_t off, const uint8_t *p, 
         d->wr -= d->rd;
         d->rd = 0;
         if (d->fcap - d->wr < off + len) {
-            size_t cap = d->wr + (size_t)g->lay.unit;
-            uint8_t *nf = cap >= d->wr + off + len ? realloc(d->fifo, cap) : NULL;
+            size_t cap = d->wr + (size_t)g->lay.unit, ncap = 0;
+            uint8_t *nf = cap >= d->wr + off + len ? gw_buf_take(g->gw, cap, &ncap) : NULL;
             if (!nf)
                 return DYNO_ENOMEM;
+            memcpy(nf, d->fifo, d->wr + off);
+            gw_buf_give(g->gw, d->fifo, d->fcap);
             d->fifo = nf;
-            d->fcap = cap;
+            d->fcap = ncap;
         }
     }
     memcpy(d->fifo + d->wr + off, p, len);
@@ -200,7 +202,7 @@ static void get__down_release(struct gw_get *g, struct get__down *d)
     if (d->has_parser)
         dyno_frag_parser_free(&d->parser);
     d->has_parser = false;
-    free(d->fifo);
+    gw_buf_give(g->gw, d->fifo, d->fcap);
     d->fifo = NULL;
     d->fcap = d->rd = d->wr = 0;
 }
@@ -274,8 +276,12 @@ static int get__down_start(struct gw_get *g, int idx)
     if (rc)
         return rc;
     d->has_parser = true;
-    d->fcap = 2 * (size_t)g->lay.unit + GW_CURL_BUFSIZE;
-    d->fifo = malloc(d->fcap);
+    /* Room for a unit ahead of the one being sent plus one transport buffer; a read that
+     * needs less than that in all (a small object, a short range) gets just what it needs,
+     * which is never overrun: records past s_last are dropped. */
+    size_t need = (size_t)(g->s_last - g->cur) * g->lay.unit + dyno_layout_unit_len(&g->lay, g->s_last);
+    size_t std = 2 * (size_t)g->lay.unit + GW_CURL_BUFSIZE;
+    d->fifo = gw_buf_take(g->gw, need < std ? need : std, &d->fcap);
     char url[700], range[64];
     snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", fi->url, g->key, idx);
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
@@ -522,6 +528,33 @@ ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+int gw_get_whole(struct gw_get *g, struct dyno_frag_seg *seg, int max)
+{
+    /* One stripe, fetched and checked by gw_get_start, and nothing of it sent yet. */
+    if (g->cur <= g->s_last || g->out_off == g->out_end || max < 1)
+        return 0;
+    int n = 0;
+    size_t len = g->out_end - g->out_off;
+    if (g->direct) {
+        size_t o = g->out_off;
+        while (o < g->out_end) {
+            size_t i = o / g->ulen, uo = o % g->ulen, take = g->ulen - uo;
+            if (take > g->out_end - o)
+                take = g->out_end - o;
+            if (n == max)
+                return 0;
+            seg[n++] = (struct dyno_frag_seg){g->unitp[i] + uo, take};
+            o += take;
+        }
+    } else {
+        seg[n++] = (struct dyno_frag_seg){g->stripe + g->out_off, len};
+    }
+    g->out_off = g->out_end;
+    if (!g->internal)
+        dyno_metric_add(&g->gw->metrics[GW_M_BYTES_OUT], (int64_t)len);
+    return n;
+}
+
 void gw_get_free(struct gw_get *g)
 {
     if (!g)
@@ -590,6 +623,11 @@ int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON
     }
     *out = g;
     return 0;
+}
+
+struct gw *gw_get_gw(const struct gw_get *g)
+{
+    return g->gw;
 }
 
 uint64_t gw_get_size(const struct gw_get *g)

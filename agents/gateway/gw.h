@@ -47,6 +47,7 @@
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
 #define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
+#define GW_SPARE_BUFS 16             /* fragment buffers kept for the next gets (xfer.c) */
 
 struct gw_cfg {
     struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
@@ -93,6 +94,14 @@ enum gw_metric_id {
     GW_M_REPAIRS,      /* repair.c: objects repaired */
     GW_M_REPAIR_BYTES, /* repair.c: fragment bytes written by repairs */
     GW_M_GC_DELETED,   /* repair.c: garbage fragments deleted */
+    /* Where a get's time goes (issue 11), microseconds summed over the gets (divide by
+     * GW_M_GETS): token check (every request), locate and authorize (object.get, policy),
+     * fetch (the first stripe: k fragments, CRCs, decode, the SHA-256 of a one-stripe
+     * object), and stream (from the reply queued until MHD let the response go). */
+    GW_M_AUTH_US,
+    GW_M_GET_LOCATE_US,
+    GW_M_GET_FETCH_US,
+    GW_M_GET_STREAM_US,
     GW_M_COUNT
 };
 
@@ -121,6 +130,9 @@ struct gw {
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
     _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
+    /* xfer.c: fragment buffers of gets given back, taken by the next (gw_buf_take); the
+     * same atomic slots, emptied by gw_buf_pool_free. */
+    _Atomic(uint8_t *) spare_bufs[GW_SPARE_BUFS];
 };
 
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
@@ -171,6 +183,7 @@ struct gw_req {
 
 /* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
+int64_t gw_now_us(void); /* monotonic, for the stage timers */
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
  * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against

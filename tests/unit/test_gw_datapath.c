@@ -51,6 +51,7 @@ struct fk_node {
     int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
     int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
     int deletes;         /* DELETE requests received */
+    int gets;            /* GET requests received */
 };
 
 struct fk_xfer {
@@ -164,6 +165,7 @@ static int fk_start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, cons
         return 0;
     }
     if (s->method == GW_XFER_GET) {
+        f->node->gets++;
         struct fk_frag *fr = fk__find(f->node, f->id);
         if (f->node->missing || !fr) {
             fk__finish(f, GW_XFER_FAILED, 404, "HTTP 404");
@@ -456,6 +458,7 @@ static int teardown(void **state)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(x->gw.ec_cache[k][m]);
     pthread_mutex_destroy(&x->gw.ec_lock);
+    gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
     free(x);
@@ -497,6 +500,11 @@ static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, b
     return rc;
 }
 
+/* How do_get takes the bytes of a one-stripe read: through gw_get_whole as get.c does (its
+ * segments, in place), or through gw_get_read (which multi-stripe reads always use). */
+static bool g_whole = true;
+static int g_whole_hits; /* reads gw_get_whole served */
+
 /* Reads [first, last] of the last committed object into a new buffer; the code. */
 static int do_get(struct fx *x, uint64_t first, uint64_t last, bool verify, uint8_t **out, size_t *outlen)
 {
@@ -509,6 +517,16 @@ static int do_get(struct fx *x, uint64_t first, uint64_t last, bool verify, uint
     size_t want = (size_t)(last - first + 1), n = 0;
     uint8_t *buf = malloc(want);
     rc = gw_get_start(g, first, last, verify ? GW_GET_VERIFY : 0);
+    struct dyno_frag_seg seg[GW_MAX_N];
+    int nseg = rc == 0 && g_whole ? gw_get_whole(g, seg, GW_MAX_N) : 0;
+    for (int i = 0; i < nseg; i++) {
+        assert_true(n + seg[i].len <= want);
+        memcpy(buf + n, seg[i].p, seg[i].len);
+        n += seg[i].len;
+    }
+    g_whole_hits += nseg > 0;
+    if (nseg > 0) /* all of it: the core has nothing more */
+        assert_int_equal(gw_get_read(g, (char *)buf, want), 0);
     while (rc == 0) {
         ssize_t got = gw_get_read(g, (char *)buf + n, want - n < 7000 ? want - n : 7000);
         if (got < 0)
@@ -545,8 +563,18 @@ static int total_deletes(const struct fx *x)
     return c;
 }
 
-/* Checks a whole read and a range read of the object against data. */
+/* Checks a whole read and a range read of the object against data, with and without
+ * gw_get_whole. */
+static void expect_read1(struct fx *x, const uint8_t *data, size_t len);
 static void expect_read(struct fx *x, const uint8_t *data, size_t len)
+{
+    g_whole = false;
+    expect_read1(x, data, len);
+    g_whole = true;
+    expect_read1(x, data, len);
+}
+
+static void expect_read1(struct fx *x, const uint8_t *data, size_t len)
 {
     uint8_t *got;
     size_t glen;
@@ -728,6 +756,19 @@ static void test_replica(void **state)
         cJSON_Delete(res);
         assert_int_equal(count_fragments(x, 3), before + 3);
         assert_int_equal(count_fragments(x, 5), before + 3); /* m + 1 copies, no more */
+        {
+            /* One round, one container: a replica is read from a single copy. */
+            uint8_t *got;
+            size_t glen;
+            int asked = 0;
+            for (int i = 0; i < FK_NODES; i++)
+                x->fk.node[i].gets = 0;
+            assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+            free(got);
+            for (int i = 0; i < FK_NODES; i++)
+                asked += x->fk.node[i].gets;
+            assert_int_equal(asked, 1);
+        }
         for (int keep = 0; keep < 3; keep++) {
             fk_heal(&x->fk);
             for (int i = 0; i < 3; i++)
@@ -743,6 +784,90 @@ static void test_replica(void **state)
         fk_heal(&x->fk);
         free(data);
     }
+}
+
+/* Issue 11: a read that fits in one stripe leaves from the get's own buffers (gw_get_whole):
+ * the systematic case, a decoded stripe, a replica, short ranges; a longer read is left to
+ * gw_get_read. The fragment buffers go back to a bounded pool and are reused. */
+static void test_get_whole(void **state)
+{
+    struct fx *x = *state;
+    const int k = 3, m = 2;
+    size_t len = 2 * UNIT + 100; /* one stripe of k units (the last short) */
+    uint8_t *data = pattern(len, 21), *got;
+    size_t glen;
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, k, m, true, 333, &res), 0);
+    cJSON_Delete(res);
+    g_whole_hits = 0;
+    expect_read(x, data, len);
+    assert_int_equal(g_whole_hits, 2); /* the whole read and the range, in the second pass */
+    /* A healthy read asks exactly k containers, once each: the data fragments. */
+    for (int i = 0; i < FK_NODES; i++)
+        x->fk.node[i].gets = 0;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    free(got);
+    for (int i = 0; i < FK_NODES; i++)
+        assert_int_equal(x->fk.node[i].gets, i < k ? 1 : 0);
+    /* Degraded: data fragments 0 and 2 gone, the stripe is decoded, still one piece. */
+    x->fk.node[0].refuse = x->fk.node[2].refuse = true;
+    g_whole_hits = 0;
+    expect_read(x, data, len);
+    assert_int_equal(g_whole_hits, 2);
+    fk_heal(&x->fk);
+    /* Every one-byte range and ranges across unit boundaries. */
+    uint64_t cuts[][2] = {{0, 0}, {UNIT - 1, UNIT}, {UNIT, 2 * UNIT}, {len - 1, len - 1}, {5, len - 2}};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        assert_int_equal(do_get(x, cuts[i][0], cuts[i][1], false, &got, &glen), 0);
+        assert_int_equal(glen, cuts[i][1] - cuts[i][0] + 1);
+        assert_memory_equal(got, data + cuts[i][0], glen);
+        free(got);
+    }
+    free(data);
+
+    /* Several stripes: gw_get_read carries it, gw_get_whole declines. */
+    len = 7 * UNIT + 3;
+    data = pattern(len, 22);
+    assert_int_equal(do_put(x, data, len, k, m, true, 1000, &res), 0);
+    cJSON_Delete(res);
+    g_whole_hits = 0;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+    assert_int_equal(g_whole_hits, 0);
+    /* ... unless the range lies in one stripe. */
+    assert_int_equal(do_get(x, 3 * UNIT + 1, 5 * UNIT, false, &got, &glen), 0);
+    assert_memory_equal(got, data + 3 * UNIT + 1, glen);
+    free(got);
+    assert_int_equal(g_whole_hits, 1);
+    free(data);
+
+    /* The pool: what was given back is taken again, and it holds GW_SPARE_BUFS at most. */
+    size_t cap = 0, cap2 = 0;
+    uint8_t *b[GW_SPARE_BUFS + 4];
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++) {
+        b[i] = gw_buf_take(&x->gw, 70000, &cap);
+        assert_non_null(b[i]);
+        assert_true(cap >= 70000);
+        memset(b[i], i, 70000);
+    }
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++)
+        gw_buf_give(&x->gw, b[i], cap);
+    int held = 0;
+    for (int i = 0; i < GW_SPARE_BUFS; i++)
+        held += atomic_load(&x->gw.spare_bufs[i]) != NULL;
+    assert_int_equal(held, GW_SPARE_BUFS);
+    uint8_t *again = gw_buf_take(&x->gw, 70000, &cap2);
+    bool reused = false;
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++)
+        reused |= again == b[i];
+    assert_true(reused);
+    gw_buf_give(&x->gw, again, cap2);
+    /* Small ones are plain malloc, never pooled. */
+    uint8_t *small = gw_buf_take(&x->gw, 100, &cap);
+    assert_int_equal(cap, 100);
+    gw_buf_give(&x->gw, small, cap);
 }
 
 /* An empty object is a replica of no bytes: stored, committed, its fragments whole. */
@@ -931,6 +1056,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_container_dies_mid_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_outcome_never_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_than_announced, setup, teardown),
