@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -44,7 +45,8 @@ struct token_revoked {
  * 4 KiB get, and every container pays it again per fragment for the service token), while a
  * client sends the same token on every request. A signature is a pure function of the token's
  * bytes and the verifier's key, which never changes, so its outcome can be remembered: an
- * entry is found only by comparing the whole token, and a hit still goes through
+ * entry is found only by comparing the whole token (in constant time, so that timing tells
+ * nothing about how much of a remembered token a guess matched), and a hit still goes through
  * dyno_verifier_check (expiry, revocation, epochs, fed state), so nothing that can change is
  * cached. Direct-mapped and fixed in size: a flood of distinct tokens evicts, never grows.
  */
@@ -459,7 +461,7 @@ static bool token_cache_find(struct dyno_verifier *v, const char *token, size_t 
     struct token_cached *e = &v->cache[token_cache_slot(token, len)];
     bool hit;
     pthread_mutex_lock(&v->lock);
-    hit = e->token && e->len == len && memcmp(e->token, token, len) == 0;
+    hit = e->token && e->len == len && CRYPTO_memcmp(e->token, token, len) == 0;
     if (hit)
         *c = e->claims;
     pthread_mutex_unlock(&v->lock);
