@@ -110,6 +110,7 @@ struct gw {
     struct dyno_httpd httpd;
     unsigned port;
     struct dyno_metric metrics[GW_M_COUNT];
+    bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
     struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
