@@ -4,7 +4,8 @@
  *
  *   dp_put.c   put = authorize (the adapter) -> place -> encode -> send -> commit
  *   dp_get.c   get = locate (the adapter) -> fetch -> verify -> decode -> stream
- *   dp_repair.c repair = the get core's read -> encode the lost units -> send (as a put)
+ *   dp_repair.c repair = claim -> the get core's read -> encode the lost units -> send (as
+ *              a put) -> complete; and garbage collection (gc.claim, delete, gc.complete)
  *   dp.c       what both share: EC contexts, the hashing helper thread, fragment reports,
  *              deleting the fragments of a replaced or evicted object
  *   xfer.c     fragment transfers over a transport: upload streams, parallel deletes
@@ -313,4 +314,18 @@ int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes), void *arg);
 int gw_rtask_live_targets(const struct gw_rtask *t);
 void gw_rtask_free(struct gw_rtask *t); /* what rebuild holds, not t itself */
+/*
+ * One step of a repair worker, over gw->meta: claims a task for worker (repair.claim),
+ * rebuilds it (gw_rtask_rebuild, pace as there) and reports every target's outcome
+ * (repair.complete). 1 when a task was run (whatever its outcome, logged), 0 when none was
+ * waiting, a DYNO_E* when the claim failed. An unusable task is not reported: its lease
+ * runs out and metadata hands it out again.
+ */
+int gw_repair_next(struct gw *gw, struct gw_conn *conn, const char *worker,
+                   bool (*pace)(void *arg, uint64_t bytes), void *arg);
+#define GW_GC_BATCH 100 /* items per gc.claim */
+/* One batch of garbage collection over gw->meta: gc.claim, DELETE of each fragment on its
+ * container (in parallel per key), gc.complete with each item's outcome. Returns the items
+ * handed out (0: nothing to do, or metadata unreachable). */
+int gw_gc_next(struct gw *gw, struct gw_conn *conn, const char *worker);
 #endif

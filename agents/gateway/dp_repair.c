@@ -4,7 +4,9 @@
  * sources in parallel, every record CRC-checked, a source that fails replaced within the
  * stripe and the stripe decoded); each target's unit is cut from the stripe or encoded and
  * appended to one upload stream per target (xfer.c), framed by lib/frag.c's writer as a
- * put's. Claiming, reporting and pacing are repair.c's (the workers).
+ * put's. Claiming and reporting are here too (gw_repair_next over gw->meta, so a unit test
+ * runs a whole task on a fake metadata), with garbage collection (gw_gc_next); the worker
+ * threads and the pacing are repair.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,4 +286,191 @@ int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes)
     }
     gw_get_free(g);
     return rc ? rc : rtask__finish_targets(t, stripes);
+}
+
+/* ---- a task from claim to complete, and garbage collection (over gw->meta) ---- */
+
+/* The repair.complete params of t: every target with its outcome; *ok the stored ones and
+ * rebuilt their "index@container" list for the log. NULL when out of memory. */
+static cJSON *rtask__results(const struct gw_rtask *t, int rc, int *ok, char *rebuilt, size_t cap)
+{
+    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    cJSON *params = cJSON_CreateObject();
+    cJSON *res = params ? cJSON_AddArrayToObject(params, "results") : NULL;
+    size_t used = 0;
+    *ok = 0;
+    rebuilt[0] = '\0';
+    if (!res || !cJSON_AddStringToObject(params, "id", t->id) ||
+        !cJSON_AddStringToObject(params, "key", t->key)) {
+        cJSON_Delete(params);
+        return NULL;
+    }
+    for (int i = 0; i < t->ntgt; i++) {
+        bool stored = rc == 0 && t->put[i].stored;
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(res, o) || !cJSON_AddNumberToObject(o, "index", t->tgt[i].index) ||
+            !cJSON_AddBoolToObject(o, "ok", stored) ||
+            !cJSON_AddStringToObject(o, "container", t->tgt[i].container) ||
+            (stored && !dyno_json_add_i64(o, "size", (int64_t)fsize))) {
+            cJSON_Delete(params);
+            return NULL;
+        }
+        if (!stored)
+            continue;
+        (*ok)++;
+        int wr = snprintf(rebuilt + used, cap - used, "%s%d@%s", used ? "," : "", t->tgt[i].index,
+                          t->tgt[i].container);
+        if (wr > 0 && (size_t)wr < cap - used)
+            used += (size_t)wr;
+    }
+    return params;
+}
+
+/* Runs one claimed task and reports it (repair.complete). */
+static void rtask__run(struct gw *gw, struct gw_conn *conn, const cJSON *task,
+                       bool (*pace)(void *arg, uint64_t bytes), void *arg)
+{
+    struct gw_rtask *t = calloc(1, sizeof(*t));
+    int64_t t0 = gw_now_ms();
+    if (!t) {
+        dyno_error("repair task dropped", "reason=\"out of memory\"");
+        return;
+    }
+    t->gw = gw;
+    t->conn = conn;
+    int rc = gw_rtask_init(t, task);
+    if (rc) {
+        /* Nothing to report against: the lease expires and metadata hands it out again. */
+        const char *key = dyno_json_str(task, "key");
+        dyno_error("unusable repair task", "key=%s", dyno_valid_key(key) ? key : "-");
+        free(t);
+        return;
+    }
+    rc = gw_rtask_rebuild(t, pace, arg);
+    int ok = 0;
+    char rebuilt[200], msg[300] = "out of memory";
+    cJSON *params = rtask__results(t, rc, &ok, rebuilt, sizeof(rebuilt));
+    if (ok > 0)
+        dyno_crash_point("repair.before_complete"); /* new fragments stored, not recorded */
+    int crc =
+        params ? gw->meta->call(gw, "repair.complete", params, NULL, msg, sizeof(msg), NULL) : DYNO_ENOMEM;
+    cJSON_Delete(params);
+    int64_t ms = gw_now_ms() - t0;
+    char q[340];
+    if (crc)
+        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id,
+                  dyno_err_code(crc), dyno_log_q(q, sizeof(q), msg));
+    if (rc == 0 && ok > 0 && crc == 0) {
+        dyno_metric_add(&gw->metrics[GW_M_REPAIRS], 1);
+        dyno_metric_add(&gw->metrics[GW_M_REPAIR_BYTES],
+                        (int64_t)(dyno_layout_fragment_size(&t->lay) * (uint64_t)ok));
+        dyno_info("object repaired", "key=%s catalog=%s size=%llu rebuilt=%s of=%d read=%llu ms=%lld", t->key,
+                  t->catalog, (unsigned long long)t->lay.size, rebuilt, t->ntgt,
+                  (unsigned long long)t->bytes_read, (long long)ms);
+    } else {
+        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
+                  t->ntgt, (long long)ms,
+                  dyno_log_q(q, sizeof(q), rc ? t->msg : "no target stored its fragment"));
+    }
+    gw_rtask_free(t);
+    free(t);
+}
+
+int gw_repair_next(struct gw *gw, struct gw_conn *conn, const char *worker,
+                   bool (*pace)(void *arg, uint64_t bytes), void *arg)
+{
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    char msg[300];
+    if (!params || !cJSON_AddStringToObject(params, "worker", worker)) {
+        cJSON_Delete(params);
+        return DYNO_ENOMEM;
+    }
+    int rc = gw->meta->call(gw, "repair.claim", params, &res, msg, sizeof(msg), NULL);
+    cJSON_Delete(params);
+    if (rc)
+        return rc < 0 ? rc : DYNO_EPROTO;
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(res, "task");
+    bool ran = cJSON_IsObject(task);
+    if (ran)
+        rtask__run(gw, conn, task, pace, arg);
+    cJSON_Delete(res);
+    return ran ? 1 : 0;
+}
+
+/* Deletes one key's run of gc items starting at *it (at most GW_MAX_N, the same key) and
+ * appends their outcomes to out; *it moves past them. Returns the number deleted, or -1
+ * when no usable item was left. */
+static int gc__key_batch(struct gw *gw, struct gw_conn *conn, const cJSON **it, cJSON *out)
+{
+    const char *key = NULL;
+    const cJSON *batch[GW_MAX_N];
+    int index[GW_MAX_N];
+    const char *url[GW_MAX_N];
+    bool deleted[GW_MAX_N];
+    int nb = 0;
+    for (; *it && nb < GW_MAX_N; *it = (*it)->next) {
+        const char *k2 = dyno_json_str(*it, "key"), *u = dyno_json_str(*it, "url");
+        int64_t idx;
+        if (!dyno_valid_key(k2) || dyno_json_i64(*it, "index", &idx) || idx < 0 || idx >= GW_MAX_N || !u ||
+            !dyno_valid_segment(dyno_json_str(*it, "container")))
+            continue; /* unusable: left for metadata to hand out again */
+        if (key && strcmp(k2, key) != 0)
+            break;
+        key = k2;
+        batch[nb] = *it;
+        index[nb] = (int)idx;
+        url[nb] = u;
+        nb++;
+    }
+    if (nb == 0)
+        return -1;
+    int got = gw_fanout_delete(gw, conn, key, index, url, nb, deleted);
+    for (int i = 0; i < nb; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "key", key);
+        cJSON_AddNumberToObject(o, "index", index[i]);
+        cJSON_AddStringToObject(o, "container", dyno_json_str(batch[i], "container"));
+        cJSON_AddBoolToObject(o, "ok", deleted[i]);
+        cJSON_AddItemToArray(out, o);
+    }
+    return got;
+}
+
+int gw_gc_next(struct gw *gw, struct gw_conn *conn, const char *worker)
+{
+    cJSON *params = cJSON_CreateObject(), *res = NULL, *done = NULL;
+    char msg[300];
+    int handed = 0;
+    cJSON_AddStringToObject(params, "worker", worker);
+    cJSON_AddNumberToObject(params, "limit", GW_GC_BATCH);
+    int rc = gw->meta->call(gw, "gc.claim", params, &res, msg, sizeof(msg), NULL);
+    cJSON_Delete(params);
+    if (rc) {
+        dyno_debug("gc.claim failed", "err=%s", dyno_err_code(rc));
+        return 0;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(res, "items");
+    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
+    if (n <= 0)
+        goto out;
+    handed = n;
+    done = cJSON_CreateObject();
+    cJSON *out = cJSON_AddArrayToObject(done, "items");
+    /* Items of one key are deleted in one parallel batch (gw_fanout_delete takes one key). */
+    const cJSON *it = items->child;
+    int deleted_total = 0;
+    for (int got; (got = gc__key_batch(gw, conn, &it, out)) >= 0;)
+        deleted_total += got;
+    if (deleted_total > 0)
+        dyno_crash_point("gc.before_complete"); /* deleted on disk, rows still in metadata */
+    rc = gw->meta->call(gw, "gc.complete", done, NULL, msg, sizeof(msg), NULL);
+    if (rc)
+        dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);
+    dyno_metric_add(&gw->metrics[GW_M_GC_DELETED], deleted_total);
+    if (deleted_total)
+        dyno_info("garbage deleted", "fragments=%d of=%d", deleted_total, n);
+out:
+    cJSON_Delete(res);
+    cJSON_Delete(done);
+    return handed;
 }
