@@ -30,6 +30,7 @@
 #include "frag.h"
 #include "hash.h"
 #include "names.h"
+#include "rtask.h"
 
 struct gw;
 struct gw_conn;
@@ -277,14 +278,6 @@ ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max);
 const char *gw_get_msg(const struct gw_get *g);
 void gw_get_free(struct gw_get *g);
 /* ---- repair (dp_repair.c) ---- */
-/* One place of a fragment: a source to read, or a target to write. */
-struct gw_rloc {
-    int index;
-    char container[DYNO_SEG_MAX + 1];
-    char url[512];
-    bool draining; /* a source on a draining container: used after the ok ones */
-};
-
 struct gw_rtask {
     struct gw *gw;
     struct gw_conn *conn;
@@ -296,7 +289,7 @@ struct gw_rtask {
     int k, m, n;
     bool replica;
     struct dyno_layout lay;
-    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
+    struct dyno_rtask_loc src[GW_MAX_N], tgt[GW_MAX_N]; /* lib/rtask.h: draining sources last */
     int nsrc, ntgt;
     uint8_t *stripe, *parity;       /* the stripe read (k units) and its m parity units */
     const uint8_t *buf[GW_MAX_N];   /* per fragment index, its unit of the current stripe */
@@ -306,7 +299,8 @@ struct gw_rtask {
     uint64_t bytes_read, bytes_written;
     char msg[300];
 };
-/* Fills t (zeroed, with gw and conn set) from a repair.claim task. 0 or DYNO_EPROTO. */
+/* Fills t (zeroed, with gw and conn set) from a repair.claim task (lib/rtask.h's decoder).
+ * 0 or DYNO_EPROTO. */
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 /* Rebuilds every target of t; pace (may be NULL) is told the bytes of each stripe and may
  * stop the task (true). 0 when the streams reached their end (t->put[i].stored says each

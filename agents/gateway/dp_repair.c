@@ -22,7 +22,7 @@
 static void rtask__target_failed(void *arg, const struct gw_upload *u)
 {
     const struct gw_rtask *t = arg;
-    const struct gw_rloc *l = &t->tgt[u - t->put];
+    const struct dyno_rtask_loc *l = &t->tgt[u - t->put];
     dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index,
               l->container, u->why);
 }
@@ -63,7 +63,7 @@ static int rtask__open_targets(struct gw_rtask *t)
                                     .arg = t};
     for (int i = 0; i < t->ntgt; i++) {
         struct gw_upload *u = &t->put[i];
-        const struct gw_rloc *l = &t->tgt[i];
+        const struct dyno_rtask_loc *l = &t->tgt[i];
         memset(u, 0, sizeof(*u));
         h.index = (uint8_t)l->index;
         int rc = dyno_frag_writer_init(&u->w, &h);
@@ -109,53 +109,22 @@ static int rtask__finish_targets(struct gw_rtask *t, uint64_t stripes)
     return rtask__pump(t, true);
 }
 
-/* Parses a location list [{index, container, url}] into out (at most GW_MAX_N). */
-static int rtask__locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
-{
-    const cJSON *it;
-    bool seen[GW_MAX_N] = {false};
-    *count = 0;
-    if (!cJSON_IsArray(arr))
-        return DYNO_EPROTO;
-    cJSON_ArrayForEach(it, arr)
-    {
-        int64_t idx;
-        const char *c = dyno_json_str(it, "container"), *url = dyno_json_str(it, "url");
-        if (dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= n || seen[idx] || !dyno_valid_segment(c) ||
-            !url || strlen(url) >= sizeof(out[0].url) ||
-            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || *count == GW_MAX_N)
-            return DYNO_EPROTO;
-        seen[idx] = true;
-        struct gw_rloc *l = &out[(*count)++];
-        l->index = (int)idx;
-        snprintf(l->container, sizeof(l->container), "%s", c);
-        snprintf(l->url, sizeof(l->url), "%s", url);
-        const char *state = dyno_json_str(it, "state");
-        l->draining = state && strcmp(state, "draining") == 0;
-    }
-    return 0;
-}
-
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task)
 {
-    struct gw_shape sh;
-    const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
-    const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
-    if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
-        !dyno_valid_name(name) || gw_shape_parse(task, &sh))
+    struct dyno_rtask_head h;
+    if (dyno_rtask_parse_head(task, &h) || dyno_unhex(h.sha256, t->sha256, sizeof(t->sha256)))
         return DYNO_EPROTO;
-    memcpy(t->id, id, sizeof(t->id));
-    memcpy(t->key, key, sizeof(t->key));
-    snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    memcpy(t->sha256, sh.sha256, sizeof(t->sha256));
-    t->replica = sh.replica;
-    t->k = sh.k;
-    t->m = sh.m;
+    memcpy(t->id, h.id, sizeof(t->id));
+    memcpy(t->key, h.key, sizeof(t->key));
+    memcpy(t->catalog, h.catalog, sizeof(t->catalog));
+    memcpy(t->name, h.name, sizeof(t->name));
+    t->replica = h.replica;
+    t->k = h.k;
+    t->m = h.m;
     t->n = t->k + t->m;
-    t->lay = sh.lay;
-    if (rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
-        rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
+    t->lay = (struct dyno_layout){.size = (uint64_t)h.size, .unit = h.unit, .k = h.k};
+    if (dyno_rtask_parse_locs(task, "sources", t->n, t->src, &t->nsrc) ||
+        dyno_rtask_parse_locs(task, "rebuild", t->n, t->tgt, &t->ntgt))
         return DYNO_EPROTO;
     return 0;
 }
