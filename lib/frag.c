@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "dynostore/error.h"
 #include "ec.h"
 #include "hash.h"
@@ -433,14 +434,7 @@ int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_
             len -= n;
             continue;
         }
-        size_t take = p->need - p->have;
-        if (take > len)
-            take = len;
-        memcpy(p->buf + p->have, data, take);
-        p->have += take;
-        data += take;
-        len -= take;
-        if (p->have < p->need)
+        if (!dyno_fill(p->buf, &p->have, p->need, &data, &len))
             break;
         rc = parser_step(p);
         if (rc)
