@@ -149,6 +149,12 @@ struct dyno_agent_hooks {
     void (*stop)(void *ctx);
     void (*cleanup)(void *ctx);
 };
+/* The members of struct dyno_agent_hooks every agent fills the same way, for an agent whose
+ * state m (an lvalue) holds its configuration as m.cfg (common keys in m.cfg.c) and its
+ * session as m.agent, and whose option table is the array opts_. */
+#define DYNO_AGENT_HOOKS_STATE(kind_, opts_, m)                                                              \
+    .kind = (kind_), .opts = (opts_), .nopts = sizeof(opts_) / sizeof((opts_)[0]), .cfg = &(m).cfg,          \
+    .common = &(m).cfg.c, .agent = &(m).agent, .ctx = &(m)
 /* Runs the agent h describes (above) and returns the process exit status: 0 after --help or
  * a clean stop on a signal, 1 when a step failed (logged). */
 int dyno_agent_main(int argc, char **argv, const struct dyno_agent_hooks *h);

@@ -150,13 +150,7 @@ int main(int argc, char **argv)
 {
     static struct au_main a;
     const struct dyno_agent_hooks hooks = {
-        .kind = "auth",
-        .opts = au_opts,
-        .nopts = sizeof(au_opts) / sizeof(au_opts[0]),
-        .cfg = &a.cfg,
-        .common = &a.cfg.c,
-        .agent = &a.agent,
-        .ctx = &a,
+        DYNO_AGENT_HOOKS_STATE("auth", au_opts, a),
         .interval = 30,
         .setup = au_setup,
         .start = au_start,

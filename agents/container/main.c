@@ -34,13 +34,7 @@ int main(int argc, char **argv)
 {
     static struct container c; /* the only instance, passed around explicitly */
     const struct dyno_agent_hooks hooks = {
-        .kind = "container",
-        .opts = container_opts,
-        .nopts = sizeof(container_opts) / sizeof(container_opts[0]),
-        .cfg = &c.cfg,
-        .common = &c.cfg.c,
-        .agent = &c.agent,
-        .ctx = &c,
+        DYNO_AGENT_HOOKS_STATE("container", container_opts, c),
         .interval_key = &c.cfg.status_interval,
         .setup = container_setup,
         .start = container_start,

@@ -129,13 +129,7 @@ int main(int argc, char **argv)
 {
     static struct gw gw; /* large (EC cache); the only instance, passed around explicitly */
     const struct dyno_agent_hooks hooks = {
-        .kind = "gateway",
-        .opts = gw_opts,
-        .nopts = sizeof(gw_opts) / sizeof(gw_opts[0]),
-        .cfg = &gw.cfg,
-        .common = &gw.cfg.c,
-        .agent = &gw.agent,
-        .ctx = &gw,
+        DYNO_AGENT_HOOKS_STATE("gateway", gw_opts, gw),
         .interval = 10,
         .setup = gw_setup,
         .start = gw_start,

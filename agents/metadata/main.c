@@ -125,13 +125,7 @@ int main(int argc, char **argv)
 {
     static struct md_main a;
     const struct dyno_agent_hooks hooks = {
-        .kind = "metadata",
-        .opts = md_opts,
-        .nopts = sizeof(md_opts) / sizeof(md_opts[0]),
-        .cfg = &a.cfg,
-        .common = &a.cfg.c,
-        .agent = &a.agent,
-        .ctx = &a,
+        DYNO_AGENT_HOOKS_STATE("metadata", md_opts, a),
         .interval = 30,
         .setup = md_setup,
         .start = md_start,

@@ -86,13 +86,7 @@ int main(int argc, char **argv)
 {
     static struct ps_main p;
     const struct dyno_agent_hooks hooks = {
-        .kind = "pubsub",
-        .opts = ps_opts,
-        .nopts = sizeof(ps_opts) / sizeof(ps_opts[0]),
-        .cfg = &p.cfg,
-        .common = &p.cfg.c,
-        .agent = &p.agent,
-        .ctx = &p,
+        DYNO_AGENT_HOOKS_STATE("pubsub", ps_opts, p),
         .interval = 30,
         .setup = ps_setup,
         .start = ps_start,
