@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,23 +566,8 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
 /* Index of jti in the sorted set, or where it would go; *found says which. Lock held. */
 static size_t token_revoked_find(const struct dyno_verifier *v, const char *jti, bool *found)
 {
-    size_t lo = 0, hi = v->nrevoked;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(v->revoked[mid].jti, jti);
-
-        if (cmp == 0) {
-            *found = true;
-            return mid;
-        }
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return dyno_name_search(v->revoked, v->nrevoked, sizeof(v->revoked[0]),
+                            offsetof(struct token_revoked, jti), jti, found);
 }
 
 /* Drops entries whose token has expired anyway (verify refuses it on exp alone), so the

@@ -4,7 +4,8 @@
  *
  *   dp_put.c   put = authorize (the adapter) -> place -> encode -> send -> commit
  *   dp_get.c   get = locate (the adapter) -> fetch -> verify -> decode -> stream
- *   dp_repair.c repair = the get core's read -> encode the lost units -> send (as a put)
+ *   dp_repair.c repair = claim -> the get core's read -> encode the lost units -> send (as
+ *              a put) -> complete; and garbage collection (gc.claim, delete, gc.complete)
  *   dp.c       what both share: EC contexts, the hashing helper thread, fragment reports,
  *              deleting the fragments of a replaced or evicted object
  *   xfer.c     fragment transfers over a transport: upload streams, parallel deletes
@@ -29,6 +30,7 @@
 #include "frag.h"
 #include "hash.h"
 #include "names.h"
+#include "rtask.h"
 
 struct gw;
 struct gw_conn;
@@ -290,14 +292,6 @@ int gw_get_whole(struct gw_get *g, struct dyno_frag_seg *seg, int max);
 const char *gw_get_msg(const struct gw_get *g);
 void gw_get_free(struct gw_get *g);
 /* ---- repair (dp_repair.c) ---- */
-/* One place of a fragment: a source to read, or a target to write. */
-struct gw_rloc {
-    int index;
-    char container[DYNO_SEG_MAX + 1];
-    char url[512];
-    bool draining; /* a source on a draining container: used after the ok ones */
-};
-
 struct gw_rtask {
     struct gw *gw;
     struct gw_conn *conn;
@@ -309,7 +303,7 @@ struct gw_rtask {
     int k, m, n;
     bool replica;
     struct dyno_layout lay;
-    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
+    struct dyno_rtask_loc src[GW_MAX_N], tgt[GW_MAX_N]; /* lib/rtask.h: draining sources last */
     int nsrc, ntgt;
     uint8_t *stripe, *parity;       /* the stripe read (k units) and its m parity units */
     const uint8_t *buf[GW_MAX_N];   /* per fragment index, its unit of the current stripe */
@@ -319,7 +313,8 @@ struct gw_rtask {
     uint64_t bytes_read, bytes_written;
     char msg[300];
 };
-/* Fills t (zeroed, with gw and conn set) from a repair.claim task. 0 or DYNO_EPROTO. */
+/* Fills t (zeroed, with gw and conn set) from a repair.claim task (lib/rtask.h's decoder).
+ * 0 or DYNO_EPROTO. */
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 /* Rebuilds every target of t; pace (may be NULL) is told the bytes of each stripe and may
  * stop the task (true). 0 when the streams reached their end (t->put[i].stored says each
@@ -327,4 +322,18 @@ int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes), void *arg);
 int gw_rtask_live_targets(const struct gw_rtask *t);
 void gw_rtask_free(struct gw_rtask *t); /* what rebuild holds, not t itself */
+/*
+ * One step of a repair worker, over gw->meta: claims a task for worker (repair.claim),
+ * rebuilds it (gw_rtask_rebuild, pace as there) and reports every target's outcome
+ * (repair.complete). 1 when a task was run (whatever its outcome, logged), 0 when none was
+ * waiting, a DYNO_E* when the claim failed. An unusable task is not reported: its lease
+ * runs out and metadata hands it out again.
+ */
+int gw_repair_next(struct gw *gw, struct gw_conn *conn, const char *worker,
+                   bool (*pace)(void *arg, uint64_t bytes), void *arg);
+#define GW_GC_BATCH 100 /* items per gc.claim */
+/* One batch of garbage collection over gw->meta: gc.claim, DELETE of each fragment on its
+ * container (in parallel per key), gc.complete with each item's outcome. Returns the items
+ * handed out (0: nothing to do, or metadata unreachable). */
+int gw_gc_next(struct gw *gw, struct gw_conn *conn, const char *worker);
 #endif

@@ -94,14 +94,6 @@ static size_t get__fifo_avail(const struct get__down *d)
     return d->wr - d->rd;
 }
 
-static int get__on_header(void *arg, const struct dyno_frag_hdr *h)
-{
-    struct get__down *d = arg;
-    if (strcmp(h->key, d->g->key) != 0 || h->index != d->index)
-        return DYNO_ECORRUPT; /* the container served some other fragment */
-    return 0;
-}
-
 /* Streaming parse: a record's payload is written straight behind the fifo's committed
  * bytes as it arrives (its CRC computed on the way) and committed by get__on_record once the
  * CRC matched, so every byte is copied once, from curl's buffer to the fifo. */
@@ -151,7 +143,7 @@ static int get__on_record(void *arg, uint64_t s, const uint8_t *payload, size_t 
 }
 
 static const struct dyno_frag_parser_cbs get__parser_cbs = {
-    .on_header = get__on_header,
+    .on_header = NULL, /* the parser checks that it is our fragment (dyno_frag_parser_expect) */
     .on_record = get__on_record,
     .on_trailer = NULL,
     .on_payload = get__on_payload,
@@ -275,6 +267,8 @@ static int get__down_start(struct gw_get *g, int idx)
     int rc = dyno_frag_parser_init(&d->parser, from == 0, g->cur, g->lay.unit, &get__parser_cbs, d);
     if (rc)
         return rc;
+    /* A container that serves some other fragment serves corruption. */
+    dyno_frag_parser_expect(&d->parser, g->key, (unsigned)idx);
     d->has_parser = true;
     /* Room for a unit ahead of the one being sent plus one transport buffer; a read that
      * needs less than that in all (a small object, a short range) gets just what it needs,

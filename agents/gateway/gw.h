@@ -119,6 +119,7 @@ struct gw {
     struct dyno_httpd httpd;
     unsigned port;
     struct dyno_metric metrics[GW_M_COUNT];
+    bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
     struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
@@ -201,14 +202,23 @@ void gw_wipe(void *p, size_t n);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
-/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
-enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close). */
+/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close),
+ * its status noted for the request log. The two below are this one with a given error. */
 enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The error reply of a DYNO_E* code: gw_reply_error(r, err, fmt, ...). */
+#define gw_reply_error(r, code_, ...)                                                                        \
+    gw_reply_err((r), &(const struct dyno_http_error){.err = (code_)}, __VA_ARGS__)
+/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s, at least 1 (a limit of the
+ * gateway): gw_reply_limited(r, retry_s, fmt, ...). */
+static inline unsigned gw__retry_after(int retry_s)
+{
+    return retry_s < 1 ? 1u : (unsigned)retry_s;
+}
+#define gw_reply_limited(r, retry_s, ...)                                                                    \
+    gw_reply_err(                                                                                            \
+        (r), &(const struct dyno_http_error){.err = DYNO_ELIMIT, .retry_after = gw__retry_after(retry_s)},   \
+        __VA_ARGS__)
 enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what);
 /* Queues resp with status, then drops our reference. */
 enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_Response *resp);

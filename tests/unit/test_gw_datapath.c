@@ -80,6 +80,11 @@ struct fk {
     int commits, aborts, reports, emits;
     char last_report[16];
     int last_report_index;
+    /* healing: what the next repair.claim / gc.claim hands out (taken by it), and the last
+     * repair.complete / gc.complete params */
+    cJSON *task, *gc_items;
+    cJSON *completed, *gc_completed;
+    int claims;
 };
 
 static struct fk *FK; /* the fixture's, for the transport callbacks */
@@ -316,6 +321,22 @@ static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON
         *result = res;
         return 0;
     }
+    if (strcmp(method, "repair.claim") == 0 || strcmp(method, "gc.claim") == 0) {
+        bool gc = method[0] == 'g';
+        cJSON **give = gc ? &FK->gc_items : &FK->task;
+        FK->claims++;
+        *result = cJSON_CreateObject();
+        if (*give)
+            cJSON_AddItemToObject(*result, gc ? "items" : "task", *give);
+        *give = NULL;
+        return 0;
+    }
+    if (strcmp(method, "repair.complete") == 0 || strcmp(method, "gc.complete") == 0) {
+        cJSON **keep = method[0] == 'g' ? &FK->gc_completed : &FK->completed;
+        cJSON_Delete(*keep);
+        *keep = cJSON_Duplicate(params, true);
+        return 0;
+    }
     enum fk_outcome out = FK_ANSWER;
     if (strcmp(method, "object.commit") == 0) {
         FK->commits++;
@@ -461,6 +482,10 @@ static int teardown(void **state)
     gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
+    cJSON_Delete(x->fk.task);
+    cJSON_Delete(x->fk.gc_items);
+    cJSON_Delete(x->fk.completed);
+    cJSON_Delete(x->fk.gc_completed);
     free(x);
     FK = NULL;
     return 0;
@@ -948,10 +973,9 @@ static cJSON *task_loc(int index, int node, const char *state)
     return o;
 }
 
-/* Runs a repair task of the last committed object: sources and targets as {index, node}
- * pairs (a source node < 0: on a draining container, node -1 - n). */
-static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt,
-                      struct gw_rtask **out)
+/* A repair task (as repair.claim hands it out) of the last committed object: sources and
+ * targets as {index, node} pairs (a source node < 0: on a draining container, node -1 - n). */
+static cJSON *repair_task(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt)
 {
     const cJSON *o = x->fk.object;
     cJSON *task = cJSON_CreateObject();
@@ -972,6 +996,14 @@ static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*t
                                           src[i][1] < 0 ? "draining" : "ok"));
     for (int i = 0; i < ntgt; i++)
         cJSON_AddItemToArray(ta, task_loc(tgt[i][0], tgt[i][1], NULL));
+    return task;
+}
+
+/* Runs the repair core on a task of repair_task's. */
+static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt,
+                      struct gw_rtask **out)
+{
+    cJSON *task = repair_task(x, src, nsrc, tgt, ntgt);
     struct gw_rtask *t = calloc(1, sizeof(*t));
     t->gw = &x->gw;
     t->conn = &x->conn;
@@ -1047,6 +1079,94 @@ static void test_repair_rebuilds_exact_fragments(void **state)
     free(data);
 }
 
+/* A repair worker's whole step against the fake metadata: it claims the task, rebuilds the
+ * lost fragment byte for byte on its target and reports it with its size (repair.complete);
+ * with nothing to claim it says so. A target that cannot store is reported not ok. */
+static void test_repair_claim_rebuild_complete(void **state)
+{
+    struct fx *x = *state;
+    size_t len = 2 * 3 * (size_t)UNIT + 77;
+    uint8_t *data = pattern(len, 9);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, 3, 2, true, 4096, &res), 0);
+    cJSON_Delete(res);
+    const char *key = dyno_json_str(x->fk.object, "key");
+    struct fk_frag *lost = fk_frag_of(x, 0, key, 0);
+    size_t flen = lost->len;
+    uint8_t *orig = malloc(flen);
+    memcpy(orig, lost->data, flen);
+    fk__remove(&x->fk.node[0], lost->id);
+
+    const int src[][2] = {{1, 1}, {2, 2}, {3, 3}, {4, 4}}, tgt[][2] = {{0, 5}};
+    x->fk.task = repair_task(x, src, 4, tgt, 1);
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 1);
+    struct fk_frag *f = fk_frag_of(x, 5, key, 0);
+    assert_non_null(f);
+    assert_int_equal(f->len, flen);
+    assert_memory_equal(f->data, orig, flen);
+    const cJSON *done = x->fk.completed;
+    assert_non_null(done);
+    assert_string_equal(dyno_json_str(done, "id"), "ffffffffffffffffffffffffffffffff");
+    assert_string_equal(dyno_json_str(done, "key"), key);
+    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(done, "results"), 0);
+    int64_t v = -1;
+    assert_true(dyno_json_bool(r, "ok", false));
+    assert_int_equal(dyno_json_i64(r, "index", &v), 0);
+    assert_int_equal(v, 0);
+    assert_string_equal(dyno_json_str(r, "container"), "c5");
+    assert_int_equal(dyno_json_i64(r, "size", &v), 0);
+    assert_int_equal(v, (int64_t)flen);
+
+    /* Nothing waiting: no task run, nothing reported. */
+    cJSON_Delete(x->fk.completed);
+    x->fk.completed = NULL;
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 0);
+    assert_null(x->fk.completed);
+
+    /* The target refuses connections: reported, not ok, no size. */
+    x->fk.node[6].refuse = true;
+    const int tgt2[][2] = {{0, 6}};
+    x->fk.task = repair_task(x, src, 4, tgt2, 1);
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 1);
+    r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(x->fk.completed, "results"), 0);
+    assert_false(dyno_json_bool(r, "ok", true));
+    assert_null(cJSON_GetObjectItemCaseSensitive(r, "size"));
+    assert_int_equal(x->fk.claims, 3);
+    free(orig);
+    free(data);
+}
+
+/* Garbage collection against the fake metadata: the claimed fragments are deleted on their
+ * containers and each is reported deleted (a fragment already gone counts: 404). */
+static void test_gc_deletes_and_reports(void **state)
+{
+    struct fx *x = *state;
+    uint8_t *data = pattern(5000, 10);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, 5000, 3, 2, true, 4096, &res), 0);
+    cJSON_Delete(res);
+    const char *key = dyno_json_str(x->fk.object, "key");
+    x->fk.gc_items = cJSON_CreateArray();
+    for (int i = 0; i < 2; i++) {
+        cJSON *it = task_loc(i, i, NULL);
+        cJSON_AddStringToObject(it, "key", key);
+        cJSON_AddItemToArray(x->fk.gc_items, it);
+    }
+    assert_int_equal(gw_gc_next(&x->gw, &x->conn, "gw1-r0"), 2);
+    assert_null(fk_frag_of(x, 0, key, 0));
+    assert_null(fk_frag_of(x, 1, key, 1));
+    assert_non_null(fk_frag_of(x, 2, key, 2));
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(x->fk.gc_completed, "items"), *it;
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    cJSON_ArrayForEach(it, items)
+    {
+        assert_true(dyno_json_bool(it, "ok", false));
+        assert_string_equal(dyno_json_str(it, "key"), key);
+    }
+    assert_int_equal(gw_gc_next(&x->gw, &x->conn, "gw1-r0"), 0); /* nothing left */
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_outcome_never_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_than_announced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_rebuilds_exact_fragments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_claim_rebuild_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_deletes_and_reports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
