@@ -249,7 +249,7 @@ int container_main(int argc, char **argv)
         container_fatal(err);
         goto out;
     }
-    rc = store_posix_open(c->cfg.dir, &c->store, err, sizeof(err));
+    rc = store_volume_open(c->cfg.dir, NULL, &c->store, err, sizeof(err));
     if (rc) {
         container_fatal(err);
         goto out;
