@@ -29,6 +29,7 @@
 #include "../../agents/container/scrub.c"
 #include "../../agents/container/store.c"
 #include "../../agents/container/store_posix.c"
+#include "../../agents/container/store_volume.c"
 
 #define KEY "0123456789abcdef0123456789abcdef"
 #define ID0 KEY ".0"
