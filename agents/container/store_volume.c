@@ -66,7 +66,7 @@
 
 #define VOL_MAGIC 0x31525644u /* "DVR1" little-endian */
 #define VOL_HDR 64
-#define VOL_ID_FIELD 40
+#define VOL_ID_FIELD 36 /* at 24; the payload CRC at 60 */
 #define VOL_TOMB 1u
 #define VOL_REC_MAX (16u * 1024 * 1024) /* longest payload a scan accepts */
 #define VOL_GROW (1024 * 1024)          /* preallocation step of the active volume */
@@ -210,7 +210,10 @@ static int vol_fsync_dir(const char *path)
     return rc;
 }
 
-/* The record header of (id, flags, seq, payload) into h; the CRC covers the payload too. */
+/* The record header of (id, flags, seq, payload) into h: a CRC of the header and one of the
+ * payload, so a scan tells a torn tail (bad header, or a bad payload with nothing valid
+ * after it) from a damaged payload in the middle, which stays indexed: the fragment's own
+ * CRCs then catch it when it is read or scrubbed, and repair replaces it, as for a file. */
 static void vol_header(uint8_t h[VOL_HDR], const char *id, unsigned flags, uint64_t seq, const void *data,
                        uint32_t len)
 {
@@ -222,9 +225,8 @@ static void vol_header(uint8_t h[VOL_HDR], const char *id, unsigned flags, uint6
     size_t idlen = strlen(id);
     h[21] = (uint8_t)idlen;
     memcpy(h + 24, id, idlen);
-    uint32_t crc = dyno_crc32c(0, h + 8, VOL_HDR - 8);
-    crc = dyno_crc32c(crc, data, len);
-    vol_put32(h + 4, crc);
+    vol_put32(h + 60, dyno_crc32c(0, data, len));
+    vol_put32(h + 4, dyno_crc32c(0, h + 8, VOL_HDR - 8));
 }
 
 /* ---- the index (under mu) ---- */
@@ -1085,29 +1087,38 @@ static void vol_destroy(struct store *base)
     free(s);
 }
 
+/* True when a valid record header is at off: magic, header CRC, length within fsize, id. */
+static bool vol_header_ok(int fd, uint64_t off, uint64_t fsize, uint8_t h[VOL_HDR])
+{
+    size_t got;
+    if (off + VOL_HDR > fsize || vol_pread_all(fd, h, VOL_HDR, off, &got) || got != VOL_HDR)
+        return false;
+    if (vol_get32(h) != VOL_MAGIC || vol_get32(h + 4) != dyno_crc32c(0, h + 8, VOL_HDR - 8))
+        return false;
+    uint32_t len = vol_get32(h + 16);
+    unsigned idlen = h[21];
+    if (len > VOL_REC_MAX || idlen > VOL_ID_FIELD || off + VOL_HDR + len > fsize)
+        return false;
+    char id[VOL_ID_FIELD + 1];
+    memcpy(id, h + 24, idlen);
+    id[idlen] = '\0';
+    return store_valid_id(id, NULL, NULL);
+}
+
 /* Reads the records of v into the index; v->end: where the whole records end. */
 static int vol_load(struct vol_store *s, struct vol *v, uint64_t fsize)
 {
-    uint8_t h[VOL_HDR];
+    uint8_t h[VOL_HDR], next[VOL_HDR];
     uint8_t *pay = NULL;
     size_t paycap = 0;
     uint64_t off = 0;
     int rc = 0;
-    while (off + VOL_HDR <= fsize) {
+    while (vol_header_ok(v->fd, off, fsize, h)) {
         size_t got;
-        if (vol_pread_all(v->fd, h, VOL_HDR, off, &got) || got != VOL_HDR)
-            break;
-        if (vol_get32(h) != VOL_MAGIC)
-            break;
         uint32_t len = vol_get32(h + 16);
-        unsigned idlen = h[21];
-        if (len > VOL_REC_MAX || idlen > STORE_ID_MAX || off + VOL_HDR + len > fsize)
-            break;
-        char id[STORE_ID_MAX + 1];
-        memcpy(id, h + 24, idlen);
-        id[idlen] = '\0';
-        if (!store_valid_id(id, NULL, NULL))
-            break;
+        char id[VOL_ID_FIELD + 1];
+        memcpy(id, h + 24, h[21]);
+        id[h[21]] = '\0';
         if (len > paycap) {
             uint8_t *p = realloc(pay, len);
             if (!p) {
@@ -1119,10 +1130,12 @@ static int vol_load(struct vol_store *s, struct vol *v, uint64_t fsize)
         }
         if (vol_pread_all(v->fd, pay, len, off + VOL_HDR, &got) || got != len)
             break;
-        uint32_t crc = dyno_crc32c(0, h + 8, VOL_HDR - 8);
-        crc = dyno_crc32c(crc, pay, len);
-        if (crc != vol_get32(h + 4))
-            break; /* a torn or damaged record: the end of this volume */
+        if (dyno_crc32c(0, pay, len) != vol_get32(h + 60) &&
+            !vol_header_ok(v->fd, off + vol_rec_bytes(len), fsize, next)) {
+            /* A bad payload with nothing valid after it: the torn tail of a crash (never
+             * acknowledged, its fdatasync would have covered it). */
+            break;
+        }
         bool tomb = (h[20] & VOL_TOMB) != 0;
         uint64_t seq = vol_get64(h + 8);
         if (seq > s->seq)
