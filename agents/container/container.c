@@ -47,6 +47,10 @@ static const struct dyno_opt container_opts[] = {
         "seconds a connection may move no byte before it is closed"),
     OPT("scrub_rate", DYNO_OPT_INT, scrub_rate, "8M", "bytes per second the scrubber reads at most"),
     OPT("scrub_interval", DYNO_OPT_INT, scrub_interval, "3600", "seconds between full scrub passes, 0 = off"),
+    OPT("small_max", DYNO_OPT_INT, small_max, "64K", "fragments up to this many bytes go to volume files"),
+    OPT("volume_max", DYNO_OPT_INT, volume_max, "64M", "bytes of a volume file before a new one starts"),
+    OPT("compact_min", DYNO_OPT_INT, compact_min, "4M",
+        "dead bytes a volume needs (and half its size) before compaction reclaims it"),
 };
 #define CONTAINER_NOPTS (sizeof(container_opts) / sizeof(container_opts[0]))
 
@@ -170,6 +174,11 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "scrub_rate must be positive and scrub_interval >= 0");
         return DYNO_EINVAL;
     }
+    if (cfg->small_max < 0 || cfg->small_max > 1024 * 1024 || cfg->volume_max < 1024 * 1024 ||
+        cfg->volume_max > (int64_t)1 << 40 || cfg->compact_min < 1) {
+        snprintf(err, errlen, "small_max must be 0..1M, volume_max 1M..1T and compact_min positive");
+        return DYNO_EINVAL;
+    }
     if (cfg->stream_timeout < 1 || cfg->stream_timeout > 86400) {
         snprintf(err, errlen, "stream_timeout must be 1..86400 seconds");
         return DYNO_EINVAL;
@@ -249,7 +258,12 @@ int container_main(int argc, char **argv)
         container_fatal(err);
         goto out;
     }
-    rc = store_volume_open(c->cfg.dir, NULL, &c->store, err, sizeof(err));
+    struct store_volume_opts vo;
+    store_volume_defaults(&vo);
+    vo.small_max = (uint64_t)c->cfg.small_max;
+    vo.volume_max = (uint64_t)c->cfg.volume_max;
+    vo.compact_min = (uint64_t)c->cfg.compact_min;
+    rc = store_volume_open(c->cfg.dir, &vo, &c->store, err, sizeof(err));
     if (rc) {
         container_fatal(err);
         goto out;
