@@ -19,9 +19,11 @@
 #include "httpd.h"
 #include "metrics.h"
 #include "store.h"
+#include "token.h"
 
 #define CONTAINER_CACHE_ITEM_MAX (1024 * 1024) /* only fragments up to this are cached */
 #define CONTAINER_IO_CHUNK (256 * 1024)        /* read size of a streamed GET */
+#define CONTAINER_AUTH_CACHE 4                 /* service tokens remembered as verified */
 
 /* Configuration (docs/protocol.md §6): common keys, then the container's own. */
 struct container_cfg {
@@ -78,6 +80,14 @@ struct container {
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;
     uint64_t reserved;
+    /* Service tokens whose signature was verified (http.c), also guarded by mu: a request
+     * with one of them costs a compare and the revocation check, not an Ed25519 verify. */
+    struct container_auth_seen {
+        size_t len; /* 0: empty */
+        char tok[DYNO_TOKEN_MAX];
+        struct dyno_claims claims;
+    } auth_seen[CONTAINER_AUTH_CACHE];
+    unsigned auth_next;
 
     /* The scrubber (scrub.c): its thread waits on scrub_cv, so stopping is immediate. */
     pthread_t scrub_thread;
