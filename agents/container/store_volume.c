@@ -1211,7 +1211,8 @@ static int vol_open_volumes(struct vol_store *s, char *err, size_t errlen)
         nos[n++] = no;
     }
     closedir(d);
-    qsort(nos, n, sizeof(*nos), vol_cmp_u32);
+    if (n > 1)
+        qsort(nos, n, sizeof(*nos), vol_cmp_u32);
     int rc = 0;
     struct vol **tail = &s->vols;
     for (size_t i = 0; i < n && rc == 0; i++) {
