@@ -112,7 +112,7 @@ struct vol_store {
     bool syncing, broken;
     struct vol_ent **bucket;
     size_t nbucket, nent;
-    uint64_t used; /* payload bytes of live records */
+    uint64_t used;             /* payload bytes of live records */
     uint64_t nrecords, nsyncs; /* appended records, fdatasyncs of group commits */
 
     pthread_t compactor;
@@ -127,6 +127,7 @@ struct vol_put {
     uint8_t *buf;
     size_t blen, cap;
     struct store_put *file; /* set once the fragment is over small_max */
+    int err;                /* a failed move to a file: the put can only be aborted */
 };
 
 struct vol_read {
@@ -602,6 +603,8 @@ static int vol_put_write(struct store_put *sp, const void *data, size_t len)
 {
     struct vol_put *p = (struct vol_put *)sp;
     struct vol_store *s = p->s;
+    if (p->err)
+        return p->err;
     if (p->file)
         return store_put_write(s->files, p->file, data, len);
     if (p->blen + len > s->o.small_max) {
@@ -612,7 +615,10 @@ static int vol_put_write(struct store_put *sp, const void *data, size_t len)
         free(p->buf);
         p->buf = NULL;
         p->blen = p->cap = 0;
-        return rc ? rc : store_put_write(s->files, p->file, data, len);
+        if (rc == 0)
+            rc = store_put_write(s->files, p->file, data, len);
+        p->err = rc;
+        return rc;
     }
     if (p->blen + len > p->cap) {
         size_t cap = p->cap ? p->cap : 4096;
@@ -665,6 +671,11 @@ static int vol_put_commit(struct store_put *sp, uint64_t *size, uint64_t *old_si
     uint64_t sz = 0, old = 0, fsz;
     int rc;
 
+    if (p->err) {
+        rc = p->err;
+        vol_put_abort(sp);
+        return rc;
+    }
     pthread_mutex_lock(stripe);
     if (p->file) {
         struct store_put *f = p->file;
@@ -871,8 +882,8 @@ static int vol_compact_batch(struct vol_store *s, struct vol *victim, struct vol
         /* The copy keeps the original's sequence: a tombstone copied forward must not hide a
          * newer put of its id, and a crash before the victim is unlinked leaves two equal
          * records, either one right. */
-        rc = vol_append_locked(s, b[i].id, b[i].tomb ? VOL_TOMB : 0, buf + b[i].at, b[i].len, b[i].seq, &vno[i],
-                               &noff[i], &seq[i], &lsn);
+        rc = vol_append_locked(s, b[i].id, b[i].tomb ? VOL_TOMB : 0, buf + b[i].at, b[i].len, b[i].seq,
+                               &vno[i], &noff[i], &seq[i], &lsn);
         copied[i] = rc == 0;
     }
     if (rc == 0 && lsn)
@@ -998,7 +1009,8 @@ int store_volume_compact(struct store *base)
             uint64_t dead = v->end - v->live - v->tomb;
             if (v == s->vols)
                 dead = v->end - v->live; /* its tombstones go too */
-            if (v->end > 0 && dead >= s->o.compact_min && (double)dead >= s->o.compact_ratio * (double)v->end) {
+            if (v->end > 0 && dead >= s->o.compact_min &&
+                (double)dead >= s->o.compact_ratio * (double)v->end) {
                 victim = v;
                 oldest = v == s->vols;
                 break;

@@ -429,9 +429,9 @@ static void test_remembered_token_still_revocable(void **state)
     struct reply r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
     assert_int_equal(r.status, 200);
     free(r.body);
-    assert_int_equal(dyno_verifier_revoke(f->c.verifier, "00112233445566778899aabbccddeeff",
-                                          (int64_t)time(NULL) + 3600),
-                     0);
+    assert_int_equal(
+        dyno_verifier_revoke(f->c.verifier, "00112233445566778899aabbccddeeff", (int64_t)time(NULL) + 3600),
+        0);
     r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
     assert_int_equal(r.status, 401);
     free(r.body);
