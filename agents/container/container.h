@@ -4,7 +4,7 @@
  *
  * One struct container holds everything the process has: its configuration, the store,
  * the cache, the token verifier, the MQTT client, the HTTP daemon and the metrics. It is
- * created in main() and passed to every callback; there is no other global state.
+ * made in main() (main.c) and passed to every callback; there is no other global state.
  */
 #ifndef CONTAINER_H
 #define CONTAINER_H
@@ -19,11 +19,9 @@
 #include "httpd.h"
 #include "metrics.h"
 #include "store.h"
-#include "token.h"
 
 #define CONTAINER_CACHE_ITEM_MAX (1024 * 1024) /* only fragments up to this are cached */
 #define CONTAINER_IO_CHUNK (256 * 1024)        /* read size of a streamed GET */
-#define CONTAINER_AUTH_CACHE 4                 /* service tokens remembered as verified */
 
 /* Configuration (docs/protocol.md §6): common keys, then the container's own. */
 struct container_cfg {
@@ -80,14 +78,6 @@ struct container {
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;
     uint64_t reserved;
-    /* Service tokens whose signature was verified (http.c), also guarded by mu: a request
-     * with one of them costs a compare and the revocation check, not an Ed25519 verify. */
-    struct container_auth_seen {
-        size_t len; /* 0: empty */
-        char tok[DYNO_TOKEN_MAX];
-        struct dyno_claims claims;
-    } auth_seen[CONTAINER_AUTH_CACHE];
-    unsigned auth_next;
 
     /* The scrubber (scrub.c): its thread waits on scrub_cv, so stopping is immediate. */
     pthread_t scrub_thread;
@@ -98,8 +88,16 @@ struct container {
     struct dyno_metric metrics[CM_COUNT];
 };
 
-/* The whole program: parses argv, runs until SIGTERM/SIGINT. Returns the exit status. */
-int container_main(int argc, char **argv);
+/* The hooks of the agent skeleton (lib/agent.h struct dyno_agent_hooks, main.c), arg the
+ * struct container. setup: checks, verifier, store, cache (before the broker); start: HTTP,
+ * the URL and port file, the revocation feed and the status fields; started: the scrubber
+ * and the "started" line; stop: scrubber and HTTP threads; close: the rest. 0 or DYNO_E*
+ * (logged). */
+int container_setup(void *arg);
+int container_start(void *arg);
+int container_started(void *arg);
+void container_stop(void *arg);
+void container_close(void *arg);
 
 /* Starts the HTTP daemon on cfg.listen_host:cfg.port and sets c->port.
  * DYNO_EIO with a message in err when it cannot listen. (http.c) */

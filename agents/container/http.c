@@ -17,8 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-
 #include "buf.h"
 #include "crashpoint.h"
 #include "dynostore/error.h"
@@ -68,42 +66,6 @@ enum MHD_Result container_http_error(struct MHD_Connection *conn, unsigned statu
     return ret;
 }
 
-/* dyno_token_verify with a memory of the service tokens verified before. The signature
- * check (Ed25519, ~130 us here) cost about as much CPU as the rest of a small fragment's
- * request, and the gateway sends the same service token on every request. A token that is
- * byte for byte one verified before has a valid signature; expiry and revocation are still
- * checked on every request (dyno_verifier_check), so a revocation bites as before. The
- * compare is constant-time so that timing does not reveal a remembered token. */
-static int http_verify(struct container *c, const char *tok, struct dyno_claims *claims)
-{
-    int64_t now = (int64_t)time(NULL);
-    size_t len = strnlen(tok, DYNO_TOKEN_MAX + 1);
-    bool seen = false;
-    if (len == 0 || len > DYNO_TOKEN_MAX)
-        return DYNO_EUNAUTH;
-    pthread_mutex_lock(&c->mu);
-    for (unsigned i = 0; i < CONTAINER_AUTH_CACHE && !seen; i++) {
-        const struct container_auth_seen *e = &c->auth_seen[i];
-        if (e->len == len && CRYPTO_memcmp(e->tok, tok, len) == 0) {
-            *claims = e->claims;
-            seen = true;
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (seen)
-        return dyno_verifier_check(c->verifier, claims, now);
-    int rc = dyno_token_verify(c->verifier, tok, now, claims);
-    if (rc == 0 && strcmp(claims->role, "service") == 0) {
-        pthread_mutex_lock(&c->mu);
-        struct container_auth_seen *e = &c->auth_seen[c->auth_next++ % CONTAINER_AUTH_CACHE];
-        memcpy(e->tok, tok, len);
-        e->len = len;
-        e->claims = *claims;
-        pthread_mutex_unlock(&c->mu);
-    }
-    return rc;
-}
-
 /* 0 when the request carries a valid service token; DYNO_EUNAUTH or DYNO_EFORBIDDEN. */
 static int http_auth(struct container *c, struct MHD_Connection *conn, const char **why)
 {
@@ -113,7 +75,7 @@ static int http_auth(struct container *c, struct MHD_Connection *conn, const cha
         *why = "missing bearer token";
         return DYNO_EUNAUTH;
     }
-    if (http_verify(c, tok, &claims) != 0) {
+    if (dyno_token_verify(c->verifier, tok, (int64_t)time(NULL), &claims) != 0) {
         *why = "invalid, expired or revoked token";
         return DYNO_EUNAUTH;
     }

@@ -420,8 +420,9 @@ static void test_auth_refused(void **state)
     free(r.body);
 }
 
-/* A service token verified once is remembered (http_verify), but expiry and revocation are
- * still checked on every request: revoked, the same token is refused at once. */
+/* A service token verified once is remembered (the verifier's cache, lib/token.c), but
+ * expiry and revocation are still checked on every request: revoked, the same token is
+ * refused at once by the container. */
 static void test_remembered_token_still_revocable(void **state)
 {
     struct fx *f = *state;
