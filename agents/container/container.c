@@ -44,6 +44,13 @@ static const struct {
                            "Bytes re-read and verified by the scrubber", "counter"},
     [CM_SCRUB_ERRORS] = {"dyno_container_scrub_errors_total", "Corrupt fragments found by the scrubber",
                          "counter"},
+    [CM_VOL_RECORDS] = {"dyno_container_volume_records_total",
+                        "Records appended to volume files (small fragments, tombstones, compaction copies)",
+                        "counter"},
+    [CM_VOL_SYNCS] =
+        {"dyno_container_volume_syncs_total",
+         "Group-commit fdatasyncs of volume files (records / syncs = the commits one sync served)",
+         "counter"},
 };
 
 static void container_fatal(const char *what)
@@ -96,6 +103,10 @@ void container_update_gauges(struct container *c)
     dyno_metric_set(&c->metrics[CM_USED], (int64_t)used);
     dyno_metric_set(&c->metrics[CM_FRAGMENTS], (int64_t)frags);
     dyno_metric_set(&c->metrics[CM_CAPACITY], c->cfg.capacity);
+    uint64_t records = 0, syncs = 0;
+    store_volume_stats(c->store, &records, &syncs);
+    dyno_metric_set(&c->metrics[CM_VOL_RECORDS], (int64_t)records);
+    dyno_metric_set(&c->metrics[CM_VOL_SYNCS], (int64_t)syncs);
 }
 
 /* ---- configuration ---- */

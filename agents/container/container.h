@@ -58,6 +58,8 @@ enum container_metric {
     CM_CACHE_HITS,
     CM_SCRUBBED_BYTES,
     CM_SCRUB_ERRORS,
+    CM_VOL_RECORDS,
+    CM_VOL_SYNCS,
     CM_COUNT
 };
 

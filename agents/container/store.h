@@ -99,7 +99,8 @@ int store_volume_open(const char *dir, const struct store_volume_opts *opts, str
 /* Runs compaction now, in the caller's thread: the number of volumes reclaimed, or a
  * DYNO_E* (tests, and the thread's own pass). */
 int store_volume_compact(struct store *s);
-/* Records appended and group-commit fdatasyncs since open (metrics, tests). */
+/* Records appended and group-commit fdatasyncs since open (metrics, tests); 0 and 0 for
+ * a store of another backend. */
 void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
 
 /* Convenience wrappers over s->ops. */

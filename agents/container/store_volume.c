@@ -1037,6 +1037,10 @@ int store_volume_compact(struct store *base)
 void store_volume_stats(struct store *base, uint64_t *records, uint64_t *syncs)
 {
     struct vol_store *s = (struct vol_store *)base;
+    if (strcmp(base->ops->name, "volume") != 0) {
+        *records = *syncs = 0; /* another backend: no volumes */
+        return;
+    }
     pthread_mutex_lock(&s->mu);
     *records = s->nrecords;
     *syncs = s->nsyncs;

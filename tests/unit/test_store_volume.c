@@ -335,6 +335,13 @@ static void group_commit_many_threads(void **state)
     assert_true(syncs > 0);
     assert_true(syncs < records);
     store_free(s);
+    /* the metrics ask every store: another backend answers 0 and 0 */
+    char err[256];
+    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    store_volume_stats(s, &records, &syncs);
+    assert_int_equal(records, 0);
+    assert_int_equal(syncs, 0);
+    store_free(s);
     s = tv_open(dir);
     uint8_t buf[1500];
     char id[40];
