@@ -52,7 +52,12 @@ log "folder $TMP"
 # The bridges of the daemon's networks, recorded while it runs: if it dies they are left behind.
 record_bridges() {
   [ -n "$DPID" ] || return 0
-  $DOCKER network ls -q --filter driver=bridge 2>/dev/null | sed 's/^/br-/' >>"$TMP/bridges" || true
+  local id
+  for id in $($DOCKER network ls -q --filter driver=bridge 2>/dev/null); do
+    grep -qx "br-$id" "$TMP/bridges" 2>/dev/null && continue
+    echo "br-$id" >>"$TMP/bridges"
+    log "bridge br-$id"
+  done
 }
 
 cleanup() {
