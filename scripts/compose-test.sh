@@ -88,7 +88,7 @@ cleanup() {
   # docker-proxy too, should the daemon have died: it forwards to an address of this pool.
   local cmd
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+    { cmd=$(tr '\0' ' ' <"$p/cmdline"); } 2>/dev/null
     if [[ $cmd == *"$TMP/"* || ( -n $POOL && $cmd == *"-container-ip ${POOL%.0.0/16}."* ) ]]; then
       kill -KILL "${p#/proc/}" 2>/dev/null
     fi
@@ -197,7 +197,8 @@ log "base image debian:12 imported from $ROOTFS_TAR"
 if [ "${DYNO_COMPOSE_FAIL_AFTER:-}" = base ]; then
   $DOCKER network create probe >/dev/null
   record_bridges
-  $DOCKER run -d --network probe debian:12 sleep 600 >/dev/null
+  # (its warning that IPv4 forwarding is off is expected: nothing here is routed)
+  $DOCKER run -d --network probe debian:12 sleep 600 >/dev/null 2>&1
   log "DYNO_COMPOSE_FAIL_AFTER=base: failing on purpose with a container running"
   exit 3
 fi
