@@ -145,7 +145,9 @@ mkdir -p "$TMP/client"
 export DOCKER_HOST=unix://$TMP/docker.sock DOCKER_CONFIG=$TMP/client
 # No iptables rules and no ip_forward change on a shared host: containers talk over their
 # bridge, published ports go through docker-proxy, and build steps use the host's network.
-dockerd --config-file "$TMP/daemon.json" --data-root "$TMP/root" --exec-root "$TMP/exec" \
+# setsid: its own session, so that a SIGTERM to this script's process group (a test stopping a
+# run that hangs) reaches the script, whose clean-up then stops the daemon in order.
+setsid dockerd --config-file "$TMP/daemon.json" --data-root "$TMP/root" --exec-root "$TMP/exec" \
   --pidfile "$TMP/dockerd.pid" -H "$DOCKER_HOST" --bridge none --iptables=false --ip-forward=false \
   --ip-masq=false --userland-proxy=true --default-address-pool "base=$POOL,size=24" \
   --cgroup-parent "$CGROUP_PARENT" --storage-driver overlay2 --log-level warn \
@@ -163,6 +165,7 @@ $DOCKER version >/dev/null 2>&1 || {
   tail -20 "$TMP/dockerd.log" >&2
   die "dockerd did not answer on $DOCKER_HOST"
 }
+[ "$(cat "$TMP/dockerd.pid")" = "$DPID" ] || die "dockerd's pid file does not name pid $DPID"
 log "dockerd pid $DPID on $DOCKER_HOST, address pool $POOL, $($DOCKER version -f '{{.Server.Version}}')"
 
 # ---- the base image: debian:12 from debootstrap ---------------------------------------------
@@ -181,7 +184,7 @@ ROOTFS_TAR=$CACHE/bookworm-minbase-$(dpkg --print-architecture)-$(printf '%s' "$
 if [ ! -s "$ROOTFS_TAR" ]; then
   log "debootstrap --variant=minbase bookworm from $MIRROR (cached in $CACHE for the next run)"
   mkdir -p "$CACHE"
-  debootstrap --variant=minbase bookworm "$TMP/rootfs" "$MIRROR" >"$TMP/debootstrap.log" 2>&1 || {
+  timeout --foreground 1200 debootstrap --variant=minbase bookworm "$TMP/rootfs" "$MIRROR" >"$TMP/debootstrap.log" 2>&1 || {
     tail -20 "$TMP/debootstrap.log" >&2
     die "debootstrap failed"
   }
@@ -208,7 +211,7 @@ fi
 log "building dynostore:latest (compose/Dockerfile)"
 b0=$(date +%s)
 # --network=host: the daemon has no NAT, so apt inside the build reaches the mirror this way.
-if ! $DOCKER build --network=host -f compose/Dockerfile -t dynostore:latest . >"$TMP/build.log" 2>&1; then
+if ! timeout --foreground 1200 $DOCKER build --network=host -f compose/Dockerfile -t dynostore:latest . >"$TMP/build.log" 2>&1; then
   tail -40 "$TMP/build.log" >&2
   die "docker build failed"
 fi
@@ -235,7 +238,7 @@ chmod +x "$TMP/compose"
 export DYNO_COMPOSE=$TMP/compose DYNO_DOCKER=$DOCKER DYNO_COMPOSE_TMP=$TMP
 log "$($COMPOSE_CMD version --short 2>/dev/null || $COMPOSE_CMD version | head -1): up -d, project $PROJECT, gateway 127.0.0.1:$DYNO_GATEWAY_PORT, broker 127.0.0.1:$DYNO_BROKER_PORT"
 u0=$(date +%s)
-"$TMP/compose" up -d >"$TMP/up.log" 2>&1 || {
+timeout --foreground 600 "$TMP/compose" up -d >"$TMP/up.log" 2>&1 || {
   cat "$TMP/up.log" >&2
   die "compose up failed"
 }
@@ -245,7 +248,7 @@ log "stack started in $(($(date +%s) - u0)) s"
 # ---- the checks (issue 15 acceptance 1-3) --------------------------------------------------
 
 log "checks: tests/integration/compose_stack.py"
-if ! (cd tests/integration && python3 -m unittest -v compose_stack); then
+if ! (cd tests/integration && timeout --foreground 1200 python3 -m unittest -v compose_stack); then
   "$TMP/compose" ps >&2 || true
   "$TMP/compose" logs --tail 30 >&2 || true
   die "the checks failed"

@@ -15,7 +15,7 @@ import subprocess
 import time
 import unittest
 
-from fabric import MiB, bin_dir, sha256_file, write_random_file
+from fabric import MiB, bin_dir, sha256_file, src_dir, write_random_file
 
 WAIT = 120.0  # seconds a stack (re)start may take on a loaded 2-core machine
 
@@ -177,9 +177,21 @@ class Stack(unittest.TestCase):
         self.assertEqual(len(vols), 5, "data containers share volumes: %s" % vols)
 
     def test_1_online(self):
-        """Acceptance 1: the gateway answers on its published port; all five containers online."""
+        """Acceptance 1: the gateway answers on its published port; all five containers online;
+        the web console, when the tree has one (agents/frontend), is served at /."""
         self.wait_gateway()
         self.wait_online(["c1", "c2", "c3", "c4", "c5"])
+        index = os.path.join(src_dir(), "agents", "frontend", "index.html")
+        if os.path.exists(index):
+            c = http.client.HTTPConnection("127.0.0.1", self.gw_port, timeout=30)
+            try:
+                c.request("GET", "/")
+                r = c.getresponse()
+                body = r.read()
+            finally:
+                c.close()
+            with open(index, "rb") as f:
+                self.assertEqual((r.status, body), (200, f.read()), "the console is not served at /")
 
     def test_2_roundtrip(self):
         """Acceptance 2: 1 B, 10 MiB and 200 MiB put and got back byte-identical with the CLI."""

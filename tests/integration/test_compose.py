@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ SRC = os.environ.get("DYNO_SRC", os.path.join(os.path.dirname(__file__), "..", "
 BIN = os.environ.get("DYNO_BIN", os.path.join(SRC, "build", "bin"))
 COMPOSE_FILE = os.path.join(SRC, "compose", "docker-compose.yml")
 SCRIPT = os.path.join(SRC, "scripts", "compose-test.sh")
+# One run of compose-test.sh at most (ctest's TIMEOUT for this file, tests/CMakeLists.txt, leaves
+# room for two of them and their clean-up).
+RUN_TIMEOUT = 900
 
 
 def command_words(cmd):
@@ -149,12 +153,21 @@ class ComposeRun(unittest.TestCase):
         env = dict(os.environ, DYNO_BIN=BIN)
         env.update(env_extra or {})
         t0 = time.monotonic()
-        cp = subprocess.run(["bash", SCRIPT], cwd=SRC, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200)
-        sys.stdout.write(cp.stdout)
-        sys.stdout.write("compose-test.sh: exit %d in %.0f s\n" % (cp.returncode, time.monotonic() - t0))
+        # Its own session, so that a run that hangs is stopped with SIGTERM to all of it: the
+        # script's trap then removes what it made (a SIGKILL would leave its daemon behind).
+        p = subprocess.Popen(["bash", SCRIPT], cwd=SRC, env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGTERM)
+            out, _ = p.communicate(timeout=300)
+            out += "compose-test.sh: stopped after %d s\n" % RUN_TIMEOUT
+        sys.stdout.write(out)
+        sys.stdout.write("compose-test.sh: exit %d in %.0f s\n" % (p.returncode, time.monotonic() - t0))
         sys.stdout.flush()
-        return cp
+        return subprocess.CompletedProcess(p.args, p.returncode, out)
 
     def assert_nothing_left(self, out):
         folder, pid, bridges = parse_run(out)
