@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the compose deployment (compose/) for real on this machine and checks it
 # (tests/integration/compose_stack.py, issue 15): installs docker.io, docker-compose and
-# debootstrap, starts a private Docker daemon (its own socket, data and exec roots, pid file and
-# cgroup parent, all in one temp folder; no iptables rules, no default bridge, an address pool
-# no route of this host uses), makes the debian:12 base image with debootstrap from the apt
-# mirror this machine already uses, builds the DynoStore image, starts the stack on free ports
-# of 127.0.0.1, runs the checks, and on any exit stops and removes all of it: the stack and its
-# volumes, the daemon (by its pid), the processes left in its cgroups, the bridges it made, its
-# mounts and the temp folder. Never talks to another Docker daemon.
+# debootstrap, starts a private Docker daemon (its own socket, data and exec roots and pid file
+# in one temp folder, its own cgroup parent with the cgroupfs driver; no iptables rules, no
+# default bridge, an address pool no route of this host uses), makes the debian:12 base image
+# with debootstrap from the apt mirror this machine already uses, builds the DynoStore image,
+# starts the stack on free ports of 127.0.0.1, runs the checks, and on any exit stops and
+# removes all of it: the stack and its volumes, the daemon (by its pid), the processes left in
+# its cgroups, the bridges it made, its mounts, its cgroups and the temp folder. Never talks to
+# another Docker daemon.
 #
 # Usage: scripts/compose-test.sh            (as root; the host CLI comes from $DYNO_BIN or build/)
 # Environment: DYNO_COMPOSE_CACHE  folder kept between runs for the base image's root file
@@ -82,9 +83,13 @@ cleanup() {
   fi
   # Processes still in this daemon's cgroups (containers whose shim lost its daemon), then the
   # shims themselves: containerd started them with this folder in their command line.
-  local pids p
-  pids=$(cat /sys/fs/cgroup/pids/"$CGROUP_PARENT"/*/cgroup.procs /sys/fs/cgroup/pids/"$CGROUP_PARENT"/cgroup.procs 2>/dev/null)
-  for p in $pids; do kill -KILL "$p" 2>/dev/null; done
+  # (cgroup v1 hierarchies are /sys/fs/cgroup/<controller>/, v2 is /sys/fs/cgroup/ itself)
+  local pids p d
+  for d in /sys/fs/cgroup/"$CGROUP_PARENT" /sys/fs/cgroup/*/"$CGROUP_PARENT"; do
+    [ -d "$d" ] || continue
+    pids=$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
+    for p in $pids; do kill -KILL "$p" 2>/dev/null; done
+  done
   # docker-proxy too, should the daemon have died: it forwards to an address of this pool.
   local cmd
   for p in /proc/[0-9]*; do
@@ -106,8 +111,7 @@ cleanup() {
     umount -l "$m" 2>/dev/null
   done
   rm -rf "$TMP"
-  local d
-  for d in /sys/fs/cgroup/*/"$CGROUP_PARENT"; do
+  for d in /sys/fs/cgroup/"$CGROUP_PARENT" /sys/fs/cgroup/*/"$CGROUP_PARENT"; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
   done
   log "cleaned up (daemon ${DPID:-never started}, folder $TMP)"
@@ -150,7 +154,7 @@ export DOCKER_HOST=unix://$TMP/docker.sock DOCKER_CONFIG=$TMP/client
 setsid dockerd --config-file "$TMP/daemon.json" --data-root "$TMP/root" --exec-root "$TMP/exec" \
   --pidfile "$TMP/dockerd.pid" -H "$DOCKER_HOST" --bridge none --iptables=false --ip-forward=false \
   --ip-masq=false --userland-proxy=true --default-address-pool "base=$POOL,size=24" \
-  --cgroup-parent "$CGROUP_PARENT" --storage-driver overlay2 --log-level warn \
+  --cgroup-parent "$CGROUP_PARENT" --exec-opt native.cgroupdriver=cgroupfs --storage-driver overlay2 --log-level warn \
   >"$TMP/dockerd.log" 2>&1 </dev/null &
 DPID=$!
 for _ in $(seq 1 600); do

@@ -191,7 +191,8 @@ class ComposeRun(unittest.TestCase):
             cp = subprocess.run(["ip", "link", "show", br], capture_output=True)
             self.assertNotEqual(cp.returncode, 0, f"bridge {br} is left")
         tag = folder.rsplit(".", 1)[1]
-        self.assertEqual(glob.glob("/sys/fs/cgroup/*/dyno-compose-%s" % tag), [], "cgroups left")
+        left = glob.glob("/sys/fs/cgroup/dyno-compose-%s" % tag) + glob.glob("/sys/fs/cgroup/*/dyno-compose-%s" % tag)
+        self.assertEqual(left, [], "cgroups left")
         return bridges
 
     def test_failure_cleans_up(self):
