@@ -225,9 +225,6 @@ log "image built in $(($(date +%s) - b0)) s: $($DOCKER image ls dynostore:latest
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export DYNO_PUBLISH_HOST=127.0.0.1 DYNO_GATEWAY_PORT DYNO_BROKER_PORT
-DYNO_GATEWAY_PORT=$(free_port)
-DYNO_BROKER_PORT=$(free_port)
-while [ "$DYNO_BROKER_PORT" = "$DYNO_GATEWAY_PORT" ]; do DYNO_BROKER_PORT=$(free_port); done
 # compose v2 when the client has it, else Debian's docker-compose 1.29; -p: no `name:` in the file.
 if $DOCKER compose version >/dev/null 2>&1; then
   COMPOSE_CMD="$DOCKER compose"
@@ -240,12 +237,23 @@ exec $COMPOSE_CMD -p $PROJECT -f $SRC/compose/docker-compose.yml "\$@"
 EOF
 chmod +x "$TMP/compose"
 export DYNO_COMPOSE=$TMP/compose DYNO_DOCKER=$DOCKER DYNO_COMPOSE_TMP=$TMP
-log "$($COMPOSE_CMD version --short 2>/dev/null || $COMPOSE_CMD version | head -1): up -d, project $PROJECT, gateway 127.0.0.1:$DYNO_GATEWAY_PORT, broker 127.0.0.1:$DYNO_BROKER_PORT"
 u0=$(date +%s)
-timeout --foreground 600 "$TMP/compose" up -d >"$TMP/up.log" 2>&1 || {
+# Free ports of now; other tests on this machine may take one before docker-proxy binds it,
+# and then the stack starts again on others.
+for attempt in 1 2 3; do
+  DYNO_GATEWAY_PORT=$(free_port)
+  DYNO_BROKER_PORT=$(free_port)
+  while [ "$DYNO_BROKER_PORT" = "$DYNO_GATEWAY_PORT" ]; do DYNO_BROKER_PORT=$(free_port); done
+  log "$($COMPOSE_CMD version --short 2>/dev/null || $COMPOSE_CMD version | head -1): up -d, project $PROJECT, gateway 127.0.0.1:$DYNO_GATEWAY_PORT, broker 127.0.0.1:$DYNO_BROKER_PORT"
+  timeout --foreground 600 "$TMP/compose" up -d >"$TMP/up.log" 2>&1 && break
+  if [ "$attempt" -lt 3 ] && grep -qi "address already in use" "$TMP/up.log"; then
+    log "a published port was taken meanwhile: again on other ports"
+    timeout 120 "$TMP/compose" down -t 5 >>"$TMP/up.log" 2>&1 || true
+    continue
+  fi
   cat "$TMP/up.log" >&2
   die "compose up failed"
-}
+done
 record_bridges
 log "stack started in $(($(date +%s) - u0)) s"
 
