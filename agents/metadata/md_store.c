@@ -820,7 +820,21 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
         chosen[count] = nd;
         count++;
     }
-    int prc = dyno_place(pn, count, n, share, idx);
+    /* The site rule: no site holds more fragments than the object can lose (m, for the m + 1
+     * replicas of a small object too), so losing a whole site loses nothing. m = 0 cannot
+     * survive any loss, so there is nothing for a cap to protect. */
+    const struct dyno_place_rule rule = {.site_max = (size_t)r->m};
+    int prc = dyno_place_spread(pn, count, n, share, &rule, idx);
+    if (prc == DYNO_ECONFLICT) {
+        /* Transient as much as "too few containers": a site coming back (or added) lets it
+         * through, so the same 503 with Retry-After. */
+        snprintf(err, errlen,
+                 "need %zu fragments with at most m=%d on one site (so that a site can be lost), "
+                 "but the %zu online containers with room are on too few sites",
+                 n, r->m, room);
+        ret = DYNO_EUNAVAIL;
+        goto out;
+    }
     if (prc == DYNO_EUNAVAIL) {
         if (room == online)
             snprintf(err, errlen, "need %zu containers online with room, %zu online", n, online);
