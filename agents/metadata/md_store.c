@@ -576,6 +576,7 @@ static int frags_json(struct md_db *db, const char *key, const struct md_nodes *
             break;
         const struct md_node *nd = md_nodes_find(nodes, dyno_json_str(f, "container"));
         if (!cJSON_AddStringToObject(f, "url", nd ? nd->url : "") ||
+            !cJSON_AddStringToObject(f, "site", nd ? nd->site : "") ||
             !cJSON_AddBoolToObject(f, "online", nd && nd->online))
             rc = SQLITE_NOMEM;
     }

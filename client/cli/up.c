@@ -84,6 +84,7 @@ struct up {
     char mosquitto[UP_PATH];
     char plugin[UP_PATH]; /* dyno_auth.so, absolute */
     int ncont;
+    int nsites; /* containers go round robin over site-1..site-<nsites> */
     const char *capacity;
     const char *repair_grace; /* NULL: the metadata default */
     int port_req;             /* asked gateway port; 0 = any */
@@ -494,7 +495,7 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
 {
     char id[16], rel[64], site[32];
     snprintf(id, sizeof(id), "c%d", i);
-    snprintf(site, sizeof(site), "site-%d", i);
+    snprintf(site, sizeof(site), "site-%d", (i - 1) % u->nsites + 1);
     cJSON *o = up__agent_conf(u, id);
     if (!o)
         return cli_err("out of memory while writing the config of container %s", id);
@@ -631,6 +632,7 @@ static int up__write_fabric(const struct up *u, bool ready)
         up__add_path(o, "cacert", u, "tls/ca.crt");
     cJSON_AddStringToObject(o, "data", u->data);
     cJSON_AddNumberToObject(o, "containers", u->ncont);
+    cJSON_AddNumberToObject(o, "sites", u->nsites);
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
     cJSON_AddBoolToObject(o, "ready", ready);
     cJSON *procs = cJSON_AddArrayToObject(o, "processes");
@@ -1240,7 +1242,8 @@ static void up__print_ready(const struct up *u)
 {
     char tok[UP_PATH];
     up__path(tok, "%s/secrets/admin.token", u->data);
-    printf("DynoStore fabric is up: %d containers, broker on 127.0.0.1:%d\n", u->ncont, u->broker_port);
+    printf("DynoStore fabric is up: %d containers on %d sites, broker on 127.0.0.1:%d\n", u->ncont, u->nsites,
+           u->broker_port);
     printf("  gateway:          %s\n", u->gw_url);
     printf("  admin token file: %s\n", tok);
     printf("  data folder:      %s\n", u->data);
@@ -1268,14 +1271,15 @@ struct up_opts {
     const char *capacity;     /* per container */
     const char *repair_grace; /* NULL: the metadata default */
     int ncont;
-    int port; /* 0 = any */
+    int nsites; /* 1..ncont; default ncont (a site per container) */
+    int port;   /* 0 = any */
     bool tls;
 };
 
 /* Reads and checks the flags; CLI_OK or the usage error (printed). */
 static int up__parse_opts(int argc, char **argv, struct up_opts *o)
 {
-    const char *ncont_s = NULL, *port_s = NULL;
+    const char *ncont_s = NULL, *port_s = NULL, *sites_s = NULL;
     bool fg = false;
     *o = (struct up_opts){.capacity = "10G"};
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
@@ -1283,15 +1287,11 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     if (!pos)
         return cli_err("out of memory");
     const struct cli_flag flags[] = {
-        {"--data", true, &o->data, NULL},
-        {"--containers", true, &ncont_s, NULL},
-        {"--repair-grace", true, &o->repair_grace, NULL},
-        {"--port", true, &port_s, NULL},
-        {"--bin", true, &o->bin, NULL},
-        {"--plugin", true, &o->plugin, NULL},
-        {"--capacity", true, &o->capacity, NULL},
-        {"--tls", false, NULL, &o->tls},
-        {"--foreground", false, NULL, &fg},
+        {"--data", true, &o->data, NULL},     {"--containers", true, &ncont_s, NULL},
+        {"--sites", true, &sites_s, NULL},    {"--repair-grace", true, &o->repair_grace, NULL},
+        {"--port", true, &port_s, NULL},      {"--bin", true, &o->bin, NULL},
+        {"--plugin", true, &o->plugin, NULL}, {"--capacity", true, &o->capacity, NULL},
+        {"--tls", false, NULL, &o->tls},      {"--foreground", false, NULL, &fg},
     };
     int ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
     if (!ec && npos > 0)
@@ -1304,6 +1304,10 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     if (ncont_s && !up__parse_num(ncont_s, 1, UP_MAX_CONTAINERS, &v))
         return cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
     o->ncont = (int)v;
+    v = o->ncont;
+    if (sites_s && !up__parse_num(sites_s, 1, o->ncont, &v))
+        return cli_usage("up: --sites must be 1..%d (the number of containers)", o->ncont);
+    o->nsites = (int)v;
     v = 8080;
     if (port_s && !up__parse_num(port_s, 0, 65535, &v))
         return cli_usage("up: --port must be 0..65535");
@@ -1489,6 +1493,7 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     u->lock_fd = -1;
     u->x = x;
     u->ncont = o.ncont;
+    u->nsites = o.nsites;
     u->port_req = o.port;
     u->repair_grace = o.repair_grace;
     u->capacity = o.capacity;
