@@ -1,0 +1,177 @@
+"""Issue 13 acceptance 2: sites as a first-class idea, and a whole site lost.
+
+`dynostore up --sites 3` with 6 containers lays them round robin over site-1..site-3 (two
+each); `GET /v1/containers`, `dynostore status` and each fragment of an object's meta show the
+site. Placement puts at most m fragments of an object on one site (docs/architecture.md,
+"Placement"), so killing every process of one site loses nothing: every object reads back.
+
+Which resilience gives full redundancy after the loss: k=2, m=2 (n = 4). Two sites of two
+containers are left, and 2 + 2 = n under the cap of m = 2 a site, so repair rebuilds every
+lost fragment there. The default k=3, m=2 (n = 5) spreads 2+2+1 while all three sites are up;
+with one lost, the two left can hold only 4 of its 5 fragments under the cap: a new put is
+refused (503 naming the rule) and repair rebuilds what fits (4 fragments, 2 a site), leaving
+the object degraded until a site comes back. Small objects (m + 1 = 3 replicas) fit either way.
+"""
+
+import time
+import unittest
+
+from fabric import KiB, MiB, FabricCase, random_bytes, sha256_bytes
+
+GRACE = 5
+HEAL_TIMEOUT = 180
+SITES = 3
+CONTAINERS = 6
+# small (replicated), one stripe, several stripes
+SIZES = [0, 1, 3000, 64 * KiB + 1, 1 * MiB + 7, 5 * MiB + 3]
+
+
+def site_of(cid):
+    """Round robin: c1 site-1, c2 site-2, c3 site-3, c4 site-1, ..."""
+    return "site-%d" % ((int(cid[1:]) - 1) % SITES + 1)
+
+
+def n_of(m):
+    return m["m"] + 1 if m.get("replica") else m["k"] + m["m"]
+
+
+def live_frags(m, dead):
+    return [f for f in m.get("fragments") or []
+            if f.get("state", "ok") == "ok" and f.get("online", True) and f["container"] not in dead]
+
+
+def per_site(frags):
+    out = {}
+    for f in frags:
+        out[f["site"]] = out.get(f["site"], 0) + 1
+    return out
+
+
+class SiteLost(FabricCase):
+    CONTAINERS = CONTAINERS
+    UP_ARGS = ("--sites", str(SITES), "--repair-grace", str(GRACE))
+
+    def meta(self, key):
+        r = self.fab.http("GET", "/v1/objects/%s/meta" % key)
+        self.assertEqual(r.status, 200, "meta %s: %d %r" % (key, r.status, r.body[:300]))
+        return r.json()
+
+    def put(self, cat, data, name):
+        r = self.fab.put_bytes(cat, data, name=name)
+        self.assertEqual(r.status, 201, "put %s/%s: %d %r" % (cat, name, r.status, r.body[:300]))
+        return r.json()["key"]
+
+    def get_same(self, key, data, what):
+        r = self.fab.get_object(key)
+        self.assertEqual(r.status, 200, "get %s %s: %d %r" % (what, key, r.status, r.body[:300]))
+        self.assertTrue(r.body == data, "get %s %s: WRONG BYTES (%d B, sha %s, want %d B %s)"
+                        % (what, key, len(r.body), sha256_bytes(r.body), len(data),
+                           sha256_bytes(data)))
+
+    def assertSpread(self, key, dead=()):
+        """Every fragment shows its container's site, and no site holds more than m."""
+        m = self.meta(key)
+        for fr in m["fragments"]:
+            self.assertEqual(fr.get("site"), site_of(fr["container"]), "fragment site: %r" % m)
+        counts = per_site(live_frags(m, dead))
+        self.assertLessEqual(max(counts.values()), m["m"],
+                             "more than m=%d fragments on one site: %r in %r" % (m["m"], counts, m))
+        return m
+
+    def test_1_sites_are_shown(self):
+        f = self.fab
+        self.assertEqual(f.fabric.get("sites"), SITES, f.fabric)
+        cs = f.containers_info()
+        self.assertEqual(sorted(c["id"] for c in cs), ["c%d" % i for i in range(1, CONTAINERS + 1)])
+        for c in cs:
+            self.assertEqual(c.get("site"), site_of(c["id"]), c)
+        out = f.cli("status").stdout
+        for c in cs:
+            line = [ln for ln in out.splitlines() if ln.split()[:1] == [c["id"]]]
+            self.assertTrue(line and site_of(c["id"]) in line[0], "status has no site for %s:\n%s"
+                            % (c["id"], out))
+
+    def test_2_sites_flag_is_checked(self):
+        # more sites than containers is a usage error (exit 2) before anything starts
+        for bad in ("0", "7", "-1", "3x"):
+            r = self.fab.cli("up", "--data", self.fab.work + "/never", "--containers", "6",
+                             "--sites", bad, check=False, settings=False, timeout=60)
+            self.assertEqual(r.returncode, 2, "--sites %s: %d %s" % (bad, r.returncode, r.stderr))
+
+    def test_3_a_site_lost(self):
+        f = self.fab
+        f.create_catalog("admin/sites22", {"resilience": {"k": 2, "m": 2}})
+        f.create_catalog("admin/sites32")  # the default, k=3 m=2
+        objs = {}  # key -> (catalog, data)
+        for cat in ("admin/sites22", "admin/sites32"):
+            for i, size in enumerate(SIZES):
+                data = random_bytes(size, seed=1300 + i + (50 if cat.endswith("32") else 0))
+                objs[self.put(cat, data, "o%d" % i)] = (cat, data)
+        held = {}  # site -> fragments of all objects
+        for key in objs:
+            m = self.assertSpread(key)
+            self.assertEqual(len(m["fragments"]), n_of(m), m)
+            for fr in m["fragments"]:
+                held[fr["site"]] = held.get(fr["site"], 0) + 1
+
+        # k=5, m=1 would need 6 sites of one fragment each: refused with every container up,
+        # with a message naming the rule, and nothing listed
+        before = f.list_catalog("admin/sites22")
+        r = f.put_bytes("admin/sites22", random_bytes(300 * KiB, seed=6), name="too-few-sites",
+                        headers={"X-Dyno-Resilience": "5,1"})
+        err = self.assertJsonError(r, 503, "unavailable", "put 5+1 on three sites")
+        self.assertIn("site", err["message"], err)
+        self.assertEqual(f.list_catalog("admin/sites22"), before)
+
+        # every process of the site holding the most fragments dies
+        lost = max(sorted(held), key=held.get)
+        dead = sorted(c for c in f.container_ids() if site_of(c) == lost)
+        self.assertEqual(len(dead), CONTAINERS // SITES)
+        for cid in dead:
+            f.kill("container-" + cid)
+        for key, (cat, data) in objs.items():
+            self.get_same(key, data, "with %s lost" % lost)
+
+        # the default 3+2 cannot have its 5 fragments on the 4 containers left: refused,
+        # clearly, leaving nothing behind; a small one (3 replicas) and a 2+2 one still go in
+        f.wait_containers(lambda cs: sum(1 for c in cs if c.get("state") == "online")
+                          == CONTAINERS - len(dead), what="the lost site seen offline")
+        before = f.list_catalog("admin/sites32")
+        r = f.put_bytes("admin/sites32", random_bytes(200 * KiB, seed=7), name="refused")
+        self.assertJsonError(r, 503, "unavailable", "put 3+2 with a site lost")
+        self.assertEqual(f.list_catalog("admin/sites32"), before)
+        small = random_bytes(100, seed=8)
+        objs[self.put("admin/sites32", small, "small-after")] = ("admin/sites32", small)
+        big = random_bytes(2 * MiB + 1, seed=9)
+        objs[self.put("admin/sites22", big, "big-after")] = ("admin/sites22", big)
+
+        # repair: what the remaining sites can hold under the cap of m a site
+        live_sites = sorted({site_of(c) for c in f.container_ids() if c not in dead})
+        deadline = time.monotonic() + HEAL_TIMEOUT
+        pending = dict(objs)
+        while pending and time.monotonic() < deadline:
+            for key in list(pending):
+                m = self.meta(key)
+                cap = sum(min(m["m"], CONTAINERS // SITES) for _ in live_sites)
+                want = min(n_of(m), cap)
+                if len(live_frags(m, dead)) == want:
+                    del pending[key]
+            time.sleep(0.5)
+        self.assertFalse(pending, "not repaired within %d s: %r"
+                         % (HEAL_TIMEOUT, [self.meta(k) for k in list(pending)[:2]]))
+        # a little longer: nothing goes over the cap later
+        time.sleep(2 * GRACE)
+        for key, (cat, data) in objs.items():
+            m = self.assertSpread(key, dead)
+            live = live_frags(m, dead)
+            if n_of(m) <= 2 * m["m"]:  # fits on the two sites left: full redundancy
+                self.assertEqual(len(live), n_of(m), m)
+                self.assertEqual(m.get("state"), "committed", m)
+            else:  # 3+2 erasure-coded: 4 of 5, two a site, still degraded
+                self.assertEqual(len(live), 4, m)
+                self.assertEqual(m.get("state"), "degraded", m)
+            self.get_same(key, data, "after repair")
+
+
+if __name__ == "__main__":
+    unittest.main()
