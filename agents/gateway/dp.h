@@ -236,7 +236,10 @@ struct gw_put_args {
     const char *publisher; /* who stores it (a valid segment), recorded; grants nothing */
     int k, m;              /* resilience of an erasure-coded object (small ones are replicas) */
     int64_t size;          /* the body's size, -1 when unknown (decided at small_max + 1 bytes) */
+    bool site_relaxed;     /* the catalog's "site_spread": "relaxed" (gw_site_relaxed) */
 };
+/* Whether a catalog (pubsub's catalog.get answer) allows more than m fragments on a site. */
+bool gw_site_relaxed(const cJSON *cat);
 struct gw_put;
 /* A put: with a known size, object.begin runs (placement) and the streams open now. 0, or
  * a DYNO_E* with msg set (*out is then NULL and nothing is left behind). */
@@ -261,6 +264,7 @@ struct gw_put_mem {
     const char *name;
     const char *publisher;
     int k, m;
+    bool site_relaxed;
     const void *data;
     size_t len;
 };

@@ -113,6 +113,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
     (void)put_rest__resilience(r, cat, &k, &m); /* the header was checked above */
+    bool relaxed = gw_site_relaxed(cat);
     cJSON_Delete(cat);
 
     struct gw_put_args a = {.catalog = r->catalog,
@@ -120,6 +121,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
                             .publisher = r->claims.sub,
                             .k = k,
                             .m = m,
+                            .site_relaxed = relaxed,
                             .size = declared};
     struct gw_put *p = NULL;
     rc = gw_put_new(gw, r->conn, &a, &p, msg, sizeof(msg));

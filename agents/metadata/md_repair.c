@@ -716,7 +716,8 @@ static size_t repair__place(const struct md_nodes *nodes, const struct repair__p
         const struct md_node *nd = md_nodes_find(nodes, p->fr[i].container);
         held[nheld++] = nd ? nd->site : "";
     }
-    const struct dyno_place_rule rule = {.site_max = (size_t)p->o.m, .held = held, .nheld = nheld};
+    const struct dyno_place_rule rule = {
+        .site_max = p->o.site_relaxed ? 0 : (size_t)p->o.m, .held = held, .nheld = nheld};
     for (size_t n = want; n > 0; n--) {
         int rc = dyno_place_spread(c->pn, c->n, n, p->share, &rule, c->idx);
         if (rc == 0) {

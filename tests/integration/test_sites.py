@@ -104,10 +104,20 @@ class SiteLost(FabricCase):
         f = self.fab
         f.create_catalog("admin/sites22", {"resilience": {"k": 2, "m": 2}})
         f.create_catalog("admin/sites32")  # the default, k=3 m=2
+        # the same, but its policy lets placement and repair exceed m a site when it must
+        r = f.create_catalog("admin/sites32r", {"site_spread": "relaxed"})
+        self.assertEqual(r.json().get("site_spread"), "relaxed", r.body)
+        info = f.http("GET", "/v1/catalogs/admin/sites32r/~").json()
+        self.assertEqual(info.get("site_spread"), "relaxed", info)
+        info = f.http("GET", "/v1/catalogs/admin/sites32/~").json()
+        self.assertEqual(info.get("site_spread"), "strict", info)
+        r = f.http("PUT", "/v1/catalogs/admin/sites-bad", body='{"site_spread":"loose"}')
+        self.assertJsonError(r, 400, "bad_request", "site_spread loose")
+        self.assertEqual(f.http("GET", "/v1/catalogs/admin/sites-bad/~").status, 404)
         objs = {}  # key -> (catalog, data)
-        for cat in ("admin/sites22", "admin/sites32"):
+        for c, cat in enumerate(("admin/sites22", "admin/sites32", "admin/sites32r")):
             for i, size in enumerate(SIZES):
-                data = random_bytes(size, seed=1300 + i + (50 if cat.endswith("32") else 0))
+                data = random_bytes(size, seed=1300 + i + 50 * c)
                 objs[self.put(cat, data, "o%d" % i)] = (cat, data)
         held = {}  # site -> fragments of all objects
         for key in objs:
@@ -124,6 +134,14 @@ class SiteLost(FabricCase):
         err = self.assertJsonError(r, 503, "unavailable", "put 5+1 on three sites")
         self.assertIn("site", err["message"], err)
         self.assertEqual(f.list_catalog("admin/sites22"), before)
+        # the relaxed catalog takes it (its objects then survive a site loss only by luck)
+        relaxed = random_bytes(300 * KiB, seed=6)
+        r = f.put_bytes("admin/sites32r", relaxed, name="five-plus-one",
+                        headers={"X-Dyno-Resilience": "5,1"})
+        self.assertEqual(r.status, 201, r.body)
+        relaxed_key = r.json()["key"]
+        self.get_same(relaxed_key, relaxed, "5+1 relaxed")
+        f.http("DELETE", "/v1/objects/" + relaxed_key)
 
         # every process of the site holding the most fragments dies
         lost = max(sorted(held), key=held.get)
@@ -141,8 +159,10 @@ class SiteLost(FabricCase):
         before = f.list_catalog("admin/sites32")
         r = f.put_bytes("admin/sites32", random_bytes(200 * KiB, seed=7), name="refused")
         err = self.assertJsonError(r, 503, "unavailable", "put 3+2 with a site lost")
-        if self.CONTAINERS - len(dead) >= 5:  # enough containers: refused by the site rule
-            self.assertIn("site", err["message"], err)
+        if self.CONTAINERS - len(dead) >= 5:  # enough containers: refused by the site rule,
+            self.assertIn("site", err["message"], err)  # which the relaxed catalog waives
+            big = random_bytes(200 * KiB, seed=10)
+            objs[self.put("admin/sites32r", big, "relaxed-after")] = ("admin/sites32r", big)
         self.assertEqual(f.list_catalog("admin/sites32"), before)
         small = random_bytes(100, seed=8)
         objs[self.put("admin/sites32", small, "small-after")] = ("admin/sites32", small)
@@ -157,6 +177,8 @@ class SiteLost(FabricCase):
             for key in list(pending):
                 m = self.meta(key)
                 cap = sum(min(m["m"], self.CONTAINERS // SITES) for _ in live_sites)
+                if m.get("site_spread") == "relaxed":
+                    cap = len(live_sites) * (self.CONTAINERS // SITES)
                 want = min(n_of(m), cap)
                 if len(live_frags(m, dead)) == want:
                     del pending[key]
@@ -166,7 +188,15 @@ class SiteLost(FabricCase):
         # a little longer: nothing goes over the cap later
         time.sleep(2 * GRACE)
         for key, (cat, data) in objs.items():
+            if cat == "admin/sites32r":
+                m = self.meta(key)
+                self.assertEqual(m.get("site_spread"), "relaxed", m)
+                want = min(n_of(m), self.CONTAINERS - len(dead))
+                self.assertEqual(len(live_frags(m, dead)), want, m)
+                self.get_same(key, data, "after repair (relaxed)")
+                continue
             m = self.assertSpread(key, dead)
+            self.assertEqual(m.get("site_spread"), "strict", m)
             live = live_frags(m, dead)
             if n_of(m) <= 2 * m["m"]:  # fits on the two sites left: full redundancy
                 self.assertEqual(len(live), n_of(m), m)

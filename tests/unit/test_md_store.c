@@ -119,6 +119,41 @@ static void test_full_disk_is_skipped(void **state)
     f->v[2].reported_free = -1;
 }
 
+/* The site rule (lib/placement.h) in object.begin: k=2, m=1 needs three sites with one
+ * fragment each; with site s2 down only two are left: refused naming the rule, nothing
+ * reserved, unless the object's catalog is relaxed. */
+static void test_begin_site_rule(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 5000, .k = 2, .m = 1, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char seen[3] = {0};
+    cJSON *fr;
+    cJSON_ArrayForEach(fr, cJSON_GetObjectItem(res, "fragments"))
+    {
+        int c = atoi(dyno_json_str(fr, "container") + 1) - 1;
+        assert_int_equal(seen[c % 3]++, 0); /* one a site */
+    }
+    cJSON_Delete(res);
+    int64_t before[6];
+    for (int i = 0; i < 6; i++)
+        before[i] = used_of(f, f->v[i].id);
+    f->v[2].online = false; /* c3 and c6: site s2 down */
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_non_null(strstr(err, "site"));
+    assert_null(res);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(used_of(f, f->v[i].id), before[i]);
+    r.site_relaxed = true;
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 3);
+    cJSON_Delete(res);
+    f->v[2].online = true;
+}
+
 static void test_begin_commit_get_usage(void **state)
 {
     struct fx *f = *state;
@@ -352,6 +387,7 @@ int main(void)
     dyno_log_init("test", DYNO_LOG_ERROR + 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_site_rule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),

@@ -48,7 +48,8 @@ static void create(struct fx *f, const char *path, bool pub)
     char owner[DYNO_SEG_MAX + 1];
     assert_int_equal(dyno_catalog_owner(path, owner, sizeof(owner)), 0);
     assert_int_equal(
-        ps_store_create(f->ctx.store, path, owner, pub, 3, 2, NOW, &res, &pol, f->err, sizeof(f->err)), 0);
+        ps_store_create(f->ctx.store, path, owner, pub, 3, 2, false, NOW, &res, &pol, f->err, sizeof(f->err)),
+        0);
     cJSON_Delete(res);
     cJSON_Delete(pol);
 }
@@ -107,8 +108,8 @@ static void test_create_idempotent_keeps_settings(void **state)
 {
     struct fx *f = *state;
     cJSON *res = NULL, *pol = NULL;
-    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", true, 4, 1, NOW, &res, &pol, f->err,
-                                     sizeof(f->err)),
+    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", true, 4, 1, false, NOW, &res, &pol,
+                                     f->err, sizeof(f->err)),
                      0);
     assert_int_equal(cJSON_GetObjectItem(res, "k")->valueint, 4);
     assert_int_equal(cJSON_GetObjectItem(res, "m")->valueint, 1);
@@ -117,8 +118,8 @@ static void test_create_idempotent_keeps_settings(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(pol, "shares")), 0);
     cJSON_Delete(res);
     cJSON_Delete(pol);
-    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", false, 2, 2, NOW + 5, &res, &pol,
-                                     f->err, sizeof(f->err)),
+    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", false, 2, 2, false, NOW + 5, &res,
+                                     &pol, f->err, sizeof(f->err)),
                      0);
     assert_int_equal(cJSON_GetObjectItem(res, "k")->valueint, 4);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "public")));
