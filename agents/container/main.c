@@ -16,6 +16,8 @@ static const struct dyno_opt container_opts[] = {
     DYNO_AGENT_COMMON_OPTS(struct container_cfg, c, "c1"),
     OPT("dir", DYNO_OPT_STR, dir, NULL, "fragment folder (created when missing)"),
     OPT("site", DYNO_OPT_STR, site, "", "site name"),
+    OPT("backend", DYNO_OPT_STR, backend, "posix", "fragment store: posix (dir) or memory (lost at restart)"),
+    OPT("memory_max", DYNO_OPT_INT, memory_max, "0", "bytes the memory backend may hold, 0 = capacity"),
     OPT("capacity", DYNO_OPT_INT, capacity, "10G", "bytes this container may hold"),
     OPT("listen_host", DYNO_OPT_STR, listen_host, "127.0.0.1", "HTTP listen address"),
     OPT("port", DYNO_OPT_INT, port, "0", "HTTP port, 0 = any"),

@@ -103,6 +103,14 @@ int store_volume_compact(struct store *s);
  * a store of another backend. */
 void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
 
+/*
+ * The memory backend (store_memory.c): fragments in this process's memory, for caches and
+ * edge nodes; lost when the process ends (the container then registers empty and repair
+ * refills it). Committed bytes plus puts in progress never pass max_bytes: a write that
+ * would is DYNO_ENOSPC. DYNO_EINVAL with a message in err when max_bytes is 0.
+ */
+int store_memory_open(uint64_t max_bytes, struct store **out, char *err, size_t errlen);
+
 /* File helpers every file-based backend needs (store.c). */
 /* Reads up to len bytes of fd at off, through EINTR and short reads; *got < len only at
  * the end of the file. DYNO_EIO on a read error. */

@@ -131,7 +131,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
     /* An empty retained message clears the status: the container is gone. */
     cJSON *j = NULL;
     bool online = false;
-    const char *url = NULL, *site = NULL;
+    const char *url = NULL, *site = NULL, *backend = NULL;
     int64_t capacity = 0, used = 0, frags = 0, free_bytes = -1;
     if (msg->len > 0) {
         int rc = dyno_json_parse(msg->payload, msg->len, MD_STATUS_MAX, &j);
@@ -152,6 +152,9 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
         if (online) {
             url = dyno_json_str(j, "url");
             site = dyno_json_str(j, "site");
+            backend = dyno_json_str(j, "backend");
+            if (backend && !dyno_valid_segment(backend))
+                backend = NULL; /* shown only; a bad one is not worth refusing the container */
             if (!valid_url(url) || (site && *site && !dyno_valid_segment(site)) ||
                 dyno_json_i64(j, "capacity", &capacity) != 0 || capacity < 0) {
                 dyno_warn("bad container status", "id=%s error=%s", id,
@@ -178,6 +181,7 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
             nd->offline_since = 0;
             snprintf(nd->url, sizeof(nd->url), "%s", url);
             snprintf(nd->site, sizeof(nd->site), "%s", site ? site : "");
+            snprintf(nd->backend, sizeof(nd->backend), "%.15s", backend ? backend : "");
             nd->capacity = capacity;
             nd->reported_used = used;
             nd->reported_free = free_bytes;

@@ -36,6 +36,7 @@
 struct md_node {
     char id[DYNO_SEG_MAX + 1];
     char site[DYNO_SEG_MAX + 1];
+    char backend[16]; /* its store (posix, s3, memory) as its status says; not persisted */
     char url[MD_URL_MAX + 1];
     int64_t capacity;
     int64_t reported_used;

@@ -1,6 +1,8 @@
-/* Unit tests of the container's fragment store (agents/container/store.c, store_posix.c)
- * and its LRU cache (cache.c): ids, put/commit/abort, replace accounting, remove, scan at
- * open, temp cleanup, and cache bounds, LRU order and epoch-guarded inserts.
+/* Unit tests of the container's fragment store (agents/container/store.c, store_posix.c,
+ * store_memory.c) and its LRU cache (cache.c): ids, put/commit/abort, replace accounting,
+ * remove, scan at open, temp cleanup, and cache bounds, LRU order and epoch-guarded inserts.
+ * The store cases run over every backend (struct test_backend, cmocka's prestate); checks
+ * of files on disk are made only for the backends that have files.
  * The unit test target links only dyno_core, so the agent's sources are compiled in here. */
 #define _GNU_SOURCE /* before any header, as store_posix.c needs it (sync_file_range) */
 #include <setjmp.h>
@@ -17,9 +19,27 @@
 
 #include "../../agents/container/cache.c"
 #include "../../agents/container/store.c"
+#include "../../agents/container/store_memory.c"
 #include "../../agents/container/store_posix.c"
 
 #define KEY "0123456789abcdef0123456789abcdef"
+
+/* A backend under test: how to open it on a folder, and what it keeps. */
+struct test_backend {
+    const char *name;
+    bool files;   /* fragments are files under dir (path and tmp checks apply) */
+    bool durable; /* a reopened store finds what was committed */
+    int (*open)(const char *dir, struct store **out, char *err, size_t errlen);
+};
+
+static int test_open_memory(const char *dir, struct store **out, char *err, size_t errlen)
+{
+    (void)dir;
+    return store_memory_open(64 * 1024 * 1024, out, err, errlen);
+}
+
+static const struct test_backend test_posix = {"posix", true, true, store_posix_open};
+static const struct test_backend test_memory = {"memory", false, false, test_open_memory};
 
 static char *test_mkdtemp(void)
 {
@@ -84,13 +104,13 @@ static void valid_ids(void **state)
 
 static void put_get_replace_remove(void **state)
 {
-    (void)state;
+    const struct test_backend *b = *state;
     char *dir = test_mkdtemp();
     char err[256], path[512];
     struct store *s = NULL;
     uint64_t used = 1, frags = 1, old = 9, size = 0;
 
-    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    assert_int_equal(b->open(dir, &s, err, sizeof(err)), 0);
     store_usage(s, &used, &frags);
     assert_int_equal(used, 0);
     assert_int_equal(frags, 0);
@@ -101,10 +121,12 @@ static void put_get_replace_remove(void **state)
         data[i] = (char)(i * 7);
     test_put(s, KEY ".1", data, big, &old);
     assert_int_equal(old, 0);
-    snprintf(path, sizeof(path), "%s/01/" KEY ".1", dir);
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal((uint64_t)st.st_size, big);
+    if (b->files) {
+        snprintf(path, sizeof(path), "%s/01/" KEY ".1", dir);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal((uint64_t)st.st_size, big);
+    }
 
     struct store_read *r = NULL;
     assert_int_equal(store_open_read(s, KEY ".1", &r, &size), 0);
@@ -149,10 +171,28 @@ static void put_get_replace_remove(void **state)
     assert_int_equal(store_put_begin(s, "../../etc/passwd", &p), DYNO_EINVAL);
     assert_null(p);
 
+    /* a reader keeps the version it opened through a remove too */
+    test_put(s, KEY ".4", "kept", 4, NULL);
+    assert_int_equal(store_open_read(s, KEY ".4", &r, &size), 0);
+    assert_int_equal(store_remove(s, KEY ".4", NULL), 0);
+    assert_int_equal(store_read_at(s, r, 0, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, 4);
+    assert_memory_equal(buf, "kept", 4);
+    store_read_close(s, r);
+
+    /* an empty fragment is a fragment */
+    test_put(s, KEY ".5", "", 0, NULL);
+    assert_int_equal(store_stat(s, KEY ".5", &size), 0);
+    assert_int_equal(size, 0);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 3);
+    assert_int_equal(frags, 2);
+
     char tmp[512];
     snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
     store_free(s); /* with its spare temp files: no temp file is left of the puts */
-    assert_int_equal(test_count_files(tmp), 0);
+    if (b->files)
+        assert_int_equal(test_count_files(tmp), 0);
     free(data);
     test_rm_rf(dir);
     free(dir);
@@ -160,25 +200,28 @@ static void put_get_replace_remove(void **state)
 
 static void abort_leaves_nothing(void **state)
 {
-    (void)state;
+    const struct test_backend *b = *state;
     char *dir = test_mkdtemp();
     char err[256], tmp[512];
     struct store *s = NULL;
     struct store_put *p = NULL;
     uint64_t used = 1, frags = 1, size;
 
-    assert_int_equal(store_posix_open(dir, &s, err, sizeof(err)), 0);
+    assert_int_equal(b->open(dir, &s, err, sizeof(err)), 0);
     assert_int_equal(store_put_begin(s, KEY ".3", &p), 0);
     assert_int_equal(store_put_write(s, p, "partial", 7), 0);
     snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
-    assert_true(test_count_files(tmp) >= 1);
+    if (b->files)
+        assert_true(test_count_files(tmp) >= 1);
+    assert_int_equal(store_stat(s, KEY ".3", &size), DYNO_ENOTFOUND); /* not visible before commit */
     store_put_abort(s, p);
     assert_int_equal(store_stat(s, KEY ".3", &size), DYNO_ENOTFOUND);
     store_usage(s, &used, &frags);
     assert_int_equal(used, 0);
     assert_int_equal(frags, 0);
     store_free(s); /* removes the spares: a temp file the abort left would remain */
-    assert_int_equal(test_count_files(tmp), 0);
+    if (b->files)
+        assert_int_equal(test_count_files(tmp), 0);
     test_rm_rf(dir);
     free(dir);
 }
@@ -289,6 +332,67 @@ static void unusable_dir(void **state)
     free(dir);
 }
 
+/* The memory backend keeps nothing across a reopen: a restarted container registers
+ * empty and repair refills it. */
+static void memory_reopen_is_empty(void **state)
+{
+    (void)state;
+    char err[256];
+    struct store *s = NULL;
+    uint64_t used = 1, frags = 1, size;
+    assert_int_equal(store_memory_open(1024, &s, err, sizeof(err)), 0);
+    test_put(s, KEY ".0", "0123456789", 10, NULL);
+    store_free(s);
+    assert_int_equal(store_memory_open(1024, &s, err, sizeof(err)), 0);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 0);
+    assert_int_equal(frags, 0);
+    assert_int_equal(store_stat(s, KEY ".0", &size), DYNO_ENOTFOUND);
+    store_free(s);
+    assert_int_equal(store_memory_open(0, &s, err, sizeof(err)), DYNO_EINVAL);
+    assert_null(s);
+}
+
+/* The byte limit holds committed data and puts in progress together: a write past it is
+ * DYNO_ENOSPC and, once aborted, changes nothing; a replace needs room for both versions
+ * only while it is in progress. */
+static void memory_bound(void **state)
+{
+    (void)state;
+    char err[256], big[1000];
+    struct store *s = NULL;
+    struct store_put *p = NULL, *q = NULL;
+    uint64_t used = 0, frags = 0, size = 0;
+    memset(big, 'b', sizeof(big));
+
+    assert_int_equal(store_memory_open(1000, &s, err, sizeof(err)), 0);
+    test_put(s, KEY ".0", big, 600, NULL);
+    assert_int_equal(store_put_begin(s, KEY ".1", &p), 0);
+    assert_int_equal(store_put_write(s, p, big, 300), 0);
+    assert_int_equal(store_put_write(s, p, big, 101), DYNO_ENOSPC); /* 600 + 401 > 1000 */
+    /* a second put sees the first one's bytes as taken */
+    assert_int_equal(store_put_begin(s, KEY ".2", &q), 0);
+    assert_int_equal(store_put_write(s, q, big, 101), DYNO_ENOSPC);
+    store_put_abort(s, q);
+    store_put_abort(s, p);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 600);
+    assert_int_equal(frags, 1);
+    assert_int_equal(store_stat(s, KEY ".1", &size), DYNO_ENOTFOUND);
+    /* the exact remainder fits */
+    test_put(s, KEY ".1", big, 400, NULL);
+    store_usage(s, &used, NULL);
+    assert_int_equal(used, 1000);
+    /* after a remove the room is there again */
+    assert_int_equal(store_remove(s, KEY ".0", &size), 0);
+    assert_int_equal(size, 600);
+    test_put(s, KEY ".0", big, 600, NULL);
+    store_usage(s, &used, &frags);
+    assert_int_equal(used, 1000);
+    assert_int_equal(frags, 2);
+    store_free(s);
+}
+
 static uint8_t *test_bytes(size_t n, int fill)
 {
     uint8_t *p = malloc(n);
@@ -343,8 +447,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(valid_ids),
-        cmocka_unit_test(put_get_replace_remove),
-        cmocka_unit_test(abort_leaves_nothing),
+        cmocka_unit_test_prestate(put_get_replace_remove, (void *)&test_posix),
+        cmocka_unit_test_prestate(put_get_replace_remove, (void *)&test_memory),
+        cmocka_unit_test_prestate(abort_leaves_nothing, (void *)&test_posix),
+        cmocka_unit_test_prestate(abort_leaves_nothing, (void *)&test_memory),
+        cmocka_unit_test(memory_reopen_is_empty),
+        cmocka_unit_test(memory_bound),
         cmocka_unit_test(reopen_scans_and_clears_tmp),
         cmocka_unit_test(spare_temp_files),
         cmocka_unit_test(unusable_dir),
