@@ -5,6 +5,7 @@
  */
 #include "container.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -134,8 +135,8 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         return DYNO_EINVAL;
     }
     const char *backend = cfg->backend ? cfg->backend : "posix";
-    if (strcmp(backend, "posix") != 0 && strcmp(backend, "memory") != 0) {
-        snprintf(err, errlen, "backend must be posix or memory");
+    if (strcmp(backend, "posix") != 0 && strcmp(backend, "memory") != 0 && strcmp(backend, "s3") != 0) {
+        snprintf(err, errlen, "backend must be posix, s3 or memory");
         return DYNO_EINVAL;
     }
     if (strcmp(backend, "posix") == 0 && (!cfg->dir || !cfg->dir[0])) {
@@ -244,7 +245,20 @@ int container_setup(void *arg)
         container_fatal(err);
         return rc;
     }
-    if (container_backend_is(c, "memory")) {
+    if (container_backend_is(c, "s3")) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            container_fatal("curl_global_init failed");
+            return DYNO_EINTERNAL;
+        }
+        struct store_s3_opts so = {.endpoint = c->cfg.s3_endpoint,
+                                   .bucket = c->cfg.s3_bucket,
+                                   .prefix = c->cfg.s3_prefix ? c->cfg.s3_prefix : "",
+                                   .region = c->cfg.s3_region,
+                                   .access_key = c->cfg.s3_access_key,
+                                   .secret_file = c->cfg.s3_secret_file,
+                                   .part_size = c->cfg.s3_part_size > 0 ? (size_t)c->cfg.s3_part_size : 0};
+        rc = store_s3_open(&so, &c->store, err, sizeof(err));
+    } else if (container_backend_is(c, "memory")) {
         /* Nothing survives a restart: the container registers empty, repair refills it. */
         uint64_t max = (uint64_t)(c->cfg.memory_max ? c->cfg.memory_max : c->cfg.capacity);
         rc = store_memory_open(max, &c->store, err, sizeof(err));

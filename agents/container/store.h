@@ -111,6 +111,25 @@ void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
  */
 int store_memory_open(uint64_t max_bytes, struct store **out, char *err, size_t errlen);
 
+/*
+ * The s3 backend (store_s3.c): fragments as objects <prefix><id> of a bucket of an
+ * S3-compatible service (path-style URLs, SigV4 by libcurl). A fragment over part_size is
+ * a multipart upload; every object appears only when complete. Usage by a listing at open,
+ * which also proves the endpoint and credentials. The secret is read from secret_file.
+ * curl_global_init must have been called. DYNO_EINVAL/DYNO_EIO with a message in err.
+ */
+struct store_s3_opts {
+    const char *endpoint; /* http(s)://host:port */
+    const char *bucket;
+    const char *prefix; /* "" or e.g. "c3/" */
+    const char *region;
+    const char *access_key;
+    const char *secret_file;
+    size_t part_size;  /* 5M..1G */
+    unsigned list_max; /* keys per ListObjectsV2 page, 0 = the service's (tests: continuation) */
+};
+int store_s3_open(const struct store_s3_opts *o, struct store **out, char *err, size_t errlen);
+
 /* File helpers every file-based backend needs (store.c). */
 /* Reads up to len bytes of fd at off, through EINTR and short reads; *got < len only at
  * the end of the file. DYNO_EIO on a read error. */
