@@ -85,7 +85,8 @@ struct up {
     char plugin[UP_PATH]; /* dyno_auth.so, absolute */
     int ncont;
     const char *capacity;
-    const char *backend;      /* --backend SPEC (up__backend_of), NULL: posix everywhere */
+    const char *backend; /* --backend SPEC (up__backend_of), NULL: posix everywhere */
+    const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file; /* --s3-* */
     const char *repair_grace; /* NULL: the metadata default */
     int port_req;             /* asked gateway port; 0 = any */
     bool tls;
@@ -492,7 +493,7 @@ static int up__write_gateway_conf(struct up *u, char *conf)
  */
 static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t cap)
 {
-    static const char *const names[] = {"posix", "memory"};
+    static const char *const names[] = {"posix", "memory", "s3"};
     char all[16] = "posix", mine[16] = "";
     const char *p = spec ? spec : "";
     while (*p) {
@@ -552,6 +553,22 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
         return cli_err("up: bad --backend for container %s", id); /* checked at parse */
     }
     cJSON_AddStringToObject(o, "backend", backend);
+    if (strcmp(backend, "s3") == 0) {
+        /* One bucket for the fabric, a prefix per container. The secret stays in its file. */
+        char prefix[24], secret[UP_PATH];
+        snprintf(prefix, sizeof(prefix), "%s/", id);
+        cJSON_AddStringToObject(o, "s3_endpoint", u->s3_endpoint);
+        cJSON_AddStringToObject(o, "s3_bucket", u->s3_bucket);
+        cJSON_AddStringToObject(o, "s3_prefix", prefix);
+        cJSON_AddStringToObject(o, "s3_region", u->s3_region ? u->s3_region : "us-east-1");
+        cJSON_AddStringToObject(o, "s3_access_key", u->s3_access_key);
+        char cwd[UP_PATH];
+        /* the container runs elsewhere: a relative path is made absolute */
+        if (u->s3_secret_file[0] == '/' || !getcwd(cwd, sizeof(cwd)) ||
+            !up__path(secret, "%s/%s", cwd, u->s3_secret_file))
+            snprintf(secret, sizeof(secret), "%s", u->s3_secret_file);
+        cJSON_AddStringToObject(o, "s3_secret_file", secret);
+    }
     cJSON_AddStringToObject(o, "site", site);
     cJSON_AddStringToObject(o, "capacity", u->capacity);
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
@@ -1314,11 +1331,12 @@ static void up__print_ready(const struct up *u)
 
 /* The flags of `dynostore up`, checked. */
 struct up_opts {
-    const char *data;         /* NULL: ~/.local/share/dynostore/fabric */
-    const char *bin;          /* NULL: next to the CLI */
-    const char *plugin;       /* NULL: <bindir>/../lib/dyno_auth.so */
-    const char *capacity;     /* per container */
-    const char *backend;      /* --backend SPEC, NULL: posix */
+    const char *data;     /* NULL: ~/.local/share/dynostore/fabric */
+    const char *bin;      /* NULL: next to the CLI */
+    const char *plugin;   /* NULL: <bindir>/../lib/dyno_auth.so */
+    const char *capacity; /* per container */
+    const char *backend;  /* --backend SPEC, NULL: posix */
+    const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file;
     const char *repair_grace; /* NULL: the metadata default */
     int ncont;
     int port; /* 0 = any */
@@ -1344,6 +1362,11 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
         {"--plugin", true, &o->plugin, NULL},
         {"--capacity", true, &o->capacity, NULL},
         {"--backend", true, &o->backend, NULL},
+        {"--s3-endpoint", true, &o->s3_endpoint, NULL},
+        {"--s3-bucket", true, &o->s3_bucket, NULL},
+        {"--s3-region", true, &o->s3_region, NULL},
+        {"--s3-access-key", true, &o->s3_access_key, NULL},
+        {"--s3-secret-file", true, &o->s3_secret_file, NULL},
         {"--tls", false, NULL, &o->tls},
         {"--foreground", false, NULL, &fg},
     };
@@ -1551,6 +1574,11 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     u->repair_grace = o.repair_grace;
     u->capacity = o.capacity;
     u->backend = o.backend;
+    u->s3_endpoint = o.s3_endpoint;
+    u->s3_bucket = o.s3_bucket;
+    u->s3_region = o.s3_region;
+    u->s3_access_key = o.s3_access_key;
+    u->s3_secret_file = o.s3_secret_file;
     u->tls = o.tls;
     up__default_resilience(u);
 
