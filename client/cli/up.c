@@ -1392,7 +1392,16 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     char b[16];
     if (o->backend && !up__backend_of(o->backend, o->ncont, 1, b, sizeof(b)))
         return cli_usage(
-            "up: --backend must be NAME or cN=NAME[,...] with NAME posix or memory and N in 1..%d", o->ncont);
+            "up: --backend must be NAME or cN=NAME[,...] with NAME posix, memory or s3 and N in 1..%d",
+            o->ncont);
+    bool any_s3 = false;
+    for (int i = 1; i <= o->ncont && o->backend; i++)
+        any_s3 = any_s3 || (up__backend_of(o->backend, o->ncont, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
+    if (any_s3 && (!o->s3_endpoint || !o->s3_bucket || !o->s3_access_key || !o->s3_secret_file))
+        return cli_usage("up: an s3 container needs --s3-endpoint URL --s3-bucket B --s3-access-key K "
+                         "--s3-secret-file FILE");
+    if (any_s3 && access(o->s3_secret_file, R_OK) != 0)
+        return cli_usage("up: cannot read the s3 secret file %s (--s3-secret-file)", o->s3_secret_file);
     return CLI_OK;
 }
 

@@ -142,6 +142,31 @@ class Backends(FabricCase):
                              st.body[:400]))
             time.sleep(0.5)
 
+    def test_0_bad_backend_settings_are_refused_clearly(self):
+        f = self.fab
+        data = os.path.join(f.work, "never")
+        for args, says in [(["--backend", "tape"], "--backend"),
+                           (["--backend", "c9=memory"], "--backend"),   # no c9 of 6 containers
+                           (["--backend", "c1=s3"], "--s3-endpoint"),   # s3 without a service
+                           (["--backend", "c1=s3", "--s3-endpoint", self.s3.url, "--s3-bucket", "frags",
+                             "--s3-access-key", "S3RVER", "--s3-secret-file", "/nonexistent"], "secret")]:
+            cp = f.cli("up", "--data", data, "--containers", "6", "--port", "0", *args, check=False,
+                       settings=False, timeout=60)
+            self.assertNotEqual(cp.returncode, 0, args)
+            self.assertIn(says, cp.stderr, args)
+            self.assertFalse(os.path.exists(os.path.join(data, "fabric.json")), args)
+        # a container refuses a backend it does not know, and an s3 one that cannot list its
+        # bucket, with one error line each and exit status 1
+        conf = os.path.join(f.data, "containers", "c4", "config.json")
+        for extra, says in [(["--backend", "tape"], "backend must be posix, s3 or memory"),
+                            (["--backend", "s3", "--s3-endpoint", self.s3.url, "--s3-bucket", "nosuch",
+                              "--s3-access-key", "S3RVER", "--s3-secret-file", self.s3.secret, "--port", "0",
+                              "--port-file", os.path.join(f.work, "p")], "cannot list s3 bucket nosuch")]:
+            cp = subprocess.run([os.path.join(f.bin, "dyno-container"), "--config", conf, "--id", "cx"] + extra,
+                                capture_output=True, text=True, timeout=60)
+            self.assertEqual(cp.returncode, 1, (extra, cp.stdout, cp.stderr))
+            self.assertIn(says, cp.stdout + cp.stderr)
+
     def test_1_status_shows_backends(self):
         cs = {c["id"]: c for c in self.fab.wait_containers(
             lambda cs: len(cs) == 6 and all(c.get("backend") for c in cs), what="backends shown")}
