@@ -11,6 +11,10 @@ pkgs=(
   python3 redis-server procps openssl
   # groff-base: test_client_install renders the installed dynostore(1) and fails on warnings
   groff-base
+  # chromium, nodejs, npm: the web console's browser tests (tests/browser, issue 12) drive
+  # Debian's chromium with playwright-core from npm (tests/browser/install.sh); no browser is
+  # ever downloaded
+  chromium nodejs npm
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
