@@ -330,7 +330,8 @@ const tests = {
     const { context, page } = await newPage(browser);
     await login(page, 'ops');
     await page.goto(GW + '/#/dashboard');
-    await page.waitForSelector('#containers tbody tr');
+    await page.waitForSelector('#containers tbody tr, #containers-missing');
+    check((await page.$('#containers-missing')) === null, 'containers shown: ' + (await page.textContent('main')));
     const ids = await page.$$eval('#containers tbody tr', (rs) => rs.map((r) => r.getAttribute('data-id')));
     check(ids.length === 5, 'five containers listed: ' + ids);
     check((await page.$$('#containers meter')).length === 5, 'each with a utilization bar');
@@ -392,15 +393,28 @@ const tests = {
       await page.waitForSelector('#login-user');
       await page.screenshot({ path: path.join(SHOTS, `login-${size}.png`) });
       await login(page, 'ops');
-      const key = (await api('GET', '/v1/catalogs/ops/up/~/objects')).json.objects[0].key;
+      const key = (await api('GET', '/v1/catalogs/ops/xss/~/objects')).json.objects[0].key;
       const pages = [['catalogs', '#/', '#catalogs'], ['catalog', '#/c/ops/big', '#objects-body tr'],
         ['catalog-xss', '#/c/ops/xss', '#objects-body tr'], ['object', '#/o/' + key, '#fragments'],
         ['dashboard', '#/dashboard', '#containers'], ['device', '#/device', '#device-code'], ['admin', '#/admin', '#tokens']];
       for (const [name, hash, sel] of pages) {
         await page.goto(GW + '/' + hash);
         await page.waitForSelector(sel);
-        await page.waitForTimeout(name === 'dashboard' ? 5000 : 300);
-        await page.screenshot({ path: path.join(SHOTS, `${name}-${size}.png`), fullPage: name !== 'catalog' });
+        if (name === 'dashboard') {
+          // traffic for the charts: puts and gets for a few seconds
+          const t0 = Date.now();
+          for (let i = 0; Date.now() - t0 < 8000; i++) {
+            const r = await fetch(GW + '/v1/catalogs/ops/live/~/objects?name=traffic-' + size + '-' + i, {
+              method: 'POST', headers: { Authorization: 'Bearer ' + process.env.DYNO_ADMIN_TOKEN }, body: Buffer.alloc(256 * 1024, i),
+            });
+            const { key: k } = await r.json();
+            await (await fetch(GW + '/v1/objects/' + k, { headers: { Authorization: 'Bearer ' + process.env.DYNO_ADMIN_TOKEN } })).arrayBuffer();
+          }
+          await page.waitForTimeout(2500);
+        } else {
+          await page.waitForTimeout(300);
+        }
+        await page.screenshot({ path: path.join(SHOTS, `${name}-${size}.png`), fullPage: true });
       }
       // keyboard: the login form and the main controls are reachable with Tab
       await context.close();

@@ -8,6 +8,17 @@ export const session = { user: null, admin: false, expiresAt: 0 };
 let expiryTimer = null;
 
 const main = () => document.getElementById('main');
+let routeGen = 0;
+
+// A view's handle on the page: once the user went elsewhere, what a slow view renders goes
+// to a detached element instead of over the newer view.
+export function viewRoot() {
+  const g = routeGen;
+  const detached = document.createElement('main');
+  const root = () => (g === routeGen ? document.getElementById('main') : detached);
+  root.current = () => g === routeGen;
+  return root;
+}
 
 export function toast(msg, bad = false) {
   const t = document.getElementById('toast');
@@ -85,6 +96,7 @@ function loginView() {
 }
 
 async function route() {
+  routeGen++;
   stopLive();
   stopDashboard();
   const h = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
@@ -96,6 +108,7 @@ async function route() {
   if (h.startsWith('/login')) { location.replace('#/'); return; }
   for (const a of document.querySelectorAll('header nav a')) a.removeAttribute('aria-current');
   let view;
+  const gen = routeGen;
   if (h.startsWith('/c/')) { view = catalogView(h.slice(3)); mark('nav-catalogs'); }
   else if (h.startsWith('/o/')) { view = objectView(h.slice(3)); mark('nav-catalogs'); }
   else if (h.startsWith('/dashboard')) { view = dashboardView(); mark('nav-dashboard'); }
@@ -105,7 +118,7 @@ async function route() {
   try {
     await view;
   } catch (e) {
-    if (e.status !== 401) main().replaceChildren(el('p', { class: 'error', role: 'alert' }, 'Error: ' + e.message));
+    if (e.status !== 401 && gen === routeGen) main().replaceChildren(el('p', { class: 'error', role: 'alert' }, 'Error: ' + e.message));
   }
 }
 

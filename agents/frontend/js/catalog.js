@@ -2,7 +2,7 @@
 // PAGE names, a name-prefix filter), uploads, delete, shares, and the live view from the
 // catalog's server-sent events (GET /v1/events).
 import { call, catalogPath, csrfToken, el, fmtBytes, fmtTime } from './api.js';
-import { confirmDialog, session, toast } from './app.js';
+import { confirmDialog, session, toast, viewRoot } from './app.js';
 
 const PAGE = 50;
 let live = null;
@@ -11,11 +11,11 @@ export function stopLive() {
   if (live) { live.close(); live = null; }
 }
 
-const main = () => document.getElementById('main');
 
 function catalogLink(c) { return '#/c/' + c.split('/').map(encodeURIComponent).join('/'); }
 
 export async function catalogsView() {
+  const main = viewRoot();
   const doc = await call('GET', '/v1/catalogs');
   const cats = doc.catalogs || [];
   const input = el('input', { id: 'new-catalog', placeholder: session.user + '/name', required: true, pattern: '[A-Za-z0-9._\\-]+(/[A-Za-z0-9._\\-]+)+' });
@@ -49,6 +49,7 @@ function breadcrumbs(catalog) {
 }
 
 export async function catalogView(catalog) {
+  const main = viewRoot();
   catalog = catalog.replace(/\/+$/, '');
   const info = await call('GET', catalogPath(catalog));
   const all = await call('GET', '/v1/catalogs');
@@ -93,6 +94,7 @@ export async function catalogView(catalog) {
       el('td', { class: 'num' }, fmtBytes(o.size)),
       el('td', {}, fmtTime(o.created_at)),
       el('td', {}, `${o.k}+${o.m}`),
+      el('td', {}, el('span', { class: 'state ' + (o.state === 'degraded' ? 'degraded' : 'healthy') }, o.state === 'degraded' ? 'degraded' : 'healthy')),
       el('td', { class: 'actions' },
         el('a', { href: '/v1/objects/' + o.key, download: o.name, class: 'button small', 'aria-label': 'Download ' + o.name }, 'Download'), ' ', del));
   }
@@ -127,18 +129,19 @@ export async function catalogView(catalog) {
     el('section', { class: 'card' },
       el('div', { class: 'row' }, el('h1', { id: 'catalog-title' }, catalog), rm), stats,
       subs.length ? el('h2', {}, 'Sub-catalogs') : null, subList, subForm),
-    uploadPanel(catalog, info, () => load()),
     el('section', { class: 'card' },
       el('h2', {}, 'Objects'),
       el('div', { class: 'inline' }, el('label', { for: 'prefix' }, 'Filter'), filter),
       el('div', { class: 'scroll' }, el('table', { id: 'objects' },
-        el('thead', {}, el('tr', {}, ...['Name', 'Size', 'Created', 'k+m', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))), tbody)),
+        el('thead', {}, el('tr', {}, ...['Name', 'Size', 'Created', 'k+m', 'State', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))), tbody)),
       el('div', { class: 'pager' }, prev, pageInfo, next)),
+    uploadPanel(catalog, info, () => load()),
     sharesPanel(catalog, info),
     el('section', { class: 'card' }, el('h2', {}, 'Activity'), feed));
   await load();
 
   // Live: each event of this catalog refreshes the page shown and goes to the feed.
+  if (!main.current()) return;
   stopLive();
   live = new EventSource('/v1/events?catalog=' + encodeURIComponent(catalog));
   let refresh = null;
@@ -230,7 +233,7 @@ function sharesPanel(catalog, info) {
     render(i.shares || []);
   }
   render(info.shares || []);
-  const who = el('input', { id: 'share-principal', required: true, pattern: '[A-Za-z0-9._\\-/]+' });
+  const who = el('input', { id: 'share-principal', required: true, pattern: '[A-Za-z0-9._\\/\\-]+' });
   const kind = el('select', { id: 'share-kind' }, el('option', { value: 'user' }, 'user'), el('option', { value: 'org' }, 'organization'));
   const access = el('select', { id: 'share-access' }, el('option', { value: 'read' }, 'read'), el('option', { value: 'write' }, 'write'));
   const form = el('form', { class: 'inline', 'aria-label': 'Add a share' },

@@ -1,9 +1,8 @@
 // Object details, the fabric dashboard (containers, repair, broker, traffic charts), the
 // device-login approval page, and users and tokens for admins.
 import { call, el, fmtBytes, fmtTime } from './api.js';
-import { confirmDialog, session, toast } from './app.js';
+import { confirmDialog, session, toast, viewRoot } from './app.js';
 
-const main = () => document.getElementById('main');
 let dashTimer = null;
 
 export function stopDashboard() {
@@ -15,6 +14,7 @@ function dl(pairs) {
 }
 
 export async function objectView(key) {
+  const main = viewRoot();
   const o = await call('GET', '/v1/objects/' + encodeURIComponent(key) + '/meta');
   let sites = {};
   if (session.admin) {
@@ -106,6 +106,7 @@ function drawChart(canvas, series, fmt) {
 }
 
 export async function dashboardView() {
+  const main = viewRoot();
   const body = el('div', { id: 'dash' });
   const putsCanvas = el('canvas', { id: 'chart-ops', class: 'chart', role: 'img', 'aria-label': 'Puts and gets per second over the last minutes' });
   const bytesCanvas = el('canvas', { id: 'chart-bytes', class: 'chart', role: 'img', 'aria-label': 'Bytes in and out per second over the last minutes' });
@@ -117,8 +118,9 @@ export async function dashboardView() {
     const health = await call('GET', '/healthz');
     let conts = null;
     let repair = null;
+    let why = '';
     if (session.admin) {
-      conts = await call('GET', '/v1/containers').catch(() => null);
+      conts = await call('GET', '/v1/containers').catch((e) => { why = e.message; return null; });
       repair = await call('GET', '/v1/admin/repair').catch(() => null);
     }
     await sampleMetrics().catch(() => {});
@@ -146,13 +148,14 @@ export async function dashboardView() {
               el('td', { class: 'num' }, String(c.fragments ?? '')), el('td', { class: 'num' }, String(c.repairing ?? '')));
           }))))));
     } else {
-      cards.push(el('p', { class: 'muted' }, 'Containers and repair are shown to admins.'));
+      cards.push(el('p', { class: 'muted', id: 'containers-missing' }, session.admin ? 'Containers unavailable: ' + why : 'Containers and repair are shown to admins.'));
     }
     body.replaceChildren(el('div', { class: 'grid' }, cards));
     drawChart(putsCanvas, [{ label: 'puts/s', color: '#1f5fa8', data: rates.puts }, { label: 'gets/s', color: '#c05a00', data: rates.gets }], (v) => v.toFixed(1));
     drawChart(bytesCanvas, [{ label: 'in', color: '#1f5fa8', data: rates.bin }, { label: 'out', color: '#c05a00', data: rates.bout }], (v) => fmtBytes(Math.round(v)) + '/s');
   }
   await refresh();
+  if (!main.current()) return;
   stopDashboard();
   dashTimer = setInterval(() => refresh().catch(() => {}), 2000);
 }
@@ -160,6 +163,7 @@ export async function dashboardView() {
 // ---- device login -------------------------------------------------------------------
 
 export async function deviceView() {
+  const main = viewRoot();
   const q = new URLSearchParams(location.hash.split('?')[1] || '');
   const code = el('input', { id: 'device-code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX', value: q.get('code') || '' });
   const out = el('p', { id: 'device-result', role: 'status' });
@@ -186,6 +190,7 @@ export async function deviceView() {
 // ---- users and tokens ---------------------------------------------------------------
 
 export async function adminView() {
+  const main = viewRoot();
   const users = session.admin ? await call('GET', '/v1/users') : { users: [] };
   const tokens = await call('GET', '/v1/tokens');
   const uname = el('input', { id: 'new-user', required: true, pattern: '[A-Za-z0-9._\\-]+' });
