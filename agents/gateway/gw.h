@@ -72,6 +72,7 @@ struct gw_cfg {
     int64_t login_per_user_per_min; /* auth.c: ... and per username */
     int64_t limit_table_size;       /* keys each of those tables holds at most */
     int64_t max_streams_per_user;   /* events.c: SSE streams one user may hold */
+    int64_t device_code_ttl_s;      /* session.c: life of a device-login code */
     int64_t repair_workers;         /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;         /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */

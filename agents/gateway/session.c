@@ -13,7 +13,7 @@
  * secret device_code (for the CLI) and a short user_code (for the human); a user logged in
  * to the console approves the user_code (POST /v1/auth/device/approve), which issues an API
  * token of that user (dyno-auth token.create); the CLI polls POST /v1/auth/device/token with
- * its device_code and gets the token once. Codes live GW_DEVICE_TTL_S in this gateway's
+ * its device_code and gets the token once. Codes live device_code_ttl_s (10 minutes) in this gateway's
  * memory only: a restarted gateway forgets them, and the CLI starts again.
  */
 #include <pthread.h>
@@ -31,10 +31,9 @@
 #include "log.h"
 #include "names.h"
 
-#define GW_DEVICE_MAX 64     /* pending device logins held at once */
-#define GW_DEVICE_TTL_S 600  /* a code works for 10 minutes */
-#define GW_DEVICE_POLL_S 2   /* what the CLI is told to wait between polls */
-#define GW_USER_CODE_LEN 9   /* "BCDF-GHJK" */
+#define GW_DEVICE_MAX 64   /* pending device logins held at once */
+#define GW_DEVICE_POLL_S 2 /* what the CLI is told to wait between polls */
+#define GW_USER_CODE_LEN 9 /* "BCDF-GHJK" */
 #define GW_CSRF_HEADER "X-Dyno-CSRF"
 /* No vowels: a code never spells a word; 20^8 codes, and approving needs a login. */
 static const char gw_code_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
@@ -199,7 +198,7 @@ static enum MHD_Result gw_device_start(struct gw_req *r)
     for (int i = 0, j = 0; i < GW_USER_CODE_LEN; i++)
         d.user_code[i] = i == 4 ? '-' : gw_code_alphabet[raw[j++] % (sizeof(gw_code_alphabet) - 1)];
     int64_t now = gw_now_ms();
-    d.expires_ms = now + GW_DEVICE_TTL_S * 1000LL;
+    d.expires_ms = now + r->gw->cfg.device_code_ttl_s * 1000LL;
     pthread_mutex_lock(&gw_device_mu);
     gw_device_expire(now);
     int slot = -1;
@@ -215,7 +214,7 @@ static enum MHD_Result gw_device_start(struct gw_req *r)
     cJSON_AddStringToObject(o, "device_code", d.device_code);
     cJSON_AddStringToObject(o, "user_code", d.user_code);
     cJSON_AddStringToObject(o, "verification_path", "/#/device");
-    dyno_json_add_i64(o, "expires_in", GW_DEVICE_TTL_S);
+    dyno_json_add_i64(o, "expires_in", r->gw->cfg.device_code_ttl_s);
     dyno_json_add_i64(o, "interval", GW_DEVICE_POLL_S);
     enum MHD_Result ret = gw_reply_json(r, 200, o);
     cJSON_Delete(o);

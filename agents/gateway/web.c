@@ -32,10 +32,14 @@ static const char gw_csp[] = "default-src 'none'; script-src 'self'; style-src '
 static const struct {
     const char *ext, *type;
 } gw_types[] = {
-    {".html", "text/html; charset=utf-8"},  {".js", "text/javascript; charset=utf-8"},
-    {".css", "text/css; charset=utf-8"},    {".svg", "image/svg+xml"},
-    {".png", "image/png"},                  {".ico", "image/x-icon"},
-    {".json", "application/json"},          {".txt", "text/plain; charset=utf-8"},
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".ico", "image/x-icon"},
+    {".json", "application/json"},
+    {".txt", "text/plain; charset=utf-8"},
 };
 
 const char *gw_web_type(const char *path)
@@ -58,8 +62,8 @@ bool gw_web_path_ok(const char *path)
                 return false; /* empty segment, dot segment or hidden file, trailing slash */
             continue;
         }
-        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-                  *p == '_' || *p == '-';
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  *p == '.' || *p == '_' || *p == '-';
         if (!ok)
             return false;
     }

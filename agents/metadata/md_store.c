@@ -183,9 +183,10 @@ static const char SQL_SAME_NAME[] =
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
     "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
-static const char SQL_LIST[] = "SELECT key, name, size, sha256, k, m, created_at, state FROM objects"
-                               " WHERE catalog = ?1 AND name > ?2 AND name >= ?4 AND (?5 IS NULL OR name < ?5) AND " VISIBLE
-                               " ORDER BY name LIMIT ?3";
+static const char SQL_LIST[] =
+    "SELECT key, name, size, sha256, k, m, created_at, state FROM objects"
+    " WHERE catalog = ?1 AND name > ?2 AND name >= ?4 AND (?5 IS NULL OR name < ?5) AND " VISIBLE
+    " ORDER BY name LIMIT ?3";
 static const char SQL_FRAG_DELETE[] = "DELETE FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_FRAG_MISSING_DROP[] = "DELETE FROM fragments WHERE key = ?1 AND state = 'missing'";
 static const char SQL_FRAG_GARBAGE[] = "UPDATE fragments SET state = 'garbage' WHERE key = ?1";

@@ -367,8 +367,9 @@ static int login__device(dyno_client *c, const char *gw, char **token, int64_t *
     size_t gl = strlen(gw);
     while (gl > 0 && gw[gl - 1] == '/')
         gl--;
-    fprintf(stderr, "To log in, open %.*s/#/device?code=%s in a browser where you are logged in to the console,\n"
-                    "and approve the code: %s\n(it expires in %lld minutes; waiting...)\n",
+    fprintf(stderr,
+            "To log in, open %.*s/#/device?code=%s in a browser where you are logged in to the console,\n"
+            "and approve the code: %s\n(it expires in %lld minutes; waiting...)\n",
             (int)gl, gw, code, code, (long long)(ttl / 60));
     fflush(stderr);
     time_t until = time(NULL) + ttl + interval;

@@ -251,6 +251,51 @@ class Console(FabricCase):
         st, _, _ = self.raw("POST", "/v1/auth/device/approve", {"Cookie": cookie, "X-Dyno-CSRF": csrf}, appr)
         self.assertEqual(st, 404)
 
+    def test_device_code_expires(self):
+        """A code nobody approved in time is refused, to the CLI and to the approver: the
+        gateway restarted with device_code_ttl_s 3 (600 by default)."""
+        import time
+        f = self.fab
+        gw = f.names("gateway")[0]
+        f.kill(gw)
+        f.restart(gw, extra_args=["--device-code-ttl-s", "3"])
+        try:
+            self.check_expiry()
+        finally:  # the other tests expect the default life
+            f.kill(gw)
+            f.restart(gw)
+
+    def check_expiry(self):
+        import time
+        f = self.fab
+        home = os.path.join(f.work, "devhome-expired")
+        os.makedirs(home, exist_ok=True)
+        cli = subprocess.Popen([os.path.join(bin_dir(), "dynostore"), "--gateway", f.gateway, "login",
+                                "--device"], env=f.env({"HOME": home}), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = cli.communicate(timeout=120)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+        self.assertNotEqual(cli.returncode, 0, "an expired code must not log in: %s %s" % (out, err))
+        self.assertIn("expired", err)
+        code = __import__("re").search(r"code: ([A-Z]{4}-[A-Z]{4})", err).group(1)
+        self.assertFalse(os.path.exists(os.path.join(home, ".config", "dynostore", "token")))
+        cookies, csrf, _ = self.session("alice")
+        cookie = "dyno_session=%s; dyno_csrf=%s" % (cookies["dyno_session"], cookies["dyno_csrf"])
+        st, _, b = self.raw("POST", "/v1/auth/device/approve", {"Cookie": cookie, "X-Dyno-CSRF": csrf},
+                            json.dumps({"user_code": code}).encode())
+        self.assertEqual(st, 404, b)
+        # and a fresh code approved in time still works with the short life
+        st, _, b = self.raw("POST", "/v1/auth/device", body=b"")
+        dev = json.loads(b)
+        self.assertEqual(dev["expires_in"], 3)
+        time.sleep(3.5)
+        st, _, _ = self.raw("POST", "/v1/auth/device/token",
+                            body=json.dumps({"device_code": dev["device_code"]}).encode())
+        self.assertEqual(st, 404)
+
     def test_prefix_listing(self):
         r = self.fab.http("GET", "/v1/catalogs/ops/big/~/objects?prefix=obj-199&limit=1000")
         self.assertEqual(r.status, 200, r.body)

@@ -62,7 +62,7 @@ export async function catalogView(catalog) {
   const next = el('button', { type: 'button', id: 'next-page' }, 'Next ›');
   const filter = el('input', { id: 'prefix', type: 'search', placeholder: 'name starts with…' });
   const feed = el('ol', { id: 'activity', class: 'feed', 'aria-live': 'polite' });
-  const stats = el('p', { class: 'muted', id: 'catalog-stats' }, `${info.objects ?? 0} objects, ${fmtBytes(info.bytes ?? 0)}`);
+  const stats = el('p', { class: 'muted', id: 'catalog-stats' }, `${info.objects ?? 0} object${info.objects === 1 ? '' : 's'}, ${fmtBytes(info.bytes ?? 0)}`);
 
   async function load() {
     const q = new URLSearchParams({ limit: String(PAGE) });

@@ -93,13 +93,15 @@ function drawChart(canvas, series, fmt) {
   series.forEach((s, si) => {
     g.strokeStyle = s.color;
     g.lineWidth = 2;
+    g.setLineDash(si ? [5, 4] : []); // the second series dashed: equal rates stay visible
     g.beginPath();
     s.data.forEach((v, i) => {
-      const x = (i / (RATE_POINTS - 1)) * w;
+      const x = w - ((s.data.length - 1 - i) / (RATE_POINTS - 1)) * w; // now at the right edge
       const y = h - 17 - (v / max) * (h - 32);
       if (i) g.lineTo(x, y); else g.moveTo(x, y);
     });
     g.stroke();
+    g.setLineDash([]);
     g.fillStyle = s.color;
     g.fillText(s.label + ' ' + fmt(s.data.at(-1) || 0), 4 + si * 110, h - 3);
   });
