@@ -52,6 +52,9 @@ void dyno_verifier_free(struct dyno_verifier *v);
  * unfed (see dyno_verifier_load).
  */
 int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, struct dyno_claims *out);
+/* How many verified tokens v remembers (a fixed, small table: dyno_token_verify skips the
+ * signature check of a token seen before, never the revocation and expiry checks). */
+size_t dyno_verifier_cached(struct dyno_verifier *v);
 /* The revocation half of dyno_token_verify for claims verified earlier (a broker session):
  * 0, DYNO_EUNAUTH (expired at now, revoked, before its sub's epoch) or DYNO_EUNAVAIL (a user
  * token and v unfed). */
