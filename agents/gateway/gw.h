@@ -14,6 +14,8 @@
  *   events.c   catalog events: event.emit to pubsub, GET /v1/events (server-sent events)
  *   ingest.c   MQTT ingest: dyno/v1/ingest/<catalog> messages stored as objects
  *   admin.c    users and API tokens (dyno-auth RPCs)
+ *   web.c      the web console's static files (agents/frontend), its security headers
+ *   session.c  console sessions (HttpOnly cookie + CSRF header), device login for the CLI
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is

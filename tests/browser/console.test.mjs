@@ -93,7 +93,7 @@ const tests = {
     await page.click('#login-submit');
     await page.waitForSelector('#login-error:not(:empty)');
     check(/wrong user name or password/i.test(await page.textContent('#login-error')), 'a wrong password shows an error');
-    check((await page.$('#who:not(:empty)')) === null, 'and nobody is logged in');
+    check((await page.$('#who:not(:empty)')) === null && (await page.isHidden('#top')), 'and nobody is logged in (no navigation bar)');
     await login(page, 'ops');
     await page.waitForSelector('#catalogs');
     const cookies = await context.cookies();
@@ -381,6 +381,31 @@ const tests = {
     await page.click('#device-approve');
     await page.waitForSelector('#device-result.error');
     check(/unknown or expired/i.test(await page.textContent('#device-result')), 'a used code is refused');
+    await context.close();
+  },
+
+  // "Works over --tls too": the same login and upload over HTTPS (the fabric's own CA; the
+  // node side trusts it through NODE_EXTRA_CA_CERTS); the session cookie is Secure there.
+  async tls(browser) {
+    check(GW.startsWith('https://'), 'the gateway is HTTPS: ' + GW);
+    const context = await browser.newContext({ viewport: LAPTOP, ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await login(page, 'ops');
+    const sess = (await context.cookies()).find((c) => c.name === 'dyno_session');
+    check(sess && sess.secure && sess.httpOnly && sess.sameSite === 'Strict', 'the session cookie is Secure, HttpOnly, SameSite=Strict');
+    await page.goto(GW + '/#/c/ops/tls');
+    await page.waitForSelector('#upload-files');
+    await page.waitForTimeout(1000); // the event stream is open
+    await page.setInputFiles('#upload-files', [path.join(WORK, 'small-b.bin')]);
+    await page.waitForSelector('#uploads li.done');
+    await page.waitForSelector('#objects-body tr[data-name="small-b.bin"]');
+    check(true, 'an upload over HTTPS lands in the table');
+    const r = await fetch(GW + '/v1/catalogs/ops/tls/~/objects?name=from-rest.txt', {
+      method: 'POST', headers: { Authorization: 'Bearer ' + process.env.DYNO_ADMIN_TOKEN }, body: 'over tls\n',
+    });
+    check(r.status === 201, 'a REST put over HTTPS (' + r.status + ')');
+    await page.waitForSelector('#objects-body tr[data-name="from-rest.txt"]', { timeout: 20000 });
+    check(true, 'and the live view shows it');
     await context.close();
   },
 

@@ -306,5 +306,29 @@ class Console(FabricCase):
         self.assertEqual(r.status, 400)
 
 
+class ConsoleTls(FabricCase):
+    """The console over `dynostore up --tls` (issue 12: "works over --tls too")."""
+    UP_ARGS = ("--tls",)
+
+    @classmethod
+    def setUpClass(cls):
+        why = browser_ready()
+        if why:
+            raise RuntimeError(why)
+        from test_tls import TlsFabric
+        cls.fab = TlsFabric(containers=cls.CONTAINERS, extra_up_args=cls.UP_ARGS, name="consoletls")
+        f = cls.fab
+        r = f.http("POST", "/v1/users", body=json.dumps({"username": "ops", "password": USERS["ops"],
+                                                          "admin": True}))
+        assert r.status == 201, (r.status, r.body)
+        r = f.http("PUT", "/v1/catalogs/ops/tls/~", body=b"{}")
+        assert r.status in (200, 201), (r.status, r.body)
+        os.makedirs(os.path.join(f.work, "browser"), exist_ok=True)
+        write_random_file(os.path.join(f.work, "browser", "small-b.bin"), 300 * 1024, seed=2)
+
+    def test_console_over_tls(self):
+        Console.node(self, "tls", {"NODE_EXTRA_CA_CERTS": self.fab.cafile})
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -46,7 +46,7 @@ function setSession(who) {
   session.expiresAt = who ? who.expires_at || 0 : 0;
   document.getElementById('top').hidden = !session.user;
   document.getElementById('who').textContent = session.user ? session.user + (session.admin ? ' (admin)' : '') : '';
-  document.getElementById('nav-admin').hidden = !session.admin;
+  document.getElementById('nav-admin').textContent = session.admin ? 'Users & tokens' : 'API tokens';
   clearTimeout(expiryTimer);
   if (session.expiresAt) {
     // An expired session goes back to the login page, even on a page that sends nothing.
