@@ -11,10 +11,11 @@ pkgs=(
   python3 redis-server procps openssl
   # groff-base: test_client_install renders the installed dynostore(1) and fails on warnings
   groff-base
-  # chromium, nodejs, npm: the web console's browser tests (tests/browser, issue 12) drive
-  # Debian's chromium with playwright-core from npm (tests/browser/install.sh); no browser is
-  # ever downloaded
-  chromium nodejs npm
+  # chromium, nodejs: the web console's browser tests (tests/browser, issue 12) drive Debian's
+  # chromium with playwright-core from npm (tests/browser/install.sh); no browser is ever
+  # downloaded. npm comes with nodejs here (Debian's own npm package is only needed where
+  # nodejs is Debian's, and would conflict with a nodejs that bundles it)
+  chromium nodejs
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -26,4 +27,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian's nodejs has no npm of its own: add Debian's npm only then.
+if ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends npm
 fi

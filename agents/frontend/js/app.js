@@ -99,7 +99,8 @@ async function route() {
   routeGen++;
   stopLive();
   stopDashboard();
-  const h = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
+  let h = '/';
+  try { h = decodeURIComponent(location.hash.replace(/^#/, '')) || '/'; } catch { /* a bad escape: home */ }
   if (!session.user) {
     if (!h.startsWith('/login')) sessionStorage.setItem('dyno-after-login', location.hash);
     if (location.hash !== '#/login') history.replaceState(null, '', '#/login');
