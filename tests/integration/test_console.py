@@ -300,10 +300,18 @@ class Console(FabricCase):
         r = self.fab.http("GET", "/v1/catalogs/ops/big/~/objects?prefix=obj-199&limit=1000")
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual([o["name"] for o in r.json()["objects"]], ["obj-%04d" % i for i in range(1990, 2000)])
+        self.assertEqual({o["state"] for o in r.json()["objects"]}, {"committed"})  # the table's State
         r = self.fab.http("GET", "/v1/catalogs/ops/big/~/objects?prefix=obj-1&after=obj-1997")
         self.assertEqual([o["name"] for o in r.json()["objects"]], ["obj-1998", "obj-1999"])
         r = self.fab.http("GET", "/v1/catalogs/ops/big/~/objects?prefix=a%2Fb")
         self.assertEqual(r.status, 400)
+        # the Python client follows the pages of a prefix
+        import sys
+        sys.path.insert(0, os.path.join(src_dir(), "client", "python"))
+        from dynostore.client import Client
+        names = [o["name"] for o in Client(self.fab.gateway).list_objects("ops/big", self.fab.token, limit=7,
+                                                                         prefix="obj-01")]
+        self.assertEqual(names, ["obj-%04d" % i for i in range(100, 200)])
 
 
 class ConsoleTls(FabricCase):
