@@ -425,6 +425,45 @@ const tests = {
     await context.close();
   },
 
+  // Admins: a user and an API token created, the token revoked, from the console.
+  async admin(browser) {
+    const { context, page } = await newPage(browser);
+    await login(page, 'ops');
+    await page.goto(GW + '/#/admin');
+    await page.waitForSelector('#users');
+    await page.fill('#new-user', 'carol');
+    await page.fill('#new-user-password', 'carol-pass-1234');
+    await page.click('form[aria-label="Create a user"] button');
+    await page.waitForSelector('#users td:text-is("carol")');
+    check(true, 'a user created from the console is listed');
+    await page.fill('#new-token-name', 'ci-runner');
+    await page.click('form[aria-label="Create an API token"] button');
+    await page.waitForSelector('#new-token code');
+    const tok = await page.textContent('#new-token code');
+    check((await api('GET', '/v1/auth/whoami', undefined, tok)).status === 200, 'the new token (shown once) works');
+    await page.goto(GW + '/#/');
+    await page.goto(GW + '/#/admin');
+    await page.waitForSelector('#tokens td:text-is("ci-runner")');
+    await page.click('#tokens button[aria-label="Revoke token ci-runner"]');
+    await page.click('#confirm-ok');
+    await page.waitForSelector('#tokens tr:has(td:text-is("ci-runner")) td:text-is("revoked")');
+    let refused = false;
+    for (let i = 0; i < 40 && !refused; i++) {
+      refused = (await api('GET', '/v1/auth/whoami', undefined, tok)).status === 401;
+      if (!refused) await page.waitForTimeout(250);
+    }
+    check(refused, 'revoked from the console: the token no longer works');
+    const c = await newPage(browser);
+    await login(c.page, 'carol', 'carol-pass-1234');
+    check((await c.page.textContent('#nav-admin')) === 'API tokens', 'carol (not an admin) sees her tokens only');
+    await c.page.goto(GW + '/#/admin');
+    await c.page.waitForSelector('#tokens');
+    check((await c.page.$('#users')) === null, 'and no user list');
+    await c.context.close();
+    check(page.errors.length === 0, 'no script error: ' + page.errors.join('; '));
+    await context.close();
+  },
+
   // Issue test 8: every page at 1280x800 and 390x844.
   async screenshots(browser) {
     fs.mkdirSync(SHOTS, { recursive: true });

@@ -108,6 +108,9 @@ class Console(FabricCase):
     def test_5_hostile_name(self):
         self.node("xss")
 
+    def test_6_admin_users_tokens(self):
+        self.node("admin")
+
     def test_7_device_login(self):
         self.node("device")
 
