@@ -169,9 +169,9 @@ export async function deviceView() {
   const q = new URLSearchParams(location.hash.split('?')[1] || '');
   const code = el('input', { id: 'device-code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX', value: q.get('code') || '' });
   const out = el('p', { id: 'device-result', role: 'status' });
-  const form = el('form', { class: 'card', 'aria-labelledby': 'device-title' },
+  const form = el('form', { class: 'card stack', 'aria-labelledby': 'device-title' },
     el('h1', { id: 'device-title' }, 'Approve a device login'),
-    el('p', {}, 'Enter the code that `dynostore login --device` printed. The command line then receives its own token for ', el('b', {}, session.user), '.'),
+    el('p', {}, 'Enter the code that ', el('code', {}, 'dynostore login --device'), ' printed. The command line then receives its own API token for ', el('b', {}, session.user), '.'),
     el('label', { for: 'device-code' }, 'Code'), code, el('button', { type: 'submit', id: 'device-approve' }, 'Approve'), out);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
