@@ -11,6 +11,9 @@ pkgs=(
   python3 redis-server procps openssl
   # groff-base: test_client_install renders the installed dynostore(1) and fails on warnings
   groff-base
+  # scripts/compose-test.sh (issue 15): a private Docker daemon, compose 1.29, and the base
+  # image made with debootstrap from the apt mirror (no image registry)
+  docker.io docker-compose debootstrap
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,6 +23,8 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # waits for another apt run to release the lock instead of failing at once
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "${missing[@]}"
 fi
