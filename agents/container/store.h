@@ -4,8 +4,10 @@
  *
  * A fragment is named by its id "<key>.<index>" (store_valid_id). A put streams into a
  * private temporary object and becomes visible only at commit, atomically replacing an
- * existing fragment of the same id; a committed fragment survives a crash. Readers that
- * opened a fragment keep reading the version they opened.
+ * existing fragment of the same id; a committed fragment survives a crash (not in the
+ * memory backend, which is empty after a restart). Readers that opened a fragment keep
+ * reading the version they opened (the s3 backend cannot keep it: its reader gets
+ * DYNO_EIO once the fragment is replaced or removed, never bytes of another version).
  *
  * The store keeps its own usage accounting (bytes and fragments of committed data),
  * computed by a scan when it opens and kept exact by commit and remove.
