@@ -36,6 +36,11 @@
 struct md_node {
     char id[DYNO_SEG_MAX + 1];
     char site[DYNO_SEG_MAX + 1];
+    char backend[16];   /* its store (posix, s3, memory) as its status says; not persisted */
+    int64_t started_at; /* its process's start time (status started_at); not persisted */
+    /* Restarts of a memory-backed container not yet handled by the planner: each one lost
+     * every fragment it held (md_repair_tick marks them missing; md_reg_wiped_done). */
+    uint64_t wiped;
     char url[MD_URL_MAX + 1];
     int64_t capacity;
     int64_t reported_used;
@@ -140,8 +145,8 @@ int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nod
 int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                  size_t errlen);
 /* after may be NULL; 1 <= limit <= 1000. */
-int md_store_list(struct md_db *db, const char *catalog, const char *after, int limit, cJSON **result,
-                  char *err, size_t errlen);
+int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
+                  cJSON **result, char *err, size_t errlen);
 /* Committed or degraded -> deleting; result: fragments to delete. */
 int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);

@@ -52,9 +52,11 @@ static const struct cli_cmd cmds[] = {
      "status\n    Gateway health, and the containers (id, site, state, used/capacity, utilization;\n"
      "    needs an admin token).\n"},
     {"login", cli_cmd_login,
-     "login --user U [--password-file F]\n"
+     "login --user U [--password-file F] | login --device\n"
      "    Logs in (the password is read from F, else from stdin) and saves the token to the\n"
-     "    settings folder (token, mode 0600) and config.json.\n"},
+     "    settings folder (token, mode 0600) and config.json. --device prints a short code and\n"
+     "    the web console's URL, and waits (10 minutes at most) until a user logged in to the\n"
+     "    console approves the code there; the token is then that user's.\n"},
     {"whoami", cli_cmd_whoami, "whoami\n    Shows who the current token belongs to.\n"},
     {"user", cli_cmd_user,
      "user create NAME [--org O] [--admin] [--password-file F]\n"
@@ -76,8 +78,8 @@ static const struct cli_cmd cmds[] = {
      "    Admin: rebuilds the metadata of every object from the fragments the containers hold\n"
      "    (after losing the metadata database), or prints the repair status (JSON).\n"},
     {"up", cli_cmd_up,
-     "up [--data DIR] [--containers N] [--sites N] [--capacity SIZE] [--repair-grace SECONDS]\n"
-     "   [--port P] [--tls] [--bin DIR] [--plugin PATH] [--foreground]\n"
+     "up [--data DIR] [--containers N] [--sites N] [--capacity SIZE] [--backend SPEC] [--s3-* ...]\n"
+     "   [--repair-grace SECONDS] [--port P] [--tls] [--bin DIR] [--plugin PATH] [--foreground]\n"
      "    Runs a whole fabric on this machine: the MQTT broker, dyno-auth, dyno-metadata,\n"
      "    dyno-pubsub, N dyno-container and dyno-gateway, on 127.0.0.1, with keys, configs,\n"
      "    databases, fragments and logs under DIR, and writes the CLI settings so that the\n"
@@ -88,6 +90,10 @@ static const struct cli_cmd cmds[] = {
      "      --sites N             lay them round robin over site-1..site-N (default: a site\n"
      "                            each); no site gets more than m fragments of an object\n"
      "      --capacity SIZE       capacity of each container (default 10G)\n"
+     "      --backend SPEC        containers' storage: NAME for all and/or cN=NAME, comma-\n"
+     "                            separated; NAME posix (default), s3 or memory (lost at restart)\n"
+     "      --s3-endpoint URL --s3-bucket B --s3-access-key K --s3-secret-file F [--s3-region R]\n"
+     "                            the S3 service of s3 containers (one bucket, prefix cN/)\n"
      "      --repair-grace SECS   how long a container may be offline before repair\n"
      "      --port P              gateway port (default 8080; 0 or busy = a free one)\n"
      "      --tls                 HTTPS gateway and TLS broker, with a CA made in DIR/tls\n"
@@ -119,6 +125,7 @@ static void usage(FILE *f)
                "  container drain ID          move every fragment off a container   (admin)\n"
                "  admin rebuild-metadata | admin repair   rebuild metadata from fragments, repair status\n"
                "  login --user U [--password-file F]   log in and save the token\n"
+               "  login --device              log in by approving a code in the web console\n"
                "  whoami                      who the token belongs to\n"
                "  user create NAME [--org O] [--admin] [--password-file F] | user list   (admin)\n"
                "  token create [--ttl S] [--name N] | token list | token revoke ID   API tokens\n"

@@ -97,12 +97,14 @@ class Stack(unittest.TestCase):
 
     @classmethod
     def wait_gateway(cls):
-        """The gateway answers on its published port (GET /healthz, through docker-proxy)."""
+        """The gateway serves authenticated requests on its published port (through
+        docker-proxy). /healthz answers earlier, before the revocation feed has reached the
+        gateway; until then an authenticated route is 503 (it fails closed), so wait for one."""
         deadline = time.monotonic() + WAIT
         last = None
         while time.monotonic() < deadline:
             try:
-                status, doc = cls.http("GET", "/healthz")
+                status, doc = cls.http("GET", "/v1/auth/whoami")
                 if status == 200:
                     return doc
                 last = (status, doc)
