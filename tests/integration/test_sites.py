@@ -14,8 +14,11 @@ refused (503 naming the rule) and repair rebuilds what fits (4 fragments, 2 a si
 the object degraded until a site comes back. Small objects (m + 1 = 3 replicas) fit either way.
 """
 
+import http.client
+import json
 import time
 import unittest
+import urllib.parse
 
 from fabric import KiB, MiB, FabricCase, random_bytes, sha256_bytes
 
@@ -212,6 +215,74 @@ class SiteLostNine(SiteLost):
     fragment on each site, two more could go to one site), and repair too (six containers are
     left for a 3+2 object: a fifth fragment would fit a container, but not the rule)."""
     CONTAINERS = 9
+
+
+def request(url, method, path, token, body=None):
+    """One request to another gateway than the fabric's own; (status, body bytes)."""
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    try:
+        c.request(method, path, body=body, headers={"Authorization": "Bearer " + token})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+class SiteReads(FabricCase):
+    """Issue 13 acceptance 3: a second gateway at site-2 (config key "site"): an object put
+    through one gateway reads back through the other, and the site-2 gateway fetches from
+    site-2's containers first (their GET counters), where the gateway without a site reads
+    the data fragments wherever they are."""
+    CONTAINERS = CONTAINERS
+    UP_ARGS = ("--sites", str(SITES))
+
+    def gets(self, urls):
+        return {cid: self.fab.metrics(u).get("dyno_container_gets_total", 0) for cid, u in urls.items()}
+
+    def test_reads_prefer_the_gateways_site(self):
+        f = self.fab
+        gw2 = f.start_gateway("gw-site2", extra={"site": "site-2"})
+        f.create_catalog("admin/reads", {"resilience": {"k": 2, "m": 2}})
+        urls = {c["id"]: c["url"] for c in f.containers_info()}
+        site2 = {cid: u for cid, u in urls.items() if site_of(cid) == "site-2"}
+        # an object whose site-2 fragments are all parity: the fabric's gateway (no site)
+        # reads data fragments 0 and 1 elsewhere; the site-2 gateway starts at site-2
+        chosen = None
+        for i in range(40):
+            data = random_bytes(1 * MiB + 11 * i, seed=4000 + i)
+            st, body = request(gw2, "POST", "/v1/catalogs/admin/reads/~/objects?name=r%d" % i, f.token,
+                               data)
+            self.assertEqual(st, 201, body)
+            key = json.loads(body)["key"]
+            st, got = request(f.gateway, "GET", "/v1/objects/" + key, f.token)
+            self.assertEqual((st, got == data), (200, True), "put at site-2, read at the core")
+            frs = self.meta(key)["fragments"]
+            mine = [fr["index"] for fr in frs if fr["site"] == "site-2"]
+            if mine and min(mine) >= 2:
+                chosen = (key, data, len(mine))
+                break
+        self.assertIsNotNone(chosen, "no object with only parity fragments on site-2 in 40 puts")
+        key, data, nlocal = chosen
+        before = self.gets(site2)
+        st, got = request(f.gateway, "GET", "/v1/objects/" + key, f.token)
+        self.assertEqual((st, got == data), (200, True))
+        self.assertEqual(self.gets(site2), before, "the siteless gateway read parity from site-2")
+        st, got = request(gw2, "GET", "/v1/objects/" + key, f.token)
+        self.assertEqual((st, got == data), (200, True), "read at site-2 (decoded from parity)")
+        after = self.gets(site2)
+        self.assertEqual(sum(after.values()) - sum(before.values()), nlocal,
+                         "site-2 gateway: %r -> %r" % (before, after))
+        # falls back within the request: site-2's containers gone, the read still works
+        for cid in site2:
+            f.kill("container-" + cid)
+        st, got = request(gw2, "GET", "/v1/objects/" + key, f.token)
+        self.assertEqual((st, got == data), (200, True), "read at site-2 with its containers down")
+
+    def meta(self, key):
+        r = self.fab.http("GET", "/v1/objects/%s/meta" % key)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
 
 
 if __name__ == "__main__":
