@@ -11,6 +11,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* The store is compiled in so the test can reach its static helpers. */
 #include "../../agents/metadata/md_store.c"
@@ -152,6 +153,54 @@ static void test_begin_site_rule(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 3);
     cJSON_Delete(res);
     f->v[2].online = true;
+}
+
+/* A metadata.db of schema version 1 (no objects.site_spread): md_db_schema adds the column,
+ * keeps the objects (strict), and relaxed objects can be begun. */
+static void test_schema_1_gets_site_spread(void **state)
+{
+    char path[] = "/tmp/dyno-md-v1-XXXXXX";
+    int fd = mkstemp(path);
+    struct md_db *db = NULL;
+    char err[256];
+    cJSON *res = NULL;
+    struct fx *f = *state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(md_db_open(path, &db), 0);
+    assert_int_equal(md_db_schema(db), 0);
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char key[DYNO_KEY_LEN + 1];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    /* back to version 1 */
+    assert_int_equal(sqlite3_exec(db->db,
+                                  "ALTER TABLE objects DROP COLUMN site_spread; PRAGMA user_version=1", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    md_db_close(db);
+    assert_int_equal(md_db_open(path, &db), 0);
+    assert_int_equal(md_db_schema(db), 0);
+    struct md__obj o;
+    assert_int_equal(md__obj_get(db, key, &o), SQLITE_OK);
+    assert_false(o.site_relaxed);
+    r.site_relaxed = true;
+    assert_int_equal(md_store_begin(db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_int_equal(md__obj_get(db, key, &o), SQLITE_OK);
+    assert_true(o.site_relaxed);
+    md_db_close(db);
+    assert_int_equal(md_db_open(path, &db), 0); /* version 2: nothing added twice */
+    assert_int_equal(md_db_schema(db), 0);
+    md_db_close(db);
+    unlink(path);
+    snprintf(err, sizeof(err), "%s-wal", path);
+    unlink(err);
+    snprintf(err, sizeof(err), "%s-shm", path);
+    unlink(err);
 }
 
 static void test_begin_commit_get_usage(void **state)
@@ -403,6 +452,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_site_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_1_gets_site_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),
