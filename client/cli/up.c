@@ -488,14 +488,15 @@ static int up__write_gateway_conf(struct up *u, char *conf)
 
 /*
  * The backend of container i under a --backend SPEC: a comma-separated list whose items are
- * a backend name (every container) or cN=NAME (container cN; wins over a bare name). Writes
- * the name into out (posix when the spec says nothing). False on an item that is neither, a
- * name that is not a backend, or cN out of 1..ncont.
+ * a backend name (every container), site-N=NAME (the containers of site-N, --sites) or
+ * cN=NAME (container cN); cN wins over site-N, which wins over a bare name. Writes the name
+ * into out (posix when the spec says nothing). False on an item that is none of these, a
+ * name that is not a backend, cN out of 1..ncont or site-N out of 1..nsites.
  */
-static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t cap)
+static bool up__backend_of(const char *spec, int ncont, int nsites, int i, char *out, size_t cap)
 {
     static const char *const names[] = {"posix", "memory", "s3"};
-    char all[16] = "posix", mine[16] = "";
+    char all[16] = "posix", mine[16] = "", site[16] = "";
     const char *p = spec ? spec : "";
     while (*p) {
         const char *end = strchr(p, ',');
@@ -512,7 +513,15 @@ static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t
             known = known || strcmp(name, names[k]) == 0;
         if (!known)
             return false;
-        if (eq) {
+        if (eq && strncmp(item, "site-", 5) == 0) {
+            *eq = '\0';
+            char *num_end = NULL;
+            long s = strtol(item + 5, &num_end, 10);
+            if (num_end == item + 5 || *num_end || item[5] < '1' || item[5] > '9' || s < 1 || s > nsites)
+                return false;
+            if ((i - 1) % nsites + 1 == s)
+                snprintf(site, sizeof(site), "%.15s", name);
+        } else if (eq) {
             *eq = '\0';
             char *num_end = NULL;
             long c = item[0] == 'c' ? strtol(item + 1, &num_end, 10) : 0;
@@ -527,7 +536,7 @@ static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t
         if (*p == ',')
             p++;
     }
-    snprintf(out, cap, "%s", mine[0] ? mine : all);
+    snprintf(out, cap, "%s", mine[0] ? mine : site[0] ? site : all);
     return true;
 }
 
@@ -549,7 +558,7 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
     snprintf(rel, sizeof(rel), "containers/%s/frags", id);
     up__add_path(o, "dir", u, rel);
     char backend[16];
-    if (!up__backend_of(u->backend, u->ncont, i, backend, sizeof(backend))) {
+    if (!up__backend_of(u->backend, u->ncont, u->nsites, i, backend, sizeof(backend))) {
         cJSON_Delete(o);
         return cli_err("up: bad --backend for container %s", id); /* checked at parse */
     }
@@ -1399,13 +1408,15 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     if (!up__valid_size(o->capacity))
         return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
     char b[16];
-    if (o->backend && !up__backend_of(o->backend, o->ncont, 1, b, sizeof(b)))
+    if (o->backend && !up__backend_of(o->backend, o->ncont, o->nsites, 1, b, sizeof(b)))
         return cli_usage(
-            "up: --backend must be NAME or cN=NAME[,...] with NAME posix, memory or s3 and N in 1..%d",
-            o->ncont);
+            "up: --backend must be NAME, site-S=NAME or cN=NAME[,...] with NAME posix, memory or s3, "
+            "S in 1..%d and N in 1..%d",
+            o->nsites, o->ncont);
     bool any_s3 = false;
     for (int i = 1; i <= o->ncont && o->backend; i++)
-        any_s3 = any_s3 || (up__backend_of(o->backend, o->ncont, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
+        any_s3 = any_s3 ||
+                 (up__backend_of(o->backend, o->ncont, o->nsites, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
     if (any_s3 && (!o->s3_endpoint || !o->s3_bucket || !o->s3_access_key || !o->s3_secret_file))
         return cli_usage("up: an s3 container needs --s3-endpoint URL --s3-bucket B --s3-access-key K "
                          "--s3-secret-file FILE");

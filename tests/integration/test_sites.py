@@ -235,10 +235,21 @@ class SiteReads(FabricCase):
     site-2's containers first (their GET counters), where the gateway without a site reads
     the data fragments wherever they are."""
     CONTAINERS = CONTAINERS
-    UP_ARGS = ("--sites", str(SITES))
+    UP_ARGS = ("--sites", str(SITES), "--backend", "site-3=memory,c6=posix")
 
     def gets(self, urls):
         return {cid: self.fab.metrics(u).get("dyno_container_gets_total", 0) for cid, u in urls.items()}
+
+    def test_backend_by_site(self):
+        """--backend site-3=memory: the containers of site-3 store in memory, but c6 (also
+        site-3) is named posix, which wins; a site beyond --sites is a usage error."""
+        want = {"c1": "posix", "c2": "posix", "c3": "memory", "c4": "posix", "c5": "posix", "c6": "posix"}
+        got = {c["id"]: c.get("backend") for c in self.fab.containers_info()}
+        self.assertEqual(got, want)
+        r = self.fab.cli("up", "--data", self.fab.work + "/never", "--containers", "6", "--sites", "3",
+                         "--backend", "site-4=memory", check=False, settings=False, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("site-S=NAME", r.stderr)
 
     def test_reads_prefer_the_gateways_site(self):
         f = self.fab
