@@ -50,6 +50,10 @@ static const struct dyno_opt gw_opts[] = {
      "idle wait between repair claims"},
     {"repair_rate_bytes", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_rate_bytes), "64M",
      "bytes/s repairs read and write at most"},
+    {"reserve_batch", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_batch), "32",
+     "small objects placed ahead per object.reserve (0: every put sends object.begin)"},
+    {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",
+     "an unused reservation is released after this (its placement may be stale)"},
 };
 #define GW_NOPTS (sizeof(gw_opts) / sizeof(gw_opts[0]))
 
@@ -61,6 +65,9 @@ static void gw_stop(struct gw *gw)
     gw_httpd_stop(gw);
     gw_ingest_stop(gw);
     gw_repair_stop(gw);
+    /* No put runs any more: the unused reservations go back to metadata. */
+    gw_resv_free(gw->resv);
+    gw->resv = NULL;
 }
 
 int main(int argc, char **argv)
@@ -103,6 +110,15 @@ int main(int argc, char **argv)
     if (dyno_mq_wait_connected(gw->mq, 3000))
         dyno_warn("broker not reachable yet", "host=%s port=%d", gw->cfg.c.broker_host,
                   (int)gw->cfg.c.broker_port);
+    /* Before ingest and while HTTP already serves: puts fall back to object.begin until the
+     * pool's first object.reserve is answered. */
+    if (gw->cfg.reserve_batch > 0) {
+        if (gw_resv_new(gw, (int)gw->cfg.m, (int)gw->cfg.reserve_batch, gw->cfg.reserve_ttl_ms, &gw->resv) ||
+            gw_resv_start(gw->resv)) {
+            dyno_error("cannot start the reservation pool", NULL);
+            goto out_stop;
+        }
+    }
     if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
         goto out_stop;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
