@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "gw.h"
 #include "json.h"
 #include "log.h"
@@ -149,6 +150,7 @@ int gw_resv_refill(struct gw_resv *r)
         cJSON_Delete(res);
         return rc;
     }
+    dyno_crash_point("gateway.reserve.after_reply"); /* reserved in metadata, held by nobody */
     int64_t now = gw_now_ms();
     cJSON *objs = cJSON_GetObjectItemCaseSensitive(res, "objects");
     cJSON *extra = cJSON_CreateArray();
