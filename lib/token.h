@@ -56,6 +56,9 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
  * 0, DYNO_EUNAUTH (expired at now, revoked, before its sub's epoch) or DYNO_EUNAVAIL (a user
  * token and v unfed). */
 int dyno_verifier_check(struct dyno_verifier *v, const struct dyno_claims *c, int64_t now);
+/* Verifications answered from the verifier's cache of verified tokens (signature not
+ * checked again; claims checked as always), for tests and metrics. */
+uint64_t dyno_verifier_cache_hits(struct dyno_verifier *v);
 /* Remembers jti as revoked until exp (then it expires anyway); the state stays unfed or fed. */
 int dyno_verifier_revoke(struct dyno_verifier *v, const char *jti, int64_t exp);
 bool dyno_verifier_is_revoked(struct dyno_verifier *v, const char *jti);

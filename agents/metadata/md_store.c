@@ -968,7 +968,14 @@ int md_store_reserve(struct md_db *db, const struct md_resv_req *r, const struct
         }
         cJSON_AddItemToArray(arr, o);
         ret = begin_one(db, &b, nodes, now, o, &rc, err, errlen);
-        /* The name of a reservation is its key (insert_object), so no catalog+name clash. */
+        /* The name of a reservation is its key (insert_object), so no catalog+name clash.
+         * Room for only some: those (placement failed before writing anything for this one,
+         * which is dropped), so that reservations never hold what the last puts need. */
+        if (ret == DYNO_EUNAVAIL && i > 0) {
+            cJSON_DeleteItemFromArray(arr, i);
+            ret = 0;
+            break;
+        }
     }
     ret = md__finish(db, ret, rc, err, errlen);
     if (ret != 0) {

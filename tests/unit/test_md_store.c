@@ -405,6 +405,15 @@ static void test_reserve_commit_release(void **state)
         DYNO_ECONFLICT);
     assert_int_equal(md__obj_get(f->db, keys[0], &o), SQLITE_OK);
     assert_string_equal(o.state, "committed"); /* the committed one survives the restart */
+    /* More than there is room for: as many as fit, then unavailable. */
+    rq.fresh = false;
+    rq.count = 200;
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 300, &res, err, sizeof(err)), 0);
+    int got = cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects"));
+    cJSON_Delete(res);
+    assert_true(got > 0 && got < 200);
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 300, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_null(res);
 }
 
 static void test_group_commit(void **state)

@@ -235,6 +235,48 @@ static void test_expired(void **state)
     free(tok);
 }
 
+/* A verified token is remembered: the next verification of the same text skips the
+ * signature (the cache counts it) but not the claims: a revocation, an epoch, expiry or an
+ * unfed verifier refuse it at once; a token that differs by one byte is verified in full. */
+static void test_cache_checks_claims_every_time(void **state)
+{
+    struct fixture *f = *state;
+    struct dyno_claims c = claims(f->now + 60), out;
+    char *tok = sign(f, &c);
+
+    uint64_t hits = dyno_verifier_cache_hits(f->verifier);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_int_equal(dyno_verifier_cache_hits(f->verifier), hits);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_int_equal(dyno_verifier_cache_hits(f->verifier), hits + 1);
+    assert_string_equal(out.sub, "alice");
+    assert_string_equal(out.jti, c.jti);
+    /* Expired meanwhile. */
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now + 60, &out), DYNO_EUNAUTH);
+    /* One byte of the signature changed: not the cached token, and refused. */
+    char *bad = strdup(tok);
+    size_t n = strlen(bad);
+    bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
+    hits = dyno_verifier_cache_hits(f->verifier);
+    assert_int_equal(dyno_token_verify(f->verifier, bad, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_verifier_cache_hits(f->verifier), hits);
+    /* An epoch of its sub, then a revocation of its jti, take effect on the cached token. */
+    char doc[256];
+    snprintf(doc, sizeof(doc), "{\"revoked\":[],\"epochs\":[{\"sub\":\"alice\",\"before\":%lld}]}",
+             (long long)(c.iat + 1));
+    assert_int_equal(dyno_verifier_apply_revoked(f->verifier, doc, strlen(doc), NULL, NULL), 0);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_verifier_apply_revoked(f->verifier, EMPTY_DOC, strlen(EMPTY_DOC), NULL, NULL), 0);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), 0);
+    assert_int_equal(dyno_verifier_revoke(f->verifier, c.jti, c.exp), 0);
+    hits = dyno_verifier_cache_hits(f->verifier);
+    assert_int_equal(dyno_token_verify(f->verifier, tok, f->now, &out), DYNO_EUNAUTH);
+    assert_int_equal(dyno_verifier_cache_hits(f->verifier), hits + 1); /* from the cache, refused */
+    free(bad);
+    free(tok);
+}
+
 static void test_revoked(void **state)
 {
     struct fixture *f = *state;
@@ -577,6 +619,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reserved_subs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_checks_claims_every_time, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
