@@ -597,8 +597,14 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
     dyno_hex(p->sha256, 32, sha_hex);
     cJSON *res = NULL;
     int stored = 0;
-    if ((rc = put__commit(p, fsize, sha_hex, &res, &stored)) != 0)
+    if ((rc = put__commit(p, fsize, sha_hex, &res, &stored)) != 0) {
+        /* Metadata lost the reservation (its database was rebuilt): so did it every other
+         * one held here. This put fails (its abort deletes what it sent); the next ones place
+         * afresh. */
+        if (rc == DYNO_ENOTFOUND && p->reserved)
+            gw_resv_flush(gw->resv);
         return rc;
+    }
     p->t_committed = gw_put_us();
     dyno_crash_point("gateway.put.before_reply");
 
