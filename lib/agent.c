@@ -287,17 +287,6 @@ void dyno_agent_fini(struct dyno_agent *a)
     }
 }
 
-int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
-                     const struct dyno_agent_common *c, int argc, char **argv)
-{
-    if (dyno_agent_block_signals() != 0)
-        return -1;
-    int rc = dyno_agent_config(kind, opts, nopts, cfg, c, argc, argv);
-    if (rc != 0)
-        dyno_config_free(opts, nopts, cfg);
-    return rc;
-}
-
 int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct dyno_rpc_method *methods,
                      size_t nmethods, void *ctx, int nthreads)
 {
@@ -306,11 +295,48 @@ int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct
         return DYNO_EINVAL;
     }
     int rc = dyno_mq_serve(a->mq, a->kind, methods, nmethods, ctx, nthreads);
-    if (rc != 0) {
+    if (rc != 0)
         dyno_error("cannot set up MQTT subscriptions", NULL);
-        return rc;
+    return rc;
+}
+
+/* The broker part of dyno_agent_main: init, start hook, start, started hook, the signal
+ * loop. 0 when it ended on a signal. */
+static int agent__session(const struct dyno_agent_hooks *h)
+{
+    if (dyno_agent_init(h->agent, h->kind, h->common) != 0)
+        return -1; /* logged */
+    if (h->start && h->start(h->ctx) != 0)
+        return -1;
+    if (dyno_agent_start(h->agent) != 0)
+        return -1;
+    if (h->started && h->started(h->ctx) != 0)
+        return -1;
+    int interval = h->interval_key ? (int)*h->interval_key : h->interval;
+    dyno_agent_run(h->agent, interval);
+    return 0;
+}
+
+int dyno_agent_main(int argc, char **argv, const struct dyno_agent_hooks *h)
+{
+    if (dyno_agent_block_signals() != 0)
+        return 1;
+    int rc = dyno_agent_config(h->kind, h->opts, h->nopts, h->cfg, h->common, argc, argv);
+    if (rc != 0) {
+        dyno_config_free(h->opts, h->nopts, h->cfg);
+        return rc == 1 ? 0 : 1;
     }
-    return dyno_agent_start(a);
+    bool set_up = h->setup(h->ctx) == 0;
+    rc = set_up ? agent__session(h) : -1;
+    if (h->stop && set_up)
+        h->stop(h->ctx);
+    dyno_agent_fini(h->agent); /* a no-op on a session never made */
+    if (h->cleanup)
+        h->cleanup(h->ctx);
+    dyno_config_free(h->opts, h->nopts, h->cfg);
+    if (rc == 0)
+        dyno_info("stopped", NULL);
+    return rc == 0 ? 0 : 1;
 }
 
 int dyno_agent_caller(const cJSON *req, struct dyno_agent_caller *c, char *err, size_t errlen)

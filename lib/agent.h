@@ -103,21 +103,61 @@ void dyno_agent_run(struct dyno_agent *a, int interval);
 void dyno_agent_fini(struct dyno_agent *a);
 
 /*
- * The head of a service agent's main(): dyno_agent_block_signals, then dyno_agent_config;
- * frees cfg (dyno_config_free) when it does not go on. Returns 0 to go on, 1 when the
- * process should exit 0 (--help), -1 when it should exit 1 (the error is logged).
- */
-int dyno_agent_setup(const char *kind, const struct dyno_opt *opts, size_t nopts, void *cfg,
-                     const struct dyno_agent_common *c, int argc, char **argv);
-/*
- * The tail of a service agent's start-up, after dyno_agent_init: runs hook(ctx) after every
- * connect (dyno_agent_on_connect; hook NULL: none), serves methods as the service a->kind
- * with nthreads workers (dyno_mq_serve, ctx passed to every handler), then starts the client
- * (dyno_agent_start). methods and ctx must outlive the agent. 0 or DYNO_E* (logged); on error
- * dyno_agent_fini still cleans up.
+ * Serves methods as the service a->kind with nthreads workers (dyno_mq_serve, ctx passed to
+ * every handler) and runs hook(ctx) after every connect (dyno_agent_on_connect; hook NULL:
+ * none). For a start hook of dyno_agent_main: the client is not started yet. methods and
+ * ctx must outlive the agent. 0 or DYNO_E* (logged).
  */
 int dyno_agent_serve(struct dyno_agent *a, void (*hook)(void *ctx), const struct dyno_rpc_method *methods,
                      size_t nmethods, void *ctx, int nthreads);
+
+/*
+ * An agent as data (nginx's modules, a table of directives and hooks): its option table and
+ * the hooks the one skeleton, dyno_agent_main, calls in this order:
+ *
+ *   signals blocked, configuration parsed into cfg, logging started   (--help: exit 0)
+ *   setup(ctx)      checks and state the agent needs before the broker; 0 or exit 1
+ *   dyno_agent_init the broker client <kind>-<id> with the service token and the Will
+ *   start(ctx)      agent->mq exists, not connected: subscriptions, methods
+ *                   (dyno_agent_serve), status fields and connect hook; 0 or exit 1
+ *   dyno_agent_start the connect thread and the MQTT loop
+ *   started(ctx)    what wants the running client (threads, listeners, the "started" line)
+ *   dyno_agent_run  until SIGINT or SIGTERM, status every interval seconds
+ *   stop(ctx)       stops what uses the client (threads, listeners): called whenever setup
+ *                   returned 0, whatever failed after it
+ *   dyno_agent_fini offline status, the client goes
+ *   cleanup(ctx)    frees the agent's state: called whenever setup ran, even when it failed,
+ *                   so it must take a half-made state
+ *   dyno_config_free(cfg), then "stopped" when the run ended on a signal
+ *
+ * Every hook but setup may be NULL. Hooks log their own errors. All of it runs on the main
+ * thread; the table and ctx outlive the call.
+ */
+struct dyno_agent_hooks {
+    const char *kind;            /* "auth", "container", ... (static) */
+    const struct dyno_opt *opts; /* the agent's table, DYNO_AGENT_COMMON_OPTS first */
+    size_t nopts;
+    void *cfg;                        /* the struct opts fills */
+    struct dyno_agent_common *common; /* its common member */
+    struct dyno_agent *agent;         /* the session, usually inside ctx */
+    void *ctx;                        /* passed to every hook */
+    int interval;                     /* seconds between status messages */
+    const int64_t *interval_key;      /* or, when set, this configuration key (read after setup) */
+    int (*setup)(void *ctx);
+    int (*start)(void *ctx);
+    int (*started)(void *ctx);
+    void (*stop)(void *ctx);
+    void (*cleanup)(void *ctx);
+};
+/* The members of struct dyno_agent_hooks every agent fills the same way, for an agent whose
+ * state m (an lvalue) holds its configuration as m.cfg (common keys in m.cfg.c) and its
+ * session as m.agent, and whose option table is the array opts_. */
+#define DYNO_AGENT_HOOKS_STATE(kind_, opts_, m)                                                              \
+    .kind = (kind_), .opts = (opts_), .nopts = sizeof(opts_) / sizeof((opts_)[0]), .cfg = &(m).cfg,          \
+    .common = &(m).cfg.c, .agent = &(m).agent, .ctx = &(m)
+/* Runs the agent h describes (above) and returns the process exit status: 0 after --help or
+ * a clean stop on a signal, 1 when a step failed (logged). */
+int dyno_agent_main(int argc, char **argv, const struct dyno_agent_hooks *h);
 
 /*
  * The revocation feed of a verifying agent (gateway, container): msg, a message of

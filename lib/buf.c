@@ -88,3 +88,15 @@ void dyno_buf_free(struct dyno_buf *b)
     free(b->data);
     dyno_buf_init(b, b->max);
 }
+
+bool dyno_fill(uint8_t *dst, size_t *have, size_t need, const uint8_t **data, size_t *len)
+{
+    size_t take = need - *have;
+    if (take > *len)
+        take = *len;
+    memcpy(dst + *have, *data, take);
+    *have += take;
+    *data += take;
+    *len -= take;
+    return *have == need;
+}

@@ -6,7 +6,9 @@
  */
 #ifndef DYNO_BUF_H
 #define DYNO_BUF_H
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct dyno_buf {
     char *data; /* NULL until the first append */
@@ -23,4 +25,11 @@ void dyno_buf_reset(struct dyno_buf *b); /* len = 0, keeps memory */
 /* Hands data to the caller (who frees it) and reinitialises b; NULL if empty. */
 char *dyno_buf_take(struct dyno_buf *b, size_t *len);
 void dyno_buf_free(struct dyno_buf *b);
+/*
+ * Fills a fixed-size unit from a stream: copies bytes of (*data, *len) to dst + *have
+ * until *have reaches need, and advances *data, *len and *have past them. True once the
+ * unit is whole (*have == need). The step every push parser and stripe filler repeats
+ * (lib/frag.c's parser, the gateway's stripe buffer).
+ */
+bool dyno_fill(uint8_t *dst, size_t *have, size_t need, const uint8_t **data, size_t *len);
 #endif

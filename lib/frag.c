@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "dynostore/error.h"
 #include "ec.h"
 #include "hash.h"
@@ -203,6 +204,25 @@ void dyno_frag_rec_suffix(const uint8_t *payload, size_t len, uint8_t out[4])
     put32(out, dyno_crc32c(0, payload, len));
 }
 
+int dyno_frag_rec_check(const uint8_t *rec, size_t len)
+{
+    if (!rec || len < DYNO_FRAG_REC_OVERHEAD)
+        return DYNO_ECORRUPT;
+    size_t plen = len - DYNO_FRAG_REC_OVERHEAD;
+    if (get32(rec) != plen || get32(rec + 4 + plen) != dyno_crc32c(0, rec + 4, plen))
+        return DYNO_ECORRUPT;
+    return 0;
+}
+
+int dyno_frag_end_decode(const uint8_t *buf, size_t len, struct dyno_frag_trailer *out)
+{
+    if (!buf || len < DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE)
+        return DYNO_EINVAL;
+    if (get32(buf) != 0)
+        return DYNO_ECORRUPT;
+    return dyno_frag_trailer_decode(buf + DYNO_FRAG_END_SIZE, len - DYNO_FRAG_END_SIZE, out);
+}
+
 /*
  * Parser states. Each state waits for exactly `need` bytes in buf, then acts on them.
  * In range mode the stripe unit is not known up front, so the first record's length is
@@ -299,6 +319,8 @@ static int parser_step(struct dyno_frag_parser *p)
         rc = dyno_frag_hdr_decode(p->buf, p->have, &h);
         if (rc)
             return DYNO_ECORRUPT;
+        if (p->expect_key[0] && (strcmp(h.key, p->expect_key) != 0 || h.index != p->expect_index))
+            return DYNO_ECORRUPT; /* some other fragment */
         if (p->cbs->on_header) {
             rc = p->cbs->on_header(p->arg, &h);
             if (rc)
@@ -374,6 +396,16 @@ static int parser_step(struct dyno_frag_parser *p)
     }
 }
 
+void dyno_frag_parser_expect(struct dyno_frag_parser *p, const char *key, unsigned index)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n > DYNO_KEY_LEN)
+        n = DYNO_KEY_LEN;
+    memcpy(p->expect_key, key, n);
+    p->expect_key[n] = '\0';
+    p->expect_index = index;
+}
+
 int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_t len)
 {
     int rc = 0;
@@ -402,14 +434,7 @@ int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_
             len -= n;
             continue;
         }
-        size_t take = p->need - p->have;
-        if (take > len)
-            take = len;
-        memcpy(p->buf + p->have, data, take);
-        p->have += take;
-        data += take;
-        len -= take;
-        if (p->have < p->need)
+        if (!dyno_fill(p->buf, &p->have, p->need, &data, &len))
             break;
         rc = parser_step(p);
         if (rc)
@@ -437,6 +462,106 @@ void dyno_frag_parser_free(struct dyno_frag_parser *p)
     free(p->buf);
     p->buf = NULL;
     p->state = ST_FAILED;
+}
+
+/* ---- readers of a stored fragment ---- */
+
+/* Exactly len bytes at off: a short read is a fragment shorter than it says (corrupt). */
+static int src_read_full(const struct dyno_frag_src *src, uint64_t off, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    int rc = src->read_at(src->arg, off, buf, len, &got);
+    if (rc)
+        return rc;
+    return got == len ? 0 : DYNO_ECORRUPT;
+}
+
+int dyno_frag_read_ends(const struct dyno_frag_src *src, const char *key, unsigned index,
+                        struct dyno_frag_ends *out)
+{
+    uint8_t hdr[DYNO_FRAG_HDR_SIZE], tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
+    memset(out, 0, sizeof(*out));
+    if (src->size < DYNO_FRAG_HDR_SIZE + sizeof(tail))
+        return DYNO_ECORRUPT;
+    int io = src_read_full(src, 0, hdr, sizeof(hdr));
+    if (io == 0 && dyno_frag_hdr_decode(hdr, sizeof(hdr), &out->hdr) == 0 && strcmp(out->hdr.key, key) == 0 &&
+        out->hdr.index == index)
+        out->hdr_ok = true;
+    if (io == 0)
+        io = src_read_full(src, src->size - sizeof(tail), tail, sizeof(tail));
+    if (io && io != DYNO_ECORRUPT)
+        return io;
+    if (io == 0 && dyno_frag_end_decode(tail, sizeof(tail), &out->trailer) == 0)
+        out->trailer_ok = true;
+    if (!out->hdr_ok || !out->trailer_ok)
+        return DYNO_ECORRUPT;
+    /* The layout the two ends describe must be the file we have. */
+    struct dyno_layout lay = {.size = out->trailer.object_size, .unit = out->hdr.unit, .k = out->hdr.k};
+    if (dyno_layout_fragment_size(&lay) != src->size || dyno_layout_stripes(&lay) != out->trailer.records)
+        return DYNO_ECORRUPT;
+    return 0;
+}
+
+/* Verification only: the streamed payload is checked by the parser and dropped. */
+static int verify_on_payload(void *arg, uint64_t s, size_t off, const uint8_t *p, size_t len)
+{
+    (void)arg, (void)s, (void)off, (void)p, (void)len;
+    return 0;
+}
+
+static int verify_on_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
+{
+    (void)arg, (void)s, (void)payload, (void)len;
+    return 0;
+}
+
+static const struct dyno_frag_parser_cbs verify_cbs = {
+    .on_record = verify_on_record,
+    .on_payload = verify_on_payload,
+};
+
+int dyno_frag_verify(const struct dyno_frag_src *src, const char *key, unsigned index, size_t chunk,
+                     int (*pace)(void *arg, uint64_t n), void *arg, uint64_t *bytes)
+{
+    struct dyno_frag_parser p;
+    uint64_t off = 0;
+    *bytes = 0;
+    if (chunk == 0)
+        return DYNO_EINVAL;
+    uint8_t *buf = malloc(chunk);
+    if (!buf)
+        return DYNO_ENOMEM;
+    /* Streaming mode: the parser's own buffer stays header-sized whatever the unit. */
+    int rc = dyno_frag_parser_init(&p, true, 0, DYNO_FRAG_MAX_UNIT, &verify_cbs, NULL);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    dyno_frag_parser_expect(&p, key, index);
+    while (off < src->size) {
+        size_t n = src->size - off < chunk ? (size_t)(src->size - off) : chunk, got = 0;
+        rc = src->read_at(src->arg, off, buf, n, &got);
+        if (rc)
+            goto out;
+        if (got == 0) {
+            rc = DYNO_ECORRUPT; /* shorter than it said */
+            goto out;
+        }
+        off += got;
+        *bytes += got;
+        rc = dyno_frag_parser_feed(&p, buf, got);
+        if (rc) {
+            rc = DYNO_ECORRUPT;
+            goto out;
+        }
+        if (pace && (rc = pace(arg, got)) != 0)
+            goto out;
+    }
+    rc = dyno_frag_parser_done(&p) ? 0 : DYNO_ECORRUPT;
+out:
+    dyno_frag_parser_free(&p);
+    free(buf);
+    return rc;
 }
 
 uint64_t dyno_layout_stripes(const struct dyno_layout *l)

@@ -69,6 +69,12 @@ int dyno_frag_trailer_decode(const uint8_t *buf, size_t len, struct dyno_frag_tr
 /* Record framing: 4-byte length prefix and 4-byte CRC32C suffix of payload. */
 void dyno_frag_rec_prefix(uint32_t len, uint8_t out[4]);
 void dyno_frag_rec_suffix(const uint8_t *payload, size_t len, uint8_t out[4]);
+/* Checks one whole record of len bytes (prefix, payload, suffix) read from storage: the
+ * prefix says len - 8 and the CRC matches. 0 or DYNO_ECORRUPT. */
+int dyno_frag_rec_check(const uint8_t *rec, size_t len);
+/* Decodes the end marker and the trailer after it (DYNO_FRAG_END_SIZE + TRAILER_SIZE bytes).
+ * 0, DYNO_ECORRUPT (marker not 0, or the trailer's own checks), DYNO_EINVAL (too short). */
+int dyno_frag_end_decode(const uint8_t *buf, size_t len, struct dyno_frag_trailer *out);
 
 /*
  * Writer: the bytes of a fragment as borrowed segments, so that a payload goes to the
@@ -122,6 +128,8 @@ struct dyno_frag_parser_cbs {
 struct dyno_frag_parser {
     /* private */
     int state;
+    char expect_key[DYNO_KEY_LEN + 1]; /* "" : any fragment */
+    unsigned expect_index;
     bool with_header;
     uint32_t max_unit;
     uint64_t next_record;
@@ -142,11 +150,48 @@ struct dyno_frag_parser {
  * input. DYNO_EINVAL for max_unit 0 or over DYNO_FRAG_MAX_UNIT, or no on_record. */
 int dyno_frag_parser_init(struct dyno_frag_parser *p, bool with_header, uint64_t first_record,
                           uint32_t max_unit, const struct dyno_frag_parser_cbs *cbs, void *arg);
+/* The header must name fragment index of key (a store or a container answering with some
+ * other fragment is corruption): DYNO_ECORRUPT otherwise, before on_header runs. Call after
+ * init, before the first feed. */
+void dyno_frag_parser_expect(struct dyno_frag_parser *p, const char *key, unsigned index);
 /* 0, DYNO_ECORRUPT (bad CRC, bad framing, data after the trailer) or a callback's value. */
 int dyno_frag_parser_feed(struct dyno_frag_parser *p, const uint8_t *data, size_t len);
 /* True once the trailer has been parsed and verified. */
 bool dyno_frag_parser_done(const struct dyno_frag_parser *p);
 void dyno_frag_parser_free(struct dyno_frag_parser *p);
+
+/*
+ * Readers of a stored fragment (a file, a container's store) through any random-access
+ * source: the scrubber and the fragment listing use them, and they parse with the same
+ * parser as the gateway's stripe reader, so the format is read in one place.
+ */
+struct dyno_frag_src {
+    /* Up to len bytes at off into buf, *got the count (less only at the end). 0 or an
+     * error, returned as it is. */
+    int (*read_at)(void *arg, uint64_t off, uint8_t *buf, size_t len, size_t *got);
+    void *arg;
+    uint64_t size; /* bytes of the fragment */
+};
+/* What the two ends of a fragment say. */
+struct dyno_frag_ends {
+    bool hdr_ok;     /* hdr decoded (CRC, fields) and names key.index */
+    bool trailer_ok; /* the end marker and trailer decoded */
+    struct dyno_frag_hdr hdr;
+    struct dyno_frag_trailer trailer;
+};
+/* Reads the header and the end marker with the trailer of fragment index of key and checks
+ * them: their CRCs, that the header names the fragment, and that the size and the record
+ * count are those of the object's layout. 0 when all holds; DYNO_ECORRUPT when anything
+ * does not (out says which ends decoded); read_at's error. */
+int dyno_frag_read_ends(const struct dyno_frag_src *src, const char *key, unsigned index,
+                        struct dyno_frag_ends *out);
+/* Reads the whole fragment through dyno_frag_parser (streaming: a chunk-sized buffer, no
+ * record copied): the header naming index of key, every record's length and CRC, the
+ * framing, the trailer, and that nothing follows. chunk bytes a read; after each, pace (may
+ * be NULL) gets the bytes just read and may stop the read with a non-zero value, which is
+ * returned. *bytes: bytes read. 0, DYNO_ECORRUPT, DYNO_ENOMEM or read_at's error. */
+int dyno_frag_verify(const struct dyno_frag_src *src, const char *key, unsigned index, size_t chunk,
+                     int (*pace)(void *arg, uint64_t n), void *arg, uint64_t *bytes);
 
 /* Stripe layout of one object (k = 1 for replicas). */
 struct dyno_layout {

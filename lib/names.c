@@ -197,3 +197,23 @@ bool dyno_agent_valid_org(const char *org, bool empty_ok)
     }
     return true;
 }
+
+size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, const char *name, bool *found)
+{
+    const char *b = base;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(b + mid * size + off, name);
+        if (cmp == 0) {
+            *found = true;
+            return mid;
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}

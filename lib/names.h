@@ -29,4 +29,12 @@ int dyno_catalog_owner(const char *path, char *out_owner, size_t cap);
  * (acl.h) bytes; "" only when empty_ok. Named for the agents that first needed it; here since
  * the REST grammar (rest.c, in the client library too) checks share principals with it. */
 bool dyno_agent_valid_org(const char *org, bool empty_ok);
+/*
+ * Binary search of name in a table of n elements of size bytes each, sorted by the
+ * NUL-terminated char array at byte offset off of every element (strcmp order): the index
+ * of the element that holds name (*found true), else where it would be inserted (*found
+ * false). The sorted tables of the agents (revoked jtis, rate-limit users, scrub pages)
+ * all search with it.
+ */
+size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, const char *name, bool *found);
 #endif

@@ -6,10 +6,10 @@
  * never gets cJSON to chew on bytes we did not sign.
  */
 #include "token.h"
-#include "hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -40,25 +41,27 @@ struct token_revoked {
 };
 
 /*
- * Verified tokens, remembered by the SHA-256 of their text: a client sends the same token
- * with every request, and an Ed25519 verification costs far more than the rest of
- * authorizing a small put. Only the signature check is skipped on a hit: the claims are
- * those the signature covered, and expiry, revocations and epochs are checked again on every
- * use (dyno_verifier_check), so the revocation feed takes effect at once. Direct-mapped: a
- * slot holds the last token that hashed to it.
+ * Tokens whose signature verified, with their claims. An Ed25519 verification costs about
+ * as much CPU as the rest of a small get or put (issue 11: a third of the gateway's CPU per
+ * 4 KiB get, and every container pays it again per fragment for the service token), while a
+ * client sends the same token on every request. A signature is a pure function of the token's
+ * bytes and the verifier's key, which never changes, so its outcome can be remembered: an
+ * entry is found only by comparing the whole token (in constant time, so that timing tells
+ * nothing about how much of a remembered token a guess matched), and a hit still goes through
+ * dyno_verifier_check (expiry, revocation, epochs, fed state), so nothing that can change is
+ * cached. Direct-mapped and fixed in size: a flood of distinct tokens evicts, never grows.
  */
-#define TOKEN_CACHE_SLOTS 256
+#define TOKEN_CACHE_SLOTS 64
 struct token_cached {
-    bool used;
-    uint8_t digest[32];
-    struct dyno_claims c;
+    char *token; /* NULL: empty */
+    size_t len;
+    struct dyno_claims claims;
 };
 
 struct dyno_verifier {
     EVP_PKEY *key;
-    struct token_cached cache[TOKEN_CACHE_SLOTS]; /* guarded by lock */
-    uint64_t cache_hits;
     pthread_mutex_t lock; /* guards everything below */
+    struct token_cached cache[TOKEN_CACHE_SLOTS];
     struct token_revoked *revoked;
     size_t nrevoked;
     size_t caprevoked;
@@ -281,6 +284,8 @@ void dyno_verifier_free(struct dyno_verifier *v)
         return;
     EVP_PKEY_free(v->key);
     pthread_mutex_destroy(&v->lock);
+    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++)
+        free(v->cache[i].token);
     free(v->revoked);
     free(v->epochs);
     free(v);
@@ -443,6 +448,58 @@ out:
     return rc;
 }
 
+static size_t token_cache_slot(const char *token, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)token[i]) * 1099511628211ULL;
+    return (size_t)(h % TOKEN_CACHE_SLOTS);
+}
+
+/* True with *c when token (len bytes) verified before. */
+static bool token_cache_find(struct dyno_verifier *v, const char *token, size_t len, struct dyno_claims *c)
+{
+    struct token_cached *e = &v->cache[token_cache_slot(token, len)];
+    bool hit;
+    pthread_mutex_lock(&v->lock);
+    hit = e->token && e->len == len && CRYPTO_memcmp(e->token, token, len) == 0;
+    if (hit)
+        *c = e->claims;
+    pthread_mutex_unlock(&v->lock);
+    return hit;
+}
+
+/* Remembers a token whose signature and claims verified (best effort: no memory, no entry). */
+static void token_cache_add(struct dyno_verifier *v, const char *token, size_t len,
+                            const struct dyno_claims *c)
+{
+    struct token_cached *e = &v->cache[token_cache_slot(token, len)];
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return;
+    memcpy(copy, token, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&v->lock);
+    char *old = e->token;
+    e->token = copy;
+    e->len = len;
+    e->claims = *c;
+    pthread_mutex_unlock(&v->lock);
+    free(old);
+}
+
+size_t dyno_verifier_cached(struct dyno_verifier *v)
+{
+    size_t n = 0;
+    if (v == NULL)
+        return 0;
+    pthread_mutex_lock(&v->lock);
+    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++)
+        n += v->cache[i].token != NULL;
+    pthread_mutex_unlock(&v->lock);
+    return n;
+}
+
 int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, struct dyno_claims *out)
 {
     const char *d1, *d2;
@@ -470,28 +527,14 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
     slen = len - (size_t)(d2 + 1 - token);
     if (clen == 0 || slen == 0)
         return DYNO_EUNAUTH;
+    if (token_cache_find(v, token, len, &c)) {
+        int crc = dyno_verifier_check(v, &c, now);
+        if (crc == 0 && out != NULL)
+            *out = c;
+        return crc;
+    }
     if (dyno_b64url_decode(d2 + 1, slen, sig, sizeof(sig), &siglen) != 0 || siglen != TOKEN_SIG_LEN)
         return DYNO_EUNAUTH;
-
-    uint8_t digest[32];
-    bool hashed = dyno_sha256(token, len, digest) == 0;
-    struct token_cached *slot = &v->cache[digest[0] % TOKEN_CACHE_SLOTS];
-    if (hashed) {
-        bool hit = false;
-        pthread_mutex_lock(&v->lock);
-        if (slot->used && memcmp(slot->digest, digest, sizeof(digest)) == 0) {
-            c = slot->c;
-            hit = true;
-            v->cache_hits++;
-        }
-        pthread_mutex_unlock(&v->lock);
-        if (hit) {
-            int rc = dyno_verifier_check(v, &c, now);
-            if (rc == 0 && out != NULL)
-                *out = c;
-            return rc;
-        }
-    }
 
     md = EVP_MD_CTX_new();
     if (md == NULL)
@@ -507,13 +550,9 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
     memset(&c, 0, sizeof(c));
     if (token_parse_claims((const char *)json, jlen, &c) != 0)
         return DYNO_EUNAUTH;
-    if (hashed) {
-        pthread_mutex_lock(&v->lock);
-        slot->used = true;
-        memcpy(slot->digest, digest, sizeof(digest));
-        slot->c = c;
-        pthread_mutex_unlock(&v->lock);
-    }
+    /* Cached once signature and claims are good, before the checks of what can change
+     * (a token revoked now may be checked again; the revocation still bites on every hit). */
+    token_cache_add(v, token, len, &c);
     int rc = dyno_verifier_check(v, &c, now);
     if (rc != 0)
         return rc;
@@ -527,23 +566,8 @@ int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, s
 /* Index of jti in the sorted set, or where it would go; *found says which. Lock held. */
 static size_t token_revoked_find(const struct dyno_verifier *v, const char *jti, bool *found)
 {
-    size_t lo = 0, hi = v->nrevoked;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(v->revoked[mid].jti, jti);
-
-        if (cmp == 0) {
-            *found = true;
-            return mid;
-        }
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return dyno_name_search(v->revoked, v->nrevoked, sizeof(v->revoked[0]),
+                            offsetof(struct token_revoked, jti), jti, found);
 }
 
 /* Drops entries whose token has expired anyway (verify refuses it on exp alone), so the
@@ -638,14 +662,6 @@ static int64_t token_epoch_of(const struct dyno_verifier *v, const char *sub)
             hi = mid;
     }
     return 0;
-}
-
-uint64_t dyno_verifier_cache_hits(struct dyno_verifier *v)
-{
-    pthread_mutex_lock(&v->lock);
-    uint64_t n = v->cache_hits;
-    pthread_mutex_unlock(&v->lock);
-    return n;
 }
 
 int dyno_verifier_check(struct dyno_verifier *v, const struct dyno_claims *c, int64_t now)

@@ -52,13 +52,13 @@ void dyno_verifier_free(struct dyno_verifier *v);
  * unfed (see dyno_verifier_load).
  */
 int dyno_token_verify(struct dyno_verifier *v, const char *token, int64_t now, struct dyno_claims *out);
+/* How many verified tokens v remembers (a fixed, small table: dyno_token_verify skips the
+ * signature check of a token seen before, never the revocation and expiry checks). */
+size_t dyno_verifier_cached(struct dyno_verifier *v);
 /* The revocation half of dyno_token_verify for claims verified earlier (a broker session):
  * 0, DYNO_EUNAUTH (expired at now, revoked, before its sub's epoch) or DYNO_EUNAVAIL (a user
  * token and v unfed). */
 int dyno_verifier_check(struct dyno_verifier *v, const struct dyno_claims *c, int64_t now);
-/* Verifications answered from the verifier's cache of verified tokens (signature not
- * checked again; claims checked as always), for tests and metrics. */
-uint64_t dyno_verifier_cache_hits(struct dyno_verifier *v);
 /* Remembers jti as revoked until exp (then it expires anyway); the state stays unfed or fed. */
 int dyno_verifier_revoke(struct dyno_verifier *v, const char *jti, int64_t exp);
 bool dyno_verifier_is_revoked(struct dyno_verifier *v, const char *jti);

@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "config.h"
 #include "log.h"
+#include "token.h"
 
 #define AU_GEN_PW_BYTES 18 /* 24 base64url characters */
 
@@ -105,6 +106,26 @@ static int mint_file(struct au_ctx *ctx, const char *path, const char *sub, cons
     }
     dyno_info("token file written", "file=%s sub=%s role=%s", dyno_log_q(q, sizeof(q), path), sub, role);
     return 0;
+}
+
+int au_boot_keys(struct au_ctx *ctx, const char *private_key_file, const char *public_key_file)
+{
+    char q[600];
+    int rc;
+    if (!exists(private_key_file) && public_key_file) {
+        rc = dyno_token_keygen(private_key_file, public_key_file);
+        if (rc != 0) {
+            dyno_error("cannot generate the key pair", "file=%s error=%s",
+                       dyno_log_q(q, sizeof(q), private_key_file), dyno_err_code(rc));
+            return rc;
+        }
+        dyno_info("key pair generated", "private=%s", dyno_log_q(q, sizeof(q), private_key_file));
+    }
+    rc = dyno_signer_load(private_key_file, &ctx->signer);
+    if (rc != 0)
+        dyno_error("cannot load private_key_file", "file=%s error=%s",
+                   dyno_log_q(q, sizeof(q), private_key_file), dyno_err_code(rc));
+    return rc;
 }
 
 int au_boot(struct au_ctx *ctx, const struct au_boot_cfg *b)

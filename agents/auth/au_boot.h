@@ -16,6 +16,10 @@ struct au_boot_cfg {
     const char *service_token_file;
 };
 
+/* The signing key: the pair is generated when private_key_file is missing and
+ * public_key_file (may be NULL) says where its public half goes; then private_key_file is
+ * loaded into ctx->signer. 0 or DYNO_E* (logged). */
+int au_boot_keys(struct au_ctx *ctx, const char *private_key_file, const char *public_key_file);
 /* 0 or DYNO_E* (logged). */
 int au_boot(struct au_ctx *ctx, const struct au_boot_cfg *b);
 #endif

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,21 +64,7 @@ static double limit_units(const struct au_limit *l, const struct limit_bucket *b
 
 static size_t limit_find(const struct au_limit *l, const char *user, bool *found)
 {
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(l->v[mid].user, user);
-        if (cmp == 0) {
-            *found = true;
-            return mid;
-        }
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return dyno_name_search(l->v, l->n, sizeof(l->v[0]), offsetof(struct limit_bucket, user), user, found);
 }
 
 /* Drops the buckets that are full again. Locked. */

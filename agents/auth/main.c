@@ -1,14 +1,13 @@
 /*
  * dyno-auth: users, organizations, passwords and tokens, and the revocation feed
- * (protocol.md §3, §7). Bootstraps the admin and the
- * token files before it connects to the broker (au_boot.h).
+ * (protocol.md §3, §7). Bootstraps the key pair, the admin and the token files before it
+ * connects to the broker (au_boot.h). Its options and hooks over the agent skeleton
+ * (lib/agent.h dyno_agent_main).
  */
-#include <dynostore/error.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent.h"
 #include "au_boot.h"
@@ -69,92 +68,96 @@ static const struct dyno_opt au_opts[] = {
     {"revoked_doc_max", DYNO_OPT_INT, offsetof(struct au_cfg, revoked_doc_max), "256K",
      "bytes of the published revocation document (largest users collapse into epochs past it)"},
 };
-#define AU_NOPTS (sizeof(au_opts) / sizeof(au_opts[0]))
+struct au_main {
+    struct au_cfg cfg;
+    struct au_ctx ctx;
+    struct dyno_agent agent;
+    bool feed_mu;
+};
 
-int main(int argc, char **argv)
+static int au_setup(void *arg)
 {
-    struct au_cfg cfg = {0};
-    struct dyno_agent agent = {0};
-    struct au_ctx ctx = {0};
-    int ret = 1;
+    struct au_main *a = arg;
+    const struct au_cfg *cfg = &a->cfg;
+    struct au_ctx *ctx = &a->ctx;
     char q[600];
-    bool feed_mu = false;
-
-    /* The database holds password hashes and the files written here are secrets. */
-    umask(077);
-    int rc = dyno_agent_setup("auth", au_opts, AU_NOPTS, &cfg, &cfg.c, argc, argv);
-    if (rc != 0)
-        return rc == 1 ? 0 : 1;
-    if (!cfg.private_key_file || !cfg.db || !*cfg.db || !dyno_valid_segment(cfg.admin_user) ||
-        cfg.session_ttl < 1 || cfg.api_token_ttl < 1 || cfg.rpc_threads < 1 || cfg.rpc_threads > 256 ||
-        cfg.token_ops_per_minute < 1 || cfg.token_ops_burst < 1 || cfg.api_tokens_per_user < 1 ||
-        cfg.sessions_per_user < 1 || cfg.revoked_per_user < 1 || cfg.revoked_doc_max < 4096 ||
-        cfg.revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
+    if (!cfg->private_key_file || !cfg->db || !*cfg->db || !dyno_valid_segment(cfg->admin_user) ||
+        cfg->session_ttl < 1 || cfg->api_token_ttl < 1 || cfg->rpc_threads < 1 || cfg->rpc_threads > 256 ||
+        cfg->token_ops_per_minute < 1 || cfg->token_ops_burst < 1 || cfg->api_tokens_per_user < 1 ||
+        cfg->sessions_per_user < 1 || cfg->revoked_per_user < 1 || cfg->revoked_doc_max < 4096 ||
+        cfg->revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
         dyno_error("bad configuration", "error=%s",
                    dyno_log_q(q, sizeof(q),
                               "private_key_file and db are required, admin_user must be a valid name, "
                               "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
                               "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
                               ">= 1, revoked_doc_max 4K..1M"));
-        goto out;
+        return -1;
     }
-    if (access(cfg.private_key_file, F_OK) != 0 && cfg.c.public_key_file) {
-        rc = dyno_token_keygen(cfg.private_key_file, cfg.c.public_key_file);
-        if (rc != 0) {
-            dyno_error("cannot generate the key pair", "file=%s error=%s",
-                       dyno_log_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
-            goto out;
-        }
-        dyno_info("key pair generated", "private=%s", dyno_log_q(q, sizeof(q), cfg.private_key_file));
-    }
-    rc = dyno_signer_load(cfg.private_key_file, &ctx.signer);
-    if (rc != 0) {
-        dyno_error("cannot load private_key_file", "file=%s error=%s",
-                   dyno_log_q(q, sizeof(q), cfg.private_key_file), dyno_err_code(rc));
-        goto out;
-    }
-    if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)
-        goto out;
-    feed_mu = true;
-    if (au_store_open(cfg.db, &ctx.store) != 0)
-        goto out;
-    ctx.session_ttl = cfg.session_ttl;
-    ctx.api_token_ttl = cfg.api_token_ttl;
-    ctx.api_tokens_max = cfg.api_tokens_per_user;
-    ctx.sessions_max = cfg.sessions_per_user;
-    ctx.revoked_per_user = cfg.revoked_per_user;
-    ctx.revoked_doc_max = (size_t)cfg.revoked_doc_max;
-    if (au_limit_new((double)cfg.token_ops_per_minute, (double)cfg.token_ops_burst, AU_LIMIT_USERS_MAX,
-                     &ctx.limit) != 0)
-        goto out;
-    struct au_boot_cfg boot = {
-        .admin_user = cfg.admin_user,
-        .admin_password_file = cfg.admin_password_file,
-        .admin_token_file = cfg.admin_token_file,
-        .service_token_file = cfg.c.service_token_file,
+    if (au_boot_keys(ctx, cfg->private_key_file, cfg->c.public_key_file) != 0 ||
+        pthread_mutex_init(&ctx->feed_mu, NULL) != 0)
+        return -1;
+    a->feed_mu = true;
+    if (au_store_open(cfg->db, &ctx->store) != 0)
+        return -1;
+    ctx->session_ttl = cfg->session_ttl;
+    ctx->api_token_ttl = cfg->api_token_ttl;
+    ctx->api_tokens_max = cfg->api_tokens_per_user;
+    ctx->sessions_max = cfg->sessions_per_user;
+    ctx->revoked_per_user = cfg->revoked_per_user;
+    ctx->revoked_doc_max = (size_t)cfg->revoked_doc_max;
+    if (au_limit_new((double)cfg->token_ops_per_minute, (double)cfg->token_ops_burst, AU_LIMIT_USERS_MAX,
+                     &ctx->limit) != 0)
+        return -1;
+    /* Before the broker: the skeleton reads the service token written here as its password. */
+    const struct au_boot_cfg boot = {
+        .admin_user = cfg->admin_user,
+        .admin_password_file = cfg->admin_password_file,
+        .admin_token_file = cfg->admin_token_file,
+        .service_token_file = cfg->c.service_token_file,
     };
-    if (au_boot(&ctx, &boot) != 0)
-        goto out;
-    /* Only now: agent_init reads the service token just written as the broker password. */
-    if (dyno_agent_init(&agent, "auth", &cfg.c) != 0)
-        goto out;
-    ctx.mq = agent.mq;
+    return au_boot(ctx, &boot);
+}
+
+static int au_start(void *arg)
+{
+    struct au_main *a = arg;
+    a->ctx.mq = a->agent.mq;
     /* Every (re)connect republishes the revocation list (protocol.md §7). */
-    if (dyno_agent_serve(&agent, au_feed_on_connect, au_rpc_methods, au_rpc_nmethods, &ctx,
-                         (int)cfg.rpc_threads) != 0)
-        goto out;
-    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), cfg.db));
-    dyno_agent_run(&agent, 30);
-    ret = 0;
-out:
-    dyno_agent_fini(&agent);
-    au_store_close(ctx.store);
-    au_limit_free(ctx.limit);
-    if (feed_mu)
-        pthread_mutex_destroy(&ctx.feed_mu);
-    dyno_signer_free(ctx.signer);
-    dyno_config_free(au_opts, AU_NOPTS, &cfg);
-    if (ret == 0)
-        dyno_info("stopped", NULL);
-    return ret;
+    return dyno_agent_serve(&a->agent, au_feed_on_connect, au_rpc_methods, au_rpc_nmethods, &a->ctx,
+                            (int)a->cfg.rpc_threads);
+}
+
+static int au_started(void *arg)
+{
+    struct au_main *a = arg;
+    char q[600];
+    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), a->cfg.db));
+    return 0;
+}
+
+static void au_cleanup(void *arg)
+{
+    struct au_main *a = arg;
+    au_store_close(a->ctx.store);
+    au_limit_free(a->ctx.limit);
+    if (a->feed_mu)
+        pthread_mutex_destroy(&a->ctx.feed_mu);
+    dyno_signer_free(a->ctx.signer);
+}
+
+int main(int argc, char **argv)
+{
+    static struct au_main a;
+    const struct dyno_agent_hooks hooks = {
+        DYNO_AGENT_HOOKS_STATE("auth", au_opts, a),
+        .interval = 30,
+        .setup = au_setup,
+        .start = au_start,
+        .started = au_started,
+        .cleanup = au_cleanup,
+    };
+    /* The database holds password hashes and the files written here are secrets. */
+    umask(077);
+    return dyno_agent_main(argc, argv, &hooks);
 }

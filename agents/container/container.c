@@ -1,7 +1,7 @@
 /*
- * dyno-container's life: configuration, start-up checks, its status fields and token
- * revocations. The broker session, the status announcements and the signal loop are the
- * agent skeleton's (lib/agent.h), as in every agent.
+ * dyno-container's life: start-up checks, its state, its status fields and token
+ * revocations, as the hooks main.c hands the agent skeleton (lib/agent.h dyno_agent_main):
+ * the broker session, the status announcements and the signal loop are the skeleton's.
  */
 #include "container.h"
 
@@ -26,29 +26,6 @@
 #include "names.h"
 #include "scrub.h"
 #include "token.h"
-
-#define OPT(name, type, field, def, help)                                                                    \
-    {                                                                                                        \
-        name, type, offsetof(struct container_cfg, field), def, help                                         \
-    }
-static const struct dyno_opt container_opts[] = {
-    DYNO_AGENT_COMMON_OPTS(struct container_cfg, c, "c1"),
-    OPT("dir", DYNO_OPT_STR, dir, NULL, "fragment folder (created when missing)"),
-    OPT("site", DYNO_OPT_STR, site, "", "site name"),
-    OPT("capacity", DYNO_OPT_INT, capacity, "10G", "bytes this container may hold"),
-    OPT("listen_host", DYNO_OPT_STR, listen_host, "127.0.0.1", "HTTP listen address"),
-    OPT("port", DYNO_OPT_INT, port, "0", "HTTP port, 0 = any"),
-    OPT("port_file", DYNO_OPT_STR, port_file, NULL, "file that receives the bound port"),
-    OPT("url", DYNO_OPT_STR, url, NULL, "advertised URL (default http://<listen_host>:<port>)"),
-    OPT("status_interval", DYNO_OPT_INT, status_interval, "5", "seconds between status messages"),
-    OPT("cache_bytes", DYNO_OPT_INT, cache_bytes, "64M", "memory cache of hot fragments, bytes"),
-    OPT("max_connections", DYNO_OPT_INT, max_connections, "256", "concurrent HTTP connections"),
-    OPT("stream_timeout", DYNO_OPT_INT, stream_timeout, "120",
-        "seconds a connection may move no byte before it is closed"),
-    OPT("scrub_rate", DYNO_OPT_INT, scrub_rate, "8M", "bytes per second the scrubber reads at most"),
-    OPT("scrub_interval", DYNO_OPT_INT, scrub_interval, "3600", "seconds between full scrub passes, 0 = off"),
-};
-#define CONTAINER_NOPTS (sizeof(container_opts) / sizeof(container_opts[0]))
 
 static const struct {
     const char *name, *help, *type;
@@ -208,20 +185,12 @@ static int container_status(void *arg, cJSON *o)
     return 0;
 }
 
-/* ---- main ---- */
+/* ---- the agent's hooks (lib/agent.h dyno_agent_main, main.c) ---- */
 
-int container_main(int argc, char **argv)
+int container_setup(void *arg)
 {
-    struct container *c = NULL;
-    char err[512];
-    int status = 1;
-    int rc;
-
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        fprintf(stderr, "dyno-container: out of memory\n");
-        return 1;
-    }
+    struct container *c = arg;
+    char err[512] = "";
     pthread_mutex_init(&c->mu, NULL);
     for (int i = 0; i < CM_COUNT; i++) {
         c->metrics[i].name = container_metric_defs[i].name;
@@ -229,46 +198,41 @@ int container_main(int argc, char **argv)
         c->metrics[i].type = container_metric_defs[i].type;
         atomic_init(&c->metrics[i].value, 0);
     }
-
-    rc = dyno_agent_setup("container", container_opts, CONTAINER_NOPTS, &c->cfg, &c->cfg.c, argc, argv);
-    if (rc != 0) {
-        pthread_mutex_destroy(&c->mu);
-        free(c);
-        return rc == 1 ? 0 : 1;
-    }
-    err[0] = '\0';
-    rc = container_check_cfg(&c->cfg, err, sizeof(err));
+    int rc = container_check_cfg(&c->cfg, err, sizeof(err));
     if (rc) {
         container_fatal(err[0] ? err : "bad configuration");
-        goto out;
+        return rc;
     }
     rc = dyno_verifier_load(c->cfg.c.public_key_file, &c->verifier);
     if (rc) {
         snprintf(err, sizeof(err), "cannot load public_key_file %s: %s", c->cfg.c.public_key_file,
                  dyno_strerror(rc));
         container_fatal(err);
-        goto out;
+        return rc;
     }
     rc = store_posix_open(c->cfg.dir, &c->store, err, sizeof(err));
     if (rc) {
         container_fatal(err);
-        goto out;
+        return rc;
     }
     rc = container_cache_new((size_t)c->cfg.cache_bytes, CONTAINER_CACHE_ITEM_MAX, &c->cache);
     if (rc) {
         container_fatal("out of memory");
-        goto out;
+        return rc;
     }
     container_update_gauges(c);
-    rc = dyno_agent_init(&c->agent, "container", &c->cfg.c);
-    if (rc)
-        goto out; /* logged */
-    c->mq = c->agent.mq;
+    return 0;
+}
 
-    rc = container_http_start(c, err, sizeof(err));
+int container_start(void *arg)
+{
+    struct container *c = arg;
+    char err[512] = "";
+    c->mq = c->agent.mq;
+    int rc = container_http_start(c, err, sizeof(err));
     if (rc) {
         container_fatal(err);
-        goto out;
+        return rc;
     }
     if (c->cfg.url) {
         snprintf(c->url, sizeof(c->url), "%s", c->cfg.url);
@@ -284,7 +248,7 @@ int container_main(int argc, char **argv)
         if (rc) {
             snprintf(err, sizeof(err), "cannot write port_file %s: %s", c->cfg.port_file, dyno_strerror(rc));
             container_fatal(err);
-            goto out;
+            return rc;
         }
     }
     rc = dyno_mq_subscribe(c->mq, DYNO_ACL_TOPIC_REVOKED, 1, dyno_agent_on_revoked, c->verifier);
@@ -293,18 +257,18 @@ int container_main(int argc, char **argv)
     if (rc) {
         snprintf(err, sizeof(err), "cannot set up the MQTT client: %s", dyno_strerror(rc));
         container_fatal(err);
-        goto out;
     }
-    rc = dyno_agent_start(&c->agent);
-    if (rc)
-        goto out; /* logged */
+    return rc;
+}
 
-    rc = container_scrub_start(c);
+int container_started(void *arg)
+{
+    struct container *c = arg;
+    int rc = container_scrub_start(c);
     if (rc) {
         container_fatal("cannot start the scrubber thread");
-        goto out;
+        return rc;
     }
-
     uint64_t used = 0, frags = 0;
     store_usage(c->store, &used, &frags);
     char qurl[600], qdir[600];
@@ -312,21 +276,22 @@ int container_main(int argc, char **argv)
               dyno_log_q(qurl, sizeof(qurl), c->url), dyno_log_q(qdir, sizeof(qdir), c->cfg.dir),
               (long long)c->cfg.capacity, (unsigned long long)used, (unsigned long long)frags,
               c->store->ops->name);
+    return 0;
+}
 
-    dyno_agent_run(&c->agent, (int)c->cfg.status_interval);
-    status = 0;
-out:
+void container_stop(void *arg)
+{
+    struct container *c = arg;
     container_scrub_stop(c);
-    container_http_stop(c);     /* waits for the connection threads */
-    dyno_agent_fini(&c->agent); /* offline status, then the client goes */
+    container_http_stop(c); /* waits for the connection threads */
+}
+
+void container_close(void *arg)
+{
+    struct container *c = arg;
     c->mq = NULL;
     container_cache_free(c->cache);
     store_free(c->store);
     dyno_verifier_free(c->verifier);
-    dyno_config_free(container_opts, CONTAINER_NOPTS, &c->cfg);
     pthread_mutex_destroy(&c->mu);
-    if (status == 0 && rc == 0)
-        dyno_info("stopped", NULL);
-    free(c);
-    return status;
 }

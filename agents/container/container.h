@@ -4,7 +4,7 @@
  *
  * One struct container holds everything the process has: its configuration, the store,
  * the cache, the token verifier, the MQTT client, the HTTP daemon and the metrics. It is
- * created in main() and passed to every callback; there is no other global state.
+ * made in main() (main.c) and passed to every callback; there is no other global state.
  */
 #ifndef CONTAINER_H
 #define CONTAINER_H
@@ -85,8 +85,16 @@ struct container {
     struct dyno_metric metrics[CM_COUNT];
 };
 
-/* The whole program: parses argv, runs until SIGTERM/SIGINT. Returns the exit status. */
-int container_main(int argc, char **argv);
+/* The hooks of the agent skeleton (lib/agent.h struct dyno_agent_hooks, main.c), arg the
+ * struct container. setup: checks, verifier, store, cache (before the broker); start: HTTP,
+ * the URL and port file, the revocation feed and the status fields; started: the scrubber
+ * and the "started" line; stop: scrubber and HTTP threads; close: the rest. 0 or DYNO_E*
+ * (logged). */
+int container_setup(void *arg);
+int container_start(void *arg);
+int container_started(void *arg);
+void container_stop(void *arg);
+void container_close(void *arg);
 
 /* Starts the HTTP daemon on cfg.listen_host:cfg.port and sets c->port.
  * DYNO_EIO with a message in err when it cannot listen. (http.c) */

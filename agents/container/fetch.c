@@ -110,11 +110,6 @@ static uint64_t fetch_item_len(const struct fetch_stream *st, uint64_t off)
     return (s + 1 == st->nrec ? st->last_len : st->unit) + (uint64_t)DYNO_FRAG_REC_OVERHEAD;
 }
 
-static uint32_t fetch_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* Checks one item of len bytes read from file offset off. */
 static int fetch_check_item(const struct fetch_stream *st, uint64_t off, const uint8_t *p, uint64_t len)
 {
@@ -127,16 +122,11 @@ static int fetch_check_item(const struct fetch_stream *st, uint64_t off, const u
     }
     if (off == st->records_end) {
         struct dyno_frag_trailer t;
-        if (fetch_get32(p) != 0 ||
-            dyno_frag_trailer_decode(p + DYNO_FRAG_END_SIZE, DYNO_FRAG_TRAILER_SIZE, &t) != 0 ||
-            t.records != st->nrec)
+        if (dyno_frag_end_decode(p, (size_t)len, &t) != 0 || t.records != st->nrec)
             return DYNO_ECORRUPT;
         return 0;
     }
-    size_t plen = (size_t)len - DYNO_FRAG_REC_OVERHEAD;
-    if (fetch_get32(p) != plen || fetch_get32(p + 4 + plen) != dyno_crc32c(0, p + 4, plen))
-        return DYNO_ECORRUPT;
-    return 0;
+    return dyno_frag_rec_check(p, (size_t)len);
 }
 
 /* Reads exactly len bytes at off into dst. */

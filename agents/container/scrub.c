@@ -20,154 +20,70 @@
 #include "json.h"
 #include "log.h"
 #include "mq.h"
+#include "names.h"
 
 #define SCRUB_PAGE 4096 /* ids per scan of the store */
 
-/* ---- inspection ------------------------------------------------------------------------- */
+/* ---- inspection and verification: lib/frag.c's readers over the store ---------------- */
 
-static int scrub_read_full(struct container *c, struct store_read *r, uint64_t off, uint8_t *buf, size_t len)
+/* A fragment of the store as a lib/frag.h source. */
+struct scrub_src {
+    struct container *c;
+    struct store_read *r;
+};
+
+static int scrub_read_at(void *arg, uint64_t off, uint8_t *buf, size_t len, size_t *got)
 {
-    size_t got = 0;
-    int rc = store_read_at(c->store, r, off, buf, len, &got);
-    if (rc)
-        return rc;
-    return got == len ? 0 : DYNO_ECORRUPT;
+    struct scrub_src *ss = arg;
+    return store_read_at(ss->c->store, ss->r, off, buf, len, got);
+}
+
+/* Opens fragment id of the store as src, and says which fragment the id names. */
+static int scrub_open(struct container *c, const char *id, struct scrub_src *ss, struct dyno_frag_src *src,
+                      char key[DYNO_KEY_LEN + 1], unsigned *index)
+{
+    *ss = (struct scrub_src){.c = c};
+    *src = (struct dyno_frag_src){.read_at = scrub_read_at, .arg = ss};
+    int rc = store_open_read(c->store, id, &ss->r, &src->size);
+    if (rc == 0)
+        (void)store_valid_id(id, key, index); /* the store opens valid ids only */
+    return rc;
 }
 
 int container_frag_inspect(struct container *c, const char *id, struct container_frag_info *info)
 {
-    struct store_read *r = NULL;
-    uint8_t hdr[DYNO_FRAG_HDR_SIZE], tail[DYNO_FRAG_END_SIZE + DYNO_FRAG_TRAILER_SIZE];
+    struct scrub_src ss;
+    struct dyno_frag_src src;
+    struct dyno_frag_ends ends;
     char key[DYNO_KEY_LEN + 1];
     unsigned index = 0;
     memset(info, 0, sizeof(*info));
-    int rc = store_open_read(c->store, id, &r, &info->size);
+    int rc = scrub_open(c, id, &ss, &src, key, &index);
     if (rc)
         return rc;
-    (void)store_valid_id(id, key, &index);
-    rc = DYNO_ECORRUPT;
-    if (info->size < DYNO_FRAG_HDR_SIZE + sizeof(tail))
-        goto out;
-    int io = scrub_read_full(c, r, 0, hdr, sizeof(hdr));
-    if (io == 0 && dyno_frag_hdr_decode(hdr, sizeof(hdr), &info->hdr) == 0 &&
-        strcmp(info->hdr.key, key) == 0 && info->hdr.index == index)
-        info->hdr_ok = true;
-    if (io == 0)
-        io = scrub_read_full(c, r, info->size - sizeof(tail), tail, sizeof(tail));
-    if (io && io != DYNO_ECORRUPT) {
-        rc = io;
-        goto out;
-    }
-    static const uint8_t end0[DYNO_FRAG_END_SIZE] = {0};
-    if (io == 0 && memcmp(tail, end0, sizeof(end0)) == 0 &&
-        dyno_frag_trailer_decode(tail + DYNO_FRAG_END_SIZE, DYNO_FRAG_TRAILER_SIZE, &info->trailer) == 0)
-        info->trailer_ok = true;
-    if (!info->hdr_ok || !info->trailer_ok)
-        goto out;
-    /* The layout the two ends describe must be the file we have. */
-    struct dyno_layout lay = {.size = info->trailer.object_size, .unit = info->hdr.unit, .k = info->hdr.k};
-    if (dyno_layout_fragment_size(&lay) != info->size || dyno_layout_stripes(&lay) != info->trailer.records)
-        goto out;
-    rc = 0;
-out:
-    store_read_close(c->store, r);
+    info->size = src.size;
+    rc = dyno_frag_read_ends(&src, key, index, &ends);
+    info->hdr_ok = ends.hdr_ok;
+    info->trailer_ok = ends.trailer_ok;
+    info->hdr = ends.hdr;
+    info->trailer = ends.trailer;
+    store_read_close(c->store, ss.r);
     return rc;
 }
-
-/* ---- full verification -------------------------------------------------------------------- */
-
-struct scrub_check {
-    char key[DYNO_KEY_LEN + 1];
-    unsigned index;
-    uint32_t unit;
-    uint64_t records;
-    bool short_seen;
-};
-
-static int scrub_on_header(void *arg, const struct dyno_frag_hdr *h)
-{
-    struct scrub_check *k = arg;
-    return strcmp(h->key, k->key) == 0 && h->index == k->index ? 0 : DYNO_ECORRUPT;
-}
-
-static int scrub_on_record(void *arg, uint64_t s, const uint8_t *payload, size_t len)
-{
-    struct scrub_check *k = arg;
-    (void)payload;
-    if (s != k->records || len == 0 || len > k->unit || k->short_seen)
-        return DYNO_ECORRUPT;
-    if (len < k->unit)
-        k->short_seen = true;
-    k->records++;
-    return 0;
-}
-
-static const struct dyno_frag_parser_cbs scrub_cbs = {
-    .on_header = scrub_on_header,
-    .on_record = scrub_on_record,
-};
 
 int container_frag_verify(struct container *c, const char *id, int (*pace)(void *arg, uint64_t n), void *arg,
                           uint64_t *bytes)
 {
-    struct store_read *r = NULL;
-    struct scrub_check k = {0};
-    struct dyno_frag_parser p;
-    bool parser = false;
-    uint8_t *buf = NULL;
-    uint64_t size = 0, off = 0;
+    struct scrub_src ss;
+    struct dyno_frag_src src;
+    char key[DYNO_KEY_LEN + 1];
+    unsigned index = 0;
     *bytes = 0;
-    int rc = store_open_read(c->store, id, &r, &size);
+    int rc = scrub_open(c, id, &ss, &src, key, &index);
     if (rc)
         return rc;
-    (void)store_valid_id(id, k.key, &k.index);
-    buf = malloc(CONTAINER_IO_CHUNK);
-    if (!buf) {
-        rc = DYNO_ENOMEM;
-        goto out;
-    }
-    /* The header says the unit, which sizes the parser. */
-    struct dyno_frag_hdr h;
-    size_t got = 0;
-    rc = store_read_at(c->store, r, 0, buf, DYNO_FRAG_HDR_SIZE, &got);
-    if (rc)
-        goto out;
-    if (got < DYNO_FRAG_HDR_SIZE || dyno_frag_hdr_decode(buf, got, &h) != 0) {
-        rc = DYNO_ECORRUPT;
-        goto out;
-    }
-    k.unit = h.unit;
-    rc = dyno_frag_parser_init(&p, true, 0, h.unit, &scrub_cbs, &k);
-    if (rc) {
-        rc = DYNO_ECORRUPT;
-        goto out;
-    }
-    parser = true;
-    while (off < size) {
-        size_t n = size - off < CONTAINER_IO_CHUNK ? (size_t)(size - off) : CONTAINER_IO_CHUNK;
-        rc = store_read_at(c->store, r, off, buf, n, &got);
-        if (rc)
-            goto out;
-        if (got == 0) {
-            rc = DYNO_ECORRUPT;
-            goto out;
-        }
-        off += got;
-        *bytes += got;
-        rc = dyno_frag_parser_feed(&p, buf, got);
-        if (rc) {
-            rc = DYNO_ECORRUPT;
-            goto out;
-        }
-        if (pace && (rc = pace(arg, got)) != 0)
-            goto out;
-    }
-    rc = dyno_frag_parser_done(&p) ? 0 : DYNO_ECORRUPT;
-out:
-    if (parser)
-        dyno_frag_parser_free(&p);
-    free(buf);
-    store_read_close(c->store, r);
+    rc = dyno_frag_verify(&src, key, index, CONTAINER_IO_CHUNK, pace, arg, bytes);
+    store_read_close(c->store, ss.r);
     return rc;
 }
 
@@ -193,14 +109,8 @@ static int scrub_page_add(void *arg, const char *id, uint64_t size)
             return 0;
         pg->n--; /* the largest leaves the page */
     }
-    size_t lo = 0, hi = pg->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(pg->ids[mid], id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    bool found;
+    size_t lo = dyno_name_search(pg->ids, pg->n, sizeof(pg->ids[0]), 0, id, &found);
     memmove(&pg->ids[lo + 1], &pg->ids[lo], (pg->n - lo) * sizeof(pg->ids[0]));
     snprintf(pg->ids[lo], sizeof(pg->ids[lo]), "%s", id);
     pg->n++;

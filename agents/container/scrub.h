@@ -26,7 +26,8 @@ struct container_frag_info {
 };
 
 /*
- * Reads and checks the header and the trailer of fragment id: their CRCs, that the header
+ * Reads and checks the header and the trailer of fragment id (lib/frag.h dyno_frag_read_ends
+ * over the store): their CRCs, that the header
  * names id, the end marker, and that the file size and record count match the object's
  * layout. 0 when all holds; DYNO_ECORRUPT when anything does not (info says which parts
  * could be decoded); DYNO_ENOTFOUND; DYNO_EIO.
@@ -34,7 +35,8 @@ struct container_frag_info {
 int container_frag_inspect(struct container *c, const char *id, struct container_frag_info *info);
 
 /*
- * Reads the whole fragment through the lib/frag.h parser (every record CRC, the framing, the
+ * Reads the whole fragment through the lib/frag.h parser, as the gateway's stripe reader does
+ * (dyno_frag_verify over the store: the header naming id, every record CRC, the framing, the
  * trailer). *bytes: bytes read (for the rate limit and the metrics). pace (may be NULL) is
  * called after every chunk with the bytes just read, and may sleep; returning non-zero stops
  * the read (the result is then that value). 0, DYNO_ECORRUPT, DYNO_ENOTFOUND, DYNO_EIO.

@@ -27,7 +27,9 @@ int gw_authenticate(struct gw_req *r, char *msg, size_t cap)
         snprintf(msg, cap, "token too long");
         return DYNO_EUNAUTH;
     }
+    int64_t t0 = gw_now_us();
     int rc = dyno_token_verify(r->gw->verifier, tok, (int64_t)time(NULL), &r->claims);
+    dyno_metric_add(&r->gw->metrics[GW_M_AUTH_US], gw_now_us() - t0);
     if (rc == DYNO_EUNAVAIL) {
         /* Fail closed: until the revocation feed has been applied, a revoked token cannot
          * be told from a good one. */

@@ -4,7 +4,8 @@
  *
  *   dp_put.c   put = authorize (the adapter) -> place -> encode -> send -> commit
  *   dp_get.c   get = locate (the adapter) -> fetch -> verify -> decode -> stream
- *   dp_repair.c repair = the get core's read -> encode the lost units -> send (as a put)
+ *   dp_repair.c repair = claim -> the get core's read -> encode the lost units -> send (as
+ *              a put) -> complete; and garbage collection (gc.claim, delete, gc.complete)
  *   dp.c       what both share: EC contexts, the hashing helper thread, fragment reports,
  *              deleting the fragments of a replaced or evicted object
  *   xfer.c     fragment transfers over a transport: upload streams, parallel deletes
@@ -29,6 +30,7 @@
 #include "frag.h"
 #include "hash.h"
 #include "names.h"
+#include "rtask.h"
 
 struct gw;
 struct gw_conn;
@@ -157,6 +159,14 @@ int gw_upload_pump(const struct gw_upload_set *set, bool final);
 int gw_fanout_delete(struct gw *gw, struct gw_conn *conn, const char *key, const int *index,
                      const char *const *url, int n, bool *deleted);
 
+/* Fragment buffers (a get's fifos) of at least need bytes, *cap their real size. A get of a
+ * few MiB used to map fresh pages for each of its fifos and fault every one of them in;
+ * these come from a small gateway-wide pool of GW_SPARE_BUFS buffers (any thread). NULL
+ * when out of memory. gw_buf_give takes NULL. */
+uint8_t *gw_buf_take(struct gw *gw, size_t need, size_t *cap);
+void gw_buf_give(struct gw *gw, uint8_t *p, size_t cap);
+void gw_buf_pool_free(struct gw *gw); /* at shutdown, when no get runs */
+
 /* ---- metadata: the RPCs and notifications the core sends ---- */
 struct gw_meta {
     /* An RPC to metadata. unknown (may be NULL for a read) is set when the request went out
@@ -284,6 +294,7 @@ struct gw_get;
 /* A get of key from its object.get record (locate). 0 or DYNO_EPROTO / DYNO_ENOMEM. */
 int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON *obj, struct gw_get **out);
 uint64_t gw_get_size(const struct gw_get *g);
+struct gw *gw_get_gw(const struct gw_get *g);
 void gw_get_sha256(const struct gw_get *g, char hex[65]);
 #define GW_GET_VERIFY 1u   /* check the object's SHA-256 (a whole read) before its last stripe */
 #define GW_GET_INTERNAL 2u /* a repair's read: not counted in the client metrics */
@@ -295,17 +306,14 @@ int gw_get_start(struct gw_get *g, uint64_t first, uint64_t last, unsigned flags
 /* Up to max next bytes into buf: the count, 0 at the end, -1 on an error (gw_get_msg; the
  * read is over). Never waits on a fragment longer than fragment_timeout_ms at a time. */
 ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max);
+/* A read that fits in the stripe gw_get_start fetched (objects up to k units, and short
+ * ranges): its bytes where they lie, in up to GW_MAX_N segments, so the adapter hands them to
+ * the client without copying them (they stay put until gw_get_free). Returns the segment
+ * count, or 0 when the read has more stripes (then gw_get_read). */
+int gw_get_whole(struct gw_get *g, struct dyno_frag_seg *seg, int max);
 const char *gw_get_msg(const struct gw_get *g);
 void gw_get_free(struct gw_get *g);
 /* ---- repair (dp_repair.c) ---- */
-/* One place of a fragment: a source to read, or a target to write. */
-struct gw_rloc {
-    int index;
-    char container[DYNO_SEG_MAX + 1];
-    char url[512];
-    bool draining; /* a source on a draining container: used after the ok ones */
-};
-
 struct gw_rtask {
     struct gw *gw;
     struct gw_conn *conn;
@@ -317,7 +325,7 @@ struct gw_rtask {
     int k, m, n;
     bool replica;
     struct dyno_layout lay;
-    struct gw_rloc src[GW_MAX_N], tgt[GW_MAX_N];
+    struct dyno_rtask_loc src[GW_MAX_N], tgt[GW_MAX_N]; /* lib/rtask.h: draining sources last */
     int nsrc, ntgt;
     uint8_t *stripe, *parity;       /* the stripe read (k units) and its m parity units */
     const uint8_t *buf[GW_MAX_N];   /* per fragment index, its unit of the current stripe */
@@ -327,7 +335,8 @@ struct gw_rtask {
     uint64_t bytes_read, bytes_written;
     char msg[300];
 };
-/* Fills t (zeroed, with gw and conn set) from a repair.claim task. 0 or DYNO_EPROTO. */
+/* Fills t (zeroed, with gw and conn set) from a repair.claim task (lib/rtask.h's decoder).
+ * 0 or DYNO_EPROTO. */
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 /* Rebuilds every target of t; pace (may be NULL) is told the bytes of each stripe and may
  * stop the task (true). 0 when the streams reached their end (t->put[i].stored says each
@@ -335,4 +344,18 @@ int gw_rtask_init(struct gw_rtask *t, const cJSON *task);
 int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes), void *arg);
 int gw_rtask_live_targets(const struct gw_rtask *t);
 void gw_rtask_free(struct gw_rtask *t); /* what rebuild holds, not t itself */
+/*
+ * One step of a repair worker, over gw->meta: claims a task for worker (repair.claim),
+ * rebuilds it (gw_rtask_rebuild, pace as there) and reports every target's outcome
+ * (repair.complete). 1 when a task was run (whatever its outcome, logged), 0 when none was
+ * waiting, a DYNO_E* when the claim failed. An unusable task is not reported: its lease
+ * runs out and metadata hands it out again.
+ */
+int gw_repair_next(struct gw *gw, struct gw_conn *conn, const char *worker,
+                   bool (*pace)(void *arg, uint64_t bytes), void *arg);
+#define GW_GC_BATCH 100 /* items per gc.claim */
+/* One batch of garbage collection over gw->meta: gc.claim, DELETE of each fragment on its
+ * container (in parallel per key), gc.complete with each item's outcome. Returns the items
+ * handed out (0: nothing to do, or metadata unreachable). */
+int gw_gc_next(struct gw *gw, struct gw_conn *conn, const char *worker);
 #endif

@@ -94,14 +94,6 @@ static size_t get__fifo_avail(const struct get__down *d)
     return d->wr - d->rd;
 }
 
-static int get__on_header(void *arg, const struct dyno_frag_hdr *h)
-{
-    struct get__down *d = arg;
-    if (strcmp(h->key, d->g->key) != 0 || h->index != d->index)
-        return DYNO_ECORRUPT; /* the container served some other fragment */
-    return 0;
-}
-
 /* Streaming parse: a record's payload is written straight behind the fifo's committed
  * bytes as it arrives (its CRC computed on the way) and committed by get__on_record once the
  * CRC matched, so every byte is copied once, from curl's buffer to the fifo. */
@@ -120,12 +112,14 @@ static int get__on_payload(void *arg, uint64_t s, size_t off, const uint8_t *p, 
         d->wr -= d->rd;
         d->rd = 0;
         if (d->fcap - d->wr < off + len) {
-            size_t cap = d->wr + (size_t)g->lay.unit;
-            uint8_t *nf = cap >= d->wr + off + len ? realloc(d->fifo, cap) : NULL;
+            size_t cap = d->wr + (size_t)g->lay.unit, ncap = 0;
+            uint8_t *nf = cap >= d->wr + off + len ? gw_buf_take(g->gw, cap, &ncap) : NULL;
             if (!nf)
                 return DYNO_ENOMEM;
+            memcpy(nf, d->fifo, d->wr + off);
+            gw_buf_give(g->gw, d->fifo, d->fcap);
             d->fifo = nf;
-            d->fcap = cap;
+            d->fcap = ncap;
         }
     }
     memcpy(d->fifo + d->wr + off, p, len);
@@ -149,7 +143,7 @@ static int get__on_record(void *arg, uint64_t s, const uint8_t *payload, size_t 
 }
 
 static const struct dyno_frag_parser_cbs get__parser_cbs = {
-    .on_header = get__on_header,
+    .on_header = NULL, /* the parser checks that it is our fragment (dyno_frag_parser_expect) */
     .on_record = get__on_record,
     .on_trailer = NULL,
     .on_payload = get__on_payload,
@@ -200,7 +194,7 @@ static void get__down_release(struct gw_get *g, struct get__down *d)
     if (d->has_parser)
         dyno_frag_parser_free(&d->parser);
     d->has_parser = false;
-    free(d->fifo);
+    gw_buf_give(g->gw, d->fifo, d->fcap);
     d->fifo = NULL;
     d->fcap = d->rd = d->wr = 0;
 }
@@ -273,9 +267,15 @@ static int get__down_start(struct gw_get *g, int idx)
     int rc = dyno_frag_parser_init(&d->parser, from == 0, g->cur, g->lay.unit, &get__parser_cbs, d);
     if (rc)
         return rc;
+    /* A container that serves some other fragment serves corruption. */
+    dyno_frag_parser_expect(&d->parser, g->key, (unsigned)idx);
     d->has_parser = true;
-    d->fcap = 2 * (size_t)g->lay.unit + GW_CURL_BUFSIZE;
-    d->fifo = malloc(d->fcap);
+    /* Room for a unit ahead of the one being sent plus one transport buffer; a read that
+     * needs less than that in all (a small object, a short range) gets just what it needs,
+     * which is never overrun: records past s_last are dropped. */
+    size_t need = (size_t)(g->s_last - g->cur) * g->lay.unit + dyno_layout_unit_len(&g->lay, g->s_last);
+    size_t std = 2 * (size_t)g->lay.unit + GW_CURL_BUFSIZE;
+    d->fifo = gw_buf_take(g->gw, need < std ? need : std, &d->fcap);
     char url[700], range[64];
     snprintf(url, sizeof(url), "%s/v1/fragments/%s.%d", fi->url, g->key, idx);
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
@@ -522,6 +522,33 @@ ssize_t gw_get_read(struct gw_get *g, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+int gw_get_whole(struct gw_get *g, struct dyno_frag_seg *seg, int max)
+{
+    /* One stripe, fetched and checked by gw_get_start, and nothing of it sent yet. */
+    if (g->cur <= g->s_last || g->out_off == g->out_end || max < 1)
+        return 0;
+    int n = 0;
+    size_t len = g->out_end - g->out_off;
+    if (g->direct) {
+        size_t o = g->out_off;
+        while (o < g->out_end) {
+            size_t i = o / g->ulen, uo = o % g->ulen, take = g->ulen - uo;
+            if (take > g->out_end - o)
+                take = g->out_end - o;
+            if (n == max)
+                return 0;
+            seg[n++] = (struct dyno_frag_seg){g->unitp[i] + uo, take};
+            o += take;
+        }
+    } else {
+        seg[n++] = (struct dyno_frag_seg){g->stripe + g->out_off, len};
+    }
+    g->out_off = g->out_end;
+    if (!g->internal)
+        dyno_metric_add(&g->gw->metrics[GW_M_BYTES_OUT], (int64_t)len);
+    return n;
+}
+
 void gw_get_free(struct gw_get *g)
 {
     if (!g)
@@ -590,6 +617,11 @@ int gw_get_new(struct gw *gw, struct gw_conn *conn, const char *key, const cJSON
     }
     *out = g;
     return 0;
+}
+
+struct gw *gw_get_gw(const struct gw_get *g)
+{
+    return g->gw;
 }
 
 uint64_t gw_get_size(const struct gw_get *g)

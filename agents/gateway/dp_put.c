@@ -198,14 +198,7 @@ static int put__flush(struct gw_put *p)
 static int put__feed(struct gw_put *p, const uint8_t *data, size_t len)
 {
     while (len > 0) {
-        size_t take = p->stripe_cap - p->fill;
-        if (take > len)
-            take = len;
-        memcpy(p->stripe + p->fill, data, take);
-        p->fill += take;
-        data += take;
-        len -= take;
-        if (p->fill == p->stripe_cap) {
+        if (dyno_fill(p->stripe, &p->fill, p->stripe_cap, &data, &len)) {
             int rc = put__flush(p);
             if (rc)
                 return rc;

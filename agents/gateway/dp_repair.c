@@ -4,7 +4,9 @@
  * sources in parallel, every record CRC-checked, a source that fails replaced within the
  * stripe and the stripe decoded); each target's unit is cut from the stripe or encoded and
  * appended to one upload stream per target (xfer.c), framed by lib/frag.c's writer as a
- * put's. Claiming, reporting and pacing are repair.c's (the workers).
+ * put's. Claiming and reporting are here too (gw_repair_next over gw->meta, so a unit test
+ * runs a whole task on a fake metadata), with garbage collection (gw_gc_next); the worker
+ * threads and the pacing are repair.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,7 @@
 static void rtask__target_failed(void *arg, const struct gw_upload *u)
 {
     const struct gw_rtask *t = arg;
-    const struct gw_rloc *l = &t->tgt[u - t->put];
+    const struct dyno_rtask_loc *l = &t->tgt[u - t->put];
     dyno_warn("repair target failed", "key=%s index=%d container=%s reason=\"%s\"", t->key, l->index,
               l->container, u->why);
 }
@@ -61,7 +63,7 @@ static int rtask__open_targets(struct gw_rtask *t)
                                     .arg = t};
     for (int i = 0; i < t->ntgt; i++) {
         struct gw_upload *u = &t->put[i];
-        const struct gw_rloc *l = &t->tgt[i];
+        const struct dyno_rtask_loc *l = &t->tgt[i];
         memset(u, 0, sizeof(*u));
         h.index = (uint8_t)l->index;
         int rc = dyno_frag_writer_init(&u->w, &h);
@@ -107,53 +109,22 @@ static int rtask__finish_targets(struct gw_rtask *t, uint64_t stripes)
     return rtask__pump(t, true);
 }
 
-/* Parses a location list [{index, container, url}] into out (at most GW_MAX_N). */
-static int rtask__locs(const cJSON *arr, int n, struct gw_rloc *out, int *count)
-{
-    const cJSON *it;
-    bool seen[GW_MAX_N] = {false};
-    *count = 0;
-    if (!cJSON_IsArray(arr))
-        return DYNO_EPROTO;
-    cJSON_ArrayForEach(it, arr)
-    {
-        int64_t idx;
-        const char *c = dyno_json_str(it, "container"), *url = dyno_json_str(it, "url");
-        if (dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= n || seen[idx] || !dyno_valid_segment(c) ||
-            !url || strlen(url) >= sizeof(out[0].url) ||
-            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) || *count == GW_MAX_N)
-            return DYNO_EPROTO;
-        seen[idx] = true;
-        struct gw_rloc *l = &out[(*count)++];
-        l->index = (int)idx;
-        snprintf(l->container, sizeof(l->container), "%s", c);
-        snprintf(l->url, sizeof(l->url), "%s", url);
-        const char *state = dyno_json_str(it, "state");
-        l->draining = state && strcmp(state, "draining") == 0;
-    }
-    return 0;
-}
-
 int gw_rtask_init(struct gw_rtask *t, const cJSON *task)
 {
-    struct gw_shape sh;
-    const char *id = dyno_json_str(task, "id"), *key = dyno_json_str(task, "key");
-    const char *cat = dyno_json_str(task, "catalog"), *name = dyno_json_str(task, "name");
-    if (!dyno_valid_key(id) || !dyno_valid_key(key) || !cat || !dyno_valid_catalog(cat) || !name ||
-        !dyno_valid_name(name) || gw_shape_parse(task, &sh))
+    struct dyno_rtask_head h;
+    if (dyno_rtask_parse_head(task, &h) || dyno_unhex(h.sha256, t->sha256, sizeof(t->sha256)))
         return DYNO_EPROTO;
-    memcpy(t->id, id, sizeof(t->id));
-    memcpy(t->key, key, sizeof(t->key));
-    snprintf(t->catalog, sizeof(t->catalog), "%s", cat);
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    memcpy(t->sha256, sh.sha256, sizeof(t->sha256));
-    t->replica = sh.replica;
-    t->k = sh.k;
-    t->m = sh.m;
+    memcpy(t->id, h.id, sizeof(t->id));
+    memcpy(t->key, h.key, sizeof(t->key));
+    memcpy(t->catalog, h.catalog, sizeof(t->catalog));
+    memcpy(t->name, h.name, sizeof(t->name));
+    t->replica = h.replica;
+    t->k = h.k;
+    t->m = h.m;
     t->n = t->k + t->m;
-    t->lay = sh.lay;
-    if (rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "sources"), t->n, t->src, &t->nsrc) ||
-        rtask__locs(cJSON_GetObjectItemCaseSensitive(task, "rebuild"), t->n, t->tgt, &t->ntgt))
+    t->lay = (struct dyno_layout){.size = (uint64_t)h.size, .unit = h.unit, .k = h.k};
+    if (dyno_rtask_parse_locs(task, "sources", t->n, t->src, &t->nsrc) ||
+        dyno_rtask_parse_locs(task, "rebuild", t->n, t->tgt, &t->ntgt))
         return DYNO_EPROTO;
     return 0;
 }
@@ -284,4 +255,191 @@ int gw_rtask_rebuild(struct gw_rtask *t, bool (*pace)(void *arg, uint64_t bytes)
     }
     gw_get_free(g);
     return rc ? rc : rtask__finish_targets(t, stripes);
+}
+
+/* ---- a task from claim to complete, and garbage collection (over gw->meta) ---- */
+
+/* The repair.complete params of t: every target with its outcome; *ok the stored ones and
+ * rebuilt their "index@container" list for the log. NULL when out of memory. */
+static cJSON *rtask__results(const struct gw_rtask *t, int rc, int *ok, char *rebuilt, size_t cap)
+{
+    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
+    cJSON *params = cJSON_CreateObject();
+    cJSON *res = params ? cJSON_AddArrayToObject(params, "results") : NULL;
+    size_t used = 0;
+    *ok = 0;
+    rebuilt[0] = '\0';
+    if (!res || !cJSON_AddStringToObject(params, "id", t->id) ||
+        !cJSON_AddStringToObject(params, "key", t->key)) {
+        cJSON_Delete(params);
+        return NULL;
+    }
+    for (int i = 0; i < t->ntgt; i++) {
+        bool stored = rc == 0 && t->put[i].stored;
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(res, o) || !cJSON_AddNumberToObject(o, "index", t->tgt[i].index) ||
+            !cJSON_AddBoolToObject(o, "ok", stored) ||
+            !cJSON_AddStringToObject(o, "container", t->tgt[i].container) ||
+            (stored && !dyno_json_add_i64(o, "size", (int64_t)fsize))) {
+            cJSON_Delete(params);
+            return NULL;
+        }
+        if (!stored)
+            continue;
+        (*ok)++;
+        int wr = snprintf(rebuilt + used, cap - used, "%s%d@%s", used ? "," : "", t->tgt[i].index,
+                          t->tgt[i].container);
+        if (wr > 0 && (size_t)wr < cap - used)
+            used += (size_t)wr;
+    }
+    return params;
+}
+
+/* Runs one claimed task and reports it (repair.complete). */
+static void rtask__run(struct gw *gw, struct gw_conn *conn, const cJSON *task,
+                       bool (*pace)(void *arg, uint64_t bytes), void *arg)
+{
+    struct gw_rtask *t = calloc(1, sizeof(*t));
+    int64_t t0 = gw_now_ms();
+    if (!t) {
+        dyno_error("repair task dropped", "reason=\"out of memory\"");
+        return;
+    }
+    t->gw = gw;
+    t->conn = conn;
+    int rc = gw_rtask_init(t, task);
+    if (rc) {
+        /* Nothing to report against: the lease expires and metadata hands it out again. */
+        const char *key = dyno_json_str(task, "key");
+        dyno_error("unusable repair task", "key=%s", dyno_valid_key(key) ? key : "-");
+        free(t);
+        return;
+    }
+    rc = gw_rtask_rebuild(t, pace, arg);
+    int ok = 0;
+    char rebuilt[200], msg[300] = "out of memory";
+    cJSON *params = rtask__results(t, rc, &ok, rebuilt, sizeof(rebuilt));
+    if (ok > 0)
+        dyno_crash_point("repair.before_complete"); /* new fragments stored, not recorded */
+    int crc =
+        params ? gw->meta->call(gw, "repair.complete", params, NULL, msg, sizeof(msg), NULL) : DYNO_ENOMEM;
+    cJSON_Delete(params);
+    int64_t ms = gw_now_ms() - t0;
+    char q[340];
+    if (crc)
+        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id,
+                  dyno_err_code(crc), dyno_log_q(q, sizeof(q), msg));
+    if (rc == 0 && ok > 0 && crc == 0) {
+        dyno_metric_add(&gw->metrics[GW_M_REPAIRS], 1);
+        dyno_metric_add(&gw->metrics[GW_M_REPAIR_BYTES],
+                        (int64_t)(dyno_layout_fragment_size(&t->lay) * (uint64_t)ok));
+        dyno_info("object repaired", "key=%s catalog=%s size=%llu rebuilt=%s of=%d read=%llu ms=%lld", t->key,
+                  t->catalog, (unsigned long long)t->lay.size, rebuilt, t->ntgt,
+                  (unsigned long long)t->bytes_read, (long long)ms);
+    } else {
+        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
+                  t->ntgt, (long long)ms,
+                  dyno_log_q(q, sizeof(q), rc ? t->msg : "no target stored its fragment"));
+    }
+    gw_rtask_free(t);
+    free(t);
+}
+
+int gw_repair_next(struct gw *gw, struct gw_conn *conn, const char *worker,
+                   bool (*pace)(void *arg, uint64_t bytes), void *arg)
+{
+    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    char msg[300];
+    if (!params || !cJSON_AddStringToObject(params, "worker", worker)) {
+        cJSON_Delete(params);
+        return DYNO_ENOMEM;
+    }
+    int rc = gw->meta->call(gw, "repair.claim", params, &res, msg, sizeof(msg), NULL);
+    cJSON_Delete(params);
+    if (rc)
+        return rc < 0 ? rc : DYNO_EPROTO;
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(res, "task");
+    bool ran = cJSON_IsObject(task);
+    if (ran)
+        rtask__run(gw, conn, task, pace, arg);
+    cJSON_Delete(res);
+    return ran ? 1 : 0;
+}
+
+/* Deletes one key's run of gc items starting at *it (at most GW_MAX_N, the same key) and
+ * appends their outcomes to out; *it moves past them. Returns the number deleted, or -1
+ * when no usable item was left. */
+static int gc__key_batch(struct gw *gw, struct gw_conn *conn, const cJSON **it, cJSON *out)
+{
+    const char *key = NULL;
+    const cJSON *batch[GW_MAX_N];
+    int index[GW_MAX_N];
+    const char *url[GW_MAX_N];
+    bool deleted[GW_MAX_N];
+    int nb = 0;
+    for (; *it && nb < GW_MAX_N; *it = (*it)->next) {
+        const char *k2 = dyno_json_str(*it, "key"), *u = dyno_json_str(*it, "url");
+        int64_t idx;
+        if (!dyno_valid_key(k2) || dyno_json_i64(*it, "index", &idx) || idx < 0 || idx >= GW_MAX_N || !u ||
+            !dyno_valid_segment(dyno_json_str(*it, "container")))
+            continue; /* unusable: left for metadata to hand out again */
+        if (key && strcmp(k2, key) != 0)
+            break;
+        key = k2;
+        batch[nb] = *it;
+        index[nb] = (int)idx;
+        url[nb] = u;
+        nb++;
+    }
+    if (nb == 0)
+        return -1;
+    int got = gw_fanout_delete(gw, conn, key, index, url, nb, deleted);
+    for (int i = 0; i < nb; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "key", key);
+        cJSON_AddNumberToObject(o, "index", index[i]);
+        cJSON_AddStringToObject(o, "container", dyno_json_str(batch[i], "container"));
+        cJSON_AddBoolToObject(o, "ok", deleted[i]);
+        cJSON_AddItemToArray(out, o);
+    }
+    return got;
+}
+
+int gw_gc_next(struct gw *gw, struct gw_conn *conn, const char *worker)
+{
+    cJSON *params = cJSON_CreateObject(), *res = NULL, *done = NULL;
+    char msg[300];
+    int handed = 0;
+    cJSON_AddStringToObject(params, "worker", worker);
+    cJSON_AddNumberToObject(params, "limit", GW_GC_BATCH);
+    int rc = gw->meta->call(gw, "gc.claim", params, &res, msg, sizeof(msg), NULL);
+    cJSON_Delete(params);
+    if (rc) {
+        dyno_debug("gc.claim failed", "err=%s", dyno_err_code(rc));
+        return 0;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(res, "items");
+    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
+    if (n <= 0)
+        goto out;
+    handed = n;
+    done = cJSON_CreateObject();
+    cJSON *out = cJSON_AddArrayToObject(done, "items");
+    /* Items of one key are deleted in one parallel batch (gw_fanout_delete takes one key). */
+    const cJSON *it = items->child;
+    int deleted_total = 0;
+    for (int got; (got = gc__key_batch(gw, conn, &it, out)) >= 0;)
+        deleted_total += got;
+    if (deleted_total > 0)
+        dyno_crash_point("gc.before_complete"); /* deleted on disk, rows still in metadata */
+    rc = gw->meta->call(gw, "gc.complete", done, NULL, msg, sizeof(msg), NULL);
+    if (rc)
+        dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);
+    dyno_metric_add(&gw->metrics[GW_M_GC_DELETED], deleted_total);
+    if (deleted_total)
+        dyno_info("garbage deleted", "fragments=%d of=%d", deleted_total, n);
+out:
+    cJSON_Delete(res);
+    cJSON_Delete(done);
+    return handed;
 }

@@ -47,6 +47,7 @@
 #define GW_EASY_POOL 16              /* idle curl easy handles kept per connection */
 #define GW_IDLE_CONNS 16             /* parked curl multis (with live container connections) */
 #define GW_MULTI_MAXCONNECTS 64L     /* idle container connections a multi keeps */
+#define GW_SPARE_BUFS 16             /* fragment buffers kept for the next gets (xfer.c) */
 
 struct gw_cfg {
     struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
@@ -95,6 +96,14 @@ enum gw_metric_id {
     GW_M_REPAIRS,      /* repair.c: objects repaired */
     GW_M_REPAIR_BYTES, /* repair.c: fragment bytes written by repairs */
     GW_M_GC_DELETED,   /* repair.c: garbage fragments deleted */
+    /* Where a get's time goes (issue 11), microseconds summed over the gets (divide by
+     * GW_M_GETS): token check (every request), locate and authorize (object.get, policy),
+     * fetch (the first stripe: k fragments, CRCs, decode, the SHA-256 of a one-stripe
+     * object), and stream (from the reply queued until MHD let the response go). */
+    GW_M_AUTH_US,
+    GW_M_GET_LOCATE_US,
+    GW_M_GET_FETCH_US,
+    GW_M_GET_STREAM_US,
     GW_M_COUNT
 };
 
@@ -112,6 +121,7 @@ struct gw {
     struct dyno_httpd httpd;
     unsigned port;
     struct dyno_metric metrics[GW_M_COUNT];
+    bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
     struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
@@ -124,6 +134,9 @@ struct gw {
      * that closed, taken by the next one. Slots are swapped atomically; the zero of static
      * storage is their valid empty state. Emptied by gw_conn_pool_free. */
     _Atomic(struct gw_conn *) idle_conns[GW_IDLE_CONNS];
+    /* xfer.c: fragment buffers of gets given back, taken by the next (gw_buf_take); the
+     * same atomic slots, emptied by gw_buf_pool_free. */
+    _Atomic(uint8_t *) spare_bufs[GW_SPARE_BUFS];
 };
 
 /* Per client connection (one MHD thread): a curl multi whose connection cache lets a
@@ -174,6 +187,7 @@ struct gw_req {
 
 /* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
+int64_t gw_now_us(void); /* monotonic, for the stage timers */
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
  * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against
@@ -191,14 +205,23 @@ void gw_wipe(void *p, size_t n);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
-/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s (a limit of the gateway). */
-enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close). */
+/* Any error reply (lib/httpd.c's struct dyno_http_error: status, code, Retry-After, close),
+ * its status noted for the request log. The two below are this one with a given error. */
 enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The error reply of a DYNO_E* code: gw_reply_error(r, err, fmt, ...). */
+#define gw_reply_error(r, code_, ...)                                                                        \
+    gw_reply_err((r), &(const struct dyno_http_error){.err = (code_)}, __VA_ARGS__)
+/* 429 too_many_requests (DYNO_ELIMIT) with Retry-After: retry_s, at least 1 (a limit of the
+ * gateway): gw_reply_limited(r, retry_s, fmt, ...). */
+static inline unsigned gw__retry_after(int retry_s)
+{
+    return retry_s < 1 ? 1u : (unsigned)retry_s;
+}
+#define gw_reply_limited(r, retry_s, ...)                                                                    \
+    gw_reply_err(                                                                                            \
+        (r), &(const struct dyno_http_error){.err = DYNO_ELIMIT, .retry_after = gw__retry_after(retry_s)},   \
+        __VA_ARGS__)
 enum MHD_Result gw_reply_not_implemented(struct gw_req *r, const char *what);
 /* Queues resp with status, then drops our reference. */
 enum MHD_Result gw_reply_response(struct gw_req *r, unsigned status, struct MHD_Response *resp);

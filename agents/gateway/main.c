@@ -55,57 +55,47 @@ static const struct dyno_opt gw_opts[] = {
     {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",
      "an unused reservation is released after this (its placement may be stale)"},
 };
-#define GW_NOPTS (sizeof(gw_opts) / sizeof(gw_opts[0]))
-
-/* Stops what serves requests and their threads, in order: HTTP first (its threads use the
- * MQTT client until they end), the SSE streams before it (so that MHD's threads finish). */
-static void gw_stop(struct gw *gw)
+/* Checks and state before the broker (setup.c); library inits before any thread starts. */
+static int gw_setup(void *arg)
 {
-    gw_events_stop(gw);
-    gw_httpd_stop(gw);
-    gw_ingest_stop(gw);
-    gw_repair_stop(gw);
-    /* No put runs any more: the unused reservations go back to metadata. */
-    gw_resv_free(gw->resv);
-    gw->resv = NULL;
-}
-
-int main(int argc, char **argv)
-{
-    static struct gw gwbuf; /* large (EC cache); the only instance, passed around explicitly */
-    struct gw *gw = &gwbuf;
+    struct gw *gw = arg;
     char err[512] = "";
-    int exit_code = 1;
-
-    int rc = dyno_agent_setup("gateway", gw_opts, GW_NOPTS, &gw->cfg, &gw->cfg.c, argc, argv);
-    if (rc != 0)
-        return rc == 1 ? 0 : 1;
-    if (gw_cfg_check(&gw->cfg, err, sizeof(err))) {
-        gw_log_config_error(err);
-        dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
-        return 1;
-    }
     pthread_mutex_init(&gw->ec_lock, NULL);
     gw->tp = &gw_curl_transport; /* the data path reaches containers over HTTP (dp.h) */
     gw->meta = &gw_mqtt_meta;    /* and metadata over the broker */
     gw_metrics_init(gw);
-    /* Library inits before any thread starts. */
+    if (gw_cfg_check(&gw->cfg, err, sizeof(err))) {
+        gw_log_config_error(err);
+        return -1;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         dyno_error("curl_global_init failed", NULL);
-        goto out;
+        return -1;
     }
+    gw->curl_ok = true;
     if (gw_init(gw, err, sizeof(err))) {
         gw_log_config_error(err);
-        goto out_curl;
+        return -1;
     }
-    if (dyno_agent_init(&gw->agent, "gateway", &gw->cfg.c) != 0)
-        goto out_curl; /* logged */
+    return 0;
+}
+
+/* HTTP first (requests answer 503 until the broker is there), then the broker feeds. */
+static int gw_start(void *arg)
+{
+    struct gw *gw = arg;
     gw->mq = gw->agent.mq;
     if (gw_httpd_start(gw))
-        goto out_agent; /* logged */
+        return -1; /* logged */
     if (gw_mqtt_start(gw) || dyno_agent_on_status(&gw->agent, gw_mqtt_status, gw) ||
-        dyno_agent_on_connect(&gw->agent, gw_mqtt_on_connect, gw) || dyno_agent_start(&gw->agent))
-        goto out_stop;
+        dyno_agent_on_connect(&gw->agent, gw_mqtt_on_connect, gw))
+        return -1;
+    return 0;
+}
+
+static int gw_started(void *arg)
+{
+    struct gw *gw = arg;
     /* Not fatal: the client keeps reconnecting, and requests answer 503 meanwhile. */
     if (dyno_mq_wait_connected(gw->mq, 3000))
         dyno_warn("broker not reachable yet", "host=%s port=%d", gw->cfg.c.broker_host,
@@ -116,28 +106,54 @@ int main(int argc, char **argv)
         if (gw_resv_new(gw, (int)gw->cfg.m, (int)gw->cfg.reserve_batch, gw->cfg.reserve_ttl_ms, &gw->resv) ||
             gw_resv_start(gw->resv)) {
             dyno_error("cannot start the reservation pool", NULL);
-            goto out_stop;
+            return -1;
         }
     }
     if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
-        goto out_stop;
+        return -1;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
-    dyno_agent_run(&gw->agent, 10);
-    exit_code = 0;
-out_stop:
-    gw_stop(gw);
-out_agent:
-    dyno_agent_fini(&gw->agent);
+    return 0;
+}
+
+/* Stops what serves requests and their threads, in order: HTTP first (its threads use the
+ * MQTT client until they end), the SSE streams before it (so that MHD's threads finish). */
+static void gw_stop(void *arg)
+{
+    struct gw *gw = arg;
+    gw_events_stop(gw);
+    gw_httpd_stop(gw);
+    gw_ingest_stop(gw);
+    gw_repair_stop(gw);
+    /* No put runs any more: the unused reservations go back to metadata. */
+    gw_resv_free(gw->resv);
+    gw->resv = NULL;
+}
+
+static void gw_free(void *arg)
+{
+    struct gw *gw = arg;
+    gw_resv_free(gw->resv); /* when the start failed before gw_stop */
+    gw->resv = NULL;
     gw->mq = NULL;
     gw_events_free(gw);
     gw_ingest_free(gw);
-out_curl:
     gw_conn_pool_free(gw); /* every HTTP and repair thread has ended by now */
-    curl_global_cleanup();
-out:
+    if (gw->curl_ok)
+        curl_global_cleanup();
     gw_cleanup(gw);
-    dyno_config_free(gw_opts, GW_NOPTS, &gw->cfg);
-    if (exit_code == 0)
-        dyno_info("stopped", NULL);
-    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    static struct gw gw; /* large (EC cache); the only instance, passed around explicitly */
+    const struct dyno_agent_hooks hooks = {
+        DYNO_AGENT_HOOKS_STATE("gateway", gw_opts, gw),
+        .interval = 10,
+        .setup = gw_setup,
+        .start = gw_start,
+        .started = gw_started,
+        .stop = gw_stop,
+        .cleanup = gw_free,
+    };
+    return dyno_agent_main(argc, argv, &hooks);
 }

@@ -2,13 +2,12 @@
  * Healing, the executing side (docs/healing.md, protocol.md §8): metadata plans, the
  * gateway does the work.
  *
- *   repair workers  cfg.repair_workers threads. Each claims a task (repair.claim), rebuilds
- *                   the fragments it lists with the repair core (dp_repair.c: the get
- *                   core's read, the lost units encoded, sent as a put's) and reports them
- *                   (repair.complete). Memory: a few units per fragment, whatever the
- *                   object size.
+ *   repair workers  cfg.repair_workers threads. Each runs the repair core (dp_repair.c
+ *                   gw_repair_next: claims a task, rebuilds the fragments it lists with the
+ *                   get core's read, the lost units encoded and sent as a put's, and reports
+ *                   them). Memory: a few units per fragment, whatever the object size.
  *   GC              the first worker, when idle, deletes the garbage fragments metadata
- *                   hands out (gc.claim, DELETE on the container, gc.complete).
+ *                   hands out (dp_repair.c gw_gc_next).
  *   rate            claims are bounded by metadata (repair_rate); bytes read and written
  *                   by repair_rate_bytes per second over all workers of this gateway.
  *   admin routes    rebuild-metadata (fragments listed by every online container, grouped
@@ -31,7 +30,6 @@
 #include "log.h"
 
 #define GW_REPAIR_NAME_MAX 96
-#define GW_GC_BATCH 100              /* items per gc.claim */
 #define GW_RESTORE_BATCH 200         /* objects per object.restore (metadata takes 1000) */
 #define GW_LIST_PAGE 1000            /* fragments per GET /v1/fragments page */
 #define GW_LIST_BODY_MAX (8u << 20)  /* one listing page: 1000 entries of < 1 KiB */
@@ -108,157 +106,6 @@ static bool gw_repair_pace(void *arg, uint64_t bytes)
     return gw_repair_throttle(arg, bytes);
 }
 
-/* Runs one claimed task and reports it (repair.complete). */
-static void gw_repair_run(struct gw_repair_worker *w, const cJSON *task)
-{
-    struct gw *gw = w->rep->gw;
-    struct gw_rtask *t = calloc(1, sizeof(*t));
-    int64_t t0 = gw_now_ms();
-    if (!t) {
-        dyno_error("repair task dropped", "reason=\"out of memory\"");
-        return;
-    }
-    t->gw = gw;
-    t->conn = w->conn;
-    int rc = gw_rtask_init(t, task);
-    if (rc) {
-        /* Nothing to report against: the lease expires and metadata hands it out again. */
-        const char *key = dyno_json_str(task, "key");
-        dyno_error("unusable repair task", "key=%s", dyno_valid_key(key) ? key : "-");
-        free(t);
-        return;
-    }
-    rc = gw_rtask_rebuild(t, gw_repair_pace, w->rep);
-
-    uint64_t fsize = dyno_layout_fragment_size(&t->lay);
-    cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "id", t->id);
-    cJSON_AddStringToObject(params, "key", t->key);
-    cJSON *res = cJSON_AddArrayToObject(params, "results");
-    int ok = 0;
-    char idx_ok[200] = "", *p = idx_ok;
-    for (int i = 0; i < t->ntgt; i++) {
-        bool stored = rc == 0 && t->put[i].stored;
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "index", t->tgt[i].index);
-        cJSON_AddBoolToObject(o, "ok", stored);
-        cJSON_AddStringToObject(o, "container", t->tgt[i].container);
-        if (stored)
-            dyno_json_add_i64(o, "size", (int64_t)fsize);
-        cJSON_AddItemToArray(res, o);
-        if (stored) {
-            ok++;
-            size_t left = sizeof(idx_ok) - (size_t)(p - idx_ok);
-            int wr =
-                snprintf(p, left, "%s%d@%s", p == idx_ok ? "" : ",", t->tgt[i].index, t->tgt[i].container);
-            if (wr > 0 && (size_t)wr < left)
-                p += wr;
-        }
-    }
-    char msg[300];
-    if (ok > 0)
-        dyno_crash_point("repair.before_complete"); /* new fragments stored, not recorded */
-    int crc = gw_rpc(gw, "metadata", "repair.complete", params, NULL, msg, sizeof(msg));
-    cJSON_Delete(params);
-    int64_t ms = gw_now_ms() - t0;
-    if (crc) {
-        char q[340];
-        dyno_log_q(q, sizeof(q), msg);
-        dyno_warn("repair.complete failed", "key=%s task=%s err=%s detail=%s", t->key, t->id,
-                  dyno_err_code(crc), q);
-    }
-    if (rc == 0 && ok > 0 && crc == 0) {
-        dyno_metric_add(&gw->metrics[GW_M_REPAIRS], 1);
-        dyno_metric_add(&gw->metrics[GW_M_REPAIR_BYTES], (int64_t)(fsize * (uint64_t)ok));
-        dyno_info("object repaired", "key=%s catalog=%s size=%llu rebuilt=%s of=%d read=%llu ms=%lld", t->key,
-                  t->catalog, (unsigned long long)t->lay.size, idx_ok, t->ntgt,
-                  (unsigned long long)t->bytes_read, (long long)ms);
-    } else {
-        char q[340];
-        dyno_log_q(q, sizeof(q), rc ? t->msg : "no target stored its fragment");
-        dyno_warn("repair failed", "key=%s task=%s rebuilt=%d of=%d ms=%lld detail=%s", t->key, t->id, ok,
-                  t->ntgt, (long long)ms, q);
-    }
-    gw_rtask_free(t);
-    free(t);
-}
-
-/* ---- garbage collection ---- */
-
-/* One gc.claim batch: deletes each item and reports it. Returns how many items were
- * handed out (0: nothing to do, or metadata is unreachable). */
-static int gw_repair_gc_once(struct gw_repair_worker *w)
-{
-    struct gw *gw = w->rep->gw;
-    cJSON *params = cJSON_CreateObject(), *res = NULL, *done = NULL;
-    char msg[300];
-    int handed = 0;
-    cJSON_AddStringToObject(params, "worker", w->name);
-    cJSON_AddNumberToObject(params, "limit", GW_GC_BATCH);
-    int rc = gw_rpc(gw, "metadata", "gc.claim", params, &res, msg, sizeof(msg));
-    cJSON_Delete(params);
-    if (rc) {
-        dyno_debug("gc.claim failed", "err=%s", dyno_err_code(rc));
-        return 0;
-    }
-    const cJSON *items = cJSON_GetObjectItemCaseSensitive(res, "items");
-    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
-    if (n <= 0)
-        goto out;
-    handed = n;
-    done = cJSON_CreateObject();
-    cJSON *out = cJSON_AddArrayToObject(done, "items");
-    /* Items of one key are deleted in one parallel batch (gw_fanout_delete takes one key). */
-    const cJSON *it = items->child;
-    int deleted_total = 0;
-    while (it) {
-        const char *key = NULL;
-        const cJSON *batch[GW_MAX_N];
-        int index[GW_MAX_N];
-        const char *url[GW_MAX_N];
-        bool deleted[GW_MAX_N];
-        int nb = 0;
-        for (; it && nb < GW_MAX_N; it = it->next) {
-            const char *k2 = dyno_json_str(it, "key"), *u = dyno_json_str(it, "url");
-            int64_t idx;
-            if (!dyno_valid_key(k2) || dyno_json_i64(it, "index", &idx) || idx < 0 || idx >= GW_MAX_N || !u ||
-                !dyno_valid_segment(dyno_json_str(it, "container")))
-                continue; /* unusable: left for metadata to hand out again */
-            if (key && strcmp(k2, key) != 0)
-                break;
-            key = k2;
-            batch[nb] = it;
-            index[nb] = (int)idx;
-            url[nb] = u;
-            nb++;
-        }
-        if (nb == 0)
-            break;
-        int got = gw_fanout_delete(gw, w->conn, key, index, url, nb, deleted);
-        deleted_total += got;
-        for (int i = 0; i < nb; i++) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "key", key);
-            cJSON_AddNumberToObject(o, "index", index[i]);
-            cJSON_AddStringToObject(o, "container", dyno_json_str(batch[i], "container"));
-            cJSON_AddBoolToObject(o, "ok", deleted[i]);
-            cJSON_AddItemToArray(out, o);
-        }
-    }
-    if (deleted_total > 0)
-        dyno_crash_point("gc.before_complete"); /* deleted on disk, rows still in metadata */
-    rc = gw_rpc(gw, "metadata", "gc.complete", done, NULL, msg, sizeof(msg));
-    if (rc)
-        dyno_warn("gc.complete failed", "err=%s items=%d", dyno_err_code(rc), n);
-    dyno_metric_add(&gw->metrics[GW_M_GC_DELETED], deleted_total);
-    if (deleted_total)
-        dyno_info("garbage deleted", "fragments=%d of=%d", deleted_total, n);
-out:
-    cJSON_Delete(res);
-    cJSON_Delete(done);
-    return handed;
-}
-
 /* ---- the worker loop ---- */
 
 static void *gw_repair_main(void *arg)
@@ -268,27 +115,18 @@ static void *gw_repair_main(void *arg)
     struct gw *gw = rep->gw;
     bool warned = false;
     while (!gw_repair_stopping(rep)) {
-        cJSON *params = cJSON_CreateObject(), *res = NULL;
-        char msg[300];
-        cJSON_AddStringToObject(params, "worker", w->name);
-        int rc = gw_rpc(gw, "metadata", "repair.claim", params, &res, msg, sizeof(msg));
-        cJSON_Delete(params);
-        const cJSON *task = rc ? NULL : cJSON_GetObjectItemCaseSensitive(res, "task");
-        if (rc && !warned) {
+        int rc = gw_repair_next(gw, w->conn, w->name, gw_repair_pace, rep);
+        if (rc < 0 && !warned) {
             dyno_debug("repair.claim failed", "err=%s", dyno_err_code(rc));
             warned = true;
-        } else if (rc == 0) {
+        } else if (rc >= 0) {
             warned = false;
         }
-        if (cJSON_IsObject(task)) {
-            gw_repair_run(w, task);
-            cJSON_Delete(res);
+        if (rc > 0)
             continue; /* more may be waiting: claim again at once (metadata bounds the rate) */
-        }
-        cJSON_Delete(res);
         /* Idle: collect garbage, then wait. */
         if (w->no == 0 && rc == 0) {
-            while (!gw_repair_stopping(rep) && gw_repair_gc_once(w) == GW_GC_BATCH)
+            while (!gw_repair_stopping(rep) && gw_gc_next(gw, w->conn, w->name) == GW_GC_BATCH)
                 ;
         }
         if (gw_repair_sleep(rep, gw->cfg.repair_poll_ms))

@@ -25,33 +25,15 @@ enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *bo
     return dyno_http_reply_json(r->c, status, body);
 }
 
-/* Every error reply of the gateway: the one builder of lib/httpd.c, and the status noted
- * for the request log. */
-static enum MHD_Result gw_vreply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt,
-                                     va_list ap) __attribute__((format(printf, 3, 0)));
-static enum MHD_Result gw_vreply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt,
-                                     va_list ap)
+/* Every error reply of the gateway (gw_reply_error and gw_reply_limited are this, gw.h):
+ * the one builder of lib/httpd.c, and the status noted for the request log. */
+enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
 {
     r->status = e->status ? e->status : (unsigned)dyno_err_http_status(e->err);
     r->replied = true;
-    return dyno_http_vreply_err(r->c, e, fmt, ap);
-}
-
-enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, const char *fmt, ...)
-{
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result ret = gw_vreply_err(r, e, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-enum MHD_Result gw_reply_error(struct gw_req *r, int err, const char *fmt, ...)
-{
-    const struct dyno_http_error e = {.err = err};
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result ret = gw_vreply_err(r, &e, fmt, ap);
+    enum MHD_Result ret = dyno_http_vreply_err(r->c, e, fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -61,17 +43,6 @@ static enum MHD_Result gw_reply_code(struct gw_req *r, unsigned status, const ch
 {
     const struct dyno_http_error e = {.err = DYNO_EINTERNAL, .status = status, .code = code};
     return gw_reply_err(r, &e, "%s", msg);
-}
-
-enum MHD_Result gw_reply_limited(struct gw_req *r, int retry_s, const char *fmt, ...)
-{
-    const struct dyno_http_error e = {.err = DYNO_ELIMIT,
-                                      .retry_after = retry_s < 1 ? 1u : (unsigned)retry_s};
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result ret = gw_vreply_err(r, &e, fmt, ap);
-    va_end(ap);
-    return ret;
 }
 
 /* 501 has no DYNO_E* code on purpose: it is a gap of this gateway, not an error of the

@@ -32,6 +32,14 @@ static const struct {
     [GW_M_REPAIRS] = {"dyno_gateway_repairs_total", "objects whose lost fragments were rebuilt", "counter"},
     [GW_M_REPAIR_BYTES] = {"dyno_gateway_repair_bytes_total", "fragment bytes written by repairs", "counter"},
     [GW_M_GC_DELETED] = {"dyno_gateway_gc_deleted_total", "garbage fragments deleted", "counter"},
+    [GW_M_AUTH_US] = {"dyno_gateway_auth_microseconds_total", "time spent checking bearer tokens", "counter"},
+    [GW_M_GET_LOCATE_US] = {"dyno_gateway_get_locate_microseconds_total",
+                            "time gets spent locating and authorizing (object.get, catalog policy)",
+                            "counter"},
+    [GW_M_GET_FETCH_US] = {"dyno_gateway_get_fetch_microseconds_total",
+                           "time gets spent fetching, checking and decoding their first stripe", "counter"},
+    [GW_M_GET_STREAM_US] = {"dyno_gateway_get_stream_microseconds_total",
+                            "time from a get's reply queued to its response released", "counter"},
 };
 
 void gw_metrics_init(struct gw *gw)

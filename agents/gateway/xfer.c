@@ -70,6 +70,68 @@ void gw_xfer_reason(const struct gw_xfer *x, char *out, size_t cap)
         snprintf(out, cap, "no progress in time");
 }
 
+/* ---- fragment buffers ---- */
+
+/* A buffer carries its size in a header, so that a pool slot is one pointer, swapped
+ * atomically (no lock to set up, and the zero of a fresh struct gw is an empty pool). */
+#define XFER_BUF_HDR 16     /* keeps the payload 16-byte aligned */
+#define XFER_BUF_MIN 65536u /* below this malloc is cheap (no mapping): never pooled */
+
+static size_t xfer__buf_std(const struct gw *gw)
+{
+    return 2 * (size_t)(gw->cfg.unit > 0 ? gw->cfg.unit : 1) + GW_CURL_BUFSIZE;
+}
+
+uint8_t *gw_buf_take(struct gw *gw, size_t need, size_t *cap)
+{
+    size_t std = xfer__buf_std(gw);
+    if (need >= XFER_BUF_MIN && need <= std) {
+        for (int i = 0; i < GW_SPARE_BUFS; i++) {
+            uint8_t *b = atomic_exchange(&gw->spare_bufs[i], NULL);
+            if (!b)
+                continue;
+            size_t have;
+            memcpy(&have, b, sizeof(have));
+            if (have >= need) {
+                *cap = have;
+                return b + XFER_BUF_HDR;
+            }
+            uint8_t *empty = NULL;
+            if (!atomic_compare_exchange_strong(&gw->spare_bufs[i], &empty, b))
+                free(b);
+        }
+        need = std; /* the usual size, so any later get can reuse it */
+    }
+    uint8_t *b = malloc(XFER_BUF_HDR + (need ? need : 1));
+    if (!b)
+        return NULL;
+    memcpy(b, &need, sizeof(need));
+    *cap = need;
+    return b + XFER_BUF_HDR;
+}
+
+void gw_buf_give(struct gw *gw, uint8_t *p, size_t cap)
+{
+    if (!p)
+        return;
+    uint8_t *b = p - XFER_BUF_HDR;
+    memcpy(&cap, b, sizeof(cap)); /* the size it was made with */
+    if (cap >= XFER_BUF_MIN && cap <= xfer__buf_std(gw)) {
+        for (int i = 0; i < GW_SPARE_BUFS; i++) {
+            uint8_t *empty = NULL;
+            if (atomic_compare_exchange_strong(&gw->spare_bufs[i], &empty, b))
+                return;
+        }
+    }
+    free(b);
+}
+
+void gw_buf_pool_free(struct gw *gw)
+{
+    for (int i = 0; i < GW_SPARE_BUFS; i++)
+        free(atomic_exchange(&gw->spare_bufs[i], NULL));
+}
+
 /* ---- upload streams ---- */
 
 static size_t xfer__upload_read(char *buf, size_t cap, void *arg)

@@ -45,6 +45,7 @@ void gw_conn_free(struct gw_conn *conn)
 
 void gw_conn_pool_free(struct gw *gw)
 {
+    gw_buf_pool_free(gw);
     for (int i = 0; i < GW_IDLE_CONNS; i++) {
         struct gw_conn *c = atomic_exchange(&gw->idle_conns[i], NULL);
         if (c)

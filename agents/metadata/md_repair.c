@@ -10,6 +10,7 @@
 #include "db.h"
 #include "frag.h"
 #include "json.h"
+#include "rtask.h"
 #include "log.h"
 #include "placement.h"
 
@@ -463,22 +464,6 @@ static int repair__defer(struct md_db *db, const char *key, int64_t not_before, 
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void repair__add_loc(cJSON *arr, int idx, const char *container, const char *url, const char *state,
-                            int64_t size)
-{
-    cJSON *f = cJSON_CreateObject();
-    if (!f)
-        return;
-    cJSON_AddNumberToObject(f, "index", idx);
-    cJSON_AddStringToObject(f, "container", container);
-    cJSON_AddStringToObject(f, "url", url);
-    if (state)
-        cJSON_AddStringToObject(f, "state", state);
-    if (size >= 0)
-        dyno_json_add_i64(f, "size", size);
-    cJSON_AddItemToArray(arr, f);
-}
-
 /* What is known of one key while it is considered for a lease: the object, its fragments and
  * which of them (indexes into fr) need rebuilding, real losses first. */
 struct repair__plan {
@@ -619,37 +604,32 @@ static int repair__candidates(struct md_db *db, const struct md_nodes *nodes, co
     return SQLITE_OK;
 }
 
-/* The task handed to a worker, with its sources and an empty rebuild list; NULL when out of
- * memory. */
+/* The task handed to a worker (lib/rtask.h), with its sources and an empty rebuild list;
+ * NULL when out of memory. */
 static cJSON *repair__task_new(const struct md_repair *r, const struct repair__plan *p, const char *task_id,
                                const struct md_nodes *nodes, int64_t now)
 {
-    cJSON *t = cJSON_CreateObject();
-    cJSON *src = cJSON_CreateArray(), *reb = cJSON_CreateArray();
-    if (!t || !src || !reb) {
-        cJSON_Delete(t);
-        cJSON_Delete(src);
-        cJSON_Delete(reb);
-        return NULL;
-    }
     const struct md__obj *o = &p->o;
-    cJSON_AddStringToObject(t, "id", task_id);
-    cJSON_AddStringToObject(t, "key", p->key);
-    cJSON_AddStringToObject(t, "catalog", o->catalog);
-    cJSON_AddStringToObject(t, "name", o->name);
-    dyno_json_add_i64(t, "size", o->size);
-    cJSON_AddStringToObject(t, "sha256", o->sha256);
-    cJSON_AddNumberToObject(t, "k", o->k);
-    cJSON_AddNumberToObject(t, "m", o->m);
-    cJSON_AddBoolToObject(t, "replica", o->replica);
-    dyno_json_add_i64(t, "unit", o->unit);
-    cJSON_AddItemToObject(t, "sources", src);
-    cJSON_AddItemToObject(t, "rebuild", reb);
-    dyno_json_add_i64(t, "lease_until", now + r->cfg.lease);
-    for (int i = 0; i < p->nfr; i++) {
+    struct dyno_rtask_head h = {.size = o->size,
+                                .k = o->k,
+                                .m = o->m,
+                                .replica = o->replica,
+                                .unit = o->unit,
+                                .lease_until = now + r->cfg.lease};
+    snprintf(h.id, sizeof(h.id), "%s", task_id);
+    snprintf(h.key, sizeof(h.key), "%s", p->key);
+    snprintf(h.catalog, sizeof(h.catalog), "%s", o->catalog);
+    snprintf(h.name, sizeof(h.name), "%s", o->name);
+    snprintf(h.sha256, sizeof(h.sha256), "%s", o->sha256);
+    cJSON *t = dyno_rtask_new(&h);
+    for (int i = 0; t && i < p->nfr; i++) {
         const struct repair__frag *f = &p->fr[i];
-        if (repair__is_source(f, nodes))
-            repair__add_loc(src, f->idx, f->container, repair__url(nodes, f->container), f->state, -1);
+        if (repair__is_source(f, nodes) &&
+            dyno_rtask_add_loc(t, "sources", f->idx, f->container, repair__url(nodes, f->container), f->state,
+                               -1)) {
+            cJSON_Delete(t);
+            return NULL;
+        }
     }
     return t;
 }
@@ -659,7 +639,6 @@ static cJSON *repair__task_new(const struct md_repair *r, const struct repair__p
 static int repair__reserve(struct md_db *db, const struct md_nodes *nodes, const struct repair__plan *p,
                            const struct repair__cands *c, size_t want, cJSON *task)
 {
-    cJSON *reb = cJSON_GetObjectItemCaseSensitive(task, "rebuild");
     sqlite3_stmt *st;
     int rc = md__stmt(db, SQL_RP_TARGET_ADD, &st);
     for (size_t i = 0; rc == SQLITE_OK && i < want; i++) {
@@ -673,7 +652,9 @@ static int repair__reserve(struct md_db *db, const struct md_nodes *nodes, const
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        repair__add_loc(reb, f->idx, pn->id, repair__url(nodes, pn->id), NULL, (int64_t)p->share);
+        if (rc == SQLITE_OK && dyno_rtask_add_loc(task, "rebuild", f->idx, pn->id, repair__url(nodes, pn->id),
+                                                  NULL, (int64_t)p->share))
+            rc = SQLITE_NOMEM;
     }
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
- * dyno-pubsub: catalogs, shares, subscriptions and catalog events (protocol.md §3).
+ * dyno-pubsub: catalogs, shares, subscriptions and catalog events (protocol.md §3). Its
+ * options and hooks over the agent skeleton (lib/agent.h dyno_agent_main).
  */
-#include <dynostore/error.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,51 +29,69 @@ static const struct dyno_opt ps_opts[] = {
     {"default_k", DYNO_OPT_INT, offsetof(struct ps_cfg, default_k), "3", "data fragments of a new catalog"},
     {"default_m", DYNO_OPT_INT, offsetof(struct ps_cfg, default_m), "2", "parity fragments of a new catalog"},
 };
-#define PS_NOPTS (sizeof(ps_opts) / sizeof(ps_opts[0]))
 
-int main(int argc, char **argv)
+struct ps_main {
+    struct ps_cfg cfg;
+    struct ps_ctx ctx;
+    struct dyno_agent agent;
+    bool feed_mu;
+};
+
+static int ps_setup(void *arg)
 {
-    struct ps_cfg cfg = {0};
-    struct dyno_agent agent = {0};
-    struct ps_ctx ctx = {0};
-    int ret = 1;
+    struct ps_main *p = arg;
     char q[600];
-    bool feed_mu = false;
-
-    int rc = dyno_agent_setup("pubsub", ps_opts, PS_NOPTS, &cfg, &cfg.c, argc, argv);
-    if (rc != 0)
-        return rc == 1 ? 0 : 1;
-    if (cfg.rpc_threads < 1 || cfg.rpc_threads > 256 || cfg.default_k < 1 || cfg.default_k > DYNO_EC_MAX_K ||
-        cfg.default_m < 0 || cfg.default_m > DYNO_EC_MAX_M || !cfg.db || !*cfg.db) {
+    if (p->cfg.rpc_threads < 1 || p->cfg.rpc_threads > 256 || p->cfg.default_k < 1 ||
+        p->cfg.default_k > DYNO_EC_MAX_K || p->cfg.default_m < 0 || p->cfg.default_m > DYNO_EC_MAX_M ||
+        !p->cfg.db || !*p->cfg.db) {
         dyno_error(
             "bad configuration", "error=%s",
             dyno_log_q(q, sizeof(q), "rpc_threads must be 1..256, default_k 1..32, default_m 0..16, db set"));
-        goto out;
+        return -1;
     }
-    if (pthread_mutex_init(&ctx.feed_mu, NULL) != 0)
-        goto out;
-    feed_mu = true;
-    if (ps_store_open(cfg.db, &ctx.store) != 0)
-        goto out;
-    ctx.default_k = (int)cfg.default_k;
-    ctx.default_m = (int)cfg.default_m;
-    if (dyno_agent_init(&agent, "pubsub", &cfg.c) != 0)
-        goto out;
-    ctx.mq = agent.mq;
+    if (pthread_mutex_init(&p->ctx.feed_mu, NULL) != 0)
+        return -1;
+    p->feed_mu = true;
+    p->ctx.default_k = (int)p->cfg.default_k;
+    p->ctx.default_m = (int)p->cfg.default_m;
+    return ps_store_open(p->cfg.db, &p->ctx.store);
+}
+
+static int ps_start(void *arg)
+{
+    struct ps_main *p = arg;
+    p->ctx.mq = p->agent.mq;
     /* Every (re)connect republishes the whole policy feed (protocol.md §7). */
-    if (dyno_agent_serve(&agent, ps_feed_republish, ps_rpc_methods, ps_rpc_nmethods, &ctx,
-                         (int)cfg.rpc_threads) != 0)
-        goto out;
-    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), cfg.db));
-    dyno_agent_run(&agent, 30);
-    ret = 0;
-out:
-    dyno_agent_fini(&agent);
-    ps_store_close(ctx.store);
-    if (feed_mu)
-        pthread_mutex_destroy(&ctx.feed_mu);
-    dyno_config_free(ps_opts, PS_NOPTS, &cfg);
-    if (ret == 0)
-        dyno_info("stopped", NULL);
-    return ret;
+    return dyno_agent_serve(&p->agent, ps_feed_republish, ps_rpc_methods, ps_rpc_nmethods, &p->ctx,
+                            (int)p->cfg.rpc_threads);
+}
+
+static int ps_started(void *arg)
+{
+    struct ps_main *p = arg;
+    char q[600];
+    dyno_info("serving", "db=%s", dyno_log_q(q, sizeof(q), p->cfg.db));
+    return 0;
+}
+
+static void ps_cleanup(void *arg)
+{
+    struct ps_main *p = arg;
+    ps_store_close(p->ctx.store);
+    if (p->feed_mu)
+        pthread_mutex_destroy(&p->ctx.feed_mu);
+}
+
+int main(int argc, char **argv)
+{
+    static struct ps_main p;
+    const struct dyno_agent_hooks hooks = {
+        DYNO_AGENT_HOOKS_STATE("pubsub", ps_opts, p),
+        .interval = 30,
+        .setup = ps_setup,
+        .start = ps_start,
+        .started = ps_started,
+        .cleanup = ps_cleanup,
+    };
+    return dyno_agent_main(argc, argv, &hooks);
 }

@@ -549,6 +549,51 @@ class Fabric:
                 self.wait_healthz()
         return pop.pid
 
+    def start_gateway(self, gid, timeout=READY_TIMEOUT):
+        """Starts one more dyno-gateway on this fabric (same broker, keys and service token,
+        its own id and ephemeral port, no repair workers) and returns its URL once healthy. It
+        is recorded as "gateway-<gid>" among the own spawns, so stop() ends it by pid."""
+        with open(os.path.join(self.data, "gateway", "config.json")) as fh:
+            cfg = json.load(fh)
+        d = os.path.join(self.tmp, "gateway-" + gid)
+        os.makedirs(d, exist_ok=True)
+        cfg.update({"id": gid, "port": 0, "port_file": os.path.join(d, "port"), "repair_workers": 0})
+        conf = os.path.join(d, "config.json")
+        with open(conf, "w") as fh:
+            json.dump(cfg, fh)
+        name = "gateway-" + gid
+        argv = [os.path.join(self.bin, "dyno-gateway"), "--config", conf]
+        log = open(os.path.join(self.data, "logs", name + ".log"), "ab")
+        pop = subprocess.Popen(argv, cwd=self.tmp, env=self.env(), stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self._spawned[name] = {"pid": pop.pid, "popen": pop, "argv": argv, "base_argv": argv}
+        self._known[pop.pid] = argv
+        deadline = time.time() + timeout
+        url = None
+        while time.time() < deadline:
+            if pop.poll() is not None:
+                raise FabricError("%s exited with %d at start" % (name, pop.returncode))
+            try:
+                with open(cfg["port_file"]) as fh:
+                    port = int(fh.read().strip() or 0)
+            except (OSError, ValueError):
+                port = 0
+            if port:
+                url = "http://127.0.0.1:%d" % port
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/healthz")
+                    r = c.getresponse()
+                    body = _json_or_none(r.read()) or {}
+                    c.close()
+                    if r.status == 200 and body.get("revocations", True):
+                        return url
+                except (OSError, http.client.HTTPException):
+                    pass
+            time.sleep(0.1)
+        raise FabricError("%s not healthy at %s" % (name, url))
+
     # -- pauses (issue 9, "pauses beside kills") ---------------------------------------
     # A frozen process keeps its sockets, locks, leases and broker session but runs nothing:
     # the fault of a stalled VM, a long GC or a hung disk, which a kill never shows (a dead

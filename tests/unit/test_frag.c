@@ -1076,6 +1076,139 @@ static void test_writer_round_trip(void **state)
     }
 }
 
+/* ---- readers of a stored fragment (dyno_frag_read_ends, dyno_frag_verify) ---- */
+
+/* A source over a memory buffer; read_err: every read fails with it. */
+struct memsrc {
+    const uint8_t *p;
+    size_t len;
+    int read_err;
+    int reads;
+};
+
+static int mem_read_at(void *arg, uint64_t off, uint8_t *buf, size_t len, size_t *got)
+{
+    struct memsrc *m = arg;
+    m->reads++;
+    *got = 0;
+    if (m->read_err)
+        return m->read_err;
+    if (off < m->len)
+        *got = m->len - off < len ? m->len - off : len;
+    memcpy(buf, m->p + off, *got);
+    return 0;
+}
+
+static struct dyno_frag_src mem_src(struct memsrc *m, const uint8_t *p, size_t len)
+{
+    *m = (struct memsrc){.p = p, .len = len};
+    return (struct dyno_frag_src){.read_at = mem_read_at, .arg = m, .size = len};
+}
+
+static int stop_at_second(void *arg, uint64_t n)
+{
+    int *calls = arg;
+    (void)n;
+    return ++*calls == 2 ? DYNO_ETIMEDOUT : 0;
+}
+
+/* A good fragment passes both readers whatever the chunk size; a flipped payload byte, a
+ * header naming another fragment, a cut file and a trailer that does not match the size are
+ * corrupt; a read error is returned as it is; the pace can stop a read. */
+static void test_stored_fragment_readers(void **state)
+{
+    struct stream st;
+    struct memsrc m;
+    struct dyno_frag_ends ends;
+    uint64_t bytes = 0;
+    (void)state;
+    build_stream(&st, 3 * 4096 * 2 + 100, 3, 4096); /* 3 records, the last short */
+    struct dyno_frag_src src = mem_src(&m, st.p, st.len);
+    assert_int_equal(dyno_frag_read_ends(&src, KEY, 0, &ends), 0);
+    assert_true(ends.hdr_ok && ends.trailer_ok);
+    assert_int_equal(ends.trailer.records, 3);
+    assert_int_equal(ends.hdr.unit, 4096);
+    const size_t chunks[] = {1, 7, 1000, 4096 + 8, 1 << 20};
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        src = mem_src(&m, st.p, st.len);
+        assert_int_equal(dyno_frag_verify(&src, KEY, 0, chunks[i], NULL, NULL, &bytes), 0);
+        assert_int_equal(bytes, st.len);
+    }
+
+    /* The item checks of a verified GET (one record, the end with the trailer). */
+    struct dyno_frag_trailer t;
+    assert_int_equal(dyno_frag_rec_check(st.p + st.rec_off[0], 4096 + 8), 0);
+    assert_int_equal(dyno_frag_rec_check(st.p + st.rec_off[0], 4096 + 7), DYNO_ECORRUPT);
+    assert_int_equal(dyno_frag_end_decode(st.p + st.end_off, st.len - st.end_off, &t), 0);
+    assert_int_equal(t.records, 3);
+    assert_int_equal(dyno_frag_end_decode(st.p + st.end_off, 10, &t), DYNO_EINVAL);
+    st.p[st.rec_off[0] + 4] ^= 1;
+    st.p[st.end_off] = 1;
+    assert_int_equal(dyno_frag_rec_check(st.p + st.rec_off[0], 4096 + 8), DYNO_ECORRUPT);
+    assert_int_equal(dyno_frag_end_decode(st.p + st.end_off, st.len - st.end_off, &t), DYNO_ECORRUPT);
+    st.p[st.rec_off[0] + 4] ^= 1;
+    st.p[st.end_off] = 0;
+
+    /* Some other fragment: index 1 asked, index 0 stored. */
+    src = mem_src(&m, st.p, st.len);
+    assert_int_equal(dyno_frag_read_ends(&src, KEY, 1, &ends), DYNO_ECORRUPT);
+    assert_false(ends.hdr_ok);
+    assert_true(ends.trailer_ok);
+    assert_int_equal(dyno_frag_verify(&src, KEY, 1, 4096, NULL, NULL, &bytes), DYNO_ECORRUPT);
+
+    /* A flipped payload byte in record 1: the ends are fine, the full read is not. */
+    st.p[st.rec_off[1] + 4 + 10] ^= 0x20;
+    src = mem_src(&m, st.p, st.len);
+    assert_int_equal(dyno_frag_read_ends(&src, KEY, 0, &ends), 0);
+    assert_int_equal(dyno_frag_verify(&src, KEY, 0, 4096, NULL, NULL, &bytes), DYNO_ECORRUPT);
+    st.p[st.rec_off[1] + 4 + 10] ^= 0x20;
+
+    /* Cut before its trailer; and one record short of what the trailer counts. */
+    src = mem_src(&m, st.p, st.len - 10);
+    assert_int_equal(dyno_frag_read_ends(&src, KEY, 0, &ends), DYNO_ECORRUPT);
+    assert_int_equal(dyno_frag_verify(&src, KEY, 0, 4096, NULL, NULL, &bytes), DYNO_ECORRUPT);
+    src = mem_src(&m, st.p, st.len);
+    src.size = st.len + 1; /* the store says more than there is */
+    assert_int_equal(dyno_frag_verify(&src, KEY, 0, 4096, NULL, NULL, &bytes), DYNO_ECORRUPT);
+
+    /* The I/O error itself, not "corrupt": a disk error is not bad bytes. */
+    src = mem_src(&m, st.p, st.len);
+    m.read_err = DYNO_EIO;
+    assert_int_equal(dyno_frag_read_ends(&src, KEY, 0, &ends), DYNO_EIO);
+    assert_int_equal(dyno_frag_verify(&src, KEY, 0, 4096, NULL, NULL, &bytes), DYNO_EIO);
+
+    /* The pace stops the read after its second chunk, with its own code. */
+    int calls = 0;
+    src = mem_src(&m, st.p, st.len);
+    assert_int_equal(dyno_frag_verify(&src, KEY, 0, 4096, stop_at_second, &calls, &bytes), DYNO_ETIMEDOUT);
+    assert_int_equal(bytes, 2 * 4096);
+    assert_int_equal(m.reads, 2);
+    free(st.p);
+}
+
+/* The parser refuses a fragment that is not the one expected, before any callback. */
+static void test_parser_expect(void **state)
+{
+    struct stream st;
+    struct dyno_frag_parser p;
+    struct seen sn;
+    (void)state;
+    build_stream(&st, 5000, 1, 4096);
+    seen_init(&sn);
+    assert_int_equal(dyno_frag_parser_init(&p, true, 0, 4096, &CBS, &sn), 0);
+    dyno_frag_parser_expect(&p, KEY, 2);
+    assert_int_equal(dyno_frag_parser_feed(&p, st.p, st.len), DYNO_ECORRUPT);
+    assert_int_equal(sn.headers, 0);
+    dyno_frag_parser_free(&p);
+    seen_init(&sn);
+    assert_int_equal(dyno_frag_parser_init(&p, true, 0, 4096, &CBS, &sn), 0);
+    dyno_frag_parser_expect(&p, KEY, 0);
+    assert_int_equal(dyno_frag_parser_feed(&p, st.p, st.len), 0);
+    assert_true(dyno_frag_parser_done(&p));
+    dyno_frag_parser_free(&p);
+    free(st.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1095,6 +1228,8 @@ int main(void)
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_layout_exact_values),
         cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_stored_fragment_readers),
+        cmocka_unit_test(test_parser_expect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,7 @@ struct fk_node {
     int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
     int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
     int deletes;         /* DELETE requests received */
+    int gets;            /* GET requests received */
 };
 
 struct fk_xfer {
@@ -82,6 +83,11 @@ struct fk {
     cJSON *last_commit;                             /* the last object.commit params */
     char last_report[16];
     int last_report_index;
+    /* healing: what the next repair.claim / gc.claim hands out (taken by it), and the last
+     * repair.complete / gc.complete params */
+    cJSON *task, *gc_items;
+    cJSON *completed, *gc_completed;
+    int claims;
 };
 
 static struct fk *FK; /* the fixture's, for the transport callbacks */
@@ -167,6 +173,7 @@ static int fk_start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, cons
         return 0;
     }
     if (s->method == GW_XFER_GET) {
+        f->node->gets++;
         struct fk_frag *fr = fk__find(f->node, f->id);
         if (f->node->missing || !fr) {
             fk__finish(f, GW_XFER_FAILED, 404, "HTTP 404");
@@ -362,6 +369,22 @@ static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON
         *result = res;
         return 0;
     }
+    if (strcmp(method, "repair.claim") == 0 || strcmp(method, "gc.claim") == 0) {
+        bool gc = method[0] == 'g';
+        cJSON **give = gc ? &FK->gc_items : &FK->task;
+        FK->claims++;
+        *result = cJSON_CreateObject();
+        if (*give)
+            cJSON_AddItemToObject(*result, gc ? "items" : "task", *give);
+        *give = NULL;
+        return 0;
+    }
+    if (strcmp(method, "repair.complete") == 0 || strcmp(method, "gc.complete") == 0) {
+        cJSON **keep = method[0] == 'g' ? &FK->gc_completed : &FK->completed;
+        cJSON_Delete(*keep);
+        *keep = cJSON_Duplicate(params, true);
+        return 0;
+    }
     enum fk_outcome out = FK_ANSWER;
     if (strcmp(method, "object.commit") == 0) {
         FK->commits++;
@@ -504,10 +527,15 @@ static int teardown(void **state)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(x->gw.ec_cache[k][m]);
     pthread_mutex_destroy(&x->gw.ec_lock);
+    gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
     cJSON_Delete(x->fk.last_commit);
     gw_resv_free(x->gw.resv);
+    cJSON_Delete(x->fk.task);
+    cJSON_Delete(x->fk.gc_items);
+    cJSON_Delete(x->fk.completed);
+    cJSON_Delete(x->fk.gc_completed);
     free(x);
     FK = NULL;
     return 0;
@@ -547,6 +575,11 @@ static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, b
     return rc;
 }
 
+/* How do_get takes the bytes of a one-stripe read: through gw_get_whole as get.c does (its
+ * segments, in place), or through gw_get_read (which multi-stripe reads always use). */
+static bool g_whole = true;
+static int g_whole_hits; /* reads gw_get_whole served */
+
 /* Reads [first, last] of the last committed object into a new buffer; the code. */
 static int do_get(struct fx *x, uint64_t first, uint64_t last, bool verify, uint8_t **out, size_t *outlen)
 {
@@ -559,6 +592,16 @@ static int do_get(struct fx *x, uint64_t first, uint64_t last, bool verify, uint
     size_t want = (size_t)(last - first + 1), n = 0;
     uint8_t *buf = malloc(want);
     rc = gw_get_start(g, first, last, verify ? GW_GET_VERIFY : 0);
+    struct dyno_frag_seg seg[GW_MAX_N];
+    int nseg = rc == 0 && g_whole ? gw_get_whole(g, seg, GW_MAX_N) : 0;
+    for (int i = 0; i < nseg; i++) {
+        assert_true(n + seg[i].len <= want);
+        memcpy(buf + n, seg[i].p, seg[i].len);
+        n += seg[i].len;
+    }
+    g_whole_hits += nseg > 0;
+    if (nseg > 0) /* all of it: the core has nothing more */
+        assert_int_equal(gw_get_read(g, (char *)buf, want), 0);
     while (rc == 0) {
         ssize_t got = gw_get_read(g, (char *)buf + n, want - n < 7000 ? want - n : 7000);
         if (got < 0)
@@ -595,8 +638,18 @@ static int total_deletes(const struct fx *x)
     return c;
 }
 
-/* Checks a whole read and a range read of the object against data. */
+/* Checks a whole read and a range read of the object against data, with and without
+ * gw_get_whole. */
+static void expect_read1(struct fx *x, const uint8_t *data, size_t len);
 static void expect_read(struct fx *x, const uint8_t *data, size_t len)
+{
+    g_whole = false;
+    expect_read1(x, data, len);
+    g_whole = true;
+    expect_read1(x, data, len);
+}
+
+static void expect_read1(struct fx *x, const uint8_t *data, size_t len)
 {
     uint8_t *got;
     size_t glen;
@@ -778,6 +831,19 @@ static void test_replica(void **state)
         cJSON_Delete(res);
         assert_int_equal(count_fragments(x, 3), before + 3);
         assert_int_equal(count_fragments(x, 5), before + 3); /* m + 1 copies, no more */
+        {
+            /* One round, one container: a replica is read from a single copy. */
+            uint8_t *got;
+            size_t glen;
+            int asked = 0;
+            for (int i = 0; i < FK_NODES; i++)
+                x->fk.node[i].gets = 0;
+            assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+            free(got);
+            for (int i = 0; i < FK_NODES; i++)
+                asked += x->fk.node[i].gets;
+            assert_int_equal(asked, 1);
+        }
         for (int keep = 0; keep < 3; keep++) {
             fk_heal(&x->fk);
             for (int i = 0; i < 3; i++)
@@ -871,6 +937,90 @@ static void test_reservations(void **state)
     free(data);
 }
 
+/* Issue 11: a read that fits in one stripe leaves from the get's own buffers (gw_get_whole):
+ * the systematic case, a decoded stripe, a replica, short ranges; a longer read is left to
+ * gw_get_read. The fragment buffers go back to a bounded pool and are reused. */
+static void test_get_whole(void **state)
+{
+    struct fx *x = *state;
+    const int k = 3, m = 2;
+    size_t len = 2 * UNIT + 100; /* one stripe of k units (the last short) */
+    uint8_t *data = pattern(len, 21), *got;
+    size_t glen;
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, k, m, true, 333, &res), 0);
+    cJSON_Delete(res);
+    g_whole_hits = 0;
+    expect_read(x, data, len);
+    assert_int_equal(g_whole_hits, 2); /* the whole read and the range, in the second pass */
+    /* A healthy read asks exactly k containers, once each: the data fragments. */
+    for (int i = 0; i < FK_NODES; i++)
+        x->fk.node[i].gets = 0;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    free(got);
+    for (int i = 0; i < FK_NODES; i++)
+        assert_int_equal(x->fk.node[i].gets, i < k ? 1 : 0);
+    /* Degraded: data fragments 0 and 2 gone, the stripe is decoded, still one piece. */
+    x->fk.node[0].refuse = x->fk.node[2].refuse = true;
+    g_whole_hits = 0;
+    expect_read(x, data, len);
+    assert_int_equal(g_whole_hits, 2);
+    fk_heal(&x->fk);
+    /* Every one-byte range and ranges across unit boundaries. */
+    uint64_t cuts[][2] = {{0, 0}, {UNIT - 1, UNIT}, {UNIT, 2 * UNIT}, {len - 1, len - 1}, {5, len - 2}};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        assert_int_equal(do_get(x, cuts[i][0], cuts[i][1], false, &got, &glen), 0);
+        assert_int_equal(glen, cuts[i][1] - cuts[i][0] + 1);
+        assert_memory_equal(got, data + cuts[i][0], glen);
+        free(got);
+    }
+    free(data);
+
+    /* Several stripes: gw_get_read carries it, gw_get_whole declines. */
+    len = 7 * UNIT + 3;
+    data = pattern(len, 22);
+    assert_int_equal(do_put(x, data, len, k, m, true, 1000, &res), 0);
+    cJSON_Delete(res);
+    g_whole_hits = 0;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+    assert_int_equal(g_whole_hits, 0);
+    /* ... unless the range lies in one stripe. */
+    assert_int_equal(do_get(x, 3 * UNIT + 1, 5 * UNIT, false, &got, &glen), 0);
+    assert_memory_equal(got, data + 3 * UNIT + 1, glen);
+    free(got);
+    assert_int_equal(g_whole_hits, 1);
+    free(data);
+
+    /* The pool: what was given back is taken again, and it holds GW_SPARE_BUFS at most. */
+    size_t cap = 0, cap2 = 0;
+    uint8_t *b[GW_SPARE_BUFS + 4];
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++) {
+        b[i] = gw_buf_take(&x->gw, 70000, &cap);
+        assert_non_null(b[i]);
+        assert_true(cap >= 70000);
+        memset(b[i], i, 70000);
+    }
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++)
+        gw_buf_give(&x->gw, b[i], cap);
+    int held = 0;
+    for (int i = 0; i < GW_SPARE_BUFS; i++)
+        held += atomic_load(&x->gw.spare_bufs[i]) != NULL;
+    assert_int_equal(held, GW_SPARE_BUFS);
+    uint8_t *again = gw_buf_take(&x->gw, 70000, &cap2);
+    bool reused = false;
+    for (int i = 0; i < GW_SPARE_BUFS + 4; i++)
+        reused |= again == b[i];
+    assert_true(reused);
+    gw_buf_give(&x->gw, again, cap2);
+    /* Small ones are plain malloc, never pooled. */
+    uint8_t *small = gw_buf_take(&x->gw, 100, &cap);
+    assert_int_equal(cap, 100);
+    gw_buf_give(&x->gw, small, cap);
+}
+
 /* An empty object is a replica of no bytes: stored, committed, its fragments whole. */
 static void test_empty_object(void **state)
 {
@@ -949,10 +1099,9 @@ static cJSON *task_loc(int index, int node, const char *state)
     return o;
 }
 
-/* Runs a repair task of the last committed object: sources and targets as {index, node}
- * pairs (a source node < 0: on a draining container, node -1 - n). */
-static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt,
-                      struct gw_rtask **out)
+/* A repair task (as repair.claim hands it out) of the last committed object: sources and
+ * targets as {index, node} pairs (a source node < 0: on a draining container, node -1 - n). */
+static cJSON *repair_task(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt)
 {
     const cJSON *o = x->fk.object;
     cJSON *task = cJSON_CreateObject();
@@ -973,6 +1122,14 @@ static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*t
                                           src[i][1] < 0 ? "draining" : "ok"));
     for (int i = 0; i < ntgt; i++)
         cJSON_AddItemToArray(ta, task_loc(tgt[i][0], tgt[i][1], NULL));
+    return task;
+}
+
+/* Runs the repair core on a task of repair_task's. */
+static int run_repair(struct fx *x, const int (*src)[2], int nsrc, const int (*tgt)[2], int ntgt,
+                      struct gw_rtask **out)
+{
+    cJSON *task = repair_task(x, src, nsrc, tgt, ntgt);
     struct gw_rtask *t = calloc(1, sizeof(*t));
     t->gw = &x->gw;
     t->conn = &x->conn;
@@ -1048,6 +1205,94 @@ static void test_repair_rebuilds_exact_fragments(void **state)
     free(data);
 }
 
+/* A repair worker's whole step against the fake metadata: it claims the task, rebuilds the
+ * lost fragment byte for byte on its target and reports it with its size (repair.complete);
+ * with nothing to claim it says so. A target that cannot store is reported not ok. */
+static void test_repair_claim_rebuild_complete(void **state)
+{
+    struct fx *x = *state;
+    size_t len = 2 * 3 * (size_t)UNIT + 77;
+    uint8_t *data = pattern(len, 9);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, 3, 2, true, 4096, &res), 0);
+    cJSON_Delete(res);
+    const char *key = dyno_json_str(x->fk.object, "key");
+    struct fk_frag *lost = fk_frag_of(x, 0, key, 0);
+    size_t flen = lost->len;
+    uint8_t *orig = malloc(flen);
+    memcpy(orig, lost->data, flen);
+    fk__remove(&x->fk.node[0], lost->id);
+
+    const int src[][2] = {{1, 1}, {2, 2}, {3, 3}, {4, 4}}, tgt[][2] = {{0, 5}};
+    x->fk.task = repair_task(x, src, 4, tgt, 1);
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 1);
+    struct fk_frag *f = fk_frag_of(x, 5, key, 0);
+    assert_non_null(f);
+    assert_int_equal(f->len, flen);
+    assert_memory_equal(f->data, orig, flen);
+    const cJSON *done = x->fk.completed;
+    assert_non_null(done);
+    assert_string_equal(dyno_json_str(done, "id"), "ffffffffffffffffffffffffffffffff");
+    assert_string_equal(dyno_json_str(done, "key"), key);
+    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(done, "results"), 0);
+    int64_t v = -1;
+    assert_true(dyno_json_bool(r, "ok", false));
+    assert_int_equal(dyno_json_i64(r, "index", &v), 0);
+    assert_int_equal(v, 0);
+    assert_string_equal(dyno_json_str(r, "container"), "c5");
+    assert_int_equal(dyno_json_i64(r, "size", &v), 0);
+    assert_int_equal(v, (int64_t)flen);
+
+    /* Nothing waiting: no task run, nothing reported. */
+    cJSON_Delete(x->fk.completed);
+    x->fk.completed = NULL;
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 0);
+    assert_null(x->fk.completed);
+
+    /* The target refuses connections: reported, not ok, no size. */
+    x->fk.node[6].refuse = true;
+    const int tgt2[][2] = {{0, 6}};
+    x->fk.task = repair_task(x, src, 4, tgt2, 1);
+    assert_int_equal(gw_repair_next(&x->gw, &x->conn, "gw1-r0", NULL, NULL), 1);
+    r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(x->fk.completed, "results"), 0);
+    assert_false(dyno_json_bool(r, "ok", true));
+    assert_null(cJSON_GetObjectItemCaseSensitive(r, "size"));
+    assert_int_equal(x->fk.claims, 3);
+    free(orig);
+    free(data);
+}
+
+/* Garbage collection against the fake metadata: the claimed fragments are deleted on their
+ * containers and each is reported deleted (a fragment already gone counts: 404). */
+static void test_gc_deletes_and_reports(void **state)
+{
+    struct fx *x = *state;
+    uint8_t *data = pattern(5000, 10);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, 5000, 3, 2, true, 4096, &res), 0);
+    cJSON_Delete(res);
+    const char *key = dyno_json_str(x->fk.object, "key");
+    x->fk.gc_items = cJSON_CreateArray();
+    for (int i = 0; i < 2; i++) {
+        cJSON *it = task_loc(i, i, NULL);
+        cJSON_AddStringToObject(it, "key", key);
+        cJSON_AddItemToArray(x->fk.gc_items, it);
+    }
+    assert_int_equal(gw_gc_next(&x->gw, &x->conn, "gw1-r0"), 2);
+    assert_null(fk_frag_of(x, 0, key, 0));
+    assert_null(fk_frag_of(x, 1, key, 1));
+    assert_non_null(fk_frag_of(x, 2, key, 2));
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(x->fk.gc_completed, "items"), *it;
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    cJSON_ArrayForEach(it, items)
+    {
+        assert_true(dyno_json_bool(it, "ok", false));
+        assert_string_equal(dyno_json_str(it, "key"), key);
+    }
+    assert_int_equal(gw_gc_next(&x->gw, &x->conn, "gw1-r0"), 0); /* nothing left */
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1058,10 +1303,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_container_dies_mid_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_outcome_never_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_than_announced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_rebuilds_exact_fragments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_claim_rebuild_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_deletes_and_reports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

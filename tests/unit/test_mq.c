@@ -882,6 +882,150 @@ static void test_will(void **state)
     dyno_mq_free(obs);
 }
 
+/* ---- the agent skeleton's main (dyno_agent_main) ---------------------------------------- */
+
+struct tm_cfg {
+    struct dyno_agent_common c;
+    int64_t extra;
+};
+
+static const struct dyno_opt tm_opts[] = {
+    DYNO_AGENT_COMMON_OPTS(struct tm_cfg, c, "tm1"),
+    {"extra", DYNO_OPT_INT, offsetof(struct tm_cfg, extra), "7", "an agent's own key"},
+};
+
+/* An agent made of hooks that write down what ran, in order. */
+struct tm_agent {
+    struct tm_cfg cfg;
+    struct dyno_agent agent;
+    char trace[128];
+    int fail_setup, fail_start; /* the hook fails with this when non-zero */
+    bool connected_at_started;  /* the client ran when started was called */
+    int64_t extra_at_setup;
+};
+
+static void tm_note(struct tm_agent *t, const char *what)
+{
+    size_t n = strlen(t->trace);
+    snprintf(t->trace + n, sizeof(t->trace) - n, "%s%s", n ? "," : "", what);
+}
+
+static int tm_setup(void *arg)
+{
+    struct tm_agent *t = arg;
+    tm_note(t, "setup");
+    t->extra_at_setup = t->cfg.extra;
+    return t->fail_setup;
+}
+
+static int tm_start(void *arg)
+{
+    struct tm_agent *t = arg;
+    tm_note(t, t->agent.mq ? "start" : "start-without-client");
+    return t->fail_start;
+}
+
+/* Ends the run: hooks run on the main thread, where the skeleton blocked the signal, so it
+ * waits there for dyno_agent_run (sent to this thread only: the test's earlier threads
+ * were made before the skeleton blocked it). */
+static int tm_started(void *arg)
+{
+    struct tm_agent *t = arg;
+    tm_note(t, "started");
+    t->connected_at_started = dyno_mq_wait_connected(t->agent.mq, 5000) == 0;
+    pthread_kill(pthread_self(), SIGTERM);
+    return 0;
+}
+
+static void tm_stop(void *arg)
+{
+    tm_note(arg, "stop");
+}
+
+static void tm_cleanup(void *arg)
+{
+    struct tm_agent *t = arg;
+    tm_note(t, t->agent.mq ? "cleanup-with-client" : "cleanup");
+}
+
+static int tm_run(struct tm_agent *t, int argc, char **argv)
+{
+    const struct dyno_agent_hooks h = {
+        .kind = "tmain",
+        .opts = tm_opts,
+        .nopts = sizeof(tm_opts) / sizeof(tm_opts[0]),
+        .cfg = &t->cfg,
+        .common = &t->cfg.c,
+        .agent = &t->agent,
+        .ctx = t,
+        .interval = 30,
+        .setup = tm_setup,
+        .start = tm_start,
+        .started = tm_started,
+        .stop = tm_stop,
+        .cleanup = tm_cleanup,
+    };
+    return dyno_agent_main(argc, argv, &h);
+}
+
+/* One skeleton runs every agent: configuration, setup, the broker session, start, the
+ * signal loop, and the way down in reverse (stop before the client goes, cleanup after),
+ * with the agent's status online while it runs and offline at the end. */
+static void test_agent_main_runs_the_hooks_in_order(void **state)
+{
+    static struct agent_watch w = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static struct tm_agent t;
+    char port[32];
+    (void)state;
+    struct dyno_mq *obs = client("t-obs-main", false);
+    assert_int_equal(dyno_mq_subscribe(obs, "dyno/v1/agents/tmain/tm9/status", 1, agent_watch_status, &w), 0);
+    start_and_wait(obs);
+    sleep_ms(100);
+
+    snprintf(port, sizeof(port), "--broker_port=%d", B.port);
+    char *argv[] = {"tmain", "--id", "tm9", port, "--extra", "42", NULL};
+    assert_int_equal(tm_run(&t, 6, argv), 0);
+    assert_string_equal(t.trace, "setup,start,started,stop,cleanup");
+    assert_int_equal(t.extra_at_setup, 42); /* the agent's own key, parsed before setup */
+    assert_true(t.connected_at_started);
+    assert_null(t.agent.mq);          /* the client is gone */
+    assert_null(t.cfg.c.broker_host); /* and the configuration freed */
+    assert_true(agent_wait_status(&w, 0, "\"state\":\"offline\"", 5000));
+    assert_non_null(strstr(w.last, "\"id\":\"tm9\""));
+    dyno_mq_free(obs);
+}
+
+/* A step that fails ends the process with 1 and undoes what was done: no start after a
+ * failed setup, but cleanup always; stop once setup succeeded. --help runs no hook. */
+static void test_agent_main_failures(void **state)
+{
+    static struct tm_agent t;
+    char port[32];
+    (void)state;
+    snprintf(port, sizeof(port), "--broker_port=%d", B.port);
+    char *argv[] = {"tmain", port, NULL};
+
+    memset(&t, 0, sizeof(t));
+    t.fail_setup = -1;
+    assert_int_equal(tm_run(&t, 2, argv), 1);
+    assert_string_equal(t.trace, "setup,cleanup");
+
+    memset(&t, 0, sizeof(t));
+    t.fail_start = DYNO_EINVAL;
+    assert_int_equal(tm_run(&t, 2, argv), 1);
+    assert_string_equal(t.trace, "setup,start,stop,cleanup");
+
+    memset(&t, 0, sizeof(t));
+    char *bad[] = {"tmain", "--extra", "lots", NULL};
+    assert_int_equal(tm_run(&t, 3, bad), 1);
+    assert_string_equal(t.trace, "");
+
+    memset(&t, 0, sizeof(t));
+    char *help[] = {"tmain", "--help", NULL};
+    assert_int_equal(tm_run(&t, 2, help), 0);
+    assert_string_equal(t.trace, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -898,6 +1042,8 @@ int main(void)
         cmocka_unit_test(test_agent_status),
         cmocka_unit_test(test_call_lost_after_send),
         cmocka_unit_test(test_persistent_session),
+        cmocka_unit_test(test_agent_main_runs_the_hooks_in_order),
+        cmocka_unit_test(test_agent_main_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -213,12 +213,39 @@ static void test_keys(void **state)
     }
 }
 
+/* The one binary search of the sorted name tables: a hit gives its index, a miss where it
+ * goes (before, between, after), by the member at its offset, in an empty table too. */
+static void test_name_search(void **state)
+{
+    struct row {
+        int pad;
+        char name[8];
+    } rows[] = {{1, "b"}, {2, "d"}, {3, "f"}, {4, "h"}};
+    bool found = false;
+    (void)state;
+    size_t off = offsetof(struct row, name), n = sizeof(rows) / sizeof(rows[0]);
+    assert_int_equal(dyno_name_search(rows, n, sizeof(rows[0]), off, "f", &found), 2);
+    assert_true(found);
+    assert_int_equal(dyno_name_search(rows, n, sizeof(rows[0]), off, "b", &found), 0);
+    assert_true(found);
+    assert_int_equal(dyno_name_search(rows, n, sizeof(rows[0]), off, "a", &found), 0);
+    assert_false(found);
+    assert_int_equal(dyno_name_search(rows, n, sizeof(rows[0]), off, "e", &found), 2);
+    assert_false(found);
+    assert_int_equal(dyno_name_search(rows, n, sizeof(rows[0]), off, "z", &found), 4);
+    assert_false(found);
+    found = true;
+    assert_int_equal(dyno_name_search(rows, 0, sizeof(rows[0]), off, "b", &found), 0);
+    assert_false(found);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_segments),      cmocka_unit_test(test_catalogs),
         cmocka_unit_test(test_catalog_owner), cmocka_unit_test(test_names_valid),
         cmocka_unit_test(test_names_invalid), cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_name_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
