@@ -15,6 +15,9 @@
  * The points (docs/healing.md lists them with what each proves):
  *   container.put.before_rename  fragment written and fsynced, not yet renamed into place
  *   container.put.before_reply   fragment renamed into place, 201 not yet sent
+ *   container.volume.after_append   small fragment's record written to its volume, not synced
+ *   container.volume.after_sync     record covered by a group commit's fdatasync, not indexed
+ *   container.volume.before_unlink  compaction's copies synced, the old volume not yet deleted
  *   metadata.commit.before_reply object.commit durable in SQLite, answer not yet sent
  *   gateway.put.before_commit    write quorum reached, object.commit not yet sent
  *   gateway.put.before_reply     object.commit answered, the client not yet answered

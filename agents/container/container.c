@@ -44,6 +44,13 @@ static const struct {
                            "Bytes re-read and verified by the scrubber", "counter"},
     [CM_SCRUB_ERRORS] = {"dyno_container_scrub_errors_total", "Corrupt fragments found by the scrubber",
                          "counter"},
+    [CM_VOL_RECORDS] = {"dyno_container_volume_records_total",
+                        "Records appended to volume files (small fragments, tombstones, compaction copies)",
+                        "counter"},
+    [CM_VOL_SYNCS] =
+        {"dyno_container_volume_syncs_total",
+         "Group-commit fdatasyncs of volume files (records / syncs = the commits one sync served)",
+         "counter"},
 };
 
 static void container_fatal(const char *what)
@@ -96,6 +103,10 @@ void container_update_gauges(struct container *c)
     dyno_metric_set(&c->metrics[CM_USED], (int64_t)used);
     dyno_metric_set(&c->metrics[CM_FRAGMENTS], (int64_t)frags);
     dyno_metric_set(&c->metrics[CM_CAPACITY], c->cfg.capacity);
+    uint64_t records = 0, syncs = 0;
+    store_volume_stats(c->store, &records, &syncs);
+    dyno_metric_set(&c->metrics[CM_VOL_RECORDS], (int64_t)records);
+    dyno_metric_set(&c->metrics[CM_VOL_SYNCS], (int64_t)syncs);
 }
 
 /* ---- configuration ---- */
@@ -145,6 +156,11 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
     }
     if (cfg->scrub_rate < 1 || cfg->scrub_interval < 0) {
         snprintf(err, errlen, "scrub_rate must be positive and scrub_interval >= 0");
+        return DYNO_EINVAL;
+    }
+    if (cfg->small_max < 0 || cfg->small_max > 1024 * 1024 || cfg->volume_max < 1024 * 1024 ||
+        cfg->volume_max > (int64_t)1 << 40 || cfg->compact_min < 1) {
+        snprintf(err, errlen, "small_max must be 0..1M, volume_max 1M..1T and compact_min positive");
         return DYNO_EINVAL;
     }
     if (cfg->stream_timeout < 1 || cfg->stream_timeout > 86400) {
@@ -210,7 +226,12 @@ int container_setup(void *arg)
         container_fatal(err);
         return rc;
     }
-    rc = store_posix_open(c->cfg.dir, &c->store, err, sizeof(err));
+    struct store_volume_opts vo;
+    store_volume_defaults(&vo);
+    vo.small_max = (uint64_t)c->cfg.small_max;
+    vo.volume_max = (uint64_t)c->cfg.volume_max;
+    vo.compact_min = (uint64_t)c->cfg.compact_min;
+    rc = store_volume_open(c->cfg.dir, &vo, &c->store, err, sizeof(err));
     if (rc) {
         container_fatal(err);
         return rc;

@@ -40,6 +40,9 @@ struct container_cfg {
                                stopped reading) before it is closed */
     int64_t scrub_rate;     /* bytes per second the scrubber reads at most */
     int64_t scrub_interval; /* seconds between full scrub passes; 0 disables the scrubber */
+    int64_t small_max;      /* fragments up to this go to volume files (store_volume.c) */
+    int64_t volume_max;     /* size of a volume before the next one starts */
+    int64_t compact_min;    /* dead bytes of a volume before compaction reclaims it */
 };
 
 enum container_metric {
@@ -55,6 +58,8 @@ enum container_metric {
     CM_CACHE_HITS,
     CM_SCRUBBED_BYTES,
     CM_SCRUB_ERRORS,
+    CM_VOL_RECORDS,
+    CM_VOL_SYNCS,
     CM_COUNT
 };
 

@@ -28,6 +28,10 @@ static const struct dyno_opt container_opts[] = {
         "seconds a connection may move no byte before it is closed"),
     OPT("scrub_rate", DYNO_OPT_INT, scrub_rate, "8M", "bytes per second the scrubber reads at most"),
     OPT("scrub_interval", DYNO_OPT_INT, scrub_interval, "3600", "seconds between full scrub passes, 0 = off"),
+    OPT("small_max", DYNO_OPT_INT, small_max, "64K", "fragments up to this many bytes go to volume files"),
+    OPT("volume_max", DYNO_OPT_INT, volume_max, "64M", "bytes of a volume file before a new one starts"),
+    OPT("compact_min", DYNO_OPT_INT, compact_min, "4M",
+        "dead bytes a volume needs (and half its size) before compaction reclaims it"),
 };
 
 int main(int argc, char **argv)

@@ -77,6 +77,32 @@ bool store_valid_id(const char *id, char *key, unsigned *index);
  */
 int store_posix_open(const char *dir, struct store **out, char *err, size_t errlen);
 
+/*
+ * The volume backend (store_volume.c): fragments up to small_max bytes are appended to
+ * volume files in <dir>/vol/ with group commit (one fdatasync serves every put queued
+ * behind it), larger ones are posix files in the same dir (store_posix_open's layout, so
+ * a posix folder opens as it is). Removed and replaced records are reclaimed by a
+ * compaction thread. Durability and atomicity as for posix: a commit or remove returns
+ * once its record is on disk.
+ */
+struct store_volume_opts {
+    uint64_t small_max;           /* fragments up to this go to volumes */
+    uint64_t volume_max;          /* a volume is sealed once this big */
+    double compact_ratio;         /* a volume is compacted when this share of it is dead */
+    uint64_t compact_min;         /* ... and at least this many bytes */
+    unsigned compact_interval_ms; /* how often the compaction thread looks */
+};
+void store_volume_defaults(struct store_volume_opts *o);
+/* opts NULL: the defaults. */
+int store_volume_open(const char *dir, const struct store_volume_opts *opts, struct store **out, char *err,
+                      size_t errlen);
+/* Runs compaction now, in the caller's thread: the number of volumes reclaimed, or a
+ * DYNO_E* (tests, and the thread's own pass). */
+int store_volume_compact(struct store *s);
+/* Records appended and group-commit fdatasyncs since open (metrics, tests); 0 and 0 for
+ * a store of another backend. */
+void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
+
 /* Convenience wrappers over s->ops. */
 static inline int store_put_begin(struct store *s, const char *id, struct store_put **out)
 {

@@ -1071,10 +1071,53 @@ def read_by_name(fab, catalog, name):
     return None
 
 
+VOL_MAGIC = 0x31525644  # agents/container/store_volume.c: a record's first 4 bytes
+VOL_HDR = 64
+
+
+def volume_records(store_dir):
+    """{id: (path, payload_offset, length)} of the live small fragments in the volume files of
+    a container's store (STORE/vol/*.vol, agents/container/store_volume.c): the newest record
+    of each id by sequence number, tombstones applied. Records are read as the container
+    would, up to the first header that is not one (the CRCs are not checked here)."""
+    best = {}
+    for path in sorted(glob.glob(os.path.join(store_dir, "vol", "*.vol"))):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        off = 0
+        while off + VOL_HDR <= len(data):
+            magic, _, seq, ln, flags, idlen = struct.unpack_from("<IIQIBB", data, off)
+            if magic != VOL_MAGIC or idlen > 36 or off + VOL_HDR + ln > len(data):
+                break
+            fid = data[off + 24:off + 24 + idlen].decode("ascii", "replace")
+            if fid not in best or seq >= best[fid][0]:
+                best[fid] = (seq, flags & 1, path, off + VOL_HDR, ln)
+            off += VOL_HDR + ln
+    return {fid: (p, o, n) for fid, (_, tomb, p, o, n) in best.items() if not tomb}
+
+
+def fragment_location(fab, cid, key, index):
+    """(path, offset) where the bytes of fragment key.index start on container cid: its own
+    file (offset 0) or its record in a volume file; None when it has neither."""
+    store = os.path.join(fab.container_dir(cid), "frags")
+    fid = "%s.%d" % (key, index)
+    path = os.path.join(store, key[:2], fid)
+    if os.path.isfile(path):
+        return path, 0
+    rec = volume_records(store).get(fid)
+    return (rec[0], rec[1]) if rec else None
+
+
 def fragment_files(fab):
-    """{(container, key, index): path} of every fragment file under DATA/containers/*/frags
-    (files of puts in progress, in frags/tmp, are not fragments yet)."""
+    """{(container, key, index): path} of every fragment under DATA/containers/*/frags: its
+    file, or "VOLUME#OFFSET" for a small fragment held in a volume file (files of puts in
+    progress, in frags/tmp, are not fragments yet)."""
     out = {}
+    for store in glob.glob(os.path.join(fab.data, "containers", "*", "frags")):
+        cid = store.split(os.sep)[-2]
+        for fid, (path, off, _) in volume_records(store).items():
+            key, _, idx = fid.rpartition(".")
+            out[(cid, key, int(idx))] = "%s#%d" % (path, off)
     for path in glob.glob(os.path.join(fab.data, "containers", "*", "frags", "*", "*")):
         parts = path.split(os.sep)
         if parts[-2] == "tmp" or not os.path.isfile(path):

@@ -177,13 +177,13 @@ class CrashPoints(FabricCase):
 
     # -- the points, in order ---------------------------------------------------------------
 
-    def container_point(self, point):
+    def container_point(self, point, size=3 * MiB + 1):
         f = self.fab
         cname = "container-" + self.container_with_most()
         self.arm(cname, point)
         f.wait_containers_online(len(f.container_names()), timeout=60)
         for i in range(12):  # placement picks 5 of 7: soon one lands on it
-            self.put(3 * MiB + 1, "c%d" % i)
+            self.put(size, "c%d" % i)
             if not f.alive(cname):
                 break
         self.crashed(cname, point)
@@ -195,6 +195,44 @@ class CrashPoints(FabricCase):
 
     def test_02_container_before_reply(self):
         self.container_point("container.put.before_reply")
+
+    # Small fragments (3000 B objects: fragments of about 1 KiB) are records in volume files
+    # (agents/container/store_volume.c): the same invariant at each step of their commit.
+    def test_02b_volume_after_append(self):
+        self.container_point("container.volume.after_append", size=3000)
+
+    def test_02c_volume_after_sync(self):
+        self.container_point("container.volume.after_sync", size=3000)
+
+    def test_02d_volume_small_before_reply(self):
+        self.container_point("container.put.before_reply", size=3000)
+
+    def test_02e_volume_compaction_before_unlink(self):
+        """Compaction dies with the live records copied and synced, the old volume still
+        there: both copies are found at the restart, the newest wins, nothing is lost."""
+        f = self.fab
+        cid = self.container_with_most()
+        cname = "container-" + cid
+        args = ["--compact-min", "1"]  # any dead record makes a volume worth compacting
+        f.kill(cname)
+        restart_with_env(f, cname, {"DYNO_CRASH_AT": "container.volume.before_unlink"},
+                         args, wait=False)
+        time.sleep(0.2)
+        f.wait_containers_online(len(f.container_names()), timeout=60)
+        # small objects, most evicted: volumes with more dead than live records
+        for i in range(40):
+            self.put(3000, "v%d" % i)
+            if not f.alive(cname):
+                break
+        for key in [k for k, v in self.acked.items() if len(v) == 3000][:-4]:
+            if not f.alive(cname):
+                break
+            r = f.http("DELETE", "/v1/objects/" + key)
+            self.assertIn(r.status, (200, 204), r.body)
+            del self.acked[key]
+        self.crashed(cname, "container.volume.before_unlink")
+        self.revive(cname)
+        self.check_invariant("container.volume.before_unlink")
 
     def test_03_metadata_commit_before_reply(self):
         point = "metadata.commit.before_reply"

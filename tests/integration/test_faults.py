@@ -18,7 +18,8 @@ import threading
 import time
 import unittest
 
-from fabric import (KiB, MiB, FabricCase, flip_byte, random_bytes, sha256_bytes, sha256_file)
+from fabric import (KiB, MiB, FabricCase, flip_byte, fragment_location, random_bytes, sha256_bytes,
+                    sha256_file)
 
 HDR = 1024          # fragment header size (lib/frag.h)
 REC_PREFIX = 4      # u32 record length before each stripe unit's payload
@@ -95,14 +96,13 @@ class CorruptFragment(FabricCase):
         hide the damage."""
         f = self.fab
         f.kill("container-" + cid)
-        path = os.path.join(f.container_dir(cid), "frags", key[:2], "%s.%d" % (key, index))
-        if not os.path.exists(path):
-            found = f.find_fragment_files(key).get(index, [])
-            self.assertTrue(found, "fragment file %s not found" % path)
-            path = found[0]
+        # its own file, or its record in a volume file when it is small
+        loc = fragment_location(f, cid, key, index)
+        self.assertTrue(loc, "fragment %s.%d not found on %s" % (key, index, cid))
+        path, base = loc
         size = os.path.getsize(path)
-        self.assertGreater(size, offset, "fragment %s too small (%d)" % (path, size))
-        flip_byte(path, offset)
+        self.assertGreater(size, base + offset, "fragment %s too small (%d)" % (path, size))
+        flip_byte(path, base + offset)
         f.restart("container-" + cid)
         f.wait_containers_online(5, exact=True)
 

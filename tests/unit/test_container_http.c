@@ -29,6 +29,7 @@
 #include "../../agents/container/scrub.c"
 #include "../../agents/container/store.c"
 #include "../../agents/container/store_posix.c"
+#include "../../agents/container/store_volume.c"
 
 #define KEY "0123456789abcdef0123456789abcdef"
 #define ID0 KEY ".0"
@@ -419,6 +420,28 @@ static void test_auth_refused(void **state)
     free(r.body);
 }
 
+/* A service token verified once is remembered (the verifier's cache, lib/token.c), but
+ * expiry and revocation are still checked on every request: revoked, the same token is
+ * refused at once by the container. */
+static void test_remembered_token_still_revocable(void **state)
+{
+    struct fx *f = *state;
+    put_ok(f, ID0); /* the token is verified and remembered */
+    struct reply r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(
+        dyno_verifier_revoke(f->c.verifier, "00112233445566778899aabbccddeeff", (int64_t)time(NULL) + 3600),
+        0);
+    r = req(f, "GET", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    assert_int_equal(r.status, 401);
+    free(r.body);
+    r = req(f, "DELETE", "/v1/fragments/" ID0, f->svc, NULL, 0, NULL);
+    assert_int_equal(r.status, 401);
+    free(r.body);
+    assert_true(stored(f, ID0));
+}
+
 /* A put that does not fit the capacity is refused with 507, stores nothing, and gives its
  * reservation back (teardown checks reserved == 0). */
 static void test_capacity_507(void **state)
@@ -541,6 +564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_ids_and_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remembered_token_still_revocable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_507, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_put_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_never_serves_a_flipped_byte, setup, teardown),
