@@ -61,6 +61,7 @@
  * after a broker restart the table is empty until dyno-pubsub republishes every catalog
  * (it does on every connect), so users are denied until then, never wrongly allowed.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -112,17 +113,8 @@ struct plugin {
 
 static size_t plugin_client_find(const struct plugin *pl, const char *id, bool *found)
 {
-    size_t lo = 0, hi = pl->nclients;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(pl->clients[mid]->id, id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = lo < pl->nclients && strcmp(pl->clients[lo]->id, id) == 0;
-    return lo;
+    return dyno_name_search_ptr((const void *const *)pl->clients, pl->nclients,
+                                offsetof(struct plugin_client, id), id, found);
 }
 
 /* The entry of this very context, or NULL (unknown, or its id was taken over since). */

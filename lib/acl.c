@@ -4,6 +4,7 @@
  */
 #include "acl.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,17 +286,8 @@ size_t dyno_acl_table_count(const struct dyno_acl_table *t)
 /* First index whose catalog is >= key (n when none); *found when it is equal. */
 static size_t acl_lower_bound(const struct dyno_acl_table *t, const char *key, bool *found)
 {
-    size_t lo = 0, hi = t->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(t->v[mid]->catalog, key) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = lo < t->n && strcmp(t->v[lo]->catalog, key) == 0;
-    return lo;
+    return dyno_name_search_ptr((const void *const *)t->v, t->n, offsetof(struct dyno_acl_policy, catalog),
+                                key, found);
 }
 
 const struct dyno_acl_policy *dyno_acl_table_get(const struct dyno_acl_table *t, const char *catalog)

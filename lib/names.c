@@ -198,13 +198,16 @@ bool dyno_agent_valid_org(const char *org, bool empty_ok)
     return true;
 }
 
-size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, const char *name, bool *found)
+/* The one binary search of both: name of element i is at(i). */
+static size_t names__search(const void *base, size_t n, size_t size, size_t off, bool ptr, const char *name,
+                            bool *found)
 {
     const char *b = base;
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(b + mid * size + off, name);
+        const char *e = ptr ? ((const char *const *)base)[mid] : b + mid * size;
+        int cmp = strcmp(e + off, name);
         if (cmp == 0) {
             *found = true;
             return mid;
@@ -216,4 +219,14 @@ size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, con
     }
     *found = false;
     return lo;
+}
+
+size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, const char *name, bool *found)
+{
+    return names__search(base, n, size, off, false, name, found);
+}
+
+size_t dyno_name_search_ptr(const void *const *base, size_t n, size_t off, const char *name, bool *found)
+{
+    return names__search(base, n, 0, off, true, name, found);
 }

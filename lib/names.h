@@ -33,8 +33,11 @@ bool dyno_agent_valid_org(const char *org, bool empty_ok);
  * Binary search of name in a table of n elements of size bytes each, sorted by the
  * NUL-terminated char array at byte offset off of every element (strcmp order): the index
  * of the element that holds name (*found true), else where it would be inserted (*found
- * false). The sorted tables of the agents (revoked jtis, rate-limit users, scrub pages)
- * all search with it.
+ * false). The sorted tables of the agents (revoked jtis and epochs, rate-limit users, scrub
+ * pages, the container registry) all search with it.
  */
 size_t dyno_name_search(const void *base, size_t n, size_t size, size_t off, const char *name, bool *found);
+/* The same over a table of n pointers to elements (sorted by the char array at byte offset
+ * off of each pointed-to element): the ACL table, the broker plugin's clients. */
+size_t dyno_name_search_ptr(const void *const *base, size_t n, size_t off, const char *name, bool *found);
 #endif

@@ -648,20 +648,10 @@ bool dyno_verifier_fed(struct dyno_verifier *v)
 /* The epoch of sub ("before"), 0 when none. Lock held. */
 static int64_t token_epoch_of(const struct dyno_verifier *v, const char *sub)
 {
-    size_t lo = 0, hi = v->nepochs;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(v->epochs[mid].sub, sub);
-
-        if (cmp == 0)
-            return v->epochs[mid].before;
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
+    bool found;
+    size_t at = dyno_name_search(v->epochs, v->nepochs, sizeof(v->epochs[0]),
+                                 offsetof(struct dyno_revoked_epoch, sub), sub, &found);
+    return found ? v->epochs[at].before : 0;
 }
 
 int dyno_verifier_check(struct dyno_verifier *v, const struct dyno_claims *c, int64_t now)

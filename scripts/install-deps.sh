@@ -11,6 +11,14 @@ pkgs=(
   python3 redis-server procps openssl
   # groff-base: test_client_install renders the installed dynostore(1) and fails on warnings
   groff-base
+  # scripts/compose-test.sh (issue 15): a private Docker daemon, compose 1.29, and the base
+  # image made with debootstrap from the apt mirror (no image registry)
+  docker.io docker-compose debootstrap
+  # chromium, nodejs: the web console's browser tests (tests/browser, issue 12) drive Debian's
+  # chromium with playwright-core from npm (tests/browser/install.sh); no browser is ever
+  # downloaded. npm comes with nodejs here (Debian's own npm package is only needed where
+  # nodejs is Debian's, and would conflict with a nodejs that bundles it)
+  chromium nodejs
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,6 +28,13 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # waits for another apt run to release the lock instead of failing at once
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "${missing[@]}"
+fi
+# Debian's nodejs has no npm of its own: add Debian's npm only then.
+if ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends npm
 fi

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# playwright-core for the web console's browser tests (npm; the browser is Debian's chromium)
+tests/browser/install.sh
 echo "== build (sanitizers) =="
 BUILD_DIR=build-asan scripts/build.sh -DDYNO_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 echo "== unit tests under ASan + UBSan =="

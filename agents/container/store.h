@@ -103,6 +103,14 @@ int store_volume_compact(struct store *s);
  * a store of another backend. */
 void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
 
+/* File helpers every file-based backend needs (store.c). */
+/* Reads up to len bytes of fd at off, through EINTR and short reads; *got < len only at
+ * the end of the file. DYNO_EIO on a read error. */
+int store_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+/* fsyncs a folder so a create, rename or unlink in it is durable; filesystems that cannot
+ * fsync a folder (EINVAL, EROFS) are taken as they are. */
+int store_fsync_dir(const char *path);
+
 /* Convenience wrappers over s->ops. */
 static inline int store_put_begin(struct store *s, const char *id, struct store_put **out)
 {

@@ -92,21 +92,6 @@ static int posix_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* fsync a folder so a rename, create or unlink in it is durable. Filesystems that cannot
- * fsync a folder (EINVAL) are taken as they are. */
-static int posix_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return DYNO_EIO;
-    int rc = 0;
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-        rc = DYNO_EIO;
-    close(fd);
-    return rc;
-}
-
-/* mkdir -p with mode 0755; 0 when path ends up a folder. */
 static int posix_mkdir_p(const char *path)
 {
     char buf[POSIX_PATH_MAX];
@@ -326,7 +311,7 @@ static int posix_put_commit(struct store_put *p, uint64_t *size, uint64_t *old_s
         goto fail;
     }
     if (mkdir(sub, 0755) == 0) {
-        rc = posix_fsync_dir(s->dir);
+        rc = store_fsync_dir(s->dir);
         if (rc)
             goto fail;
     } else if (errno != EEXIST) {
@@ -355,7 +340,7 @@ static int posix_put_commit(struct store_put *p, uint64_t *size, uint64_t *old_s
     if (old_size)
         *old_size = old;
     /* The fragment is in place; only the folder's durability is still at stake. */
-    rc = posix_fsync_dir(sub);
+    rc = store_fsync_dir(sub);
 fail:
     posix_put_abort(p);
     return rc;
@@ -390,22 +375,7 @@ static int posix_open_read(struct store *base, const char *id, struct store_read
 
 static int posix_read_at(struct store_read *r, uint64_t off, void *buf, size_t len, size_t *got)
 {
-    uint8_t *p = buf;
-    size_t have = 0;
-    while (have < len) {
-        ssize_t n = pread(r->fd, p + have, len - have, (off_t)(off + have));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            /* A full disk is the client's 507, not an I/O failure. */
-            return errno == ENOSPC || errno == EDQUOT ? DYNO_ENOSPC : DYNO_EIO;
-        }
-        if (n == 0)
-            break;
-        have += (size_t)n;
-    }
-    *got = have;
-    return 0;
+    return store_pread_full(r->fd, buf, len, off, got);
 }
 
 static void posix_read_close(struct store_read *r)
@@ -455,7 +425,7 @@ static int posix_remove(struct store *base, const char *id, uint64_t *size)
         return rc;
     if (size)
         *size = (uint64_t)st.st_size;
-    return posix_fsync_dir(sub);
+    return store_fsync_dir(sub);
 }
 
 static bool posix_is_hex2(const char *name)

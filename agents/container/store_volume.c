@@ -180,37 +180,6 @@ static pthread_mutex_t *vol_stripe(struct vol_store *s, const char *id)
     return &s->stripe[vol_hash(id) % VOL_STRIPES];
 }
 
-static int vol_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got)
-{
-    uint8_t *p = buf;
-    size_t have = 0;
-    while (have < len) {
-        ssize_t n = pread(fd, p + have, len - have, (off_t)(off + have));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return DYNO_EIO;
-        }
-        if (n == 0)
-            break;
-        have += (size_t)n;
-    }
-    *got = have;
-    return 0;
-}
-
-static int vol_fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return DYNO_EIO;
-    int rc = 0;
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-        rc = DYNO_EIO;
-    close(fd);
-    return rc;
-}
-
 /* The record header of (id, flags, seq, payload) into h: a CRC of the header and one of the
  * payload, so a scan tells a torn tail (bad header, or a bad payload with nothing valid
  * after it) from a damaged payload in the middle, which stays indexed: the fragment's own
@@ -396,7 +365,7 @@ static int vol_rotate_locked(struct vol_store *s)
     if (fd < 0)
         return errno == ENOSPC || errno == EDQUOT ? DYNO_ENOSPC : DYNO_EIO;
     struct vol *v = calloc(1, sizeof(*v));
-    if (!v || vol_fsync_dir(s->vdir) != 0) {
+    if (!v || store_fsync_dir(s->vdir) != 0) {
         free(v);
         close(fd);
         unlink(path);
@@ -746,7 +715,7 @@ static int vol_read_at(struct store_read *sr, uint64_t off, void *buf, size_t le
         return 0;
     if (len > r->len - off)
         len = (size_t)(r->len - off);
-    return vol_pread_all(r->v->fd, buf, len, r->base + off, got);
+    return store_pread_full(r->v->fd, buf, len, r->base + off, got);
 }
 
 static void vol_read_close(struct store_read *sr)
@@ -928,7 +897,7 @@ static int vol_compact_one(struct vol_store *s, struct vol *victim, bool oldest)
     while (rc == 0 && off < end) {
         uint8_t h[VOL_HDR];
         size_t got;
-        rc = vol_pread_all(victim->fd, h, VOL_HDR, off, &got);
+        rc = store_pread_full(victim->fd, h, VOL_HDR, off, &got);
         if (rc || got != VOL_HDR)
             break;
         uint32_t len = vol_get32(h + 16);
@@ -957,7 +926,7 @@ static int vol_compact_one(struct vol_store *s, struct vol *victim, bool oldest)
                 break;
         }
         if (want && len <= VOL_BATCH_BYTES) {
-            rc = vol_pread_all(victim->fd, buf + used, len, off + VOL_HDR, &got);
+            rc = store_pread_full(victim->fd, buf + used, len, off + VOL_HDR, &got);
             if (rc || got != len) {
                 rc = rc ? rc : DYNO_EIO;
                 break;
@@ -994,7 +963,7 @@ static int vol_compact_one(struct vol_store *s, struct vol *victim, bool oldest)
     unlink(path);
     vol_unref(victim); /* readers that hold it keep the open file */
     pthread_mutex_unlock(&s->mu);
-    return vol_fsync_dir(s->vdir);
+    return store_fsync_dir(s->vdir);
 }
 
 int store_volume_compact(struct store *base)
@@ -1107,7 +1076,7 @@ static void vol_destroy(struct store *base)
 static bool vol_header_ok(int fd, uint64_t off, uint64_t fsize, uint8_t h[VOL_HDR])
 {
     size_t got;
-    if (off + VOL_HDR > fsize || vol_pread_all(fd, h, VOL_HDR, off, &got) || got != VOL_HDR)
+    if (off + VOL_HDR > fsize || store_pread_full(fd, h, VOL_HDR, off, &got) || got != VOL_HDR)
         return false;
     if (vol_get32(h) != VOL_MAGIC || vol_get32(h + 4) != dyno_crc32c(0, h + 8, VOL_HDR - 8))
         return false;
@@ -1144,7 +1113,7 @@ static int vol_load(struct vol_store *s, struct vol *v, uint64_t fsize)
             pay = p;
             paycap = len;
         }
-        if (vol_pread_all(v->fd, pay, len, off + VOL_HDR, &got) || got != len)
+        if (store_pread_full(v->fd, pay, len, off + VOL_HDR, &got) || got != len)
             break;
         if (dyno_crc32c(0, pay, len) != vol_get32(h + 60) &&
             !vol_header_ok(v->fd, off + vol_rec_bytes(len), fsize, next)) {

@@ -18,10 +18,16 @@
 
 int gw_authenticate(struct gw_req *r, char *msg, size_t cap)
 {
-    const char *tok = dyno_http_bearer(r->c);
+    bool cookie = false;
+    const char *tok = gw_request_token(r, &cookie); /* bearer, else the console's session */
     if (!tok) {
         snprintf(msg, cap, "missing Authorization: Bearer token");
         return DYNO_EUNAUTH;
+    }
+    /* A cookie is sent by the browser whoever made the page: a change needs the CSRF proof. */
+    if (cookie && strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0 && !gw_csrf_ok(r)) {
+        snprintf(msg, cap, "a session request that changes state needs the X-Dyno-CSRF header");
+        return DYNO_EFORBIDDEN;
     }
     if (strlen(tok) > DYNO_TOKEN_MAX) {
         snprintf(msg, cap, "token too long");

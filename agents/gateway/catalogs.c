@@ -311,32 +311,51 @@ enum MHD_Result gw_containers(struct gw_req *r)
     return gw_rpc_reply(r, "metadata", "container.list", cJSON_CreateObject(), 200);
 }
 
-enum MHD_Result gw_login(struct gw_req *r)
+int gw_login_call(struct gw_req *r, cJSON **res, int *retry_s, char *msg, size_t cap)
 {
+    *res = NULL;
+    *retry_s = 0;
     cJSON *body = NULL;
     if (dyno_json_parse(r->body.data ? r->body.data : "", r->body.len, GW_JSON_BODY_MAX, &body) ||
         !dyno_json_str(body, "username") || !dyno_json_str(body, "password")) {
         cJSON_Delete(body);
-        return gw_reply_error(r, DYNO_EINVAL, "body must be {\"username\":...,\"password\":...}");
+        snprintf(msg, cap, "body must be {\"username\":...,\"password\":...}");
+        return DYNO_EINVAL;
     }
     const char *user = dyno_json_str(body, "username");
     if (!dyno_valid_segment(user)) {
         cJSON_Delete(body);
-        return gw_reply_error(r, DYNO_EUNAUTH, "bad username or password");
+        snprintf(msg, cap, "bad username or password");
+        return DYNO_EUNAUTH;
     }
-    int retry_s = 1; /* each attempt costs dyno-auth a PBKDF2: throttled before the call */
-    if (!gw_login_allowed(r, user, &retry_s)) {
+    int wait_s = 1; /* each attempt costs dyno-auth a PBKDF2: throttled before the call */
+    if (!gw_login_allowed(r, user, &wait_s)) {
         cJSON_Delete(body);
-        return gw_reply_limited(r, retry_s, "too many login attempts; retry in %d s", retry_s);
+        *retry_s = wait_s < 1 ? 1 : wait_s;
+        snprintf(msg, cap, "too many login attempts; retry in %d s", *retry_s);
+        return DYNO_ELIMIT;
     }
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "username", user);
     cJSON_AddStringToObject(params, "password", dyno_json_str(body, "password"));
+    cJSON *pw = cJSON_GetObjectItemCaseSensitive(body, "password");
+    gw_wipe(pw->valuestring, strlen(pw->valuestring));
     cJSON_Delete(body);
+    int rc = gw_rpc(r->gw, "auth", "auth.login", params, res, msg, cap);
+    pw = cJSON_GetObjectItemCaseSensitive(params, "password");
+    gw_wipe(pw->valuestring, strlen(pw->valuestring));
+    cJSON_Delete(params);
+    return rc;
+}
+
+enum MHD_Result gw_login(struct gw_req *r)
+{
     char msg[400];
     cJSON *res = NULL;
-    int rc = gw_rpc(r->gw, "auth", "auth.login", params, &res, msg, sizeof(msg));
-    cJSON_Delete(params);
+    int retry_s = 0;
+    int rc = gw_login_call(r, &res, &retry_s, msg, sizeof(msg));
+    if (rc == DYNO_ELIMIT && retry_s > 0)
+        return gw_reply_limited(r, retry_s, "%s", msg);
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
     enum MHD_Result ret = gw_reply_json(r, 200, res);

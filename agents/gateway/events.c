@@ -455,7 +455,7 @@ enum MHD_Result gw_events_sse(struct gw_req *r)
         return gw_reply_error(r, rc, "%s", msg);
 
     struct gw_sse *s = calloc(1, sizeof(*s));
-    const char *tok = dyno_http_bearer(r->c); /* authenticated: present and verified */
+    const char *tok = gw_request_token(r, NULL); /* authenticated: present and verified */
     if (!s || !tok || !(s->token = strdup(tok))) {
         free(s);
         return gw_reply_error(r, DYNO_ENOMEM, "out of memory");

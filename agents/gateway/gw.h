@@ -14,6 +14,8 @@
  *   events.c   catalog events: event.emit to pubsub, GET /v1/events (server-sent events)
  *   ingest.c   MQTT ingest: dyno/v1/ingest/<catalog> messages stored as objects
  *   admin.c    users and API tokens (dyno-auth RPCs)
+ *   web.c      the web console's static files (agents/frontend), its security headers
+ *   session.c  console sessions (HttpOnly cookie + CSRF header), device login for the CLI
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
@@ -73,6 +75,7 @@ struct gw_cfg {
     int64_t login_per_user_per_min; /* auth.c: ... and per username */
     int64_t limit_table_size;       /* keys each of those tables holds at most */
     int64_t max_streams_per_user;   /* events.c: SSE streams one user may hold */
+    int64_t device_code_ttl_s;      /* session.c: life of a device-login code */
     int64_t repair_workers;         /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;         /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */
@@ -360,6 +363,28 @@ int gw_evict_object(struct gw *gw, struct gw_conn *conn, const char *key, const 
 /* ---- server (rest.c) ---- */
 int gw_httpd_start(struct gw *gw);
 void gw_httpd_stop(struct gw *gw);
+/* Collects a JSON body (at most GW_JSON_BODY_MAX) and runs on_end once it is complete. */
+void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *));
+
+/* ---- web console (web.c: static files; session.c: cookie sessions, device login) ---- */
+#define GW_SESSION_COOKIE "dyno_session" /* the token: HttpOnly, SameSite=Strict */
+#define GW_CSRF_COOKIE "dyno_csrf"       /* read by the page, sent back as X-Dyno-CSRF */
+/* Routes of the console (files, /v1/auth/session, /v1/auth/device...): true when url is
+ * one of them and *ret is the handler's result; false for the REST router. */
+bool gw_web_route(struct gw_req *r, const char *url, enum MHD_Result *ret);
+bool gw_session_route(struct gw_req *r, const char *url, enum MHD_Result *ret);
+/* For the unit test: a file path the console may serve; its Content-Type or NULL. */
+bool gw_web_path_ok(const char *path);
+const char *gw_web_type(const char *path);
+/* The security headers of every console file (CSP without unsafe-inline, nosniff...). */
+void gw_web_headers(struct MHD_Response *resp);
+/* The caller's token: the bearer header, else the session cookie (*from_cookie set). */
+const char *gw_request_token(struct gw_req *r, bool *from_cookie);
+/* X-Dyno-CSRF equals the CSRF cookie (constant time). */
+bool gw_csrf_ok(struct gw_req *r);
+/* The login of POST /v1/auth/login and /v1/auth/session: body checks, the throttle
+ * (DYNO_ELIMIT with *retry_s > 0), auth.login. *res ({token, expires_at}) is the caller's. */
+int gw_login_call(struct gw_req *r, cJSON **res, int *retry_s, char *msg, size_t cap);
 
 /* ---- healing (repair.c, docs/healing.md, protocol.md §8) ---- */
 /* Starts cfg.repair_workers threads (none when 0) that claim repair tasks from metadata

@@ -42,6 +42,8 @@ static const struct dyno_opt gw_opts[] = {
      "login attempts a minute for one username, also the burst (more get 429)"},
     {"max_streams_per_user", DYNO_OPT_INT, offsetof(struct gw_cfg, max_streams_per_user), "8",
      "event streams (GET /v1/events) one user may hold (more get 429)"},
+    {"device_code_ttl_s", DYNO_OPT_INT, offsetof(struct gw_cfg, device_code_ttl_s), "600",
+     "seconds a device-login code (dynostore login --device) may wait for its approval"},
     {"limit_table_size", DYNO_OPT_INT, offsetof(struct gw_cfg, limit_table_size), "4096",
      "client addresses and usernames each limit table tracks at most"},
     {"repair_workers", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_workers), "1",

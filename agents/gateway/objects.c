@@ -120,11 +120,19 @@ enum MHD_Result gw_object_list(struct gw_req *r)
     if (has_after && !dyno_valid_name(after))
         return gw_reply_error(r, DYNO_EINVAL, "bad after (an object name)");
 
+    char prefix[DYNO_NAME_MAX + 1];
+    rc = gw_query_arg(r, "prefix", prefix, sizeof(prefix));
+    bool has_prefix = rc == 0 && prefix[0] != '\0';
+    if ((rc != 0 && rc != DYNO_ENOTFOUND) || (has_prefix && !dyno_valid_name(prefix)))
+        return gw_reply_error(r, DYNO_EINVAL, "bad prefix (the start of an object name)");
+
     rc = gw_catalog_check(r, r->catalog, false, NULL, msg, sizeof(msg));
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
     cJSON *params = cJSON_CreateObject(), *res = NULL;
     cJSON_AddStringToObject(params, "catalog", r->catalog);
+    if (has_prefix)
+        cJSON_AddStringToObject(params, "prefix", prefix);
     if (has_after)
         cJSON_AddStringToObject(params, "after", after);
     else

@@ -91,7 +91,7 @@ static int gw_collect_body(struct gw_req *r, const char *data, size_t len)
     return rc;
 }
 
-static void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *))
+void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *))
 {
     dyno_buf_init(&r->body, GW_JSON_BODY_MAX);
     r->on_body = gw_collect_body;
@@ -227,6 +227,9 @@ static enum MHD_Result gw_route_one(struct gw_req *r, const char *method, bool o
  * not to unescape the path, so the grammar sees every escape. */
 static enum MHD_Result gw_route(struct gw_req *r, const char *url)
 {
+    enum MHD_Result web;
+    if (gw_web_route(r, url, &web)) /* the console's files and session routes (web.c) */
+        return web;
     struct dyno_rest_route rt;
     const char *why = NULL;
     int rc = dyno_rest_route_parse(url, &rt, &why);

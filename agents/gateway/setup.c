@@ -90,6 +90,8 @@ int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "max_streams_per_user must be 1..65536");
     else if (c->reserve_batch < 0 || c->reserve_batch > 128 || c->reserve_ttl_ms < 100)
         snprintf(err, cap, "reserve_batch must be 0..128 and reserve_ttl_ms >= 100");
+    else if (c->device_code_ttl_s < 1 || c->device_code_ttl_s > 86400)
+        snprintf(err, cap, "device_code_ttl_s must be 1..86400");
     else if (c->limit_table_size < c->max_connections || c->limit_table_size > DYNO_LIMIT_CAP_MAX)
         snprintf(err, cap, "limit_table_size must be max_connections..%d", DYNO_LIMIT_CAP_MAX);
     else if (c->max_body < 0)

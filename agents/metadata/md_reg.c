@@ -5,6 +5,7 @@
 
 #include <dynostore/error.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,17 +47,10 @@ void md_reg_fini(struct md_reg *r)
 /* The entry for id, inserted (zeroed, in order) when absent; NULL when full. Locked. */
 static struct md_node *lookup(struct md_reg *r, const char *id, bool create)
 {
-    size_t lo = 0, hi = r->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->v[mid].id, id);
-        if (c == 0)
-            return &r->v[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    bool found;
+    size_t lo = dyno_name_search(r->v, r->n, sizeof(r->v[0]), offsetof(struct md_node, id), id, &found);
+    if (found)
+        return &r->v[lo];
     if (!create || r->n >= MD_REG_MAX)
         return NULL;
     if (r->n == r->cap) {

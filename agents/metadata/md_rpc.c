@@ -481,10 +481,19 @@ static int h_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t
             return DYNO_EINVAL;
         }
     }
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(req, "prefix");
+    const char *prefix = NULL;
+    if (pj && !cJSON_IsNull(pj)) {
+        prefix = cJSON_IsString(pj) ? pj->valuestring : NULL;
+        if (!prefix || (*prefix && !dyno_valid_name(prefix))) {
+            snprintf(err, errlen, "prefix must be the start of an object name");
+            return DYNO_EINVAL;
+        }
+    }
     if ((rc = p_int(req, "limit", true, 100, 1, 1000, &limit, err, errlen)) != 0)
         return rc;
     WITH_DB(ctx, db, err, errlen);
-    return md_store_list(db, catalog, a, (int)limit, result, err, errlen);
+    return md_store_list(db, catalog, a, prefix, (int)limit, result, err, errlen);
 }
 
 static int h_purge(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)

@@ -183,8 +183,10 @@ static const char SQL_SAME_NAME[] =
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
     "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
-static const char SQL_LIST[] = "SELECT key, name, size, sha256, k, m, created_at FROM objects"
-                               " WHERE catalog = ?1 AND name > ?2 AND " VISIBLE " ORDER BY name LIMIT ?3";
+static const char SQL_LIST[] =
+    "SELECT key, name, size, sha256, k, m, created_at, state FROM objects"
+    " WHERE catalog = ?1 AND name > ?2 AND name >= ?4 AND (?5 IS NULL OR name < ?5) AND " VISIBLE
+    " ORDER BY name LIMIT ?3";
 static const char SQL_FRAG_DELETE[] = "DELETE FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_FRAG_MISSING_DROP[] = "DELETE FROM fragments WHERE key = ?1 AND state = 'missing'";
 static const char SQL_FRAG_GARBAGE[] = "UPDATE fragments SET state = 'garbage' WHERE key = ?1";
@@ -1311,15 +1313,29 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     return 0;
 }
 
-int md_store_list(struct md_db *db, const char *catalog, const char *after, int limit, cJSON **result,
-                  char *err, size_t errlen)
+int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
+                  cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     sqlite3_stmt *st = NULL;
+    /* A prefix is the range [prefix, prefix with its last byte + 1): names compare as bytes
+     * (BINARY collation), so the index seeks straight to it, and a valid name's bytes are
+     * never 0xFF, so the increment cannot overflow. */
+    char upper[DYNO_NAME_MAX + 1];
+    size_t plen = prefix ? strlen(prefix) : 0;
+    if (plen > 0 && plen <= DYNO_NAME_MAX) {
+        memcpy(upper, prefix, plen + 1);
+        upper[plen - 1] = (char)((unsigned char)upper[plen - 1] + 1);
+    }
     int rc = md__stmt(db, SQL_LIST, &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, plen ? prefix : "", -1, SQLITE_STATIC);
+        if (plen > 0 && plen <= DYNO_NAME_MAX)
+            sqlite3_bind_text(st, 5, upper, (int)plen, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(st, 5);
         /* One row more than asked tells whether there is a next page. */
         sqlite3_bind_int(st, 3, limit + 1);
     }

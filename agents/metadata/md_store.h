@@ -177,8 +177,8 @@ int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nod
 int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                  size_t errlen);
 /* after may be NULL; 1 <= limit <= 1000. */
-int md_store_list(struct md_db *db, const char *catalog, const char *after, int limit, cJSON **result,
-                  char *err, size_t errlen);
+int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
+                  cJSON **result, char *err, size_t errlen);
 /* Committed or degraded -> deleting; result: fragments to delete. */
 int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -350,6 +351,52 @@ int cli_read_password(const char *file, char *buf, size_t cap)
     return 0;
 }
 
+/*
+ * login --device: the gateway hands out a code pair; the user approves the short code in
+ * the web console (logged in there), and the polls below get an API token of that user.
+ * The code is printed on stderr with the console's URL, so --json output stays one
+ * document. *who gets the approving user (whoami of the new token).
+ */
+static int login__device(dyno_client *c, const char *gw, char **token, int64_t *exp, char *who, size_t cap)
+{
+    char *dev = NULL, *code = NULL;
+    int64_t ttl = 600, interval = 2;
+    int rc = dyno_client_device_start(c, &dev, &code, &ttl, &interval);
+    if (rc < 0)
+        return rc;
+    size_t gl = strlen(gw);
+    while (gl > 0 && gw[gl - 1] == '/')
+        gl--;
+    fprintf(stderr,
+            "To log in, open %.*s/#/device?code=%s in a browser where you are logged in to the console,\n"
+            "and approve the code: %s\n(it expires in %lld minutes; waiting...)\n",
+            (int)gl, gw, code, code, (long long)(ttl / 60));
+    fflush(stderr);
+    time_t until = time(NULL) + ttl + interval;
+    for (;;) {
+        rc = dyno_client_device_poll(c, dev, token, exp);
+        if (rc < 0 || *token)
+            break;
+        if (time(NULL) > until) {
+            rc = DYNO_ETIMEDOUT;
+            break;
+        }
+        sleep((unsigned)interval);
+    }
+    memset(dev, 0, strlen(dev));
+    free(dev);
+    free(code);
+    if (rc < 0)
+        return rc;
+    cJSON *me = NULL;
+    if (dyno_client_set_token(c, *token) == 0 && dyno_client_whoami(c, &me) == 0) {
+        const char *u = dyno_json_str(me, "user");
+        snprintf(who, cap, "%s", u ? u : "");
+    }
+    cJSON_Delete(me);
+    return 0;
+}
+
 int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv)
 {
     const char *user = NULL, *pwfile = NULL;
@@ -361,18 +408,23 @@ int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv)
     char dir[4096], tpath[4200];
     if (argc > 6)
         return cli_usage("login: too many arguments");
-    const struct cli_flag flags[] = {
-        {"--user", true, &user, NULL}, {"-u", true, &user, NULL}, {"--password-file", true, &pwfile, NULL}};
-    int ec = cli_parse("login", argc, argv, flags, 3, pos, &npos);
+    bool device = false;
+    const struct cli_flag flags[] = {{"--user", true, &user, NULL},
+                                     {"-u", true, &user, NULL},
+                                     {"--password-file", true, &pwfile, NULL},
+                                     {"--device", false, NULL, &device}};
+    int ec = cli_parse("login", argc, argv, flags, 4, pos, &npos);
     if (ec)
         return ec;
     if (npos == 1 && !user)
         user = pos[0];
     else if (npos > 0)
         return cli_usage("login: unexpected argument '%s'", pos[0]);
-    if (!user)
-        return cli_usage("login: --user U is required");
-    if (!dyno_valid_segment(user))
+    if (device && (user || pwfile))
+        return cli_usage("login: --device takes no --user or --password-file (the console's user is used)");
+    if (!user && !device)
+        return cli_usage("login: --user U (or --device) is required");
+    if (user && !dyno_valid_segment(user))
         return cli_usage("login: invalid user name '%s'", user);
     if (cli_config_dir(dir, sizeof(dir)) < 0)
         return cli_err("neither $HOME nor $XDG_CONFIG_HOME is set: nowhere to save the token");
@@ -384,7 +436,7 @@ int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv)
             "no gateway: pass --gateway URL, set DYNOSTORE_GATEWAY, or start one with `dynostore up`");
         goto out;
     }
-    if (cli_read_password(pwfile, pw, sizeof(pw)) != 0) {
+    if (!device && cli_read_password(pwfile, pw, sizeof(pw)) != 0) {
         ec = CLI_FAIL;
         goto out;
     }
@@ -398,7 +450,13 @@ int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv)
         goto out;
     }
     int64_t exp = 0;
-    rc = dyno_client_login(c, user, pw, &token, &exp);
+    char who[DYNO_SEG_MAX + 1] = "";
+    if (device) {
+        rc = login__device(c, gw, &token, &exp, who, sizeof(who));
+        user = who;
+    } else {
+        rc = dyno_client_login(c, user, pw, &token, &exp);
+    }
     memset(pw, 0, sizeof(pw));
     if (rc < 0) {
         ec = cli_fail(c, rc, "login");

@@ -52,9 +52,11 @@ static const struct cli_cmd cmds[] = {
      "status\n    Gateway health, and the containers (id, site, state, used/capacity, utilization;\n"
      "    needs an admin token).\n"},
     {"login", cli_cmd_login,
-     "login --user U [--password-file F]\n"
+     "login --user U [--password-file F] | login --device\n"
      "    Logs in (the password is read from F, else from stdin) and saves the token to the\n"
-     "    settings folder (token, mode 0600) and config.json.\n"},
+     "    settings folder (token, mode 0600) and config.json. --device prints a short code and\n"
+     "    the web console's URL, and waits (10 minutes at most) until a user logged in to the\n"
+     "    console approves the code there; the token is then that user's.\n"},
     {"whoami", cli_cmd_whoami, "whoami\n    Shows who the current token belongs to.\n"},
     {"user", cli_cmd_user,
      "user create NAME [--org O] [--admin] [--password-file F]\n"
@@ -117,6 +119,7 @@ static void usage(FILE *f)
                "  container drain ID          move every fragment off a container   (admin)\n"
                "  admin rebuild-metadata | admin repair   rebuild metadata from fragments, repair status\n"
                "  login --user U [--password-file F]   log in and save the token\n"
+               "  login --device              log in by approving a code in the web console\n"
                "  whoami                      who the token belongs to\n"
                "  user create NAME [--org O] [--admin] [--password-file F] | user list   (admin)\n"
                "  token create [--ttl S] [--name N] | token list | token revoke ID   API tokens\n"

@@ -271,6 +271,65 @@ out:
     return rc;
 }
 
+int dyno_client_device_start(dyno_client *c, char **device_code, char **user_code, int64_t *expires_in,
+                             int64_t *interval)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!device_code || !user_code)
+        return dyno__fail(c, DYNO_EINVAL, "device_code and user_code are required");
+    *device_code = *user_code = NULL;
+    cJSON *doc = NULL, *body = cJSON_CreateObject();
+    int rc = body ? dyno__json_call(c, "POST", "/v1/auth/device", body, &doc) : DYNO_ENOMEM;
+    if (rc == 0)
+        rc = dyno__json_strdup(c, doc, "device_code", "device login answer", device_code);
+    if (rc == 0)
+        rc = dyno__json_strdup(c, doc, "user_code", "device login answer", user_code);
+    if (rc == 0) {
+        int64_t v = 600;
+        (void)dyno_json_i64(doc, "expires_in", &v);
+        if (expires_in)
+            *expires_in = v;
+        v = 2;
+        (void)dyno_json_i64(doc, "interval", &v);
+        if (interval)
+            *interval = v < 1 ? 1 : v;
+    } else {
+        free(*device_code);
+        *device_code = NULL;
+    }
+    cJSON_Delete(body);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int dyno_client_device_poll(dyno_client *c, const char *device_code, char **token, int64_t *expires_at)
+{
+    if (!c)
+        return DYNO_EINVAL;
+    dyno__begin(c);
+    if (!device_code || !token)
+        return dyno__fail(c, DYNO_EINVAL, "device_code and token are required");
+    *token = NULL;
+    cJSON *doc = NULL, *body = cJSON_CreateObject();
+    int rc = body && cJSON_AddStringToObject(body, "device_code", device_code) ? 0 : DYNO_ENOMEM;
+    if (rc == 0)
+        rc = dyno__json_call(c, "POST", "/v1/auth/device/token", body, &doc);
+    const char *status = rc == 0 ? dyno_json_str(doc, "status") : NULL;
+    if (rc == 0 && status && strcmp(status, "approved") == 0) {
+        rc = dyno__json_strdup(c, doc, "token", "device login answer", token);
+        int64_t exp = 0;
+        (void)dyno_json_i64(doc, "expires_at", &exp);
+        if (expires_at)
+            *expires_at = exp;
+        dyno__json_wipe(doc, "token");
+    }
+    cJSON_Delete(body);
+    cJSON_Delete(doc);
+    return rc;
+}
+
 int dyno_client_whoami(dyno_client *c, struct cJSON **out)
 {
     return dyno__json_get(c, "/v1/auth/whoami", out);

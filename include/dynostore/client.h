@@ -333,6 +333,17 @@ DYNO_CLIENT_WUR int dyno_client_healthz(dyno_client *c, struct cJSON **out);
  * 0, DYNO_EUNAUTH (bad user or password). */
 DYNO_CLIENT_WUR int dyno_client_login(dyno_client *c, const char *username, const char *password,
                                       char **token, int64_t *expires_at);
+/* Device login (a CLI without a browser, issue 12): asks the gateway for a code pair.
+ * *device_code (secret, for dyno_client_device_poll) and *user_code (for the human to
+ * approve in the web console at <gateway>/#/device) are malloc'd, the caller's;
+ * *expires_in and *interval are seconds. 0, DYNO_ELIMIT. */
+DYNO_CLIENT_WUR int dyno_client_device_start(dyno_client *c, char **device_code, char **user_code,
+                                             int64_t *expires_in, int64_t *interval);
+/* One poll: 0 with *token NULL while nobody approved yet; 0 with *token (malloc'd, the
+ * caller's; handed out once) and *expires_at once approved; DYNO_ENOTFOUND when the code
+ * is unknown, expired or was already used. */
+DYNO_CLIENT_WUR int dyno_client_device_poll(dyno_client *c, const char *device_code, char **token,
+                                            int64_t *expires_at);
 /* Who the token belongs to: {"user"/"sub", "org", "admin", ...}. 0, DYNO_EUNAUTH. */
 DYNO_CLIENT_WUR int dyno_client_whoami(dyno_client *c, struct cJSON **out);
 

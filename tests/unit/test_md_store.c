@@ -215,19 +215,34 @@ static void test_list_pages(void **state)
     for (int i = 0; i < 5; i++)
         cJSON_Delete(put(f, names[i], 1, 100));
     cJSON *res = NULL;
-    assert_int_equal(md_store_list(f->db, "alice/c", NULL, 2, &res, err, sizeof(err)), 0);
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, NULL, 2, &res, err, sizeof(err)), 0);
     assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "objects"), 0), "name"),
                         "a");
     assert_string_equal(dyno_json_str(res, "next"), "b");
     cJSON_Delete(res);
-    assert_int_equal(md_store_list(f->db, "alice/c", "c", 2, &res, err, sizeof(err)), 0);
+    assert_int_equal(md_store_list(f->db, "alice/c", "c", NULL, 2, &res, err, sizeof(err)), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 2);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(res, "next")));
+    cJSON_Delete(res);
+    /* A prefix is a range of names: "b" but not "a" or "c", and "ab" only under "a". */
+    cJSON_Delete(put(f, "ab", 1, 100));
+    cJSON_Delete(put(f, "bz", 1, 100));
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, "b", 10, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 2);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "objects"), 1), "name"),
+                        "bz");
+    cJSON_Delete(res);
+    assert_int_equal(md_store_list(f->db, "alice/c", "b", "b", 10, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 1);
+    cJSON_Delete(res);
+    cJSON_Delete(put(f, "\xc3\xa9t\xc3\xa9", 1, 100)); /* "été": bytes past 0x7f */
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, "\xc3\xa9", 10, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 1);
     cJSON_Delete(res);
     assert_int_equal(md_store_catalog_stats(f->db, "alice/c", &res, err, sizeof(err)), 0);
     int64_t n = 0;
     assert_int_equal(dyno_json_i64(res, "objects", &n), 0);
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 8);
     cJSON_Delete(res);
 }
 
@@ -322,7 +337,7 @@ static void test_reserve_commit_release(void **state)
         held += used_of(f, f->v[i].id);
     assert_true(held >= 12 * 65536);
     /* Invisible: nothing listed. */
-    assert_int_equal(md_store_list(f->db, "alice/c", NULL, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, NULL, 100, &res, err, sizeof(err)), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 0);
     cJSON_Delete(res);
 
@@ -370,7 +385,7 @@ static void test_reserve_commit_release(void **state)
     assert_int_equal(
         md_store_commit_resv(f->db, pkey, &id, 100, SHA, fr, 3, &f->nodes, 105, &res, err, sizeof(err)),
         DYNO_ECONFLICT);
-    assert_int_equal(md_store_list(f->db, "alice/c", NULL, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, NULL, 100, &res, err, sizeof(err)), 0);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 2); /* r1, p1 */
     cJSON_Delete(res);
 

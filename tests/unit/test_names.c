@@ -237,6 +237,14 @@ static void test_name_search(void **state)
     found = true;
     assert_int_equal(dyno_name_search(rows, 0, sizeof(rows[0]), off, "b", &found), 0);
     assert_false(found);
+    /* The same over a table of pointers (the ACL table, the broker's clients). */
+    const struct row *ptrs[] = {&rows[0], &rows[1], &rows[2], &rows[3]};
+    assert_int_equal(dyno_name_search_ptr((const void *const *)ptrs, n, off, "h", &found), 3);
+    assert_true(found);
+    assert_int_equal(dyno_name_search_ptr((const void *const *)ptrs, n, off, "c", &found), 1);
+    assert_false(found);
+    assert_int_equal(dyno_name_search_ptr((const void *const *)ptrs, 0, off, "c", &found), 0);
+    assert_false(found);
 }
 
 int main(void)

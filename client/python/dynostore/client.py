@@ -785,9 +785,10 @@ class Client:
             doc = doc.get("catalogs", [])
         return list(doc or [])
 
-    def iter_objects(self, catalog, token_user, limit=1000, after=None):
+    def iter_objects(self, catalog, token_user, limit=1000, after=None, prefix=None):
         """Yields every object record of a catalog ({key, name, size, sha256, k, m, ...}),
-        ordered by name, fetching page after page (``after`` = the last name seen)."""
+        ordered by name, fetching page after page (``after`` = the last name seen); with
+        ``prefix``, only the names that start with it (the gateway seeks to them)."""
         if not 1 <= int(limit) <= 1000:
             raise ValueError("limit must be 1..1000")
         path = _catalog_path(catalog, "objects")
@@ -795,6 +796,8 @@ class Client:
             q = [("limit", int(limit))]
             if after:
                 q.append(("after", after))
+            if prefix:
+                q.append(("prefix", prefix))
             doc = self._json("GET", path, token_user, query=q)
             page = doc.get("objects", []) if isinstance(doc, dict) else (doc or [])
             for o in page:
@@ -804,9 +807,9 @@ class Client:
                 return
             after = nxt
 
-    def list_objects(self, catalog, token_user, limit=1000):
-        """Every object record of a catalog, as a list (all pages)."""
-        return list(self.iter_objects(catalog, token_user, limit=limit))
+    def list_objects(self, catalog, token_user, limit=1000, prefix=None):
+        """Every object record of a catalog (whose name starts with ``prefix``), as a list."""
+        return list(self.iter_objects(catalog, token_user, limit=limit, prefix=prefix))
 
     # -- identity -------------------------------------------------------------------------------
 
