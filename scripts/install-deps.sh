@@ -38,3 +38,11 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q \
     --no-install-recommends npm
 fi
+# s3rver (npm, node 20): the local S3 server the s3 backend's tests run against (issue 13),
+# in the project's tests/s3/node_modules (kept out of git), not system-wide
+if command -v npm >/dev/null 2>&1; then
+  here="$(cd "$(dirname "$0")/.." && pwd)"
+  if [ ! -x "$here/tests/s3/node_modules/.bin/s3rver" ]; then
+    (cd "$here/tests/s3" && npm install --no-save --no-audit --no-fund s3rver@3)
+  fi
+fi

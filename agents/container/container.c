@@ -5,6 +5,7 @@
  */
 #include "container.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -59,14 +60,22 @@ static void container_fatal(const char *what)
     dyno_error("cannot start", "error=%s", dyno_log_q(q, sizeof(q), what));
 }
 
+bool container_backend_is(const struct container *c, const char *name)
+{
+    return strcmp(c->cfg.backend ? c->cfg.backend : "posix", name) == 0;
+}
+
 uint64_t container_free(struct container *c, uint64_t used)
 {
     uint64_t cap = (uint64_t)c->cfg.capacity;
+    /* The memory backend's own bound, when lower, is what placement must see. */
+    if (container_backend_is(c, "memory") && c->cfg.memory_max > 0 && (uint64_t)c->cfg.memory_max < cap)
+        cap = (uint64_t)c->cfg.memory_max;
     uint64_t free_bytes = used >= cap ? 0 : cap - used;
     /* The configured capacity is a promise the disk may not keep (a shared or small
      * filesystem): report what is really left, so placement stops choosing a full disk. */
     struct statvfs vfs;
-    if (statvfs(c->cfg.dir, &vfs) == 0) {
+    if (container_backend_is(c, "posix") && statvfs(c->cfg.dir, &vfs) == 0) {
         uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
         if (avail < free_bytes)
             free_bytes = avail;
@@ -125,8 +134,17 @@ static int container_check_cfg(const struct container_cfg *cfg, char *err, size_
         snprintf(err, errlen, "log_level must be debug, info, warn or error");
         return DYNO_EINVAL;
     }
-    if (!cfg->dir || !cfg->dir[0]) {
+    const char *backend = cfg->backend ? cfg->backend : "posix";
+    if (strcmp(backend, "posix") != 0 && strcmp(backend, "memory") != 0 && strcmp(backend, "s3") != 0) {
+        snprintf(err, errlen, "backend must be posix, s3 or memory");
+        return DYNO_EINVAL;
+    }
+    if (strcmp(backend, "posix") == 0 && (!cfg->dir || !cfg->dir[0])) {
         snprintf(err, errlen, "dir is required");
+        return DYNO_EINVAL;
+    }
+    if (cfg->memory_max < 0) {
+        snprintf(err, errlen, "memory_max must not be negative");
         return DYNO_EINVAL;
     }
     if (!cfg->c.public_key_file || !cfg->c.public_key_file[0]) {
@@ -194,6 +212,7 @@ static int container_status(void *arg, cJSON *o)
     store_usage(c->store, &used, &frags);
     if (!cJSON_AddStringToObject(o, "url", c->url) ||
         !cJSON_AddStringToObject(o, "site", c->cfg.site ? c->cfg.site : "") ||
+        !cJSON_AddStringToObject(o, "backend", c->cfg.backend ? c->cfg.backend : "posix") ||
         !dyno_json_add_i64(o, "capacity", c->cfg.capacity) || !dyno_json_add_i64(o, "used", (int64_t)used) ||
         !dyno_json_add_i64(o, "free", (int64_t)container_free(c, used)) ||
         !dyno_json_add_i64(o, "fragments", (int64_t)frags))
@@ -226,12 +245,31 @@ int container_setup(void *arg)
         container_fatal(err);
         return rc;
     }
-    struct store_volume_opts vo;
-    store_volume_defaults(&vo);
-    vo.small_max = (uint64_t)c->cfg.small_max;
-    vo.volume_max = (uint64_t)c->cfg.volume_max;
-    vo.compact_min = (uint64_t)c->cfg.compact_min;
-    rc = store_volume_open(c->cfg.dir, &vo, &c->store, err, sizeof(err));
+    if (container_backend_is(c, "s3")) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            container_fatal("curl_global_init failed");
+            return DYNO_EINTERNAL;
+        }
+        struct store_s3_opts so = {.endpoint = c->cfg.s3_endpoint,
+                                   .bucket = c->cfg.s3_bucket,
+                                   .prefix = c->cfg.s3_prefix ? c->cfg.s3_prefix : "",
+                                   .region = c->cfg.s3_region,
+                                   .access_key = c->cfg.s3_access_key,
+                                   .secret_file = c->cfg.s3_secret_file,
+                                   .part_size = c->cfg.s3_part_size > 0 ? (size_t)c->cfg.s3_part_size : 0};
+        rc = store_s3_open(&so, &c->store, err, sizeof(err));
+    } else if (container_backend_is(c, "memory")) {
+        /* Nothing survives a restart: the container registers empty, repair refills it. */
+        uint64_t max = (uint64_t)(c->cfg.memory_max ? c->cfg.memory_max : c->cfg.capacity);
+        rc = store_memory_open(max, &c->store, err, sizeof(err));
+    } else {
+        struct store_volume_opts vo;
+        store_volume_defaults(&vo);
+        vo.small_max = (uint64_t)c->cfg.small_max;
+        vo.volume_max = (uint64_t)c->cfg.volume_max;
+        vo.compact_min = (uint64_t)c->cfg.compact_min;
+        rc = store_volume_open(c->cfg.dir, &vo, &c->store, err, sizeof(err));
+    }
     if (rc) {
         container_fatal(err);
         return rc;
@@ -294,9 +332,9 @@ int container_started(void *arg)
     store_usage(c->store, &used, &frags);
     char qurl[600], qdir[600];
     dyno_info("started", "id=%s url=%s dir=%s capacity=%lld used=%llu fragments=%llu backend=%s", c->cfg.c.id,
-              dyno_log_q(qurl, sizeof(qurl), c->url), dyno_log_q(qdir, sizeof(qdir), c->cfg.dir),
-              (long long)c->cfg.capacity, (unsigned long long)used, (unsigned long long)frags,
-              c->store->ops->name);
+              dyno_log_q(qurl, sizeof(qurl), c->url),
+              dyno_log_q(qdir, sizeof(qdir), c->cfg.dir ? c->cfg.dir : ""), (long long)c->cfg.capacity,
+              (unsigned long long)used, (unsigned long long)frags, c->store->ops->name);
     return 0;
 }
 

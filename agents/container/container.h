@@ -28,6 +28,15 @@ struct container_cfg {
     struct dyno_agent_common c; /* the keys every agent has (lib/agent.h), first */
     char *dir;
     char *site;
+    char *backend;      /* "posix" (a folder: store_volume.c), "s3" or "memory" (store_memory.c) */
+    int64_t memory_max; /* bytes the memory backend may hold; 0 = capacity */
+    char *s3_endpoint;  /* the s3 backend (store_s3.c) */
+    char *s3_bucket;
+    char *s3_prefix;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_file;
+    int64_t s3_part_size;
     int64_t capacity;
     char *listen_host;
     int64_t port;
@@ -106,6 +115,8 @@ void container_close(void *arg);
 int container_http_start(struct container *c, char *err, size_t errlen);
 void container_http_stop(struct container *c);
 
+/* True when the container's configured backend is name ("posix" when none is set). */
+bool container_backend_is(const struct container *c, const char *name);
 /* Reserves n more bytes of capacity for a put in flight, given the bytes already reserved by
  * it; credit: bytes of the fragment it replaces. DYNO_ENOSPC when they do not fit. */
 /* Bytes that can still be stored: the configured capacity left, or the filesystem's free

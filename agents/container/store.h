@@ -4,8 +4,10 @@
  *
  * A fragment is named by its id "<key>.<index>" (store_valid_id). A put streams into a
  * private temporary object and becomes visible only at commit, atomically replacing an
- * existing fragment of the same id; a committed fragment survives a crash. Readers that
- * opened a fragment keep reading the version they opened.
+ * existing fragment of the same id; a committed fragment survives a crash (not in the
+ * memory backend, which is empty after a restart). Readers that opened a fragment keep
+ * reading the version they opened (the s3 backend cannot keep it: its reader gets
+ * DYNO_EIO once the fragment is replaced or removed, never bytes of another version).
  *
  * The store keeps its own usage accounting (bytes and fragments of committed data),
  * computed by a scan when it opens and kept exact by commit and remove.
@@ -102,6 +104,33 @@ int store_volume_compact(struct store *s);
 /* Records appended and group-commit fdatasyncs since open (metrics, tests); 0 and 0 for
  * a store of another backend. */
 void store_volume_stats(struct store *s, uint64_t *records, uint64_t *syncs);
+
+/*
+ * The memory backend (store_memory.c): fragments in this process's memory, for caches and
+ * edge nodes; lost when the process ends (the container then registers empty and repair
+ * refills it). Committed bytes plus puts in progress never pass max_bytes: a write that
+ * would is DYNO_ENOSPC. DYNO_EINVAL with a message in err when max_bytes is 0.
+ */
+int store_memory_open(uint64_t max_bytes, struct store **out, char *err, size_t errlen);
+
+/*
+ * The s3 backend (store_s3.c): fragments as objects <prefix><id> of a bucket of an
+ * S3-compatible service (path-style URLs, SigV4 by libcurl). A fragment over part_size is
+ * a multipart upload; every object appears only when complete. Usage by a listing at open,
+ * which also proves the endpoint and credentials. The secret is read from secret_file.
+ * curl_global_init must have been called. DYNO_EINVAL/DYNO_EIO with a message in err.
+ */
+struct store_s3_opts {
+    const char *endpoint; /* http(s)://host:port */
+    const char *bucket;
+    const char *prefix; /* "" or e.g. "c3/" */
+    const char *region;
+    const char *access_key;
+    const char *secret_file;
+    size_t part_size;  /* 5M..1G */
+    unsigned list_max; /* keys per ListObjectsV2 page, 0 = the service's (tests: continuation) */
+};
+int store_s3_open(const struct store_s3_opts *o, struct store **out, char *err, size_t errlen);
 
 /* File helpers every file-based backend needs (store.c). */
 /* Reads up to len bytes of fd at off, through EINTR and short reads; *got < len only at

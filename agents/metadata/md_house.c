@@ -53,6 +53,10 @@ static void *house__main(void *arg)
             if (events && md_reg_snapshot(&h->ctx->reg, &nodes) == 0) {
                 if (md_repair_tick(&h->ctx->repair, h->db, &nodes, now, observed_since, events) != 0)
                     dyno_warn("repair planner pass failed", NULL);
+                else
+                    for (size_t i = 0; i < nodes.n; i++)
+                        if (nodes.v[i].wiped && nodes.v[i].online)
+                            md_reg_wiped_done(&h->ctx->reg, nodes.v[i].id, nodes.v[i].wiped);
                 md_rpc_emit(h->ctx, events);
                 free(nodes.v);
             }

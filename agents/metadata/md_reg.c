@@ -125,8 +125,8 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
     /* An empty retained message clears the status: the container is gone. */
     cJSON *j = NULL;
     bool online = false;
-    const char *url = NULL, *site = NULL;
-    int64_t capacity = 0, used = 0, frags = 0, free_bytes = -1;
+    const char *url = NULL, *site = NULL, *backend = NULL;
+    int64_t capacity = 0, used = 0, frags = 0, free_bytes = -1, started_at = 0;
     if (msg->len > 0) {
         int rc = dyno_json_parse(msg->payload, msg->len, MD_STATUS_MAX, &j);
         if (rc != 0 || !cJSON_IsObject(j)) {
@@ -146,6 +146,9 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
         if (online) {
             url = dyno_json_str(j, "url");
             site = dyno_json_str(j, "site");
+            backend = dyno_json_str(j, "backend");
+            if (backend && !dyno_valid_segment(backend))
+                backend = NULL; /* shown only; a bad one is not worth refusing the container */
             if (!valid_url(url) || (site && *site && !dyno_valid_segment(site)) ||
                 dyno_json_i64(j, "capacity", &capacity) != 0 || capacity < 0) {
                 dyno_warn("bad container status", "id=%s error=%s", id,
@@ -159,6 +162,8 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
                 frags = 0;
             if (dyno_json_i64(j, "free", &free_bytes) != 0 || free_bytes < 0)
                 free_bytes = -1;
+            if (dyno_json_i64(j, "started_at", &started_at) != 0)
+                started_at = 0;
         }
     }
     pthread_mutex_lock(&r->mu);
@@ -172,6 +177,16 @@ void md_reg_on_status(void *arg, const struct dyno_mq_msg *msg)
             nd->offline_since = 0;
             snprintf(nd->url, sizeof(nd->url), "%s", url);
             snprintf(nd->site, sizeof(nd->site), "%s", site ? site : "");
+            snprintf(nd->backend, sizeof(nd->backend), "%.15s", backend ? backend : "");
+            /* A memory container that started again (a new process) holds nothing of what
+             * it held: the planner marks those fragments missing so repair refills it. */
+            if (strcmp(nd->backend, "memory") == 0 && started_at && nd->started_at &&
+                started_at != nd->started_at) {
+                nd->wiped++;
+                dyno_warn("memory container restarted: its fragments are gone", "id=%s", id);
+            }
+            if (started_at)
+                nd->started_at = started_at;
             nd->capacity = capacity;
             nd->reported_used = used;
             nd->reported_free = free_bytes;
@@ -216,6 +231,15 @@ int md_reg_snapshot(struct md_reg *r, struct md_nodes *out)
         }
     }
     return 0;
+}
+
+void md_reg_wiped_done(struct md_reg *r, const char *id, uint64_t seen)
+{
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i].id, id) == 0 && r->v[i].wiped >= seen)
+            r->v[i].wiped -= seen; /* a restart seen after the snapshot stays */
+    pthread_mutex_unlock(&r->mu);
 }
 
 bool md_reg_wait_dirty(struct md_reg *r, int timeout_ms, struct md_nodes *out)

@@ -37,4 +37,6 @@ int md_reg_snapshot(struct md_reg *r, struct md_nodes *out);
  * Returns false once stopped. */
 bool md_reg_wait_dirty(struct md_reg *r, int timeout_ms, struct md_nodes *out);
 void md_reg_stop(struct md_reg *r);
+/* The planner handled seen restarts of memory container id (md_node.wiped of its snapshot). */
+void md_reg_wiped_done(struct md_reg *r, const char *id, uint64_t seen);
 #endif

@@ -399,6 +399,15 @@ int md_repair_tick(struct md_repair *r, struct md_db *db, const struct md_nodes 
                               "id=%s fragments=%lld offline_for=%lld", nd->id, (long long)count,
                               (long long)(now - since));
             }
+        } else if (nd->wiped) {
+            /* A memory container came back empty: what it held is missing, not lost (it
+             * will not come back), so repair rebuilds it at once, not after the grace. */
+            rc = repair__mark(db, nd->id, "ok", "missing", events, &count);
+            if (rc == SQLITE_OK)
+                rc = repair__mark(db, nd->id, "lost", "missing", events, &count);
+            if (rc == SQLITE_OK)
+                dyno_warn("memory container restarted empty: fragments missing", "id=%s fragments=%lld",
+                          nd->id, (long long)count);
         } else {
             rc = repair__flip_back(db, nd->id, draining, events, &count);
             if (rc == SQLITE_OK && count > 0)

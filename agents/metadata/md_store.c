@@ -1511,6 +1511,7 @@ int md_store_containers(struct md_db *db, const struct md_nodes *nodes, cJSON **
         cJSON_AddStringToObject(c, "id", nd->id);
         cJSON_AddStringToObject(c, "url", nd->url);
         cJSON_AddStringToObject(c, "site", nd->site);
+        cJSON_AddStringToObject(c, "backend", nd->backend);
         cJSON_AddStringToObject(c, "state", u.draining ? "draining" : nd->online ? "online" : "offline");
         cJSON_AddBoolToObject(c, "online", nd->online);
         dyno_json_add_i64(c, "capacity", nd->capacity);

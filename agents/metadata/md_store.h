@@ -36,6 +36,11 @@
 struct md_node {
     char id[DYNO_SEG_MAX + 1];
     char site[DYNO_SEG_MAX + 1];
+    char backend[16];   /* its store (posix, s3, memory) as its status says; not persisted */
+    int64_t started_at; /* its process's start time (status started_at); not persisted */
+    /* Restarts of a memory-backed container not yet handled by the planner: each one lost
+     * every fragment it held (md_repair_tick marks them missing; md_reg_wiped_done). */
+    uint64_t wiped;
     char url[MD_URL_MAX + 1];
     int64_t capacity;
     int64_t reported_used;

@@ -270,7 +270,8 @@ int cli_cmd_status(const struct cli_ctx *x, int argc, char **argv)
             const cJSON *arr = cJSON_GetObjectItemCaseSensitive(conts, "containers");
             const cJSON *it;
             int online = 0, total = 0;
-            printf("%-12s %-12s %-8s %-26s %s\n", "ID", "SITE", "STATE", "USED / CAPACITY", "UTIL");
+            printf("%-12s %-12s %-8s %-8s %-26s %s\n", "ID", "SITE", "BACKEND", "STATE", "USED / CAPACITY",
+                   "UTIL");
             cJSON_ArrayForEach(it, arr)
             {
                 double used = num(it, "used", 0), cap = num(it, "capacity", 0);
@@ -281,12 +282,13 @@ int cli_cmd_status(const struct cli_ctx *x, int argc, char **argv)
                 snprintf(uc, sizeof(uc), "%s / %s", u, k);
                 const char *state = dyno_json_str(it, "state");
                 const char *site = dyno_json_str(it, "site");
+                const char *backend = dyno_json_str(it, "backend");
                 const char *id = dyno_json_str(it, "id");
                 total++;
                 if (state && strcmp(state, "online") == 0)
                     online++;
-                printf("%-12s %-12s %-8s %-26s %.2f%%", id ? id : "?", site && site[0] ? site : "-",
-                       state ? state : "?", uc, util * 100.0);
+                printf("%-12s %-12s %-8s %-8s %-26s %.2f%%", id ? id : "?", site && site[0] ? site : "-",
+                       backend && backend[0] ? backend : "-", state ? state : "?", uc, util * 100.0);
                 if (num(it, "repairing", 0) > 0)
                     printf("  (%.0f fragments to repair)", num(it, "repairing", 0));
                 printf("\n");

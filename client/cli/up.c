@@ -85,6 +85,8 @@ struct up {
     char plugin[UP_PATH]; /* dyno_auth.so, absolute */
     int ncont;
     const char *capacity;
+    const char *backend; /* --backend SPEC (up__backend_of), NULL: posix everywhere */
+    const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file; /* --s3-* */
     const char *repair_grace; /* NULL: the metadata default */
     int port_req;             /* asked gateway port; 0 = any */
     bool tls;
@@ -484,6 +486,51 @@ static int up__write_gateway_conf(struct up *u, char *conf)
 }
 
 /*
+ * The backend of container i under a --backend SPEC: a comma-separated list whose items are
+ * a backend name (every container) or cN=NAME (container cN; wins over a bare name). Writes
+ * the name into out (posix when the spec says nothing). False on an item that is neither, a
+ * name that is not a backend, or cN out of 1..ncont.
+ */
+static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t cap)
+{
+    static const char *const names[] = {"posix", "memory", "s3"};
+    char all[16] = "posix", mine[16] = "";
+    const char *p = spec ? spec : "";
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char item[64];
+        if (n == 0 || n >= sizeof(item))
+            return false;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        char *eq = strchr(item, '=');
+        const char *name = eq ? eq + 1 : item;
+        bool known = false;
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+            known = known || strcmp(name, names[k]) == 0;
+        if (!known)
+            return false;
+        if (eq) {
+            *eq = '\0';
+            char *num_end = NULL;
+            long c = item[0] == 'c' ? strtol(item + 1, &num_end, 10) : 0;
+            if (!num_end || num_end == item + 1 || *num_end || c < 1 || c > ncont)
+                return false;
+            if (c == i)
+                snprintf(mine, sizeof(mine), "%.15s", name);
+        } else {
+            snprintf(all, sizeof(all), "%.15s", name);
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    snprintf(out, cap, "%s", mine[0] ? mine : all);
+    return true;
+}
+
+/*
  * DIR/containers/c<i>/config.json. port 0 lets the container take any free port; once it has
  * written the one it bound, up calls this again with that port, so that a container restarted
  * from its recorded command line comes back on the same URL: a read or repair that began
@@ -500,6 +547,28 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
         return cli_err("out of memory while writing the config of container %s", id);
     snprintf(rel, sizeof(rel), "containers/%s/frags", id);
     up__add_path(o, "dir", u, rel);
+    char backend[16];
+    if (!up__backend_of(u->backend, u->ncont, i, backend, sizeof(backend))) {
+        cJSON_Delete(o);
+        return cli_err("up: bad --backend for container %s", id); /* checked at parse */
+    }
+    cJSON_AddStringToObject(o, "backend", backend);
+    if (strcmp(backend, "s3") == 0) {
+        /* One bucket for the fabric, a prefix per container. The secret stays in its file. */
+        char prefix[24], secret[UP_PATH];
+        snprintf(prefix, sizeof(prefix), "%s/", id);
+        cJSON_AddStringToObject(o, "s3_endpoint", u->s3_endpoint);
+        cJSON_AddStringToObject(o, "s3_bucket", u->s3_bucket);
+        cJSON_AddStringToObject(o, "s3_prefix", prefix);
+        cJSON_AddStringToObject(o, "s3_region", u->s3_region ? u->s3_region : "us-east-1");
+        cJSON_AddStringToObject(o, "s3_access_key", u->s3_access_key);
+        char cwd[UP_PATH];
+        /* the container runs elsewhere: a relative path is made absolute */
+        if (u->s3_secret_file[0] == '/' || !getcwd(cwd, sizeof(cwd)) ||
+            !up__path(secret, "%s/%s", cwd, u->s3_secret_file))
+            snprintf(secret, sizeof(secret), "%s", u->s3_secret_file);
+        cJSON_AddStringToObject(o, "s3_secret_file", secret);
+    }
     cJSON_AddStringToObject(o, "site", site);
     cJSON_AddStringToObject(o, "capacity", u->capacity);
     cJSON_AddStringToObject(o, "listen_host", "127.0.0.1");
@@ -1262,10 +1331,12 @@ static void up__print_ready(const struct up *u)
 
 /* The flags of `dynostore up`, checked. */
 struct up_opts {
-    const char *data;         /* NULL: ~/.local/share/dynostore/fabric */
-    const char *bin;          /* NULL: next to the CLI */
-    const char *plugin;       /* NULL: <bindir>/../lib/dyno_auth.so */
-    const char *capacity;     /* per container */
+    const char *data;     /* NULL: ~/.local/share/dynostore/fabric */
+    const char *bin;      /* NULL: next to the CLI */
+    const char *plugin;   /* NULL: <bindir>/../lib/dyno_auth.so */
+    const char *capacity; /* per container */
+    const char *backend;  /* --backend SPEC, NULL: posix */
+    const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file;
     const char *repair_grace; /* NULL: the metadata default */
     int ncont;
     int port; /* 0 = any */
@@ -1290,6 +1361,12 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
         {"--bin", true, &o->bin, NULL},
         {"--plugin", true, &o->plugin, NULL},
         {"--capacity", true, &o->capacity, NULL},
+        {"--backend", true, &o->backend, NULL},
+        {"--s3-endpoint", true, &o->s3_endpoint, NULL},
+        {"--s3-bucket", true, &o->s3_bucket, NULL},
+        {"--s3-region", true, &o->s3_region, NULL},
+        {"--s3-access-key", true, &o->s3_access_key, NULL},
+        {"--s3-secret-file", true, &o->s3_secret_file, NULL},
         {"--tls", false, NULL, &o->tls},
         {"--foreground", false, NULL, &fg},
     };
@@ -1312,6 +1389,19 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
         return cli_usage("up: --repair-grace must be a number of seconds");
     if (!up__valid_size(o->capacity))
         return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
+    char b[16];
+    if (o->backend && !up__backend_of(o->backend, o->ncont, 1, b, sizeof(b)))
+        return cli_usage(
+            "up: --backend must be NAME or cN=NAME[,...] with NAME posix, memory or s3 and N in 1..%d",
+            o->ncont);
+    bool any_s3 = false;
+    for (int i = 1; i <= o->ncont && o->backend; i++)
+        any_s3 = any_s3 || (up__backend_of(o->backend, o->ncont, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
+    if (any_s3 && (!o->s3_endpoint || !o->s3_bucket || !o->s3_access_key || !o->s3_secret_file))
+        return cli_usage("up: an s3 container needs --s3-endpoint URL --s3-bucket B --s3-access-key K "
+                         "--s3-secret-file FILE");
+    if (any_s3 && access(o->s3_secret_file, R_OK) != 0)
+        return cli_usage("up: cannot read the s3 secret file %s (--s3-secret-file)", o->s3_secret_file);
     return CLI_OK;
 }
 
@@ -1492,6 +1582,12 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     u->port_req = o.port;
     u->repair_grace = o.repair_grace;
     u->capacity = o.capacity;
+    u->backend = o.backend;
+    u->s3_endpoint = o.s3_endpoint;
+    u->s3_bucket = o.s3_bucket;
+    u->s3_region = o.s3_region;
+    u->s3_access_key = o.s3_access_key;
+    u->s3_secret_file = o.s3_secret_file;
     u->tls = o.tls;
     up__default_resilience(u);
 

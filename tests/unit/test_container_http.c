@@ -28,6 +28,8 @@
 #include "../../agents/container/list.c"
 #include "../../agents/container/scrub.c"
 #include "../../agents/container/store.c"
+#include "../../agents/container/store_memory.c"
+#include "../../agents/container/store_s3.c"
 #include "../../agents/container/store_posix.c"
 #include "../../agents/container/store_volume.c"
 
