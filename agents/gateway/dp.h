@@ -236,11 +236,14 @@ struct gw_put_args {
     const char *publisher; /* who stores it (a valid segment), recorded; grants nothing */
     int k, m;              /* resilience of an erasure-coded object (small ones are replicas) */
     int64_t size;          /* the body's size, -1 when unknown (decided at small_max + 1 bytes) */
+    int64_t t0_us;         /* when the request began (gw_put_us), for the stage timers; 0: now */
     bool site_relaxed;     /* the catalog's "site_spread": "relaxed" (gw_site_relaxed) */
 };
 /* Whether a catalog (pubsub's catalog.get answer) allows more than m fragments on a site. */
 bool gw_site_relaxed(const cJSON *cat);
 struct gw_put;
+/* A monotonic clock in microseconds: the put's per-stage timers ("put committed" log line). */
+int64_t gw_put_us(void);
 /* A put: with a known size, object.begin runs (placement) and the streams open now. 0, or
  * a DYNO_E* with msg set (*out is then NULL and nothing is left behind). */
 int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a, struct gw_put **out,
@@ -257,6 +260,25 @@ uint64_t gw_put_size(const struct gw_put *p);   /* body bytes so far */
 /* Ends p: an uncommitted put is aborted (its fragments deleted only once metadata confirmed
  * the abort), a committed one deletes the fragments of the object it replaced. Frees p. */
 void gw_put_close(struct gw_put *p);
+
+/* ---- reservations (dp_resv.c): small objects placed ahead, in batches ---- */
+struct gw_resv;
+/* A pool of reservations of replicas with m parity copies (k = 1), batch per object.reserve,
+ * released unused after ttl_ms. Without gw_resv_start nothing refills it by itself. */
+int gw_resv_new(struct gw *gw, int m, int batch, int64_t ttl_ms, struct gw_resv **out);
+int gw_resv_start(struct gw_resv *r); /* the refill thread */
+/* Stops the thread and releases every unused reservation. Safe on NULL. */
+void gw_resv_free(struct gw_resv *r);
+/* One object.reserve for what the pool lacks: 0 or the call's error. */
+int gw_resv_refill(struct gw_resv *r);
+/* A reservation {key, unit, k, m, fragments} for a replica of m parity copies, the caller's
+ * (cJSON_Delete), or NULL (none fresh, or another shape): then the put uses object.begin. */
+cJSON *gw_resv_take(struct gw_resv *r, int m);
+/* Marks every held reservation stale (a placement failed): the thread releases them. */
+void gw_resv_flush(struct gw_resv *r);
+/* Releases the reservations older than the ttl, or all. */
+void gw_resv_expire(struct gw_resv *r, bool all);
+int gw_resv_count(struct gw_resv *r);
 
 /* In-memory put (MQTT ingest): gw_put_new, write, finish and close in one call. */
 struct gw_put_mem {

@@ -45,6 +45,7 @@ struct gw_put {
     bool begun;       /* object.begin succeeded: abort must clean up */
     bool committed;   /* object.commit succeeded: never abort */
     bool deferred;    /* a replica: the streams start in gw_put_finish, with everything */
+    bool reserved;    /* placed by a reservation (dp_resv.c): the commit names catalog and name */
     char key[DYNO_KEY_LEN + 1];
     char catalog[DYNO_CATALOG_MAX + 1];
     char name[DYNO_NAME_MAX + 1]; /* "" when none was given */
@@ -65,8 +66,18 @@ struct gw_put {
     /* The object this put replaced: its fragments are deleted by gw_put_close. */
     char purge_key[DYNO_KEY_LEN + 1];
     cJSON *purge_frags;
+    /* Stage timers (gw_put_us): the "put committed" log line gives each stage's share. */
+    int64_t t_start, t_new, t_placed, t_finish, t_sent, t_committed, t_event;
+    int64_t encode_us; /* inside put__encode_send: erasure code and CRC */
     char msg[400];
 };
+
+int64_t gw_put_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 const char *gw_put_msg(const struct gw_put *p)
 {
@@ -90,6 +101,9 @@ static void put__stream_failed(void *arg, const struct gw_upload *u)
     const struct gw_put *p = arg;
     dyno_warn("fragment stream failed", "key=%s index=%d url=%s reason=\"%s\"", p->key, u->x.index, u->url,
               u->why);
+    /* The reservations placed with the same registry may name the same container. */
+    if (p->reserved)
+        gw_resv_flush(p->gw->resv);
 }
 
 static int put__live(const struct gw_put *p)
@@ -122,7 +136,8 @@ static int put__open_streams(struct gw_put *p, int64_t fsize)
         struct gw_upload *s = &p->up[i];
         char furl[700];
         snprintf(furl, sizeof(furl), "%s/v1/fragments/%s.%d", s->url, p->key, i);
-        (void)gw_upload_open(p->gw, p->conn, s, furl, fsize);
+        if (gw_upload_open(p->gw, p->conn, s, furl, fsize) != 0 && p->reserved)
+            gw_resv_flush(p->gw->resv);
     }
     if (put__live(p) < p->quorum)
         return put__quorum_error(p);
@@ -136,6 +151,7 @@ static int put__open_streams(struct gw_put *p, int64_t fsize)
 /* Encodes the stripe (units of ulen bytes) and hands one record to every live stream. */
 static int put__encode_send(struct gw_put *p, size_t ulen)
 {
+    int64_t t = gw_put_us();
     uint8_t *data[DYNO_EC_MAX_K], *par[DYNO_EC_MAX_M];
     for (int i = 0; i < p->k; i++)
         data[i] = p->stripe + (size_t)i * ulen;
@@ -158,6 +174,7 @@ static int put__encode_send(struct gw_put *p, size_t ulen)
         const uint8_t *payload = p->mode == PUT_REPLICA ? p->stripe : i < p->k ? data[i] : par[i - p->k];
         gw_upload_record(&p->up[i], payload, ulen, p->mode == PUT_REPLICA ? rep_suf : NULL);
     }
+    p->encode_us += gw_put_us() - t;
     p->records++;
     p->fill = 0;
     return p->deferred ? 0 : put__pump(p, false);
@@ -333,8 +350,18 @@ static int put__streams(struct gw_put *p, const cJSON *frags, bool replica)
 static int put__place(struct gw_put *p, int64_t size, bool replica)
 {
     cJSON *res = NULL;
+    int rc;
     put__shape(p, size, replica);
-    int rc = put__begin(p, size, replica, &res);
+    /* A small object takes a placement reserved ahead (dp_resv.c) when there is one: no
+     * object.begin on its way. Its key is pending in metadata like a begun one. */
+    if (replica && size >= 0 && size <= p->gw->cfg.small_max &&
+        (res = gw_resv_take(p->gw->resv, p->m)) != NULL) {
+        memcpy(p->key, dyno_json_str(res, "key"), sizeof(p->key));
+        p->begun = p->reserved = true;
+        rc = 0;
+    } else {
+        rc = put__begin(p, size, replica, &res);
+    }
     if (rc == 0)
         rc = put__buffers(p, size, replica);
     if (rc == 0)
@@ -342,6 +369,7 @@ static int put__place(struct gw_put *p, int64_t size, bool replica)
     cJSON_Delete(res);
     if (rc)
         return rc;
+    p->t_placed = gw_put_us();
     p->deferred = replica;
     if (!replica) {
         struct dyno_layout lay = {.size = size >= 0 ? (uint64_t)size : 0, .unit = p->unit, .k = p->k};
@@ -418,6 +446,17 @@ static int put__commit(struct gw_put *p, uint64_t fsize, const char *sha_hex, cJ
     cJSON_AddStringToObject(params, "key", p->key);
     dyno_json_add_i64(params, "size", (int64_t)p->size);
     cJSON_AddStringToObject(params, "sha256", sha_hex);
+    if (p->reserved) {
+        /* Metadata learns the object's identity only now (md_store_commit_resv). */
+        cJSON_AddStringToObject(params, "catalog", p->catalog);
+        if (p->name[0])
+            cJSON_AddStringToObject(params, "name", p->name);
+        cJSON_AddStringToObject(params, "publisher", p->publisher);
+        cJSON_AddNumberToObject(params, "k", p->k);
+        cJSON_AddNumberToObject(params, "m", p->m);
+        cJSON_AddBoolToObject(params, "replica", p->mode == PUT_REPLICA);
+        dyno_json_add_i64(params, "unit", p->unit);
+    }
     cJSON *fr = cJSON_AddArrayToObject(params, "fragments");
     *stored = 0;
     for (int i = 0; i < p->n; i++) {
@@ -468,6 +507,8 @@ int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a,
     }
     p->gw = gw;
     p->conn = conn;
+    p->t_new = gw_put_us();
+    p->t_start = a->t0_us > 0 ? a->t0_us : p->t_new;
     p->req_k = a->k;
     p->req_m = a->m;
     p->site_relaxed = a->site_relaxed;
@@ -517,6 +558,7 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
     struct gw *gw = p->gw;
     int rc;
     *out = NULL;
+    p->t_finish = gw_put_us();
     if (p->mode == PUT_UNDECIDED) {
         rc = put__place(p, (int64_t)p->pre.len, true);
         if (rc == 0 && p->pre.len)
@@ -546,13 +588,21 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
         return rc;
     if ((rc = put__pump(p, true)) != 0)
         return rc;
+    p->t_sent = gw_put_us();
 
     char sha_hex[65];
     dyno_hex(p->sha256, 32, sha_hex);
     cJSON *res = NULL;
     int stored = 0;
-    if ((rc = put__commit(p, fsize, sha_hex, &res, &stored)) != 0)
+    if ((rc = put__commit(p, fsize, sha_hex, &res, &stored)) != 0) {
+        /* Metadata lost the reservation (its database was rebuilt): so did it every other
+         * one held here. This put fails (its abort deletes what it sent); the next ones place
+         * afresh. */
+        if (rc == DYNO_ENOTFOUND && p->reserved)
+            gw_resv_flush(gw->resv);
         return rc;
+    }
+    p->t_committed = gw_put_us();
     dyno_crash_point("gateway.put.before_reply");
 
     /* Committed: from here on the object is visible and must not be aborted. Its stripe
@@ -571,10 +621,23 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
     cJSON_Delete(res);
     gw->meta->emit(gw, "object.created", p->catalog, p->key, p->name[0] ? p->name : p->key, (int64_t)p->size,
                    sha_hex);
+    p->t_event = gw_put_us();
     dyno_metric_add(&gw->metrics[GW_M_PUTS], 1);
     dyno_metric_add(&gw->metrics[GW_M_BYTES_IN], (int64_t)p->size);
-    dyno_info("put committed", "key=%s catalog=%s size=%llu k=%d m=%d stored=%d replica=%d", p->key,
-              p->catalog, (unsigned long long)p->size, p->k, p->m, stored, p->mode == PUT_REPLICA);
+    /* Stages in microseconds: auth (request start to the core), place (object.begin or a
+     * reservation), body (until the end of the body; includes encode), send (the last
+     * records and the containers' answers), commit (object.commit), event (object.created
+     * handed to the broker). */
+    int64_t placed = p->t_placed ? p->t_placed : p->t_finish;
+    dyno_info(
+        "put committed",
+        "key=%s catalog=%s size=%llu k=%d m=%d stored=%d replica=%d reserved=%d auth_us=%lld place_us=%lld "
+        "body_us=%lld encode_us=%lld send_us=%lld commit_us=%lld event_us=%lld total_us=%lld",
+        p->key, p->catalog, (unsigned long long)p->size, p->k, p->m, stored, p->mode == PUT_REPLICA,
+        p->reserved, (long long)(p->t_new - p->t_start), (long long)(placed - p->t_new),
+        (long long)(p->t_finish > placed ? p->t_finish - placed : 0), (long long)p->encode_us,
+        (long long)(p->t_sent - p->t_finish), (long long)(p->t_committed - p->t_sent),
+        (long long)(p->t_event - p->t_committed), (long long)(p->t_event - p->t_start));
     *out = put__result(p, sha_hex, stored);
     if (!*out) {
         snprintf(p->msg, sizeof(p->msg), "out of memory");

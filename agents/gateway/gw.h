@@ -80,6 +80,8 @@ struct gw_cfg {
     int64_t repair_workers;         /* repair.c: 0 disables repair and GC */
     int64_t repair_poll_ms;         /* idle wait between repair.claim calls */
     int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */
+    int64_t reserve_batch;          /* dp_resv.c: small objects reserved per object.reserve; 0: off */
+    int64_t reserve_ttl_ms;         /* dp_resv.c: an unused reservation is released after this */
 };
 
 enum gw_metric_id {
@@ -129,6 +131,7 @@ struct gw {
     struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest;       /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
     struct gw_repair *repair;       /* repair.c: repair and GC workers, NULL until gw_repair_start */
+    struct gw_resv *resv;           /* dp_resv.c: reserved placements of small objects, or NULL */
     struct dyno_limit *conn_limit;  /* rest.c: open connections per client address */
     struct dyno_limit *login_limit; /* auth.c: login buckets per address and per username */
     /* xfer_curl.c: curl multis (with their open container connections) of client connections

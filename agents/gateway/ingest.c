@@ -48,7 +48,9 @@
 #include "log.h"
 #include "mq.h"
 
-#define GW_INGEST_SESSIONS 4     /* broker connections, so this many puts run at once */
+/* Broker connections, so this many puts run at once: as many as the commits metadata groups
+ * under one fsync (its rpc_threads). */
+#define GW_INGEST_SESSIONS 16
 #define GW_INGEST_RECEIVE_MAX 2  /* unacknowledged readings the broker sends a session */
 #define GW_INGEST_KEEPALIVE_S 60 /* a put blocks the loop: no PINGREQ goes out meanwhile */
 #define GW_INGEST_TRIES 3        /* attempts of a put that failed for a passing reason */

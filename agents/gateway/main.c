@@ -54,6 +54,10 @@ static const struct dyno_opt gw_opts[] = {
      "idle wait between repair claims"},
     {"repair_rate_bytes", DYNO_OPT_INT, offsetof(struct gw_cfg, repair_rate_bytes), "64M",
      "bytes/s repairs read and write at most"},
+    {"reserve_batch", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_batch), "32",
+     "small objects placed ahead per object.reserve (0: every put sends object.begin)"},
+    {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",
+     "an unused reservation is released after this (its placement may be stale)"},
 };
 /* Checks and state before the broker (setup.c); library inits before any thread starts. */
 static int gw_setup(void *arg)
@@ -100,6 +104,15 @@ static int gw_started(void *arg)
     if (dyno_mq_wait_connected(gw->mq, 3000))
         dyno_warn("broker not reachable yet", "host=%s port=%d", gw->cfg.c.broker_host,
                   (int)gw->cfg.c.broker_port);
+    /* Before ingest and while HTTP already serves: puts fall back to object.begin until the
+     * pool's first object.reserve is answered. */
+    if (gw->cfg.reserve_batch > 0) {
+        if (gw_resv_new(gw, (int)gw->cfg.m, (int)gw->cfg.reserve_batch, gw->cfg.reserve_ttl_ms, &gw->resv) ||
+            gw_resv_start(gw->resv)) {
+            dyno_error("cannot start the reservation pool", NULL);
+            return -1;
+        }
+    }
     if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
         return -1;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
@@ -115,11 +128,16 @@ static void gw_stop(void *arg)
     gw_httpd_stop(gw);
     gw_ingest_stop(gw);
     gw_repair_stop(gw);
+    /* No put runs any more: the unused reservations go back to metadata. */
+    gw_resv_free(gw->resv);
+    gw->resv = NULL;
 }
 
 static void gw_free(void *arg)
 {
     struct gw *gw = arg;
+    gw_resv_free(gw->resv); /* when the start failed before gw_stop */
+    gw->resv = NULL;
     gw->mq = NULL;
     gw_events_free(gw);
     gw_ingest_free(gw);

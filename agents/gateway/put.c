@@ -78,6 +78,7 @@ static int put_rest__resilience(struct gw_req *r, const cJSON *cat, int *k, int 
 enum MHD_Result gw_put_begin(struct gw_req *r)
 {
     struct gw *gw = r->gw;
+    int64_t t0 = gw_put_us();
     char msg[sizeof(r->body_msg)];
     int rc = gw_query_arg(r, "name", r->name, sizeof(r->name));
     if (rc == 0) {
@@ -122,7 +123,8 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
                             .k = k,
                             .m = m,
                             .site_relaxed = relaxed,
-                            .size = declared};
+                            .size = declared,
+                            .t0_us = t0};
     struct gw_put *p = NULL;
     rc = gw_put_new(gw, r->conn, &a, &p, msg, sizeof(msg));
     r->state = p;

@@ -88,6 +88,8 @@ int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "login_per_ip_per_min and login_per_user_per_min must be 1..1000000");
     else if (c->max_streams_per_user < 1 || c->max_streams_per_user > 65536)
         snprintf(err, cap, "max_streams_per_user must be 1..65536");
+    else if (c->reserve_batch < 0 || c->reserve_batch > 128 || c->reserve_ttl_ms < 100)
+        snprintf(err, cap, "reserve_batch must be 0..128 and reserve_ttl_ms >= 100");
     else if (c->device_code_ttl_s < 1 || c->device_code_ttl_s > 86400)
         snprintf(err, cap, "device_code_ttl_s must be 1..86400");
     else if (c->limit_table_size < c->max_connections || c->limit_table_size > DYNO_LIMIT_CAP_MAX)

@@ -260,6 +260,124 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return rc;
 }
 
+/* The identity of a reserved object at its commit: catalog, name (optional), publisher,
+ * k, m, replica, unit, checked as object.begin checks them. */
+static int p_identity(const cJSON *req, struct md_resv_commit *c, char *err, size_t errlen)
+{
+    int64_t v;
+    int rc;
+    if ((rc = p_catalog(req, &c->catalog, err, errlen)) != 0)
+        return rc;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
+    if (name && !cJSON_IsNull(name)) {
+        c->name = cJSON_IsString(name) ? name->valuestring : NULL;
+        if (!dyno_valid_name(c->name)) {
+            snprintf(err, errlen,
+                     "name must be 1..255 bytes of UTF-8 without '/', '\\' or control characters");
+            return DYNO_EINVAL;
+        }
+    }
+    c->publisher = dyno_json_str(req, "publisher");
+    if (!dyno_valid_segment(c->publisher)) {
+        snprintf(err, errlen, "publisher must match [A-Za-z0-9._-]{1,64}");
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_bool(req, "replica", false, &c->replica, err, errlen)) != 0)
+        return rc;
+    if ((rc = p_int(req, "k", false, 0, 1, DYNO_EC_MAX_K, &v, err, errlen)) != 0)
+        return rc;
+    c->k = (int)v;
+    if ((rc = p_int(req, "m", false, 0, 0, DYNO_EC_MAX_M, &v, err, errlen)) != 0)
+        return rc;
+    c->m = (int)v;
+    if ((rc = p_int(req, "unit", false, 0, 1, DYNO_FRAG_MAX_UNIT, &v, err, errlen)) != 0)
+        return rc;
+    c->unit = (uint32_t)v;
+    return 0;
+}
+
+#define MD_RESERVE_MAX 256 /* objects one object.reserve may place */
+
+static int h_reserve(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    struct md_resv_req r = {0};
+    int64_t v;
+    int rc;
+    r.holder = dyno_json_str(req, "holder");
+    if (!dyno_valid_segment(r.holder)) {
+        snprintf(err, errlen, "holder must match [A-Za-z0-9._-]{1,64}");
+        return DYNO_EINVAL;
+    }
+    if ((rc = p_int(req, "size", false, 0, 0, MD_SIZE_MAX, &r.size, err, errlen)) != 0)
+        return rc;
+    if ((rc = p_bool(req, "replica", false, &r.replica, err, errlen)) != 0)
+        return rc;
+    if ((rc = p_bool(req, "fresh", false, &r.fresh, err, errlen)) != 0)
+        return rc;
+    if ((rc = p_int(req, "k", false, 0, 1, DYNO_EC_MAX_K, &v, err, errlen)) != 0)
+        return rc;
+    r.k = (int)v;
+    if ((rc = p_int(req, "m", false, 0, 0, DYNO_EC_MAX_M, &v, err, errlen)) != 0)
+        return rc;
+    r.m = (int)v;
+    if ((rc = p_int(req, "unit", false, 0, 1, DYNO_FRAG_MAX_UNIT, &v, err, errlen)) != 0)
+        return rc;
+    r.unit = (uint32_t)v;
+    if ((rc = p_int(req, "count", false, 0, 1, MD_RESERVE_MAX, &v, err, errlen)) != 0)
+        return rc;
+    r.count = (int)v;
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    rc = md_store_reserve(db, &r, &nodes, (int64_t)time(NULL), result, err, errlen);
+    free(nodes.v);
+    if (rc == 0)
+        dyno_crash_point("metadata.reserve.before_reply"); /* reserved, not answered */
+    return rc;
+}
+
+static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *holder = dyno_json_str(req, "holder");
+    if (!dyno_valid_segment(holder)) {
+        snprintf(err, errlen, "holder must match [A-Za-z0-9._-]{1,64}");
+        return DYNO_EINVAL;
+    }
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "keys");
+    int count = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    if (count < 1 || count > MD_RESERVE_MAX) {
+        snprintf(err, errlen, "keys must be an array of 1..%d keys", MD_RESERVE_MAX);
+        return DYNO_EINVAL;
+    }
+    const char *keys[MD_RESERVE_MAX];
+    int i = 0;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, arr)
+    {
+        keys[i] = cJSON_IsString(k) ? k->valuestring : NULL;
+        if (!dyno_valid_key(keys[i])) {
+            snprintf(err, errlen, "keys[%d] is not a key", i);
+            return DYNO_EINVAL;
+        }
+        i++;
+    }
+    WITH_DB(ctx, db, err, errlen);
+    int dropped = 0;
+    int rc = md_store_release(db, holder, keys, (size_t)i, &dropped, err, errlen);
+    if (rc != 0)
+        return rc;
+    *result = cJSON_CreateObject();
+    if (!*result) {
+        snprintf(err, errlen, "out of memory");
+        return DYNO_ENOMEM;
+    }
+    cJSON_AddNumberToObject(*result, "released", dropped);
+    return 0;
+}
+
 static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
@@ -305,12 +423,17 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
         frags[i].size = fsize;
         i++;
     }
+    /* A reserved object (object.reserve) names its catalog, name, publisher and shape now. */
+    struct md_resv_commit rc_id = {0};
+    bool resv = cJSON_GetObjectItemCaseSensitive(req, "catalog") != NULL;
+    if (resv && (rc = p_identity(req, &rc_id, err, errlen)) != 0)
+        return rc;
     WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_store_commit(db, key, size, sha, frags, (size_t)i, &nodes, (int64_t)time(NULL), result, err,
-                         errlen);
+    rc = md_store_commit_resv(db, key, resv ? &rc_id : NULL, size, sha, frags, (size_t)i, &nodes,
+                              (int64_t)time(NULL), result, err, errlen);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
@@ -797,6 +920,8 @@ out:
 const struct dyno_rpc_method md_rpc_methods[] = {
     {"object.begin", h_begin},
     {"object.commit", h_commit},
+    {"object.reserve", h_reserve},
+    {"object.release", h_release},
     {"object.abort", h_abort},
     {"object.get", h_get},
     {"object.list", h_list},

@@ -783,10 +783,13 @@ static int insert_object(struct md_db *db, const char *key, const struct md_begi
     return md__step0(st);
 }
 
-int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes, int64_t now,
-                   cJSON **result, char *err, size_t errlen)
+/* Places one object of r inside the open write transaction and records it pending: the
+ * object row and its n fragment rows (each reserving share bytes), appended to into as
+ * {key, unit, k, m, fragments}. Usage is re-read per object, so a batch of reservations
+ * spreads like as many object.begin calls. 0 with *rc the SQLite result, or a DYNO_E*. */
+static int begin_one(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes,
+                     int64_t now, cJSON *into, int *rc, char *err, size_t errlen)
 {
-    *result = NULL;
     int k = r->replica ? 1 : r->k;
     size_t n = (size_t)(r->replica ? r->m + 1 : r->k + r->m);
     uint64_t share = 0;
@@ -797,28 +800,21 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
     struct dyno_place_node *pn = calloc(nodes->n ? nodes->n : 1, sizeof(*pn));
     size_t *idx = calloc(n, sizeof(*idx));
     const struct md_node **chosen = calloc(nodes->n ? nodes->n : 1, sizeof(*chosen));
-    cJSON *res = NULL;
     int ret = 0;
-    int rc = SQLITE_OK;
+    *rc = SQLITE_OK;
     if (!pn || !idx || !chosen) {
         snprintf(err, errlen, "out of memory");
         ret = DYNO_ENOMEM;
         goto out;
     }
-    /* Usage is read and the reservation written in one write transaction, so two
-     * concurrent puts cannot both take the last room of a container. Relaxed durability:
-     * a pending object is invisible until its commit, which syncs (tx_begin). */
-    rc = tx_begin(db, true);
-    if (rc != SQLITE_OK)
-        goto out;
     size_t count = 0, online = 0, room = 0;
     for (size_t i = 0; i < nodes->n; i++) {
         const struct md_node *nd = &nodes->v[i];
         if (!nd->online)
             continue;
         struct md__usage u;
-        rc = md__usage(db, nd->id, &u);
-        if (rc != SQLITE_OK)
+        *rc = md__usage(db, nd->id, &u);
+        if (*rc != SQLITE_OK)
             goto out;
         if (u.draining)
             continue;
@@ -869,34 +865,32 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
             ret = DYNO_EINTERNAL;
             goto out;
         }
-        rc = insert_object(db, key, r, k, now);
+        *rc = insert_object(db, key, r, k, now);
         /* A 128-bit random key collides only when the generator is broken; retry once. */
-        if ((rc & 0xff) == SQLITE_CONSTRAINT && attempt == 0)
+        if ((*rc & 0xff) == SQLITE_CONSTRAINT && attempt == 0)
             continue;
-        if (rc != SQLITE_OK)
+        if (*rc != SQLITE_OK)
             goto out;
         break;
     }
-    res = cJSON_CreateObject();
-    cJSON *frags = cJSON_AddArrayToObject(res, "fragments");
-    if (!res || !frags) {
+    cJSON *frags = cJSON_AddArrayToObject(into, "fragments");
+    if (!frags || !cJSON_AddStringToObject(into, "key", key)) {
         snprintf(err, errlen, "out of memory");
         ret = DYNO_ENOMEM;
         goto out;
     }
-    cJSON_AddStringToObject(res, "key", key);
-    dyno_json_add_i64(res, "unit", r->unit);
-    cJSON_AddNumberToObject(res, "k", k);
-    cJSON_AddNumberToObject(res, "m", r->m);
+    dyno_json_add_i64(into, "unit", r->unit);
+    cJSON_AddNumberToObject(into, "k", k);
+    cJSON_AddNumberToObject(into, "m", r->m);
     sqlite3_stmt *st;
-    rc = md__stmt(db, SQL_FRAG_INSERT, &st);
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+    *rc = md__stmt(db, SQL_FRAG_INSERT, &st);
+    for (size_t i = 0; *rc == SQLITE_OK && i < n; i++) {
         const struct md_node *nd = chosen[idx[i]];
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, (int)i);
         sqlite3_bind_text(st, 3, nd->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, (int64_t)share);
-        rc = md__step0(st);
+        *rc = md__step0(st);
         cJSON *f = cJSON_CreateObject();
         cJSON_AddItemToArray(frags, f);
         cJSON_AddNumberToObject(f, "index", (double)i);
@@ -904,16 +898,188 @@ int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct 
         cJSON_AddStringToObject(f, "url", nd->url);
     }
 out:
+    free(pn);
+    free(idx);
+    free(chosen);
+    return ret;
+}
+
+int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes, int64_t now,
+                   cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    int ret = 0;
+    /* Usage is read and the reservation written in one write transaction, so two
+     * concurrent puts cannot both take the last room of a container. Relaxed durability:
+     * a pending object is invisible until its commit, which syncs (tx_begin). */
+    int rc = tx_begin(db, true);
+    cJSON *res = cJSON_CreateObject();
+    if (!res) {
+        snprintf(err, errlen, "out of memory");
+        ret = DYNO_ENOMEM;
+    }
+    if (rc == SQLITE_OK && ret == 0)
+        ret = begin_one(db, r, nodes, now, res, &rc, err, errlen);
     ret = md__finish(db, ret, rc, err, errlen);
     if (ret == 0) {
         *result = res;
         res = NULL;
     }
     cJSON_Delete(res);
-    free(pn);
-    free(idx);
-    free(chosen);
     return ret;
+}
+
+/* ---- object.reserve, object.release ---------------------------------------------------- */
+
+static const char SQL_RESV_OLD_FRAGS[] =
+    "UPDATE fragments SET state = 'garbage' WHERE key IN (SELECT key FROM objects WHERE state = 'pending'"
+    " AND catalog = '' AND owner = ?1)";
+static const char SQL_RESV_OLD_OBJS[] =
+    "UPDATE objects SET state = 'deleting' WHERE state = 'pending' AND catalog = '' AND owner = ?1";
+static const char SQL_RESV_IS[] =
+    "SELECT 1 FROM objects WHERE key = ?1 AND state = 'pending' AND catalog = '' AND owner = ?2";
+static const char SQL_RESV_FRAGS_DROP[] = "DELETE FROM fragments WHERE key = ?1";
+static const char SQL_RESV_SET[] =
+    "UPDATE objects SET catalog = ?2, name = ?3, owner = ?4, k = ?5, m = ?6, replica = ?7, unit = ?8"
+    " WHERE key = ?1 AND state = 'pending' AND catalog = ''";
+
+/* Moves every reservation of holder to deleting (its fragment rows garbage: a gateway may
+ * have sent bytes under such a key before it died, and GC deletes whatever is there). */
+static int release_holder(struct md_db *db, const char *holder, int *count)
+{
+    int rc = SQLITE_OK;
+    *count = 0;
+    for (int i = 0; i < 2 && rc == SQLITE_OK; i++) {
+        sqlite3_stmt *st;
+        rc = md__stmt(db, i == 0 ? SQL_RESV_OLD_FRAGS : SQL_RESV_OLD_OBJS, &st);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, holder, -1, SQLITE_STATIC);
+            rc = md__step0(st);
+            if (i == 1)
+                *count = sqlite3_changes(db->db);
+        }
+    }
+    return rc;
+}
+
+int md_store_reserve(struct md_db *db, const struct md_resv_req *r, const struct md_nodes *nodes, int64_t now,
+                     cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    int ret = 0, released = 0;
+    struct md_begin_req b = {.catalog = "",
+                             .name = NULL,
+                             .owner = r->holder,
+                             .size = r->size,
+                             .k = r->k,
+                             .m = r->m,
+                             .replica = r->replica,
+                             .unit = r->unit};
+    cJSON *arr = NULL;
+    cJSON *res = md__result_new("objects", &arr, err, errlen);
+    if (!res)
+        return DYNO_ENOMEM;
+    /* Relaxed like object.begin: a reservation is invisible until a commit, which syncs.
+     * Only "fresh" (a new holder incarnation) writes what must not be lost: the old
+     * reservations' move to deleting. If that is lost in a crash, the next fresh reserve
+     * (or pending_timeout) does it again. */
+    int rc = tx_begin(db, true);
+    if (rc == SQLITE_OK && r->fresh)
+        rc = release_holder(db, r->holder, &released);
+    for (int i = 0; rc == SQLITE_OK && ret == 0 && i < r->count; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o) {
+            snprintf(err, errlen, "out of memory");
+            ret = DYNO_ENOMEM;
+            break;
+        }
+        cJSON_AddItemToArray(arr, o);
+        ret = begin_one(db, &b, nodes, now, o, &rc, err, errlen);
+        /* The name of a reservation is its key (insert_object), so no catalog+name clash.
+         * Room for only some: those (placement failed before writing anything for this one,
+         * which is dropped), so that reservations never hold what the last puts need. */
+        if (ret == DYNO_EUNAVAIL && i > 0) {
+            cJSON_DeleteItemFromArray(arr, i);
+            ret = 0;
+            break;
+        }
+    }
+    ret = md__finish(db, ret, rc, err, errlen);
+    if (ret != 0) {
+        cJSON_Delete(res);
+        return ret;
+    }
+    cJSON_AddNumberToObject(res, "released", released);
+    *result = res;
+    return 0;
+}
+
+int md_store_release(struct md_db *db, const char *holder, const char *const *keys, size_t nkeys, int *count,
+                     char *err, size_t errlen)
+{
+    int rc = md__begin(db);
+    *count = 0;
+    int changed = 0;
+    for (size_t i = 0; rc == SQLITE_OK && i < nkeys; i++) {
+        sqlite3_stmt *st;
+        rc = md__stmt(db, SQL_RESV_IS, &st);
+        if (rc != SQLITE_OK)
+            break;
+        sqlite3_bind_text(st, 1, keys[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s == SQLITE_DONE)
+            continue; /* used (committed or aborted), or not this holder's: not ours to drop */
+        if (s != SQLITE_ROW) {
+            rc = s;
+            break;
+        }
+        /* Never used: the holder promises no byte was sent under the key, so the rows go
+         * at once (their reservations leave the usage sums through the triggers). */
+        rc = md__run_key(db, SQL_RESV_FRAGS_DROP, keys[i], 0, NULL);
+        if (rc == SQLITE_OK)
+            rc = md__run_key(db, SQL_OBJ_DELETE, keys[i], 0, NULL);
+        changed++;
+    }
+    int ret = md__finish(db, 0, rc, err, errlen);
+    if (ret == 0)
+        *count = changed;
+    return ret;
+}
+
+/* A reservation being committed takes the object's identity now: catalog, name, publisher
+ * and shape, in the commit's transaction (nothing was known when it was reserved). o is
+ * updated to match. DYNO_ECONFLICT when key is no reservation of this shape. */
+static int resv_claim(struct md_db *db, const char *key, const struct md_resv_commit *c, struct md__obj *o,
+                      int *rc, char *err, size_t errlen)
+{
+    int k = c->replica ? 1 : c->k;
+    if (o->k != k || o->m != c->m || o->replica != c->replica) {
+        snprintf(err, errlen, "object %s was reserved for another resilience", key);
+        return DYNO_ECONFLICT;
+    }
+    sqlite3_stmt *st;
+    *rc = md__stmt(db, SQL_RESV_SET, &st);
+    if (*rc != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->catalog, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c->name ? c->name : key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, c->publisher, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, k);
+    sqlite3_bind_int(st, 6, c->m);
+    sqlite3_bind_int(st, 7, c->replica ? 1 : 0);
+    sqlite3_bind_int64(st, 8, c->unit);
+    *rc = md__step0(st);
+    if (*rc == SQLITE_OK) {
+        snprintf(o->catalog, sizeof(o->catalog), "%s", c->catalog);
+        snprintf(o->name, sizeof(o->name), "%s", c->name ? c->name : key);
+        snprintf(o->owner, sizeof(o->owner), "%s", c->publisher);
+        o->unit = c->unit;
+        o->size = -1; /* reserved for at most its size: the commit's is the real one */
+    }
+    return 0;
 }
 
 /* ---- object.commit ----------------------------------------------------------------------- */
@@ -992,6 +1158,13 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
                     const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
                     int64_t now, cJSON **result, char *err, size_t errlen)
 {
+    return md_store_commit_resv(db, key, NULL, size, sha256, frags, nfrags, nodes, now, result, err, errlen);
+}
+
+int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv_commit *resv, int64_t size,
+                         const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
+                         const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen)
+{
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
@@ -1018,6 +1191,17 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
         ret = DYNO_ECONFLICT;
         goto out;
     }
+    /* A reservation (catalog "") is committed only with its identity, and only that. */
+    if ((o.catalog[0] == '\0') != (resv != NULL)) {
+        snprintf(err, errlen,
+                 resv ? "object %s is not a reservation"
+                      : "object %s is a reservation: commit it with its catalog",
+                 key);
+        ret = DYNO_ECONFLICT;
+        goto out;
+    }
+    if (resv && ((ret = resv_claim(db, key, resv, &o, &rc, err, errlen)) != 0 || rc != SQLITE_OK))
+        goto out;
     ret = commit_frags(&o, size, frags, nfrags, ok, sizes, err, errlen);
     if (ret != 0)
         goto out;

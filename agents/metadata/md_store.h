@@ -127,6 +127,41 @@ struct md_begin_req {
 int md_store_begin(struct md_db *db, const struct md_begin_req *r, const struct md_nodes *nodes, int64_t now,
                    cJSON **result, char *err, size_t errlen);
 
+/*
+ * Reservations (object.reserve): a gateway places small objects ahead, in batches, so that
+ * no object.begin sits on a put's critical path. A reservation is a pending object with
+ * catalog "" (no real catalog is empty) and owner = the holder (the gateway's id), its
+ * fragments placed and sized for size bytes; the commit gives it its catalog, name,
+ * publisher and unit (md_store_commit_resv). Unused ones are released (object.release),
+ * those of a dead holder when it reserves again with fresh (its new incarnation), and any
+ * left over at pending_timeout like every pending object.
+ */
+struct md_resv_req {
+    const char *holder; /* a valid segment */
+    int64_t size;       /* bytes each reserved object may hold at most */
+    int k, m;
+    bool replica;
+    uint32_t unit;
+    int count;  /* objects to reserve */
+    bool fresh; /* first call of a holder's incarnation: older reservations go first */
+};
+/* result: {objects:[{key, unit, k, m, fragments:[{index, container, url}]}], released}. */
+int md_store_reserve(struct md_db *db, const struct md_resv_req *r, const struct md_nodes *nodes, int64_t now,
+                     cJSON **result, char *err, size_t errlen);
+/* Drops the never-used reservations among keys held by holder (rows deleted: no bytes were
+ * sent under them); others (used, not its own) are left alone. *count: dropped. */
+int md_store_release(struct md_db *db, const char *holder, const char *const *keys, size_t nkeys, int *count,
+                     char *err, size_t errlen);
+/* The identity a reservation takes at its commit. */
+struct md_resv_commit {
+    const char *catalog;
+    const char *name; /* NULL: the key */
+    const char *publisher;
+    int k, m;
+    bool replica;
+    uint32_t unit;
+};
+
 struct md_commit_frag {
     int index;
     bool ok;
@@ -138,6 +173,11 @@ struct md_commit_frag {
 int md_store_commit(struct md_db *db, const char *key, int64_t size, const char *sha256,
                     const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
                     int64_t now, cJSON **result, char *err, size_t errlen);
+/* md_store_commit of a reservation (resv: its identity; NULL: a plain pending object).
+ * A reservation committed without resv, or a plain object with it, is DYNO_ECONFLICT. */
+int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv_commit *resv, int64_t size,
+                         const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
+                         const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
 int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);

@@ -13,7 +13,9 @@ One fabric is walked through every point in order (unittest runs the tests by na
 crashed process is restarted. The two drains come last: they leave 5 containers for n = 5.
 """
 
+import glob
 import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -46,7 +48,10 @@ class CrashPoints(FabricCase):
         cls.gw = f.names("gateway")[0]
         cls.extra = {cls.md: ["--pending-timeout", str(PENDING_TIMEOUT),
                               "--repair-lease", str(REPAIR_LEASE)],
-                     cls.gw: ["--rpc-timeout-ms", "2000", "--repair-poll-ms", "200"]}
+                     # reservations are released well before the short pending timeout
+                     # would reap them under a put (docs/architecture.md)
+                     cls.gw: ["--rpc-timeout-ms", "2000", "--repair-poll-ms", "200",
+                              "--reserve-ttl-ms", "2000"]}
         for name in (cls.md, cls.gw):
             f.kill(name)
             f.restart(name, cls.extra[name])
@@ -177,10 +182,16 @@ class CrashPoints(FabricCase):
         cname = "container-" + self.container_with_most()
         self.arm(cname, point)
         f.wait_containers_online(len(f.container_names()), timeout=60)
-        for i in range(12):  # placement picks 5 of 7: soon one lands on it
+        # placement picks n of 7: soon one lands on it. Small objects take placements the
+        # gateway reserved ahead (some while it was down, without it): those expire within
+        # reserve_ttl_ms, so the puts go on for a while (a liveness bound, not a timing).
+        deadline = time.monotonic() + 120
+        i = 0
+        while f.alive(cname) and (i < 12 or time.monotonic() < deadline):
             self.put(size, "c%d" % i)
-            if not f.alive(cname):
-                break
+            i += 1
+            if size <= 64 * KiB:
+                time.sleep(0.2)
         self.crashed(cname, point)
         self.revive(cname)
         self.check_invariant(point)
@@ -274,6 +285,93 @@ class CrashPoints(FabricCase):
             time.sleep(0.3)
         print("%s: ingested %s" % (point, f.metrics().get(handled[0], 0)))
         self.check_invariant("ingest: " + point)
+
+    # -- issue 11: small objects are placed ahead (object.reserve) ---------------------------
+
+    def reservations(self):
+        """Keys of the gateway's pending reservations in metadata's database (read-only)."""
+        path = glob.glob(os.path.join(self.fab.data, "metadata", "*.db"))[0]
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+        try:
+            return {r[0] for r in db.execute(
+                "SELECT key FROM objects WHERE state = 'pending' AND catalog = ''")}
+        finally:
+            db.close()
+
+    def wait_reserved(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not self.reservations():
+            if time.monotonic() > deadline:
+                self.fail("the gateway holds no reservation %d s after its start" % timeout)
+            time.sleep(0.2)
+
+    def test_03c_metadata_commit_before_reply_reserved(self):
+        # A small put takes a reserved placement and commits it with its catalog and name;
+        # metadata dies after that commit is durable, before answering: the gateway's retried
+        # commit finds it committed, and the put is acknowledged.
+        point = "metadata.commit.before_reply"
+        self.arm(self.md, point)
+        self.wait_answering()
+        self.wait_reserved()
+        th, out = self.put_in_thread(3000, "mdr")
+        self.crashed(self.md, point)
+        self.revive(self.md)
+        th.join(120)
+        self.assertFalse(th.is_alive(), "the put did not end after metadata came back")
+        r = out.get("r")
+        print("%s (reserved): the put answered %s" % (point, getattr(r, "status", r)))
+        if getattr(r, "status", None) == 201:
+            self.assertRegex(self.fab.log_text(self.gw),
+                             r'"put committed" key=%s .*reserved=1' % r.json()["key"])
+        self.check_invariant(point + " (reserved)")
+
+    def test_03d_metadata_reserve_before_reply(self):
+        # object.reserve done, never answered: the gateway holds none of those keys; puts go
+        # on (object.begin meanwhile), and the rows become garbage at the pending timeout.
+        point = "metadata.reserve.before_reply"
+        f = self.fab
+        self.arm(self.md, point)
+        self.crashed(self.md, point, timeout=120)  # the pool refills within reserve_ttl_ms
+        orphans = self.reservations()
+        self.revive(self.md)
+        for i in range(3):
+            self.put(2000 + i, "rsv")
+        deadline = time.monotonic() + PENDING_TIMEOUT * 4 + 60
+        while self.reservations() & orphans:
+            if time.monotonic() > deadline:
+                self.fail("%s: %d unanswered reservations still pending"
+                          % (point, len(self.reservations() & orphans)))
+            time.sleep(1)
+        self.check_invariant(point)
+
+    def test_03e_gateway_reserve_after_reply(self):
+        # The gateway dies holding a fresh batch of reservations: its next incarnation's first
+        # object.reserve sends them to deleting, so none leaks or is used twice.
+        point = "gateway.reserve.after_reply"
+        self.arm(self.gw, point)
+        self.crashed(self.gw, point)
+        held = self.reservations()
+        self.assertTrue(held, "no reservation was made before the crash")
+        self.revive(self.gw)
+        deadline = time.monotonic() + 60
+        while self.reservations() & held:
+            if time.monotonic() > deadline:
+                self.fail("%s: %d reservations of the dead gateway still pending"
+                          % (point, len(self.reservations() & held)))
+            time.sleep(0.2)
+        self.put(3000, "after-rsv-crash")
+        self.check_invariant(point)
+
+    def test_04b_gateway_before_commit_reserved(self):
+        # A small put on a reservation sends its replicas and dies before its commit: the next
+        # incarnation sends that reservation to deleting, and GC deletes its fragments.
+        point = "gateway.put.before_commit"
+        self.arm(self.gw, point)
+        self.wait_reserved()
+        self.put(3000, "gwcr")
+        self.crashed(self.gw, point)
+        self.revive(self.gw)
+        self.check_invariant(point + " (reserved)")
 
     def test_04_gateway_before_commit_then_gc(self):
         # The put dies after its write quorum: a pending object, reaped at the pending timeout,

@@ -24,6 +24,7 @@
 #include "../../agents/gateway/dp.c"
 #include "../../agents/gateway/dp_get.c"
 #include "../../agents/gateway/dp_put.c"
+#include "../../agents/gateway/dp_resv.c"
 #include "../../agents/gateway/dp_repair.c"
 #include "../../agents/gateway/util.c"
 #include "../../agents/gateway/xfer.c"
@@ -76,8 +77,10 @@ struct fk {
     int next_key;
     cJSON *begun;  /* the last object.begin params, with the key it got */
     cJSON *object; /* the last committed object, as object.get answers it */
-    enum fk_outcome commit, abort;
+    enum fk_outcome commit, abort, reserve;
     int commits, aborts, reports, emits;
+    int begins, reserves, fresh_reserves, released; /* object.begin, .reserve, keys released */
+    cJSON *last_commit;                             /* the last object.commit params */
     char last_report[16];
     int last_report_index;
     /* healing: what the next repair.claim / gc.claim hands out (taken by it), and the last
@@ -297,7 +300,52 @@ static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON
     if (unknown)
         *unknown = false;
     msg[0] = '\0';
+    if (strcmp(method, "object.reserve") == 0) {
+        if (FK->reserve != FK_ANSWER) {
+            if (unknown)
+                *unknown = FK->reserve == FK_UNKNOWN;
+            snprintf(msg, cap, "no reservation");
+            return FK->reserve == FK_UNKNOWN ? DYNO_ETIMEDOUT : DYNO_EUNAVAIL;
+        }
+        FK->reserves++;
+        FK->fresh_reserves += dyno_json_bool(params, "fresh", false);
+        int64_t count = 0, m = 0;
+        dyno_json_i64(params, "count", &count);
+        dyno_json_i64(params, "m", &m);
+        cJSON *res = cJSON_CreateObject();
+        cJSON *objs = cJSON_AddArrayToObject(res, "objects");
+        for (int64_t j = 0; j < count; j++) {
+            char key[DYNO_KEY_LEN + 1];
+            snprintf(key, sizeof(key), "%032x", ++FK->next_key);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "key", key);
+            cJSON *fr = cJSON_AddArrayToObject(o, "fragments");
+            for (int i = 0; i < m + 1; i++) {
+                cJSON *f = cJSON_CreateObject();
+                cJSON_AddNumberToObject(f, "index", i);
+                cJSON_AddStringToObject(f, "url", FK->node[i].url);
+                cJSON_AddItemToArray(fr, f);
+            }
+            cJSON_AddItemToArray(objs, o);
+        }
+        *result = res;
+        return 0;
+    }
+    if (strcmp(method, "object.release") == 0) {
+        FK->released += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(params, "keys"));
+        return 0;
+    }
+    if (strcmp(method, "object.commit") == 0 && cJSON_GetObjectItemCaseSensitive(params, "catalog")) {
+        /* A reservation's commit carries what object.begin would have. */
+        cJSON_Delete(FK->begun);
+        FK->begun = cJSON_Duplicate(params, true);
+    }
+    if (strcmp(method, "object.commit") == 0) {
+        cJSON_Delete(FK->last_commit);
+        FK->last_commit = cJSON_Duplicate(params, true);
+    }
     if (strcmp(method, "object.begin") == 0) {
+        FK->begins++;
         char key[DYNO_KEY_LEN + 1];
         snprintf(key, sizeof(key), "%032x", ++FK->next_key);
         int64_t k = 0, m = 0;
@@ -482,6 +530,8 @@ static int teardown(void **state)
     gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
+    cJSON_Delete(x->fk.last_commit);
+    gw_resv_free(x->gw.resv);
     cJSON_Delete(x->fk.task);
     cJSON_Delete(x->fk.gc_items);
     cJSON_Delete(x->fk.completed);
@@ -809,6 +859,82 @@ static void test_replica(void **state)
         fk_heal(&x->fk);
         free(data);
     }
+}
+
+/* The reservation pool (dp_resv.c): a small put takes a reserved placement (no
+ * object.begin) and its commit names catalog, name and publisher; each key goes to one put
+ * only; the first object.reserve of an incarnation is the only fresh one; an empty pool, a
+ * refused object.reserve or an object too large for a replica use object.begin; the stale
+ * are released and a failed placement flushes the pool. */
+static void test_reservations(void **state)
+{
+    struct fx *x = *state;
+    assert_int_equal(gw_resv_new(&x->gw, 2, 4, 60000, &x->gw.resv), 0);
+    cJSON *res;
+    uint8_t *data = pattern(300, 9);
+    /* Empty pool: object.begin. */
+    assert_int_equal(do_put(x, data, 300, 3, 2, true, 300, &res), 0);
+    cJSON_Delete(res);
+    assert_int_equal(x->fk.begins, 1);
+    assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    assert_int_equal(x->fk.reserves, 2);
+    assert_int_equal(x->fk.fresh_reserves, 1); /* only the incarnation's first */
+    assert_int_equal(gw_resv_count(x->gw.resv), 8);
+    char seen[8][DYNO_KEY_LEN + 1];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(do_put(x, data, 300, 3, 2, i % 2 == 0, 300, &res), 0);
+        snprintf(seen[i], sizeof(seen[i]), "%s", dyno_json_str(res, "key"));
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]); /* never one key twice */
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "replica")));
+        cJSON_Delete(res);
+        assert_string_equal(dyno_json_str(x->fk.last_commit, "catalog"), "alice/data");
+        assert_string_equal(dyno_json_str(x->fk.last_commit, "name"), "obj");
+        assert_string_equal(dyno_json_str(x->fk.last_commit, "publisher"), "alice");
+        assert_true(dyno_json_bool(x->fk.last_commit, "replica", false));
+        expect_read(x, data, 300);
+    }
+    assert_int_equal(x->fk.begins, 1); /* none of the eight sent object.begin */
+    assert_int_equal(gw_resv_count(x->gw.resv), 0);
+    /* Another resilience, or too big for a replica: object.begin. */
+    assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    assert_int_equal(do_put(x, data, 300, 3, 1, true, 300, &res), 0);
+    cJSON_Delete(res);
+    assert_int_equal(x->fk.begins, 2);
+    uint8_t *big = pattern(2000, 10);
+    assert_int_equal(do_put(x, big, 2000, 3, 2, true, 2000, &res), 0);
+    cJSON_Delete(res);
+    free(big);
+    assert_int_equal(x->fk.begins, 3);
+    /* A container refuses a reserved put's stream: the put still reaches its quorum, and the
+     * pool is flushed (its placements may name that container too) and released. */
+    int held = gw_resv_count(x->gw.resv);
+    assert_true(held > 0);
+    x->fk.node[0].refuse = true;
+    assert_int_equal(do_put(x, data, 300, 3, 2, true, 300, &res), 0);
+    cJSON_Delete(res);
+    fk_heal(&x->fk);
+    assert_null(gw_resv_take(x->gw.resv, 2)); /* stale: none handed out */
+    int before = x->fk.released;
+    gw_resv_expire(x->gw.resv, false);
+    assert_int_equal(x->fk.released - before, held - 1);
+    assert_int_equal(gw_resv_count(x->gw.resv), 0);
+    /* object.reserve refused or unknown: nothing held, puts use object.begin. */
+    x->fk.reserve = FK_UNKNOWN;
+    assert_int_equal(gw_resv_refill(x->gw.resv), DYNO_ETIMEDOUT);
+    assert_int_equal(gw_resv_count(x->gw.resv), 0);
+    assert_int_equal(do_put(x, data, 300, 3, 2, true, 300, &res), 0);
+    cJSON_Delete(res);
+    assert_int_equal(x->fk.begins, 4);
+    /* At the stop, the unused go back. */
+    x->fk.reserve = FK_ANSWER;
+    assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    before = x->fk.released;
+    gw_resv_free(x->gw.resv);
+    x->gw.resv = NULL;
+    assert_int_equal(x->fk.released - before, 4);
+    free(data);
 }
 
 /* Issue 11: a read that fits in one stripe leaves from the get's own buffers (gw_get_whole):
@@ -1176,6 +1302,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_container_dies_mid_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_outcome_never_deletes, setup, teardown),

@@ -395,6 +395,126 @@ static void *gc_worker(void *arg)
     return NULL;
 }
 
+/* Reservations (object.reserve): a batch of placed, invisible objects; a commit gives one
+ * its catalog and name; the unused are released without a trace; a fresh reserve of the
+ * same holder (its restart) sends the old ones to deleting; the wrong commit is refused. */
+static void test_reserve_commit_release(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_resv_req rq = {
+        .holder = "gw1", .size = 65536, .k = 1, .m = 2, .replica = true, .unit = 65536, .count = 4};
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    cJSON *objs = cJSON_GetObjectItem(res, "objects");
+    assert_int_equal(cJSON_GetArraySize(objs), 4);
+    char keys[4][33];
+    for (int i = 0; i < 4; i++) {
+        cJSON *o = cJSON_GetArrayItem(objs, i);
+        snprintf(keys[i], sizeof(keys[i]), "%s", dyno_json_str(o, "key"));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "fragments")), 3);
+    }
+    cJSON_Delete(res);
+    /* Space is held for them (12 fragments of 64 KiB + header over 5 containers). */
+    int64_t held = 0;
+    for (int i = 0; i < 5; i++)
+        held += used_of(f, f->v[i].id);
+    assert_true(held >= 12 * 65536);
+    /* Invisible: nothing listed. */
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, NULL, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 0);
+    cJSON_Delete(res);
+
+    struct md_commit_frag fr[3];
+    for (int i = 0; i < 3; i++)
+        fr[i] = (struct md_commit_frag){.index = i, .ok = true, .size = 150};
+    /* A reservation committed without its identity is refused, and changes nothing. */
+    assert_int_equal(md_store_commit(f->db, keys[0], 100, SHA, fr, 3, &f->nodes, 101, &res, err, sizeof(err)),
+                     DYNO_ECONFLICT);
+    struct md_resv_commit id = {.catalog = "alice/c",
+                                .name = "r1",
+                                .publisher = "alice",
+                                .k = 1,
+                                .m = 2,
+                                .replica = true,
+                                .unit = 100};
+    /* Another shape than reserved is refused. */
+    struct md_resv_commit bad = id;
+    bad.m = 1;
+    assert_int_equal(
+        md_store_commit_resv(f->db, keys[0], &bad, 100, SHA, fr, 3, &f->nodes, 101, &res, err, sizeof(err)),
+        DYNO_ECONFLICT);
+    assert_int_equal(
+        md_store_commit_resv(f->db, keys[0], &id, 100, SHA, fr, 3, &f->nodes, 101, &res, err, sizeof(err)),
+        0);
+    assert_string_equal(dyno_json_str(res, "catalog"), "alice/c");
+    assert_string_equal(dyno_json_str(res, "name"), "r1");
+    assert_string_equal(dyno_json_str(res, "state"), "committed");
+    cJSON_Delete(res);
+    /* A retried commit (its answer was lost) answers the same object. */
+    assert_int_equal(
+        md_store_commit_resv(f->db, keys[0], &id, 100, SHA, fr, 3, &f->nodes, 102, &res, err, sizeof(err)),
+        0);
+    cJSON_Delete(res);
+    /* A plain object is not committed as a reservation. */
+    cJSON *plain = put(f, "p1", 10, 103);
+    char pkey[33];
+    snprintf(pkey, sizeof(pkey), "%s", dyno_json_str(plain, "key"));
+    cJSON_Delete(plain);
+    struct md_begin_req br = {
+        .catalog = "alice/c", .name = "p2", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &br, &f->nodes, 104, &res, err, sizeof(err)), 0);
+    snprintf(pkey, sizeof(pkey), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_int_equal(
+        md_store_commit_resv(f->db, pkey, &id, 100, SHA, fr, 3, &f->nodes, 105, &res, err, sizeof(err)),
+        DYNO_ECONFLICT);
+    assert_int_equal(md_store_list(f->db, "alice/c", NULL, NULL, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects")), 2); /* r1, p1 */
+    cJSON_Delete(res);
+
+    /* Release: keys[1] dropped (never used); keys[0] is committed and another holder's key
+     * is not this one's: both left alone. */
+    const char *rel[3] = {keys[1], keys[0], keys[2]};
+    int dropped = -1;
+    assert_int_equal(md_store_release(f->db, "gw2", rel + 2, 1, &dropped, err, sizeof(err)), 0);
+    assert_int_equal(dropped, 0);
+    assert_int_equal(md_store_release(f->db, "gw1", rel, 2, &dropped, err, sizeof(err)), 0);
+    assert_int_equal(dropped, 1);
+    struct md__obj o;
+    assert_int_equal(md__obj_get(f->db, keys[1], &o), SQLITE_NOTFOUND);
+    assert_int_equal(md__obj_get(f->db, keys[0], &o), SQLITE_OK);
+    assert_string_equal(o.state, "committed");
+
+    /* The holder restarts: its fresh reserve sends keys[2] and keys[3] to deleting first. */
+    rq.fresh = true;
+    rq.count = 1;
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 200, &res, err, sizeof(err)), 0);
+    int64_t released = -1;
+    assert_int_equal(dyno_json_i64(res, "released", &released), 0);
+    assert_int_equal(released, 2);
+    cJSON_Delete(res);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(md__obj_get(f->db, keys[i], &o), SQLITE_OK);
+        assert_string_equal(o.state, "deleting");
+    }
+    /* ... and a commit that comes late for one of them is refused: never half-visible. */
+    assert_int_equal(
+        md_store_commit_resv(f->db, keys[2], &id, 100, SHA, fr, 3, &f->nodes, 201, &res, err, sizeof(err)),
+        DYNO_ECONFLICT);
+    assert_int_equal(md__obj_get(f->db, keys[0], &o), SQLITE_OK);
+    assert_string_equal(o.state, "committed"); /* the committed one survives the restart */
+    /* More than there is room for: as many as fit, then unavailable. */
+    rq.fresh = false;
+    rq.count = 200;
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 300, &res, err, sizeof(err)), 0);
+    int got = cJSON_GetArraySize(cJSON_GetObjectItem(res, "objects"));
+    cJSON_Delete(res);
+    assert_true(got > 0 && got < 200);
+    assert_int_equal(md_store_reserve(f->db, &rq, &f->nodes, 300, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_null(res);
+}
+
 static void test_group_commit(void **state)
 {
     (void)state;
@@ -459,6 +579,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_evict_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_commit_release, setup, teardown),
         cmocka_unit_test(test_group_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
