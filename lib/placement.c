@@ -53,19 +53,24 @@ static bool has_site(const struct dyno_place_node *nd)
     return nd->site && nd->site[0] != '\0';
 }
 
-/* True when a node already chosen sits on nd's site. A node without a site is a site of
- * its own, so it never clashes. */
-static bool site_taken(const struct dyno_place_node *nodes, const size_t *chosen, size_t nchosen,
-                       const struct dyno_place_node *nd)
+/* Same site: two nodes without a site never share one (each is a site of its own). */
+static bool same_site(const char *a, const char *b)
 {
+    return a && b && a[0] != '\0' && b[0] != '\0' && strcmp(a, b) == 0;
+}
+
+/* Fragments of the object already on nd's site: the held ones (rule) plus those chosen. */
+static size_t site_load(const struct dyno_place_node *nodes, const size_t *chosen, size_t nchosen,
+                        const struct dyno_place_rule *rule, const struct dyno_place_node *nd)
+{
+    size_t load = 0;
     if (!has_site(nd))
-        return false;
-    for (size_t i = 0; i < nchosen; i++) {
-        const struct dyno_place_node *c = &nodes[chosen[i]];
-        if (has_site(c) && strcmp(c->site, nd->site) == 0)
-            return true;
-    }
-    return false;
+        return 0;
+    for (size_t i = 0; rule && i < rule->nheld; i++)
+        load += same_site(rule->held[i], nd->site);
+    for (size_t i = 0; i < nchosen; i++)
+        load += same_site(nodes[chosen[i]].site, nd->site);
+    return load;
 }
 
 static bool is_chosen(const size_t *chosen, size_t nchosen, size_t idx)
@@ -77,11 +82,51 @@ static bool is_chosen(const size_t *chosen, size_t nchosen, size_t idx)
     return false;
 }
 
-int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint64_t share, size_t *idx_out)
+/* Whether node i is the first qualifying node of its site (so each site is counted once). */
+static bool first_of_site(const struct dyno_place_node *nodes, size_t i, uint64_t share)
+{
+    for (size_t j = 0; j < i; j++) {
+        if (qualifies(&nodes[j], share) && same_site(nodes[j].site, nodes[i].site))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * How many fragments the qualifying nodes can take under the cap: per site, the smaller
+ * of its qualifying nodes and the room the cap leaves beside what the site already holds.
+ * A node without a site counts one (a site of its own holding nothing).
+ */
+static size_t spread_room(const struct dyno_place_node *nodes, size_t count, uint64_t share,
+                          const struct dyno_place_rule *rule)
+{
+    size_t room = 0;
+    for (size_t i = 0; i < count; i++) {
+        const struct dyno_place_node *nd = &nodes[i];
+        if (!qualifies(nd, share))
+            continue;
+        if (!has_site(nd)) {
+            room += 1;
+            continue;
+        }
+        if (!first_of_site(nodes, i, share))
+            continue;
+        size_t q = 0;
+        for (size_t j = i; j < count; j++)
+            q += qualifies(&nodes[j], share) && same_site(nodes[j].site, nd->site);
+        size_t held = site_load(nodes, NULL, 0, rule, nd);
+        size_t left = held >= rule->site_max ? 0 : rule->site_max - held;
+        room += q < left ? q : left;
+    }
+    return room;
+}
+
+int dyno_place_spread(const struct dyno_place_node *nodes, size_t count, size_t n, uint64_t share,
+                      const struct dyno_place_rule *rule, size_t *idx_out)
 {
     size_t qualifying = 0;
 
-    if (n == 0 || !idx_out || (count > 0 && !nodes))
+    if (n == 0 || !idx_out || (count > 0 && !nodes) || (rule && rule->nheld > 0 && !rule->held))
         return DYNO_EINVAL;
     for (size_t i = 0; i < count; i++) {
         if (qualifies(&nodes[i], share))
@@ -89,12 +134,18 @@ int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint
     }
     if (qualifying < n)
         return DYNO_EUNAVAIL;
+    bool capped = rule && rule->site_max > 0;
+    if (capped && spread_room(nodes, count, share, rule) < n)
+        return DYNO_ECONFLICT;
 
     /*
-     * Greedy, one pick per round: the lowest-UF qualifying node on a site not yet used;
-     * once every site is used, the lowest-UF node left. idx_out doubles as the chosen
-     * set, and is only ever written with the final picks, in order. n <= count here, so
-     * the O(n^2 * count) cost is bounded by the (small) number of containers.
+     * Greedy, one pick per round: the lowest-UF qualifying node on a site that holds
+     * nothing of the object yet; once every site holds some, the lowest-UF node on a site
+     * still under the cap. Each pick uses up exactly one unit of spread_room (its site had
+     * both a free node and room under the cap), so when the room was >= n every round finds
+     * a node. idx_out doubles as the chosen set, and is only ever written with the final
+     * picks, in order. n <= count here, so the O(n^2 * count) cost is bounded by the (small)
+     * number of containers.
      */
     for (size_t round = 0; round < n; round++) {
         size_t best = count, best_any = count;
@@ -102,14 +153,24 @@ int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint
             const struct dyno_place_node *nd = &nodes[i];
             if (!qualifies(nd, share) || is_chosen(idx_out, round, i))
                 continue;
+            size_t load = site_load(nodes, idx_out, round, rule, nd);
+            if (capped && load >= rule->site_max)
+                continue;
             if (best_any == count || compare(nd, i, &nodes[best_any], best_any, share) < 0)
                 best_any = i;
-            if (site_taken(nodes, idx_out, round, nd))
+            if (load > 0)
                 continue;
             if (best == count || compare(nd, i, &nodes[best], best, share) < 0)
                 best = i;
         }
+        if (best_any == count) /* cannot happen (see above); never write a bad index */
+            return DYNO_EINTERNAL;
         idx_out[round] = best != count ? best : best_any;
     }
     return 0;
+}
+
+int dyno_place(const struct dyno_place_node *nodes, size_t count, size_t n, uint64_t share, size_t *idx_out)
+{
+    return dyno_place_spread(nodes, count, n, share, NULL, idx_out);
 }

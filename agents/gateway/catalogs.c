@@ -37,7 +37,8 @@ enum MHD_Result gw_catalog_create(struct gw_req *r)
     if (r->body.len > 0) {
         if (dyno_json_parse(r->body.data, r->body.len, GW_JSON_BODY_MAX, &body) || !cJSON_IsObject(body)) {
             cJSON_Delete(body);
-            return gw_reply_error(r, DYNO_EINVAL, "body must be a JSON object {public?, resilience?:{k,m}}");
+            return gw_reply_error(r, DYNO_EINVAL,
+                                  "body must be a JSON object {public?, resilience?:{k,m}, site_spread?}");
         }
     }
     cJSON *params = cJSON_CreateObject();
@@ -57,13 +58,22 @@ enum MHD_Result gw_catalog_create(struct gw_req *r)
         dyno_json_add_i64(params, "k", k);
         dyno_json_add_i64(params, "m", m);
     }
+    const cJSON *spread = cJSON_GetObjectItemCaseSensitive(body, "site_spread");
+    if (spread) {
+        if (!cJSON_IsString(spread) ||
+            (strcmp(spread->valuestring, "strict") != 0 && strcmp(spread->valuestring, "relaxed") != 0))
+            goto bad;
+        cJSON_AddStringToObject(params, "site_spread", spread->valuestring);
+    }
     cJSON_AddItemToObject(params, "caller", gw_caller_json(r));
     cJSON_Delete(body);
     return gw_rpc_reply(r, "pubsub", "catalog.create", params, 201);
 bad:
     cJSON_Delete(body);
     cJSON_Delete(params);
-    return gw_reply_error(r, DYNO_EINVAL, "bad body: public is a bool, resilience is {k: 1..32, m: 0..16}");
+    return gw_reply_error(r, DYNO_EINVAL,
+                          "bad body: public is a bool, resilience is {k: 1..32, m: 0..16}, site_spread is "
+                          "\"strict\" or \"relaxed\"");
 }
 
 enum MHD_Result gw_catalog_info(struct gw_req *r)

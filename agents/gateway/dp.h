@@ -237,7 +237,10 @@ struct gw_put_args {
     int k, m;              /* resilience of an erasure-coded object (small ones are replicas) */
     int64_t size;          /* the body's size, -1 when unknown (decided at small_max + 1 bytes) */
     int64_t t0_us;         /* when the request began (gw_put_us), for the stage timers; 0: now */
+    bool site_relaxed;     /* the catalog's "site_spread": "relaxed" (gw_site_relaxed) */
 };
+/* Whether a catalog (pubsub's catalog.get answer) allows more than m fragments on a site. */
+bool gw_site_relaxed(const cJSON *cat);
 struct gw_put;
 /* A monotonic clock in microseconds: the put's per-stage timers ("put committed" log line). */
 int64_t gw_put_us(void);
@@ -283,6 +286,7 @@ struct gw_put_mem {
     const char *name;
     const char *publisher;
     int k, m;
+    bool site_relaxed;
     const void *data;
     size_t len;
 };

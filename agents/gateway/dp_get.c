@@ -51,6 +51,7 @@ struct get__frag_info {
     char container[DYNO_SEG_MAX + 1];
     bool present;
     bool usable; /* online and not known bad */
+    bool local;  /* on the gateway's own site (cfg.site) */
     bool tried;
 };
 
@@ -293,13 +294,21 @@ static int get__down_start(struct gw_get *g, int idx)
     return 0;
 }
 
-/* Next fragment to try: usable data, usable parity, then the rest as a last resort. */
+/*
+ * Next fragment to try: usable ones on the gateway's own site (a wide-area link costs more
+ * than decoding a parity unit), the other usable ones, then the rest as a last resort; data
+ * before parity within each. Without a site every fragment is "remote", so that is usable
+ * data, usable parity, the rest.
+ */
 static int get__next_candidate(struct gw_get *g)
 {
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (int i = 0; i < g->n; i++) {
             struct get__frag_info *fi = &g->info[i];
-            if (fi->present && !fi->tried && fi->usable == (pass == 0))
+            bool want = pass == 0   ? fi->usable && fi->local
+                        : pass == 1 ? fi->usable && !fi->local
+                                    : !fi->usable;
+            if (fi->present && !fi->tried && want)
                 return i;
         }
     return -1;
@@ -589,6 +598,8 @@ static int get__init(struct gw_get *g, const cJSON *obj)
         struct get__frag_info *fi = &g->info[idx];
         const char *state = dyno_json_str(f, "state");
         const char *container = dyno_json_str(f, "container");
+        const char *site = dyno_json_str(f, "site"), *mine = g->gw->cfg.site;
+        fi->local = mine && mine[0] && site && strcmp(site, mine) == 0;
         snprintf(fi->url, sizeof(fi->url), "%s", url);
         snprintf(fi->container, sizeof(fi->container), "%s", container ? container : "?");
         fi->present = true;

@@ -37,7 +37,8 @@ struct gw_put {
     struct gw_conn *conn;
     enum put__mode mode;
     int k, m, n, quorum;
-    int req_k, req_m; /* resilience asked for (EC); a replica uses 1, req_m */
+    int req_k, req_m;  /* resilience asked for (EC); a replica uses 1, req_m */
+    bool site_relaxed; /* object.begin "site_spread": "relaxed" */
     uint32_t unit;
     int64_t declared; /* the announced size, or -1 */
     uint64_t size;    /* body bytes so far */
@@ -241,6 +242,8 @@ static int put__begin(struct gw_put *p, int64_t size, bool replica, cJSON **res)
     cJSON_AddNumberToObject(params, "k", p->k);
     cJSON_AddNumberToObject(params, "m", p->m);
     cJSON_AddBoolToObject(params, "replica", replica);
+    if (p->site_relaxed)
+        cJSON_AddStringToObject(params, "site_spread", "relaxed");
     dyno_json_add_i64(params, "unit", p->unit);
     int rc = p->gw->meta->call(p->gw, "object.begin", params, res, p->msg, sizeof(p->msg), NULL);
     cJSON_Delete(params);
@@ -508,6 +511,7 @@ int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a,
     p->t_start = a->t0_us > 0 ? a->t0_us : p->t_new;
     p->req_k = a->k;
     p->req_m = a->m;
+    p->site_relaxed = a->site_relaxed;
     p->declared = a->size;
     snprintf(p->catalog, sizeof(p->catalog), "%s", a->catalog);
     snprintf(p->name, sizeof(p->name), "%s", a->name ? a->name : "");
@@ -711,6 +715,12 @@ void gw_put_close(struct gw_put *p)
     free(p);
 }
 
+bool gw_site_relaxed(const cJSON *cat)
+{
+    const char *s = dyno_json_str(cat, "site_spread");
+    return s && strcmp(s, "relaxed") == 0;
+}
+
 /* ---- in-memory put (MQTT ingest) ---- */
 
 int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *in, cJSON **out, char *msg,
@@ -728,6 +738,7 @@ int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *
                             .publisher = in->publisher,
                             .k = in->k,
                             .m = in->m,
+                            .site_relaxed = in->site_relaxed,
                             .size = (int64_t)in->len};
     int rc = gw_put_new(gw, conn, &a, &p, msg, cap);
     if (rc == 0)

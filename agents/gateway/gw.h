@@ -67,6 +67,7 @@ struct gw_cfg {
     int64_t max_connections;
     int64_t max_body;
     char *frontend_dir;
+    char *site; /* dp_get.c: the gateway's site (NULL: none); reads fetch from its containers first */
     char *tls_cert;
     char *tls_key;
     int64_t ingest_max;

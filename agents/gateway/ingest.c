@@ -126,8 +126,8 @@ static void gw_ingest_refuse(struct gw *gw, const struct gw_ingest_job *j, int e
 /* ---- storing ---- */
 
 /* The publisher's write access, decided by lib/acl.c on the catalog's policy. */
-static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k, int *m, char *msg,
-                           size_t cap)
+static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k, int *m, bool *relaxed,
+                           char *msg, size_t cap)
 {
     cJSON *cat = NULL;
     int rc = gw_catalog_get(gw, j->m.catalog, &cat, msg, cap);
@@ -157,6 +157,7 @@ static int gw_ingest_check(struct gw *gw, const struct gw_ingest_job *j, int *k,
         *k = (int)ck;
         *m = (int)cm;
     }
+    *relaxed = gw_site_relaxed(cat);
     dyno_acl_policy_free(pol);
     cJSON_Delete(cat);
     return rc;
@@ -176,7 +177,8 @@ static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_
                            char *msg, size_t cap)
 {
     int k = (int)gw->cfg.k, m = (int)gw->cfg.m;
-    int rc = gw_ingest_check(gw, j, &k, &m, msg, cap);
+    bool relaxed = false;
+    int rc = gw_ingest_check(gw, j, &k, &m, &relaxed, msg, cap);
     if (rc)
         return rc;
     struct gw_put_mem pm = {.catalog = j->m.catalog,
@@ -184,6 +186,7 @@ static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_
                             .publisher = j->m.user,
                             .k = k,
                             .m = m,
+                            .site_relaxed = relaxed,
                             .data = j->data,
                             .len = j->m.len};
     return gw_put_memory(gw, conn, &pm, res, msg, cap);

@@ -31,6 +31,8 @@ static const struct dyno_opt gw_opts[] = {
      "concurrent client connections"},
     {"max_body", DYNO_OPT_INT, offsetof(struct gw_cfg, max_body), "1T", "largest object"},
     {"frontend_dir", DYNO_OPT_STR, offsetof(struct gw_cfg, frontend_dir), NULL, "web GUI files"},
+    {"site", DYNO_OPT_STR, offsetof(struct gw_cfg, site), NULL,
+     "this gateway's site: reads fetch from the containers of the same site first"},
     {"tls_cert", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_cert), NULL, "HTTPS certificate (PEM)"},
     {"tls_key", DYNO_OPT_STR, offsetof(struct gw_cfg, tls_key), NULL, "HTTPS key (PEM)"},
     {"ingest_max", DYNO_OPT_INT, offsetof(struct gw_cfg, ingest_max), "256K", "largest MQTT ingest"},

@@ -114,6 +114,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
     (void)put_rest__resilience(r, cat, &k, &m); /* the header was checked above */
+    bool relaxed = gw_site_relaxed(cat);
     cJSON_Delete(cat);
 
     struct gw_put_args a = {.catalog = r->catalog,
@@ -121,6 +122,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
                             .publisher = r->claims.sub,
                             .k = k,
                             .m = m,
+                            .site_relaxed = relaxed,
                             .size = declared,
                             .t0_us = t0};
     struct gw_put *p = NULL;

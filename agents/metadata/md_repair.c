@@ -708,6 +708,40 @@ static int repair__hand_out(struct md_repair *r, struct md_db *db, const struct 
 }
 
 /*
+ * Places up to want rebuilt fragments under the site rule (lib/placement.h): the fragments
+ * that stay count towards their sites' cap of m. When the sites left cannot take all of
+ * them (a site lost and too few others), as many as fit are rebuilt now; the object stays
+ * degraded and the rest waits for a site to come back or be added. Returns how many were
+ * placed (c->idx), 0 when none can be.
+ */
+static size_t repair__place(const struct md_nodes *nodes, const struct repair__plan *p,
+                            struct repair__cands *c, size_t want)
+{
+    const char *held[RP_FRAGS_MAX];
+    size_t nheld = 0;
+    for (int i = 0; i < p->nfr; i++) {
+        if (repair__needs(p->fr[i].state))
+            continue;
+        const struct md_node *nd = md_nodes_find(nodes, p->fr[i].container);
+        held[nheld++] = nd ? nd->site : "";
+    }
+    const struct dyno_place_rule rule = {
+        .site_max = p->o.site_relaxed ? 0 : (size_t)p->o.m, .held = held, .nheld = nheld};
+    for (size_t n = want; n > 0; n--) {
+        int rc = dyno_place_spread(c->pn, c->n, n, p->share, &rule, c->idx);
+        if (rc == 0) {
+            if (n < want)
+                dyno_warn("site rule: fewer repaired fragments than needed fit",
+                          "key=%s placed=%zu needed=%zu", p->key, n, want);
+            return n;
+        }
+        if (rc != DYNO_ECONFLICT)
+            return 0;
+    }
+    return 0;
+}
+
+/*
  * Tries to lease key to worker (in the caller's transaction). *task: the task, or NULL when
  * key cannot be handed out now (it is then deferred).
  */
@@ -745,8 +779,7 @@ static int repair__try_lease(struct md_repair *r, struct md_db *db, const struct
     struct repair__cands c;
     rc = repair__candidates(db, nodes, &p, &c);
     size_t want = c.room < (size_t)p.nneed ? c.room : (size_t)p.nneed;
-    if (rc == SQLITE_OK && want > 0 && dyno_place(c.pn, c.n, want, p.share, c.idx) != 0)
-        want = 0;
+    want = rc == SQLITE_OK ? repair__place(nodes, &p, &c, want) : 0;
     if (rc == SQLITE_OK && want == 0) {
         dyno_warn("no container can take a repaired fragment", "key=%s needed=%d", key, p.nneed);
         rc = repair__defer(db, key, now + MD_REPAIR_RETRY, false);

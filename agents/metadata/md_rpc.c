@@ -233,6 +233,15 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
         return rc;
     if ((rc = p_bool(req, "replica", false, &r.replica, err, errlen)) != 0)
         return rc;
+    const cJSON *spread = cJSON_GetObjectItemCaseSensitive(req, "site_spread");
+    if (spread && !cJSON_IsNull(spread)) {
+        const char *sv = cJSON_IsString(spread) ? spread->valuestring : "";
+        if (strcmp(sv, "strict") != 0 && strcmp(sv, "relaxed") != 0) {
+            snprintf(err, errlen, "site_spread must be \"strict\" or \"relaxed\"");
+            return DYNO_EINVAL;
+        }
+        r.site_relaxed = strcmp(sv, "relaxed") == 0;
+    }
     if ((rc = p_int(req, "k", true, 3, 1, DYNO_EC_MAX_K, &v, err, errlen)) != 0)
         return rc;
     r.k = (int)v;

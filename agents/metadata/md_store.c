@@ -23,7 +23,8 @@
  * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
-#define MD_SCHEMA_VERSION 1 /* PRAGMA user_version: 1 = the usage table exists and is exact */
+/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
+#define MD_SCHEMA_VERSION 2
 
 struct md_db {
     struct dyno_db *d;
@@ -161,19 +162,20 @@ static const char SQL_USAGE[] =
     "SELECT COALESCE(u.used,0), COALESCE(u.fragments,0), COALESCE(u.repairing,0), COALESCE(u.garbage,0),"
     " EXISTS(SELECT 1 FROM drains WHERE id = ?1) FROM (SELECT 1) LEFT JOIN usage u ON u.container = ?1";
 static const char SQL_FRAG_CONTAINER[] = "SELECT container, state FROM fragments WHERE key = ?1 AND idx = ?2";
-static const char SQL_OBJ_INSERT[] =
-    "INSERT INTO objects(key, catalog, name, owner, size, k, m, replica, unit, state, created_at)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)";
+static const char SQL_OBJ_INSERT[] = "INSERT INTO objects(key, catalog, name, owner, size, k, m, replica, "
+                                     "unit, state, created_at, site_spread)"
+                                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11)";
 static const char SQL_FRAG_INSERT[] =
     "INSERT INTO fragments(key, idx, container, size, state) VALUES(?1, ?2, ?3, ?4, 'ok')";
 static const char SQL_OBJ_GET[] =
-    "SELECT catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at"
-    " FROM objects WHERE key = ?1";
+    "SELECT catalog, name, owner, size, sha256, k, m, replica, unit, state, created_at, committed_at,"
+    " site_spread FROM objects WHERE key = ?1";
 /* The owner column holds the publisher (who stored the object; restored objects: the
  * catalog's owner), shown under that name so that nobody reads it as a grant. */
-static const char SQL_OBJ_JSON[] = "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, "
-                                   "replica, unit, state, created_at, committed_at"
-                                   " FROM objects WHERE key = ?1";
+static const char SQL_OBJ_JSON[] =
+    "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, replica, unit, state, created_at,"
+    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread"
+    " FROM objects WHERE key = ?1";
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";
@@ -516,6 +518,11 @@ int md_db_schema(struct md_db *db)
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    /* Version 2: the object's site rule (md_begin_req.site_relaxed). Not in the CREATE
+     * above, so that one ALTER serves new and old files alike; old objects are strict. */
+    if (rc == SQLITE_OK && version < 2)
+        rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0",
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
         rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
         char sql[64];
@@ -578,6 +585,7 @@ static int frags_json(struct md_db *db, const char *key, const struct md_nodes *
             break;
         const struct md_node *nd = md_nodes_find(nodes, dyno_json_str(f, "container"));
         if (!cJSON_AddStringToObject(f, "url", nd ? nd->url : "") ||
+            !cJSON_AddStringToObject(f, "site", nd ? nd->site : "") ||
             !cJSON_AddBoolToObject(f, "online", nd && nd->online))
             rc = SQLITE_NOMEM;
     }
@@ -679,6 +687,7 @@ int md__obj_get(struct md_db *db, const char *key, struct md__obj *r)
         r->replica = sqlite3_column_int(st, 7) != 0;
         r->unit = (uint32_t)sqlite3_column_int64(st, 8);
         snprintf(r->state, sizeof(r->state), "%s", dyno_db_text(st, 9));
+        r->site_relaxed = sqlite3_column_int(st, 12) != 0;
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_NOTFOUND;
@@ -770,6 +779,7 @@ static int insert_object(struct md_db *db, const char *key, const struct md_begi
     sqlite3_bind_int(st, 8, r->replica ? 1 : 0);
     sqlite3_bind_int64(st, 9, r->unit);
     sqlite3_bind_int64(st, 10, now);
+    sqlite3_bind_int(st, 11, r->site_relaxed ? 1 : 0);
     return md__step0(st);
 }
 
@@ -818,7 +828,22 @@ static int begin_one(struct md_db *db, const struct md_begin_req *r, const struc
         chosen[count] = nd;
         count++;
     }
-    int prc = dyno_place(pn, count, n, share, idx);
+    /* The site rule: no site holds more fragments than the object can lose (m, for the m + 1
+     * replicas of a small object too), so losing a whole site loses nothing. m = 0 cannot
+     * survive any loss, so there is nothing for a cap to protect. */
+    const struct dyno_place_rule rule = {.site_max = r->site_relaxed ? 0 : (size_t)r->m};
+    int prc = dyno_place_spread(pn, count, n, share, &rule, idx);
+    if (prc == DYNO_ECONFLICT) {
+        /* Transient as much as "too few containers": a site coming back (or added) lets it
+         * through, so the same 503 with Retry-After. */
+        snprintf(err, errlen,
+                 "need %zu fragments with at most m=%d on one site (so that a site can be lost), "
+                 "but the %zu online containers with room are on too few sites (a catalog with "
+                 "\"site_spread\": \"relaxed\" allows more on one site)",
+                 n, r->m, room);
+        ret = DYNO_EUNAVAIL;
+        goto out;
+    }
     if (prc == DYNO_EUNAVAIL) {
         if (room == online)
             snprintf(err, errlen, "need %zu containers online with room, %zu online", n, online);

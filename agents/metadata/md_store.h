@@ -118,6 +118,9 @@ struct md_begin_req {
     int k, m;
     bool replica;
     uint32_t unit;
+    /* The catalog's "site_spread": "relaxed" (true) lets placement, repair and drain put
+     * more than m fragments on one site when the sites are too few; strict refuses. */
+    bool site_relaxed;
 };
 
 /* Places and records a pending object (result: key, unit, fragments). */
@@ -230,6 +233,7 @@ struct md__obj {
     int k, m;
     uint32_t unit;
     bool replica;
+    bool site_relaxed; /* objects.site_spread = 1 */
 };
 
 /* A reset cached statement for sql, a static string (its address is the cache key). */

@@ -135,6 +135,12 @@ static int h_create(void *arg, const cJSON *req, cJSON **result, char *err, size
         (rc = p_int(req, "m", ctx->default_m, 0, DYNO_EC_MAX_M, &m, err, errlen)) != 0 ||
         (rc = require_owner(path, &c, "create catalogs under", err, errlen)) != 0)
         return rc;
+    /* The site rule of the catalog's objects (docs/architecture.md, "Placement"). */
+    const char *spread = dyno_json_str(req, "site_spread");
+    if (cJSON_GetObjectItemCaseSensitive(req, "site_spread") &&
+        (!spread || (strcmp(spread, "strict") != 0 && strcmp(spread, "relaxed") != 0)))
+        return bad(err, errlen, "site_spread must be \"strict\" or \"relaxed\"");
+    bool relaxed = spread && strcmp(spread, "relaxed") == 0;
     /* The REST paths reserve three words (lib/rest.h). Every creation comes here, so this is
      * the one check; an admin's restore (metadata rebuild) brings back a catalog that existed. */
     const char *why = NULL;
@@ -144,8 +150,8 @@ static int h_create(void *arg, const cJSON *req, cJSON **result, char *err, size
     dyno_catalog_owner(path, owner, sizeof(owner));
     cJSON *policy = NULL;
     pthread_mutex_lock(&ctx->feed_mu);
-    rc = ps_store_create(ctx->store, path, owner, pub, (int)k, (int)m, (int64_t)time(NULL), result, &policy,
-                         err, errlen);
+    rc = ps_store_create(ctx->store, path, owner, pub, (int)k, (int)m, relaxed, (int64_t)time(NULL), result,
+                         &policy, err, errlen);
     if (rc == 0)
         ps_feed_policy(ctx, policy);
     pthread_mutex_unlock(&ctx->feed_mu);

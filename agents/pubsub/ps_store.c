@@ -34,11 +34,16 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS subscriptions_by_user ON subscriptions(user, path);"
     "CREATE TABLE IF NOT EXISTS tombstones(path TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL);";
 
-static const char SQL_CREATE[] =
-    "INSERT INTO catalogs(path, owner, public, k, m, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
-    " ON CONFLICT(path) DO NOTHING";
-static const char SQL_GET[] =
-    "SELECT path AS catalog, owner, public, k, m, created_at FROM catalogs WHERE path = ?1";
+static const char SQL_CREATE[] = "INSERT INTO catalogs(path, owner, public, k, m, created_at, site_spread) "
+                                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                                 " ON CONFLICT(path) DO NOTHING";
+/* The catalog's site rule as the API names it (docs/architecture.md, "Placement"). */
+#define SQL_SPREAD(t) "CASE " t "site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread"
+static const char SQL_GET[] = "SELECT path AS catalog, owner, public, k, m, created_at, " SQL_SPREAD(
+    "") " FROM catalogs WHERE path = ?1";
+/* Older files have no site_spread column: added once at open (their catalogs are strict). */
+static const char SQL_HAS_SPREAD[] = "SELECT 1 FROM pragma_table_info('catalogs') WHERE name = 'site_spread'";
+static const char SQL_ADD_SPREAD[] = "ALTER TABLE catalogs ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0";
 static const char SQL_SHARES[] =
     "SELECT principal, kind, access FROM shares WHERE path = ?1 ORDER BY kind, principal";
 /* ps_covers(kind, principal, sub, org) is share_covers() below, registered on the connection,
@@ -49,14 +54,16 @@ static const char SQL_READ[] =
     "SELECT owner, public, " SQL_SHARED_BY("c.path") " FROM catalogs c WHERE c.path = ?1";
 /* shared: 0 none, 1 read, 2 write (the strongest covering share). */
 static const char SQL_LIST[] =
-    "SELECT c.path AS catalog, c.owner, c.public, c.k, c.m, c.created_at,"
-    " (SELECT MAX(CASE s.access WHEN 'write' THEN 2 ELSE 1 END) FROM shares s"
-    "   WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2)),"
-    " EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
-    " FROM catalogs c WHERE c.owner = ?1 OR (?3 AND c.public <> 0)"
-    " OR EXISTS(SELECT 1 FROM shares s WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2))"
-    " OR EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
-    " ORDER BY c.path";
+    "SELECT c.path AS catalog, c.owner, c.public, c.k, c.m, c.created_at, " SQL_SPREAD(
+        "c.") ","
+              " (SELECT MAX(CASE s.access WHEN 'write' THEN 2 ELSE 1 END) FROM shares s"
+              "   WHERE s.path = c.path AND ps_covers(s.kind, s.principal, ?1, ?2)),"
+              " EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
+              " FROM catalogs c WHERE c.owner = ?1 OR (?3 AND c.public <> 0)"
+              " OR EXISTS(SELECT 1 FROM shares s WHERE s.path = c.path AND ps_covers(s.kind, s.principal, "
+              "?1, ?2))"
+              " OR EXISTS(SELECT 1 FROM subscriptions u WHERE u.path = c.path AND u.user = ?1)"
+              " ORDER BY c.path";
 /* The catalog and its sub-catalogs: "a/b" and every path in ("a/b/", "a/b0"), which is
  * exactly the paths that start with "a/b/" ('0' follows '/'); no LIKE, whose '_' is a
  * wildcard and a valid name character. */
@@ -192,6 +199,11 @@ int ps_store_open(const char *path, struct ps_store **out)
                    dyno_log_q(q2, sizeof(q2), sqlite3_errmsg(dyno_db_sqlite(s->db))));
         rc = DYNO_EIO;
     }
+    if (rc == 0 && dyno_db_exists(s->db, SQL_HAS_SPREAD, NULL) == SQLITE_NOTFOUND &&
+        sqlite3_exec(dyno_db_sqlite(s->db), SQL_ADD_SPREAD, NULL, NULL, NULL) != SQLITE_OK) {
+        dyno_error("cannot add catalogs.site_spread", "error=%s", sqlite3_errmsg(dyno_db_sqlite(s->db)));
+        rc = DYNO_EIO;
+    }
     if (rc != 0) {
         dyno_db_close(s->db);
         pthread_mutex_destroy(&s->mu);
@@ -271,9 +283,9 @@ static int exists_locked(struct ps_store *s, const char *path)
     return dyno_db_exists(s->db, SQL_EXISTS, path);
 }
 
-/* The row {catalog, owner, public, k, m, created_at}: the first CATALOG_COLS columns of
- * SQL_GET and SQL_LIST. SQLite code. */
-#define CATALOG_COLS 6
+/* The row {catalog, owner, public, k, m, created_at, site_spread}: the first CATALOG_COLS
+ * columns of SQL_GET and SQL_LIST. SQLite code. */
+#define CATALOG_COLS 7
 static int row_json(sqlite3_stmt *st, cJSON **out)
 {
     static const char *const bools[] = {"public", NULL};
@@ -375,7 +387,7 @@ static int read_facts_locked(struct ps_store *s, const char *path, const struct 
 /* ---- catalogs ------------------------------------------------------------------------ */
 
 int ps_store_create(struct ps_store *s, const char *path, const char *owner, bool pub, int k, int m,
-                    int64_t now, cJSON **result, cJSON **policy, char *err, size_t errlen)
+                    bool site_relaxed, int64_t now, cJSON **result, cJSON **policy, char *err, size_t errlen)
 {
     *result = NULL;
     *policy = NULL;
@@ -390,6 +402,7 @@ int ps_store_create(struct ps_store *s, const char *path, const char *owner, boo
         sqlite3_bind_int(st, 4, k);
         sqlite3_bind_int(st, 5, m);
         sqlite3_bind_int64(st, 6, now);
+        sqlite3_bind_int(st, 7, site_relaxed ? 1 : 0);
         rc = dyno_db_step(st);
     }
     sqlite3_finalize(st);
@@ -445,8 +458,8 @@ int ps_store_list(struct ps_store *s, const struct ps_who *who, bool with_public
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *owner = dyno_db_text(st, 1);
             bool pub = sqlite3_column_int(st, 2) != 0;
-            int shared = sqlite3_column_int(st, 6);
-            bool subscribed = sqlite3_column_int(st, 7) != 0;
+            int shared = sqlite3_column_int(st, CATALOG_COLS);
+            bool subscribed = sqlite3_column_int(st, CATALOG_COLS + 1) != 0;
             bool owns = strcmp(owner, who->sub) == 0;
             const char *rel;
             if (owns)

@@ -47,7 +47,7 @@ void ps_store_close(struct ps_store *s);
 /* Creates the catalog unless it exists (and drops its tombstone); either way *result is the stored row
  * {catalog, owner, public, k, m, created_at} and *policy its policy record. */
 int ps_store_create(struct ps_store *s, const char *path, const char *owner, bool pub, int k, int m,
-                    int64_t now, cJSON **result, cJSON **policy, char *err, size_t errlen);
+                    bool site_relaxed, int64_t now, cJSON **result, cJSON **policy, char *err, size_t errlen);
 /* The row plus shares:[{principal, kind, access}], or DYNO_ENOTFOUND. */
 int ps_store_get(struct ps_store *s, const char *path, cJSON **result, char *err, size_t errlen);
 /*

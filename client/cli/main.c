@@ -78,7 +78,7 @@ static const struct cli_cmd cmds[] = {
      "    Admin: rebuilds the metadata of every object from the fragments the containers hold\n"
      "    (after losing the metadata database), or prints the repair status (JSON).\n"},
     {"up", cli_cmd_up,
-     "up [--data DIR] [--containers N] [--capacity SIZE] [--backend SPEC] [--s3-* ...]\n"
+     "up [--data DIR] [--containers N] [--sites N] [--capacity SIZE] [--backend SPEC] [--s3-* ...]\n"
      "   [--repair-grace SECONDS] [--port P] [--tls] [--bin DIR] [--plugin PATH] [--foreground]\n"
      "    Runs a whole fabric on this machine: the MQTT broker, dyno-auth, dyno-metadata,\n"
      "    dyno-pubsub, N dyno-container and dyno-gateway, on 127.0.0.1, with keys, configs,\n"
@@ -87,9 +87,12 @@ static const struct cli_cmd cmds[] = {
      "    Starting it again on the same DIR keeps every object.\n"
      "      --data DIR            default $HOME/.local/share/dynostore/fabric\n"
      "      --containers N        data containers c1..cN (default 5)\n"
+     "      --sites N             lay them round robin over site-1..site-N (default: a site\n"
+     "                            each); no site gets more than m fragments of an object\n"
      "      --capacity SIZE       capacity of each container (default 10G)\n"
-     "      --backend SPEC        containers' storage: NAME for all and/or cN=NAME, comma-\n"
-     "                            separated; NAME posix (default), s3 or memory (lost at restart)\n"
+     "      --backend SPEC        containers' storage: NAME for all and/or site-S=NAME (a\n"
+     "                            site's) and/or cN=NAME, comma-separated; NAME posix\n"
+     "                            (default), s3 or memory (lost at restart)\n"
      "      --s3-endpoint URL --s3-bucket B --s3-access-key K --s3-secret-file F [--s3-region R]\n"
      "                            the S3 service of s3 containers (one bucket, prefix cN/)\n"
      "      --repair-grace SECS   how long a container may be offline before repair\n"

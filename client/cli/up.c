@@ -84,6 +84,7 @@ struct up {
     char mosquitto[UP_PATH];
     char plugin[UP_PATH]; /* dyno_auth.so, absolute */
     int ncont;
+    int nsites; /* containers go round robin over site-1..site-<nsites> */
     const char *capacity;
     const char *backend; /* --backend SPEC (up__backend_of), NULL: posix everywhere */
     const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file; /* --s3-* */
@@ -487,14 +488,15 @@ static int up__write_gateway_conf(struct up *u, char *conf)
 
 /*
  * The backend of container i under a --backend SPEC: a comma-separated list whose items are
- * a backend name (every container) or cN=NAME (container cN; wins over a bare name). Writes
- * the name into out (posix when the spec says nothing). False on an item that is neither, a
- * name that is not a backend, or cN out of 1..ncont.
+ * a backend name (every container), site-N=NAME (the containers of site-N, --sites) or
+ * cN=NAME (container cN); cN wins over site-N, which wins over a bare name. Writes the name
+ * into out (posix when the spec says nothing). False on an item that is none of these, a
+ * name that is not a backend, cN out of 1..ncont or site-N out of 1..nsites.
  */
-static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t cap)
+static bool up__backend_of(const char *spec, int ncont, int nsites, int i, char *out, size_t cap)
 {
     static const char *const names[] = {"posix", "memory", "s3"};
-    char all[16] = "posix", mine[16] = "";
+    char all[16] = "posix", mine[16] = "", site[16] = "";
     const char *p = spec ? spec : "";
     while (*p) {
         const char *end = strchr(p, ',');
@@ -511,7 +513,15 @@ static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t
             known = known || strcmp(name, names[k]) == 0;
         if (!known)
             return false;
-        if (eq) {
+        if (eq && strncmp(item, "site-", 5) == 0) {
+            *eq = '\0';
+            char *num_end = NULL;
+            long s = strtol(item + 5, &num_end, 10);
+            if (num_end == item + 5 || *num_end || item[5] < '1' || item[5] > '9' || s < 1 || s > nsites)
+                return false;
+            if ((i - 1) % nsites + 1 == s)
+                snprintf(site, sizeof(site), "%.15s", name);
+        } else if (eq) {
             *eq = '\0';
             char *num_end = NULL;
             long c = item[0] == 'c' ? strtol(item + 1, &num_end, 10) : 0;
@@ -526,7 +536,7 @@ static bool up__backend_of(const char *spec, int ncont, int i, char *out, size_t
         if (*p == ',')
             p++;
     }
-    snprintf(out, cap, "%s", mine[0] ? mine : all);
+    snprintf(out, cap, "%s", mine[0] ? mine : site[0] ? site : all);
     return true;
 }
 
@@ -541,14 +551,14 @@ static int up__write_container_conf(struct up *u, int i, int port, char *conf)
 {
     char id[16], rel[64], site[32];
     snprintf(id, sizeof(id), "c%d", i);
-    snprintf(site, sizeof(site), "site-%d", i);
+    snprintf(site, sizeof(site), "site-%d", (i - 1) % u->nsites + 1);
     cJSON *o = up__agent_conf(u, id);
     if (!o)
         return cli_err("out of memory while writing the config of container %s", id);
     snprintf(rel, sizeof(rel), "containers/%s/frags", id);
     up__add_path(o, "dir", u, rel);
     char backend[16];
-    if (!up__backend_of(u->backend, u->ncont, i, backend, sizeof(backend))) {
+    if (!up__backend_of(u->backend, u->ncont, u->nsites, i, backend, sizeof(backend))) {
         cJSON_Delete(o);
         return cli_err("up: bad --backend for container %s", id); /* checked at parse */
     }
@@ -700,6 +710,7 @@ static int up__write_fabric(const struct up *u, bool ready)
         up__add_path(o, "cacert", u, "tls/ca.crt");
     cJSON_AddStringToObject(o, "data", u->data);
     cJSON_AddNumberToObject(o, "containers", u->ncont);
+    cJSON_AddNumberToObject(o, "sites", u->nsites);
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
     cJSON_AddBoolToObject(o, "ready", ready);
     cJSON *procs = cJSON_AddArrayToObject(o, "processes");
@@ -1309,7 +1320,8 @@ static void up__print_ready(const struct up *u)
 {
     char tok[UP_PATH];
     up__path(tok, "%s/secrets/admin.token", u->data);
-    printf("DynoStore fabric is up: %d containers, broker on 127.0.0.1:%d\n", u->ncont, u->broker_port);
+    printf("DynoStore fabric is up: %d containers on %d sites, broker on 127.0.0.1:%d\n", u->ncont, u->nsites,
+           u->broker_port);
     printf("  gateway:          %s\n", u->gw_url);
     printf("  admin token file: %s\n", tok);
     printf("  data folder:      %s\n", u->data);
@@ -1339,14 +1351,15 @@ struct up_opts {
     const char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_file;
     const char *repair_grace; /* NULL: the metadata default */
     int ncont;
-    int port; /* 0 = any */
+    int nsites; /* 1..ncont; default ncont (a site per container) */
+    int port;   /* 0 = any */
     bool tls;
 };
 
 /* Reads and checks the flags; CLI_OK or the usage error (printed). */
 static int up__parse_opts(int argc, char **argv, struct up_opts *o)
 {
-    const char *ncont_s = NULL, *port_s = NULL;
+    const char *ncont_s = NULL, *port_s = NULL, *sites_s = NULL;
     bool fg = false;
     *o = (struct up_opts){.capacity = "10G"};
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
@@ -1356,6 +1369,7 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     const struct cli_flag flags[] = {
         {"--data", true, &o->data, NULL},
         {"--containers", true, &ncont_s, NULL},
+        {"--sites", true, &sites_s, NULL},
         {"--repair-grace", true, &o->repair_grace, NULL},
         {"--port", true, &port_s, NULL},
         {"--bin", true, &o->bin, NULL},
@@ -1381,6 +1395,10 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     if (ncont_s && !up__parse_num(ncont_s, 1, UP_MAX_CONTAINERS, &v))
         return cli_usage("up: --containers must be 1..%d", UP_MAX_CONTAINERS);
     o->ncont = (int)v;
+    v = o->ncont;
+    if (sites_s && !up__parse_num(sites_s, 1, o->ncont, &v))
+        return cli_usage("up: --sites must be 1..%d (the number of containers)", o->ncont);
+    o->nsites = (int)v;
     v = 8080;
     if (port_s && !up__parse_num(port_s, 0, 65535, &v))
         return cli_usage("up: --port must be 0..65535");
@@ -1390,13 +1408,15 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
     if (!up__valid_size(o->capacity))
         return cli_usage("up: --capacity must be a size like 10G, 512M or 1073741824");
     char b[16];
-    if (o->backend && !up__backend_of(o->backend, o->ncont, 1, b, sizeof(b)))
+    if (o->backend && !up__backend_of(o->backend, o->ncont, o->nsites, 1, b, sizeof(b)))
         return cli_usage(
-            "up: --backend must be NAME or cN=NAME[,...] with NAME posix, memory or s3 and N in 1..%d",
-            o->ncont);
+            "up: --backend must be NAME, site-S=NAME or cN=NAME[,...] with NAME posix, memory or s3, "
+            "S in 1..%d and N in 1..%d",
+            o->nsites, o->ncont);
     bool any_s3 = false;
     for (int i = 1; i <= o->ncont && o->backend; i++)
-        any_s3 = any_s3 || (up__backend_of(o->backend, o->ncont, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
+        any_s3 = any_s3 ||
+                 (up__backend_of(o->backend, o->ncont, o->nsites, i, b, sizeof(b)) && strcmp(b, "s3") == 0);
     if (any_s3 && (!o->s3_endpoint || !o->s3_bucket || !o->s3_access_key || !o->s3_secret_file))
         return cli_usage("up: an s3 container needs --s3-endpoint URL --s3-bucket B --s3-access-key K "
                          "--s3-secret-file FILE");
@@ -1579,6 +1599,7 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     u->lock_fd = -1;
     u->x = x;
     u->ncont = o.ncont;
+    u->nsites = o.nsites;
     u->port_req = o.port;
     u->repair_grace = o.repair_grace;
     u->capacity = o.capacity;

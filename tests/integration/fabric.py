@@ -549,15 +549,17 @@ class Fabric:
                 self.wait_healthz()
         return pop.pid
 
-    def start_gateway(self, gid, timeout=READY_TIMEOUT):
+    def start_gateway(self, gid, timeout=READY_TIMEOUT, extra=None):
         """Starts one more dyno-gateway on this fabric (same broker, keys and service token,
-        its own id and ephemeral port, no repair workers) and returns its URL once healthy. It
-        is recorded as "gateway-<gid>" among the own spawns, so stop() ends it by pid."""
+        its own id and ephemeral port, no repair workers; extra: more config keys, e.g. its
+        "site") and returns its URL once healthy. It is recorded as "gateway-<gid>" among the
+        own spawns, so stop() ends it by pid."""
         with open(os.path.join(self.data, "gateway", "config.json")) as fh:
             cfg = json.load(fh)
         d = os.path.join(self.tmp, "gateway-" + gid)
         os.makedirs(d, exist_ok=True)
         cfg.update({"id": gid, "port": 0, "port_file": os.path.join(d, "port"), "repair_workers": 0})
+        cfg.update(extra or {})
         conf = os.path.join(d, "config.json")
         with open(conf, "w") as fh:
             json.dump(cfg, fh)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* The store is compiled in so the test can reach its static helpers. */
 #include "../../agents/metadata/md_store.c"
@@ -117,6 +118,89 @@ static void test_full_disk_is_skipped(void **state)
     assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
     assert_non_null(strstr(err, "4 with room"));
     f->v[2].reported_free = -1;
+}
+
+/* The site rule (lib/placement.h) in object.begin: k=2, m=1 needs three sites with one
+ * fragment each; with site s2 down only two are left: refused naming the rule, nothing
+ * reserved, unless the object's catalog is relaxed. */
+static void test_begin_site_rule(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 5000, .k = 2, .m = 1, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char seen[3] = {0};
+    cJSON *fr;
+    cJSON_ArrayForEach(fr, cJSON_GetObjectItem(res, "fragments"))
+    {
+        int c = atoi(dyno_json_str(fr, "container") + 1) - 1;
+        assert_int_equal(seen[c % 3]++, 0); /* one a site */
+    }
+    cJSON_Delete(res);
+    int64_t before[6];
+    for (int i = 0; i < 6; i++)
+        before[i] = used_of(f, f->v[i].id);
+    f->v[2].online = false; /* c3 and c6: site s2 down */
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), DYNO_EUNAVAIL);
+    assert_non_null(strstr(err, "site"));
+    assert_null(res);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(used_of(f, f->v[i].id), before[i]);
+    r.site_relaxed = true;
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 3);
+    cJSON_Delete(res);
+    f->v[2].online = true;
+}
+
+/* A metadata.db of schema version 1 (no objects.site_spread): md_db_schema adds the column,
+ * keeps the objects (strict), and relaxed objects can be begun. */
+static void test_schema_1_gets_site_spread(void **state)
+{
+    char path[] = "/tmp/dyno-md-v1-XXXXXX";
+    int fd = mkstemp(path);
+    struct md_db *db = NULL;
+    char err[256];
+    cJSON *res = NULL;
+    struct fx *f = *state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(md_db_open(path, &db), 0);
+    assert_int_equal(md_db_schema(db), 0);
+    struct md_begin_req r = {
+        .catalog = "alice/c", .owner = "alice", .size = 10, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char key[DYNO_KEY_LEN + 1];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    /* back to version 1 */
+    assert_int_equal(sqlite3_exec(db->db,
+                                  "ALTER TABLE objects DROP COLUMN site_spread; PRAGMA user_version=1", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    md_db_close(db);
+    assert_int_equal(md_db_open(path, &db), 0);
+    assert_int_equal(md_db_schema(db), 0);
+    struct md__obj o;
+    assert_int_equal(md__obj_get(db, key, &o), SQLITE_OK);
+    assert_false(o.site_relaxed);
+    r.site_relaxed = true;
+    assert_int_equal(md_store_begin(db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_int_equal(md__obj_get(db, key, &o), SQLITE_OK);
+    assert_true(o.site_relaxed);
+    md_db_close(db);
+    assert_int_equal(md_db_open(path, &db), 0); /* version 2: nothing added twice */
+    assert_int_equal(md_db_schema(db), 0);
+    md_db_close(db);
+    unlink(path);
+    snprintf(err, sizeof(err), "%s-wal", path);
+    unlink(err);
+    snprintf(err, sizeof(err), "%s-shm", path);
+    unlink(err);
 }
 
 static void test_begin_commit_get_usage(void **state)
@@ -487,6 +571,8 @@ int main(void)
     dyno_log_init("test", DYNO_LOG_ERROR + 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_site_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_1_gets_site_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../agents/pubsub/ps_store.c"
 #include "../../agents/pubsub/ps_feed.c"
@@ -48,7 +49,8 @@ static void create(struct fx *f, const char *path, bool pub)
     char owner[DYNO_SEG_MAX + 1];
     assert_int_equal(dyno_catalog_owner(path, owner, sizeof(owner)), 0);
     assert_int_equal(
-        ps_store_create(f->ctx.store, path, owner, pub, 3, 2, NOW, &res, &pol, f->err, sizeof(f->err)), 0);
+        ps_store_create(f->ctx.store, path, owner, pub, 3, 2, false, NOW, &res, &pol, f->err, sizeof(f->err)),
+        0);
     cJSON_Delete(res);
     cJSON_Delete(pol);
 }
@@ -103,12 +105,53 @@ static int count_rows(struct fx *f, const char *sql)
 
 /* ---- catalogs ------------------------------------------------------------------------ */
 
+/* A pubsub.db of before site_spread: opened, it gains the column, its catalogs are
+ * strict, and a new catalog can be relaxed (kept by an idempotent create). */
+static void test_site_spread_added_to_old_files(void **state)
+{
+    char path[] = "/tmp/dyno-ps-old-XXXXXX";
+    int fd = mkstemp(path);
+    sqlite3 *old = NULL;
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(sqlite3_open(path, &old), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(old,
+                     "CREATE TABLE catalogs(path TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+                     " public INTEGER NOT NULL DEFAULT 0, k INTEGER NOT NULL, m INTEGER NOT NULL,"
+                     " created_at INTEGER NOT NULL);"
+                     "INSERT INTO catalogs VALUES('alice/old', 'alice', 0, 3, 2, 1);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(old);
+    struct ps_store *st = NULL;
+    char err[256];
+    cJSON *res = NULL, *pol = NULL;
+    assert_int_equal(ps_store_open(path, &st), 0);
+    assert_int_equal(ps_store_get(st, "alice/old", &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "site_spread"), "strict");
+    cJSON_Delete(res);
+    assert_int_equal(
+        ps_store_create(st, "alice/new", "alice", false, 3, 2, true, NOW, &res, &pol, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "site_spread"), "relaxed");
+    cJSON_Delete(res);
+    cJSON_Delete(pol);
+    ps_store_close(st);
+    assert_int_equal(ps_store_open(path, &st), 0); /* reopened: nothing to add twice */
+    assert_int_equal(ps_store_get(st, "alice/new", &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "site_spread"), "relaxed");
+    cJSON_Delete(res);
+    ps_store_close(st);
+    unlink(path);
+}
+
 static void test_create_idempotent_keeps_settings(void **state)
 {
     struct fx *f = *state;
     cJSON *res = NULL, *pol = NULL;
-    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", true, 4, 1, NOW, &res, &pol, f->err,
-                                     sizeof(f->err)),
+    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", true, 4, 1, false, NOW, &res, &pol,
+                                     f->err, sizeof(f->err)),
                      0);
     assert_int_equal(cJSON_GetObjectItem(res, "k")->valueint, 4);
     assert_int_equal(cJSON_GetObjectItem(res, "m")->valueint, 1);
@@ -117,8 +160,8 @@ static void test_create_idempotent_keeps_settings(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(pol, "shares")), 0);
     cJSON_Delete(res);
     cJSON_Delete(pol);
-    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", false, 2, 2, NOW + 5, &res, &pol,
-                                     f->err, sizeof(f->err)),
+    assert_int_equal(ps_store_create(f->ctx.store, "alice/x", "alice", false, 2, 2, false, NOW + 5, &res,
+                                     &pol, f->err, sizeof(f->err)),
                      0);
     assert_int_equal(cJSON_GetObjectItem(res, "k")->valueint, 4);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "public")));
@@ -658,6 +701,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_idempotent_keeps_settings, setup, teardown),
+        cmocka_unit_test(test_site_spread_added_to_old_files),
         cmocka_unit_test_setup_teardown(test_nested_mkdir_p, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_conflict_dry_run_recursive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_share_replace_and_remove, setup, teardown),

@@ -731,12 +731,18 @@ class Client:
 
     # -- catalogs -----------------------------------------------------------------------------
 
-    def create_catalog(self, catalog, token_user, public=False, resilience=None):
-        """Creates a catalog (idempotent: an existing one is fine); returns its record."""
+    def create_catalog(self, catalog, token_user, public=False, resilience=None, site_spread=None):
+        """Creates a catalog (idempotent: an existing one is fine); returns its record.
+        site_spread: "strict" (default: at most m fragments of an object on one site, a put
+        the sites cannot hold so is refused) or "relaxed" (more on one site when it must)."""
         doc = {"public": bool(public)}
         if resilience is not None:
             k, m = _resilience(resilience)
             doc["resilience"] = {"k": k, "m": m}
+        if site_spread is not None:
+            if site_spread not in ("strict", "relaxed"):
+                raise ValueError("site_spread must be 'strict' or 'relaxed', not %r" % (site_spread,))
+            doc["site_spread"] = site_spread
         raw = json.dumps(doc).encode()
         return self._json("PUT", _catalog_path(catalog), token_user,
                           ok=(200, 201), body=_Body(raw, len(raw)),
