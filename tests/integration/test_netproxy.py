@@ -161,6 +161,20 @@ class NetProxyCase(unittest.TestCase):
         self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest())
         self.assertGreaterEqual(self.px.stats("a")["bytes"], 2 * len(data))
 
+    def test_bandwidth_cap(self):
+        rate = 2 * MiB
+        port = self.px.add_link("a", "127.0.0.1", self.echo.port, rate_bps=rate)
+        data = os.urandom(1 * MiB)
+        s = self.connect(port)
+        t0 = time.monotonic()
+        t = threading.Thread(target=lambda: s.sendall(data))
+        t.start()
+        got = recv_exact(s, len(data))
+        t.join()
+        self.assertEqual(got, data)
+        # 1 MiB at 2 MiB/s is 0.5 s one way; the first 64 KiB chunk goes out at once
+        self.assertGreaterEqual(time.monotonic() - t0, 0.4)
+
     def test_cut_hold_then_heal(self):
         port = self.px.add_link("a", "127.0.0.1", self.echo.port, delay_ms=50)
         s = self.connect(port)

@@ -10,6 +10,9 @@ accepted connection to one target host:port.
 - Delay: every chunk read on one side is written to the other side `delay_ms` after it was read,
   in both directions, in order. It is a time shift, not a throughput cap: a stream keeps its
   bandwidth, each byte just arrives later (a round trip gains 2 x delay).
+- Bandwidth cap (optional, `rate_bps`, bytes a second, 0 = none): each direction of each
+  connection sends no faster than that (a per-connection cap, not shared by the link's
+  connections); the delay comes on top.
 - Cut, `hold` mode (the default, like a partition): bytes of existing connections stop moving;
   what is read meanwhile is held (up to HOLD_CHUNKS chunks a direction, then the reader stops
   reading, so TCP's own window pushes back on the sender) and delivered in order after `heal`.
@@ -155,13 +158,30 @@ class _Conn:
             self.closed.wait(min(left, POLL))
         return False
 
+    def _pace(self, pace, n):
+        """Bandwidth cap: wait until this direction may send n more bytes."""
+        rate = self.link.rate_bps
+        if rate <= 0:
+            return True
+        start = max(time.monotonic(), pace[0])
+        pace[0] = start + n / rate
+        while not self.closed.is_set():
+            left = start - time.monotonic()
+            if left <= 0:
+                return True
+            self.closed.wait(min(left, POLL))
+        return False
+
     def _write(self, q, dst):
+        pace = [0.0]  # when this direction may send again under the bandwidth cap
         while not self.closed.is_set():
             try:
                 t0, data = q.get(timeout=POLL)
             except queue.Empty:
                 continue
             if not self._wait_due(t0):
+                return
+            if data is not _EOF and not self._pace(pace, len(data)):
                 return
             if data is _EOF:
                 # pass the half close on, and close all once both directions have ended
@@ -202,11 +222,12 @@ class _Conn:
 
 
 class _Link:
-    def __init__(self, name, host, port, delay_ms, listen_port):
+    def __init__(self, name, host, port, delay_ms, listen_port, rate_bps=0):
         self.name = name
         self.host = host
         self.port = port
         self.delay_ms = float(delay_ms)
+        self.rate_bps = float(rate_bps)
         self.cond = threading.Condition()
         self.is_cut = False
         self.mode = HOLD
@@ -286,15 +307,16 @@ class NetProxy:
         self._lock = threading.Lock()
         self._control = None
 
-    def add_link(self, name, host, port, delay_ms=0, listen_port=0):
+    def add_link(self, name, host, port, delay_ms=0, listen_port=0, rate_bps=0):
         """Listen on 127.0.0.1 (ephemeral port unless given), forward to host:port with a one-way
-        delay of delay_ms each way. Returns the listening port."""
-        if delay_ms < 0:
-            raise ValueError("delay_ms must be >= 0")
+        delay of delay_ms each way (and at most rate_bps bytes a second each way of each
+        connection, 0 = no cap). Returns the listening port."""
+        if delay_ms < 0 or rate_bps < 0:
+            raise ValueError("delay_ms and rate_bps must be >= 0")
         with self._lock:
             if name in self._links:
                 raise ValueError("link %r exists" % name)
-            link = _Link(name, host, int(port), delay_ms, listen_port)
+            link = _Link(name, host, int(port), delay_ms, listen_port, rate_bps)
             self._links[name] = link
         return link.listen_port
 
@@ -329,7 +351,7 @@ class NetProxy:
         link = self._link(name)
         with link.cond:
             return {"port": link.listen_port, "target": "%s:%d" % (link.host, link.port),
-                    "delay_ms": link.delay_ms, "cut": link.is_cut, "mode": link.mode,
+                    "delay_ms": link.delay_ms, "rate_bps": link.rate_bps, "cut": link.is_cut, "mode": link.mode,
                     "connections": len(link.conns), "accepted": link.accepted,
                     "bytes": link.bytes}
 
