@@ -309,13 +309,16 @@ const tests = {
     await page.goto(GW + '/#/c/ops/nav');
     await page.waitForSelector('#subcatalogs a');
     await page.click('#subcatalogs a:has-text("sub/")');
-    await page.waitForSelector('#catalog-title:has-text("ops/nav/sub")');
+    await page.waitForSelector('#catalog-title:text-is("ops/nav/sub")');
     check((await page.textContent('.crumbs')).replace(/\s+/g, '') === 'Catalogs/ops/nav/sub', 'breadcrumbs: Catalogs / ops / nav / sub');
     await page.fill('#new-sub', 'deeper');
     await page.click('form[aria-label="Create a sub-catalog"] button');
     await page.waitForSelector('#catalog-title:has-text("ops/nav/sub/deeper")');
     await page.click('.crumbs a:has-text("sub")');
-    await page.waitForSelector('#catalog-title:has-text("ops/nav/sub")');
+    // text-is, not has-text: "ops/nav/sub/deeper" contains "ops/nav/sub", so has-text would
+    // match the page being left and read its (empty) sub-catalog list.
+    await page.waitForSelector('#catalog-title:text-is("ops/nav/sub")');
+    await page.waitForSelector('#subcatalogs a:has-text("deeper/")');
     check((await page.$$eval('#subcatalogs a', (as) => as.map((a) => a.textContent))).includes('deeper/'), 'a created sub-catalog is listed');
     await page.click('#subcatalogs a:has-text("deeper/")');
     await page.waitForSelector('#catalog-title:has-text("ops/nav/sub/deeper")');
