@@ -473,36 +473,40 @@ static int h_evict(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return key_op(arg, req, result, err, errlen, md_store_evict);
 }
 
+/* An optional text member of an object.list request ("" and null: absent). */
+static int p_list_text(const cJSON *req, const char *member, const char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, member);
+    if (!j || cJSON_IsNull(j))
+        return 0;
+    const char *v = cJSON_IsString(j) ? j->valuestring : NULL;
+    if (!v || (*v && !dyno_valid_text(v, MD_LIST_TOKEN_MAX))) {
+        snprintf(err, errlen, "%s must be UTF-8 text of at most %d bytes without control characters", member,
+                 MD_LIST_TOKEN_MAX);
+        return DYNO_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
 static int h_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
-    const char *catalog;
+    struct md_list_req q = {0};
     int64_t limit;
     int rc;
-    if ((rc = p_catalog(req, &catalog, err, errlen)) != 0)
+    if ((rc = p_catalog(req, &q.catalog, err, errlen)) != 0)
         return rc;
-    const cJSON *after = cJSON_GetObjectItemCaseSensitive(req, "after");
-    const char *a = NULL;
-    if (after && !cJSON_IsNull(after)) {
-        a = cJSON_IsString(after) ? after->valuestring : NULL;
-        if (!a || (*a && !dyno_valid_name(a))) {
-            snprintf(err, errlen, "after must be an object name");
-            return DYNO_EINVAL;
-        }
-    }
-    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(req, "prefix");
-    const char *prefix = NULL;
-    if (pj && !cJSON_IsNull(pj)) {
-        prefix = cJSON_IsString(pj) ? pj->valuestring : NULL;
-        if (!prefix || (*prefix && !dyno_valid_name(prefix))) {
-            snprintf(err, errlen, "prefix must be the start of an object name");
-            return DYNO_EINVAL;
-        }
-    }
+    if ((rc = p_list_text(req, "after", &q.after, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "prefix", &q.prefix, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "delimiter", &q.delimiter, err, errlen)) != 0)
+        return rc;
     if ((rc = p_int(req, "limit", true, 100, 1, 1000, &limit, err, errlen)) != 0)
         return rc;
+    q.limit = (int)limit;
     WITH_DB(ctx, db, err, errlen);
-    return md_store_list(db, catalog, a, prefix, (int)limit, result, err, errlen);
+    return md_store_list_page(db, &q, result, err, errlen);
 }
 
 static int h_purge(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)

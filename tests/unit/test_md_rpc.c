@@ -216,6 +216,15 @@ static void test_list_evict_purge(void **state)
     assert_int_equal(cJSON_GetArraySize(objs), 1);
     assert_string_equal(dyno_json_str(cJSON_GetArrayItem(objs, 0), "name"), "b");
     cJSON_Delete(res);
+    /* S3 listing over the RPC: the delimiter rolls "a" and "b" up into no group (none has
+     * one), a prefix "a" lists only a. */
+    assert_int_equal(call(f, "object.list", "{\"catalog\":\"alice/c\",\"prefix\":\"a\",\"delimiter\":\"/\"}",
+                          &res, err, sizeof(err)),
+                     0);
+    objs = cJSON_GetObjectItem(res, "objects");
+    assert_int_equal(cJSON_GetArraySize(objs), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "prefixes")), 0);
+    cJSON_Delete(res);
     /* A visible object cannot be purged; evict, then purge every fragment. */
     snprintf(req, sizeof(req), "{\"key\":\"%s\",\"deleted\":[0,1,2,3,4]}", ka);
     assert_int_equal(call(f, "object.purge", req, &res, err, sizeof(err)), DYNO_ECONFLICT);
@@ -284,6 +293,8 @@ static void test_bad_input_changes_nothing(void **state)
         {"object.get", "{\"key\":\"0123456789ABCDEF0123456789abcdef\"}", "key"},
         {"object.list", "{\"catalog\":\"alice/c\",\"limit\":0}", "limit"},
         {"object.list", "{\"catalog\":\"alice/c\",\"after\":5}", "after"},
+        {"object.list", "{\"catalog\":\"alice/c\",\"delimiter\":\"\\u0001\"}", "delimiter"},
+        {"object.list", "{\"catalog\":\"alice/c\",\"prefix\":7}", "prefix"},
         {"object.purge", "{\"key\":\"0123456789abcdef0123456789abcdef\",\"deleted\":[-1]}", "deleted[0]"},
         {"object.purge", "{\"key\":\"0123456789abcdef0123456789abcdef\",\"deleted\":3}", "deleted"},
         {"catalog.stats", "{\"catalog\":\"/x\"}", "catalog"},
