@@ -113,7 +113,13 @@ static const char SCHEMA[] =
     " PRIMARY KEY(key, idx));"
     "CREATE INDEX IF NOT EXISTS repair_targets_by_container ON repair_targets(container);"
     "CREATE TABLE IF NOT EXISTS drains(id TEXT PRIMARY KEY, since INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    /* S3 multipart uploads in progress (md_upload.h). */
+    "CREATE TABLE IF NOT EXISTS s3_uploads("
+    " id TEXT PRIMARY KEY, catalog TEXT NOT NULL, name TEXT NOT NULL, initiator TEXT NOT NULL,"
+    " attrs TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS s3_uploads_by_name ON s3_uploads(catalog, name, id);"
+    "CREATE INDEX IF NOT EXISTS s3_uploads_by_age ON s3_uploads(created_at);";
 
 /* The usage table and its triggers, one statement each (run after SCHEMA). */
 static const char *const SCHEMA_USAGE[] = {
