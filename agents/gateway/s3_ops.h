@@ -1,0 +1,70 @@
+/*
+ * What the S3 operations of s3-ops (s3_list.c, s3_multidel.c, s3_copy.c, s3_mpu.c) share:
+ * a small XML reader for the request bodies S3 clients send (Delete,
+ * CompleteMultipartUpload), MD5 helpers, the object lookup by name, and the server-side
+ * stream of one object's bytes into a put (CopyObject, CompleteMultipartUpload).
+ */
+#ifndef GW_S3_OPS_H
+#define GW_S3_OPS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3.h"
+
+/* ---- XML request bodies ---- */
+/*
+ * A pull reader over a complete document (borrowed). It knows elements, text with the five
+ * entities and numeric character references, the XML declaration and comments; it refuses
+ * CDATA, DOCTYPE and processing instructions elsewhere (no entity expansion, no external
+ * anything). Namespaces are kept as attributes and ignored.
+ */
+struct s3_xml {
+    const char *p, *end;
+    int depth;
+    bool empty; /* the element s3_xml_child returned was <x/> */
+};
+void s3_xml_init(struct s3_xml *x, const char *doc, size_t len);
+/* Enters the root element, which must be named root. 0 or DYNO_EINVAL. */
+int s3_xml_root(struct s3_xml *x, const char *root);
+/* The next child element of the current one: 1 with its name in name (cap bytes; the reader
+ * is then inside it), 0 at the end of the current element (its end tag consumed: the reader
+ * is back in the parent), or DYNO_EINVAL. */
+int s3_xml_child(struct s3_xml *x, char *name, size_t cap);
+/* The text of the element s3_xml_child just entered (entities decoded, into out of cap
+ * bytes), its end tag consumed. 0, DYNO_EINVAL (markup inside, bad entity) or DYNO_ETOOBIG. */
+int s3_xml_text(struct s3_xml *x, char *out, size_t cap);
+/* Skips the element s3_xml_child just entered, whatever it holds. 0 or DYNO_EINVAL. */
+int s3_xml_skip(struct s3_xml *x);
+
+/* ---- MD5 (S3's ETag and Content-MD5) ---- */
+struct s3_md5; /* OpenSSL's EVP context */
+int s3_md5_new(struct s3_md5 **out);
+void s3_md5_update(struct s3_md5 *m, const void *p, size_t n);
+void s3_md5_final(struct s3_md5 *m, uint8_t out[16]); /* m may be updated again only after _new */
+void s3_md5_free(struct s3_md5 *m);
+/* MD5 of p[0..n). */
+void s3_md5(const void *p, size_t n, uint8_t out[16]);
+/* Whether the Content-MD5 header value (base64 of 16 bytes) is the MD5 of p[0..n). 0,
+ * DYNO_EINVAL (not base64 of 16 bytes: InvalidDigest), DYNO_ECONFLICT (BadDigest). */
+int s3_content_md5_check(const char *header, const void *p, size_t n);
+
+/* ---- objects ---- */
+/* The visible object named name in catalog: its object.list entry with "catalog" added
+ * (*obj, the caller's). 0, DYNO_ENOTFOUND, or the RPC's error (msg). */
+int s3_find_object(struct gw *gw, const char *catalog, const char *name, cJSON **obj, char *msg, size_t cap);
+/* Removes the object named name from catalog if there is one (object.evict, its fragments,
+ * object.evicted). 0 (also when there was none: S3's delete), or DYNO_E* with msg. */
+int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, const char *name, char *msg,
+                   size_t cap);
+
+/*
+ * A server-side copy: bytes [first, last] of the object src (its object.get record) read
+ * through the get core and written into put p, a bounded buffer at a time, with md5 (may
+ * be NULL) updated on the way. tick (may be NULL) is called between buffers (the keep-alive
+ * of a long reply). 0 or DYNO_E* with msg.
+ */
+int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src,
+                   struct gw_put *p, struct s3_md5 *md5, void (*tick)(void *arg), void *arg, char *msg,
+                   size_t cap);
+#endif
