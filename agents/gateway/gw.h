@@ -16,6 +16,7 @@
  *   admin.c    users and API tokens (dyno-auth RPCs)
  *   web.c      the web console's static files (agents/frontend), its security headers
  *   session.c  console sessions (HttpOnly cookie + CSRF header), device login for the CLI
+ *   s3key.c    S3 access keys: key.lookup answers of dyno-auth, cached < 5 s, evicted on revocation
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
@@ -124,6 +125,7 @@ struct gw {
     struct dyno_agent agent;       /* the broker session and status (lib/agent.h) */
     struct dyno_mq *mq;            /* agent.mq, the one client every module uses */
     struct gw_catcache *catcache;  /* catalog records, invalidated by dyno/v1/acl/# */
+    struct gw_s3keys *s3keys;      /* s3key.c: access keys, evicted by dyno/v1/auth/keys/revoked */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct dyno_httpd httpd;
@@ -215,6 +217,45 @@ void gw_catcache_invalidate(struct gw_catcache *c, const char *catalog); /* NULL
 int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap);
 /* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
 void gw_wipe(void *p, size_t n);
+
+/* ---- S3 access keys (s3key.c; docs/s3.md "Access keys") ---- */
+#define GW_S3KEY_ID_LEN 20     /* "DK" + 18 of [A-Z0-9] (dyno-auth's key.create) */
+#define GW_S3KEY_SECRET_MAX 64 /* bytes of a secret accepted from dyno-auth (it makes 40) */
+#define GW_S3KEY_TTL_MS 4000   /* an entry's life: revocation within 5 s even if a message is lost */
+/* Finds a live access key: its owner and secret. 0, or DYNO_ENOTFOUND (unknown or revoked),
+ * or another DYNO_E* error (auth unreachable). Cached; a revocation evicts within 5 s. */
+int gw_s3key_lookup(struct gw *gw, const char *access_key_id, char *user, size_t user_len, char *secret,
+                    size_t secret_len);
+/* What a key.lookup tells: the user as dyno-auth's record says now (org, admin flag), for the
+ * access checks (gw_catalog_allows wants a struct dyno_claims: sub = user, org, admin, role
+ * "user"), and the secret. Wipe it (gw_wipe) when done. */
+struct gw_s3key {
+    char user[DYNO_SEG_MAX + 1];
+    char org[DYNO_SEG_MAX * 4 + 4]; /* as struct dyno_claims.org */
+    bool admin;
+    char secret[GW_S3KEY_SECRET_MAX + 1];
+};
+/* gw_s3key_lookup with the whole record in *out (zeroed on failure); same codes. */
+int gw_s3key_get(struct gw *gw, const char *access_key_id, struct gw_s3key *out);
+/* True for a well-formed access key id (no RPC is made for another). */
+bool gw_s3key_valid_id(const char *id);
+/* Makes the cache and subscribes to the revocations (from gw_mqtt_start). 0 or DYNO_E*. */
+int gw_s3key_start(struct gw *gw);
+/* Forgets every key (broker reconnect: revocations may have gone by). */
+void gw_s3key_flush(struct gw *gw);
+void gw_s3key_free(struct gw *gw);
+/* The cache itself (unit-tested apart): get copies a live entry (younger than
+ * GW_S3KEY_TTL_MS at now_ms) and reads the generation; put stores unless an eviction came
+ * since that generation; evict drops id (NULL: all) and moves the generation; on_revoked
+ * applies a revocation message ({"revoked":[ids]}; anything else drops all). */
+struct gw_s3keys;
+int gw_s3keys_new(struct gw_s3keys **out);
+void gw_s3keys_free(struct gw_s3keys *c);
+bool gw_s3keys_get(struct gw_s3keys *c, const char *id, int64_t now_ms, struct gw_s3key *out, uint64_t *gen);
+void gw_s3keys_put(struct gw_s3keys *c, const char *id, const struct gw_s3key *k, int64_t now_ms,
+                   uint64_t gen);
+void gw_s3keys_evict(struct gw_s3keys *c, const char *id);
+void gw_s3keys_on_revoked(struct gw_s3keys *c, const void *payload, size_t len);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);

@@ -21,20 +21,6 @@
 #include "log.h"
 #include "rest.h"
 
-/* Without s3key.c (issue 14's access keys, another branch) no key is known: every signed
- * request gets InvalidAccessKeyId. The strong definition in s3key.c replaces this one. */
-__attribute__((weak)) int gw_s3key_lookup(struct gw *gw, const char *access_key_id, char *user,
-                                          size_t user_len, char *secret, size_t secret_len)
-{
-    (void)gw;
-    (void)access_key_id;
-    (void)user;
-    (void)user_len;
-    (void)secret;
-    (void)secret_len;
-    return DYNO_ENOTFOUND;
-}
-
 /* ---- XML ---- */
 
 int s3_xml_esc(struct dyno_buf *b, const char *s)
@@ -514,8 +500,8 @@ static enum MHD_Result s3__authenticate(struct s3_ctx *x, bool *ok)
     int rc = sigv4_parse(&in, r->gw->cfg.s3_region, &x->sig, &code, &status, msg, sizeof(msg));
     if (rc)
         return s3__err_doc(r, x, status, code, msg, NULL, NULL);
-    char user[DYNO_SEG_MAX + 1], secret[SIGV4_SECRET_MAX + 1];
-    rc = gw_s3key_lookup(r->gw, x->sig.key_id, user, sizeof(user), secret, sizeof(secret));
+    struct gw_s3key k;
+    rc = gw_s3key_valid_id(x->sig.key_id) ? gw_s3key_get(r->gw, x->sig.key_id, &k) : DYNO_ENOTFOUND;
     if (rc == DYNO_ENOTFOUND)
         return gw_s3_err(x, 403, "InvalidAccessKeyId",
                          "the AWS access key id you provided does not exist in our records");
@@ -523,8 +509,8 @@ static enum MHD_Result s3__authenticate(struct s3_ctx *x, bool *ok)
         return gw_s3_err(x, 503, "ServiceUnavailable", "access keys cannot be checked now (%s)",
                          dyno_strerror(rc));
     uint8_t key[32];
-    rc = sigv4_verify(&in, &x->sig, secret, key, &code, &status, msg, sizeof(msg));
-    gw_wipe(secret, sizeof(secret));
+    rc = sigv4_verify(&in, &x->sig, k.secret, key, &code, &status, msg, sizeof(msg));
+    gw_wipe(k.secret, sizeof(k.secret));
     if (rc)
         return s3__err_doc(r, x, status, code, msg, NULL, NULL);
     rc = sigv4_body_init(&x->body, &x->sig, key, s3_header(x, "x-amz-decoded-content-length"));
@@ -533,13 +519,15 @@ static enum MHD_Result s3__authenticate(struct s3_ctx *x, bool *ok)
         return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-decoded-content-length");
     if (rc)
         return gw_s3_err(x, 500, "InternalError", "out of memory");
-    if (!dyno_valid_segment(user))
+    if (!dyno_valid_segment(k.user))
         return gw_s3_err(x, 500, "InternalError", "the access key's owner is not a valid user name");
     /* The key's owner is the caller, as a bearer token's sub would be. Access is still the
      * catalog policy alone (gw_catalog_check), now for this user. */
-    snprintf(x->user, sizeof(x->user), "%s", user);
+    snprintf(x->user, sizeof(x->user), "%s", k.user);
     memset(&r->claims, 0, sizeof(r->claims));
-    snprintf(r->claims.sub, sizeof(r->claims.sub), "%s", user);
+    snprintf(r->claims.sub, sizeof(r->claims.sub), "%s", k.user);
+    snprintf(r->claims.org, sizeof(r->claims.org), "%s", k.org);
+    r->claims.admin = k.admin;
     snprintf(r->claims.role, sizeof(r->claims.role), "user");
     r->authed = true;
     *ok = true;

@@ -33,12 +33,6 @@
 #define S3_OWNER_SEP "--"         /* <owner>--<bucket>: a catalog of another user (docs/s3.md) */
 #define S3_XML_BODY_MAX (1 << 20) /* XML request bodies (CompleteMultipartUpload, Delete) */
 
-/* Finds a live access key: its owner and secret. 0, or DYNO_ENOTFOUND (unknown or revoked),
- * or another DYNO_E* error (auth unreachable). Cached; a revocation evicts within 5 s.
- * (s3key.c, owner s3-keys; the shared interface of issue 14.) */
-int gw_s3key_lookup(struct gw *gw, const char *access_key_id, char *user, size_t user_len, char *secret,
-                    size_t secret_len);
-
 /* What the request addresses: the service (ListBuckets), a bucket, or an object in it. */
 enum s3_level { S3_SERVICE, S3_BUCKET, S3_OBJECT };
 

@@ -165,6 +165,7 @@ void gw_cleanup(struct gw *gw)
     dyno_limit_free(gw->conn_limit);
     dyno_limit_free(gw->login_limit);
     gw_catcache_free(gw->catcache);
+    gw_s3key_free(gw);
     for (int k = 0; k <= DYNO_EC_MAX_K; k++)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(gw->ec_cache[k][m]);

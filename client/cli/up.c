@@ -601,6 +601,8 @@ static cJSON *up__auth_conf(const struct up *u)
         return NULL;
     up__add_path(o, "db", u, "auth/auth.db");
     up__add_path(o, "private_key_file", u, "keys/auth.key");
+    /* Apart from auth/: a copy of the database folder alone gives no S3 secret. */
+    up__add_path(o, "s3_master_key_file", u, "keys/s3-master.key");
     cJSON_AddStringToObject(o, "admin_user", "admin");
     up__add_path(o, "admin_password_file", u, "secrets/admin.password");
     up__add_path(o, "admin_token_file", u, "secrets/admin.token");
