@@ -4,12 +4,17 @@
  */
 #include "s3_ops.h"
 
+#include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
+#include "hash.h"
 #include "json.h"
 #include "log.h"
 
@@ -433,4 +438,287 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
     free(buf);
     gw_get_free(g);
     return rc;
+}
+
+/* ---- long operations ---- */
+
+struct s3_long {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    void (*work)(void *arg, struct s3_long_out *out);
+    void *arg;
+    void (*arg_free)(void *arg);
+    struct s3_long_out out;
+    /* The streamed reply (after the grace): the declaration, spaces, then final. */
+    bool prolog_sent;
+    char *final;
+    size_t final_len, final_off;
+    char bucket[S3_BUCKET_MAX + DYNO_SEG_MAX + 8];
+    char key[S3_KEY_MAX + 1];
+};
+
+static const char long__prolog[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+static void *long__main(void *arg)
+{
+    struct s3_long *l = arg;
+    l->work(l->arg, &l->out);
+    pthread_mutex_lock(&l->mu);
+    l->done = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* Waits up to ms for the work; whether it is done. */
+static bool long__wait(struct s3_long *l, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0)
+        ;
+    bool done = l->done;
+    pthread_mutex_unlock(&l->mu);
+    return done;
+}
+
+static void long__free(void *cls)
+{
+    struct s3_long *l = cls;
+    pthread_join(l->th, NULL); /* a client that left: the work still ends (and commits) */
+    if (l->arg_free)
+        l->arg_free(l->arg);
+    dyno_buf_free(&l->out.doc);
+    free(l->final);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+}
+
+/* The final part of a streamed reply: the document, or <Error> of a failure. */
+static int long__final(struct s3_long *l)
+{
+    struct dyno_buf b;
+    dyno_buf_init(&b, 64u << 20);
+    int rc = 0;
+    if (l->out.status == 0) {
+        rc = dyno_buf_append(&b, l->out.doc.data ? l->out.doc.data : "", l->out.doc.len);
+    } else {
+        rc = dyno_buf_printf(&b, "<Error><Code>%s</Code><Message>",
+                             l->out.code ? l->out.code : "InternalError");
+        rc = rc ? rc : s3_xml_esc(&b, l->out.msg);
+        rc = rc ? rc : dyno_buf_printf(&b, "</Message><Key>");
+        rc = rc ? rc : s3_xml_esc(&b, l->key);
+        rc = rc ? rc : dyno_buf_printf(&b, "</Key><BucketName>");
+        rc = rc ? rc : s3_xml_esc(&b, l->bucket);
+        rc = rc ? rc : dyno_buf_printf(&b, "</BucketName></Error>");
+    }
+    l->final = rc ? NULL : dyno_buf_take(&b, &l->final_len);
+    dyno_buf_free(&b);
+    return l->final ? 0 : DYNO_ENOMEM;
+}
+
+static ssize_t long__reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct s3_long *l = cls;
+    if (!l->prolog_sent) {
+        size_t n = sizeof(long__prolog) - 1;
+        if (max < n)
+            return 0;
+        memcpy(buf, long__prolog, n);
+        l->prolog_sent = true;
+        return (ssize_t)n;
+    }
+    if (!l->final) {
+        if (!long__wait(l, 1000)) {
+            buf[0] = ' ';
+            return 1;
+        }
+        if (long__final(l) != 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (l->final_off == l->final_len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = l->final_len - l->final_off;
+    if (n > max)
+        n = max;
+    memcpy(buf, l->final + l->final_off, n);
+    l->final_off += n;
+    return (ssize_t)n;
+}
+
+enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
+                              void (*arg_free)(void *arg))
+{
+    struct s3_long *l = calloc(1, sizeof(*l));
+    if (!l) {
+        if (arg_free)
+            arg_free(arg);
+        return gw_s3_err(x, 500, "InternalError", "out of memory");
+    }
+    l->work = work;
+    l->arg = arg;
+    l->arg_free = arg_free;
+    snprintf(l->bucket, sizeof(l->bucket), "%s", x->bucket);
+    snprintf(l->key, sizeof(l->key), "%s", x->key);
+    dyno_buf_init(&l->out.doc, 64u << 20);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    if (pthread_create(&l->th, NULL, long__main, l) != 0) {
+        if (arg_free)
+            arg_free(arg);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+        free(l);
+        return gw_s3_err(x, 503, "ServiceUnavailable", "cannot start the operation now");
+    }
+    if (long__wait(l, S3_LONG_GRACE_MS)) {
+        /* Ended within the grace: an ordinary reply with its own status. */
+        pthread_join(l->th, NULL);
+        enum MHD_Result ret;
+        if (l->out.status == 0) {
+            ret = s3_reply_xml(x, 200, &l->out.doc);
+        } else {
+            const char *code = l->out.code ? l->out.code : "InternalError";
+            ret = gw_s3_err(x, l->out.status, code, "%s", l->out.msg);
+        }
+        if (l->arg_free)
+            l->arg_free(l->arg);
+        l->arg_free = NULL;
+        dyno_buf_free(&l->out.doc);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+        free(l);
+        return ret;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, long__reader, l, long__free);
+    if (!resp) {
+        long__free(l);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/xml");
+    MHD_add_response_header(resp, "Server", "DynoStore");
+    return gw_reply_response(x->r, 200, resp);
+}
+
+/* ---- puts ---- */
+
+void s3_target_shape(struct gw *gw, const cJSON *cat, struct s3_target *t)
+{
+    t->k = (int)gw->cfg.k;
+    t->m = (int)gw->cfg.m;
+    int64_t ck, cm;
+    if (dyno_json_i64(cat, "k", &ck) == 0 && dyno_json_i64(cat, "m", &cm) == 0 && ck >= 1 &&
+        ck <= DYNO_EC_MAX_K && cm >= 0 && cm <= DYNO_EC_MAX_M && ck + cm <= GW_MAX_N) {
+        t->k = (int)ck;
+        t->m = (int)cm;
+    }
+    t->site_relaxed = gw_site_relaxed(cat);
+}
+
+int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, int64_t size,
+                struct gw_put **out, char *msg, size_t cap)
+{
+    struct gw_put_args a = {.catalog = t->catalog,
+                            .name = t->name,
+                            .publisher = t->publisher,
+                            .k = t->k,
+                            .m = t->m,
+                            .size = size,
+                            .site_relaxed = t->site_relaxed,
+                            .quiet = t->quiet};
+    return gw_put_new(gw, conn, &a, out, msg, cap);
+}
+
+struct s3__hdr_walk {
+    cJSON *meta;
+    int rc;
+};
+
+static enum MHD_Result s3__meta_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct s3__hdr_walk *w = cls;
+    static const char pre[] = "x-amz-meta-";
+    if (strncasecmp(key, pre, sizeof(pre) - 1) != 0 || !key[sizeof(pre) - 1])
+        return MHD_YES;
+    /* S3 keeps user metadata names in lower case. */
+    char name[256];
+    size_t n = strlen(key + sizeof(pre) - 1);
+    if (n >= sizeof(name)) {
+        w->rc = DYNO_EINVAL;
+        return MHD_NO;
+    }
+    for (size_t i = 0; i <= n; i++)
+        name[i] = (char)tolower((unsigned char)key[sizeof(pre) - 1 + i]);
+    cJSON_DeleteItemFromObjectCaseSensitive(w->meta, name);
+    if (!cJSON_AddStringToObject(w->meta, name, value ? value : "")) {
+        w->rc = DYNO_ENOMEM;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+cJSON *s3_attrs_from_request(struct s3_ctx *x)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON *meta = a ? cJSON_AddObjectToObject(a, "meta") : NULL;
+    if (!meta) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    const char *ct = s3_header(x, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct && !cJSON_AddStringToObject(a, "content_type", ct)) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    struct s3__hdr_walk w = {.meta = meta, .rc = 0};
+    MHD_get_connection_values(x->r->c, MHD_HEADER_KIND, s3__meta_cb, &w);
+    if (w.rc) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
+void s3_etag_hex(const uint8_t md5[16], char out[35])
+{
+    out[0] = '"';
+    dyno_hex(md5, 16, out + 1);
+    out[33] = '"';
+    out[34] = '\0';
+}
+
+/* The S3 attributes travel with the put to object.commit and come back in the object's
+ * record as "attrs" (s3-front's object attributes, docs/s3.md). */
+int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag)
+{
+    cJSON *a = attrs ? cJSON_Duplicate(attrs, true) : cJSON_CreateObject();
+    if (!a)
+        return DYNO_ENOMEM;
+    cJSON_DeleteItemFromObjectCaseSensitive(a, "etag");
+    if (etag && !cJSON_AddStringToObject(a, "etag", etag)) {
+        cJSON_Delete(a);
+        return DYNO_ENOMEM;
+    }
+    int rc = gw_put_set_attrs(p, a);
+    cJSON_Delete(a);
+    return rc;
+}
+
+const cJSON *s3_obj_attrs(const cJSON *obj)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "attrs");
+    return cJSON_IsObject(a) ? a : NULL;
 }

@@ -68,3 +68,54 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
                    struct gw_put *p, struct s3_md5 *md5, void (*tick)(void *arg), void *arg, char *msg,
                    size_t cap);
 #endif
+
+/* ---- long operations (CopyObject, CompleteMultipartUpload) ---- */
+/*
+ * An operation that may take minutes runs on a thread of its own while the request waits.
+ * When it ends within S3_LONG_GRACE_MS the reply is ordinary (its status, its document);
+ * otherwise the reply is a 200 whose body starts with the XML declaration and then one
+ * space a second (S3's keep-alive: clients and proxies see bytes moving) until the
+ * operation's document follows, which is then <Error> on a failure, as S3 does.
+ *
+ * work fills the outcome: on success doc (without the XML declaration) and status 0; on
+ * failure status (HTTP), code (S3's, static) and msg. It may use the request's gw_conn:
+ * the request's thread does not while it waits. It must not touch the s3_ctx (the request
+ * may end first when the client goes away: the thread is then joined at its end), so
+ * everything it needs is in arg, freed by arg_free after it ends.
+ */
+#define S3_LONG_GRACE_MS 2000
+struct s3_long_out {
+    struct dyno_buf doc;
+    unsigned status; /* 0: success (200 with doc) */
+    const char *code;
+    char msg[400];
+};
+enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
+                              void (*arg_free)(void *arg));
+
+/* ---- puts of the S3 operations ---- */
+/* Where and how an S3 operation writes an object: the destination catalog's resilience and
+ * site rule (from its catalog.get record), the publisher. */
+struct s3_target {
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[DYNO_NAME_MAX + 1];
+    char publisher[DYNO_SEG_MAX + 1];
+    int k, m;
+    bool site_relaxed;
+    bool quiet; /* no object.created (multipart parts: a hidden catalog) */
+};
+/* Fills t's k, m and site rule from a catalog record (gw defaults when it has none). */
+void s3_target_shape(struct gw *gw, const cJSON *cat, struct s3_target *t);
+/* gw_put_new for t with size bytes (-1: unknown). */
+int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, int64_t size,
+                struct gw_put **out, char *msg, size_t cap);
+/* The S3 attributes of a new object from the request: Content-Type and x-amz-meta-* (new
+ * object {content_type, meta:{name: value}}, the caller's; NULL when out of memory). */
+cJSON *s3_attrs_from_request(struct s3_ctx *x);
+/* Gives the put p the S3 attributes it commits with (attrs borrowed; etag: the quoted
+ * ETag, set in them). 0 or DYNO_ENOMEM. */
+int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag);
+/* The object's S3 attributes (its object.get or object.list record): borrowed, or NULL. */
+const cJSON *s3_obj_attrs(const cJSON *obj);
+/* "\"<32 hex>\"" of an MD5. */
+void s3_etag_hex(const uint8_t md5[16], char out[35]);

@@ -24,7 +24,7 @@
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
 /* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
-#define MD_SCHEMA_VERSION 2
+#define MD_SCHEMA_VERSION 3
 
 struct md_db {
     struct dyno_db *d;
@@ -180,7 +180,7 @@ static const char SQL_OBJ_GET[] =
  * catalog's owner), shown under that name so that nobody reads it as a grant. */
 static const char SQL_OBJ_JSON[] =
     "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, replica, unit, state, created_at,"
-    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread"
+    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread, attrs"
     " FROM objects WHERE key = ?1";
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
@@ -190,11 +190,12 @@ static const char SQL_SAME_NAME[] =
     "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE " AND key <> ?3";
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
-    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
+    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5, attrs = ?6 WHERE key = ?1";
 /* A page of names from a lower bound (exclusive: GT, inclusive: GE) up to an exclusive upper
  * bound (?3, NULL: none), in name order (BINARY: bytewise, S3's order). The VISIBLE term
  * matches objects_by_name's, so both seek in that index. */
-#define SQL_LIST_COLS "SELECT key, name, size, sha256, k, m, created_at, committed_at, state FROM objects"
+#define SQL_LIST_COLS                                                                                        \
+    "SELECT key, name, size, sha256, k, m, created_at, committed_at, state, attrs FROM objects"
 #define SQL_LIST_TAIL " AND (?3 IS NULL OR name < ?3) AND " VISIBLE " ORDER BY name LIMIT ?4"
 static const char SQL_LIST_GT[] = SQL_LIST_COLS " WHERE catalog = ?1 AND name > ?2" SQL_LIST_TAIL;
 static const char SQL_LIST_GE[] = SQL_LIST_COLS " WHERE catalog = ?1 AND name >= ?2" SQL_LIST_TAIL;
@@ -532,6 +533,9 @@ int md_db_schema(struct md_db *db)
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0",
                           NULL, NULL, NULL);
+    /* Version 3: S3 attributes of an object (ETag, Content-Type, x-amz-meta-*), JSON. */
+    if (rc == SQLITE_OK && version < 3)
+        rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN attrs TEXT", NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
         rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
         char sql[64];
@@ -608,6 +612,22 @@ static int frags_json(struct md_db *db, const char *key, const struct md_nodes *
 
 /* The object as object.get returns it (whatever its state). SQLITE_NOTFOUND when there is
  * no such row. */
+/* An object row's attrs column (JSON text, or NULL) as a JSON object member; none when it has
+ * none. SQLite code. */
+static int attrs_json(cJSON *o)
+{
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    if (!a)
+        return SQLITE_OK;
+    cJSON *parsed = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+    if (!cJSON_IsObject(parsed)) {
+        cJSON_Delete(parsed);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+        return SQLITE_OK;
+    }
+    return cJSON_ReplaceItemInObjectCaseSensitive(o, "attrs", parsed) ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static int object_json(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **out)
 {
     static const char *const bools[] = {"replica", NULL};
@@ -623,6 +643,8 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     else if (rc == SQLITE_DONE)
         rc = SQLITE_NOTFOUND;
     sqlite3_reset(st);
+    if (rc == SQLITE_OK && (rc = attrs_json(o)) != SQLITE_OK)
+        cJSON_Delete(o);
     if (rc != SQLITE_OK)
         return rc;
     cJSON *frags;
@@ -1174,6 +1196,15 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen)
 {
+    return md_store_commit_attrs(db, key, resv, NULL, size, sha256, frags, nfrags, nodes, now, result, err,
+                                 errlen);
+}
+
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen)
+{
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
@@ -1248,6 +1279,10 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
         sqlite3_bind_int64(st, 3, size);
         sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
+        if (attrs)
+            sqlite3_bind_text(st, 6, attrs, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 6);
         rc = md__step0(st);
     }
     if (rc == SQLITE_OK)
@@ -1437,6 +1472,8 @@ static int list__batch(struct md_db *db, struct list__page *pg, const char *uppe
         }
         cJSON *o = NULL;
         rc = dyno_db_row_json(st, 0, NULL, &o);
+        if (rc == SQLITE_OK && (rc = attrs_json(o)) != SQLITE_OK)
+            cJSON_Delete(o);
         if (rc != SQLITE_OK)
             break;
         if (!cJSON_AddItemToArray(pg->objects, o)) {

@@ -178,6 +178,14 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
 int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv_commit *resv, int64_t size,
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen);
+/* md_store_commit_resv that also records the object's S3 attributes: attrs, JSON text of an
+ * object (NULL: none), given back as the "attrs" object of its record (md_store_get,
+ * md_store_list). */
+#define MD_ATTRS_MAX (16 * 1024)
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
 int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);
