@@ -533,8 +533,17 @@ int md_db_schema(struct md_db *db)
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0",
                           NULL, NULL, NULL);
-    /* Version 3: S3 attributes of an object (ETag, Content-Type, x-amz-meta-*), JSON. */
-    if (rc == SQLITE_OK && version < 3)
+    /* Version 3: S3 attributes of an object (ETag, Content-Type, x-amz-meta-*), JSON. Added
+     * when the column is missing, whatever the version says (a file taken back to an older
+     * version keeps its newer columns). */
+    bool has_attrs = false;
+    if (rc == SQLITE_OK &&
+        (rc = dyno_db_prepare(db->d, "SELECT 1 FROM pragma_table_info('objects') WHERE name = 'attrs'", &st)) ==
+            SQLITE_OK) {
+        has_attrs = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    if (rc == SQLITE_OK && !has_attrs)
         rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN attrs TEXT", NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
         rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
