@@ -98,7 +98,7 @@ enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s
  * site rule (from its catalog.get record), the publisher. */
 struct s3_target {
     char catalog[DYNO_CATALOG_MAX + 1];
-    char name[DYNO_NAME_MAX + 1];
+    char name[S3_KEY_MAX + 1]; /* a valid object name */
     char publisher[DYNO_SEG_MAX + 1];
     int k, m;
     bool site_relaxed;
