@@ -229,6 +229,9 @@ struct gw_s3key {
 };
 /* gw_s3key_lookup with the whole record in *out (zeroed on failure); same codes. */
 int gw_s3key_get(struct gw *gw, const char *access_key_id, struct gw_s3key *out);
+/* True for a well-formed access key id (lib/names.h dyno_valid_access_key_id; no RPC is made
+ * for another). */
+bool gw_s3key_valid_id(const char *id);
 /* Makes the cache and subscribes to the revocations (from gw_mqtt_start). 0 or DYNO_E*. */
 int gw_s3key_start(struct gw *gw);
 /* Forgets every key (broker reconnect: revocations may have gone by). */

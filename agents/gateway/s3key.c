@@ -44,6 +44,11 @@ struct gw_s3keys {
     struct s3key_entry slot[S3KEY_SLOTS];
 };
 
+bool gw_s3key_valid_id(const char *id)
+{
+    return dyno_valid_access_key_id(id);
+}
+
 static size_t s3key__slot(const char *id)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
