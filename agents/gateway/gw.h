@@ -84,6 +84,10 @@ struct gw_cfg {
     int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */
     int64_t reserve_batch;          /* dp_resv.c: small objects reserved per object.reserve; 0: off */
     int64_t reserve_ttl_ms;         /* dp_resv.c: an unused reservation is released after this */
+    int64_t s3_port;                /* s3.c: the S3 listener's port; -1: off, 0: any */
+    char *s3_port_file;             /* the bound S3 port is written here */
+    char *s3_region;                /* the region clients sign with (SigV4 scope) */
+    char *s3_domain;                /* virtual-host requests: Host <bucket>.<s3_domain>; "": off */
 };
 
 enum gw_metric_id {
@@ -127,6 +131,8 @@ struct gw {
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct dyno_httpd httpd;
     unsigned port;
+    struct dyno_httpd s3httpd; /* s3.c: the S3 listener (d NULL when off) */
+    unsigned s3_port;
     struct dyno_metric metrics[GW_M_COUNT];
     bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
@@ -190,6 +196,9 @@ struct gw_req {
      * is out). */
     void (*on_close)(struct gw_req *r);
     void *state; /* the handler's, for on_close */
+
+    bool s3_door;      /* came in on the S3 listener: routed by s3.c, errors in S3 XML */
+    struct s3_ctx *s3; /* s3.c's request context, freed at the end (gw_s3_req_free) */
 };
 
 /* ---- time and small helpers (util.c) ---- */
@@ -424,6 +433,9 @@ int gw_evict_object(struct gw *gw, struct gw_conn *conn, const char *key, const 
 /* ---- server (rest.c) ---- */
 int gw_httpd_start(struct gw *gw);
 void gw_httpd_stop(struct gw *gw);
+/* Starts one more listener h on port with the REST listener's settings and request life
+ * (s3.c's): its requests are told apart by their daemon. 0 or DYNO_E* with err. */
+int gw_httpd_listen(struct gw *gw, struct dyno_httpd *h, unsigned port, char *err, size_t cap);
 /* Collects a JSON body (at most GW_JSON_BODY_MAX) and runs on_end once it is complete. */
 void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *));
 
