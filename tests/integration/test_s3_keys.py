@@ -26,6 +26,7 @@ import unittest
 
 from fabric import FabricCase, wait_exit
 
+DEBIAN_PY = "/usr/bin/python3"  # Debian's boto3 (the python3 on PATH may be another)
 REVOKE_BOUND = 5.0  # seconds: issue 14, "revocation reaches every endpoint within 5 s"
 ID_RE = re.compile(r"^DK[A-Z0-9]{18}$")
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{40}$")
@@ -315,6 +316,80 @@ class S3KeysTest(FabricCase):
         self.assertIn("revoked", cp.stdout)
         self.err(self.rpc("key.lookup", {"access_key_id": kid}), "not_found")
         self.assertNotIn(kid, self.user_cli("bob", "key", "list").stdout)
+
+    # ---- through the gateways' S3 listeners (agents/gateway/s3.c) ----------------------
+
+    def s3_gateways(self):
+        """Two more gateways with an S3 listener each (class-wide, started once): their URLs."""
+        cls = type(self)
+        if getattr(cls, "s3_urls", None) is None:
+            urls = []
+            for gid in ("s3a", "s3b"):
+                pf = os.path.join(self.fab.tmp, "gateway-%s.s3port" % gid)
+                self.fab.start_gateway(gid, extra={"s3_port": 0, "s3_port_file": pf})
+                deadline = time.monotonic() + 30
+                port = 0
+                while time.monotonic() < deadline and not port:
+                    try:
+                        with open(pf) as fh:
+                            port = int(fh.read().strip() or 0)
+                    except (OSError, ValueError):
+                        time.sleep(0.1)
+                self.assertTrue(port, "no S3 port written by gateway-" + gid)
+                urls.append("http://127.0.0.1:%d" % port)
+            cls.s3_urls = urls
+        return cls.s3_urls
+
+    def probe(self, *args, stdin=None):
+        """tests/integration/s3keys_probe.py under Debian's python3 (boto3)."""
+        if not os.access(DEBIAN_PY, os.X_OK):
+            self.skipTest("%s (with python3-boto3) is needed" % DEBIAN_PY)
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.Popen([DEBIAN_PY, os.path.join(here, "s3keys_probe.py")] + [str(a) for a in args],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def probe_once(self, kid, secret, urls):
+        p = self.probe("once", kid, secret, *urls)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        return json.loads(out)
+
+    def test_s3_revocation_reaches_both_gateways(self):
+        urls = self.s3_gateways()
+        r = self.fab.http("POST", "/v1/keys", body=json.dumps({"description": "s3"}), token=self.tok["alice"])
+        self.assertEqual(r.status, 201, r.body)
+        k = r.json()
+        kid, secret = k["access_key_id"], k["secret_access_key"]
+        # a wrong secret and an unknown id are refused as S3 refuses them
+        got = self.probe_once(kid, secret[:-1] + ("A" if secret[-1] != "A" else "B"), urls)
+        self.assertEqual(set(got.values()), {"SignatureDoesNotMatch"}, got)
+        got = self.probe_once("DK" + "9" * 18, secret, urls)
+        self.assertEqual(set(got.values()), {"InvalidAccessKeyId"}, got)
+        # the key authenticates at both (what follows the signature check is s3-front's)
+        p = self.probe("until-refused", kid, secret, 30, *urls)
+        try:
+            ready = json.loads(p.stdout.readline())["ready"]
+            for u in urls:
+                self.assertNotIn(ready[u], ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ServiceUnavailable",
+                                            "503", "AccessDenied"), "the key does not authenticate at %s: %r" % (u, ready))
+            # both gateways hold it in their caches now; revoke through the first gateway's REST
+            r = self.fab.http("DELETE", "/v1/keys/" + kid, token=self.tok["alice"])
+            self.assertEqual(r.status, 200, r.body)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            out, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        after = json.loads(out.strip().splitlines()[-1])["refused_after"]
+        for u in urls:
+            self.assertIsNotNone(after[u], "%s still accepts the revoked key after 30 s (%s)" % (u, err[-500:]))
+            self.assertLess(after[u], REVOKE_BOUND, "%s refused the revoked key only after %.1f s" % (u, after[u]))
+        # by the feed, not only by the cache's life: both evicted the key when it came
+        for gid in ("s3a", "s3b"):
+            log = self.fab.log_text("gateway-" + gid)
+            self.assertIn('msg="access key revoked: evicted" id=%s' % kid, log, gid)
 
     # ---- restarts and the master key (last: they restart dyno-auth) -----------------------
 
