@@ -226,6 +226,23 @@ class S3KeysTest(FabricCase):
         self.err(self.rpc("key.list", {"user": "../x"}, caller="alice"), "bad_request")
         self.assertEqual(self.listed("alice"), before, "nothing created or revoked")
 
+    def test_users_cannot_reach_lookup_or_the_feed(self):
+        """key.lookup hands out secrets: only services reach dyno/v1/rpc/... (the broker plugin's
+        topic rule, lib/acl.h), and the revocation feed is theirs too."""
+        k = self.create("alice")
+        user = ["-V", "mqttv5", "-h", "127.0.0.1", "-p", str(self.port), "-u", "alice", "-P", self.tok["alice"],
+                "-i", "alice-s3k%d" % os.getpid()]
+        cp = subprocess.run(["mosquitto_rr"] + user + ["-t", "dyno/v1/rpc/auth/key.lookup", "-e",
+                                                       "dyno/v1/reply/alice/s3k", "-m",
+                                                       json.dumps({"access_key_id": k["access_key_id"]}), "-W", "3"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(cp.returncode, 0, "alice got an answer: %r" % cp.stdout)
+        self.assertNotIn(k["secret_access_key"], cp.stdout + cp.stderr)
+        cp = subprocess.run(["mosquitto_sub"] + user + ["-t", "dyno/v1/auth/keys/revoked", "-W", "2", "-C", "1"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(cp.returncode, 27, "alice subscribed to the key revocations (%s)" % cp.stderr)
+        self.assertIn("denied", cp.stderr)
+
     # ---- REST and CLI ----------------------------------------------------------------------
 
     def test_rest_create_list_revoke(self):
@@ -389,7 +406,8 @@ class S3KeysTest(FabricCase):
         # by the feed, not only by the cache's life: both evicted the key when it came
         for gid in ("s3a", "s3b"):
             log = self.fab.log_text("gateway-" + gid)
-            self.assertIn('msg="access key revoked: evicted" id=%s' % kid, log, gid)
+            self.assertTrue('msg="access key revoked: evicted" id=%s' % kid in log,
+                            "gateway-%s did not evict %s when the revocation came:\n%s" % (gid, kid, log[-1500:]))
 
     # ---- restarts and the master key (last: they restart dyno-auth) -----------------------
 
