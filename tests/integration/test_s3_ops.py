@@ -8,13 +8,12 @@ DYNO_S3_MPU_BIG=<MiB> adds a multipart upload of that size (5120 for the 5 GiB c
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fabric import FabricCase  # noqa: E402
@@ -66,6 +65,13 @@ class S3Ops(FabricCase):
         cls.fab.start_gateway(gid, extra=cfg)
         with open(pf) as fh:
             return "http://127.0.0.1:%d" % int(fh.read().strip())
+
+    def stop_gateway(self, name):
+        """Stops a gateway this test started (start_gateway records its Popen), by its pid."""
+        pop = self.fab._spawned[name]["popen"]
+        if pop.poll() is None:
+            pop.send_signal(signal.SIGTERM)
+            pop.wait(60)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -373,6 +379,8 @@ out(res)
     def test_abandoned_upload_cleaned_after_ttl(self):
         self.bucket("mpt")
         url = self.start_s3("s3ttl", {"s3_upload_ttl_s": 2})
+        # Its cleaner ends every upload of the fabric older than 2 s: gone after this test.
+        self.addCleanup(self.stop_gateway, "gateway-s3ttl")
         res = self.boto(r'''
 uid = s3.create_multipart_upload(Bucket="mpt", Key="left")["UploadId"]
 s3.upload_part(Bucket="mpt", Key="left", UploadId=uid, PartNumber=1, Body=b"p" * 4096)
@@ -388,7 +396,8 @@ out([u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpt").get("Uploads
                 break
             time.sleep(1)
         self.assertEqual(left, [])
-        log = open(os.path.join(self.fab.data, "logs", "gateway-s3ttl.log")).read()
+        with open(os.path.join(self.fab.data, "logs", "gateway-s3ttl.log")) as fh:
+            log = fh.read()
         self.assertIn("s3 abandoned upload cleaned", log)
         self.assertIn(res["uid"], log)
 
