@@ -83,7 +83,9 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     int rc = gw_query_arg(r, "name", r->name, sizeof(r->name));
     if (rc == 0) {
         if (!dyno_valid_name(r->name))
-            return gw_reply_error(r, DYNO_EINVAL, "bad object name (1..255 bytes of UTF-8, no '/')");
+            return gw_reply_error(r, DYNO_EINVAL,
+                                  "bad object name (1..255 bytes of UTF-8, no control characters or '\\', no "
+                                  "leading '/' or segment \".\" or \"..\")");
         r->has_name = true;
     } else if (rc != DYNO_ENOTFOUND) {
         return gw_reply_error(r, DYNO_EINVAL, "bad object name");
