@@ -58,8 +58,7 @@ static enum MHD_Result put_rest__end(struct gw_req *r)
     return ret;
 }
 
-/* The resilience asked for: X-Dyno-Resilience, else the catalog's, else the gateway's. */
-static int put_rest__resilience(struct gw_req *r, const cJSON *cat, int *k, int *m)
+int gw_put_resilience(struct gw_req *r, const cJSON *cat, int *k, int *m)
 {
     *k = (int)r->gw->cfg.k;
     *m = (int)r->gw->cfg.m;
@@ -115,7 +114,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     rc = gw_catalog_check(r, r->catalog, true, &cat, msg, sizeof(msg));
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
-    (void)put_rest__resilience(r, cat, &k, &m); /* the header was checked above */
+    (void)gw_put_resilience(r, cat, &k, &m); /* the header was checked above */
     bool relaxed = gw_site_relaxed(cat);
     cJSON_Delete(cat);
 
