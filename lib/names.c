@@ -174,6 +174,18 @@ bool dyno_valid_key(const char *key)
     return key[DYNO_KEY_LEN] == '\0';
 }
 
+bool dyno_valid_access_key_id(const char *id)
+{
+    if (!id || id[0] != 'D' || id[1] != 'K')
+        return false;
+    for (size_t i = 2; i < DYNO_ACCESS_KEY_ID_LEN; i++) {
+        char c = id[i]; /* a short id stops at its NUL */
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return id[DYNO_ACCESS_KEY_ID_LEN] == '\0';
+}
+
 int dyno_key_new(char out[DYNO_KEY_LEN + 1])
 {
     uint8_t raw[DYNO_KEY_LEN / 2];

@@ -27,6 +27,9 @@ bool dyno_valid_name(const char *name);
  * token names, the files of a mirror). */
 bool dyno_valid_plain_name(const char *name);
 bool dyno_valid_key(const char *key);
+/* An S3 access key id (docs/s3.md "Access keys"): "DK" and 18 of [A-Z0-9]. */
+#define DYNO_ACCESS_KEY_ID_LEN 20
+bool dyno_valid_access_key_id(const char *id);
 /* New random key (OpenSSL RAND_bytes) into out[33]. 0 or DYNO_EINTERNAL. */
 int dyno_key_new(char out[DYNO_KEY_LEN + 1]);
 /* Splits "owner/a/b" into owner (out_owner, cap bytes) and the rest; DYNO_EINVAL if not a valid catalog. */

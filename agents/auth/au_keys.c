@@ -22,17 +22,7 @@
 #define KEYS_ID_TRIES 4    /* draws of a fresh id when one collides (36^18: never in practice) */
 
 _Static_assert(4 * KEYS_SECRET_RAW / 3 == AU_KEY_SECRET_LEN, "the secret is 40 characters");
-
-bool au_keys_valid_id(const char *id)
-{
-    if (!id || strnlen(id, AU_KEY_ID_LEN + 1) != AU_KEY_ID_LEN || strncmp(id, KEYS_ID_PREFIX, 2) != 0)
-        return false;
-    for (size_t i = 2; i < AU_KEY_ID_LEN; i++) {
-        if (!((id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9')))
-            return false;
-    }
-    return true;
-}
+_Static_assert(AU_KEY_ID_LEN == DYNO_ACCESS_KEY_ID_LEN, "one id length");
 
 /* A fresh id: the prefix and 18 uniform draws from [A-Z0-9] (rejection sampling). */
 static int keys__new_id(char id[AU_KEY_ID_LEN + 1])
@@ -207,7 +197,7 @@ int au_keys_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_
     if (rc != 0)
         return rc;
     const char *id = dyno_json_str(req, "access_key_id");
-    if (!au_keys_valid_id(id))
+    if (!dyno_valid_access_key_id(id))
         return keys__bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
     if ((rc = au_take_budget(ctx, c.sub, err, errlen)) != 0)
         return rc;
@@ -239,7 +229,7 @@ int au_keys_lookup(void *arg, const cJSON *req, cJSON **result, char *err, size_
 {
     struct au_ctx *ctx = arg;
     const char *id = dyno_json_str(req, "access_key_id");
-    if (!au_keys_valid_id(id))
+    if (!dyno_valid_access_key_id(id))
         return keys__bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
     int rc = keys__no_master(ctx, err, errlen);
     if (rc != 0)

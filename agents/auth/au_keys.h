@@ -29,7 +29,4 @@ int au_keys_create(void *arg, const cJSON *req, cJSON **result, char *err, size_
 int au_keys_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen);
 int au_keys_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen);
 int au_keys_lookup(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen);
-
-/* True for an access key id: "DK" and 18 of [A-Z0-9]. */
-bool au_keys_valid_id(const char *id);
 #endif

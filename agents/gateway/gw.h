@@ -14,6 +14,7 @@
  *   events.c   catalog events: event.emit to pubsub, GET /v1/events (server-sent events)
  *   ingest.c   MQTT ingest: dyno/v1/ingest/<catalog> messages stored as objects
  *   admin.c    users and API tokens (dyno-auth RPCs)
+ *   keys.c     S3 access keys: create, list, revoke (dyno-auth RPCs)
  *   web.c      the web console's static files (agents/frontend), its security headers
  *   session.c  console sessions (HttpOnly cookie + CSRF header), device login for the CLI
  *   s3key.c    S3 access keys: key.lookup answers of dyno-auth, cached < 5 s, evicted on revocation
@@ -237,7 +238,8 @@ struct gw_s3key {
 };
 /* gw_s3key_lookup with the whole record in *out (zeroed on failure); same codes. */
 int gw_s3key_get(struct gw *gw, const char *access_key_id, struct gw_s3key *out);
-/* True for a well-formed access key id (no RPC is made for another). */
+/* True for a well-formed access key id (lib/names.h dyno_valid_access_key_id; no RPC is made
+ * for another). */
 bool gw_s3key_valid_id(const char *id);
 /* Makes the cache and subscribes to the revocations (from gw_mqtt_start). 0 or DYNO_E*. */
 int gw_s3key_start(struct gw *gw);
@@ -375,6 +377,23 @@ enum MHD_Result gw_user_list(struct gw_req *r);
 enum MHD_Result gw_token_create(struct gw_req *r); /* on_end */
 enum MHD_Result gw_token_list(struct gw_req *r);
 enum MHD_Result gw_token_revoke(struct gw_req *r); /* r->key = the token id */
+/* The helpers of those routes, shared with keys.c. */
+/* An auth RPC; a silent dyno-auth becomes a 503 whose message says what still works. */
+int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params, cJSON **res, char *msg,
+                size_t cap);
+/* The error reply of an auth RPC. dyno-auth's rate limit (too_many_requests) says when to come
+ * back in its message ("... retry after N s", protocol.md §3): that becomes Retry-After. */
+enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg);
+/* Runs the auth method with params (taken) and replies with its result or error. */
+enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON *params, unsigned status);
+/* params = {"caller": ...}; NULL on ENOMEM. */
+cJSON *gw_params_with_caller(const struct gw_req *r);
+/* The JSON object body (an empty body is {} when empty_ok). 0 or DYNO_EINVAL. */
+int gw_body_object(struct gw_req *r, bool empty_ok, cJSON **out);
+/* keys.c: S3 access keys of the caller, answered by dyno-auth (docs/s3.md "Access keys") */
+enum MHD_Result gw_key_create(struct gw_req *r); /* on_end */
+enum MHD_Result gw_key_list(struct gw_req *r);
+enum MHD_Result gw_key_revoke(struct gw_req *r); /* r->name = the access key id */
 enum MHD_Result gw_metrics(struct gw_req *r);
 
 /* ---- events (events.c) ---- */

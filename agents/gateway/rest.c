@@ -222,6 +222,22 @@ static enum MHD_Result gw_route_identity(struct gw_req *r, enum dyno_rest_kind k
     return MHD_YES;
 }
 
+/* /v1/keys[/<id>] (keys.c): S3 access keys of the caller. */
+static enum MHD_Result gw_route_keys(struct gw_req *r, enum dyno_rest_kind kind)
+{
+    if (kind == DYNO_REST_KEY ? !GW_IS(DELETE) : !GW_IS(GET) && !GW_IS(POST))
+        return gw_method_not_allowed(r);
+    enum MHD_Result ret = gw_need_auth(r);
+    if (r->replied)
+        return ret;
+    if (kind == DYNO_REST_KEY)
+        return gw_key_revoke(r);
+    if (GW_IS(GET))
+        return gw_key_list(r);
+    gw_expect_json(r, gw_key_create);
+    return MHD_YES;
+}
+
 /* A route with one method: h (authenticated unless open) for it, 405 for any other. */
 static enum MHD_Result gw_route_one(struct gw_req *r, const char *method, bool open,
                                     enum MHD_Result (*h)(struct gw_req *))
@@ -287,6 +303,9 @@ static enum MHD_Result gw_route(struct gw_req *r, const char *url)
         return gw_route_identity(r, rt.kind);
     case DYNO_REST_EVENTS:
         return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_events_sse);
+    case DYNO_REST_KEYS:
+    case DYNO_REST_KEY:
+        return gw_route_keys(r, rt.kind);
     default:
         return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
     }

@@ -30,7 +30,7 @@
 
 struct s3key_entry {
     bool used;
-    char id[GW_S3KEY_ID_LEN + 1];
+    char id[DYNO_ACCESS_KEY_ID_LEN + 1];
     char user[DYNO_SEG_MAX + 1];
     char org[DYNO_SEG_MAX * 4 + 4];
     bool admin;
@@ -46,13 +46,7 @@ struct gw_s3keys {
 
 bool gw_s3key_valid_id(const char *id)
 {
-    if (!id || strnlen(id, GW_S3KEY_ID_LEN + 1) != GW_S3KEY_ID_LEN || strncmp(id, "DK", 2) != 0)
-        return false;
-    for (size_t i = 2; i < GW_S3KEY_ID_LEN; i++) {
-        if (!((id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9')))
-            return false;
-    }
-    return true;
+    return dyno_valid_access_key_id(id);
 }
 
 static size_t s3key__slot(const char *id)
@@ -115,14 +109,14 @@ bool gw_s3keys_get(struct gw_s3keys *c, const char *id, int64_t now_ms, struct g
 void gw_s3keys_put(struct gw_s3keys *c, const char *id, const struct gw_s3key *k, int64_t now_ms,
                    uint64_t gen)
 {
-    if (!gw_s3key_valid_id(id))
+    if (!dyno_valid_access_key_id(id))
         return;
     pthread_mutex_lock(&c->mu);
     if (gen == c->gen) {
         struct s3key_entry *e = &c->slot[s3key__slot(id)];
         s3key__drop(e);
         e->used = true;
-        memcpy(e->id, id, GW_S3KEY_ID_LEN + 1);
+        memcpy(e->id, id, DYNO_ACCESS_KEY_ID_LEN + 1);
         memcpy(e->user, k->user, sizeof(e->user));
         memcpy(e->org, k->org, sizeof(e->org));
         e->admin = k->admin;
@@ -162,7 +156,7 @@ void gw_s3keys_on_revoked(struct gw_s3keys *c, const void *payload, size_t len)
     }
     cJSON_ArrayForEach(it, arr)
     {
-        if (cJSON_IsString(it) && gw_s3key_valid_id(it->valuestring)) {
+        if (cJSON_IsString(it) && dyno_valid_access_key_id(it->valuestring)) {
             gw_s3keys_evict(c, it->valuestring);
             dyno_info("access key revoked: evicted", "id=%s", it->valuestring);
         }
@@ -213,7 +207,7 @@ int gw_s3key_get(struct gw *gw, const char *access_key_id, struct gw_s3key *out)
     uint64_t gen = 0;
     memset(out, 0, sizeof(*out));
     /* Malformed ids cost no RPC: no such key can exist. */
-    if (!gw_s3key_valid_id(access_key_id))
+    if (!dyno_valid_access_key_id(access_key_id))
         return DYNO_ENOTFOUND;
     if (!gw->s3keys)
         return DYNO_EUNAVAIL;

@@ -24,8 +24,9 @@ import threading
 import time
 import unittest
 
-from fabric import FabricCase
+from fabric import FabricCase, wait_exit
 
+DEBIAN_PY = "/usr/bin/python3"  # Debian's boto3 (the python3 on PATH may be another)
 REVOKE_BOUND = 5.0  # seconds: issue 14, "revocation reaches every endpoint within 5 s"
 ID_RE = re.compile(r"^DK[A-Z0-9]{18}$")
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{40}$")
@@ -120,6 +121,36 @@ class S3KeysTest(FabricCase):
         time.sleep(0.5)  # subscribed before what it must see
         return s
 
+    def user_cli(self, user, *args, check=True):
+        """`dynostore` as user (a token file of theirs)."""
+        tf = os.path.join(self.fab.work, user + ".token")
+        if not os.path.exists(tf):
+            with open(tf, "w") as fh:
+                fh.write(self.tok[user])
+        return self.fab.cli("--gateway", self.fab.gateway, "--token-file", tf, *args, settings=False, check=check)
+
+    def auth_name(self):
+        return self.fab.names("auth")[0]
+
+    def restart_auth(self, *extra):
+        """dyno-auth killed (-9) and started again from its command line plus extra."""
+        name = self.auth_name()
+        self.fab.kill(name)
+        self.fab.restart(name, list(extra))
+        # serving again: an RPC is answered
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if "ok" in self.rpc("key.list", {}, caller="admin"):
+                    return
+            except AssertionError:
+                pass
+            time.sleep(0.2)
+        self.fail("dyno-auth does not answer after its restart")
+
+    def master_file(self):
+        return os.path.join(self.fab.data, "keys", "s3-master.key")
+
     def auth_files(self):
         """The auth database and its WAL/SHM companions."""
         return sorted(glob.glob(os.path.join(self.fab.data, "auth", "auth.db*")))
@@ -194,6 +225,247 @@ class S3KeysTest(FabricCase):
         self.err(self.rpc("key.create", {}), "unauthorized")  # no caller
         self.err(self.rpc("key.list", {"user": "../x"}, caller="alice"), "bad_request")
         self.assertEqual(self.listed("alice"), before, "nothing created or revoked")
+
+    def test_users_cannot_reach_lookup_or_the_feed(self):
+        """key.lookup hands out secrets: only services reach dyno/v1/rpc/... (the broker plugin's
+        topic rule, lib/acl.h), and the revocation feed is theirs too."""
+        k = self.create("alice")
+        user = ["-V", "mqttv5", "-h", "127.0.0.1", "-p", str(self.port), "-u", "alice", "-P", self.tok["alice"],
+                "-i", "alice-s3k%d" % os.getpid()]
+        cp = subprocess.run(["mosquitto_rr"] + user + ["-t", "dyno/v1/rpc/auth/key.lookup", "-e",
+                                                       "dyno/v1/reply/alice/s3k", "-m",
+                                                       json.dumps({"access_key_id": k["access_key_id"]}), "-W", "3"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(cp.returncode, 0, "alice got an answer: %r" % cp.stdout)
+        self.assertNotIn(k["secret_access_key"], cp.stdout + cp.stderr)
+        cp = subprocess.run(["mosquitto_sub"] + user + ["-t", "dyno/v1/auth/keys/revoked", "-W", "2", "-C", "1"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(cp.returncode, 27, "alice subscribed to the key revocations (%s)" % cp.stderr)
+        self.assertIn("denied", cp.stderr)
+
+    # ---- REST and CLI ----------------------------------------------------------------------
+
+    def test_rest_create_list_revoke(self):
+        f = self.fab
+        r = f.http("POST", "/v1/keys", body=json.dumps({"description": "boto3 on the cluster"}), token=self.tok["alice"])
+        self.assertEqual(r.status, 201, r.body)
+        k = r.json()
+        self.assertRegex(k["access_key_id"], ID_RE)
+        self.assertRegex(k["secret_access_key"], SECRET_RE)
+        self.assertIsInstance(k["created"], int)
+        self.assertEqual(k["user"], "alice")
+        kid = k["access_key_id"]
+        r = f.http("POST", "/v1/keys", token=self.tok["alice"])  # an empty body is {}
+        self.assertEqual(r.status, 201, r.body)
+        r = f.http("GET", "/v1/keys", token=self.tok["alice"])
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn(kid, [x["access_key_id"] for x in r.json()["keys"]])
+        self.assertNotIn(k["secret_access_key"].encode(), r.body, "GET /v1/keys shows no secret")
+        self.assertNotIn(b"secret", r.body)
+        # the secret reaches the gateway's lookup
+        res = self.ok(self.rpc("key.lookup", {"access_key_id": kid}))
+        self.assertEqual((res["user"], res["secret_access_key"]), ("alice", k["secret_access_key"]))
+        # bob: neither list nor revoke alice's keys
+        r = f.http("GET", "/v1/keys", token=self.tok["bob"])
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotIn(kid.encode(), r.body)
+        self.assertJsonError(f.http("GET", "/v1/keys?user=alice", token=self.tok["bob"]), 403, "forbidden")
+        self.assertJsonError(f.http("GET", "/v1/keys?all=1", token=self.tok["bob"]), 403, "forbidden")
+        self.assertJsonError(f.http("DELETE", "/v1/keys/" + kid, token=self.tok["bob"]), 403, "forbidden")
+        self.ok(self.rpc("key.lookup", {"access_key_id": kid}))
+        r = f.http("GET", "/v1/keys?user=alice")  # the admin
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn(kid.encode(), r.body)
+        # bad input: clear errors, nothing created
+        before = self.listed("alice")
+        for body in ("[]", "{", json.dumps({"description": 3}), json.dumps({"description": "a\u0001"})):
+            self.assertJsonError(f.http("POST", "/v1/keys", body=body, token=self.tok["alice"]), 400, "bad_request",
+                                 msg=body)
+        self.assertJsonError(f.http("DELETE", "/v1/keys/nope", token=self.tok["alice"]), 400, "bad_request")
+        self.assertJsonError(f.http("DELETE", "/v1/keys/" + "DK" + "1" * 18, token=self.tok["alice"]), 404,
+                             "not_found")
+        self.assertJsonError(f.http("PUT", "/v1/keys", token=self.tok["alice"]), 405)
+        self.assertJsonError(f.http("GET", "/v1/keys", token=None), 401, "unauthorized")
+        self.assertJsonError(f.http("POST", "/v1/keys", token=None), 401, "unauthorized")
+        self.assertEqual(self.listed("alice"), before, "nothing created")
+        # revoke: gone from the list, lookup fails
+        r = f.http("DELETE", "/v1/keys/" + kid, token=self.tok["alice"])
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIs(r.json()["revoked"], True)
+        self.err(self.rpc("key.lookup", {"access_key_id": kid}), "not_found")
+        r = f.http("GET", "/v1/keys", token=self.tok["alice"])
+        self.assertNotIn(kid, [x["access_key_id"] for x in r.json()["keys"]])
+
+    def test_cli_create_list_revoke(self):
+        cp = self.user_cli("bob", "key", "create", "--description", "rclone at site B")
+        lines = dict(line.split(None, 1) for line in cp.stdout.strip().splitlines())
+        kid, secret = lines["access_key_id"], lines["secret_access_key"]
+        self.assertRegex(kid, ID_RE)
+        self.assertRegex(secret, SECRET_RE)
+        self.assertNotIn(secret, cp.stderr, "the secret only on stdout")
+        self.assertIn("dynostore key revoke " + kid, cp.stderr)
+        self.assertEqual(self.ok(self.rpc("key.lookup", {"access_key_id": kid}))["secret_access_key"], secret)
+        doc = json.loads(self.user_cli("bob", "--json", "key", "create").stdout)
+        self.assertRegex(doc["secret_access_key"], SECRET_RE)
+        cp = self.user_cli("bob", "key", "list")
+        self.assertIn(kid, cp.stdout)
+        self.assertIn("rclone at site B", cp.stdout)
+        self.assertNotIn(secret, cp.stdout)
+        listed = json.loads(self.user_cli("bob", "--json", "key", "list").stdout)["keys"]
+        self.assertIn(kid, [x["access_key_id"] for x in listed])
+        self.assertNotIn(secret, json.dumps(listed))
+        # alice cannot revoke or list bob's: a clear error, and the key still works
+        cp = self.user_cli("alice", "key", "revoke", kid, check=False)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn("not yours", cp.stderr)
+        cp = self.user_cli("alice", "key", "list", "--user", "bob", check=False)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn("admin", cp.stderr)
+        self.ok(self.rpc("key.lookup", {"access_key_id": kid}))
+        # usage errors are caught before any request
+        for args in (("key", "revoke", "nope"), ("key", "revoke"), ("key", "create", "extra"), ("key", "frob"),
+                     ("key", "list", "--user", "bob", "--all")):
+            cp = self.user_cli("bob", *args, check=False)
+            self.assertEqual(cp.returncode, 2, (args, cp.stdout, cp.stderr))
+        # the admin lists everyone's
+        self.assertIn(kid, self.fab.cli("key", "list", "--all").stdout)
+        cp = self.user_cli("bob", "key", "revoke", kid)
+        self.assertIn("revoked", cp.stdout)
+        self.err(self.rpc("key.lookup", {"access_key_id": kid}), "not_found")
+        self.assertNotIn(kid, self.user_cli("bob", "key", "list").stdout)
+
+    # ---- through the gateways' S3 listeners (agents/gateway/s3.c) ----------------------
+
+    def s3_gateways(self):
+        """Two more gateways with an S3 listener each (class-wide, started once): their URLs."""
+        cls = type(self)
+        if getattr(cls, "s3_urls", None) is None:
+            urls = []
+            for gid in ("s3a", "s3b"):
+                pf = os.path.join(self.fab.tmp, "gateway-%s.s3port" % gid)
+                self.fab.start_gateway(gid, extra={"s3_port": 0, "s3_port_file": pf})
+                deadline = time.monotonic() + 30
+                port = 0
+                while time.monotonic() < deadline and not port:
+                    try:
+                        with open(pf) as fh:
+                            port = int(fh.read().strip() or 0)
+                    except (OSError, ValueError):
+                        time.sleep(0.1)
+                self.assertTrue(port, "no S3 port written by gateway-" + gid)
+                urls.append("http://127.0.0.1:%d" % port)
+            cls.s3_urls = urls
+        return cls.s3_urls
+
+    def probe(self, *args, stdin=None):
+        """tests/integration/s3keys_probe.py under Debian's python3 (boto3)."""
+        if not os.access(DEBIAN_PY, os.X_OK):
+            self.skipTest("%s (with python3-boto3) is needed" % DEBIAN_PY)
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.Popen([DEBIAN_PY, os.path.join(here, "s3keys_probe.py")] + [str(a) for a in args],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def probe_once(self, kid, secret, urls):
+        p = self.probe("once", kid, secret, *urls)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        return json.loads(out)
+
+    def test_s3_revocation_reaches_both_gateways(self):
+        urls = self.s3_gateways()
+        r = self.fab.http("POST", "/v1/keys", body=json.dumps({"description": "s3"}), token=self.tok["alice"])
+        self.assertEqual(r.status, 201, r.body)
+        k = r.json()
+        kid, secret = k["access_key_id"], k["secret_access_key"]
+        # a wrong secret and an unknown id are refused as S3 refuses them
+        got = self.probe_once(kid, secret[:-1] + ("A" if secret[-1] != "A" else "B"), urls)
+        self.assertEqual(set(got.values()), {"SignatureDoesNotMatch"}, got)
+        got = self.probe_once("DK" + "9" * 18, secret, urls)
+        self.assertEqual(set(got.values()), {"InvalidAccessKeyId"}, got)
+        # the key authenticates at both (what follows the signature check is s3-front's)
+        p = self.probe("until-refused", kid, secret, 30, *urls)
+        try:
+            ready = json.loads(p.stdout.readline())["ready"]
+            for u in urls:
+                self.assertNotIn(ready[u], ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ServiceUnavailable",
+                                            "503", "AccessDenied"), "the key does not authenticate at %s: %r" % (u, ready))
+            # both gateways hold it in their caches now; revoke through the first gateway's REST
+            r = self.fab.http("DELETE", "/v1/keys/" + kid, token=self.tok["alice"])
+            self.assertEqual(r.status, 200, r.body)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            out, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        after = json.loads(out.strip().splitlines()[-1])["refused_after"]
+        for u in urls:
+            self.assertIsNotNone(after[u], "%s still accepts the revoked key after 30 s (%s)" % (u, err[-500:]))
+            self.assertLess(after[u], REVOKE_BOUND, "%s refused the revoked key only after %.1f s" % (u, after[u]))
+        # by the feed, not only by the cache's life: both evicted the key when it came
+        for gid in ("s3a", "s3b"):
+            log = self.fab.log_text("gateway-" + gid)
+            self.assertTrue('msg="access key revoked: evicted" id=%s' % kid in log,
+                            "gateway-%s did not evict %s when the revocation came:\n%s" % (gid, kid, log[-1500:]))
+
+    # ---- restarts and the master key (last: they restart dyno-auth) -----------------------
+
+    def test_z1_restart_keeps_keys_and_limit_holds(self):
+        k = self.create("bob", "kept")
+        live = len(self.listed("bob"))
+        self.restart_auth("--s3_keys_per_user", str(live + 1))
+        res = self.ok(self.rpc("key.lookup", {"access_key_id": k["access_key_id"]}))
+        self.assertEqual(res["secret_access_key"], k["secret_access_key"], "a restart keeps the keys")
+        self.create("bob")
+        msg = self.err(self.rpc("key.create", {}, caller="bob"), "too_large")
+        self.assertIn("revoke one", msg)
+        self.assertEqual(len(self.listed("bob")), live + 1, "the refused create made nothing")
+        # a revoked key makes room
+        self.ok(self.rpc("key.revoke", {"access_key_id": k["access_key_id"]}, caller="bob"))
+        self.create("bob")
+        self.restart_auth()
+
+    def test_z2_other_master_key_opens_nothing(self):
+        k = self.create("alice")
+        mf = self.master_file()
+        st = os.stat(mf)
+        self.assertEqual(st.st_mode & 0o777, 0o600, "the master key file is private")
+        self.assertNotIn(os.path.dirname(mf), [os.path.dirname(p) for p in self.auth_files()],
+                         "the master key does not sit in the database's folder")
+        saved = mf + ".saved"
+        shutil.copy2(mf, saved)
+        try:
+            with open(mf, "w") as fh:
+                fh.write(os.urandom(32).hex() + "\n")
+            self.restart_auth()
+            msg = self.err(self.rpc("key.lookup", {"access_key_id": k["access_key_id"]}), "internal")
+            self.assertIn("does not decrypt", msg)
+            self.assertNotIn(k["secret_access_key"], msg)
+        finally:
+            shutil.copy2(saved, mf)
+            os.unlink(saved)
+        self.restart_auth()
+        res = self.ok(self.rpc("key.lookup", {"access_key_id": k["access_key_id"]}))
+        self.assertEqual(res["secret_access_key"], k["secret_access_key"])
+
+    def test_z3_missing_master_key_refuses_to_start(self):
+        k = self.create("alice")
+        mf = self.master_file()
+        name = self.auth_name()
+        os.rename(mf, mf + ".away")
+        try:
+            self.fab.kill(name)
+            self.fab.restart(name, wait=False)
+            self.assertIsNotNone(wait_exit(self.fab, name, timeout=60), "dyno-auth started without its master key")
+            self.assertIn("s3_master_key_file is missing but the database holds access keys",
+                          self.fab.log_text(name))
+            self.assertFalse(os.path.exists(mf), "no new master key replaced the lost one")
+        finally:
+            os.rename(mf + ".away", mf)
+        self.fab.restart(name)
+        self.restart_auth()
+        self.ok(self.rpc("key.lookup", {"access_key_id": k["access_key_id"]}))
 
 
 if __name__ == "__main__":
