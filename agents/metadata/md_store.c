@@ -23,7 +23,8 @@
  * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
-/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
+/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread;
+ * 3 = objects.attrs (S3 attributes: ETag, Content-Type, user metadata; issue 14) */
 #define MD_SCHEMA_VERSION 3
 
 struct md_db {
@@ -182,6 +183,7 @@ static const char SQL_OBJ_JSON[] =
     "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, replica, unit, state, created_at,"
     " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread, attrs"
     " FROM objects WHERE key = ?1";
+static const char SQL_OBJ_BY_NAME[] = "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE;
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";
@@ -652,10 +654,16 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     else if (rc == SQLITE_DONE)
         rc = SQLITE_NOTFOUND;
     sqlite3_reset(st);
-    if (rc == SQLITE_OK && (rc = attrs_json(o)) != SQLITE_OK)
-        cJSON_Delete(o);
     if (rc != SQLITE_OK)
         return rc;
+    /* attrs is stored as JSON text: given back as the object it was, absent when none. */
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    cJSON *parsed = cJSON_IsString(at) ? cJSON_Parse(at->valuestring) : NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+    if (cJSON_IsObject(parsed))
+        cJSON_AddItemToObject(o, "attrs", parsed);
+    else
+        cJSON_Delete(parsed);
     cJSON *frags;
     rc = frags_json(db, key, nodes, &frags);
     if (rc != SQLITE_OK) {
@@ -1383,6 +1391,44 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
         cJSON_Delete(o);
         snprintf(err, errlen, "no object %s", key);
+        return DYNO_ENOTFOUND;
+    }
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    *result = o;
+    return 0;
+}
+
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    cJSON *o = NULL;
+    char key[DYNO_KEY_LEN + 1] = "";
+    sqlite3_stmt *st = NULL;
+    /* One read transaction: the name's key, the row and its fragments from one snapshot. */
+    int rc = md__begin_read(db);
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    rc = md__stmt(db, SQL_OBJ_BY_NAME, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(key, sizeof(key), "%s", dyno_db_text(st, 0));
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_NOTFOUND;
+        }
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK)
+        rc = object_json(db, key, nodes, &o);
+    md__rollback(db);
+    if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
+        cJSON_Delete(o);
+        snprintf(err, errlen, "no object %s in %s", name, catalog);
         return DYNO_ENOTFOUND;
     }
     if (rc != SQLITE_OK)
