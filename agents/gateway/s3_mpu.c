@@ -89,7 +89,7 @@ struct mpu_part {
     int64_t size;
     int64_t mtime;
     char key[DYNO_KEY_LEN + 1];
-    char etag[35]; /* quoted */
+    char etag[80]; /* quoted */
 };
 
 /* The stored parts of upload id (every page of its area), in part order. *out (the
@@ -139,8 +139,7 @@ static int mpu__parts(struct gw *gw, const char *area, const char *id, struct mp
             if (dyno_json_i64(o, "committed_at", &p->mtime) != 0)
                 p->mtime = 0;
             snprintf(p->key, sizeof(p->key), "%s", key);
-            const char *etag = dyno_json_str(s3_obj_attrs(o), "etag");
-            snprintf(p->etag, sizeof(p->etag), "%s", etag ? etag : "");
+            s3_obj_etag(o, p->etag);
         }
         const char *next = dyno_json_str(res, "next");
         if (!rc && next)
@@ -734,10 +733,11 @@ enum MHD_Result s3_mpu_list_parts(struct s3_ctx *x)
         (void)dyno_json_i64(o, "committed_at", &t);
         char when[32];
         s3_iso_time(t * 1000, when);
-        const char *etag = dyno_json_str(s3_obj_attrs(o), "etag");
+        char etag[80];
+        s3_obj_etag(o, etag);
         rc = dyno_buf_printf(&b, "<Part><PartNumber>%d</PartNumber><LastModified>%s</LastModified><ETag>",
                              num, when);
-        rc = rc ? rc : s3_xml_esc(&b, etag ? etag : "");
+        rc = rc ? rc : s3_xml_esc(&b, etag);
         rc = rc ? rc : dyno_buf_printf(&b, "</ETag><Size>%lld</Size></Part>", (long long)size);
         last = num;
     }

@@ -708,6 +708,14 @@ int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag)
     if (!a)
         return DYNO_ENOMEM;
     cJSON_DeleteItemFromObjectCaseSensitive(a, "etag");
+    /* Stored without its quotes, as s3_obj.c stores a PutObject's. */
+    char bare[80];
+    size_t el = etag ? strlen(etag) : 0;
+    if (el >= 2 && etag[0] == '"' && etag[el - 1] == '"' && el - 2 < sizeof(bare)) {
+        memcpy(bare, etag + 1, el - 2);
+        bare[el - 2] = '\0';
+        etag = bare;
+    }
     if (etag && !cJSON_AddStringToObject(a, "etag", etag)) {
         cJSON_Delete(a);
         return DYNO_ENOMEM;
@@ -721,4 +729,14 @@ const cJSON *s3_obj_attrs(const cJSON *obj)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "attrs");
     return cJSON_IsObject(a) ? a : NULL;
+}
+
+void s3_obj_etag(const cJSON *obj, char out[80])
+{
+    const char *e = dyno_json_str(s3_obj_attrs(obj), "etag");
+    const char *sha = dyno_json_str(obj, "sha256");
+    if (e && strlen(e) < 70)
+        snprintf(out, 80, "\"%s\"", e);
+    else
+        snprintf(out, 80, "\"%.32s-1\"", sha ? sha : "");
 }

@@ -113,9 +113,13 @@ int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, 
  * object {content_type, meta:{name: value}}, the caller's; NULL when out of memory). */
 cJSON *s3_attrs_from_request(struct s3_ctx *x);
 /* Gives the put p the S3 attributes it commits with (attrs borrowed; etag: the quoted
- * ETag, set in them). 0 or DYNO_ENOMEM. */
+ * ETag, stored bare). 0 or DYNO_ENOMEM. */
 int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag);
 /* The object's S3 attributes (its object.get or object.list record): borrowed, or NULL. */
 const cJSON *s3_obj_attrs(const cJSON *obj);
+/* The quoted ETag of an object record (object.get or object.list): its attributes' (stored
+ * bare), else, for an object stored through REST, "<32 hex of its SHA-256>-1" (the rule of
+ * s3_obj.c: the multipart form, which tells clients not to compare it with an MD5). */
+void s3_obj_etag(const cJSON *obj, char out[80]);
 /* "\"<32 hex>\"" of an MD5. */
 void s3_etag_hex(const uint8_t md5[16], char out[35]);
