@@ -411,14 +411,11 @@ static void mpu__complete_work(void *arg, struct s3_long_out *out)
     gw_put_close(p);
     cJSON_Delete(res);
     if (rc) {
-        out->status = rc == DYNO_ENOTFOUND ? 400 : rc == DYNO_EUNAVAIL || rc == DYNO_ETIMEDOUT ? 503 : 500;
-        out->code = rc == DYNO_ENOTFOUND ? "InvalidPart"
-                    : out->status == 503 ? "ServiceUnavailable"
-                                         : "InternalError";
-        snprintf(out->msg, sizeof(out->msg), "%s", msg[0] ? msg : dyno_strerror(rc));
+        s3_long_fail(out, rc == DYNO_ENOTFOUND ? DYNO_EINVAL : rc, msg[0] ? msg : dyno_strerror(rc));
+        if (rc == DYNO_ENOTFOUND)
+            out->code = "InvalidPart"; /* a part gone meanwhile */
         return;
-    }
-    /* Committed: the parts and the row go (a failure here leaves them to the cleaner). */
+    } /* Committed: the parts and the row go (a failure here leaves them to the cleaner). */
     char m2[400];
     if (mpu__end(c->gw, c->conn, c->area, c->id, m2, sizeof(m2)) != 0)
         dyno_warn("s3 upload parts left to the cleaner", "id=%s detail=%s", c->id, m2);

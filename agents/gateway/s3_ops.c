@@ -582,7 +582,7 @@ enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s
         free(l);
         return gw_s3_err(x, 503, "ServiceUnavailable", "cannot start the operation now");
     }
-    if (long__wait(l, S3_LONG_GRACE_MS)) {
+    if (long__wait(l, x->r->gw->cfg.s3_long_grace_ms)) {
         /* Ended within the grace: an ordinary reply with its own status. */
         pthread_join(l->th, NULL);
         enum MHD_Result ret;
@@ -739,4 +739,28 @@ void s3_obj_etag(const cJSON *obj, char out[80])
         snprintf(out, 80, "\"%s\"", e);
     else
         snprintf(out, 80, "\"%.32s-1\"", sha ? sha : "");
+}
+
+void s3_long_fail(struct s3_long_out *out, int err, const char *msg)
+{
+    switch (err) {
+    case DYNO_ETOOBIG:
+        out->status = 400;
+        out->code = "EntityTooLarge";
+        break;
+    case DYNO_EINVAL:
+        out->status = 400;
+        out->code = "InvalidArgument";
+        break;
+    case DYNO_EUNAVAIL:
+    case DYNO_ETIMEDOUT:
+    case DYNO_ENOSPC:
+        out->status = 503;
+        out->code = "ServiceUnavailable";
+        break;
+    default:
+        out->status = 500;
+        out->code = "InternalError";
+    }
+    snprintf(out->msg, sizeof(out->msg), "%s", msg);
 }

@@ -72,10 +72,10 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
 /* ---- long operations (CopyObject, CompleteMultipartUpload) ---- */
 /*
  * An operation that may take minutes runs on a thread of its own while the request waits.
- * When it ends within S3_LONG_GRACE_MS the reply is ordinary (its status, its document);
- * otherwise the reply is a 200 whose body starts with the XML declaration and then one
- * space a second (S3's keep-alive: clients and proxies see bytes moving) until the
- * operation's document follows, which is then <Error> on a failure, as S3 does.
+ * When it ends within s3_long_grace_ms (config, default 2 s) the reply is ordinary (its status, its
+ * document); otherwise the reply is a 200 whose body starts with the XML declaration and then one space a
+ * second (S3's keep-alive: clients and proxies see bytes moving) until the operation's document follows,
+ * which is then <Error> on a failure, as S3 does.
  *
  * work fills the outcome: on success doc (without the XML declaration) and status 0; on
  * failure status (HTTP), code (S3's, static) and msg. It may use the request's gw_conn:
@@ -83,13 +83,15 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
  * may end first when the client goes away: the thread is then joined at its end), so
  * everything it needs is in arg, freed by arg_free after it ends.
  */
-#define S3_LONG_GRACE_MS 2000
 struct s3_long_out {
     struct dyno_buf doc;
     unsigned status; /* 0: success (200 with doc) */
     const char *code;
     char msg[400];
 };
+/* Fills out with the S3 status and code of a DYNO_E* failure (EntityTooLarge, InvalidArgument,
+ * ServiceUnavailable, InternalError...) and msg. */
+void s3_long_fail(struct s3_long_out *out, int err, const char *msg);
 enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
                               void (*arg_free)(void *arg));
 

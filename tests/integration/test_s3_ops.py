@@ -377,6 +377,61 @@ out(res)
         got, _ = self.rest_get_name("mpe", "k")
         self.assertEqual(got, b"b" * (5 << 20) + b"c" * 10)
 
+    def test_long_operations_stream_their_answer(self):
+        """A gateway whose long operations answer at once (s3_long_grace_ms 0): the 200 is
+        streamed (chunked: XML declaration, keep-alive spaces, then the document), clients read
+        it as usual, and a failure found while working arrives as an <Error> in that 200."""
+        self.bucket("slow")
+        url = self.start_s3("s3slow", {"s3_long_grace_ms": 0, "max_body": 6 * MiB})
+        self.addCleanup(self.stop_gateway, "gateway-s3slow")
+        res = self.boto(r"""
+import base64, urllib.request
+s3.put_object(Bucket="slow", Key="src", Body=b"s" * (3 << 20))
+c = s3.copy_object(Bucket="slow", Key="dst", CopySource="slow/src")
+uid = s3.create_multipart_upload(Bucket="slow", Key="m")["UploadId"]
+e1 = s3.upload_part(Bucket="slow", Key="m", UploadId=uid, PartNumber=1, Body=b"1" * (5 << 20))["ETag"]
+e2 = s3.upload_part(Bucket="slow", Key="m", UploadId=uid, PartNumber=2, Body=b"2" * 100)["ETag"]
+# Raw Completes, signed by botocore, to see the streamed form itself (boto3 1.26 reads a 200
+# with an <Error> body as a retry, and with retries off returns it as a success).
+def complete(key, uid, parts):
+    body = ("<CompleteMultipartUpload>" + "".join(
+        "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>" % (n, e) for n, e in parts) +
+        "</CompleteMultipartUpload>").encode()
+    req = botocore.awsrequest.AWSRequest(method="POST", url=os.environ["S3_URL"] + "/slow/%s?uploadId=%s" % (key, uid),
+                                         data=body, headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+    creds = botocore.credentials.Credentials(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+    botocore.auth.S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    r = urllib.request.urlopen(urllib.request.Request(req.url, data=body, headers=dict(req.headers), method="POST"))
+    return r.status, r.headers.get("Transfer-Encoding"), r.read().decode()
+st, chunked, raw = complete("m", uid, [(1, e1), (2, e2)])
+# Too big for this gateway's max_body: found while assembling, after the 200 went out.
+uid2 = s3.create_multipart_upload(Bucket="slow", Key="big")["UploadId"]
+p1 = s3.upload_part(Bucket="slow", Key="big", UploadId=uid2, PartNumber=1, Body=b"a" * (5 << 20))["ETag"]
+p2 = s3.upload_part(Bucket="slow", Key="big", UploadId=uid2, PartNumber=2, Body=b"b" * (2 << 20))["ETag"]
+bst, _, braw = complete("big", uid2, [(1, p1), (2, p2)])
+still = [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="slow").get("Uploads", [])]
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket="slow").get("Contents", [])]
+out({"copy_etag": c["CopyObjectResult"]["ETag"], "status": st, "chunked": chunked, "raw": raw,
+     "big_status": bst, "big": braw, "still": still, "uid2": uid2, "keys": keys})
+""", url=url)
+        self.assertEqual(res["copy_etag"], '"%s"' % hashlib.md5(b"s" * (3 << 20)).hexdigest())
+        self.assertEqual(res["status"], 200)
+        self.assertEqual(res["chunked"], "chunked")
+        raw = res["raw"]
+        self.assertTrue(raw.startswith('<?xml version="1.0" encoding="UTF-8"?>\n'), raw[:100])
+        rest = raw.split("\n", 1)[1]
+        self.assertEqual(rest.lstrip(" "), rest[len(rest) - len(rest.lstrip(" ")):])
+        self.assertTrue(rest.lstrip(" ").startswith("<CompleteMultipartUploadResult"), rest[:200])
+        self.assertIn("-2&quot;</ETag>", rest)
+        self.assertEqual(res["big_status"], 200)
+        self.assertTrue(res["big"].split("\n", 1)[1].lstrip(" ").startswith("<Error><Code>EntityTooLarge</Code>"),
+                        res["big"][:300])
+        self.assertEqual(res["still"], [res["uid2"]])
+        # The failed completion wrote nothing; its upload stays, to be retried or aborted.
+        self.assertEqual(sorted(res["keys"]), ["dst", "m", "src"])
+        got, _ = self.rest_get_name("slow", "m")
+        self.assertEqual(got, b"1" * (5 << 20) + b"2" * 100)
+
     def test_abandoned_upload_cleaned_after_ttl(self):
         self.bucket("mpt")
         url = self.start_s3("s3ttl", {"s3_upload_ttl_s": 2})
