@@ -253,13 +253,16 @@ try:
 except botocore.exceptions.ClientError as e:
     missing = code_of(e)
 l = s3.list_objects_v2(Bucket="cdst")
+import time
 out({"etag1": a["CopyObjectResult"]["ETag"], "etag2": b["CopyObjectResult"]["ETag"], "self": self_copy,
+     "lm_age": time.time() - a["CopyObjectResult"]["LastModified"].timestamp(),
      "missing": missing, "listed_etag": l["Contents"][0]["ETag"]})
 ''')
         md5 = '"%s"' % hashlib.md5(data).hexdigest()
         self.assertEqual(res["etag1"], md5)
         self.assertEqual(res["etag2"], md5)
         self.assertEqual(res["listed_etag"], md5)
+        self.assertLess(abs(res["lm_age"]), 120)  # LastModified is wall-clock time, now
         self.assertEqual(res["self"], "InvalidRequest")
         self.assertEqual(res["missing"], "NoSuchKey")
         got, meta = self.rest_get_name("cdst", "copy1")
