@@ -86,6 +86,7 @@ struct gw_cfg {
     int64_t reserve_ttl_ms;         /* dp_resv.c: an unused reservation is released after this */
     int64_t s3_port;                /* s3.c: the S3 listener's port; -1: off, 0: any */
     int64_t s3_upload_ttl_s;        /* s3_mpu.c: abandoned multipart uploads are cleaned after it */
+    int64_t s3_long_grace_ms;       /* s3_ops.c: a long S3 operation's ordinary-reply window */
     char *s3_port_file;             /* the bound S3 port is written here */
     char *s3_region;                /* the region clients sign with (SigV4 scope) */
     char *s3_domain;                /* virtual-host requests: Host <bucket>.<s3_domain>; "": off */

@@ -65,6 +65,9 @@ static const struct dyno_opt gw_opts[] = {
      "the region S3 clients sign with (AWS SigV4 credential scope)"},
     {"s3_domain", DYNO_OPT_STR, offsetof(struct gw_cfg, s3_domain), "localhost",
      "virtual-host-style S3: Host <bucket>.<s3_domain>[:port] names the bucket (\"\" = path-style only)"},
+    {"s3_long_grace_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_long_grace_ms), "2000",
+     "a CopyObject or CompleteMultipartUpload still running after this answers 200 and keeps the "
+     "connection alive with spaces until its result"},
     {"s3_upload_ttl_s", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_upload_ttl_s), "604800",
      "an S3 multipart upload neither completed nor aborted is cleaned after this (0: never)"},
     {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",

@@ -38,17 +38,6 @@ static void copy__free(void *arg)
     free(c);
 }
 
-static void copy__fail(struct s3_long_out *out, int err, const char *msg)
-{
-    out->status = err == DYNO_EUNAVAIL || err == DYNO_ETIMEDOUT || err == DYNO_ENOSPC ? 503 : 500;
-    out->code = out->status == 503 ? "ServiceUnavailable" : "InternalError";
-    if (err == DYNO_ETOOBIG) {
-        out->status = 400;
-        out->code = "EntityTooLarge";
-    }
-    snprintf(out->msg, sizeof(out->msg), "%s", msg);
-}
-
 static void copy__work(void *arg, struct s3_long_out *out)
 {
     struct copy *c = arg;
@@ -76,7 +65,7 @@ static void copy__work(void *arg, struct s3_long_out *out)
     s3_md5_free(md5);
     cJSON_Delete(res);
     if (rc) {
-        copy__fail(out, rc, msg[0] ? msg : dyno_strerror(rc));
+        s3_long_fail(out, rc, msg[0] ? msg : dyno_strerror(rc));
         return;
     }
     char when[32];
@@ -89,7 +78,7 @@ static void copy__work(void *arg, struct s3_long_out *out)
     rc = rc ? rc : s3_xml_esc(&out->doc, etag);
     rc = rc ? rc : dyno_buf_printf(&out->doc, "</ETag></CopyObjectResult>");
     if (rc)
-        copy__fail(out, rc, "cannot build the answer");
+        s3_long_fail(out, rc, "cannot build the answer");
     dyno_info("s3 object copied", "src=%s catalog=%s size=%lld", c->src_key, c->dst.catalog, (long long)size);
 }
 

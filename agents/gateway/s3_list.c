@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3.h"
+#include "s3_ops.h"
 
 #include "json.h"
 #include "token.h" /* base64url */
@@ -119,14 +119,6 @@ static int list__parse(struct s3_ctx *x, struct list__req *q, char *msg, size_t 
     return 0;
 }
 
-/* The ETag of a listed object: its S3 attributes' (quoted MD5, or MD5-of-MD5s "-N"). Objects
- * stored through REST have none until read: "" then. */
-static void list__etag(const cJSON *o, char *out, size_t cap)
-{
-    const char *e = dyno_json_str(cJSON_GetObjectItemCaseSensitive(o, "attrs"), "etag");
-    snprintf(out, cap, "%s", e ? e : "");
-}
-
 /* LastModified of a listed object: committed_at (seconds). */
 static int64_t list__mtime_ms(const cJSON *o)
 {
@@ -182,7 +174,7 @@ static int list__xml(struct s3_ctx *x, const struct list__req *q, const cJSON *r
         char etag[80], when[32];
         int64_t size = 0;
         (void)dyno_json_i64(o, "size", &size);
-        list__etag(o, etag, sizeof(etag));
+        s3_obj_etag(o, etag);
         s3_iso_time(list__mtime_ms(o), when);
         rc = dyno_buf_printf(b, "<Contents>");
         rc = rc ? rc : list__elem(b, "Key", dyno_json_str(o, "name"), q->url);

@@ -89,7 +89,7 @@ struct mpu_part {
     int64_t size;
     int64_t mtime;
     char key[DYNO_KEY_LEN + 1];
-    char etag[35]; /* quoted */
+    char etag[80]; /* quoted */
 };
 
 /* The stored parts of upload id (every page of its area), in part order. *out (the
@@ -139,8 +139,7 @@ static int mpu__parts(struct gw *gw, const char *area, const char *id, struct mp
             if (dyno_json_i64(o, "committed_at", &p->mtime) != 0)
                 p->mtime = 0;
             snprintf(p->key, sizeof(p->key), "%s", key);
-            const char *etag = dyno_json_str(s3_obj_attrs(o), "etag");
-            snprintf(p->etag, sizeof(p->etag), "%s", etag ? etag : "");
+            s3_obj_etag(o, p->etag);
         }
         const char *next = dyno_json_str(res, "next");
         if (!rc && next)
@@ -412,14 +411,11 @@ static void mpu__complete_work(void *arg, struct s3_long_out *out)
     gw_put_close(p);
     cJSON_Delete(res);
     if (rc) {
-        out->status = rc == DYNO_ENOTFOUND ? 400 : rc == DYNO_EUNAVAIL || rc == DYNO_ETIMEDOUT ? 503 : 500;
-        out->code = rc == DYNO_ENOTFOUND ? "InvalidPart"
-                    : out->status == 503 ? "ServiceUnavailable"
-                                         : "InternalError";
-        snprintf(out->msg, sizeof(out->msg), "%s", msg[0] ? msg : dyno_strerror(rc));
+        s3_long_fail(out, rc == DYNO_ENOTFOUND ? DYNO_EINVAL : rc, msg[0] ? msg : dyno_strerror(rc));
+        if (rc == DYNO_ENOTFOUND)
+            out->code = "InvalidPart"; /* a part gone meanwhile */
         return;
-    }
-    /* Committed: the parts and the row go (a failure here leaves them to the cleaner). */
+    } /* Committed: the parts and the row go (a failure here leaves them to the cleaner). */
     char m2[400];
     if (mpu__end(c->gw, c->conn, c->area, c->id, m2, sizeof(m2)) != 0)
         dyno_warn("s3 upload parts left to the cleaner", "id=%s detail=%s", c->id, m2);
@@ -734,10 +730,11 @@ enum MHD_Result s3_mpu_list_parts(struct s3_ctx *x)
         (void)dyno_json_i64(o, "committed_at", &t);
         char when[32];
         s3_iso_time(t * 1000, when);
-        const char *etag = dyno_json_str(s3_obj_attrs(o), "etag");
+        char etag[80];
+        s3_obj_etag(o, etag);
         rc = dyno_buf_printf(&b, "<Part><PartNumber>%d</PartNumber><LastModified>%s</LastModified><ETag>",
                              num, when);
-        rc = rc ? rc : s3_xml_esc(&b, etag ? etag : "");
+        rc = rc ? rc : s3_xml_esc(&b, etag);
         rc = rc ? rc : dyno_buf_printf(&b, "</ETag><Size>%lld</Size></Part>", (long long)size);
         last = num;
     }

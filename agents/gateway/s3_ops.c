@@ -582,7 +582,7 @@ enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s
         free(l);
         return gw_s3_err(x, 503, "ServiceUnavailable", "cannot start the operation now");
     }
-    if (long__wait(l, S3_LONG_GRACE_MS)) {
+    if (long__wait(l, x->r->gw->cfg.s3_long_grace_ms)) {
         /* Ended within the grace: an ordinary reply with its own status. */
         pthread_join(l->th, NULL);
         enum MHD_Result ret;
@@ -708,6 +708,14 @@ int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag)
     if (!a)
         return DYNO_ENOMEM;
     cJSON_DeleteItemFromObjectCaseSensitive(a, "etag");
+    /* Stored without its quotes, as s3_obj.c stores a PutObject's. */
+    char bare[80];
+    size_t el = etag ? strlen(etag) : 0;
+    if (el >= 2 && etag[0] == '"' && etag[el - 1] == '"' && el - 2 < sizeof(bare)) {
+        memcpy(bare, etag + 1, el - 2);
+        bare[el - 2] = '\0';
+        etag = bare;
+    }
     if (etag && !cJSON_AddStringToObject(a, "etag", etag)) {
         cJSON_Delete(a);
         return DYNO_ENOMEM;
@@ -721,4 +729,38 @@ const cJSON *s3_obj_attrs(const cJSON *obj)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "attrs");
     return cJSON_IsObject(a) ? a : NULL;
+}
+
+void s3_obj_etag(const cJSON *obj, char out[80])
+{
+    const char *e = dyno_json_str(s3_obj_attrs(obj), "etag");
+    const char *sha = dyno_json_str(obj, "sha256");
+    if (e && strlen(e) < 70)
+        snprintf(out, 80, "\"%s\"", e);
+    else
+        snprintf(out, 80, "\"%.32s-1\"", sha ? sha : "");
+}
+
+void s3_long_fail(struct s3_long_out *out, int err, const char *msg)
+{
+    switch (err) {
+    case DYNO_ETOOBIG:
+        out->status = 400;
+        out->code = "EntityTooLarge";
+        break;
+    case DYNO_EINVAL:
+        out->status = 400;
+        out->code = "InvalidArgument";
+        break;
+    case DYNO_EUNAVAIL:
+    case DYNO_ETIMEDOUT:
+    case DYNO_ENOSPC:
+        out->status = 503;
+        out->code = "ServiceUnavailable";
+        break;
+    default:
+        out->status = 500;
+        out->code = "InternalError";
+    }
+    snprintf(out->msg, sizeof(out->msg), "%s", msg);
 }

@@ -72,10 +72,10 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
 /* ---- long operations (CopyObject, CompleteMultipartUpload) ---- */
 /*
  * An operation that may take minutes runs on a thread of its own while the request waits.
- * When it ends within S3_LONG_GRACE_MS the reply is ordinary (its status, its document);
- * otherwise the reply is a 200 whose body starts with the XML declaration and then one
- * space a second (S3's keep-alive: clients and proxies see bytes moving) until the
- * operation's document follows, which is then <Error> on a failure, as S3 does.
+ * When it ends within s3_long_grace_ms (config, default 2 s) the reply is ordinary (its status, its
+ * document); otherwise the reply is a 200 whose body starts with the XML declaration and then one space a
+ * second (S3's keep-alive: clients and proxies see bytes moving) until the operation's document follows,
+ * which is then <Error> on a failure, as S3 does.
  *
  * work fills the outcome: on success doc (without the XML declaration) and status 0; on
  * failure status (HTTP), code (S3's, static) and msg. It may use the request's gw_conn:
@@ -83,13 +83,15 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
  * may end first when the client goes away: the thread is then joined at its end), so
  * everything it needs is in arg, freed by arg_free after it ends.
  */
-#define S3_LONG_GRACE_MS 2000
 struct s3_long_out {
     struct dyno_buf doc;
     unsigned status; /* 0: success (200 with doc) */
     const char *code;
     char msg[400];
 };
+/* Fills out with the S3 status and code of a DYNO_E* failure (EntityTooLarge, InvalidArgument,
+ * ServiceUnavailable, InternalError...) and msg. */
+void s3_long_fail(struct s3_long_out *out, int err, const char *msg);
 enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
                               void (*arg_free)(void *arg));
 
@@ -113,9 +115,13 @@ int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, 
  * object {content_type, meta:{name: value}}, the caller's; NULL when out of memory). */
 cJSON *s3_attrs_from_request(struct s3_ctx *x);
 /* Gives the put p the S3 attributes it commits with (attrs borrowed; etag: the quoted
- * ETag, set in them). 0 or DYNO_ENOMEM. */
+ * ETag, stored bare). 0 or DYNO_ENOMEM. */
 int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag);
 /* The object's S3 attributes (its object.get or object.list record): borrowed, or NULL. */
 const cJSON *s3_obj_attrs(const cJSON *obj);
+/* The quoted ETag of an object record (object.get or object.list): its attributes' (stored
+ * bare), else, for an object stored through REST, "<32 hex of its SHA-256>-1" (the rule of
+ * s3_obj.c: the multipart form, which tells clients not to compare it with an MD5). */
+void s3_obj_etag(const cJSON *obj, char out[80]);
 /* "\"<32 hex>\"" of an MD5. */
 void s3_etag_hex(const uint8_t md5[16], char out[35]);

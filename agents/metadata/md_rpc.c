@@ -429,31 +429,25 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     bool resv = cJSON_GetObjectItemCaseSensitive(req, "catalog") != NULL;
     if (resv && (rc = p_identity(req, &rc_id, err, errlen)) != 0)
         return rc;
-    /* S3 attributes (docs/s3.md): an object, kept as its JSON text. */
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    /* The object's attributes (S3: etag, content_type, meta; issue 14): a small object. */
     const cJSON *aj = cJSON_GetObjectItemCaseSensitive(req, "attrs");
     char *attrs = NULL;
     if (aj && !cJSON_IsNull(aj)) {
         attrs = cJSON_IsObject(aj) ? cJSON_PrintUnformatted(aj) : NULL;
         if (!attrs || strlen(attrs) > MD_ATTRS_MAX) {
-            cJSON_free(attrs);
-            snprintf(err, errlen, "attrs must be an object of at most %d bytes as JSON", MD_ATTRS_MAX);
+            free(attrs);
+            free(nodes.v);
+            snprintf(err, errlen, "attrs must be an object of at most %d bytes of JSON", MD_ATTRS_MAX);
             return DYNO_EINVAL;
         }
     }
-    struct md_db *db;
-    if ((rc = md_ctx_db(ctx, &db)) != 0) {
-        cJSON_free(attrs);
-        snprintf(err, errlen, "metadata database unavailable");
-        return rc;
-    }
-    struct md_nodes nodes;
-    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0) {
-        cJSON_free(attrs);
-        return rc;
-    }
     rc = md_store_commit_attrs(db, key, resv ? &rc_id : NULL, attrs, size, sha, frags, (size_t)i, &nodes,
                                (int64_t)time(NULL), result, err, errlen);
-    cJSON_free(attrs);
+    free(attrs);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */

@@ -23,7 +23,8 @@
  * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
-/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
+/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread;
+ * 3 = objects.attrs (S3 attributes: ETag, Content-Type, user metadata; issue 14) */
 #define MD_SCHEMA_VERSION 3
 
 struct md_db {
@@ -653,10 +654,16 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     else if (rc == SQLITE_DONE)
         rc = SQLITE_NOTFOUND;
     sqlite3_reset(st);
-    if (rc == SQLITE_OK && (rc = attrs_json(o)) != SQLITE_OK)
-        cJSON_Delete(o);
     if (rc != SQLITE_OK)
         return rc;
+    /* attrs is stored as JSON text: given back as the object it was, absent when none. */
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    cJSON *parsed = cJSON_IsString(at) ? cJSON_Parse(at->valuestring) : NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+    if (cJSON_IsObject(parsed))
+        cJSON_AddItemToObject(o, "attrs", parsed);
+    else
+        cJSON_Delete(parsed);
     cJSON *frags;
     rc = frags_json(db, key, nodes, &frags);
     if (rc != SQLITE_OK) {
@@ -1392,8 +1399,8 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     return 0;
 }
 
-int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name, const struct md_nodes *nodes,
-                         cJSON **result, char *err, size_t errlen)
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen)
 {
     *result = NULL;
     cJSON *o = NULL;
