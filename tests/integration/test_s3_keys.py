@@ -13,6 +13,7 @@ users:
   - a restarted dyno-auth keeps the keys; with another master key the secrets do not open,
     and without the master key file dyno-auth refuses to start rather than make a new one.
 """
+import base64
 import glob
 import json
 import os
@@ -171,9 +172,14 @@ class S3KeysTest(FabricCase):
         self.assertNotIn("secret_access_key", mine[0])
         # the secret is in no byte of the database files
         secret = k["secret_access_key"].encode()
-        for path in self.auth_files():
+        raw = base64.urlsafe_b64decode(secret)  # the 30 random bytes it encodes
+        files = self.auth_files()
+        self.assertTrue(any(p.endswith("auth.db") for p in files), files)
+        for path in files:
             with open(path, "rb") as fh:
-                self.assertNotIn(secret, fh.read(), path)
+                data = fh.read()
+            self.assertNotIn(secret, data, path)
+            self.assertNotIn(raw, data, path)
         # two keys never share an id or a secret
         k2 = self.create("alice")
         self.assertNotEqual(k2["access_key_id"], k["access_key_id"])
