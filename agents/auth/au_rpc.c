@@ -311,7 +311,7 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
     }
     const cJSON *nj = cJSON_GetObjectItemCaseSensitive(req, "name");
     const char *name = cJSON_IsString(nj) ? nj->valuestring : NULL;
-    if (nj && !cJSON_IsNull(nj) && !dyno_valid_name(name))
+    if (nj && !cJSON_IsNull(nj) && !dyno_valid_plain_name(name))
         return bad(err, errlen, "name must be 1..255 bytes of UTF-8 without control characters or slashes");
     /* The token carries what the user is now, not what the caller's token said. */
     struct au_user u;

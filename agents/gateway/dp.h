@@ -254,6 +254,10 @@ int gw_put_write(struct gw_put *p, const void *data, size_t len);
  * object.created. 0 with *out the result {key, name, size, sha256, k, m, catalog[,
  * replica][, degraded]} (the caller's); else a DYNO_E* (gw_put_msg). */
 int gw_put_finish(struct gw_put *p, cJSON **out);
+/* The object's attributes (a JSON object: S3's etag, content_type, meta; issue 14), sent
+ * with object.commit and shown by object.get as "attrs". Copied; before gw_put_finish.
+ * 0 or DYNO_ENOMEM. */
+int gw_put_set_attrs(struct gw_put *p, const cJSON *attrs);
 const char *gw_put_msg(const struct gw_put *p);
 const char *gw_put_key(const struct gw_put *p); /* "" before placement */
 uint64_t gw_put_size(const struct gw_put *p);   /* body bytes so far */

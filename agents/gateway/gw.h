@@ -349,9 +349,17 @@ void gw_conn_pool_free(struct gw *gw);
 void gw_req_close(struct gw_req *r);
 
 /* ---- handlers ---- */
-enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
+enum MHD_Result gw_put_begin(struct gw_req *r); /* put.c: first call of a put */
+/* The resilience of a put into catalog cat (catalog.get): X-Dyno-Resilience, else the
+ * catalog's, else the gateway's. 0 or DYNO_EINVAL (bad header; k, m then the default). */
+int gw_put_resilience(struct gw_req *r, const cJSON *cat, int *k, int *m);
 enum MHD_Result gw_get_object(struct gw_req *r, bool head); /* get.c */
-enum MHD_Result gw_object_meta(struct gw_req *r);           /* objects.c */
+/* The streaming response of bytes [first, last] of g (size > 0): the first stripe is
+ * fetched (and a whole read verified) now. Takes g (freed on failure, else with the
+ * response). 0 with *out, or DYNO_E* with msg. (The REST and S3 gets.) */
+int gw_get_response(struct gw_req *r, struct gw_get *g, uint64_t first, uint64_t last, bool whole,
+                    struct MHD_Response **out, char *msg, size_t cap);
+enum MHD_Result gw_object_meta(struct gw_req *r); /* objects.c */
 enum MHD_Result gw_object_evict(struct gw_req *r);
 enum MHD_Result gw_object_list(struct gw_req *r);
 /* Loads object.get for key and checks read or write access. *obj is the caller's. */
@@ -420,6 +428,9 @@ void gw_ingest_free(struct gw *gw);
 
 /* ---- catalog routes (catalogs.c) ---- */
 enum MHD_Result gw_catalog_delete(struct gw_req *r);
+/* pubsub catalog.delete of r->catalog as r's caller; *res is the caller's. (The S3 door's
+ * DeleteBucket too.) 0 or DYNO_E* with msg (DYNO_ECONFLICT: sub-catalogs, not recursive). */
+int gw_catalog_delete_rpc(struct gw_req *r, bool recursive, bool dry_run, cJSON **res, char *msg, size_t cap);
 enum MHD_Result gw_share_add(struct gw_req *r); /* on_end of a JSON body */
 /* DELETE .../~/shares/<principal>: principal in r->name. */
 enum MHD_Result gw_share_remove(struct gw_req *r);

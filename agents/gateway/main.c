@@ -98,7 +98,8 @@ static int gw_start(void *arg)
 {
     struct gw *gw = arg;
     gw->mq = gw->agent.mq;
-    if (gw_httpd_start(gw) || gw_s3_start(gw))
+    /* S3 first: its port file is there once the gateway's is (dynostore up reads both). */
+    if (gw_s3_start(gw) || gw_httpd_start(gw))
         return -1; /* logged */
     if (gw_mqtt_start(gw) || dyno_agent_on_status(&gw->agent, gw_mqtt_status, gw) ||
         dyno_agent_on_connect(&gw->agent, gw_mqtt_on_connect, gw))

@@ -730,6 +730,8 @@ enum MHD_Result gw_s3_route(struct gw_req *r)
             x, 400, "InvalidBucketName",
             "the bucket name is not valid here: a catalog name (letters, digits, '.', '_', '-'), or "
             "<owner>--<catalog> for another user's catalog");
+    /* The gateway's helpers (access checks, catalog RPCs) read the catalog from r. */
+    memcpy(r->catalog, x->catalog, sizeof(r->catalog));
     const struct s3_route *rt = s3__match(x);
     if (!rt)
         return gw_s3_err(x, 501, "NotImplemented",

@@ -432,8 +432,21 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_store_commit_resv(db, key, resv ? &rc_id : NULL, size, sha, frags, (size_t)i, &nodes,
-                              (int64_t)time(NULL), result, err, errlen);
+    /* The object's attributes (S3: etag, content_type, meta; issue 14): a small object. */
+    const cJSON *aj = cJSON_GetObjectItemCaseSensitive(req, "attrs");
+    char *attrs = NULL;
+    if (aj && !cJSON_IsNull(aj)) {
+        attrs = cJSON_IsObject(aj) ? cJSON_PrintUnformatted(aj) : NULL;
+        if (!attrs || strlen(attrs) > MD_ATTRS_MAX) {
+            free(attrs);
+            free(nodes.v);
+            snprintf(err, errlen, "attrs must be an object of at most %d bytes of JSON", MD_ATTRS_MAX);
+            return DYNO_EINVAL;
+        }
+    }
+    rc = md_store_commit_attrs(db, key, resv ? &rc_id : NULL, attrs, size, sha, frags, (size_t)i, &nodes,
+                               (int64_t)time(NULL), result, err, errlen);
+    free(attrs);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
@@ -463,9 +476,27 @@ static int h_abort(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return key_op(arg, req, result, err, errlen, md_store_abort);
 }
 
+/* object.get: {key}, or {catalog, name} (the S3 door reads objects by name). */
 static int h_get(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    return key_op(arg, req, result, err, errlen, md_store_get);
+    if (cJSON_GetObjectItemCaseSensitive(req, "key"))
+        return key_op(arg, req, result, err, errlen, md_store_get);
+    struct md_ctx *ctx = arg;
+    const char *catalog, *name = dyno_json_str(req, "name");
+    int rc;
+    if ((rc = p_catalog(req, &catalog, err, errlen)) != 0)
+        return rc;
+    if (!dyno_valid_name(name)) {
+        snprintf(err, errlen, "name must be an object name (or give key)");
+        return DYNO_EINVAL;
+    }
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    rc = md_store_get_by_name(db, catalog, name, &nodes, result, err, errlen);
+    free(nodes.v);
+    return rc;
 }
 
 static int h_evict(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)

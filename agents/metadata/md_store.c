@@ -23,8 +23,9 @@
  * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
-/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
-#define MD_SCHEMA_VERSION 2
+/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread;
+ * 3 = objects.attrs (S3 attributes: ETag, Content-Type, user metadata; issue 14) */
+#define MD_SCHEMA_VERSION 3
 
 struct md_db {
     struct dyno_db *d;
@@ -174,8 +175,9 @@ static const char SQL_OBJ_GET[] =
  * catalog's owner), shown under that name so that nobody reads it as a grant. */
 static const char SQL_OBJ_JSON[] =
     "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, replica, unit, state, created_at,"
-    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread"
+    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread, attrs"
     " FROM objects WHERE key = ?1";
+static const char SQL_OBJ_BY_NAME[] = "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE;
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";
@@ -184,7 +186,7 @@ static const char SQL_SAME_NAME[] =
     "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE " AND key <> ?3";
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
-    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
+    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5, attrs = ?6 WHERE key = ?1";
 static const char SQL_LIST[] =
     "SELECT key, name, size, sha256, k, m, created_at, state FROM objects"
     " WHERE catalog = ?1 AND name > ?2 AND name >= ?4 AND (?5 IS NULL OR name < ?5) AND " VISIBLE
@@ -523,6 +525,9 @@ int md_db_schema(struct md_db *db)
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0",
                           NULL, NULL, NULL);
+    /* Version 3: the object's attributes (a JSON object, NULL for none). */
+    if (rc == SQLITE_OK && version < 3)
+        rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN attrs TEXT", NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
         rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
         char sql[64];
@@ -616,6 +621,14 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     sqlite3_reset(st);
     if (rc != SQLITE_OK)
         return rc;
+    /* attrs is stored as JSON text: given back as the object it was, absent when none. */
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    cJSON *parsed = cJSON_IsString(at) ? cJSON_Parse(at->valuestring) : NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+    if (cJSON_IsObject(parsed))
+        cJSON_AddItemToObject(o, "attrs", parsed);
+    else
+        cJSON_Delete(parsed);
     cJSON *frags;
     rc = frags_json(db, key, nodes, &frags);
     if (rc != SQLITE_OK) {
@@ -1165,6 +1178,15 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen)
 {
+    return md_store_commit_attrs(db, key, resv, NULL, size, sha256, frags, nfrags, nodes, now, result, err,
+                                 errlen);
+}
+
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen)
+{
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
@@ -1239,6 +1261,10 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
         sqlite3_bind_int64(st, 3, size);
         sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
+        if (attrs)
+            sqlite3_bind_text(st, 6, attrs, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 6);
         rc = md__step0(st);
     }
     if (rc == SQLITE_OK)
@@ -1330,6 +1356,44 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
         cJSON_Delete(o);
         snprintf(err, errlen, "no object %s", key);
+        return DYNO_ENOTFOUND;
+    }
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    *result = o;
+    return 0;
+}
+
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    cJSON *o = NULL;
+    char key[DYNO_KEY_LEN + 1] = "";
+    sqlite3_stmt *st = NULL;
+    /* One read transaction: the name's key, the row and its fragments from one snapshot. */
+    int rc = md__begin_read(db);
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    rc = md__stmt(db, SQL_OBJ_BY_NAME, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(key, sizeof(key), "%s", dyno_db_text(st, 0));
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_NOTFOUND;
+        }
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK)
+        rc = object_json(db, key, nodes, &o);
+    md__rollback(db);
+    if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
+        cJSON_Delete(o);
+        snprintf(err, errlen, "no object %s in %s", name, catalog);
         return DYNO_ENOTFOUND;
     }
     if (rc != SQLITE_OK)

@@ -162,6 +162,8 @@ struct md_resv_commit {
     uint32_t unit;
 };
 
+#define MD_ATTRS_MAX 8192 /* an object's attributes, bytes of JSON (object.commit "attrs") */
+
 struct md_commit_frag {
     int index;
     bool ok;
@@ -178,12 +180,21 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
 int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv_commit *resv, int64_t size,
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen);
+/* md_store_commit_resv that also records the object's attributes: attrs is a JSON object's
+ * text (the caller checked it), or NULL for none. object.get shows it back as "attrs". */
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
 int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);
 /* A committed or degraded object, else DYNO_ENOTFOUND. */
 int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                  size_t errlen);
+/* md_store_get of the visible object named name in catalog (S3 keys), else DYNO_ENOTFOUND. */
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen);
 /* after may be NULL; 1 <= limit <= 1000. */
 int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
                   cJSON **result, char *err, size_t errlen);

@@ -276,7 +276,7 @@ static void test_bad_input_changes_nothing(void **state)
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\"}", "size is required"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":\"1\"}", "size"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"k\":0}", "k must"},
-        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/b\",\"publisher\":\"alice\",\"size\":1}",
+        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/../b\",\"publisher\":\"alice\",\"size\":1}",
          "name"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"replica\":1}",
          "replica"},

@@ -176,10 +176,12 @@ static void test_schema_1_gets_site_spread(void **state)
     snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
     cJSON_Delete(res);
     /* back to version 1 */
-    assert_int_equal(sqlite3_exec(db->db,
-                                  "ALTER TABLE objects DROP COLUMN site_spread; PRAGMA user_version=1", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db->db,
+                     "ALTER TABLE objects DROP COLUMN attrs; ALTER TABLE objects DROP COLUMN site_spread; "
+                     "PRAGMA user_version=1",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     md_db_close(db);
     assert_int_equal(md_db_open(path, &db), 0);
     assert_int_equal(md_db_schema(db), 0);
@@ -222,6 +224,51 @@ static void test_begin_commit_get_usage(void **state)
     const cJSON *fr = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "fragments"), 0);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(fr, "online")));
     assert_non_null(strstr(dyno_json_str(fr, "url"), "http://127.0.0.1:"));
+    cJSON_Delete(res);
+}
+
+/* Attributes given at commit come back from object.get; an object is found by its name,
+ * '/' and all (S3 keys, issue 14), and a name that is not there is not found. */
+static void test_attrs_and_get_by_name(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {.catalog = "alice/c",
+                             .name = "photos/2026/a.jpg",
+                             .owner = "alice",
+                             .size = 10,
+                             .k = 3,
+                             .m = 2,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    struct md_commit_frag fr[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, true, -1}};
+    const char *attrs = "{\"etag\":\"0123456789abcdef0123456789abcdef\",\"content_type\":\"image/jpeg\"}";
+    assert_int_equal(md_store_commit_attrs(f->db, key, NULL, attrs, 10, SHA, fr, 5, &f->nodes, 101, &res, err,
+                                           sizeof(err)),
+                     0);
+    cJSON_Delete(res);
+    assert_int_equal(
+        md_store_get_by_name(f->db, "alice/c", "photos/2026/a.jpg", &f->nodes, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "key"), key);
+    const cJSON *a = cJSON_GetObjectItem(res, "attrs");
+    assert_true(cJSON_IsObject(a));
+    assert_string_equal(dyno_json_str(a, "content_type"), "image/jpeg");
+    cJSON_Delete(res);
+    assert_int_equal(md_store_get_by_name(f->db, "alice/c", "photos/2026", &f->nodes, &res, err, sizeof(err)),
+                     DYNO_ENOTFOUND);
+    assert_int_equal(
+        md_store_get_by_name(f->db, "alice/d", "photos/2026/a.jpg", &f->nodes, &res, err, sizeof(err)),
+        DYNO_ENOTFOUND);
+    /* without attrs: none shown */
+    res = put(f, "plain", 10, 100);
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_int_equal(md_store_get(f->db, key, &f->nodes, &res, err, sizeof(err)), 0);
+    assert_null(cJSON_GetObjectItem(res, "attrs"));
     cJSON_Delete(res);
 }
 
@@ -572,6 +619,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_site_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attrs_and_get_by_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_1_gets_site_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),

@@ -123,6 +123,12 @@ static void test_names_valid(void **state)
     assert_true(dyno_valid_name("a"));
     assert_true(dyno_valid_name("with space and #+? chars"));
     assert_true(dyno_valid_name("..."));
+    /* S3 keys (issue 14): '/' between segments, empty segments, a trailing '/' */
+    assert_true(dyno_valid_name("a/b"));
+    assert_true(dyno_valid_name("photos/2026/a.jpg"));
+    assert_true(dyno_valid_name("a//b"));
+    assert_true(dyno_valid_name("dir/"));
+    assert_true(dyno_valid_name("a/.../b"));
     assert_true(dyno_valid_name(".hidden"));
     assert_true(dyno_valid_name("caf\xc3\xa9"));      /* U+00E9 */
     assert_true(dyno_valid_name("\xc2\xa0"));         /* U+00A0, first after C1 */
@@ -148,9 +154,17 @@ static void test_names_invalid(void **state)
     assert_false(dyno_valid_name(""));
     assert_false(dyno_valid_name("."));
     assert_false(dyno_valid_name(".."));
-    assert_false(dyno_valid_name("a/b"));
     assert_false(dyno_valid_name("/"));
+    assert_false(dyno_valid_name("/a"));
     assert_false(dyno_valid_name("../etc/passwd"));
+    assert_false(dyno_valid_name("a/../../etc"));
+    assert_false(dyno_valid_name("a/./b"));
+    assert_false(dyno_valid_name("a/.."));
+    /* the plain rule (client ids, mirror files) refuses every '/' */
+    assert_false(dyno_valid_plain_name("a/b"));
+    assert_false(dyno_valid_plain_name(".."));
+    assert_false(dyno_valid_plain_name("a\\b"));
+    assert_true(dyno_valid_plain_name("a.b"));
     assert_false(dyno_valid_name("a\\b"));
     /* Every C0 control, DEL, and C1 controls. */
     for (int c = 1; c < 0x20; c++) {
