@@ -388,13 +388,11 @@ class S3KeysTest(FabricCase):
         self.assertEqual(set(got.values()), {"SignatureDoesNotMatch"}, got)
         got = self.probe_once("DK" + "9" * 18, secret, urls)
         self.assertEqual(set(got.values()), {"InvalidAccessKeyId"}, got)
-        # the key authenticates at both (what follows the signature check is s3-front's)
+        # the key works at both (ListBuckets)
         p = self.probe("until-refused", kid, secret, 30, *urls)
         try:
             ready = json.loads(p.stdout.readline())["ready"]
-            for u in urls:
-                self.assertNotIn(ready[u], ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ServiceUnavailable",
-                                            "503", "AccessDenied"), "the key does not authenticate at %s: %r" % (u, ready))
+            self.assertEqual(set(ready.values()), {"ok"}, "ListBuckets with the key: %r" % ready)
             # both gateways hold it in their caches now; revoke through the first gateway's REST
             r = self.fab.http("DELETE", "/v1/keys/" + kid, token=self.tok["alice"])
             self.assertEqual(r.status, 200, r.body)
