@@ -162,6 +162,24 @@ bool dyno_valid_plain_name(const char *name)
     return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
+bool dyno_valid_text(const char *s, size_t max)
+{
+    if (!s)
+        return false;
+    size_t len = strnlen(s, max + 1);
+    if (len == 0 || len > max)
+        return false;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned long cp;
+        size_t step = utf8_decode(u + i, len - i, &cp);
+        if (step == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+        i += step;
+    }
+    return true;
+}
+
 bool dyno_valid_key(const char *key)
 {
     if (!key)

@@ -27,6 +27,9 @@ bool dyno_valid_name(const char *name);
  * token names, the files of a mirror). */
 bool dyno_valid_plain_name(const char *name);
 bool dyno_valid_key(const char *key);
+/* 1..max bytes of UTF-8 text (the decoding rules of names) without control characters: a
+ * listing's prefix, start or delimiter, which need not be a whole name ('/' allowed). */
+bool dyno_valid_text(const char *s, size_t max);
 /* An S3 access key id (docs/s3.md "Access keys"): "DK" and 18 of [A-Z0-9]. */
 #define DYNO_ACCESS_KEY_ID_LEN 20
 bool dyno_valid_access_key_id(const char *id);

@@ -85,6 +85,7 @@ struct gw_cfg {
     int64_t reserve_batch;          /* dp_resv.c: small objects reserved per object.reserve; 0: off */
     int64_t reserve_ttl_ms;         /* dp_resv.c: an unused reservation is released after this */
     int64_t s3_port;                /* s3.c: the S3 listener's port; -1: off, 0: any */
+    int64_t s3_upload_ttl_s;        /* s3_mpu.c: abandoned multipart uploads are cleaned after it */
     char *s3_port_file;             /* the bound S3 port is written here */
     char *s3_region;                /* the region clients sign with (SigV4 scope) */
     char *s3_domain;                /* virtual-host requests: Host <bucket>.<s3_domain>; "": off */
@@ -133,6 +134,7 @@ struct gw {
     unsigned port;
     struct dyno_httpd s3httpd; /* s3.c: the S3 listener (d NULL when off) */
     unsigned s3_port;
+    struct gw_s3_mpu *s3mpu; /* s3_mpu.c: the cleaner of abandoned uploads, or NULL */
     struct dyno_metric metrics[GW_M_COUNT];
     bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
@@ -469,6 +471,14 @@ bool gw_csrf_ok(struct gw_req *r);
 /* The login of POST /v1/auth/login and /v1/auth/session: body checks, the throttle
  * (DYNO_ELIMIT with *retry_s > 0), auth.login. *res ({token, expires_at}) is the caller's. */
 int gw_login_call(struct gw_req *r, cJSON **res, int *retry_s, char *msg, size_t cap);
+
+/* ---- S3 multipart uploads (s3_mpu.c) ---- */
+/* Starts the cleaner of abandoned uploads (older than s3_upload_ttl_s) when the S3 door is
+ * on and the ttl > 0. 0 or DYNO_E*. */
+int gw_s3_mpu_start(struct gw *gw);
+void gw_s3_mpu_stop(struct gw *gw); /* safe when never started */
+/* One pass of the cleaner: aborts up to 100 expired uploads; the count ended. */
+int gw_s3_mpu_clean(struct gw *gw, struct gw_conn *conn);
 
 /* ---- healing (repair.c, docs/healing.md, protocol.md §8) ---- */
 /* Starts cfg.repair_workers threads (none when 0) that claim repair tasks from metadata

@@ -65,6 +65,8 @@ static const struct dyno_opt gw_opts[] = {
      "the region S3 clients sign with (AWS SigV4 credential scope)"},
     {"s3_domain", DYNO_OPT_STR, offsetof(struct gw_cfg, s3_domain), "localhost",
      "virtual-host-style S3: Host <bucket>.<s3_domain>[:port] names the bucket (\"\" = path-style only)"},
+    {"s3_upload_ttl_s", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_upload_ttl_s), "604800",
+     "an S3 multipart upload neither completed nor aborted is cleaned after this (0: never)"},
     {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",
      "an unused reservation is released after this (its placement may be stale)"},
 };
@@ -123,7 +125,7 @@ static int gw_started(void *arg)
             return -1;
         }
     }
-    if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
+    if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw) || gw_s3_mpu_start(gw))
         return -1;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
     return 0;
@@ -139,6 +141,7 @@ static void gw_stop(void *arg)
     gw_s3_stop(gw);
     gw_ingest_stop(gw);
     gw_repair_stop(gw);
+    gw_s3_mpu_stop(gw);
     /* No put runs any more: the unused reservations go back to metadata. */
     gw_resv_free(gw->resv);
     gw->resv = NULL;

@@ -1,10 +1,190 @@
 /*
- * CopyObject (PUT with x-amz-copy-source) of the S3 door (s3.h; owner s3-ops).
- * Skeleton: every operation answers 501 NotImplemented until its owner fills it in.
+ * CopyObject (PUT /bucket/key with x-amz-copy-source) of the S3 door (s3.h; owner s3-ops;
+ * docs/s3.md "Copy").
+ *
+ * The source is read through the get core and streamed into a normal put of the
+ * destination, a bounded buffer at a time (s3_stream_copy): a server-side copy that never
+ * holds the object and raises the destination's object.created like any put. Access is the
+ * two catalogs' policies: read on the source, write on the destination. The metadata
+ * directive decides the destination's Content-Type and x-amz-meta-*: COPY (default) takes
+ * the source's, REPLACE the request's. The ETag is the MD5 of the bytes copied.
  */
-#include "s3.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "s3_ops.h"
+
+#include "json.h"
+#include "log.h"
+#include "rest.h" /* dyno_url_decode */
+
+/* What the copy thread needs (s3_reply_long): nothing of the request. */
+struct copy {
+    struct gw *gw;
+    struct gw_conn *conn;
+    char src_key[DYNO_KEY_LEN + 1];
+    cJSON *src;   /* object.get of the source */
+    cJSON *attrs; /* the destination's attributes, without the ETag */
+    struct s3_target dst;
+};
+
+static void copy__free(void *arg)
+{
+    struct copy *c = arg;
+    cJSON_Delete(c->src);
+    cJSON_Delete(c->attrs);
+    free(c);
+}
+
+static void copy__fail(struct s3_long_out *out, int err, const char *msg)
+{
+    out->status = err == DYNO_EUNAVAIL || err == DYNO_ETIMEDOUT || err == DYNO_ENOSPC ? 503 : 500;
+    out->code = out->status == 503 ? "ServiceUnavailable" : "InternalError";
+    if (err == DYNO_ETOOBIG) {
+        out->status = 400;
+        out->code = "EntityTooLarge";
+    }
+    snprintf(out->msg, sizeof(out->msg), "%s", msg);
+}
+
+static void copy__work(void *arg, struct s3_long_out *out)
+{
+    struct copy *c = arg;
+    char msg[400] = "";
+    int64_t size = 0;
+    (void)dyno_json_i64(c->src, "size", &size);
+    struct gw_put *p = NULL;
+    struct s3_md5 *md5 = NULL;
+    int rc = s3_md5_new(&md5);
+    if (rc == 0)
+        rc = s3_put_open(c->gw, c->conn, &c->dst, size, &p, msg, sizeof(msg));
+    if (rc == 0)
+        rc = s3_stream_copy(c->gw, c->conn, c->src_key, c->src, p, md5, NULL, NULL, msg, sizeof(msg));
+    uint8_t digest[16];
+    char etag[35];
+    if (rc == 0) {
+        s3_md5_final(md5, digest);
+        s3_etag_hex(digest, etag);
+        rc = s3_put_attrs(p, c->attrs, etag);
+    }
+    cJSON *res = NULL;
+    if (rc == 0 && (rc = gw_put_finish(p, &res)) != 0)
+        snprintf(msg, sizeof(msg), "%s", gw_put_msg(p));
+    gw_put_close(p); /* aborts an uncommitted put */
+    s3_md5_free(md5);
+    cJSON_Delete(res);
+    if (rc) {
+        copy__fail(out, rc, msg[0] ? msg : dyno_strerror(rc));
+        return;
+    }
+    char when[32];
+    s3_iso_time(gw_now_ms(), when);
+    rc =
+        dyno_buf_printf(&out->doc,
+                        "<CopyObjectResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>%s"
+                        "</LastModified><ETag>",
+                        when);
+    rc = rc ? rc : s3_xml_esc(&out->doc, etag);
+    rc = rc ? rc : dyno_buf_printf(&out->doc, "</ETag></CopyObjectResult>");
+    if (rc)
+        copy__fail(out, rc, "cannot build the answer");
+    dyno_info("s3 object copied", "src=%s catalog=%s size=%lld", c->src_key, c->dst.catalog, (long long)size);
+}
+
+/* x-amz-copy-source: [/]bucket/key[?versionId=null], percent-encoded, into bucket and key. */
+static int copy__source(const char *hdr, char *bucket, size_t bcap, char *key, size_t kcap)
+{
+    const char *s = hdr[0] == '/' ? hdr + 1 : hdr;
+    const char *q = strchr(s, '?');
+    size_t len = q ? (size_t)(q - s) : strlen(s);
+    if (q && strcmp(q, "?versionId=null") != 0)
+        return DYNO_EINVAL; /* no versions here */
+    const char *slash = memchr(s, '/', len);
+    if (!slash || slash == s || (size_t)(slash - s) >= bcap || len - (size_t)(slash - s) - 1 >= kcap)
+        return DYNO_EINVAL;
+    memcpy(bucket, s, (size_t)(slash - s));
+    bucket[slash - s] = '\0';
+    size_t kl = len - (size_t)(slash - s) - 1;
+    memcpy(key, slash + 1, kl);
+    key[kl] = '\0';
+    return dyno_url_decode(bucket) || dyno_url_decode(key) || !key[0] ? DYNO_EINVAL : 0;
+}
 
 enum MHD_Result s3_copy_object(struct s3_ctx *x)
 {
-    return gw_s3_err(x, 501, "NotImplemented", "s3_copy_object is not implemented yet");
+    struct gw_req *r = x->r;
+    char msg[400];
+    char sbucket[S3_BUCKET_MAX + DYNO_SEG_MAX + 8], skey[S3_KEY_MAX + 1];
+    char scat[DYNO_CATALOG_MAX + 1], sowner[DYNO_SEG_MAX + 1];
+    if (copy__source(s3_header(x, "x-amz-copy-source"), sbucket, sizeof(sbucket), skey, sizeof(skey)) != 0 ||
+        s3_bucket_to_catalog(x->user, sbucket, scat, sizeof(scat), sowner, sizeof(sowner)) != 0)
+        return gw_s3_err(x, 400, "InvalidArgument",
+                         "x-amz-copy-source must be /<bucket>/<key> of a bucket here");
+    const char *dir = s3_header(x, "x-amz-metadata-directive");
+    bool replace = dir && strcasecmp(dir, "REPLACE") == 0;
+    if (dir && !replace && strcasecmp(dir, "COPY") != 0)
+        return gw_s3_err(x, 400, "InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
+    if (!dyno_valid_name(x->key))
+        return gw_s3_err(x, 400, "InvalidArgument", "this key cannot be an object name here");
+    if (!replace && strcmp(scat, x->catalog) == 0 && strcmp(skey, x->key) == 0)
+        return gw_s3_err(x, 400, "InvalidRequest",
+                         "This copy request is illegal because it is trying to copy an object to itself "
+                         "without changing the object's metadata");
+
+    /* The source: read access, then its record. */
+    cJSON *dcat = NULL, *found = NULL, *src = NULL;
+    int rc = gw_catalog_check(r, scat, false, NULL, msg, sizeof(msg));
+    if (rc == DYNO_ENOTFOUND)
+        return gw_s3_err(x, 404, "NoSuchBucket", "no source bucket %s", sbucket);
+    if (rc)
+        return s3_reply_dyno(x, rc, msg);
+    rc = dyno_valid_name(skey) ? s3_find_object(r->gw, scat, skey, &found, msg, sizeof(msg)) : DYNO_ENOTFOUND;
+    if (rc == DYNO_ENOTFOUND)
+        return gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey);
+    if (rc)
+        return s3_reply_dyno(x, rc, msg);
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "key", dyno_json_str(found, "key"));
+    rc = gw_rpc(r->gw, "metadata", "object.get", params, &src, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc) {
+        cJSON_Delete(found);
+        return rc == DYNO_ENOTFOUND ? gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey)
+                                    : s3_reply_dyno(x, rc, msg);
+    }
+    /* The destination: write access and its shape. */
+    rc = gw_catalog_check(r, x->catalog, true, &dcat, msg, sizeof(msg));
+    if (rc) {
+        cJSON_Delete(found);
+        cJSON_Delete(src);
+        return s3_reply_dyno(x, rc, msg);
+    }
+    struct copy *c = calloc(1, sizeof(*c));
+    if (!c) {
+        cJSON_Delete(found);
+        cJSON_Delete(src);
+        cJSON_Delete(dcat);
+        return gw_s3_err(x, 500, "InternalError", "out of memory");
+    }
+    c->gw = r->gw;
+    c->conn = r->conn;
+    snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(found, "key"));
+    c->src = src;
+    const cJSON *sattrs = s3_obj_attrs(src);
+    c->attrs = replace  ? s3_attrs_from_request(x)
+               : sattrs ? cJSON_Duplicate(sattrs, true)
+                        : cJSON_CreateObject();
+    snprintf(c->dst.catalog, sizeof(c->dst.catalog), "%s", x->catalog);
+    snprintf(c->dst.name, sizeof(c->dst.name), "%s", x->key);
+    snprintf(c->dst.publisher, sizeof(c->dst.publisher), "%s", x->user);
+    s3_target_shape(r->gw, dcat, &c->dst);
+    cJSON_Delete(found);
+    cJSON_Delete(dcat);
+    if (!c->attrs) {
+        copy__free(c);
+        return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-meta-* headers");
+    }
+    return s3_reply_long(x, copy__work, c, copy__free);
 }

@@ -69,6 +69,8 @@ int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "s3_port must be -1 (off) or 0..65535");
     else if (c->s3_port >= 0 && (!c->s3_region || !c->s3_region[0] || strlen(c->s3_region) > 63))
         snprintf(err, cap, "s3_region must be 1..63 characters");
+    else if (c->s3_upload_ttl_s < 0)
+        snprintf(err, cap, "s3_upload_ttl_s must be >= 0 (0: never)");
     else if (c->c.broker_port < 1 || c->c.broker_port > 65535)
         snprintf(err, cap, "broker_port must be 1..65535");
     else if (c->unit < 4096 || c->unit > (int64_t)DYNO_FRAG_MAX_UNIT)

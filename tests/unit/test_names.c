@@ -205,6 +205,21 @@ static void test_names_invalid(void **state)
     assert_false(dyno_valid_name(longname));
 }
 
+/* A listing's prefix or delimiter: text that need not be a name ('/', "." allowed). */
+static void test_text(void **state)
+{
+    (void)state;
+    assert_true(dyno_valid_text("a/", 10));
+    assert_true(dyno_valid_text(".", 10));
+    assert_true(dyno_valid_text("\xc3\xa9t\xc3\xa9/", 10));
+    assert_false(dyno_valid_text("", 10));
+    assert_false(dyno_valid_text(NULL, 10));
+    assert_false(dyno_valid_text("abcdef", 5));
+    assert_false(dyno_valid_text("a\x01", 10));
+    assert_false(dyno_valid_text("\xff", 10));
+    assert_false(dyno_valid_text("\xc3", 10));
+}
+
 static void test_keys(void **state)
 {
     char k1[DYNO_KEY_LEN + 1], k2[DYNO_KEY_LEN + 1];
@@ -267,7 +282,7 @@ int main(void)
         cmocka_unit_test(test_segments),      cmocka_unit_test(test_catalogs),
         cmocka_unit_test(test_catalog_owner), cmocka_unit_test(test_names_valid),
         cmocka_unit_test(test_names_invalid), cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_name_search),
+        cmocka_unit_test(test_text),          cmocka_unit_test(test_name_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,121 @@
+/*
+ * What the S3 operations of s3-ops (s3_list.c, s3_multidel.c, s3_copy.c, s3_mpu.c) share:
+ * a small XML reader for the request bodies S3 clients send (Delete,
+ * CompleteMultipartUpload), MD5 helpers, the object lookup by name, and the server-side
+ * stream of one object's bytes into a put (CopyObject, CompleteMultipartUpload).
+ */
+#ifndef GW_S3_OPS_H
+#define GW_S3_OPS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3.h"
+
+/* ---- XML request bodies ---- */
+/*
+ * A pull reader over a complete document (borrowed). It knows elements, text with the five
+ * entities and numeric character references, the XML declaration and comments; it refuses
+ * CDATA, DOCTYPE and processing instructions elsewhere (no entity expansion, no external
+ * anything). Namespaces are kept as attributes and ignored.
+ */
+struct s3_xml {
+    const char *p, *end;
+    int depth;
+    bool empty; /* the element s3_xml_child returned was <x/> */
+};
+void s3_xml_init(struct s3_xml *x, const char *doc, size_t len);
+/* Enters the root element, which must be named root. 0 or DYNO_EINVAL. */
+int s3_xml_root(struct s3_xml *x, const char *root);
+/* The next child element of the current one: 1 with its name in name (cap bytes; the reader
+ * is then inside it), 0 at the end of the current element (its end tag consumed: the reader
+ * is back in the parent), or DYNO_EINVAL. */
+int s3_xml_child(struct s3_xml *x, char *name, size_t cap);
+/* The text of the element s3_xml_child just entered (entities decoded, into out of cap
+ * bytes), its end tag consumed. 0, DYNO_EINVAL (markup inside, bad entity) or DYNO_ETOOBIG. */
+int s3_xml_text(struct s3_xml *x, char *out, size_t cap);
+/* Skips the element s3_xml_child just entered, whatever it holds. 0 or DYNO_EINVAL. */
+int s3_xml_skip(struct s3_xml *x);
+
+/* ---- MD5 (S3's ETag and Content-MD5) ---- */
+struct s3_md5; /* OpenSSL's EVP context */
+int s3_md5_new(struct s3_md5 **out);
+void s3_md5_update(struct s3_md5 *m, const void *p, size_t n);
+void s3_md5_final(struct s3_md5 *m, uint8_t out[16]); /* m may be updated again only after _new */
+void s3_md5_free(struct s3_md5 *m);
+/* MD5 of p[0..n). */
+void s3_md5(const void *p, size_t n, uint8_t out[16]);
+/* Whether the Content-MD5 header value (base64 of 16 bytes) is the MD5 of p[0..n). 0,
+ * DYNO_EINVAL (not base64 of 16 bytes: InvalidDigest), DYNO_ECONFLICT (BadDigest). */
+int s3_content_md5_check(const char *header, const void *p, size_t n);
+
+/* ---- objects ---- */
+/* The visible object named name in catalog: its object.list entry with "catalog" added
+ * (*obj, the caller's). 0, DYNO_ENOTFOUND, or the RPC's error (msg). */
+int s3_find_object(struct gw *gw, const char *catalog, const char *name, cJSON **obj, char *msg, size_t cap);
+/* Removes the object named name from catalog if there is one (object.evict, its fragments,
+ * object.evicted). 0 (also when there was none: S3's delete), or DYNO_E* with msg. */
+int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, const char *name, char *msg,
+                   size_t cap);
+
+/*
+ * A server-side copy: bytes [first, last] of the object src (its object.get record) read
+ * through the get core and written into put p, a bounded buffer at a time, with md5 (may
+ * be NULL) updated on the way. tick (may be NULL) is called between buffers (the keep-alive
+ * of a long reply). 0 or DYNO_E* with msg.
+ */
+int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src,
+                   struct gw_put *p, struct s3_md5 *md5, void (*tick)(void *arg), void *arg, char *msg,
+                   size_t cap);
+#endif
+
+/* ---- long operations (CopyObject, CompleteMultipartUpload) ---- */
+/*
+ * An operation that may take minutes runs on a thread of its own while the request waits.
+ * When it ends within S3_LONG_GRACE_MS the reply is ordinary (its status, its document);
+ * otherwise the reply is a 200 whose body starts with the XML declaration and then one
+ * space a second (S3's keep-alive: clients and proxies see bytes moving) until the
+ * operation's document follows, which is then <Error> on a failure, as S3 does.
+ *
+ * work fills the outcome: on success doc (without the XML declaration) and status 0; on
+ * failure status (HTTP), code (S3's, static) and msg. It may use the request's gw_conn:
+ * the request's thread does not while it waits. It must not touch the s3_ctx (the request
+ * may end first when the client goes away: the thread is then joined at its end), so
+ * everything it needs is in arg, freed by arg_free after it ends.
+ */
+#define S3_LONG_GRACE_MS 2000
+struct s3_long_out {
+    struct dyno_buf doc;
+    unsigned status; /* 0: success (200 with doc) */
+    const char *code;
+    char msg[400];
+};
+enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
+                              void (*arg_free)(void *arg));
+
+/* ---- puts of the S3 operations ---- */
+/* Where and how an S3 operation writes an object: the destination catalog's resilience and
+ * site rule (from its catalog.get record), the publisher. */
+struct s3_target {
+    char catalog[DYNO_CATALOG_MAX + 1];
+    char name[S3_KEY_MAX + 1]; /* a valid object name */
+    char publisher[DYNO_SEG_MAX + 1];
+    int k, m;
+    bool site_relaxed;
+    bool quiet; /* no object.created (multipart parts: a hidden catalog) */
+};
+/* Fills t's k, m and site rule from a catalog record (gw defaults when it has none). */
+void s3_target_shape(struct gw *gw, const cJSON *cat, struct s3_target *t);
+/* gw_put_new for t with size bytes (-1: unknown). */
+int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, int64_t size,
+                struct gw_put **out, char *msg, size_t cap);
+/* The S3 attributes of a new object from the request: Content-Type and x-amz-meta-* (new
+ * object {content_type, meta:{name: value}}, the caller's; NULL when out of memory). */
+cJSON *s3_attrs_from_request(struct s3_ctx *x);
+/* Gives the put p the S3 attributes it commits with (attrs borrowed; etag: the quoted
+ * ETag, set in them). 0 or DYNO_ENOMEM. */
+int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag);
+/* The object's S3 attributes (its object.get or object.list record): borrowed, or NULL. */
+const cJSON *s3_obj_attrs(const cJSON *obj);
+/* "\"<32 hex>\"" of an MD5. */
+void s3_etag_hex(const uint8_t md5[16], char out[35]);

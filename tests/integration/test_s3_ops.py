@@ -1,0 +1,406 @@
+"""Issue 14 (s3-ops): listing, DeleteObjects, CopyObject and multipart uploads of the S3 door,
+driven by the real clients from Debian: boto3 under /usr/bin/python3 (run as a subprocess:
+the `python3` on PATH may be another interpreter), against a real fabric whose gateway
+serves S3 on an ephemeral port, with an access key made through REST.
+
+DYNO_S3_MPU_BIG=<MiB> adds a multipart upload of that size (5120 for the 5 GiB case).
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fabric import FabricCase  # noqa: E402
+
+MiB = 1 << 20
+PY = "/usr/bin/python3"
+
+# Prepended to every boto3 snippet: a client from the environment, and out() for results.
+BOTO_PRELUDE = r'''
+import json, os, sys, hashlib
+import boto3, botocore
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1",
+                  aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
+                  config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                read_timeout=600, connect_timeout=30))
+def out(v):
+    sys.stdout.write(json.dumps(v))
+def code_of(e):
+    return e.response.get("Error", {}).get("Code")
+'''
+
+
+class S3Ops(FabricCase):
+    USER, PASSWORD = "alice", "alice-pass-1234"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        f = cls.fab
+        r = f.http("POST", "/v1/users", body=json.dumps({"username": cls.USER, "password": cls.PASSWORD}))
+        assert r.status == 201, (r.status, r.body)
+        r = f.http("POST", "/v1/auth/login", token=None,
+                   body=json.dumps({"username": cls.USER, "password": cls.PASSWORD}))
+        assert r.status == 200, (r.status, r.body)
+        cls.tok = r.json()["token"]
+        r = f.http("POST", "/v1/keys", body="{}", headers={"Content-Type": "application/json"}, token=cls.tok)
+        assert r.status in (200, 201), (r.status, r.body)
+        k = r.json()
+        cls.key_id, cls.secret = k["access_key_id"], k["secret_access_key"]
+        cls.s3_url = cls.start_s3("s3", {})
+
+    @classmethod
+    def start_s3(cls, gid, extra):
+        """A gateway of this fabric with the S3 door on an ephemeral port; its S3 URL."""
+        pf = os.path.join(cls.fab.tmp, "s3port-" + gid)
+        cfg = {"s3_port": 0, "s3_port_file": pf}
+        cfg.update(extra)
+        cls.fab.start_gateway(gid, extra=cfg)
+        with open(pf) as fh:
+            return "http://127.0.0.1:%d" % int(fh.read().strip())
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def boto(self, code, url=None, timeout=900, check=True):
+        env = dict(os.environ, S3_URL=url or self.s3_url, S3_KEY=self.key_id, S3_SECRET=self.secret,
+                   AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONHOME", None)
+        cp = subprocess.run([PY, "-c", BOTO_PRELUDE + code], capture_output=True, text=True, env=env,
+                            timeout=timeout)
+        if check:
+            self.assertEqual(cp.returncode, 0, cp.stderr[-3000:])
+        return json.loads(cp.stdout) if cp.stdout.strip() else None
+
+    def bucket(self, name):
+        self.fab.create_catalog("%s/%s" % (self.USER, name), token=self.tok)
+        return name
+
+    def rest_put(self, bucket, name, data):
+        r = self.fab.put_bytes("%s/%s" % (self.USER, bucket), data, name=name, token=self.tok)
+        self.assertEqual(r.status, 201, r.body)
+        return r.json()
+
+    def rest_get_name(self, bucket, name):
+        """The bytes of the object named name, through REST (not the S3 door)."""
+        objs = [o for o in self.fab.list_catalog("%s/%s" % (self.USER, bucket), token=self.tok)
+                if o["name"] == name]
+        self.assertEqual(len(objs), 1, name)
+        r = self.fab.get_object(objs[0]["key"], token=self.tok)
+        self.assertEqual(r.status, 200)
+        return r.body, objs[0]
+
+    def put_many(self, bucket, names, data=b"x"):
+        errs = []
+        todo = list(names)
+        lock = threading.Lock()
+
+        def work():
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    n = todo.pop()
+                try:
+                    r = self.fab.put_bytes("%s/%s" % (self.USER, bucket), data, name=n, token=self.tok)
+                    if r.status != 201:
+                        errs.append((n, r.status))
+                except Exception as e:  # noqa: BLE001 (reported below)
+                    errs.append((n, repr(e)))
+        ts = [threading.Thread(target=work) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errs, [])
+
+    # ---- listing -------------------------------------------------------------------------
+
+    def test_list_v2_paging_2500_with_delimiter(self):
+        b = self.bucket("lst")
+        # Names as S3 keys: 2,000 under "d-" (one common prefix), 500 at the top.
+        names = ["d-%04d" % i for i in range(2000)] + ["top%04d" % i for i in range(500)]
+        self.put_many(b, names)
+        res = self.boto(r'''
+keys, pages = [], 0
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="lst", PaginationConfig={"PageSize": 300}):
+    pages += 1
+    keys += [o["Key"] for o in page.get("Contents", [])]
+out({"keys": keys, "pages": pages})
+''')
+        self.assertEqual(res["keys"], sorted(names))
+        self.assertEqual(res["pages"], 9)
+        res = self.boto(r'''
+keys, prefixes, pages = [], [], 0
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="lst", Delimiter="-",
+                                                           PaginationConfig={"PageSize": 100}):
+    pages += 1
+    keys += [o["Key"] for o in page.get("Contents", [])]
+    prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+r = s3.list_objects_v2(Bucket="lst", Prefix="d-", MaxKeys=5, StartAfter="d-0100")
+v1 = s3.list_objects(Bucket="lst", Delimiter="-", MaxKeys=3)
+v1b = s3.list_objects(Bucket="lst", Delimiter="-", MaxKeys=3, Marker=v1["NextMarker"])
+enc = s3.list_objects_v2(Bucket="lst", Prefix="top000", EncodingType="url")
+try:
+    s3.list_objects_v2(Bucket="lst", ContinuationToken="not-a-token!")
+    bad = None
+except botocore.exceptions.ClientError as e:
+    bad = code_of(e)
+out({"keys": keys, "prefixes": prefixes, "pages": pages,
+     "after": [o["Key"] for o in r["Contents"]], "truncated": r["IsTruncated"],
+     "v1": [o["Key"] for o in v1.get("Contents", [])] + [p["Prefix"] for p in v1.get("CommonPrefixes", [])],
+     "v1b": [o["Key"] for o in v1b.get("Contents", [])], "v1_next": v1["NextMarker"],
+     "enc": [o["Key"] for o in enc["Contents"]], "bad": bad})
+''')
+        # The 2,000 d- keys are one entry: 500 keys + 1 prefix = 501 entries, 6 pages of 100.
+        self.assertEqual(res["prefixes"], ["d-"])
+        self.assertEqual(res["keys"], ["top%04d" % i for i in range(500)])
+        self.assertEqual(res["pages"], 6)
+        self.assertEqual(res["after"], ["d-%04d" % i for i in range(101, 106)])
+        self.assertTrue(res["truncated"])
+        self.assertEqual(res["v1"], ["top0000", "top0001", "d-"])
+        self.assertEqual(res["v1_next"], "top0001")
+        self.assertEqual(res["v1b"], ["top0002", "top0003", "top0004"])
+        self.assertEqual(res["enc"], ["top%04d" % i for i in range(10)])
+        self.assertEqual(res["bad"], "InvalidArgument")
+
+        # DeleteObjects of 1,000 keys (Content-MD5 sent by boto3), then 1,000 more quietly.
+        res = self.boto(r'''
+r1 = s3.delete_objects(Bucket="lst", Delete={"Objects": [{"Key": "d-%04d" % i} for i in range(1000)]})
+r2 = s3.delete_objects(Bucket="lst", Delete={"Quiet": True,
+                                            "Objects": [{"Key": "d-%04d" % i} for i in range(1000, 2000)]})
+left = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket="lst"))
+out({"deleted": len(r1.get("Deleted", [])), "errors": r1.get("Errors", []) + r2.get("Errors", []),
+     "quiet_deleted": len(r2.get("Deleted", [])), "left": left})
+''')
+        self.assertEqual(res, {"deleted": 1000, "errors": [], "quiet_deleted": 0, "left": 500})
+        listed = self.fab.list_catalog("%s/lst" % self.USER, token=self.tok)
+        self.assertEqual(sorted(o["name"] for o in listed), ["top%04d" % i for i in range(500)])
+
+    def test_delete_objects_bad_requests_change_nothing(self):
+        b = self.bucket("mdel")
+        self.put_many(b, ["k1", "k2"])
+        res = self.boto(r'''
+import base64
+body = b'<Delete><Object><Key>k1</Key></Object></Delete>'
+def send(body, md5=True, bad_md5=False):
+    h = {}
+    if md5:
+        d = hashlib.md5(b"other" if bad_md5 else body).digest()
+        h["Content-MD5"] = base64.b64encode(d).decode()
+    req = botocore.awsrequest.AWSRequest(method="POST", url=os.environ["S3_URL"] + "/mdel?delete", data=body,
+                                         headers=h)
+    creds = botocore.credentials.Credentials(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+    botocore.auth.S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    import urllib.request
+    r = urllib.request.Request(req.url, data=body, headers=dict(req.headers), method="POST")
+    try:
+        with urllib.request.urlopen(r) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+out({"nomd5": send(body, md5=False), "badmd5": send(body, bad_md5=True),
+     "malformed": send(b"<Delete><Object><Key>k1</Key></Delete>"),
+     "toomany": send(b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>"),
+     "ok": send(body)})
+''')
+        self.assertEqual(res["nomd5"][0], 400)
+        self.assertIn("<Code>InvalidRequest</Code>", res["nomd5"][1])
+        self.assertEqual(res["badmd5"][0], 400)
+        self.assertIn("<Code>BadDigest</Code>", res["badmd5"][1])
+        self.assertIn("<Code>MalformedXML</Code>", res["malformed"][1])
+        self.assertIn("<Code>MalformedXML</Code>", res["toomany"][1])
+        self.assertEqual(res["ok"][0], 200)
+        self.assertIn("<Deleted><Key>k1</Key></Deleted>", res["ok"][1])
+        # Only the good request deleted anything, and only k1.
+        listed = self.fab.list_catalog("%s/mdel" % self.USER, token=self.tok)
+        self.assertEqual([o["name"] for o in listed], ["k2"])
+
+    # ---- copy ----------------------------------------------------------------------------
+
+    def test_copy_object_within_and_across_buckets(self):
+        self.bucket("csrc")
+        self.bucket("cdst")
+        data = os.urandom(3 * MiB + 17)
+        self.rest_put("csrc", "orig", data)
+        res = self.boto(r'''
+a = s3.copy_object(Bucket="cdst", Key="copy1", CopySource={"Bucket": "csrc", "Key": "orig"})
+b = s3.copy_object(Bucket="csrc", Key="copy2", CopySource="csrc/orig", MetadataDirective="REPLACE",
+                   ContentType="text/plain", Metadata={"color": "blue"})
+try:
+    s3.copy_object(Bucket="csrc", Key="orig", CopySource="csrc/orig")
+    self_copy = None
+except botocore.exceptions.ClientError as e:
+    self_copy = code_of(e)
+try:
+    s3.copy_object(Bucket="cdst", Key="x", CopySource="csrc/missing")
+    missing = None
+except botocore.exceptions.ClientError as e:
+    missing = code_of(e)
+l = s3.list_objects_v2(Bucket="cdst")
+out({"etag1": a["CopyObjectResult"]["ETag"], "etag2": b["CopyObjectResult"]["ETag"], "self": self_copy,
+     "missing": missing, "listed_etag": l["Contents"][0]["ETag"]})
+''')
+        md5 = '"%s"' % hashlib.md5(data).hexdigest()
+        self.assertEqual(res["etag1"], md5)
+        self.assertEqual(res["etag2"], md5)
+        self.assertEqual(res["listed_etag"], md5)
+        self.assertEqual(res["self"], "InvalidRequest")
+        self.assertEqual(res["missing"], "NoSuchKey")
+        got, meta = self.rest_get_name("cdst", "copy1")
+        self.assertEqual(got, data)
+        got, meta = self.rest_get_name("csrc", "copy2")
+        self.assertEqual(got, data)
+        attrs = meta.get("attrs", {})
+        self.assertEqual(attrs.get("content_type"), "text/plain")
+        self.assertEqual(attrs.get("meta"), {"color": "blue"})
+
+    # ---- multipart -----------------------------------------------------------------------
+
+    def multipart(self, bucket, key, total_mib, part_mib=8):
+        """boto3 multipart upload of total_mib MiB of a repeatable pattern, 8 MiB parts; its
+        ETag, and the ListParts seen before completing."""
+        return self.boto(r'''
+total, part = %d << 20, %d << 20
+u = s3.create_multipart_upload(Bucket="%s", Key="%s", ContentType="application/x-test",
+                                Metadata={"origin": "boto3"})
+uid = u["UploadId"]
+parts, n, off = [], 1, 0
+md5s = []
+while off < total:
+    size = min(part, total - off)
+    body = hashlib.sha256(b"%%d" %% n).digest() * (size // 32) + b"z" * (size %% 32)
+    r = s3.upload_part(Bucket="%s", Key="%s", UploadId=uid, PartNumber=n, Body=body)
+    parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    md5s.append(hashlib.md5(body).digest())
+    n += 1
+    off += size
+lp = s3.list_parts(Bucket="%s", Key="%s", UploadId=uid)
+ups = s3.list_multipart_uploads(Bucket="%s")
+c = s3.complete_multipart_upload(Bucket="%s", Key="%s", UploadId=uid, MultipartUpload={"Parts": parts})
+out({"etag": c["ETag"], "expect": '"%%s-%%d"' %% (hashlib.md5(b"".join(md5s)).hexdigest(), len(parts)),
+     "listed_parts": [p["PartNumber"] for p in lp["Parts"]],
+     "part_etags_ok": [p["ETag"] for p in lp["Parts"]] == [p["ETag"] for p in parts],
+     "uploads": [x["UploadId"] for x in ups.get("Uploads", [])], "uid": uid})
+''' % (total_mib, part_mib, bucket, key, bucket, key, bucket, key, bucket, bucket, key))
+
+    @staticmethod
+    def pattern(total, part):
+        out, n, off = [], 1, 0
+        while off < total:
+            size = min(part, total - off)
+            out.append(hashlib.sha256(b"%d" % n).digest() * (size // 32) + b"z" * (size % 32))
+            n += 1
+            off += size
+        return b"".join(out)
+
+    def test_multipart_100mib_in_8mib_parts(self):
+        self.bucket("mpu")
+        res = self.multipart("mpu", "big.bin", 100)
+        self.assertEqual(res["etag"], res["expect"])
+        self.assertEqual(res["listed_parts"], list(range(1, 14)))
+        self.assertTrue(res["part_etags_ok"])
+        self.assertIn(res["uid"], res["uploads"])
+        got, meta = self.rest_get_name("mpu", "big.bin")
+        self.assertEqual(hashlib.sha256(got).hexdigest(),
+                         hashlib.sha256(self.pattern(100 * MiB, 8 * MiB)).hexdigest())
+        self.assertEqual(meta["attrs"]["etag"], res["expect"])
+        self.assertEqual(meta["attrs"]["content_type"], "application/x-test")
+        self.assertEqual(meta["attrs"]["meta"], {"origin": "boto3"})
+        # The parts are gone, and so is the upload; nothing of them is listed anywhere.
+        res = self.boto(r'''
+out({"uploads": s3.list_multipart_uploads(Bucket="mpu").get("Uploads", []),
+     "keys": [o["Key"] for o in s3.list_objects_v2(Bucket="mpu").get("Contents", [])]})
+''')
+        self.assertEqual(res, {"uploads": [], "keys": ["big.bin"]})
+
+    def test_multipart_errors_and_abort(self):
+        self.bucket("mpe")
+        res = self.boto(r'''
+def err(f):
+    try:
+        f()
+        return None
+    except botocore.exceptions.ClientError as e:
+        return code_of(e)
+uid = s3.create_multipart_upload(Bucket="mpe", Key="k")["UploadId"]
+small = s3.upload_part(Bucket="mpe", Key="k", UploadId=uid, PartNumber=1, Body=b"a" * 1000)["ETag"]
+big = s3.upload_part(Bucket="mpe", Key="k", UploadId=uid, PartNumber=2, Body=b"b" * (5 << 20))["ETag"]
+last = s3.upload_part(Bucket="mpe", Key="k", UploadId=uid, PartNumber=3, Body=b"c" * 10)["ETag"]
+done = lambda parts: s3.complete_multipart_upload(Bucket="mpe", Key="k", UploadId=uid,
+                                                  MultipartUpload={"Parts": parts})
+res = {
+  "too_small": err(lambda: done([{"PartNumber": 1, "ETag": small}, {"PartNumber": 2, "ETag": big}])),
+  "order": err(lambda: done([{"PartNumber": 2, "ETag": big}, {"PartNumber": 1, "ETag": small}])),
+  "bad_etag": err(lambda: done([{"PartNumber": 2, "ETag": small}])),
+  "no_part": err(lambda: done([{"PartNumber": 7, "ETag": big}])),
+  "bad_number": err(lambda: s3.upload_part(Bucket="mpe", Key="k", UploadId=uid, PartNumber=10001, Body=b"x")),
+  "no_upload": err(lambda: s3.upload_part(Bucket="mpe", Key="k", UploadId="0" * 32, PartNumber=1, Body=b"x")),
+  "other_key": err(lambda: s3.list_parts(Bucket="mpe", Key="other", UploadId=uid)),
+}
+res["parts_after_errors"] = [p["PartNumber"] for p in s3.list_parts(Bucket="mpe", Key="k", UploadId=uid)["Parts"]]
+ok = done([{"PartNumber": 2, "ETag": big}, {"PartNumber": 3, "ETag": last}])
+res["ok_etag"] = ok["ETag"]
+uid2 = s3.create_multipart_upload(Bucket="mpe", Key="k2")["UploadId"]
+s3.upload_part(Bucket="mpe", Key="k2", UploadId=uid2, PartNumber=1, Body=b"q" * 100)
+s3.abort_multipart_upload(Bucket="mpe", Key="k2", UploadId=uid2)
+res["after_abort"] = err(lambda: s3.list_parts(Bucket="mpe", Key="k2", UploadId=uid2))
+res["keys"] = [o["Key"] for o in s3.list_objects_v2(Bucket="mpe").get("Contents", [])]
+out(res)
+''')
+        self.assertEqual(res["too_small"], "EntityTooSmall")
+        self.assertEqual(res["order"], "InvalidPartOrder")
+        self.assertEqual(res["bad_etag"], "InvalidPart")
+        self.assertEqual(res["no_part"], "InvalidPart")
+        self.assertEqual(res["bad_number"], "InvalidArgument")
+        self.assertEqual(res["no_upload"], "NoSuchUpload")
+        self.assertEqual(res["other_key"], "NoSuchUpload")
+        self.assertEqual(res["parts_after_errors"], [1, 2, 3])
+        self.assertTrue(res["ok_etag"].endswith('-2"'), res["ok_etag"])
+        self.assertEqual(res["after_abort"], "NoSuchUpload")
+        self.assertEqual(res["keys"], ["k"])
+        got, _ = self.rest_get_name("mpe", "k")
+        self.assertEqual(got, b"b" * (5 << 20) + b"c" * 10)
+
+    def test_abandoned_upload_cleaned_after_ttl(self):
+        self.bucket("mpt")
+        url = self.start_s3("s3ttl", {"s3_upload_ttl_s": 2})
+        res = self.boto(r'''
+uid = s3.create_multipart_upload(Bucket="mpt", Key="left")["UploadId"]
+s3.upload_part(Bucket="mpt", Key="left", UploadId=uid, PartNumber=1, Body=b"p" * 4096)
+out({"uid": uid, "before": [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpt").get("Uploads", [])]})
+''', url=url)
+        self.assertEqual(res["before"], [res["uid"]])
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            left = self.boto(r'''
+out([u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpt").get("Uploads", [])])
+''', url=url)
+            if not left:
+                break
+            time.sleep(1)
+        self.assertEqual(left, [])
+        log = open(os.path.join(self.fab.data, "logs", "gateway-s3ttl.log")).read()
+        self.assertIn("s3 abandoned upload cleaned", log)
+        self.assertIn(res["uid"], log)
+
+    @unittest.skipUnless(os.environ.get("DYNO_S3_MPU_BIG"), "DYNO_S3_MPU_BIG=<MiB> for the big case")
+    def test_multipart_big(self):
+        mib = int(os.environ["DYNO_S3_MPU_BIG"])
+        self.bucket("mpbig")
+        t0 = time.time()
+        res = self.multipart("mpbig", "huge.bin", mib, part_mib=64)
+        print("multipart %d MiB in %.1f s" % (mib, time.time() - t0), file=sys.stderr)
+        self.assertEqual(res["etag"], res["expect"])
+
+
+if __name__ == "__main__":
+    unittest.main()
