@@ -618,6 +618,7 @@ int au_key_count(struct au_store *s, int64_t *n)
 
 int au_key_touch(struct au_store *s, const char *id, int64_t now)
 {
+    /* exec_named's :user carries the key id in the s3keys statements. */
     pthread_mutex_lock(&s->mu);
     /* At most one write a minute a key: lookups come every few seconds from each gateway. */
     int rc = exec_named(s,
@@ -656,6 +657,7 @@ int au_key_revoke(struct au_store *s, const char *id, const char *by, bool by_ad
     }
     sqlite3_finalize(st);
     st = NULL;
+    /* The sealed secret goes with the revocation (secure_delete overwrites it on disk). */
     if (rc == SQLITE_OK && ret == 0 && *changed)
         rc = exec_named(s, "UPDATE s3keys SET revoked_at = :now, sealed = NULL WHERE id = :user", id, now, 0,
                         0, NULL);
