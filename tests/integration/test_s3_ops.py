@@ -586,8 +586,16 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
         self.bucket("mpbig")
         t0 = time.time()
         res = self.multipart("mpbig", "huge.bin", mib, part_mib=64)
-        print("multipart %d MiB in %.1f s" % (mib, time.time() - t0), file=sys.stderr)
+        gw = [p for p in self.fab.fabric["processes"] if p.get("kind") == "gateway"][0]["pid"]
+        with open("/proc/%d/status" % gw) as fh:
+            hwm = int([ln for ln in fh if ln.startswith("VmHWM:")][0].split()[1]) // 1024
+        print("multipart %d MiB in 64 MiB parts: %.1f s, gateway peak RSS %d MiB"
+              % (mib, time.time() - t0, hwm), file=sys.stderr)
         self.assertEqual(res["etag"], res["expect"])
+        # The assembly streams: the gateway never holds a part, whatever the size.
+        self.assertLess(hwm, 300)
+        objs = [o for o in self.fab.list_catalog("%s/mpbig" % self.USER, token=self.tok) if o["name"] == "huge.bin"]
+        self.assertEqual(objs[0]["size"], mib * MiB)
 
 
 if __name__ == "__main__":
