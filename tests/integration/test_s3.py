@@ -138,6 +138,14 @@ class S3Test(FabricCase):
 
     # ---- the tools ----------------------------------------------------------------------
 
+    def test_up_prints_the_endpoint(self):
+        with open(self.fab.up_log_path, encoding="utf-8", errors="replace") as fh:
+            log = fh.read()
+        self.assertIn("S3 endpoint:      %s " % self.fab.s3, log)
+        # the listener answers S3 (XML errors) and not the REST API
+        r = self.probe("alice", "out = signed('GET', '/v1/catalogs')")
+        self.assertEqual((r[0], self.s3_error(r[2])), (404, "NoSuchBucket"), r)
+
     def test_aws_cp_big_roundtrip_and_ls(self):
         b = self.bucket("alice", "big")
         src, sha = self.file_of("big.bin", BIG)
