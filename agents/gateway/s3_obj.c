@@ -160,9 +160,10 @@ static enum MHD_Result s3__put_end(struct s3_ctx *x)
             glen = 0;
         }
         if (glen != sp->ck_len || memcmp(got, sp->ck_want, glen) != 0) {
-            gw_req_close(r); /* aborted: nothing is committed */
+            const char *name = sp->ck_name; /* static; sp goes with the close */
+            gw_req_close(r);                /* aborted: nothing is committed */
             return gw_s3_err(x, 400, "BadDigest",
-                             "the %s you specified did not match the calculated checksum", sp->ck_name);
+                             "the %s you specified did not match the calculated checksum", name);
         }
     }
     char etag[33];
