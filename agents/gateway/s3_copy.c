@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "s3_ops.h"
 
@@ -69,7 +70,7 @@ static void copy__work(void *arg, struct s3_long_out *out)
         return;
     }
     char when[32];
-    s3_iso_time(gw_now_ms(), when);
+    s3_iso_time((int64_t)time(NULL) * 1000, when); /* wall clock: gw_now_ms is monotonic */
     rc =
         dyno_buf_printf(&out->doc,
                         "<CopyObjectResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>%s"

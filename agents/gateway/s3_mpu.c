@@ -891,8 +891,7 @@ static void *mpu__cleaner(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)period;
+        gw_deadline_in(&ts, period * 1000);
         while (!m->stop && pthread_cond_timedwait(&m->cv, &m->mu, &ts) == 0)
             ;
         if (m->stop || !conn)

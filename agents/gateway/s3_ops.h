@@ -11,31 +11,7 @@
 #include <stdint.h>
 
 #include "s3.h"
-
-/* ---- XML request bodies ---- */
-/*
- * A pull reader over a complete document (borrowed). It knows elements, text with the five
- * entities and numeric character references, the XML declaration and comments; it refuses
- * CDATA, DOCTYPE and processing instructions elsewhere (no entity expansion, no external
- * anything). Namespaces are kept as attributes and ignored.
- */
-struct s3_xml {
-    const char *p, *end;
-    int depth;
-    bool empty; /* the element s3_xml_child returned was <x/> */
-};
-void s3_xml_init(struct s3_xml *x, const char *doc, size_t len);
-/* Enters the root element, which must be named root. 0 or DYNO_EINVAL. */
-int s3_xml_root(struct s3_xml *x, const char *root);
-/* The next child element of the current one: 1 with its name in name (cap bytes; the reader
- * is then inside it), 0 at the end of the current element (its end tag consumed: the reader
- * is back in the parent), or DYNO_EINVAL. */
-int s3_xml_child(struct s3_xml *x, char *name, size_t cap);
-/* The text of the element s3_xml_child just entered (entities decoded, into out of cap
- * bytes), its end tag consumed. 0, DYNO_EINVAL (markup inside, bad entity) or DYNO_ETOOBIG. */
-int s3_xml_text(struct s3_xml *x, char *out, size_t cap);
-/* Skips the element s3_xml_child just entered, whatever it holds. 0 or DYNO_EINVAL. */
-int s3_xml_skip(struct s3_xml *x);
+#include "s3_xml.h"
 
 /* ---- MD5 (S3's ETag and Content-MD5) ---- */
 struct s3_md5; /* OpenSSL's EVP context */

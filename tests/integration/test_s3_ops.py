@@ -253,13 +253,16 @@ try:
 except botocore.exceptions.ClientError as e:
     missing = code_of(e)
 l = s3.list_objects_v2(Bucket="cdst")
+import time
 out({"etag1": a["CopyObjectResult"]["ETag"], "etag2": b["CopyObjectResult"]["ETag"], "self": self_copy,
+     "lm_age": time.time() - a["CopyObjectResult"]["LastModified"].timestamp(),
      "missing": missing, "listed_etag": l["Contents"][0]["ETag"]})
 ''')
         md5 = '"%s"' % hashlib.md5(data).hexdigest()
         self.assertEqual(res["etag1"], md5)
         self.assertEqual(res["etag2"], md5)
         self.assertEqual(res["listed_etag"], md5)
+        self.assertLess(abs(res["lm_age"]), 120)  # LastModified is wall-clock time, now
         self.assertEqual(res["self"], "InvalidRequest")
         self.assertEqual(res["missing"], "NoSuchKey")
         got, meta = self.rest_get_name("cdst", "copy1")
@@ -583,8 +586,16 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
         self.bucket("mpbig")
         t0 = time.time()
         res = self.multipart("mpbig", "huge.bin", mib, part_mib=64)
-        print("multipart %d MiB in %.1f s" % (mib, time.time() - t0), file=sys.stderr)
+        gw = [p for p in self.fab.fabric["processes"] if p.get("kind") == "gateway"][0]["pid"]
+        with open("/proc/%d/status" % gw) as fh:
+            hwm = int([ln for ln in fh if ln.startswith("VmHWM:")][0].split()[1]) // 1024
+        print("multipart %d MiB in 64 MiB parts: %.1f s, gateway peak RSS %d MiB"
+              % (mib, time.time() - t0, hwm), file=sys.stderr)
         self.assertEqual(res["etag"], res["expect"])
+        # The assembly streams: the gateway never holds a part, whatever the size.
+        self.assertLess(hwm, 300)
+        objs = [o for o in self.fab.list_catalog("%s/mpbig" % self.USER, token=self.tok) if o["name"] == "huge.bin"]
+        self.assertEqual(objs[0]["size"], mib * MiB)
 
 
 if __name__ == "__main__":
