@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <isa-l/crc.h>
 #include <openssl/evp.h>
 
 #include "s3.h"
@@ -75,9 +76,19 @@ static enum MHD_Result s3__meta_cb(void *cls, enum MHD_ValueKind kind, const cha
 
 /* ---- PutObject ---- */
 
+/* An x-amz-checksum-<algo> header of the request: its algorithm, the value it announces and
+ * the running sum of the body. */
+enum s3_ck { S3_CK_NONE, S3_CK_CRC32, S3_CK_CRC32C, S3_CK_SHA1, S3_CK_SHA256 };
+
 struct s3_put {
     struct gw_put *p;
     EVP_MD_CTX *md5;
+    enum s3_ck ck;
+    const char *ck_name; /* "CRC32"... for the error message */
+    uint8_t ck_want[32]; /* the announced digest, decoded */
+    size_t ck_len;       /* its bytes: 4, 20 or 32 */
+    uint32_t crc;        /* CRC32 / CRC32C so far */
+    EVP_MD_CTX *ck_md;   /* SHA1 / SHA256 */
     uint8_t want_md5[16];
     bool has_md5;
     cJSON *attrs; /* content_type, meta; etag added at the end */
@@ -90,6 +101,7 @@ static void s3__put_free(struct s3_ctx *x)
         return;
     gw_put_close(sp->p); /* aborts an uncommitted put */
     EVP_MD_CTX_free(sp->md5);
+    EVP_MD_CTX_free(sp->ck_md);
     cJSON_Delete(sp->attrs);
     free(sp);
     x->hstate = NULL;
@@ -105,6 +117,12 @@ static int s3__put_body(struct s3_ctx *x, const char *data, size_t len)
 {
     struct s3_put *sp = x->hstate;
     if (EVP_DigestUpdate(sp->md5, data, len) != 1)
+        return DYNO_ENOMEM;
+    if (sp->ck == S3_CK_CRC32)
+        sp->crc = crc32_gzip_refl(sp->crc, (const unsigned char *)data, len);
+    else if (sp->ck == S3_CK_CRC32C)
+        sp->crc = dyno_crc32c(sp->crc, data, len);
+    else if (sp->ck_md && EVP_DigestUpdate(sp->ck_md, data, len) != 1)
         return DYNO_ENOMEM;
     int rc = gw_put_write(sp->p, data, len);
     if (rc) {
@@ -131,6 +149,23 @@ static enum MHD_Result s3__put_end(struct s3_ctx *x)
         gw_req_close(r); /* aborted: nothing is committed */
         return gw_s3_err(x, 400, "BadDigest", "the Content-MD5 you specified did not match what we received");
     }
+    if (sp->ck != S3_CK_NONE) {
+        uint8_t got[32];
+        unsigned int glen = 0;
+        if (sp->ck == S3_CK_CRC32 || sp->ck == S3_CK_CRC32C) {
+            for (int i = 0; i < 4; i++) /* S3 sends the CRC big-endian */
+                got[i] = (uint8_t)(sp->crc >> (24 - 8 * i));
+            glen = 4;
+        } else if (EVP_DigestFinal_ex(sp->ck_md, got, &glen) != 1) {
+            glen = 0;
+        }
+        if (glen != sp->ck_len || memcmp(got, sp->ck_want, glen) != 0) {
+            const char *name = sp->ck_name; /* static; sp goes with the close */
+            gw_req_close(r);                /* aborted: nothing is committed */
+            return gw_s3_err(x, 400, "BadDigest",
+                             "the %s you specified did not match the calculated checksum", name);
+        }
+    }
     char etag[33];
     dyno_hex(md5, 16, etag);
     cJSON_AddStringToObject(sp->attrs, "etag", etag);
@@ -152,6 +187,52 @@ static enum MHD_Result s3__put_end(struct s3_ctx *x)
     snprintf(q, sizeof(q), "\"%s\"", etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, q);
     return gw_reply_response(r, 200, resp);
+}
+
+/* The x-amz-checksum-* header of the request, if any: 0, or the error is answered (*ret).
+ * Several are refused, as S3 does. (Checksums sent as trailers of an aws-chunked body are
+ * accepted without a check: docs/s3.md.) */
+static int s3__checksum_header(struct s3_ctx *x, struct s3_put *sp, enum MHD_Result *ret)
+{
+    static const struct {
+        const char *hdr, *name;
+        enum s3_ck ck;
+        size_t len;
+    } algos[] = {{"x-amz-checksum-crc32", "CRC32", S3_CK_CRC32, 4},
+                 {"x-amz-checksum-crc32c", "CRC32C", S3_CK_CRC32C, 4},
+                 {"x-amz-checksum-sha1", "SHA1", S3_CK_SHA1, 20},
+                 {"x-amz-checksum-sha256", "SHA256", S3_CK_SHA256, 32}};
+    for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
+        const char *v = s3_header(x, algos[i].hdr);
+        if (!v)
+            continue;
+        if (sp->ck != S3_CK_NONE) {
+            *ret = gw_s3_err(x, 400, "InvalidRequest", "expecting a single x-amz-checksum- header");
+            return DYNO_EINVAL;
+        }
+        /* base64 of len bytes: 4 * ceil(len / 3) characters with '=' padding */
+        size_t want = 4 * ((algos[i].len + 2) / 3), n = strlen(v);
+        unsigned char buf[48];
+        int dec = n == want ? EVP_DecodeBlock(buf, (const unsigned char *)v, (int)n) : -1;
+        size_t pad = n >= 2 ? (size_t)(v[n - 1] == '=') + (size_t)(v[n - 2] == '=') : 0;
+        if (dec < 0 || (size_t)dec - pad != algos[i].len) {
+            *ret = gw_s3_err(x, 400, "InvalidRequest", "value for %s header is invalid", algos[i].hdr);
+            return DYNO_EINVAL;
+        }
+        sp->ck = algos[i].ck;
+        sp->ck_name = algos[i].name;
+        sp->ck_len = algos[i].len;
+        memcpy(sp->ck_want, buf, algos[i].len);
+        if (sp->ck == S3_CK_SHA1 || sp->ck == S3_CK_SHA256) {
+            sp->ck_md = EVP_MD_CTX_new();
+            if (!sp->ck_md ||
+                EVP_DigestInit_ex(sp->ck_md, sp->ck == S3_CK_SHA1 ? EVP_sha1() : EVP_sha256(), NULL) != 1) {
+                *ret = gw_s3_err(x, 500, "InternalError", "out of memory");
+                return DYNO_ENOMEM;
+            }
+        }
+    }
+    return 0;
 }
 
 /* Content-MD5: base64 of 16 bytes. */
@@ -208,6 +289,8 @@ enum MHD_Result s3_put_object(struct s3_ctx *x)
             return gw_s3_err(x, 400, "InvalidDigest", "the Content-MD5 you specified was invalid");
         sp->has_md5 = true;
     }
+    if (s3__checksum_header(x, sp, &ret))
+        return ret;
     sp->attrs = cJSON_CreateObject();
     sp->md5 = EVP_MD_CTX_new();
     if (!sp->attrs || !sp->md5 || EVP_DigestInit_ex(sp->md5, EVP_md5(), NULL) != 1)

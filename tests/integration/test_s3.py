@@ -16,6 +16,7 @@ and botocore only under /usr/bin/python3 (s3_probe.py), curl for presigned URLs.
   - attributes (Content-Type, x-amz-meta-*, ETag = MD5), Range/416, If-Match/If-None-Match/
     If-Modified-Since/If-Unmodified-Since; Content-MD5 wrong: BadDigest, nothing stored; a body
     that is not what x-amz-content-sha256 signed: XAmzContentSHA256Mismatch, nothing stored;
+    x-amz-checksum-crc32/crc32c/sha1/sha256 headers verified (BadDigest, nothing stored);
     aws-chunked bodies with chunk signatures, one tampered chunk refused; virtual-host-style
     requests; DeleteObject 204 even when missing; DeleteBucket of a non-empty bucket
     BucketNotEmpty; an unsupported sub-resource 501 NotImplemented in S3 XML.
@@ -136,6 +137,14 @@ class S3Test(FabricCase):
         return m.group(1) if m else None
 
     # ---- the tools ----------------------------------------------------------------------
+
+    def test_up_prints_the_endpoint(self):
+        with open(self.fab.up_log_path, encoding="utf-8", errors="replace") as fh:
+            log = fh.read()
+        self.assertIn("S3 endpoint:      %s " % self.fab.s3, log)
+        # the listener answers S3 (XML errors) and not the REST API
+        r = self.probe("alice", "out = signed('GET', '/v1/catalogs')")
+        self.assertEqual((r[0], self.s3_error(r[2])), (404, "NoSuchBucket"), r)
 
     def test_aws_cp_big_roundtrip_and_ls(self):
         b = self.bucket("alice", "big")
@@ -376,6 +385,26 @@ out = {
   'sha_mismatch': signed('PUT', '/bodies/sha', body=b'signed bytes', send_body=b'other bytes!'),
   'sha_head': code(lambda: c.head_object(Bucket='bodies', Key='sha')),
 }
+# x-amz-checksum-* headers, computed here apart from the gateway
+import zlib
+def crc32c(b):
+    crc = 0xffffffff
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+b64 = lambda raw: base64.b64encode(raw).decode()
+body = b'checksummed payload ' * 50
+good = {'crc32': b64(zlib.crc32(body).to_bytes(4, 'big')), 'crc32c': b64(crc32c(body).to_bytes(4, 'big')),
+        'sha1': b64(hashlib.sha1(body).digest()), 'sha256': b64(hashlib.sha256(body).digest())}
+for algo, v in good.items():
+    out['ck_' + algo] = signed('PUT', '/bodies/ck-' + algo, body=body, headers={'x-amz-checksum-' + algo: v})[0]
+    wrong = signed('PUT', '/bodies/bad-' + algo, body=body + b'!',
+                   headers={'x-amz-checksum-' + algo: v})
+    out['bad_' + algo] = [wrong[0], wrong[2]]
+    out['bad_head_' + algo] = code(lambda: c.head_object(Bucket='bodies', Key='bad-' + algo))
+out['ck_malformed'] = signed('PUT', '/bodies/ck-x', body=body, headers={'x-amz-checksum-crc32': 'abc'})[0]
 """)
         self.assertEqual(got["bad_digest"], {"code": "BadDigest", "status": 400})
         self.assertEqual(got["md5_head"]["status"], 404)
@@ -383,6 +412,12 @@ out = {
         self.assertEqual(got["sha_mismatch"][0], 400, got["sha_mismatch"])
         self.assertEqual(self.s3_error(got["sha_mismatch"][2]), "XAmzContentSHA256Mismatch")
         self.assertEqual(got["sha_head"]["status"], 404)
+        for algo in ("crc32", "crc32c", "sha1", "sha256"):
+            self.assertEqual(got["ck_" + algo], 200, algo)
+            self.assertEqual(got["bad_" + algo][0], 400, got["bad_" + algo])
+            self.assertEqual(self.s3_error(got["bad_" + algo][1]), "BadDigest", algo)
+            self.assertEqual(got["bad_head_" + algo]["status"], 404, algo)
+        self.assertEqual(got["ck_malformed"], 400)
 
     def test_aws_chunked_and_virtual_host(self):
         self.bucket("alice", "chunks")
