@@ -226,8 +226,8 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
     }
     if (pl->bridge_id != NULL && strcmp(id, pl->bridge_id) == 0) {
         /* A login with it would take the bridge's session over, and its messages the feeds. */
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): the bridge's client id", ed->username,
-                             id);
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): the bridge's client id",
+                             ed->username, id);
         return MOSQ_ERR_AUTH;
     }
     plen = ed->password != NULL ? strnlen(ed->password, DYNO_TOKEN_MAX + 1) : 0;
@@ -523,8 +523,8 @@ static int plugin_on_message(int event, void *event_data, void *userdata)
                 const char *catalog = ed->topic + sizeof(DYNO_ACL_TOPIC_ACL) - 1;
                 bool removed = dyno_acl_table_remove(pl->table, catalog) == 0;
                 mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "policy from %s refused (%s)%s",
-                                     c != NULL ? c->id : pl->bridge_id,
-                                     dyno_strerror(rc), removed ? ": catalog denied until a good one" : "");
+                                     c != NULL ? c->id : pl->bridge_id, dyno_strerror(rc),
+                                     removed ? ": catalog denied until a good one" : "");
             }
         } else if (strcmp(ed->topic, DYNO_ACL_TOPIC_REVOKED) == 0) {
             plugin_on_revoked(pl, ed->payload, ed->payloadlen);
@@ -687,7 +687,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
             revoked_file = options[i].value;
         } else if (strcmp(options[i].key, "bridge_client_id") == 0) {
             if (!dyno_acl_valid_client_id(options[i].value)) {
-                mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "plugin_opt_bridge_client_id is not a valid client id");
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     PLUGIN_LOG "plugin_opt_bridge_client_id is not a valid client id");
                 goto out;
             }
             bridge_id = options[i].value;

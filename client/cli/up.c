@@ -415,14 +415,15 @@ static int up__broker_conf_common(const struct up *u, struct dyno_buf *b, int po
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             UP_PACKET_MAX, UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data, dir,
-                             UP_BROKER_SYS_INTERVAL_S);
+                             UP_PACKET_MAX, UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data,
+                             dir, UP_BROKER_SYS_INTERVAL_S);
     if (rc == 0 && u->site_brokers)
         /* Readings and events are QoS 1; the bridge subscribes at QoS 2 ("topic ... 2" below),
          * and only with this do they cross at QoS 2: exactly once over the link, even when a
          * cut loses an acknowledgement (docs/architecture.md). */
-        rc = dyno_buf_printf(b, "# a site bridge's QoS 2 subscriptions get QoS 2 (exactly once across the link)\n"
-                                "upgrade_outgoing_qos true\n");
+        rc = dyno_buf_printf(
+            b, "# a site bridge's QoS 2 subscriptions get QoS 2 (exactly once across the link)\n"
+               "upgrade_outgoing_qos true\n");
     return rc;
 }
 
