@@ -417,13 +417,6 @@ static int up__broker_conf_common(const struct up *u, struct dyno_buf *b, int po
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
                              UP_PACKET_MAX, UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data,
                              dir, UP_BROKER_SYS_INTERVAL_S);
-    if (rc == 0 && u->site_brokers)
-        /* Readings and events are QoS 1; the bridge subscribes at QoS 2 ("topic ... 2" below),
-         * and only with this do they cross at QoS 2: exactly once over the link, even when a
-         * cut loses an acknowledgement (docs/architecture.md). */
-        rc = dyno_buf_printf(
-            b, "# a site bridge's QoS 2 subscriptions get QoS 2 (exactly once across the link)\n"
-               "upgrade_outgoing_qos true\n");
     return rc;
 }
 
@@ -496,8 +489,8 @@ static int up__write_site_broker_conf(struct up *u, int site)
             "notifications_local_only true\n"
             "# readings out, events and the policy and revocation feeds in; RPCs and their\n"
             "# replies stay at the core, where every agent is connected\n"
-            "topic dyno/v1/ingest/# out 2\n"
-            "topic dyno/v1/events/# in 2\n"
+            "topic dyno/v1/ingest/# out 1\n"
+            "topic dyno/v1/events/# in 1\n"
             "topic dyno/v1/acl/# in 1\n"
             "topic dyno/v1/auth/revoked in 1\n",
             u->broker_port, id, id, id, token, UP_BRIDGE_KEEPALIVE_S, id);
