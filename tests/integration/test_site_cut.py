@@ -12,8 +12,9 @@ is reset) while the device keeps publishing; its site broker acknowledges each r
 bridge queues it. During the cut the site keeps enforcing what it knew: bob (no share) is
 refused, a token revoked at the core meanwhile still logs in at the cut site, and nothing the
 device published reaches the core. After the heal every acknowledged reading is stored exactly
-once (one object per name, its bytes), both subscribers receive every object.created exactly
-once, and the revocation reaches the site (the token is refused there).
+once (one object per name, its bytes, also the readings the device sent twice, as QoS 1 allows),
+both subscribers receive every object.created exactly once, and the revocation reaches the site
+(the token is refused there).
 
 SiteCut.test_2: the bound. site-2's broker restarted with max_queued_messages 5: a cut, 40
 readings, a heal: what the bridge dropped is counted in $SYS/broker/publish/messages/dropped
@@ -53,12 +54,16 @@ def payload_of(name):
 class SiteDevice(threading.Thread):
     """An MQTT-only device: one connection to its site broker, a QoS 1 reading named
     <tag>NNN every PERIOD s, each waited for (PUBACK). Records the readings the broker
-    acknowledged (a success code) and those it refused. set() on stop ends it."""
+    acknowledged (a success code) and those it refused. set() on stop ends it.
 
-    def __init__(self, port, user, token, tag, limit=None, period=PERIOD):
+    again_every: every so many readings, the reading is published a second time, as a device
+    does that lost a PUBACK (QoS 1 is at least once); such a copy must not be stored again."""
+
+    def __init__(self, port, user, token, tag, limit=None, period=PERIOD, again_every=0):
         super().__init__(daemon=True)
         self.port, self.user, self.token, self.tag = port, user, token, tag
-        self.limit, self.period = limit, period
+        self.limit, self.period, self.again_every = limit, period, again_every
+        self.sent_again = []
         self.stop = threading.Event()
         self.acked, self.refused, self.error = [], [], None
         self.lock = threading.Lock()
@@ -81,20 +86,27 @@ class SiteDevice(threading.Thread):
             if first != 0x20 or body[1] != 0:
                 raise ConnectionError("CONNACK %r" % body)
             topic = "dyno/v1/ingest/" + CATALOG
-            i = 0
+            i, pid = 0, 0
             while not self.stop.is_set() and (self.limit is None or i < self.limit):
                 name = "%s%03d" % (self.tag, i)
-                pid = i % 60000 + 1
-                s.sendall(publish_packet(topic, pid, name, payload_of(name)))
-                while True:
-                    first, body = read_packet(s)
-                    if first >> 4 == 4 and struct.unpack("!H", body[:2])[0] == pid:
-                        break
-                reason = body[2] if len(body) > 2 else 0
-                with self.lock:
-                    # 0x10: "no matching subscribers" is still accepted (never expected:
-                    # the bridge subscribes locally, connected or not)
-                    (self.refused if reason >= 0x80 else self.acked).append(name)
+                copies = 2 if self.again_every and i % self.again_every == self.again_every // 2 else 1
+                for copy in range(copies):
+                    pid = pid % 60000 + 1
+                    s.sendall(publish_packet(topic, pid, name, payload_of(name)))
+                    while True:
+                        first, body = read_packet(s)
+                        if first >> 4 == 4 and struct.unpack("!H", body[:2])[0] == pid:
+                            break
+                    reason = body[2] if len(body) > 2 else 0
+                    with self.lock:
+                        # 0x10: "no matching subscribers" is still accepted (never expected:
+                        # the bridge subscribes locally, connected or not)
+                        if copy > 0:
+                            self.sent_again.append(name)
+                        elif reason >= 0x80:
+                            self.refused.append(name)
+                        else:
+                            self.acked.append(name)
                 i += 1
                 self.stop.wait(self.period)
             s.sendall(b"\xe0\x00")  # DISCONNECT
@@ -251,7 +263,7 @@ class SiteCut(FabricCase):
         doomed, doomed_jti = r.json()["token"], jti_of(r.json()["token"])
         self.assertTrue(self.site_login("alice", doomed))
         core, site = self.start_subscribers()
-        dev = SiteDevice(self.site_port(), "alice", self.alice, "r")
+        dev = SiteDevice(self.site_port(), "alice", self.alice, "r", again_every=10)
         try:
             dev.start()
             self.poll(lambda: len(self.stored("r")) >= 5, 60, "readings before the cut are stored")
@@ -286,6 +298,7 @@ class SiteCut(FabricCase):
         self.assertEqual(dev.refused, [], "the site broker refused readings")
         acked = dev.snapshot()
         self.assertGreater(len(acked), len(during))
+        self.assertGreaterEqual(len(dev.sent_again), 3, "the device sent too few readings twice")
 
         # every acknowledged reading stored, exactly once, with its bytes
         self.poll(lambda: set(acked) <= set(self.stored("r")), STORE_TIMEOUT,
