@@ -444,19 +444,60 @@ static int up__write_broker_conf(struct up *u)
 }
 
 /*
+ * One bridge connection of a site broker to the core broker, logging in there as the
+ * service id (also its client id on both brokers) with token; topics: its "topic" lines.
+ */
+static int up__bridge_section(const struct up *u, struct dyno_buf *b, const char *name, const char *id,
+                              const char *protocol, const char *token, const char *topics)
+{
+    int rc =
+        dyno_buf_printf(b,
+                        "\n"
+                        "connection %s\n"
+                        "address 127.0.0.1:%d\n"
+                        "bridge_protocol_version %s\n"
+                        "remote_clientid %s\n"
+                        "local_clientid %s\n"
+                        "remote_username %s\n"
+                        "remote_password %s\n"
+                        "cleansession false\n"
+                        "# a cut is noticed within 1.5 x keepalive; reconnects back off up to 10 s\n"
+                        "keepalive_interval %d\n"
+                        "restart_timeout 1 10\n"
+                        "# $SYS/broker/connection/%s/state on this broker: 1 connected, 0 not\n"
+                        "notifications true\n"
+                        "notifications_local_only true\n"
+                        "%s",
+                        name, u->broker_port, protocol, id, id, id, token, UP_BRIDGE_KEEPALIVE_S, id, topics);
+    if (rc == 0 && u->tls)
+        rc = dyno_buf_printf(b, "bridge_cafile %s/tls/ca.crt\n", u->data);
+    return rc;
+}
+
+/*
  * DIR/sites/site-S/broker/mosquitto.conf: a broker for site S's devices, bridged to the core
- * broker as the service "bridge-site-S" (docs/architecture.md, "A broker per site"). Only the
- * topics below cross: ingest out, events and the policy and revocation feeds in; RPCs and
- * replies stay at the core, where every agent is. Needs the service token (written by
- * dyno-auth), which goes into the file (0600) because mosquitto reads no password file.
+ * broker (docs/architecture.md, "A broker per site") by two connections, both logged in with
+ * the service token (written by dyno-auth; it goes into the file, 0600, because mosquitto
+ * reads no password file):
+ *   bridge-site-S     MQTT v5, readings out: v5 carries the user properties the site's plugin
+ *                     stamped (dyno-user, ...) and the reading's name. What waits while the
+ *                     link is down is queued here (this broker keeps the bridge's session).
+ *   bridge-site-S-in  MQTT 3.1.1, events and the policy and revocation feeds in. mosquitto
+ *                     2.0's v5 bridge sends no Session Expiry Interval, so the core would drop
+ *                     its session (and what it queued for the site) on every disconnect;
+ *                     3.1.1 with cleansession false keeps it, and what the core publishes
+ *                     during a cut reaches the site after it. These carry nothing in user
+ *                     properties that a consumer needs (an event's type is in its payload).
+ * RPCs and their replies stay at the core, where every agent is connected.
  */
 static int up__write_site_broker_conf(struct up *u, int site)
 {
-    char p[UP_PATH], dir[64], id[64], tokp[UP_PATH];
+    char p[UP_PATH], dir[64], id[64], in_id[64], tokp[UP_PATH];
     char *token = NULL;
     size_t toklen = 0;
     snprintf(dir, sizeof(dir), "sites/site-%d/broker", site);
     snprintf(id, sizeof(id), "bridge-site-%d", site);
+    snprintf(in_id, sizeof(in_id), "bridge-site-%d-in", site);
     if (!up__path(p, "%s/%s/data", u->data, dir) || cli_mkdirs(p, 0700) < 0)
         return cli_err("cannot create %s/%s/data: %s", u->data, dir, strerror(errno));
     if (!up__path(tokp, "%s/secrets/service.token", u->data) ||
@@ -466,36 +507,18 @@ static int up__write_site_broker_conf(struct up *u, int site)
         token[--toklen] = '\0';
     struct dyno_buf b;
     dyno_buf_init(&b, 64 * 1024);
-    int rc = up__broker_conf_common(u, &b, u->site_port[site], dir, id);
+    int rc = up__broker_conf_common(u, &b, u->site_port[site], dir, in_id);
     if (rc == 0)
         rc = dyno_buf_printf(
-            &b,
-            "\n"
-            "# The bridge to the core broker (docs/architecture.md, \"A broker per site\").\n"
-            "connection core\n"
-            "address 127.0.0.1:%d\n"
-            "bridge_protocol_version mqttv50\n"
-            "remote_clientid %s\n"
-            "local_clientid %s\n"
-            "remote_username %s\n"
-            "remote_password %s\n"
-            "# a persistent session on both sides: what was queued during a cut is sent after it\n"
-            "cleansession false\n"
-            "# a cut is noticed within 1.5 x keepalive; reconnect attempts back off up to 10 s\n"
-            "keepalive_interval %d\n"
-            "restart_timeout 1 10\n"
-            "# $SYS/broker/connection/%s/state on this broker: 1 connected, 0 not\n"
-            "notifications true\n"
-            "notifications_local_only true\n"
-            "# readings out, events and the policy and revocation feeds in; RPCs and their\n"
-            "# replies stay at the core, where every agent is connected\n"
-            "topic dyno/v1/ingest/# out 1\n"
-            "topic dyno/v1/events/# in 1\n"
-            "topic dyno/v1/acl/# in 1\n"
-            "topic dyno/v1/auth/revoked in 1\n",
-            u->broker_port, id, id, id, token, UP_BRIDGE_KEEPALIVE_S, id);
-    if (rc == 0 && u->tls)
-        rc = dyno_buf_printf(&b, "bridge_cafile %s/tls/ca.crt\n", u->data);
+            &b, "\n# The bridge to the core broker (docs/architecture.md, \"A broker per site\"):\n"
+                "# readings out over MQTT v5, events and feeds in over 3.1.1 (up.c says why).\n");
+    if (rc == 0)
+        rc = up__bridge_section(u, &b, "core-out", id, "mqttv50", token, "topic dyno/v1/ingest/# out 1\n");
+    if (rc == 0)
+        rc = up__bridge_section(u, &b, "core-in", in_id, "mqttv311", token,
+                                "topic dyno/v1/events/# in 1\n"
+                                "topic dyno/v1/acl/# in 1\n"
+                                "topic dyno/v1/auth/revoked in 1\n");
     memset(token, 0, toklen);
     free(token);
     if (!up__path(p, "%s/%s/mosquitto.conf", u->data, dir)) {
@@ -831,7 +854,9 @@ static int up__write_fabric(const struct up *u, bool ready)
             cJSON_AddBoolToObject(e, "tls", u->tls);
             char bid[48];
             snprintf(bid, sizeof(bid), "bridge-%s", name);
-            cJSON_AddStringToObject(e, "bridge_client_id", bid);
+            cJSON_AddStringToObject(e, "bridge_out", bid); /* readings out */
+            snprintf(bid, sizeof(bid), "bridge-%s-in", name);
+            cJSON_AddStringToObject(e, "bridge_in", bid); /* events and feeds in */
         }
     }
     cJSON_AddNumberToObject(o, "pid", (double)getpid());

@@ -603,7 +603,8 @@ class Fabric:
     # -- a broker per site (issue 13, `up --site-brokers`) ------------------------------
 
     def site_broker(self, site):
-        """fabric.json's entry of a site's broker: {"host", "port", "tls", "bridge_client_id"}."""
+        """fabric.json's entry of a site's broker: {"host", "port", "tls", "bridge_out", "bridge_in"}
+        (the client ids of its bridge connections: readings out, events and feeds in)."""
         return self.fabric["site_brokers"][site]
 
     def site_broker_conf(self, site):

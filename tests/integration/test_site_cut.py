@@ -171,7 +171,8 @@ class SiteCut(FabricCase):
         return cp.stdout.strip() if cp.returncode == 0 else None
 
     def bridge_connected(self):
-        return self.sys_value("$SYS/broker/connection/bridge-site-2/state") == "1"
+        return all(self.sys_value("$SYS/broker/connection/%s/state" % self.fab.site_broker("site-2")[k]) == "1"
+                   for k in ("bridge_out", "bridge_in"))
 
     def site_pub(self, user, token, name):
         """One reading with mosquitto_pub to site-2's broker; (returncode, stderr)."""
@@ -277,6 +278,12 @@ class SiteCut(FabricCase):
             # a token revoked at the core now is unknown at the cut site until the heal
             r = f.http("DELETE", "/v1/tokens/" + doomed_jti, token=self.alice)
             self.assertEqual(r.status, 200, r.body)
+            # objects put at the core during the cut: their events wait for the site's bridge
+            at_core = {}
+            for i in range(3):
+                r = f.put_bytes(CATALOG, b"core %d" % i, name="c-during-%d" % i, token=self.alice)
+                self.assertEqual(r.status, 201, r.body)
+                at_core["c-during-%d" % i] = r.json()
             time.sleep(max(0.0, CUT_S / 2 - (time.monotonic() - t_cut)))
             self.assertTrue(self.site_login("alice", doomed),
                             "the revocation crossed a cut link: the cut is not real")
@@ -312,7 +319,10 @@ class SiteCut(FabricCase):
             self.assertEqual((g.status, g.body), (200, payload_of(name)))
         self.assertEqual(f.metrics().get("dyno_gateway_ingest_refused_total", 0), 0)
 
-        # every object.created exactly once on both sides
+        # every object.created exactly once on both sides, also those made at the core during
+        # the cut (the core kept them for the bridge's session)
+        for name, o in at_core.items():
+            objects[name] = dict(o, name=name)
         try:
             self.assert_events_once("core", self.created(core, set(objects), WAIT), objects)
             self.assert_events_once("site-2", self.created(site, set(objects), WAIT), objects)
