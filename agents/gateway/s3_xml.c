@@ -184,12 +184,9 @@ static int xml__utf8(unsigned long cp, char *out, size_t cap, size_t *n)
     return 0;
 }
 
-int s3_xml_text(struct s3_xml *x, char *out, size_t cap)
+static int xml__text(struct s3_xml *x, char *out, size_t cap, size_t *np)
 {
-    size_t n = 0;
-    if (cap == 0)
-        return DYNO_ETOOBIG;
-    out[0] = '\0';
+    /* *np: the bytes of out so far, at every return (the caller terminates out there). */
     if (x->empty) {
         x->empty = false;
         x->depth--;
@@ -201,17 +198,17 @@ int s3_xml_text(struct s3_xml *x, char *out, size_t cap)
     } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
     while (x->p < x->end && *x->p != '<') {
         if (*x->p != '&') {
-            if (n + 1 >= cap)
+            if (*np + 1 >= cap)
                 return DYNO_ETOOBIG;
-            out[n++] = *x->p++;
+            out[(*np)++] = *x->p++;
             continue;
         }
         bool done = false;
         for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && !done; i++) {
             if (xml__starts(x, ents[i].ent)) {
-                if (n + 1 >= cap)
+                if (*np + 1 >= cap)
                     return DYNO_ETOOBIG;
-                out[n++] = ents[i].c;
+                out[(*np)++] = ents[i].c;
                 x->p += strlen(ents[i].ent);
                 done = true;
             }
@@ -240,15 +237,25 @@ int s3_xml_text(struct s3_xml *x, char *out, size_t cap)
         }
         if (q == digits || q >= x->end || *q != ';')
             return DYNO_EINVAL;
-        int rc = xml__utf8(cp, out, cap, &n);
+        int rc = xml__utf8(cp, out, cap, np);
         if (rc)
             return rc;
         x->p = q + 1;
     }
-    out[n] = '\0';
+    out[*np] = '\0';
     if (xml__starts(x, "<![CDATA["))
         return DYNO_EINVAL;
     return xml__end_tag(x);
+}
+
+int s3_xml_text(struct s3_xml *x, char *out, size_t cap)
+{
+    if (cap == 0)
+        return DYNO_ETOOBIG;
+    size_t n = 0;
+    int rc = xml__text(x, out, cap, &n);
+    out[n < cap ? n : cap - 1] = '\0'; /* terminated whatever the outcome */
+    return rc;
 }
 
 int s3_xml_skip(struct s3_xml *x)
