@@ -545,6 +545,11 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
             os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(root, rel), "wb") as fh:
                 fh.write(data)
+            # Written a while ago, as files being synced are: LastModified has the second
+            # granularity of S3's (and of metadata's commit time), and `aws s3 sync` uploads
+            # again a file whose mtime is later than its object's, which one written in the
+            # same second as its upload would be.
+            os.utime(os.path.join(root, rel), (time.time() - 60, time.time() - 60))
             files[rel] = data
         return files
 
