@@ -24,7 +24,6 @@
 /* What the copy thread needs (s3_reply_long): nothing of the request. */
 struct copy {
     struct gw *gw;
-    struct gw_conn *conn;
     char src_key[DYNO_KEY_LEN + 1];
     cJSON *src;   /* object.get of the source */
     cJSON *attrs; /* the destination's attributes, without the ETag */
@@ -39,7 +38,7 @@ static void copy__free(void *arg)
     free(c);
 }
 
-static void copy__work(void *arg, struct s3_long_out *out)
+static void copy__work(void *arg, struct gw_conn *conn, struct s3_long_out *out)
 {
     struct copy *c = arg;
     char msg[400] = "";
@@ -49,9 +48,9 @@ static void copy__work(void *arg, struct s3_long_out *out)
     struct s3_md5 *md5 = NULL;
     int rc = s3_md5_new(&md5);
     if (rc == 0)
-        rc = s3_put_open(c->gw, c->conn, &c->dst, size, &p, msg, sizeof(msg));
+        rc = s3_put_open(c->gw, conn, &c->dst, size, &p, msg, sizeof(msg));
     if (rc == 0)
-        rc = s3_stream_copy(c->gw, c->conn, c->src_key, c->src, p, md5, NULL, NULL, msg, sizeof(msg));
+        rc = s3_stream_copy(c->gw, conn, c->src_key, c->src, p, md5, NULL, NULL, msg, sizeof(msg));
     uint8_t digest[16];
     char etag[35];
     if (rc == 0) {
@@ -148,7 +147,6 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
         return gw_s3_err(x, 500, "InternalError", "out of memory");
     }
     c->gw = r->gw;
-    c->conn = r->conn;
     snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(src, "key"));
     c->src = src;
     const cJSON *sattrs = s3_obj_attrs(src);

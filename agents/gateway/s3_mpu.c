@@ -381,7 +381,6 @@ enum MHD_Result s3_mpu_copy_part(struct s3_ctx *x)
 
 struct mpu_complete {
     struct gw *gw;
-    struct gw_conn *conn;
     char id[MPU_ID_LEN + 1];
     char area[DYNO_CATALOG_MAX + 1];
     struct s3_target dst;
@@ -401,7 +400,7 @@ static void mpu__complete_free(void *arg)
     free(c);
 }
 
-static void mpu__complete_work(void *arg, struct s3_long_out *out)
+static void mpu__complete_work(void *arg, struct gw_conn *conn, struct s3_long_out *out)
 {
     struct mpu_complete *c = arg;
     char msg[400] = "";
@@ -409,7 +408,7 @@ static void mpu__complete_work(void *arg, struct s3_long_out *out)
     for (size_t i = 0; i < c->n; i++)
         total += c->parts[i].size;
     struct gw_put *p = NULL;
-    int rc = s3_put_open(c->gw, c->conn, &c->dst, total, &p, msg, sizeof(msg));
+    int rc = s3_put_open(c->gw, conn, &c->dst, total, &p, msg, sizeof(msg));
     for (size_t i = 0; rc == 0 && i < c->n; i++) {
         cJSON *params = cJSON_CreateObject(), *src = NULL;
         cJSON_AddStringToObject(params, "key", c->parts[i].key);
@@ -418,7 +417,7 @@ static void mpu__complete_work(void *arg, struct s3_long_out *out)
         if (rc == DYNO_ENOTFOUND)
             snprintf(msg, sizeof(msg), "part %d is gone (replaced or aborted meanwhile)", c->parts[i].n);
         if (rc == 0)
-            rc = s3_stream_copy(c->gw, c->conn, c->parts[i].key, src, p, NULL, NULL, NULL, msg, sizeof(msg));
+            rc = s3_stream_copy(c->gw, conn, c->parts[i].key, src, p, NULL, NULL, NULL, msg, sizeof(msg));
         cJSON_Delete(src);
     }
     if (rc == 0)
@@ -435,7 +434,7 @@ static void mpu__complete_work(void *arg, struct s3_long_out *out)
         return;
     } /* Committed: the parts and the row go (a failure here leaves them to the cleaner). */
     char m2[400];
-    if (mpu__end(c->gw, c->conn, c->area, c->id, m2, sizeof(m2)) != 0)
+    if (mpu__end(c->gw, conn, c->area, c->id, m2, sizeof(m2)) != 0)
         dyno_warn("s3 upload parts left to the cleaner", "id=%s detail=%s", c->id, m2);
     rc = dyno_buf_printf(&out->doc, "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/"
                                     "2006-03-01/\"><Location>");
@@ -547,7 +546,6 @@ static enum MHD_Result mpu__complete_end(struct s3_ctx *x)
         goto fail;
     }
     c->gw = r->gw;
-    c->conn = r->conn;
     memcpy(c->id, id, sizeof(c->id));
     mpu__area(dyno_json_str(up, "initiator"), c->area, sizeof(c->area));
     rc = mpu__parse_list(r->body.data ? r->body.data : "", r->body.len, nums, etags, &nlist, &code, msg,

@@ -177,7 +177,7 @@ struct s3_long {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
-    void (*work)(void *arg, struct s3_long_out *out);
+    void (*work)(void *arg, struct gw_conn *conn, struct s3_long_out *out);
     void *arg;
     void (*arg_free)(void *arg);
     struct s3_long_out out;
@@ -194,7 +194,15 @@ static const char long__prolog[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n
 static void *long__main(void *arg)
 {
     struct s3_long *l = arg;
-    l->work(l->arg, &l->out);
+    /* Its own container connections: the client's (r->conn) may be freed with the client's
+     * connection while this still runs, when the client goes away. */
+    struct gw_conn *conn = calloc(1, sizeof(*conn));
+    if (conn) {
+        l->work(l->arg, conn, &l->out);
+        gw_conn_free(conn);
+    } else {
+        s3_long_fail(&l->out, DYNO_ENOMEM, "out of memory");
+    }
     pthread_mutex_lock(&l->mu);
     l->done = true;
     pthread_cond_broadcast(&l->cv);
@@ -281,8 +289,9 @@ static ssize_t long__reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
-                              void (*arg_free)(void *arg))
+enum MHD_Result s3_reply_long(struct s3_ctx *x,
+                              void (*work)(void *arg, struct gw_conn *conn, struct s3_long_out *out),
+                              void *arg, void (*arg_free)(void *arg))
 {
     struct s3_long *l = calloc(1, sizeof(*l));
     if (!l) {

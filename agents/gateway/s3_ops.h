@@ -54,9 +54,9 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
  * which is then <Error> on a failure, as S3 does.
  *
  * work fills the outcome: on success doc (without the XML declaration) and status 0; on
- * failure status (HTTP), code (S3's, static) and msg. It may use the request's gw_conn:
- * the request's thread does not while it waits. It must not touch the s3_ctx (the request
- * may end first when the client goes away: the thread is then joined at its end), so
+ * failure status (HTTP), code (S3's, static) and msg. It gets a gw_conn of its own (the
+ * client's may be freed with its connection when the client goes away). It must not touch
+ * the s3_ctx (the request may end first: the thread is then joined at its end), so
  * everything it needs is in arg, freed by arg_free after it ends.
  */
 struct s3_long_out {
@@ -68,8 +68,9 @@ struct s3_long_out {
 /* Fills out with the S3 status and code of a DYNO_E* failure (EntityTooLarge, InvalidArgument,
  * ServiceUnavailable, InternalError...) and msg. */
 void s3_long_fail(struct s3_long_out *out, int err, const char *msg);
-enum MHD_Result s3_reply_long(struct s3_ctx *x, void (*work)(void *arg, struct s3_long_out *out), void *arg,
-                              void (*arg_free)(void *arg));
+enum MHD_Result s3_reply_long(struct s3_ctx *x,
+                              void (*work)(void *arg, struct gw_conn *conn, struct s3_long_out *out),
+                              void *arg, void (*arg_free)(void *arg));
 
 /* ---- puts of the S3 operations ---- */
 /* Where and how an S3 operation writes an object: the destination catalog's resilience and
