@@ -388,7 +388,7 @@ out(res)
         url = self.start_s3("s3slow", {"s3_long_grace_ms": 0, "max_body": 6 * MiB})
         self.addCleanup(self.stop_gateway, "gateway-s3slow")
         res = self.boto(r"""
-import base64, urllib.request
+import base64, urllib.parse, urllib.request
 s3.put_object(Bucket="slow", Key="src", Body=b"s" * (3 << 20))
 c = s3.copy_object(Bucket="slow", Key="dst", CopySource="slow/src")
 uid = s3.create_multipart_upload(Bucket="slow", Key="m")["UploadId"]
@@ -413,9 +413,32 @@ p1 = s3.upload_part(Bucket="slow", Key="big", UploadId=uid2, PartNumber=1, Body=
 p2 = s3.upload_part(Bucket="slow", Key="big", UploadId=uid2, PartNumber=2, Body=b"b" * (2 << 20))["ETag"]
 bst, _, braw = complete("big", uid2, [(1, p1), (2, p2)])
 still = [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="slow").get("Uploads", [])]
+# A client that leaves as soon as its Complete is sent: the completion still ends, and the
+# gateway goes on serving.
+import http.client, time
+uid3 = s3.create_multipart_upload(Bucket="slow", Key="left")["UploadId"]
+q1 = s3.upload_part(Bucket="slow", Key="left", UploadId=uid3, PartNumber=1, Body=b"L" * (5 << 20))["ETag"]
+q2 = s3.upload_part(Bucket="slow", Key="left", UploadId=uid3, PartNumber=2, Body=b"R" * 10)["ETag"]
+body = ("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag></Part><Part><PartNumber>2"
+        "</PartNumber><ETag>%s</ETag></Part></CompleteMultipartUpload>" % (q1, q2)).encode()
+req = botocore.awsrequest.AWSRequest(method="POST", url=os.environ["S3_URL"] + "/slow/left?uploadId=" + uid3,
+                                     data=body)
+botocore.auth.S3SigV4Auth(botocore.credentials.Credentials(os.environ["S3_KEY"], os.environ["S3_SECRET"]),
+                          "s3", "us-east-1").add_auth(req)
+u = urllib.parse.urlparse(req.url)
+hc = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+hc.request("POST", u.path + "?" + u.query, body=body, headers=dict(req.headers))
+hc.sock.close()
+left_size = None
+for _ in range(100):
+    try:
+        left_size = s3.head_object(Bucket="slow", Key="left")["ContentLength"]
+        break
+    except botocore.exceptions.ClientError:
+        time.sleep(0.2)
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket="slow").get("Contents", [])]
 out({"copy_etag": c["CopyObjectResult"]["ETag"], "status": st, "chunked": chunked, "raw": raw,
-     "big_status": bst, "big": braw, "still": still, "uid2": uid2, "keys": keys})
+     "big_status": bst, "big": braw, "still": still, "uid2": uid2, "keys": keys, "left_size": left_size})
 """, url=url)
         self.assertEqual(res["copy_etag"], '"%s"' % hashlib.md5(b"s" * (3 << 20)).hexdigest())
         self.assertEqual(res["status"], 200)
@@ -431,7 +454,8 @@ out({"copy_etag": c["CopyObjectResult"]["ETag"], "status": st, "chunked": chunke
                         res["big"][:300])
         self.assertEqual(res["still"], [res["uid2"]])
         # The failed completion wrote nothing; its upload stays, to be retried or aborted.
-        self.assertEqual(sorted(res["keys"]), ["dst", "m", "src"])
+        self.assertEqual(res["left_size"], (5 << 20) + 10)
+        self.assertEqual(sorted(res["keys"]), ["dst", "left", "m", "src"])
         got, _ = self.rest_get_name("slow", "m")
         self.assertEqual(got, b"1" * (5 << 20) + b"2" * 100)
 
