@@ -64,7 +64,7 @@ struct gw_put {
     struct dyno_buf pre;      /* the undecided prefix of a body of unknown size */
     uint8_t sha256[32];
     /* The object this put replaced: its fragments are deleted by gw_put_close. */
-    bool quiet;   /* gw_put_args.quiet: no object.created */
+    bool quiet; /* gw_put_args.quiet: no object.created */
     char purge_key[DYNO_KEY_LEN + 1];
     cJSON *purge_frags;
     cJSON *attrs; /* the object's attributes for object.commit (gw_put_set_attrs), or NULL */
