@@ -124,43 +124,32 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
                          "without changing the object's metadata");
 
     /* The source: read access, then its record. */
-    cJSON *dcat = NULL, *found = NULL, *src = NULL;
+    cJSON *dcat = NULL, *src = NULL;
     int rc = gw_catalog_check(r, scat, false, NULL, msg, sizeof(msg));
     if (rc == DYNO_ENOTFOUND)
         return gw_s3_err(x, 404, "NoSuchBucket", "no source bucket %s", sbucket);
     if (rc)
         return s3_reply_dyno(x, rc, msg);
-    rc = dyno_valid_name(skey) ? s3_find_object(r->gw, scat, skey, &found, msg, sizeof(msg)) : DYNO_ENOTFOUND;
+    rc = dyno_valid_name(skey) ? s3_find_object(r->gw, scat, skey, &src, msg, sizeof(msg)) : DYNO_ENOTFOUND;
     if (rc == DYNO_ENOTFOUND)
         return gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey);
     if (rc)
         return s3_reply_dyno(x, rc, msg);
-    cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "key", dyno_json_str(found, "key"));
-    rc = gw_rpc(r->gw, "metadata", "object.get", params, &src, msg, sizeof(msg));
-    cJSON_Delete(params);
-    if (rc) {
-        cJSON_Delete(found);
-        return rc == DYNO_ENOTFOUND ? gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey)
-                                    : s3_reply_dyno(x, rc, msg);
-    }
     /* The destination: write access and its shape. */
     rc = gw_catalog_check(r, x->catalog, true, &dcat, msg, sizeof(msg));
     if (rc) {
-        cJSON_Delete(found);
         cJSON_Delete(src);
         return s3_reply_dyno(x, rc, msg);
     }
     struct copy *c = calloc(1, sizeof(*c));
     if (!c) {
-        cJSON_Delete(found);
         cJSON_Delete(src);
         cJSON_Delete(dcat);
         return gw_s3_err(x, 500, "InternalError", "out of memory");
     }
     c->gw = r->gw;
     c->conn = r->conn;
-    snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(found, "key"));
+    snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(src, "key"));
     c->src = src;
     const cJSON *sattrs = s3_obj_attrs(src);
     c->attrs = replace  ? s3_attrs_from_request(x)
@@ -170,7 +159,6 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
     snprintf(c->dst.name, sizeof(c->dst.name), "%s", x->key);
     snprintf(c->dst.publisher, sizeof(c->dst.publisher), "%s", x->user);
     s3_target_shape(r->gw, dcat, &c->dst);
-    cJSON_Delete(found);
     cJSON_Delete(dcat);
     if (!c->attrs) {
         copy__free(c);

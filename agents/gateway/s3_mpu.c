@@ -250,6 +250,9 @@ enum MHD_Result s3_mpu_create(struct s3_ctx *x)
 struct mpu_put {
     struct gw_put *p;
     struct s3_md5 *md5;
+    char id[MPU_ID_LEN + 1];
+    char area[DYNO_CATALOG_MAX + 1];
+    char name[MPU_PART_NAME_MAX + 1];
 };
 
 static void mpu__put_free(struct s3_ctx *x)
@@ -287,6 +290,18 @@ static enum MHD_Result mpu__part_end(struct s3_ctx *x)
     cJSON_Delete(res);
     if (rc)
         return s3_reply_dyno(x, rc, gw_put_msg(s->p));
+    /* An abort (or a completion) that ended the upload while this part streamed has already
+     * deleted the parts it saw: this one goes too, else nothing would ever delete it. */
+    char msg[400];
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "id", s->id);
+    rc = gw_rpc(x->r->gw, "metadata", "upload.get", params, NULL, msg, sizeof(msg));
+    cJSON_Delete(params);
+    if (rc == DYNO_ENOTFOUND) {
+        if (s3_delete_name(x->r->gw, x->r->conn, s->area, s->name, msg, sizeof(msg)) != 0)
+            dyno_warn("s3 part of an ended upload left", "id=%s part=%s", s->id, s->name);
+        return mpu__no_upload(x, s->id);
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
@@ -347,6 +362,9 @@ enum MHD_Result s3_mpu_part(struct s3_ctx *x)
     }
     x->hstate = s;
     x->hstate_free = mpu__put_free;
+    memcpy(s->id, id, sizeof(s->id));
+    snprintf(s->area, sizeof(s->area), "%s", t.catalog);
+    mpu__part_name(id, (int)n, s->name, sizeof(s->name));
     rc = s3_put_open(x->r->gw, x->r->conn, &t, size, &s->p, msg, sizeof(msg));
     if (rc)
         return s3_reply_dyno(x, rc, msg);

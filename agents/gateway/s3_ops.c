@@ -84,35 +84,24 @@ int s3_content_md5_check(const char *header, const void *p, size_t n)
 int s3_find_object(struct gw *gw, const char *catalog, const char *name, cJSON **obj, char *msg, size_t cap)
 {
     *obj = NULL;
-    /* Names sort bytewise, so a name is the first name that starts with it. */
-    cJSON *params = cJSON_CreateObject(), *res = NULL;
+    cJSON *params = cJSON_CreateObject();
     if (!params) {
         snprintf(msg, cap, "out of memory");
         return DYNO_ENOMEM;
     }
     cJSON_AddStringToObject(params, "catalog", catalog);
-    cJSON_AddStringToObject(params, "prefix", name);
-    cJSON_AddNumberToObject(params, "limit", 1);
-    int rc = gw_rpc(gw, "metadata", "object.list", params, &res, msg, cap);
+    cJSON_AddStringToObject(params, "name", name);
+    int rc = gw_rpc(gw, "metadata", "object.get", params, obj, msg, cap);
     cJSON_Delete(params);
-    if (rc)
-        return rc;
-    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "objects"), 0);
-    const char *got = dyno_json_str(first, "name");
-    if (!got || strcmp(got, name) != 0) {
-        cJSON_Delete(res);
+    if (rc == DYNO_ENOTFOUND)
         snprintf(msg, cap, "no object %s in %s", name, catalog);
-        return DYNO_ENOTFOUND;
+    if (rc == 0 && !dyno_valid_key(dyno_json_str(*obj, "key"))) {
+        cJSON_Delete(*obj);
+        *obj = NULL;
+        snprintf(msg, cap, "metadata answered an object without a key");
+        rc = DYNO_EPROTO;
     }
-    cJSON *o = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(res, "objects"), 0);
-    cJSON_Delete(res);
-    if (!o || !cJSON_AddStringToObject(o, "catalog", catalog)) {
-        cJSON_Delete(o);
-        snprintf(msg, cap, "out of memory");
-        return DYNO_ENOMEM;
-    }
-    *obj = o;
-    return 0;
+    return rc;
 }
 
 int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, const char *name, char *msg,
@@ -124,10 +113,7 @@ int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, con
         return 0;
     if (rc)
         return rc;
-    const char *key = dyno_json_str(o, "key");
-    rc = dyno_valid_key(key) ? gw_evict_object(gw, conn, key, o, msg, cap) : DYNO_EPROTO;
-    if (rc == DYNO_EPROTO)
-        snprintf(msg, cap, "metadata listed an object without a key");
+    rc = gw_evict_object(gw, conn, dyno_json_str(o, "key"), o, msg, cap);
     cJSON_Delete(o);
     return rc == DYNO_ENOTFOUND ? 0 : rc; /* deleted meanwhile: the same outcome */
 }

@@ -26,8 +26,8 @@ void s3_md5(const void *p, size_t n, uint8_t out[16]);
 int s3_content_md5_check(const char *header, const void *p, size_t n);
 
 /* ---- objects ---- */
-/* The visible object named name in catalog: its object.list entry with "catalog" added
- * (*obj, the caller's). 0, DYNO_ENOTFOUND, or the RPC's error (msg). */
+/* The visible object named name in catalog: its object.get record, fragments and attributes
+ * included (*obj, the caller's). 0, DYNO_ENOTFOUND, or the RPC's error (msg). */
 int s3_find_object(struct gw *gw, const char *catalog, const char *name, cJSON **obj, char *msg, size_t cap);
 /* Removes the object named name from catalog if there is one (object.evict, its fragments,
  * object.evicted). 0 (also when there was none: S3's delete), or DYNO_E* with msg. */

@@ -435,6 +435,53 @@ out({"copy_etag": c["CopyObjectResult"]["ETag"], "status": st, "chunked": chunke
         got, _ = self.rest_get_name("slow", "m")
         self.assertEqual(got, b"1" * (5 << 20) + b"2" * 100)
 
+    def hidden_parts(self, uid):
+        """The part objects of upload uid in alice's hidden catalog, asked of metadata itself
+        (object.list over MQTT as the gateway's service identity: no REST route reaches it)."""
+        f = self.fab
+        with open(f.fabric["service_token_file"]) as fh:
+            svc = fh.read().strip()
+        cid = "gateway-s3ops%d" % os.getpid()
+        argv = ["mosquitto_rr", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(f.fabric["broker"]["port"]),
+                "-u", cid, "-P", svc, "-i", cid, "-t", "dyno/v1/rpc/metadata/object.list",
+                "-e", "dyno/v1/reply/" + cid, "-W", "10",
+                "-m", json.dumps({"catalog": "service/s3mpu/" + self.USER, "prefix": uid + ".", "limit": 1000})]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        doc = json.loads(cp.stdout)
+        self.assertTrue(doc.get("ok"), doc)
+        return [o["name"] for o in doc["result"]["objects"]]
+
+    def test_part_streaming_across_an_abort_is_not_left_behind(self):
+        self.bucket("race")
+        res = self.boto(r"""
+import http.client, urllib.parse, time
+uid = s3.create_multipart_upload(Bucket="race", Key="k")["UploadId"]
+s3.upload_part(Bucket="race", Key="k", UploadId=uid, PartNumber=1, Body=b"1" * 1000)
+body = b"2" * (1 << 20)
+url = os.environ["S3_URL"] + "/race/k?partNumber=2&uploadId=" + uid
+req = botocore.awsrequest.AWSRequest(method="PUT", url=url, data=body)
+creds = botocore.credentials.Credentials(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+botocore.auth.S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+u = urllib.parse.urlparse(url)
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+c.putrequest("PUT", u.path + "?" + u.query, skip_accept_encoding=True)
+for k, v in req.headers.items():
+    c.putheader(k, v)
+c.putheader("Content-Length", str(len(body)))
+c.endheaders()
+c.send(body[:1000])
+time.sleep(0.5)
+s3.abort_multipart_upload(Bucket="race", Key="k", UploadId=uid)
+c.send(body[1000:])
+r = c.getresponse()
+out({"uid": uid, "status": r.status, "body": r.read().decode()})
+""")
+        self.assertEqual(res["status"], 404, res["body"])
+        self.assertIn("<Code>NoSuchUpload</Code>", res["body"])
+        # Part 1 went with the abort; part 2, committed after it, went on its own.
+        self.assertEqual(self.hidden_parts(res["uid"]), [])
+
     def test_abandoned_upload_cleaned_after_ttl(self):
         self.bucket("mpt")
         url = self.start_s3("s3ttl", {"s3_upload_ttl_s": 2})
