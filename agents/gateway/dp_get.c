@@ -44,14 +44,16 @@ struct get__down {
     size_t fcap, rd, wr;
     size_t pend;       /* bytes of the record being received, behind wr, not checked yet */
     uint64_t next_rec; /* next record the parser should deliver */
+    int64_t t0_us;     /* when the request went out: its first byte is a latency sample */
 };
 
 struct get__frag_info {
     char url[512];
     char container[DYNO_SEG_MAX + 1];
     bool present;
-    bool usable; /* online and not known bad */
-    bool local;  /* on the gateway's own site (cfg.site) */
+    bool usable;    /* online and not known bad */
+    bool local;     /* on the gateway's own site (cfg.site) */
+    int64_t rtt_us; /* the container's latency when the read began (rtt.c), -1: unknown */
     bool tried;
 };
 
@@ -177,6 +179,8 @@ static size_t get__down_write(const char *p, size_t len, void *arg)
             return 0;
         }
         d->status_ok = true;
+        /* The first body bytes: the request's round trip to this container. */
+        gw_rtt_note(&g->gw->rtt, g->info[d->index].container, gw_now_us() - d->t0_us);
     }
     if (get__down_full(g, d, len))
         return GW_XFER_PAUSE; /* offered again on resume */
@@ -235,6 +239,10 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
         gw_xfer_reason(&d->x, why, sizeof(why));
         if (d->x.status == 404)
             problem = "missing";
+        /* No answer in time, or no connection: as slow as the timeout for the read order of
+         * the next requests (a 404 or an HTTP error is an answer, and says nothing of that). */
+        if (!d->x.done || (d->x.result == GW_XFER_FAILED && d->x.status == 0))
+            gw_rtt_note(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000);
     }
     if (!problem || strcmp(problem, "crc") != 0)
         dyno_warn("fragment read failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,
@@ -282,6 +290,7 @@ static int get__down_start(struct gw_get *g, int idx)
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
     struct gw_xfer_spec spec = {
         .method = GW_XFER_GET, .url = url, .range = range, .write = get__down_write, .arg = d};
+    d->t0_us = gw_now_us();
     if (!d->fifo || gw_xfer_start(g->gw, g->conn, &d->x, &spec)) {
         get__down_release(g, d);
         return DYNO_EUNAVAIL;
@@ -295,23 +304,49 @@ static int get__down_start(struct gw_get *g, int idx)
 }
 
 /*
- * Next fragment to try: usable ones on the gateway's own site (a wide-area link costs more
- * than decoding a parity unit), the other usable ones, then the rest as a last resort; data
- * before parity within each. Without a site every fragment is "remote", so that is usable
- * data, usable parity, the rest.
+ * Next fragment to try (docs/architecture.md, "Read order"):
+ *  1. usable ones on the gateway's own site (a wide-area link costs more than decoding a
+ *     parity unit);
+ *  2. the other usable ones on containers of a known latency (rtt.c) near the best of them
+ *     (gw_rtt_far), data before parity;
+ *  3. the usable ones on containers clearly slower than that, the nearest first;
+ *  4. the usable ones on containers never measured;
+ *  5. the rest (offline, known bad, last resort).
+ * Within 1, 2, 4 and 5 data before parity (index order). Without a site nothing is local;
+ * with every container near (one site) or unknown, that is data, then parity, then the rest.
+ * The latencies are those of when the read began, so one read keeps one order.
  */
 static int get__next_candidate(struct gw_get *g)
 {
-    for (int pass = 0; pass < 3; pass++)
-        for (int i = 0; i < g->n; i++) {
-            struct get__frag_info *fi = &g->info[i];
-            bool want = pass == 0   ? fi->usable && fi->local
-                        : pass == 1 ? fi->usable && !fi->local
-                                    : !fi->usable;
-            if (fi->present && !fi->tried && want)
-                return i;
+    int64_t best = -1;
+    for (int i = 0; i < g->n; i++) {
+        const struct get__frag_info *fi = &g->info[i];
+        if (fi->present && fi->usable && !fi->local && fi->rtt_us >= 0 && (best < 0 || fi->rtt_us < best))
+            best = fi->rtt_us; /* over every remote usable fragment, tried or not: a stable bar */
+    }
+    int pick = -1, pick_class = 6;
+    int64_t pick_rtt = 0;
+    for (int i = 0; i < g->n; i++) {
+        const struct get__frag_info *fi = &g->info[i];
+        if (!fi->present || fi->tried)
+            continue;
+        int cls;
+        if (!fi->usable)
+            cls = 5;
+        else if (fi->local)
+            cls = 1;
+        else if (fi->rtt_us < 0)
+            cls = 4;
+        else
+            cls = gw_rtt_far(fi->rtt_us, best) ? 3 : 2;
+        /* Index order within a class (data first), by latency within class 3. */
+        if (cls < pick_class || (cls == 3 && cls == pick_class && fi->rtt_us < pick_rtt)) {
+            pick = i;
+            pick_class = cls;
+            pick_rtt = fi->rtt_us;
         }
-    return -1;
+    }
+    return pick;
 }
 
 /* Tops the active set up to k fragments, started at the current stripe. */
@@ -600,6 +635,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
         const char *container = dyno_json_str(f, "container");
         const char *site = dyno_json_str(f, "site"), *mine = g->gw->cfg.site;
         fi->local = mine && mine[0] && site && strcmp(site, mine) == 0;
+        fi->rtt_us = container ? gw_rtt_get(&g->gw->rtt, container) : -1;
         snprintf(fi->url, sizeof(fi->url), "%s", url);
         snprintf(fi->container, sizeof(fi->container), "%s", container ? container : "?");
         fi->present = true;

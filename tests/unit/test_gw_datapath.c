@@ -26,6 +26,7 @@
 #include "../../agents/gateway/dp_put.c"
 #include "../../agents/gateway/dp_resv.c"
 #include "../../agents/gateway/dp_repair.c"
+#include "../../agents/gateway/rtt.c"
 #include "../../agents/gateway/util.c"
 #include "../../agents/gateway/xfer.c"
 
@@ -51,6 +52,7 @@ struct fk_node {
     int64_t cut_after;   /* GET: the body ends (cut) after this many bytes; -1 never */
     int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
     int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
+    char site[16];       /* the site object records name for its fragments ("" none) */
     int deletes;         /* DELETE requests received */
     int gets;            /* GET requests received */
 };
@@ -415,7 +417,11 @@ static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "index", (double)idx);
                 cJSON_AddStringToObject(e, "url", FK->node[idx].url);
-                cJSON_AddStringToObject(e, "container", "c1");
+                char cid[16];
+                snprintf(cid, sizeof(cid), "c%d", (int)idx); /* node i is container "ci" */
+                cJSON_AddStringToObject(e, "container", cid);
+                if (FK->node[idx].site[0])
+                    cJSON_AddStringToObject(e, "site", FK->node[idx].site);
                 cJSON_AddStringToObject(e, "state", dyno_json_bool(f, "ok", false) ? "ok" : "missing");
                 cJSON_AddItemToArray(fr, e);
             }
@@ -511,6 +517,7 @@ static int setup(void **state)
     c->commit_resolve_ms = 60;
     c->max_body = 1 << 24;
     pthread_mutex_init(&x->gw.ec_lock, NULL);
+    gw_rtt_init(&x->gw.rtt);
     x->gw.tp = &fk_transport;
     x->gw.meta = &fk_meta;
     *state = x;
@@ -527,6 +534,7 @@ static int teardown(void **state)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(x->gw.ec_cache[k][m]);
     pthread_mutex_destroy(&x->gw.ec_lock);
+    gw_rtt_destroy(&x->gw.rtt);
     gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
@@ -1293,6 +1301,151 @@ static void test_gc_deletes_and_reports(void **state)
     free(data);
 }
 
+/* ---- read order (issue 13): own site, then measured latency, unknown last ---- */
+
+static void reset_gets(struct fx *x)
+{
+    for (int i = 0; i < FK_NODES; i++)
+        x->fk.node[i].gets = 0;
+}
+
+static void set_rtt(struct fx *x, int node, int64_t us)
+{
+    char cid[16];
+    snprintf(cid, sizeof(cid), "c%d", node);
+    /* a fresh table: the first sample is the estimate */
+    gw_rtt_note(&x->gw.rtt, cid, us);
+}
+
+static int64_t rtt_of(struct fx *x, int node)
+{
+    char cid[16];
+    snprintf(cid, sizeof(cid), "c%d", node);
+    return gw_rtt_get(&x->gw.rtt, cid);
+}
+
+/* Puts a 3+2 object of several stripes (fragment i on node i); its bytes (the caller's). */
+static uint8_t *put_3_2(struct fx *x, size_t *len)
+{
+    *len = 4 * 3 * (size_t)UNIT + 99;
+    uint8_t *data = pattern(*len, 13);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, *len, 3, 2, true, 4000, &res), 0);
+    cJSON_Delete(res);
+    return data;
+}
+
+/* Reads the object whole; the bytes are exact. */
+static void read_exact(struct fx *x, const uint8_t *data, size_t len)
+{
+    uint8_t *got;
+    size_t glen;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+}
+
+/* A gateway at s1 with one fragment of its own (index 2): it reads that one, then the two
+ * on the fast site s3 (indexes 1 and 4: a data and a parity fragment, decoded), never the
+ * data fragments 0 and 3 on the slow s2. A fragment of s3 refused: the read falls back
+ * within the request to the nearest slow one, and the refusal counts against c1. */
+static void test_read_order_site_then_latency(void **state)
+{
+    struct fx *x = *state;
+    const char *sites[] = {"s2", "s3", "s1", "s2", "s3"};
+    for (int i = 0; i < 5; i++)
+        snprintf(x->fk.node[i].site, sizeof(x->fk.node[i].site), "%s", sites[i]);
+    x->gw.cfg.site = "s1";
+    size_t len;
+    uint8_t *data = put_3_2(x, &len);
+    set_rtt(x, 0, 90000); /* s2: a wide-area link */
+    set_rtt(x, 3, 80000);
+    set_rtt(x, 1, 1000); /* s3: near */
+    set_rtt(x, 4, 1200);
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[2].gets > 0); /* own site */
+    assert_true(x->fk.node[1].gets > 0 && x->fk.node[4].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_int_equal(x->fk.node[3].gets, 0);
+    /* the reads were measured: c1, c2 and c4 answered (fast, the fake has no wire) */
+    assert_true(rtt_of(x, 2) >= 0);
+    assert_true(rtt_of(x, 1) < 80000 && rtt_of(x, 4) < 80000);
+
+    /* c1 refuses: the same read takes the nearer of the slow ones (c3) in its place */
+    int64_t c1_before = rtt_of(x, 1);
+    x->fk.node[1].refuse = true;
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[3].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_true(rtt_of(x, 1) > c1_before); /* counted as slow as the fragment timeout */
+    fk_heal(&x->fk);
+    x->gw.cfg.site = NULL;
+    free(data);
+}
+
+/* Without a site: containers whose latencies differ by one site's noise are alike, so the
+ * data fragments are read (no parity, no decode); containers never measured come after the
+ * measured ones, even data after parity. */
+static void test_read_order_near_alike_unknown_last(void **state)
+{
+    struct fx *x = *state;
+    size_t len;
+    uint8_t *data = put_3_2(x, &len);
+    int64_t noise[] = {3000, 1000, 2500, 500, 500};
+    for (int i = 0; i < 5; i++)
+        set_rtt(x, i, noise[i]);
+    reset_gets(x);
+    read_exact(x, data, len);
+    for (int i = 0; i < 3; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
+
+    /* a fresh gateway that measured only c2, c3 and c4: it reads those three (decodes) */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    assert_int_equal(rtt_of(x, 0), -1);
+    for (int i = 2; i < 5; i++)
+        set_rtt(x, i, 2000);
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_int_equal(x->fk.node[0].gets + x->fk.node[1].gets, 0);
+    for (int i = 2; i < 5; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    free(data);
+}
+
+/* The latency table: EWMA of the samples, unknown until measured, bad names ignored, and
+ * past GW_RTT_SLOTS containers the least recently sampled one is forgotten. */
+static void test_rtt_table(void **state)
+{
+    struct fx *x = *state;
+    struct gw_rtt *r = &x->gw.rtt;
+    assert_int_equal(gw_rtt_get(r, "c1"), -1);
+    gw_rtt_note(r, "c1", 80000);
+    assert_int_equal(gw_rtt_get(r, "c1"), 80000);
+    gw_rtt_note(r, "c1", 0);
+    assert_int_equal(gw_rtt_get(r, "c1"), 80000 - 80000 / GW_RTT_EWMA_DIV);
+    for (int i = 0; i < 20; i++)
+        gw_rtt_note(r, "c1", 1000);
+    assert_true(gw_rtt_get(r, "c1") < 2000);
+    gw_rtt_note(r, "../x", 5);
+    gw_rtt_note(r, "", 5);
+    assert_int_equal(gw_rtt_get(r, "../x"), -1);
+    char cid[32];
+    for (int i = 0; i < GW_RTT_SLOTS; i++) {
+        snprintf(cid, sizeof(cid), "n%d", i);
+        gw_rtt_note(r, cid, i);
+    }
+    assert_int_equal(gw_rtt_get(r, "c1"), -1); /* the oldest went */
+    assert_int_equal(gw_rtt_get(r, "n0"), 0);
+    assert_int_equal(gw_rtt_get(r, "n255"), 255);
+    assert_false(gw_rtt_far(11000, 1000)); /* 2 x 1 ms + 10 ms */
+    assert_true(gw_rtt_far(80000, 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1310,6 +1463,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_rebuilds_exact_fragments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_claim_rebuild_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_deletes_and_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_order_site_then_latency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_order_near_alike_unknown_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rtt_table, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,87 @@
+/*
+ * Per-container latency (dp.h, "container latency"): a smoothed round-trip time for each
+ * container the gateway read fragments from, which the get core orders its remote candidates
+ * by. A sample is a fragment GET's time to its first body byte (the request's way there, the
+ * container finding the fragment, the first bytes' way back): across a wide-area link that is
+ * the link's round trip, on one site a millisecond or so. A read that failed for want of an
+ * answer counts as a sample of the fragment timeout, so a container that stopped answering
+ * sinks behind the others until it answers fast again.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gw.h"
+#include "names.h"
+
+void gw_rtt_init(struct gw_rtt *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    r->ready = true;
+}
+
+void gw_rtt_destroy(struct gw_rtt *r)
+{
+    if (r->ready)
+        pthread_mutex_destroy(&r->mu);
+    r->ready = false;
+}
+
+/* The slot of container (r->mu held), or NULL. */
+static struct gw_rtt_slot *rtt__find(struct gw_rtt *r, const char *container)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->slot[i].container, container) == 0)
+            return &r->slot[i];
+    return NULL;
+}
+
+void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us)
+{
+    if (!r->ready || !container || !dyno_valid_segment(container))
+        return;
+    if (us < 0)
+        us = 0;
+    pthread_mutex_lock(&r->mu);
+    r->clock++;
+    struct gw_rtt_slot *s = rtt__find(r, container);
+    if (!s) {
+        if (r->n < GW_RTT_SLOTS) {
+            s = &r->slot[r->n++];
+        } else {
+            /* A full table (more containers than slots): the one sampled longest ago goes;
+             * it is "unknown" again, which only moves it behind the known ones. */
+            s = &r->slot[0];
+            for (int i = 1; i < r->n; i++)
+                if (r->slot[i].used < s->used)
+                    s = &r->slot[i];
+        }
+        snprintf(s->container, sizeof(s->container), "%s", container);
+        s->srtt_us = us; /* the first sample is the estimate, as TCP's SRTT (RFC 6298) */
+    } else {
+        /* EWMA with a weight of 1/GW_RTT_EWMA_DIV for the new sample: one slow answer
+         * moves the estimate a little, a link that became slow moves it within a few
+         * reads. */
+        s->srtt_us += (us - s->srtt_us) / GW_RTT_EWMA_DIV;
+    }
+    s->used = r->clock;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int64_t gw_rtt_get(struct gw_rtt *r, const char *container)
+{
+    int64_t us = -1;
+    if (!r->ready || !container)
+        return -1;
+    pthread_mutex_lock(&r->mu);
+    const struct gw_rtt_slot *s = rtt__find(r, container);
+    if (s)
+        us = s->srtt_us;
+    pthread_mutex_unlock(&r->mu);
+    return us;
+}
+
+bool gw_rtt_far(int64_t us, int64_t best_us)
+{
+    return us > 2 * best_us + GW_RTT_NEAR_US;
+}
