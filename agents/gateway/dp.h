@@ -188,8 +188,8 @@ extern const struct gw_meta gw_mqtt_meta; /* dp_meta.c */
 /* ---- container latency (rtt.c) ----
  * A smoothed round-trip time per container (EWMA of the fragment GETs' time to first byte),
  * kept by the gateway for the read order of dp_get.c: the fragments of its own site first,
- * then the other usable ones from the nearest container on; containers never measured after
- * the measured ones. Any thread (a mutex). */
+ * then those on near containers, then on containers never measured, then on the ones
+ * measured clearly slower, nearest first. Any thread (a mutex). */
 #define GW_RTT_SLOTS 256     /* containers remembered; past that the least recently sampled goes */
 #define GW_RTT_EWMA_DIV 4    /* a new sample weighs 1/4 */
 #define GW_RTT_NEAR_US 10000 /* latencies within 2 x the best + this are alike (one site's noise) */
@@ -211,6 +211,11 @@ void gw_rtt_destroy(struct gw_rtt *r); /* safe on a zeroed r and twice */
 void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us);
 /* The estimate for container in microseconds, -1 when it was never measured. */
 int64_t gw_rtt_get(struct gw_rtt *r, const char *container);
+/* Appends the estimates to a metrics page (dyno_gateway_container_rtt_microseconds, a gauge
+ * labelled by container; containers are valid segments, so need no escaping). 0 or the
+ * buffer's error. */
+struct dyno_buf;
+int gw_rtt_render(struct gw_rtt *r, struct dyno_buf *out);
 /* Whether an estimate of us is clearly slower than the best one (best_us): past 2 x best +
  * GW_RTT_NEAR_US. The containers of one site answer within a few ms of each other, and
  * telling them apart by noise would trade a data fragment for parity and a decode. */

@@ -308,11 +308,13 @@ static int get__down_start(struct gw_get *g, int idx)
  *  1. usable ones on the gateway's own site (a wide-area link costs more than decoding a
  *     parity unit);
  *  2. the other usable ones on containers of a known latency (rtt.c) near the best of them
- *     (gw_rtt_far), data before parity;
- *  3. the usable ones on containers clearly slower than that, the nearest first;
- *  4. the usable ones on containers never measured;
+ *     (gw_rtt_far);
+ *  3. the usable ones on containers never measured: after the near ones, but before those
+ *     measured slow, since a link known slow is worse than one not tried yet, and a
+ *     container is measured only by reading from it;
+ *  4. the usable ones on containers clearly slower than the best, the nearest first;
  *  5. the rest (offline, known bad, last resort).
- * Within 1, 2, 4 and 5 data before parity (index order). Without a site nothing is local;
+ * Data before parity (index order) within 1, 2, 3 and 5. Without a site nothing is local;
  * with every container near (one site) or unknown, that is data, then parity, then the rest.
  * The latencies are those of when the read began, so one read keeps one order.
  */
@@ -336,11 +338,11 @@ static int get__next_candidate(struct gw_get *g)
         else if (fi->local)
             cls = 1;
         else if (fi->rtt_us < 0)
-            cls = 4;
+            cls = 3;
         else
-            cls = gw_rtt_far(fi->rtt_us, best) ? 3 : 2;
-        /* Index order within a class (data first), by latency within class 3. */
-        if (cls < pick_class || (cls == 3 && cls == pick_class && fi->rtt_us < pick_rtt)) {
+            cls = gw_rtt_far(fi->rtt_us, best) ? 4 : 2;
+        /* Index order within a class (data first), by latency within class 4. */
+        if (cls < pick_class || (cls == 4 && cls == pick_class && fi->rtt_us < pick_rtt)) {
             pick = i;
             pick_class = cls;
             pick_rtt = fi->rtt_us;

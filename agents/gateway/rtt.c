@@ -81,6 +81,23 @@ int64_t gw_rtt_get(struct gw_rtt *r, const char *container)
     return us;
 }
 
+int gw_rtt_render(struct gw_rtt *r, struct dyno_buf *out)
+{
+    int rc = 0;
+    if (!r->ready)
+        return 0;
+    rc =
+        dyno_buf_printf(out, "# HELP dyno_gateway_container_rtt_microseconds smoothed time to the first byte "
+                             "of this gateway's fragment GETs, per container (its read order)\n"
+                             "# TYPE dyno_gateway_container_rtt_microseconds gauge\n");
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n && rc == 0; i++)
+        rc = dyno_buf_printf(out, "dyno_gateway_container_rtt_microseconds{container=\"%s\"} %lld\n",
+                             r->slot[i].container, (long long)r->slot[i].srtt_us);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
 bool gw_rtt_far(int64_t us, int64_t best_us)
 {
     return us > 2 * best_us + GW_RTT_NEAR_US;

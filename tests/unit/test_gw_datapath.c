@@ -1388,7 +1388,8 @@ static void test_read_order_site_then_latency(void **state)
 
 /* Without a site: containers whose latencies differ by one site's noise are alike, so the
  * data fragments are read (no parity, no decode); containers never measured come after the
- * measured ones, even data after parity. */
+ * near ones, even data after parity, but before those measured slow (or they would never be
+ * measured). */
 static void test_read_order_near_alike_unknown_last(void **state)
 {
     struct fx *x = *state;
@@ -1414,6 +1415,25 @@ static void test_read_order_near_alike_unknown_last(void **state)
     assert_int_equal(x->fk.node[0].gets + x->fk.node[1].gets, 0);
     for (int i = 2; i < 5; i++)
         assert_true(x->fk.node[i].gets > 0);
+
+    /* c3 and c4 (parity) measured slow, c1 near, c0 never measured: c0, c1, c2 */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    set_rtt(x, 1, 1000);
+    set_rtt(x, 3, 90000);
+    set_rtt(x, 4, 80000);
+    reset_gets(x);
+    read_exact(x, data, len);
+    for (int i = 0; i < 3; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
+    /* c0 refused in the next read: the nearer of the slow ones (c4) takes its place */
+    x->fk.node[0].refuse = true;
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[4].gets > 0);
+    assert_int_equal(x->fk.node[3].gets, 0);
+    fk_heal(&x->fk);
     free(data);
 }
 
