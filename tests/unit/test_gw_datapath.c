@@ -560,6 +560,9 @@ static uint8_t *pattern(size_t len, unsigned seed)
     return p;
 }
 
+/* Whether do_put's catalog has "site_spread": "relaxed". */
+static bool g_relaxed;
+
 /* Puts data (in writes of step bytes; size announced when known) with resilience k,m.
  * The result code; *res the put result on success. */
 static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, bool known, size_t step,
@@ -570,7 +573,8 @@ static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, b
                             .publisher = "alice",
                             .k = k,
                             .m = m,
-                            .size = known ? (int64_t)len : -1};
+                            .size = known ? (int64_t)len : -1,
+                            .site_relaxed = g_relaxed};
     struct gw_put *p = NULL;
     char msg[400];
     *res = NULL;
@@ -938,6 +942,15 @@ static void test_reservations(void **state)
     /* At the stop, the unused go back. */
     x->fk.reserve = FK_ANSWER;
     assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    /* A catalog with "site_spread": "relaxed": a reservation was placed (and is recorded) as
+     * strict, so its small objects use object.begin, which records the catalog's rule. */
+    g_relaxed = true;
+    assert_int_equal(do_put(x, data, 300, 3, 2, true, 300, &res), 0);
+    g_relaxed = false;
+    cJSON_Delete(res);
+    assert_int_equal(x->fk.begins, 5);
+    assert_string_equal(dyno_json_str(x->fk.begun, "site_spread"), "relaxed");
+    assert_int_equal(gw_resv_count(x->gw.resv), 4);
     before = x->fk.released;
     gw_resv_free(x->gw.resv);
     x->gw.resv = NULL;
