@@ -180,7 +180,7 @@ static size_t get__down_write(const char *p, size_t len, void *arg)
         }
         d->status_ok = true;
         /* The first body bytes: the request's round trip to this container. */
-        gw_rtt_note(&g->gw->rtt, g->info[d->index].container, gw_now_us() - d->t0_us);
+        gw_rtt_note(&g->gw->rtt, g->info[d->index].container, gw_now_us() - d->t0_us, gw_now_ms());
     }
     if (get__down_full(g, d, len))
         return GW_XFER_PAUSE; /* offered again on resume */
@@ -239,10 +239,12 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
         gw_xfer_reason(&d->x, why, sizeof(why));
         if (d->x.status == 404)
             problem = "missing";
-        /* No answer in time, or no connection: as slow as the timeout for the read order of
-         * the next requests (a 404 or an HTTP error is an answer, and says nothing of that). */
-        if (!d->x.done || (d->x.result == GW_XFER_FAILED && d->x.status == 0))
-            gw_rtt_note(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000);
+        /* No answer in time (a hung container, a cut link): as slow as the timeout, for the
+         * read order of the next requests. Not a refused connection, an HTTP error or a 404:
+         * those are quick answers, and a container that is down becomes unusable (offline)
+         * anyway; counting them would keep a restarted container behind the others. */
+        if (!d->x.done)
+            gw_rtt_note(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000, gw_now_ms());
     }
     if (!problem || strcmp(problem, "crc") != 0)
         dyno_warn("fragment read failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,
@@ -258,6 +260,15 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
         }
     }
     g->degraded = true;
+}
+
+/* Whether every data fragment of the object is there to be read. */
+static bool get__data_usable(const struct gw_get *g)
+{
+    for (int i = 0; i < g->k; i++)
+        if (!g->info[i].present || !g->info[i].usable)
+            return false;
+    return true;
 }
 
 static int get__down_start(struct gw_get *g, int idx)
@@ -298,7 +309,11 @@ static int get__down_start(struct gw_get *g, int idx)
     d->x.index = idx;
     d->active = true;
     g->active[g->nactive++] = idx;
-    if (idx >= g->k && !g->replica)
+    /* Degraded (dyno_gateway_degraded_reads_total, "reads that needed parity"): parity
+     * taken because a data fragment is gone (absent, offline, known bad), or a fragment that
+     * failed (get__down_fail). Parity taken by choice, on the gateway's own site or instead
+     * of a data fragment across a slow link, is no fault. */
+    if (idx >= g->k && !g->replica && !get__data_usable(g))
         g->degraded = true;
     return 0;
 }
@@ -307,16 +322,16 @@ static int get__down_start(struct gw_get *g, int idx)
  * Next fragment to try (docs/architecture.md, "Read order"):
  *  1. usable ones on the gateway's own site (a wide-area link costs more than decoding a
  *     parity unit);
- *  2. the other usable ones on containers of a known latency (rtt.c) near the best of them
- *     (gw_rtt_far);
- *  3. the usable ones on containers never measured: after the near ones, but before those
- *     measured slow, since a link known slow is worse than one not tried yet, and a
- *     container is measured only by reading from it;
- *  4. the usable ones on containers clearly slower than the best, the nearest first;
- *  5. the rest (offline, known bad, last resort).
- * Data before parity (index order) within 1, 2, 3 and 5. Without a site nothing is local;
- * with every container near (one site) or unknown, that is data, then parity, then the rest.
- * The latencies are those of when the read began, so one read keeps one order.
+ *  2. the other usable ones on containers whose latency (rtt.c) is near the best one
+ *     (gw_rtt_far), or not known: never measured, or forgotten. Those go with the near ones
+ *     because a container is measured only by reading from it: behind the others, one never
+ *     read (a fresh gateway's, a restarted one) would stay unread, and on one site every read
+ *     would decode parity instead of reading it;
+ *  3. the usable ones on containers measured clearly slower than the best, nearest first;
+ *  4. the rest (offline, known bad, last resort).
+ * Data before parity (index order) within 1, 2 and 4. Without a site nothing is local, and
+ * on one site every container is near: that is data, then parity, then the rest. The
+ * latencies are those of when the read began, so one read keeps one order.
  */
 static int get__next_candidate(struct gw_get *g)
 {
@@ -326,7 +341,7 @@ static int get__next_candidate(struct gw_get *g)
         if (fi->present && fi->usable && !fi->local && fi->rtt_us >= 0 && (best < 0 || fi->rtt_us < best))
             best = fi->rtt_us; /* over every remote usable fragment, tried or not: a stable bar */
     }
-    int pick = -1, pick_class = 6;
+    int pick = -1, pick_class = 5;
     int64_t pick_rtt = 0;
     for (int i = 0; i < g->n; i++) {
         const struct get__frag_info *fi = &g->info[i];
@@ -334,15 +349,15 @@ static int get__next_candidate(struct gw_get *g)
             continue;
         int cls;
         if (!fi->usable)
-            cls = 5;
+            cls = 4;
         else if (fi->local)
             cls = 1;
-        else if (fi->rtt_us < 0)
-            cls = 3;
+        else if (fi->rtt_us < 0 || !gw_rtt_far(fi->rtt_us, best))
+            cls = 2;
         else
-            cls = gw_rtt_far(fi->rtt_us, best) ? 4 : 2;
-        /* Index order within a class (data first), by latency within class 4. */
-        if (cls < pick_class || (cls == 4 && cls == pick_class && fi->rtt_us < pick_rtt)) {
+            cls = 3;
+        /* Index order within a class (data first), by latency within class 3. */
+        if (cls < pick_class || (cls == 3 && cls == pick_class && fi->rtt_us < pick_rtt)) {
             pick = i;
             pick_class = cls;
             pick_rtt = fi->rtt_us;
@@ -625,6 +640,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
     g->n = g->k + g->m;
     g->lay = sh.lay;
     const cJSON *f;
+    int64_t now_ms = gw_now_ms();
     cJSON_ArrayForEach(f, frags)
     {
         int64_t idx;
@@ -637,7 +653,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
         const char *container = dyno_json_str(f, "container");
         const char *site = dyno_json_str(f, "site"), *mine = g->gw->cfg.site;
         fi->local = mine && mine[0] && site && strcmp(site, mine) == 0;
-        fi->rtt_us = container ? gw_rtt_get(&g->gw->rtt, container) : -1;
+        fi->rtt_us = container ? gw_rtt_get(&g->gw->rtt, container, now_ms) : -1;
         snprintf(fi->url, sizeof(fi->url), "%s", url);
         snprintf(fi->container, sizeof(fi->container), "%s", container ? container : "?");
         fi->present = true;

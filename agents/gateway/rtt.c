@@ -3,9 +3,15 @@
  * container the gateway read fragments from, which the get core orders its remote candidates
  * by. A sample is a fragment GET's time to its first body byte (the request's way there, the
  * container finding the fragment, the first bytes' way back): across a wide-area link that is
- * the link's round trip, on one site a millisecond or so. A read that failed for want of an
- * answer counts as a sample of the fragment timeout, so a container that stopped answering
- * sinks behind the others until it answers fast again.
+ * the link's round trip, on one site a millisecond or so. A read that got no answer in the
+ * fragment timeout counts as a sample of that timeout.
+ *
+ * An estimate is forgotten GW_RTT_TTL_MS after its last sample. A container measured slow is
+ * read only when the nearer ones are not enough, so without that its estimate would never
+ * move again: a container that stalled once (a pause, a full disk queue) would be passed
+ * over for good, and a link that became fast again never noticed. Forgotten, it is
+ * "unknown" again, which the read order treats as near: the next read that reaches it in
+ * data-first order measures it afresh.
  */
 #include <stdio.h>
 #include <string.h>
@@ -36,52 +42,58 @@ static struct gw_rtt_slot *rtt__find(struct gw_rtt *r, const char *container)
     return NULL;
 }
 
-void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us)
+static bool rtt__fresh(const struct gw_rtt_slot *s, int64_t now_ms)
+{
+    return now_ms - s->at_ms <= GW_RTT_TTL_MS;
+}
+
+void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us, int64_t now_ms)
 {
     if (!r->ready || !container || !dyno_valid_segment(container))
         return;
     if (us < 0)
         us = 0;
     pthread_mutex_lock(&r->mu);
-    r->clock++;
     struct gw_rtt_slot *s = rtt__find(r, container);
     if (!s) {
         if (r->n < GW_RTT_SLOTS) {
             s = &r->slot[r->n++];
         } else {
-            /* A full table (more containers than slots): the one sampled longest ago goes;
-             * it is "unknown" again, which only moves it behind the known ones. */
+            /* A full table (more containers than slots): the one sampled longest ago goes
+             * (unknown again, as if forgotten). */
             s = &r->slot[0];
             for (int i = 1; i < r->n; i++)
-                if (r->slot[i].used < s->used)
+                if (r->slot[i].at_ms < s->at_ms)
                     s = &r->slot[i];
         }
         snprintf(s->container, sizeof(s->container), "%s", container);
-        s->srtt_us = us; /* the first sample is the estimate, as TCP's SRTT (RFC 6298) */
+        s->srtt_us = us;
+    } else if (!rtt__fresh(s, now_ms)) {
+        s->srtt_us = us; /* forgotten: a new first sample */
     } else {
         /* EWMA with a weight of 1/GW_RTT_EWMA_DIV for the new sample: one slow answer
          * moves the estimate a little, a link that became slow moves it within a few
-         * reads. */
+         * reads. The first sample is the estimate, as TCP's SRTT (RFC 6298). */
         s->srtt_us += (us - s->srtt_us) / GW_RTT_EWMA_DIV;
     }
-    s->used = r->clock;
+    s->at_ms = now_ms;
     pthread_mutex_unlock(&r->mu);
 }
 
-int64_t gw_rtt_get(struct gw_rtt *r, const char *container)
+int64_t gw_rtt_get(struct gw_rtt *r, const char *container, int64_t now_ms)
 {
     int64_t us = -1;
     if (!r->ready || !container)
         return -1;
     pthread_mutex_lock(&r->mu);
     const struct gw_rtt_slot *s = rtt__find(r, container);
-    if (s)
+    if (s && rtt__fresh(s, now_ms))
         us = s->srtt_us;
     pthread_mutex_unlock(&r->mu);
     return us;
 }
 
-int gw_rtt_render(struct gw_rtt *r, struct dyno_buf *out)
+int gw_rtt_render(struct gw_rtt *r, int64_t now_ms, struct dyno_buf *out)
 {
     int rc = 0;
     if (!r->ready)
@@ -92,8 +104,9 @@ int gw_rtt_render(struct gw_rtt *r, struct dyno_buf *out)
                              "# TYPE dyno_gateway_container_rtt_microseconds gauge\n");
     pthread_mutex_lock(&r->mu);
     for (int i = 0; i < r->n && rc == 0; i++)
-        rc = dyno_buf_printf(out, "dyno_gateway_container_rtt_microseconds{container=\"%s\"} %lld\n",
-                             r->slot[i].container, (long long)r->slot[i].srtt_us);
+        if (rtt__fresh(&r->slot[i], now_ms))
+            rc = dyno_buf_printf(out, "dyno_gateway_container_rtt_microseconds{container=\"%s\"} %lld\n",
+                                 r->slot[i].container, (long long)r->slot[i].srtt_us);
     pthread_mutex_unlock(&r->mu);
     return rc;
 }

@@ -177,8 +177,8 @@ class SiteGateways(FabricCase):
         rt = self.rtts(gw1)
         self.assertTrue(learned, "reads at site-1 keep going to site-2; latencies %r" % rt)
         self.assertGreater(crossed(), 0, "the reads never crossed the slow link")
-        # both site-3 containers measured by now (the ones never measured come before those
-        # measured slow), both below the site-2 ones that were read across the link
+        # both site-3 containers measured by now (the ones not measured go with the near
+        # ones, before those measured slow), both below the site-2 ones read across the link
         self.assertTrue(set(fast) <= set(rt), rt)
         across = [c for c in slow if self.px.stats(c)["bytes"] > 0 and c in rt]
         self.assertTrue(across, rt)

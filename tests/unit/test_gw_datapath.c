@@ -1322,19 +1322,30 @@ static void reset_gets(struct fx *x)
         x->fk.node[i].gets = 0;
 }
 
-static void set_rtt(struct fx *x, int node, int64_t us)
+/* A sample of us for container node, taken at at_ms (gw_now_ms's clock). */
+static void set_rtt_at(struct fx *x, int node, int64_t us, int64_t at_ms)
 {
     char cid[16];
     snprintf(cid, sizeof(cid), "c%d", node);
     /* a fresh table: the first sample is the estimate */
-    gw_rtt_note(&x->gw.rtt, cid, us);
+    gw_rtt_note(&x->gw.rtt, cid, us, at_ms);
+}
+
+static void set_rtt(struct fx *x, int node, int64_t us)
+{
+    set_rtt_at(x, node, us, gw_now_ms());
+}
+
+static int64_t degraded_reads(struct fx *x)
+{
+    return atomic_load(&x->gw.metrics[GW_M_DEGRADED_READS].value);
 }
 
 static int64_t rtt_of(struct fx *x, int node)
 {
     char cid[16];
     snprintf(cid, sizeof(cid), "c%d", node);
-    return gw_rtt_get(&x->gw.rtt, cid);
+    return gw_rtt_get(&x->gw.rtt, cid, gw_now_ms());
 }
 
 /* Puts a 3+2 object of several stripes (fragment i on node i); its bytes (the caller's). */
@@ -1361,8 +1372,8 @@ static void read_exact(struct fx *x, const uint8_t *data, size_t len)
 
 /* A gateway at s1 with one fragment of its own (index 2): it reads that one, then the two
  * on the fast site s3 (indexes 1 and 4: a data and a parity fragment, decoded), never the
- * data fragments 0 and 3 on the slow s2. A fragment of s3 refused: the read falls back
- * within the request to the nearest slow one, and the refusal counts against c1. */
+ * data fragments 0 and 3 on the slow s2. A fragment of s3 that stops answering: the read
+ * falls back within the request to the nearest slow one, and the silence counts against c1. */
 static void test_read_order_site_then_latency(void **state)
 {
     struct fx *x = *state;
@@ -1377,8 +1388,10 @@ static void test_read_order_site_then_latency(void **state)
     set_rtt(x, 1, 1000); /* s3: near */
     set_rtt(x, 4, 1200);
     reset_gets(x);
+    int64_t degraded = degraded_reads(x);
     read_exact(x, data, len);
-    assert_true(x->fk.node[2].gets > 0); /* own site */
+    assert_int_equal(degraded_reads(x), degraded); /* parity by choice: no fault */
+    assert_true(x->fk.node[2].gets > 0);           /* own site */
     assert_true(x->fk.node[1].gets > 0 && x->fk.node[4].gets > 0);
     assert_int_equal(x->fk.node[0].gets, 0);
     assert_int_equal(x->fk.node[3].gets, 0);
@@ -1386,24 +1399,31 @@ static void test_read_order_site_then_latency(void **state)
     assert_true(rtt_of(x, 2) >= 0);
     assert_true(rtt_of(x, 1) < 80000 && rtt_of(x, 4) < 80000);
 
-    /* c1 refuses: the same read takes the nearer of the slow ones (c3) in its place */
+    /* c1 stops answering: the same read takes the nearer of the slow ones (c3) in its
+     * place, and c1 counts as slow as the fragment timeout */
     int64_t c1_before = rtt_of(x, 1);
-    x->fk.node[1].refuse = true;
+    x->fk.node[1].stall_after = 0;
     reset_gets(x);
     read_exact(x, data, len);
     assert_true(x->fk.node[3].gets > 0);
     assert_int_equal(x->fk.node[0].gets, 0);
-    assert_true(rtt_of(x, 1) > c1_before); /* counted as slow as the fragment timeout */
+    assert_int_equal(degraded_reads(x), degraded + 1); /* a fragment failed */
+    assert_true(rtt_of(x, 1) > c1_before + (150000 - c1_before) / GW_RTT_EWMA_DIV - 1);
+    /* a refused connection is a quick answer: no latency sample (c4 stays near) */
+    fk_heal(&x->fk);
+    int64_t c4_before = rtt_of(x, 4);
+    x->fk.node[4].refuse = true;
+    read_exact(x, data, len);
+    assert_int_equal(rtt_of(x, 4), c4_before);
     fk_heal(&x->fk);
     x->gw.cfg.site = NULL;
     free(data);
 }
 
 /* Without a site: containers whose latencies differ by one site's noise are alike, so the
- * data fragments are read (no parity, no decode); containers never measured come after the
- * near ones, even data after parity, but before those measured slow (or they would never be
- * measured). */
-static void test_read_order_near_alike_unknown_last(void **state)
+ * data fragments are read (no parity, no decode); containers not measured (never, or not
+ * lately) go with the near ones, data first; only those measured slow come after. */
+static void test_read_order_near_and_unknown_alike(void **state)
 {
     struct fx *x = *state;
     size_t len;
@@ -1417,7 +1437,8 @@ static void test_read_order_near_alike_unknown_last(void **state)
         assert_true(x->fk.node[i].gets > 0);
     assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
 
-    /* a fresh gateway that measured only c2, c3 and c4: it reads those three (decodes) */
+    /* a fresh gateway that measured only c2, c3 and c4: c0 and c1 are not passed over (they
+     * would never be measured, and every read would decode): data 0, 1, 2 */
     gw_rtt_destroy(&x->gw.rtt);
     gw_rtt_init(&x->gw.rtt);
     assert_int_equal(rtt_of(x, 0), -1);
@@ -1425,56 +1446,77 @@ static void test_read_order_near_alike_unknown_last(void **state)
         set_rtt(x, i, 2000);
     reset_gets(x);
     read_exact(x, data, len);
-    assert_int_equal(x->fk.node[0].gets + x->fk.node[1].gets, 0);
-    for (int i = 2; i < 5; i++)
+    for (int i = 0; i < 3; i++)
         assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
 
-    /* c3 and c4 (parity) measured slow, c1 near, c0 never measured: c0, c1, c2 */
+    /* c0 measured slow: parity c3 instead (no fault, not degraded) */
     gw_rtt_destroy(&x->gw.rtt);
     gw_rtt_init(&x->gw.rtt);
+    set_rtt(x, 0, 90000);
     set_rtt(x, 1, 1000);
-    set_rtt(x, 3, 90000);
-    set_rtt(x, 4, 80000);
+    reset_gets(x);
+    int64_t degraded = degraded_reads(x);
+    read_exact(x, data, len);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_true(x->fk.node[3].gets > 0);
+    assert_int_equal(degraded_reads(x), degraded);
+    /* ... and c1 refused in the next read: then c4 (unknown, so near), and c0 last */
+    x->fk.node[1].refuse = true;
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[4].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    fk_heal(&x->fk);
+
+    /* the same slow sample of c0, but older than GW_RTT_TTL_MS: forgotten, so c0 is read
+     * again (and measured afresh) */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    set_rtt_at(x, 0, 90000, gw_now_ms() - GW_RTT_TTL_MS - 1);
+    assert_int_equal(rtt_of(x, 0), -1);
     reset_gets(x);
     read_exact(x, data, len);
     for (int i = 0; i < 3; i++)
         assert_true(x->fk.node[i].gets > 0);
     assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
-    /* c0 refused in the next read: the nearer of the slow ones (c4) takes its place */
-    x->fk.node[0].refuse = true;
-    reset_gets(x);
-    read_exact(x, data, len);
-    assert_true(x->fk.node[4].gets > 0);
-    assert_int_equal(x->fk.node[3].gets, 0);
-    fk_heal(&x->fk);
+    assert_true(rtt_of(x, 0) >= 0 && rtt_of(x, 0) < 90000);
     free(data);
 }
 
-/* The latency table: EWMA of the samples, unknown until measured, bad names ignored, and
- * past GW_RTT_SLOTS containers the least recently sampled one is forgotten. */
+/* The latency table (times injected): EWMA of the samples, unknown until measured, forgotten
+ * GW_RTT_TTL_MS after the last sample (the next one starts afresh), bad names ignored, and
+ * past GW_RTT_SLOTS containers the least recently sampled one goes. */
 static void test_rtt_table(void **state)
 {
     struct fx *x = *state;
     struct gw_rtt *r = &x->gw.rtt;
-    assert_int_equal(gw_rtt_get(r, "c1"), -1);
-    gw_rtt_note(r, "c1", 80000);
-    assert_int_equal(gw_rtt_get(r, "c1"), 80000);
-    gw_rtt_note(r, "c1", 0);
-    assert_int_equal(gw_rtt_get(r, "c1"), 80000 - 80000 / GW_RTT_EWMA_DIV);
+    const int64_t t = 1000000;
+    assert_int_equal(gw_rtt_get(r, "c1", t), -1);
+    gw_rtt_note(r, "c1", 80000, t);
+    assert_int_equal(gw_rtt_get(r, "c1", t), 80000);
+    gw_rtt_note(r, "c1", 0, t + 10);
+    assert_int_equal(gw_rtt_get(r, "c1", t + 10), 80000 - 80000 / GW_RTT_EWMA_DIV);
     for (int i = 0; i < 20; i++)
-        gw_rtt_note(r, "c1", 1000);
-    assert_true(gw_rtt_get(r, "c1") < 2000);
-    gw_rtt_note(r, "../x", 5);
-    gw_rtt_note(r, "", 5);
-    assert_int_equal(gw_rtt_get(r, "../x"), -1);
+        gw_rtt_note(r, "c1", 1000, t + 20);
+    assert_true(gw_rtt_get(r, "c1", t + 20) < 2000);
+    /* forgotten after the TTL; a sample after that is the estimate again */
+    assert_true(gw_rtt_get(r, "c1", t + 20 + GW_RTT_TTL_MS) >= 0);
+    assert_int_equal(gw_rtt_get(r, "c1", t + 21 + GW_RTT_TTL_MS), -1);
+    gw_rtt_note(r, "c1", 70000, t + 21 + GW_RTT_TTL_MS);
+    assert_int_equal(gw_rtt_get(r, "c1", t + 21 + GW_RTT_TTL_MS), 70000);
+    gw_rtt_note(r, "../x", 5, t);
+    gw_rtt_note(r, "", 5, t);
+    assert_int_equal(gw_rtt_get(r, "../x", t), -1);
     char cid[32];
     for (int i = 0; i < GW_RTT_SLOTS; i++) {
         snprintf(cid, sizeof(cid), "n%d", i);
-        gw_rtt_note(r, cid, i);
+        gw_rtt_note(r, cid, i, t + 100 + GW_RTT_TTL_MS + i);
     }
-    assert_int_equal(gw_rtt_get(r, "c1"), -1); /* the oldest went */
-    assert_int_equal(gw_rtt_get(r, "n0"), 0);
-    assert_int_equal(gw_rtt_get(r, "n255"), 255);
+    int64_t now = t + 100 + GW_RTT_TTL_MS + GW_RTT_SLOTS;
+    assert_int_equal(gw_rtt_get(r, "c1", now), -1); /* the oldest went */
+    assert_int_equal(gw_rtt_get(r, "n0", now), 0);
+    assert_int_equal(gw_rtt_get(r, "n255", now), 255);
     assert_false(gw_rtt_far(11000, 1000)); /* 2 x 1 ms + 10 ms */
     assert_true(gw_rtt_far(80000, 1000));
 }
@@ -1497,7 +1539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_claim_rebuild_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_deletes_and_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_order_site_then_latency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_order_near_alike_unknown_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_order_near_and_unknown_alike, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rtt_table, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
