@@ -192,7 +192,8 @@ extern const struct gw_meta gw_mqtt_meta; /* dp_meta.c */
  * on containers measured clearly slower, nearest first. Times are passed in (now_ms: the
  * gateway's monotonic gw_now_ms), so the tests choose them. Any thread (a mutex). */
 #define GW_RTT_SLOTS 256     /* containers remembered; past that the least recently sampled goes */
-#define GW_RTT_EWMA_DIV 4    /* a new sample weighs 1/4 */
+#define GW_RTT_EWMA_UP_DIV 2 /* a new sample above the estimate weighs 1/2 */
+#define GW_RTT_EWMA_DIV 4    /* one below it 1/4 */
 #define GW_RTT_NEAR_US 10000 /* latencies within 2 x the best + this are alike (one site's noise) */
 #define GW_RTT_TTL_MS 60000  /* an estimate without a new sample for this long is forgotten */
 struct gw_rtt_slot {

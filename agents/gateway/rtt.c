@@ -71,10 +71,13 @@ void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us, int64_t no
     } else if (!rtt__fresh(s, now_ms)) {
         s->srtt_us = us; /* forgotten: a new first sample */
     } else {
-        /* EWMA with a weight of 1/GW_RTT_EWMA_DIV for the new sample: one slow answer
-         * moves the estimate a little, a link that became slow moves it within a few
-         * reads. The first sample is the estimate, as TCP's SRTT (RFC 6298). */
-        s->srtt_us += (us - s->srtt_us) / GW_RTT_EWMA_DIV;
+        /* EWMA, quicker up than down: a sample above the estimate weighs 1/2, one below
+         * 1/4. A container reached through a slow link is read only until it is far, so
+         * one or two samples must tell (a weight of 1/4 left one sample of 80 ms on a 1 ms
+         * estimate at 21 ms, where the noise of a loaded site could call it near again);
+         * coming down is slower, so one quick answer does not undo that. The first sample
+         * is the estimate, as TCP's SRTT (RFC 6298). */
+        s->srtt_us += (us - s->srtt_us) / (us > s->srtt_us ? GW_RTT_EWMA_UP_DIV : GW_RTT_EWMA_DIV);
     }
     s->at_ms = now_ms;
     pthread_mutex_unlock(&r->mu);

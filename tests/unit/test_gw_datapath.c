@@ -1408,7 +1408,7 @@ static void test_read_order_site_then_latency(void **state)
     assert_true(x->fk.node[3].gets > 0);
     assert_int_equal(x->fk.node[0].gets, 0);
     assert_int_equal(degraded_reads(x), degraded + 1); /* a fragment failed */
-    assert_true(rtt_of(x, 1) > c1_before + (150000 - c1_before) / GW_RTT_EWMA_DIV - 1);
+    assert_true(rtt_of(x, 1) > c1_before + (150000 - c1_before) / GW_RTT_EWMA_UP_DIV - 1);
     /* a refused connection is a quick answer: no latency sample (c4 stays near) */
     fk_heal(&x->fk);
     int64_t c4_before = rtt_of(x, 4);
@@ -1497,6 +1497,8 @@ static void test_rtt_table(void **state)
     assert_int_equal(gw_rtt_get(r, "c1", t), 80000);
     gw_rtt_note(r, "c1", 0, t + 10);
     assert_int_equal(gw_rtt_get(r, "c1", t + 10), 80000 - 80000 / GW_RTT_EWMA_DIV);
+    gw_rtt_note(r, "c1", 100000, t + 15); /* up: half the way */
+    assert_int_equal(gw_rtt_get(r, "c1", t + 15), 60000 + 40000 / GW_RTT_EWMA_UP_DIV);
     for (int i = 0; i < 20; i++)
         gw_rtt_note(r, "c1", 1000, t + 20);
     assert_true(gw_rtt_get(r, "c1", t + 20) < 2000);
