@@ -186,20 +186,23 @@ struct gw_meta {
 extern const struct gw_meta gw_mqtt_meta; /* dp_meta.c */
 
 /* ---- container latency (rtt.c) ----
- * A smoothed round-trip time per container (EWMA of the fragment GETs' time to first byte),
- * kept by the gateway for the read order of dp_get.c: the fragments of its own site first,
- * then those on containers near the best one or not measured (lately), data first, then those
- * on containers measured clearly slower, nearest first. Times are passed in (now_ms: the
- * gateway's monotonic gw_now_ms), so the tests choose them. Any thread (a mutex). */
-#define GW_RTT_SLOTS 256     /* containers remembered; past that the least recently sampled goes */
-#define GW_RTT_EWMA_UP_DIV 2 /* a new sample above the estimate weighs 1/2 */
-#define GW_RTT_EWMA_DIV 4    /* one below it 1/4 */
-#define GW_RTT_NEAR_US 10000 /* latencies within 2 x the best + this are alike (one site's noise) */
-#define GW_RTT_TTL_MS 60000  /* an estimate without a new sample for this long is forgotten */
+ * A round-trip estimate per container from the fragment GETs' time to first byte (an EWMA,
+ * or the recent floor when lower), kept by the gateway for the read order of dp_get.c: the
+ * fragments of its own site first, then those on containers near the best one or not
+ * measured (lately), data first, then those on containers measured clearly slower, nearest
+ * first. Times are passed in (now_ms: the gateway's monotonic gw_now_ms), so the tests
+ * choose them. Any thread (a mutex). */
+#define GW_RTT_SLOTS 256      /* containers remembered; past that the least recently sampled goes */
+#define GW_RTT_EWMA_DIV 4     /* a new sample weighs 1/4 */
+#define GW_RTT_FLOOR_MS 10000 /* the floor is the lowest sample of about this long */
+#define GW_RTT_NEAR_US 10000  /* latencies within 2 x the best + this are alike (one site's noise) */
+#define GW_RTT_TTL_MS 60000   /* an estimate without a new sample for this long is forgotten */
 struct gw_rtt_slot {
     char container[DYNO_SEG_MAX + 1];
-    int64_t srtt_us;
-    int64_t at_ms; /* the last sample */
+    int64_t srtt_us;     /* the EWMA */
+    int64_t floor_us;    /* the lowest recent sample */
+    int64_t floor_at_ms; /* when that was */
+    int64_t at_ms;       /* the last sample */
 };
 struct gw_rtt {
     pthread_mutex_t mu;
@@ -211,6 +214,8 @@ void gw_rtt_init(struct gw_rtt *r);
 void gw_rtt_destroy(struct gw_rtt *r); /* safe on a zeroed r and twice */
 /* One sample of us microseconds for container (a valid segment; others are ignored). */
 void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us, int64_t now_ms);
+/* No answer from container in us (the fragment timeout): a sample that also lifts the floor. */
+void gw_rtt_silent(struct gw_rtt *r, const char *container, int64_t us, int64_t now_ms);
 /* The estimate for container in microseconds, -1 when it was never measured or its last
  * sample is older than GW_RTT_TTL_MS. */
 int64_t gw_rtt_get(struct gw_rtt *r, const char *container, int64_t now_ms);

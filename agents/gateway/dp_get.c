@@ -244,7 +244,7 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
          * those are quick answers, and a container that is down becomes unusable (offline)
          * anyway; counting them would keep a restarted container behind the others. */
         if (!d->x.done)
-            gw_rtt_note(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000, gw_now_ms());
+            gw_rtt_silent(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000, gw_now_ms());
     }
     if (!problem || strcmp(problem, "crc") != 0)
         dyno_warn("fragment read failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,

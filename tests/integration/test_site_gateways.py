@@ -167,12 +167,13 @@ class SiteGateways(FabricCase):
                 self.read("site-1w", key, data, what)
             return sum(self.grown(before).values())
 
-        # the gateway learns: the first reads that cross the link measure it, the next ones
-        # take site-3's fragments instead (parity and a decode where site-2 had data)
-        # (two rounds in a row without: on a loaded machine the site-3 estimates wander, and
-        # a site-2 container measured once may need a second sample to stay clearly slower)
-        learned, clean = False, 0
-        for _ in range(8):
+        # the gateway learns: the reads that cross the link measure it; once the site-2
+        # containers' low floor from before the proxy has aged out (about 10 s, so that one
+        # slow answer of a near container does not make it far), the reads take site-3's
+        # fragments instead (parity and a decode where site-2 had data). Two rounds in a row
+        # without a site-2 read, within 60 s.
+        learned, clean, deadline = False, 0, time.monotonic() + 60
+        while time.monotonic() < deadline:
             clean = clean + 1 if read_round("(learning site-2 is slow)") == 0 else 0
             if clean == 2:
                 learned = True

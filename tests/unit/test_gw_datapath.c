@@ -1408,7 +1408,7 @@ static void test_read_order_site_then_latency(void **state)
     assert_true(x->fk.node[3].gets > 0);
     assert_int_equal(x->fk.node[0].gets, 0);
     assert_int_equal(degraded_reads(x), degraded + 1); /* a fragment failed */
-    assert_true(rtt_of(x, 1) > c1_before + (150000 - c1_before) / GW_RTT_EWMA_UP_DIV - 1);
+    assert_true(rtt_of(x, 1) > c1_before && gw_rtt_far(rtt_of(x, 1), rtt_of(x, 4)));
     /* a refused connection is a quick answer: no latency sample (c4 stays near) */
     fk_heal(&x->fk);
     int64_t c4_before = rtt_of(x, 4);
@@ -1484,38 +1484,50 @@ static void test_read_order_near_and_unknown_alike(void **state)
     free(data);
 }
 
-/* The latency table (times injected): EWMA of the samples, unknown until measured, forgotten
- * GW_RTT_TTL_MS after the last sample (the next one starts afresh), bad names ignored, and
- * past GW_RTT_SLOTS containers the least recently sampled one goes. */
+/* The latency table (times injected): the estimate is the EWMA or the recent floor when
+ * lower, so a slow answer of a near container leaves it near while a link that stays slow
+ * becomes far once the old floor aged out; no answer lifts the floor; unknown until
+ * measured, forgotten GW_RTT_TTL_MS after the last sample (the next one starts afresh), bad
+ * names ignored, past GW_RTT_SLOTS containers the least recently sampled one goes. */
 static void test_rtt_table(void **state)
 {
     struct fx *x = *state;
     struct gw_rtt *r = &x->gw.rtt;
     const int64_t t = 1000000;
     assert_int_equal(gw_rtt_get(r, "c1", t), -1);
-    gw_rtt_note(r, "c1", 80000, t);
+    gw_rtt_note(r, "c1", 80000, t); /* the first sample is the estimate */
     assert_int_equal(gw_rtt_get(r, "c1", t), 80000);
-    gw_rtt_note(r, "c1", 0, t + 10);
-    assert_int_equal(gw_rtt_get(r, "c1", t + 10), 80000 - 80000 / GW_RTT_EWMA_DIV);
-    gw_rtt_note(r, "c1", 100000, t + 15); /* up: half the way */
-    assert_int_equal(gw_rtt_get(r, "c1", t + 15), 60000 + 40000 / GW_RTT_EWMA_UP_DIV);
-    for (int i = 0; i < 20; i++)
-        gw_rtt_note(r, "c1", 1000, t + 20);
-    assert_true(gw_rtt_get(r, "c1", t + 20) < 2000);
+    gw_rtt_note(r, "c1", 1000, t + 10); /* EWMA 60250, floor 1000 */
+    assert_int_equal(gw_rtt_get(r, "c1", t + 10), 1000);
+    gw_rtt_note(r, "c1", 200000, t + 20); /* one slow answer: still near */
+    assert_int_equal(gw_rtt_get(r, "c1", t + 20), 1000);
+    /* slow for good: once the floor is older than the window, the samples are the floor */
+    int64_t ewma = 60250 + (200000 - 60250) / GW_RTT_EWMA_DIV;
+    ewma += (90000 - ewma) / GW_RTT_EWMA_DIV;
+    gw_rtt_note(r, "c1", 90000, t + 11 + GW_RTT_FLOOR_MS);
+    assert_int_equal(gw_rtt_get(r, "c1", t + 11 + GW_RTT_FLOOR_MS), ewma < 90000 ? ewma : 90000);
+    assert_true(gw_rtt_far(gw_rtt_get(r, "c1", t + 11 + GW_RTT_FLOOR_MS), 1000));
+    /* no answer: far at once */
+    gw_rtt_note(r, "c2", 1000, t);
+    gw_rtt_silent(r, "c2", 150000, t + 5);
+    assert_int_equal(gw_rtt_get(r, "c2", t + 5), 1000 + (150000 - 1000) / GW_RTT_EWMA_DIV);
+    assert_true(gw_rtt_far(gw_rtt_get(r, "c2", t + 5), 1000));
     /* forgotten after the TTL; a sample after that is the estimate again */
-    assert_true(gw_rtt_get(r, "c1", t + 20 + GW_RTT_TTL_MS) >= 0);
-    assert_int_equal(gw_rtt_get(r, "c1", t + 21 + GW_RTT_TTL_MS), -1);
-    gw_rtt_note(r, "c1", 70000, t + 21 + GW_RTT_TTL_MS);
-    assert_int_equal(gw_rtt_get(r, "c1", t + 21 + GW_RTT_TTL_MS), 70000);
+    int64_t last = t + 11 + GW_RTT_FLOOR_MS;
+    assert_true(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS) >= 0);
+    assert_int_equal(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS + 1), -1);
+    gw_rtt_note(r, "c1", 70000, last + GW_RTT_TTL_MS + 1);
+    assert_int_equal(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS + 1), 70000);
     gw_rtt_note(r, "../x", 5, t);
     gw_rtt_note(r, "", 5, t);
     assert_int_equal(gw_rtt_get(r, "../x", t), -1);
     char cid[32];
+    int64_t t2 = last + 2 * GW_RTT_TTL_MS;
     for (int i = 0; i < GW_RTT_SLOTS; i++) {
         snprintf(cid, sizeof(cid), "n%d", i);
-        gw_rtt_note(r, cid, i, t + 100 + GW_RTT_TTL_MS + i);
+        gw_rtt_note(r, cid, i, t2 + i);
     }
-    int64_t now = t + 100 + GW_RTT_TTL_MS + GW_RTT_SLOTS;
+    int64_t now = t2 + GW_RTT_SLOTS;
     assert_int_equal(gw_rtt_get(r, "c1", now), -1); /* the oldest went */
     assert_int_equal(gw_rtt_get(r, "n0", now), 0);
     assert_int_equal(gw_rtt_get(r, "n255", now), 255);
