@@ -78,10 +78,14 @@ class SiteLost(FabricCase):
                            sha256_bytes(data)))
 
     def assertSpread(self, key, dead=()):
-        """Every fragment shows its container's site, and no site holds more than m."""
+        """Every fragment shows its container's site, and no site holds more than m (unless
+        the object's catalog is "site_spread": "relaxed": placement may then put more on one
+        site, as it did with 9 containers)."""
         m = self.meta(key)
         for fr in m["fragments"]:
             self.assertEqual(fr.get("site"), site_of(fr["container"]), "fragment site: %r" % m)
+        if m.get("site_spread") == "relaxed":
+            return m
         counts = per_site(live_frags(m, dead))
         self.assertLessEqual(max(counts.values()), m["m"],
                              "more than m=%d fragments on one site: %r in %r" % (m["m"], counts, m))
@@ -237,8 +241,7 @@ class SiteLost(FabricCase):
                 time.sleep(1)
         self.assertFalse(left, "after %s came back, within %d s: %r" % (lost, HEAL_TIMEOUT, left[:5]))
         for key, (cat, data) in objs.items():
-            if cat != "admin/sites32r":
-                self.assertSpread(key)
+            self.assertSpread(key)
             self.get_same(key, data, "with %s back" % lost)
         garbage = {c["id"]: c.get("garbage") for c in f.containers_info()}
         self.assertEqual(set(garbage.values()), {0}, garbage)
