@@ -540,8 +540,8 @@ int md_db_schema(struct md_db *db)
      * version keeps its newer columns). */
     bool has_attrs = false;
     if (rc == SQLITE_OK &&
-        (rc = dyno_db_prepare(db->d, "SELECT 1 FROM pragma_table_info('objects') WHERE name = 'attrs'", &st)) ==
-            SQLITE_OK) {
+        (rc = dyno_db_prepare(db->d, "SELECT 1 FROM pragma_table_info('objects') WHERE name = 'attrs'",
+                              &st)) == SQLITE_OK) {
         has_attrs = sqlite3_step(st) == SQLITE_ROW;
         sqlite3_finalize(st);
     }
