@@ -19,6 +19,7 @@
 #include "../../agents/metadata/md_rpc.c"
 #include "../../agents/metadata/md_store.c"
 #include "../../agents/metadata/md_upload.c"
+#include "../../agents/metadata/md_writer.c"
 #include "agent_fixture.h"
 
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
