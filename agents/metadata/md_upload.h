@@ -17,7 +17,8 @@
 
 #include "md_store.h"
 
-#define MD_UPLOAD_ATTRS_MAX (7 * 1024) /* the attrs JSON of one upload: room left for the ETag under MD_ATTRS_MAX */
+#define MD_UPLOAD_ATTRS_MAX                                                                                  \
+    (7 * 1024) /* the attrs JSON of one upload: room left for the ETag under MD_ATTRS_MAX */
 
 struct md_upload_req {
     const char *catalog;   /* where the completed object goes (a valid catalog) */
