@@ -604,6 +604,7 @@ static const struct s3_route s3_routes[] = {
     {"DELETE", S3_OBJECT, "uploadId", NULL, NULL, s3_mpu_abort},
     {"DELETE", S3_OBJECT, NULL, NULL, NULL, s3_delete_object},
     {"GET", S3_OBJECT, "uploadId", NULL, NULL, s3_mpu_list_parts},
+    {"GET", S3_OBJECT, "tagging", NULL, NULL, s3_get_object_tagging},
     {"GET", S3_OBJECT, NULL, NULL, NULL, s3_get_object},
     {"HEAD", S3_OBJECT, NULL, NULL, NULL, s3_head_object},
 };

@@ -133,6 +133,9 @@ enum MHD_Result s3_list_objects_v2(struct s3_ctx *x);
 enum MHD_Result s3_delete_objects(struct s3_ctx *x);
 /* s3_copy.c (s3-ops): PUT /bucket/key with x-amz-copy-source */
 enum MHD_Result s3_copy_object(struct s3_ctx *x);
+/* s3_copy.c (s3-ops): GET /bucket/key?tagging, an empty TagSet (no tags here), which
+ * `aws s3 cp` asks for before a multipart copy */
+enum MHD_Result s3_get_object_tagging(struct s3_ctx *x);
 /* s3_mpu.c (s3-ops) */
 enum MHD_Result s3_mpu_create(struct s3_ctx *x);       /* POST /b/k?uploads */
 enum MHD_Result s3_mpu_part(struct s3_ctx *x);         /* PUT /b/k?partNumber=N&uploadId=U */

@@ -50,7 +50,7 @@ static void copy__work(void *arg, struct gw_conn *conn, struct s3_long_out *out)
     if (rc == 0)
         rc = s3_put_open(c->gw, conn, &c->dst, size, &p, msg, sizeof(msg));
     if (rc == 0)
-        rc = s3_stream_copy(c->gw, conn, c->src_key, c->src, p, md5, NULL, NULL, msg, sizeof(msg));
+        rc = s3_stream_copy(c->gw, conn, c->src_key, c->src, 0, S3_WHOLE, p, md5, msg, sizeof(msg));
     uint8_t digest[16];
     char etag[35];
     if (rc == 0) {
@@ -101,39 +101,62 @@ static int copy__source(const char *hdr, char *bucket, size_t bcap, char *key, s
     return dyno_url_decode(bucket) || dyno_url_decode(key) || !key[0] ? DYNO_EINVAL : 0;
 }
 
-enum MHD_Result s3_copy_object(struct s3_ctx *x)
+int s3_copy_source(struct s3_ctx *x, cJSON **src, enum MHD_Result *ret)
 {
     struct gw_req *r = x->r;
     char msg[400];
     char sbucket[S3_BUCKET_MAX + DYNO_SEG_MAX + 8], skey[S3_KEY_MAX + 1];
     char scat[DYNO_CATALOG_MAX + 1], sowner[DYNO_SEG_MAX + 1];
+    *src = NULL;
     if (copy__source(s3_header(x, "x-amz-copy-source"), sbucket, sizeof(sbucket), skey, sizeof(skey)) != 0 ||
-        s3_bucket_to_catalog(x->user, sbucket, scat, sizeof(scat), sowner, sizeof(sowner)) != 0)
-        return gw_s3_err(x, 400, "InvalidArgument",
+        s3_bucket_to_catalog(x->user, sbucket, scat, sizeof(scat), sowner, sizeof(sowner)) != 0) {
+        *ret = gw_s3_err(x, 400, "InvalidArgument",
                          "x-amz-copy-source must be /<bucket>/<key> of a bucket here");
+        return -1;
+    }
+    int rc = gw_catalog_check(r, scat, false, NULL, msg, sizeof(msg));
+    if (rc == 0)
+        rc =
+            dyno_valid_name(skey) ? s3_find_object(r->gw, scat, skey, src, msg, sizeof(msg)) : DYNO_ENOTFOUND;
+    else if (rc == DYNO_ENOTFOUND) {
+        *ret = gw_s3_err(x, 404, "NoSuchBucket", "no source bucket %s", sbucket);
+        return -1;
+    }
+    if (rc == DYNO_ENOTFOUND) {
+        *ret = gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey);
+        return -1;
+    }
+    if (rc) {
+        *ret = s3_reply_dyno(x, rc, msg);
+        return -1;
+    }
+    return 0;
+}
+
+enum MHD_Result s3_copy_object(struct s3_ctx *x)
+{
+    struct gw_req *r = x->r;
+    char msg[400];
     const char *dir = s3_header(x, "x-amz-metadata-directive");
     bool replace = dir && strcasecmp(dir, "REPLACE") == 0;
     if (dir && !replace && strcasecmp(dir, "COPY") != 0)
         return gw_s3_err(x, 400, "InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
     if (!dyno_valid_name(x->key))
         return gw_s3_err(x, 400, "InvalidArgument", "this key cannot be an object name here");
-    if (!replace && strcmp(scat, x->catalog) == 0 && strcmp(skey, x->key) == 0)
+    /* The source: read access, then its record. */
+    cJSON *dcat = NULL, *src = NULL;
+    enum MHD_Result ret;
+    if (s3_copy_source(x, &src, &ret) != 0)
+        return ret;
+    if (!replace &&
+        strcmp(dyno_json_str(src, "catalog") ? dyno_json_str(src, "catalog") : "", x->catalog) == 0 &&
+        strcmp(dyno_json_str(src, "name") ? dyno_json_str(src, "name") : "", x->key) == 0) {
+        cJSON_Delete(src);
         return gw_s3_err(x, 400, "InvalidRequest",
                          "This copy request is illegal because it is trying to copy an object to itself "
                          "without changing the object's metadata");
-
-    /* The source: read access, then its record. */
-    cJSON *dcat = NULL, *src = NULL;
-    int rc = gw_catalog_check(r, scat, false, NULL, msg, sizeof(msg));
-    if (rc == DYNO_ENOTFOUND)
-        return gw_s3_err(x, 404, "NoSuchBucket", "no source bucket %s", sbucket);
-    if (rc)
-        return s3_reply_dyno(x, rc, msg);
-    rc = dyno_valid_name(skey) ? s3_find_object(r->gw, scat, skey, &src, msg, sizeof(msg)) : DYNO_ENOTFOUND;
-    if (rc == DYNO_ENOTFOUND)
-        return gw_s3_err(x, 404, "NoSuchKey", "the source key %s does not exist", skey);
-    if (rc)
-        return s3_reply_dyno(x, rc, msg);
+    }
+    int rc;
     /* The destination: write access and its shape. */
     rc = gw_catalog_check(r, x->catalog, true, &dcat, msg, sizeof(msg));
     if (rc) {
@@ -163,4 +186,25 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
         return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-meta-* headers");
     }
     return s3_reply_long(x, copy__work, c, copy__free);
+}
+
+enum MHD_Result s3_get_object_tagging(struct s3_ctx *x)
+{
+    char msg[400];
+    cJSON *obj = NULL;
+    int rc = gw_catalog_check(x->r, x->catalog, false, NULL, msg, sizeof(msg));
+    if (rc == 0)
+        rc = dyno_valid_name(x->key) ? s3_find_object(x->r->gw, x->catalog, x->key, &obj, msg, sizeof(msg))
+                                     : DYNO_ENOTFOUND;
+    cJSON_Delete(obj);
+    if (rc)
+        return s3_reply_dyno(x, rc, msg);
+    struct dyno_buf b;
+    dyno_buf_init(&b, 1024);
+    if (dyno_buf_printf(
+            &b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet></Tagging>")) {
+        dyno_buf_free(&b);
+        return gw_s3_err(x, 500, "InternalError", "out of memory");
+    }
+    return s3_reply_xml(x, 200, &b);
 }

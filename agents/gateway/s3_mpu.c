@@ -372,9 +372,155 @@ enum MHD_Result s3_mpu_part(struct s3_ctx *x)
     return MHD_YES;
 }
 
+/* ---- UploadPartCopy ---- */
+
+struct mpu_copy {
+    struct gw *gw;
+    char id[MPU_ID_LEN + 1];
+    char src_key[DYNO_KEY_LEN + 1];
+    cJSON *src;
+    uint64_t first, last;
+    struct s3_target t; /* the part */
+};
+
+static void mpu__copy_free(void *arg)
+{
+    struct mpu_copy *c = arg;
+    cJSON_Delete(c->src);
+    free(c);
+}
+
+static void mpu__copy_work(void *arg, struct gw_conn *conn, struct s3_long_out *out)
+{
+    struct mpu_copy *c = arg;
+    char msg[400] = "", etag[35];
+    struct gw_put *p = NULL;
+    struct s3_md5 *md5 = NULL;
+    int rc = s3_md5_new(&md5);
+    if (rc == 0)
+        rc = s3_put_open(c->gw, conn, &c->t, (int64_t)(c->last - c->first + 1), &p, msg, sizeof(msg));
+    if (rc == 0)
+        rc = s3_stream_copy(c->gw, conn, c->src_key, c->src, c->first, c->last, p, md5, msg, sizeof(msg));
+    if (rc == 0) {
+        uint8_t d[16];
+        s3_md5_final(md5, d);
+        s3_etag_hex(d, etag);
+        rc = s3_put_attrs(p, NULL, etag);
+    }
+    cJSON *res = NULL;
+    if (rc == 0 && (rc = gw_put_finish(p, &res)) != 0)
+        snprintf(msg, sizeof(msg), "%s", gw_put_msg(p));
+    gw_put_close(p);
+    s3_md5_free(md5);
+    cJSON_Delete(res);
+    if (rc == 0) {
+        /* As UploadPart: a part of an upload that ended meanwhile goes at once. */
+        cJSON *params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "id", c->id);
+        int g = gw_rpc(c->gw, "metadata", "upload.get", params, NULL, msg, sizeof(msg));
+        cJSON_Delete(params);
+        if (g == DYNO_ENOTFOUND) {
+            (void)s3_delete_name(c->gw, conn, c->t.catalog, c->t.name, msg, sizeof(msg));
+            out->status = 404;
+            out->code = "NoSuchUpload";
+            snprintf(out->msg, sizeof(out->msg), "the upload %s ended while the part was copied", c->id);
+            return;
+        }
+    }
+    if (rc) {
+        s3_long_fail(out, rc, msg[0] ? msg : dyno_strerror(rc));
+        if (rc == DYNO_ERANGE) {
+            out->status = 400;
+            out->code = "InvalidRange";
+        }
+        return;
+    }
+    char when[32];
+    s3_iso_time((int64_t)time(NULL) * 1000, when);
+    rc = dyno_buf_printf(&out->doc,
+                         "<CopyPartResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>%s"
+                         "</LastModified><ETag>",
+                         when);
+    rc = rc ? rc : s3_xml_esc(&out->doc, etag);
+    rc = rc ? rc : dyno_buf_printf(&out->doc, "</ETag></CopyPartResult>");
+    if (rc)
+        s3_long_fail(out, rc, "cannot build the answer");
+}
+
+/* x-amz-copy-source-range: bytes=first-last (both given, inclusive), within size. */
+static int mpu__copy_range(const char *v, int64_t size, uint64_t *first, uint64_t *last)
+{
+    unsigned long long a, b;
+    int used = 0;
+    if (strncmp(v, "bytes=", 6) != 0 || v[6] < '0' || v[6] > '9' ||
+        sscanf(v + 6, "%llu-%llu%n", &a, &b, &used) != 2 || v[6 + used] != '\0' || a > b ||
+        b >= (unsigned long long)size)
+        return DYNO_EINVAL;
+    *first = a;
+    *last = b;
+    return 0;
+}
+
 enum MHD_Result s3_mpu_copy_part(struct s3_ctx *x)
 {
-    return gw_s3_err(x, 501, "NotImplemented", "UploadPartCopy is not implemented by DynoStore's S3 door");
+    char msg[400], id[MPU_ID_LEN + 1], num[16];
+    if (s3_query(x, "partNumber", num, sizeof(num)) != 0)
+        return gw_s3_err(x, 400, "InvalidArgument", "partNumber must be an integer in 1..10000");
+    char *end = NULL;
+    long n = strtol(num, &end, 10);
+    if (!num[0] || *end || n < 1 || n > MPU_PARTS_MAX)
+        return gw_s3_err(x, 400, "InvalidArgument", "partNumber must be an integer in 1..10000");
+    cJSON *up = NULL, *cat = NULL, *src = NULL;
+    enum MHD_Result ret;
+    if (mpu__load(x, id, &up, &ret) != 0)
+        return ret;
+    int rc = gw_catalog_check(x->r, x->catalog, true, &cat, msg, sizeof(msg));
+    if (rc) {
+        cJSON_Delete(up);
+        return s3_reply_dyno(x, rc, msg);
+    }
+    if (s3_copy_source(x, &src, &ret) != 0) {
+        cJSON_Delete(up);
+        cJSON_Delete(cat);
+        return ret;
+    }
+    int64_t size = 0;
+    (void)dyno_json_i64(src, "size", &size);
+    struct mpu_copy *c = calloc(1, sizeof(*c));
+    const char *range = s3_header(x, "x-amz-copy-source-range");
+    if (c && range && mpu__copy_range(range, size, &c->first, &c->last) != 0) {
+        free(c);
+        cJSON_Delete(up);
+        cJSON_Delete(cat);
+        cJSON_Delete(src);
+        return gw_s3_err(x, 400, "InvalidArgument",
+                         "x-amz-copy-source-range must be bytes=first-last within the source's %lld bytes",
+                         (long long)size);
+    }
+    if (c && !range && size > 0)
+        c->last = (uint64_t)size - 1; /* the whole source */
+    if (!c || size == 0 || c->last - c->first + 1 > MPU_PART_MAX) {
+        bool empty = c && size == 0;
+        free(c);
+        cJSON_Delete(up);
+        cJSON_Delete(cat);
+        cJSON_Delete(src);
+        return !c      ? gw_s3_err(x, 500, "InternalError", "out of memory")
+               : empty ? gw_s3_err(x, 400, "InvalidArgument", "the source object is empty")
+                       : gw_s3_err(x, 400, "InvalidArgument", "a part is at most 5 GiB: give a range");
+    }
+    c->gw = x->r->gw;
+    memcpy(c->id, id, sizeof(c->id));
+    snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(src, "key"));
+    c->src = src;
+    c->t.quiet = true;
+    mpu__area(dyno_json_str(up, "initiator"), c->t.catalog, sizeof(c->t.catalog));
+    mpu__part_name(id, (int)n, c->t.name, sizeof(c->t.name));
+    snprintf(c->t.publisher, sizeof(c->t.publisher), "%s", x->user);
+    s3_target_shape(x->r->gw, cat, &c->t);
+    cJSON_Delete(cat);
+    cJSON_Delete(up);
+    return s3_reply_long(x, mpu__copy_work, c, mpu__copy_free);
 }
 
 /* ---- CompleteMultipartUpload ---- */
@@ -417,7 +563,7 @@ static void mpu__complete_work(void *arg, struct gw_conn *conn, struct s3_long_o
         if (rc == DYNO_ENOTFOUND)
             snprintf(msg, sizeof(msg), "part %d is gone (replaced or aborted meanwhile)", c->parts[i].n);
         if (rc == 0)
-            rc = s3_stream_copy(c->gw, conn, c->parts[i].key, src, p, NULL, NULL, NULL, msg, sizeof(msg));
+            rc = s3_stream_copy(c->gw, conn, c->parts[i].key, src, 0, S3_WHOLE, p, NULL, msg, sizeof(msg));
         cJSON_Delete(src);
     }
     if (rc == 0)

@@ -120,9 +120,8 @@ int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, con
 
 /* ---- server-side copy ---- */
 
-int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src,
-                   struct gw_put *p, struct s3_md5 *md5, void (*tick)(void *arg), void *arg, char *msg,
-                   size_t cap)
+int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src, uint64_t first,
+                   uint64_t last, struct gw_put *p, struct s3_md5 *md5, char *msg, size_t cap)
 {
     int64_t size = 0;
     if (dyno_json_i64(src, "size", &size) != 0 || size < 0) {
@@ -131,6 +130,13 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
     }
     if (size == 0)
         return 0;
+    if (last == S3_WHOLE)
+        last = (uint64_t)size - 1;
+    if (first > last || last >= (uint64_t)size) {
+        snprintf(msg, cap, "range %llu-%llu outside the %lld bytes of object %s", (unsigned long long)first,
+                 (unsigned long long)last, (long long)size, src_key);
+        return DYNO_ERANGE;
+    }
     struct gw_get *g = NULL;
     int rc = gw_get_new(gw, conn, src_key, src, &g);
     if (rc) {
@@ -144,8 +150,8 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
         return DYNO_ENOMEM;
     }
     /* A whole read: the get core checks the object's SHA-256 before its last stripe, so a
-     * copy never commits bytes that fail it. */
-    rc = gw_get_start(g, 0, (uint64_t)size - 1, GW_GET_VERIFY);
+     * copy never commits bytes that fail it (a range is checked by the fragments' CRCs). */
+    rc = gw_get_start(g, first, last, first == 0 && last == (uint64_t)size - 1 ? GW_GET_VERIFY : 0);
     if (rc)
         snprintf(msg, cap, "cannot read object %s: %s", src_key, gw_get_msg(g));
     while (rc == 0) {
@@ -162,8 +168,6 @@ int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, con
         rc = gw_put_write(p, buf, (size_t)n);
         if (rc)
             snprintf(msg, cap, "%s", gw_put_msg(p));
-        if (tick)
-            tick(arg);
     }
     free(buf);
     gw_get_free(g);

@@ -34,15 +34,20 @@ int s3_find_object(struct gw *gw, const char *catalog, const char *name, cJSON *
 int s3_delete_name(struct gw *gw, struct gw_conn *conn, const char *catalog, const char *name, char *msg,
                    size_t cap);
 
+/* The source of a copy (x-amz-copy-source: [/]<bucket>/<key>, percent-encoded): read access
+ * on its catalog, then its object.get record (*src, the caller's). 0, or the error was
+ * answered (*ret: NoSuchBucket, NoSuchKey, AccessDenied, InvalidArgument...). */
+int s3_copy_source(struct s3_ctx *x, cJSON **src, enum MHD_Result *ret);
+
 /*
  * A server-side copy: bytes [first, last] of the object src (its object.get record) read
  * through the get core and written into put p, a bounded buffer at a time, with md5 (may
- * be NULL) updated on the way. tick (may be NULL) is called between buffers (the keep-alive
- * of a long reply). 0 or DYNO_E* with msg.
+ * be NULL) updated on the way; last S3_WHOLE: to the end. 0, DYNO_ERANGE (outside the
+ * object) or another DYNO_E* with msg.
  */
-int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src,
-                   struct gw_put *p, struct s3_md5 *md5, void (*tick)(void *arg), void *arg, char *msg,
-                   size_t cap);
+int s3_stream_copy(struct gw *gw, struct gw_conn *conn, const char *src_key, const cJSON *src, uint64_t first,
+                   uint64_t last, struct gw_put *p, struct s3_md5 *md5, char *msg, size_t cap);
+#define S3_WHOLE UINT64_MAX /* last of s3_stream_copy: to the end of the object */
 #endif
 
 /* ---- long operations (CopyObject, CompleteMultipartUpload) ---- */

@@ -619,6 +619,46 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
         self.aws("s3", "rm", "s3://awss/tree", "--recursive", "--only-show-errors")
         self.assertEqual(self.fab.list_catalog("%s/awss" % self.USER, token=self.tok), [])
 
+    def test_multipart_copy_upload_part_copy(self):
+        """UploadPartCopy: `aws s3 cp` between buckets copies an object above its 8 MiB
+        threshold as a multipart upload of copied parts; boto3 with explicit ranges."""
+        self.bucket("upc1")
+        self.bucket("upc2")
+        src = os.path.join(self.fab.tmp, "upc.bin")
+        data = os.urandom(20 * MiB + 5)
+        with open(src, "wb") as fh:
+            fh.write(data)
+        self.aws("s3", "cp", src, "s3://upc1/big.bin", "--only-show-errors")
+        self.aws("s3", "cp", "s3://upc1/big.bin", "s3://upc2/copy.bin", "--only-show-errors")
+        got, meta = self.rest_get_name("upc2", "copy.bin")
+        self.assertEqual(got, data)
+        self.assertTrue(meta["attrs"]["etag"].endswith("-3"), meta["attrs"])  # 8 + 8 + 4 MiB parts
+        res = self.boto(r"""
+uid = s3.create_multipart_upload(Bucket="upc2", Key="pieces")["UploadId"]
+a = s3.upload_part_copy(Bucket="upc2", Key="pieces", UploadId=uid, PartNumber=1,
+                        CopySource={"Bucket": "upc1", "Key": "big.bin"}, CopySourceRange="bytes=0-5242879")
+b = s3.upload_part_copy(Bucket="upc2", Key="pieces", UploadId=uid, PartNumber=2,
+                        CopySource={"Bucket": "upc1", "Key": "big.bin"}, CopySourceRange="bytes=20971520-20971524")
+def err(f):
+    try:
+        f()
+    except botocore.exceptions.ClientError as e:
+        return code_of(e)
+bad = err(lambda: s3.upload_part_copy(Bucket="upc2", Key="pieces", UploadId=uid, PartNumber=3,
+                                      CopySource={"Bucket": "upc1", "Key": "big.bin"},
+                                      CopySourceRange="bytes=0-999999999"))
+missing = err(lambda: s3.upload_part_copy(Bucket="upc2", Key="pieces", UploadId=uid, PartNumber=3,
+                                          CopySource={"Bucket": "upc1", "Key": "nope"}))
+s3.complete_multipart_upload(Bucket="upc2", Key="pieces", UploadId=uid, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": a["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": b["CopyPartResult"]["ETag"]}]})
+out({"bad": bad, "missing": missing, "etag_a": a["CopyPartResult"]["ETag"]})
+""")
+        self.assertEqual(res["bad"], "InvalidArgument")
+        self.assertEqual(res["missing"], "NoSuchKey")
+        self.assertEqual(res["etag_a"], '"%s"' % hashlib.md5(data[:5 * MiB]).hexdigest())
+        got, _ = self.rest_get_name("upc2", "pieces")
+        self.assertEqual(got, data[:5 * MiB] + data[20 * MiB:])
+
     def test_rclone_sync_then_check(self):
         self.bucket("rcl")
         src = os.path.join(self.fab.tmp, "rclone-src")
