@@ -52,6 +52,9 @@ static const struct {
         {"dyno_container_volume_syncs_total",
          "Group-commit fdatasyncs of volume files (records / syncs = the commits one sync served)",
          "counter"},
+    [CM_CONNECTIONS] = {"dyno_container_connections_total",
+                        "HTTP connections accepted (the gateway keeps its connections across requests)",
+                        "counter"},
 };
 
 static void container_fatal(const char *what)

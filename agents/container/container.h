@@ -69,6 +69,7 @@ enum container_metric {
     CM_SCRUB_ERRORS,
     CM_VOL_RECORDS,
     CM_VOL_SYNCS,
+    CM_CONNECTIONS,
     CM_COUNT
 };
 
@@ -124,6 +125,7 @@ bool container_backend_is(const struct container *c, const char *name);
 uint64_t container_free(struct container *c, uint64_t used);
 int container_reserve(struct container *c, uint64_t n, uint64_t credit);
 void container_unreserve(struct container *c, uint64_t n);
-/* Refreshes the usage gauges from the store. */
+/* Refreshes the usage gauges from the store: when /metrics is rendered, not per request
+ * (each call takes the volume store's lock, the one its group commit waits on). */
 void container_update_gauges(struct container *c);
 #endif

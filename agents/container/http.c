@@ -140,7 +140,6 @@ static enum MHD_Result http_delete(struct container *c, struct MHD_Connection *c
         return container_http_error(conn, 0, rc, NULL, NULL, "cannot delete fragment %s", id);
     }
     dyno_metric_add(&c->metrics[CM_DELETES], 1);
-    container_update_gauges(c);
     dyno_debug("fragment deleted", "id=%s size=%llu", id, (unsigned long long)size);
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!r)
@@ -369,7 +368,6 @@ static enum MHD_Result http_put_end(struct http_put *p, struct MHD_Connection *c
     container_unreserve(c, p->reserved);
     p->reserved = 0;
     container_cache_invalidate(c->cache, p->id);
-    container_update_gauges(c);
     if (rc) {
         dyno_error("commit failed", "id=%s err=%s", p->id, dyno_err_code(rc));
         return container_http_error(conn, 0, rc, NULL, NULL, "cannot store fragment %s", p->id);
@@ -483,6 +481,18 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn, cons
     return container_fetch(c, conn, id, head);
 }
 
+/* Counts accepted connections: puts and gets from a gateway that keeps its connections
+ * alive add requests, not connections (test_putpath.py checks it). */
+static void http_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe)
+{
+    struct container *c = cls;
+    (void)conn;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        dyno_metric_add(&c->metrics[CM_CONNECTIONS], 1);
+}
+
 static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
@@ -519,6 +529,7 @@ int container_http_start(struct container *c, char *err, size_t errlen)
         .handler = http_handler,
         .cls = c,
         .completed = http_completed,
+        .notify_connection = http_connection,
         .quiet = http_quiet,
     };
     int rc = dyno_httpd_start(&c->httpd, &conf, err, errlen);
