@@ -8,6 +8,16 @@
  *                                                      default PLUGIN_INGEST_MAX_DEFAULT)
  *   plugin_opt_revoked_file /path/revoked.json        (optional: the last applied revocation
  *                                                      document, kept across broker restarts)
+ *   plugin_opt_bridge_client_id bridge-site-2          (optional, a site broker's: the local client
+ *                                                      id of its bridge to the core broker)
+ *
+ * A site broker (docs/architecture.md, "A broker per site") runs this plugin too and reaches the
+ * core broker through mosquitto's own bridge. mosquitto neither authenticates nor ACL-checks
+ * its bridge's local context (it is the broker's own outgoing connection), so the policy and
+ * revocation feeds the bridge brings in from the core would reach MESSAGE from a context the
+ * plugin never saw log in. With bridge_client_id, a message from that context (and only one
+ * the plugin has no login for: no client may log in with that id) is taken as a service's:
+ * the site's table follows the core's feeds, and keeps the last ones while the link is cut.
  *
  * A thin adapter: the policy lives in lib/acl.c, tokens in lib/token.c. Every callback runs
  * on the broker's single thread, answers from memory and never blocks; nothing is written
@@ -56,6 +66,9 @@
  *               its token was revoked or it was kicked). Wills with a delay interval are
  *               therefore denied: agents publish their Wills without delay (lib/mq.c).
  *   TICK        once a second: kicks clients whose token expired or was revoked.
+ *   $SYS        services may subscribe to and read $SYS/broker/...: the operator's (and the
+ *               tests') view of the broker's counters, e.g. what a site broker's bridge queue
+ *               dropped ($SYS/broker/publish/messages/dropped) and the bridge's state.
  *
  * The policy table is fed only by retained messages published while the plugin runs:
  * after a broker restart the table is empty until dyno-pubsub republishes every catalog
@@ -84,6 +97,7 @@
 #define PLUGIN_GONE_GRACE 2                    /* seconds a disconnected client is kept for its Will */
 #define PLUGIN_INGEST_MAX_DEFAULT (256 * 1024) /* the gateway's default ingest_max */
 #define PLUGIN_LOG "dyno_auth: "
+#define PLUGIN_SYS_TOPIC "$SYS/broker/" /* what services may read of the broker's own topics */
 
 _Static_assert(sizeof(((struct dyno_claims *)0)->org) == DYNO_ACL_ORG_MAX + 1, "org size");
 
@@ -107,6 +121,7 @@ struct plugin {
     bool sweep_now;      /* the revoked set changed: sweep on the next tick */
     uint32_t ingest_max; /* largest payload a user may publish */
     char *revoked_file;  /* NULL: the revocation document is not kept across restarts */
+    char *bridge_id;     /* NULL: no bridge; else the local client id of the site's bridge */
 };
 
 /* ---- the client table ---------------------------------------------------------------------- */
@@ -209,6 +224,12 @@ static int plugin_on_basic_auth(int event, void *event_data, void *userdata)
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s: bad client id or username", addr);
         return MOSQ_ERR_AUTH;
     }
+    if (pl->bridge_id != NULL && strcmp(id, pl->bridge_id) == 0) {
+        /* A login with it would take the bridge's session over, and its messages the feeds. */
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLUGIN_LOG "refused %s (%s): the bridge's client id",
+                             ed->username, id);
+        return MOSQ_ERR_AUTH;
+    }
     plen = ed->password != NULL ? strnlen(ed->password, DYNO_TOKEN_MAX + 1) : 0;
     rc = plen == 0 || plen > DYNO_TOKEN_MAX
              ? DYNO_EUNAUTH
@@ -282,6 +303,9 @@ static int plugin_on_acl_check(int event, void *event_data, void *userdata)
     }
     if (!c->service && ed->access == MOSQ_ACL_WRITE && (ed->retain || ed->payloadlen > pl->ingest_max))
         return MOSQ_ERR_ACL_DENIED;
+    if (c->service && !c->gone && (ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_READ) &&
+        strncmp(ed->topic, PLUGIN_SYS_TOPIC, sizeof(PLUGIN_SYS_TOPIC) - 1) == 0)
+        return MOSQ_ERR_SUCCESS; /* counters and the bridge's state, read-only (see the header) */
     switch (ed->access) {
     case MOSQ_ACL_SUBSCRIBE:
         op = DYNO_ACL_OP_SUBSCRIBE;
@@ -468,6 +492,16 @@ static void plugin_load_revoked(struct plugin *pl)
                              pl->revoked_file, dyno_strerror(rc));
 }
 
+/* True for the site's bridge to the core broker: the context with the configured bridge id
+ * that never logged in here (the plugin refuses that id to every login). */
+static bool plugin_is_bridge(const struct plugin *pl, const struct mosquitto *client)
+{
+    const char *id = mosquitto_client_id(client);
+
+    return pl->bridge_id != NULL && id != NULL && strcmp(id, pl->bridge_id) == 0 &&
+           plugin_client_get(pl, client) == NULL;
+}
+
 static int plugin_on_message(int event, void *event_data, void *userdata)
 {
     struct plugin *pl = userdata;
@@ -477,17 +511,20 @@ static int plugin_on_message(int event, void *event_data, void *userdata)
     int rc;
 
     (void)event;
-    if (c == NULL || ed->topic == NULL)
+    if (ed->topic == NULL)
+        return MOSQ_ERR_SUCCESS;
+    if (c == NULL && !plugin_is_bridge(pl, ed->client))
         return MOSQ_ERR_SUCCESS; /* the ACL check already decided; nothing to stamp or apply */
-    if (c->service) {
+    if (c == NULL || c->service) {
         if (strncmp(ed->topic, DYNO_ACL_TOPIC_ACL, sizeof(DYNO_ACL_TOPIC_ACL) - 1) == 0) {
             rc = dyno_acl_table_apply(pl->table, ed->topic, ed->payload, ed->payloadlen);
             if (rc != 0) {
                 /* Fail closed: the older policy may be wider than the one we could not read. */
                 const char *catalog = ed->topic + sizeof(DYNO_ACL_TOPIC_ACL) - 1;
                 bool removed = dyno_acl_table_remove(pl->table, catalog) == 0;
-                mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "policy from %s refused (%s)%s", c->id,
-                                     dyno_strerror(rc), removed ? ": catalog denied until a good one" : "");
+                mosquitto_log_printf(MOSQ_LOG_WARNING, PLUGIN_LOG "policy from %s refused (%s)%s",
+                                     c != NULL ? c->id : pl->bridge_id, dyno_strerror(rc),
+                                     removed ? ": catalog denied until a good one" : "");
             }
         } else if (strcmp(ed->topic, DYNO_ACL_TOPIC_REVOKED) == 0) {
             plugin_on_revoked(pl, ed->payload, ed->payloadlen);
@@ -610,6 +647,7 @@ static void plugin_free(struct plugin *pl)
     dyno_acl_table_free(pl->table);
     dyno_verifier_free(pl->verifier);
     free(pl->revoked_file);
+    free(pl->bridge_id);
     free(pl);
 }
 
@@ -626,7 +664,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
                           int option_count)
 {
     struct plugin *pl = NULL;
-    const char *pub = NULL, *revoked_file = NULL;
+    const char *pub = NULL, *revoked_file = NULL, *bridge_id = NULL;
     size_t registered = 0;
     int rc = MOSQ_ERR_INVAL;
 
@@ -647,6 +685,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
             ingest_max = (uint32_t)v;
         } else if (strcmp(options[i].key, "revoked_file") == 0 && options[i].value[0] != '\0') {
             revoked_file = options[i].value;
+        } else if (strcmp(options[i].key, "bridge_client_id") == 0) {
+            if (!dyno_acl_valid_client_id(options[i].value)) {
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     PLUGIN_LOG "plugin_opt_bridge_client_id is not a valid client id");
+                goto out;
+            }
+            bridge_id = options[i].value;
         } else {
             mosquitto_log_printf(MOSQ_LOG_ERR, PLUGIN_LOG "unknown option plugin_opt_%s", options[i].key);
             goto out;
@@ -668,7 +713,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
         goto out;
     }
     if (dyno_acl_table_new(&pl->table) != 0 ||
-        (revoked_file != NULL && (pl->revoked_file = strdup(revoked_file)) == NULL)) {
+        (revoked_file != NULL && (pl->revoked_file = strdup(revoked_file)) == NULL) ||
+        (bridge_id != NULL && (pl->bridge_id = strdup(bridge_id)) == NULL)) {
         rc = MOSQ_ERR_NOMEM;
         goto out;
     }
@@ -682,8 +728,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
             goto out;
         }
     }
-    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "loaded, public key %s, ingest_max %u", pub,
-                         (unsigned)ingest_max);
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLUGIN_LOG "loaded, public key %s, ingest_max %u%s%s", pub,
+                         (unsigned)ingest_max, bridge_id != NULL ? ", feeds from the bridge " : "",
+                         bridge_id != NULL ? bridge_id : "");
     *userdata = pl;
     pl = NULL;
     rc = MOSQ_ERR_SUCCESS;

@@ -835,7 +835,7 @@ int dyno_verifier_apply_revoked(struct dyno_verifier *v, const void *json, size_
 
 bool dyno_token_sub_reserved(const char *name)
 {
-    static const char *const kinds[] = {"container", "gateway", "metadata", "pubsub", "auth"};
+    static const char *const kinds[] = {"container", "gateway", "metadata", "pubsub", "auth", "bridge"};
 
     if (name == NULL || strcmp(name, "service") == 0)
         return true;

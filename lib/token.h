@@ -107,8 +107,9 @@ int dyno_verifier_apply_revoked(struct dyno_verifier *v, const void *json, size_
                                 size_t *nepochs);
 
 /* True for a name no user may have: "service" and "<kind>-..." for every service kind
- * (container, gateway, metadata, pubsub, auth). Those are the services' broker usernames and
- * client ids, and dyno/v1/reply/<name> is where their RPC replies go. NULL is reserved. */
+ * (container, gateway, metadata, pubsub, auth, and bridge: a site broker's bridge to the core
+ * broker, "bridge-<site>"). Those are the services' broker usernames and client ids, and
+ * dyno/v1/reply/<name> is where their RPC replies go. NULL is reserved. */
 bool dyno_token_sub_reserved(const char *name);
 
 /* base64url without padding. encode: out needs 4*ceil(n/3)+1 bytes; returns length written.

@@ -96,6 +96,7 @@ enum gw_metric_id {
     GW_M_INFLIGHT,
     GW_M_INGESTED,
     GW_M_INGEST_REFUSED,
+    GW_M_INGEST_DUPLICATES, /* ingest.c: named readings already stored with the same bytes */
     GW_M_SSE_CLIENTS,
     GW_M_REPAIRS,      /* repair.c: objects repaired */
     GW_M_REPAIR_BYTES, /* repair.c: fragment bytes written by repairs */

@@ -79,7 +79,8 @@ static const struct cli_cmd cmds[] = {
      "    (after losing the metadata database), or prints the repair status (JSON).\n"},
     {"up", cli_cmd_up,
      "up [--data DIR] [--containers N] [--sites N] [--capacity SIZE] [--backend SPEC] [--s3-* ...]\n"
-     "   [--repair-grace SECONDS] [--port P] [--tls] [--bin DIR] [--plugin PATH] [--foreground]\n"
+     "   [--site-brokers] [--repair-grace SECONDS] [--port P] [--tls] [--bin DIR] [--plugin PATH]\n"
+     "   [--foreground]\n"
      "    Runs a whole fabric on this machine: the MQTT broker, dyno-auth, dyno-metadata,\n"
      "    dyno-pubsub, N dyno-container and dyno-gateway, on 127.0.0.1, with keys, configs,\n"
      "    databases, fragments and logs under DIR, and writes the CLI settings so that the\n"
@@ -89,6 +90,8 @@ static const struct cli_cmd cmds[] = {
      "      --containers N        data containers c1..cN (default 5)\n"
      "      --sites N             lay them round robin over site-1..site-N (default: a site\n"
      "                            each); no site gets more than m fragments of an object\n"
+     "      --site-brokers        also a broker per site, bridged to the core broker (its\n"
+     "                            devices publish and subscribe there; printed at start)\n"
      "      --capacity SIZE       capacity of each container (default 10G)\n"
      "      --backend SPEC        containers' storage: NAME for all and/or site-S=NAME (a\n"
      "                            site's) and/or cN=NAME, comma-separated; NAME posix\n"

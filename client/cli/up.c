@@ -45,7 +45,7 @@
 
 #define UP_PATH 4096
 #define UP_MAX_CONTAINERS 64
-#define UP_MAX_PROCS (UP_MAX_CONTAINERS + 6)
+#define UP_MAX_PROCS (2 * UP_MAX_CONTAINERS + 6) /* + a broker per site (sites <= containers) */
 #define UP_STOP_GRACE_S 5.0
 #define UP_AUTH_WAIT_S 10.0
 #define UP_PORTFILE_WAIT_S 10.0
@@ -60,9 +60,12 @@
 #define UP_PACKET_MAX (DYNO_MQ_PAYLOAD_MAX + 64 * 1024)
 #define UP_BROKER_QUEUED_MAX 100000                  /* messages queued per broker client (docs/pubsub.md) */
 #define UP_BROKER_QUEUED_BYTES (128LL * 1024 * 1024) /* and their bytes */
+#define UP_BROKER_SYS_INTERVAL_S 5 /* how often $SYS counters (drops, bridge state) are published */
+#define UP_BRIDGE_KEEPALIVE_S 10   /* a site bridge notices a cut link within 15 s */
 
 /* Start stages; stopping goes the other way. */
-enum { ST_BROKER, ST_AUTH, ST_METADATA, ST_PUBSUB, ST_CONTAINERS, ST_GATEWAY, ST_COUNT };
+/* The site brokers start once dyno-auth wrote the service token their bridges log in with. */
+enum { ST_BROKER, ST_AUTH, ST_METADATA, ST_PUBSUB, ST_SITE_BROKERS, ST_CONTAINERS, ST_GATEWAY, ST_COUNT };
 
 struct up_proc {
     char name[64]; /* "container-c1" */
@@ -91,7 +94,9 @@ struct up {
     const char *repair_grace; /* NULL: the metadata default */
     int port_req;             /* asked gateway port; 0 = any */
     bool tls;
+    bool site_brokers; /* --site-brokers: a broker per site, bridged to this one */
     int broker_port, gw_port;
+    int site_port[UP_MAX_CONTAINERS + 1]; /* [S]: site-S's broker port (with site_brokers) */
     int def_k, def_m; /* default resilience when fewer than 5 containers; 0 = agents' default */
     char gw_url[128];
     struct up_proc procs[UP_MAX_PROCS];
@@ -343,14 +348,17 @@ static int up__make_secrets(struct up *u)
     return CLI_OK;
 }
 
-static int up__write_broker_conf(struct up *u)
+/*
+ * The part of a broker's mosquitto.conf that the core broker and a site broker share: the
+ * listener on port, the plugin (bridge_id: the site's bridge, NULL for the core; its feeds
+ * are trusted, broker/plugin.c), the bounds, and persistence in DIR/<dir>/data.
+ */
+static int up__broker_conf_common(const struct up *u, struct dyno_buf *b, int port, const char *dir,
+                                  const char *bridge_id)
 {
-    char p[UP_PATH];
     struct passwd *pw = getpwuid(geteuid());
     const char *user = pw && pw->pw_name ? pw->pw_name : "root";
-    struct dyno_buf b;
-    dyno_buf_init(&b, 64 * 1024);
-    int rc = dyno_buf_printf(&b,
+    int rc = dyno_buf_printf(b,
                              "# Written by `dynostore up`; rewritten on every start.\n"
                              "per_listener_settings false\n"
                              "# run as the user who started the fabric (as root, mosquitto would switch\n"
@@ -359,15 +367,15 @@ static int up__write_broker_conf(struct up *u)
                              "# without it Nagle + delayed ACK add ~40 ms to request/response\n"
                              "set_tcp_nodelay true\n"
                              "listener %d 127.0.0.1\n",
-                             u->data, user, u->broker_port);
+                             u->data, user, port);
     if (rc == 0 && u->tls)
-        rc = dyno_buf_printf(&b,
+        rc = dyno_buf_printf(b,
                              "cafile %s/tls/ca.crt\n"
                              "certfile %s/tls/server.crt\n"
                              "keyfile %s/tls/server.key\n",
                              u->data, u->data, u->data);
     if (rc == 0)
-        rc = dyno_buf_printf(&b,
+        rc = dyno_buf_printf(b,
                              "\n"
                              "# Authentication and access: the dyno_auth plugin (SPEC section 7,\n"
                              "# docs/security.md). Clients log in with username = their name (services:\n"
@@ -378,35 +386,146 @@ static int up__write_broker_conf(struct up *u)
                              "# users may publish at most the gateway's ingest_max, never retained\n"
                              "plugin_opt_ingest_max %d\n"
                              "# the revocation document, kept across broker restarts (fail closed without)\n"
-                             "plugin_opt_revoked_file %s/broker/data/revoked.json\n"
+                             "plugin_opt_revoked_file %s/%s/data/revoked.json\n",
+                             u->plugin, u->data, UP_INGEST_MAX, u->data, dir);
+    if (rc == 0 && bridge_id)
+        rc = dyno_buf_printf(b,
+                             "# the policy and revocation feeds come in through the bridge below\n"
+                             "plugin_opt_bridge_client_id %s\n",
+                             bridge_id);
+    if (rc == 0)
+        rc = dyno_buf_printf(b,
                              "# no packet past a service RPC's limit (mosquitto's default is 256 MB)\n"
                              "max_packet_size %d\n"
                              "\n"
                              "# Messages queued per client (docs/pubsub.md): the gateway's ingest\n"
                              "# sessions acknowledge a reading only once it is stored, so the backlog of a\n"
                              "# burst waits here, up to these bounds per session (past them the broker\n"
-                             "# drops what it queues, with a warning in this log).\n"
+                             "# drops what it queues, with a warning in this log). On a site broker they\n"
+                             "# bound the bridge's queue while the link to the core is down\n"
+                             "# (docs/operations.md); $SYS/broker/publish/messages/dropped counts drops.\n"
                              "max_queued_messages %d\n"
                              "max_queued_bytes %lld\n"
                              "\n"
                              "persistence true\n"
-                             "persistence_location %s/broker/data/\n"
+                             "persistence_location %s/%s/data/\n"
                              "autosave_interval 1\n"
+                             "sys_interval %d\n"
                              "log_dest stderr\n"
                              "# not 'information': autosave every second would flood the log\n"
                              "log_type error\nlog_type warning\nlog_type notice\n"
                              "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n",
-                             u->plugin, u->data, UP_INGEST_MAX, u->data, UP_PACKET_MAX, UP_BROKER_QUEUED_MAX,
-                             (long long)UP_BROKER_QUEUED_BYTES, u->data);
-    if (rc < 0 || !up__path(p, "%s/broker/mosquitto.conf", u->data)) {
-        dyno_buf_free(&b);
-        return cli_err("cannot build the broker configuration");
+                             UP_PACKET_MAX, UP_BROKER_QUEUED_MAX, (long long)UP_BROKER_QUEUED_BYTES, u->data,
+                             dir, UP_BROKER_SYS_INTERVAL_S);
+    return rc;
+}
+
+static int up__write_conf_buf(struct dyno_buf *b, const char *path, int rc)
+{
+    if (rc < 0) {
+        dyno_buf_free(b);
+        return cli_err("cannot build the broker configuration %s", path);
     }
-    rc = dyno_write_file(p, b.data, b.len, 0600);
-    dyno_buf_free(&b);
+    rc = dyno_write_file(path, b->data, b->len, 0600);
+    dyno_buf_free(b);
     if (rc < 0)
-        return cli_err("cannot write %s: %s", p, dyno_strerror(rc));
+        return cli_err("cannot write %s: %s", path, dyno_strerror(rc));
     return CLI_OK;
+}
+
+static int up__write_broker_conf(struct up *u)
+{
+    char p[UP_PATH];
+    struct dyno_buf b;
+    dyno_buf_init(&b, 64 * 1024);
+    if (!up__path(p, "%s/broker/mosquitto.conf", u->data))
+        return cli_err("data folder path too long");
+    return up__write_conf_buf(&b, p, up__broker_conf_common(u, &b, u->broker_port, "broker", NULL));
+}
+
+/*
+ * One bridge connection of a site broker to the core broker, logging in there as the
+ * service id (also its client id on both brokers) with token; topics: its "topic" lines.
+ */
+static int up__bridge_section(const struct up *u, struct dyno_buf *b, const char *name, const char *id,
+                              const char *protocol, const char *token, const char *topics)
+{
+    int rc =
+        dyno_buf_printf(b,
+                        "\n"
+                        "connection %s\n"
+                        "address 127.0.0.1:%d\n"
+                        "bridge_protocol_version %s\n"
+                        "remote_clientid %s\n"
+                        "local_clientid %s\n"
+                        "remote_username %s\n"
+                        "remote_password %s\n"
+                        "cleansession false\n"
+                        "# a cut is noticed within 1.5 x keepalive; reconnects back off up to 10 s\n"
+                        "keepalive_interval %d\n"
+                        "restart_timeout 1 10\n"
+                        "# $SYS/broker/connection/%s/state on this broker: 1 connected, 0 not\n"
+                        "notifications true\n"
+                        "notifications_local_only true\n"
+                        "%s",
+                        name, u->broker_port, protocol, id, id, id, token, UP_BRIDGE_KEEPALIVE_S, id, topics);
+    if (rc == 0 && u->tls)
+        rc = dyno_buf_printf(b, "bridge_cafile %s/tls/ca.crt\n", u->data);
+    return rc;
+}
+
+/*
+ * DIR/sites/site-S/broker/mosquitto.conf: a broker for site S's devices, bridged to the core
+ * broker (docs/architecture.md, "A broker per site") by two connections, both logged in with
+ * the service token (written by dyno-auth; it goes into the file, 0600, because mosquitto
+ * reads no password file):
+ *   bridge-site-S     MQTT v5, readings out: v5 carries the user properties the site's plugin
+ *                     stamped (dyno-user, ...) and the reading's name. What waits while the
+ *                     link is down is queued here (this broker keeps the bridge's session).
+ *   bridge-site-S-in  MQTT 3.1.1, events and the policy and revocation feeds in. mosquitto
+ *                     2.0's v5 bridge sends no Session Expiry Interval, so the core would drop
+ *                     its session (and what it queued for the site) on every disconnect;
+ *                     3.1.1 with cleansession false keeps it, and what the core publishes
+ *                     during a cut reaches the site after it. These carry nothing in user
+ *                     properties that a consumer needs (an event's type is in its payload).
+ * RPCs and their replies stay at the core, where every agent is connected.
+ */
+static int up__write_site_broker_conf(struct up *u, int site)
+{
+    char p[UP_PATH], dir[64], id[64], in_id[64], tokp[UP_PATH];
+    char *token = NULL;
+    size_t toklen = 0;
+    snprintf(dir, sizeof(dir), "sites/site-%d/broker", site);
+    snprintf(id, sizeof(id), "bridge-site-%d", site);
+    snprintf(in_id, sizeof(in_id), "bridge-site-%d-in", site);
+    if (!up__path(p, "%s/%s/data", u->data, dir) || cli_mkdirs(p, 0700) < 0)
+        return cli_err("cannot create %s/%s/data: %s", u->data, dir, strerror(errno));
+    if (!up__path(tokp, "%s/secrets/service.token", u->data) ||
+        dyno_read_file(tokp, DYNO_TOKEN_MAX, &token, &toklen) < 0)
+        return cli_err("cannot read the service token %s for the site brokers' bridges", tokp);
+    while (toklen > 0 && (token[toklen - 1] == '\n' || token[toklen - 1] == '\r' || token[toklen - 1] == ' '))
+        token[--toklen] = '\0';
+    struct dyno_buf b;
+    dyno_buf_init(&b, 64 * 1024);
+    int rc = up__broker_conf_common(u, &b, u->site_port[site], dir, in_id);
+    if (rc == 0)
+        rc = dyno_buf_printf(
+            &b, "\n# The bridge to the core broker (docs/architecture.md, \"A broker per site\"):\n"
+                "# readings out over MQTT v5, events and feeds in over 3.1.1 (up.c says why).\n");
+    if (rc == 0)
+        rc = up__bridge_section(u, &b, "core-out", id, "mqttv50", token, "topic dyno/v1/ingest/# out 1\n");
+    if (rc == 0)
+        rc = up__bridge_section(u, &b, "core-in", in_id, "mqttv311", token,
+                                "topic dyno/v1/events/# in 1\n"
+                                "topic dyno/v1/acl/# in 1\n"
+                                "topic dyno/v1/auth/revoked in 1\n");
+    memset(token, 0, toklen);
+    free(token);
+    if (!up__path(p, "%s/%s/mosquitto.conf", u->data, dir)) {
+        dyno_buf_free(&b);
+        return cli_err("data folder path too long");
+    }
+    return up__write_conf_buf(&b, p, rc);
 }
 
 /* The keys every agent has (protocol.md §6). */
@@ -446,13 +565,15 @@ static struct up_proc *up__add_proc(struct up *u, const char *kind, const char *
     snprintf(p->id, sizeof(p->id), "%s", id);
     if (strcmp(kind, "broker") == 0)
         snprintf(p->name, sizeof(p->name), "mosquitto");
+    else if (strcmp(kind, "site-broker") == 0)
+        snprintf(p->name, sizeof(p->name), "mosquitto-%s", id);
     else
         snprintf(p->name, sizeof(p->name), "%s-%s", kind, id);
     p->stage = stage;
     if (!up__path(p->log, "%s/logs/%s.log", u->data, p->name))
         return NULL;
     p->argv[0] = strdup(exe);
-    p->argv[1] = strdup(strcmp(kind, "broker") == 0 ? "-c" : "--config");
+    p->argv[1] = strdup(strcmp(kind, "broker") == 0 || strcmp(kind, "site-broker") == 0 ? "-c" : "--config");
     p->argv[2] = strdup(conf_path);
     if (!p->argv[0] || !p->argv[1] || !p->argv[2])
         return NULL;
@@ -675,6 +796,15 @@ static int up__write_configs(struct up *u)
             return rc;
     }
 
+    /* Their configs are written when they start (up__start_site_brokers): they need the
+     * service token, which dyno-auth writes. */
+    for (int site = 1; u->site_brokers && site <= u->nsites; site++) {
+        snprintf(id, sizeof(id), "site-%d", site);
+        if (!up__path(conf, "%s/sites/site-%d/broker/mosquitto.conf", u->data, site) ||
+            !up__add_proc(u, "site-broker", id, ST_SITE_BROKERS, u->mosquitto, conf))
+            return cli_err(UP_CONF_NOMEM);
+    }
+
     for (int i = 1; i <= u->ncont; i++) {
         snprintf(id, sizeof(id), "c%d", i);
         if (up__write_container_conf(u, i, 0, conf) != CLI_OK)
@@ -711,6 +841,24 @@ static int up__write_fabric(const struct up *u, bool ready)
     cJSON_AddStringToObject(o, "data", u->data);
     cJSON_AddNumberToObject(o, "containers", u->ncont);
     cJSON_AddNumberToObject(o, "sites", u->nsites);
+    if (u->site_brokers) {
+        cJSON *sb = cJSON_AddObjectToObject(o, "site_brokers");
+        for (int site = 1; sb && site <= u->nsites; site++) {
+            char name[32];
+            snprintf(name, sizeof(name), "site-%d", site);
+            cJSON *e = cJSON_AddObjectToObject(sb, name);
+            if (!e)
+                break;
+            cJSON_AddStringToObject(e, "host", "127.0.0.1");
+            cJSON_AddNumberToObject(e, "port", u->site_port[site]);
+            cJSON_AddBoolToObject(e, "tls", u->tls);
+            char bid[48];
+            snprintf(bid, sizeof(bid), "bridge-%s", name);
+            cJSON_AddStringToObject(e, "bridge_out", bid); /* readings out */
+            snprintf(bid, sizeof(bid), "bridge-%s-in", name);
+            cJSON_AddStringToObject(e, "bridge_in", bid); /* events and feeds in */
+        }
+    }
     cJSON_AddNumberToObject(o, "pid", (double)getpid());
     cJSON_AddBoolToObject(o, "ready", ready);
     cJSON *procs = cJSON_AddArrayToObject(o, "processes");
@@ -1182,6 +1330,38 @@ static int up__start_services(struct up *u)
     return WAIT_OK;
 }
 
+static bool up__cond_site_brokers(struct up *u, void *arg)
+{
+    (void)arg;
+    for (int site = 1; site <= u->nsites; site++) {
+        if (!up__port_accepts(u->site_port[site]))
+            return false;
+    }
+    return true;
+}
+
+/* With --site-brokers: each site's broker, its config written now that the service token
+ * exists, listening before the fabric is announced (its bridge connects on its own). */
+static int up__start_site_brokers(struct up *u)
+{
+    if (!u->site_brokers)
+        return WAIT_OK;
+    for (int site = 1; site <= u->nsites; site++) {
+        if (up__write_site_broker_conf(u, site) != CLI_OK)
+            return WAIT_FAIL;
+    }
+    if (up__start_stage(u, ST_SITE_BROKERS) != CLI_OK)
+        return WAIT_FAIL;
+    int w = up__wait_for(u, 5.0, up__cond_site_brokers, NULL);
+    if (w == WAIT_TIMEOUT) {
+        int n, first = up__first_of(u, ST_SITE_BROKERS, &n);
+        cli_err("up: a site broker does not accept connections after 5 s");
+        for (int i = 0; first >= 0 && i < n; i++)
+            up__log_tail(&u->procs[first + i]);
+    }
+    return w;
+}
+
 /* The gateway binds before the containers: they take ephemeral ports, which could be the one
  * the gateway was given. */
 static int up__start_gateway(struct up *u)
@@ -1307,8 +1487,9 @@ static int up__wait_ready(struct up *u)
  * came (*signalled). */
 static int up__start(struct up *u, int *signalled)
 {
-    int (*const stages[])(struct up *) = {up__start_broker,  up__start_auth,       up__start_services,
-                                          up__start_gateway, up__start_containers, up__wait_ready};
+    int (*const stages[])(struct up *) = {up__start_broker,       up__start_auth,    up__start_services,
+                                          up__start_site_brokers, up__start_gateway, up__start_containers,
+                                          up__wait_ready};
     int w = WAIT_OK;
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]) && w == WAIT_OK; i++)
         w = stages[i](u);
@@ -1330,6 +1511,9 @@ static void up__print_ready(const struct up *u)
         printf("  resilience:       k=%d, m=%d by default (fewer than 5 containers)\n", u->def_k, u->def_m);
     if (u->tls)
         printf("  CA certificate:   %s/tls/ca.crt\n", u->data);
+    for (int site = 1; u->site_brokers && site <= u->nsites; site++)
+        printf("  site-%d MQTT:      %s://127.0.0.1:%d (bridged to the core broker)\n", site,
+               u->tls ? "mqtts" : "mqtt", u->site_port[site]);
     printf("  MQTT login:       username = your user name, password = a token (docs/security.md)\n");
     printf("\nTry, in another shell:\n"
            "  dynostore catalog create admin/demo\n"
@@ -1354,6 +1538,7 @@ struct up_opts {
     int nsites; /* 1..ncont; default ncont (a site per container) */
     int port;   /* 0 = any */
     bool tls;
+    bool site_brokers; /* --site-brokers */
 };
 
 /* Reads and checks the flags; CLI_OK or the usage error (printed). */
@@ -1382,6 +1567,7 @@ static int up__parse_opts(int argc, char **argv, struct up_opts *o)
         {"--s3-access-key", true, &o->s3_access_key, NULL},
         {"--s3-secret-file", true, &o->s3_secret_file, NULL},
         {"--tls", false, NULL, &o->tls},
+        {"--site-brokers", false, NULL, &o->site_brokers},
         {"--foreground", false, NULL, &fg},
     };
     int ec = cli_parse("up", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, &npos);
@@ -1473,6 +1659,18 @@ static int up__prepare(struct up *u, const struct up_opts *o)
     return up__make_secrets(u);
 }
 
+/* True when site's port is one already given out (the core broker's, another site's). */
+static bool up__site_port_taken(const struct up *u, int site)
+{
+    if (u->site_port[site] == u->broker_port || u->site_port[site] == u->gw_port)
+        return true;
+    for (int s = 1; s < site; s++) {
+        if (u->site_port[s] == u->site_port[site])
+            return true;
+    }
+    return false;
+}
+
 /* The broker and the gateway keep the ports of the last run when they can; else the gateway
  * binds any free port and reports it in its port file. */
 static int up__pick_ports(struct up *u)
@@ -1492,6 +1690,14 @@ static int up__pick_ports(struct up *u)
     }
     if (!u->broker_port)
         return cli_err("up: cannot find a free port on 127.0.0.1");
+    for (int site = 1; u->site_brokers && site <= u->nsites; site++) {
+        /* A fresh port each start: devices read them from the announcement or fabric.json. */
+        do {
+            u->site_port[site] = up__free_port();
+        } while (u->site_port[site] != 0 && up__site_port_taken(u, site));
+        if (!u->site_port[site])
+            return cli_err("up: cannot find a free port on 127.0.0.1");
+    }
     snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", u->gw_port);
     return CLI_OK;
 }
@@ -1610,6 +1816,7 @@ int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv)
     u->s3_access_key = o.s3_access_key;
     u->s3_secret_file = o.s3_secret_file;
     u->tls = o.tls;
+    u->site_brokers = o.site_brokers;
     up__default_resilience(u);
 
     if ((ec = up__prepare(u, &o)) == CLI_OK && (ec = up__pick_ports(u)) == CLI_OK &&

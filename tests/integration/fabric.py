@@ -524,13 +524,17 @@ class Fabric:
         if not wait_pid_gone(pid, timeout):
             raise FabricError("%s (pid %d) did not exit after signal %d" % (name, pid, sig))
 
-    def restart(self, name, extra_args=(), wait=True):
+    def restart(self, name, extra_args=(), wait=True, argv=None):
         """Re-spawns the recorded argv of a (dead) process plus extra_args, logging to the same
-        log file. The new pid replaces the old in proc(); stop() kills it too."""
+        log file (argv: another command line instead, kept for later restarts). The new pid
+        replaces the old in proc(); stop() kills it too."""
         p = self.proc(name)
         if pid_alive(p["pid"]):
             raise FabricError("%s is still running (pid %d): kill it first" % (name, p["pid"]))
-        base = self._spawned[name]["base_argv"] if name in self._spawned else list(p["argv"])
+        if argv is not None:
+            base = list(argv)
+        else:
+            base = self._spawned[name]["base_argv"] if name in self._spawned else list(p["argv"])
         argv = base + list(extra_args)
         log_path = p.get("log") or os.path.join(self.data, "logs", name + ".log")
         log = open(log_path, "ab")
@@ -595,6 +599,60 @@ class Fabric:
                     pass
             time.sleep(0.1)
         raise FabricError("%s not healthy at %s" % (name, url))
+
+    # -- a broker per site (issue 13, `up --site-brokers`) ------------------------------
+
+    def site_broker(self, site):
+        """fabric.json's entry of a site's broker: {"host", "port", "tls", "bridge_out", "bridge_in"}
+        (the client ids of its bridge connections: readings out, events and feeds in)."""
+        return self.fabric["site_brokers"][site]
+
+    def site_broker_conf(self, site):
+        return os.path.join(self.data, "sites", site, "broker", "mosquitto.conf")
+
+    def start_site_broker(self, site, core_port=None, conf_lines=(), timeout=READY_TIMEOUT):
+        """Restarts site's broker ("mosquitto-<site>") from the config `up` wrote, its bridge
+        going to 127.0.0.1:core_port (e.g. a netproxy link to the core broker) when given, and
+        conf_lines ("key value") replacing the lines of the same keys or added. The running
+        one is stopped first with SIGTERM, so it saves its persistence. Returns the new pid
+        once the site's port accepts connections."""
+        name = "mosquitto-" + site
+        with open(self.site_broker_conf(site)) as fh:
+            lines = fh.read().splitlines()
+        repl = {}
+        if core_port is not None:
+            repl["address"] = "address 127.0.0.1:%d" % core_port
+        for ln in conf_lines:
+            repl[ln.split()[0]] = ln
+        out, done = [], set()
+        for ln in lines:
+            key = ln.split()[0] if ln.strip() and not ln.startswith("#") else None
+            if key in repl:
+                out.append(repl[key])
+                done.add(key)
+            else:
+                out.append(ln)
+        # global options must come before the bridge's "connection" section
+        extra = [v for k, v in repl.items() if k not in done]
+        at = next((i for i, ln in enumerate(out) if ln.startswith("connection ")), len(out))
+        out[at:at] = extra
+        conf = os.path.join(self.tmp, name + ".conf")
+        with open(conf, "w") as fh:
+            fh.write("\n".join(out) + "\n")
+        os.chmod(conf, 0o600)
+        self.kill(name, sig=signal.SIGTERM)
+        argv = list(self.proc(name)["argv"])
+        argv[-1] = conf
+        pid = self.restart(name, argv=argv)
+        port = self.site_broker(site)["port"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return pid
+            except OSError:
+                time.sleep(0.1)
+        raise FabricError("%s does not listen on %d" % (name, port))
 
     # -- pauses (issue 9, "pauses beside kills") ---------------------------------------
     # A frozen process keeps its sockets, locks, leases and broker session but runs nothing:

@@ -26,6 +26,7 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 NOT_AUTHORIZED = 0x87  # MQTT v5 CONNACK / PUBACK reason "Not authorized"
 INGEST_MAX = 4096  # plugin_opt_ingest_max of this broker
 EMPTY_REVOKED = '{"revoked":[]}'
+BRIDGE_ID = "bridge-site-9-in"  # plugin_opt_bridge_client_id of this broker
 
 
 class BrokerPluginTest(unittest.TestCase):
@@ -57,6 +58,9 @@ class BrokerPluginTest(unittest.TestCase):
                 f"plugin {cls.plugin}\n"
                 f"plugin_opt_public_key_file {cls.pub_key}\n"
                 f"plugin_opt_ingest_max {INGEST_MAX}\n"
+                # as on a site broker (up --site-brokers): the bridge's local client id
+                f"plugin_opt_bridge_client_id {BRIDGE_ID}\n"
+                "sys_interval 1\n"
                 "log_dest stderr\n"
                 "log_type all\n"
             )
@@ -480,6 +484,30 @@ class BrokerPluginTest(unittest.TestCase):
         for name in ("gateway-gw1", "pubsub-ps1", "auth-auth1", "container-c1", "metadata-md1", "service"):
             self.assertEqual(self.connect_rc("u-" + name, name, self.mint(name)), NOT_AUTHORIZED, name)
         self.assertEqual(self.connect_rc("gw-fan", "gateway", self.mint("gateway")), 0)
+
+    def test_the_bridge_client_id_is_nobodys_login(self):
+        # A site broker's bridge context brings the policy and revocation feeds in: a client
+        # logging in with its id would take its session (and be trusted for the feeds), so
+        # nobody may, not even with the service token; bridge-* names are services'.
+        self.assertEqual(self.connect_rc(BRIDGE_ID, BRIDGE_ID, self.svc), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc(BRIDGE_ID, "alice", self.mint("alice")), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc("bridge-x", "alice", self.mint("alice")), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc("alice-1", "bridge-x", self.mint("bridge-x")), NOT_AUTHORIZED)
+        self.assertEqual(self.connect_rc("bridge-site-9", "bridge-site-9", self.svc), 0)
+        self.assertIn("the bridge's client id", self.read_log())
+
+    def test_services_read_sys_users_do_not(self):
+        # $SYS/broker/... is how a site broker's drops and bridge state are watched
+        def sys_sub(cid, user, token):
+            return subprocess.run(["mosquitto_sub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(self.port),
+                                   "-u", user, "-P", token, "-i", cid, "-t", "$SYS/broker/uptime",
+                                   "-C", "1", "-W", "5"], capture_output=True, text=True, timeout=30)
+        svc = sys_sub("metadata-sys", "metadata-sys", self.svc)
+        self.assertEqual(svc.returncode, 0, svc.stderr)
+        self.assertRegex(svc.stdout, r"\d+ seconds")
+        user = sys_sub("alice-sys", "alice", self.mint("alice"))
+        self.assertEqual(user.stdout, "", "a user read $SYS")
+        self.assertIn("denied", user.stderr.lower())
 
     def test_expired_token_is_kicked(self):
         self.policy("alice/exp", shares=[])

@@ -14,7 +14,7 @@ import time
 import unittest
 
 from fabric import FabricCase, random_bytes, sha256_bytes
-from test_events import MqttSub, broker_args, new_user, require_mosquitto_clients
+from test_events import MqttSub, broker_args, is_event, new_user, require_mosquitto_clients, sub_ready
 
 WAIT = 20.0
 
@@ -261,6 +261,54 @@ class IngestTest(FabricCase):
         self.assertIsNotNone(o)
         meta = f.http("GET", "/v1/objects/%s/meta" % o["key"], token=self.alice).json()
         self.assertEqual(meta["publisher"], "alice")
+
+    def test_a_named_reading_sent_again_is_stored_once(self):
+        # QoS 1 is at least once: a reading comes again when an acknowledgement was lost (a
+        # site's link cut, a gateway abandoning its session). The same name with the same
+        # bytes is that reading again: one object, one key, one object.created; the same
+        # name with other bytes is a new version, as before (issue 13).
+        f = self.fab
+        f.create_catalog("alice/dedupe", token=self.alice)
+        sub = MqttSub(f, "alice", self.alice, ["dyno/v1/events/alice/dedupe"])
+        try:
+            sub_ready(self, f, sub, "alice/dedupe", token=self.alice)
+            data = random_bytes(2000, seed=21)
+            p = self.write("again.bin", data)
+            before = f.metrics().get("dyno_gateway_ingest_duplicates_total", 0)
+            for _ in range(3):
+                cp = self.pub("alice", self.alice, "alice/dedupe", p, props=[("name", "again")])
+                self.assertEqual(cp.returncode, 0, cp.stderr)
+            # a control reading after the copies; once its event is here and a moment more
+            # has passed, every copy has been handled (each takes a session of its own)
+            self.pub("alice", self.alice, "alice/dedupe", self.write("ctl.bin", b"control"),
+                     props=[("name", "control")])
+            seen = []
+            got = sub.wait_for(lambda t, d: seen.append(d) or (
+                isinstance(d, dict) and (d.get("object") or {}).get("name") == "control"))
+            self.assertIsNotNone(got, "no event for the control reading")
+            time.sleep(3.0)
+            while True:
+                more = sub.wait_for(lambda t, d: True, timeout=0.5)
+                if more is None:
+                    break
+                seen.append(more[1])
+            again = [d for d in seen if isinstance(d, dict) and d.get("type") == "object.created" and
+                     (d.get("object") or {}).get("name") == "again"]
+            self.assertEqual(len(again), 1, "the copies of one reading made %d events: %r" % (len(again), again))
+            objs = [o for o in f.list_catalog("alice/dedupe", token=self.alice) if o.get("name") == "again"]
+            self.assertEqual(len(objs), 1, objs)
+            self.assertEqual((objs[0]["key"], objs[0]["sha256"]), (again[0]["object"]["key"], sha256_bytes(data)),
+                             "a copy replaced the reading")
+            self.assertEqual(f.metrics().get("dyno_gateway_ingest_duplicates_total", 0), before + 2)
+            # other bytes under the name: a new version (and its event)
+            p2 = self.write("again2.bin", b"changed")
+            self.pub("alice", self.alice, "alice/dedupe", p2, props=[("name", "again")])
+            got = sub.wait_for(lambda t, d: isinstance(d, dict) and d.get("type") == "object.created" and
+                               (d.get("object") or {}).get("name") == "again")
+            self.assertIsNotNone(got, "changed bytes under the same name were not stored")
+            self.assertEqual(got[1]["object"]["sha256"], sha256_bytes(b"changed"))
+        finally:
+            sub.close()
 
     def test_missing_or_duplicate_stamps_are_refused(self):
         # A service's message is not stamped by the plugin, so a service can hand the gateway

@@ -575,9 +575,9 @@ static void test_reserved_subs(void **state)
 {
     struct fixture *f = *state;
     struct dyno_claims c = claims(f->now + 3600), out;
-    static const char *const reserved[] = {"service",    "gateway-gw1", "container-c1",
-                                           "metadata-x", "pubsub-ps1",  "auth-auth1"};
-    static const char *const fine[] = {"alice", "gateway", "gatewayx-1", "auth", "my-gateway-1"};
+    static const char *const reserved[] = {"service",    "gateway-gw1", "container-c1", "metadata-x",
+                                           "pubsub-ps1", "auth-auth1",  "bridge-site-2"};
+    static const char *const fine[] = {"alice", "gateway", "gatewayx-1", "auth", "my-gateway-1", "bridge"};
 
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
         assert_true(dyno_token_sub_reserved(reserved[i]));
