@@ -90,6 +90,11 @@ struct container {
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;
     uint64_t reserved;
+    /* The disk's free bytes at the last statvfs, bytes reserved since, reservations since
+     * (container.c container__disk_room). Guarded by mu. */
+    uint64_t disk_avail, disk_taken;
+    unsigned disk_uses;
+    bool disk_known;
 
     /* The scrubber (scrub.c): its thread waits on scrub_cv, so stopping is immediate. */
     pthread_t scrub_thread;
