@@ -7,10 +7,13 @@
 # memory and the put-to-event latency.
 #
 #   bench/run.sh [--smoke] [--large] [--bin DIR] [--containers N]
+#   bench/run.sh --sites [--smoke] [--bin DIR]
 #
 #   --smoke       3 puts and gets of 4 KiB against each system (used by the test suite)
 #   --large       also 1 GiB objects with 1 client
 #   --bin DIR     the build's bin/ folder (default: $DYNO_BIN, else <repo>/build/bin)
+#   --sites       only the wide-area rows (bench/sites.py): 64 MiB put and get on one site,
+#                 on three sites, and on three sites 40 ms apart (a delay proxy); no Redis
 #
 # It builds nothing. Everything runs on 127.0.0.1 with ephemeral ports in a temp folder that
 # is removed at the end; only the processes started here are stopped, by pid.
@@ -21,13 +24,15 @@ bin=${DYNO_BIN:-$root/build/bin}
 smoke=0
 large=0
 containers=5
+sites=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
     --large) large=1 ;;
     --bin) bin=$2; shift ;;
     --containers) containers=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --sites) sites=1 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -36,6 +41,10 @@ done
 for b in "$bin/dynostore" "$bin/dyno-bench"; do
   [ -x "$b" ] || { echo "run.sh: $b not found: build first (cmake --build build) or pass --bin" >&2; exit 1; }
 done
+if [ "$sites" = 1 ]; then
+  # its own fabrics and proxy (the integration harness), nothing of the default run
+  exec python3 "$root/bench/sites.py" --bin "$bin" $([ "$smoke" = 1 ] && echo --smoke)
+fi
 command -v redis-server >/dev/null || { echo "run.sh: redis-server not installed (apt-get install redis-server)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "run.sh: python3 is needed to read fabric.json" >&2; exit 1; }
 

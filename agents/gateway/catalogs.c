@@ -403,7 +403,7 @@ enum MHD_Result gw_metrics(struct gw_req *r)
 {
     struct dyno_buf b;
     dyno_buf_init(&b, 1 << 20);
-    if (dyno_metrics_render(r->gw->metrics, GW_M_COUNT, &b)) {
+    if (dyno_metrics_render(r->gw->metrics, GW_M_COUNT, &b) || gw_rtt_render(&r->gw->rtt, gw_now_ms(), &b)) {
         dyno_buf_free(&b);
         return gw_reply_error(r, DYNO_ENOMEM, "cannot render metrics");
     }

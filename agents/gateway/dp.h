@@ -195,6 +195,50 @@ struct gw_meta {
 };
 extern const struct gw_meta gw_mqtt_meta; /* dp_meta.c */
 
+/* ---- container latency (rtt.c) ----
+ * A round-trip estimate per container from the fragment GETs' time to first byte (an EWMA,
+ * or the recent floor when lower), kept by the gateway for the read order of dp_get.c: the
+ * fragments of its own site first, then those on containers near the best one or not
+ * measured (lately), data first, then those on containers measured clearly slower, nearest
+ * first. Times are passed in (now_ms: the gateway's monotonic gw_now_ms), so the tests
+ * choose them. Any thread (a mutex). */
+#define GW_RTT_SLOTS 256      /* containers remembered; past that the least recently sampled goes */
+#define GW_RTT_EWMA_DIV 4     /* a new sample weighs 1/4 */
+#define GW_RTT_FLOOR_MS 10000 /* the floor is the lowest sample of about this long */
+#define GW_RTT_NEAR_US 10000  /* latencies within 2 x the best + this are alike (one site's noise) */
+#define GW_RTT_TTL_MS 60000   /* an estimate without a new sample for this long is forgotten */
+struct gw_rtt_slot {
+    char container[DYNO_SEG_MAX + 1];
+    int64_t srtt_us;     /* the EWMA */
+    int64_t floor_us;    /* the lowest recent sample */
+    int64_t floor_at_ms; /* when that was */
+    int64_t at_ms;       /* the last sample */
+};
+struct gw_rtt {
+    pthread_mutex_t mu;
+    bool ready; /* gw_rtt_init ran: a zeroed table knows nothing and records nothing */
+    int n;
+    struct gw_rtt_slot slot[GW_RTT_SLOTS];
+};
+void gw_rtt_init(struct gw_rtt *r);
+void gw_rtt_destroy(struct gw_rtt *r); /* safe on a zeroed r and twice */
+/* One sample of us microseconds for container (a valid segment; others are ignored). */
+void gw_rtt_note(struct gw_rtt *r, const char *container, int64_t us, int64_t now_ms);
+/* No answer from container in us (the fragment timeout): a sample that also lifts the floor. */
+void gw_rtt_silent(struct gw_rtt *r, const char *container, int64_t us, int64_t now_ms);
+/* The estimate for container in microseconds, -1 when it was never measured or its last
+ * sample is older than GW_RTT_TTL_MS. */
+int64_t gw_rtt_get(struct gw_rtt *r, const char *container, int64_t now_ms);
+/* Appends the live estimates to a metrics page (dyno_gateway_container_rtt_microseconds, a
+ * gauge labelled by container; containers are valid segments, so need no escaping). 0 or
+ * the buffer's error. */
+struct dyno_buf;
+int gw_rtt_render(struct gw_rtt *r, int64_t now_ms, struct dyno_buf *out);
+/* Whether an estimate of us is clearly slower than the best one (best_us): past 2 x best +
+ * GW_RTT_NEAR_US. The containers of one site answer within a few ms of each other, and
+ * telling them apart by noise would trade a data fragment for parity and a decode. */
+bool gw_rtt_far(int64_t us, int64_t best_us);
+
 /* ---- shared steps (dp.c) ---- */
 /* The shape of an object as metadata records it (an object.get result, a repair task). */
 struct gw_shape {

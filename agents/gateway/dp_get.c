@@ -44,14 +44,16 @@ struct get__down {
     size_t fcap, rd, wr;
     size_t pend;       /* bytes of the record being received, behind wr, not checked yet */
     uint64_t next_rec; /* next record the parser should deliver */
+    int64_t t0_us;     /* when the request went out: its first byte is a latency sample */
 };
 
 struct get__frag_info {
     char url[512];
     char container[DYNO_SEG_MAX + 1];
     bool present;
-    bool usable; /* online and not known bad */
-    bool local;  /* on the gateway's own site (cfg.site) */
+    bool usable;    /* online and not known bad */
+    bool local;     /* on the gateway's own site (cfg.site) */
+    int64_t rtt_us; /* the container's latency when the read began (rtt.c), -1: unknown */
     bool tried;
 };
 
@@ -177,6 +179,8 @@ static size_t get__down_write(const char *p, size_t len, void *arg)
             return 0;
         }
         d->status_ok = true;
+        /* The first body bytes: the request's round trip to this container. */
+        gw_rtt_note(&g->gw->rtt, g->info[d->index].container, gw_now_us() - d->t0_us, gw_now_ms());
     }
     if (get__down_full(g, d, len))
         return GW_XFER_PAUSE; /* offered again on resume */
@@ -235,6 +239,12 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
         gw_xfer_reason(&d->x, why, sizeof(why));
         if (d->x.status == 404)
             problem = "missing";
+        /* No answer in time (a hung container, a cut link): as slow as the timeout, for the
+         * read order of the next requests. Not a refused connection, an HTTP error or a 404:
+         * those are quick answers, and a container that is down becomes unusable (offline)
+         * anyway; counting them would keep a restarted container behind the others. */
+        if (!d->x.done)
+            gw_rtt_silent(&g->gw->rtt, fi->container, g->gw->cfg.fragment_timeout_ms * 1000, gw_now_ms());
     }
     if (!problem || strcmp(problem, "crc") != 0)
         dyno_warn("fragment read failed", "key=%s index=%d container=%s stripe=%llu reason=\"%s\"", g->key,
@@ -250,6 +260,15 @@ static void get__down_fail(struct gw_get *g, struct get__down *d)
         }
     }
     g->degraded = true;
+}
+
+/* Whether every data fragment of the object is there to be read. */
+static bool get__data_usable(const struct gw_get *g)
+{
+    for (int i = 0; i < g->k; i++)
+        if (!g->info[i].present || !g->info[i].usable)
+            return false;
+    return true;
 }
 
 static int get__down_start(struct gw_get *g, int idx)
@@ -282,6 +301,7 @@ static int get__down_start(struct gw_get *g, int idx)
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)from, (unsigned long long)to);
     struct gw_xfer_spec spec = {
         .method = GW_XFER_GET, .url = url, .range = range, .write = get__down_write, .arg = d};
+    d->t0_us = gw_now_us();
     if (!d->fifo || gw_xfer_start(g->gw, g->conn, &d->x, &spec)) {
         get__down_release(g, d);
         return DYNO_EUNAVAIL;
@@ -289,29 +309,61 @@ static int get__down_start(struct gw_get *g, int idx)
     d->x.index = idx;
     d->active = true;
     g->active[g->nactive++] = idx;
-    if (idx >= g->k && !g->replica)
+    /* Degraded (dyno_gateway_degraded_reads_total, "reads that needed parity"): parity
+     * taken because a data fragment is gone (absent, offline, known bad), or a fragment that
+     * failed (get__down_fail). Parity taken by choice, on the gateway's own site or instead
+     * of a data fragment across a slow link, is no fault. */
+    if (idx >= g->k && !g->replica && !get__data_usable(g))
         g->degraded = true;
     return 0;
 }
 
 /*
- * Next fragment to try: usable ones on the gateway's own site (a wide-area link costs more
- * than decoding a parity unit), the other usable ones, then the rest as a last resort; data
- * before parity within each. Without a site every fragment is "remote", so that is usable
- * data, usable parity, the rest.
+ * Next fragment to try (docs/architecture.md, "Read order"):
+ *  1. usable ones on the gateway's own site (a wide-area link costs more than decoding a
+ *     parity unit);
+ *  2. the other usable ones on containers whose latency (rtt.c) is near the best one
+ *     (gw_rtt_far), or not known: never measured, or forgotten. Those go with the near ones
+ *     because a container is measured only by reading from it: behind the others, one never
+ *     read (a fresh gateway's, a restarted one) would stay unread, and on one site every read
+ *     would decode parity instead of reading it;
+ *  3. the usable ones on containers measured clearly slower than the best, nearest first;
+ *  4. the rest (offline, known bad, last resort).
+ * Data before parity (index order) within 1, 2 and 4. Without a site nothing is local, and
+ * on one site every container is near: that is data, then parity, then the rest. The
+ * latencies are those of when the read began, so one read keeps one order.
  */
 static int get__next_candidate(struct gw_get *g)
 {
-    for (int pass = 0; pass < 3; pass++)
-        for (int i = 0; i < g->n; i++) {
-            struct get__frag_info *fi = &g->info[i];
-            bool want = pass == 0   ? fi->usable && fi->local
-                        : pass == 1 ? fi->usable && !fi->local
-                                    : !fi->usable;
-            if (fi->present && !fi->tried && want)
-                return i;
+    int64_t best = -1;
+    for (int i = 0; i < g->n; i++) {
+        const struct get__frag_info *fi = &g->info[i];
+        if (fi->present && fi->usable && !fi->local && fi->rtt_us >= 0 && (best < 0 || fi->rtt_us < best))
+            best = fi->rtt_us; /* over every remote usable fragment, tried or not: a stable bar */
+    }
+    int pick = -1, pick_class = 5;
+    int64_t pick_rtt = 0;
+    for (int i = 0; i < g->n; i++) {
+        const struct get__frag_info *fi = &g->info[i];
+        if (!fi->present || fi->tried)
+            continue;
+        int cls;
+        if (!fi->usable)
+            cls = 4;
+        else if (fi->local)
+            cls = 1;
+        else if (fi->rtt_us < 0 || !gw_rtt_far(fi->rtt_us, best))
+            cls = 2;
+        else
+            cls = 3;
+        /* Index order within a class (data first), by latency within class 3. */
+        if (cls < pick_class || (cls == 3 && cls == pick_class && fi->rtt_us < pick_rtt)) {
+            pick = i;
+            pick_class = cls;
+            pick_rtt = fi->rtt_us;
         }
-    return -1;
+    }
+    return pick;
 }
 
 /* Tops the active set up to k fragments, started at the current stripe. */
@@ -588,6 +640,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
     g->n = g->k + g->m;
     g->lay = sh.lay;
     const cJSON *f;
+    int64_t now_ms = gw_now_ms();
     cJSON_ArrayForEach(f, frags)
     {
         int64_t idx;
@@ -600,6 +653,7 @@ static int get__init(struct gw_get *g, const cJSON *obj)
         const char *container = dyno_json_str(f, "container");
         const char *site = dyno_json_str(f, "site"), *mine = g->gw->cfg.site;
         fi->local = mine && mine[0] && site && strcmp(site, mine) == 0;
+        fi->rtt_us = container ? gw_rtt_get(&g->gw->rtt, container, now_ms) : -1;
         snprintf(fi->url, sizeof(fi->url), "%s", url);
         snprintf(fi->container, sizeof(fi->container), "%s", container ? container : "?");
         fi->present = true;

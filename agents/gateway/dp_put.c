@@ -353,8 +353,11 @@ static int put__place(struct gw_put *p, int64_t size, bool replica)
     int rc;
     put__shape(p, size, replica);
     /* A small object takes a placement reserved ahead (dp_resv.c) when there is one: no
-     * object.begin on its way. Its key is pending in metadata like a begun one. */
-    if (replica && size >= 0 && size <= p->gw->cfg.small_max &&
+     * object.begin on its way. Its key is pending in metadata like a begun one. Not in a
+     * catalog with "site_spread": "relaxed": a reservation is placed, and recorded, under
+     * the strict rule, and its commit cannot change that (repair would hold the object to
+     * the strict rule then), so those use object.begin. */
+    if (replica && !p->site_relaxed && size >= 0 && size <= p->gw->cfg.small_max &&
         (res = gw_resv_take(p->gw->resv, p->m)) != NULL) {
         memcpy(p->key, dyno_json_str(res, "key"), sizeof(p->key));
         p->begun = p->reserved = true;

@@ -19,7 +19,8 @@
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
- * read-only after start-up except for the atomic metrics and the EC cache (locked).
+ * read-only after start-up except for the atomic metrics, the EC cache and the container
+ * latencies (locked).
  */
 #ifndef GW_H
 #define GW_H
@@ -129,6 +130,7 @@ struct gw {
     bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
     struct dyno_ec *ec_cache[DYNO_EC_MAX_K + 1][DYNO_EC_MAX_M + 1];
+    struct gw_rtt rtt;              /* rtt.c: per-container latency, for the read order (locked) */
     struct gw_events *events;       /* events.c: SSE fan-out, NULL until gw_events_start */
     struct gw_ingest *ingest;       /* ingest.c: MQTT ingest sessions, NULL until gw_ingest_start */
     struct gw_repair *repair;       /* repair.c: repair and GC workers, NULL until gw_repair_start */

@@ -65,6 +65,7 @@ static int gw_setup(void *arg)
     struct gw *gw = arg;
     char err[512] = "";
     pthread_mutex_init(&gw->ec_lock, NULL);
+    gw_rtt_init(&gw->rtt);
     gw->tp = &gw_curl_transport; /* the data path reaches containers over HTTP (dp.h) */
     gw->meta = &gw_mqtt_meta;    /* and metadata over the broker */
     gw_metrics_init(gw);

@@ -173,4 +173,5 @@ void gw_cleanup(struct gw *gw)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(gw->ec_cache[k][m]);
     pthread_mutex_destroy(&gw->ec_lock);
+    gw_rtt_destroy(&gw->rtt);
 }

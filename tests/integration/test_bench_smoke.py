@@ -56,6 +56,28 @@ class BenchSmoke(unittest.TestCase):
                              and "zombie" not in open("/proc/%s/status" % pid).read(),
                              "gateway pid %s still running after run.sh" % pid)
 
+    def test_run_sh_sites_smoke(self):
+        """--sites (bench/sites.py): the wide-area rows, one put and get row per fabric: one
+        site, three sites, three sites 40 ms apart (issue 13 acceptance 5)."""
+        script = os.path.join(src_dir(), "bench", "run.sh")
+        env = dict(os.environ, DYNO_BIN=bin_dir())
+        cp = subprocess.run([script, "--sites", "--smoke", "--bin", bin_dir()], env=env,
+                            capture_output=True, text=True, timeout=600)
+        out = cp.stdout
+        self.assertEqual(cp.returncode, 0, "run.sh --sites --smoke exited %d\nstdout:\n%s\nstderr:\n%s"
+                         % (cp.returncode, out, cp.stderr))
+        num = r"[0-9]+(?:\.[0-9]+)?"
+        for fabric in ("one-site", "3-sites-0ms", "3-sites-40ms"):
+            for op in ("put", "get"):
+                # fabric op size clients ops MB/s ops/s p50 p99 cpu-ms/op
+                self.assertRegex(out, r"(?m)^%s\s+%s\s+1 MiB\s+1\s+2(\s+%s){4}\s+%s\s*$"
+                                 % (fabric, op, num, num), "no %s %s row in:\n%s" % (fabric, op, out))
+        m = re.search(r"(%s) MiB crossed the links" % num, out)
+        self.assertTrue(m and float(m.group(1)) > 0, "nothing crossed the links:\n%s" % out)
+        # 40 ms each way: a get of 1 MiB waits at least for one round trip to site-2 or 3
+        m = re.search(r"(?m)^3-sites-40ms\s+get\s+1 MiB\s+1\s+2\s+%s\s+%s\s+(%s)" % (num, num, num), out)
+        self.assertGreaterEqual(float(m.group(1)), 80.0, out)
+
 
 if __name__ == "__main__":
     unittest.main()

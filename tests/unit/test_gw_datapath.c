@@ -26,6 +26,7 @@
 #include "../../agents/gateway/dp_put.c"
 #include "../../agents/gateway/dp_resv.c"
 #include "../../agents/gateway/dp_repair.c"
+#include "../../agents/gateway/rtt.c"
 #include "../../agents/gateway/util.c"
 #include "../../agents/gateway/xfer.c"
 
@@ -51,6 +52,7 @@ struct fk_node {
     int64_t cut_after;   /* GET: the body ends (cut) after this many bytes; -1 never */
     int64_t stall_after; /* GET and PUT: no byte moves after this many; -1 never */
     int64_t die_after;   /* PUT: the connection breaks after this many body bytes; -1 never */
+    char site[16];       /* the site object records name for its fragments ("" none) */
     int deletes;         /* DELETE requests received */
     int gets;            /* GET requests received */
     int whole_puts;      /* PUT requests that brought their whole body at the start */
@@ -426,7 +428,11 @@ static int fk_call(struct gw *gw, const char *method, const cJSON *params, cJSON
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "index", (double)idx);
                 cJSON_AddStringToObject(e, "url", FK->node[idx].url);
-                cJSON_AddStringToObject(e, "container", "c1");
+                char cid[16];
+                snprintf(cid, sizeof(cid), "c%d", (int)idx); /* node i is container "ci" */
+                cJSON_AddStringToObject(e, "container", cid);
+                if (FK->node[idx].site[0])
+                    cJSON_AddStringToObject(e, "site", FK->node[idx].site);
                 cJSON_AddStringToObject(e, "state", dyno_json_bool(f, "ok", false) ? "ok" : "missing");
                 cJSON_AddItemToArray(fr, e);
             }
@@ -522,6 +528,7 @@ static int setup(void **state)
     c->commit_resolve_ms = 60;
     c->max_body = 1 << 24;
     pthread_mutex_init(&x->gw.ec_lock, NULL);
+    gw_rtt_init(&x->gw.rtt);
     x->gw.tp = &fk_transport;
     x->gw.meta = &fk_meta;
     *state = x;
@@ -538,6 +545,7 @@ static int teardown(void **state)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(x->gw.ec_cache[k][m]);
     pthread_mutex_destroy(&x->gw.ec_lock);
+    gw_rtt_destroy(&x->gw.rtt);
     gw_buf_pool_free(&x->gw);
     cJSON_Delete(x->fk.begun);
     cJSON_Delete(x->fk.object);
@@ -563,6 +571,9 @@ static uint8_t *pattern(size_t len, unsigned seed)
     return p;
 }
 
+/* Whether do_put's catalog has "site_spread": "relaxed". */
+static bool g_relaxed;
+
 /* Puts data (in writes of step bytes; size announced when known) with resilience k,m.
  * The result code; *res the put result on success. */
 static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, bool known, size_t step,
@@ -573,7 +584,8 @@ static int do_put(struct fx *x, const uint8_t *data, size_t len, int k, int m, b
                             .publisher = "alice",
                             .k = k,
                             .m = m,
-                            .size = known ? (int64_t)len : -1};
+                            .size = known ? (int64_t)len : -1,
+                            .site_relaxed = g_relaxed};
     struct gw_put *p = NULL;
     char msg[400];
     *res = NULL;
@@ -981,6 +993,15 @@ static void test_reservations(void **state)
     /* At the stop, the unused go back. */
     x->fk.reserve = FK_ANSWER;
     assert_int_equal(gw_resv_refill(x->gw.resv), 0);
+    /* A catalog with "site_spread": "relaxed": a reservation was placed (and is recorded) as
+     * strict, so its small objects use object.begin, which records the catalog's rule. */
+    g_relaxed = true;
+    assert_int_equal(do_put(x, data, 300, 3, 2, true, 300, &res), 0);
+    g_relaxed = false;
+    cJSON_Delete(res);
+    assert_int_equal(x->fk.begins, 5);
+    assert_string_equal(dyno_json_str(x->fk.begun, "site_spread"), "relaxed");
+    assert_int_equal(gw_resv_count(x->gw.resv), 4);
     before = x->fk.released;
     gw_resv_free(x->gw.resv);
     x->gw.resv = NULL;
@@ -1344,6 +1365,227 @@ static void test_gc_deletes_and_reports(void **state)
     free(data);
 }
 
+/* ---- read order (issue 13): own site, then measured latency, unknown last ---- */
+
+static void reset_gets(struct fx *x)
+{
+    for (int i = 0; i < FK_NODES; i++)
+        x->fk.node[i].gets = 0;
+}
+
+/* A sample of us for container node, taken at at_ms (gw_now_ms's clock). */
+static void set_rtt_at(struct fx *x, int node, int64_t us, int64_t at_ms)
+{
+    char cid[16];
+    snprintf(cid, sizeof(cid), "c%d", node);
+    /* a fresh table: the first sample is the estimate */
+    gw_rtt_note(&x->gw.rtt, cid, us, at_ms);
+}
+
+static void set_rtt(struct fx *x, int node, int64_t us)
+{
+    set_rtt_at(x, node, us, gw_now_ms());
+}
+
+static int64_t degraded_reads(struct fx *x)
+{
+    return atomic_load(&x->gw.metrics[GW_M_DEGRADED_READS].value);
+}
+
+static int64_t rtt_of(struct fx *x, int node)
+{
+    char cid[16];
+    snprintf(cid, sizeof(cid), "c%d", node);
+    return gw_rtt_get(&x->gw.rtt, cid, gw_now_ms());
+}
+
+/* Puts a 3+2 object of several stripes (fragment i on node i); its bytes (the caller's). */
+static uint8_t *put_3_2(struct fx *x, size_t *len)
+{
+    *len = 4 * 3 * (size_t)UNIT + 99;
+    uint8_t *data = pattern(*len, 13);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, *len, 3, 2, true, 4000, &res), 0);
+    cJSON_Delete(res);
+    return data;
+}
+
+/* Reads the object whole; the bytes are exact. */
+static void read_exact(struct fx *x, const uint8_t *data, size_t len)
+{
+    uint8_t *got;
+    size_t glen;
+    assert_int_equal(do_get(x, 0, len - 1, true, &got, &glen), 0);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+}
+
+/* A gateway at s1 with one fragment of its own (index 2): it reads that one, then the two
+ * on the fast site s3 (indexes 1 and 4: a data and a parity fragment, decoded), never the
+ * data fragments 0 and 3 on the slow s2. A fragment of s3 that stops answering: the read
+ * falls back within the request to the nearest slow one, and the silence counts against c1. */
+static void test_read_order_site_then_latency(void **state)
+{
+    struct fx *x = *state;
+    const char *sites[] = {"s2", "s3", "s1", "s2", "s3"};
+    for (int i = 0; i < 5; i++)
+        snprintf(x->fk.node[i].site, sizeof(x->fk.node[i].site), "%s", sites[i]);
+    x->gw.cfg.site = "s1";
+    size_t len;
+    uint8_t *data = put_3_2(x, &len);
+    set_rtt(x, 0, 90000); /* s2: a wide-area link */
+    set_rtt(x, 3, 80000);
+    set_rtt(x, 1, 1000); /* s3: near */
+    set_rtt(x, 4, 1200);
+    reset_gets(x);
+    int64_t degraded = degraded_reads(x);
+    read_exact(x, data, len);
+    assert_int_equal(degraded_reads(x), degraded); /* parity by choice: no fault */
+    assert_true(x->fk.node[2].gets > 0);           /* own site */
+    assert_true(x->fk.node[1].gets > 0 && x->fk.node[4].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_int_equal(x->fk.node[3].gets, 0);
+    /* the reads were measured: c1, c2 and c4 answered (fast, the fake has no wire) */
+    assert_true(rtt_of(x, 2) >= 0);
+    assert_true(rtt_of(x, 1) < 80000 && rtt_of(x, 4) < 80000);
+
+    /* c1 stops answering: the same read takes the nearer of the slow ones (c3) in its
+     * place, and c1 counts as slow as the fragment timeout */
+    int64_t c1_before = rtt_of(x, 1);
+    x->fk.node[1].stall_after = 0;
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[3].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_int_equal(degraded_reads(x), degraded + 1); /* a fragment failed */
+    assert_true(rtt_of(x, 1) > c1_before && gw_rtt_far(rtt_of(x, 1), rtt_of(x, 4)));
+    /* a refused connection is a quick answer: no latency sample (c4 stays near) */
+    fk_heal(&x->fk);
+    int64_t c4_before = rtt_of(x, 4);
+    x->fk.node[4].refuse = true;
+    read_exact(x, data, len);
+    assert_int_equal(rtt_of(x, 4), c4_before);
+    fk_heal(&x->fk);
+    x->gw.cfg.site = NULL;
+    free(data);
+}
+
+/* Without a site: containers whose latencies differ by one site's noise are alike, so the
+ * data fragments are read (no parity, no decode); containers not measured (never, or not
+ * lately) go with the near ones, data first; only those measured slow come after. */
+static void test_read_order_near_and_unknown_alike(void **state)
+{
+    struct fx *x = *state;
+    size_t len;
+    uint8_t *data = put_3_2(x, &len);
+    int64_t noise[] = {3000, 1000, 2500, 500, 500};
+    for (int i = 0; i < 5; i++)
+        set_rtt(x, i, noise[i]);
+    reset_gets(x);
+    read_exact(x, data, len);
+    for (int i = 0; i < 3; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
+
+    /* a fresh gateway that measured only c2, c3 and c4: c0 and c1 are not passed over (they
+     * would never be measured, and every read would decode): data 0, 1, 2 */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    assert_int_equal(rtt_of(x, 0), -1);
+    for (int i = 2; i < 5; i++)
+        set_rtt(x, i, 2000);
+    reset_gets(x);
+    read_exact(x, data, len);
+    for (int i = 0; i < 3; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
+
+    /* c0 measured slow: parity c3 instead (no fault, not degraded) */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    set_rtt(x, 0, 90000);
+    set_rtt(x, 1, 1000);
+    reset_gets(x);
+    int64_t degraded = degraded_reads(x);
+    read_exact(x, data, len);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    assert_true(x->fk.node[3].gets > 0);
+    assert_int_equal(degraded_reads(x), degraded);
+    /* ... and c1 refused in the next read: then c4 (unknown, so near), and c0 last */
+    x->fk.node[1].refuse = true;
+    reset_gets(x);
+    read_exact(x, data, len);
+    assert_true(x->fk.node[4].gets > 0);
+    assert_int_equal(x->fk.node[0].gets, 0);
+    fk_heal(&x->fk);
+
+    /* the same slow sample of c0, but older than GW_RTT_TTL_MS: forgotten, so c0 is read
+     * again (and measured afresh) */
+    gw_rtt_destroy(&x->gw.rtt);
+    gw_rtt_init(&x->gw.rtt);
+    set_rtt_at(x, 0, 90000, gw_now_ms() - GW_RTT_TTL_MS - 1);
+    assert_int_equal(rtt_of(x, 0), -1);
+    reset_gets(x);
+    read_exact(x, data, len);
+    for (int i = 0; i < 3; i++)
+        assert_true(x->fk.node[i].gets > 0);
+    assert_int_equal(x->fk.node[3].gets + x->fk.node[4].gets, 0);
+    assert_true(rtt_of(x, 0) >= 0 && rtt_of(x, 0) < 90000);
+    free(data);
+}
+
+/* The latency table (times injected): the estimate is the EWMA or the recent floor when
+ * lower, so a slow answer of a near container leaves it near while a link that stays slow
+ * becomes far once the old floor aged out; no answer lifts the floor; unknown until
+ * measured, forgotten GW_RTT_TTL_MS after the last sample (the next one starts afresh), bad
+ * names ignored, past GW_RTT_SLOTS containers the least recently sampled one goes. */
+static void test_rtt_table(void **state)
+{
+    struct fx *x = *state;
+    struct gw_rtt *r = &x->gw.rtt;
+    const int64_t t = 1000000;
+    assert_int_equal(gw_rtt_get(r, "c1", t), -1);
+    gw_rtt_note(r, "c1", 80000, t); /* the first sample is the estimate */
+    assert_int_equal(gw_rtt_get(r, "c1", t), 80000);
+    gw_rtt_note(r, "c1", 1000, t + 10); /* EWMA 60250, floor 1000 */
+    assert_int_equal(gw_rtt_get(r, "c1", t + 10), 1000);
+    gw_rtt_note(r, "c1", 200000, t + 20); /* one slow answer: still near */
+    assert_int_equal(gw_rtt_get(r, "c1", t + 20), 1000);
+    /* slow for good: once the floor is older than the window, the samples are the floor */
+    int64_t ewma = 60250 + (200000 - 60250) / GW_RTT_EWMA_DIV;
+    ewma += (90000 - ewma) / GW_RTT_EWMA_DIV;
+    gw_rtt_note(r, "c1", 90000, t + 11 + GW_RTT_FLOOR_MS);
+    assert_int_equal(gw_rtt_get(r, "c1", t + 11 + GW_RTT_FLOOR_MS), ewma < 90000 ? ewma : 90000);
+    assert_true(gw_rtt_far(gw_rtt_get(r, "c1", t + 11 + GW_RTT_FLOOR_MS), 1000));
+    /* no answer: far at once */
+    gw_rtt_note(r, "c2", 1000, t);
+    gw_rtt_silent(r, "c2", 150000, t + 5);
+    assert_int_equal(gw_rtt_get(r, "c2", t + 5), 1000 + (150000 - 1000) / GW_RTT_EWMA_DIV);
+    assert_true(gw_rtt_far(gw_rtt_get(r, "c2", t + 5), 1000));
+    /* forgotten after the TTL; a sample after that is the estimate again */
+    int64_t last = t + 11 + GW_RTT_FLOOR_MS;
+    assert_true(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS) >= 0);
+    assert_int_equal(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS + 1), -1);
+    gw_rtt_note(r, "c1", 70000, last + GW_RTT_TTL_MS + 1);
+    assert_int_equal(gw_rtt_get(r, "c1", last + GW_RTT_TTL_MS + 1), 70000);
+    gw_rtt_note(r, "../x", 5, t);
+    gw_rtt_note(r, "", 5, t);
+    assert_int_equal(gw_rtt_get(r, "../x", t), -1);
+    char cid[32];
+    int64_t t2 = last + 2 * GW_RTT_TTL_MS;
+    for (int i = 0; i < GW_RTT_SLOTS; i++) {
+        snprintf(cid, sizeof(cid), "n%d", i);
+        gw_rtt_note(r, cid, i, t2 + i);
+    }
+    int64_t now = t2 + GW_RTT_SLOTS;
+    assert_int_equal(gw_rtt_get(r, "c1", now), -1); /* the oldest went */
+    assert_int_equal(gw_rtt_get(r, "n0", now), 0);
+    assert_int_equal(gw_rtt_get(r, "n255", now), 255);
+    assert_false(gw_rtt_far(11000, 1000)); /* 2 x 1 ms + 10 ms */
+    assert_true(gw_rtt_far(80000, 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1362,6 +1604,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_rebuilds_exact_fragments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_claim_rebuild_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_deletes_and_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_order_site_then_latency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_order_near_and_unknown_alike, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rtt_table, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
