@@ -566,6 +566,10 @@ class Fabric:
         d = os.path.join(self.tmp, "gateway-" + gid)
         os.makedirs(d, exist_ok=True)
         cfg.update({"id": gid, "port": 0, "port_file": os.path.join(d, "port"), "repair_workers": 0})
+        # the copied config holds the first gateway's S3 port (dynostore up turns S3 on): an
+        # extra gateway has no S3 listener unless extra asks for one
+        cfg.pop("s3_port_file", None)
+        cfg["s3_port"] = -1
         cfg.update(extra or {})
         conf = os.path.join(d, "config.json")
         with open(conf, "w") as fh:
