@@ -6,7 +6,8 @@ test_roundtrip.RoundTrip runs with the same sizes (1 GiB included).
 
  1  status shows each container's backend (REST containers list and `dynostore status`)
  2  objects of 0 B, 1 B, 64 KiB + 1 B, 10 MiB (and 1 GiB unless DYNO_IT_SKIP_1G=1) read back
-    byte-identical with fragments on every backend
+    byte-identical, on each fabric (the mix: with fragments on every backend)
+ (in the mix only)
  3  a flipped byte in an S3-held fragment (edited in s3rver's folder) is detected on read,
     served around, and repaired onto another container
  4  a memory container restarted comes back empty, and repair refills what it held
@@ -78,7 +79,10 @@ class S3rver:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.environ.get("DYNO_KEEP"):  # like the fabric's folder, for a post-mortem
+            sys.stderr.write("DYNO_KEEP: s3rver folder kept in %s\n" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def meta(fab, key):
