@@ -18,6 +18,7 @@
  *   container.volume.after_append   small fragment's record written to its volume, not synced
  *   container.volume.after_sync     record covered by a group commit's fdatasync, not indexed
  *   container.volume.before_unlink  compaction's copies synced, the old volume not yet deleted
+ *   metadata.batch.before_commit a batch of writes run in its transaction, COMMIT not yet issued
  *   metadata.commit.before_reply object.commit durable in SQLite, answer not yet sent
  *   gateway.put.before_commit    write quorum reached, object.commit not yet sent
  *   gateway.put.before_reply     object.commit answered, the client not yet answered

@@ -28,10 +28,10 @@ struct md_cfg {
 static const struct dyno_opt md_opts[] = {
     DYNO_AGENT_COMMON_OPTS(struct md_cfg, c, "md1"),
     {"db", DYNO_OPT_STR, offsetof(struct md_cfg, db), "metadata.db", "SQLite database file"},
-    /* Most of a worker's time in a commit is waiting for the group's fdatasync (md_store.h),
-     * not CPU: commits that arrive together share one sync only if as many workers can wait
-     * at once, so there are as many as the puts a gateway runs at a time (16 clients, 16
-     * ingest sessions), not as many as cores. */
+    /* Most of a worker's time in a write is waiting for its batch's commit (md_writer.h),
+     * not CPU: commits that arrive together share one batch and one fsync only if as many
+     * workers can wait at once, so there are as many as the puts a gateway runs at a time
+     * (16 clients, 16 ingest sessions), not as many as cores. */
     {"rpc_threads", DYNO_OPT_INT, offsetof(struct md_cfg, rpc_threads), "16", "RPC worker threads"},
     {"pending_timeout", DYNO_OPT_INT, offsetof(struct md_cfg, pending_timeout), "3600",
      "seconds before an uncommitted put is aborted"},

@@ -28,13 +28,7 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
         pthread_mutex_destroy(&ctx->mu);
         return DYNO_EINTERNAL;
     }
-    if (md_sync_init(&ctx->sync, db_path) != 0) {
-        pthread_mutex_destroy(&ctx->writer);
-        pthread_mutex_destroy(&ctx->mu);
-        return DYNO_EINTERNAL;
-    }
     if (pthread_key_create(&ctx->dbkey, NULL) != 0) {
-        md_sync_fini(&ctx->sync);
         pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
         return DYNO_EINTERNAL;
@@ -45,9 +39,15 @@ int md_ctx_init(struct md_ctx *ctx, const char *db_path, const struct md_repair_
         if (rc != 0)
             md_reg_fini(&ctx->reg);
     }
+    if (rc == 0) {
+        rc = md_writer_start(&ctx->wr, db_path, &ctx->writer);
+        if (rc != 0) {
+            md_repair_fini(&ctx->repair);
+            md_reg_fini(&ctx->reg);
+        }
+    }
     if (rc != 0) {
         pthread_key_delete(ctx->dbkey);
-        md_sync_fini(&ctx->sync);
         pthread_mutex_destroy(&ctx->writer);
         pthread_mutex_destroy(&ctx->mu);
     }
@@ -69,6 +69,7 @@ void md_rpc_emit(struct md_ctx *ctx, const cJSON *events)
 
 void md_ctx_fini(struct md_ctx *ctx)
 {
+    md_writer_stop(&ctx->wr);
     for (size_t i = 0; i < ctx->ndbs; i++)
         md_db_close(ctx->dbs[i]);
     free(ctx->dbs);
@@ -77,7 +78,6 @@ void md_ctx_fini(struct md_ctx *ctx)
     md_repair_fini(&ctx->repair);
     md_reg_fini(&ctx->reg);
     pthread_key_delete(ctx->dbkey);
-    md_sync_fini(&ctx->sync);
     pthread_mutex_destroy(&ctx->writer);
     pthread_mutex_destroy(&ctx->mu);
 }
@@ -93,8 +93,6 @@ int md_ctx_db(struct md_ctx *ctx, struct md_db **out)
     if (rc != 0)
         return rc;
     md_db_share_writer(db, &ctx->writer);
-    if (strcmp(ctx->db_path, ":memory:") != 0) /* no WAL file to sync */
-        md_db_share_sync(db, &ctx->sync);
     pthread_mutex_lock(&ctx->mu);
     if (ctx->ndbs == ctx->capdbs) {
         size_t ncap = ctx->capdbs ? ctx->capdbs * 2 : 8;
@@ -201,7 +199,44 @@ static int snapshot(struct md_ctx *ctx, struct md_nodes *nodes, char *err, size_
     return rc;
 }
 
+/* One write handed to the writer thread (md_writer.h): a handler's parsed request, read by
+ * its w_* function on the writer's connection, and where the answer goes. Everything it
+ * points to lives on the handler's stack, which waits. */
+struct wr {
+    struct md_ctx *ctx;
+    const void *req; /* the handler's request struct */
+    const char *key;
+    const struct md_nodes *nodes;
+    int64_t now;
+    cJSON *events; /* NULL, or receives event.emit params (md_rpc_emit after the commit) */
+    cJSON *result;
+    int count;
+};
+
+/* Runs fn(w) in the writer's next batch and waits for its commit. On success *result (may
+ * be NULL) takes w->result; on failure it is freed, and so are events the call had queued:
+ * what was not committed is not announced. */
+static int write_call(struct md_ctx *ctx, md_write_fn fn, struct wr *w, bool durable, cJSON **result,
+                      char *err, size_t errlen)
+{
+    int rc = md_writer_run(&ctx->wr, fn, w, durable, NULL, err, errlen);
+    if (rc == 0 && result)
+        *result = w->result;
+    else
+        cJSON_Delete(w->result);
+    w->result = NULL;
+    while (rc != 0 && w->events && cJSON_GetArraySize(w->events) > 0)
+        cJSON_DeleteItemFromArray(w->events, 0);
+    return rc;
+}
+
 /* ---- handlers ------------------------------------------------------------------------------ */
+
+static int w_begin(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_store_begin(db, w->req, w->nodes, w->now, &w->result, err, errlen);
+}
 
 static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
@@ -251,11 +286,12 @@ static int h_begin(void *arg, const cJSON *req, cJSON **result, char *err, size_
     if ((rc = p_int(req, "unit", true, 1024 * 1024, 1, DYNO_FRAG_MAX_UNIT, &v, err, errlen)) != 0)
         return rc;
     r.unit = (uint32_t)v;
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_store_begin(db, &r, &nodes, (int64_t)time(NULL), result, err, errlen);
+    /* Not durable: a pending object is invisible until its commit, which syncs. */
+    struct wr w = {.req = &r, .nodes = &nodes, .now = (int64_t)time(NULL)};
+    rc = write_call(ctx, w_begin, &w, false, result, err, errlen);
     free(nodes.v);
     return rc;
 }
@@ -298,6 +334,12 @@ static int p_identity(const cJSON *req, struct md_resv_commit *c, char *err, siz
 
 #define MD_RESERVE_MAX 256 /* objects one object.reserve may place */
 
+static int w_reserve(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_store_reserve(db, w->req, w->nodes, w->now, &w->result, err, errlen);
+}
+
 static int h_reserve(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
@@ -327,15 +369,29 @@ static int h_reserve(void *arg, const cJSON *req, cJSON **result, char *err, siz
     if ((rc = p_int(req, "count", false, 0, 1, MD_RESERVE_MAX, &v, err, errlen)) != 0)
         return rc;
     r.count = (int)v;
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_store_reserve(db, &r, &nodes, (int64_t)time(NULL), result, err, errlen);
+    /* Not durable, as object.begin (md_store_reserve says why "fresh" need not be). */
+    struct wr w = {.req = &r, .nodes = &nodes, .now = (int64_t)time(NULL)};
+    rc = write_call(ctx, w_reserve, &w, false, result, err, errlen);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.reserve.before_reply"); /* reserved, not answered */
     return rc;
+}
+
+struct w_release_req {
+    const char *holder;
+    const char *const *keys;
+    size_t n;
+};
+
+static int w_release(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    const struct w_release_req *r = w->req;
+    return md_store_release(db, r->holder, r->keys, r->n, &w->count, err, errlen);
 }
 
 static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -364,11 +420,12 @@ static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, siz
         }
         i++;
     }
-    WITH_DB(ctx, db, err, errlen);
-    int dropped = 0;
-    int rc = md_store_release(db, holder, keys, (size_t)i, &dropped, err, errlen);
+    struct w_release_req rr = {.holder = holder, .keys = keys, .n = (size_t)i};
+    struct wr w = {.req = &rr};
+    int rc = write_call(ctx, w_release, &w, true, NULL, err, errlen);
     if (rc != 0)
         return rc;
+    int dropped = w.count;
     *result = cJSON_CreateObject();
     if (!*result) {
         snprintf(err, errlen, "out of memory");
@@ -376,6 +433,22 @@ static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, siz
     }
     cJSON_AddNumberToObject(*result, "released", dropped);
     return 0;
+}
+
+struct w_commit_req {
+    const struct md_resv_commit *resv;
+    int64_t size;
+    const char *sha;
+    const struct md_commit_frag *frags;
+    size_t nfrags;
+};
+
+static int w_commit(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    const struct w_commit_req *c = w->req;
+    return md_store_commit_resv(db, w->key, c->resv, c->size, c->sha, c->frags, c->nfrags, w->nodes, w->now,
+                                &w->result, err, errlen);
 }
 
 static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -428,12 +501,13 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     bool resv = cJSON_GetObjectItemCaseSensitive(req, "catalog") != NULL;
     if (resv && (rc = p_identity(req, &rc_id, err, errlen)) != 0)
         return rc;
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_store_commit_resv(db, key, resv ? &rc_id : NULL, size, sha, frags, (size_t)i, &nodes,
-                              (int64_t)time(NULL), result, err, errlen);
+    struct w_commit_req cr = {
+        .resv = resv ? &rc_id : NULL, .size = size, .sha = sha, .frags = frags, .nfrags = (size_t)i};
+    struct wr w = {.req = &cr, .key = key, .nodes = &nodes, .now = (int64_t)time(NULL)};
+    rc = write_call(ctx, w_commit, &w, true, result, err, errlen);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
@@ -442,15 +516,33 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
 
 typedef int (*key_op_fn)(struct md_db *, const char *, const struct md_nodes *, cJSON **, char *, size_t);
 
-static int key_op(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen, key_op_fn fn)
+/* A write of one key (w->req is its key_op_fn). */
+static int w_key_op(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    key_op_fn fn = *(const key_op_fn *)w->req;
+    return fn(db, w->key, w->nodes, &w->result, err, errlen);
+}
+
+/* fn on key: through the writer when write, else on this thread's connection. */
+static int key_op(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen, key_op_fn fn,
+                  bool write)
 {
     struct md_ctx *ctx = arg;
     const char *key;
     int rc;
     if ((rc = p_key(req, &key, err, errlen)) != 0)
         return rc;
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
+    if (write) {
+        if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+            return rc;
+        struct wr w = {.req = &fn, .key = key, .nodes = &nodes};
+        rc = write_call(ctx, w_key_op, &w, true, result, err, errlen);
+        free(nodes.v);
+        return rc;
+    }
+    WITH_DB(ctx, db, err, errlen);
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
     rc = fn(db, key, &nodes, result, err, errlen);
@@ -460,17 +552,17 @@ static int key_op(void *arg, const cJSON *req, cJSON **result, char *err, size_t
 
 static int h_abort(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    return key_op(arg, req, result, err, errlen, md_store_abort);
+    return key_op(arg, req, result, err, errlen, md_store_abort, true);
 }
 
 static int h_get(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    return key_op(arg, req, result, err, errlen, md_store_get);
+    return key_op(arg, req, result, err, errlen, md_store_get, false);
 }
 
 static int h_evict(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    return key_op(arg, req, result, err, errlen, md_store_evict);
+    return key_op(arg, req, result, err, errlen, md_store_evict, true);
 }
 
 static int h_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -505,6 +597,18 @@ static int h_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t
     return md_store_list(db, catalog, a, prefix, (int)limit, result, err, errlen);
 }
 
+struct w_purge_req {
+    const int *idx;
+    size_t n;
+};
+
+static int w_purge(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    const struct w_purge_req *r = w->req;
+    return md_store_purge(db, w->key, r->idx, r->n, &w->result, err, errlen);
+}
+
 static int h_purge(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
@@ -530,8 +634,23 @@ static int h_purge(void *arg, const cJSON *req, cJSON **result, char *err, size_
         }
         idx[n++] = (int)d;
     }
-    WITH_DB(ctx, db, err, errlen);
-    return md_store_purge(db, key, idx, (size_t)n, result, err, errlen);
+    struct w_purge_req pr = {.idx = idx, .n = (size_t)n};
+    struct wr w = {.req = &pr, .key = key};
+    return write_call(ctx, w_purge, &w, true, result, err, errlen);
+}
+
+struct w_report_req {
+    int index;
+    const char *problem;
+    const char *container;
+};
+
+static int w_report(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    const struct w_report_req *r = w->req;
+    return md_store_report(db, w->key, r->index, r->problem, r->container, w->events, &w->result, err,
+                           errlen);
 }
 
 static int h_report(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -558,13 +677,14 @@ static int h_report(void *arg, const cJSON *req, cJSON **result, char *err, size
             return DYNO_EINVAL;
         }
     }
-    WITH_DB(ctx, db, err, errlen);
     cJSON *events = cJSON_CreateArray();
     if (!events) {
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    rc = md_store_report(db, key, (int)index, problem, container, events, result, err, errlen);
+    struct w_report_req rr = {.index = (int)index, .problem = problem, .container = container};
+    struct wr w = {.req = &rr, .key = key, .events = events};
+    rc = write_call(ctx, w_report, &w, true, result, err, errlen);
     if (rc == 0 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(*result, "ignored")))
         dyno_warn("fragment reported", "key=%s index=%d problem=%s", key, (int)index, problem);
     md_rpc_emit(ctx, events);
@@ -622,6 +742,12 @@ static int p_array(const cJSON *req, const char *name, int max, const cJSON **ar
     return 0;
 }
 
+static int w_repair_claim(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_repair_claim(&w->ctx->repair, db, w->nodes, w->req, w->now, &w->result, err, errlen);
+}
+
 static int h_repair_claim(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
@@ -629,13 +755,27 @@ static int h_repair_claim(void *arg, const cJSON *req, cJSON **result, char *err
     int rc;
     if ((rc = p_segment(req, "worker", &worker, err, errlen)) != 0)
         return rc;
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    rc = md_repair_claim(&ctx->repair, db, &nodes, worker, (int64_t)time(NULL), result, err, errlen);
+    struct wr w = {.ctx = ctx, .req = worker, .nodes = &nodes, .now = (int64_t)time(NULL)};
+    rc = write_call(ctx, w_repair_claim, &w, true, result, err, errlen);
     free(nodes.v);
     return rc;
+}
+
+struct w_complete_req {
+    const char *id;
+    const struct md_repair_result *res;
+    size_t n;
+};
+
+static int w_repair_complete(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    const struct w_complete_req *c = w->req;
+    return md_repair_complete(&w->ctx->repair, db, c->id, w->key, c->res, c->n, w->now, w->events, &w->result,
+                              err, errlen);
 }
 
 static int h_repair_complete(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -684,14 +824,14 @@ static int h_repair_complete(void *arg, const cJSON *req, cJSON **result, char *
         res[n].size = size;
         n++;
     }
-    WITH_DB(ctx, db, err, errlen);
     cJSON *events = cJSON_CreateArray();
     if (!events) {
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    rc = md_repair_complete(&ctx->repair, db, id, key, res, (size_t)n, (int64_t)time(NULL), events, result,
-                            err, errlen);
+    struct w_complete_req cr = {.id = id, .res = res, .n = (size_t)n};
+    struct wr w = {.ctx = ctx, .req = &cr, .key = key, .now = (int64_t)time(NULL), .events = events};
+    rc = write_call(ctx, w_repair_complete, &w, true, result, err, errlen);
     md_rpc_emit(ctx, events);
     cJSON_Delete(events);
     return rc;
@@ -703,6 +843,12 @@ static int h_repair_status(void *arg, const cJSON *req, cJSON **result, char *er
     (void)req;
     WITH_DB(ctx, db, err, errlen);
     return md_repair_status(db, (int64_t)time(NULL), result, err, errlen);
+}
+
+static int w_drain(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_repair_drain(db, w->nodes, w->req, w->now, w->events, &w->result, err, errlen);
 }
 
 static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -720,7 +866,6 @@ static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_
         snprintf(err, errlen, "only an admin may drain a container");
         return DYNO_EFORBIDDEN;
     }
-    WITH_DB(ctx, db, err, errlen);
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
@@ -731,7 +876,8 @@ static int h_drain(void *arg, const cJSON *req, cJSON **result, char *err, size_
         return DYNO_ENOMEM;
     }
     char q[80];
-    rc = md_repair_drain(db, &nodes, id, (int64_t)time(NULL), events, result, err, errlen);
+    struct wr w = {.req = id, .nodes = &nodes, .now = (int64_t)time(NULL), .events = events};
+    rc = write_call(ctx, w_drain, &w, true, result, err, errlen);
     if (rc == 0)
         dyno_info("drain requested", "id=%s by=%s", id, dyno_log_q(q, sizeof(q), caller.sub));
     free(nodes.v);
@@ -754,6 +900,12 @@ static int h_gc_claim(void *arg, const cJSON *req, cJSON **result, char *err, si
     rc = md_repair_gc_claim(db, &nodes, (int)limit, result, err, errlen);
     free(nodes.v);
     return rc;
+}
+
+static int w_gc_complete(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_repair_gc_complete(db, w->req, (size_t)w->count, &w->result, err, errlen);
 }
 
 static int h_gc_complete(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -785,12 +937,8 @@ static int h_gc_complete(void *arg, const cJSON *req, cJSON **result, char *err,
         items[n].ok = cJSON_IsTrue(ok);
         n++;
     }
-    struct md_db *db;
-    rc = md_ctx_db(ctx, &db);
-    if (rc == 0)
-        rc = md_repair_gc_complete(db, items, (size_t)n, result, err, errlen);
-    else
-        snprintf(err, errlen, "metadata database unavailable");
+    struct wr w = {.req = items, .count = n};
+    rc = write_call(ctx, w_gc_complete, &w, true, result, err, errlen);
     free(items);
     return rc;
 }
@@ -880,6 +1028,12 @@ static int p_restore_obj(const cJSON *it, int i, struct md_restore_obj *o, struc
     return 0;
 }
 
+static int w_restore(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_repair_restore(db, w->req, (size_t)w->count, w->now, &w->result, err, errlen);
+}
+
 static int h_restore(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
@@ -903,13 +1057,8 @@ static int h_restore(void *arg, const cJSON *req, cJSON **result, char *err, siz
             goto out;
         i++;
     }
-    struct md_db *db;
-    rc = md_ctx_db(ctx, &db);
-    if (rc != 0) {
-        snprintf(err, errlen, "metadata database unavailable");
-        goto out;
-    }
-    rc = md_repair_restore(db, objs, (size_t)i, (int64_t)time(NULL), result, err, errlen);
+    struct wr w = {.req = objs, .count = i, .now = (int64_t)time(NULL)};
+    rc = write_call(ctx, w_restore, &w, true, result, err, errlen);
 out:
     free(objs);
     free(frags);

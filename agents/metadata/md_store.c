@@ -38,8 +38,10 @@ struct md_db {
     bool relaxed;            /* PRAGMA synchronous=NORMAL is in force (object.begin), else FULL */
     pthread_mutex_t *writer; /* shared by the process's connections, or NULL (md_db_share_writer) */
     bool writing;            /* this connection holds writer */
-    struct md_sync *sync;    /* group commit (md_db_share_sync), or NULL: FULL commits */
-    bool durable;            /* the open write transaction must be synced before it returns */
+    /* Inside the batch writer's transaction (md__batch_begin .. md__batch_end): md__begin
+     * and friends open and close savepoints instead of transactions. */
+    bool batch;
+    int depth; /* md__begin savepoints open inside the batch */
 };
 
 /* States that make an object visible, and fragment states that take room on a container.
@@ -296,6 +298,39 @@ static void tx_unlock(struct md_db *db)
     }
 }
 
+static const char SQL_SP_OPEN[] = "SAVEPOINT md_tx";
+static const char SQL_SP_RELEASE[] = "RELEASE md_tx";
+static const char SQL_SP_UNDO[] = "ROLLBACK TO md_tx";
+static const char SQL_REQ_OPEN[] = "SAVEPOINT md_req";
+static const char SQL_REQ_RELEASE[] = "RELEASE md_req";
+static const char SQL_REQ_UNDO[] = "ROLLBACK TO md_req";
+
+/* A store call's transaction inside the batch: a savepoint. Refused (SQLITE_ABORT) when an
+ * error has already rolled the batch's transaction back: a SAVEPOINT outside a transaction
+ * would start one of its own, outside the writer's commit. */
+static int sp_open(struct md_db *db)
+{
+    if (sqlite3_get_autocommit(db->db))
+        return SQLITE_ABORT;
+    int rc = exec0(db, SQL_SP_OPEN);
+    if (rc == SQLITE_OK)
+        db->depth++;
+    return rc;
+}
+
+/* Ends the innermost store savepoint: kept (released into the batch) or undone. */
+static int sp_close(struct md_db *db, bool keep)
+{
+    if (db->depth == 0)
+        return SQLITE_OK;
+    db->depth--;
+    if (sqlite3_get_autocommit(db->db))
+        return SQLITE_ABORT;
+    int rc = keep ? SQLITE_OK : exec0(db, SQL_SP_UNDO);
+    int rc2 = exec0(db, SQL_SP_RELEASE);
+    return rc != SQLITE_OK ? rc : rc2;
+}
+
 /*
  * BEGIN IMMEDIATE at a durability level. FULL syncs the WAL at COMMIT, so an acknowledged
  * change survives a power cut. relaxed (NORMAL) does not: object.begin's pending rows may
@@ -305,15 +340,14 @@ static void tx_unlock(struct md_db *db)
  */
 static int tx_begin(struct md_db *db, bool relaxed)
 {
-    /* With group commit the connection stays NORMAL; md__commit syncs the durable ones. */
-    bool want = db->sync ? true : relaxed;
-    if (db->relaxed != want) {
-        int rc = exec0(db, want ? SQL_SYNC_NORMAL : SQL_SYNC_FULL);
+    if (db->batch)
+        return sp_open(db); /* the batch's durability is decided by the writer */
+    if (db->relaxed != relaxed) {
+        int rc = exec0(db, relaxed ? SQL_SYNC_NORMAL : SQL_SYNC_FULL);
         if (rc != SQLITE_OK)
             return rc;
-        db->relaxed = want;
+        db->relaxed = relaxed;
     }
-    db->durable = db->sync && !relaxed;
     /* Writers of this process queue on a mutex (woken at once) rather than in SQLite's busy
      * handler, which sleeps 1, 2, 5, 10 ... ms between tries of the file lock. */
     if (db->writer) {
@@ -333,112 +367,26 @@ int md__begin(struct md_db *db)
 
 int md__begin_read(struct md_db *db)
 {
-    return dyno_db_begin_read(db->d);
-}
-
-/* ---- group commit (md_store.h) ---- */
-
-int md_sync_init(struct md_sync *s, const char *db_path)
-{
-    memset(s, 0, sizeof(*s));
-    s->wal_fd = -1;
-    int n = snprintf(s->wal_path, sizeof(s->wal_path), "%s-wal", db_path);
-    if (n < 0 || (size_t)n >= sizeof(s->wal_path))
-        return DYNO_EINVAL;
-    if (pthread_mutex_init(&s->mu, NULL) != 0)
-        return DYNO_EINTERNAL;
-    if (pthread_cond_init(&s->cv, NULL) != 0) {
-        pthread_mutex_destroy(&s->mu);
-        return DYNO_EINTERNAL;
-    }
-    return 0;
-}
-
-void md_sync_fini(struct md_sync *s)
-{
-    if (s->wal_fd >= 0)
-        close(s->wal_fd);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-}
-
-void md_db_share_sync(struct md_db *db, struct md_sync *s)
-{
-    db->sync = s;
-}
-
-/* Puts every byte written to the WAL so far on disk (fdatasync on any descriptor of the
- * file flushes its pages, whoever wrote them). Called by one waiter at a time. */
-static int sync_wal(struct md_sync *s)
-{
-    if (s->wal_fd < 0) {
-        s->wal_fd = open(s->wal_path, O_RDWR | O_CLOEXEC);
-        if (s->wal_fd < 0) {
-            dyno_error("cannot open the WAL for group commit", "path=%s error=\"%s\"", s->wal_path,
-                       strerror(errno));
-            return DYNO_EIO;
-        }
-    }
-    if (fdatasync(s->wal_fd) != 0) {
-        dyno_error("WAL fdatasync failed", "path=%s error=\"%s\"", s->wal_path, strerror(errno));
-        return DYNO_EIO;
-    }
-    return 0;
-}
-
-/* Returns once commit seq is on disk: 0, or DYNO_EIO when the sync failed. */
-static int sync_wait(struct md_sync *s, uint64_t seq)
-{
-    int rc = 0;
-    pthread_mutex_lock(&s->mu);
-    while (s->synced < seq && rc == 0) {
-        if (s->syncing) {
-            pthread_cond_wait(&s->cv, &s->mu);
-            continue;
-        }
-        s->syncing = true;
-        uint64_t upto = s->written; /* every commit numbered so far has written its frames */
-        pthread_mutex_unlock(&s->mu);
-        rc = sync_wal(s);
-        pthread_mutex_lock(&s->mu);
-        s->syncing = false;
-        s->syncs++;
-        if (rc == 0 && upto > s->synced)
-            s->synced = upto;
-        pthread_cond_broadcast(&s->cv);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-/* After a write transaction ended with rc: numbers a durable commit (still under the writer
- * mutex, so in commit order), releases the mutex, and waits for its sync. Returns rc, or
- * SQLITE_IOERR when the commit could not be made durable. */
-static int tx_end(struct md_db *db, int rc)
-{
-    uint64_t seq = 0;
-    if (rc == SQLITE_OK && db->durable && db->sync) {
-        pthread_mutex_lock(&db->sync->mu);
-        seq = ++db->sync->written;
-        pthread_mutex_unlock(&db->sync->mu);
-    }
-    db->durable = false;
-    tx_unlock(db);
-    if (seq && sync_wait(db->sync, seq) != 0)
-        return SQLITE_IOERR;
-    return rc;
+    return db->batch ? sp_open(db) : dyno_db_begin_read(db->d);
 }
 
 int md__commit(struct md_db *db)
 {
-    return tx_end(db, dyno_db_end(db->d, SQLITE_OK));
+    if (db->batch)
+        return sp_close(db, true);
+    int rc = dyno_db_end(db->d, SQLITE_OK);
+    tx_unlock(db);
+    return rc;
 }
 
 void md__rollback(struct md_db *db)
 {
+    if (db->batch) {
+        sp_close(db, false);
+        return;
+    }
     if (!sqlite3_get_autocommit(db->db))
         dyno_db_end(db->d, SQLITE_ABORT);
-    db->durable = false;
     tx_unlock(db);
 }
 
@@ -449,13 +397,61 @@ int md__finish(struct md_db *db, int ret, int rc, char *err, size_t errlen)
         md__rollback(db);
         return ret;
     }
-    bool commit = ret == 0 && rc == SQLITE_OK;
-    ret = dyno_db_tx_finish(db->d, ret, rc, err, errlen);
-    if (tx_end(db, commit && ret == 0 ? SQLITE_OK : SQLITE_ABORT) == SQLITE_IOERR && ret == 0) {
-        snprintf(err, errlen, "metadata database: the commit could not be synced to disk");
-        ret = DYNO_EIO;
+    if (db->batch) {
+        if (ret == 0 && rc == SQLITE_OK)
+            rc = sp_close(db, true);
+        else
+            sp_close(db, false);
+        if (ret == 0 && rc != SQLITE_OK)
+            ret = md__sqlerr(db, rc, err, errlen);
+        return ret;
     }
+    ret = dyno_db_tx_finish(db->d, ret, rc, err, errlen);
+    tx_unlock(db);
     return ret;
+}
+
+/* ---- the batch writer's transaction (md_writer.h) ---- */
+
+int md__batch_begin(struct md_db *db, bool durable)
+{
+    int rc = tx_begin(db, !durable);
+    if (rc == SQLITE_OK) {
+        db->batch = true;
+        db->depth = 0;
+    }
+    return rc;
+}
+
+int md__batch_mark(struct md_db *db)
+{
+    if (sqlite3_get_autocommit(db->db))
+        return SQLITE_ABORT;
+    db->depth = 0;
+    return exec0(db, SQL_REQ_OPEN);
+}
+
+int md__batch_unmark(struct md_db *db, bool keep)
+{
+    /* An error that rolled the whole transaction back took every request with it. */
+    if (sqlite3_get_autocommit(db->db))
+        return SQLITE_ABORT;
+    /* A store call that left a savepoint open is ended with its request: RELEASE and
+     * ROLLBACK TO of md_req also end every savepoint nested in it. */
+    db->depth = 0;
+    int rc = keep ? SQLITE_OK : exec0(db, SQL_REQ_UNDO);
+    int rc2 = exec0(db, SQL_REQ_RELEASE);
+    return rc != SQLITE_OK ? rc : rc2;
+}
+
+int md__batch_end(struct md_db *db, bool commit)
+{
+    db->batch = false;
+    db->depth = 0;
+    int rc = commit && !sqlite3_get_autocommit(db->db) ? SQLITE_OK : SQLITE_ABORT;
+    rc = dyno_db_end(db->d, rc);
+    tx_unlock(db);
+    return rc;
 }
 
 void md_db_share_writer(struct md_db *db, pthread_mutex_t *writer)

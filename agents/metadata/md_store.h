@@ -15,7 +15,8 @@
  *
  * Inputs are validated by the RPC layer (md_rpc.c); the store checks state transitions.
  * Every function that changes more than one row does it in one BEGIN IMMEDIATE
- * transaction and leaves nothing changed on error. Results are new cJSON objects owned by
+ * transaction (a savepoint of the batch writer's transaction when it runs there,
+ * md_writer.h) and leaves nothing changed on error. Results are new cJSON objects owned by
  * the caller; errors are DYNO_E* with a message in err.
  *
  * Threads: a struct md_db is used by one thread at a time; open one per thread.
@@ -76,31 +77,6 @@ void md_db_close(struct md_db *db);
  * (the SQLite lock alone, as in tests). Before the first transaction. */
 void md_db_share_writer(struct md_db *db, pthread_mutex_t *writer);
 
-/*
- * Group commit. Without it every durable transaction (all but object.begin's) commits with
- * synchronous=FULL: its own fsync of the WAL, inside the writer mutex, so concurrent puts
- * queue behind one fsync each. With it, connections run synchronous=NORMAL and, after
- * COMMIT and outside the writer mutex, wait until an fdatasync of the WAL file that started
- * after their COMMIT has returned: the first waiter runs it for every commit written so far,
- * the others wait for it or run the next. Every change is still durable before md__commit
- * (and so the RPC answer) returns, but one fsync serves many commits.
- */
-struct md_sync {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t written; /* durable commits ended, numbered under the writer mutex */
-    uint64_t synced;  /* commits up to this one are on disk */
-    uint64_t syncs;   /* fdatasyncs run (for tests and metrics) */
-    bool syncing;     /* a waiter is running one */
-    int wal_fd;       /* the WAL file, opened at the first sync; -1 before */
-    char wal_path[4096];
-};
-/* 0, or DYNO_EINVAL (path too long) / DYNO_EINTERNAL. */
-int md_sync_init(struct md_sync *s, const char *db_path);
-void md_sync_fini(struct md_sync *s);
-/* Makes db's durable transactions use s (which must outlive db; db must also share the
- * process's writer mutex). Before the first transaction. */
-void md_db_share_sync(struct md_db *db, struct md_sync *s);
 /* A passive WAL checkpoint (never waits for readers or writers): the housekeeping thread
  * runs it so that RPC commits do not. 0 or DYNO_E*. */
 int md_store_checkpoint(struct md_db *db);
@@ -246,7 +222,9 @@ int md__step0(sqlite3_stmt *st);
  * receives the rows changed. SQLite code. */
 int md__run_key(struct md_db *db, const char *sql, const char *key, int64_t v2, int *changes);
 /* BEGIN IMMEDIATE at synchronous=FULL; a read transaction; COMMIT (rolled back when it
- * fails); ROLLBACK when a transaction is open. SQLite codes (dyno_db_begin/end). */
+ * fails); ROLLBACK when a transaction is open. SQLite codes (dyno_db_begin/end). Inside a
+ * batch (md__batch_begin) each is a savepoint instead (SAVEPOINT / RELEASE / ROLLBACK TO),
+ * so a store call keeps its all-or-nothing rule and the batch commits it with the others. */
 int md__begin(struct md_db *db);
 int md__begin_read(struct md_db *db);
 int md__commit(struct md_db *db);
@@ -264,6 +242,20 @@ int md__obj_get(struct md_db *db, const char *key, struct md__obj *o);
  * DYNO_ENOTFOUND ("no object <key>" in err) when there is none, else 0 with *rc the SQLite
  * result; either way the call ends through md__finish. */
 int md__begin_obj(struct md_db *db, const char *key, struct md__obj *o, int *rc, char *err, size_t errlen);
+/*
+ * The batch writer's transaction (md_writer.c), on its own connection: md__batch_begin
+ * takes the writer mutex and opens BEGIN IMMEDIATE, at synchronous=FULL when durable, else
+ * NORMAL; md__batch_mark opens one request's savepoint and md__batch_unmark ends it, kept
+ * or rolled back (with every savepoint its store call left open); md__batch_end commits
+ * (commit true) or rolls back, and releases the mutex. SQLite codes; md__batch_mark and
+ * md__batch_unmark return SQLITE_ABORT when an error has already rolled the whole
+ * transaction back (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM may), and md__batch_end then
+ * rolls back whatever commit says.
+ */
+int md__batch_begin(struct md_db *db, bool durable);
+int md__batch_mark(struct md_db *db);
+int md__batch_unmark(struct md_db *db, bool keep);
+int md__batch_end(struct md_db *db, bool commit);
 /* A result object holding one empty array member named array (*arr); NULL with "out of
  * memory" in err. */
 cJSON *md__result_new(const char *array, cJSON **arr, char *err, size_t errlen);

@@ -365,6 +365,24 @@ class CrashPoints(FabricCase):
         self.put(3000, "after-rsv-crash")
         self.check_invariant(point)
 
+    def test_03f_metadata_batch_before_commit(self):
+        # Metadata runs its writes in batches, one transaction each (md_writer.h): it dies
+        # with a whole batch run and not committed. Whatever that batch held (a reservation,
+        # an object.begin, a commit), none of it was answered: the puts under way are retried
+        # or refused, nothing acknowledged is lost, nothing is half-visible.
+        point = "metadata.batch.before_commit"
+        self.arm(self.md, point)
+        puts = [self.put_in_thread(size, "mdb") for size in (3000, 5 * MiB + 9, 3001)]
+        self.crashed(self.md, point, timeout=120)
+        self.revive(self.md)
+        for th, out in puts:
+            th.join(120)
+            self.assertFalse(th.is_alive(), "a put did not end after metadata came back")
+        print("%s: the puts answered %s" % (point, [getattr(o.get("r"), "status", o.get("r"))
+                                                    for _, o in puts]))
+        self.put(3002, "after-batch-crash")
+        self.check_invariant(point)
+
     def test_04b_gateway_before_commit_reserved(self):
         # A small put on a reservation sends its replicas and dies before its commit: the next
         # incarnation sends that reservation to deleting, and GC deletes its fragments.

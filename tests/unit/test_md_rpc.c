@@ -18,6 +18,7 @@
 #include "../../agents/metadata/md_repair.c"
 #include "../../agents/metadata/md_rpc.c"
 #include "../../agents/metadata/md_store.c"
+#include "../../agents/metadata/md_writer.c"
 #include "agent_fixture.h"
 
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

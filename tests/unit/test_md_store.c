@@ -352,49 +352,6 @@ static void test_reap(void **state)
                      DYNO_ECONFLICT);
 }
 
-/* ---- group commit: threads with their own connections share the WAL syncs ---- */
-
-#define GC_THREADS 4
-#define GC_COMMITS 50
-
-struct gc {
-    char path[256];
-    pthread_mutex_t writer;
-    struct md_sync sync;
-    int failures;
-    pthread_mutex_t mu;
-};
-
-static void *gc_worker(void *arg)
-{
-    struct gc *g = arg;
-    struct md_db *db = NULL;
-    int bad = 0;
-    if (md_db_open(g->path, &db) != 0)
-        bad = GC_COMMITS;
-    else {
-        md_db_share_writer(db, &g->writer);
-        md_db_share_sync(db, &g->sync);
-        for (int i = 0; i < GC_COMMITS; i++) {
-            int rc = md__begin(db);
-            if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db->db, "INSERT INTO gc(v) VALUES(1)", NULL, NULL, NULL);
-            if (rc == SQLITE_OK)
-                rc = md__commit(db);
-            else
-                md__rollback(db);
-            bad += rc != SQLITE_OK;
-            /* the connection stays NORMAL: the sync is ours, not SQLite's */
-            bad += !db->relaxed;
-        }
-        md_db_close(db);
-    }
-    pthread_mutex_lock(&g->mu);
-    g->failures += bad;
-    pthread_mutex_unlock(&g->mu);
-    return NULL;
-}
-
 /* Reservations (object.reserve): a batch of placed, invisible objects; a commit gives one
  * its catalog and name; the unused are released without a trace; a fresh reserve of the
  * same holder (its restart) sends the old ones to deleting; the wrong commit is refused. */
@@ -515,57 +472,6 @@ static void test_reserve_commit_release(void **state)
     assert_null(res);
 }
 
-static void test_group_commit(void **state)
-{
-    (void)state;
-    static struct gc g;
-    memset(&g, 0, sizeof(g));
-    char dir[] = "/tmp/dyno-test-gc-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    snprintf(g.path, sizeof(g.path), "%s/md.db", dir);
-    assert_int_equal(pthread_mutex_init(&g.writer, NULL), 0);
-    assert_int_equal(pthread_mutex_init(&g.mu, NULL), 0);
-    assert_int_equal(md_sync_init(&g.sync, g.path), 0);
-
-    struct md_db *db = NULL;
-    assert_int_equal(md_db_open(g.path, &db), 0);
-    assert_int_equal(sqlite3_exec(db->db, "CREATE TABLE gc(v INTEGER)", NULL, NULL, NULL), SQLITE_OK);
-
-    pthread_t t[GC_THREADS];
-    for (int i = 0; i < GC_THREADS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, gc_worker, &g), 0);
-    for (int i = 0; i < GC_THREADS; i++)
-        pthread_join(t[i], NULL);
-    assert_int_equal(g.failures, 0);
-    /* every durable commit was numbered and is covered by a sync that ran after it */
-    assert_int_equal(g.sync.written, GC_THREADS * GC_COMMITS);
-    assert_true(g.sync.synced == g.sync.written);
-    assert_true(g.sync.syncs >= 1 && g.sync.syncs <= g.sync.written);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db->db, "SELECT count(*) FROM gc", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), GC_THREADS * GC_COMMITS);
-    sqlite3_finalize(st);
-
-    /* a WAL that cannot be opened fails the commit instead of acknowledging it unsynced */
-    struct md_sync broken;
-    assert_int_equal(md_sync_init(&broken, "/nonexistent-dir/md.db"), 0);
-    md_db_share_writer(db, &g.writer);
-    md_db_share_sync(db, &broken);
-    assert_int_equal(md__begin(db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db->db, "INSERT INTO gc(v) VALUES(2)", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(md__commit(db), SQLITE_IOERR);
-    md_sync_fini(&broken);
-
-    md_db_close(db);
-    md_sync_fini(&g.sync);
-    pthread_mutex_destroy(&g.writer);
-    pthread_mutex_destroy(&g.mu);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
 int main(void)
 {
     dyno_log_init("test", DYNO_LOG_ERROR + 1);
@@ -580,7 +486,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_commit_release, setup, teardown),
-        cmocka_unit_test(test_group_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
