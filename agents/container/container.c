@@ -52,6 +52,9 @@ static const struct {
         {"dyno_container_volume_syncs_total",
          "Group-commit fdatasyncs of volume files (records / syncs = the commits one sync served)",
          "counter"},
+    [CM_CONNECTIONS] = {"dyno_container_connections_total",
+                        "HTTP connections accepted (the gateway keeps its connections across requests)",
+                        "counter"},
 };
 
 static void container_fatal(const char *what)
@@ -65,22 +68,53 @@ bool container_backend_is(const struct container *c, const char *name)
     return strcmp(c->cfg.backend ? c->cfg.backend : "posix", name) == 0;
 }
 
-uint64_t container_free(struct container *c, uint64_t used)
+/* Bytes left under the configured capacity (or the memory backend's own bound). */
+static uint64_t container__cap_free(const struct container *c, uint64_t used)
 {
     uint64_t cap = (uint64_t)c->cfg.capacity;
     /* The memory backend's own bound, when lower, is what placement must see. */
     if (container_backend_is(c, "memory") && c->cfg.memory_max > 0 && (uint64_t)c->cfg.memory_max < cap)
         cap = (uint64_t)c->cfg.memory_max;
-    uint64_t free_bytes = used >= cap ? 0 : cap - used;
+    return used >= cap ? 0 : cap - used;
+}
+
+/* What the disk under a posix store has left (statvfs), or UINT64_MAX when it cannot say. */
+static uint64_t container__disk_avail(const struct container *c)
+{
+    struct statvfs vfs;
+    if (!container_backend_is(c, "posix") || statvfs(c->cfg.dir, &vfs) != 0)
+        return UINT64_MAX;
+    return (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+}
+
+uint64_t container_free(struct container *c, uint64_t used)
+{
+    uint64_t free_bytes = container__cap_free(c, used);
     /* The configured capacity is a promise the disk may not keep (a shared or small
      * filesystem): report what is really left, so placement stops choosing a full disk. */
-    struct statvfs vfs;
-    if (container_backend_is(c, "posix") && statvfs(c->cfg.dir, &vfs) == 0) {
-        uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
-        if (avail < free_bytes)
-            free_bytes = avail;
+    uint64_t avail = container__disk_avail(c);
+    return avail < free_bytes ? avail : free_bytes;
+}
+
+/* The disk's room for a reservation of n bytes, under mu: statvfs's last answer less what
+ * was reserved since. A statvfs per put was a syscall under mu for every put; it is asked
+ * again once the reservations since its answer (with this one) reach half of it, and every
+ * CONTAINER_STATFS_EVERY reservations. So the estimate errs only towards too little room
+ * (deletes are not counted until the next answer), near a full disk every reservation asks
+ * again, and nothing is accepted beyond half of what the disk last said it had. */
+#define CONTAINER_STATFS_EVERY 256
+static uint64_t container__disk_room(struct container *c, uint64_t n)
+{
+    if (!c->disk_known || c->disk_taken + n > c->disk_avail / 2 || c->disk_uses >= CONTAINER_STATFS_EVERY) {
+        c->disk_avail = container__disk_avail(c);
+        c->disk_taken = 0;
+        c->disk_uses = 0;
+        c->disk_known = true;
     }
-    return free_bytes;
+    c->disk_uses++;
+    if (c->disk_avail == UINT64_MAX)
+        return UINT64_MAX;
+    return c->disk_taken >= c->disk_avail ? 0 : c->disk_avail - c->disk_taken;
 }
 
 int container_reserve(struct container *c, uint64_t n, uint64_t credit)
@@ -89,11 +123,15 @@ int container_reserve(struct container *c, uint64_t n, uint64_t credit)
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     store_usage(c->store, &used, NULL);
-    if (used + c->reserved + n > (uint64_t)c->cfg.capacity + credit ||
-        c->reserved + n > container_free(c, used) + credit)
+    uint64_t room = container__cap_free(c, used), disk = container__disk_room(c, n);
+    if (disk < room)
+        room = disk;
+    if (used + c->reserved + n > (uint64_t)c->cfg.capacity + credit || c->reserved + n > room + credit) {
         rc = DYNO_ENOSPC;
-    else
+    } else {
         c->reserved += n;
+        c->disk_taken += n;
+    }
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -69,6 +69,7 @@ enum container_metric {
     CM_SCRUB_ERRORS,
     CM_VOL_RECORDS,
     CM_VOL_SYNCS,
+    CM_CONNECTIONS,
     CM_COUNT
 };
 
@@ -89,6 +90,11 @@ struct container {
     /* Bytes of puts in flight, reserved against capacity. Guarded by mu. */
     pthread_mutex_t mu;
     uint64_t reserved;
+    /* The disk's free bytes at the last statvfs, bytes reserved since, reservations since
+     * (container.c container__disk_room). Guarded by mu. */
+    uint64_t disk_avail, disk_taken;
+    unsigned disk_uses;
+    bool disk_known;
 
     /* The scrubber (scrub.c): its thread waits on scrub_cv, so stopping is immediate. */
     pthread_t scrub_thread;
@@ -124,6 +130,7 @@ bool container_backend_is(const struct container *c, const char *name);
 uint64_t container_free(struct container *c, uint64_t used);
 int container_reserve(struct container *c, uint64_t n, uint64_t credit);
 void container_unreserve(struct container *c, uint64_t n);
-/* Refreshes the usage gauges from the store. */
+/* Refreshes the usage gauges from the store: when /metrics is rendered, not per request
+ * (each call takes the volume store's lock, the one its group commit waits on). */
 void container_update_gauges(struct container *c);
 #endif

@@ -58,6 +58,10 @@ struct gw_xfer_spec {
     long timeout_ms;   /* the whole transfer at most; 0: only the owner's no-progress rule */
     /* PUT body: fills buf with up to cap bytes; 0 ends the body; GW_XFER_PAUSE: nothing yet. */
     size_t (*read)(char *buf, size_t cap, void *arg);
+    /* PUT body known whole at the start (size bytes, borrowed until the transfer is closed),
+     * or NULL: read is used. A small body leaves with the request line and headers in one
+     * send, instead of a second send (and a second wake-up of the container) after them. */
+    const void *body;
     /* Response body of a 2xx: returns len (taken), GW_XFER_PAUSE (offered again after a
      * resume) or anything else to abort. x->status is set before the first call. NULL:
      * dropped. */
@@ -121,6 +125,7 @@ struct gw_upload {
     int nseg, iseg;
     size_t off;
     bool eof;      /* after the segments, end the body */
+    uint8_t *body; /* the whole body in one piece (gw_upload_open of a complete small one) */
     char url[512]; /* the container's base URL (the owner's, for its log) */
     char why[200]; /* why it failed (not live) */
     struct dyno_frag_writer w;
@@ -140,8 +145,13 @@ struct gw_upload_set {
 };
 /* Starts u (its writer set up, transfer closed) as a PUT of a fragment of size bytes (-1:
  * unknown, chunked) to url; u->x.index is the caller's. 0 with u->live, else a DYNO_E*
- * with u->why set. */
+ * with u->why set. A stream whose segments already hold the whole fragment (a deferred
+ * replica) of at most GW_UPLOAD_INLINE_MAX bytes is gathered into u->body and sent with
+ * its request headers in one piece. */
+#define GW_UPLOAD_INLINE_MAX (128 * 1024) /* a replica of small_max (64 KiB) and its framing */
 int gw_upload_open(struct gw *gw, struct gw_conn *conn, struct gw_upload *u, const char *url, int64_t size);
+/* Closes u's transfer and frees what gw_upload_open gathered; safe on a closed u. */
+void gw_upload_close(struct gw_conn *conn, struct gw_upload *u);
 /* Gives u its next record (payload borrowed, ulen bytes; suf: a precomputed CRC suffix or
  * NULL), after the fragment header when it is the first. */
 void gw_upload_record(struct gw_upload *u, const uint8_t *payload, size_t ulen, const uint8_t *suf);

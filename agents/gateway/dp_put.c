@@ -668,7 +668,7 @@ static void put__abort(struct gw_put *p)
         return;
     for (int i = 0; p->up && i < p->n; i++) {
         p->up[i].live = false;
-        gw_xfer_close(p->conn, &p->up[i].x);
+        gw_upload_close(p->conn, &p->up[i]);
     }
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "key", p->key);
@@ -706,7 +706,7 @@ void gw_put_close(struct gw_put *p)
     if (!p->committed)
         put__abort(p);
     for (int i = 0; p->up && i < p->n; i++)
-        gw_xfer_close(p->conn, &p->up[i].x);
+        gw_upload_close(p->conn, &p->up[i]);
     if (p->purge_key[0])
         gw_purge_fragments(p->gw, p->conn, p->purge_key, p->purge_frags);
     cJSON_Delete(p->purge_frags);

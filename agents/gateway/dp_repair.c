@@ -132,7 +132,7 @@ int gw_rtask_init(struct gw_rtask *t, const cJSON *task)
 void gw_rtask_free(struct gw_rtask *t)
 {
     for (int i = 0; i < t->ntgt; i++)
-        gw_xfer_close(t->conn, &t->put[i].x);
+        gw_upload_close(t->conn, &t->put[i]);
     free(t->stripe);
     free(t->parity);
 }

@@ -144,8 +144,13 @@ int gw_init(struct gw *gw, char *err, size_t cap)
     gw->svc_headers = curl_slist_append(NULL, hdr);
     gw_wipe(hdr, sizeof(hdr));
     /* No "Expect: 100-continue": it costs a round trip per fragment and a one-second
-     * stall with a peer that does not answer it; containers refuse early anyway. */
-    struct curl_slist *more = gw->svc_headers ? curl_slist_append(gw->svc_headers, "Expect:") : NULL;
+     * stall with a peer that does not answer it; containers refuse early anyway. No
+     * Content-Type (curl's form type on a body sent whole, xfer_curl.c) and no Accept:
+     * containers read neither, and every header is bytes to send and parse per fragment. */
+    static const char *const drop[] = {"Expect:", "Content-Type:", "Accept:"};
+    struct curl_slist *more = gw->svc_headers;
+    for (size_t i = 0; more && i < sizeof(drop) / sizeof(drop[0]); i++)
+        more = curl_slist_append(gw->svc_headers, drop[i]);
     if (!more) {
         snprintf(err, cap, "out of memory");
         return DYNO_ENOMEM;

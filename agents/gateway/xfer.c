@@ -161,15 +161,51 @@ static size_t xfer__upload_read(char *buf, size_t cap, void *arg)
     return GW_XFER_PAUSE;
 }
 
+/* Gathers the segments of a stream that already holds its whole fragment (size bytes) into
+ * u->body, and marks them taken. False (nothing changed) when the stream is not complete,
+ * too large, or memory is short: it is then streamed as usual. */
+static bool xfer__upload_gather(struct gw_upload *u, int64_t size)
+{
+    if (!u->eof || size < 0 || size > GW_UPLOAD_INLINE_MAX || u->body)
+        return false;
+    size_t total = 0;
+    for (int i = u->iseg; i < u->nseg; i++)
+        total += u->seg[i].len - (i == u->iseg ? u->off : 0);
+    if (total != (size_t)size)
+        return false;
+    uint8_t *b = malloc(total ? total : 1);
+    if (!b)
+        return false;
+    size_t o = 0;
+    for (int i = u->iseg; i < u->nseg; i++) {
+        size_t skip = i == u->iseg ? u->off : 0;
+        memcpy(b + o, u->seg[i].p + skip, u->seg[i].len - skip);
+        o += u->seg[i].len - skip;
+    }
+    u->body = b;
+    u->iseg = u->nseg;
+    u->off = 0;
+    return true;
+}
+
 int gw_upload_open(struct gw *gw, struct gw_conn *conn, struct gw_upload *u, const char *url, int64_t size)
 {
     struct gw_xfer_spec s = {
         .method = GW_XFER_PUT, .url = url, .size = size, .read = xfer__upload_read, .arg = u};
+    if (xfer__upload_gather(u, size))
+        s.body = u->body;
     int rc = gw_xfer_start(gw, conn, &u->x, &s);
     u->live = rc == 0;
     if (rc)
         snprintf(u->why, sizeof(u->why), "cannot start a transfer");
     return rc;
+}
+
+void gw_upload_close(struct gw_conn *conn, struct gw_upload *u)
+{
+    gw_xfer_close(conn, &u->x);
+    free(u->body);
+    u->body = NULL;
 }
 
 void gw_upload_record(struct gw_upload *u, const uint8_t *payload, size_t ulen, const uint8_t *suf)
@@ -205,7 +241,7 @@ void gw_upload_fail(const struct gw_upload_set *set, struct gw_upload *u, const 
         return;
     u->live = false;
     snprintf(u->why, sizeof(u->why), "%s", why);
-    gw_xfer_close(set->conn, &u->x);
+    gw_upload_close(set->conn, u);
     if (set->on_fail)
         set->on_fail(set->arg, u);
 }
@@ -236,7 +272,7 @@ int gw_upload_pump(const struct gw_upload_set *set, bool final)
                 if (final && u->x.result == GW_XFER_OK && u->x.status >= 200 && u->x.status < 300 &&
                     !xfer__upload_pending(u)) {
                     u->stored = true;
-                    gw_xfer_close(set->conn, &u->x);
+                    gw_upload_close(set->conn, u);
                 } else {
                     char why[200];
                     gw_xfer_reason(&u->x, why, sizeof(why));

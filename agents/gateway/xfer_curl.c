@@ -123,7 +123,6 @@ static int xc__start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, con
     /* An HTTP error ends the transfer without feeding its body to our parsers. */
     curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
-    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     if (gw->cfg.c.broker_cafile)
         curl_easy_setopt(e, CURLOPT_CAINFO, gw->cfg.c.broker_cafile);
@@ -135,6 +134,18 @@ static int xc__start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, con
             curl_easy_setopt(e, CURLOPT_RANGE, s->range);
         break;
     case GW_XFER_PUT:
+        if (s->body && s->size >= 0) {
+            /* A body known whole goes as "POST fields" under the PUT method: curl then sends
+             * it in the same buffer as the headers (one send, one wake-up of the container)
+             * and needs no upload buffer. "Content-Type:" in svc_headers keeps curl's form
+             * type out. */
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->size);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
+            break;
+        }
+        /* Set only for streamed bodies: curl frees its upload buffer at each setting. */
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)GW_CURL_BUFSIZE);
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, xc__read);
         curl_easy_setopt(e, CURLOPT_READDATA, x);

@@ -35,6 +35,7 @@
 
 #define KEY "0123456789abcdef0123456789abcdef"
 #define ID0 KEY ".0"
+#define ID1 KEY ".1"
 #define UNIT 4096u
 #define NREC 3 /* records per fragment: an object of 3 stripes of k=3 units */
 
@@ -155,6 +156,14 @@ static int setup(void **state)
 static int setup_small(void **state)
 {
     return setup_capacity(state, 4096); /* less than one fragment */
+}
+
+static int setup_one_and_a_half(void **state)
+{
+    int rc = setup_capacity(state, 1024 * 1024);
+    struct fx *f = *state;
+    f->c.cfg.capacity = (int64_t)(f->fraglen + f->fraglen / 2); /* read at each reservation */
+    return rc;
 }
 
 static int teardown(void **state)
@@ -456,6 +465,23 @@ static void test_capacity_507(void **state)
     assert_false(stored(f, ID0));
 }
 
+/* Room for one fragment and a half: a second id does not fit, but a new version of the
+ * stored one does, credited with the size of the one it replaces (looked up only when the
+ * reservation does not fit without it). */
+static void test_capacity_credits_a_replacement(void **state)
+{
+    struct fx *f = *state;
+    put_ok(f, ID0);
+    struct reply r = req(f, "PUT", "/v1/fragments/" ID1, f->svc, f->frag, f->fraglen, NULL);
+    assert_int_equal(r.status, 507);
+    free(r.body);
+    assert_false(stored(f, ID1));
+    put_ok(f, ID0);
+    put_ok(f, ID0);
+    assert_int_equal(metric(f, CM_PUTS), 3);
+    assert_true(stored(f, ID0));
+}
+
 /* A body that is not a well-formed fragment of the id in the URL is refused, stores nothing. */
 static void test_corrupt_put_refused(void **state)
 {
@@ -568,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remembered_token_still_revocable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_507, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_credits_a_replacement, setup_one_and_a_half, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_put_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_never_serves_a_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scrub_good_store_passes, setup, teardown),

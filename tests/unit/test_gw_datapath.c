@@ -55,6 +55,8 @@ struct fk_node {
     char site[16];       /* the site object records name for its fragments ("" none) */
     int deletes;         /* DELETE requests received */
     int gets;            /* GET requests received */
+    int whole_puts;      /* PUT requests that brought their whole body at the start */
+    int streamed_puts;   /* PUT requests whose body came through the read callback */
 };
 
 struct fk_xfer {
@@ -190,6 +192,15 @@ static int fk_start(struct gw *gw, struct gw_conn *conn, struct gw_xfer *x, cons
         f->len = (size_t)(to - from + 1);
         f->buf = malloc(f->len);
         memcpy(f->buf, fr->data + from, f->len);
+    } else if (s->method == GW_XFER_PUT && s->body) {
+        /* The whole body with the request: the read callback has nothing more to give. */
+        f->node->whole_puts++;
+        assert_true(s->size >= 0);
+        f->cap = f->len = (size_t)s->size;
+        f->buf = malloc(f->cap ? f->cap : 1);
+        memcpy(f->buf, s->body, f->len);
+    } else if (s->method == GW_XFER_PUT) {
+        f->node->streamed_puts++;
     } else if (s->method == GW_XFER_DELETE) {
         f->node->deletes++;
         bool had = fk__find(f->node, f->id) != NULL;
@@ -873,6 +884,46 @@ static void test_replica(void **state)
     }
 }
 
+/* A replica's fragment is known whole when its streams open: each goes out in one piece,
+ * its body given with the request (one send with the headers, xfer_curl.c), and reads back
+ * byte-identical; an erasure-coded put streams its fragments record by record. */
+static void test_replica_sent_whole(void **state)
+{
+    struct fx *x = *state;
+    size_t len = 600; /* the fixture's small_max */
+    uint8_t *data = pattern(len, 9);
+    cJSON *res;
+    assert_int_equal(do_put(x, data, len, 3, 2, true, 64, &res), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "replica")));
+    cJSON_Delete(res);
+    int whole = 0, streamed = 0;
+    for (int i = 0; i < FK_NODES; i++) {
+        whole += x->fk.node[i].whole_puts;
+        streamed += x->fk.node[i].streamed_puts;
+        x->fk.node[i].whole_puts = x->fk.node[i].streamed_puts = 0;
+    }
+    assert_int_equal(whole, 3);
+    assert_int_equal(streamed, 0);
+    expect_read(x, data, len);
+    free(data);
+
+    /* Over the replica limit: erasure-coded, streamed. */
+    len = 3000;
+    data = pattern(len, 10);
+    assert_int_equal(do_put(x, data, len, 3, 2, true, 64, &res), 0);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "replica")));
+    cJSON_Delete(res);
+    whole = streamed = 0;
+    for (int i = 0; i < FK_NODES; i++) {
+        whole += x->fk.node[i].whole_puts;
+        streamed += x->fk.node[i].streamed_puts;
+    }
+    assert_int_equal(whole, 0);
+    assert_int_equal(streamed, 5);
+    expect_read(x, data, len);
+    free(data);
+}
+
 /* The reservation pool (dp_resv.c): a small put takes a reserved placement (no
  * object.begin) and its commit names catalog, name and publisher; each key goes to one put
  * only; the first object.reserve of an incarnation is the only fresh one; an empty pool, a
@@ -1544,6 +1595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_container_dies_mid_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_sent_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_object, setup, teardown),
