@@ -4,7 +4,8 @@
 # baseline, both without durability and durable (appendonly, appendfsync always); the disk's
 # limit for a 64 MiB put (5 writers, fdatasync, no network); MQTT ingest of 200 B readings from
 # 16 publishers; prints one table (with the fabric's CPU per operation), the gateway's peak
-# memory and the put-to-event latency.
+# memory and the put-to-event latency; and 1 MiB and 64 MiB put and get through the S3 door with
+# boto3 (bench/s3bench.py, Debian's /usr/bin/python3) beside the REST rows.
 #
 #   bench/run.sh [--smoke] [--large] [--bin DIR] [--containers N]
 #   bench/run.sh --sites [--smoke] [--bin DIR]
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift ;;
     --containers) containers=$2; shift ;;
     --sites) sites=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -105,6 +106,8 @@ elif w == "broker_host":
     print(d.get("broker", {}).get("host", "127.0.0.1"))
 elif w == "broker_port":
     print(d.get("broker", {}).get("port", 0))
+elif w == "s3":
+    print((d.get("s3") or "").rstrip("/"))
 elif w == "gateway_pid":
     print([p["pid"] for p in d["processes"] if p.get("kind") == "gateway"][0])
 elif w == "pids":
@@ -202,6 +205,35 @@ done <<<"$matrix"
 
 # the disk's limit for a put of k=3, m=2: 5 writers (one per container) each write a fragment
 # of size/3 with fdatasync, on the disk of the fabric's data (the same temp folder)
+# S3 rows (issue 14): the same fabric through the gateway's S3 door, boto3 under Debian's
+# python3 (bench/s3bench.py), one client, beside the REST rows of the same sizes above.
+s3_url=$(fabric_field s3 || true)
+if [ -n "$s3_url" ] && /usr/bin/python3 -c 'import boto3' 2>/dev/null; then
+  if [ "$smoke" = 1 ]; then s3matrix="4096 3"; else s3matrix="1048576 100
+67108864 6"; fi
+  s3key=$(python3 - "$gateway" "$token_file" "$tmp/s3secret" <<'EOF'
+import json, sys, urllib.request
+gw, tokf, out = sys.argv[1:4]
+tok = open(tokf).read().strip()
+req = urllib.request.Request(gw + "/v1/keys", data=b"{}", method="POST",
+                             headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+k = json.load(urllib.request.urlopen(req, timeout=30))
+with open(out, "w") as fh:
+    fh.write(k["secret_access_key"])
+print(k["access_key_id"])
+EOF
+  ) || { echo "run.sh: no S3 access key" >&2; status=1; s3matrix=""; }
+  while read -r size ops; do
+    [ -n "$size" ] || continue
+    echo "run.sh: S3 (boto3) $size B x 1 client, $ops ops ..." >&2
+    /usr/bin/python3 "$root/bench/s3bench.py" --endpoint "$s3_url" --key "$s3key" \
+      --secret-file "$tmp/s3secret" --bucket bench-s3 --size "$size" --ops "$ops" \
+      --cpu-pids "$(fabric_field pids)" >>"$results" || { echo "run.sh: S3 $size FAILED" >&2; status=1; }
+  done <<<"$s3matrix"
+else
+  echo "run.sh: S3 rows skipped (no S3 door in fabric.json, or no boto3 under /usr/bin/python3)" >&2
+fi
+
 mkdir -p "$tmp/disk"
 while read -r size ops; do
   [ -n "$size" ] || continue
@@ -245,8 +277,8 @@ END {
          "ops", "MB/s", "ops/s", "p50 ms", "p99 ms", "vs redis", "vs aof", "cpu ms/op"
   for (i = 1; i <= n; i++) {
     k = op[i] " " size[i] " " cl[i]
-    vr = (sys[i] == "redis") ? "1.00" : (sys[i] == "dynostore" || sys[i] == "redis-aof") ? ratio(mbs[i], redis[k]) : "-"
-    va = (sys[i] == "redis-aof") ? "1.00" : (sys[i] == "dynostore") ? ratio(mbs[i], aof[k]) : "-"
+    vr = (sys[i] == "redis") ? "1.00" : (sys[i] == "dynostore" || sys[i] == "dyno-s3" || sys[i] == "redis-aof") ? ratio(mbs[i], redis[k]) : "-"
+    va = (sys[i] == "redis-aof") ? "1.00" : (sys[i] == "dynostore" || sys[i] == "dyno-s3") ? ratio(mbs[i], aof[k]) : "-"
     c = (cpu[i] == "" || cpu[i] < 0) ? "-" : sprintf("%.3f", cpu[i])
     printf "%-10s %-6s %8s %7d %6d %10.1f %10.1f %9.3f %9.3f %8s %8s %10s\n", sys[i], op[i], \
            human(size[i]), cl[i], ops[i], mbs[i], opss[i], p50[i], p99[i], vr, va, c
@@ -256,7 +288,8 @@ echo "(MB/s is MiB/s of object bytes; p50/p99 per operation; 'vs redis' / 'vs ao
 echo " same row of plain Redis / durable Redis (appendfsync always) in this run; disk-limit: 5"
 echo " writers fdatasync'ing the 5/3 of each object a k=3, m=2 put writes, no network, clients ="
 echo " writers; ingest: 200 B MQTT QoS 1 readings, p50/p99 from publish to object.created; cpu ms/op:"
-echo " user+system CPU of every fabric process (Redis: redis-server) during the row / ops)"
+echo " user+system CPU of every fabric process (Redis: redis-server) during the row / ops;"
+echo " dyno-s3: the same fabric through its S3 door with boto3, one client, 64 MiB as 8 MiB parts)"
 if [ -n "$hwm" ]; then
   echo "gateway peak RSS (VmHWM of pid $gw_pid): $((hwm / 1024)) MiB"
 else

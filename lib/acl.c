@@ -64,7 +64,7 @@ bool dyno_acl_valid_client_id(const char *s)
     if (memchr(s, '+', len) != NULL || memchr(s, '#', len) != NULL)
         return false;
     /* UTF-8, no controls, no '/' or '\\', not "." or "..": the object-name rule. */
-    return dyno_valid_name(s);
+    return dyno_valid_plain_name(s);
 }
 
 bool dyno_acl_valid_service_name(const char *s)

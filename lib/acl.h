@@ -67,6 +67,9 @@
 #define DYNO_ACL_TOPIC_REPLY "dyno/v1/reply/"
 #define DYNO_ACL_TOPIC_ACL "dyno/v1/acl/"
 #define DYNO_ACL_TOPIC_REVOKED "dyno/v1/auth/revoked"
+/* Revoked S3 access keys, {"revoked":["<id>",...]}: not retained, QoS 1, from dyno-auth
+ * (agents/auth/au_keys.h); gateways evict those ids from their key caches. */
+#define DYNO_ACL_TOPIC_KEYS_REVOKED "dyno/v1/auth/keys/revoked"
 
 enum dyno_acl_access { DYNO_ACL_READ = 1, DYNO_ACL_WRITE = 2 };
 enum dyno_acl_kind { DYNO_ACL_KIND_USER = 1, DYNO_ACL_KIND_ORG = 2 };

@@ -110,16 +110,14 @@ static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp)
     return len;
 }
 
-bool dyno_valid_name(const char *name)
+/* 1..DYNO_NAME_MAX bytes of UTF-8 without controls or '\\'; '/' only when slash_ok. */
+static bool valid_name_text(const char *name, bool slash_ok)
 {
     if (!name)
         return false;
     size_t len = strnlen(name, DYNO_NAME_MAX + 1);
     if (len == 0 || len > DYNO_NAME_MAX)
         return false;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return false;
-
     const unsigned char *s = (const unsigned char *)name;
     for (size_t i = 0; i < len;) {
         unsigned long cp;
@@ -129,12 +127,57 @@ bool dyno_valid_name(const char *name)
         /* C0, DEL and C1 controls: they break logs, terminals and HTTP headers. */
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
             return false;
-        /* Separators would let a name pose as a path on disk or in a topic. */
-        if (cp == '/' || cp == '\\')
+        /* A backslash would let a name pose as a path on another system. */
+        if (cp == '\\' || (cp == '/' && !slash_ok))
             return false;
         i += step;
     }
     return true;
+}
+
+bool dyno_valid_text(const char *s, size_t max)
+{
+    if (!s)
+        return false;
+    size_t len = strnlen(s, max + 1);
+    if (len == 0 || len > max)
+        return false;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned long cp;
+        size_t step = utf8_decode(u + i, len - i, &cp);
+        if (step == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+        i += step;
+    }
+    return true;
+}
+
+bool dyno_valid_name(const char *name)
+{
+    if (!valid_name_text(name, true))
+        return false;
+    /* '/' is allowed (S3 keys, issue 14: "photos/2026/a.jpg"), but never so that a name
+     * could walk a tree built from it: no leading '/', and no segment "." or "..". Empty
+     * segments ("a//b", "dir/") are kept: they are ordinary S3 keys. */
+    if (name[0] == '/')
+        return false;
+    for (const char *seg = name;;) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash ? (size_t)(slash - seg) : strlen(seg);
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        if (!slash)
+            return true;
+        seg = slash + 1;
+    }
+}
+
+bool dyno_valid_plain_name(const char *name)
+{
+    if (!valid_name_text(name, false))
+        return false;
+    return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 bool dyno_valid_key(const char *key)
@@ -147,6 +190,18 @@ bool dyno_valid_key(const char *key)
             return false;
     }
     return key[DYNO_KEY_LEN] == '\0';
+}
+
+bool dyno_valid_access_key_id(const char *id)
+{
+    if (!id || id[0] != 'D' || id[1] != 'K')
+        return false;
+    for (size_t i = 2; i < DYNO_ACCESS_KEY_ID_LEN; i++) {
+        char c = id[i]; /* a short id stops at its NUL */
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return id[DYNO_ACCESS_KEY_ID_LEN] == '\0';
 }
 
 int dyno_key_new(char out[DYNO_KEY_LEN + 1])

@@ -19,8 +19,20 @@
 
 bool dyno_valid_segment(const char *s);
 bool dyno_valid_catalog(const char *path);
+/* An object name: 1..DYNO_NAME_MAX bytes of UTF-8, no control characters or '\\'; '/' may
+ * separate segments (S3 keys) but the name may not start with '/' nor have a segment "." or
+ * "..". (DYNO_NAME_MAX stays 255: fragment headers record the name, lib/frag.h.) */
 bool dyno_valid_name(const char *name);
+/* The same without '/': a name that must be one file or one topic level (MQTT client ids,
+ * token names, the files of a mirror). */
+bool dyno_valid_plain_name(const char *name);
 bool dyno_valid_key(const char *key);
+/* 1..max bytes of UTF-8 text (the decoding rules of names) without control characters: a
+ * listing's prefix, start or delimiter, which need not be a whole name ('/' allowed). */
+bool dyno_valid_text(const char *s, size_t max);
+/* An S3 access key id (docs/s3.md "Access keys"): "DK" and 18 of [A-Z0-9]. */
+#define DYNO_ACCESS_KEY_ID_LEN 20
+bool dyno_valid_access_key_id(const char *id);
 /* New random key (OpenSSL RAND_bytes) into out[33]. 0 or DYNO_EINTERNAL. */
 int dyno_key_new(char out[DYNO_KEY_LEN + 1]);
 /* Splits "owner/a/b" into owner (out_owner, cap bytes) and the rest; DYNO_EINVAL if not a valid catalog. */

@@ -38,6 +38,8 @@ static const char *const rest_kind_names[DYNO_REST_KIND_COUNT] = {
     [DYNO_REST_ADMIN_REBUILD] = "admin.rebuild-metadata",
     [DYNO_REST_ADMIN_REPAIR] = "admin.repair",
     [DYNO_REST_EVENTS] = "events",
+    [DYNO_REST_KEYS] = "keys",
+    [DYNO_REST_KEY] = "key",
 };
 
 const char *dyno_rest_kind_name(enum dyno_rest_kind kind)
@@ -251,6 +253,14 @@ static int rest_route(struct rest_segs *sg, struct dyno_rest_route *out, const c
     }
     if (strcmp(top, "events") == 0 && n == 2)
         return rest_is(out, DYNO_REST_EVENTS);
+    if (strcmp(top, "keys") == 0 && n == 2)
+        return rest_is(out, DYNO_REST_KEYS);
+    if (strcmp(top, "keys") == 0 && n == 3) {
+        if (!dyno_valid_access_key_id(s[2]))
+            return rest_fail(DYNO_EINVAL, "bad access key id (DK and 18 of A-Z 0-9)", why);
+        memcpy(out->name, s[2], DYNO_ACCESS_KEY_ID_LEN + 1);
+        return rest_is(out, DYNO_REST_KEY);
+    }
     return rest_fail(DYNO_ENOTFOUND, REST_NO_ROUTE, why);
 }
 
@@ -370,6 +380,15 @@ int dyno_rest_route_format(const struct dyno_rest_route *r, char *out, size_t ca
         break;
     case DYNO_REST_EVENTS:
         tail = "/v1/events";
+        break;
+    case DYNO_REST_KEYS:
+        tail = "/v1/keys";
+        break;
+    case DYNO_REST_KEY:
+        if (!dyno_valid_access_key_id(r->name))
+            return DYNO_EINVAL;
+        rest_lit(&o, "/v1/keys");
+        rest_seg(&o, r->name);
         break;
     case DYNO_REST_TOKEN:
     case DYNO_REST_OBJECT:

@@ -71,6 +71,8 @@ enum dyno_rest_kind {
     DYNO_REST_ADMIN_REBUILD,        /* /v1/admin/rebuild-metadata */
     DYNO_REST_ADMIN_REPAIR,         /* /v1/admin/repair */
     DYNO_REST_EVENTS,               /* /v1/events */
+    DYNO_REST_KEYS,                 /* /v1/keys (S3 access keys) */
+    DYNO_REST_KEY,                  /* /v1/keys/<access key id>: name */
     DYNO_REST_KIND_COUNT
 };
 
@@ -79,7 +81,8 @@ struct dyno_rest_route {
     enum dyno_rest_kind kind;
     char catalog[DYNO_CATALOG_MAX + 1]; /* a valid catalog path */
     char id[DYNO_KEY_LEN + 1];          /* an object key or a token id (32 lowercase hex) */
-    char name[DYNO_ACL_ORG_MAX + 1];    /* a share's principal (segment or org path), a container id */
+    char name[DYNO_ACL_ORG_MAX + 1];    /* a share's principal (segment or org path), a container id,
+                                         * an access key id */
     bool spec_form; /* catalog routes: the path had no "~" segment (the SPEC form); not formatted */
 };
 

@@ -19,6 +19,9 @@ pkgs=(
   # downloaded. npm comes with nodejs here (Debian's own npm package is only needed where
   # nodejs is Debian's, and would conflict with a nodejs that bundles it)
   chromium nodejs
+  # the S3 door's tests (issue 14) run the real S3 tools against the gateway; boto3 only
+  # under /usr/bin/python3
+  awscli s3cmd rclone python3-boto3
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -10,6 +10,7 @@
 #include "acl.h"
 #include "agent.h"
 #include "au_feed.h"
+#include "au_keys.h"
 #include "json.h"
 #include "log.h"
 #include "names.h"
@@ -100,9 +101,7 @@ static int require_admin(const cJSON *req, const char *what, char *err, size_t e
     return 0;
 }
 
-/* One unit of user's token-operation budget (au_limit.h): 0, or DYNO_ELIMIT with err ending
- * in "retry after N s", which the gateway turns into Retry-After (protocol.md §3). */
-static int take_budget(struct au_ctx *ctx, const char *user, char *err, size_t errlen)
+int au_take_budget(struct au_ctx *ctx, const char *user, char *err, size_t errlen)
 {
     struct timespec ts;
     int64_t after = 0;
@@ -196,7 +195,7 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
         return DYNO_EUNAUTH;
     }
     /* Only now: a wrong password must not spend the real user's budget. */
-    if ((rc = take_budget(ctx, u.username, err, errlen)) != 0)
+    if ((rc = au_take_budget(ctx, u.username, err, errlen)) != 0)
         return rc;
     int64_t exp = 0;
     rc = issue(ctx, &u, "session", NULL, ctx->session_ttl, NULL, &exp, result, err, errlen);
@@ -312,7 +311,7 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
     }
     const cJSON *nj = cJSON_GetObjectItemCaseSensitive(req, "name");
     const char *name = cJSON_IsString(nj) ? nj->valuestring : NULL;
-    if (nj && !cJSON_IsNull(nj) && !dyno_valid_name(name))
+    if (nj && !cJSON_IsNull(nj) && !dyno_valid_plain_name(name))
         return bad(err, errlen, "name must be 1..255 bytes of UTF-8 without control characters or slashes");
     /* The token carries what the user is now, not what the caller's token said. */
     struct au_user u;
@@ -323,7 +322,7 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
     }
     if (rc != 0)
         return rc;
-    if ((rc = take_budget(ctx, u.username, err, errlen)) != 0)
+    if ((rc = au_take_budget(ctx, u.username, err, errlen)) != 0)
         return rc;
     char jti[DYNO_KEY_LEN + 1];
     int64_t exp = 0;
@@ -364,7 +363,7 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
     const char *jti = dyno_json_str(req, "jti");
     if (!dyno_valid_key(jti))
         return bad(err, errlen, "jti must be 32 lowercase hex characters");
-    if ((rc = take_budget(ctx, c.sub, err, errlen)) != 0)
+    if ((rc = au_take_budget(ctx, c.sub, err, errlen)) != 0)
         return rc;
     bool changed = false;
     int64_t exp = 0, epoch = 0, now = (int64_t)time(NULL);
@@ -404,6 +403,7 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
 const struct dyno_rpc_method au_rpc_methods[] = {
     {"auth.login", h_login},      {"user.create", h_user_create},   {"user.list", h_user_list},
     {"org.create", h_org_create}, {"org.list", h_org_list},         {"token.create", h_token_create},
-    {"token.list", h_token_list}, {"token.revoke", h_token_revoke},
+    {"token.list", h_token_list}, {"token.revoke", h_token_revoke}, {"key.create", au_keys_create},
+    {"key.list", au_keys_list},   {"key.revoke", au_keys_revoke},   {"key.lookup", au_keys_lookup},
 };
 const size_t au_rpc_nmethods = sizeof(au_rpc_methods) / sizeof(au_rpc_methods[0]);

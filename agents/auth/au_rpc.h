@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "au_limit.h"
+#include "au_seal.h"
 #include "au_store.h"
 #include "mq.h"
 #include "token.h"
@@ -30,7 +31,16 @@ struct au_ctx {
     int64_t sessions_max;     /* per user, revoked included; 0: no cap */
     int64_t revoked_per_user; /* listed revocations before an epoch; 0: no bound */
     size_t revoked_doc_max;   /* bytes of the published document; 0: DYNO_REVOKED_DOC_MAX */
+    /* S3 access keys (au_keys.h): their secrets are sealed under this key (au_seal.h). */
+    uint8_t s3_master[AU_MASTER_LEN];
+    bool s3_master_ok; /* loaded; else the key.* methods answer unavailable */
+    int64_t keys_max;  /* live access keys per user; 0: no cap */
 };
+
+/* One unit of user's token-operation budget (au_limit.h; key.create and key.revoke spend it
+ * too): 0, or DYNO_ELIMIT with err ending in "retry after N s", which the gateway turns into
+ * Retry-After (protocol.md §3). */
+int au_take_budget(struct au_ctx *ctx, const char *user, char *err, size_t errlen);
 
 /* Signs a token for sub (role "user" or "service") valid ttl seconds from now and records
  * it as kind ("session" or "api") with name (NULL or "" for none); its iat is now, or sub's

@@ -37,7 +37,14 @@ static const char SCHEMA[] =
     /* A user's revocation epoch: every token of username created (iat) before "before" is
      * revoked; kept until the last token it covers has expired (expires_at). */
     "CREATE TABLE IF NOT EXISTS epochs(username TEXT PRIMARY KEY, before INTEGER NOT NULL,"
-    " expires_at INTEGER NOT NULL);";
+    " expires_at INTEGER NOT NULL);"
+    /* S3 access keys (docs/s3.md): sealed is the secret encrypted under the master key kept
+     * outside this file (au_seal.h); a revoked key keeps its row (revoked_at set, sealed
+     * NULL) for a while, so a repeated revoke is answered and republished. */
+    "CREATE TABLE IF NOT EXISTS s3keys(id TEXT PRIMARY KEY, username TEXT NOT NULL,"
+    " description TEXT NOT NULL DEFAULT '', sealed BLOB, created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER, revoked_at INTEGER);"
+    "CREATE INDEX IF NOT EXISTS s3keys_by_user ON s3keys(username, created_at);";
 
 /* A token row that the revocation feed lists one by one: revoked, alive at :now, and not
  * covered by its user's epoch. tokens.created_at is the token's iat. */
@@ -114,6 +121,12 @@ int au_store_open(const char *path, struct au_store **out)
     /* FULL: an issued token or a revocation must survive a power cut. */
     const struct dyno_db_opts o = {.name = "auth", .schema = SCHEMA, .sync = DYNO_DB_SYNC_FULL};
     int rc = dyno_db_open(path, &o, &s->db);
+    /* A revoked S3 key's sealed secret is overwritten, not left in a free page. */
+    if (rc == 0 &&
+        sqlite3_exec(dyno_db_sqlite(s->db), "PRAGMA secure_delete=ON", NULL, NULL, NULL) != SQLITE_OK) {
+        dyno_db_close(s->db);
+        rc = DYNO_EIO;
+    }
     if (rc != 0) {
         pthread_mutex_destroy(&s->mu);
         free(s);
@@ -493,6 +506,166 @@ int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, 
         return refuse(err, errlen, DYNO_ENOMEM, "out of memory");
     }
     return 0;
+}
+
+/* ---- S3 access keys ------------------------------------------------------------------ */
+
+int au_key_insert(struct au_store *s, const struct au_key *k, const uint8_t *sealed, size_t sealed_len,
+                  int64_t max, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    int64_t live = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = dyno_db_begin(s->db);
+    /* Revoked rows are only kept so that a repeated revoke is answered (au_key_revoke). */
+    if (rc == SQLITE_OK)
+        rc = exec_named(s, "DELETE FROM s3keys WHERE revoked_at IS NOT NULL AND revoked_at < :before", NULL,
+                        0, k->created_at - AU_KEY_REVOKED_KEEP, 0, NULL);
+    if (rc == SQLITE_OK && max > 0)
+        rc = exec_named(s, "SELECT count(*) FROM s3keys WHERE username = :user AND revoked_at IS NULL",
+                        k->username, 0, 0, 0, &live);
+    if (rc == SQLITE_OK && max > 0 && live >= max)
+        ret =
+            refuse(err, errlen, DYNO_ETOOBIG, "%s has %lld access keys (s3_keys_per_user); revoke one first",
+                   k->username, (long long)live);
+    if (rc == SQLITE_OK && ret == 0)
+        rc = dyno_db_prepare(s->db,
+                             "INSERT INTO s3keys(id, username, description, sealed, created_at)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5)",
+                             &st);
+    if (rc == SQLITE_OK && ret == 0) {
+        sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, k->username, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, k->description, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, sealed, (int)sealed_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, k->created_at);
+        rc = dyno_db_step(st);
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            ret = refuse(err, errlen, DYNO_EEXIST, "access key id %s exists", k->id);
+    }
+    sqlite3_finalize(st);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int au_key_list(struct au_store *s, const char *username, cJSON **result, char *err, size_t errlen)
+{
+    if (username)
+        return list_json(s,
+                         "SELECT id AS access_key_id, username AS user, description, created_at, last_used_at"
+                         " FROM s3keys WHERE username = :user AND revoked_at IS NULL"
+                         " ORDER BY created_at DESC, id LIMIT :max",
+                         username, 0, "keys", NULL, result, err, errlen);
+    return list_json(
+        s,
+        "SELECT id AS access_key_id, username AS user, description, created_at, last_used_at"
+        " FROM s3keys WHERE revoked_at IS NULL ORDER BY username, created_at DESC, id LIMIT :max",
+        NULL, 0, "keys", NULL, result, err, errlen);
+}
+
+int au_key_get(struct au_store *s, const char *id, struct au_key *k, uint8_t *sealed, size_t cap,
+               size_t *sealed_len)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    memset(k, 0, sizeof(*k));
+    *sealed_len = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = dyno_db_prepare(s->db,
+                             "SELECT id, username, description, sealed, created_at, revoked_at IS NOT NULL"
+                             " FROM s3keys WHERE id = ?1",
+                             &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    if (rc == SQLITE_DONE) {
+        ret = DYNO_ENOTFOUND;
+    } else if (rc != SQLITE_ROW) {
+        ret = dyno_db_err(s->db, rc, NULL, 0);
+    } else {
+        snprintf(k->id, sizeof(k->id), "%s", dyno_db_text(st, 0));
+        snprintf(k->username, sizeof(k->username), "%s", dyno_db_text(st, 1));
+        snprintf(k->description, sizeof(k->description), "%s", dyno_db_text(st, 2));
+        k->created_at = sqlite3_column_int64(st, 4);
+        k->revoked = sqlite3_column_int(st, 5) != 0;
+        size_t n = (size_t)sqlite3_column_bytes(st, 3);
+        if (!k->revoked) {
+            if (n > cap || n == 0) {
+                dyno_error("corrupt access key row", "id=%s", k->id);
+                ret = DYNO_ECORRUPT;
+            } else {
+                memcpy(sealed, sqlite3_column_blob(st, 3), n);
+                *sealed_len = n;
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int au_key_count(struct au_store *s, int64_t *n)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = exec_named(s, "SELECT count(*) FROM s3keys WHERE revoked_at IS NULL", NULL, 0, 0, 0, n);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, NULL, 0);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int au_key_touch(struct au_store *s, const char *id, int64_t now)
+{
+    /* exec_named's :user carries the key id in the s3keys statements. */
+    pthread_mutex_lock(&s->mu);
+    /* At most one write a minute a key: lookups come every few seconds from each gateway. */
+    int rc = exec_named(s,
+                        "UPDATE s3keys SET last_used_at = :now WHERE id = :user AND revoked_at IS NULL"
+                        " AND (last_used_at IS NULL OR last_used_at < :before)",
+                        id, now, now - 60, 0, NULL);
+    int ret = rc == SQLITE_OK ? 0 : dyno_db_err(s->db, rc, NULL, 0);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+int au_key_revoke(struct au_store *s, const char *id, const char *by, bool by_admin, int64_t now, char *owner,
+                  size_t owner_cap, bool *changed, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    *changed = false;
+    pthread_mutex_lock(&s->mu);
+    int rc = dyno_db_begin(s->db);
+    if (rc == SQLITE_OK)
+        rc = dyno_db_prepare(s->db, "SELECT username, revoked_at IS NULL FROM s3keys WHERE id = ?1", &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            rc = SQLITE_OK;
+            snprintf(owner, owner_cap, "%s", dyno_db_text(st, 0));
+            if (!by_admin && strcmp(owner, by) != 0)
+                ret = refuse(err, errlen, DYNO_EFORBIDDEN, "access key %s is not yours", id);
+            else
+                *changed = sqlite3_column_int(st, 1) != 0;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+            ret = refuse(err, errlen, DYNO_ENOTFOUND, "no access key %s", id);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* The sealed secret goes with the revocation (secure_delete overwrites it on disk). */
+    if (rc == SQLITE_OK && ret == 0 && *changed)
+        rc = exec_named(s, "UPDATE s3keys SET revoked_at = :now, sealed = NULL WHERE id = :user", id, now, 0,
+                        0, NULL);
+    ret = dyno_db_tx_finish(s->db, ret, rc, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    if (ret != 0)
+        *changed = false;
+    return ret;
 }
 
 /* ---- organizations ------------------------------------------------------------------- */

@@ -79,6 +79,40 @@ int au_user_epoch(struct au_store *s, const char *username, int64_t now, int64_t
  * by its user's epoch, and every epoch that still covers an unexpired token. */
 int au_revoked_list(struct au_store *s, int64_t now, cJSON **result, char *err, size_t errlen);
 
+/* ---- S3 access keys (docs/s3.md "Access keys"; the secret is sealed, au_seal.h) ---- */
+#define AU_KEY_ID_LEN 20           /* "DK" + 18 of [A-Z0-9] */
+#define AU_KEY_SECRET_LEN 40       /* base64url of 30 random bytes */
+#define AU_KEY_DESC_MAX 256        /* bytes of a description */
+#define AU_KEYS_PER_USER 100       /* default: live keys per user */
+#define AU_KEY_REVOKED_KEEP 604800 /* seconds a revoked key's row stays (repeated revokes) */
+struct au_key {
+    char id[AU_KEY_ID_LEN + 1];
+    char username[DYNO_SEG_MAX + 1];
+    char description[AU_KEY_DESC_MAX + 1];
+    int64_t created_at;
+    bool revoked;
+};
+/* Records a new key k with its sealed secret, unless k->username already has max (> 0) live
+ * keys (DYNO_ETOOBIG). Drops revoked rows older than AU_KEY_REVOKED_KEEP. DYNO_EEXIST when the
+ * id is taken (the caller draws another). */
+int au_key_insert(struct au_store *s, const struct au_key *k, const uint8_t *sealed, size_t sealed_len,
+                  int64_t max, char *err, size_t errlen);
+/* {keys:[{access_key_id, user, description, created_at, last_used_at}]}: the live keys of
+ * username (NULL: everyone's), newest first. Never a secret. */
+int au_key_list(struct au_store *s, const char *username, cJSON **result, char *err, size_t errlen);
+/* The key id into *k and, when it is live, its sealed secret into sealed (cap bytes,
+ * *sealed_len). DYNO_ENOTFOUND (no such id), DYNO_ECORRUPT (a bad row), or a database error. */
+int au_key_get(struct au_store *s, const char *id, struct au_key *k, uint8_t *sealed, size_t cap,
+               size_t *sealed_len);
+/* *n = the live keys of every user. */
+int au_key_count(struct au_store *s, int64_t *n);
+/* Notes that key id was used at now (written at most once a minute). */
+int au_key_touch(struct au_store *s, const char *id, int64_t now);
+/* Revokes key id on behalf of by (admin: any key): its sealed secret is erased. owner gets
+ * the key's user; *changed says whether it was live. DYNO_ENOTFOUND, DYNO_EFORBIDDEN. */
+int au_key_revoke(struct au_store *s, const char *id, const char *by, bool by_admin, int64_t now, char *owner,
+                  size_t owner_cap, bool *changed, char *err, size_t errlen);
+
 /* Creates org path ("lab", "lab/ct"); its parent must exist. DYNO_EEXIST, DYNO_EINVAL (no
  * parent). *result is {org, parent, created_at}. */
 int au_org_create(struct au_store *s, const char *path, int64_t now, cJSON **result, char *err,

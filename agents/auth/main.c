@@ -4,6 +4,8 @@
  * connects to the broker (au_boot.h). Its options and hooks over the agent skeleton
  * (lib/agent.h dyno_agent_main).
  */
+#include <dynostore/error.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +39,8 @@ struct au_cfg {
     int64_t sessions_per_user;
     int64_t revoked_per_user;
     int64_t revoked_doc_max;
+    char *s3_master_key_file;
+    int64_t s3_keys_per_user;
 };
 
 static const struct dyno_opt au_opts[] = {
@@ -67,6 +71,11 @@ static const struct dyno_opt au_opts[] = {
      "revocations of one user listed one by one; past it they collapse into one epoch entry"},
     {"revoked_doc_max", DYNO_OPT_INT, offsetof(struct au_cfg, revoked_doc_max), "256K",
      "bytes of the published revocation document (largest users collapse into epochs past it)"},
+    {"s3_master_key_file", DYNO_OPT_STR, offsetof(struct au_cfg, s3_master_key_file), "s3-master.key",
+     "AES-256 key that encrypts the S3 secret keys in db; made (0600) at first start. Keep it apart "
+     "from db: the database without it gives no secret"},
+    {"s3_keys_per_user", DYNO_OPT_INT, offsetof(struct au_cfg, s3_keys_per_user), "100",
+     "live S3 access keys per user"},
 };
 struct au_main {
     struct au_cfg cfg;
@@ -74,6 +83,35 @@ struct au_main {
     struct dyno_agent agent;
     bool feed_mu;
 };
+
+/*
+ * Loads the S3 master key, making it at first start. Never makes a new one while the
+ * database holds keys: they were sealed under the lost one and a fresh key would only turn
+ * every lookup into an error; the operator restores the file instead.
+ */
+static int au_main__master(struct au_ctx *ctx, const char *path)
+{
+    char q[600];
+    int64_t live = 0;
+    bool created = false;
+    int rc = au_key_count(ctx->store, &live);
+    if (rc == 0)
+        rc = au_seal_master_load(path, live == 0, ctx->s3_master, &created);
+    if (rc != 0) {
+        if (rc == DYNO_ENOTFOUND)
+            dyno_error("s3_master_key_file is missing but the database holds access keys: restore it "
+                       "(they cannot be opened without it)",
+                       "file=%s keys=%lld", dyno_log_q(q, sizeof(q), path), (long long)live);
+        else
+            dyno_error("cannot load s3_master_key_file", "file=%s error=%s", dyno_log_q(q, sizeof(q), path),
+                       dyno_err_code(rc));
+        return rc;
+    }
+    ctx->s3_master_ok = true;
+    if (created)
+        dyno_info("s3 master key made", "file=%s", dyno_log_q(q, sizeof(q), path));
+    return 0;
+}
 
 static int au_setup(void *arg)
 {
@@ -85,13 +123,15 @@ static int au_setup(void *arg)
         cfg->session_ttl < 1 || cfg->api_token_ttl < 1 || cfg->rpc_threads < 1 || cfg->rpc_threads > 256 ||
         cfg->token_ops_per_minute < 1 || cfg->token_ops_burst < 1 || cfg->api_tokens_per_user < 1 ||
         cfg->sessions_per_user < 1 || cfg->revoked_per_user < 1 || cfg->revoked_doc_max < 4096 ||
-        cfg->revoked_doc_max > DYNO_REVOKED_DOC_MAX) {
+        cfg->revoked_doc_max > DYNO_REVOKED_DOC_MAX || !cfg->s3_master_key_file ||
+        !*cfg->s3_master_key_file || cfg->s3_keys_per_user < 1) {
         dyno_error("bad configuration", "error=%s",
                    dyno_log_q(q, sizeof(q),
                               "private_key_file and db are required, admin_user must be a valid name, "
                               "session_ttl and api_token_ttl >= 1, rpc_threads 1..256, token_ops_per_minute, "
                               "token_ops_burst, api_tokens_per_user, sessions_per_user and revoked_per_user "
-                              ">= 1, revoked_doc_max 4K..1M"));
+                              ">= 1, revoked_doc_max 4K..1M, s3_master_key_file is required, "
+                              "s3_keys_per_user >= 1"));
         return -1;
     }
     if (au_boot_keys(ctx, cfg->private_key_file, cfg->c.public_key_file) != 0 ||
@@ -106,6 +146,9 @@ static int au_setup(void *arg)
     ctx->sessions_max = cfg->sessions_per_user;
     ctx->revoked_per_user = cfg->revoked_per_user;
     ctx->revoked_doc_max = (size_t)cfg->revoked_doc_max;
+    ctx->keys_max = cfg->s3_keys_per_user;
+    if (au_main__master(ctx, cfg->s3_master_key_file) != 0)
+        return -1;
     if (au_limit_new((double)cfg->token_ops_per_minute, (double)cfg->token_ops_burst, AU_LIMIT_USERS_MAX,
                      &ctx->limit) != 0)
         return -1;
@@ -140,6 +183,7 @@ static void au_cleanup(void *arg)
 {
     struct au_main *a = arg;
     au_store_close(a->ctx.store);
+    OPENSSL_cleanse(a->ctx.s3_master, sizeof(a->ctx.s3_master));
     au_limit_free(a->ctx.limit);
     if (a->feed_mu)
         pthread_mutex_destroy(&a->ctx.feed_mu);

@@ -29,9 +29,7 @@
 
 #define GW_TTL_MAX (100LL * 365 * 86400) /* far beyond any api_token_ttl; dyno-auth caps it */
 
-/* An auth RPC; a silent dyno-auth becomes a 503 whose message says what still works. */
-static int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params, cJSON **res, char *msg,
-                       size_t cap)
+int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params, cJSON **res, char *msg, size_t cap)
 {
     int rc = gw_rpc(r->gw, "auth", method, params, res, msg, cap);
     /* Only when auth was not reached or did not answer (the message is lib/mq's "auth.<method>:
@@ -49,9 +47,7 @@ static int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params
     return rc;
 }
 
-/* The error reply of an auth RPC. dyno-auth's rate limit (too_many_requests) says when to come
- * back in its message ("... retry after N s", protocol.md §3): that becomes Retry-After. */
-static enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
+enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
 {
     if (rc != DYNO_ELIMIT)
         return gw_reply_error(r, rc, "%s", msg);
@@ -66,8 +62,7 @@ static enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg)
     return gw_reply_err(r, &e, "%s", msg);
 }
 
-/* Runs the auth method with params (taken) and replies with its result or error. */
-static enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON *params, unsigned status)
+enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON *params, unsigned status)
 {
     char msg[400];
     cJSON *res = NULL;
@@ -80,8 +75,7 @@ static enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON
     return ret;
 }
 
-/* params = {"caller": ...}; NULL on ENOMEM. */
-static cJSON *gw_params_with_caller(const struct gw_req *r)
+cJSON *gw_params_with_caller(const struct gw_req *r)
 {
     cJSON *params = cJSON_CreateObject();
     cJSON *caller = gw_caller_json(r);
@@ -94,8 +88,7 @@ static cJSON *gw_params_with_caller(const struct gw_req *r)
     return params;
 }
 
-/* The JSON object body (an empty body is {} when empty_ok). 0 or DYNO_EINVAL. */
-static int gw_body_object(struct gw_req *r, bool empty_ok, cJSON **out)
+int gw_body_object(struct gw_req *r, bool empty_ok, cJSON **out)
 {
     *out = NULL;
     if (r->body.len == 0 && empty_ok) {

@@ -120,9 +120,7 @@ enum MHD_Result gw_catalog_list(struct gw_req *r)
     return gw_rpc_reply(r, "pubsub", "catalog.list", params, 200);
 }
 
-/* pubsub catalog.delete of r->catalog; *res is the caller's. */
-static int gw_catalog_delete_rpc(struct gw_req *r, bool recursive, bool dry_run, cJSON **res, char *msg,
-                                 size_t cap)
+int gw_catalog_delete_rpc(struct gw_req *r, bool recursive, bool dry_run, cJSON **res, char *msg, size_t cap)
 {
     cJSON *params = cJSON_CreateObject();
     if (!params)

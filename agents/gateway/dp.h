@@ -292,6 +292,7 @@ struct gw_put_args {
     int64_t size;          /* the body's size, -1 when unknown (decided at small_max + 1 bytes) */
     int64_t t0_us;         /* when the request began (gw_put_us), for the stage timers; 0: now */
     bool site_relaxed;     /* the catalog's "site_spread": "relaxed" (gw_site_relaxed) */
+    bool quiet;            /* no object.created (the parts of an S3 multipart upload) */
 };
 /* Whether a catalog (pubsub's catalog.get answer) allows more than m fragments on a site. */
 bool gw_site_relaxed(const cJSON *cat);
@@ -308,6 +309,10 @@ int gw_put_write(struct gw_put *p, const void *data, size_t len);
  * object.created. 0 with *out the result {key, name, size, sha256, k, m, catalog[,
  * replica][, degraded]} (the caller's); else a DYNO_E* (gw_put_msg). */
 int gw_put_finish(struct gw_put *p, cJSON **out);
+/* The object's attributes (a JSON object: S3's etag, content_type, meta; issue 14), sent
+ * with object.commit and shown by object.get as "attrs". Copied; before gw_put_finish.
+ * 0 or DYNO_ENOMEM. */
+int gw_put_set_attrs(struct gw_put *p, const cJSON *attrs);
 const char *gw_put_msg(const struct gw_put *p);
 const char *gw_put_key(const struct gw_put *p); /* "" before placement */
 uint64_t gw_put_size(const struct gw_put *p);   /* body bytes so far */

@@ -64,8 +64,10 @@ struct gw_put {
     struct dyno_buf pre;      /* the undecided prefix of a body of unknown size */
     uint8_t sha256[32];
     /* The object this put replaced: its fragments are deleted by gw_put_close. */
+    bool quiet; /* gw_put_args.quiet: no object.created */
     char purge_key[DYNO_KEY_LEN + 1];
     cJSON *purge_frags;
+    cJSON *attrs; /* the object's attributes for object.commit (gw_put_set_attrs), or NULL */
     /* Stage timers (gw_put_us): the "put committed" log line gives each stage's share. */
     int64_t t_start, t_new, t_placed, t_finish, t_sent, t_committed, t_event;
     int64_t encode_us; /* inside put__encode_send: erasure code and CRC */
@@ -77,6 +79,16 @@ int64_t gw_put_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int gw_put_set_attrs(struct gw_put *p, const cJSON *attrs)
+{
+    cJSON *copy = attrs ? cJSON_Duplicate(attrs, true) : NULL;
+    if (attrs && !copy)
+        return DYNO_ENOMEM;
+    cJSON_Delete(p->attrs);
+    p->attrs = copy;
+    return 0;
 }
 
 const char *gw_put_msg(const struct gw_put *p)
@@ -460,6 +472,8 @@ static int put__commit(struct gw_put *p, uint64_t fsize, const char *sha_hex, cJ
         cJSON_AddBoolToObject(params, "replica", p->mode == PUT_REPLICA);
         dyno_json_add_i64(params, "unit", p->unit);
     }
+    if (p->attrs)
+        cJSON_AddItemReferenceToObject(params, "attrs", p->attrs);
     cJSON *fr = cJSON_AddArrayToObject(params, "fragments");
     *stored = 0;
     for (int i = 0; i < p->n; i++) {
@@ -515,6 +529,7 @@ int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a,
     p->req_k = a->k;
     p->req_m = a->m;
     p->site_relaxed = a->site_relaxed;
+    p->quiet = a->quiet;
     p->declared = a->size;
     snprintf(p->catalog, sizeof(p->catalog), "%s", a->catalog);
     snprintf(p->name, sizeof(p->name), "%s", a->name ? a->name : "");
@@ -622,8 +637,9 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
         p->purge_frags = cJSON_DetachItemFromObjectCaseSensitive(replaced, "fragments");
     }
     cJSON_Delete(res);
-    gw->meta->emit(gw, "object.created", p->catalog, p->key, p->name[0] ? p->name : p->key, (int64_t)p->size,
-                   sha_hex);
+    if (!p->quiet)
+        gw->meta->emit(gw, "object.created", p->catalog, p->key, p->name[0] ? p->name : p->key,
+                       (int64_t)p->size, sha_hex);
     p->t_event = gw_put_us();
     dyno_metric_add(&gw->metrics[GW_M_PUTS], 1);
     dyno_metric_add(&gw->metrics[GW_M_BYTES_IN], (int64_t)p->size);
@@ -715,6 +731,7 @@ void gw_put_close(struct gw_put *p)
     free(p->parity);
     dyno_sha256_free(p->sha);
     dyno_buf_free(&p->pre);
+    cJSON_Delete(p->attrs);
     free(p);
 }
 

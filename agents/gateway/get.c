@@ -146,14 +146,26 @@ enum MHD_Result gw_get_object(struct gw_req *r, bool head)
         gw_get_free(g);
         return gw_reply_response(r, MHD_HTTP_OK, resp);
     }
+    struct MHD_Response *resp = NULL;
+    rc = gw_get_response(r, g, first, last, status == MHD_HTTP_OK, &resp, msg, sizeof(msg));
+    if (rc)
+        return gw_reply_error(r, rc, "%s", msg);
+    return get_rest__reply(r, status, resp, first, last, size, sha);
+}
+
+int gw_get_response(struct gw_req *r, struct gw_get *g, uint64_t first, uint64_t last, bool whole,
+                    struct MHD_Response **out, char *msg, size_t cap)
+{
+    struct gw *gw = r->gw;
+    *out = NULL;
     /* fetch, verify, decode: the first stripe now, so a read that cannot start fails here */
-    t0 = gw_now_us();
-    rc = gw_get_start(g, first, last, status == MHD_HTTP_OK ? GW_GET_VERIFY : 0);
+    int64_t t0 = gw_now_us();
+    int rc = gw_get_start(g, first, last, whole ? GW_GET_VERIFY : 0);
     dyno_metric_add(&gw->metrics[GW_M_GET_FETCH_US], gw_now_us() - t0);
     if (rc) {
-        snprintf(msg, sizeof(msg), "%s", gw_get_msg(g));
+        snprintf(msg, cap, "%s", gw_get_msg(g));
         gw_get_free(g);
-        return gw_reply_error(r, rc, "%s", msg);
+        return rc;
     }
     /* stream: a read of one stripe leaves from where its bytes lie (the fragments' buffers,
      * or the decoded stripe), without a copy into a response buffer (and without MHD's
@@ -174,10 +186,12 @@ enum MHD_Result gw_get_object(struct gw_req *r, bool head)
     if (!resp) {
         free(s);
         gw_get_free(g);
-        return gw_reply_error(r, DYNO_ENOMEM, "out of memory");
+        snprintf(msg, cap, "out of memory");
+        return DYNO_ENOMEM;
     }
     *s = (struct get_rest){.g = g, .r = nseg > 0 ? NULL : r, .t_us = gw_now_us()};
     if (nseg > 0)
         r->bytes_out += last - first + 1;
-    return get_rest__reply(r, status, resp, first, last, size, sha);
+    *out = resp;
+    return 0;
 }

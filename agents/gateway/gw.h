@@ -14,8 +14,10 @@
  *   events.c   catalog events: event.emit to pubsub, GET /v1/events (server-sent events)
  *   ingest.c   MQTT ingest: dyno/v1/ingest/<catalog> messages stored as objects
  *   admin.c    users and API tokens (dyno-auth RPCs)
+ *   keys.c     S3 access keys: create, list, revoke (dyno-auth RPCs)
  *   web.c      the web console's static files (agents/frontend), its security headers
  *   session.c  console sessions (HttpOnly cookie + CSRF header), device login for the CLI
+ *   s3key.c    S3 access keys: key.lookup answers of dyno-auth, cached < 5 s, evicted on revocation
  *
  * Threads: MHD runs one thread per client connection and every handler runs in it, so a
  * handler may block (RPC, fragment transfers): that is the back-pressure. struct gw is
@@ -83,6 +85,12 @@ struct gw_cfg {
     int64_t repair_rate_bytes;      /* bytes/s the repair workers read and write at most */
     int64_t reserve_batch;          /* dp_resv.c: small objects reserved per object.reserve; 0: off */
     int64_t reserve_ttl_ms;         /* dp_resv.c: an unused reservation is released after this */
+    int64_t s3_port;                /* s3.c: the S3 listener's port; -1: off, 0: any */
+    int64_t s3_upload_ttl_s;        /* s3_mpu.c: abandoned multipart uploads are cleaned after it */
+    int64_t s3_long_grace_ms;       /* s3_ops.c: a long S3 operation's ordinary-reply window */
+    char *s3_port_file;             /* the bound S3 port is written here */
+    char *s3_region;                /* the region clients sign with (SigV4 scope) */
+    char *s3_domain;                /* virtual-host requests: Host <bucket>.<s3_domain>; "": off */
 };
 
 enum gw_metric_id {
@@ -122,10 +130,14 @@ struct gw {
     struct dyno_agent agent;       /* the broker session and status (lib/agent.h) */
     struct dyno_mq *mq;            /* agent.mq, the one client every module uses */
     struct gw_catcache *catcache;  /* catalog records, invalidated by dyno/v1/acl/# */
+    struct gw_s3keys *s3keys;      /* s3key.c: access keys, evicted by dyno/v1/auth/keys/revoked */
     char *service_token;
     struct curl_slist *svc_headers; /* Authorization for containers; read-only, shared */
     struct dyno_httpd httpd;
     unsigned port;
+    struct dyno_httpd s3httpd; /* s3.c: the S3 listener (d NULL when off) */
+    unsigned s3_port;
+    struct gw_s3_mpu *s3mpu; /* s3_mpu.c: the cleaner of abandoned uploads, or NULL */
     struct dyno_metric metrics[GW_M_COUNT];
     bool curl_ok; /* curl_global_init done (main.c) */
     pthread_mutex_t ec_lock;
@@ -190,11 +202,17 @@ struct gw_req {
      * is out). */
     void (*on_close)(struct gw_req *r);
     void *state; /* the handler's, for on_close */
+
+    bool s3_door;      /* came in on the S3 listener: routed by s3.c, errors in S3 XML */
+    struct s3_ctx *s3; /* s3.c's request context, freed at the end (gw_s3_req_free) */
 };
 
 /* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
 int64_t gw_now_us(void); /* monotonic, for the stage timers */
+struct timespec;
+/* The CLOCK_REALTIME instant ms from now, for pthread_cond_timedwait. */
+void gw_deadline_in(struct timespec *ts, int64_t ms);
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
  * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against
@@ -209,6 +227,46 @@ void gw_catcache_invalidate(struct gw_catcache *c, const char *catalog); /* NULL
 int gw_catalog_get(struct gw *gw, const char *catalog, cJSON **out, char *msg, size_t cap);
 /* Zeroes secrets in a way the compiler keeps (explicit_bzero is not POSIX). */
 void gw_wipe(void *p, size_t n);
+
+/* ---- S3 access keys (s3key.c; docs/s3.md "Access keys") ---- */
+#define GW_S3KEY_ID_LEN 20     /* "DK" + 18 of [A-Z0-9] (dyno-auth's key.create) */
+#define GW_S3KEY_SECRET_MAX 64 /* bytes of a secret accepted from dyno-auth (it makes 40) */
+#define GW_S3KEY_TTL_MS 4000   /* an entry's life: revocation within 5 s even if a message is lost */
+/* Finds a live access key: its owner and secret. 0, or DYNO_ENOTFOUND (unknown or revoked),
+ * or another DYNO_E* error (auth unreachable). Cached; a revocation evicts within 5 s. */
+int gw_s3key_lookup(struct gw *gw, const char *access_key_id, char *user, size_t user_len, char *secret,
+                    size_t secret_len);
+/* What a key.lookup tells: the user as dyno-auth's record says now (org, admin flag), for the
+ * access checks (gw_catalog_allows wants a struct dyno_claims: sub = user, org, admin, role
+ * "user"), and the secret. Wipe it (gw_wipe) when done. */
+struct gw_s3key {
+    char user[DYNO_SEG_MAX + 1];
+    char org[DYNO_SEG_MAX * 4 + 4]; /* as struct dyno_claims.org */
+    bool admin;
+    char secret[GW_S3KEY_SECRET_MAX + 1];
+};
+/* gw_s3key_lookup with the whole record in *out (zeroed on failure); same codes. */
+int gw_s3key_get(struct gw *gw, const char *access_key_id, struct gw_s3key *out);
+/* True for a well-formed access key id (lib/names.h dyno_valid_access_key_id; no RPC is made
+ * for another). */
+bool gw_s3key_valid_id(const char *id);
+/* Makes the cache and subscribes to the revocations (from gw_mqtt_start). 0 or DYNO_E*. */
+int gw_s3key_start(struct gw *gw);
+/* Forgets every key (broker reconnect: revocations may have gone by). */
+void gw_s3key_flush(struct gw *gw);
+void gw_s3key_free(struct gw *gw);
+/* The cache itself (unit-tested apart): get copies a live entry (younger than
+ * GW_S3KEY_TTL_MS at now_ms) and reads the generation; put stores unless an eviction came
+ * since that generation; evict drops id (NULL: all) and moves the generation; on_revoked
+ * applies a revocation message ({"revoked":[ids]}; anything else drops all). */
+struct gw_s3keys;
+int gw_s3keys_new(struct gw_s3keys **out);
+void gw_s3keys_free(struct gw_s3keys *c);
+bool gw_s3keys_get(struct gw_s3keys *c, const char *id, int64_t now_ms, struct gw_s3key *out, uint64_t *gen);
+void gw_s3keys_put(struct gw_s3keys *c, const char *id, const struct gw_s3key *k, int64_t now_ms,
+                   uint64_t gen);
+void gw_s3keys_evict(struct gw_s3keys *c, const char *id);
+void gw_s3keys_on_revoked(struct gw_s3keys *c, const void *payload, size_t len);
 
 /* ---- replies (rest.c): each records the status for the request log ---- */
 enum MHD_Result gw_reply_json(struct gw_req *r, unsigned status, const cJSON *body);
@@ -300,9 +358,17 @@ void gw_conn_pool_free(struct gw *gw);
 void gw_req_close(struct gw_req *r);
 
 /* ---- handlers ---- */
-enum MHD_Result gw_put_begin(struct gw_req *r);             /* put.c: first call of a put */
+enum MHD_Result gw_put_begin(struct gw_req *r); /* put.c: first call of a put */
+/* The resilience of a put into catalog cat (catalog.get): X-Dyno-Resilience, else the
+ * catalog's, else the gateway's. 0 or DYNO_EINVAL (bad header; k, m then the default). */
+int gw_put_resilience(struct gw_req *r, const cJSON *cat, int *k, int *m);
 enum MHD_Result gw_get_object(struct gw_req *r, bool head); /* get.c */
-enum MHD_Result gw_object_meta(struct gw_req *r);           /* objects.c */
+/* The streaming response of bytes [first, last] of g (size > 0): the first stripe is
+ * fetched (and a whole read verified) now. Takes g (freed on failure, else with the
+ * response). 0 with *out, or DYNO_E* with msg. (The REST and S3 gets.) */
+int gw_get_response(struct gw_req *r, struct gw_get *g, uint64_t first, uint64_t last, bool whole,
+                    struct MHD_Response **out, char *msg, size_t cap);
+enum MHD_Result gw_object_meta(struct gw_req *r); /* objects.c */
 enum MHD_Result gw_object_evict(struct gw_req *r);
 enum MHD_Result gw_object_list(struct gw_req *r);
 /* Loads object.get for key and checks read or write access. *obj is the caller's. */
@@ -320,6 +386,23 @@ enum MHD_Result gw_user_list(struct gw_req *r);
 enum MHD_Result gw_token_create(struct gw_req *r); /* on_end */
 enum MHD_Result gw_token_list(struct gw_req *r);
 enum MHD_Result gw_token_revoke(struct gw_req *r); /* r->key = the token id */
+/* The helpers of those routes, shared with keys.c. */
+/* An auth RPC; a silent dyno-auth becomes a 503 whose message says what still works. */
+int gw_auth_rpc(struct gw_req *r, const char *method, const cJSON *params, cJSON **res, char *msg,
+                size_t cap);
+/* The error reply of an auth RPC. dyno-auth's rate limit (too_many_requests) says when to come
+ * back in its message ("... retry after N s", protocol.md §3): that becomes Retry-After. */
+enum MHD_Result gw_auth_error(struct gw_req *r, int rc, const char *msg);
+/* Runs the auth method with params (taken) and replies with its result or error. */
+enum MHD_Result gw_auth_reply(struct gw_req *r, const char *method, cJSON *params, unsigned status);
+/* params = {"caller": ...}; NULL on ENOMEM. */
+cJSON *gw_params_with_caller(const struct gw_req *r);
+/* The JSON object body (an empty body is {} when empty_ok). 0 or DYNO_EINVAL. */
+int gw_body_object(struct gw_req *r, bool empty_ok, cJSON **out);
+/* keys.c: S3 access keys of the caller, answered by dyno-auth (docs/s3.md "Access keys") */
+enum MHD_Result gw_key_create(struct gw_req *r); /* on_end */
+enum MHD_Result gw_key_list(struct gw_req *r);
+enum MHD_Result gw_key_revoke(struct gw_req *r); /* r->name = the access key id */
 enum MHD_Result gw_metrics(struct gw_req *r);
 
 /* ---- events (events.c) ---- */
@@ -354,6 +437,9 @@ void gw_ingest_free(struct gw *gw);
 
 /* ---- catalog routes (catalogs.c) ---- */
 enum MHD_Result gw_catalog_delete(struct gw_req *r);
+/* pubsub catalog.delete of r->catalog as r's caller; *res is the caller's. (The S3 door's
+ * DeleteBucket too.) 0 or DYNO_E* with msg (DYNO_ECONFLICT: sub-catalogs, not recursive). */
+int gw_catalog_delete_rpc(struct gw_req *r, bool recursive, bool dry_run, cJSON **res, char *msg, size_t cap);
 enum MHD_Result gw_share_add(struct gw_req *r); /* on_end of a JSON body */
 /* DELETE .../~/shares/<principal>: principal in r->name. */
 enum MHD_Result gw_share_remove(struct gw_req *r);
@@ -367,6 +453,9 @@ int gw_evict_object(struct gw *gw, struct gw_conn *conn, const char *key, const 
 /* ---- server (rest.c) ---- */
 int gw_httpd_start(struct gw *gw);
 void gw_httpd_stop(struct gw *gw);
+/* Starts one more listener h on port with the REST listener's settings and request life
+ * (s3.c's): its requests are told apart by their daemon. 0 or DYNO_E* with err. */
+int gw_httpd_listen(struct gw *gw, struct dyno_httpd *h, unsigned port, char *err, size_t cap);
 /* Collects a JSON body (at most GW_JSON_BODY_MAX) and runs on_end once it is complete. */
 void gw_expect_json(struct gw_req *r, enum MHD_Result (*on_end)(struct gw_req *));
 
@@ -389,6 +478,14 @@ bool gw_csrf_ok(struct gw_req *r);
 /* The login of POST /v1/auth/login and /v1/auth/session: body checks, the throttle
  * (DYNO_ELIMIT with *retry_s > 0), auth.login. *res ({token, expires_at}) is the caller's. */
 int gw_login_call(struct gw_req *r, cJSON **res, int *retry_s, char *msg, size_t cap);
+
+/* ---- S3 multipart uploads (s3_mpu.c) ---- */
+/* Starts the cleaner of abandoned uploads (older than s3_upload_ttl_s) when the S3 door is
+ * on and the ttl > 0. 0 or DYNO_E*. */
+int gw_s3_mpu_start(struct gw *gw);
+void gw_s3_mpu_stop(struct gw *gw); /* safe when never started */
+/* One pass of the cleaner: aborts up to 100 expired uploads; the count ended. */
+int gw_s3_mpu_clean(struct gw *gw, struct gw_conn *conn);
 
 /* ---- healing (repair.c, docs/healing.md, protocol.md §8) ---- */
 /* Starts cfg.repair_workers threads (none when 0) that claim repair tasks from metadata

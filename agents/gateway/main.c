@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "config.h"
 #include "gw.h"
+#include "s3.h"
 #include "log.h"
 #include "mq.h"
 
@@ -56,6 +57,19 @@ static const struct dyno_opt gw_opts[] = {
      "bytes/s repairs read and write at most"},
     {"reserve_batch", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_batch), "32",
      "small objects placed ahead per object.reserve (0: every put sends object.begin)"},
+    {"s3_port", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_port), "-1",
+     "S3 endpoint port (docs/s3.md): -1 = off, 0 = any free port"},
+    {"s3_port_file", DYNO_OPT_STR, offsetof(struct gw_cfg, s3_port_file), NULL,
+     "write the bound S3 port here"},
+    {"s3_region", DYNO_OPT_STR, offsetof(struct gw_cfg, s3_region), "us-east-1",
+     "the region S3 clients sign with (AWS SigV4 credential scope)"},
+    {"s3_domain", DYNO_OPT_STR, offsetof(struct gw_cfg, s3_domain), "localhost",
+     "virtual-host-style S3: Host <bucket>.<s3_domain>[:port] names the bucket (\"\" = path-style only)"},
+    {"s3_long_grace_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_long_grace_ms), "2000",
+     "a CopyObject or CompleteMultipartUpload still running after this answers 200 and keeps the "
+     "connection alive with spaces until its result"},
+    {"s3_upload_ttl_s", DYNO_OPT_INT, offsetof(struct gw_cfg, s3_upload_ttl_s), "604800",
+     "an S3 multipart upload neither completed nor aborted is cleaned after this (0: never)"},
     {"reserve_ttl_ms", DYNO_OPT_INT, offsetof(struct gw_cfg, reserve_ttl_ms), "5000",
      "an unused reservation is released after this (its placement may be stale)"},
 };
@@ -90,7 +104,8 @@ static int gw_start(void *arg)
 {
     struct gw *gw = arg;
     gw->mq = gw->agent.mq;
-    if (gw_httpd_start(gw))
+    /* S3 first: its port file is there once the gateway's is (dynostore up reads both). */
+    if (gw_s3_start(gw) || gw_httpd_start(gw))
         return -1; /* logged */
     if (gw_mqtt_start(gw) || dyno_agent_on_status(&gw->agent, gw_mqtt_status, gw) ||
         dyno_agent_on_connect(&gw->agent, gw_mqtt_on_connect, gw))
@@ -114,7 +129,7 @@ static int gw_started(void *arg)
             return -1;
         }
     }
-    if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw))
+    if (gw_events_start(gw) || gw_ingest_start(gw) || gw_repair_start(gw) || gw_s3_mpu_start(gw))
         return -1;
     dyno_info("gateway started", "id=%s port=%u", gw->cfg.c.id, gw->port);
     return 0;
@@ -127,8 +142,10 @@ static void gw_stop(void *arg)
     struct gw *gw = arg;
     gw_events_stop(gw);
     gw_httpd_stop(gw);
+    gw_s3_stop(gw);
     gw_ingest_stop(gw);
     gw_repair_stop(gw);
+    gw_s3_mpu_stop(gw);
     /* No put runs any more: the unused reservations go back to metadata. */
     gw_resv_free(gw->resv);
     gw->resv = NULL;

@@ -21,6 +21,7 @@ void gw_mqtt_on_connect(void *arg)
 {
     struct gw *gw = arg;
     gw_catcache_invalidate(gw->catcache, NULL);
+    gw_s3key_flush(gw);
     gw_events_recheck(gw, NULL);
 }
 
@@ -73,6 +74,8 @@ int gw_mqtt_start(struct gw *gw)
         rc = dyno_mq_subscribe(gw->mq, DYNO_ACL_TOPIC_REVOKED, 1, gw_on_revoked, gw);
     if (rc == 0)
         rc = dyno_mq_subscribe(gw->mq, "dyno/v1/acl/#", 1, gw_on_acl, gw);
+    if (rc == 0)
+        rc = gw_s3key_start(gw);
     if (rc)
         dyno_error("cannot set up MQTT subscriptions", "err=%s", dyno_err_code(rc));
     return rc;

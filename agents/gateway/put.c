@@ -58,8 +58,7 @@ static enum MHD_Result put_rest__end(struct gw_req *r)
     return ret;
 }
 
-/* The resilience asked for: X-Dyno-Resilience, else the catalog's, else the gateway's. */
-static int put_rest__resilience(struct gw_req *r, const cJSON *cat, int *k, int *m)
+int gw_put_resilience(struct gw_req *r, const cJSON *cat, int *k, int *m)
 {
     *k = (int)r->gw->cfg.k;
     *m = (int)r->gw->cfg.m;
@@ -83,7 +82,9 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     int rc = gw_query_arg(r, "name", r->name, sizeof(r->name));
     if (rc == 0) {
         if (!dyno_valid_name(r->name))
-            return gw_reply_error(r, DYNO_EINVAL, "bad object name (1..255 bytes of UTF-8, no '/')");
+            return gw_reply_error(r, DYNO_EINVAL,
+                                  "bad object name (1..255 bytes of UTF-8, no control characters or '\\', no "
+                                  "leading '/' or segment \".\" or \"..\")");
         r->has_name = true;
     } else if (rc != DYNO_ENOTFOUND) {
         return gw_reply_error(r, DYNO_EINVAL, "bad object name");
@@ -113,7 +114,7 @@ enum MHD_Result gw_put_begin(struct gw_req *r)
     rc = gw_catalog_check(r, r->catalog, true, &cat, msg, sizeof(msg));
     if (rc)
         return gw_reply_error(r, rc, "%s", msg);
-    (void)put_rest__resilience(r, cat, &k, &m); /* the header was checked above */
+    (void)gw_put_resilience(r, cat, &k, &m); /* the header was checked above */
     bool relaxed = gw_site_relaxed(cat);
     cJSON_Delete(cat);
 

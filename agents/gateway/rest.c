@@ -15,6 +15,7 @@
 #include "limit.h"
 #include "log.h"
 #include "rest.h"
+#include "s3.h"
 
 /* ---- replies ---- */
 
@@ -33,7 +34,15 @@ enum MHD_Result gw_reply_err(struct gw_req *r, const struct dyno_http_error *e, 
     r->replied = true;
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result ret = dyno_http_vreply_err(r->c, e, fmt, ap);
+    enum MHD_Result ret;
+    if (r->s3_door) { /* the same failure in S3's words (s3.c) */
+        char msg[1024];
+        if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+            msg[0] = '\0';
+        ret = gw_s3_reply_err(r, e, msg);
+    } else {
+        ret = dyno_http_vreply_err(r->c, e, fmt, ap);
+    }
     va_end(ap);
     return ret;
 }
@@ -213,6 +222,22 @@ static enum MHD_Result gw_route_identity(struct gw_req *r, enum dyno_rest_kind k
     return MHD_YES;
 }
 
+/* /v1/keys[/<id>] (keys.c): S3 access keys of the caller. */
+static enum MHD_Result gw_route_keys(struct gw_req *r, enum dyno_rest_kind kind)
+{
+    if (kind == DYNO_REST_KEY ? !GW_IS(DELETE) : !GW_IS(GET) && !GW_IS(POST))
+        return gw_method_not_allowed(r);
+    enum MHD_Result ret = gw_need_auth(r);
+    if (r->replied)
+        return ret;
+    if (kind == DYNO_REST_KEY)
+        return gw_key_revoke(r);
+    if (GW_IS(GET))
+        return gw_key_list(r);
+    gw_expect_json(r, gw_key_create);
+    return MHD_YES;
+}
+
 /* A route with one method: h (authenticated unless open) for it, 405 for any other. */
 static enum MHD_Result gw_route_one(struct gw_req *r, const char *method, bool open,
                                     enum MHD_Result (*h)(struct gw_req *))
@@ -278,6 +303,9 @@ static enum MHD_Result gw_route(struct gw_req *r, const char *url)
         return gw_route_identity(r, rt.kind);
     case DYNO_REST_EVENTS:
         return gw_route_one(r, MHD_HTTP_METHOD_GET, false, gw_events_sse);
+    case DYNO_REST_KEYS:
+    case DYNO_REST_KEY:
+        return gw_route_keys(r, rt.kind);
     default:
         return gw_reply_error(r, DYNO_ENOTFOUND, "no such route");
     }
@@ -325,6 +353,8 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
         r->conn = cl ? cl->conn : NULL;
         r->method = method;
         r->url = strdup(url);
+        const union MHD_ConnectionInfo *di = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+        r->s3_door = gw->s3httpd.d && di && di->daemon == gw->s3httpd.d;
         r->t0_ms = gw_now_ms();
         dyno_buf_init(&r->body, GW_JSON_BODY_MAX);
         dyno_metric_add(&gw->metrics[GW_M_REQUESTS], 1);
@@ -348,12 +378,12 @@ static enum MHD_Result gw_access(void *cls, struct MHD_Connection *c, const char
             r->route_later = true;
             return MHD_YES;
         }
-        return gw_route(r, url);
+        return r->s3_door ? gw_s3_route(r) : gw_route(r, url);
     }
 
     if (r->route_later && *upload_data_size == 0) {
         r->route_later = false;
-        return gw_route(r, r->url);
+        return r->s3_door ? gw_s3_route(r) : gw_route(r, r->url);
     }
 
     if (*upload_data_size > 0) {
@@ -417,6 +447,7 @@ static void gw_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     *con_cls = NULL;
     gw_req_close(r);
+    gw_s3_req_free(r);
 
     const char *end = "ok";
     switch (toe) {
@@ -493,15 +524,16 @@ static unsigned gw_per_ip_hard_limit(const struct gw *gw)
     return (unsigned)(n > gw->cfg.max_connections ? gw->cfg.max_connections : n);
 }
 
-int gw_httpd_start(struct gw *gw)
+/* The settings of every listener of the gateway on port. */
+static struct dyno_httpd_conf gw_httpd_conf(struct gw *gw, unsigned port)
 {
     /* The connection pool holds the headers and the read buffer, whose size is the
      * largest body chunk we get per call: big enough for throughput, small enough that
      * headers far past DYNO_HTTP_HEADER_MAX are refused by MHD itself; gw_access applies
      * the exact limit. */
-    const struct dyno_httpd_conf conf = {
+    return (struct dyno_httpd_conf){
         .host = gw->cfg.listen_host,
-        .port = (unsigned)gw->cfg.port,
+        .port = port,
         .tls_cert = gw->cfg.tls_cert,
         .tls_key = gw->cfg.tls_cert ? gw->cfg.tls_key : NULL,
         .max_connections = (unsigned)gw->cfg.max_connections,
@@ -514,8 +546,18 @@ int gw_httpd_start(struct gw *gw)
         .notify_connection = gw_notify_connection,
         .unescape = gw_no_unescape,
     };
+}
+
+int gw_httpd_listen(struct gw *gw, struct dyno_httpd *h, unsigned port, char *err, size_t cap)
+{
+    const struct dyno_httpd_conf conf = gw_httpd_conf(gw, port);
+    return dyno_httpd_start(h, &conf, err, cap);
+}
+
+int gw_httpd_start(struct gw *gw)
+{
     char err[300], q[320];
-    int rc = dyno_httpd_start(&gw->httpd, &conf, err, sizeof(err));
+    int rc = gw_httpd_listen(gw, &gw->httpd, (unsigned)gw->cfg.port, err, sizeof(err));
     if (rc == DYNO_EINVAL) {
         dyno_error("bad configuration", "detail=%s", dyno_log_q(q, sizeof(q), err));
         return rc;

@@ -68,6 +68,14 @@ int gw_cfg_check(const struct gw_cfg *c, char *err, size_t cap)
         snprintf(err, cap, "id must be [A-Za-z0-9._-]{1,64}");
     else if (c->port < 0 || c->port > 65535)
         snprintf(err, cap, "port must be 0..65535");
+    else if (c->s3_port < -1 || c->s3_port > 65535)
+        snprintf(err, cap, "s3_port must be -1 (off) or 0..65535");
+    else if (c->s3_port >= 0 && (!c->s3_region || !c->s3_region[0] || strlen(c->s3_region) > 63))
+        snprintf(err, cap, "s3_region must be 1..63 characters");
+    else if (c->s3_upload_ttl_s < 0)
+        snprintf(err, cap, "s3_upload_ttl_s must be >= 0 (0: never)");
+    else if (c->s3_long_grace_ms < 0 || c->s3_long_grace_ms > 600000)
+        snprintf(err, cap, "s3_long_grace_ms must be 0..600000");
     else if (c->c.broker_port < 1 || c->c.broker_port > 65535)
         snprintf(err, cap, "broker_port must be 1..65535");
     else if (c->unit < 4096 || c->unit > (int64_t)DYNO_FRAG_MAX_UNIT)
@@ -169,6 +177,7 @@ void gw_cleanup(struct gw *gw)
     dyno_limit_free(gw->conn_limit);
     dyno_limit_free(gw->login_limit);
     gw_catcache_free(gw->catcache);
+    gw_s3key_free(gw);
     for (int k = 0; k <= DYNO_EC_MAX_K; k++)
         for (int m = 0; m <= DYNO_EC_MAX_M; m++)
             dyno_ec_free(gw->ec_cache[k][m]);

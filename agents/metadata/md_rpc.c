@@ -1,5 +1,6 @@
 /* Metadata RPC handlers (md_rpc.h). */
 #include "md_rpc.h"
+#include "md_upload.h"
 
 #include <dynostore/error.h>
 #include <stdio.h>
@@ -437,6 +438,7 @@ static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, siz
 
 struct w_commit_req {
     const struct md_resv_commit *resv;
+    const char *attrs; /* JSON text of the object's attributes, or NULL */
     int64_t size;
     const char *sha;
     const struct md_commit_frag *frags;
@@ -447,8 +449,8 @@ static int w_commit(struct md_db *db, void *arg, char *err, size_t errlen)
 {
     struct wr *w = arg;
     const struct w_commit_req *c = w->req;
-    return md_store_commit_resv(db, w->key, c->resv, c->size, c->sha, c->frags, c->nfrags, w->nodes, w->now,
-                                &w->result, err, errlen);
+    return md_store_commit_attrs(db, w->key, c->resv, c->attrs, c->size, c->sha, c->frags, c->nfrags,
+                                 w->nodes, w->now, &w->result, err, errlen);
 }
 
 static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -504,10 +506,27 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     struct md_nodes nodes;
     if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
         return rc;
-    struct w_commit_req cr = {
-        .resv = resv ? &rc_id : NULL, .size = size, .sha = sha, .frags = frags, .nfrags = (size_t)i};
+    /* The object's attributes (S3: etag, content_type, meta; issue 14): a small object. */
+    const cJSON *aj = cJSON_GetObjectItemCaseSensitive(req, "attrs");
+    char *attrs = NULL;
+    if (aj && !cJSON_IsNull(aj)) {
+        attrs = cJSON_IsObject(aj) ? cJSON_PrintUnformatted(aj) : NULL;
+        if (!attrs || strlen(attrs) > MD_ATTRS_MAX) {
+            free(attrs);
+            free(nodes.v);
+            snprintf(err, errlen, "attrs must be an object of at most %d bytes of JSON", MD_ATTRS_MAX);
+            return DYNO_EINVAL;
+        }
+    }
+    struct w_commit_req cr = {.resv = resv ? &rc_id : NULL,
+                              .attrs = attrs,
+                              .size = size,
+                              .sha = sha,
+                              .frags = frags,
+                              .nfrags = (size_t)i};
     struct wr w = {.req = &cr, .key = key, .nodes = &nodes, .now = (int64_t)time(NULL)};
     rc = write_call(ctx, w_commit, &w, true, result, err, errlen);
+    free(attrs);
     free(nodes.v);
     if (rc == 0)
         dyno_crash_point("metadata.commit.before_reply"); /* durable, not answered */
@@ -555,9 +574,27 @@ static int h_abort(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return key_op(arg, req, result, err, errlen, md_store_abort, true);
 }
 
+/* object.get: {key}, or {catalog, name} (the S3 door reads objects by name). */
 static int h_get(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
-    return key_op(arg, req, result, err, errlen, md_store_get, false);
+    if (cJSON_GetObjectItemCaseSensitive(req, "key"))
+        return key_op(arg, req, result, err, errlen, md_store_get, false);
+    struct md_ctx *ctx = arg;
+    const char *catalog, *name = dyno_json_str(req, "name");
+    int rc;
+    if ((rc = p_catalog(req, &catalog, err, errlen)) != 0)
+        return rc;
+    if (!dyno_valid_name(name)) {
+        snprintf(err, errlen, "name must be an object name (or give key)");
+        return DYNO_EINVAL;
+    }
+    WITH_DB(ctx, db, err, errlen);
+    struct md_nodes nodes;
+    if ((rc = snapshot(ctx, &nodes, err, errlen)) != 0)
+        return rc;
+    rc = md_store_get_by_name(db, catalog, name, &nodes, result, err, errlen);
+    free(nodes.v);
+    return rc;
 }
 
 static int h_evict(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -565,36 +602,40 @@ static int h_evict(void *arg, const cJSON *req, cJSON **result, char *err, size_
     return key_op(arg, req, result, err, errlen, md_store_evict, true);
 }
 
+/* An optional text member of an object.list request ("" and null: absent). */
+static int p_list_text(const cJSON *req, const char *member, const char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, member);
+    if (!j || cJSON_IsNull(j))
+        return 0;
+    const char *v = cJSON_IsString(j) ? j->valuestring : NULL;
+    if (!v || (*v && !dyno_valid_text(v, MD_LIST_TOKEN_MAX))) {
+        snprintf(err, errlen, "%s must be UTF-8 text of at most %d bytes without control characters", member,
+                 MD_LIST_TOKEN_MAX);
+        return DYNO_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
 static int h_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
 {
     struct md_ctx *ctx = arg;
-    const char *catalog;
+    struct md_list_req q = {0};
     int64_t limit;
     int rc;
-    if ((rc = p_catalog(req, &catalog, err, errlen)) != 0)
+    if ((rc = p_catalog(req, &q.catalog, err, errlen)) != 0)
         return rc;
-    const cJSON *after = cJSON_GetObjectItemCaseSensitive(req, "after");
-    const char *a = NULL;
-    if (after && !cJSON_IsNull(after)) {
-        a = cJSON_IsString(after) ? after->valuestring : NULL;
-        if (!a || (*a && !dyno_valid_name(a))) {
-            snprintf(err, errlen, "after must be an object name");
-            return DYNO_EINVAL;
-        }
-    }
-    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(req, "prefix");
-    const char *prefix = NULL;
-    if (pj && !cJSON_IsNull(pj)) {
-        prefix = cJSON_IsString(pj) ? pj->valuestring : NULL;
-        if (!prefix || (*prefix && !dyno_valid_name(prefix))) {
-            snprintf(err, errlen, "prefix must be the start of an object name");
-            return DYNO_EINVAL;
-        }
-    }
+    if ((rc = p_list_text(req, "after", &q.after, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "prefix", &q.prefix, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "delimiter", &q.delimiter, err, errlen)) != 0)
+        return rc;
     if ((rc = p_int(req, "limit", true, 100, 1, 1000, &limit, err, errlen)) != 0)
         return rc;
+    q.limit = (int)limit;
     WITH_DB(ctx, db, err, errlen);
-    return md_store_list(db, catalog, a, prefix, (int)limit, result, err, errlen);
+    return md_store_list_page(db, &q, result, err, errlen);
 }
 
 struct w_purge_req {
@@ -1066,6 +1107,117 @@ out:
     return rc;
 }
 
+/* ---- S3 multipart uploads (md_upload.h) ---------------------------------------------------- */
+
+static int p_upload_id(const cJSON *req, const char **out, char *err, size_t errlen)
+{
+    *out = dyno_json_str(req, "id");
+    if (!dyno_valid_key(*out)) {
+        snprintf(err, errlen, "id must be 32 lowercase hex characters");
+        return DYNO_EINVAL;
+    }
+    return 0;
+}
+
+static int w_upload_create(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_upload_create(db, w->req, w->now, &w->result, err, errlen);
+}
+
+static int w_upload_delete(struct md_db *db, void *arg, char *err, size_t errlen)
+{
+    struct wr *w = arg;
+    return md_upload_delete(db, w->key, err, errlen);
+}
+
+static int h_upload_create(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    struct md_upload_req r = {0};
+    int rc;
+    if ((rc = p_catalog(req, &r.catalog, err, errlen)) != 0)
+        return rc;
+    r.name = dyno_json_str(req, "name");
+    r.initiator = dyno_json_str(req, "initiator");
+    r.attrs = cJSON_GetObjectItemCaseSensitive(req, "attrs");
+    if (!dyno_valid_name(r.name)) {
+        snprintf(err, errlen, "name must be an object name");
+        return DYNO_EINVAL;
+    }
+    if (!dyno_valid_segment(r.initiator)) {
+        snprintf(err, errlen, "initiator must be a user name");
+        return DYNO_EINVAL;
+    }
+    if (r.attrs && !cJSON_IsObject(r.attrs)) {
+        snprintf(err, errlen, "attrs must be an object");
+        return DYNO_EINVAL;
+    }
+    struct wr w = {.req = &r, .now = (int64_t)time(NULL)};
+    return write_call(ctx, w_upload_create, &w, true, result, err, errlen);
+}
+
+static int h_upload_get(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *id;
+    int rc;
+    if ((rc = p_upload_id(req, &id, err, errlen)) != 0)
+        return rc;
+    WITH_DB(ctx, db, err, errlen);
+    return md_upload_get(db, id, result, err, errlen);
+}
+
+static int h_upload_delete(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *id;
+    int rc;
+    if ((rc = p_upload_id(req, &id, err, errlen)) != 0)
+        return rc;
+    struct wr w = {.key = id};
+    if ((rc = write_call(ctx, w_upload_delete, &w, true, NULL, err, errlen)) != 0)
+        return rc;
+    *result = cJSON_CreateObject();
+    return *result ? 0 : DYNO_ENOMEM;
+}
+
+static int h_upload_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    const char *catalog, *prefix, *after, *after_id = NULL;
+    int64_t limit;
+    int rc;
+    if ((rc = p_catalog(req, &catalog, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "prefix", &prefix, err, errlen)) != 0 ||
+        (rc = p_list_text(req, "after", &after, err, errlen)) != 0)
+        return rc;
+    const cJSON *aid = cJSON_GetObjectItemCaseSensitive(req, "after_id");
+    if (aid && !cJSON_IsNull(aid)) {
+        after_id = cJSON_IsString(aid) ? aid->valuestring : NULL;
+        if (!dyno_valid_key(after_id)) {
+            snprintf(err, errlen, "after_id must be an upload id");
+            return DYNO_EINVAL;
+        }
+    }
+    if ((rc = p_int(req, "limit", true, 1000, 1, 1000, &limit, err, errlen)) != 0)
+        return rc;
+    WITH_DB(ctx, db, err, errlen);
+    return md_upload_list(db, catalog, prefix, after, after_id, (int)limit, result, err, errlen);
+}
+
+static int h_upload_expired(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
+{
+    struct md_ctx *ctx = arg;
+    int64_t age, limit;
+    int rc;
+    if ((rc = p_int(req, "older_than_s", false, 0, 0, INT64_C(1) << 40, &age, err, errlen)) != 0 ||
+        (rc = p_int(req, "limit", true, 100, 1, 1000, &limit, err, errlen)) != 0)
+        return rc;
+    WITH_DB(ctx, db, err, errlen);
+    return md_upload_expired(db, (int64_t)time(NULL) - age, (int)limit, result, err, errlen);
+}
+
 const struct dyno_rpc_method md_rpc_methods[] = {
     {"object.begin", h_begin},
     {"object.commit", h_commit},
@@ -1086,5 +1238,10 @@ const struct dyno_rpc_method md_rpc_methods[] = {
     {"repair.status", h_repair_status},
     {"gc.claim", h_gc_claim},
     {"gc.complete", h_gc_complete},
+    {"upload.create", h_upload_create},
+    {"upload.get", h_upload_get},
+    {"upload.delete", h_upload_delete},
+    {"upload.list", h_upload_list},
+    {"upload.expired", h_upload_expired},
 };
 const size_t md_rpc_nmethods = sizeof(md_rpc_methods) / sizeof(md_rpc_methods[0]);

@@ -23,8 +23,9 @@
  * thread checkpoints every second (md_store_checkpoint), so RPCs normally never pay for one;
  * this only bounds the WAL if that thread falls behind. */
 #define MD_WAL_BACKSTOP "16384"
-/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread */
-#define MD_SCHEMA_VERSION 2
+/* PRAGMA user_version: 1 = the usage table exists and is exact; 2 = objects.site_spread;
+ * 3 = objects.attrs (S3 attributes: ETag, Content-Type, user metadata; issue 14) */
+#define MD_SCHEMA_VERSION 3
 
 struct md_db {
     struct dyno_db *d;
@@ -115,7 +116,13 @@ static const char SCHEMA[] =
     " PRIMARY KEY(key, idx));"
     "CREATE INDEX IF NOT EXISTS repair_targets_by_container ON repair_targets(container);"
     "CREATE TABLE IF NOT EXISTS drains(id TEXT PRIMARY KEY, since INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    /* S3 multipart uploads in progress (md_upload.h). */
+    "CREATE TABLE IF NOT EXISTS s3_uploads("
+    " id TEXT PRIMARY KEY, catalog TEXT NOT NULL, name TEXT NOT NULL, initiator TEXT NOT NULL,"
+    " attrs TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS s3_uploads_by_name ON s3_uploads(catalog, name, id);"
+    "CREATE INDEX IF NOT EXISTS s3_uploads_by_age ON s3_uploads(created_at);";
 
 /* The usage table and its triggers, one statement each (run after SCHEMA). */
 static const char *const SCHEMA_USAGE[] = {
@@ -176,8 +183,9 @@ static const char SQL_OBJ_GET[] =
  * catalog's owner), shown under that name so that nobody reads it as a grant. */
 static const char SQL_OBJ_JSON[] =
     "SELECT key, catalog, name, owner AS publisher, size, sha256, k, m, replica, unit, state, created_at,"
-    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread"
+    " committed_at, CASE site_spread WHEN 1 THEN 'relaxed' ELSE 'strict' END AS site_spread, attrs"
     " FROM objects WHERE key = ?1";
+static const char SQL_OBJ_BY_NAME[] = "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE;
 static const char SQL_FRAGS[] =
     "SELECT idx AS \"index\", container, state FROM fragments WHERE key = ?1 ORDER BY idx";
 static const char SQL_FRAG_SET[] = "UPDATE fragments SET state = ?3, size = ?4 WHERE key = ?1 AND idx = ?2";
@@ -186,11 +194,15 @@ static const char SQL_SAME_NAME[] =
     "SELECT key FROM objects WHERE catalog = ?1 AND name = ?2 AND " VISIBLE " AND key <> ?3";
 static const char SQL_OBJ_STATE[] = "UPDATE objects SET state = ?2 WHERE key = ?1";
 static const char SQL_OBJ_COMMIT[] =
-    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5 WHERE key = ?1";
-static const char SQL_LIST[] =
-    "SELECT key, name, size, sha256, k, m, created_at, state FROM objects"
-    " WHERE catalog = ?1 AND name > ?2 AND name >= ?4 AND (?5 IS NULL OR name < ?5) AND " VISIBLE
-    " ORDER BY name LIMIT ?3";
+    "UPDATE objects SET state = ?2, size = ?3, sha256 = ?4, committed_at = ?5, attrs = ?6 WHERE key = ?1";
+/* A page of names from a lower bound (exclusive: GT, inclusive: GE) up to an exclusive upper
+ * bound (?3, NULL: none), in name order (BINARY: bytewise, S3's order). The VISIBLE term
+ * matches objects_by_name's, so both seek in that index. */
+#define SQL_LIST_COLS                                                                                        \
+    "SELECT key, name, size, sha256, k, m, created_at, committed_at, state, attrs FROM objects"
+#define SQL_LIST_TAIL " AND (?3 IS NULL OR name < ?3) AND " VISIBLE " ORDER BY name LIMIT ?4"
+static const char SQL_LIST_GT[] = SQL_LIST_COLS " WHERE catalog = ?1 AND name > ?2" SQL_LIST_TAIL;
+static const char SQL_LIST_GE[] = SQL_LIST_COLS " WHERE catalog = ?1 AND name >= ?2" SQL_LIST_TAIL;
 static const char SQL_FRAG_DELETE[] = "DELETE FROM fragments WHERE key = ?1 AND idx = ?2";
 static const char SQL_FRAG_MISSING_DROP[] = "DELETE FROM fragments WHERE key = ?1 AND state = 'missing'";
 static const char SQL_FRAG_GARBAGE[] = "UPDATE fragments SET state = 'garbage' WHERE key = ?1";
@@ -519,6 +531,18 @@ int md_db_schema(struct md_db *db)
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN site_spread INTEGER NOT NULL DEFAULT 0",
                           NULL, NULL, NULL);
+    /* Version 3: S3 attributes of an object (ETag, Content-Type, x-amz-meta-*), JSON. Added
+     * when the column is missing, whatever the version says (a file taken back to an older
+     * version keeps its newer columns). */
+    bool has_attrs = false;
+    if (rc == SQLITE_OK &&
+        (rc = dyno_db_prepare(db->d, "SELECT 1 FROM pragma_table_info('objects') WHERE name = 'attrs'",
+                              &st)) == SQLITE_OK) {
+        has_attrs = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    if (rc == SQLITE_OK && !has_attrs)
+        rc = sqlite3_exec(db->db, "ALTER TABLE objects ADD COLUMN attrs TEXT", NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < MD_SCHEMA_VERSION) {
         rc = sqlite3_exec(db->db, SQL_USAGE_FILL, NULL, NULL, NULL);
         char sql[64];
@@ -595,6 +619,22 @@ static int frags_json(struct md_db *db, const char *key, const struct md_nodes *
 
 /* The object as object.get returns it (whatever its state). SQLITE_NOTFOUND when there is
  * no such row. */
+/* An object row's attrs column (JSON text, or NULL) as a JSON object member; none when it has
+ * none. SQLite code. */
+static int attrs_json(cJSON *o)
+{
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    if (!a)
+        return SQLITE_OK;
+    cJSON *parsed = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+    if (!cJSON_IsObject(parsed)) {
+        cJSON_Delete(parsed);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+        return SQLITE_OK;
+    }
+    return cJSON_ReplaceItemInObjectCaseSensitive(o, "attrs", parsed) ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static int object_json(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **out)
 {
     static const char *const bools[] = {"replica", NULL};
@@ -612,6 +652,14 @@ static int object_json(struct md_db *db, const char *key, const struct md_nodes 
     sqlite3_reset(st);
     if (rc != SQLITE_OK)
         return rc;
+    /* attrs is stored as JSON text: given back as the object it was, absent when none. */
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "attrs");
+    cJSON *parsed = cJSON_IsString(at) ? cJSON_Parse(at->valuestring) : NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "attrs");
+    if (cJSON_IsObject(parsed))
+        cJSON_AddItemToObject(o, "attrs", parsed);
+    else
+        cJSON_Delete(parsed);
     cJSON *frags;
     rc = frags_json(db, key, nodes, &frags);
     if (rc != SQLITE_OK) {
@@ -1161,6 +1209,15 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen)
 {
+    return md_store_commit_attrs(db, key, resv, NULL, size, sha256, frags, nfrags, nodes, now, result, err,
+                                 errlen);
+}
+
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen)
+{
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
@@ -1235,6 +1292,10 @@ int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv
         sqlite3_bind_int64(st, 3, size);
         sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
+        if (attrs)
+            sqlite3_bind_text(st, 6, attrs, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 6);
         rc = md__step0(st);
     }
     if (rc == SQLITE_OK)
@@ -1334,51 +1395,210 @@ int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes
     return 0;
 }
 
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    cJSON *o = NULL;
+    char key[DYNO_KEY_LEN + 1] = "";
+    sqlite3_stmt *st = NULL;
+    /* One read transaction: the name's key, the row and its fragments from one snapshot. */
+    int rc = md__begin_read(db);
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    rc = md__stmt(db, SQL_OBJ_BY_NAME, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(key, sizeof(key), "%s", dyno_db_text(st, 0));
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_NOTFOUND;
+        }
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK)
+        rc = object_json(db, key, nodes, &o);
+    md__rollback(db);
+    if (rc == SQLITE_NOTFOUND || (rc == SQLITE_OK && !visible(dyno_json_str(o, "state")))) {
+        cJSON_Delete(o);
+        snprintf(err, errlen, "no object %s in %s", name, catalog);
+        return DYNO_ENOTFOUND;
+    }
+    if (rc != SQLITE_OK)
+        return md__sqlerr(db, rc, err, errlen);
+    *result = o;
+    return 0;
+}
+
 int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
                   cJSON **result, char *err, size_t errlen)
 {
-    *result = NULL;
+    struct md_list_req q = {.catalog = catalog, .after = after, .prefix = prefix, .limit = limit};
+    return md_store_list_page(db, &q, result, err, errlen);
+}
+
+/* The first name after every name that starts with s[0..len) (len >= 1): s with its last
+ * byte + 1, into out (len bytes, not terminated). Listed names and prefixes are UTF-8,
+ * whose bytes are never 0xFF, so the increment cannot overflow. */
+static void list__past(const char *s, size_t len, char *out)
+{
+    memcpy(out, s, len);
+    out[len - 1] = (char)((unsigned char)out[len - 1] + 1);
+}
+
+/* Where name's common prefix ends (S3 CommonPrefixes): the length of name up to and with
+ * the first delimiter after the prefix's plen bytes, or 0 when there is none. */
+static size_t list__group(const char *name, size_t plen, const char *delim, size_t dlen)
+{
+    if (!dlen || strlen(name) < plen)
+        return 0;
+    const char *d = strstr(name + plen, delim);
+    return d ? (size_t)(d - name) + dlen : 0;
+}
+
+/* One listed row into objects (its columns) or, when its name falls in a group, the
+ * group's prefix into prefixes. *past_len > 0: a group was listed, the next rows start
+ * at past[0..*past_len) (inclusive). */
+struct list__page {
+    const struct md_list_req *q;
+    size_t plen, dlen;
+    cJSON *objects, *prefixes;
+    int count;
+    bool more;
+    char last[MD_LIST_TOKEN_MAX + 1]; /* the last name or prefix listed */
+    char past[MD_LIST_TOKEN_MAX + 1]; /* the next lower bound */
+    size_t past_len;
+    bool inclusive;
+    int64_t rows; /* rows read */
+};
+
+/* Reads up to the page's room + 1 rows from the current bound. SQLITE_OK, SQLITE_DONE when
+ * nothing is left, else the SQLite code; a group restarts the read (SQLITE_ROW). */
+static int list__batch(struct md_db *db, struct list__page *pg, const char *upper, size_t upper_len)
+{
     sqlite3_stmt *st = NULL;
-    /* A prefix is the range [prefix, prefix with its last byte + 1): names compare as bytes
-     * (BINARY collation), so the index seeks straight to it, and a valid name's bytes are
-     * never 0xFF, so the increment cannot overflow. */
-    char upper[DYNO_NAME_MAX + 1];
-    size_t plen = prefix ? strlen(prefix) : 0;
-    if (plen > 0 && plen <= DYNO_NAME_MAX) {
-        memcpy(upper, prefix, plen + 1);
-        upper[plen - 1] = (char)((unsigned char)upper[plen - 1] + 1);
+    int rc = md__stmt(db, pg->inclusive ? SQL_LIST_GE : SQL_LIST_GT, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, pg->q->catalog, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pg->past, (int)pg->past_len, SQLITE_TRANSIENT);
+    if (upper_len)
+        sqlite3_bind_text(st, 3, upper, (int)upper_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int(st, 4, pg->q->limit - pg->count + 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        pg->rows++;
+        const char *name = dyno_db_text(st, 1);
+        size_t nlen = strlen(name);
+        if (nlen > MD_LIST_TOKEN_MAX) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        if (pg->count == pg->q->limit) {
+            pg->more = true;
+            break;
+        }
+        size_t g = list__group(name, pg->plen, pg->q->delimiter, pg->dlen);
+        if (g) {
+            /* The whole group is one entry: list its prefix, then seek past it instead of
+             * reading every name under it. */
+            char cp[MD_LIST_TOKEN_MAX + 1];
+            memcpy(cp, name, g);
+            cp[g] = '\0';
+            if (!cJSON_AddItemToArray(pg->prefixes, cJSON_CreateString(cp))) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            memcpy(pg->last, cp, g + 1);
+            list__past(cp, g, pg->past);
+            pg->past_len = g;
+            pg->inclusive = true;
+            pg->count++;
+            sqlite3_reset(st);
+            return SQLITE_ROW;
+        }
+        cJSON *o = NULL;
+        rc = dyno_db_row_json(st, 0, NULL, &o);
+        if (rc == SQLITE_OK && (rc = attrs_json(o)) != SQLITE_OK)
+            cJSON_Delete(o);
+        if (rc != SQLITE_OK)
+            break;
+        if (!cJSON_AddItemToArray(pg->objects, o)) {
+            cJSON_Delete(o);
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        memcpy(pg->last, name, nlen + 1);
+        memcpy(pg->past, name, nlen);
+        pg->past_len = nlen;
+        pg->inclusive = false;
+        pg->count++;
     }
-    int rc = md__stmt(db, SQL_LIST, &st);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, catalog, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, plen ? prefix : "", -1, SQLITE_STATIC);
-        if (plen > 0 && plen <= DYNO_NAME_MAX)
-            sqlite3_bind_text(st, 5, upper, (int)plen, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_null(st, 5);
-        /* One row more than asked tells whether there is a next page. */
-        sqlite3_bind_int(st, 3, limit + 1);
+    sqlite3_reset(st);
+    /* The batch asked for one row more than the room left: a statement that ran dry
+     * means the range did too. */
+    return pg->more || rc == SQLITE_DONE ? SQLITE_DONE : rc;
+}
+
+int md_store_list_page(struct md_db *db, const struct md_list_req *q, cJSON **result, char *err,
+                       size_t errlen)
+{
+    *result = NULL;
+    const char *prefix = q->prefix ? q->prefix : "";
+    const char *delim = q->delimiter ? q->delimiter : "";
+    const char *after = q->after ? q->after : "";
+    struct list__page pg = {.q = q, .plen = strlen(prefix), .dlen = strlen(delim)};
+    size_t alen = strlen(after);
+    if (pg.plen > MD_LIST_TOKEN_MAX || alen > MD_LIST_TOKEN_MAX || q->limit < 1) {
+        snprintf(err, errlen, "prefix or after too long, or limit < 1");
+        return DYNO_EINVAL;
     }
-    cJSON *res = NULL;
-    int ret = dyno_db_list_json(db->d, rc, st, "objects", NULL, &res, err, errlen);
-    if (rc == SQLITE_OK)
-        sqlite3_reset(st);
-    if (ret != 0)
-        return ret;
-    cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "objects");
-    bool more = cJSON_GetArraySize(arr) > limit;
-    if (more)
-        cJSON_DeleteItemFromArray(arr, limit);
-    cJSON *last = cJSON_GetArrayItem(arr, limit - 1);
-    if (!(more && last ? cJSON_AddStringToObject(res, "next", dyno_json_str(last, "name"))
-                       : cJSON_AddNullToObject(res, "next"))) {
+    /* A prefix is the range [prefix, past(prefix)). */
+    char upper[MD_LIST_TOKEN_MAX + 1];
+    if (pg.plen)
+        list__past(prefix, pg.plen, upper);
+    /* Start at the later of the prefix (inclusive) and after (exclusive). An after that is
+     * itself a group's prefix (the token of a page that ended on a group) skips the group. */
+    if (strcmp(after, prefix) >= 0 && alen) {
+        size_t g = list__group(after, pg.plen, delim, pg.dlen);
+        if (g && g == alen && strncmp(after, prefix, pg.plen) == 0) {
+            list__past(after, alen, pg.past);
+            pg.inclusive = true;
+        } else {
+            memcpy(pg.past, after, alen);
+            pg.inclusive = false;
+        }
+        pg.past_len = alen;
+    } else {
+        memcpy(pg.past, prefix, pg.plen);
+        pg.past_len = pg.plen;
+        pg.inclusive = true;
+    }
+    cJSON *res = cJSON_CreateObject();
+    pg.objects = cJSON_AddArrayToObject(res, "objects");
+    pg.prefixes = cJSON_AddArrayToObject(res, "prefixes");
+    if (!res || !pg.objects || !pg.prefixes) {
         cJSON_Delete(res);
         snprintf(err, errlen, "out of memory");
         return DYNO_ENOMEM;
     }
-    *result = res;
-    return 0;
+    /* One read transaction: the batches of a page see one snapshot. Each batch reads at
+     * most the room left + 1 rows; a group ends a batch early (SQLITE_ROW: go on). */
+    int rc = md__begin_read(db);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW)
+        rc = list__batch(db, &pg, upper, pg.plen);
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    if (rc == SQLITE_OK &&
+        !(pg.more ? cJSON_AddStringToObject(res, "next", pg.last) : cJSON_AddNullToObject(res, "next")))
+        rc = SQLITE_NOMEM;
+    if (q->rows)
+        *q->rows = pg.rows;
+    return md__read_end(db, rc, res, result, err, errlen);
 }
 
 /* Deletes key's fragment rows of the indexes deleted[0..n). SQLite code. */

@@ -138,6 +138,8 @@ struct md_resv_commit {
     uint32_t unit;
 };
 
+#define MD_ATTRS_MAX 8192 /* an object's attributes, bytes of JSON (object.commit "attrs") */
+
 struct md_commit_frag {
     int index;
     bool ok;
@@ -154,15 +156,48 @@ int md_store_commit(struct md_db *db, const char *key, int64_t size, const char 
 int md_store_commit_resv(struct md_db *db, const char *key, const struct md_resv_commit *resv, int64_t size,
                          const char *sha256, const struct md_commit_frag *frags, size_t nfrags,
                          const struct md_nodes *nodes, int64_t now, cJSON **result, char *err, size_t errlen);
+/* md_store_commit_resv that also records the object's attributes: attrs is a JSON object's
+ * text (the caller checked it), or NULL for none. object.get shows it back as "attrs". */
+int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                          const char *attrs, int64_t size, const char *sha256,
+                          const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                          int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
 int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);
 /* A committed or degraded object, else DYNO_ENOTFOUND. */
 int md_store_get(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                  size_t errlen);
-/* after may be NULL; 1 <= limit <= 1000. */
+/* md_store_get of the visible object named name in catalog (S3 keys), else DYNO_ENOTFOUND. */
+int md_store_get_by_name(struct md_db *db, const char *catalog, const char *name,
+                         const struct md_nodes *nodes, cJSON **result, char *err, size_t errlen);
+/* after may be NULL; 1 <= limit <= 1000. md_store_list_page without a delimiter. */
 int md_store_list(struct md_db *db, const char *catalog, const char *after, const char *prefix, int limit,
                   cJSON **result, char *err, size_t errlen);
+
+#define MD_LIST_TOKEN_MAX DYNO_NAME_MAX /* a prefix, after or delimiter at most (bytes) */
+/*
+ * A page of a catalog's visible objects in name order (bytewise, as S3 lists), the S3 way:
+ * names that start with prefix, after the name after (exclusive), and, with a delimiter,
+ * every name whose rest after the prefix holds the delimiter rolled up into one entry, its
+ * common prefix (prefix + the rest up to and with the first delimiter), listed once in
+ * "prefixes". The read seeks past a listed group instead of reading the names under it.
+ * Strings are UTF-8 of at most MD_LIST_TOKEN_MAX bytes (the RPC checks them).
+ */
+struct md_list_req {
+    const char *catalog;
+    const char *after;     /* NULL or "": from the start. An after that is a common prefix of
+                            * this listing (a "next" that ended on a group) skips its group. */
+    const char *prefix;    /* NULL or "": every name */
+    const char *delimiter; /* NULL or "": no roll-up */
+    int limit;             /* 1..1000 entries (objects and prefixes together) */
+    int64_t *rows;         /* NULL, or receives the rows read (tests: the seek skipped a group) */
+};
+/* result: {objects:[{key, name, size, sha256, k, m, created_at, committed_at, state}],
+ * prefixes:[string], next}: next is the last name or prefix listed when more follow (pass
+ * it back as after), else null. 0, DYNO_EINVAL or a storage error. */
+int md_store_list_page(struct md_db *db, const struct md_list_req *q, cJSON **result, char *err,
+                       size_t errlen);
 /* Committed or degraded -> deleting; result: fragments to delete. */
 int md_store_evict(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);

@@ -122,6 +122,7 @@ int cli_cmd_login(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_whoami(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_user(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_token(const struct cli_ctx *x, int argc, char **argv);
+int cli_cmd_key(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_up(const struct cli_ctx *x, int argc, char **argv);
 int cli_cmd_subscribe(const struct cli_ctx *x, int argc, char **argv); /* subscribe.c */
 int cli_cmd_container(const struct cli_ctx *x, int argc, char **argv); /* admin.c: container drain */

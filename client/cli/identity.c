@@ -1,6 +1,7 @@
 /*
- * Identity commands: user create|list (admin) and token create|list|revoke (SPEC §9).
- * Tokens are printed only by `token create`, on stdout, once; never on stderr.
+ * Identity commands: user create|list (admin), token create|list|revoke (SPEC §9) and
+ * key create|list|revoke (S3 access keys, docs/s3.md). Tokens and secrets are printed only by
+ * `token create` and `key create`, on stdout, once; never on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,4 +256,141 @@ int cli_cmd_token(const struct cli_ctx *x, int argc, char **argv)
     if (strcmp(argv[0], "revoke") == 0)
         return token_revoke(x, argc - 1, argv + 1);
     return cli_usage("token: unknown subcommand '%s' (create, list, revoke)", argv[0]);
+}
+
+/* ---- key (S3 access keys) ------------------------------------------------------------------ */
+
+static int key_create(const struct cli_ctx *x, int argc, char **argv)
+{
+    const char *desc = NULL;
+    char *pos[8];
+    int npos = 0;
+    dyno_client *c = NULL;
+    cJSON *doc = NULL;
+    char *secret = NULL;
+
+    if (argc > 4)
+        return cli_usage("key create: too many arguments");
+    const struct cli_flag flags[] = {{"--description", true, &desc, NULL}};
+    int ec = cli_parse("key create", argc, argv, flags, 1, pos, &npos);
+    if (ec)
+        return ec;
+    if (npos > 0)
+        return cli_usage("key create: unexpected argument '%s'", pos[0]);
+    ec = cli_connect(x, true, &c);
+    if (ec)
+        return ec;
+    int rc = dyno_client_key_create(c, desc, &secret, &doc);
+    if (rc < 0) {
+        ec = cli_fail(c, rc, "key create");
+        goto out;
+    }
+    const char *id = dyno_json_str(doc, "access_key_id");
+    if (x->json) {
+        /* the one place a secret is printed: stdout, on request */
+        cJSON_AddStringToObject(doc, "secret_access_key", secret);
+        cli_print_json(doc, true);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "secret_access_key");
+        if (cJSON_IsString(t))
+            memset(t->valuestring, 0, strlen(t->valuestring));
+    } else {
+        printf("access_key_id     %s\nsecret_access_key %s\n", id ? id : "?", secret);
+        if (!x->quiet)
+            fprintf(stderr, "the secret is shown this once; revoke the key with: dynostore key revoke %s\n",
+                    id ? id : "ID");
+    }
+    ec = CLI_OK;
+out:
+    if (secret) {
+        memset(secret, 0, strlen(secret));
+        free(secret);
+    }
+    cJSON_Delete(doc);
+    dyno_client_free(c);
+    return ec;
+}
+
+static int key_list(const struct cli_ctx *x, int argc, char **argv)
+{
+    const char *user = NULL;
+    bool all = false;
+    char *pos[8];
+    int npos = 0;
+    dyno_client *c = NULL;
+    cJSON *doc = NULL;
+
+    if (argc > 4)
+        return cli_usage("key list: too many arguments");
+    const struct cli_flag flags[] = {{"--user", true, &user, NULL}, {"--all", false, NULL, &all}};
+    int ec = cli_parse("key list", argc, argv, flags, 2, pos, &npos);
+    if (ec)
+        return ec;
+    if (npos > 0)
+        return cli_usage("key list: unexpected argument '%s'", pos[0]);
+    if (user && all)
+        return cli_usage("key list: --user or --all, not both");
+    if (user && !dyno_valid_segment(user))
+        return cli_usage("key list: invalid user name (letters, digits, '.', '_', '-'; 1..64)");
+    ec = cli_connect(x, true, &c);
+    if (ec)
+        return ec;
+    int rc = dyno_client_key_list(c, user, all, &doc);
+    if (rc < 0) {
+        ec = cli_fail(c, rc, "key list");
+    } else if (x->json) {
+        cli_print_json(doc, true);
+    } else {
+        const cJSON *k;
+        cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(doc, "keys"))
+        {
+            const char *id = dyno_json_str(k, "access_key_id");
+            const char *who = dyno_json_str(k, "user");
+            const char *desc = dyno_json_str(k, "description");
+            int64_t created = 0, used = 0;
+            char c_when[32], u_when[32];
+            (void)dyno_json_i64(k, "created", &created);
+            (void)dyno_json_i64(k, "last_used", &used);
+            print_time(created, c_when, sizeof(c_when));
+            print_time(used, u_when, sizeof(u_when));
+            printf("%-20s %-16s %-20s %-20s %s\n", id ? id : "?", who ? who : "-", c_when, u_when,
+                   desc && desc[0] ? desc : "-");
+        }
+    }
+    cJSON_Delete(doc);
+    dyno_client_free(c);
+    return ec;
+}
+
+static int key_revoke(const struct cli_ctx *x, int argc, char **argv)
+{
+    dyno_client *c = NULL;
+    if (argc != 1)
+        return cli_usage("key revoke: exactly one access key ID is needed (see dynostore key list)");
+    if (!dyno_valid_access_key_id(argv[0]))
+        return cli_usage("key revoke: an access key ID is DK and 18 of A-Z 0-9 (see dynostore key list)");
+    int ec = cli_connect(x, true, &c);
+    if (ec)
+        return ec;
+    int rc = dyno_client_key_revoke(c, argv[0]);
+    if (rc < 0)
+        ec = cli_fail(c, rc, "key revoke");
+    else if (x->json)
+        printf("{\"access_key_id\":\"%s\",\"revoked\":true}\n", argv[0]);
+    else if (!x->quiet)
+        printf("access key %s revoked\n", argv[0]);
+    dyno_client_free(c);
+    return ec;
+}
+
+int cli_cmd_key(const struct cli_ctx *x, int argc, char **argv)
+{
+    if (argc < 1)
+        return cli_usage("key: create, list or revoke?");
+    if (strcmp(argv[0], "create") == 0)
+        return key_create(x, argc - 1, argv + 1);
+    if (strcmp(argv[0], "list") == 0)
+        return key_list(x, argc - 1, argv + 1);
+    if (strcmp(argv[0], "revoke") == 0)
+        return key_revoke(x, argc - 1, argv + 1);
+    return cli_usage("key: unknown subcommand '%s' (create, list, revoke)", argv[0]);
 }

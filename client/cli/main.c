@@ -68,6 +68,13 @@ static const struct cli_cmd cmds[] = {
      "token revoke ID\n"
      "    Issues a long-lived API token for you and prints it (once), lists your tokens (ID,\n"
      "    kind, name, expiry), or revokes one: it stops working everywhere within seconds.\n"},
+    {"key", cli_cmd_key,
+     "key create [--description D]\n"
+     "key list [--user U | --all]\n"
+     "key revoke ID\n"
+     "    S3 access keys (docs/s3.md): creates one for you and prints its ID and secret (the\n"
+     "    secret once), lists your keys (ID, user, created, last used, description; --user and\n"
+     "    --all: admin), or revokes one: S3 requests signed with it fail within 5 s.\n"},
     {"container", cli_cmd_container,
      "container drain ID\n"
      "    Admin: moves every fragment off container ID (the repair workers rebuild them on other\n"
@@ -133,6 +140,7 @@ static void usage(FILE *f)
                "  whoami                      who the token belongs to\n"
                "  user create NAME [--org O] [--admin] [--password-file F] | user list   (admin)\n"
                "  token create [--ttl S] [--name N] | token list | token revoke ID   API tokens\n"
+               "  key create [--description D] | key list | key revoke ID   S3 access keys\n"
                "  up [--data DIR] [--containers N] [--port P] [--tls] ...   run a local fabric\n"
                "  help [COMMAND]              this text, or a command's\n"
                "\n"

@@ -99,7 +99,7 @@ static void print_line(const cJSON *o)
  * dyno_client_get_file (".<name>.<random>.part"). */
 static bool mirror_name_ok(const char *name)
 {
-    if (!name || !dyno_valid_name(name))
+    if (!name || !dyno_valid_plain_name(name))
         return false;
     size_t n = strlen(name);
     if (strncmp(name, MIRROR_STATE, strlen(MIRROR_STATE)) == 0)

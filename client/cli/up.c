@@ -96,6 +96,8 @@ struct up {
     bool tls;
     bool site_brokers; /* --site-brokers: a broker per site, bridged to this one */
     int broker_port, gw_port;
+    int s3_port; /* the gateway's S3 endpoint (issue 14): 0 until it bound one */
+    char s3_url[128];
     int site_port[UP_MAX_CONTAINERS + 1]; /* [S]: site-S's broker port (with site_brokers) */
     int def_k, def_m; /* default resilience when fewer than 5 containers; 0 = agents' default */
     char gw_url[128];
@@ -592,6 +594,10 @@ static int up__write_gateway_conf(struct up *u, char *conf)
     cJSON_AddNumberToObject(o, "port", u->gw_port);
     cJSON_AddNumberToObject(o, "ingest_max", UP_INGEST_MAX);
     up__add_path(o, "port_file", u, "gateway/port");
+    /* The S3 endpoint (docs/s3.md) on a port of its own, kept across restarts like the
+     * gateway's; its port file is written before the gateway's. */
+    cJSON_AddNumberToObject(o, "s3_port", u->s3_port);
+    up__add_path(o, "s3_port_file", u, "gateway/s3port");
     if (u->def_k) {
         cJSON_AddNumberToObject(o, "k", u->def_k);
         cJSON_AddNumberToObject(o, "m", u->def_m);
@@ -722,6 +728,8 @@ static cJSON *up__auth_conf(const struct up *u)
         return NULL;
     up__add_path(o, "db", u, "auth/auth.db");
     up__add_path(o, "private_key_file", u, "keys/auth.key");
+    /* Apart from auth/: a copy of the database folder alone gives no S3 secret. */
+    up__add_path(o, "s3_master_key_file", u, "keys/s3-master.key");
     cJSON_AddStringToObject(o, "admin_user", "admin");
     up__add_path(o, "admin_password_file", u, "secrets/admin.password");
     up__add_path(o, "admin_token_file", u, "secrets/admin.token");
@@ -824,6 +832,8 @@ static int up__write_fabric(const struct up *u, bool ready)
     char p[UP_PATH];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "gateway", u->gw_url);
+    if (u->s3_url[0])
+        cJSON_AddStringToObject(o, "s3", u->s3_url);
     cJSON *b = cJSON_AddObjectToObject(o, "broker");
     if (!o || !b) {
         cJSON_Delete(o);
@@ -1382,13 +1392,21 @@ static int up__start_gateway(struct up *u)
         return w;
     if (up__path(p, "%s/gateway/port", u->data)) {
         int real = up__read_port_file(p);
+        bool changed = false;
         if (real > 0 && real != u->gw_port) {
             u->gw_port = real;
             snprintf(u->gw_url, sizeof(u->gw_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", real);
-            /* a gateway restarted from its config comes back on the same URL */
-            if (up__write_gateway_conf(u, p) != CLI_OK)
-                return WAIT_FAIL;
+            changed = true;
         }
+        int s3 = up__path(p, "%s/gateway/s3port", u->data) ? up__read_port_file(p) : -1;
+        if (s3 > 0) {
+            changed = changed || s3 != u->s3_port;
+            u->s3_port = s3;
+            snprintf(u->s3_url, sizeof(u->s3_url), "%s://127.0.0.1:%d", u->tls ? "https" : "http", s3);
+        }
+        /* a gateway restarted from its config comes back on the same URLs */
+        if (changed && up__write_gateway_conf(u, p) != CLI_OK)
+            return WAIT_FAIL;
     }
     return WAIT_OK;
 }
@@ -1504,6 +1522,10 @@ static void up__print_ready(const struct up *u)
     printf("DynoStore fabric is up: %d containers on %d sites, broker on 127.0.0.1:%d\n", u->ncont, u->nsites,
            u->broker_port);
     printf("  gateway:          %s\n", u->gw_url);
+    if (u->s3_url[0])
+        printf("  S3 endpoint:      %s (region us-east-1, path or <bucket>.localhost; keys: dynostore key "
+               "create; docs/s3.md)\n",
+               u->s3_url);
     printf("  admin token file: %s\n", tok);
     printf("  data folder:      %s\n", u->data);
     printf("  logs:             %s/logs/\n", u->data);

@@ -376,6 +376,23 @@ DYNO_CLIENT_WUR int dyno_client_token_list(dyno_client *c, struct cJSON **out);
  * seconds. Own tokens only, unless an admin. 0, DYNO_ENOTFOUND, DYNO_EFORBIDDEN,
  * DYNO_EUNAUTH, DYNO_EUNAVAIL. */
 DYNO_CLIENT_WUR int dyno_client_token_revoke(dyno_client *c, const char *id);
+/*
+ * S3 access keys (docs/s3.md "Access keys"): creates one for the caller, with description (may
+ * be NULL; at most 256 bytes without control characters). *secret (malloc'd, the caller's: wipe
+ * it) gets the secret access key, shown this once; *out (may be NULL) the rest of the reply
+ * {access_key_id, created, description, user}. 0, DYNO_EINVAL, DYNO_ETOOBIG (the per-user
+ * limit: revoke one first), DYNO_EUNAUTH, DYNO_EFORBIDDEN, DYNO_EUNAVAIL.
+ */
+DYNO_CLIENT_WUR int dyno_client_key_create(dyno_client *c, const char *description, char **secret,
+                                           struct cJSON **out);
+/* The caller's live access keys, {"keys":[{access_key_id, user, description, created,
+ * last_used}]} (never a secret); user (may be NULL) another user's, or all != 0 everyone's:
+ * admin only. 0, DYNO_EINVAL, DYNO_EFORBIDDEN, DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_key_list(dyno_client *c, const char *user, int all, struct cJSON **out);
+/* Revokes access key id ("DK" + 18 of A-Z 0-9): S3 requests signed with it fail everywhere
+ * within 5 s. Own keys only, unless an admin. 0, DYNO_EINVAL, DYNO_ENOTFOUND, DYNO_EFORBIDDEN,
+ * DYNO_EUNAUTH, DYNO_EUNAVAIL. */
+DYNO_CLIENT_WUR int dyno_client_key_revoke(dyno_client *c, const char *id);
 
 /* ---- healing (admin; docs/healing.md) ------------------------------------------------------ */
 

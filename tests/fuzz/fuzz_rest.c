@@ -199,13 +199,16 @@ static void fuzz_route(const char *path)
     /* the fields of the kind, and only those */
     bool cat = is_catalog_kind(r.kind);
     bool id = r.kind == DYNO_REST_OBJECT || r.kind == DYNO_REST_OBJECT_META || r.kind == DYNO_REST_TOKEN;
-    bool name = r.kind == DYNO_REST_CATALOG_SHARE || r.kind == DYNO_REST_CONTAINER_DRAIN;
+    bool name =
+        r.kind == DYNO_REST_CATALOG_SHARE || r.kind == DYNO_REST_CONTAINER_DRAIN || r.kind == DYNO_REST_KEY;
     FUZZ_CHECK(cat ? dyno_valid_catalog(r.catalog) : r.catalog[0] == '\0');
     FUZZ_CHECK(id ? dyno_valid_key(r.id) : r.id[0] == '\0');
     if (r.kind == DYNO_REST_CATALOG_SHARE)
         FUZZ_CHECK(fuzz_org_ok(r.name, false, DYNO_ACL_ORG_MAX));
     else if (r.kind == DYNO_REST_CONTAINER_DRAIN)
         FUZZ_CHECK(dyno_valid_segment(r.name));
+    else if (r.kind == DYNO_REST_KEY)
+        FUZZ_CHECK(dyno_valid_access_key_id(r.name));
     else
         FUZZ_CHECK(!name && r.name[0] == '\0');
 

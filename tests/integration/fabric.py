@@ -289,6 +289,7 @@ class Fabric:
         self._up_log = None
         self.fabric = None
         self.gateway = None
+        self.s3 = None
         self.token = None
         self.admin_token_file = None
         # name -> {"pid":..., "popen": Popen or None, "argv": [...]} for processes re-spawned here
@@ -352,6 +353,8 @@ class Fabric:
             time.sleep(0.1)
         self._remember(doc)
         self.gateway = doc["gateway"].rstrip("/")
+        # the gateway's S3 endpoint (docs/s3.md), which `dynostore up` turns on
+        self.s3 = (doc.get("s3") or "").rstrip("/") or None
         self.admin_token_file = doc.get("admin_token_file") or os.path.join(
             self.data, "secrets", "admin.token")
         with open(self.admin_token_file) as fh:

@@ -650,7 +650,7 @@ class PythonClient(FabricCase):
                           retries=1).get(DynoKey(MISSING_KEY))
 
         with self.assertRaises(BadRequestError):
-            self.client.put(b"x", self.token, CAT, name="a/b")
+            self.client.put(b"x", self.token, CAT, name="a/../b")  # no "." or ".." segment (S3 keys may hold '/')
 
         # each one is caught by its own class only
         for e, cls in [(nf, NotFoundError), (un, UnavailableError)]:

@@ -179,13 +179,24 @@ class RestInput(FabricCase):
                 self.assertJsonError(r, (400, 403, 404), msg="PUT catalog raw " + c)
 
     def test_bad_object_names(self):
-        bad = ["..", "%2e%2e", "%2E%2E", ".", "a/../b", "a%2F..%2Fb", "a%2Fb", "..%2F..%2Fx",
+        # '/' may separate the segments of a name (S3 keys, issue 14), never lead, and no
+        # segment may be "." or ".."
+        bad = ["..", "%2e%2e", "%2E%2E", ".", "a/../b", "a%2F..%2Fb", "%2Fa", "a%2F.", "..%2F..%2Fx",
                "a%5Cb", "%00", "a%0Ab", "a%0Db", "x" * 256, "%FF%FE", "%C0%AE%C0%AE"]
         for n in bad:
             with self.subTest(name=n):
                 r = self.fab.http("POST", "/v1/catalogs/%s/~/objects?name=%s" % (CAT, n),
                                   body=b"hello")
                 self.assertJsonError(r, 400, msg="put name %r" % n)
+
+    def test_slash_in_object_name(self):
+        """A name with '/' (an S3 key) is stored as sent; the object is removed again."""
+        r = self.fab.http("POST", "/v1/catalogs/%s/~/objects?name=%s" % (CAT, "dir%2Fsub%2Fa.txt"), body=b"s")
+        self.assertEqual(r.status, 201, r.body)
+        doc = r.json()
+        self.assertEqual(doc["name"], "dir/sub/a.txt")
+        d = self.fab.http("DELETE", "/v1/objects/" + doc["key"])
+        self.assertIn(d.status, (200, 204), d.body)
 
     def test_wildcard_characters_in_object_name_are_kept_literally(self):
         """'+' and '#' are legal in object names (lib/names.h): stored exactly as sent, or

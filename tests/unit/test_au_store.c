@@ -17,6 +17,8 @@
 #include "../../agents/auth/au_store.c"
 #include "../../agents/auth/au_feed.c"
 #include "../../agents/auth/au_rpc.c"
+#include "../../agents/auth/au_seal.c"
+#include "../../agents/auth/au_keys.c"
 #include "agent_fixture.h"
 
 #define NOW 1767139200

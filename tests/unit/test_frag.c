@@ -167,7 +167,7 @@ static void test_hdr_encode_rejects(void **state)
     REJECT(strcpy(h.catalog, "alice/../bob"));
     REJECT(strcpy(h.catalog, ""));
     REJECT(strcpy(h.name, ""));
-    REJECT(strcpy(h.name, "a/b"));
+    REJECT(strcpy(h.name, "/a")); /* a leading '/' (inner ones are S3 keys) */
     REJECT(strcpy(h.name, ".."));
     REJECT(strcpy(h.name, "bad\xff"));
 #undef REJECT
@@ -242,7 +242,7 @@ static void test_hdr_decode_hostile(void **state)
     FORGE(b[56 + 3] = '\0');                                        /* NUL inside the catalog */
     FORGE(b[56 + cl + 2] = '\0');                                   /* NUL inside the name */
     FORGE(memcpy(b + 56, "alice/../bob/ct-scans", 21); b[14] = 21); /* traversal */
-    FORGE(b[56 + cl + 1] = '/');                                    /* name with '/' */
+    FORGE(b[56 + cl] = '/');                                        /* name with a leading '/' */
     FORGE(b[56 + cl + 1] = '\n');                                   /* control char */
     FORGE(b[56 + cl + 5] = 0xc0);                                   /* bad UTF-8 */
     FORGE(b[DYNO_FRAG_HDR_SIZE - 5] = 'x');                         /* padding not zero */

@@ -18,6 +18,7 @@
 #include "../../agents/metadata/md_repair.c"
 #include "../../agents/metadata/md_rpc.c"
 #include "../../agents/metadata/md_store.c"
+#include "../../agents/metadata/md_upload.c"
 #include "../../agents/metadata/md_writer.c"
 #include "agent_fixture.h"
 
@@ -217,6 +218,15 @@ static void test_list_evict_purge(void **state)
     assert_int_equal(cJSON_GetArraySize(objs), 1);
     assert_string_equal(dyno_json_str(cJSON_GetArrayItem(objs, 0), "name"), "b");
     cJSON_Delete(res);
+    /* S3 listing over the RPC: the delimiter rolls "a" and "b" up into no group (none has
+     * one), a prefix "a" lists only a. */
+    assert_int_equal(call(f, "object.list", "{\"catalog\":\"alice/c\",\"prefix\":\"a\",\"delimiter\":\"/\"}",
+                          &res, err, sizeof(err)),
+                     0);
+    objs = cJSON_GetObjectItem(res, "objects");
+    assert_int_equal(cJSON_GetArraySize(objs), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "prefixes")), 0);
+    cJSON_Delete(res);
     /* A visible object cannot be purged; evict, then purge every fragment. */
     snprintf(req, sizeof(req), "{\"key\":\"%s\",\"deleted\":[0,1,2,3,4]}", ka);
     assert_int_equal(call(f, "object.purge", req, &res, err, sizeof(err)), DYNO_ECONFLICT);
@@ -277,7 +287,7 @@ static void test_bad_input_changes_nothing(void **state)
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\"}", "size is required"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":\"1\"}", "size"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"k\":0}", "k must"},
-        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/b\",\"publisher\":\"alice\",\"size\":1}",
+        {"object.begin", "{\"catalog\":\"alice/c\",\"name\":\"a/../b\",\"publisher\":\"alice\",\"size\":1}",
          "name"},
         {"object.begin", "{\"catalog\":\"alice/c\",\"publisher\":\"alice\",\"size\":1,\"replica\":1}",
          "replica"},
@@ -285,6 +295,8 @@ static void test_bad_input_changes_nothing(void **state)
         {"object.get", "{\"key\":\"0123456789ABCDEF0123456789abcdef\"}", "key"},
         {"object.list", "{\"catalog\":\"alice/c\",\"limit\":0}", "limit"},
         {"object.list", "{\"catalog\":\"alice/c\",\"after\":5}", "after"},
+        {"object.list", "{\"catalog\":\"alice/c\",\"delimiter\":\"\\u0001\"}", "delimiter"},
+        {"object.list", "{\"catalog\":\"alice/c\",\"prefix\":7}", "prefix"},
         {"object.purge", "{\"key\":\"0123456789abcdef0123456789abcdef\",\"deleted\":[-1]}", "deleted[0]"},
         {"object.purge", "{\"key\":\"0123456789abcdef0123456789abcdef\",\"deleted\":3}", "deleted"},
         {"catalog.stats", "{\"catalog\":\"/x\"}", "catalog"},
@@ -399,6 +411,91 @@ static void test_drain_claim_complete(void **state)
     assert_int_equal(fx_count_rows(f->db->d, "SELECT count(*) FROM garbage WHERE container='c2'"), 1);
 }
 
+/* S3 multipart uploads: create, get, list in (name, id) order with paging and a prefix,
+ * expired by age, delete once; bad input changes nothing. */
+static void test_uploads(void **state)
+{
+    struct fx *f = *state;
+    char err[256], req[512], ids[3][33];
+    cJSON *res = NULL;
+    const char *names[] = {"b.x", "a.y", "b.x"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(req, sizeof(req),
+                 "{\"catalog\":\"alice/c\",\"name\":\"%s\",\"initiator\":\"bob\","
+                 "\"attrs\":{\"content_type\":\"text/plain\"}}",
+                 names[i]);
+        assert_int_equal(call(f, "upload.create", req, &res, err, sizeof(err)), 0);
+        snprintf(ids[i], sizeof(ids[i]), "%s", dyno_json_str(res, "id"));
+        assert_true(dyno_valid_key(ids[i]));
+        assert_string_equal(dyno_json_str(cJSON_GetObjectItem(res, "attrs"), "content_type"), "text/plain");
+        cJSON_Delete(res);
+    }
+    snprintf(req, sizeof(req), "{\"id\":\"%s\"}", ids[1]);
+    assert_int_equal(call(f, "upload.get", req, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "name"), "a.y");
+    assert_string_equal(dyno_json_str(res, "initiator"), "bob");
+    cJSON_Delete(res);
+
+    /* Pages of one: a.y, then the two b.x in id order, resumed from next. */
+    const char *lo = strcmp(ids[0], ids[2]) < 0 ? ids[0] : ids[2];
+    const char *hi = lo == ids[0] ? ids[2] : ids[0];
+    assert_int_equal(call(f, "upload.list", "{\"catalog\":\"alice/c\",\"limit\":1}", &res, err, sizeof(err)),
+                     0);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "uploads"), 0), "name"),
+                        "a.y");
+    cJSON *next = cJSON_GetObjectItem(res, "next");
+    snprintf(req, sizeof(req), "{\"catalog\":\"alice/c\",\"limit\":1,\"after\":\"%s\",\"after_id\":\"%s\"}",
+             dyno_json_str(next, "name"), dyno_json_str(next, "id"));
+    cJSON_Delete(res);
+    assert_int_equal(call(f, "upload.list", req, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "uploads"), 0), "id"), lo);
+    cJSON_Delete(res);
+    snprintf(req, sizeof(req), "{\"catalog\":\"alice/c\",\"after\":\"b.x\",\"after_id\":\"%s\"}", lo);
+    assert_int_equal(call(f, "upload.list", req, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 1);
+    assert_string_equal(dyno_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "uploads"), 0), "id"), hi);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(res, "next")));
+    cJSON_Delete(res);
+    assert_int_equal(
+        call(f, "upload.list", "{\"catalog\":\"alice/c\",\"prefix\":\"b.\"}", &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 2);
+    cJSON_Delete(res);
+    assert_int_equal(call(f, "upload.list", "{\"catalog\":\"alice/d\"}", &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 0);
+    cJSON_Delete(res);
+
+    /* Expired: none is older than an hour; after a second, all are older than 0 s. */
+    assert_int_equal(call(f, "upload.expired", "{\"older_than_s\":3600}", &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 0);
+    cJSON_Delete(res);
+    sleep(1);
+    assert_int_equal(call(f, "upload.expired", "{\"older_than_s\":0}", &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 3);
+    cJSON_Delete(res);
+
+    snprintf(req, sizeof(req), "{\"id\":\"%s\"}", ids[1]);
+    assert_int_equal(call(f, "upload.delete", req, &res, err, sizeof(err)), 0);
+    cJSON_Delete(res);
+    assert_int_equal(call(f, "upload.delete", req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+    assert_int_equal(call(f, "upload.get", req, &res, err, sizeof(err)), DYNO_ENOTFOUND);
+
+    const char *bad[] = {
+        "{\"catalog\":\"alice/c\",\"name\":\"\",\"initiator\":\"bob\"}",
+        "{\"catalog\":\"alice/c\",\"name\":\"n\",\"initiator\":\"b/c\"}",
+        "{\"catalog\":\"alice/c\",\"name\":\"n\",\"initiator\":\"bob\",\"attrs\":[1]}",
+        "{\"catalog\":\"nocatalog\",\"name\":\"n\",\"initiator\":\"bob\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(call(f, "upload.create", bad[i], &res, err, sizeof(err)), DYNO_EINVAL);
+    assert_int_equal(call(f, "upload.get", "{\"id\":\"XYZ\"}", &res, err, sizeof(err)), DYNO_EINVAL);
+    assert_int_equal(
+        call(f, "upload.list", "{\"catalog\":\"alice/c\",\"after_id\":\"x\"}", &res, err, sizeof(err)),
+        DYNO_EINVAL);
+    assert_int_equal(call(f, "upload.list", "{\"catalog\":\"alice/c\"}", &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "uploads")), 2);
+    cJSON_Delete(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_claim_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,10 +176,12 @@ static void test_schema_1_gets_site_spread(void **state)
     snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
     cJSON_Delete(res);
     /* back to version 1 */
-    assert_int_equal(sqlite3_exec(db->db,
-                                  "ALTER TABLE objects DROP COLUMN site_spread; PRAGMA user_version=1", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db->db,
+                     "ALTER TABLE objects DROP COLUMN attrs; ALTER TABLE objects DROP COLUMN site_spread; "
+                     "PRAGMA user_version=1",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     md_db_close(db);
     assert_int_equal(md_db_open(path, &db), 0);
     assert_int_equal(md_db_schema(db), 0);
@@ -222,6 +224,51 @@ static void test_begin_commit_get_usage(void **state)
     const cJSON *fr = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "fragments"), 0);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(fr, "online")));
     assert_non_null(strstr(dyno_json_str(fr, "url"), "http://127.0.0.1:"));
+    cJSON_Delete(res);
+}
+
+/* Attributes given at commit come back from object.get; an object is found by its name,
+ * '/' and all (S3 keys, issue 14), and a name that is not there is not found. */
+static void test_attrs_and_get_by_name(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {.catalog = "alice/c",
+                             .name = "photos/2026/a.jpg",
+                             .owner = "alice",
+                             .size = 10,
+                             .k = 3,
+                             .m = 2,
+                             .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 100, &res, err, sizeof(err)), 0);
+    char key[33];
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    struct md_commit_frag fr[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, true, -1}};
+    const char *attrs = "{\"etag\":\"0123456789abcdef0123456789abcdef\",\"content_type\":\"image/jpeg\"}";
+    assert_int_equal(md_store_commit_attrs(f->db, key, NULL, attrs, 10, SHA, fr, 5, &f->nodes, 101, &res, err,
+                                           sizeof(err)),
+                     0);
+    cJSON_Delete(res);
+    assert_int_equal(
+        md_store_get_by_name(f->db, "alice/c", "photos/2026/a.jpg", &f->nodes, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "key"), key);
+    const cJSON *a = cJSON_GetObjectItem(res, "attrs");
+    assert_true(cJSON_IsObject(a));
+    assert_string_equal(dyno_json_str(a, "content_type"), "image/jpeg");
+    cJSON_Delete(res);
+    assert_int_equal(md_store_get_by_name(f->db, "alice/c", "photos/2026", &f->nodes, &res, err, sizeof(err)),
+                     DYNO_ENOTFOUND);
+    assert_int_equal(
+        md_store_get_by_name(f->db, "alice/d", "photos/2026/a.jpg", &f->nodes, &res, err, sizeof(err)),
+        DYNO_ENOTFOUND);
+    /* without attrs: none shown */
+    res = put(f, "plain", 10, 100);
+    snprintf(key, sizeof(key), "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+    assert_int_equal(md_store_get(f->db, key, &f->nodes, &res, err, sizeof(err)), 0);
+    assert_null(cJSON_GetObjectItem(res, "attrs"));
     cJSON_Delete(res);
 }
 
@@ -328,6 +375,97 @@ static void test_list_pages(void **state)
     assert_int_equal(dyno_json_i64(res, "objects", &n), 0);
     assert_int_equal(n, 8);
     cJSON_Delete(res);
+}
+
+/* The names of a listing's objects and prefixes, as "o:a p:b/ ..." for one comparison. */
+static void list_str(struct fx *f, const struct md_list_req *q, char *out, size_t cap, char *next,
+                     size_t ncap)
+{
+    char err[256];
+    cJSON *res = NULL;
+    assert_int_equal(md_store_list_page(f->db, q, &res, err, sizeof(err)), 0);
+    size_t n = 0;
+    out[0] = '\0';
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(res, "objects")) n +=
+        (size_t)snprintf(out + n, cap - n, "o:%s ", dyno_json_str(it, "name"));
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(res, "prefixes")) n +=
+        (size_t)snprintf(out + n, cap - n, "p:%s ", it->valuestring);
+    const char *nx = dyno_json_str(res, "next");
+    snprintf(next, ncap, "%s", nx ? nx : "(null)");
+    assert_true(nx || cJSON_IsNull(cJSON_GetObjectItem(res, "next")));
+    cJSON_Delete(res);
+}
+
+/* S3 listing: a delimiter rolls names up into common prefixes, pages count both, a page
+ * that ends on a group resumes after it, and a group is skipped by a seek, not read. */
+static void test_list_delimiter(void **state)
+{
+    struct fx *f = *state;
+    const char *names[] = {"a", "b/1", "b/2", "b/3/x", "c/1", "c2", "d/e/f"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        cJSON_Delete(put(f, names[i], 1, 100));
+    for (int i = 0; i < 300; i++) {
+        char n[32];
+        snprintf(n, sizeof(n), "big/%04d", i);
+        cJSON_Delete(put(f, n, 1, 100));
+    }
+    char got[1024], next[300];
+    int64_t rows = 0;
+    struct md_list_req q = {.catalog = "alice/c", .delimiter = "/", .limit = 10, .rows = &rows};
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:a o:c2 p:b/ p:big/ p:c/ p:d/ ");
+    assert_string_equal(next, "(null)");
+    /* 300 names under big/, yet only one of them was read. */
+    assert_true(rows < 20);
+
+    /* Pages of two: objects and prefixes count alike; each next resumes after a group. */
+    q.limit = 2;
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:a p:b/ ");
+    assert_string_equal(next, "b/");
+    q.after = "b/";
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "p:big/ p:c/ ");
+    assert_string_equal(next, "c/");
+    q.after = "c/";
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:c2 p:d/ ");
+    assert_string_equal(next, "(null)");
+
+    /* Under a prefix, the rest decides: b/3/ is a group, b/1 and b/2 objects. */
+    q = (struct md_list_req){.catalog = "alice/c", .prefix = "b/", .delimiter = "/", .limit = 10};
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:b/1 o:b/2 p:b/3/ ");
+    /* A start-after that is a plain name (not a group) is exclusive. */
+    q.after = "b/1";
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:b/2 p:b/3/ ");
+    /* A start-after before the prefix starts at the prefix. */
+    q.after = "a";
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:b/1 o:b/2 p:b/3/ ");
+
+    /* Without a delimiter: every name under the prefix, paged by name. */
+    q = (struct md_list_req){.catalog = "alice/c", .prefix = "b/", .limit = 2};
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:b/1 o:b/2 ");
+    assert_string_equal(next, "b/2");
+    q.after = "b/2";
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "o:b/3/x ");
+    assert_string_equal(next, "(null)");
+
+    /* A delimiter of several bytes, and a prefix that ends inside a name. */
+    q = (struct md_list_req){.catalog = "alice/c", .prefix = "bi", .delimiter = "g/0", .limit = 10};
+    list_str(f, &q, got, sizeof(got), next, sizeof(next));
+    assert_string_equal(got, "p:big/0 ");
+    /* Bad input changes nothing and says why. */
+    char err[256];
+    cJSON *res = NULL;
+    q.limit = 0;
+    assert_int_equal(md_store_list_page(f->db, &q, &res, err, sizeof(err)), DYNO_EINVAL);
+    assert_null(res);
 }
 
 static void test_reap(void **state)
@@ -478,12 +616,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unavailable_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_site_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attrs_and_get_by_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_1_gets_site_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_evict_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_delimiter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_commit_release, setup, teardown),
     };

@@ -123,6 +123,12 @@ static void test_names_valid(void **state)
     assert_true(dyno_valid_name("a"));
     assert_true(dyno_valid_name("with space and #+? chars"));
     assert_true(dyno_valid_name("..."));
+    /* S3 keys (issue 14): '/' between segments, empty segments, a trailing '/' */
+    assert_true(dyno_valid_name("a/b"));
+    assert_true(dyno_valid_name("photos/2026/a.jpg"));
+    assert_true(dyno_valid_name("a//b"));
+    assert_true(dyno_valid_name("dir/"));
+    assert_true(dyno_valid_name("a/.../b"));
     assert_true(dyno_valid_name(".hidden"));
     assert_true(dyno_valid_name("caf\xc3\xa9"));      /* U+00E9 */
     assert_true(dyno_valid_name("\xc2\xa0"));         /* U+00A0, first after C1 */
@@ -148,9 +154,17 @@ static void test_names_invalid(void **state)
     assert_false(dyno_valid_name(""));
     assert_false(dyno_valid_name("."));
     assert_false(dyno_valid_name(".."));
-    assert_false(dyno_valid_name("a/b"));
     assert_false(dyno_valid_name("/"));
+    assert_false(dyno_valid_name("/a"));
     assert_false(dyno_valid_name("../etc/passwd"));
+    assert_false(dyno_valid_name("a/../../etc"));
+    assert_false(dyno_valid_name("a/./b"));
+    assert_false(dyno_valid_name("a/.."));
+    /* the plain rule (client ids, mirror files) refuses every '/' */
+    assert_false(dyno_valid_plain_name("a/b"));
+    assert_false(dyno_valid_plain_name(".."));
+    assert_false(dyno_valid_plain_name("a\\b"));
+    assert_true(dyno_valid_plain_name("a.b"));
     assert_false(dyno_valid_name("a\\b"));
     /* Every C0 control, DEL, and C1 controls. */
     for (int c = 1; c < 0x20; c++) {
@@ -189,6 +203,21 @@ static void test_names_invalid(void **state)
     longname[DYNO_NAME_MAX] = '\xa9';
     longname[DYNO_NAME_MAX + 1] = '\0';
     assert_false(dyno_valid_name(longname));
+}
+
+/* A listing's prefix or delimiter: text that need not be a name ('/', "." allowed). */
+static void test_text(void **state)
+{
+    (void)state;
+    assert_true(dyno_valid_text("a/", 10));
+    assert_true(dyno_valid_text(".", 10));
+    assert_true(dyno_valid_text("\xc3\xa9t\xc3\xa9/", 10));
+    assert_false(dyno_valid_text("", 10));
+    assert_false(dyno_valid_text(NULL, 10));
+    assert_false(dyno_valid_text("abcdef", 5));
+    assert_false(dyno_valid_text("a\x01", 10));
+    assert_false(dyno_valid_text("\xff", 10));
+    assert_false(dyno_valid_text("\xc3", 10));
 }
 
 static void test_keys(void **state)
@@ -253,7 +282,7 @@ int main(void)
         cmocka_unit_test(test_segments),      cmocka_unit_test(test_catalogs),
         cmocka_unit_test(test_catalog_owner), cmocka_unit_test(test_names_valid),
         cmocka_unit_test(test_names_invalid), cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_name_search),
+        cmocka_unit_test(test_text),          cmocka_unit_test(test_name_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

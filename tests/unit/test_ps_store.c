@@ -684,7 +684,7 @@ static void test_rpc_event_validation(void **state)
         "{\"type\":\"object.created\",\"catalog\":\"alice/"
         "x\",\"object\":{\"key\":\"0123456789abcdef0123456789abcdef\","
         "\"name\":\"a/"
-        "b\",\"size\":1,\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}}",
+        "../b\",\"size\":1,\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}}",
         "{\"type\":\"object.created\",\"catalog\":\"alice/"
         "x\",\"object\":{\"key\":\"0123456789abcdef0123456789abcdef\","
         "\"name\":\"n\",\"size\":-1,\"sha256\":"

@@ -85,6 +85,8 @@ static void test_fixed_routes(void **state)
     route_ok("/v1/admin/repair", DYNO_REST_ADMIN_REPAIR, NULL, NULL, NULL, NULL);
     route_ok("/v1/admin/rebuild-metadata", DYNO_REST_ADMIN_REBUILD, NULL, NULL, NULL, NULL);
     route_ok("/v1/events", DYNO_REST_EVENTS, NULL, NULL, NULL, NULL);
+    route_ok("/v1/keys", DYNO_REST_KEYS, NULL, NULL, NULL, NULL);
+    route_ok("/v1/keys/DKABCDEFGHIJ01234567", DYNO_REST_KEY, NULL, NULL, "DKABCDEFGHIJ01234567", NULL);
 }
 
 static void test_catalog_sub_resources(void **state)
@@ -245,6 +247,11 @@ static void test_bad_routes(void **state)
     route_err("/v1/objects/0123", DYNO_EINVAL);
     route_err("/v1/objects/" KEY "X", DYNO_EINVAL);
     route_err("/v1/tokens/nope", DYNO_EINVAL);
+    route_err("/v1/keys/nope", DYNO_EINVAL);
+    route_err("/v1/keys/dkabcdefghij01234567", DYNO_EINVAL);
+    route_err("/v1/keys/DKABCDEFGHIJ0123456", DYNO_EINVAL);
+    route_err("/v1/keys/DKABCDEFGHIJ012345678", DYNO_EINVAL);
+    route_err("/v1/keys/DKABCDEFGHIJ01234567/x", DYNO_ENOTFOUND);
     route_err("/v1/containers/a%2Fb/drain", DYNO_EINVAL);
     char long_path[DYNO_REST_PATH_MAX + 8];
     memset(long_path, 'a', sizeof(long_path) - 1);
@@ -326,8 +333,9 @@ static void test_decimal(void **state)
     assert_true(u == 1234);
     assert_int_equal(dyno_rest_dec("18446744073709551615", 20, &u), 0);
     assert_true(u == UINT64_MAX);
-    const char *bad[] = {"",   "+1", "-1", " 1", "1 ", "0x10", "1e3", "1.0", "99999999999999999999",
-                         "18446744073709551616", "1\n"};
+    const char *bad[] = {
+        "",   "+1", "-1", " 1", "1 ", "0x10", "1e3", "1.0", "99999999999999999999", "18446744073709551616",
+        "1\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         u = 7;
         assert_int_equal(dyno_rest_dec(bad[i], strlen(bad[i]), &u), DYNO_EINVAL);
