@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "s3_ops.h"
 
 #include "hash.h"
@@ -1053,7 +1054,7 @@ static void *mpu__cleaner(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         struct timespec ts;
-        gw_deadline_in(&ts, period * 1000);
+        dyno_deadline_in(&ts, CLOCK_REALTIME, period * 1000);
         while (!m->stop && pthread_cond_timedwait(&m->cv, &m->mu, &ts) == 0)
             ;
         if (m->stop || !conn)

@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "json.h"
 #include "log.h"
@@ -218,7 +219,7 @@ static void *long__main(void *arg)
 static bool long__wait(struct s3_long *l, int64_t ms)
 {
     struct timespec ts;
-    gw_deadline_in(&ts, ms);
+    dyno_deadline_in(&ts, CLOCK_REALTIME, ms);
     pthread_mutex_lock(&l->mu);
     while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0)
         ;
