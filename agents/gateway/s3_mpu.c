@@ -212,9 +212,10 @@ enum MHD_Result s3_mpu_create(struct s3_ctx *x)
     int rc = gw_catalog_check(x->r, x->catalog, true, NULL, msg, sizeof(msg));
     if (rc)
         return s3_reply_dyno(x, rc == DYNO_ENOTFOUND && x->level == S3_OBJECT ? DYNO_ENOTFOUND : rc, msg);
-    cJSON *attrs = s3_attrs_from_request(x);
+    int aerr;
+    cJSON *attrs = s3_attrs_from_request(x, &aerr);
     if (!attrs)
-        return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-meta-* headers");
+        return s3_attrs_err(x, aerr);
     cJSON *params = cJSON_CreateObject(), *up = NULL;
     cJSON_AddStringToObject(params, "catalog", x->catalog);
     cJSON_AddStringToObject(params, "name", x->key);
