@@ -184,12 +184,15 @@ int cli_resolve(const struct cli_ctx *x, char **gateway, char **token, char **ca
         ec = CLI_FAIL;
         goto out;
     }
+    bool gw_from_cfg = false;
     if (x->gateway_flag && x->gateway_flag[0])
         gw = strdup(x->gateway_flag);
     else if (env_gw && env_gw[0])
         gw = strdup(env_gw);
-    else
+    else {
         gw = dup_or_null(dyno_json_str(cfg, "gateway"));
+        gw_from_cfg = gw != NULL;
+    }
 
     if (x->token_file_flag) {
         int rc = read_token(x->token_file_flag, &tok);
@@ -222,9 +225,12 @@ int cli_resolve(const struct cli_ctx *x, char **gateway, char **token, char **ca
             }
         }
     }
+    /* The saved CA belongs to the saved gateway (both written by up or login): a gateway
+     * named on the command line or in the environment is another fabric, verified by
+     * --cacert or the system's CAs, never by the CA of a fabric that may be long gone. */
     if (x->cacert_flag)
         ca = strdup(x->cacert_flag);
-    else
+    else if (gw_from_cfg)
         ca = dup_or_null(dyno_json_str(cfg, "cacert"));
 out:
     cJSON_Delete(cfg);

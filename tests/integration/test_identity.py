@@ -656,6 +656,27 @@ class IdentityTest(FabricCase):
 
     # ---- f. the CLI ----------------------------------------------------------------------------
 
+    def test_f0_saved_cacert_only_for_the_saved_gateway(self):
+        """A settings file left by an `up --tls` fabric that is gone (its CA file with it) does
+        not break a command aimed elsewhere with --gateway or $DYNOSTORE_GATEWAY; with the saved
+        gateway itself the saved CA is still used (and its absence said)."""
+        f = self.fab
+        home = os.path.join(f.work, "stale-home")
+        cfgdir = os.path.join(home, ".config", "dynostore")
+        os.makedirs(cfgdir)
+        gone = os.path.join(f.work, "gone", "tls", "ca.crt")
+        with open(os.path.join(cfgdir, "config.json"), "w") as fh:
+            json.dump({"gateway": "https://127.0.0.1:9", "token_file": f.admin_token_file, "cacert": gone}, fh)
+        env = {"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config")}
+        who = json.loads(f.cli("--json", "whoami", env=env).stdout)
+        self.assertEqual(who["user"], "admin")
+        env2 = dict(env, DYNOSTORE_GATEWAY=f.gateway)
+        who = json.loads(f.cli("--json", "whoami", settings=False, env=env2).stdout)
+        self.assertEqual(who["user"], "admin")
+        cp = f.cli("whoami", settings=False, env=env, check=False)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn(gone, cp.stderr)
+
     def test_f1_cli_user_login_tokens(self):
         f = self.fab
         pwfile = os.path.join(f.work, "erin.pw")
