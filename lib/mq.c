@@ -41,6 +41,7 @@
 #include <openssl/rand.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "dynostore/error.h"
 #include "json.h"
 #include "log.h"
@@ -190,13 +191,7 @@ static int mq_err(int mrc)
 
 static void mq_deadline(struct timespec *ts, int64_t ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    dyno_deadline_in(ts, CLOCK_MONOTONIC, ms);
 }
 
 static int mq_cond_init(pthread_cond_t *c)

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crashpoint.h"
 #include "gw.h"
 #include "json.h"
@@ -250,14 +251,8 @@ static void *resv__main(void *arg)
         if (r->stop || r->kick)
             continue;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         int64_t wait_ms = r->ttl_ms / 4 > 1000 ? 1000 : r->ttl_ms / 4 + 1;
-        ts.tv_sec += (time_t)(wait_ms / 1000);
-        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        dyno_deadline_in(&ts, CLOCK_REALTIME, wait_ms);
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
     pthread_mutex_unlock(&r->mu);

@@ -34,6 +34,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "clock.h"
 #include "gw.h"
 #include "httpd.h"
 #include "json.h"
@@ -409,13 +410,7 @@ static ssize_t gw_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (wait > GW_SSE_WAIT_SLICE_MS)
             wait = GW_SSE_WAIT_SLICE_MS;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        dyno_deadline_in(&ts, CLOCK_MONOTONIC, wait);
         int rc = pthread_cond_timedwait(&hub->cond, &hub->mu, &ts);
         if (rc != 0 && rc != ETIMEDOUT) {
             out = MHD_CONTENT_READER_END_WITH_ERROR;

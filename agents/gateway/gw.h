@@ -210,9 +210,6 @@ struct gw_req {
 /* ---- time and small helpers (util.c) ---- */
 int64_t gw_now_ms(void);
 int64_t gw_now_us(void); /* monotonic, for the stage timers */
-struct timespec;
-/* The CLOCK_REALTIME instant ms from now, for pthread_cond_timedwait. */
-void gw_deadline_in(struct timespec *ts, int64_t ms);
 
 /* catcache.c: catalog.get results, dropped when pubsub republishes a catalog's policy
  * (dyno/v1/acl/<catalog>) and on every broker reconnect. gen (from get) guards put against

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crashpoint.h"
 #include "gw.h"
 #include "hash.h"
@@ -68,13 +69,7 @@ static bool gw_repair_stopping(struct gw_repair *rep)
 static bool gw_repair_sleep(struct gw_repair *rep, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    dyno_deadline_in(&ts, CLOCK_REALTIME, ms);
     pthread_mutex_lock(&rep->mu);
     while (!rep->stop) {
         if (pthread_cond_timedwait(&rep->cv, &rep->mu, &ts) == ETIMEDOUT)

@@ -173,7 +173,8 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
     snprintf(c->src_key, sizeof(c->src_key), "%s", dyno_json_str(src, "key"));
     c->src = src;
     const cJSON *sattrs = s3_obj_attrs(src);
-    c->attrs = replace  ? s3_attrs_from_request(x)
+    int aerr = DYNO_ENOMEM;
+    c->attrs = replace  ? s3_attrs_from_request(x, &aerr)
                : sattrs ? cJSON_Duplicate(sattrs, true)
                         : cJSON_CreateObject();
     snprintf(c->dst.catalog, sizeof(c->dst.catalog), "%s", x->catalog);
@@ -183,7 +184,7 @@ enum MHD_Result s3_copy_object(struct s3_ctx *x)
     cJSON_Delete(dcat);
     if (!c->attrs) {
         copy__free(c);
-        return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-meta-* headers");
+        return s3_attrs_err(x, aerr);
     }
     return s3_reply_long(x, copy__work, c, copy__free);
 }

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "s3_ops.h"
 
 #include "hash.h"
@@ -211,9 +212,10 @@ enum MHD_Result s3_mpu_create(struct s3_ctx *x)
     int rc = gw_catalog_check(x->r, x->catalog, true, NULL, msg, sizeof(msg));
     if (rc)
         return s3_reply_dyno(x, rc == DYNO_ENOTFOUND && x->level == S3_OBJECT ? DYNO_ENOTFOUND : rc, msg);
-    cJSON *attrs = s3_attrs_from_request(x);
+    int aerr;
+    cJSON *attrs = s3_attrs_from_request(x, &aerr);
     if (!attrs)
-        return gw_s3_err(x, 400, "InvalidArgument", "bad x-amz-meta-* headers");
+        return s3_attrs_err(x, aerr);
     cJSON *params = cJSON_CreateObject(), *up = NULL;
     cJSON_AddStringToObject(params, "catalog", x->catalog);
     cJSON_AddStringToObject(params, "name", x->key);
@@ -1053,7 +1055,7 @@ static void *mpu__cleaner(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         struct timespec ts;
-        gw_deadline_in(&ts, period * 1000);
+        dyno_deadline_in(&ts, CLOCK_REALTIME, period * 1000);
         while (!m->stop && pthread_cond_timedwait(&m->cv, &m->mu, &ts) == 0)
             ;
         if (m->stop || !conn)

@@ -21,8 +21,7 @@
 #include "json.h"
 #include "log.h"
 #include "rest.h"
-
-#define S3_META_MAX 2048 /* x-amz-meta-* names and values together (S3's limit) */
+#include "s3_ops.h"
 
 /* ---- the key ---- */
 
@@ -38,40 +37,6 @@ static bool s3__key_ok(struct s3_ctx *x, enum MHD_Result *ret)
                          "the key is not a valid object name: UTF-8 without control characters or '\\', not "
                          "starting with '/', no segment \".\" or \"..\"");
     return false;
-}
-
-/* ---- attributes ---- */
-
-struct s3__meta {
-    cJSON *meta;
-    size_t bytes;
-    bool too_big;
-};
-
-static enum MHD_Result s3__meta_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void)kind;
-    struct s3__meta *m = cls;
-    static const char pfx[] = "x-amz-meta-";
-    if (strncasecmp(key, pfx, sizeof(pfx) - 1) != 0 || !key[sizeof(pfx) - 1])
-        return MHD_YES;
-    const char *name = key + sizeof(pfx) - 1;
-    m->bytes += strlen(name) + (value ? strlen(value) : 0);
-    if (m->bytes > S3_META_MAX) {
-        m->too_big = true;
-        return MHD_NO;
-    }
-    char lower[256];
-    size_t n = strlen(name);
-    if (n >= sizeof(lower)) {
-        m->too_big = true;
-        return MHD_NO;
-    }
-    for (size_t i = 0; i <= n; i++)
-        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-    cJSON_DeleteItemFromObjectCaseSensitive(m->meta, lower);
-    cJSON_AddStringToObject(m->meta, lower, value ? value : "");
-    return MHD_YES;
 }
 
 /* ---- PutObject ---- */
@@ -291,29 +256,13 @@ enum MHD_Result s3_put_object(struct s3_ctx *x)
     }
     if (s3__checksum_header(x, sp, &ret))
         return ret;
-    sp->attrs = cJSON_CreateObject();
+    int aerr;
+    sp->attrs = s3_attrs_from_request(x, &aerr);
+    if (!sp->attrs)
+        return s3_attrs_err(x, aerr);
     sp->md5 = EVP_MD_CTX_new();
-    if (!sp->attrs || !sp->md5 || EVP_DigestInit_ex(sp->md5, EVP_md5(), NULL) != 1)
+    if (!sp->md5 || EVP_DigestInit_ex(sp->md5, EVP_md5(), NULL) != 1)
         return gw_s3_err(x, 500, "InternalError", "out of memory");
-    const char *ct = s3_header(x, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ct) {
-        if (strlen(ct) > 256)
-            return gw_s3_err(x, 400, "InvalidArgument", "Content-Type longer than 256 bytes");
-        cJSON_AddStringToObject(sp->attrs, "content_type", ct);
-    }
-    struct s3__meta m = {.meta = cJSON_CreateObject()};
-    if (!m.meta)
-        return gw_s3_err(x, 500, "InternalError", "out of memory");
-    MHD_get_connection_values(r->c, MHD_HEADER_KIND, s3__meta_cb, &m);
-    if (m.too_big) {
-        cJSON_Delete(m.meta);
-        return gw_s3_err(x, 400, "MetadataTooLarge",
-                         "your metadata headers exceed the maximum allowed size (%d)", S3_META_MAX);
-    }
-    if (cJSON_GetArraySize(m.meta) > 0)
-        cJSON_AddItemToObject(sp->attrs, "meta", m.meta);
-    else
-        cJSON_Delete(m.meta);
 
     /* authorize: the catalog's policy, for writing */
     cJSON *cat = NULL;
@@ -373,18 +322,6 @@ static int s3__load(struct s3_ctx *x, bool write, cJSON **obj, char *msg, size_t
         return DYNO_EPROTO;
     }
     return rc;
-}
-
-/* The ETag of an object: its MD5 from a put through S3, else (a REST put) a tag made of its
- * SHA-256 with "-1", the form of a multipart ETag, which tells clients not to compare it
- * with the MD5 of the bytes. */
-static void s3__etag(const cJSON *obj, char out[80])
-{
-    const char *e = dyno_json_str(cJSON_GetObjectItemCaseSensitive(obj, "attrs"), "etag");
-    if (e && strlen(e) < 70)
-        snprintf(out, 80, "\"%s\"", e);
-    else
-        snprintf(out, 80, "\"%.32s-1\"", dyno_json_str(obj, "sha256") ? dyno_json_str(obj, "sha256") : "");
 }
 
 /* Whether the If-Match / If-None-Match list v names etag (quoted) or is "*". */
@@ -505,7 +442,7 @@ static enum MHD_Result s3__get(struct s3_ctx *x, bool head)
     if (rc)
         return s3_reply_dyno(x, rc, msg);
     char etag[80];
-    s3__etag(obj, etag);
+    s3_obj_etag(obj, etag);
     int64_t mtime = 0;
     if (dyno_json_i64(obj, "committed_at", &mtime))
         dyno_json_i64(obj, "created_at", &mtime);

@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "json.h"
 #include "log.h"
@@ -218,7 +219,7 @@ static void *long__main(void *arg)
 static bool long__wait(struct s3_long *l, int64_t ms)
 {
     struct timespec ts;
-    gw_deadline_in(&ts, ms);
+    dyno_deadline_in(&ts, CLOCK_REALTIME, ms);
     pthread_mutex_lock(&l->mu);
     while (!l->done && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0)
         ;
@@ -380,6 +381,7 @@ int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, 
 
 struct s3__hdr_walk {
     cJSON *meta;
+    size_t bytes; /* names and values so far */
     int rc;
 };
 
@@ -393,8 +395,9 @@ static enum MHD_Result s3__meta_cb(void *cls, enum MHD_ValueKind kind, const cha
     /* S3 keeps user metadata names in lower case. */
     char name[256];
     size_t n = strlen(key + sizeof(pre) - 1);
-    if (n >= sizeof(name)) {
-        w->rc = DYNO_EINVAL;
+    w->bytes += n + (value ? strlen(value) : 0);
+    if (n >= sizeof(name) || w->bytes > S3_META_MAX) {
+        w->rc = DYNO_ETOOBIG;
         return MHD_NO;
     }
     for (size_t i = 0; i <= n; i++)
@@ -407,26 +410,46 @@ static enum MHD_Result s3__meta_cb(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-cJSON *s3_attrs_from_request(struct s3_ctx *x)
+cJSON *s3_attrs_from_request(struct s3_ctx *x, int *err)
 {
+    *err = DYNO_ENOMEM;
     cJSON *a = cJSON_CreateObject();
-    cJSON *meta = a ? cJSON_AddObjectToObject(a, "meta") : NULL;
-    if (!meta) {
-        cJSON_Delete(a);
-        return NULL;
-    }
+    cJSON *meta = cJSON_CreateObject();
+    if (!a || !meta)
+        goto fail;
     const char *ct = s3_header(x, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ct && !cJSON_AddStringToObject(a, "content_type", ct)) {
-        cJSON_Delete(a);
-        return NULL;
+    if (ct && strlen(ct) > S3_CONTENT_TYPE_MAX) {
+        *err = DYNO_EINVAL;
+        goto fail;
     }
+    if (ct && !cJSON_AddStringToObject(a, "content_type", ct))
+        goto fail;
     struct s3__hdr_walk w = {.meta = meta, .rc = 0};
     MHD_get_connection_values(x->r->c, MHD_HEADER_KIND, s3__meta_cb, &w);
     if (w.rc) {
-        cJSON_Delete(a);
-        return NULL;
+        *err = w.rc;
+        goto fail;
     }
+    if (cJSON_GetArraySize(meta) == 0)
+        cJSON_Delete(meta);
+    else
+        cJSON_AddItemToObject(a, "meta", meta);
+    *err = 0;
     return a;
+fail:
+    cJSON_Delete(meta);
+    cJSON_Delete(a);
+    return NULL;
+}
+
+enum MHD_Result s3_attrs_err(struct s3_ctx *x, int err)
+{
+    if (err == DYNO_ETOOBIG)
+        return gw_s3_err(x, 400, "MetadataTooLarge",
+                         "your metadata headers exceed the maximum allowed size (%d)", S3_META_MAX);
+    if (err == DYNO_EINVAL)
+        return gw_s3_err(x, 400, "InvalidArgument", "Content-Type longer than %d bytes", S3_CONTENT_TYPE_MAX);
+    return gw_s3_err(x, 500, "InternalError", "out of memory");
 }
 
 void s3_etag_hex(const uint8_t md5[16], char out[35])

@@ -93,9 +93,14 @@ void s3_target_shape(struct gw *gw, const cJSON *cat, struct s3_target *t);
 /* gw_put_new for t with size bytes (-1: unknown). */
 int s3_put_open(struct gw *gw, struct gw_conn *conn, const struct s3_target *t, int64_t size,
                 struct gw_put **out, char *msg, size_t cap);
+#define S3_META_MAX 2048        /* x-amz-meta-* names and values together (S3's limit) */
+#define S3_CONTENT_TYPE_MAX 256 /* longest Content-Type kept */
 /* The S3 attributes of a new object from the request: Content-Type and x-amz-meta-* (new
- * object {content_type, meta:{name: value}}, the caller's; NULL when out of memory). */
-cJSON *s3_attrs_from_request(struct s3_ctx *x);
+ * object {content_type?, meta?:{name: value}}, the caller's, names in lower case). NULL with
+ * *err: DYNO_ETOOBIG (metadata over S3_META_MAX), DYNO_EINVAL (Content-Type too long),
+ * DYNO_ENOMEM; s3_attrs_err answers it. */
+cJSON *s3_attrs_from_request(struct s3_ctx *x, int *err);
+enum MHD_Result s3_attrs_err(struct s3_ctx *x, int err);
 /* Gives the put p the S3 attributes it commits with (attrs borrowed; etag: the quoted
  * ETag, stored bare). 0 or DYNO_ENOMEM. */
 int s3_put_attrs(struct gw_put *p, const cJSON *attrs, const char *etag);

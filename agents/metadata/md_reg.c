@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "names.h"
@@ -247,13 +248,7 @@ bool md_reg_wait_dirty(struct md_reg *r, int timeout_ms, struct md_nodes *out)
     out->v = NULL;
     out->n = 0;
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    dyno_deadline_in(&deadline, CLOCK_MONOTONIC, timeout_ms);
     pthread_mutex_lock(&r->mu);
     while (!r->dirty && !r->stop) {
         if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0)

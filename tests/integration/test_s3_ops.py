@@ -558,6 +558,37 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
         self.assertEqual(res["copy_etag"], res["md5"])
         self.assertEqual(res["listed"], [["dir/a b.bin", res["md5"], 1 << 20], ["dir/copy", res["md5"], 1 << 20]])
 
+    def test_oversized_attributes_refused_on_every_path(self):
+        """PutObject, CopyObject (REPLACE) and CreateMultipartUpload read Content-Type and
+        x-amz-meta-* with one parser: over 2 KiB of metadata is MetadataTooLarge, a Content-Type
+        over 256 bytes InvalidArgument, and nothing is stored or started."""
+        self.bucket("attrs")
+        res = self.boto(r'''
+def err(f):
+    try:
+        f()
+        return None
+    except botocore.exceptions.ClientError as e:
+        return code_of(e)
+big = {"m%d" % i: "v" * 100 for i in range(25)}  # 25 x ~103 bytes > 2 KiB
+s3.put_object(Bucket="attrs", Key="src", Body=b"x" * 100, Metadata={"ok": "1"})
+out({"put": err(lambda: s3.put_object(Bucket="attrs", Key="p", Body=b"x", Metadata=big)),
+     "put_ct": err(lambda: s3.put_object(Bucket="attrs", Key="p", Body=b"x", ContentType="a/" + "b" * 300)),
+     "copy": err(lambda: s3.copy_object(Bucket="attrs", Key="c", CopySource={"Bucket": "attrs", "Key": "src"},
+                                        MetadataDirective="REPLACE", Metadata=big)),
+     "mpu": err(lambda: s3.create_multipart_upload(Bucket="attrs", Key="m", Metadata=big)),
+     "keys": [o["Key"] for o in s3.list_objects_v2(Bucket="attrs").get("Contents", [])],
+     "uploads": s3.list_multipart_uploads(Bucket="attrs").get("Uploads", []),
+     "src_meta": s3.head_object(Bucket="attrs", Key="src")["Metadata"]})
+''')
+        self.assertEqual(res["put"], "MetadataTooLarge")
+        self.assertEqual(res["put_ct"], "InvalidArgument")
+        self.assertEqual(res["copy"], "MetadataTooLarge")
+        self.assertEqual(res["mpu"], "MetadataTooLarge")
+        self.assertEqual(res["keys"], ["src"])
+        self.assertEqual(res["uploads"], [])
+        self.assertEqual(res["src_meta"], {"ok": "1"})
+
     # ---- the command-line tools ----------------------------------------------------------
 
     def tree(self, root, n=500):
