@@ -293,6 +293,8 @@ struct gw_put_args {
     int64_t t0_us;         /* when the request began (gw_put_us), for the stage timers; 0: now */
     bool site_relaxed;     /* the catalog's "site_spread": "relaxed" (gw_site_relaxed) */
     bool quiet;            /* no object.created (the parts of an S3 multipart upload) */
+    bool dedupe;           /* a named object: when its name already holds the same bytes,
+                            * nothing is stored (object.commit "dedupe", MQTT ingest) */
 };
 /* Whether a catalog (pubsub's catalog.get answer) allows more than m fragments on a site. */
 bool gw_site_relaxed(const cJSON *cat);
@@ -307,7 +309,9 @@ int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a,
 int gw_put_write(struct gw_put *p, const void *data, size_t len);
 /* Ends the body: last stripe, trailers, the containers' answers, object.commit,
  * object.created. 0 with *out the result {key, name, size, sha256, k, m, catalog[,
- * replica][, degraded]} (the caller's); else a DYNO_E* (gw_put_msg). */
+ * replica][, degraded]} (the caller's); else a DYNO_E* (gw_put_msg). With dedupe, when
+ * metadata found the same bytes under the name: 0 with *out that object (as object.get)
+ * plus "duplicate": true, no event, and this put's fragments are deleted by gw_put_close. */
 int gw_put_finish(struct gw_put *p, cJSON **out);
 /* The object's attributes (a JSON object: S3's etag, content_type, meta; issue 14), sent
  * with object.commit and shown by object.get as "attrs". Copied; before gw_put_finish.
@@ -348,6 +352,7 @@ struct gw_put_mem {
     bool site_relaxed;
     const void *data;
     size_t len;
+    bool dedupe; /* gw_put_args.dedupe */
 };
 int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *in, cJSON **out, char *msg,
                   size_t cap);

@@ -64,7 +64,9 @@ struct gw_put {
     struct dyno_buf pre;      /* the undecided prefix of a body of unknown size */
     uint8_t sha256[32];
     /* The object this put replaced: its fragments are deleted by gw_put_close. */
-    bool quiet; /* gw_put_args.quiet: no object.created */
+    bool quiet;     /* gw_put_args.quiet: no object.created */
+    bool dedupe;    /* gw_put_args.dedupe: object.commit "dedupe" */
+    bool duplicate; /* metadata discarded it as a copy (now deleting): its fragments go */
     char purge_key[DYNO_KEY_LEN + 1];
     cJSON *purge_frags;
     cJSON *attrs; /* the object's attributes for object.commit (gw_put_set_attrs), or NULL */
@@ -474,6 +476,8 @@ static int put__commit(struct gw_put *p, uint64_t fsize, const char *sha_hex, cJ
     }
     if (p->attrs)
         cJSON_AddItemReferenceToObject(params, "attrs", p->attrs);
+    if (p->dedupe)
+        cJSON_AddBoolToObject(params, "dedupe", true);
     cJSON *fr = cJSON_AddArrayToObject(params, "fragments");
     *stored = 0;
     for (int i = 0; i < p->n; i++) {
@@ -530,6 +534,7 @@ int gw_put_new(struct gw *gw, struct gw_conn *conn, const struct gw_put_args *a,
     p->req_m = a->m;
     p->site_relaxed = a->site_relaxed;
     p->quiet = a->quiet;
+    p->dedupe = a->dedupe && a->name != NULL;
     p->declared = a->size;
     snprintf(p->catalog, sizeof(p->catalog), "%s", a->catalog);
     snprintf(p->name, sizeof(p->name), "%s", a->name ? a->name : "");
@@ -621,6 +626,15 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
         return rc;
     }
     p->t_committed = gw_put_us();
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "duplicate"))) {
+        /* Not committed: metadata moved it to deleting in the commit's transaction, which
+         * confirms it as object.abort would; gw_put_close deletes its fragments. */
+        p->duplicate = true;
+        dyno_info("put duplicate", "key=%s catalog=%s size=%llu existing=%s", p->key, p->catalog,
+                  (unsigned long long)p->size, dyno_json_str(res, "key"));
+        *out = res;
+        return 0;
+    }
     dyno_crash_point("gateway.put.before_reply");
 
     /* Committed: from here on the object is visible and must not be aborted. Its stripe
@@ -676,6 +690,8 @@ int gw_put_finish(struct gw_put *p, cJSON **out)
  * all: the object is live). An object that stays pending becomes garbage at metadata's
  * pending_timeout, and GC deletes it then.
  */
+static void put__drop_fragments(struct gw_put *p);
+
 static void put__abort(struct gw_put *p)
 {
     struct gw *gw = p->gw;
@@ -701,6 +717,13 @@ static void put__abort(struct gw_put *p)
                   "key=%s err=%s unknown=%d detail=%s", p->key, dyno_err_code(rc), unknown, q);
         return;
     }
+    put__drop_fragments(p);
+    dyno_info("put aborted", "key=%s size=%llu", p->key, (unsigned long long)p->size);
+}
+
+/* Deletes the fragments this put sent, once metadata confirmed its object deleting. */
+static void put__drop_fragments(struct gw_put *p)
+{
     if (p->up) {
         int index[GW_MAX_N];
         const char *url[GW_MAX_N];
@@ -709,9 +732,8 @@ static void put__abort(struct gw_put *p)
             index[i] = i;
             url[i] = p->up[i].url[0] ? p->up[i].url : NULL;
         }
-        gw_fanout_delete(gw, p->conn, p->key, index, url, p->n, deleted);
+        gw_fanout_delete(p->gw, p->conn, p->key, index, url, p->n, deleted);
     }
-    dyno_info("put aborted", "key=%s size=%llu", p->key, (unsigned long long)p->size);
 }
 
 void gw_put_close(struct gw_put *p)
@@ -719,7 +741,11 @@ void gw_put_close(struct gw_put *p)
     if (!p)
         return;
     gw_hasher_stop(&p->hash); /* first: it may still read the stripe */
-    if (!p->committed)
+    if (p->duplicate) {
+        for (int i = 0; p->up && i < p->n; i++)
+            gw_upload_close(p->conn, &p->up[i]); /* ended: its connections serve the deletes */
+        put__drop_fragments(p);
+    } else if (!p->committed)
         put__abort(p);
     for (int i = 0; p->up && i < p->n; i++)
         gw_upload_close(p->conn, &p->up[i]);
@@ -759,6 +785,7 @@ int gw_put_memory(struct gw *gw, struct gw_conn *conn, const struct gw_put_mem *
                             .k = in->k,
                             .m = in->m,
                             .site_relaxed = in->site_relaxed,
+                            .dedupe = in->dedupe,
                             .size = (int64_t)in->len};
     int rc = gw_put_new(gw, conn, &a, &p, msg, cap);
     if (rc == 0)

@@ -33,12 +33,15 @@
  * after the reconnect: delivery is at least once.
  *
  * So a named reading is idempotent (issue 13: readings of a site cut off arrive after the
- * heal, and any hop may send one again): when the catalog's object of that name already
- * holds the same bytes (its sha256), the reading is answered with that object and stored
- * nothing, emits no event, and counts in dyno_gateway_ingest_duplicates_total. An unnamed
- * reading is named by its new key, so a copy sent again is a second object: devices that
- * must not store a reading twice name it (docs/pubsub.md). Two copies handled at the same
- * moment by two sessions may both be stored (the same name: the second replaces the first).
+ * heal, and any hop may send one again): its put commits with object.commit "dedupe", and
+ * when the catalog's object of that name already holds the same bytes (size and sha256),
+ * metadata discards the new object in the commit's transaction (its fragments are deleted
+ * as an aborted put's) and answers the existing one; the reading is answered with it,
+ * emits no event, and counts in dyno_gateway_ingest_duplicates_total. The check costs no
+ * RPC of its own, and it holds across sessions and gateways: metadata's writer runs one
+ * commit after the other, so of two copies committed at once the second finds the first.
+ * An unnamed reading is named by its new key, so a copy sent again is a second object:
+ * devices that must not store a reading twice name it (docs/pubsub.md).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,7 +52,6 @@
 #include "acl.h"
 #include "agent.h"
 #include "gw.h"
-#include "hash.h"
 #include "httpd.h"
 #include "ingest.h"
 #include "json.h"
@@ -79,13 +81,6 @@ struct gw_ingest {
     struct gw *gw;
     atomic_bool stop;
     struct gw_ingest_session sessions[GW_INGEST_SESSIONS];
-    /* The named readings being handled, one slot a session: the hex SHA-256 of catalog and
-     * name, "" for none. A session waits while another handles the same name, so a copy
-     * finds the first one stored rather than racing it (and readings of one name are stored
-     * in the order they are taken). */
-    pthread_mutex_t names_lock;
-    pthread_cond_t names_done;
-    char names[GW_INGEST_SESSIONS][65];
 };
 
 /* A message being handled, with what lib/ingest.h read from it. */
@@ -187,44 +182,6 @@ static bool gw_ingest_passing(int rc)
            rc == DYNO_ENOSPC;
 }
 
-/*
- * The catalog's committed object named like the reading, when it holds the same bytes: 0
- * with *res = {key, name, size, sha256, ...} (the caller's), DYNO_ENOTFOUND when there is
- * none or it differs, or gw_rpc's error (msg set).
- */
-static int gw_ingest_existing(struct gw *gw, const struct gw_ingest_job *j, cJSON **res, char *msg,
-                              size_t cap)
-{
-    uint8_t digest[32];
-    char hex[65];
-    int rc = dyno_sha256(j->data, j->m.len, digest);
-    if (rc)
-        return rc;
-    dyno_hex(digest, sizeof(digest), hex);
-    cJSON *params = cJSON_CreateObject(), *list = NULL;
-    if (!params)
-        return DYNO_ENOMEM;
-    /* Names sort, and a name comes before every longer name it begins: the first object with
-     * the prefix is the one of that name, if there is one. */
-    cJSON_AddStringToObject(params, "catalog", j->m.catalog);
-    cJSON_AddStringToObject(params, "prefix", j->m.name);
-    cJSON_AddNullToObject(params, "after");
-    dyno_json_add_i64(params, "limit", 1);
-    rc = gw_rpc(gw, "metadata", "object.list", params, &list, msg, cap);
-    cJSON_Delete(params);
-    if (rc)
-        return rc;
-    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(list, "objects"), 0);
-    const char *name = dyno_json_str(first, "name"), *sha = dyno_json_str(first, "sha256");
-    rc = DYNO_ENOTFOUND;
-    if (name && sha && strcmp(name, j->m.name) == 0 && strcmp(sha, hex) == 0) {
-        *res = cJSON_Duplicate(first, true);
-        rc = *res ? 0 : DYNO_ENOMEM;
-    }
-    cJSON_Delete(list);
-    return rc;
-}
-
 /* Checks access and stores the message. 0 with *res, or the error with msg set; *dup when a
  * named reading was already stored with these bytes (nothing stored again). */
 static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_ingest_job *j, cJSON **res,
@@ -235,12 +192,6 @@ static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_
     int rc = gw_ingest_check(gw, j, &k, &m, &relaxed, msg, cap);
     if (rc)
         return rc;
-    if (j->m.name[0]) {
-        rc = gw_ingest_existing(gw, j, res, msg, cap);
-        *dup = rc == 0;
-        if (rc != DYNO_ENOTFOUND)
-            return rc; /* a duplicate, or metadata away: tried again like a failed put */
-    }
     struct gw_put_mem pm = {.catalog = j->m.catalog,
                             .name = j->m.name[0] ? j->m.name : NULL,
                             .publisher = j->m.user,
@@ -248,8 +199,11 @@ static int gw_ingest_store(struct gw *gw, struct gw_conn *conn, const struct gw_
                             .m = m,
                             .site_relaxed = relaxed,
                             .data = j->data,
-                            .len = j->m.len};
-    return gw_put_memory(gw, conn, &pm, res, msg, cap);
+                            .len = j->m.len,
+                            .dedupe = j->m.name[0] != '\0'};
+    rc = gw_put_memory(gw, conn, &pm, res, msg, cap);
+    *dup = rc == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(*res, "duplicate"));
+    return rc;
 }
 
 static void gw_ingest_answer_stored(struct gw *gw, const struct gw_ingest_job *j, const cJSON *res, bool dup)
@@ -284,45 +238,6 @@ static void gw_ingest_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Takes session s's slot for the reading's catalog and name, after any other session
- * handling the same one released it. */
-static void gw_ingest_name_take(struct gw_ingest_session *s, const struct gw_ingest_job *j)
-{
-    struct gw_ingest *in = s->in;
-    struct dyno_sha256 *h = NULL;
-    uint8_t digest[32];
-    char hex[65];
-    if (dyno_sha256_new(&h) != 0 || dyno_sha256_update(h, j->m.catalog, strlen(j->m.catalog) + 1) != 0 ||
-        dyno_sha256_update(h, j->m.name, strlen(j->m.name)) != 0 || dyno_sha256_final(h, digest) != 0) {
-        dyno_sha256_free(h);
-        return; /* no memory: handled unserialized, the lookup still catches most copies */
-    }
-    dyno_sha256_free(h);
-    dyno_hex(digest, sizeof(digest), hex);
-    pthread_mutex_lock(&in->names_lock);
-    for (;;) {
-        bool busy = false;
-        for (int i = 0; i < GW_INGEST_SESSIONS && !busy; i++)
-            busy = i != s->index && strcmp(in->names[i], hex) == 0;
-        if (!busy)
-            break;
-        pthread_cond_wait(&in->names_done, &in->names_lock);
-    }
-    memcpy(in->names[s->index], hex, sizeof(hex));
-    pthread_mutex_unlock(&in->names_lock);
-}
-
-static void gw_ingest_name_release(struct gw_ingest_session *s)
-{
-    struct gw_ingest *in = s->in;
-    pthread_mutex_lock(&in->names_lock);
-    if (in->names[s->index][0] != '\0') {
-        in->names[s->index][0] = '\0';
-        pthread_cond_broadcast(&in->names_done);
-    }
-    pthread_mutex_unlock(&in->names_lock);
-}
-
 /*
  * A session's loop thread: one message, stored (or refused for good) before returning, as
  * returning lets libmosquitto acknowledge it. Every other outcome abandons the session so
@@ -348,8 +263,6 @@ static void gw_ingest_on_msg(void *arg, const struct dyno_mq_msg *msg)
     }
     cJSON *res = NULL;
     bool dup = false;
-    if (j.m.name[0])
-        gw_ingest_name_take(s, &j);
     for (int attempt = 1;; attempt++) {
         rc = gw_ingest_store(gw, s->conn, &j, &res, &dup, why, sizeof(why));
         if (rc == 0 || !gw_ingest_passing(rc))
@@ -370,7 +283,6 @@ static void gw_ingest_on_msg(void *arg, const struct dyno_mq_msg *msg)
         gw_ingest_answer_stored(gw, &j, res, dup);
     cJSON_Delete(res);
 out:
-    gw_ingest_name_release(s);
     dyno_ingest_msg_clear(&j.m);
 }
 
@@ -403,15 +315,6 @@ int gw_ingest_start(struct gw *gw)
         return DYNO_ENOMEM;
     in->gw = gw;
     atomic_init(&in->stop, false);
-    if (pthread_mutex_init(&in->names_lock, NULL) != 0) {
-        free(in);
-        return DYNO_ENOMEM;
-    }
-    if (pthread_cond_init(&in->names_done, NULL) != 0) {
-        pthread_mutex_destroy(&in->names_lock);
-        free(in);
-        return DYNO_ENOMEM;
-    }
     gw->ingest = in;
     for (int i = 0; i < GW_INGEST_SESSIONS; i++) {
         struct gw_ingest_session *s = &in->sessions[i];
@@ -450,7 +353,5 @@ void gw_ingest_free(struct gw *gw)
         return;
     gw_ingest_stop(gw); /* no-op when already stopped */
     gw->ingest = NULL;
-    pthread_cond_destroy(&in->names_done);
-    pthread_mutex_destroy(&in->names_lock);
     free(in);
 }

@@ -439,6 +439,7 @@ static int h_release(void *arg, const cJSON *req, cJSON **result, char *err, siz
 struct w_commit_req {
     const struct md_resv_commit *resv;
     const char *attrs; /* JSON text of the object's attributes, or NULL */
+    bool dedupe;       /* "dedupe": the same bytes under this name already stored: discard */
     int64_t size;
     const char *sha;
     const struct md_commit_frag *frags;
@@ -449,8 +450,8 @@ static int w_commit(struct md_db *db, void *arg, char *err, size_t errlen)
 {
     struct wr *w = arg;
     const struct w_commit_req *c = w->req;
-    return md_store_commit_attrs(db, w->key, c->resv, c->attrs, c->size, c->sha, c->frags, c->nfrags,
-                                 w->nodes, w->now, &w->result, err, errlen);
+    return md_store_commit_opts(db, w->key, c->resv, c->attrs, c->dedupe, c->size, c->sha, c->frags,
+                                c->nfrags, w->nodes, w->now, &w->result, err, errlen);
 }
 
 static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size_t errlen)
@@ -468,6 +469,11 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
         snprintf(err, errlen, "sha256 must be 64 lowercase hex characters");
         return DYNO_EINVAL;
     }
+    /* MQTT ingest's named readings: a copy of what the name already holds is not stored
+     * again (md_store_commit_opts); REST and S3 puts replace. */
+    bool dedupe = false;
+    if ((rc = p_bool(req, "dedupe", false, &dedupe, err, errlen)) != 0)
+        return rc;
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "fragments");
     int count = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
     if (count < 1 || count > MD_FRAGS_MAX) {
@@ -520,6 +526,7 @@ static int h_commit(void *arg, const cJSON *req, cJSON **result, char *err, size
     }
     struct w_commit_req cr = {.resv = resv ? &rc_id : NULL,
                               .attrs = attrs,
+                              .dedupe = dedupe,
                               .size = size,
                               .sha = sha,
                               .frags = frags,

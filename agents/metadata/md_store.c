@@ -1218,6 +1218,48 @@ int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_res
                           const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
                           int64_t now, cJSON **result, char *err, size_t errlen)
 {
+    return md_store_commit_opts(db, key, resv, attrs, false, size, sha256, frags, nfrags, nodes, now, result,
+                                err, errlen);
+}
+
+/*
+ * object.commit "dedupe": the visible object of o's catalog and name other than key, when it
+ * holds these bytes (size and sha256), into *res as object.get gives it plus "duplicate":
+ * true; *res stays NULL when there is none or it differs. Read in the commit's transaction,
+ * so of two commits of the same bytes and name (two gateways, two sessions) the writer runs
+ * one after the other and the second finds the first.
+ */
+static int commit_same(struct md_db *db, const struct md__obj *o, const char *key, int64_t size,
+                       const char *sha256, const struct md_nodes *nodes, cJSON **res)
+{
+    char old[DYNO_KEY_LEN + 1] = "";
+    *res = NULL;
+    int rc = same_name(db, o, key, old);
+    if (rc != SQLITE_OK || !old[0])
+        return rc;
+    cJSON *e = NULL;
+    rc = object_json(db, old, nodes, &e);
+    if (rc != SQLITE_OK)
+        return rc;
+    int64_t osize = -1;
+    const char *osha = dyno_json_str(e, "sha256");
+    if (dyno_json_i64(e, "size", &osize) != 0 || osize != size || !osha || strcmp(osha, sha256) != 0) {
+        cJSON_Delete(e);
+        return SQLITE_OK;
+    }
+    if (!cJSON_AddBoolToObject(e, "duplicate", true)) {
+        cJSON_Delete(e);
+        return SQLITE_NOMEM;
+    }
+    *res = e;
+    return SQLITE_OK;
+}
+
+int md_store_commit_opts(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                         const char *attrs, bool dedupe, int64_t size, const char *sha256,
+                         const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                         int64_t now, cJSON **result, char *err, size_t errlen)
+{
     *result = NULL;
     cJSON *res = NULL, *rep = NULL;
     int ret = 0;
@@ -1239,6 +1281,12 @@ int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_res
         }
         goto out;
     }
+    /* A retried dedupe commit whose first answer (duplicate) was lost: answered the same. */
+    if (dedupe && strcmp(o.state, "deleting") == 0 && o.catalog[0] != '\0') {
+        rc = commit_same(db, &o, key, size, sha256, nodes, &res);
+        if (rc == SQLITE_OK && res)
+            goto out;
+    }
     if (strcmp(o.state, "pending") != 0) {
         snprintf(err, errlen, "object %s was aborted or evicted", key);
         ret = DYNO_ECONFLICT;
@@ -1258,6 +1306,16 @@ int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_res
     ret = commit_frags(&o, size, frags, nfrags, ok, sizes, err, errlen);
     if (ret != 0)
         goto out;
+    /* The same bytes are already stored under this name: the new object is discarded as an
+     * abort discards it (deleting: its fragments are garbage, and the caller, told so by
+     * "duplicate", deletes them as after object.abort); the existing one is untouched. */
+    if (dedupe) {
+        rc = commit_same(db, &o, key, size, sha256, nodes, &res);
+        if (rc == SQLITE_OK && res)
+            rc = md__obj_set_state(db, key, "deleting");
+        if (rc != SQLITE_OK || res)
+            goto out;
+    }
     int n = md__obj_n(&o), nok = 0;
     for (int ix = 0; rc == SQLITE_OK && ix < n; ix++) {
         nok += ok[ix];

@@ -162,6 +162,14 @@ int md_store_commit_attrs(struct md_db *db, const char *key, const struct md_res
                           const char *attrs, int64_t size, const char *sha256,
                           const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
                           int64_t now, cJSON **result, char *err, size_t errlen);
+/* md_store_commit_attrs with object.commit's "dedupe": when the catalog already has a visible
+ * object of this name with the same size and sha256, key is not committed but moved to
+ * deleting (as md_store_abort does) and result is that object plus "duplicate": true.
+ * A repeat of such a commit answers the same. Without dedupe, md_store_commit_attrs. */
+int md_store_commit_opts(struct md_db *db, const char *key, const struct md_resv_commit *resv,
+                         const char *attrs, bool dedupe, int64_t size, const char *sha256,
+                         const struct md_commit_frag *frags, size_t nfrags, const struct md_nodes *nodes,
+                         int64_t now, cJSON **result, char *err, size_t errlen);
 /* Pending (or already deleting) -> deleting; result: fragments to delete. */
 int md_store_abort(struct md_db *db, const char *key, const struct md_nodes *nodes, cJSON **result, char *err,
                    size_t errlen);

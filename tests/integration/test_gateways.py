@@ -8,14 +8,23 @@ after the acknowledgement: 404 for the old key, the new bytes for the new one. S
 (replicas) and erasure-coded ones; the hardest case keeps a fragment behind: a container
 holding one is down while the evict runs, so its copy outlives the acknowledgement, and it
 comes back before the read.
+
+Also MQTT ingest across the two gateways (issue 13): copies of a named reading published at
+once are taken by ingest sessions of both gateways (one shared subscription), and are stored
+once: metadata decides it in the commit (object.commit "dedupe"), one commit after another,
+and the copies' fragments are deleted.
 """
 
 import http.client
 import json
+import os
+import subprocess
+import time
 import unittest
 import urllib.parse
 
-from fabric import KiB, MiB, FabricCase, random_bytes, sha256_bytes
+from fabric import KiB, MiB, FabricCase, fragment_files, random_bytes, sha256_bytes
+from test_events import MqttSub, broker_args, new_user, require_mosquitto_clients, sub_ready
 
 CAT = "admin/twogw"
 
@@ -60,6 +69,90 @@ class TwoGateways(FabricCase):
                              % (what, method, key, st, body[:200]))
         st, body = self.at(base, "GET", "/v1/objects/%s/meta" % key)
         self.assertEqual(st, 404, "%s: meta %s: %d %r" % (what, key, st, body[:200]))
+
+    def test_copies_of_a_reading_on_both_gateways_are_stored_once(self):
+        require_mosquitto_clients()
+        f = self.fab
+        tok = new_user(f, "dana")
+        cat = "dana/twogw-ingest"
+        f.create_catalog(cat, token=tok)
+        rounds, copies = 6, 12  # 12: a round spans sessions of both gateways (the broker deals
+        # the copies to the group's 32 sessions in turn, 16 a gateway)
+
+        def dups():
+            return sum(f.metrics(url=u).get("dyno_gateway_ingest_duplicates_total", 0)
+                       for u in (f.gateway, self.gw2))
+
+        def handled():
+            """Readings each gateway took (stored or duplicate)."""
+            return [sum(f.metrics(url=u).get(m, 0) for m in
+                        ("dyno_gateway_ingested_total", "dyno_gateway_ingest_duplicates_total"))
+                    for u in (f.gateway, self.gw2)]
+
+        def pub(line, name, n=1):
+            """n copies of the reading line, sent back to back by one client: with -l
+            mosquitto_pub does not wait for a copy's PUBACK (its store) before the next, as
+            --repeat does, so the copies are handled at once."""
+            argv = ["mosquitto_pub", "-V", "mqttv5"] + broker_args(f) + [
+                "-u", "dana", "-P", tok, "-q", "1", "-t", "dyno/v1/ingest/" + cat, "-l",
+                "-D", "publish", "user-property", "name", name]
+            cp = subprocess.run(argv, input=(line + b"\n") * n, capture_output=True, timeout=60)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+
+        base = set(fragment_files(f))
+        before = dups()
+        took = handled()
+        sub = MqttSub(f, "dana", tok, ["dyno/v1/events/" + cat])
+        try:
+            sub_ready(self, f, sub, cat, token=tok)
+            want = {}
+            for i in range(rounds):
+                data = random_bytes(1500, seed=700 + i).hex().encode()
+                want["r%d" % i] = sha256_bytes(data)
+                pub(data, "r%d" % i, n=copies)  # the copies at once: many sessions, both gateways
+            pub(b"control", "control")
+            seen = []
+            got = sub.wait_for(lambda t, d: seen.append(d) or (
+                isinstance(d, dict) and (d.get("object") or {}).get("name") == "control"), timeout=60)
+            self.assertIsNotNone(got, "no event for the control reading")
+            # every copy handled: all of them counted as stored or duplicate
+            deadline = time.monotonic() + 60
+            while dups() < before + rounds * (copies - 1) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            time.sleep(2.0)
+            while True:
+                more = sub.wait_for(lambda t, d: True, timeout=0.5)
+                if more is None:
+                    break
+                seen.append(more[1])
+        finally:
+            sub.close()
+        created = {}
+        for d in seen:
+            if isinstance(d, dict) and d.get("type") == "object.created":
+                o = d.get("object") or {}
+                created.setdefault(o.get("name"), []).append(o.get("key"))
+        for name in want:
+            self.assertEqual(len(created.get(name, [])), 1,
+                             "%d copies of %s made %d events" % (copies, name, len(created.get(name, []))))
+        self.assertEqual(dups() - before, rounds * (copies - 1))
+        # the race this is about needs copies on both gateways
+        self.assertTrue(all(a > b for a, b in zip(handled(), took)), (took, handled()))
+        objs = {o["name"]: o for o in f.list_catalog(cat, token=tok)}
+        for name, sha in want.items():
+            self.assertEqual(objs[name]["sha256"], sha)
+            self.assertEqual(objs[name]["key"], created[name][0], "a copy replaced " + name)
+        # the discarded copies leave no fragment behind: every new fragment is a listed object's
+        live = {o["key"] for o in objs.values()}
+        deadline = time.monotonic() + 60
+        while True:
+            extra = {k for (_, k, _) in set(fragment_files(f)) - base if k not in live}
+            if not extra or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertEqual(extra, set(), "fragments of discarded copies left on the containers")
+        held = {k for (_, k, _) in fragment_files(f)}
+        self.assertTrue(live <= held, "a stored reading lost its fragments")
 
     def test_overwrite_and_evict_seen_by_the_other_gateway(self):
         gw1 = self.fab.gateway

@@ -323,6 +323,13 @@ static void test_bad_input_changes_nothing(void **state)
              SHA);
     assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);
     assert_non_null(strstr(err, "sha256"));
+    /* "dedupe" is a bool or absent (MQTT ingest's named readings). */
+    snprintf(req, sizeof(req),
+             "{\"key\":\"%s\",\"size\":10,\"sha256\":\"%s\",\"dedupe\":\"yes\",\"fragments\":"
+             "[{\"index\":0,\"ok\":true}]}",
+             key, SHA);
+    assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);
+    assert_non_null(strstr(err, "dedupe"));
     /* Fewer than k fragments stored: refused by the store, still pending. */
     commit_req(req, sizeof(req), key, 10, SHA, 2);
     assert_int_equal(call(f, "object.commit", req, &res, err, sizeof(err)), DYNO_EINVAL);

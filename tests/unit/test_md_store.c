@@ -338,6 +338,106 @@ static void test_replace_evict_purge(void **state)
         assert_int_equal(used_of(f, f->v[i].id), 0);
 }
 
+/* Begins an object named name (pending) and returns its key in key. */
+static void begin_named(struct fx *f, const char *name, int64_t size, char key[33])
+{
+    char err[256];
+    cJSON *res = NULL;
+    struct md_begin_req r = {
+        .catalog = "alice/c", .name = name, .owner = "alice", .size = size, .k = 3, .m = 2, .unit = 1024};
+    assert_int_equal(md_store_begin(f->db, &r, &f->nodes, 300, &res, err, sizeof(err)), 0);
+    snprintf(key, 33, "%s", dyno_json_str(res, "key"));
+    cJSON_Delete(res);
+}
+
+static int commit_dedupe(struct fx *f, const char *key, int64_t size, const char *sha, cJSON **res)
+{
+    char err[256];
+    struct md_commit_frag fr[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, true, -1}};
+    return md_store_commit_opts(f->db, key, NULL, NULL, true, size, sha, fr, 5, &f->nodes, 301, res, err,
+                                sizeof(err));
+}
+
+/* object.commit "dedupe" (MQTT ingest's named readings): the same bytes under a name already
+ * stored are not committed again; the pending object is discarded (deleting, as an abort
+ * leaves it) and the existing one answered, untouched. Other bytes replace, and a name not
+ * yet stored commits. */
+static void test_commit_dedupe(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    cJSON *res = NULL;
+    cJSON *a = put(f, "r1", 100, 100);
+    char ka[33];
+    snprintf(ka, sizeof(ka), "%s", dyno_json_str(a, "key"));
+    cJSON_Delete(a);
+    struct md__obj before;
+    assert_int_equal(md__obj_get(f->db, ka, &before), SQLITE_OK);
+
+    /* same size and digest: a duplicate */
+    char kb[33];
+    begin_named(f, "r1", 100, kb);
+    assert_int_equal(commit_dedupe(f, kb, 100, SHA, &res), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "duplicate")));
+    assert_string_equal(dyno_json_str(res, "key"), ka);
+    assert_string_equal(dyno_json_str(res, "name"), "r1");
+    assert_string_equal(dyno_json_str(res, "sha256"), SHA);
+    assert_null(cJSON_GetObjectItem(res, "replaced"));
+    cJSON_Delete(res);
+    struct md__obj o;
+    assert_int_equal(md__obj_get(f->db, kb, &o), SQLITE_OK);
+    assert_string_equal(o.state, "deleting");
+    assert_int_equal(md__obj_get(f->db, ka, &o), SQLITE_OK);
+    assert_string_equal(o.state, "committed");
+    assert_int_equal(o.size, before.size);
+    assert_string_equal(o.sha256, before.sha256);
+    assert_int_equal(md_store_get_by_name(f->db, "alice/c", "r1", &f->nodes, &res, err, sizeof(err)), 0);
+    assert_string_equal(dyno_json_str(res, "key"), ka);
+    cJSON_Delete(res);
+    /* a repeat (the first answer lost) answers the same; the discarded one never commits */
+    assert_int_equal(commit_dedupe(f, kb, 100, SHA, &res), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "duplicate")));
+    assert_string_equal(dyno_json_str(res, "key"), ka);
+    cJSON_Delete(res);
+    struct md_commit_frag fr[5] = {{0, true, -1}, {1, true, -1}, {2, true, -1}, {3, true, -1}, {4, true, -1}};
+    assert_int_equal(md_store_commit(f->db, kb, 100, SHA, fr, 5, &f->nodes, 302, &res, err, sizeof(err)),
+                     DYNO_ECONFLICT);
+    /* its fragments are garbage: abort confirms and lists them, purge drops them */
+    assert_int_equal(md_store_abort(f->db, kb, &f->nodes, &res, err, sizeof(err)), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "fragments")), 5);
+    cJSON_Delete(res);
+    int all[5] = {0, 1, 2, 3, 4};
+    assert_int_equal(md_store_purge(f->db, kb, all, 5, &res, err, sizeof(err)), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "removed")));
+    cJSON_Delete(res);
+
+    /* other bytes under the name: replaces, as without dedupe */
+    const char *other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    char kc[33];
+    begin_named(f, "r1", 100, kc);
+    assert_int_equal(commit_dedupe(f, kc, 100, other, &res), 0);
+    assert_null(cJSON_GetObjectItem(res, "duplicate"));
+    assert_string_equal(dyno_json_str(res, "key"), kc);
+    assert_string_equal(dyno_json_str(cJSON_GetObjectItem(res, "replaced"), "key"), ka);
+    cJSON_Delete(res);
+    /* another size, same digest field: not the same bytes either */
+    char kd[33];
+    begin_named(f, "r1", 99, kd);
+    assert_int_equal(commit_dedupe(f, kd, 99, other, &res), 0);
+    assert_null(cJSON_GetObjectItem(res, "duplicate"));
+    assert_string_equal(dyno_json_str(cJSON_GetObjectItem(res, "replaced"), "key"), kc);
+    cJSON_Delete(res);
+
+    /* no object of that name yet: commits */
+    char ke[33];
+    begin_named(f, "r2", 100, ke);
+    assert_int_equal(commit_dedupe(f, ke, 100, SHA, &res), 0);
+    assert_null(cJSON_GetObjectItem(res, "duplicate"));
+    assert_string_equal(dyno_json_str(res, "key"), ke);
+    assert_string_equal(dyno_json_str(res, "state"), "committed");
+    cJSON_Delete(res);
+}
+
 static void test_list_pages(void **state)
 {
     struct fx *f = *state;
@@ -622,6 +722,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_begin_commit_get_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_evict_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_dedupe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_delimiter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
