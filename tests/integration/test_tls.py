@@ -221,5 +221,71 @@ class TlsTest(FabricCase):
         self.assertEqual(cp.returncode, NOT_AUTHORIZED, "the plugin still checks tokens over TLS")
 
 
+class TlsSiteBrokers(FabricCase):
+    """`up --tls --sites 3 --site-brokers` (issue 13: the bridge uses TLS when --tls): a site
+    broker listens with TLS only, its bridge reaches the core over TLS, so a reading published
+    at site-2 is stored at the core and its event comes back to a subscriber at site-2."""
+    CONTAINERS = 5
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fab = TlsFabric(containers=cls.CONTAINERS, extra_up_args=["--tls", "--sites", "3", "--site-brokers"],
+                            name="tlssites")
+        f = cls.fab
+        r = f.http("POST", "/v1/users", body=json.dumps({"username": "alice", "password": "alice-pass-1234"}))
+        assert r.status == 201, (r.status, r.body)
+        r = f.http("POST", "/v1/auth/login", token=None,
+                   body=json.dumps({"username": "alice", "password": "alice-pass-1234"}))
+        assert r.status == 200, (r.status, r.body)
+        cls.alice = r.json()["token"]
+        f.create_catalog("alice/edge", token=cls.alice)
+
+    def site_mq(self, cafile):
+        sb = self.fab.site_broker("site-2")
+        a = ["-V", "mqttv5", "-h", "127.0.0.1", "-p", str(sb["port"]), "-u", "alice", "-P", self.alice]
+        return a + (["--cafile", cafile] if cafile else [])
+
+    def test_reading_crosses_a_tls_bridge_and_its_event_comes_back(self):
+        f = self.fab
+        sb = f.site_broker("site-2")
+        self.assertTrue(sb["tls"], sb)
+        with open(f.site_broker_conf("site-2")) as fh:
+            conf = fh.read()
+        self.assertIn("bridge_cafile", conf)  # both bridge connections verify the core's certificate
+        # plain MQTT to the site's TLS listener is refused
+        cp = subprocess.run(["mosquitto_sub"] + self.site_mq(None) + ["-t", "dyno/v1/events/alice/edge",
+                                                                       "-W", "2", "-C", "1"],
+                            capture_output=True, text=True, timeout=30)
+        self.assertNotIn(cp.returncode, (0, SUB_TIMED_OUT), "plain MQTT accepted on the site's TLS listener")
+        sub = subprocess.Popen(["mosquitto_sub"] + self.site_mq(f.cafile)
+                               + ["-t", "dyno/v1/events/alice/edge", "-q", "1", "-C", "1", "-W", "90"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)  # the subscription is in place before the reading
+            cp = subprocess.run(["mosquitto_pub"] + self.site_mq(f.cafile)
+                                + ["-t", "dyno/v1/ingest/alice/edge", "-q", "1", "-m", "t=21.5",
+                                   "-D", "publish", "user-property", "name", "tls-r1"],
+                                capture_output=True, text=True, timeout=30)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            deadline = time.monotonic() + 90
+            objs = []
+            while time.monotonic() < deadline:
+                objs = [o for o in f.list_catalog("alice/edge", token=self.alice) if o["name"] == "tls-r1"]
+                if objs:
+                    break
+                time.sleep(0.5)
+            self.assertEqual(len(objs), 1, "the reading published at site-2 was not stored at the core")
+            r = f.get_object(objs[0]["key"], token=self.alice)
+            self.assertEqual((r.status, r.body), (200, b"t=21.5"))
+            out, err = sub.communicate(timeout=100)
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+                sub.communicate()
+        ev = json.loads(out.strip().splitlines()[0]) if out.strip() else None
+        self.assertTrue(ev and ev.get("type") == "object.created" and ev["object"]["name"] == "tls-r1",
+                        "no object.created at site-2 over the TLS bridge: %r %r" % (out, err))
+
+
 if __name__ == "__main__":
     unittest.main()
