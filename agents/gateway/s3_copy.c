@@ -130,6 +130,20 @@ int s3_copy_source(struct s3_ctx *x, cJSON **src, enum MHD_Result *ret)
         *ret = s3_reply_dyno(x, rc, msg);
         return -1;
     }
+    /* x-amz-copy-source-if-*: the copy happens only if the source is the one the client
+     * means; every failed test is 412 (S3's rule for copies, also for none-match/modified). */
+    char etag[80];
+    int64_t mtime = 0;
+    s3_obj_etag(*src, etag);
+    if (dyno_json_i64(*src, "committed_at", &mtime))
+        dyno_json_i64(*src, "created_at", &mtime);
+    if (s3_conditions(x, "x-amz-copy-source-", etag, mtime) != 0) {
+        cJSON_Delete(*src);
+        *src = NULL;
+        *ret = gw_s3_err(x, 412, "PreconditionFailed",
+                         "at least one of the pre-conditions you specified did not hold");
+        return -1;
+    }
     return 0;
 }
 

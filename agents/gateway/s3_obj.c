@@ -366,13 +366,18 @@ static int64_t s3__parse_http_date(const char *v)
     return (int64_t)timegm(&tm);
 }
 
-/* The conditional headers (RFC 9110 13.2.2 order): 0 to go on, or the status (304, 412). */
-static unsigned s3__conditions(struct s3_ctx *x, const char *etag, int64_t mtime)
+unsigned s3_conditions(struct s3_ctx *x, const char *prefix, const char *etag, int64_t mtime)
 {
-    const char *im = s3_header(x, MHD_HTTP_HEADER_IF_MATCH);
-    const char *inm = s3_header(x, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    const char *ims = s3_header(x, MHD_HTTP_HEADER_IF_MODIFIED_SINCE);
-    const char *ius = s3_header(x, MHD_HTTP_HEADER_IF_UNMODIFIED_SINCE);
+    char h[4][64];
+    static const char *const names[4] = {MHD_HTTP_HEADER_IF_MATCH, MHD_HTTP_HEADER_IF_NONE_MATCH,
+                                         MHD_HTTP_HEADER_IF_MODIFIED_SINCE,
+                                         MHD_HTTP_HEADER_IF_UNMODIFIED_SINCE};
+    for (int i = 0; i < 4; i++)
+        snprintf(h[i], sizeof(h[i]), "%s%s", prefix, names[i]);
+    const char *im = s3_header(x, h[0]);
+    const char *inm = s3_header(x, h[1]);
+    const char *ims = s3_header(x, h[2]);
+    const char *ius = s3_header(x, h[3]);
     if (im) {
         if (!s3__etag_match(im, etag))
             return 412;
@@ -446,7 +451,7 @@ static enum MHD_Result s3__get(struct s3_ctx *x, bool head)
     int64_t mtime = 0;
     if (dyno_json_i64(obj, "committed_at", &mtime))
         dyno_json_i64(obj, "created_at", &mtime);
-    unsigned cond = s3__conditions(x, etag, mtime);
+    unsigned cond = s3_conditions(x, "", etag, mtime);
     if (cond == 412) {
         cJSON_Delete(obj);
         return gw_s3_err(x, 412, "PreconditionFailed",

@@ -110,5 +110,11 @@ const cJSON *s3_obj_attrs(const cJSON *obj);
  * bare), else, for an object stored through REST, "<32 hex of its SHA-256>-1" (the rule of
  * s3_obj.c: the multipart form, which tells clients not to compare it with an MD5). */
 void s3_obj_etag(const cJSON *obj, char out[80]);
+/* The conditional headers of a request about an object of this etag (quoted) and
+ * modification time (s), their names prefixed by prefix ("" for If-Match, If-None-Match,
+ * If-Modified-Since, If-Unmodified-Since; "x-amz-copy-source-" for a copy's source), in
+ * RFC 9110 13.2.2 order: 0 to go on, 412 (a match or unmodified test failed) or 304 (a
+ * none-match or modified test failed; a copy answers 412 for it too). s3_obj.c. */
+unsigned s3_conditions(struct s3_ctx *x, const char *prefix, const char *etag, int64_t mtime);
 /* "\"<32 hex>\"" of an MD5. */
 void s3_etag_hex(const uint8_t md5[16], char out[35]);

@@ -558,6 +558,45 @@ out({"etag": p["ETag"], "md5": '"%s"' % hashlib.md5(body).hexdigest(), "meta": h
         self.assertEqual(res["copy_etag"], res["md5"])
         self.assertEqual(res["listed"], [["dir/a b.bin", res["md5"], 1 << 20], ["dir/copy", res["md5"], 1 << 20]])
 
+    def test_copy_source_conditions(self):
+        """x-amz-copy-source-if-match / -if-none-match / -if-modified-since /
+        -if-unmodified-since on CopyObject and UploadPartCopy: a failed test is 412
+        PreconditionFailed and copies nothing; a test that holds copies."""
+        self.bucket("cond")
+        res = self.boto(r'''
+import datetime
+def err(f):
+    try:
+        f()
+        return None
+    except botocore.exceptions.ClientError as e:
+        return code_of(e)
+etag = s3.put_object(Bucket="cond", Key="src", Body=b"s" * 1000)["ETag"]
+src = {"Bucket": "cond", "Key": "src"}
+past = datetime.datetime(1990, 1, 1, tzinfo=datetime.timezone.utc)
+future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
+cp = lambda key, **kw: s3.copy_object(Bucket="cond", Key=key, CopySource=src, **kw)
+uid = s3.create_multipart_upload(Bucket="cond", Key="mp")["UploadId"]
+out({"match_wrong": err(lambda: cp("a", CopySourceIfMatch='"0123456789abcdef0123456789abcdef"')),
+     "match_right": err(lambda: cp("b", CopySourceIfMatch=etag)),
+     "none_match_same": err(lambda: cp("c", CopySourceIfNoneMatch=etag)),
+     "modified_since_future": err(lambda: cp("d", CopySourceIfModifiedSince=future)),
+     "modified_since_past": err(lambda: cp("e", CopySourceIfModifiedSince=past)),
+     "unmodified_since_past": err(lambda: cp("f", CopySourceIfUnmodifiedSince=past)),
+     "part_match_wrong": err(lambda: s3.upload_part_copy(Bucket="cond", Key="mp", UploadId=uid, PartNumber=1,
+                                                         CopySource=src, CopySourceIfMatch='"00"')),
+     "parts": s3.list_parts(Bucket="cond", Key="mp", UploadId=uid).get("Parts", []),
+     "keys": sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cond").get("Contents", []))})
+s3.abort_multipart_upload(Bucket="cond", Key="mp", UploadId=uid)
+''')
+        for k in ("match_wrong", "none_match_same", "modified_since_future", "unmodified_since_past",
+                  "part_match_wrong"):
+            self.assertEqual(res[k], "PreconditionFailed", k)
+        self.assertIsNone(res["match_right"])
+        self.assertIsNone(res["modified_since_past"])
+        self.assertEqual(res["parts"], [])
+        self.assertEqual(res["keys"], ["b", "e", "src"])
+
     def test_oversized_attributes_refused_on_every_path(self):
         """PutObject, CopyObject (REPLACE) and CreateMultipartUpload read Content-Type and
         x-amz-meta-* with one parser: over 2 KiB of metadata is MetadataTooLarge, a Content-Type
