@@ -96,20 +96,32 @@ struct oracle {
 };
 
 /*
- * The oracle of the catalog routes, for a path starting "/v1/catalogs/": decodes every segment,
- * then reads the route from the end (SPEC form) or from the first "~". false when a segment
- * does not decode. The catalog is not checked for validity here: the parser must refuse what
- * is invalid, and the caller checks what it accepted.
+ * The oracle of the catalog routes, for a path "/v1/catalogs/..." (its fixed segments may be
+ * percent-encoded too: "catalog%73" is "catalogs", RFC 3986 2.3): decodes every segment, then
+ * reads the route from the end (SPEC form) or from the first "~". false when a segment does
+ * not decode. The catalog is not checked for validity here: the parser must refuse what is
+ * invalid, and the caller checks what it accepted.
  */
 static bool oracle_catalog(const char *path, struct oracle *o)
 {
-    static const char prefix[] = "/v1/catalogs/";
     static char segs[DYNO_REST_SEGS_MAX + 1][DYNO_REST_PATH_MAX];
     int n = 0, cat_n = -1;
     memset(o, 0, sizeof(*o));
-    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+    if (path[0] != '/')
         return false;
-    for (const char *p = path + sizeof(prefix) - 1; n <= DYNO_REST_SEGS_MAX;) {
+    const char *p = path + 1;
+    static const char *const fixed[] = {"v1", "catalogs"};
+    for (int i = 0; i < 2; i++) {
+        size_t l = strcspn(p, "/");
+        if (p[l] != '/' || l >= sizeof(segs[0]))
+            return false;
+        memcpy(segs[0], p, l);
+        segs[0][l] = '\0';
+        if (dyno_url_decode(segs[0]) != 0 || strcmp(segs[0], fixed[i]) != 0)
+            return false;
+        p += l + 1;
+    }
+    for (; n <= DYNO_REST_SEGS_MAX;) {
         size_t l = strcspn(p, "/");
         memcpy(segs[n], p, l);
         segs[n][l] = '\0';
