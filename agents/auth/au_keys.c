@@ -59,18 +59,6 @@ static bool keys__valid_desc(const char *d)
     return true;
 }
 
-static int keys__bad(char *err, size_t errlen, const char *msg)
-{
-    snprintf(err, errlen, "%s", msg);
-    return DYNO_EINVAL;
-}
-
-static int keys__nomem(char *err, size_t errlen)
-{
-    snprintf(err, errlen, "out of memory");
-    return DYNO_ENOMEM;
-}
-
 static int keys__no_master(const struct au_ctx *ctx, char *err, size_t errlen)
 {
     if (ctx->s3_master_ok)
@@ -89,8 +77,8 @@ int au_keys_create(void *arg, const cJSON *req, cJSON **result, char *err, size_
     const cJSON *dj = cJSON_GetObjectItemCaseSensitive(req, "description");
     const char *desc = cJSON_IsString(dj) ? dj->valuestring : "";
     if (dj && !cJSON_IsNull(dj) && (!cJSON_IsString(dj) || !keys__valid_desc(desc)))
-        return keys__bad(err, errlen,
-                         "description must be a string of at most 256 bytes without control characters");
+        return au_rpc_bad(err, errlen,
+                          "description must be a string of at most 256 bytes without control characters");
     if ((rc = keys__no_master(ctx, err, errlen)) != 0)
         return rc;
     /* Only a user owns keys: the key acts as the user's record says, now and at each lookup. */
@@ -141,7 +129,7 @@ int au_keys_create(void *arg, const cJSON *req, cJSON **result, char *err, size_
             !cJSON_AddStringToObject(res, "user", k.username)) {
             cJSON_Delete(res);
             res = NULL;
-            rc = keys__nomem(err, errlen);
+            rc = au_rpc_nomem(err, errlen);
         }
     }
     OPENSSL_cleanse(secret, sizeof(secret));
@@ -163,15 +151,15 @@ int au_keys_list(void *arg, const cJSON *req, cJSON **result, char *err, size_t 
     const cJSON *aj = cJSON_GetObjectItemCaseSensitive(req, "all");
     const char *user = c.sub;
     if (aj && !cJSON_IsNull(aj) && !cJSON_IsBool(aj))
-        return keys__bad(err, errlen, "all must be true or false");
+        return au_rpc_bad(err, errlen, "all must be true or false");
     if (uj && !cJSON_IsNull(uj)) {
         user = cJSON_IsString(uj) ? uj->valuestring : NULL;
         if (!dyno_valid_segment(user))
-            return keys__bad(err, errlen, "user must match [A-Za-z0-9._-]{1,64}");
+            return au_rpc_bad(err, errlen, "user must match [A-Za-z0-9._-]{1,64}");
     }
     bool all = cJSON_IsTrue(aj);
     if (all && uj && !cJSON_IsNull(uj))
-        return keys__bad(err, errlen, "give user or all, not both");
+        return au_rpc_bad(err, errlen, "give user or all, not both");
     if ((all || strcmp(user, c.sub) != 0) && !c.admin) {
         snprintf(err, errlen, "only an admin may list the access keys of another user");
         return DYNO_EFORBIDDEN;
@@ -198,7 +186,7 @@ int au_keys_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_
         return rc;
     const char *id = dyno_json_str(req, "access_key_id");
     if (!dyno_valid_access_key_id(id))
-        return keys__bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
+        return au_rpc_bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
     if ((rc = au_take_budget(ctx, c.sub, err, errlen)) != 0)
         return rc;
     char owner[DYNO_SEG_MAX + 1] = "";
@@ -219,7 +207,7 @@ int au_keys_revoke(void *arg, const cJSON *req, cJSON **result, char *err, size_
     if (!res || !cJSON_AddStringToObject(res, "access_key_id", id) ||
         !cJSON_AddBoolToObject(res, "revoked", true) || !cJSON_AddStringToObject(res, "user", owner)) {
         cJSON_Delete(res);
-        return keys__nomem(err, errlen);
+        return au_rpc_nomem(err, errlen);
     }
     *result = res;
     return 0;
@@ -230,7 +218,7 @@ int au_keys_lookup(void *arg, const cJSON *req, cJSON **result, char *err, size_
     struct au_ctx *ctx = arg;
     const char *id = dyno_json_str(req, "access_key_id");
     if (!dyno_valid_access_key_id(id))
-        return keys__bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
+        return au_rpc_bad(err, errlen, "access_key_id must be DK and 18 of A-Z 0-9");
     int rc = keys__no_master(ctx, err, errlen);
     if (rc != 0)
         return rc;
@@ -275,7 +263,7 @@ int au_keys_lookup(void *arg, const cJSON *req, cJSON **result, char *err, size_
     OPENSSL_cleanse(secret, sizeof(secret));
     if (!ok) {
         cJSON_Delete(res);
-        return keys__nomem(err, errlen);
+        return au_rpc_nomem(err, errlen);
     }
     if (au_key_touch(ctx->store, id, (int64_t)time(NULL)) != 0)
         dyno_warn("last use of an access key not recorded", "id=%s", id);

@@ -75,13 +75,13 @@ void au_mint_free(char *token)
     free(token);
 }
 
-static int bad(char *err, size_t errlen, const char *msg)
+int au_rpc_bad(char *err, size_t errlen, const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
     return DYNO_EINVAL;
 }
 
-static int nomem(char *err, size_t errlen)
+int au_rpc_nomem(char *err, size_t errlen)
 {
     snprintf(err, errlen, "out of memory");
     return DYNO_ENOMEM;
@@ -145,7 +145,7 @@ static int issue(struct au_ctx *ctx, const struct au_user *u, const char *kind, 
     au_mint_free(token);
     if (!ok) {
         cJSON_Delete(res);
-        return nomem(err, errlen);
+        return au_rpc_nomem(err, errlen);
     }
     *result = res;
     return 0;
@@ -172,7 +172,7 @@ static int h_login(void *arg, const cJSON *req, cJSON **result, char *err, size_
     int rc;
     /* Malformed input is refused before any work; it says nothing about which users exist. */
     if (!dyno_valid_segment(username))
-        return bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
+        return au_rpc_bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
     if ((rc = p_password(req, 0, &password, &pwlen, err, errlen)) != 0)
         return rc;
     struct au_user u;
@@ -214,25 +214,25 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
         return rc;
     const char *username = dyno_json_str(req, "username");
     if (!dyno_valid_segment(username))
-        return bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
+        return au_rpc_bad(err, errlen, "username must match [A-Za-z0-9._-]{1,64}");
     if (dyno_token_sub_reserved(username))
-        return bad(err, errlen,
-                   "username is reserved: service, and names that start with container-, gateway-, "
-                   "metadata-, pubsub- or auth- (the services' broker names and reply topics)");
+        return au_rpc_bad(err, errlen,
+                          "username is reserved: service, and names that start with container-, gateway-, "
+                          "metadata-, pubsub- or auth- (the services' broker names and reply topics)");
     if (dyno_rest_reserved(username))
-        return bad(err, errlen,
-                   "username is reserved: objects, shares and subscription name a catalog's "
-                   "sub-resources in REST paths, so such a user could own no catalog");
+        return au_rpc_bad(err, errlen,
+                          "username is reserved: objects, shares and subscription name a catalog's "
+                          "sub-resources in REST paths, so such a user could own no catalog");
     const char *password;
     size_t pwlen;
     if ((rc = p_password(req, AU_PW_MIN, &password, &pwlen, err, errlen)) != 0)
         return rc;
     const cJSON *org = cJSON_GetObjectItemCaseSensitive(req, "org");
     if (org && !cJSON_IsNull(org) && (!cJSON_IsString(org) || !dyno_agent_valid_org(org->valuestring, true)))
-        return bad(err, errlen, "org must be \"\" or an org path of [A-Za-z0-9._-]{1,64} segments");
+        return au_rpc_bad(err, errlen, "org must be \"\" or an org path of [A-Za-z0-9._-]{1,64} segments");
     const cJSON *adm = cJSON_GetObjectItemCaseSensitive(req, "admin");
     if (adm && !cJSON_IsNull(adm) && !cJSON_IsBool(adm))
-        return bad(err, errlen, "admin must be true or false");
+        return au_rpc_bad(err, errlen, "admin must be true or false");
     struct au_user u;
     memset(&u, 0, sizeof(u));
     snprintf(u.username, sizeof(u.username), "%s", username);
@@ -249,7 +249,7 @@ static int h_user_create(void *arg, const cJSON *req, cJSON **result, char *err,
     if (!res || !cJSON_AddStringToObject(res, "username", u.username) ||
         !cJSON_AddStringToObject(res, "org", u.org) || !cJSON_AddBoolToObject(res, "admin", u.admin)) {
         cJSON_Delete(res);
-        return nomem(err, errlen);
+        return au_rpc_nomem(err, errlen);
     }
     dyno_info("user created", "user=%s admin=%s", u.username, u.admin ? "true" : "false");
     *result = res;
@@ -281,7 +281,7 @@ static int h_org_create(void *arg, const cJSON *req, cJSON **result, char *err, 
         return rc;
     const char *org = dyno_json_str(req, "org");
     if (!org || !dyno_agent_valid_org(org, false))
-        return bad(err, errlen, "org must be an org path of 1..8 [A-Za-z0-9._-]{1,64} segments");
+        return au_rpc_bad(err, errlen, "org must be an org path of 1..8 [A-Za-z0-9._-]{1,64} segments");
     rc = au_org_create(ctx->store, org, (int64_t)time(NULL), result, err, errlen);
     if (rc == 0)
         dyno_info("org created", "org=%s", org);
@@ -312,7 +312,8 @@ static int h_token_create(void *arg, const cJSON *req, cJSON **result, char *err
     const cJSON *nj = cJSON_GetObjectItemCaseSensitive(req, "name");
     const char *name = cJSON_IsString(nj) ? nj->valuestring : NULL;
     if (nj && !cJSON_IsNull(nj) && !dyno_valid_plain_name(name))
-        return bad(err, errlen, "name must be 1..255 bytes of UTF-8 without control characters or slashes");
+        return au_rpc_bad(err, errlen,
+                          "name must be 1..255 bytes of UTF-8 without control characters or slashes");
     /* The token carries what the user is now, not what the caller's token said. */
     struct au_user u;
     rc = lookup_user(ctx, c.sub, &u, err, errlen);
@@ -344,7 +345,7 @@ static int h_token_list(void *arg, const cJSON *req, cJSON **result, char *err, 
     if (uj && !cJSON_IsNull(uj)) {
         user = cJSON_IsString(uj) ? uj->valuestring : NULL;
         if (!dyno_valid_segment(user))
-            return bad(err, errlen, "user must match [A-Za-z0-9._-]{1,64}");
+            return au_rpc_bad(err, errlen, "user must match [A-Za-z0-9._-]{1,64}");
         if (strcmp(user, c.sub) != 0 && !c.admin) {
             snprintf(err, errlen, "only an admin may list the tokens of another user");
             return DYNO_EFORBIDDEN;
@@ -362,7 +363,7 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
         return rc;
     const char *jti = dyno_json_str(req, "jti");
     if (!dyno_valid_key(jti))
-        return bad(err, errlen, "jti must be 32 lowercase hex characters");
+        return au_rpc_bad(err, errlen, "jti must be 32 lowercase hex characters");
     if ((rc = au_take_budget(ctx, c.sub, err, errlen)) != 0)
         return rc;
     bool changed = false;
@@ -394,7 +395,7 @@ static int h_token_revoke(void *arg, const cJSON *req, cJSON **result, char *err
         !dyno_json_add_i64(res, "expires_at", exp) ||
         (epoch > 0 && !dyno_json_add_i64(res, "revoked_all_before", epoch))) {
         cJSON_Delete(res);
-        return nomem(err, errlen);
+        return au_rpc_nomem(err, errlen);
     }
     *result = res;
     return 0;

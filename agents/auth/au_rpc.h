@@ -55,4 +55,9 @@ void au_mint_free(char *token);
 
 extern const struct dyno_rpc_method au_rpc_methods[];
 extern const size_t au_rpc_nmethods;
+/* err = msg, DYNO_EINVAL (bad input); err = "out of memory", DYNO_ENOMEM: the two replies
+ * every auth RPC handler (au_rpc.c, au_keys.c) gives for them. */
+int au_rpc_bad(char *err, size_t errlen, const char *msg);
+int au_rpc_nomem(char *err, size_t errlen);
+
 #endif
